@@ -1,0 +1,5 @@
+"""adtarget: ads audience targeting — catalog with undo, exact audiences, fast decisions, reports."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""adtarget.api.routes."""

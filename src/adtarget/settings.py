@@ -1,0 +1,68 @@
+"""One settings object for the whole process, read from ``ADTARGET_*`` environment variables.
+
+Why one object: every layer (catalog, audience, decision, delivery, API, CLI) reads the same
+configuration, and tests build a ``Settings(data_dir=tmp_path)`` instead of patching globals.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Process configuration; every field maps to ``ADTARGET_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="ADTARGET_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("./adtarget-data"))
+    catalog_url: str | None = None
+    redis_url: str | None = None
+    profile_store: Literal["snapshot", "redis"] = "snapshot"
+    counter_store: Literal["memory", "sqlite", "redis"] = "sqlite"
+    events_store: Literal["parquet", "postgres"] = "parquet"
+    events_url: str | None = None
+    events_retention_days: int = Field(default=400, ge=1)
+    min_audience_size: int = Field(default=100, ge=0)
+    snapshots_keep: int = Field(default=5, ge=1)
+    history_depth: int = Field(default=200, ge=1)
+    ingest_max_error_ratio: float = Field(default=0.05, ge=0.0, le=1.0)
+    ingest_batch_rows: int = Field(default=262_144, ge=1)
+    admin_key: str | None = None
+    actor: str | None = None
+    max_inflight: int = Field(default=512, ge=1)
+    request_deadline_ms: int = Field(default=50, ge=1)
+    store_timeout_ms: int = Field(default=20, ge=1)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+    @property
+    def resolved_catalog_url(self) -> str:
+        """The catalog URL, defaulting to a SQLite file inside the data dir."""
+        if self.catalog_url:
+            return self.catalog_url
+        return f"sqlite:///{(self.data_dir / 'catalog.sqlite3').resolve()}"
+
+    @property
+    def snapshots_dir(self) -> Path:
+        """Where audience snapshots are published (``vNNNNNN`` directories)."""
+        return self.data_dir / "snapshots"
+
+    @property
+    def events_dir(self) -> Path:
+        """Where the Parquet event log lives, partitioned by day."""
+        return self.data_dir / "events"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Where upload jobs keep their quarantine files and copies of uploaded files."""
+        return self.data_dir / "uploads"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
