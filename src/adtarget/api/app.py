@@ -1,0 +1,86 @@
+"""The FastAPI application: routers, the one error handler, the guard middleware, lifespan.
+
+Why a factory: ``adtarget serve`` runs ``create_app`` in every worker process (uvicorn
+``--factory``), and tests build apps with their own ``Settings``. Nothing is opened at import
+time; the catalog, key cache, snapshot store and decision engine are created on first use (and
+warmed up at startup by the lifespan, so the first request is not slow).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from adtarget import __version__
+from adtarget.api.deps import allow, app_session_factory
+from adtarget.api.errors import install_error_handlers
+from adtarget.api.middleware import GuardMiddleware
+from adtarget.api.routes import catalog, decisions, health
+from adtarget.settings import Settings, get_settings
+
+log = logging.getLogger("adtarget.api")
+
+DESCRIPTION = """Ads audience targeting: catalog with undo, exact audiences, decisions, reports.
+
+Send `Authorization: Bearer KEY` (see `adtarget keys create`). Errors are
+`{"error": {"code", "message", "field"}}`.
+"""
+
+
+def _warm_up(app: FastAPI) -> None:
+    app_session_factory(app)
+    decisions.ensure_decision_service(app)
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    try:
+        await run_in_threadpool(_warm_up, app)
+    except Exception:  # the node still starts; /readyz reports what is missing
+        log.exception("warm-up failed; /readyz will say what is not ready")
+    yield
+    service = getattr(app.state, "decision_service", None)
+    if service is not None:
+        service.close()
+
+
+def _include_domain_routers(app: FastAPI) -> None:
+    """Routers other modules own, each with the roles that may read and change through it."""
+    from adtarget.api.routes import events
+
+    # Ad servers post delivery events with their decisions key.
+    app.include_router(
+        events.router,
+        dependencies=[Depends(allow(read=("reader", "advertiser"), write=("decisions",)))],
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the adtarget HTTP application.
+
+    Args:
+        settings: configuration for this app; ``None`` reads ``ADTARGET_*`` from the environment.
+    """
+    settings = settings if settings is not None else get_settings()
+    app = FastAPI(
+        title="adtarget",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=_lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(
+        GuardMiddleware,
+        max_inflight=settings.max_inflight,
+        max_body_bytes=settings.max_body_bytes,
+    )
+    app.include_router(health.router)
+    decisions.mount(app)
+    app.include_router(catalog.router)
+    _include_domain_routers(app)
+    return app

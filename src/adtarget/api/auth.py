@@ -1,0 +1,191 @@
+"""API keys: creation (shown once), SHA-256 storage, revocation, and a cached resolver.
+
+Why a cache: the decision route answers thousands of requests a second and must not query the
+catalog for each one. Lookups are cached per process for ``ttl_seconds`` (2 s by default), so a
+revoked key stops working on every worker within that time; ``invalidate()`` makes it immediate
+in the process that revoked it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from adtarget.api.deps import OPEN_PRINCIPAL, ROLES, Principal
+from adtarget.catalog.tables import Advertiser, ApiKey
+from adtarget.errors import InvalidValue, NotFound, Unauthorized
+
+KEY_PREFIX = "adt_"
+_CACHE_MAX = 10_000
+
+
+def generate_key() -> str:
+    """A new random key (256 bits), e.g. ``adt_3q...``."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> str:
+    """The hex SHA-256 stored in ``api_keys.key_hash``."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def create_key(
+    *, session: Session, role: str, advertiser_id: int | None = None, name: str = ""
+) -> tuple[ApiKey, str]:
+    """Create a key; returns the row and the plaintext key (the only time it is visible).
+
+    Args:
+        session: a catalog session (the caller commits).
+        role: one of ``admin``, ``advertiser``, ``reader``, ``decisions``.
+        advertiser_id: required for (and only for) ``advertiser`` keys.
+        name: a label people use to tell keys apart.
+    """
+    if role not in ROLES:
+        raise InvalidValue(f"role must be one of {', '.join(ROLES)}, got {role!r}", field="role")
+    if role == "advertiser":
+        if advertiser_id is None:
+            raise InvalidValue("an advertiser key needs --advertiser ID", field="advertiser_id")
+        if session.get(Advertiser, advertiser_id) is None:
+            raise NotFound(f"advertiser {advertiser_id} does not exist", field="advertiser_id")
+    elif advertiser_id is not None:
+        raise InvalidValue(
+            f"only advertiser keys are scoped to an advertiser, not {role!r}",
+            field="advertiser_id",
+        )
+    key = generate_key()
+    row = ApiKey(
+        name=name,
+        key_hash=hash_key(key),
+        key_prefix=key[:12],
+        role=role,
+        advertiser_id=advertiser_id,
+    )
+    session.add(row)
+    session.flush()
+    return row, key
+
+
+def list_keys(*, session: Session, include_revoked: bool = False) -> list[ApiKey]:
+    """Every key, oldest first (hashes only; plaintext keys are never stored)."""
+    stmt = select(ApiKey).order_by(ApiKey.id)
+    if not include_revoked:
+        stmt = stmt.where(ApiKey.revoked_at.is_(None))
+    return list(session.scalars(stmt))
+
+
+def revoke_key(*, session: Session, key_id: int) -> ApiKey:
+    """Mark a key revoked (kept for the audit trail); revoking twice is a no-op."""
+    row = session.get(ApiKey, key_id)
+    if row is None:
+        raise NotFound(f"api key {key_id} does not exist", field="id")
+    if row.revoked_at is None:
+        row.revoked_at = datetime.now(UTC)
+        session.flush()
+    return row
+
+
+def key_to_dict(row: ApiKey) -> dict[str, object]:
+    """The public view of a key row (never the hash)."""
+    return {
+        "id": row.id,
+        "name": row.name,
+        "prefix": row.key_prefix,
+        "role": row.role,
+        "advertiser_id": row.advertiser_id,
+        "created_at": row.created_at.isoformat() if row.created_at else None,
+        "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
+    }
+
+
+def parse_bearer(header: str | None) -> str | None:
+    """The key of an ``Authorization: Bearer KEY`` header, ``None`` when absent."""
+    if not header:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise Unauthorized("Authorization must be 'Bearer KEY'", field="authorization")
+    return value.strip()
+
+
+class KeyResolver:
+    """Turns an ``Authorization`` header into a ``Principal``, caching catalog lookups."""
+
+    def __init__(
+        self,
+        *,
+        session_factory: Callable[[], sessionmaker[Session]],
+        admin_key: str | None,
+        ttl_seconds: float = 2.0,
+    ) -> None:
+        self._factory = session_factory
+        self._admin_key = admin_key
+        self._ttl = ttl_seconds
+        self._lock = threading.Lock()
+        self._any_keys: tuple[bool, float] | None = None
+        self._cache: dict[str, tuple[Principal | None, float]] = {}
+
+    def invalidate(self) -> None:
+        """Forget cached lookups (after creating or revoking a key in this process)."""
+        with self._lock:
+            self._any_keys = None
+            self._cache.clear()
+
+    def open_mode(self) -> bool:
+        """True when no key exists at all (no admin env key, no live key row)."""
+        if self._admin_key:
+            return False
+        now = time.monotonic()
+        cached = self._any_keys
+        if cached is not None and cached[1] > now:
+            return not cached[0]
+        with self._factory()() as session:
+            count = session.scalar(
+                select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_(None))
+            )
+        any_keys = bool(count)
+        self._any_keys = (any_keys, now + self._ttl)
+        return not any_keys
+
+    def resolve(self, header: str | None) -> Principal:
+        """The caller's principal; raises ``Unauthorized`` for a missing or unknown key."""
+        key = parse_bearer(header)
+        if key is None:
+            if self.open_mode():
+                return OPEN_PRINCIPAL
+            raise Unauthorized("missing API key: send 'Authorization: Bearer KEY'",
+                               field="authorization")
+        if self._admin_key and hmac.compare_digest(key.encode(), self._admin_key.encode()):
+            return Principal(actor="admin-env", role="admin")
+        digest = hash_key(key)
+        now = time.monotonic()
+        hit = self._cache.get(digest)
+        if hit is not None and hit[1] > now:
+            principal = hit[0]
+        else:
+            principal = self._lookup(digest)
+            with self._lock:
+                if len(self._cache) >= _CACHE_MAX:
+                    self._cache.clear()
+                self._cache[digest] = (principal, now + self._ttl)
+        if principal is None:
+            if self.open_mode():
+                return OPEN_PRINCIPAL
+            raise Unauthorized("unknown or revoked API key", field="authorization")
+        return principal
+
+    def _lookup(self, digest: str) -> Principal | None:
+        with self._factory()() as session:
+            row = session.scalar(
+                select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
+            )
+            if row is None:
+                return None
+            return Principal(actor=f"key:{row.id}", role=row.role, advertiser_id=row.advertiser_id)

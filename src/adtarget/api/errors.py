@@ -1,0 +1,148 @@
+"""The one place errors become HTTP: ``{"error": {"code", "message", "field", ...}}``.
+
+Why one place: every route raises typed ``adtarget.errors`` exceptions and never builds an error
+response itself, so clients see one error shape everywhere (API.md) and no bad input can surface
+as an HTML 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from adtarget.errors import AdtargetError
+
+log = logging.getLogger("adtarget.api")
+
+_LOC_ROOTS = frozenset({"body", "query", "path", "header", "cookie"})
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_value",
+    429: "too_many_requests",
+    503: "unavailable",
+}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    """A JSON error response in the API.md shape."""
+    body: dict[str, Any] = {"code": code, "message": message, "field": field}
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return Response(
+        orjson.dumps({"error": body}, default=str),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def json_path(loc: Sequence[str | int]) -> str:
+    """``("body", "frequency_cap", "count")`` -> ``frequency_cap.count``; ``[0]`` for indexes."""
+    parts = list(loc)
+    if parts and parts[0] in _LOC_ROOTS:
+        parts = parts[1:]
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or (str(loc[0]) if loc else "body")
+
+
+def render_adtarget_error(err: AdtargetError) -> Response:
+    """The response for one of our typed errors."""
+    headers = {"Retry-After": "1"} if err.http_status == 503 else None
+    return Response(
+        orjson.dumps({"error": err.to_dict()}, default=str),
+        status_code=err.http_status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def _validation_message(err: dict[str, Any]) -> str:
+    msg = str(err.get("msg", "invalid value"))
+    field = json_path(err.get("loc", ()))
+    return f"{field}: {msg}" if field else msg
+
+
+async def _on_adtarget_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AdtargetError)
+    return render_adtarget_error(exc)
+
+
+async def _on_validation_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    first = errors[0] if errors else {"msg": "invalid request", "loc": ("body",)}
+    if first.get("type") == "json_invalid":
+        ctx = first.get("ctx") or {}
+        return error_response(
+            400,
+            "invalid_json",
+            f"request body is not valid JSON: {ctx.get('error', first.get('msg'))}",
+            field="body",
+        )
+    details = [
+        {"field": json_path(e.get("loc", ())), "message": str(e.get("msg"))} for e in errors[:20]
+    ]
+    return error_response(
+        422,
+        "invalid_value",
+        _validation_message(first),
+        field=json_path(first.get("loc", ())),
+        errors=details,
+    )
+
+
+async def _on_http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "error")
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(exc.status_code, code, str(exc.detail), headers=headers)
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> Response:
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    if isinstance(exc, IntegrityError):
+        # A database constraint rejected the input (duplicate name, dangling reference).
+        reason = str(exc.orig).splitlines()[0] if exc.orig else "constraint violated"
+        return error_response(409, "conflict", f"the catalog rejected the change: {reason}")
+    if isinstance(exc, OperationalError):
+        log.warning("catalog unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(
+            503, "store_unavailable", "the catalog is unavailable", headers={"Retry-After": "1"}
+        )
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal", "internal error (logged on the server)")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers; ``Exception`` is last-resort logging, never a bare 500 page."""
+    app.add_exception_handler(AdtargetError, _on_adtarget_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)

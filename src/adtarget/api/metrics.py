@@ -1,0 +1,62 @@
+"""Prometheus metrics: request latency by route, decisions served, degraded answers, shed load.
+
+Why module-level metrics: prometheus_client registers metrics in one process-wide registry, so
+several apps in one process (tests) share them. With several ``adtarget serve`` workers,
+``serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` before the workers start; then every worker writes
+its samples to files there and ``/metrics`` (answered by any worker) aggregates all of them.
+Without it (one worker, tests) ``/metrics`` shows this process only.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+)
+
+REQUEST_LATENCY = Histogram(
+    "adtarget_http_request_duration_seconds",
+    "HTTP request latency by route template, method and status class.",
+    ("route", "method", "status"),
+    buckets=LATENCY_BUCKETS,
+)
+DECISIONS = Counter(
+    "adtarget_decisions_total", "Decision requests answered (one per request)."
+)
+DECISIONS_SERVED = Counter(
+    "adtarget_decisions_served_total", "Line items returned in decision answers."
+)
+DEGRADED = Counter(
+    "adtarget_decisions_degraded_total",
+    "Decision answers marked degraded (a store was slow or down, or the deadline hit).",
+)
+SHED = Counter(
+    "adtarget_requests_shed_total", "Requests refused with 503 because too many were in flight."
+)
+DEADLINE_EXCEEDED = Counter(
+    "adtarget_requests_deadline_exceeded_total", "Requests answered early because of a deadline."
+)
+INFLIGHT = Gauge(
+    "adtarget_requests_inflight", "Requests being processed.", multiprocess_mode="livesum"
+)
+
+
+def render_metrics() -> tuple[bytes, str]:
+    """The exposition text and its content type (aggregated over workers in multiprocess mode)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST

@@ -1,0 +1,322 @@
+"""Catalog CRUD over HTTP: advertisers, campaigns, line items, creatives, segments, dimensions.
+
+Why generated per kind: the six kinds share one shape (create 201, get, list with filters and
+``after`` cursor pagination, patch with optional ``version``), and the pydantic models of
+``adtarget.catalog.models`` already say what each accepts. Every mutation goes through the
+command layer (``CatalogWriter``) so it lands in the actor's undo history; reads use the
+request's session directly.
+
+This module deliberately does not use ``from __future__ import annotations``: FastAPI reads the
+endpoint signatures built in ``_register`` at runtime, and their body types are closure values.
+
+Advertiser keys see only their own advertiser's objects (a foreign id answers 404, exactly like a
+missing one); readers may only GET; dimensions, advertisers and global segments change only
+with an admin key.
+"""
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, create_model
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from adtarget.api.deps import (
+    Principal,
+    PrincipalDep,
+    SessionDep,
+    SessionFactoryDep,
+    SettingsDep,
+    allow,
+    ensure_advertiser_scope,
+)
+from adtarget.catalog import models
+from adtarget.catalog.tables import Base, Campaign, Creative, LineItem
+from adtarget.commands.catalog_commands import CatalogWriter
+from adtarget.errors import Forbidden, InvalidValue, NotFound
+from adtarget.settings import Settings
+
+router = APIRouter(
+    prefix="/v1",
+    tags=["catalog"],
+    dependencies=[Depends(allow(read=("reader", "advertiser"), write=("advertiser",)))],
+)
+
+StatusFilter = Literal["draft", "active", "paused", "archived"]
+MAX_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One catalog kind as the API sees it."""
+
+    name: str  # command-layer kind: line_item
+    path: str  # URL segment: line-items
+    plural: str  # list key: line_items
+    filters: tuple[str, ...]  # query filters besides status
+    admin_only_writes: bool = False
+
+
+KINDS = (
+    Kind("advertiser", "advertisers", "advertisers", (), admin_only_writes=True),
+    Kind("campaign", "campaigns", "campaigns", ("advertiser_id",)),
+    Kind("line_item", "line-items", "line_items", ("campaign_id", "advertiser_id")),
+    Kind("creative", "creatives", "creatives", ("advertiser_id", "format")),
+    Kind("segment", "segments", "segments", ("advertiser_id", "kind")),
+    Kind("dimension", "dimensions", "dimensions", ("type",), admin_only_writes=True),
+)
+
+
+def writer(
+    session_factory: sessionmaker[Session], settings: Settings, principal: Principal
+) -> CatalogWriter:
+    """The command-layer writer acting for this caller (its own undo history)."""
+    return CatalogWriter(
+        session_factory, actor=principal.actor, depth=settings.history_depth, settings=settings
+    )
+
+
+def owner_of(session: Session, kind: str, obj: Any) -> int | None:
+    """The advertiser that owns ``obj`` (``None`` for global objects)."""
+    if kind == "advertiser":
+        return int(obj.id)
+    if kind == "line_item":
+        campaign = session.get(Campaign, obj.campaign_id)
+        return None if campaign is None else int(campaign.advertiser_id)
+    if kind == "dimension":
+        return None
+    value = getattr(obj, "advertiser_id", None)
+    return None if value is None else int(value)
+
+
+def load(session: Session, kind: str, obj_id: int, principal: Principal) -> Any:
+    """The row, or 404 when missing or outside the caller's advertiser."""
+    model = models_table(kind)
+    obj = session.get(model, obj_id)
+    if obj is None:
+        raise NotFound(f"{kind} {obj_id} does not exist", field="id")
+    ensure_advertiser_scope(principal, owner_of(session, kind, obj))
+    return obj
+
+
+def models_table(kind: str) -> type[Base]:
+    """The table class of a kind."""
+    from adtarget.catalog.tables import MODELS
+
+    return MODELS[kind]
+
+
+def render(kind: str, obj: Any) -> dict[str, Any]:
+    """The JSON view of a row (the ``XRead`` model of ``adtarget.catalog.models``)."""
+    read_model = models.READ_MODELS[kind]
+    out: dict[str, Any] = read_model.model_validate(obj).model_dump(mode="json")
+    return out
+
+
+def check_write(kind: Kind, principal: Principal, owner: int | None) -> None:
+    """Raise unless ``principal`` may change an object of ``kind`` owned by ``owner``."""
+    if principal.is_admin:
+        return
+    if kind.admin_only_writes or owner is None:
+        raise Forbidden(f"only an admin key may change {kind.plural}", field="authorization")
+    ensure_advertiser_scope(principal, owner)
+
+
+def owner_of_payload(session: Session, kind: str, payload: dict[str, Any]) -> int | None:
+    """The advertiser a new object would belong to (404 when its parent does not exist)."""
+    if kind == "line_item":
+        campaign = session.get(Campaign, payload.get("campaign_id"))
+        if campaign is None:
+            raise NotFound(
+                f"campaign {payload.get('campaign_id')} does not exist", field="campaign_id"
+            )
+        return int(campaign.advertiser_id)
+    value = payload.get("advertiser_id")
+    return None if value is None else int(value)
+
+
+def created_id(result: dict[str, Any]) -> Any:
+    """The id of the object a create command made (from the command layer's report)."""
+    for candidate in (result, result.get("object"), result.get("row")):
+        if isinstance(candidate, dict) and candidate.get("id") is not None:
+            return candidate["id"]
+    for row in result.get("rows", []):
+        if isinstance(row, dict) and isinstance(row.get("row"), dict):
+            return row["row"].get("id")
+    raise InvalidValue("the command layer did not report the new object's id", field="id")
+
+
+def _apply_filters(
+    stmt: Select[Any], kind: Kind, table: Any, request: Request, principal: Principal
+) -> Select[Any]:
+    params = request.query_params
+    for name in kind.filters:
+        raw = params.get(name)
+        if raw is None:
+            continue
+        if name.endswith("_id"):
+            try:
+                value: Any = int(raw)
+            except ValueError:
+                raise InvalidValue(f"{name} must be an integer, got {raw!r}", field=name) from None
+        else:
+            value = raw
+        if kind.name == "line_item" and name == "advertiser_id":
+            stmt = stmt.join(Campaign, Campaign.id == LineItem.campaign_id).where(
+                Campaign.advertiser_id == value
+            )
+        else:
+            stmt = stmt.where(getattr(table, name) == value)
+    if principal.role == "advertiser":
+        own = principal.advertiser_id
+        if kind.name == "advertiser":
+            stmt = stmt.where(table.id == own)
+        elif kind.name == "line_item":
+            if "advertiser_id" not in params:
+                stmt = stmt.join(Campaign, Campaign.id == LineItem.campaign_id)
+            stmt = stmt.where(Campaign.advertiser_id == own)
+        elif kind.name == "segment":
+            stmt = stmt.where((table.advertiser_id == own) | (table.advertiser_id.is_(None)))
+        elif kind.name in ("campaign", "creative"):
+            stmt = stmt.where(table.advertiser_id == own)
+    return stmt
+
+
+def _register(kind: Kind) -> None:
+    create_model_cls = models.CREATE_MODELS[kind.name]
+    read_model = models.READ_MODELS[kind.name]
+    patch_model: type[BaseModel] = create_model(
+        f"{models.UPDATE_MODELS[kind.name].__name__}Patch",
+        __base__=models.UPDATE_MODELS[kind.name],
+        version=(int | None, None),
+    )
+    page_model: type[BaseModel] = create_model(
+        f"{read_model.__name__}Page",
+        **{kind.plural: (list[read_model], ...)},  # type: ignore[valid-type]
+        next_after=(int | None, None),
+    )
+    table = models_table(kind.name)
+    label = kind.name.replace("_", " ")
+
+    def create_endpoint(
+        body: create_model_cls,  # type: ignore[valid-type]
+        session: SessionDep,
+        factory: SessionFactoryDep,
+        settings: SettingsDep,
+        principal: PrincipalDep,
+    ) -> dict[str, Any]:
+        payload = body.model_dump(exclude_unset=True, mode="json")
+        if kind.name == "segment" and principal.role == "advertiser":
+            payload.setdefault("advertiser_id", principal.advertiser_id)
+        check_write(kind, principal, owner_of_payload(session, kind.name, payload))
+        result = writer(factory, settings, principal).create(kind.name, payload)
+        session.expire_all()
+        return render(kind.name, load(session, kind.name, created_id(result), principal))
+
+    def get_endpoint(obj_id: int, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
+        return render(kind.name, load(session, kind.name, obj_id, principal))
+
+    def list_endpoint(
+        request: Request,
+        session: SessionDep,
+        principal: PrincipalDep,
+        status: Annotated[StatusFilter | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+        after: Annotated[int | None, Query(description="Return ids greater than this")] = None,
+    ) -> dict[str, Any]:
+        stmt = select(table)
+        if status is not None:
+            stmt = stmt.where(table.status == status)  # type: ignore[attr-defined]
+        if after is not None:
+            stmt = stmt.where(table.id > after)  # type: ignore[attr-defined]
+        stmt = _apply_filters(stmt, kind, table, request, principal)
+        rows = list(session.scalars(stmt.order_by(table.id).limit(limit)))  # type: ignore[attr-defined]
+        next_after = int(rows[-1].id) if len(rows) == limit else None
+        return {kind.plural: [render(kind.name, r) for r in rows], "next_after": next_after}
+
+    def patch_endpoint(
+        obj_id: int,
+        body: patch_model,  # type: ignore[valid-type]
+        session: SessionDep,
+        factory: SessionFactoryDep,
+        settings: SettingsDep,
+        principal: PrincipalDep,
+    ) -> dict[str, Any]:
+        obj = load(session, kind.name, obj_id, principal)
+        check_write(kind, principal, owner_of(session, kind.name, obj))
+        changes = body.model_dump(exclude_unset=True, mode="json")
+        version = changes.pop("version", None)
+        if not changes:
+            raise InvalidValue("nothing to change: send at least one field", field="body")
+        writer(factory, settings, principal).update(
+            kind.name, obj_id, changes, expected_version=version
+        )
+        session.expire_all()
+        return render(kind.name, load(session, kind.name, obj_id, principal))
+
+    for name, value in (("create", create_endpoint), ("get", get_endpoint),
+                        ("list", list_endpoint), ("patch", patch_endpoint)):
+        value.__name__ = f"{name}_{kind.name}"
+
+    filters_doc = ", ".join(("status", *kind.filters))
+    router.add_api_route(
+        f"/{kind.path}", create_endpoint, methods=["POST"], status_code=201,
+        response_model=read_model, summary=f"Create a {label} (a command: undoable)",
+    )
+    router.add_api_route(
+        f"/{kind.path}", list_endpoint, methods=["GET"], response_model=page_model,
+        summary=f"List {kind.plural.replace('_', ' ')} (filters: {filters_doc}; `after` cursor)",
+    )
+    router.add_api_route(
+        f"/{kind.path}/{{obj_id}}", get_endpoint, methods=["GET"], response_model=read_model,
+        summary=f"Read one {label}",
+    )
+    router.add_api_route(
+        f"/{kind.path}/{{obj_id}}", patch_endpoint, methods=["PATCH"], response_model=read_model,
+        summary=f"Change a {label}; optional `version` for optimistic concurrency (409)",
+    )
+
+
+for _kind in KINDS:
+    _register(_kind)
+
+
+class AttachCreative(BaseModel):
+    """Body of ``POST /v1/line-items/{id}/creatives``."""
+
+    creative_id: int
+
+
+@router.post(
+    "/line-items/{line_item_id}/creatives",
+    status_code=201,
+    summary="Attach a creative to a line item (a command: undoable)",
+)
+def attach_creative(
+    line_item_id: int,
+    body: AttachCreative,
+    session: SessionDep,
+    factory: SessionFactoryDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
+) -> dict[str, Any]:
+    """Both must belong to the same advertiser, and to the caller's when it is an advertiser."""
+    item = load(session, "line_item", line_item_id, principal)
+    creative = session.get(Creative, body.creative_id)
+    if creative is None:
+        raise NotFound(f"creative {body.creative_id} does not exist", field="creative_id")
+    try:
+        ensure_advertiser_scope(principal, int(creative.advertiser_id))
+    except NotFound:
+        raise NotFound(f"creative {body.creative_id} does not exist", field="creative_id") from None
+    owner = owner_of(session, "line_item", item)
+    check_write(KINDS[2], principal, owner)
+    if owner != creative.advertiser_id:
+        raise InvalidValue(
+            f"creative {body.creative_id} belongs to another advertiser than line item "
+            f"{line_item_id}",
+            field="creative_id",
+        )
+    writer(factory, settings, principal).attach_creative(line_item_id, body.creative_id)
+    return {"line_item_id": line_item_id, "creative_id": body.creative_id}

@@ -1,0 +1,124 @@
+"""``POST /v1/events`` (delivery intake) and ``GET /v1/reports`` (delivery reports).
+
+Why the body is parsed here and not by a pydantic model: one malformed event must not fail the
+batch. The route splits JSON / NDJSON itself, hands the objects to ``ingest_events`` and answers
+``{"accepted", "duplicates", "rejected": [{"index", "field", "reason"}]}`` with 200. Role checks
+come from the router dependency in ``api/app.py`` (ad servers post with a ``decisions`` key);
+an advertiser key's reports are always restricted to its own advertiser here.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from adtarget.api.deps import PrincipalDep, SettingsDep
+from adtarget.delivery.models import LineItemLookup
+from adtarget.delivery.reports import report_columns, rows_to_csv, run_report
+from adtarget.delivery.service import catalog_lookup, ingest_events, open_event_store
+from adtarget.delivery.store import EventStore
+from adtarget.errors import InvalidValue, PayloadTooLarge
+
+router = APIRouter(tags=["delivery"])
+NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl",
+                "application/x-jsonlines", "application/jsonlines")
+_lock = threading.Lock()
+
+
+def app_event_store(app: FastAPI) -> EventStore:
+    """The app's event store (one per app, opened on first use; the spend feed may share it)."""
+    store: EventStore | None = getattr(app.state, "event_store", None)
+    if store is None:
+        with _lock:
+            store = getattr(app.state, "event_store", None)
+            if store is None:
+                store = open_event_store(app.state.settings)
+                app.state.event_store = store
+    return store
+
+
+def _app_lookup(app: FastAPI) -> LineItemLookup | None:
+    """Catalog line-item resolution; ``app.state.event_lookup`` may override it (tests)."""
+    if hasattr(app.state, "event_lookup"):
+        lookup: LineItemLookup | None = app.state.event_lookup
+        return lookup
+    from adtarget.api.deps import app_session_factory
+
+    return catalog_lookup(app_session_factory(app))
+
+
+def parse_body(body: bytes, content_type: str) -> tuple[list[Any], dict[int, str]]:
+    """Events from a JSON array or NDJSON; unparsable NDJSON lines are reported by index."""
+    if content_type.split(";")[0].strip().lower() in NDJSON_TYPES:
+        events: list[Any] = []
+        bad: dict[int, str] = {}
+        for line in body.splitlines():
+            if not line.strip():
+                continue
+            try:
+                events.append(orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
+                bad[len(events)] = f"event: not valid JSON ({exc})"
+                events.append(None)
+        return events, bad
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidValue(f"body: not valid JSON ({exc})", field="body") from exc
+    if not isinstance(parsed, list):
+        raise InvalidValue("body: expected a JSON array of events (or NDJSON)", field="body")
+    return parsed, {}
+
+
+@router.post("/v1/events", summary="Record a batch of delivery events")
+async def post_events(request: Request, settings: SettingsDep) -> dict[str, Any]:
+    """Validate, deduplicate and store events; each bad one is listed in ``rejected``."""
+    body = await request.body()
+    if len(body) > settings.max_body_bytes:
+        raise PayloadTooLarge(
+            f"request body exceeds the limit of {settings.max_body_bytes} bytes", field="body"
+        )
+    events, bad = parse_body(body, request.headers.get("content-type", "application/json"))
+    app = request.app
+
+    def work() -> dict[str, Any]:
+        result = ingest_events(store=app_event_store(app), events=events, lookup=_app_lookup(app))
+        for item in result.rejected:
+            if item["index"] in bad:
+                item["field"], item["reason"] = "event", bad[item["index"]]
+        return result.to_dict()
+
+    return await run_in_threadpool(work)
+
+
+@router.get("/v1/reports", summary="Delivery report over any slice")
+def get_reports(
+    request: Request,
+    principal: PrincipalDep,
+    from_: Annotated[str, Query(alias="from", description="First day (YYYY-MM-DD) or hour")],
+    to: Annotated[str, Query(description="Last day included, or the exclusive end hour")],
+    group_by: Annotated[str, Query(description="e.g. campaign,day")] = "day",
+    metrics: Annotated[str, Query(description="e.g. impressions,clicks,spend")] = (
+        "impressions,clicks,spend"
+    ),
+    advertiser_id: Annotated[str | None, Query(description="Only this advertiser")] = None,
+    format: Annotated[str, Query(description="json or csv")] = "json",
+) -> Any:
+    """``{"rows": [...]}`` (or CSV with ``format=csv``); advertiser keys see only their data."""
+    if format not in ("json", "csv"):
+        raise InvalidValue(f"format: must be json or csv, got {format!r}", field="format")
+    if principal.role == "advertiser":
+        advertiser_id = str(principal.advertiser_id)
+    rows = run_report(
+        store=app_event_store(request.app), start=from_, end=to, group_by=group_by,
+        metrics=metrics, advertiser_id=advertiser_id,
+    )
+    if format == "csv":
+        text = rows_to_csv(rows, report_columns(group_by, metrics))
+        return Response(text, media_type="text/csv; charset=utf-8")
+    return {"rows": rows}

@@ -1,0 +1,86 @@
+"""Liveness, readiness and Prometheus metrics; no auth (load balancers and scrapers call them).
+
+Why readiness differs from liveness: ``/healthz`` only says the process answers (restart me if
+not); ``/readyz`` says whether this node should get traffic: the catalog answers, the decision
+index is loaded and we know which audience snapshot is live.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from starlette.responses import Response
+
+from adtarget.api.deps import app_session_factory, app_snapshot_store
+from adtarget.api.metrics import render_metrics
+
+log = logging.getLogger("adtarget.api")
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="Liveness: the process answers")
+def healthz() -> dict[str, str]:
+    """Always 200 while the event loop runs."""
+    return {"status": "ok"}
+
+
+def _check_catalog(request: Request) -> dict[str, Any]:
+    try:
+        with app_session_factory(request.app)() as session:
+            session.execute(text("SELECT 1"))
+        return {"ok": True}
+    except Exception as exc:  # readiness reports any failure, it never raises
+        log.warning("readyz: catalog check failed: %s", exc)
+        return {"ok": False, "error": type(exc).__name__}
+
+
+def _check_snapshot(request: Request) -> dict[str, Any]:
+    try:
+        snap = app_snapshot_store(request.app).current()
+    except Exception as exc:
+        log.warning("readyz: snapshot check failed: %s", exc)
+        return {"ok": False, "error": type(exc).__name__}
+    if snap is None:
+        # No upload yet: decisions still work on context only, so the node is ready.
+        return {"ok": True, "version": None}
+    return {"ok": True, "version": snap.version, "users": snap.num_users}
+
+
+def _check_index(request: Request) -> dict[str, Any]:
+    holder = getattr(request.app.state, "decision_service", None)
+    if holder is None:
+        return {"ok": False, "error": "decision engine not started"}
+    return holder.status()  # type: ignore[no-any-return]
+
+
+@router.get("/readyz", summary="Readiness: catalog reachable, index loaded, snapshot known")
+def readyz(request: Request) -> JSONResponse:
+    """200 when every check passes, else 503 with the failing check named."""
+    from adtarget.api.routes.decisions import ensure_decision_service
+
+    try:
+        ensure_decision_service(request.app)
+    except Exception as exc:
+        log.warning("readyz: decision engine failed to start: %s", exc)
+    checks = {
+        "catalog": _check_catalog(request),
+        "index": _check_index(request),
+        "snapshot": _check_snapshot(request),
+    }
+    ready = all(c.get("ok") for c in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks},
+        status_code=200 if ready else 503,
+    )
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+def prometheus_metrics() -> Response:
+    """Prometheus text exposition (all workers when ``PROMETHEUS_MULTIPROC_DIR`` is set)."""
+    body, content_type = render_metrics()
+    return Response(body, media_type=content_type)

@@ -1,0 +1,239 @@
+"""The read side of one snapshot's bitmaps: a ``BitmapIndex`` for the rule evaluator.
+
+Why lazy and frozen: a snapshot may hold thousands of (dimension, value) bitmaps, and a query
+touches a handful; each is deserialized from the memory-mapped blob on first use and cached.
+Bitmaps are handed out as ``FrozenBitMap`` so no caller can mutate a cached one in place.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from pyroaring import BitMap, FrozenBitMap
+
+from adtarget.audience import bsi
+from adtarget.audience.layout import SEGMENTS, UNIVERSE, dim_file, load_bytes, load_npy, read_bitmap
+from adtarget.errors import InvalidValue
+
+EMPTY = FrozenBitMap()
+
+
+class DimReader:
+    """One dimension's files: codes (per user), dictionary, and its bitmaps blob."""
+
+    def __init__(self, root: Path, name: str, meta: dict[str, Any]) -> None:
+        self.name = name
+        self.type: str = meta["type"]
+        self.slot: str = meta["slot"]
+        self.num_values: int = meta["num_values"]
+        self.bits: int = meta.get("bits", 0)
+        self._root = root
+        self.codes = load_npy(root / dim_file(self.slot, "codes.npy"))
+        self.offsets: npt.NDArray[np.int64] | None = None
+        if self.type == "set":
+            self.offsets = load_npy(root / dim_file(self.slot, "offsets.npy"))
+        self.distinct: npt.NDArray[Any] | None = None
+        self._distinct_list: list[Any] | None = None
+        if self.type == "number":
+            self.distinct = np.asarray(load_npy(root / dim_file(self.slot, "values.npy")))
+            self._distinct_list = self.distinct.tolist()
+        self._blob = load_bytes(root / dim_file(self.slot, "bm.bin"))
+        self._bm_off = np.asarray(load_npy(root / dim_file(self.slot, "bm.off.npy")))
+        self._values: list[Any] | None = None
+        self._lookup: dict[Any, int] | None = None
+        self._cache: dict[int, FrozenBitMap] = {}
+
+    @property
+    def values(self) -> list[Any]:
+        """Code -> value (category/set/bool) or rank -> value (number)."""
+        if self._values is None:
+            if self.type == "number":
+                assert self._distinct_list is not None
+                self._values = self._distinct_list
+            else:
+                path = self._root / dim_file(self.slot, "dict.json")
+                self._values = json.loads(path.read_text())
+        return self._values
+
+    def code_of(self, value: Any) -> int | None:
+        """The dictionary code of a value, or ``None`` when no user has it."""
+        if self._lookup is None:
+            self._lookup = {v: i for i, v in enumerate(self.values)}
+        if self.type == "bool":
+            if not isinstance(value, bool):
+                return None
+        elif isinstance(value, bool) or not isinstance(value, str):
+            return None
+        return self._lookup.get(value)
+
+    def bitmap(self, i: int) -> FrozenBitMap:
+        """The i-th bitmap of the blob (value code, BSI slice; the last one is ``present``)."""
+        bm = self._cache.get(i)
+        if bm is None:
+            bm = read_bitmap(self._blob, int(self._bm_off[i]), int(self._bm_off[i + 1]))
+            self._cache[i] = bm
+        return bm
+
+    def present(self) -> FrozenBitMap:
+        """Users with a value (for sets: a non-empty set)."""
+        return self.bitmap(len(self._bm_off) - 2)
+
+    def value_at(self, ordinal: int) -> Any:
+        """This user's value, or ``None`` when missing."""
+        if self.type == "set":
+            assert self.offsets is not None
+            a, b = int(self.offsets[ordinal]), int(self.offsets[ordinal + 1])
+            if a == b:
+                return None
+            values = self.values
+            return frozenset(values[c] for c in self.codes[a:b].tolist())
+        code = int(self.codes[ordinal])
+        if code < 0:
+            return None
+        return self.values[code]
+
+    def range(
+        self, low: float | None, high: float | None, low_inc: bool, high_inc: bool
+    ) -> FrozenBitMap | BitMap:
+        """Users whose number lies in the interval (BSI over ranks)."""
+        if self.type != "number":
+            raise InvalidValue(f"dimension {self.name!r} is not a number", field=self.name)
+        assert self._distinct_list is not None
+        bounds = bsi.rank_bounds(self._distinct_list, low, high, low_inc, high_inc)
+        if bounds is None:
+            return EMPTY
+        slices = [self.bitmap(j) for j in range(self.bits)]
+        return bsi.range_ranks(slices, self.present(), bounds[0], bounds[1])
+
+
+class SegmentReader:
+    """List/rule segments: bitmaps per expiry group, unioned over the groups still alive."""
+
+    def __init__(self, root: Path, meta: dict[str, Any], clock: Callable[[], float]) -> None:
+        self.meta = meta
+        self._blob = load_bytes(root / SEGMENTS)
+        self._clock = clock
+        self._groups: dict[str, list[tuple[int | None, FrozenBitMap]]] = {}
+        self._union_cache: dict[tuple[str, tuple[int, ...]], FrozenBitMap] = {}
+        self._lock = threading.Lock()
+
+    def names(self) -> list[str]:
+        """Segment names stored in the snapshot."""
+        return sorted(self.meta)
+
+    def groups(self, name: str) -> list[tuple[int | None, FrozenBitMap]]:
+        """``(expires_at, members)`` per group of one segment."""
+        got = self._groups.get(name)
+        if got is None:
+            got = [
+                (g["expires_at"], read_bitmap(self._blob, g["offset"], g["offset"] + g["length"]))
+                for g in self.meta.get(name, {}).get("groups", [])
+            ]
+            self._groups[name] = got
+        return got
+
+    def alive(self, name: str, now: float | None = None) -> FrozenBitMap:
+        """Members whose membership has not expired at ``now`` (default: the clock)."""
+        t = self._clock() if now is None else now
+        groups = self.groups(name)
+        keep = tuple(i for i, (exp, _) in enumerate(groups) if exp is None or exp > t)
+        if len(keep) == len(groups) == 1:
+            return groups[0][1]
+        key = (name, keep)
+        hit = self._union_cache.get(key)
+        if hit is None:
+            hit = FrozenBitMap(BitMap.union(BitMap(), *(groups[i][1] for i in keep)))
+            with self._lock:
+                self._union_cache[key] = hit
+        return hit
+
+    def member_of(self, ordinal: int, now: float | None = None) -> frozenset[str]:
+        """Names of the segments this user belongs to right now."""
+        t = self._clock() if now is None else now
+        out = []
+        for name in self.meta:
+            for exp, bm in self.groups(name):
+                if (exp is None or exp > t) and ordinal in bm:
+                    out.append(name)
+                    break
+        return frozenset(out)
+
+
+class SnapshotIndex:
+    """Implements ``adtarget.rules.eval_bitmap.BitmapIndex`` over one snapshot directory."""
+
+    def __init__(
+        self,
+        root: Path,
+        dims: dict[str, DimReader],
+        segments: SegmentReader,
+    ) -> None:
+        self._dims = dims
+        self._segments = segments
+        self._universe = read_bitmap(load_bytes(root / UNIVERSE), 0, (root / UNIVERSE).stat().st_size)
+
+    def universe(self) -> FrozenBitMap:
+        """Every live user."""
+        return self._universe
+
+    def _dim(self, dim: str) -> DimReader | None:
+        return self._dims.get(dim)
+
+    def equals(self, dim: str, value: Any) -> FrozenBitMap | BitMap:
+        """Users whose (category, bool or number) value equals ``value``."""
+        reader = self._dim(dim)
+        if reader is None:
+            return EMPTY
+        if reader.type == "number":
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return EMPTY
+            return reader.range(value, value, True, True)
+        if reader.type == "set":
+            return self.contains(dim, value)
+        code = reader.code_of(value)
+        return EMPTY if code is None else reader.bitmap(code)
+
+    def present(self, dim: str) -> FrozenBitMap:
+        """Users with a value for ``dim`` (non-empty for sets)."""
+        reader = self._dim(dim)
+        return EMPTY if reader is None else reader.present()
+
+    def contains(self, dim: str, value: Any) -> FrozenBitMap:
+        """Users whose set holds ``value``."""
+        reader = self._dim(dim)
+        if reader is None:
+            return EMPTY
+        code = reader.code_of(value)
+        return EMPTY if code is None else reader.bitmap(code)
+
+    def range(
+        self,
+        dim: str,
+        low: float | None,
+        high: float | None,
+        low_inclusive: bool = True,
+        high_inclusive: bool = True,
+    ) -> FrozenBitMap | BitMap:
+        """Users whose number lies between the bounds (``None`` = unbounded)."""
+        reader = self._dim(dim)
+        if reader is None:
+            return EMPTY
+        return reader.range(low, high, low_inclusive, high_inclusive)
+
+    def segment(self, name: str) -> FrozenBitMap:
+        """Current (unexpired) members of a stored segment; unknown names match nobody."""
+        if name not in self._segments.meta:
+            return EMPTY
+        return self._segments.alive(name)
+
+
+def now_seconds() -> float:
+    """The wall clock used for TTL expiry (a function so tests can pass their own)."""
+    return time.time()

@@ -1,0 +1,110 @@
+"""File names and low-level read/write helpers of a snapshot directory.
+
+Why a separate module: the builder writes and the snapshot reads the same files; keeping names
+and encodings in one place means they cannot drift apart. Everything large is a ``.npy`` array
+(memory-mapped by readers) or a blob of serialized Roaring bitmaps with an offsets array.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from pyroaring import AbstractBitMap, FrozenBitMap
+
+from adtarget.rules.registry import DimensionSpec
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+IDS_OFFSETS = "ids.offsets.npy"
+IDS_DATA = "ids.data.bin"
+IDS_SORTED = "ids.sorted.npy"
+UNIVERSE = "universe.bin"
+SEGMENTS = "segments.bin"
+
+
+def dim_file(slot: str, part: str) -> str:
+    """``d3`` + ``codes.npy`` -> ``d3.codes.npy``; slots keep odd dimension names off disk."""
+    return f"{slot}.{part}"
+
+
+def save_npy(path: Path, arr: npt.NDArray[Any]) -> None:
+    """Write an array as ``.npy`` (readers memory-map it)."""
+    with open(path, "wb") as fh:
+        np.save(fh, np.ascontiguousarray(arr), allow_pickle=False)
+
+
+def load_npy(path: Path) -> npt.NDArray[Any]:
+    """Memory-map a ``.npy`` file read-only (empty arrays are loaded, they cannot be mapped)."""
+    arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    return arr  # type: ignore[no-any-return]
+
+
+def load_bytes(path: Path) -> npt.NDArray[np.uint8]:
+    """Memory-map a raw byte file read-only (an empty file is an empty array)."""
+    if os.path.getsize(path) == 0:
+        return np.zeros(0, dtype=np.uint8)
+    return np.memmap(path, dtype=np.uint8, mode="r")
+
+
+def write_bitmaps(path: Path, bitmaps: Sequence[AbstractBitMap]) -> npt.NDArray[np.int64]:
+    """Serialize bitmaps back to back into ``path``; returns the ``len+1`` offsets."""
+    offsets = np.zeros(len(bitmaps) + 1, dtype=np.int64)
+    with open(path, "wb") as fh:
+        for i, bm in enumerate(bitmaps):
+            data = bm.serialize()
+            fh.write(data)
+            offsets[i + 1] = offsets[i] + len(data)
+    return offsets
+
+
+def read_bitmap(blob: npt.NDArray[np.uint8], start: int, end: int) -> FrozenBitMap:
+    """Deserialize one bitmap out of a memory-mapped blob."""
+    return FrozenBitMap.deserialize(memoryview(blob[start:end]))
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON compactly (dictionaries of values can be large)."""
+    path.write_text(json.dumps(obj, separators=(",", ":"), ensure_ascii=False))
+
+
+def file_checksum(path: Path) -> str:
+    """SHA-256 of a file, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def registry_to_json(registry: dict[str, DimensionSpec]) -> list[dict[str, Any]]:
+    """The registry as stored in the manifest."""
+    return [
+        {
+            "name": s.name,
+            "type": s.type,
+            "allowed_values": sorted(s.allowed_values) if s.allowed_values is not None else None,
+            "description": s.description,
+        }
+        for s in registry.values()
+    ]
+
+
+def registry_from_json(items: list[dict[str, Any]]) -> dict[str, DimensionSpec]:
+    """Inverse of ``registry_to_json``."""
+    out: dict[str, DimensionSpec] = {}
+    for item in items:
+        allowed = item.get("allowed_values")
+        out[item["name"]] = DimensionSpec(
+            name=item["name"],
+            type=item["type"],
+            allowed_values=frozenset(allowed) if allowed is not None else None,
+            description=item.get("description", ""),
+        )
+    return out

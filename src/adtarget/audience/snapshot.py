@@ -1,0 +1,146 @@
+"""One published audience snapshot, opened read-only and memory-mapped.
+
+Why memory-mapped arrays instead of Python objects: 10M users must open in milliseconds and
+cost no heap; every file is mapped when the snapshot opens, so the snapshot keeps reading even
+after a later publish prunes its directory (the mappings pin the files).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from adtarget.audience.index import DimReader, SegmentReader, SnapshotIndex, now_seconds
+from adtarget.audience.layout import (
+    IDS_DATA,
+    IDS_OFFSETS,
+    IDS_SORTED,
+    MANIFEST,
+    load_bytes,
+    load_npy,
+    registry_from_json,
+)
+from adtarget.errors import NotFound
+from adtarget.rules.ast import SEGMENTS_FIELD
+from adtarget.rules.registry import DimensionSpec
+
+__all__ = ["MANIFEST", "Snapshot"]
+
+
+class Snapshot:
+    """Read side of a snapshot directory.
+
+    Args:
+        path: the ``vNNNNNN`` (or staged) directory.
+        clock: seconds since the epoch, for segment TTL expiry (tests pass a fixed one).
+    """
+
+    def __init__(self, path: Path | str, *, clock: Callable[[], float] = now_seconds) -> None:
+        self.path = Path(path)
+        try:
+            self.manifest: dict[str, Any] = json.loads((self.path / MANIFEST).read_text())
+        except FileNotFoundError as exc:
+            raise NotFound(f"no snapshot at {self.path}", field="version") from exc
+        self.version: str = self.manifest.get("version") or self.path.name
+        self.created_at: str = self.manifest["created_at"]
+        self.num_users: int = self.manifest["num_users"]
+        self.num_ordinals: int = self.manifest["num_ordinals"]
+        self.registry: dict[str, DimensionSpec] = registry_from_json(self.manifest["registry"])
+        self._id_off = load_npy(self.path / IDS_OFFSETS)
+        self._id_data = load_bytes(self.path / IDS_DATA)
+        self._id_sorted = load_npy(self.path / IDS_SORTED)
+        self.dims: dict[str, DimReader] = {
+            name: DimReader(self.path, name, meta) for name, meta in self.manifest["dims"].items()
+        }
+        self.segments = SegmentReader(self.path, self.manifest["segments"], clock)
+        self.index = SnapshotIndex(self.path, self.dims, self.segments)
+
+    def __repr__(self) -> str:
+        return f"Snapshot({self.version!r}, num_users={self.num_users})"
+
+    # -- ids ------------------------------------------------------------------------------
+
+    def _id_bytes(self, ordinal: int) -> bytes:
+        a, b = int(self._id_off[ordinal]), int(self._id_off[ordinal + 1])
+        return bytes(self._id_data[a:b])
+
+    def user_id_of(self, ordinal: int) -> str:
+        """The user id stored at an ordinal (dead ordinals still resolve; see ``is_alive``)."""
+        if not 0 <= ordinal < self.num_ordinals:
+            raise NotFound(f"no user at ordinal {ordinal}", field="ordinal")
+        return self._id_bytes(ordinal).decode("utf-8")
+
+    def ordinal_of(self, user_id: str) -> int | None:
+        """The live user's ordinal, by binary search over the sorted id copy; else ``None``."""
+        key = user_id.encode("utf-8")
+        order = self._id_sorted
+        lo, hi = 0, len(order)
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if self._id_bytes(int(order[mid])) < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo == len(order):
+            return None
+        ordinal = int(order[lo])
+        if self._id_bytes(ordinal) != key or ordinal not in self.index.universe():
+            return None
+        return ordinal
+
+    def is_alive(self, ordinal: int) -> bool:
+        """Whether the ordinal belongs to a current user (removed users keep their slot)."""
+        return ordinal in self.index.universe()
+
+    def ids_array(self) -> pa.LargeStringArray:
+        """All user ids by ordinal, as a zero-copy Arrow array over the mapped files."""
+        return pa.LargeStringArray.from_buffers(  # type: ignore[no-any-return]
+            self.num_ordinals, pa.py_buffer(self._id_off), pa.py_buffer(self._id_data)
+        )
+
+    def user_ids(self, ordinals: npt.NDArray[np.uint32]) -> pa.Array:
+        """User ids for many ordinals at once (export)."""
+        return self.ids_array().take(pa.array(ordinals, type=pa.uint32()))
+
+    # -- features -------------------------------------------------------------------------
+
+    def features(self, ordinal: int) -> dict[str, Any]:
+        """A user's features as the per-user evaluator expects them (missing keys are absent).
+
+        ``__segments__`` holds the stored segments the user is a current (unexpired) member of.
+        """
+        if not self.is_alive(ordinal):
+            return {SEGMENTS_FIELD: frozenset()}
+        out: dict[str, Any] = {}
+        for name, reader in self.dims.items():
+            value = reader.value_at(ordinal)
+            if value is not None:
+                out[name] = value
+        out[SEGMENTS_FIELD] = self.segments.member_of(ordinal)
+        return out
+
+    def features_of(self, user_id: str) -> dict[str, Any] | None:
+        """Features by user id, or ``None`` for an unknown user."""
+        ordinal = self.ordinal_of(user_id)
+        return None if ordinal is None else self.features(ordinal)
+
+    def segment_names(self) -> list[str]:
+        """Names of the segments materialized in this snapshot."""
+        return self.segments.names()
+
+    def segment_info(self) -> dict[str, dict[str, Any]]:
+        """Per segment: kind, rule text (rule segments) and current size."""
+        return {
+            name: {
+                "kind": meta.get("kind", "list"),
+                "rule": meta.get("rule"),
+                "size": len(self.segments.alive(name)),
+            }
+            for name, meta in self.manifest["segments"].items()
+        }

@@ -1,0 +1,232 @@
+"""Versioned snapshot directories, published by atomic rename, chosen by an atomic pointer file.
+
+Why this shape: a reader must never see half a snapshot, a crashed build must leave the previous
+version serving, and readers in other processes must pick up a new version without a restart.
+Each version is an immutable directory ``vNNNNNN``; a build writes into ``.tmp-<pid>-<random>``
+and ``publish`` renames it into place, then atomically replaces the ``CURRENT`` pointer file.
+``current()`` costs one ``stat`` of that pointer, so it can be called on every request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from adtarget.audience.snapshot import MANIFEST, Snapshot
+from adtarget.errors import InvalidValue, NotFound
+
+CURRENT = "CURRENT"
+LOCK = ".lock"
+TMP_PREFIX = ".tmp-"
+VERSION_RE = re.compile(r"v(\d{6,})\Z")
+
+
+def format_version(number: int) -> str:
+    """``7`` -> ``"v000007"``."""
+    return f"v{number:06d}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class SnapshotStore:
+    """The snapshots of one data dir: list, open the current one, publish, roll back, prune.
+
+    Args:
+        root: directory holding ``vNNNNNN`` version directories and the ``CURRENT`` pointer.
+        keep: how many versions to keep for rollback (the current one is never pruned).
+    """
+
+    def __init__(self, root: Path | str, keep: int = 5) -> None:
+        if keep < 1:
+            raise InvalidValue("keep must be at least 1", field="keep")
+        self.root = Path(root)
+        self.keep = keep
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._mutex = threading.Lock()
+        self._pointer_key: tuple[int, int, int] | None = None
+        self._current: Snapshot | None = None
+        self.clean_stale()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def versions(self) -> list[str]:
+        """Published versions, oldest first."""
+        found = [p.name for p in self.root.iterdir() if VERSION_RE.match(p.name) and p.is_dir()]
+        return sorted(found, key=lambda v: int(v[1:]))
+
+    def current_version(self) -> str | None:
+        """The version ``CURRENT`` points at, or ``None`` before the first publish."""
+        try:
+            text = (self.root / CURRENT).read_text().strip()
+        except FileNotFoundError:
+            return None
+        return text or None
+
+    def current(self) -> Snapshot | None:
+        """The snapshot ``CURRENT`` points at; reopened only when the pointer file changed."""
+        try:
+            st = os.stat(self.root / CURRENT)
+        except FileNotFoundError:
+            return None
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if key == self._pointer_key and self._current is not None:
+            return self._current
+        with self._mutex:
+            if key == self._pointer_key and self._current is not None:
+                return self._current
+            version = self.current_version()
+            if version is None:
+                return None
+            if self._current is None or self._current.version != version:
+                self._current = Snapshot(self.root / version)
+            self._pointer_key = key
+            return self._current
+
+    def open(self, version: str) -> Snapshot:
+        """Open one published version (raises ``NotFound``)."""
+        self._check_version(version)
+        return Snapshot(self.root / version)
+
+    def manifests(self) -> list[dict[str, object]]:
+        """The manifest of every published version, oldest first, with ``current`` marked."""
+        current = self.current_version()
+        out: list[dict[str, object]] = []
+        for version in self.versions():
+            try:
+                manifest = json.loads((self.root / version / MANIFEST).read_text())
+            except (FileNotFoundError, json.JSONDecodeError):
+                continue
+            out.append(
+                {
+                    "version": version,
+                    "created_at": manifest.get("created_at"),
+                    "num_users": manifest.get("num_users"),
+                    "segments": sorted(manifest.get("segments", {})),
+                    "current": version == current,
+                }
+            )
+        return out
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def staging_dir(self) -> Path:
+        """A fresh private directory for a build; ``publish`` moves it into place."""
+        path = self.root / f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        path.mkdir()
+        return path
+
+    def publish(self, staged_dir: Path | str) -> str:
+        """Move a finished staged build into place as the next version and make it current."""
+        staged = Path(staged_dir)
+        if not (staged / MANIFEST).is_file():
+            raise InvalidValue(f"{staged} is not a finished snapshot build", field="staged_dir")
+        with self._locked():
+            existing = self.versions()
+            number = int(existing[-1][1:]) + 1 if existing else 1
+            while True:
+                version = format_version(number)
+                self._stamp_version(staged, version)
+                try:
+                    os.rename(staged, self.root / version)
+                    break
+                except OSError:
+                    if not (self.root / version).exists():
+                        raise
+                    number += 1
+            _fsync_dir(self.root)
+            self._point_to(version)
+            self._prune()
+        return version
+
+    def rollback(self, version: str) -> str:
+        """Make an older (or newer) kept version current again; returns it."""
+        with self._locked():
+            self._check_version(version)
+            self._point_to(version)
+        return version
+
+    def clean_stale(self) -> list[str]:
+        """Remove staging dirs whose building process is gone (a crash or SIGKILL mid-build)."""
+        removed: list[str] = []
+        for path in self.root.iterdir():
+            if not path.name.startswith(TMP_PREFIX) or not path.is_dir():
+                continue
+            pid_text = path.name[len(TMP_PREFIX):].split("-", 1)[0]
+            pid = int(pid_text) if pid_text.isdigit() else -1
+            if pid > 0 and pid != os.getpid() and _pid_alive(pid):
+                continue
+            if pid == os.getpid():
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+        for path in self.root.glob(f"{CURRENT}.*.tmp"):
+            pid_text = path.name.split(".")[1]
+            if pid_text.isdigit() and _pid_alive(int(pid_text)):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        return removed
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _check_version(self, version: str) -> None:
+        if not VERSION_RE.match(version) or not (self.root / version / MANIFEST).is_file():
+            raise NotFound(f"snapshot version {version!r} does not exist", field="version")
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        fd = os.open(self.root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def _stamp_version(self, staged: Path, version: str) -> None:
+        manifest = json.loads((staged / MANIFEST).read_text())
+        manifest["version"] = version
+        tmp = staged / f"{MANIFEST}.tmp"
+        tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        os.replace(tmp, staged / MANIFEST)
+
+    def _point_to(self, version: str) -> None:
+        tmp = self.root / f"{CURRENT}.{os.getpid()}.tmp"
+        with open(tmp, "w") as fh:
+            fh.write(version + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.root / CURRENT)
+        _fsync_dir(self.root)
+
+    def _prune(self) -> None:
+        current = self.current_version()
+        versions = self.versions()
+        doomed = versions[: max(0, len(versions) - self.keep)]
+        for version in doomed:
+            if version != current:
+                shutil.rmtree(self.root / version, ignore_errors=True)

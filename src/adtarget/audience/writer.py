@@ -1,0 +1,366 @@
+"""Write the files of a staged snapshot: id map, code columns, bitmaps, segments, manifest.
+
+Why ids are resolved first: every other file is indexed by ordinal, so the ordinal of each new
+row (kept for existing users on upsert, appended for new ones) and the live-user mask must be
+fixed before any column is written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyroaring import AbstractBitMap, BitMap, FrozenBitMap
+
+from adtarget.audience import bsi
+from adtarget.audience.columns import MISSING, ColumnChunks, Dictionary, group_bitmaps
+from adtarget.audience.layout import (
+    FORMAT,
+    IDS_DATA,
+    IDS_OFFSETS,
+    IDS_SORTED,
+    MANIFEST,
+    SEGMENTS,
+    UNIVERSE,
+    dim_file,
+    file_checksum,
+    registry_to_json,
+    save_npy,
+    write_bitmaps,
+    write_json,
+)
+from adtarget.audience.snapshot import Snapshot
+from adtarget.errors import InvalidValue
+from adtarget.rules.registry import DimensionSpec
+
+if TYPE_CHECKING:
+    from adtarget.rules.ast import Rule
+
+U32 = np.uint32
+MAX_ORDINALS = 2**32 - 1
+
+
+@dataclass
+class PendingSegment:
+    """A list segment set during the build: ``(expires_at, unique ids)`` groups."""
+
+    groups: list[tuple[int | None, pa.Array]]
+    append: bool = False
+
+
+@dataclass
+class ResolvedIds:
+    """Ordinals of the build: ids by ordinal, each new row's ordinal, and who is alive."""
+
+    all_ids: pa.LargeStringArray
+    row_ordinals: npt.NDArray[np.int64]
+    n_base: int
+    alive: npt.NDArray[np.bool_]
+
+
+def resolve_ids(
+    *, new_ids: list[pa.Array], removed: list[pa.Array], base: Snapshot | None, mode: str
+) -> ResolvedIds:
+    """Assign ordinals: upsert keeps base ordinals and appends new ids; replace starts at 0."""
+    ids = pa.chunked_array(new_ids, pa.large_string()).combine_chunks()
+    if base is not None and mode == "upsert":
+        base_ids = base.ids_array()
+        n_base = base.num_ordinals
+        pos = pc.index_in(ids, value_set=base_ids).fill_null(-1).to_numpy(zero_copy_only=False)
+        row_ordinals = pos.astype(np.int64)
+        fresh = row_ordinals < 0
+        row_ordinals[fresh] = n_base + np.arange(int(fresh.sum()), dtype=np.int64)
+        all_ids = pa.concat_arrays([base_ids, ids.filter(pa.array(fresh))])
+        alive = np.zeros(len(all_ids), dtype=bool)
+        alive[np.frombuffer(base.index.universe().to_array(), dtype=U32)] = True
+        alive[row_ordinals] = True
+    else:
+        n_base = 0
+        row_ordinals = np.arange(len(ids), dtype=np.int64)
+        all_ids = ids
+        alive = np.ones(len(ids), dtype=bool)
+    if len(all_ids) > MAX_ORDINALS:
+        raise InvalidValue("more than 2**32-1 users in one snapshot", field="user_id")
+    if removed:
+        gone = pa.chunked_array(removed, pa.large_string()).combine_chunks()
+        idx = pc.index_in(gone, value_set=all_ids).drop_null().to_numpy(zero_copy_only=False)
+        alive[idx.astype(np.int64)] = False
+    return ResolvedIds(all_ids=all_ids, row_ordinals=row_ordinals, n_base=n_base, alive=alive)
+
+
+class _Overlay:
+    """A ``BitmapIndex`` that sees rule segments materialized earlier in the same build."""
+
+    def __init__(self, inner: Any, extra: dict[str, AbstractBitMap]) -> None:
+        self._inner = inner
+        self._extra = extra
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def segment(self, name: str) -> AbstractBitMap:
+        hit = self._extra.get(name)
+        return hit if hit is not None else self._inner.segment(name)  # type: ignore[no-any-return]
+
+
+class SnapshotWriter:
+    """Writes one staged directory; the manifest goes last, so a partial dir never opens."""
+
+    def __init__(
+        self,
+        *,
+        staged: Path,
+        registry: dict[str, DimensionSpec],
+        resolved: ResolvedIds,
+        base: Snapshot | None,
+        mode: str,
+        now: float,
+    ) -> None:
+        self.staged = staged
+        self.registry = registry
+        self.r = resolved
+        self.base = base
+        self.mode = mode
+        self.now = now
+        self.n = len(resolved.all_ids)
+        self.dims_meta: dict[str, dict[str, Any]] = {}
+        self.segments_meta: dict[str, dict[str, Any]] = {}
+        self._write_ids()
+        self._alive_ords = np.flatnonzero(resolved.alive).astype(U32)
+        write_bitmaps(staged / UNIVERSE, [bsi.bitmap_from_sorted(self._alive_ords)])
+
+    def discard(self) -> None:
+        """Remove the staged directory after a failure."""
+        shutil.rmtree(self.staged, ignore_errors=True)
+
+    def _write_ids(self) -> None:
+        ids = self.r.all_ids
+        order = pc.sort_indices(ids).to_numpy().astype(U32)
+        if len(ids) > 1:
+            ordered = ids.take(pa.array(order))
+            same = pc.equal(ordered.slice(1), ordered.slice(0, len(ordered) - 1))
+            if pc.any(same).as_py():
+                where = int(np.flatnonzero(same.to_numpy(zero_copy_only=False))[0])
+                raise InvalidValue(
+                    f"user id {ordered[where].as_py()!r} appears more than once",
+                    field="user_id",
+                )
+        offsets = np.frombuffer(ids.buffers()[1], dtype=np.int64)[ids.offset : ids.offset + self.n + 1]
+        data = ids.buffers()[2]
+        start, end = (int(offsets[0]), int(offsets[-1])) if self.n else (0, 0)
+        save_npy(self.staged / IDS_OFFSETS, offsets - start)
+        with open(self.staged / IDS_DATA, "wb") as fh:
+            if data is not None and end > start:
+                fh.write(memoryview(data)[start:end])
+        save_npy(self.staged / IDS_SORTED, order)
+
+    def _base_dim(self, name: str, type_: str) -> Any:
+        if self.base is None or self.mode != "upsert":
+            return None
+        reader = self.base.dims.get(name)
+        return reader if reader is not None and reader.type == type_ else None
+
+    def write_dimension(self, name: str, chunks: ColumnChunks, dictionary: Dictionary | None) -> None:
+        """Final code column + bitmaps of one dimension."""
+        spec = self.registry[name]
+        slot = f"d{len(self.dims_meta)}"
+        provided = chunks.concat_provided()
+        rows = self.r.row_ordinals[provided]
+        base = self._base_dim(name, spec.type)
+        meta: dict[str, Any] = {"slot": slot, "type": spec.type}
+        if spec.type in ("category", "bool"):
+            assert dictionary is not None
+            final = np.full(self.n, MISSING, dtype=np.int32)
+            if base is not None:
+                final[: self.r.n_base] = base.codes
+            if chunks.codes:
+                final[rows] = np.concatenate(chunks.codes)[provided]
+            final[~self.r.alive] = MISSING
+            valid = final >= 0
+            ords = np.flatnonzero(valid).astype(U32)
+            k = len(dictionary.values)
+            bitmaps = group_bitmaps(ords, final[valid], k) + [bsi.bitmap_from_sorted(ords)]
+            save_npy(self.staged / dim_file(slot, "codes.npy"), final)
+            write_json(self.staged / dim_file(slot, "dict.json"), dictionary.values)
+            meta["num_values"] = k
+        elif spec.type == "number":
+            bitmaps = self._number(slot, chunks, provided, rows, base, meta)
+        else:
+            assert dictionary is not None
+            bitmaps = self._set(slot, chunks, provided, rows, base, len(dictionary.values))
+            write_json(self.staged / dim_file(slot, "dict.json"), dictionary.values)
+            meta["num_values"] = len(dictionary.values)
+        meta["present"] = len(bitmaps[-1])
+        offsets = write_bitmaps(self.staged / dim_file(slot, "bm.bin"), bitmaps)
+        save_npy(self.staged / dim_file(slot, "bm.off.npy"), offsets)
+        self.dims_meta[name] = meta
+
+    def _number(
+        self, slot: str, chunks: ColumnChunks, provided: Any, rows: Any, base: Any,
+        meta: dict[str, Any],
+    ) -> list[FrozenBitMap]:
+        is_float = chunks.is_float or (base is not None and base.distinct.dtype.kind == "f")
+        dtype = np.float64 if is_float else np.int64
+        vals = np.zeros(self.n, dtype=dtype)
+        valid = np.zeros(self.n, dtype=bool)
+        if base is not None:
+            bc = np.asarray(base.codes)
+            bv = bc >= 0
+            valid[: self.r.n_base] = bv
+            vals[: self.r.n_base][bv] = base.distinct[bc[bv]]
+        if chunks.codes:
+            vals[rows] = np.concatenate(chunks.codes).astype(dtype)[provided]
+            valid[rows] = np.concatenate(chunks.valid)[provided]
+        valid &= self.r.alive
+        ords = np.flatnonzero(valid).astype(U32)
+        distinct, ranks = bsi.encode_ranks(vals[valid])
+        codes = np.full(self.n, MISSING, dtype=np.int32)
+        codes[valid] = ranks
+        bits = bsi.num_bits(len(distinct))
+        save_npy(self.staged / dim_file(slot, "codes.npy"), codes)
+        save_npy(self.staged / dim_file(slot, "values.npy"), distinct.astype(dtype))
+        meta.update(num_values=len(distinct), bits=bits, dtype=np.dtype(dtype).name)
+        return bsi.build_slices(ords, ranks, bits) + [bsi.bitmap_from_sorted(ords)]
+
+    def _set(
+        self, slot: str, chunks: ColumnChunks, provided: Any, rows: Any, base: Any, k: int
+    ) -> list[FrozenBitMap]:
+        new_len = np.concatenate(chunks.lengths) if chunks.lengths else np.zeros(0, np.int64)
+        new_flat = np.concatenate(chunks.codes) if chunks.codes else np.zeros(0, np.int32)
+        new_off = np.zeros(len(new_len) + 1, dtype=np.int64)
+        np.cumsum(new_len, out=new_off[1:])
+        lengths = np.zeros(self.n, dtype=np.int64)
+        starts = np.zeros(self.n, dtype=np.int64)
+        pieces = []
+        shift = 0
+        if base is not None:
+            boff = np.asarray(base.offsets)
+            lengths[: self.r.n_base] = np.diff(boff)
+            starts[: self.r.n_base] = boff[:-1]
+            pieces.append(np.asarray(base.codes))
+            shift = int(boff[-1])
+        pieces.append(new_flat)
+        lengths[rows] = new_len[provided]
+        starts[rows] = shift + new_off[:-1][provided]
+        lengths[~self.r.alive] = 0
+        offsets = np.zeros(self.n + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        total = int(offsets[-1])
+        combined = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+        gather = np.repeat(starts - offsets[:-1], lengths) + np.arange(total, dtype=np.int64)
+        flat = combined[gather].astype(np.int32, copy=False)
+        save_npy(self.staged / dim_file(slot, "offsets.npy"), offsets)
+        save_npy(self.staged / dim_file(slot, "codes.npy"), flat)
+        owners = np.repeat(np.arange(self.n, dtype=U32), lengths)
+        present = bsi.bitmap_from_sorted(np.flatnonzero(lengths > 0).astype(U32))
+        return group_bitmaps(owners, flat, k) + [present]
+
+    # -- segments and manifest ----------------------------------------------------------
+
+    def _ids_to_ordinals(self, ids: pa.Array) -> npt.NDArray[np.uint32]:
+        idx = pc.index_in(ids, value_set=self.r.all_ids).drop_null()
+        ords = np.unique(idx.to_numpy(zero_copy_only=False).astype(U32))
+        return ords[self.r.alive[ords]]
+
+    def _carry(self, bm: AbstractBitMap) -> npt.NDArray[np.uint32]:
+        assert self.base is not None
+        ords = np.frombuffer(bm.to_array(), dtype=U32)
+        if self.mode == "upsert":
+            return ords[self.r.alive[ords]]
+        return self._ids_to_ordinals(self.base.user_ids(ords))
+
+    def write_segments(
+        self, pending: dict[str, PendingSegment], rules: dict[str, Rule]
+    ) -> None:
+        """List segments (carried from base, then set here), then rule segments, manifest."""
+        groups: dict[str, list[tuple[int | None, FrozenBitMap]]] = {}
+        rule_segments: dict[str, Rule] = {}
+        if self.base is not None:
+            from adtarget.rules.parse import parse
+
+            for name, meta in self.base.manifest["segments"].items():
+                if meta.get("kind") == "rule" and name not in pending:
+                    rule_segments[name] = parse(meta["rule"])
+                    continue
+                if name in pending and not pending[name].append:
+                    continue
+                kept = [
+                    (exp, bsi.bitmap_from_sorted(self._carry(bm)))
+                    for exp, bm in self.base.segments.groups(name)
+                    if exp is None or exp > self.now
+                ]
+                groups[name] = kept
+        for name, seg in pending.items():
+            rule_segments.pop(name, None)
+            groups.setdefault(name, [])
+            for exp, ids in seg.groups:
+                groups[name].append((exp, bsi.bitmap_from_sorted(self._ids_to_ordinals(ids))))
+        for name, rule in rules.items():
+            groups.pop(name, None)
+            rule_segments[name] = rule
+        blobs: list[FrozenBitMap] = []
+        for name, gs in groups.items():
+            self.segments_meta[name] = {"kind": "list", "rule": None, "groups": []}
+            for exp, bm in gs:
+                self.segments_meta[name]["groups"].append({"expires_at": exp, "size": len(bm)})
+                blobs.append(bm)
+        self._flush_segments(blobs)
+        if rule_segments:
+            self._materialize_rules(rule_segments, blobs)
+        self._write_manifest(final=True)
+
+    def _flush_segments(self, blobs: list[FrozenBitMap]) -> None:
+        offsets = write_bitmaps(self.staged / SEGMENTS, blobs)
+        i = 0
+        for meta in self.segments_meta.values():
+            for g in meta["groups"]:
+                g["offset"], g["length"] = int(offsets[i]), int(offsets[i + 1] - offsets[i])
+                i += 1
+
+    def _materialize_rules(self, rules: dict[str, Rule], blobs: list[FrozenBitMap]) -> None:
+        from adtarget.rules.eval_bitmap import evaluate
+        from adtarget.rules.format import to_text
+
+        self._write_manifest(final=False)
+        index = _Overlay(Snapshot(self.staged).index, {})
+        for name, rule in rules.items():
+            bm = FrozenBitMap(BitMap(evaluate(rule, index)) & BitMap(index.universe()))
+            index._extra[name] = bm
+            self.segments_meta[name] = {
+                "kind": "rule",
+                "rule": to_text(rule),
+                "groups": [{"expires_at": None, "size": len(bm)}],
+            }
+            blobs.append(bm)
+        self._flush_segments(blobs)
+
+    def _write_manifest(self, *, final: bool) -> None:
+        manifest: dict[str, Any] = {
+            "format": FORMAT,
+            "version": None,
+            "created_at": dt.datetime.fromtimestamp(self.now, dt.UTC).isoformat(),
+            "mode": self.mode,
+            "base_version": self.base.version if self.base is not None else None,
+            "num_users": int(len(self._alive_ords)),
+            "num_ordinals": self.n,
+            "registry": registry_to_json(self.registry),
+            "dims": self.dims_meta,
+            "segments": self.segments_meta,
+        }
+        if final:
+            manifest["checksums"] = {
+                p.name: file_checksum(p)
+                for p in sorted(self.staged.iterdir())
+                if p.name != MANIFEST and p.is_file()
+            }
+        tmp = self.staged / f"{MANIFEST}.tmp"
+        tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False))
+        tmp.replace(self.staged / MANIFEST)

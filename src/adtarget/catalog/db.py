@@ -1,0 +1,162 @@
+"""Engines, sessions and migrations for the catalog, on SQLite (default) or PostgreSQL.
+
+Why here and not in each caller: the SQLite pragmas (foreign keys, WAL, busy timeout) must be set
+on every connection, and the schema must be migrated exactly once even when several processes
+(API workers, a CLI run) open the same catalog at the same moment.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from adtarget.settings import Settings
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+#: Any constant works; it only has to be the same in every process migrating one database.
+_PG_MIGRATION_LOCK = 7_337_001
+
+_migrated: set[str] = set()
+_migrated_lock = threading.Lock()
+
+
+def normalize_url(url: str) -> str:
+    """Pick the installed PostgreSQL driver (psycopg 3) when the URL does not name one."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _sqlite_file(url: str) -> Path | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    db = parsed.database
+    if not db or db == ":memory:" or db.startswith("file:"):
+        return None
+    return Path(db)
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for ``url``; SQLite connections get foreign keys, WAL and a busy timeout.
+
+    Args:
+        url: a SQLAlchemy URL (``sqlite:///path``, ``postgresql://...``).
+        **kwargs: passed on to ``sqlalchemy.create_engine``.
+    """
+    url = normalize_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        kwargs.setdefault("pool_pre_ping", True)
+        return create_engine(url, **kwargs)
+
+    in_memory = _sqlite_file(url) is None
+    if in_memory:
+        # One shared connection, or every session would see its own empty database.
+        kwargs.setdefault("poolclass", StaticPool)
+    kwargs.setdefault("connect_args", {"check_same_thread": False})
+    engine = create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        if not in_memory:
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    return engine
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions whose objects stay readable after commit (services return them to callers)."""
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def alembic_config(url: str) -> Config:
+    """An Alembic config pointing into the installed package (no alembic.ini needed)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))
+    return cfg
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _run_alembic(url: str, revision: str, *, down: bool, engine: Engine | None) -> None:
+    cfg = alembic_config(url)
+    own = engine is None
+    eng = engine if engine is not None else make_engine(url)
+    try:
+        with eng.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Serialize concurrent migrators; released when this transaction ends.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+            cfg.attributes["connection"] = conn
+            if down:
+                command.downgrade(cfg, revision)
+            else:
+                command.upgrade(cfg, revision)
+    finally:
+        if own:
+            eng.dispose()
+
+
+def migrate(url: str, *, revision: str = "head", engine: Engine | None = None) -> None:
+    """Upgrade the catalog at ``url`` to ``revision`` (idempotent; safe across processes).
+
+    Args:
+        url: the catalog URL.
+        revision: Alembic target, ``head`` by default.
+        engine: reuse this engine (required for in-memory SQLite, else a temporary one is made).
+    """
+    sqlite_file = _sqlite_file(normalize_url(url))
+    if sqlite_file is not None:
+        with _file_lock(sqlite_file.with_name(sqlite_file.name + ".migrate.lock")):
+            _run_alembic(url, revision, down=False, engine=engine)
+    else:
+        _run_alembic(url, revision, down=False, engine=engine)
+
+
+def downgrade(url: str, *, revision: str = "base", engine: Engine | None = None) -> None:
+    """Downgrade the catalog at ``url`` to ``revision`` (``base`` drops every catalog table)."""
+    _run_alembic(url, revision, down=True, engine=engine)
+
+
+def open_catalog(settings: Settings) -> sessionmaker[Session]:
+    """The session factory of the configured catalog, created and migrated on first use."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = normalize_url(settings.resolved_catalog_url)
+    engine = make_engine(url)
+    path = _sqlite_file(url)
+    with _migrated_lock:
+        # SQLite files are cached per process; a server database may have been reset under us,
+        # and an up-to-date upgrade is a cheap no-op there.
+        if path is None or url not in _migrated or not path.exists():
+            migrate(url, engine=engine)
+            _migrated.add(url)
+    return make_session_factory(engine)

@@ -1,0 +1,153 @@
+"""``adtarget events import FILE`` and ``adtarget report ...``: delivery intake and reports."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from adtarget.errors import AdtargetError
+from adtarget.settings import get_settings
+
+events_app = typer.Typer(help="Delivery events: import files of events.", no_args_is_help=True)
+
+
+def _fail(err: AdtargetError) -> None:
+    typer.echo(f"error: {err.message}" + (f" ({err.field})" if err.field else ""), err=True)
+    raise typer.Exit(1)
+
+
+@events_app.command("import")
+def import_events(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
+                                         help="NDJSON, JSON array, CSV or Parquet file.")],
+    no_catalog: Annotated[bool, typer.Option(
+        "--no-catalog", help="Do not check line items against the catalog (events must then "
+        "carry campaign_id and advertiser_id).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Import delivery events; duplicates are counted once, bad rows are listed with reasons."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from adtarget.delivery.files import count_rows, read_batches
+    from adtarget.delivery.service import IngestResult, catalog_lookup, ingest_events, open_event_store
+
+    settings = get_settings()
+    total = IngestResult()
+    try:
+        lookup = None
+        if not no_catalog:
+            from adtarget.catalog.db import open_catalog
+
+            lookup = catalog_lookup(open_catalog(settings))
+        store = open_event_store(settings)
+        try:
+            progress = Progress(TextColumn("importing {task.description}"), BarColumn(),
+                                MofNCompleteColumn(), transient=True,
+                                console=_stderr_console(), disable=as_json)
+            with progress:
+                task = progress.add_task(file.name, total=count_rows(file))
+                offset = 0
+                for batch in read_batches(file):
+                    size = len(next(iter(batch.values()), [])) if isinstance(batch, dict) \
+                        else len(batch)
+                    total.merge(ingest_events(store=store, events=batch, lookup=lookup,
+                                              index_offset=offset))
+                    offset += size
+                    progress.advance(task, size)
+        finally:
+            store.close()
+    except AdtargetError as err:
+        _fail(err)
+        return
+    if as_json:
+        typer.echo(json.dumps({"file": str(file), **total.to_dict()}))
+        return
+    typer.echo(f"{file.name}: {total.accepted} accepted, {total.duplicates} duplicates, "
+               f"{len(total.rejected)} rejected")
+    for item in total.rejected[:20]:
+        typer.echo(f"  row {item['index']}: {item['reason']}", err=True)
+    if len(total.rejected) > 20:
+        typer.echo(f"  ... and {len(total.rejected) - 20} more (use --json for all)", err=True)
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_lines=False)
+    for c in columns:
+        table.add_column(c, justify="left" if c in ("day", "hour") or c.endswith("_id")
+                         or c in ("country", "device") else "right")
+    for r in rows:
+        table.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
+    Console(width=max(100, 14 * len(columns))).print(table)
+
+
+def report(
+    from_: Annotated[str, typer.Option("--from", help="First day (YYYY-MM-DD) or hour, UTC.")],
+    to: Annotated[str, typer.Option("--to", help="Last day included, or the exclusive end hour.")],
+    group_by: Annotated[str, typer.Option("--group-by", help="e.g. campaign,day")] = "day",
+    metrics: Annotated[str, typer.Option(
+        "--metrics", help="e.g. impressions,clicks,spend,ctr,completion_rate,ecpm,reach"
+    )] = "impressions,clicks,spend",
+    advertiser: Annotated[str | None, typer.Option("--advertiser", help="Only this advertiser.")]
+    = None,
+    fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
+    out: Annotated[Path | None, typer.Option("--out", help="Write to this file.")] = None,
+    chart: Annotated[Path | None, typer.Option("--chart", help="Also draw a PNG time series.")]
+    = None,
+) -> None:
+    """Delivery report: any grouping of hour/day/advertiser/campaign/line item/creative/geo."""
+    from adtarget.delivery.chart import draw_chart
+    from adtarget.delivery.reports import report_columns, report_names, rows_to_csv, run_report
+    from adtarget.delivery.service import open_event_store
+
+    if fmt not in ("table", "csv", "json"):
+        _fail(AdtargetError(f"--format must be table, csv or json, got {fmt!r}", field="format"))
+    try:
+        columns = report_columns(group_by, metrics)
+        store = open_event_store(get_settings())
+        try:
+            rows = run_report(store=store, start=from_, end=to, group_by=group_by,
+                              metrics=metrics, advertiser_id=advertiser)
+        finally:
+            store.close()
+        if chart is not None:
+            groups, names = report_names(group_by, metrics)
+            draw_chart(rows, group_by=groups, metrics=names, path=chart,
+                       title=f"Delivery {from_} .. {to}")
+    except AdtargetError as err:
+        _fail(err)
+        return
+    if fmt == "json":
+        text = json.dumps({"rows": rows}, default=str) + "\n"
+    elif fmt == "csv":
+        text = rows_to_csv(rows, columns)
+    elif out is None:
+        _print_table(rows, columns)
+        text = ""
+    else:
+        text = rows_to_csv(rows, columns).replace(",", "\t")
+    if out is not None:
+        out.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {len(rows)} rows to {out}", err=True)
+    elif text:
+        sys.stdout.write(text)
+    if chart is not None:
+        typer.echo(f"chart saved to {chart}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``events import`` and ``report`` to the ``adtarget`` command."""
+    app.add_typer(events_app, name="events")
+    app.command("report")(report)

@@ -1,0 +1,66 @@
+"""The ``adtarget`` command: one Typer app; each domain module adds its subcommands.
+
+Why a callback sets the environment: every subcommand reads configuration through
+``adtarget.settings.get_settings()``; ``--data-dir`` exports ``ADTARGET_DATA_DIR`` and clears the
+cached settings before any subcommand runs, so all of them (and worker processes started by
+``serve``) see the same data dir.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from adtarget import __version__
+from adtarget.settings import get_settings
+
+app = typer.Typer(
+    name="adtarget",
+    help="Ads audience targeting: catalog with undo, audiences, decisions, reports.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"adtarget {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            envvar="ADTARGET_DATA_DIR",
+            help="Data directory (catalog, snapshots, events). Env: ADTARGET_DATA_DIR.",
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """adtarget: ads audience targeting."""
+    if data_dir is not None:
+        os.environ["ADTARGET_DATA_DIR"] = str(data_dir)
+    get_settings.cache_clear()
+
+
+def _register_all() -> None:
+    from adtarget.cli import keys, serve
+
+    for module in (serve, keys):
+        module.register(app)
+
+
+_register_all()
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m adtarget.cli.main`
+    app()

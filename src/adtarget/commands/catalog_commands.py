@@ -1,0 +1,253 @@
+"""``CatalogWriter``: every catalog mutation as a persisted, undoable command, per actor.
+
+The undo/redo stacks of ``core.CommandHistory`` live here in the ``command_log`` table instead
+of memory, so undo works across processes and restarts: an actor's undo stack is their
+``state = 'done'`` rows newest first, their redo stack their ``'undone'`` rows oldest first
+(undone rows are always newer than done ones, because a new command deletes the actor's undone
+rows: "a new command clears redo"). Each actor sees only their own rows, so one person's undo
+never reverses another's change; a change by someone else to the same row makes the undo
+refuse with ``Conflict`` (see ``rows``).
+
+One command = one database transaction: the catalog rows change and the ``command_log`` row is
+written (or flipped to undone/done) together, so a failure anywhere leaves no trace.
+
+Depth: each actor keeps at most ``depth`` undoable commands (``Settings.history_depth``,
+200 by default); older ones are deleted when a new command is logged. Commands that changed
+nothing (an update to the values already there) are not logged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from adtarget.catalog.coltypes import utcnow
+from adtarget.catalog.tables import CommandLog
+from adtarget.commands.persisted import (
+    CommandContext,
+    PersistedCommand,
+    command_from_payload,
+    stored_payload,
+)
+from adtarget.commands.row_commands import (
+    KINDS,
+    Composite,
+    CreateObject,
+    LinkCreative,
+    UpdateObject,
+    all_changes,
+    check_kind,
+    is_noop,
+)
+from adtarget.commands.rows import set_inflight
+from adtarget.errors import Conflict, InvalidValue, NothingToRedo, NothingToUndo
+from adtarget.settings import Settings
+
+__all__ = ["KINDS", "CatalogWriter", "history_item"]
+
+
+def history_item(entry: CommandLog) -> dict[str, Any]:
+    """The public shape of one history entry (``GET /v1/commands``, ``adtarget history``)."""
+    return {
+        "id": entry.id,
+        "kind": entry.kind,
+        "description": entry.description,
+        "state": entry.state,
+        "created_at": entry.created_at.isoformat(),
+        "undone_at": entry.undone_at.isoformat() if entry.undone_at else None,
+        "actor": entry.actor,
+    }
+
+
+class CatalogWriter:
+    """Executes, undoes and redoes catalog commands for one actor.
+
+    Args:
+        session_factory: the catalog's ``sessionmaker`` (``catalog.db.open_catalog``).
+        actor: whose history this is (an API key's actor name, ``cli:<user>``).
+        depth: how many commands the actor can undo (oldest beyond it are forgotten).
+        settings: passed to commands in their ``CommandContext`` (some need paths).
+    """
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        *,
+        actor: str,
+        depth: int = 200,
+        settings: Settings | None = None,
+    ) -> None:
+        if not actor:
+            raise InvalidValue("an actor is required to record commands", field="actor")
+        if depth < 1:
+            raise InvalidValue(f"history depth must be >= 1, got {depth}", field="depth")
+        self.session_factory = session_factory
+        self.actor = actor
+        self.depth = depth
+        self.settings = settings
+
+    # --- convenience commands ------------------------------------------------------------------
+
+    def create(self, kind: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Create an object of ``kind``; returns it as the API shows it (with ``id``)."""
+        return self.execute(CreateObject(obj_kind=kind, data=dict(payload)))
+
+    def update(
+        self, kind: str, id: int, changes: Mapping[str, Any], expected_version: int | None = None
+    ) -> dict[str, Any]:
+        """Change fields of one object (status included); returns the object."""
+        return self.execute(
+            UpdateObject(obj_kind=kind, obj_id=id, patch=dict(changes),
+                         expected_version=expected_version)
+        )
+
+    def attach_creative(self, line_item_id: int, creative_id: int) -> dict[str, Any]:
+        """Let a line item show a creative."""
+        return self.execute(LinkCreative(line_item_id=line_item_id, creative_id=creative_id))
+
+    def detach_creative(self, line_item_id: int, creative_id: int) -> dict[str, Any]:
+        """Stop a line item showing a creative."""
+        return self.execute(
+            LinkCreative(line_item_id=line_item_id, creative_id=creative_id, detach=True)
+        )
+
+    def bulk(self, kind: str, ids: Sequence[int], changes: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Apply the same ``changes`` to many objects as one command (undone as one)."""
+        check_kind(kind)
+        unique = list(dict.fromkeys(ids))
+        if not unique:
+            raise InvalidValue("bulk needs at least one id", field="ids")
+        fields = ", ".join(f"{k}={v!r}" for k, v in sorted(changes.items()))
+        parts: list[PersistedCommand] = [
+            UpdateObject(obj_kind=kind, obj_id=i, patch=dict(changes)) for i in unique
+        ]
+        out = self.execute(Composite(f"bulk update {len(unique)} {kind}(s): {fields}", parts))
+        results: list[dict[str, Any]] = out["results"]
+        return results
+
+    # --- execute / undo / redo -----------------------------------------------------------------
+
+    def _ctx(self, session: Session, log_id: int | None = None) -> CommandContext:
+        return CommandContext(session=session, settings=self.settings, actor=self.actor,
+                              log_id=log_id)
+
+    def execute(self, command: PersistedCommand) -> dict[str, Any]:
+        """Run ``command`` in one transaction, log it, clear this actor's redo stack."""
+        with _transaction(self.session_factory) as session:
+            result = command.execute(self._ctx(session))
+            if is_noop(command):
+                return result
+            session.execute(
+                delete(CommandLog).where(CommandLog.actor == self.actor,
+                                         CommandLog.state == "undone")
+            )
+            session.add(CommandLog(
+                actor=self.actor, kind=command.kind, description=command.description,
+                payload=stored_payload(command), state="done",
+            ))
+            session.flush()
+            self._prune(session)
+        return result
+
+    def undo(self) -> dict[str, Any]:
+        """Undo this actor's newest command; ``NothingToUndo`` / ``Conflict`` otherwise."""
+        with _transaction(self.session_factory) as session:
+            entry = self._top(session, "done")
+            if entry is None:
+                raise NothingToUndo(f"nothing to undo for {self.actor!r}", actor=self.actor)
+            command = command_from_payload(entry.kind, entry.payload)
+            set_inflight(session, all_changes(command))
+            result = command.undo(self._ctx(session, entry.id))
+            self._flip(session, entry, command, "done", "undone")
+            return self._answer(entry, result, "undone")
+
+    def redo(self) -> dict[str, Any]:
+        """Redo this actor's most recently undone command; ``NothingToRedo`` / ``Conflict``."""
+        with _transaction(self.session_factory) as session:
+            entry = self._top(session, "undone")
+            if entry is None:
+                raise NothingToRedo(f"nothing to redo for {self.actor!r}", actor=self.actor)
+            command = command_from_payload(entry.kind, entry.payload)
+            set_inflight(session, all_changes(command))
+            result = command.redo(self._ctx(session, entry.id))
+            self._flip(session, entry, command, "undone", "done")
+            return self._answer(entry, result, "redone")
+
+    def history(self, limit: int = 50) -> list[dict[str, Any]]:
+        """This actor's commands, newest first (undone ones included, marked by ``state``)."""
+        with self.session_factory() as session:
+            rows = session.scalars(
+                select(CommandLog).where(CommandLog.actor == self.actor)
+                .order_by(CommandLog.id.desc()).limit(max(1, min(limit, 1000)))
+            )
+            return [history_item(e) for e in rows]
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _top(self, session: Session, state: str) -> CommandLog | None:
+        order = CommandLog.id.desc() if state == "done" else CommandLog.id.asc()
+        stmt = (select(CommandLog).where(CommandLog.actor == self.actor, CommandLog.state == state)
+                .order_by(order).limit(1).with_for_update())
+        return session.scalars(stmt).first()
+
+    def _flip(self, session: Session, entry: CommandLog, command: PersistedCommand,
+              old: str, new: str) -> None:
+        res = session.execute(
+            update(CommandLog).where(CommandLog.id == entry.id, CommandLog.state == old)
+            .values(state=new, payload=stored_payload(command),
+                    undone_at=utcnow() if new == "undone" else None)
+            .execution_options(synchronize_session=False)
+        )
+        if res.rowcount != 1:  # type: ignore[attr-defined]
+            raise Conflict(f"command {entry.id} ({entry.description!r}) was {new} concurrently "
+                           "by another session of the same actor; nothing was changed",
+                           field="id")
+        session.refresh(entry)
+
+    def _prune(self, session: Session) -> None:
+        keep = (select(CommandLog.id).where(CommandLog.actor == self.actor,
+                                            CommandLog.state == "done")
+                .order_by(CommandLog.id.desc()).limit(self.depth))
+        count = session.scalar(select(func.count()).select_from(CommandLog).where(
+            CommandLog.actor == self.actor, CommandLog.state == "done"))
+        if (count or 0) > self.depth:
+            ids = list(session.scalars(keep))
+            session.execute(delete(CommandLog).where(
+                CommandLog.actor == self.actor, CommandLog.state == "done",
+                CommandLog.id.not_in(ids)))
+
+    def _answer(self, entry: CommandLog, result: dict[str, Any], verb: str) -> dict[str, Any]:
+        out: dict[str, Any] = {verb: history_item(entry), "result": result}
+        if "note" in result:
+            out["note"] = result["note"]
+        return out
+
+
+class _transaction:
+    """``with`` one session in one transaction; database refusals become ``Conflict``."""
+
+    def __init__(self, factory: sessionmaker[Session]) -> None:
+        self.session = factory()
+
+    def __enter__(self) -> Session:
+        self.session.begin()
+        return self.session
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is None:
+                try:
+                    self.session.commit()
+                except IntegrityError as err:
+                    self.session.rollback()
+                    raise Conflict(f"the database refused the change: {err.orig}") from None
+            else:
+                self.session.rollback()
+                if isinstance(exc, IntegrityError):
+                    raise Conflict(f"the database refused the change: {exc.orig}") from None
+        finally:
+            self.session.close()

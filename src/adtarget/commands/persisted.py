@@ -1,0 +1,163 @@
+"""The extension point for commands whose history lives in the catalog's ``command_log`` table.
+
+A persisted command differs from ``core.Command`` in two ways, both forced by "undo works across
+processes and restarts": it acts on storage handed to it (``CommandContext``) instead of objects
+it holds, and it can be written out (``to_payload``) and rebuilt (``from_payload``) from the
+JSON payload of its ``command_log`` row, by the ``kind`` it registered under. After ``execute``,
+``undo`` or ``redo`` the payload is written again, so a command can record what it learned
+(ids it created, the versions it left) for the next step, possibly in another process.
+
+Contract for implementers (``CatalogWriter`` runs each call in one DB transaction and writes the
+``command_log`` row in the same transaction, so a raise anywhere leaves no trace):
+- ``execute(ctx)`` applies the change, snapshots what undo needs into ``self``, returns a JSON
+  dict for the caller (the object created/changed).
+- ``undo(ctx)`` reverses it, refusing with ``adtarget.errors.Conflict`` if what it would
+  overwrite was changed by someone since; returns a JSON dict saying what was undone.
+- ``redo(ctx)`` re-applies after an undo (default: ``execute`` again); same refusal rule.
+- ``kind`` is a stable name (it is stored); register the class with ``@register_command``.
+
+Example (the ingest module's "publish an upload" command)::
+
+    @register_command
+    @dataclass
+    class PublishUpload(PersistedCommandBase):
+        kind: ClassVar[str] = "ingest.publish"
+        snapshot: str
+        previous: str | None = None
+        description: str = "publish snapshot"
+
+        def execute(self, ctx): ...
+        def undo(self, ctx): ...
+        def to_payload(self): return {"snapshot": self.snapshot, "previous": self.previous}
+        @classmethod
+        def from_payload(cls, payload): return cls(**payload)
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, TypeVar, runtime_checkable
+
+from adtarget.errors import InvalidValue, NotFound
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from adtarget.settings import Settings
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    """What a persisted command may touch: the open transaction, settings, who is acting."""
+
+    session: Session
+    settings: Settings | None
+    actor: str
+    #: The ``command_log`` row being undone/redone (``None`` while executing a new command).
+    log_id: int | None = None
+
+
+@runtime_checkable
+class PersistedCommand(Protocol):
+    """A command stored in ``command_log`` and rebuilt from its payload to undo/redo."""
+
+    kind: ClassVar[str]
+
+    @property
+    def description(self) -> str:
+        """One line for people, shown by ``adtarget history`` and ``GET /v1/commands``."""
+        ...
+
+    def execute(self, ctx: CommandContext) -> dict[str, Any]:
+        """Apply the change; return what the caller sees."""
+        ...
+
+    def undo(self, ctx: CommandContext) -> dict[str, Any]:
+        """Reverse the change or raise ``Conflict``; return what was undone."""
+        ...
+
+    def redo(self, ctx: CommandContext) -> dict[str, Any]:
+        """Re-apply after an undo or raise ``Conflict``; return what was redone."""
+        ...
+
+    def to_payload(self) -> dict[str, Any]:
+        """A JSON-serialisable dict from which ``from_payload`` rebuilds this command."""
+        ...
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> Self:
+        """Rebuild the command stored by ``to_payload``."""
+        ...
+
+
+class PersistedCommandBase:
+    """Optional base class: supplies ``redo`` = ``execute``."""
+
+    def redo(self, ctx: CommandContext) -> dict[str, Any]:
+        """Re-apply by executing again (override when redo must check for conflicts)."""
+        return self.execute(ctx)  # type: ignore[attr-defined,no-any-return]
+
+
+_REGISTRY: dict[str, type[Any]] = {}
+
+C = TypeVar("C", bound=type[Any])
+
+
+def register_command(cls: C) -> C:
+    """Class decorator: make ``cls`` rebuildable from ``command_log`` rows of its ``kind``.
+
+    Registering a second, different class under a taken ``kind`` raises ``InvalidValue``:
+    stored rows would otherwise be rebuilt as the wrong command.
+    """
+    kind = getattr(cls, "kind", None)
+    if not isinstance(kind, str) or not kind:
+        raise InvalidValue(f"{cls.__name__} needs a non-empty class attribute 'kind'", field="kind")
+    existing = _REGISTRY.get(kind)
+    if existing is not None and existing.__qualname__ != cls.__qualname__:
+        raise InvalidValue(
+            f"command kind {kind!r} is already registered by {existing.__qualname__}",
+            field="kind",
+        )
+    _REGISTRY[kind] = cls
+    return cls
+
+
+def command_class(kind: str) -> type[Any]:
+    """The class registered under ``kind`` (``NotFound`` names the kind if none is)."""
+    try:
+        return _REGISTRY[kind]
+    except KeyError:
+        raise NotFound(
+            f"no command class is registered for kind {kind!r} "
+            "(is the module defining it imported?)",
+            field="kind",
+            kind=kind,
+        ) from None
+
+
+MODULE_KEY = "__module__"
+
+
+def stored_payload(command: PersistedCommand) -> dict[str, Any]:
+    """The ``command_log.payload`` for ``command``: its ``to_payload()`` plus its module.
+
+    The module name lets another process (the CLI, a restarted server) import the defining
+    module on demand before rebuilding, so the registry need not be filled up front.
+    """
+    return {**command.to_payload(), MODULE_KEY: type(command).__module__}
+
+
+def command_from_payload(kind: str, payload: dict[str, Any]) -> PersistedCommand:
+    """Rebuild a stored command from its ``command_log`` ``kind`` and ``payload``."""
+    data = dict(payload)
+    module = data.pop(MODULE_KEY, None)
+    if kind not in _REGISTRY and isinstance(module, str):
+        importlib.import_module(module)
+    cmd: PersistedCommand = command_class(kind).from_payload(data)
+    return cmd
+
+
+def registered_kinds() -> list[str]:
+    """Every registered kind, sorted (for diagnostics and tests)."""
+    return sorted(_REGISTRY)

@@ -1,0 +1,363 @@
+"""Row snapshots and their exact reversal: the undo/redo engine of every catalog command.
+
+A catalog command records, per row it touched, a ``RowChange``: the row's columns before and
+after (JSON-safe dicts incl. ``version``; ``None`` = the row did not exist). Undo writes
+``before`` back, redo writes ``after`` back, both through SQLAlchemy Core with the expected
+version in the WHERE clause, so a row someone else changed in between is never overwritten
+(``Conflict`` says which fields moved, between which versions, and who did it when the
+``command_log`` knows).
+
+Versions only ever grow: undo/redo write a new version rather than rewinding it, so a client
+holding an old version can never write over the restored row by accident. The price is that
+an older command's "the version I left" goes stale when a newer command on the same row is
+undone; ``_carry`` moves it along (the row is then exactly in that command's "after"
+state again), which is what lets a person undo a chain of edits to one row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Column, DateTime, Numeric, Table, and_, delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from adtarget.catalog.coltypes import UTCDateTime, utcnow
+from adtarget.catalog.tables import MODELS, CommandLog, LineItemCreative
+from adtarget.errors import Conflict, NotFound
+
+if TYPE_CHECKING:
+    from adtarget.commands.persisted import CommandContext
+
+#: Row kinds a change may name -> their table. ``line_item_creative`` is the attach link.
+TABLES: dict[str, Table] = {
+    **{kind: model.__table__ for kind, model in MODELS.items()},  # type: ignore[misc]
+    "line_item_creative": LineItemCreative.__table__,  # type: ignore[dict-item]
+}
+#: Columns that record *that* a row changed, not *what* it holds: ignored in diffs.
+META = frozenset({"version", "updated_at"})
+
+
+def _table(kind: str) -> Table:
+    try:
+        return TABLES[kind]
+    except KeyError:
+        raise NotFound(
+            f"unknown catalog kind {kind!r}; expected one of {', '.join(sorted(TABLES))}",
+            field="kind",
+        ) from None
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def _decode(col: Column[Any], value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(col.type, UTCDateTime | DateTime) and isinstance(value, str):
+        return datetime.fromisoformat(value)
+    if isinstance(col.type, Numeric) and isinstance(value, str | int | float):
+        return Decimal(str(value))
+    return value
+
+
+def key_of(kind: str, row: dict[str, Any]) -> dict[str, Any]:
+    """The primary-key part of ``row``."""
+    return {c.name: row[c.name] for c in _table(kind).primary_key.columns}
+
+
+def key_text(kind: str, key: dict[str, Any]) -> str:
+    """``line_item 7`` / ``line_item_creative line_item_id=3 creative_id=4``, for messages."""
+    if len(key) == 1:
+        return f"{kind} {next(iter(key.values()))}"
+    return kind + " " + " ".join(f"{k}={v}" for k, v in key.items())
+
+
+def _where(table: Table, key: dict[str, Any]) -> Any:
+    return and_(*(table.c[name] == value for name, value in key.items()))
+
+
+def read_row(session: Session, kind: str, key: dict[str, Any]) -> dict[str, Any] | None:
+    """The row as a JSON-safe dict (all columns), or ``None`` if it does not exist."""
+    table = _table(kind)
+    session.flush()  # see what the ORM services of this transaction have written
+    row = session.execute(select(table).where(_where(table, key))).mappings().one_or_none()
+    return None if row is None else {k: _encode(v) for k, v in row.items()}
+
+
+def dump_table(session: Session, kind: str) -> list[dict[str, Any]]:
+    """Every row of one kind's table, ordered by primary key (tests and diagnostics)."""
+    table = _table(kind)
+    rows = session.execute(select(table).order_by(*table.primary_key.columns)).mappings()
+    return [{k: _encode(v) for k, v in row.items()} for row in rows]
+
+
+def diff(old: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, list[Any]]:
+    """``{field: [old, new]}`` for every non-meta field that differs."""
+    if old is None or new is None:
+        return {}
+    return {
+        k: [old.get(k), new.get(k)]
+        for k in sorted(set(old) | set(new))
+        if k not in META and old.get(k) != new.get(k)
+    }
+
+
+@dataclass
+class RowChange:
+    """One row's state before and after a command (``None`` = absent)."""
+
+    kind: str
+    key: dict[str, Any]
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    #: The version undo left the row at (``None`` when undo deleted it or never ran).
+    undone_version: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for ``command_log.payload``."""
+        return {
+            "kind": self.kind,
+            "key": self.key,
+            "before": self.before,
+            "after": self.after,
+            "undone_version": self.undone_version,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RowChange:
+        """Inverse of ``to_dict``."""
+        return cls(d["kind"], dict(d["key"]), d["before"], d["after"], d.get("undone_version"))
+
+    @property
+    def label(self) -> str:
+        """``line_item 7``."""
+        return key_text(self.kind, self.key)
+
+
+def _version(row: dict[str, Any] | None) -> int | None:
+    return None if row is None or "version" not in row else int(row["version"])
+
+
+def _write(session: Session, kind: str, key: dict[str, Any], cur: dict[str, Any] | None,
+           target: dict[str, Any] | None) -> int | None:
+    """Make the row equal ``target`` (content), from ``cur``; return the version written."""
+    table = _table(kind)
+    versioned = "version" in table.c
+    if target is None:
+        stmt = delete(table).where(_where(table, key))
+        if versioned and cur is not None:
+            stmt = stmt.where(table.c.version == cur["version"])
+        session.execute(stmt)
+        return None
+    values = {c.name: _decode(c, target.get(c.name)) for c in table.columns if c.name in target}
+    if cur is None:
+        if versioned:
+            values["version"] = (_version(target) or 0) + 1
+            values["updated_at"] = utcnow()
+        session.execute(insert(table).values(**values))
+        return _version(values)
+    for name in key:
+        values.pop(name, None)
+    if not versioned:
+        session.execute(update(table).where(_where(table, key)).values(**values))
+        return None
+    new_version = int(cur["version"]) + 1
+    values.update(version=new_version, updated_at=utcnow())
+    res = session.execute(
+        update(table).where(_where(table, key), table.c.version == cur["version"]).values(**values)
+    )
+    if res.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict(f"{key_text(kind, key)} changed while being restored; try again",
+                       field="version")
+    return new_version
+
+
+def _referrers(session: Session, kind: str, key: dict[str, Any]) -> list[str]:
+    """Rows in other tables that point at this row (they block deleting it)."""
+    table = _table(kind)
+    found: list[str] = []
+    for ref_table in table.metadata.tables.values():
+        ref_kind = next((k for k, t in TABLES.items() if t is ref_table), ref_table.name)
+        for fk in ref_table.foreign_keys:
+            if fk.column.table is not table or fk.column.name not in key:
+                continue
+            n = session.execute(
+                select(func.count()).select_from(ref_table)
+                .where(fk.parent == key[fk.column.name])
+            ).scalar_one()
+            if n:
+                found.append(f"{n} {ref_kind} row(s) via {fk.parent.name}")
+    return found
+
+
+def _log_entries(session: Session, exclude_id: int | None, state: str) -> list[CommandLog]:
+    stmt = select(CommandLog).where(CommandLog.state == state).order_by(CommandLog.id)
+    if exclude_id is not None:
+        stmt = stmt.where(CommandLog.id != exclude_id)
+    return list(session.scalars(stmt))
+
+
+def _changes_in(entry: CommandLog) -> list[dict[str, Any]]:
+    """Every RowChange dict in a log payload, at any nesting depth (composites)."""
+    out: list[dict[str, Any]] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "before" in node and "after" in node and "kind" in node and "key" in node:
+                out.append(node)
+            else:
+                for v in node.values():
+                    walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(entry.payload)
+    return out
+
+
+def _who_changed(session: Session, ch: RowChange, since: int | None,
+                 exclude_id: int | None) -> list[str]:
+    """``actor: description`` of logged commands that moved the row past version ``since``."""
+    who: list[str] = []
+    for entry in _log_entries(session, exclude_id, "done"):
+        for d in _changes_in(entry):
+            v = _version(d["after"])
+            if d["kind"] == ch.kind and d["key"] == ch.key and (since is None or (v or 0) > since):
+                who.append(f"{entry.actor}: {entry.description} (command {entry.id})")
+                break
+    return who
+
+
+INFLIGHT = "adtarget.commands.inflight"
+
+
+def set_inflight(session: Session, changes: list[RowChange]) -> None:
+    """Declare the RowChanges of the command being undone/redone in this transaction.
+
+    Parts of one composite may touch the same row; when one part's undo moves the row's
+    version, the sibling parts (in memory, not yet written back to the log) must follow.
+    """
+    session.info[INFLIGHT] = changes
+
+
+def _carry(session: Session, ch: RowChange, old: int | None, new: int | None,
+           exclude_id: int | None, *, undo: bool) -> None:
+    """Keep other commands' expectations of this row in step with a version we just wrote.
+
+    Undo: the command that left the row at ``old`` (= our ``before`` version) now finds its
+    state at ``new``. Redo: the undone command whose undo left the row at ``old`` (= our
+    ``after`` version) now finds that same state at ``new``.
+    """
+    if old is None or new is None:
+        return
+
+    def matches(kind: str, key: dict[str, Any], after: Any, undone_version: Any) -> bool:
+        if kind != ch.kind or key != ch.key:
+            return False
+        return (_version(after) == old) if undo else (undone_version == old)
+
+    for other in session.info.get(INFLIGHT, []):
+        if other is not ch and matches(other.kind, other.key, other.after, other.undone_version):
+            if undo:
+                other.after = {**(other.after or {}), "version": new}
+            else:
+                other.undone_version = new
+    for entry in _log_entries(session, exclude_id, "done" if undo else "undone"):
+        hit = False
+        for d in _changes_in(entry):
+            if matches(d["kind"], d["key"], d["after"], d.get("undone_version")):
+                if undo:
+                    d["after"] = {**d["after"], "version": new}
+                else:
+                    d["undone_version"] = new
+                hit = True
+        if hit:
+            entry.payload = _deep_copy(entry.payload)  # a new object, so the JSON is flushed
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def _refuse(ch: RowChange, verb: str, expected: dict[str, Any] | None,
+            cur: dict[str, Any] | None, ctx: CommandContext, description: str) -> Conflict:
+    """The conflict error for a row that is no longer as this command left it."""
+    exp_v, cur_v = _version(expected), _version(cur)
+    if cur is None:
+        what = f"{ch.label} was deleted after this command"
+    elif expected is None:
+        what = f"{ch.label} exists again (version {cur_v}); it was re-created after this command"
+    else:
+        fields = diff(expected, cur)
+        changed = ", ".join(f"{k} {v[0]!r} -> {v[1]!r}" for k, v in fields.items()) or "no field"
+        what = (f"{ch.label} was changed after this command: it is at version {cur_v}, "
+                f"not the version {exp_v} this command left; changed: {changed}")
+    who = _who_changed(ctx.session, ch, exp_v, ctx.log_id)
+    by = f"; by {'; '.join(who)}" if who else "; not by any command still in the history"
+    return Conflict(
+        f"cannot {verb} {description!r}: {what}{by}. Nothing was overwritten.",
+        field="version",
+        row=ch.label,
+        expected_version=exp_v,
+        current_version=cur_v,
+        changed_fields=sorted(diff(expected, cur)),
+        changed_by=who or None,
+    )
+
+
+def undo_changes(ctx: CommandContext, changes: list[RowChange], description: str) -> None:
+    """Write every change's ``before`` back, newest first, refusing rows that moved on."""
+    for ch in reversed(changes):
+        cur = read_row(ctx.session, ch.kind, ch.key)
+        if not _same_version(cur, ch.after):
+            raise _refuse(ch, "undo", ch.after, cur, ctx, description)
+        if ch.before is None:
+            blockers = _referrers(ctx.session, ch.kind, ch.key)
+            if blockers:
+                raise Conflict(
+                    f"cannot undo {description!r}: {ch.label} is referenced by "
+                    f"{', '.join(blockers)} added later; undo or remove those first "
+                    "(or archive it instead). Nothing was changed.",
+                    field="id",
+                    row=ch.label,
+                )
+        new_v = _write(ctx.session, ch.kind, ch.key, cur, ch.before)
+        ch.undone_version = new_v
+        _carry(ctx.session, ch, _version(ch.before), new_v, ctx.log_id, undo=True)
+
+
+def redo_changes(ctx: CommandContext, changes: list[RowChange], description: str) -> None:
+    """Write every change's ``after`` back, oldest first, refusing rows that moved on."""
+    for ch in changes:
+        cur = read_row(ctx.session, ch.kind, ch.key)
+        expected = None if ch.before is None else {**ch.before, "version": ch.undone_version}
+        if not _same_version(cur, expected):
+            raise _refuse(ch, "redo", expected, cur, ctx, description)
+        old_after_v = _version(ch.after)
+        new_v = _write(ctx.session, ch.kind, ch.key, cur, ch.after)
+        _carry(ctx.session, ch, old_after_v, new_v, ctx.log_id, undo=False)
+        if ch.before is not None and ch.undone_version is not None:
+            ch.before = {**ch.before, "version": ch.undone_version}
+        if ch.after is not None and new_v is not None:
+            ch.after = {**ch.after, "version": new_v}
+        ch.undone_version = None
+
+
+def _same_version(cur: dict[str, Any] | None, expected: dict[str, Any] | None) -> bool:
+    """Is the row where the command expects it (present with that version / absent)?"""
+    if cur is None or expected is None:
+        return cur is None and expected is None
+    return _version(cur) == _version(expected)

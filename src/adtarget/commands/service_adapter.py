@@ -1,0 +1,72 @@
+"""The few calls commands make into ``adtarget.catalog.service``, in one place.
+
+Why a module: commands must change rows exactly as every other caller would (validation, the
+status state machine, rule compilation), so they go through the catalog service; keeping the
+calls here means a change of that service's signatures is fixed once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from adtarget.catalog import service
+from adtarget.catalog.models import READ_MODELS
+from adtarget.catalog.tables import MODELS, Base
+
+
+def create(session: Session, kind: str, data: Mapping[str, Any]) -> Any:
+    """Create one object of ``kind`` (validated by the service); flushed, so it has an id."""
+    return service.create(session=session, kind=kind, data=data)
+
+
+def update(
+    session: Session, kind: str, obj_id: int, changes: Mapping[str, Any],
+    expected_version: int | None,
+) -> Any:
+    """Update one object through the service (status transitions checked there)."""
+    return service.update(
+        session=session, kind=kind, obj_id=obj_id, changes=changes,
+        expected_version=expected_version,
+    )
+
+
+def attach_creative(session: Session, line_item_id: int, creative_id: int) -> None:
+    """Attach a creative to a line item through the service."""
+    service.attach_creative(session=session, line_item_id=line_item_id, creative_id=creative_id)
+
+
+def detach_creative(session: Session, line_item_id: int, creative_id: int) -> None:
+    """Detach a creative from a line item through the service."""
+    service.detach_creative(session=session, line_item_id=line_item_id, creative_id=creative_id)
+
+
+def row_dict(session: Session, obj: Base) -> dict[str, Any]:
+    """The object as the API shows it (its ``XRead`` model in JSON mode)."""
+    session.flush()
+    kind = next((k for k, m in MODELS.items() if isinstance(obj, m)), None)
+    model = READ_MODELS.get(kind or "")
+    if model is None:
+        return jsonable(service.to_row_dict(obj))  # type: ignore[no-any-return]
+    read: BaseModel = model.model_validate(obj)
+    return read.model_dump(mode="json")
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with datetimes, Decimals and pydantic models made JSON-safe (for payloads)."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude_unset=True)
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value

@@ -1,0 +1,328 @@
+"""The boolean-expression index: which live line items' rules can match these features.
+
+Why: a request must not evaluate 10,000 rules. Each rule becomes DNF conjunctions
+(``decision/dnf.py``); for every dimension the index keeps Roaring bitmaps over conjunction ids
+so that one user value maps to the conjunctions whose literals on that dimension *fail*. A
+request ORs ~one bitmap per dimension and subtracts it from all conjunctions — C-speed work
+whose cost does not grow with the number of line items that cannot match.
+
+Exactness: literals are decided per value class (a mentioned value, "another string", a numeric
+interval between breakpoints, missing). Where a class cannot be decided exactly (a type the rule
+did not expect, opaque literals, huge rules) the conjunction is *verified* with the per-user
+evaluator (``rules.eval_python.compile_rule``), so the answer always equals evaluating every rule.
+
+Line items are numbered in rank order (priority, -bid, id), so a match bitmap iterates in rank
+order and the engine can stop after ``limit`` servable items.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from numbers import Real
+from typing import Any
+
+from pyroaring import BitMap
+
+from adtarget.decision.dnf import Conjunction, Interval, TooManyConjunctions, to_conjunctions
+from adtarget.decision.models import LiveLineItem
+from adtarget.rules.eval_python import compile_rule
+
+Matcher = Callable[[Mapping[str, Any]], bool]
+_EMPTY = BitMap()
+_OTHER = object()  # class key for a value no rule mentions
+_SET_TYPES = (frozenset, set, list, tuple)
+
+
+@dataclass(slots=True)
+class _DimIndex:
+    """Per-dimension bitmaps over conjunction ids (see module docstring)."""
+
+    has_lit: BitMap = field(default_factory=BitMap)
+    has_eq: BitMap = field(default_factory=BitMap)
+    has_num: BitMap = field(default_factory=BitMap)
+    has_any: BitMap = field(default_factory=BitMap)
+    pos_eq_all: BitMap = field(default_factory=BitMap)
+    pos_eq: dict[Any, BitMap] = field(default_factory=dict)
+    neg_eq: dict[Any, BitMap] = field(default_factory=dict)
+    pos_num: list[tuple[int, Interval]] = field(default_factory=list)
+    neg_num: list[tuple[int, Interval]] = field(default_factory=list)
+    pos_any_all: BitMap = field(default_factory=BitMap)
+    pos_any: dict[Any, BitMap] = field(default_factory=dict)
+    neg_any: dict[Any, BitMap] = field(default_factory=dict)
+    must_miss: BitMap = field(default_factory=BitMap)
+    must_have: BitMap = field(default_factory=BitMap)
+    breaks: list[float] = field(default_factory=list)
+    num_fail: list[BitMap] = field(default_factory=list)
+    pos_num_all: BitMap = field(default_factory=BitMap)
+    fail_missing: BitMap = field(default_factory=BitMap)
+    fail_empty_set: BitMap = field(default_factory=BitMap)
+    verify_set: BitMap = field(default_factory=BitMap)
+    verify_scalar_nonnum: BitMap = field(default_factory=BitMap)
+    cache: dict[Any, tuple[BitMap, BitMap]] = field(default_factory=dict)
+
+    def finish(self) -> None:
+        """Precompute numeric classes and the bitmaps for missing / empty-set values."""
+        for c, _ in self.pos_num:
+            self.pos_num_all.add(c)
+        points: set[float] = set()
+        for _, iv in self.pos_num + self.neg_num:
+            points.update(p for p in (iv.lo, iv.hi) if math.isfinite(p))
+        points.update(float(v) for v in self.pos_eq if _is_num(v))
+        points.update(float(v) for v in self.neg_eq if _is_num(v))
+        self.breaks = sorted(points)
+        self._build_num_classes()
+        self.fail_missing = self.pos_eq_all | self.pos_num_all | self.pos_any_all | self.must_have
+        self.fail_empty_set = self.pos_any_all | self.must_have
+        self.verify_set = self.has_eq | self.has_num
+        self.verify_scalar_nonnum = self.has_num | self.has_any
+
+    def _class_range(self, iv: Interval) -> tuple[int, int]:
+        m = len(self.breaks)
+        if iv.lo == -math.inf:
+            lo = 0
+        else:
+            i = bisect_left(self.breaks, iv.lo)
+            lo = 2 * i + 1 if iv.lo_incl else 2 * i + 2
+        if iv.hi == math.inf:
+            hi = 2 * m
+        else:
+            j = bisect_left(self.breaks, iv.hi)
+            hi = 2 * j + 1 if iv.hi_incl else 2 * j
+        return lo, hi
+
+    def _build_num_classes(self) -> None:
+        if not self.pos_num and not self.neg_num:
+            return
+        k = 2 * len(self.breaks) + 1
+        by_lo: list[list[int]] = [[] for _ in range(k + 1)]
+        by_hi: list[list[int]] = [[] for _ in range(k + 1)]
+        neg: list[list[int]] = [[] for _ in range(k)]
+        for c, iv in self.pos_num:
+            lo, hi = self._class_range(iv)
+            by_lo[lo].append(c)
+            by_hi[hi].append(c)
+        for c, iv in self.neg_num:
+            lo, hi = self._class_range(iv)
+            for cls in range(max(lo, 0), min(hi, k - 1) + 1):
+                neg[cls].append(c)
+        above: list[BitMap] = [BitMap()] * k  # conjunctions whose interval starts above class
+        cur = BitMap()
+        for cls in range(k - 1, -1, -1):
+            above[cls] = cur
+            cur = cur | BitMap(by_lo[cls])
+        fails: list[BitMap] = []
+        below = BitMap()  # conjunctions whose interval ends below class
+        for cls in range(k):
+            fails.append(above[cls] | below | BitMap(neg[cls]))
+            below = below | BitMap(by_hi[cls])
+        self.num_fail = fails
+
+    def num_class(self, v: float) -> int:
+        """Class of a number: 2i+1 = exactly breakpoint i, 2i = strictly below breakpoint i."""
+        i = bisect_left(self.breaks, v)
+        if i < len(self.breaks) and self.breaks[i] == v:
+            return 2 * i + 1
+        return 2 * i
+
+    def lookup(self, v: Any) -> tuple[BitMap, BitMap]:
+        """``(fail, verify)``: conjunctions whose literals on this dimension fail / are undecided."""
+        if v is None:
+            return self.fail_missing, _EMPTY
+        if isinstance(v, str):
+            key: Any = ("s", v if (v in self.pos_eq or v in self.neg_eq) else _OTHER)
+            hit = self.cache.get(key)
+            if hit is None:
+                hit = self._scalar(v, None, self.verify_scalar_nonnum)
+                self.cache[key] = hit
+            return hit
+        if isinstance(v, bool):
+            key = ("b", v)
+            hit = self.cache.get(key)
+            if hit is None:
+                hit = self._scalar(v, None, self.verify_scalar_nonnum)
+                self.cache[key] = hit
+            return hit
+        if isinstance(v, int | float) or (isinstance(v, Real) and not isinstance(v, bool)):
+            if v != v or v in (math.inf, -math.inf):
+                return _EMPTY, self.has_lit
+            cls = self.num_class(v) if self.num_fail else -1
+            key = ("n", v if (v in self.pos_eq or v in self.neg_eq) else _OTHER, cls)
+            hit = self.cache.get(key)
+            if hit is None:
+                hit = self._scalar(v, self.num_fail[cls] if cls >= 0 else None, self.has_any)
+                self.cache[key] = hit
+            return hit
+        if isinstance(v, _SET_TYPES):
+            return self._set(v)
+        return _EMPTY, self.has_lit
+
+    def _scalar(self, v: Any, num_fail: BitMap | None, verify: BitMap) -> tuple[BitMap, BitMap]:
+        fail = self.pos_eq_all - self.pos_eq.get(v, _EMPTY)
+        fail |= self.neg_eq.get(v, _EMPTY)
+        fail |= self.must_miss
+        if num_fail is not None:
+            fail |= num_fail
+        return fail, verify - fail
+
+    def _set(self, values: Iterable[Any]) -> tuple[BitMap, BitMap]:
+        try:
+            elems = set(values)
+        except TypeError:
+            return _EMPTY, self.has_lit
+        if not elems:
+            return self.fail_empty_set, self.verify_set
+        ok = [self.pos_any[u] for u in elems if u in self.pos_any]
+        bad = [self.neg_any[u] for u in elems if u in self.neg_any]
+        fail = self.pos_any_all - BitMap.union(*ok) if ok else self.pos_any_all.copy()
+        if bad:
+            fail |= BitMap.union(*bad)
+        fail |= self.must_miss
+        return fail, self.verify_set - fail
+
+
+def _is_num(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _add(table: dict[Any, BitMap], key: Any, cid: int) -> None:
+    bm = table.get(key)
+    if bm is None:
+        table[key] = bm = BitMap()
+    bm.add(cid)
+
+
+class LineItemIndex:
+    """An immutable index over live line items; build once, share across threads, swap whole."""
+
+    def __init__(self, items: Sequence[LiveLineItem], *, version: str = "") -> None:
+        self.version = version
+        self.items: tuple[LiveLineItem, ...] = tuple(sorted(items, key=LiveLineItem.rank_key))
+        self.position_of: dict[int, int] = {it.id: p for p, it in enumerate(self.items)}
+        n = len(self.items)
+        self._matchers: list[Matcher | None] = [None] * n
+        self._dims: dict[str, _DimIndex] = {}
+        self._all = BitMap()
+        self._opaque = BitMap()
+        self._owner: dict[int, int] = {}  # conjunction id >= n -> position
+        self._verify_always: list[int] = []
+        next_cid = n
+        for pos, item in enumerate(self.items):
+            try:
+                conjs = to_conjunctions(item.rule)
+            except TooManyConjunctions:
+                self._verify_always.append(pos)
+                self._matcher(pos)
+                continue
+            for j, conj in enumerate(conjs):
+                if len(conjs) == 1 and j == 0:
+                    cid = pos
+                else:
+                    cid = next_cid
+                    next_cid += 1
+                    self._owner[cid] = pos
+                self._index_conjunction(cid, conj)
+                if conj.opaque:
+                    self._matcher(pos)
+        for dim in self._dims.values():
+            dim.finish()
+        self._direct = BitMap(range(n)) if n else BitMap()
+
+    def _matcher(self, pos: int) -> Matcher:
+        m = self._matchers[pos]
+        if m is None:
+            rule = self.items[pos].rule
+            m = compile_rule(rule) if rule is not None else (lambda _f: True)
+            self._matchers[pos] = m
+        return m
+
+    def _index_conjunction(self, cid: int, conj: Conjunction) -> None:
+        self._all.add(cid)
+        if conj.opaque:
+            self._opaque.add(cid)
+        for d in conj.dims():
+            di = self._dims.get(d)
+            if di is None:
+                di = self._dims[d] = _DimIndex()
+            di.has_lit.add(cid)
+        for d, vals in conj.pos_eq.items():
+            di = self._dims[d]
+            di.has_eq.add(cid)
+            di.pos_eq_all.add(cid)
+            for v in vals:
+                _add(di.pos_eq, v, cid)
+        for d, vals in conj.neg_eq.items():
+            di = self._dims[d]
+            di.has_eq.add(cid)
+            for v in vals:
+                _add(di.neg_eq, v, cid)
+        for d, iv in conj.pos_num.items():
+            self._dims[d].has_num.add(cid)
+            self._dims[d].pos_num.append((cid, iv))
+        for d, ivs in conj.neg_num.items():
+            self._dims[d].has_num.add(cid)
+            self._dims[d].neg_num.extend((cid, iv) for iv in ivs)
+        for d, vals in conj.pos_any.items():
+            di = self._dims[d]
+            di.has_any.add(cid)
+            di.pos_any_all.add(cid)
+            for v in vals:
+                _add(di.pos_any, v, cid)
+        for d, vals in conj.neg_any.items():
+            di = self._dims[d]
+            di.has_any.add(cid)
+            for v in vals:
+                _add(di.neg_any, v, cid)
+        for d in conj.must_miss:
+            self._dims[d].must_miss.add(cid)
+        for d in conj.must_have:
+            self._dims[d].must_have.add(cid)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def dimensions(self) -> frozenset[str]:
+        """The dimensions any indexed rule reads."""
+        return frozenset(self._dims)
+
+    def match(self, features: Mapping[str, Any]) -> BitMap:
+        """Positions (rank order) of the line items whose rule holds for ``features``."""
+        fails: list[BitMap] = []
+        verifies: list[BitMap] = [self._opaque]
+        get = features.get
+        for d, di in self._dims.items():
+            fail, verify = di.lookup(get(d))
+            if fail:
+                fails.append(fail)
+            if verify:
+                verifies.append(verify)
+        cand = self._all - BitMap.union(*fails) if fails else self._all.copy()
+        need = cand & BitMap.union(*verifies) if len(verifies) > 1 else cand & self._opaque
+        if need:
+            cand -= need
+        out = cand & self._direct
+        if len(out) != len(cand):
+            out.update(self._owner[c] for c in cand if c not in self._direct)
+        for c in need:
+            pos = self._owner.get(c, c)
+            if pos not in out and self._matcher(pos)(features):
+                out.add(pos)
+        for pos in self._verify_always:
+            if self._matcher(pos)(features):
+                out.add(pos)
+        return out
+
+    def match_ids(self, features: Mapping[str, Any]) -> set[int]:
+        """Line item ids whose rule holds (for tests and benchmarks)."""
+        items = self.items
+        return {items[p].id for p in self.match(features)}
+
+
+def scan_match_ids(
+    items: Sequence[LiveLineItem], features: Mapping[str, Any], matchers: Sequence[Matcher]
+) -> set[int]:
+    """The baseline: evaluate every line item's compiled rule (what the index must equal)."""
+    return {it.id for it, m in zip(items, matchers, strict=True) if m(features)}

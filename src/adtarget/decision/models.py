@@ -1,0 +1,143 @@
+"""Value objects of the decision path: the live line items the index holds, requests and answers.
+
+Why frozen dataclasses and not ORM rows: the index is shared by every request thread and swapped
+as one reference, so what it holds must be immutable and detached from any database session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from adtarget.rules.ast import Rule
+
+PacingMode = Literal["even", "asap"]
+CapLevel = Literal["line_item", "campaign", "advertiser"]
+
+#: Reasons an eligible-by-targeting line item did not serve (``explain``), in check order.
+REASONS: tuple[str, ...] = (
+    "targeting",
+    "flight",
+    "daypart",
+    "budget",
+    "pacing",
+    "format",
+    "frequency_cap",
+    "rank",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FrequencyCap:
+    """At most ``count`` impressions per user per fixed window of ``window_seconds``."""
+
+    level: CapLevel
+    owner_id: int
+    count: int
+    window_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class LiveLineItem:
+    """One servable line item with everything eligibility needs, denormalised from the catalog.
+
+    ``creatives`` maps an ad format to the ids of approved, active creatives in that format
+    (ascending, so the choice of creative is deterministic).
+    """
+
+    id: int
+    campaign_id: int
+    advertiser_id: int
+    priority: int
+    bid_cpm: float
+    rule: Rule | None
+    formats: tuple[str, ...] = ()
+    creatives: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    caps: tuple[FrequencyCap, ...] = ()
+    start: datetime | None = None
+    end: datetime | None = None
+    campaign_start: datetime | None = None
+    campaign_end: datetime | None = None
+    budget_total: float | None = None
+    campaign_budget_total: float | None = None
+    campaign_budget_daily: float | None = None
+    pacing_mode: PacingMode = "even"
+    timezone: str = "UTC"
+    dayparting: frozenset[int] | None = None
+    """Allowed hours of the week (0 = Monday 00:00-00:59 local time); ``None`` = always."""
+
+    def rank_key(self) -> tuple[int, float, int]:
+        """Priority ascending (1 first), bid CPM descending, id ascending."""
+        return (self.priority, -self.bid_cpm, self.id)
+
+    def creative_for(self, formats: frozenset[str] | None) -> int | None:
+        """The lowest creative id in an accepted format (any format when ``formats`` is None)."""
+        best: int | None = None
+        for fmt, ids in self.creatives.items():
+            if not ids or (formats is not None and fmt not in formats):
+                continue
+            if best is None or ids[0] < best:
+                best = ids[0]
+        return best
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRequest:
+    """One ad request: who, in which context, how many answers, which ad formats fit the slot."""
+
+    user_id: str
+    context: Mapping[str, Any] = field(default_factory=dict)
+    limit: int = 1
+    formats: tuple[str, ...] | None = None
+    explain: bool = False
+
+    def __post_init__(self) -> None:
+        if self.formats is not None:
+            object.__setattr__(self, "formats", tuple(self.formats))
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One served line item and the creative chosen for it."""
+
+    line_item_id: int
+    campaign_id: int
+    creative_id: int
+    priority: int
+    bid_cpm: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of ``API.md``'s ``decisions[]`` element."""
+        return {
+            "line_item_id": self.line_item_id,
+            "campaign_id": self.campaign_id,
+            "creative_id": self.creative_id,
+            "priority": self.priority,
+            "bid_cpm": self.bid_cpm,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionResult:
+    """The answer: ranked decisions, the snapshot the features came from, and whether degraded.
+
+    ``explain`` (only when asked) is ``{"not_served": [{"line_item_id", "reason", "detail"}]}``.
+    """
+
+    decisions: list[Decision]
+    snapshot: str | None
+    degraded: bool = False
+    explain: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON body of ``POST /v1/decisions``."""
+        body: dict[str, Any] = {
+            "decisions": [d.to_dict() for d in self.decisions],
+            "snapshot": self.snapshot,
+            "degraded": self.degraded,
+        }
+        if self.explain is not None:
+            body["explain"] = self.explain
+        return body

@@ -1,0 +1,293 @@
+"""The default event store: Parquet files by day, a SQLite dedup index and rollups, DuckDB reports.
+
+Layout under ``events_dir``: ``day=YYYY-MM-DD/part-<ns>-<uuid>.parquet`` (append-only) and
+``index.sqlite3`` with ``seen(day, event_id)``, ``hourly_stats`` and ``pending`` tables.
+
+Exactly once, across batches, processes and crashes — one ``append``:
+1. ``BEGIN IMMEDIATE`` on the index (one writer at a time, across processes);
+2. drop the events whose ``(day, event_id)`` is already in ``seen``;
+3. write the rest to ``day=D/.tmp-*.parquet`` and fsync;
+4. in the same transaction: insert their keys into ``seen``, add the batch to ``hourly_stats``,
+   record each ``(tmp, final)`` file in ``pending``; ``COMMIT``;
+5. rename each temp file into place, fsync the directory, clear its ``pending`` row.
+
+The COMMIT is the single point where a batch becomes counted. A crash before it leaves only
+orphan temp files (deleted when a store next opens, under the write lock, so never a live
+writer's) and the client retries. A crash after it leaves ``pending`` rows whose temp files
+are complete and fsynced: the next open renames them into place (redo), so a committed event
+is never missing from the log, and a retry is a duplicate. SQLite (not DuckDB) holds the index
+because several processes (API workers, CLI imports) must write to it; SQLite waits for the
+lock where DuckDB refuses a second writer.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from adtarget.delivery.models import EVENT_SCHEMA, ROLLUP_DIMS
+from adtarget.delivery.reports import report_sql
+from adtarget.delivery.rollup import COUNTERS, ROLLUP_SCHEMA, rollup_batch, rollup_select_sql
+from adtarget.delivery.store import ReportQuery
+
+_KEYS = ("hour", "day", *ROLLUP_DIMS)
+_SCHEMA_SQL = f"""
+CREATE TABLE IF NOT EXISTS seen (day TEXT NOT NULL, event_id TEXT NOT NULL,
+    PRIMARY KEY (day, event_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS hourly_stats (hour INTEGER NOT NULL, day TEXT NOT NULL,
+    {", ".join(f"{d} TEXT NOT NULL" for d in ROLLUP_DIMS)},
+    {", ".join(f"{c} INTEGER NOT NULL" for c in COUNTERS)},
+    PRIMARY KEY ({", ".join(_KEYS)})) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS hourly_stats_day ON hourly_stats (day);
+CREATE TABLE IF NOT EXISTS pending (tmp TEXT PRIMARY KEY, final TEXT NOT NULL);
+"""
+_UPSERT = (
+    f"INSERT INTO hourly_stats ({', '.join(_KEYS)}, {', '.join(COUNTERS)}) "
+    f"VALUES ({', '.join('?' for _ in (*_KEYS, *COUNTERS))}) "
+    f"ON CONFLICT ({', '.join(_KEYS)}) DO UPDATE SET "
+    + ", ".join(f"{c} = {c} + excluded.{c}" for c in COUNTERS)
+)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class ParquetEventStore:
+    """Append-only Parquet event log with a SQLite dedup index and hourly rollups."""
+
+    def __init__(self, root: Path, *, retention_days: int = 400) -> None:
+        self.root = Path(root)
+        self.retention_days = retention_days
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(
+            self.root / "index.sqlite3", timeout=60, isolation_level=None, check_same_thread=False
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA_SQL)
+        self._db.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS batch_keys (pos INTEGER PRIMARY KEY, day TEXT, "
+            "event_id TEXT)"
+        )
+        self._duck = duckdb.connect()
+        self._duck.execute("SET TimeZone = 'UTC'")
+        self.recover()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction: the cross-process writer lock."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def recover(self) -> None:
+        """Finish committed renames and delete uncommitted temp files (see module docstring)."""
+        with self._write() as db:
+            for tmp, final in db.execute("SELECT tmp, final FROM pending").fetchall():
+                if Path(tmp).exists():
+                    os.replace(tmp, final)
+            db.execute("DELETE FROM pending")
+            for orphan in self.root.glob("day=*/.tmp-*"):
+                orphan.unlink(missing_ok=True)
+
+    def _day_dir(self, day: date) -> Path:
+        return self.root / f"day={day.isoformat()}"
+
+    def append(self, events: pa.Table) -> int:
+        """Store never-seen events; return how many (see the module docstring for the protocol)."""
+        if events.num_rows == 0:
+            return 0
+        events = events.select(EVENT_SCHEMA.names).cast(EVENT_SCHEMA)
+        days = [d.isoformat() for d in events["day"].to_pylist()]
+        ids = events["event_id"].to_pylist()
+        moves: list[tuple[Path, Path]] = []
+        try:
+            with self._write() as db:
+                db.execute("DELETE FROM batch_keys")
+                db.executemany("INSERT INTO batch_keys VALUES (?, ?, ?)",
+                               zip(range(len(ids)), days, ids, strict=True))
+                dup = {p for (p,) in db.execute(
+                    "SELECT b.pos FROM batch_keys b JOIN seen s "
+                    "ON s.day = b.day AND s.event_id = b.event_id")}
+                if dup:
+                    events = events.filter(pa.array([i not in dup for i in range(len(ids))]))
+                if events.num_rows == 0:
+                    return 0
+                moves = self._write_temp_files(events)
+                db.execute("INSERT OR IGNORE INTO seen (day, event_id) "
+                           "SELECT day, event_id FROM batch_keys")
+                db.executemany(_UPSERT, self._rollup_params(rollup_batch(events)))
+                db.executemany("INSERT INTO pending VALUES (?, ?)",
+                               [(str(t), str(f)) for t, f in moves])
+        except BaseException:
+            for tmp, _ in moves:
+                tmp.unlink(missing_ok=True)
+            raise
+        self._publish(moves)
+        return events.num_rows
+
+    def _write_temp_files(self, events: pa.Table) -> list[tuple[Path, Path]]:
+        moves = []
+        stamp = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}"
+        for day in events["day"].unique().to_pylist():
+            part = events.filter(pc.equal(events["day"], pa.scalar(day, pa.date32())))
+            folder = self._day_dir(day)
+            folder.mkdir(exist_ok=True)
+            tmp = folder / f".tmp-part-{stamp}.parquet"
+            with open(tmp, "wb") as fh:
+                pq.write_table(part, fh, compression="zstd")
+                fh.flush()
+                os.fsync(fh.fileno())
+            moves.append((tmp, folder / f"part-{stamp}.parquet"))
+        return moves
+
+    def _publish(self, moves: list[tuple[Path, Path]]) -> None:
+        for tmp, final in moves:
+            try:
+                os.replace(tmp, final)
+            except FileNotFoundError:  # another process's recover() already moved it
+                if not final.exists():
+                    raise
+            _fsync_dir(final.parent)
+        with self._lock:
+            self._db.executemany("DELETE FROM pending WHERE tmp = ?", [(str(t),) for t, _ in moves])
+
+    @staticmethod
+    def _rollup_params(rollup: pa.Table) -> list[tuple[Any, ...]]:
+        cols = rollup.to_pydict()
+        hours = [int(h.timestamp()) for h in cols["hour"]]
+        days = [d.isoformat() for d in cols["day"]]
+        rest = [cols[c] for c in (*ROLLUP_DIMS, *COUNTERS)]
+        return list(zip(hours, days, *rest, strict=True))
+
+    def rollups(self) -> pa.Table:
+        return self._stats_table(None, None, None)
+
+    def _stats_table(self, start: datetime | None, end: datetime | None,
+                     advertiser_id: str | None) -> pa.Table:
+        where, params = ["1=1"], []
+        if start is not None and end is not None:
+            where.append("hour >= ? AND hour < ?")
+            params += [int(start.timestamp()), int(end.timestamp())]
+        if advertiser_id is not None:
+            where.append("advertiser_id = ?")
+            params.append(advertiser_id)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join((*_KEYS, *COUNTERS))} FROM hourly_stats "
+                f"WHERE {' AND '.join(where)}", params).fetchall()
+        cols = list(zip(*rows, strict=True)) if rows else [[] for _ in ROLLUP_SCHEMA.names]
+        data: dict[str, Any] = dict(zip(ROLLUP_SCHEMA.names, cols, strict=True))
+        data["hour"] = [datetime.fromtimestamp(h, UTC) for h in data["hour"]]
+        data["day"] = [date.fromisoformat(d) for d in data["day"]]
+        return pa.table({n: list(v) for n, v in data.items()}, schema=ROLLUP_SCHEMA)
+
+    def _files(self, start_day: date | None, end_day: date | None) -> list[str]:
+        out = []
+        for folder in sorted(self.root.glob("day=*")):
+            day = date.fromisoformat(folder.name[4:])
+            if (start_day is None or day >= start_day) and (end_day is None or day <= end_day):
+                out += [str(p) for p in sorted(folder.glob("part-*.parquet"))]
+        return out
+
+    def _events_relation(self, con: duckdb.DuckDBPyConnection, start_day: date | None,
+                         end_day: date | None) -> None:
+        files = self._files(start_day, end_day)
+        if files:
+            listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+            con.execute("CREATE OR REPLACE TEMP VIEW events AS SELECT * FROM "
+                        f"read_parquet([{listed}], hive_partitioning = false)")
+        else:
+            con.register("events_empty", EVENT_SCHEMA.empty_table())
+            con.execute("CREATE OR REPLACE TEMP VIEW events AS SELECT * FROM events_empty")
+
+    def scan(self, start_day: date | None = None, end_day: date | None = None) -> pa.Table:
+        files = self._files(start_day, end_day)
+        if not files:
+            return EVENT_SCHEMA.empty_table()
+        return pa.concat_tables([pq.read_table(f, schema=EVENT_SCHEMA) for f in files])
+
+    def query_report(self, query: ReportQuery) -> list[dict[str, Any]]:
+        stats = self._stats_table(query.start, query.end, query.advertiser_id)
+        with self._lock:
+            con = self._duck.cursor()
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            con.register("stats", stats)
+            if query.reach:
+                last = (query.end - timedelta(microseconds=1)).date()
+                self._events_relation(con, query.start.date(), last)
+            sql, params = report_sql(query, stats="stats", events="events", placeholder="?")
+            cur = con.execute(sql, params)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        finally:
+            con.close()
+
+    def rebuild_rollups(self) -> None:
+        with self._lock:
+            con = self._duck.cursor()
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            self._events_relation(con, None, None)
+            fresh = con.sql(rollup_select_sql("events")).to_arrow_table()
+        finally:
+            con.close()
+        params = self._rollup_params(fresh.cast(ROLLUP_SCHEMA)) if fresh.num_rows else []
+        with self._write() as db:
+            db.execute("DELETE FROM hourly_stats")
+            db.executemany(_UPSERT, params)
+
+    def spend_totals(self) -> list[tuple[str, str, int]]:
+        with self._lock:
+            return [tuple(r) for r in self._db.execute(  # type: ignore[misc]
+                "SELECT line_item_id, campaign_id, sum(spend_micros) FROM hourly_stats "
+                "GROUP BY line_item_id, campaign_id")]
+
+    def hourly_spend(self, since: datetime) -> list[tuple[datetime, str, str, int]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT hour, line_item_id, campaign_id, sum(spend_micros) FROM hourly_stats "
+                "WHERE hour >= ? GROUP BY hour, line_item_id, campaign_id",
+                [int(since.timestamp())]).fetchall()
+        return [(datetime.fromtimestamp(h, UTC), li, c, s) for h, li, c, s in rows]
+
+    def apply_retention(self, today: date) -> list[date]:
+        cutoff = today - timedelta(days=self.retention_days)
+        old = [d for d in (date.fromisoformat(p.name[4:]) for p in self.root.glob("day=*"))
+               if d < cutoff]
+        with self._write() as db:
+            db.execute("DELETE FROM seen WHERE day < ?", [cutoff.isoformat()])
+            db.execute("DELETE FROM hourly_stats WHERE day < ?", [cutoff.isoformat()])
+        for day in old:  # after the commit: a crash here only leaves files the next run drops
+            shutil.rmtree(self._day_dir(day), ignore_errors=True)
+        return sorted(old)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+            self._duck.close()

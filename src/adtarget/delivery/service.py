@@ -1,0 +1,195 @@
+"""Delivery services: event intake, the store chosen by settings, and the spend feed.
+
+Why here: the API route, the CLI import and the benchmark all take events the same way
+(validate -> dedup -> append, with rejections by index), and the decision engine reads spend
+through ``DeliverySpend`` without knowing which store holds it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from adtarget.delivery.models import MICROS, LineItemLookup, validate_events
+from adtarget.delivery.reports import run_report
+from adtarget.delivery.store import EventStore
+from adtarget.settings import Settings
+
+__all__ = [
+    "DeliverySpend", "IngestResult", "catalog_lookup", "ingest_events", "open_event_store",
+    "run_report",
+]
+
+
+@dataclass
+class IngestResult:
+    """What happened to a batch: ``accepted + duplicates + len(rejected)`` = events sent."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "duplicates": self.duplicates,
+                "rejected": self.rejected}
+
+    def merge(self, other: IngestResult) -> None:
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.rejected.extend(other.rejected)
+
+
+def ingest_events(
+    *, store: EventStore, events: Sequence[Any] | Mapping[str, list[Any]],
+    lookup: LineItemLookup | None = None, now: datetime | None = None, index_offset: int = 0,
+) -> IngestResult:
+    """Validate a batch, drop duplicates (in the batch and already stored), append the rest.
+
+    Args:
+        store: where events go.
+        events: JSON-like event objects, or columns keyed by field name (file imports).
+        lookup: catalog line-item resolver (see ``catalog_lookup``); ``None`` requires
+            ``campaign_id`` and ``advertiser_id`` on every event.
+        now: the clock, for the future / retention checks.
+        index_offset: added to rejected indexes (row numbers across a file's batches).
+    """
+    batch = validate_events(events, lookup=lookup, now=now,
+                            retention_days=store.retention_days, index_offset=index_offset)
+    accepted = store.append(batch.table)
+    return IngestResult(accepted=accepted,
+                        duplicates=batch.duplicates + batch.table.num_rows - accepted,
+                        rejected=batch.rejected)
+
+
+def open_event_store(settings: Settings) -> EventStore:
+    """The store named by ``settings.events_store`` (``parquet`` default, or ``postgres``)."""
+    if settings.events_store == "postgres":
+        from adtarget.delivery.postgres import PostgresEventStore
+
+        url = settings.events_url or settings.catalog_url
+        if not url or not url.startswith("postgres"):
+            from adtarget.errors import InvalidValue
+
+            raise InvalidValue("events_store=postgres needs ADTARGET_EVENTS_URL (postgresql://...)",
+                               field="events_url")
+        return PostgresEventStore(url, retention_days=settings.events_retention_days)
+    from adtarget.delivery.parquet_store import ParquetEventStore
+
+    return ParquetEventStore(settings.events_dir, retention_days=settings.events_retention_days)
+
+
+def catalog_lookup(session_factory: Callable[[], Any]) -> LineItemLookup:
+    """Resolve line items to ``(campaign_id, advertiser_id)`` from the catalog tables."""
+
+    def lookup(ids: Sequence[str]) -> Mapping[str, tuple[str, str]]:
+        from sqlalchemy import select
+
+        from adtarget.catalog.tables import Campaign, LineItem
+
+        keys = [int(i) for i in ids if i.isdigit()]  # catalog ids are integers
+        out: dict[str, tuple[str, str]] = {}
+        if not keys:
+            return out
+        with session_factory() as session:
+            stmt = (select(LineItem.id, Campaign.id, Campaign.advertiser_id)
+                    .join(Campaign, Campaign.id == LineItem.campaign_id)
+                    .where(LineItem.id.in_(keys)))
+            for li, camp, adv in session.execute(stmt):
+                out[str(li)] = (str(camp), str(adv))
+        return out
+
+    return lookup
+
+
+class DeliverySpend:
+    """Delivered spend per line item / campaign for budgets and pacing; cheap per call.
+
+    Reads the store's rollups at most every ``refresh_seconds`` (from whichever thread asks
+    first after the interval) and answers from dicts in between, so the decision path never
+    waits on storage more than once per interval.
+    """
+
+    def __init__(self, store: EventStore, *, refresh_seconds: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._store = store
+        self._refresh = refresh_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._loaded_at: float | None = None
+        self._li: dict[str, int] = {}
+        self._camp: dict[str, int] = {}
+        self._li_hours: dict[str, list[tuple[datetime, int]]] = {}
+        self._camp_hours: dict[str, list[tuple[datetime, int]]] = {}
+
+    def refresh(self) -> None:
+        """Reload totals and the last two days by hour (enough for "today" in any time zone)."""
+        since = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=50)
+        li: dict[str, int] = {}
+        camp: dict[str, int] = {}
+        for line_item, campaign, micros in self._store.spend_totals():
+            li[line_item] = li.get(line_item, 0) + int(micros)
+            camp[campaign] = camp.get(campaign, 0) + int(micros)
+        li_h: dict[str, list[tuple[datetime, int]]] = {}
+        camp_h: dict[str, list[tuple[datetime, int]]] = {}
+        for hour, line_item, campaign, micros in self._store.hourly_spend(since):
+            li_h.setdefault(line_item, []).append((hour, int(micros)))
+            camp_h.setdefault(campaign, []).append((hour, int(micros)))
+        self._li, self._camp, self._li_hours, self._camp_hours = li, camp, li_h, camp_h
+        self._loaded_at = self._clock()
+
+    def _fresh(self) -> None:
+        if self._loaded_at is None or self._clock() - self._loaded_at >= self._refresh:
+            with self._lock:
+                if self._loaded_at is None or self._clock() - self._loaded_at >= self._refresh:
+                    self.refresh()
+
+    def spend(self, line_item_id: str | int) -> float:
+        """All-time delivered spend of a line item."""
+        self._fresh()
+        return self._li.get(str(line_item_id), 0) / MICROS
+
+    def campaign_spend(self, campaign_id: str | int) -> float:
+        """All-time delivered spend of a campaign."""
+        self._fresh()
+        return self._camp.get(str(campaign_id), 0) / MICROS
+
+    @staticmethod
+    def _today(hours: list[tuple[datetime, int]], tz: str, now: datetime | None) -> float:
+        zone = ZoneInfo(tz)
+        local = (now or datetime.now(UTC)).astimezone(zone)
+        start = datetime.combine(local.date(), datetime.min.time(), zone).astimezone(UTC)
+        # hourly rollups: an hour counts when it starts at/after local midnight (exact for
+        # whole-hour offsets)
+        return sum(m for h, m in hours if h >= start) / MICROS
+
+    def campaign_spend_today(self, campaign_id: str | int, tz: str = "UTC",
+                             now: datetime | None = None) -> float:
+        """Spend of a campaign since local midnight in ``tz`` (daily pacing)."""
+        self._fresh()
+        return self._today(self._camp_hours.get(str(campaign_id), []), tz, now)
+
+    def line_item_spend_today(self, line_item_id: str | int, tz: str = "UTC",
+                              now: datetime | None = None) -> float:
+        """Spend of a line item since local midnight in ``tz``."""
+        self._fresh()
+        return self._today(self._li_hours.get(str(line_item_id), []), tz, now)
+
+    def spend_by_line_item(self) -> dict[str, float]:
+        """All line items' all-time spend."""
+        self._fresh()
+        return {k: v / MICROS for k, v in self._li.items()}
+
+    def spend_by_campaign(self) -> dict[str, float]:
+        """All campaigns' all-time spend."""
+        self._fresh()
+        return {k: v / MICROS for k, v in self._camp.items()}
+
+
+def retention_today() -> date:
+    """Today in UTC, the reference day for ``EventStore.apply_retention``."""
+    return datetime.now(UTC).date()

@@ -1,0 +1,245 @@
+"""Upload jobs: submit (idempotent by checksum), run, read, and recover after a crash.
+
+Why jobs and not a function call: a 10M-row upload takes seconds to minutes, so the API answers
+202 at once and clients poll ``GET /v1/uploads/{id}``. The job row in the catalog's
+``upload_jobs`` table is the single truth for progress and outcome, whichever process runs it.
+A job records the pid running it; a later start finds jobs left ``running`` by a dead process
+(SIGKILL, power loss), marks them failed and removes their partial output, while the previous
+snapshot keeps serving because nothing was published (see ``ingest.publish``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from adtarget.catalog.coltypes import utcnow
+from adtarget.catalog.tables import UPLOAD_MODES, UploadJob
+from adtarget.errors import AdtargetError, IngestFailed, InvalidValue, NotFound
+from adtarget.ingest.schema import load_schema_file, parse_schema
+from adtarget.settings import Settings
+
+Progress = Callable[[dict[str, Any]], None]
+HOST = socket.gethostname()
+
+
+def file_checksum(path: Path) -> str:
+    """SHA-256 of the file, streamed in 4 MiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def job_dir(settings: Settings, job_id: str) -> Path:
+    """The job's own directory under ``uploads_dir`` (quarantine, uploaded copy, work files)."""
+    return settings.uploads_dir / job_id
+
+
+def job_to_dict(job: UploadJob) -> dict[str, Any]:
+    """The public job object (``GET /v1/uploads/{id}``, ``adtarget ingest --json``)."""
+    report = dict(job.report or {})
+    return {
+        "id": job.id,
+        "status": job.status,
+        "mode": job.mode,
+        "segment": job.segment,
+        "dry_run": job.dry_run,
+        "source_path": job.source_path,
+        "file_checksum": job.file_checksum,
+        "rows_read": job.rows_read,
+        "rows_accepted": job.rows_accepted,
+        "rows_rejected": job.rows_rejected,
+        "quarantine": job.quarantine_path,
+        "snapshot": job.snapshot,
+        "previous_snapshot": job.previous_snapshot,
+        "error": job.error,
+        "report": {k: v for k, v in report.items() if not k.startswith("_")},
+        "actor": job.actor,
+        "created_at": job.created_at.isoformat() if job.created_at else None,
+        "started_at": job.started_at.isoformat() if job.started_at else None,
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+    }
+
+
+def _load(session: Session, job_id: str) -> UploadJob:
+    job = session.get(UploadJob, job_id)
+    if job is None:
+        raise NotFound(f"upload job {job_id!r} does not exist", field="id")
+    return job
+
+
+def get_job(job_id: str, *, session_factory: sessionmaker[Session]) -> dict[str, Any]:
+    """The job object, or ``NotFound``."""
+    with session_factory() as session:
+        return job_to_dict(_load(session, job_id))
+
+
+def submit_upload(
+    *,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    path: Path | str,
+    mode: str,
+    segment: str | None = None,
+    actor: str,
+    dry_run: bool = False,
+    id_column: str = "user_id",
+    schema: Mapping[str, str] | Path | str | None = None,
+    ttl_seconds: int | None = None,
+    hashed: bool = False,
+    delimiter: str = ",",
+) -> dict[str, Any]:
+    """Queue an upload of ``path``; returns the job object (status ``queued``).
+
+    Re-submitting a file with the same checksum, mode and segment as a succeeded (and not
+    undone) publish returns that job instead of a new one: nothing is published twice.
+
+    Args:
+        mode: ``replace`` (the file is the whole population), ``upsert`` or ``segment``.
+        segment: the list segment's name (``segment`` mode only).
+        schema: ``{"dimension": "type"}`` for columns not yet registered, or a JSON file of it.
+        ttl_seconds: membership TTL for a segment upload.
+        hashed: segment ids are SHA-256 hex digests of the user ids.
+    """
+    src = Path(path)
+    if mode not in UPLOAD_MODES:
+        raise InvalidValue(f"mode {mode!r} is not one of {', '.join(UPLOAD_MODES)}", field="mode")
+    if mode == "segment" and not segment:
+        raise InvalidValue("a segment upload needs a segment name", field="segment")
+    if mode != "segment" and (segment or hashed):
+        raise InvalidValue("segment/hashed only apply to mode 'segment'", field="segment")
+    if ttl_seconds is not None and ttl_seconds <= 0:
+        raise InvalidValue("ttl_seconds must be positive", field="ttl_seconds")
+    if not src.is_file():
+        raise InvalidValue(f"upload file {str(src)!r} does not exist", field="path")
+    declared = (load_schema_file(schema) if isinstance(schema, str | Path)
+                else parse_schema(dict(schema)) if schema is not None else {})
+    checksum = file_checksum(src)
+    options = {"id_column": id_column, "schema": declared, "ttl_seconds": ttl_seconds,
+               "hashed": hashed, "delimiter": delimiter}
+    with session_factory() as session:
+        if not dry_run:
+            done = session.scalars(
+                select(UploadJob).where(
+                    UploadJob.file_checksum == checksum, UploadJob.mode == mode,
+                    UploadJob.status == "succeeded", UploadJob.dry_run.is_(False))
+                .order_by(UploadJob.created_at.desc())).all()
+            for job in done:
+                rep = job.report or {}
+                if job.segment == segment and not rep.get("undone") and \
+                        rep.get("_options", {}).get("id_column", "user_id") == id_column:
+                    out = job_to_dict(job)
+                    out["idempotent"] = True
+                    return out
+        job = UploadJob(id=uuid.uuid4().hex, status="queued", mode=mode, segment=segment,
+                        source_path=str(src.resolve()), file_checksum=checksum, dry_run=dry_run,
+                        actor=actor, report={"_options": options})
+        session.add(job)
+        session.commit()
+        return job_to_dict(job)
+
+
+def claim_job(job_id: str, *, session_factory: sessionmaker[Session]) -> UploadJob:
+    """Move a queued job to ``running`` under this pid; ``InvalidValue`` if it is not queued."""
+    with session_factory() as session:
+        job = _load(session, job_id)
+        if job.status != "queued":
+            raise InvalidValue(f"upload job {job_id} is {job.status}, not queued", field="status")
+        job.status = "running"
+        job.started_at = utcnow()
+        job.report = {**(job.report or {}), "_pid": os.getpid(), "_host": HOST}
+        session.commit()
+        session.expunge(job)
+        return job
+
+
+def update_job(job_id: str, *, session_factory: sessionmaker[Session], **fields: Any) -> None:
+    """Write progress or the outcome to the job row (``report`` is merged, not replaced)."""
+    with session_factory() as session:
+        job = _load(session, job_id)
+        report = fields.pop("report", None)
+        for key, value in fields.items():
+            setattr(job, key, value)
+        if report:
+            job.report = {**(job.report or {}), **report}
+        session.commit()
+
+
+def fail_job(job_id: str, error: AdtargetError | str, *,
+             session_factory: sessionmaker[Session]) -> None:
+    """Mark the job failed with a message people can act on."""
+    message = error.message if isinstance(error, AdtargetError) else str(error)
+    update_job(job_id, session_factory=session_factory, status="failed", error=message,
+               finished_at=utcnow())
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_stale_jobs(*, settings: Settings, session_factory: sessionmaker[Session]) -> list[str]:
+    """Mark jobs left ``running`` by a dead process failed; remove their partial output.
+
+    Called when the API or CLI starts an upload. Only jobs claimed on this host are judged
+    (another host's pid means nothing here). Returns the ids it marked failed.
+    """
+    from adtarget.audience.store import SnapshotStore
+
+    SnapshotStore(settings.snapshots_dir, keep=settings.snapshots_keep).clean_stale()
+    failed: list[str] = []
+    with session_factory() as session:
+        for job in session.scalars(select(UploadJob).where(UploadJob.status == "running")):
+            rep = job.report or {}
+            pid, host = rep.get("_pid"), rep.get("_host")
+            if host != HOST or not isinstance(pid, int) or (pid != os.getpid()
+                                                            and _pid_alive(pid)):
+                continue
+            if pid == os.getpid():
+                continue
+            job.status = "failed"
+            job.error = f"the process running this job (pid {pid}) died; nothing was published"
+            job.finished_at = utcnow()
+            failed.append(job.id)
+        session.commit()
+    for job_id in failed:
+        shutil.rmtree(job_dir(settings, job_id) / "work", ignore_errors=True)
+    return failed
+
+
+def run_upload(job_id: str, *, settings: Settings, session_factory: sessionmaker[Session],
+               progress: Progress | None = None) -> dict[str, Any]:
+    """Run a queued job to the end in this thread; returns the final job object.
+
+    Failures (unreadable file, too many bad rows, a concurrent publish) end as ``failed`` with
+    ``error`` set, never as an exception, so callers always get the job back.
+    """
+    from adtarget.ingest.service import execute_job
+
+    job = claim_job(job_id, session_factory=session_factory)
+    try:
+        execute_job(job, settings=settings, session_factory=session_factory, progress=progress)
+    except AdtargetError as exc:
+        fail_job(job_id, exc, session_factory=session_factory)
+    except Exception as exc:  # noqa: BLE001 - any crash must still end the job visibly
+        fail_job(job_id, IngestFailed(f"{type(exc).__name__}: {exc}"),
+                 session_factory=session_factory)
+    finally:
+        shutil.rmtree(job_dir(settings, job_id) / "work", ignore_errors=True)
+    return get_job(job_id, session_factory=session_factory)

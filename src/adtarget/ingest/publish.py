@@ -1,0 +1,208 @@
+"""Publishing an upload as an undoable command, and refreshing segment sizes after it.
+
+Undo design (decided here, see docs): snapshot versions are immutable directories, so undo
+*repoints* ``CURRENT`` to the version that was current before the upload
+(``SnapshotStore.rollback``) and redo repoints to the upload's version. Nothing is rebuilt, so
+undo is exact to the byte. The first-ever publish has no previous version; undoing it publishes
+an empty snapshot (zero users), which sizes identically to "no snapshot". Both refuse with
+``Conflict`` when another publish happened since (undo that first) or when the version they
+need was pruned (``snapshots_keep``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Self
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from adtarget.audience.store import SnapshotStore
+from adtarget.catalog.coltypes import utcnow
+from adtarget.catalog.tables import Segment, UploadJob
+from adtarget.commands.persisted import CommandContext, register_command
+from adtarget.errors import Conflict, NotFound
+from adtarget.ingest.schema import register_dimensions
+from adtarget.rules.registry import DimensionSpec, DimensionType
+from adtarget.settings import Settings, get_settings
+
+
+def snapshot_store(settings: Settings) -> SnapshotStore:
+    """The data dir's snapshot store."""
+    return SnapshotStore(settings.snapshots_dir, keep=settings.snapshots_keep)
+
+
+def refresh_segment_sizes(session: Session, store: SnapshotStore) -> dict[str, int]:
+    """Write ``last_size``/``last_snapshot`` of every active segment from the current snapshot.
+
+    List segments read their (unexpired) member bitmap; rule segments are counted with the
+    bitmap evaluator when the snapshot did not materialize them. Returns name → size.
+    """
+    snap = store.current()
+    if snap is None:
+        return {}
+    materialized = snap.segment_info()
+    sizes: dict[str, int] = {}
+    now = utcnow()
+    rows = session.scalars(select(Segment).where(Segment.status != "archived")).all()
+    for seg in rows:
+        size: int | None
+        if seg.name in materialized:
+            size = int(materialized[seg.name]["size"])
+        elif seg.kind == "list":
+            size = 0
+        else:
+            size = _count_rule(seg.rule or "", snap)
+        if size is None:
+            continue
+        seg.last_size, seg.last_snapshot, seg.last_computed_at = size, snap.version, now
+        sizes[seg.name] = size
+    session.flush()
+    return sizes
+
+
+def _count_rule(text: str, snap: Any) -> int | None:
+    """Exact size of a rule segment, or None when the rule no longer validates."""
+    try:
+        from adtarget.rules.eval_bitmap import count
+        from adtarget.rules.parse import parse
+
+        return int(count(parse(text), snap.index))
+    except Exception:  # noqa: BLE001 - a stale rule must not block a publish
+        return None
+
+
+def _store(ctx: CommandContext) -> SnapshotStore:
+    return snapshot_store(ctx.settings or get_settings())
+
+
+def _empty_snapshot(store: SnapshotStore) -> str:
+    """Publish a snapshot with no users (what "before the first upload" sizes like)."""
+    from adtarget.audience.build import SnapshotBuilder
+
+    builder = SnapshotBuilder(store=store, base=None, registry={}, mode="replace")
+    return store.publish(builder.finish())
+
+
+@register_command
+@dataclass
+class PublishUpload:
+    """Make an upload's staged snapshot current; undo/redo repoint between the two versions."""
+
+    kind: ClassVar[str] = "upload_publish"
+    job_id: str
+    previous: str | None
+    staged: str | None = None
+    snapshot: str | None = None
+    undo_version: str | None = None
+    segment: str | None = None
+    ttl_seconds: int | None = None
+    new_dimensions: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def description(self) -> str:
+        """One line for the history."""
+        what = f"segment {self.segment!r}" if self.segment else "audience"
+        return f"publish upload {self.job_id[:8]} ({what}) as {self.snapshot or 'new snapshot'}"
+
+    def execute(self, ctx: CommandContext) -> dict[str, Any]:
+        """Publish the staged build, unless another publish moved ``CURRENT`` meanwhile."""
+        store = _store(ctx)
+        if self.snapshot is not None:  # executed before: this is a redo from the log
+            return self.redo(ctx)
+        current = store.current_version()
+        if current != self.previous:
+            raise Conflict(
+                f"snapshot {current} was published while this upload was built on "
+                f"{self.previous}; re-run the upload", field="snapshot")
+        register_dimensions(ctx.session, [
+            DimensionSpec(d["name"], d["type"], description="registered by an upload")  # type: ignore[arg-type]
+            for d in self.new_dimensions if d["type"] in ("category", "number", "set", "bool")
+        ])
+        if self.segment:
+            self._ensure_segment(ctx.session)
+        if self.staged is None:
+            raise NotFound("nothing staged to publish", field="staged")
+        self.snapshot = store.publish(self.staged)
+        self.staged = None
+        return self._after(ctx, store, undone=False)
+
+    def undo(self, ctx: CommandContext) -> dict[str, Any]:
+        """Repoint to the version current before this upload (or an empty one)."""
+        store = _store(ctx)
+        current = store.current_version()
+        if current != self.snapshot:
+            raise Conflict(
+                f"snapshot {current} is current, not {self.snapshot}: a later publish must be "
+                "undone first", field="snapshot")
+        if self.previous is not None:
+            self._repoint(store, self.previous)
+        elif self.undo_version is not None and self.undo_version in store.versions():
+            store.rollback(self.undo_version)
+        else:
+            self.undo_version = _empty_snapshot(store)
+        return self._after(ctx, store, undone=True)
+
+    def redo(self, ctx: CommandContext) -> dict[str, Any]:
+        """Repoint to this upload's version again."""
+        store = _store(ctx)
+        current = store.current_version()
+        expected = self.previous if self.previous is not None else self.undo_version
+        if current != expected:
+            raise Conflict(
+                f"snapshot {current} is current, not {expected}: something was published "
+                "after the undo", field="snapshot")
+        assert self.snapshot is not None
+        self._repoint(store, self.snapshot)
+        return self._after(ctx, store, undone=False)
+
+    def to_payload(self) -> dict[str, Any]:
+        """Everything needed to undo/redo from another process."""
+        return asdict(self)
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> Self:
+        """Inverse of ``to_payload``."""
+        return cls(**payload)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _repoint(store: SnapshotStore, version: str) -> None:
+        try:
+            store.rollback(version)
+        except NotFound:
+            raise Conflict(
+                f"snapshot {version} is no longer kept (snapshots_keep); cannot switch to it",
+                field="snapshot") from None
+
+    def _ensure_segment(self, session: Session) -> None:
+        seg = session.scalar(select(Segment).where(Segment.name == self.segment))
+        if seg is None:
+            session.add(Segment(name=self.segment, kind="list", ttl_seconds=self.ttl_seconds,
+                                status="active"))
+        elif seg.kind != "list":
+            raise Conflict(f"segment {self.segment!r} is a rule segment, not a list",
+                           field="segment")
+        elif self.ttl_seconds is not None:
+            seg.ttl_seconds = self.ttl_seconds
+        session.flush()
+
+    def _after(self, ctx: CommandContext, store: SnapshotStore, *, undone: bool) -> dict[str, Any]:
+        sizes = refresh_segment_sizes(ctx.session, store)
+        job = ctx.session.get(UploadJob, self.job_id)
+        if job is not None:
+            job.snapshot = self.snapshot
+            job.previous_snapshot = self.previous
+            job.report = {**(job.report or {}), "undone": undone}
+        return {"job_id": self.job_id, "snapshot": store.current_version(),
+                "upload_snapshot": self.snapshot, "previous": self.previous,
+                "undone": undone, "segment_sizes": sizes}
+
+
+def dimension_payload(specs: list[DimensionSpec]) -> list[dict[str, str]]:
+    """New dimensions as stored in the command payload."""
+    return [{"name": s.name, "type": s.type} for s in specs]
+
+
+_ = DimensionType  # re-exported type for callers building payloads

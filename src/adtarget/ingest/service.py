@@ -1,0 +1,225 @@
+"""The body of an upload job: read → validate → quarantine → build → (dry-run report | publish).
+
+Why staged: everything this job writes goes to a staged snapshot directory (inside the snapshot
+store, named after this pid) and the job's ``work`` dir; only ``SnapshotStore.publish`` (an
+atomic rename + pointer swap, run as the ``upload_publish`` command) makes it visible. A job
+killed anywhere before that leaves the previous snapshot serving; its leftovers are removed by
+``recover_stale_jobs`` / ``SnapshotStore.clean_stale`` on the next start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy.orm import Session, sessionmaker
+
+from adtarget.audience.build import SnapshotBuilder
+from adtarget.audience.store import SnapshotStore
+from adtarget.catalog.coltypes import utcnow
+from adtarget.catalog.tables import UploadJob
+from adtarget.errors import AdtargetError, IngestFailed, InvalidValue
+from adtarget.ingest.jobs import Progress, job_dir, update_job
+from adtarget.ingest.publish import PublishUpload, dimension_payload, snapshot_store
+from adtarget.ingest.quarantine import QuarantineWriter
+from adtarget.ingest.readers import open_reader
+from adtarget.ingest.schema import load_registry, resolve_dimensions
+from adtarget.ingest.validate import USER_ID, BatchValidator, ValidationOptions
+from adtarget.settings import Settings
+
+PROGRESS_EVERY_S = 1.0
+HEX64_RE = r"^[0-9a-fA-F]{64}$"
+
+
+def _hashed_to_ids(digests: pa.Array, base: Any) -> pa.Array:
+    """Map SHA-256 hex digests to the snapshot's user ids (unmatched digests are dropped).
+
+    Hashing every snapshot id is the only way to match advertiser-hashed lists; it runs once per
+    segment upload, over the ids array of the base snapshot.
+    """
+    if base is None or len(digests) == 0:
+        return pa.array([], pa.string())
+    ids = base.ids_array()
+    alive = base.index.universe()
+    wanted = set(pc.utf8_lower(digests).to_pylist())
+    out: list[str] = []
+    for ordinal, uid in enumerate(ids.to_pylist()):
+        if hashlib.sha256(uid.encode("utf-8")).hexdigest() in wanted and ordinal in alive:
+            out.append(uid)
+    return pa.array(out, pa.string())
+
+
+class _Counter:
+    """Rows read/accepted/rejected, pushed to the job row and the callback about once a second."""
+
+    def __init__(self, job_id: str, session_factory: sessionmaker[Session],
+                 progress: Progress | None, total: int | None) -> None:
+        self.job_id, self.session_factory, self.progress = job_id, session_factory, progress
+        self.total = total
+        self.read = self.accepted = self.rejected = 0
+        self._last = 0.0
+
+    def add(self, accepted: int, rejected: int, *, force: bool = False) -> None:
+        self.accepted += accepted
+        self.rejected += rejected
+        self.read = self.accepted + self.rejected
+        now = time.monotonic()
+        if force or now - self._last >= PROGRESS_EVERY_S:
+            self._last = now
+            update_job(self.job_id, session_factory=self.session_factory, rows_read=self.read,
+                       rows_accepted=self.accepted, rows_rejected=self.rejected)
+            if self.progress is not None:
+                self.progress({"rows_read": self.read, "rows_accepted": self.accepted,
+                               "rows_rejected": self.rejected, "total_rows": self.total})
+
+
+def execute_job(job: UploadJob, *, settings: Settings, session_factory: sessionmaker[Session],
+                progress: Progress | None = None) -> None:
+    """Run one claimed job; raises ``AdtargetError`` on failure (the caller marks it failed)."""
+    opts: dict[str, Any] = dict((job.report or {}).get("_options", {}))
+    id_column = str(opts.get("id_column") or USER_ID)
+    path = Path(job.source_path)
+    reader = open_reader(path, batch_rows=settings.ingest_batch_rows,
+                         delimiter=str(opts.get("delimiter") or ","))
+    segment_mode = job.mode == "segment"
+    if id_column not in reader.columns and segment_mode and len(reader.columns) == 1:
+        id_column = reader.columns[0]  # a one-column list file: that column is the id
+    if id_column not in reader.columns:
+        raise InvalidValue(f"the file has no id column {id_column!r} (columns: "
+                           f"{', '.join(reader.columns)}); use --id-column", field="id_column")
+    with session_factory() as session:
+        registry = load_registry(session)
+    columns = [id_column] if segment_mode else list(reader.columns)
+    specs, new_dims = resolve_dimensions(columns=columns, id_column=id_column, registry=registry,
+                                         arrow_schema=reader.arrow_schema,
+                                         declared=opts.get("schema") or {})
+    hashed = bool(opts.get("hashed"))
+    vopts = ValidationOptions(id_column=id_column, id_pattern=HEX64_RE if hashed else None,
+                              id_kind="SHA-256 hex digest" if hashed else "string")
+    validator = BatchValidator(specs, columns, options=vopts,
+                               raw_delimiter=getattr(reader, "delimiter", None))
+    suffix = ".csv" if reader.format == "csv" else ".jsonl"
+    qpath = job_dir(settings, job.id) / f"quarantine{suffix}"
+    quarantine = QuarantineWriter(qpath)
+    store = snapshot_store(settings)
+    base = store.current()
+    previous = base.version if base is not None else None
+    total = getattr(getattr(reader, "_file", None), "metadata", None)
+    counter = _Counter(job.id, session_factory, progress,
+                       total.num_rows if total is not None else None)
+    builder = SnapshotBuilder(store=store, base=base, registry=specs,
+                              mode="replace" if job.mode == "replace" else "upsert")
+    _add_rule_segments(builder, session_factory)
+    seg_ids: list[pa.Array] = []
+    try:
+        for rb in reader:
+            vb = validator.validate(rb)
+            good = vb.good
+            quarantine.write(vb.rejects)
+            if segment_mode:
+                seg_ids.append(good.column(USER_ID))
+            elif good.num_rows:
+                builder.add_batch(good)
+            counter.add(good.num_rows, len(vb.rejects))
+        counter.add(0, 0, force=True)
+        quarantine.close()
+        report = _finish_report(job, settings, counter, quarantine, specs, new_dims)
+        _check_ratio(settings, counter, report)
+        if segment_mode:
+            ids = pa.chunked_array(seg_ids, pa.string()).combine_chunks() if seg_ids else \
+                pa.array([], pa.string())
+            if hashed:
+                received = len(ids)
+                ids = _hashed_to_ids(ids, base)
+            stats = builder.set_segment(str(job.segment), ids,
+                                        ttl_seconds=opts.get("ttl_seconds"))
+            if hashed:
+                stats.update(ids_received=received, unmatched=received - stats["matched"],
+                             match_rate=(stats["matched"] / received) if received else 0.0)
+            report["segment"] = stats
+            report["match_rate"] = stats["match_rate"]
+        if job.dry_run:
+            report["diff"] = builder.diff()
+            builder.discard()
+            _succeed(job.id, session_factory, counter, quarantine, report, snapshot=None,
+                     previous=previous)
+            return
+        staged = builder.finish()
+        _publish(job, settings, session_factory, store, staged, previous, new_dims, opts)
+        _succeed(job.id, session_factory, counter, quarantine, report, snapshot=None,
+                 previous=previous)
+    except BaseException:
+        quarantine.close()
+        builder.discard()
+        update_job(job.id, session_factory=session_factory, rows_read=counter.read,
+                   rows_accepted=counter.accepted, rows_rejected=counter.rejected,
+                   quarantine_path=str(quarantine.path) if quarantine.written else None)
+        raise
+
+
+def _add_rule_segments(builder: SnapshotBuilder, session_factory: sessionmaker[Session]) -> None:
+    """Materialize the catalog's rule segments in the new snapshot (bad rules are skipped)."""
+    from sqlalchemy import select
+
+    from adtarget.catalog.tables import Segment
+
+    with session_factory() as session:
+        rules = [(s.name, s.rule) for s in session.scalars(
+            select(Segment).where(Segment.kind == "rule", Segment.status != "archived"))]
+    for name, rule in rules:
+        if rule:
+            try:
+                builder.add_rule_segment(name, rule)
+            except AdtargetError:
+                continue
+
+
+def _finish_report(job: UploadJob, settings: Settings, counter: _Counter,
+                   quarantine: QuarantineWriter, specs: dict[str, Any],
+                   new_dims: list[Any]) -> dict[str, Any]:
+    ratio = counter.rejected / counter.read if counter.read else 0.0
+    return {"error_ratio": round(ratio, 6), "max_error_ratio": settings.ingest_max_error_ratio,
+            "rejected_by_field": dict(quarantine.by_field), "dimensions": sorted(specs),
+            "new_dimensions": dimension_payload(new_dims)}
+
+
+def _check_ratio(settings: Settings, counter: _Counter, report: dict[str, Any]) -> None:
+    if counter.read == 0:
+        raise IngestFailed("the file holds no rows", field="path")
+    if report["error_ratio"] > settings.ingest_max_error_ratio:
+        raise IngestFailed(
+            f"{counter.rejected} of {counter.read} rows rejected "
+            f"({report['error_ratio']:.2%} > {settings.ingest_max_error_ratio:.2%}); "
+            "nothing was published, see the quarantine file", field="rows_rejected")
+
+
+def _publish(job: UploadJob, settings: Settings, session_factory: sessionmaker[Session],
+             store: SnapshotStore, staged: Path, previous: str | None, new_dims: list[Any],
+             opts: dict[str, Any]) -> None:
+    from adtarget.commands.catalog_commands import CatalogWriter
+
+    cmd = PublishUpload(job_id=job.id, previous=previous, staged=str(staged),
+                        segment=job.segment, ttl_seconds=opts.get("ttl_seconds"),
+                        new_dimensions=dimension_payload(new_dims))
+    writer = CatalogWriter(session_factory, actor=job.actor, depth=settings.history_depth,
+                           settings=settings)
+    writer.execute(cmd)
+
+
+def _succeed(job_id: str, session_factory: sessionmaker[Session], counter: _Counter,
+             quarantine: QuarantineWriter, report: dict[str, Any], *, snapshot: str | None,
+             previous: str | None) -> None:
+    fields: dict[str, Any] = {
+        "status": "succeeded", "finished_at": utcnow(), "rows_read": counter.read,
+        "rows_accepted": counter.accepted, "rows_rejected": counter.rejected,
+        "quarantine_path": str(quarantine.path) if quarantine.written else None,
+        "previous_snapshot": previous, "report": report,
+    }
+    if snapshot is not None:
+        fields["snapshot"] = snapshot
+    update_job(job_id, session_factory=session_factory, **fields)

@@ -1,0 +1,198 @@
+"""Bitmap evaluation (sizing path): the set of user ordinals matching a rule, as a Roaring bitmap.
+
+The evaluator only needs the small ``BitmapIndex`` protocol, so the audience snapshot index
+(range-encoded / bit-sliced numbers, memory-mapped) plugs in unchanged; ``MemoryBitmapIndex`` in
+``bitmap_memory.py`` is the reference implementation for tests and benchmarks.
+
+Index methods may return their own stored bitmaps: this module never mutates what an index
+returns (only fresh results of ``|``, ``&``, ``-``), and ``evaluate`` copies a bare index bitmap
+before handing it to the caller. ``count`` avoids materialising the top-level result where a
+cardinality shortcut exists (``len(a & b)`` → ``a.intersection_cardinality(b)``).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from pyroaring import AbstractBitMap, BitMap
+
+from adtarget.rules.ast import (
+    And,
+    Between,
+    Compare,
+    HasAll,
+    HasAny,
+    InList,
+    IsMissing,
+    Not,
+    Or,
+    Rule,
+    SegmentRef,
+    Value,
+)
+from adtarget.rules.bitmap_memory import MemoryBitmapIndex
+
+__all__ = ["BitmapIndex", "MemoryBitmapIndex", "count", "evaluate"]
+
+
+@runtime_checkable
+class BitmapIndex(Protocol):
+    """Per-(dimension, value) bitmaps over user ordinals ``0..num_users-1``.
+
+    ``equals`` is called with str/bool values (category, bool dims); numbers always go through
+    ``range`` (``age = 30`` is ``range("age", 30, 30, True, True)``). Every result must be a
+    subset of ``universe()``. Unknown values/dims/segments return an empty bitmap.
+    """
+
+    def universe(self) -> AbstractBitMap:
+        """All user ordinals in the snapshot."""
+        ...
+
+    def equals(self, dim: str, value: Value) -> AbstractBitMap:
+        """Users whose (category/bool) ``dim`` equals ``value``."""
+        ...
+
+    def present(self, dim: str) -> AbstractBitMap:
+        """Users with a value for ``dim`` (for set dims: a non-empty set)."""
+        ...
+
+    def contains(self, dim: str, value: str) -> AbstractBitMap:
+        """Users whose set ``dim`` holds ``value``."""
+        ...
+
+    def range(
+        self,
+        dim: str,
+        low: float | None,
+        high: float | None,
+        low_inclusive: bool,
+        high_inclusive: bool,
+    ) -> AbstractBitMap:
+        """Users whose number ``dim`` lies between ``low`` and ``high`` (``None`` = unbounded)."""
+        ...
+
+    def segment(self, name: str) -> AbstractBitMap:
+        """Members of the list segment ``name``."""
+        ...
+
+
+def _is_number(v: Value) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _eq(index: BitmapIndex, dim: str, v: Value) -> AbstractBitMap:
+    if _is_number(v):
+        return index.range(dim, float(v), float(v), True, True)
+    return index.equals(dim, v)
+
+
+def _leaf(rule: Rule, index: BitmapIndex) -> AbstractBitMap:
+    """A positive predicate's bitmap (may be the index's own object: never mutate it)."""
+    if isinstance(rule, Compare):
+        v = rule.value
+        if rule.op in ("=", "!="):
+            return _eq(index, rule.dim, v)
+        fv = float(v)
+        if rule.op == "<":
+            return index.range(rule.dim, None, fv, True, False)
+        if rule.op == "<=":
+            return index.range(rule.dim, None, fv, True, True)
+        if rule.op == ">":
+            return index.range(rule.dim, fv, None, False, True)
+        return index.range(rule.dim, fv, None, True, True)
+    if isinstance(rule, Between):
+        return index.range(rule.dim, float(rule.low), float(rule.high), True, True)
+    if isinstance(rule, InList):
+        parts = [_eq(index, rule.dim, v) for v in rule.values]
+        if len(parts) == 1:
+            return parts[0]
+        return BitMap.union(*parts) if parts else BitMap()
+    if isinstance(rule, HasAny):
+        parts = [index.contains(rule.dim, str(v)) for v in rule.values]
+        if len(parts) == 1:
+            return parts[0]
+        return BitMap.union(*parts) if parts else BitMap()
+    if isinstance(rule, HasAll):
+        parts = sorted((index.contains(rule.dim, str(v)) for v in rule.values), key=len)
+        if len(parts) == 1:
+            return parts[0]
+        return BitMap.intersection(*parts) if parts else BitMap()
+    if isinstance(rule, IsMissing):
+        return index.present(rule.dim)
+    if isinstance(rule, SegmentRef):
+        return index.segment(rule.name)
+    raise TypeError(f"not a rule node: {rule!r}")
+
+
+def _negative(rule: Rule) -> Rule | None:
+    """If ``rule`` is a complement (``not X``, ``!=``, ``not in``, ``is missing``), its X."""
+    if isinstance(rule, Not):
+        return rule.child
+    if isinstance(rule, Compare) and rule.op == "!=":
+        return Compare(rule.dim, "=", rule.value)
+    if isinstance(rule, InList) and rule.negated:
+        return InList(rule.dim, rule.values)
+    if isinstance(rule, IsMissing):
+        # is missing = not present; is not missing = present (positive leaf).
+        return None if rule.negated else IsMissing(rule.dim, True)
+    return None
+
+
+def _eval(rule: Rule, index: BitmapIndex) -> AbstractBitMap:
+    """The matching ordinals; may return an index-owned bitmap (read-only)."""
+    if isinstance(rule, And):
+        pos = [c for c in rule.children if _negative(c) is None]
+        neg = [n for c in rule.children if (n := _negative(c)) is not None]
+        if pos:
+            bms = sorted((_eval(c, index) for c in pos), key=len)
+            acc = bms[0] if len(bms) == 1 else BitMap.intersection(*bms)
+        else:
+            acc = index.universe()
+        if neg:
+            # a and not b = a - b: no universe-sized complement is built.
+            acc = acc - BitMap.union(*(_eval(n, index) for n in neg))
+        return acc
+    if isinstance(rule, Or):
+        return BitMap.union(*(_eval(c, index) for c in rule.children))
+    inner = _negative(rule)
+    if inner is not None:
+        return index.universe() - _eval(inner, index)
+    return _leaf(rule, index)
+
+
+def evaluate(rule: Rule, index: BitmapIndex) -> BitMap:
+    """The user ordinals matching ``rule`` (a fresh bitmap the caller may mutate).
+
+    Rule-based segments must be inlined first (``expand_segments``); a remaining
+    ``segment("x")`` reads ``index.segment("x")``.
+    """
+    result = _eval(rule, index)
+    # BitMap(x) copies; cheap next to the set algebra, and keeps index bitmaps safe.
+    return BitMap(result)
+
+
+def count(rule: Rule, index: BitmapIndex) -> int:
+    """How many users match, using cardinality shortcuts instead of building the final bitmap."""
+    if isinstance(rule, And) and len(rule.children) == 2:
+        a, b = rule.children
+        na, nb = _negative(a), _negative(b)
+        if na is None and nb is None:
+            return _eval(a, index).intersection_cardinality(_eval(b, index))
+        if na is None and nb is not None:
+            return _eval(a, index).difference_cardinality(_eval(nb, index))
+        if nb is None and na is not None:
+            return _eval(b, index).difference_cardinality(_eval(na, index))
+    if isinstance(rule, Or) and len(rule.children) == 2:
+        a, b = rule.children
+        return _eval(a, index).union_cardinality(_eval(b, index))
+    inner = _negative(rule)
+    if inner is not None:
+        return len(index.universe()) - count(inner, index)
+    if isinstance(rule, And):
+        # intersect all but the largest positive child, then count against it.
+        pos = [c for c in rule.children if _negative(c) is None]
+        neg = [n for c in rule.children if (n := _negative(c)) is not None]
+        if pos and not neg and len(pos) > 2:
+            bms = sorted((_eval(c, index) for c in pos), key=len)
+            return BitMap.intersection(*bms[:-1]).intersection_cardinality(bms[-1])
+    return len(_eval(rule, index))

@@ -1,0 +1,252 @@
+"""Check a parsed rule against the dimension registry, and inline rule-based segments.
+
+Parsing checks shape; this checks meaning: every dimension exists, each operator fits the
+dimension's type, values have the right type and are allowed, lists are not empty, the rule is
+within the size limits, and segment references resolve without cycles. Errors name the token and
+where it was written (line/column are 0 when the rule came from JSON and has no positions).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable, Mapping
+
+from adtarget.errors import RuleValidationError
+from adtarget.rules.ast import (
+    MAX_DEPTH,
+    MAX_EXPANDED_DEPTH,
+    MAX_EXPANDED_NODES,
+    MAX_LIST_VALUES,
+    MAX_NODES,
+    And,
+    Between,
+    Compare,
+    HasAll,
+    HasAny,
+    InList,
+    IsMissing,
+    Not,
+    Or,
+    Rule,
+    SegmentRef,
+    Value,
+    depth,
+    size,
+    walk,
+)
+from adtarget.rules.format import format_value
+from adtarget.rules.registry import DimensionSpec
+
+_OP_NAME = {HasAny: "has any", HasAll: "has all", Between: "between"}
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest choice, or an empty string."""
+    pool = list(choices)
+    close = difflib.get_close_matches(word, pool, n=1, cutoff=0.6)
+    if not close:
+        lowered = {c.lower(): c for c in pool}
+        if word.lower() in lowered:
+            close = [lowered[word.lower()]]
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _fail(
+    message: str, line: int | None, column: int | None, hint: str = ""
+) -> RuleValidationError:
+    if column is None:
+        return RuleValidationError(f"{message}{hint}", line=0, column=0)
+    where = f"column {column}" if (line or 1) == 1 else f"line {line}, column {column}"
+    return RuleValidationError(f"{message} at {where}{hint}", line=line or 1, column=column)
+
+
+def _node_fail(node: Rule, message: str, hint: str = "") -> RuleValidationError:
+    return _fail(message, node.line, node.column, hint)
+
+
+def _value_fail(node: Rule, index: int, message: str, hint: str = "") -> RuleValidationError:
+    cols: tuple[int, ...] = getattr(node, "value_columns", ())
+    column = cols[index] if index < len(cols) else node.column
+    return _fail(message, node.line, column, hint)
+
+
+def _check_value(node: Rule, index: int, v: Value, spec: DimensionSpec) -> None:
+    token = format_value(v)
+    want = {
+        "category": "a string",
+        "set": "a string",
+        "number": "a number",
+        "bool": "true or false",
+    }
+    ok = {
+        "category": isinstance(v, str),
+        "set": isinstance(v, str),
+        "number": isinstance(v, int | float) and not isinstance(v, bool),
+        "bool": isinstance(v, bool),
+    }[spec.type]
+    if not ok:
+        raise _value_fail(
+            node,
+            index,
+            f"type mismatch: value {token} for {spec.type} dimension '{spec.name}' must be "
+            f"{want[spec.type]}",
+        )
+    if spec.allowed_values is not None and v not in spec.allowed_values:
+        raise _value_fail(
+            node,
+            index,
+            f"value {token} is not allowed for dimension '{spec.name}'",
+            did_you_mean(str(v), sorted(spec.allowed_values)),
+        )
+
+
+def _check_leaf(node: Rule, registry: Mapping[str, DimensionSpec]) -> None:
+    dim: str = getattr(node, "dim")  # noqa: B009 - every leaf but SegmentRef has .dim
+    spec = registry.get(dim)
+    if spec is None:
+        raise _node_fail(node, f"unknown dimension '{dim}'", did_you_mean(dim, registry))
+    if isinstance(node, IsMissing):
+        return
+    if isinstance(node, Compare):
+        op = node.op
+        if op in ("=", "!=") and spec.type == "set":
+            raise _node_fail(
+                node,
+                f"type mismatch: '{op}' does not apply to set dimension '{dim}'",
+                " (use 'has any' or 'has all')",
+            )
+        if op not in ("=", "!=") and spec.type != "number":
+            raise _node_fail(
+                node, f"type mismatch: '{op}' needs a number dimension but '{dim}' is {spec.type}"
+            )
+        _check_value(node, 0, node.value, spec)
+        return
+    if isinstance(node, Between):
+        if spec.type != "number":
+            raise _node_fail(
+                node,
+                f"type mismatch: 'between' needs a number dimension but '{dim}' is {spec.type}",
+            )
+        _check_value(node, 0, node.low, spec)
+        _check_value(node, 1, node.high, spec)
+        if node.low > node.high:
+            raise _node_fail(
+                node,
+                f"'between' bounds are reversed ({format_value(node.low)} > "
+                f"{format_value(node.high)}) for '{dim}'",
+            )
+        return
+    assert isinstance(node, InList | HasAny | HasAll)
+    if isinstance(node, InList):
+        name = "not in" if node.negated else "in"
+    else:
+        name = _OP_NAME[type(node)]
+    is_set_op = not isinstance(node, InList)
+    if is_set_op and spec.type != "set":
+        raise _node_fail(
+            node,
+            f"type mismatch: '{name}' needs a set dimension but '{dim}' is {spec.type}",
+            " (use 'in')" if spec.type == "category" else "",
+        )
+    if not is_set_op and spec.type == "set":
+        raise _node_fail(
+            node,
+            f"type mismatch: '{name}' does not apply to set dimension '{dim}'",
+            " (use 'has any')",
+        )
+    if not node.values:
+        raise _node_fail(node, f"empty value list for '{name}' on '{dim}'")
+    if len(node.values) > MAX_LIST_VALUES:
+        raise _node_fail(node, f"list has more than {MAX_LIST_VALUES} values")
+    for i, v in enumerate(node.values):
+        _check_value(node, i, v, spec)
+
+
+def validate(
+    rule: Rule,
+    registry: Mapping[str, DimensionSpec],
+    *,
+    segments: Mapping[str, Rule | None] | None = None,
+) -> None:
+    """Raise ``RuleValidationError`` unless ``rule`` fits ``registry`` (and ``segments``).
+
+    Args:
+        rule: a parsed (or JSON-read) rule.
+        registry: dimension name → spec.
+        segments: when given, every ``segment("x")`` must name a key; the value is the
+            segment's rule (rule-based segment, checked for cycles by inlining) or ``None`` (a
+            list segment, membership only). To check a new segment definition for cycles, pass
+            it in the mapping under its own name.
+    """
+    if depth(rule) > MAX_DEPTH:
+        raise _node_fail(rule, f"rule is nested too deeply (more than {MAX_DEPTH} levels)")
+    if size(rule) > MAX_NODES:
+        raise _node_fail(rule, f"rule is too large (more than {MAX_NODES} nodes)")
+    for node in walk(rule):
+        if isinstance(node, And | Or | Not):
+            continue
+        if isinstance(node, SegmentRef):
+            if segments is not None and node.name not in segments:
+                raise _node_fail(
+                    node, f"unknown segment '{node.name}'", did_you_mean(node.name, segments)
+                )
+            continue
+        _check_leaf(node, registry)
+    if segments is not None:
+        expand_segments(rule, segments.get)
+
+
+def expand_segments(rule: Rule, resolve: Callable[[str], Rule | None]) -> Rule:
+    """Inline rule-based segments: ``segment("x")`` becomes x's rule, recursively.
+
+    ``resolve(name)`` returns the segment's rule, or ``None`` to keep the reference (a list
+    segment, evaluated by membership). A cycle raises ``RuleValidationError`` naming it; so does
+    an expansion beyond ``MAX_EXPANDED_DEPTH``/``MAX_EXPANDED_NODES`` (diamond blow-up).
+    """
+    memo: dict[str, Rule] = {}
+    budget = [MAX_EXPANDED_NODES]
+
+    def expand(node: Rule, stack: tuple[str, ...], d: int = 1, origin: Rule | None = None) -> Rule:
+        budget[0] -= 1
+        if d > MAX_EXPANDED_DEPTH:
+            raise _node_fail(
+                rule,
+                f"rule is nested too deeply once segments are inlined (more "
+                f"than {MAX_EXPANDED_DEPTH} levels)",
+            )
+        if budget[0] < 0:
+            raise _node_fail(
+                rule,
+                f"rule is too large once segments are inlined (more than "
+                f"{MAX_EXPANDED_NODES} nodes)",
+            )
+        if isinstance(node, And):
+            return And(
+                tuple(expand(c, stack, d + 1, origin) for c in node.children),
+                line=node.line,
+                column=node.column,
+            )
+        if isinstance(node, Or):
+            return Or(
+                tuple(expand(c, stack, d + 1, origin) for c in node.children),
+                line=node.line,
+                column=node.column,
+            )
+        if isinstance(node, Not):
+            return Not(expand(node.child, stack, d + 1, origin), line=node.line, column=node.column)
+        if not isinstance(node, SegmentRef):
+            return node
+        if node.name in stack:
+            cycle = " -> ".join((*stack[stack.index(node.name) :], node.name))
+            raise _node_fail(origin or node, f"segment cycle: {cycle}")
+        if node.name in memo:
+            budget[0] -= size(memo[node.name])
+            return memo[node.name]
+        target = resolve(node.name)
+        if target is None:
+            return node
+        out = expand(target, (*stack, node.name), d, origin or node)
+        memo[node.name] = out
+        return out
+
+    return expand(rule, ())
