@@ -75,4 +75,5 @@ def world(session: Session) -> dict[str, Any]:
             "attributes": {"duration": 30, "resolution": "1920x1080"},
         },
     )
+    session.commit()  # so a test's rollback after a refusal keeps the world
     return {"advertiser": adv, "campaign": camp, "creative": creative}

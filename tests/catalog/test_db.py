@@ -22,9 +22,18 @@ from adtarget.catalog.tables import AdFormat, Base
 from adtarget.settings import Settings
 
 TABLES = {
-    "advertisers", "campaigns", "line_items", "ad_formats", "creatives", "line_item_creatives",
-    "segments", "dimensions", "upload_jobs", "command_log", "api_keys",
-}  # fmt: skip
+    "advertisers",
+    "campaigns",
+    "line_items",
+    "ad_formats",
+    "creatives",
+    "line_item_creatives",
+    "segments",
+    "dimensions",
+    "upload_jobs",
+    "command_log",
+    "api_keys",
+}
 
 
 def _tables(engine: Engine) -> set[str]:

@@ -41,7 +41,7 @@ def catalog_url(request: pytest.FixtureRequest, settings: Settings) -> str:
 
 
 @pytest.fixture
-def factory(sqlite_url: str) -> Iterator[Factory]:
+def sqlite_factory(sqlite_url: str) -> Iterator[Factory]:
     """A migrated SQLite catalog's session factory."""
     engine, fac = open_factory(sqlite_url)
     yield fac
@@ -49,9 +49,17 @@ def factory(sqlite_url: str) -> Iterator[Factory]:
 
 
 @pytest.fixture
-def any_factory(catalog_url: str) -> Iterator[Factory]:
-    """A migrated catalog's session factory, on SQLite and on PostgreSQL."""
+def factory(catalog_url: str) -> Iterator[Factory]:
+    """A migrated catalog's session factory, once on SQLite and once on PostgreSQL."""
     engine, fac = open_factory(catalog_url)
+    yield fac
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_factory(pg_url: str) -> Iterator[Factory]:
+    """A migrated catalog on the real PostgreSQL (skips when the server is absent)."""
+    engine, fac = open_factory(pg_url)
     yield fac
     engine.dispose()
 
@@ -70,7 +78,10 @@ def dump(fac: Factory, *, ignore: frozenset[str] = frozenset()) -> dict[str, lis
     """Every catalog table the commands touch, as rows of JSON values minus ``ignore``d columns."""
     with fac() as session:
         return {
-            kind: [{k: v for k, v in row.items() if k not in ignore} for row in dump_table(session, kind)]
+            kind: [
+                {k: v for k, v in row.items() if k not in ignore}
+                for row in dump_table(session, kind)
+            ]
             for kind in sorted(TABLES)
         }
 
@@ -93,8 +104,16 @@ def seed(writer: CatalogWriter) -> dict[str, int]:
     )
     cr = writer.create(
         "creative",
-        {"advertiser_id": adv["id"], "name": "spot", "format": "video_15s",
-         "attributes": {"media_url": "https://cdn.example/a.mp4", "duration": 15}},
+        {
+            "advertiser_id": adv["id"],
+            "name": "spot",
+            "format": "video_15s",
+            "attributes": {"media_url": "https://cdn.example/a.mp4", "duration": 15},
+        },
     )
-    return {"advertiser": adv["id"], "campaign": camp["id"], "line_item": li["id"],
-            "creative": cr["id"]}
+    return {
+        "advertiser": adv["id"],
+        "campaign": camp["id"],
+        "line_item": li["id"],
+        "creative": cr["id"],
+    }

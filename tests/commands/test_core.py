@@ -122,7 +122,9 @@ def test_failed_undo_keeps_command_on_undo_stack() -> None:
 def test_composite_executes_in_order_and_undoes_as_one() -> None:
     store: dict[str, int] = {}
     h = CommandHistory()
-    comp = CompositeCommand("bulk", [SetKey(store, "a", 1), SetKey(store, "a", 2), SetKey(store, "b", 3)])
+    comp = CompositeCommand(
+        "bulk", [SetKey(store, "a", 1), SetKey(store, "a", 2), SetKey(store, "b", 3)]
+    )
     h.execute(comp)
     assert store == {"a": 2, "b": 3}
     assert h.undo_descriptions() == ["bulk"]
@@ -157,9 +159,7 @@ def test_composite_rollback_failure_is_noted_not_swallowed() -> None:
 
 def test_composite_undo_failure_reapplies_undone_parts() -> None:
     store: dict[str, int] = {}
-    comp = CompositeCommand(
-        "bulk", [SetKey(store, "a", 1, fail_undo=True), SetKey(store, "b", 2)]
-    )
+    comp = CompositeCommand("bulk", [SetKey(store, "a", 1, fail_undo=True), SetKey(store, "b", 2)])
     comp.execute()
     with pytest.raises(ValueError, match="cannot undo a"):
         comp.undo()

@@ -39,7 +39,7 @@ REGISTRY = make_registry(
 )
 POOLS: dict[str, list[Any]] = {
     "country": ["US", "CA", "FR", "DE"],
-    "device": ["ios", "android", "web", "it's \"q\"", ""],
+    "device": ["ios", "android", "web", 'it\'s "q"', ""],
     "age": [0, 1, 2, 3, 4, 5, 2.5, -1],
     "geo.score": [-1.5, 0.0, 0.5, 2, 3.25],
     "premium": [True, False],
@@ -71,9 +71,7 @@ def _leaf_for(dim: str) -> st.SearchStrategy[Rule]:
     if kind != "number":
         return st.one_of(eq, inl, missing)
     order = st.builds(Compare, st.just(dim), st.sampled_from(["<", "<=", ">", ">="]), _pick(dim))
-    between = st.tuples(_pick(dim), _pick(dim)).map(
-        lambda lh: Between(dim, min(lh), max(lh))
-    )
+    between = st.tuples(_pick(dim), _pick(dim)).map(lambda lh: Between(dim, min(lh), max(lh)))
     return st.one_of(eq, inl, order, between, missing)
 
 
@@ -85,7 +83,9 @@ LEAVES: st.SearchStrategy[Rule] = st.one_of(
 
 def _combine(kids: st.SearchStrategy[Rule]) -> st.SearchStrategy[Rule]:
     many = st.lists(kids, min_size=2, max_size=3)
-    return st.one_of(many.map(And), many.map(Or), kids.map(Not))
+    return st.one_of(
+        many.map(lambda xs: And(tuple(xs))), many.map(lambda xs: Or(tuple(xs))), kids.map(Not)
+    )
 
 
 RULES: st.SearchStrategy[Rule] = st.recursive(LEAVES, _combine, max_leaves=10)

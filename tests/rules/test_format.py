@@ -51,8 +51,8 @@ ANY_LEAF: st.SearchStrategy[Rule] = st.one_of(
 ANY_RULE: st.SearchStrategy[Rule] = st.recursive(
     ANY_LEAF,
     lambda kids: st.one_of(
-        st.lists(kids, min_size=2, max_size=3).map(And),
-        st.lists(kids, min_size=2, max_size=3).map(Or),
+        st.lists(kids, min_size=2, max_size=3).map(lambda xs: And(tuple(xs))),
+        st.lists(kids, min_size=2, max_size=3).map(lambda xs: Or(tuple(xs))),
         kids.map(Not),
     ),
     max_leaves=12,

@@ -100,7 +100,7 @@ def test_keywords_are_case_insensitive_dimensions_are_not_lowered() -> None:
 def test_quoting_and_escapes() -> None:
     assert parse(r'd = "say \"hi\""').value == 'say "hi"'  # type: ignore[union-attr]
     assert parse(r"d = 'it\'s'").value == "it's"  # type: ignore[union-attr]
-    assert parse("d = \"it's\"").value == "it's"  # type: ignore[union-attr]
+    assert parse('d = "it\'s"').value == "it's"  # type: ignore[union-attr]
     assert parse(r'd = "a\\b\nc\td\u00e9"').value == "a\\b\nc\td\u00e9"  # type: ignore[union-attr]
     assert parse('d = "é 東京 🎬"').value == "é 東京 🎬"  # type: ignore[union-attr]
     assert parse('d = ""').value == ""  # type: ignore[union-attr]

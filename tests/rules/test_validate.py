@@ -80,18 +80,17 @@ def test_valid_rules_pass(text: str) -> None:
             "type mismatch: '>' needs a number dimension but 'country' is category at column 1",
         ),
         (
-            "x = 1 or country between 1 and 2",
+            "age = 1 or country between 1 and 2",
             "type mismatch: 'between' needs a number dimension but 'country' is category at "
-            "column 10",
+            "column 12",
         ),
         (
             "country = 3",
-            "type mismatch: value 3 for category dimension 'country' must be a string at "
-            "column 11",
+            "type mismatch: value 3 for category dimension 'country' must be a string at column 11",
         ),
         (
             'age in (1, "2")',
-            'type mismatch: value "2" for number dimension \'age\' must be a number at column 12',
+            "type mismatch: value \"2\" for number dimension 'age' must be a number at column 12",
         ),
         (
             "age = true",
@@ -109,12 +108,17 @@ def test_valid_rules_pass(text: str) -> None:
         ),
         (
             'genres not in ("scifi")',
-            "type mismatch: 'not in' does not apply to set dimension 'genres' at column 1",
+            "type mismatch: 'not in' does not apply to set dimension 'genres' at column 1 "
+            "(use 'not genres has any (...)')",
         ),
         (
             'country in ("US", "Us")',
-            'value "Us" is not allowed for dimension \'country\' at column 19 '
-            "(did you mean 'US'?)",
+            "value \"Us\" is not allowed for dimension 'country' at column 19 (did you mean 'US'?)",
+        ),
+        (
+            'genres in ("scifi")',
+            "type mismatch: 'in' does not apply to set dimension 'genres' at column 1 "
+            "(use 'has any')",
         ),
         (
             'genres has any ("scfi")',

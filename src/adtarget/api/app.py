@@ -50,9 +50,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def _include_domain_routers(app: FastAPI) -> None:
     """Routers other modules own, each with the roles that may read and change through it."""
-    from adtarget.api.routes import events
+    from adtarget.api.routes import commands, events, uploads
 
-    # Ad servers post delivery events with their decisions key.
+    # Undo/redo/history: the router checks roles itself (undo is per actor, so per key).
+    app.include_router(commands.router)
+    # Uploads replace or extend everyone's user features: admin keys only may post.
+    app.include_router(uploads.router, dependencies=[Depends(allow(read=("reader",), write=()))])
+    # Ad servers post delivery events with their decisions key; reports are scoped in the route.
     app.include_router(
         events.router,
         dependencies=[Depends(allow(read=("reader", "advertiser"), write=("decisions",)))],

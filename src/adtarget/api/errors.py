@@ -124,25 +124,39 @@ async def _on_http_error(_request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, str(exc.detail), headers=headers)
 
 
-async def _on_unexpected(request: Request, exc: Exception) -> Response:
-    from sqlalchemy.exc import IntegrityError, OperationalError
+async def _on_integrity_error(_request: Request, exc: Exception) -> Response:
+    # A database constraint rejected the input (duplicate name, dangling reference).
+    orig = getattr(exc, "orig", None)
+    reason = str(orig).splitlines()[0] if orig else "constraint violated"
+    return error_response(409, "conflict", f"the catalog rejected the change: {reason}")
 
-    if isinstance(exc, IntegrityError):
-        # A database constraint rejected the input (duplicate name, dangling reference).
-        reason = str(exc.orig).splitlines()[0] if exc.orig else "constraint violated"
-        return error_response(409, "conflict", f"the catalog rejected the change: {reason}")
-    if isinstance(exc, OperationalError):
-        log.warning("catalog unavailable on %s %s: %s", request.method, request.url.path, exc)
-        return error_response(
-            503, "store_unavailable", "the catalog is unavailable", headers={"Retry-After": "1"}
-        )
+
+async def _on_operational_error(request: Request, exc: Exception) -> Response:
+    log.warning("catalog unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return error_response(
+        503, "store_unavailable", "the catalog is unavailable", headers={"Retry-After": "1"}
+    )
+
+
+async def _on_data_error(_request: Request, exc: Exception) -> Response:
+    # A value the database cannot hold (an id beyond the integer range, an overlong string).
+    return error_response(422, "invalid_value", f"a value is out of range: {exc}".splitlines()[0])
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(500, "internal", "internal error (logged on the server)")
 
 
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers; ``Exception`` is last-resort logging, never a bare 500 page."""
+    from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+
     app.add_exception_handler(AdtargetError, _on_adtarget_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(IntegrityError, _on_integrity_error)
+    app.add_exception_handler(OperationalError, _on_operational_error)
+    app.add_exception_handler(DataError, _on_data_error)
+    app.add_exception_handler(OverflowError, _on_data_error)
     app.add_exception_handler(Exception, _on_unexpected)

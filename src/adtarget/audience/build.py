@@ -9,6 +9,7 @@ overwrite the changed users and append new ones: ordinals of existing users neve
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -215,20 +216,20 @@ class SnapshotBuilder:
         resolved: ResolvedIds = resolve_ids(
             new_ids=self._ids, removed=self._removed, base=self.base, mode=self.mode
         )
-        writer = SnapshotWriter(
-            staged=self.store.staging_dir(),
-            registry=self.registry,
-            resolved=resolved,
-            base=self.base,
-            mode=self.mode,
-            now=self.now,
-        )
+        staged = self.store.staging_dir()
         try:
-            for name, chunks in self._chunks.items():
-                writer.write_dimension(name, chunks, self._dicts.get(name))
+            writer = SnapshotWriter(
+                staged=staged,
+                registry=self.registry,
+                resolved=resolved,
+                base=self.base,
+                mode=self.mode,
+                now=self.now,
+            )
+            writer.write_dimensions(self._chunks, self._dicts)
             writer.write_segments(self._segments, self._rule_segments)
         except BaseException:
-            writer.discard()
+            shutil.rmtree(staged, ignore_errors=True)
             raise
         self._staged = writer.staged
         return writer.staged
@@ -242,8 +243,6 @@ class SnapshotBuilder:
 
     def discard(self) -> None:
         """Delete the staged directory (after a dry run, or instead of publishing)."""
-        import shutil
-
         if self._staged is not None:
             shutil.rmtree(self._staged, ignore_errors=True)
             self._staged = None

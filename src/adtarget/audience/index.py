@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from pyroaring import BitMap, FrozenBitMap
+from pyroaring import AbstractBitMap, BitMap, FrozenBitMap
 
 from adtarget.audience import bsi
 from adtarget.audience.layout import SEGMENTS, UNIVERSE, dim_file, load_bytes, load_npy, read_bitmap
@@ -49,6 +49,11 @@ class DimReader:
         self._values: list[Any] | None = None
         self._lookup: dict[Any, int] | None = None
         self._cache: dict[int, FrozenBitMap] = {}
+        self.numbers: bsi.NumberBitmaps | None = None
+        if self.type == "number":
+            self.numbers = bsi.NumberBitmaps(
+                self.bitmap, self.bits, list(meta.get("buckets", [])), self.num_values
+            )
 
     @property
     def values(self) -> list[Any]:
@@ -101,16 +106,15 @@ class DimReader:
 
     def range(
         self, low: float | None, high: float | None, low_inc: bool, high_inc: bool
-    ) -> FrozenBitMap | BitMap:
-        """Users whose number lies in the interval (BSI over ranks)."""
-        if self.type != "number":
+    ) -> AbstractBitMap:
+        """Users whose number lies in the interval (buckets + BSI over ranks)."""
+        if self.numbers is None:
             raise InvalidValue(f"dimension {self.name!r} is not a number", field=self.name)
         assert self._distinct_list is not None
         bounds = bsi.rank_bounds(self._distinct_list, low, high, low_inc, high_inc)
         if bounds is None:
             return EMPTY
-        slices = [self.bitmap(j) for j in range(self.bits)]
-        return bsi.range_ranks(slices, self.present(), bounds[0], bounds[1])
+        return self.numbers.range(bounds[0], bounds[1])
 
 
 class SegmentReader:
@@ -186,7 +190,7 @@ class SnapshotIndex:
     def _dim(self, dim: str) -> DimReader | None:
         return self._dims.get(dim)
 
-    def equals(self, dim: str, value: Any) -> FrozenBitMap | BitMap:
+    def equals(self, dim: str, value: Any) -> AbstractBitMap:
         """Users whose (category, bool or number) value equals ``value``."""
         reader = self._dim(dim)
         if reader is None:
@@ -220,7 +224,7 @@ class SnapshotIndex:
         high: float | None,
         low_inclusive: bool = True,
         high_inclusive: bool = True,
-    ) -> FrozenBitMap | BitMap:
+    ) -> AbstractBitMap:
         """Users whose number lies between the bounds (``None`` = unbounded)."""
         reader = self._dim(dim)
         if reader is None:

@@ -7,9 +7,9 @@ and encodings in one place means they cannot drift apart. Everything large is a 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ MANIFEST = "manifest.json"
 IDS_OFFSETS = "ids.offsets.npy"
 IDS_DATA = "ids.data.bin"
 IDS_SORTED = "ids.sorted.npy"
+IDS_HASH = "ids.hash.npy"
 UNIVERSE = "universe.bin"
 SEGMENTS = "segments.bin"
 
@@ -75,12 +76,13 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def file_checksum(path: Path) -> str:
-    """SHA-256 of a file, streamed."""
-    digest = hashlib.sha256()
+    """CRC-32 of a file, streamed: detects torn or corrupted files at a fraction of SHA-256's
+    cost here (hundreds of MB per snapshot; zlib releases the GIL so files hash in parallel)."""
+    crc = 0
     with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
+        while chunk := fh.read(1 << 24):
+            crc = zlib.crc32(chunk, crc)
+    return f"crc32:{crc:08x}"
 
 
 def registry_to_json(registry: dict[str, DimensionSpec]) -> list[dict[str, Any]]:

@@ -16,9 +16,11 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from adtarget.audience.idhash import hash_id
 from adtarget.audience.index import DimReader, SegmentReader, SnapshotIndex, now_seconds
 from adtarget.audience.layout import (
     IDS_DATA,
+    IDS_HASH,
     IDS_OFFSETS,
     IDS_SORTED,
     MANIFEST,
@@ -55,6 +57,7 @@ class Snapshot:
         self._id_off = load_npy(self.path / IDS_OFFSETS)
         self._id_data = load_bytes(self.path / IDS_DATA)
         self._id_sorted = load_npy(self.path / IDS_SORTED)
+        self._id_hash = load_npy(self.path / IDS_HASH)
         self.dims: dict[str, DimReader] = {
             name: DimReader(self.path, name, meta) for name, meta in self.manifest["dims"].items()
         }
@@ -77,22 +80,17 @@ class Snapshot:
         return self._id_bytes(ordinal).decode("utf-8")
 
     def ordinal_of(self, user_id: str) -> int | None:
-        """The live user's ordinal, by binary search over the sorted id copy; else ``None``."""
+        """The live user's ordinal (hash lookup, then a byte compare); else ``None``."""
         key = user_id.encode("utf-8")
-        order = self._id_sorted
-        lo, hi = 0, len(order)
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if self._id_bytes(int(order[mid])) < key:
-                lo = mid + 1
-            else:
-                hi = mid
-        if lo == len(order):
-            return None
-        ordinal = int(order[lo])
-        if self._id_bytes(ordinal) != key or ordinal not in self.index.universe():
-            return None
-        return ordinal
+        h = np.uint64(hash_id(user_id))
+        hashes = self._id_hash
+        i = int(np.searchsorted(hashes, h))
+        while i < len(hashes) and hashes[i] == h:
+            ordinal = int(self._id_sorted[i])
+            if self._id_bytes(ordinal) == key:
+                return ordinal if ordinal in self.index.universe() else None
+            i += 1
+        return None
 
     def is_alive(self, ordinal: int) -> bool:
         """Whether the ordinal belongs to a current user (removed users keep their slot)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,10 +21,12 @@ import pyarrow.compute as pc
 from pyroaring import AbstractBitMap, BitMap, FrozenBitMap
 
 from adtarget.audience import bsi
+from adtarget.audience.idhash import hash_ids, offsets_and_data
 from adtarget.audience.columns import MISSING, ColumnChunks, Dictionary, group_bitmaps
 from adtarget.audience.layout import (
     FORMAT,
     IDS_DATA,
+    IDS_HASH,
     IDS_OFFSETS,
     IDS_SORTED,
     MANIFEST,
@@ -46,6 +48,15 @@ if TYPE_CHECKING:
 
 U32 = np.uint32
 MAX_ORDINALS = 2**32 - 1
+
+
+def code_dtype(k: int) -> type[np.signedinteger[Any]]:
+    """Smallest signed dtype holding codes ``0..k-1`` and ``MISSING`` (-1)."""
+    if k < 2**7:
+        return np.int8
+    if k < 2**15:
+        return np.int16
+    return np.int32
 
 
 @dataclass
@@ -137,30 +148,38 @@ class SnapshotWriter:
         self._alive_ords = np.flatnonzero(resolved.alive).astype(U32)
         write_bitmaps(staged / UNIVERSE, [bsi.bitmap_from_sorted(self._alive_ords)])
 
-    def discard(self) -> None:
-        """Remove the staged directory after a failure."""
-        shutil.rmtree(self.staged, ignore_errors=True)
-
     def _write_ids(self) -> None:
         ids = self.r.all_ids
-        order = pc.sort_indices(ids).to_numpy().astype(U32)
-        if len(ids) > 1:
-            ordered = ids.take(pa.array(order))
-            same = pc.equal(ordered.slice(1), ordered.slice(0, len(ordered) - 1))
-            if pc.any(same).as_py():
-                where = int(np.flatnonzero(same.to_numpy(zero_copy_only=False))[0])
+        hashes = hash_ids(ids)
+        order = np.argsort(hashes).astype(U32)
+        sorted_hashes = hashes[order]
+        offsets, data = offsets_and_data(ids)
+        self._check_duplicates(sorted_hashes, order, offsets, data)
+        save_npy(self.staged / IDS_OFFSETS, offsets)
+        with open(self.staged / IDS_DATA, "wb") as fh:
+            fh.write(memoryview(data))
+        save_npy(self.staged / IDS_HASH, sorted_hashes)
+        save_npy(self.staged / IDS_SORTED, order)
+
+    @staticmethod
+    def _check_duplicates(
+        sorted_hashes: npt.NDArray[np.uint64],
+        order: npt.NDArray[np.uint32],
+        offsets: npt.NDArray[np.int64],
+        data: npt.NDArray[np.uint8],
+    ) -> None:
+        """Equal hashes are duplicates or (rarely) collisions: compare the bytes of those."""
+        if len(sorted_hashes) < 2:
+            return
+        suspects = np.flatnonzero(sorted_hashes[1:] == sorted_hashes[:-1])
+        for i in suspects.tolist():
+            a, b = int(order[i]), int(order[i + 1])
+            left = bytes(data[offsets[a] : offsets[a + 1]])
+            if left == bytes(data[offsets[b] : offsets[b + 1]]):
                 raise InvalidValue(
-                    f"user id {ordered[where].as_py()!r} appears more than once",
+                    f"user id {left.decode('utf-8', 'replace')!r} appears more than once",
                     field="user_id",
                 )
-        offsets = np.frombuffer(ids.buffers()[1], dtype=np.int64)[ids.offset : ids.offset + self.n + 1]
-        data = ids.buffers()[2]
-        start, end = (int(offsets[0]), int(offsets[-1])) if self.n else (0, 0)
-        save_npy(self.staged / IDS_OFFSETS, offsets - start)
-        with open(self.staged / IDS_DATA, "wb") as fh:
-            if data is not None and end > start:
-                fh.write(memoryview(data)[start:end])
-        save_npy(self.staged / IDS_SORTED, order)
 
     def _base_dim(self, name: str, type_: str) -> Any:
         if self.base is None or self.mode != "upsert":
@@ -168,25 +187,45 @@ class SnapshotWriter:
         reader = self.base.dims.get(name)
         return reader if reader is not None and reader.type == type_ else None
 
-    def write_dimension(self, name: str, chunks: ColumnChunks, dictionary: Dictionary | None) -> None:
-        """Final code column + bitmaps of one dimension."""
+    def write_dimensions(
+        self, chunks: dict[str, ColumnChunks], dictionaries: dict[str, Dictionary]
+    ) -> None:
+        """All dimensions, two at a time (numpy sorts and file writes release the GIL)."""
+        names = list(chunks)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            metas = list(
+                pool.map(
+                    lambda i: self.write_dimension(
+                        names[i], f"d{i}", chunks[names[i]], dictionaries.get(names[i])
+                    ),
+                    range(len(names)),
+                )
+            )
+        self.dims_meta = dict(zip(names, metas, strict=True))
+
+    def write_dimension(
+        self, name: str, slot: str, chunks: ColumnChunks, dictionary: Dictionary | None
+    ) -> dict[str, Any]:
+        """Final code column + bitmaps of one dimension; returns its manifest entry."""
         spec = self.registry[name]
-        slot = f"d{len(self.dims_meta)}"
         provided = chunks.concat_provided()
         rows = self.r.row_ordinals[provided]
         base = self._base_dim(name, spec.type)
         meta: dict[str, Any] = {"slot": slot, "type": spec.type}
         if spec.type in ("category", "bool"):
             assert dictionary is not None
-            final = np.full(self.n, MISSING, dtype=np.int32)
-            if base is not None:
-                final[: self.r.n_base] = base.codes
-            if chunks.codes:
-                final[rows] = np.concatenate(chunks.codes)[provided]
-            final[~self.r.alive] = MISSING
+            k = len(dictionary.values)
+            new_codes = np.concatenate(chunks.codes) if chunks.codes else np.zeros(0, np.int32)
+            if base is None and self._simple(provided):
+                final = new_codes.astype(code_dtype(k))
+            else:
+                final = np.full(self.n, MISSING, dtype=code_dtype(k))
+                if base is not None:
+                    final[: self.r.n_base] = base.codes
+                final[rows] = new_codes[provided]
+                final[~self.r.alive] = MISSING
             valid = final >= 0
             ords = np.flatnonzero(valid).astype(U32)
-            k = len(dictionary.values)
             bitmaps = group_bitmaps(ords, final[valid], k) + [bsi.bitmap_from_sorted(ords)]
             save_npy(self.staged / dim_file(slot, "codes.npy"), final)
             write_json(self.staged / dim_file(slot, "dict.json"), dictionary.values)
@@ -201,7 +240,7 @@ class SnapshotWriter:
         meta["present"] = len(bitmaps[-1])
         offsets = write_bitmaps(self.staged / dim_file(slot, "bm.bin"), bitmaps)
         save_npy(self.staged / dim_file(slot, "bm.off.npy"), offsets)
-        self.dims_meta[name] = meta
+        return meta
 
     def _number(
         self, slot: str, chunks: ColumnChunks, provided: Any, rows: Any, base: Any,
@@ -222,13 +261,13 @@ class SnapshotWriter:
         valid &= self.r.alive
         ords = np.flatnonzero(valid).astype(U32)
         distinct, ranks = bsi.encode_ranks(vals[valid])
-        codes = np.full(self.n, MISSING, dtype=np.int32)
+        codes = np.full(self.n, MISSING, dtype=code_dtype(len(distinct)))
         codes[valid] = ranks
-        bits = bsi.num_bits(len(distinct))
         save_npy(self.staged / dim_file(slot, "codes.npy"), codes)
         save_npy(self.staged / dim_file(slot, "values.npy"), distinct.astype(dtype))
-        meta.update(num_values=len(distinct), bits=bits, dtype=np.dtype(dtype).name)
-        return bsi.build_slices(ords, ranks, bits) + [bsi.bitmap_from_sorted(ords)]
+        bitmaps, extra = bsi.build_number(ords, ranks, len(distinct))
+        meta.update(extra, num_values=len(distinct), dtype=np.dtype(dtype).name)
+        return bitmaps
 
     def _set(
         self, slot: str, chunks: ColumnChunks, provided: Any, rows: Any, base: Any, k: int
@@ -237,6 +276,28 @@ class SnapshotWriter:
         new_flat = np.concatenate(chunks.codes) if chunks.codes else np.zeros(0, np.int32)
         new_off = np.zeros(len(new_len) + 1, dtype=np.int64)
         np.cumsum(new_len, out=new_off[1:])
+        if base is None and self._simple(provided):
+            offsets, flat, lengths = new_off, new_flat.astype(code_dtype(k)), new_len
+        else:
+            offsets, flat, lengths = self._merge_sets(chunks, provided, rows, base, k,
+                                                      new_len, new_flat, new_off)
+        total = int(offsets[-1])
+        off_dtype = np.uint32 if total < 2**32 else np.int64
+        save_npy(self.staged / dim_file(slot, "offsets.npy"), offsets.astype(off_dtype))
+        save_npy(self.staged / dim_file(slot, "codes.npy"), flat)
+        owners = np.repeat(np.arange(self.n, dtype=U32), lengths)
+        present = bsi.bitmap_from_sorted(np.flatnonzero(lengths > 0).astype(U32))
+        return group_bitmaps(owners, flat, k) + [present]
+
+    def _simple(self, provided: npt.NDArray[np.bool_]) -> bool:
+        """Rows map to ordinals 0..n-1, all carry the column, nobody was removed."""
+        return self.mode != "upsert" and bool(provided.all()) and bool(self.r.alive.all())
+
+    def _merge_sets(
+        self, chunks: ColumnChunks, provided: Any, rows: Any, base: Any, k: int,
+        new_len: Any, new_flat: Any, new_off: Any,
+    ) -> tuple[Any, Any, Any]:
+        """CSR of the final sets: base rows kept, provided rows replaced, removed rows empty."""
         lengths = np.zeros(self.n, dtype=np.int64)
         starts = np.zeros(self.n, dtype=np.int64)
         pieces = []
@@ -256,12 +317,7 @@ class SnapshotWriter:
         total = int(offsets[-1])
         combined = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
         gather = np.repeat(starts - offsets[:-1], lengths) + np.arange(total, dtype=np.int64)
-        flat = combined[gather].astype(np.int32, copy=False)
-        save_npy(self.staged / dim_file(slot, "offsets.npy"), offsets)
-        save_npy(self.staged / dim_file(slot, "codes.npy"), flat)
-        owners = np.repeat(np.arange(self.n, dtype=U32), lengths)
-        present = bsi.bitmap_from_sorted(np.flatnonzero(lengths > 0).astype(U32))
-        return group_bitmaps(owners, flat, k) + [present]
+        return offsets, combined[gather].astype(code_dtype(k)), lengths
 
     # -- segments and manifest ----------------------------------------------------------
 
@@ -356,11 +412,11 @@ class SnapshotWriter:
             "segments": self.segments_meta,
         }
         if final:
-            manifest["checksums"] = {
-                p.name: file_checksum(p)
-                for p in sorted(self.staged.iterdir())
-                if p.name != MANIFEST and p.is_file()
-            }
+            files = [p for p in sorted(self.staged.iterdir()) if p.is_file()
+                     and not p.name.startswith(MANIFEST)]
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                sums = list(pool.map(file_checksum, files))
+            manifest["checksums"] = {p.name: c for p, c in zip(files, sums, strict=True)}
         tmp = self.staged / f"{MANIFEST}.tmp"
         tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False))
         tmp.replace(self.staged / MANIFEST)

@@ -29,7 +29,7 @@ from adtarget.catalog.tables import (
     LineItemCreative,
     Segment,
 )
-from adtarget.errors import Conflict, InvalidValue, NotFound
+from adtarget.errors import AdtargetError, Conflict, InvalidValue, NotFound
 
 T = TypeVar("T", bound=Base)
 _NAME_SCOPE: dict[str, str | None] = {
@@ -156,8 +156,14 @@ def update(
     with session.no_autoflush:
         for key, value in values.items():
             setattr(obj, key, value)
-        _check_rows(session, kind, obj)
-        _compile(session, obj, values)
+        try:
+            _check_rows(session, kind, obj)
+            _compile(session, obj, values)
+        except AdtargetError:
+            # A refused change must not linger in the session to be flushed by someone else.
+            touched = [*values, "targeting_json", "rule_json"]
+            session.expire(obj, [k for k in touched if hasattr(type(obj), k)])
+            raise
     flush(session, kind=kind)
     return obj
 

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Numeric, inspect
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -92,6 +92,8 @@ def flush(session: Session, *, kind: str) -> None:
             f"{kind} was changed or deleted by someone else meanwhile; re-read it and retry",
             field="version",
         ) from None
+    except DataError as exc:
+        raise InvalidValue(f"{kind}: value refused by the database ({exc.orig})") from None
     except IntegrityError as exc:
         text = str(exc.orig).lower()
         if "unique" in text or "duplicate key" in text:

@@ -71,7 +71,8 @@ def _status_check() -> CheckConstraint:
 def _cap_check() -> CheckConstraint:
     return CheckConstraint(
         "(frequency_cap_count IS NULL AND frequency_cap_window_seconds IS NULL) OR "
-        "(frequency_cap_count > 0 AND frequency_cap_window_seconds > 0)",
+        "(frequency_cap_count IS NOT NULL AND frequency_cap_window_seconds IS NOT NULL "
+        "AND frequency_cap_count > 0 AND frequency_cap_window_seconds > 0)",
         name="frequency_cap",
     )
 

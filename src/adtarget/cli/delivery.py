@@ -33,7 +33,12 @@ def import_events(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from adtarget.delivery.files import count_rows, read_batches
-    from adtarget.delivery.service import IngestResult, catalog_lookup, ingest_events, open_event_store
+    from adtarget.delivery.service import (
+        IngestResult,
+        catalog_lookup,
+        ingest_events,
+        open_event_store,
+    )
 
     settings = get_settings()
     total = IngestResult()

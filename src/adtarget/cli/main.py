@@ -53,9 +53,9 @@ def main(
 
 
 def _register_all() -> None:
-    from adtarget.cli import keys, serve
+    from adtarget.cli import commands, delivery, ingest, keys, serve
 
-    for module in (serve, keys):
+    for module in (serve, keys, commands, ingest, delivery):
         module.register(app)
 
 

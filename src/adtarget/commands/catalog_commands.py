@@ -101,8 +101,9 @@ class CatalogWriter:
     ) -> dict[str, Any]:
         """Change fields of one object (status included); returns the object."""
         return self.execute(
-            UpdateObject(obj_kind=kind, obj_id=id, patch=dict(changes),
-                         expected_version=expected_version)
+            UpdateObject(
+                obj_kind=kind, obj_id=id, patch=dict(changes), expected_version=expected_version
+            )
         )
 
     def attach_creative(self, line_item_id: int, creative_id: int) -> dict[str, Any]:
@@ -115,7 +116,9 @@ class CatalogWriter:
             LinkCreative(line_item_id=line_item_id, creative_id=creative_id, detach=True)
         )
 
-    def bulk(self, kind: str, ids: Sequence[int], changes: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def bulk(
+        self, kind: str, ids: Sequence[int], changes: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
         """Apply the same ``changes`` to many objects as one command (undone as one)."""
         check_kind(kind)
         unique = list(dict.fromkeys(ids))
@@ -132,8 +135,9 @@ class CatalogWriter:
     # --- execute / undo / redo -----------------------------------------------------------------
 
     def _ctx(self, session: Session, log_id: int | None = None) -> CommandContext:
-        return CommandContext(session=session, settings=self.settings, actor=self.actor,
-                              log_id=log_id)
+        return CommandContext(
+            session=session, settings=self.settings, actor=self.actor, log_id=log_id
+        )
 
     def execute(self, command: PersistedCommand) -> dict[str, Any]:
         """Run ``command`` in one transaction, log it, clear this actor's redo stack."""
@@ -142,13 +146,19 @@ class CatalogWriter:
             if is_noop(command):
                 return result
             session.execute(
-                delete(CommandLog).where(CommandLog.actor == self.actor,
-                                         CommandLog.state == "undone")
+                delete(CommandLog).where(
+                    CommandLog.actor == self.actor, CommandLog.state == "undone"
+                )
             )
-            session.add(CommandLog(
-                actor=self.actor, kind=command.kind, description=command.description,
-                payload=stored_payload(command), state="done",
-            ))
+            session.add(
+                CommandLog(
+                    actor=self.actor,
+                    kind=command.kind,
+                    description=command.description,
+                    payload=stored_payload(command),
+                    state="done",
+                )
+            )
             session.flush()
             self._prune(session)
         return result
@@ -181,8 +191,10 @@ class CatalogWriter:
         """This actor's commands, newest first (undone ones included, marked by ``state``)."""
         with self.session_factory() as session:
             rows = session.scalars(
-                select(CommandLog).where(CommandLog.actor == self.actor)
-                .order_by(CommandLog.id.desc()).limit(max(1, min(limit, 1000)))
+                select(CommandLog)
+                .where(CommandLog.actor == self.actor)
+                .order_by(CommandLog.id.desc())
+                .limit(max(1, min(limit, 1000)))
             )
             return [history_item(e) for e in rows]
 
@@ -190,35 +202,57 @@ class CatalogWriter:
 
     def _top(self, session: Session, state: str) -> CommandLog | None:
         order = CommandLog.id.desc() if state == "done" else CommandLog.id.asc()
-        stmt = (select(CommandLog).where(CommandLog.actor == self.actor, CommandLog.state == state)
-                .order_by(order).limit(1).with_for_update())
+        stmt = (
+            select(CommandLog)
+            .where(CommandLog.actor == self.actor, CommandLog.state == state)
+            .order_by(order)
+            .limit(1)
+            .with_for_update()
+        )
         return session.scalars(stmt).first()
 
-    def _flip(self, session: Session, entry: CommandLog, command: PersistedCommand,
-              old: str, new: str) -> None:
+    def _flip(
+        self, session: Session, entry: CommandLog, command: PersistedCommand, old: str, new: str
+    ) -> None:
         res = session.execute(
-            update(CommandLog).where(CommandLog.id == entry.id, CommandLog.state == old)
-            .values(state=new, payload=stored_payload(command),
-                    undone_at=utcnow() if new == "undone" else None)
+            update(CommandLog)
+            .where(CommandLog.id == entry.id, CommandLog.state == old)
+            .values(
+                state=new,
+                payload=stored_payload(command),
+                undone_at=utcnow() if new == "undone" else None,
+            )
             .execution_options(synchronize_session=False)
         )
         if res.rowcount != 1:  # type: ignore[attr-defined]
-            raise Conflict(f"command {entry.id} ({entry.description!r}) was {new} concurrently "
-                           "by another session of the same actor; nothing was changed",
-                           field="id")
+            raise Conflict(
+                f"command {entry.id} ({entry.description!r}) was {new} concurrently "
+                "by another session of the same actor; nothing was changed",
+                field="id",
+            )
         session.refresh(entry)
 
     def _prune(self, session: Session) -> None:
-        keep = (select(CommandLog.id).where(CommandLog.actor == self.actor,
-                                            CommandLog.state == "done")
-                .order_by(CommandLog.id.desc()).limit(self.depth))
-        count = session.scalar(select(func.count()).select_from(CommandLog).where(
-            CommandLog.actor == self.actor, CommandLog.state == "done"))
+        keep = (
+            select(CommandLog.id)
+            .where(CommandLog.actor == self.actor, CommandLog.state == "done")
+            .order_by(CommandLog.id.desc())
+            .limit(self.depth)
+        )
+        count = session.scalar(
+            select(func.count())
+            .select_from(CommandLog)
+            .where(CommandLog.actor == self.actor, CommandLog.state == "done")
+        )
         if (count or 0) > self.depth:
             ids = list(session.scalars(keep))
-            session.execute(delete(CommandLog).where(
-                CommandLog.actor == self.actor, CommandLog.state == "done",
-                CommandLog.id.not_in(ids)))
+            session.execute(
+                delete(CommandLog).where(
+                    CommandLog.actor == self.actor,
+                    CommandLog.state == "done",
+                    CommandLog.id.not_in(ids),
+                )
+            )
 
     def _answer(self, entry: CommandLog, result: dict[str, Any], verb: str) -> dict[str, Any]:
         out: dict[str, Any] = {verb: history_item(entry), "result": result}
@@ -235,6 +269,11 @@ class _transaction:
 
     def __enter__(self) -> Session:
         self.session.begin()
+        if self.session.get_bind().dialect.name == "sqlite":
+            # Take SQLite's write lock up front: a deferred transaction that read first could
+            # not upgrade to write after another writer committed ("database is locked"),
+            # while BEGIN IMMEDIATE waits its turn (busy_timeout) and then reads fresh state.
+            self.session.connection().exec_driver_sql("BEGIN IMMEDIATE")
         return self.session
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
+from adtarget.commands import service_adapter as svc
 from adtarget.commands.core import CommandAlreadyExecuted
 from adtarget.commands.persisted import (
     CommandContext,
@@ -25,7 +26,6 @@ from adtarget.commands.persisted import (
     register_command,
     stored_payload,
 )
-from adtarget.commands import service_adapter as svc
 from adtarget.commands.rows import RowChange, diff, key_of, read_row, redo_changes, undo_changes
 from adtarget.errors import InvalidValue
 
@@ -69,13 +69,15 @@ class RowCommand:
             row = read_row(ctx.session, ch.kind, ch.key)
             shown = ch.before if state == "undone" else ch.after
             other = ch.after if state == "undone" else ch.before
-            rows.append({
-                "kind": ch.kind,
-                "key": ch.key,
-                "row": row,
-                "exists": row is not None,
-                "fields": diff(other, shown),
-            })
+            rows.append(
+                {
+                    "kind": ch.kind,
+                    "key": ch.key,
+                    "row": row,
+                    "exists": row is not None,
+                    "fields": diff(other, shown),
+                }
+            )
         out: dict[str, Any] = {"description": self.description, "rows": rows}
         if any(ch.kind in ("line_item", "campaign", "line_item_creative") for ch in self.changes):
             out["note"] = DELIVERY_NOTE
@@ -161,9 +163,7 @@ class UpdateObject(RowCommand):
         self._check_fresh()
         key = {"id": self.obj_id}
         before = read_row(ctx.session, self.obj_kind, key)
-        obj = svc.update(
-            ctx.session, self.obj_kind, self.obj_id, self.patch, self.expected_version
-        )
+        obj = svc.update(ctx.session, self.obj_kind, self.obj_id, self.patch, self.expected_version)
         result = svc.row_dict(ctx.session, obj)
         after = read_row(ctx.session, self.obj_kind, key)
         # A no-op update (same values) writes nothing, so there is nothing to undo.
@@ -223,9 +223,9 @@ class LinkCreative(RowCommand):
         else:
             svc.attach_creative(ctx.session, self.line_item_id, self.creative_id)
         after = read_row(ctx.session, "line_item_creative", key)
-        self.changes = [] if before == after else [
-            RowChange("line_item_creative", key, before, after)
-        ]
+        self.changes = (
+            [] if before == after else [RowChange("line_item_creative", key, before, after)]
+        )
         return {**key, "attached": after is not None}
 
     def to_payload(self) -> dict[str, Any]:
@@ -265,8 +265,7 @@ class Composite:
 
     def execute(self, ctx: CommandContext) -> dict[str, Any]:
         """Execute every part in order; return their results."""
-        return {"description": self.description,
-                "results": [p.execute(ctx) for p in self.parts]}
+        return {"description": self.description, "results": [p.execute(ctx) for p in self.parts]}
 
     def undo(self, ctx: CommandContext) -> dict[str, Any]:
         """Undo every part newest-first."""

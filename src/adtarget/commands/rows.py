@@ -146,8 +146,13 @@ def _version(row: dict[str, Any] | None) -> int | None:
     return None if row is None or "version" not in row else int(row["version"])
 
 
-def _write(session: Session, kind: str, key: dict[str, Any], cur: dict[str, Any] | None,
-           target: dict[str, Any] | None) -> int | None:
+def _write(
+    session: Session,
+    kind: str,
+    key: dict[str, Any],
+    cur: dict[str, Any] | None,
+    target: dict[str, Any] | None,
+) -> int | None:
     """Make the row equal ``target`` (content), from ``cur``; return the version written."""
     table = _table(kind)
     versioned = "version" in table.c
@@ -175,8 +180,9 @@ def _write(session: Session, kind: str, key: dict[str, Any], cur: dict[str, Any]
         update(table).where(_where(table, key), table.c.version == cur["version"]).values(**values)
     )
     if res.rowcount != 1:  # type: ignore[attr-defined]
-        raise Conflict(f"{key_text(kind, key)} changed while being restored; try again",
-                       field="version")
+        raise Conflict(
+            f"{key_text(kind, key)} changed while being restored; try again", field="version"
+        )
     return new_version
 
 
@@ -190,8 +196,7 @@ def _referrers(session: Session, kind: str, key: dict[str, Any]) -> list[str]:
             if fk.column.table is not table or fk.column.name not in key:
                 continue
             n = session.execute(
-                select(func.count()).select_from(ref_table)
-                .where(fk.parent == key[fk.column.name])
+                select(func.count()).select_from(ref_table).where(fk.parent == key[fk.column.name])
             ).scalar_one()
             if n:
                 found.append(f"{n} {ref_kind} row(s) via {fk.parent.name}")
@@ -205,7 +210,7 @@ def _log_entries(session: Session, exclude_id: int | None, state: str) -> list[C
     return list(session.scalars(stmt))
 
 
-def _changes_in(entry: CommandLog) -> list[dict[str, Any]]:
+def _changes_in(payload: Any) -> list[dict[str, Any]]:
     """Every RowChange dict in a log payload, at any nesting depth (composites)."""
     out: list[dict[str, Any]] = []
 
@@ -220,16 +225,17 @@ def _changes_in(entry: CommandLog) -> list[dict[str, Any]]:
             for v in node:
                 walk(v)
 
-    walk(entry.payload)
+    walk(payload)
     return out
 
 
-def _who_changed(session: Session, ch: RowChange, since: int | None,
-                 exclude_id: int | None) -> list[str]:
+def _who_changed(
+    session: Session, ch: RowChange, since: int | None, exclude_id: int | None
+) -> list[str]:
     """``actor: description`` of logged commands that moved the row past version ``since``."""
     who: list[str] = []
     for entry in _log_entries(session, exclude_id, "done"):
-        for d in _changes_in(entry):
+        for d in _changes_in(entry.payload):
             v = _version(d["after"])
             if d["kind"] == ch.kind and d["key"] == ch.key and (since is None or (v or 0) > since):
                 who.append(f"{entry.actor}: {entry.description} (command {entry.id})")
@@ -249,8 +255,15 @@ def set_inflight(session: Session, changes: list[RowChange]) -> None:
     session.info[INFLIGHT] = changes
 
 
-def _carry(session: Session, ch: RowChange, old: int | None, new: int | None,
-           exclude_id: int | None, *, undo: bool) -> None:
+def _carry(
+    session: Session,
+    ch: RowChange,
+    old: int | None,
+    new: int | None,
+    exclude_id: int | None,
+    *,
+    undo: bool,
+) -> None:
     """Keep other commands' expectations of this row in step with a version we just wrote.
 
     Undo: the command that left the row at ``old`` (= our ``before`` version) now finds its
@@ -272,8 +285,10 @@ def _carry(session: Session, ch: RowChange, old: int | None, new: int | None,
             else:
                 other.undone_version = new
     for entry in _log_entries(session, exclude_id, "done" if undo else "undone"):
+        # Edit a copy and assign it: in-place edits of a JSON column are not flushed.
+        payload = _deep_copy(entry.payload)
         hit = False
-        for d in _changes_in(entry):
+        for d in _changes_in(payload):
             if matches(d["kind"], d["key"], d["after"], d.get("undone_version")):
                 if undo:
                     d["after"] = {**d["after"], "version": new}
@@ -281,7 +296,7 @@ def _carry(session: Session, ch: RowChange, old: int | None, new: int | None,
                     d["undone_version"] = new
                 hit = True
         if hit:
-            entry.payload = _deep_copy(entry.payload)  # a new object, so the JSON is flushed
+            entry.payload = payload
 
 
 def _deep_copy(value: Any) -> Any:
@@ -292,8 +307,14 @@ def _deep_copy(value: Any) -> Any:
     return value
 
 
-def _refuse(ch: RowChange, verb: str, expected: dict[str, Any] | None,
-            cur: dict[str, Any] | None, ctx: CommandContext, description: str) -> Conflict:
+def _refuse(
+    ch: RowChange,
+    verb: str,
+    expected: dict[str, Any] | None,
+    cur: dict[str, Any] | None,
+    ctx: CommandContext,
+    description: str,
+) -> Conflict:
     """The conflict error for a row that is no longer as this command left it."""
     exp_v, cur_v = _version(expected), _version(cur)
     if cur is None:
@@ -303,8 +324,10 @@ def _refuse(ch: RowChange, verb: str, expected: dict[str, Any] | None,
     else:
         fields = diff(expected, cur)
         changed = ", ".join(f"{k} {v[0]!r} -> {v[1]!r}" for k, v in fields.items()) or "no field"
-        what = (f"{ch.label} was changed after this command: it is at version {cur_v}, "
-                f"not the version {exp_v} this command left; changed: {changed}")
+        what = (
+            f"{ch.label} was changed after this command: it is at version {cur_v}, "
+            f"not the version {exp_v} this command left; changed: {changed}"
+        )
     who = _who_changed(ctx.session, ch, exp_v, ctx.log_id)
     by = f"; by {'; '.join(who)}" if who else "; not by any command still in the history"
     return Conflict(

@@ -26,12 +26,18 @@ def create(session: Session, kind: str, data: Mapping[str, Any]) -> Any:
 
 
 def update(
-    session: Session, kind: str, obj_id: int, changes: Mapping[str, Any],
+    session: Session,
+    kind: str,
+    obj_id: int,
+    changes: Mapping[str, Any],
     expected_version: int | None,
 ) -> Any:
     """Update one object through the service (status transitions checked there)."""
     return service.update(
-        session=session, kind=kind, obj_id=obj_id, changes=changes,
+        session=session,
+        kind=kind,
+        obj_id=obj_id,
+        changes=changes,
         expected_version=expected_version,
     )
 

@@ -6,9 +6,9 @@ index can precompute, per dimension and per class of values, the set of conjunct
 
 Negation is pushed to the leaves (NNF) and kept as a literal's polarity: ``not (age < 30)`` is
 *not* ``age >= 30`` (a missing age satisfies the first only), so intervals are never flipped.
-Literals the per-dimension bitmaps cannot decide exactly (a second ``has any`` on the same
-dimension, ``not has all``, bool bounds) mark the conjunction *opaque*: the bitmap phase treats them as
-true and the index verifies the line item with the per-user evaluator, so nothing wrong matches.
+Literals the per-dimension bitmaps cannot decide exactly (``not has all``, bool bounds) mark the
+conjunction *opaque*: the bitmap phase treats them as true and the index verifies the line item
+with the per-user evaluator, so nothing wrong matches.
 """
 
 from __future__ import annotations
@@ -88,7 +88,8 @@ class Conjunction:
     ``pos_eq[d]`` = values the dimension must equal one of (merged by intersection),
     ``neg_eq[d]`` = values it must not equal, ``pos_num[d]`` = interval it must lie in,
     ``neg_num[d]`` = intervals it must lie outside (a missing value lies outside), ``pos_any[d]``
-    = values the set must share one of, ``neg_any[d]`` = values it must share none of,
+    = value lists the set must share one of each of (``has all`` = one list per value),
+    ``neg_any[d]`` = values it must share none of,
     ``must_miss`` / ``must_have`` = ``is missing`` / ``is not missing``.
     """
 
@@ -96,7 +97,7 @@ class Conjunction:
     neg_eq: dict[str, frozenset[Value]] = field(default_factory=dict)
     pos_num: dict[str, Interval] = field(default_factory=dict)
     neg_num: dict[str, list[Interval]] = field(default_factory=dict)
-    pos_any: dict[str, frozenset[Value]] = field(default_factory=dict)
+    pos_any: dict[str, list[frozenset[Value]]] = field(default_factory=dict)
     neg_any: dict[str, frozenset[Value]] = field(default_factory=dict)
     must_miss: set[str] = field(default_factory=set)
     must_have: set[str] = field(default_factory=set)
@@ -137,10 +138,8 @@ class Conjunction:
             if lit.positive:
                 if not lit.values:
                     self.unsat = True
-                elif d in self.pos_any:
-                    self.opaque = True  # a second has-any on d: verified, not indexed
-                else:
-                    self.pos_any[d] = lit.values
+                elif lit.values not in self.pos_any.get(d, []):
+                    self.pos_any.setdefault(d, []).append(lit.values)
             elif lit.values:
                 self.neg_any[d] = self.neg_any.get(d, frozenset()) | lit.values
         else:  # pragma: no cover - kinds are produced only by _leaf below
@@ -191,7 +190,7 @@ def _leaf(node: Rule, positive: bool) -> list[Literal]:
         return [Literal("missing", node.dim, positive != node.negated)]
     if isinstance(node, HasAll):
         if positive and node.values:
-            # has all (a, b) == has any (a) and has any (b): the first is indexed exactly
+            # has all (a, b) == has any (a) and has any (b)
             return [Literal("any", node.dim, True, frozenset((v,))) for v in node.values]
         if positive:
             return [Literal("any", node.dim, True, frozenset())]  # empty list matches none

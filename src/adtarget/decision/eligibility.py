@@ -14,7 +14,7 @@ but never the budgets themselves.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -163,10 +163,9 @@ def _paced_limit(budget: float, fraction: float) -> float:
     return budget * min(1.0, fraction * (1 + PACING_TOLERANCE) + PACING_HEADROOM)
 
 
-def _day_fraction(now: datetime, tz: str) -> tuple[float, date]:
+def _day_fraction(now: datetime, tz: str) -> float:
     local = now.astimezone(zone(tz))
-    seconds = local.hour * 3600 + local.minute * 60 + local.second
-    return seconds / 86400.0, local.date()
+    return (local.hour * 3600 + local.minute * 60 + local.second) / 86400.0
 
 
 def budget_reason(item: LiveLineItem, spend: SpendSource, now: datetime) -> tuple[str, str] | None:
@@ -185,10 +184,10 @@ def budget_reason(item: LiveLineItem, spend: SpendSource, now: datetime) -> tupl
                        spend.campaign_spend(item.campaign_id),
                        _fraction(item.campaign_start, item.campaign_end, now)))
     if item.campaign_budget_daily is not None:
-        frac, _day = _day_fraction(now, item.timezone)
+        frac = _day_fraction(now, item.timezone)
         checks.append(("campaign daily", item.campaign_budget_daily,
                        spend.campaign_spend_today(item.campaign_id, item.timezone, now), frac))
-    for what, budget, spent, frac in checks:
+    for what, budget, spent, _frac in checks:
         if spent >= budget:
             return "budget", f"{what} budget {budget:g} spent ({spent:g})"
     if even:

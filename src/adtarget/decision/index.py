@@ -28,6 +28,7 @@ from pyroaring import BitMap
 
 from adtarget.decision.dnf import Conjunction, Interval, TooManyConjunctions, to_conjunctions
 from adtarget.decision.models import LiveLineItem
+from adtarget.rules.ast import SEGMENTS_FIELD, Rule, dimensions, segment_names
 from adtarget.rules.eval_python import compile_rule
 
 Matcher = Callable[[Mapping[str, Any]], bool]
@@ -50,7 +51,7 @@ class _DimIndex:
     pos_num: list[tuple[int, Interval]] = field(default_factory=list)
     neg_num: list[tuple[int, Interval]] = field(default_factory=list)
     pos_any_all: BitMap = field(default_factory=BitMap)
-    pos_any: dict[Any, BitMap] = field(default_factory=dict)
+    any_slots: list[tuple[BitMap, dict[Any, BitMap]]] = field(default_factory=list)
     neg_any: dict[Any, BitMap] = field(default_factory=dict)
     must_miss: BitMap = field(default_factory=BitMap)
     must_have: BitMap = field(default_factory=BitMap)
@@ -120,7 +121,7 @@ class _DimIndex:
             below = below | BitMap(by_hi[cls])
         self.num_fail = fails
 
-    def num_class(self, v: float) -> int:
+    def num_class(self, v: Any) -> int:
         """Class of a number: 2i+1 = exactly breakpoint i, 2i = strictly below breakpoint i."""
         i = bisect_left(self.breaks, v)
         if i < len(self.breaks) and self.breaks[i] == v:
@@ -128,7 +129,7 @@ class _DimIndex:
         return 2 * i
 
     def lookup(self, v: Any) -> tuple[BitMap, BitMap]:
-        """``(fail, verify)``: conjunctions whose literals on this dimension fail / are undecided."""
+        """``(fail, verify)``: conjunctions whose literals on this dim fail / are undecided."""
         if v is None:
             return self.fail_missing, _EMPTY
         if isinstance(v, str):
@@ -174,13 +175,22 @@ class _DimIndex:
             return _EMPTY, self.has_lit
         if not elems:
             return self.fail_empty_set, self.verify_set
-        ok = [self.pos_any[u] for u in elems if u in self.pos_any]
+        fail = self.must_miss.copy()
+        for slot_all, slot in self.any_slots:  # one slot per has-any literal of a conjunction
+            ok = [slot[u] for u in elems if u in slot]
+            fail |= slot_all - BitMap.union(*ok) if ok else slot_all
         bad = [self.neg_any[u] for u in elems if u in self.neg_any]
-        fail = self.pos_any_all - BitMap.union(*ok) if ok else self.pos_any_all.copy()
         if bad:
             fail |= BitMap.union(*bad)
-        fail |= self.must_miss
         return fail, self.verify_set - fail
+
+
+def _reads(rule: Rule | None) -> frozenset[str]:
+    """Feature keys a rule reads (list segments read ``SEGMENTS_FIELD``)."""
+    if rule is None:
+        return frozenset()
+    extra = {SEGMENTS_FIELD} if segment_names(rule) else set()
+    return dimensions(rule) | extra
 
 
 def _is_num(v: object) -> bool:
@@ -202,6 +212,7 @@ class LineItemIndex:
         self.items: tuple[LiveLineItem, ...] = tuple(sorted(items, key=LiveLineItem.rank_key))
         self.position_of: dict[int, int] = {it.id: p for p, it in enumerate(self.items)}
         n = len(self.items)
+        self.rule_dims: tuple[frozenset[str], ...] = tuple(_reads(it.rule) for it in self.items)
         self._matchers: list[Matcher | None] = [None] * n
         self._dims: dict[str, _DimIndex] = {}
         self._all = BitMap()
@@ -264,12 +275,17 @@ class LineItemIndex:
         for d, ivs in conj.neg_num.items():
             self._dims[d].has_num.add(cid)
             self._dims[d].neg_num.extend((cid, iv) for iv in ivs)
-        for d, vals in conj.pos_any.items():
+        for d, lists in conj.pos_any.items():
             di = self._dims[d]
             di.has_any.add(cid)
             di.pos_any_all.add(cid)
-            for v in vals:
-                _add(di.pos_any, v, cid)
+            for k, vals in enumerate(lists):
+                if k == len(di.any_slots):
+                    di.any_slots.append((BitMap(), {}))
+                slot_all, slot = di.any_slots[k]
+                slot_all.add(cid)
+                for v in vals:
+                    _add(slot, v, cid)
         for d, vals in conj.neg_any.items():
             di = self._dims[d]
             di.has_any.add(cid)
@@ -305,7 +321,8 @@ class LineItemIndex:
             cand -= need
         out = cand & self._direct
         if len(out) != len(cand):
-            out.update(self._owner[c] for c in cand if c not in self._direct)
+            owner = self._owner
+            out.update(owner[c] for c in cand - self._direct)
         for c in need:
             pos = self._owner.get(c, c)
             if pos not in out and self._matcher(pos)(features):

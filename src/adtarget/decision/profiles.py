@@ -48,6 +48,24 @@ class EmptyProfileStore:
         return None
 
 
+class MemoryProfileStore:
+    """Profiles from a dict (embedding, tests, benchmarks)."""
+
+    def __init__(self, profiles: Mapping[str, Mapping[str, Any]], *, version: str = "memory"
+                 ) -> None:
+        self.profiles = profiles
+        self._version = version
+
+    def get(self, user_id: str) -> dict[str, Any] | None:
+        """A copy of the user's features, or ``None``."""
+        found = self.profiles.get(user_id)
+        return dict(found) if found is not None else None
+
+    def version(self) -> str | None:
+        """The label given at construction."""
+        return self._version
+
+
 class SnapshotProfileStore:
     """Features from the current published snapshot (picks up new versions by itself)."""
 

@@ -17,7 +17,9 @@ MAX_SERIES = 12
 
 
 def _x(value: str, hourly: bool) -> datetime | date:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if hourly else date.fromisoformat(value)
+    if hourly:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return date.fromisoformat(value)
 
 
 def draw_chart(

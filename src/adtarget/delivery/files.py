@@ -44,7 +44,9 @@ def _columns(table: pa.Table | pa.RecordBatch) -> dict[str, list[Any]]:
     return {name: table.column(name).to_pylist() for name in table.schema.names}
 
 
-def read_batches(path: Path, batch_rows: int = BATCH_ROWS) -> Iterator[list[Any] | dict[str, list[Any]]]:
+def read_batches(
+    path: Path, batch_rows: int = BATCH_ROWS
+) -> Iterator[list[Any] | dict[str, list[Any]]]:
     """Yield batches: lists of objects (JSON kinds; ``None`` for a bad line) or columns."""
     fmt = file_format(path)
     if fmt == "parquet":

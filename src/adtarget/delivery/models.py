@@ -177,7 +177,7 @@ def _cost_column(values: list[Any], why: _Reasons) -> np.ndarray:
     try:
         floats = pa.array(values, type=pa.float64()).fill_null(0.0).to_numpy()
         bad = ~np.isfinite(floats) | (floats < 0) | (floats > float(MAX_COST))
-        if not bad.any():
+        if not bad.any() and not any(v is True or v is False for v in values):
             return np.rint(floats * MICROS).astype(np.int64)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         pass
@@ -272,10 +272,8 @@ def validate_events(
         f: _id_column(cols.get(f, blank), f, f in ("event_id", "user_id", "line_item_id"), why)
         for f in ID_FIELDS
     }
-    types = pa.array(cols.get("type", blank), type=pa.string()) if n else pa.array([], pa.string())
-    bad_type = ~pc.fill_null(pc.is_in(types, value_set=pa.array(EVENT_TYPES)), False).to_numpy(
-        zero_copy_only=False
-    )
+    types = pa.array(_text_column(cols.get("type", blank), "type", why), type=pa.string())
+    bad_type = ~pc.is_in(types, value_set=pa.array(EVENT_TYPES)).to_numpy(zero_copy_only=False)
     why.add_mask(
         bad_type, "type", lambda i: f"unknown event type {types[i].as_py()!r} "
         f"(expected one of {', '.join(EVENT_TYPES)})"
@@ -296,7 +294,8 @@ def validate_events(
         cutoff = int(datetime(cutoff_day.year, cutoff_day.month, cutoff_day.day,
                               tzinfo=UTC).timestamp() * MICROS)
         old = (ts_us < cutoff) & ~pc.is_null(ts).to_numpy(zero_copy_only=False)
-        why.add_mask(old, "ts", lambda i: f"older than the retention window ({retention_days} days)")
+        why.add_mask(old, "ts",
+                     lambda i: f"older than the retention window ({retention_days} days)")
     _resolve_line_items(ids, why, lookup)
 
     ok = why.ok()
@@ -328,7 +327,9 @@ def validate_events(
     return ValidatedBatch(table=table, rejected=why.report(), duplicates=duplicates)
 
 
-def _resolve_line_items(ids: dict[str, list[str]], why: _Reasons, lookup: LineItemLookup | None) -> None:
+def _resolve_line_items(
+    ids: dict[str, list[str]], why: _Reasons, lookup: LineItemLookup | None
+) -> None:
     """Fill or check campaign/advertiser ids against the catalog's line items."""
     ok = why.ok()
     if lookup is None:

@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from adtarget.delivery.models import EVENT_SCHEMA, ROLLUP_DIMS
-from adtarget.delivery.reports import report_sql
+from adtarget.delivery.reports import raw_report_sql
 from adtarget.delivery.rollup import COUNTERS, ROLLUP_SCHEMA, rollup_batch, rollup_select_sql
 from adtarget.delivery.store import ReportQuery
 
@@ -60,6 +60,23 @@ _UPSERT = (
     f"ON CONFLICT ({', '.join(_KEYS)}) DO UPDATE SET "
     + ", ".join(f"{c} = {c} + excluded.{c}" for c in COUNTERS)
 )
+
+
+def _to_arrow(rows: list[tuple[Any, ...]], names: list[str]) -> pa.Table:
+    """SQLite rows to Arrow: epoch ``hour`` to UTC timestamps, ``day`` text to dates."""
+    cols = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+    data: dict[str, pa.Array] = {}
+    for name, values in zip(names, cols, strict=True):
+        if name == "hour":
+            data[name] = pc.multiply(pa.array(values, pa.int64()), 1_000_000).cast(
+                pa.timestamp("us", tz="UTC"))
+        elif name == "day":
+            data[name] = pa.array(values, pa.string()).cast(pa.date32())
+        elif name in ROLLUP_DIMS:
+            data[name] = pa.array(values, pa.string())
+        else:
+            data[name] = pa.array(values, pa.int64())
+    return pa.table(data)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -178,33 +195,34 @@ class ParquetEventStore:
 
     @staticmethod
     def _rollup_params(rollup: pa.Table) -> list[tuple[Any, ...]]:
-        cols = rollup.to_pydict()
-        hours = [int(h.timestamp()) for h in cols["hour"]]
-        days = [d.isoformat() for d in cols["day"]]
-        rest = [cols[c] for c in (*ROLLUP_DIMS, *COUNTERS)]
+        hours = pc.divide(rollup["hour"].cast(pa.int64()), 1_000_000).to_pylist()
+        days = rollup["day"].cast(pa.string()).to_pylist()
+        rest = [rollup[c].to_pylist() for c in (*ROLLUP_DIMS, *COUNTERS)]
         return list(zip(hours, days, *rest, strict=True))
 
     def rollups(self) -> pa.Table:
-        return self._stats_table(None, None, None)
-
-    def _stats_table(self, start: datetime | None, end: datetime | None,
-                     advertiser_id: str | None) -> pa.Table:
-        where, params = ["1=1"], []
-        if start is not None and end is not None:
-            where.append("hour >= ? AND hour < ?")
-            params += [int(start.timestamp()), int(end.timestamp())]
-        if advertiser_id is not None:
-            where.append("advertiser_id = ?")
-            params.append(advertiser_id)
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {', '.join((*_KEYS, *COUNTERS))} FROM hourly_stats "
-                f"WHERE {' AND '.join(where)}", params).fetchall()
-        cols = list(zip(*rows, strict=True)) if rows else [[] for _ in ROLLUP_SCHEMA.names]
-        data: dict[str, Any] = dict(zip(ROLLUP_SCHEMA.names, cols, strict=True))
-        data["hour"] = [datetime.fromtimestamp(h, UTC) for h in data["hour"]]
-        data["day"] = [date.fromisoformat(d) for d in data["day"]]
-        return pa.table({n: list(v) for n, v in data.items()}, schema=ROLLUP_SCHEMA)
+                f"SELECT {', '.join((*_KEYS, *COUNTERS))} FROM hourly_stats").fetchall()
+        return _to_arrow(rows, list(ROLLUP_SCHEMA.names))
+
+    def _grouped_stats(self, query: ReportQuery) -> pa.Table:
+        """The rollups summed by the report's keys inside SQLite (only grouped rows move)."""
+        where, params = "hour >= ? AND hour < ?", [int(query.start.timestamp()),
+                                                   int(query.end.timestamp())]
+        if query.advertiser_id is not None:
+            where += " AND advertiser_id = ?"
+            params.append(query.advertiser_id)
+        keys = list(query.group_by)
+        cols = [*keys, *query.counters]
+        sel = ", ".join([*keys, *(f"sum({c})" for c in query.counters)]) or "count(*)"
+        group = f" GROUP BY {', '.join(keys)}" if keys else ""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {sel} FROM hourly_stats WHERE {where}{group}", params).fetchall()
+        if not keys:
+            rows = [r for r in rows if r[0] is not None] if query.counters else []
+        return _to_arrow(rows, cols or ["n_rows"])
 
     def _files(self, start_day: date | None, end_day: date | None) -> list[str]:
         out = []
@@ -232,16 +250,19 @@ class ParquetEventStore:
         return pa.concat_tables([pq.read_table(f, schema=EVENT_SCHEMA) for f in files])
 
     def query_report(self, query: ReportQuery) -> list[dict[str, Any]]:
-        stats = self._stats_table(query.start, query.end, query.advertiser_id)
+        """Counters from the rollups; with reach, everything in one DuckDB scan of the log."""
+        if not query.reach:
+            stats = self._grouped_stats(query)
+            if not query.group_by:
+                return stats.to_pylist() or [{}]
+            return stats.sort_by([(k, "ascending") for k in query.group_by]).to_pylist()
         with self._lock:
             con = self._duck.cursor()
         try:
             con.execute("SET TimeZone = 'UTC'")
-            con.register("stats", stats)
-            if query.reach:
-                last = (query.end - timedelta(microseconds=1)).date()
-                self._events_relation(con, query.start.date(), last)
-            sql, params = report_sql(query, stats="stats", events="events", placeholder="?")
+            last = (query.end - timedelta(microseconds=1)).date()
+            self._events_relation(con, query.start.date(), last)
+            sql, params = raw_report_sql(query, events="events", placeholder="?")
             cur = con.execute(sql, params)
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]

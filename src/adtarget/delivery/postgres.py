@@ -34,6 +34,7 @@ _DIMS = ", ".join(ROLLUP_DIMS)
 _DIM_COLS = ", ".join(f"{d} text NOT NULL" for d in ROLLUP_DIMS)
 _COUNTER_COLS = ", ".join(f"{c} bigint NOT NULL" for c in COUNTERS)
 _EVENT_COLS = ", ".join(EVENT_SCHEMA.names)
+_RETRIES = 3
 _PARTITION = re.compile(r"^delivery_events_(\d{8})$")
 
 DDL = f"""
@@ -67,15 +68,16 @@ WITH ins AS (
     INSERT INTO delivery_events ({_EVENT_COLS})
     SELECT event_id, type, ts, day, user_id, line_item_id, campaign_id, advertiser_id,
            creative_id, country, device, dims::jsonb, cost_micros FROM incoming
+    ORDER BY day, event_id
     ON CONFLICT (day, event_id) DO NOTHING
     RETURNING *
 ), h AS (
     INSERT INTO hourly_stats (hour, day, {_DIMS}, {", ".join(COUNTERS)})
-    {rollup_select_sql("ins")}
+    {rollup_select_sql("ins")} ORDER BY 1, 2, {_DIMS}
     {_upsert("hourly_stats", f"hour, day, {_DIMS}")}
 ), d AS (
     INSERT INTO daily_stats (day, {_DIMS}, {", ".join(COUNTERS)})
-    {_DAILY_SELECT.format(src="ins")}
+    {_DAILY_SELECT.format(src="ins")} ORDER BY day, {_DIMS}
     {_upsert("daily_stats", f"day, {_DIMS}")}
 )
 SELECT count(*) FROM ins
@@ -141,7 +143,8 @@ class PostgresEventStore:
             self._conn = psycopg.connect(plain_url(url), autocommit=True,
                                          options="-c timezone=UTC")
         except psycopg.OperationalError as exc:
-            raise StoreUnavailable(f"events database unreachable: {exc}", field="events_url") from exc
+            raise StoreUnavailable(f"events database unreachable: {exc}",
+                                   field="events_url") from exc
         self._lock = threading.RLock()
         self._known_days: set[date] = set()
         with self._lock, self._conn.transaction():
@@ -172,15 +175,24 @@ class PostgresEventStore:
         if events.num_rows == 0:
             return 0
         events = events.select(EVENT_SCHEMA.names).cast(EVENT_SCHEMA)
+        cols = [events[n].to_pylist() for n in EVENT_SCHEMA.names]
         with self._lock:
             self._ensure_days(events["day"].unique().to_pylist())
-            cols = [events[n].to_pylist() for n in EVENT_SCHEMA.names]
-            with self._conn.transaction(), self._conn.cursor() as cur:
-                with cur.copy(f"COPY incoming ({_EVENT_COLS}) FROM STDIN") as copy:
-                    for row in zip(*cols, strict=True):
-                        copy.write_row(row)
-                row = cur.execute(_APPEND).fetchone()
-        return int(row[0]) if row else 0
+            for attempt in range(_RETRIES):
+                try:
+                    return self._append_once(cols)
+                except psycopg.errors.DeadlockDetected:  # rows are locked in key order, so
+                    if attempt == _RETRIES - 1:  # this is rare; the whole batch is retried
+                        raise
+        return 0  # pragma: no cover - the loop returns or raises
+
+    def _append_once(self, cols: list[list[Any]]) -> int:
+        with self._conn.transaction(), self._conn.cursor() as cur:
+            with cur.copy(f"COPY incoming ({_EVENT_COLS}) FROM STDIN") as copy:
+                for row in zip(*cols, strict=True):
+                    copy.write_row(row)
+            found = cur.execute(_APPEND).fetchone()
+        return int(found[0]) if found else 0
 
     def query_report(self, query: ReportQuery) -> list[dict[str, Any]]:
         daily = "hour" not in query.group_by and query.start.time() == time(0) \

@@ -42,7 +42,8 @@ def _as_datetime(value: date | datetime | str, fld: str, *, end: bool) -> dateti
         try:
             value = date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
         except ValueError as exc:
-            raise InvalidValue(f"{fld}: not an ISO 8601 date or time: {value!r}", field=fld) from exc
+            raise InvalidValue(f"{fld}: not an ISO 8601 date or time: {value!r}",
+                               field=fld) from exc
     if isinstance(value, datetime):
         dt = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
         return dt.replace(minute=0, second=0, microsecond=0)
@@ -132,6 +133,34 @@ def report_sql(
     return f"{sql} SELECT {cols} FROM s LEFT JOIN r ON {on}{order}", params
 
 
+def raw_report_sql(query: ReportQuery, *, events: str, placeholder: str) -> tuple[str, list[Any]]:
+    """The report computed in one pass over raw events (DuckDB and PostgreSQL).
+
+    Used when reach is asked for: the raw slice must be scanned for it anyway, and summing the
+    counters in that same scan is cheaper than also reading the rollups. The counters are the
+    rollups' own definition (``rollup_select_sql``), so both paths give equal numbers.
+    """
+    p = placeholder
+    keys = list(query.group_by)
+    exprs = ["date_trunc('hour', ts)" if k == "hour" else k for k in keys]
+    by_counter = {c: t for t, c in EVENT_COUNTERS.items()}
+    aggs = [f"sum(cost_micros) AS {c}" if c == "spend_micros"
+            else f"count(*) FILTER (WHERE type = '{by_counter[c]}') AS {c}"
+            for c in query.counters]
+    if query.reach:
+        aggs.append("count(DISTINCT user_id) FILTER (WHERE type = 'impression') AS reach")
+    where = f"ts >= {p} AND ts < {p} AND day >= {p} AND day <= {p}"
+    params: list[Any] = [query.start, query.end, query.start.date(),
+                         (query.end - timedelta(microseconds=1)).date()]
+    if query.advertiser_id is not None:
+        where += f" AND advertiser_id = {p}"
+        params.append(query.advertiser_id)
+    sel = ", ".join([*(f"{e} AS {k}" for e, k in zip(exprs, keys, strict=True)),
+                     *(aggs or ["count(*) AS n_rows"])])
+    tail = f" GROUP BY {', '.join(exprs)} ORDER BY {', '.join(exprs)}" if keys else ""
+    return f"SELECT {sel} FROM {events} WHERE {where}{tail}", params
+
+
 def _key_value(name: str, value: Any) -> Any:
     if value is None or value == "":
         return None
@@ -147,7 +176,9 @@ def _ratio(num: int, den: int, scale: float = 1.0) -> float | None:
     return round(num * scale / den, 6) if den else None
 
 
-def derive_rows(raw: list[dict[str, Any]], groups: list[str], names: list[str]) -> list[dict[str, Any]]:
+def derive_rows(
+    raw: list[dict[str, Any]], groups: list[str], names: list[str]
+) -> list[dict[str, Any]]:
     """Turn summed counters into the requested metrics, in the requested order."""
     out: list[dict[str, Any]] = []
     for r in raw:

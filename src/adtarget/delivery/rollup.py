@@ -1,4 +1,4 @@
-"""Hourly rollups: one row per hour x advertiser x campaign x line item x creative x country x device.
+"""Hourly rollups: a row per hour x advertiser x campaign x line item x creative x country x device.
 
 Why hourly: day reports are sums of hours, so one additive table answers both granularities.
 The same definition exists twice on purpose: ``rollup_batch`` (Arrow, applied to each accepted

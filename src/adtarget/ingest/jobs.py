@@ -230,10 +230,10 @@ def run_upload(job_id: str, *, settings: Settings, session_factory: sessionmaker
     Failures (unreadable file, too many bad rows, a concurrent publish) end as ``failed`` with
     ``error`` set, never as an exception, so callers always get the job back.
     """
-    from adtarget.ingest.service import execute_job
-
     job = claim_job(job_id, session_factory=session_factory)
     try:
+        from adtarget.ingest.service import execute_job
+
         execute_job(job, settings=settings, session_factory=session_factory, progress=progress)
     except AdtargetError as exc:
         fail_job(job_id, exc, session_factory=session_factory)

@@ -129,7 +129,12 @@ def execute_job(job: UploadJob, *, settings: Settings, session_factory: sessionm
         counter.add(0, 0, force=True)
         quarantine.close()
         report = _finish_report(job, settings, counter, quarantine, specs, new_dims)
-        _check_ratio(settings, counter, report)
+        try:
+            _check_ratio(settings, counter, report)
+        except IngestFailed as exc:
+            if not job.dry_run:
+                raise
+            report["would_fail"] = exc.message  # a dry run still reports what it found
         if segment_mode:
             ids = pa.chunked_array(seg_ids, pa.string()).combine_chunks() if seg_ids else \
                 pa.array([], pa.string())

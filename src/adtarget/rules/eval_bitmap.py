@@ -138,11 +138,28 @@ def _negative(rule: Rule) -> Rule | None:
     return None
 
 
-def _eval(rule: Rule, index: BitmapIndex) -> AbstractBitMap:
-    """The matching ordinals; may return an index-owned bitmap (read-only)."""
+def _polarity(rule: Rule) -> tuple[bool, Rule]:
+    """``(negated, core)`` with double negations stripped: ``not not x`` → ``(False, x)``."""
+    negated = False
+    while (inner := _negative(rule)) is not None:
+        negated, rule = not negated, inner
+    return negated, rule
+
+
+def _split(children: tuple[Rule, ...]) -> tuple[list[Rule], list[Rule]]:
+    """Children of an And as (positive cores, cores of the negated ones)."""
+    pos: list[Rule] = []
+    neg: list[Rule] = []
+    for child in children:
+        negated, core = _polarity(child)
+        (neg if negated else pos).append(core)
+    return pos, neg
+
+
+def _positive(rule: Rule, index: BitmapIndex) -> AbstractBitMap:
+    """Bitmap of a rule whose polarity is positive (And, Or or a positive leaf)."""
     if isinstance(rule, And):
-        pos = [c for c in rule.children if _negative(c) is None]
-        neg = [n for c in rule.children if (n := _negative(c)) is not None]
+        pos, neg = _split(rule.children)
         if pos:
             bms = sorted((_eval(c, index) for c in pos), key=len)
             acc = bms[0] if len(bms) == 1 else BitMap.intersection(*bms)
@@ -150,14 +167,19 @@ def _eval(rule: Rule, index: BitmapIndex) -> AbstractBitMap:
             acc = index.universe()
         if neg:
             # a and not b = a - b: no universe-sized complement is built.
-            acc = acc - BitMap.union(*(_eval(n, index) for n in neg))
+            acc = acc - BitMap.union(*(_positive(n, index) for n in neg))
         return acc
     if isinstance(rule, Or):
         return BitMap.union(*(_eval(c, index) for c in rule.children))
-    inner = _negative(rule)
-    if inner is not None:
-        return index.universe() - _eval(inner, index)
     return _leaf(rule, index)
+
+
+def _eval(rule: Rule, index: BitmapIndex) -> AbstractBitMap:
+    """The matching ordinals; may return an index-owned bitmap (read-only)."""
+    negated, core = _polarity(rule)
+    if negated:
+        return index.universe() - _positive(core, index)
+    return _positive(core, index)
 
 
 def evaluate(rule: Rule, index: BitmapIndex) -> BitMap:
@@ -173,26 +195,18 @@ def evaluate(rule: Rule, index: BitmapIndex) -> BitMap:
 
 def count(rule: Rule, index: BitmapIndex) -> int:
     """How many users match, using cardinality shortcuts instead of building the final bitmap."""
-    if isinstance(rule, And) and len(rule.children) == 2:
-        a, b = rule.children
-        na, nb = _negative(a), _negative(b)
-        if na is None and nb is None:
-            return _eval(a, index).intersection_cardinality(_eval(b, index))
-        if na is None and nb is not None:
-            return _eval(a, index).difference_cardinality(_eval(nb, index))
-        if nb is None and na is not None:
-            return _eval(b, index).difference_cardinality(_eval(na, index))
-    if isinstance(rule, Or) and len(rule.children) == 2:
-        a, b = rule.children
+    negated, core = _polarity(rule)
+    if negated:
+        return len(index.universe()) - count(core, index)
+    if isinstance(core, Or) and len(core.children) == 2:
+        a, b = core.children
         return _eval(a, index).union_cardinality(_eval(b, index))
-    inner = _negative(rule)
-    if inner is not None:
-        return len(index.universe()) - count(inner, index)
-    if isinstance(rule, And):
-        # intersect all but the largest positive child, then count against it.
-        pos = [c for c in rule.children if _negative(c) is None]
-        neg = [n for c in rule.children if (n := _negative(c)) is not None]
-        if pos and not neg and len(pos) > 2:
-            bms = sorted((_eval(c, index) for c in pos), key=len)
-            return BitMap.intersection(*bms[:-1]).intersection_cardinality(bms[-1])
-    return len(_eval(rule, index))
+    if isinstance(core, And):
+        pos, neg = _split(core.children)
+        if len(pos) >= 2 and not neg:
+            bms = sorted((_positive(c, index) for c in pos), key=len)
+            head = bms[0] if len(bms) == 2 else BitMap.intersection(*bms[:-1])
+            return head.intersection_cardinality(bms[-1])
+        if len(pos) == 1 and len(neg) == 1:
+            return _positive(pos[0], index).difference_cardinality(_positive(neg[0], index))
+    return len(_eval(core, index))

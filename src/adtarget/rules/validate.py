@@ -152,7 +152,7 @@ def _check_leaf(node: Rule, registry: Mapping[str, DimensionSpec]) -> None:
         raise _node_fail(
             node,
             f"type mismatch: '{name}' does not apply to set dimension '{dim}'",
-            " (use 'has any')",
+            f" (use 'not {dim} has any (...)')" if name == "not in" else " (use 'has any')",
         )
     if not node.values:
         raise _node_fail(node, f"empty value list for '{name}' on '{dim}'")

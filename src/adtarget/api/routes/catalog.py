@@ -17,8 +17,8 @@ with an admin key.
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, create_model
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, Field, create_model
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -45,6 +45,8 @@ router = APIRouter(
 
 StatusFilter = Literal["draft", "active", "paused", "archived"]
 MAX_PAGE = 1000
+MAX_ID = 2**31 - 1  # catalog ids are 32-bit integers on PostgreSQL
+ObjId = Annotated[int, Path(ge=1, le=MAX_ID, description="Object id")]
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,9 @@ def _apply_filters(
             try:
                 value: Any = int(raw)
             except ValueError:
-                raise InvalidValue(f"{name} must be an integer, got {raw!r}", field=name) from None
+                value = -1
+            if not 0 <= value <= MAX_ID:
+                raise InvalidValue(f"{name} must be an integer id, got {raw!r}", field=name)
         else:
             value = raw
         if kind.name == "line_item" and name == "advertiser_id":
@@ -214,7 +218,7 @@ def _register(kind: Kind) -> None:
         session.expire_all()
         return render(kind.name, load(session, kind.name, created_id(result), principal))
 
-    def get_endpoint(obj_id: int, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
+    def get_endpoint(obj_id: ObjId, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
         return render(kind.name, load(session, kind.name, obj_id, principal))
 
     def list_endpoint(
@@ -223,7 +227,9 @@ def _register(kind: Kind) -> None:
         principal: PrincipalDep,
         status: Annotated[StatusFilter | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-        after: Annotated[int | None, Query(description="Return ids greater than this")] = None,
+        after: Annotated[
+            int | None, Query(ge=0, le=MAX_ID, description="Return ids greater than this")
+        ] = None,
     ) -> dict[str, Any]:
         stmt = select(table)
         if status is not None:
@@ -236,7 +242,7 @@ def _register(kind: Kind) -> None:
         return {kind.plural: [render(kind.name, r) for r in rows], "next_after": next_after}
 
     def patch_endpoint(
-        obj_id: int,
+        obj_id: ObjId,
         body: patch_model,  # type: ignore[valid-type]
         session: SessionDep,
         factory: SessionFactoryDep,
@@ -285,7 +291,7 @@ for _kind in KINDS:
 class AttachCreative(BaseModel):
     """Body of ``POST /v1/line-items/{id}/creatives``."""
 
-    creative_id: int
+    creative_id: int = Field(ge=1, le=MAX_ID)
 
 
 @router.post(
@@ -294,7 +300,7 @@ class AttachCreative(BaseModel):
     summary="Attach a creative to a line item (a command: undoable)",
 )
 def attach_creative(
-    line_item_id: int,
+    line_item_id: ObjId,
     body: AttachCreative,
     session: SessionDep,
     factory: SessionFactoryDep,

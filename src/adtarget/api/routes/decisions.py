@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +24,6 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -33,7 +33,13 @@ from adtarget.api.deps import app_key_resolver, app_session_factory, app_setting
 from adtarget.api.errors import render_adtarget_error
 from adtarget.api.middleware import DEADLINE_SCOPE_KEY
 from adtarget.decision.models import DecisionRequest, DecisionResult
-from adtarget.errors import AdtargetError, Forbidden, InvalidValue, PayloadTooLarge
+from adtarget.errors import (
+    AdtargetError,
+    Forbidden,
+    InvalidValue,
+    PayloadTooLarge,
+    StoreUnavailable,
+)
 
 log = logging.getLogger("adtarget.api")
 
@@ -44,6 +50,7 @@ MAX_CONTEXT_KEYS = 256
 DECISION_ROLES = frozenset({"admin", "decisions"})
 FORMATS_TTL_S = 5.0
 _SCALARS = (str, int, float, bool)
+_build_lock = threading.Lock()
 
 
 class DecisionService:
@@ -74,17 +81,23 @@ class DecisionService:
 
     def status(self) -> dict[str, Any]:
         """Readiness of the engine (its own ``status()`` when it has one)."""
-        own = getattr(self.engine, "status", None)
-        if callable(own):
-            result = own()
-            return result if isinstance(result, dict) else {"ok": bool(result)}
-        return {"ok": True}
+        holder = getattr(self.engine, "index_holder", None)
+        generation = getattr(holder, "generation", None)
+        if generation is not None and generation < 1:
+            return {"ok": False, "error": "decision index not built yet"}
+        index = holder.current() if holder is not None else None
+        return {"ok": True, "line_items": len(index) if index is not None else None,
+                "generation": generation}
 
     def close(self) -> None:
-        """Release the engine's stores and background refresh."""
-        close = getattr(self.engine, "close", None)
-        if callable(close):
-            close()
+        """Stop the index refresh thread and release the engine's stores."""
+        for owner, name in ((getattr(self.engine, "index_holder", None), "stop"),
+                            (getattr(self.engine, "profiles", None), "close"),
+                            (getattr(self.engine, "counters", None), "close"),
+                            (self.engine, "close")):
+            method = getattr(owner, name, None)
+            if callable(method):
+                method()
 
 
 def _catalog_formats(app: FastAPI) -> Callable[[], frozenset[str]]:
@@ -99,27 +112,61 @@ def _catalog_formats(app: FastAPI) -> Callable[[], frozenset[str]]:
     return names
 
 
-def build_decision_service(app: FastAPI) -> DecisionService:
-    """Build the engine from the app's settings, catalog and snapshot store."""
+def build_engine(app: FastAPI) -> Any:
+    """Assemble the engine per settings: catalog index holder (polling for changes), profiles
+    (snapshot | redis), counters (memory | sqlite | redis), spend from the delivery event store.
+    """
     from adtarget.api.deps import app_snapshot_store
+    from adtarget.api.routes.events import app_event_store
+    from adtarget.decision import counters, profiles
     from adtarget.decision.engine import DecisionEngine
+    from adtarget.decision.index_holder import IndexHolder
+    from adtarget.delivery.service import DeliverySpend
 
     settings = app_settings(app)
-    engine = DecisionEngine.from_settings(
-        settings,
-        session_factory=app_session_factory(app),
-        snapshot_store=app_snapshot_store(app),
+    timeout = settings.store_timeout_ms / 1000.0
+    if settings.profile_store == "redis":
+        if not settings.redis_url:
+            raise InvalidValue("profile_store=redis needs ADTARGET_REDIS_URL", field="redis_url")
+        profile_store: Any = profiles.RedisProfileStore(settings.redis_url, timeout=timeout)
+    else:
+        profile_store = profiles.SnapshotProfileStore(app_snapshot_store(app))
+    if settings.counter_store == "redis":
+        if not settings.redis_url:
+            raise InvalidValue("counter_store=redis needs ADTARGET_REDIS_URL", field="redis_url")
+        counter_store: Any = counters.RedisCounters(settings.redis_url, timeout=timeout)
+    elif settings.counter_store == "sqlite":
+        counter_store = counters.SqliteCounters(
+            settings.data_dir / "counters.sqlite3", timeout_s=timeout
+        )
+    else:
+        counter_store = counters.MemoryCounters()
+    holder = IndexHolder.from_session_factory(app_session_factory(app))
+    holder.start()
+    return DecisionEngine(
+        index_holder=holder,
+        profiles=profile_store,
+        counters=counter_store,
+        spend=DeliverySpend(app_event_store(app)),
     )
+
+
+def build_decision_service(app: FastAPI) -> DecisionService:
+    """The engine (see ``build_engine``) and how to run it for this app's settings."""
+    settings = app_settings(app)
     inline = settings.profile_store != "redis" and settings.counter_store != "redis"
-    return DecisionService(engine, inline=inline, format_names=_catalog_formats(app))
+    return DecisionService(build_engine(app), inline=inline, format_names=_catalog_formats(app))
 
 
 def ensure_decision_service(app: FastAPI) -> DecisionService:
     """The app's decision service, built once (tests may set ``app.state.decision_service``)."""
     service: DecisionService | None = getattr(app.state, "decision_service", None)
     if service is None:
-        service = build_decision_service(app)
-        app.state.decision_service = service
+        with _build_lock:
+            service = getattr(app.state, "decision_service", None)
+            if service is None:
+                service = build_decision_service(app)
+                app.state.decision_service = service
     return service
 
 
@@ -201,9 +248,9 @@ async def _decide(service: DecisionService, req: DecisionRequest, timeout: float
         result: DecisionResult = service.engine.decide(req)
         return result
     try:
-        return await asyncio.wait_for(
-            run_in_threadpool(service.engine.decide, req), max(timeout, 0.0)
-        )
+        # An executor future, not anyio's to_thread: cancelling it must not wait for the thread.
+        future = asyncio.get_running_loop().run_in_executor(None, service.engine.decide, req)
+        return await asyncio.wait_for(future, max(timeout, 0.0))
     except TimeoutError:
         metrics.DEADLINE_EXCEEDED.inc()
         return _degraded_empty()
@@ -212,6 +259,7 @@ async def _decide(service: DecisionService, req: DecisionRequest, timeout: float
 async def decisions_endpoint(request: Request) -> Response:
     """Answer one ad request (see the module docstring)."""
     app = request.app
+    request.scope["route"] = ROUTE  # the metrics label (FastAPI routes set it themselves)
     try:
         principal = app_key_resolver(app).resolve(request.headers.get("authorization"))
         if principal.role not in DECISION_ROLES:
@@ -226,8 +274,15 @@ async def decisions_endpoint(request: Request) -> Response:
         raw = await request.body()
         if len(raw) > settings.max_body_bytes:
             raise PayloadTooLarge("request body is too large", field="body")
-        service = ensure_decision_service(app)
-        req = parse_request(raw, service.known_formats())
+        try:
+            service = ensure_decision_service(app)
+            known = service.known_formats()
+        except AdtargetError:
+            raise
+        except Exception as exc:  # catalog or a store unreachable at first use
+            log.exception("decision engine unavailable")
+            raise StoreUnavailable(f"decision engine unavailable: {type(exc).__name__}") from exc
+        req = parse_request(raw, known)
     except AdtargetError as err:
         return render_adtarget_error(err)
     try:
@@ -289,7 +344,10 @@ async def decisions_doc(body: DecisionRequestBody, request: Request) -> Response
     return await decisions_endpoint(request)
 
 
+ROUTE = Route(PATH, decisions_endpoint, methods=["POST"])
+
+
 def mount(app: FastAPI) -> None:
     """Register the raw route first, then its documented twin."""
-    app.router.routes.append(Route(PATH, decisions_endpoint, methods=["POST"]))
+    app.router.routes.append(ROUTE)
     app.include_router(doc_router)

@@ -27,7 +27,8 @@ JSON_T = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 TS = UTCDateTime()
 CAP_CHECK = (
     "(frequency_cap_count IS NULL AND frequency_cap_window_seconds IS NULL) OR "
-    "(frequency_cap_count > 0 AND frequency_cap_window_seconds > 0)"
+    "(frequency_cap_count IS NOT NULL AND frequency_cap_window_seconds IS NOT NULL "
+    "AND frequency_cap_count > 0 AND frequency_cap_window_seconds > 0)"
 )
 
 

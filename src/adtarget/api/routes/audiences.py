@@ -1,0 +1,127 @@
+"""Audience sizing, overlap and export, and snapshot listing/rollback over HTTP.
+
+Why the registry is merged here: the catalog owns dimension definitions (what may be written in
+a rule), the snapshot knows what was uploaded; a rule is validated against both, then counted on
+the snapshot that is current at the moment of the call (named in every answer).
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+from starlette.background import BackgroundTask
+from starlette.responses import FileResponse
+
+from adtarget.api.deps import SessionDep, SettingsDep, SnapshotStoreDep, require_roles
+from adtarget.audience import service
+from adtarget.audience.snapshot import Snapshot
+from adtarget.audience.store import SnapshotStore
+from adtarget.errors import NotFound
+
+router = APIRouter(prefix="/v1", tags=["audiences"])
+
+Readers = Depends(require_roles("reader", "advertiser"))
+AdminOnly = Depends(require_roles())
+RuleBody = str | dict[str, Any]
+
+
+class SizeIn(BaseModel):
+    """``{"rule": "..."}``: rule text or its JSON form."""
+
+    rule: RuleBody
+
+
+class OverlapIn(BaseModel):
+    """``{"rules": [...]}``: any number of rules."""
+
+    rules: list[RuleBody] = Field(min_length=1)
+
+
+class ExportIn(BaseModel):
+    """``{"rule": "...", "format": "csv"|"parquet"}``."""
+
+    rule: RuleBody
+    format: Literal["csv", "parquet"] = "csv"
+
+
+class RollbackIn(BaseModel):
+    """``{"version": "v000003"}``."""
+
+    version: str
+
+
+def current_snapshot(store: SnapshotStore) -> Snapshot:
+    """The live snapshot, or 404 before the first upload."""
+    snap = store.current()
+    if snap is None:
+        raise NotFound("no audience snapshot has been published yet; upload features first",
+                       field="snapshot")
+    return snap
+
+
+def _context(session: Session) -> dict[str, Any]:
+    from adtarget.catalog.checks import segment_rules
+    from adtarget.catalog.service import dimension_registry
+
+    return {
+        "registry": dimension_registry(session=session),
+        "segments": segment_rules(session=session),
+    }
+
+
+@router.post("/audiences/size", dependencies=[Readers], summary="Exact audience size of a rule")
+def size(body: SizeIn, store: SnapshotStoreDep, session: SessionDep,
+         settings: SettingsDep) -> dict[str, Any]:
+    """``{"count": N, "snapshot": v}``; ``count`` is null below the minimum audience size."""
+    return service.size_rule(
+        snapshot=current_snapshot(store), rule_text=body.rule,
+        min_size=settings.min_audience_size, **_context(session),
+    )
+
+
+@router.post("/audiences/overlap", dependencies=[Readers], summary="Pairwise overlap of rules")
+def overlap(body: OverlapIn, store: SnapshotStoreDep, session: SessionDep,
+            settings: SettingsDep) -> dict[str, Any]:
+    """``matrix[i][j]`` = users matching rules i and j (diagonal: each rule's size)."""
+    return service.overlap_rules(
+        snapshot=current_snapshot(store), rules=body.rules,
+        min_size=settings.min_audience_size, **_context(session),
+    )
+
+
+@router.post("/audiences/export", dependencies=[Readers], summary="User ids matching a rule")
+def export(body: ExportIn, store: SnapshotStoreDep, session: SessionDep,
+           settings: SettingsDep) -> FileResponse:
+    """The matching user ids as a CSV or Parquet file (column ``user_id``)."""
+    out_dir = settings.data_dir / "exports"
+    out = out_dir / f"audience-{uuid.uuid4().hex}.{body.format}"
+    result = service.export_rule(
+        snapshot=current_snapshot(store), rule_text=body.rule, out_path=out, fmt=body.format,
+        min_size=settings.min_audience_size, **_context(session),
+    )
+    media = "text/csv" if body.format == "csv" else "application/vnd.apache.parquet"
+    return FileResponse(
+        out,
+        media_type=media,
+        filename=f"audience-{result['snapshot']}.{body.format}",
+        headers={"X-Adtarget-Count": str(result["count"]),
+                 "X-Adtarget-Snapshot": result["snapshot"]},
+        background=BackgroundTask(Path(out).unlink, missing_ok=True),
+    )
+
+
+@router.get("/snapshots", dependencies=[Readers], summary="Kept audience snapshots")
+def list_snapshots(store: SnapshotStoreDep) -> dict[str, Any]:
+    """``{"current": v, "snapshots": [{"version", "created_at", "num_users", ...}]}``."""
+    return {"current": store.current_version(), "snapshots": store.manifests()[::-1]}
+
+
+@router.post("/snapshots/rollback", dependencies=[AdminOnly], summary="Serve an older snapshot")
+def rollback(body: RollbackIn, store: SnapshotStoreDep) -> dict[str, Any]:
+    """Point ``CURRENT`` at a kept version; readers everywhere pick it up on their next call."""
+    return {"current": store.rollback(body.version)}

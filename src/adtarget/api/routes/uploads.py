@@ -1,0 +1,134 @@
+"""``POST /v1/uploads`` and ``GET /v1/uploads/{id}``: bulk uploads as background jobs.
+
+Why a thread per job: the job is CPU- and IO-bound Python/Arrow work that must outlive the
+request; the route answers 202 at once and clients poll the job row, which the job updates about
+once a second. A file can be sent as multipart (saved under ``uploads_dir``) or named by a
+server-side ``path`` in a JSON body; reading server paths is for admin keys only.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from adtarget.api.deps import PrincipalDep, SessionFactoryDep, SettingsDep
+from adtarget.errors import Forbidden, InvalidValue
+from adtarget.ingest.jobs import get_job, recover_stale_jobs, run_upload, submit_upload
+from adtarget.settings import Settings
+
+router = APIRouter(tags=["audiences"])
+OPTION_FIELDS = ("mode", "segment", "dry_run", "id_column", "schema", "ttl_seconds", "hashed",
+                 "delimiter")
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _options(raw: dict[str, Any]) -> dict[str, Any]:
+    """Job options from a JSON body or form fields (form values arrive as strings)."""
+    unknown = set(raw) - set(OPTION_FIELDS) - {"path"}
+    if unknown:
+        raise InvalidValue(f"unknown upload fields: {', '.join(sorted(unknown))}",
+                           field=sorted(unknown)[0])
+    out: dict[str, Any] = {"mode": str(raw.get("mode") or "replace")}
+    if raw.get("segment"):
+        out["segment"] = str(raw["segment"])
+    for name in ("dry_run", "hashed"):
+        if name in raw:
+            out[name] = _flag(raw[name])
+    if raw.get("id_column"):
+        out["id_column"] = str(raw["id_column"])
+    if raw.get("delimiter"):
+        out["delimiter"] = str(raw["delimiter"])
+    if raw.get("ttl_seconds") not in (None, ""):
+        try:
+            out["ttl_seconds"] = int(raw["ttl_seconds"])
+        except (TypeError, ValueError):
+            raise InvalidValue("ttl_seconds must be an integer", field="ttl_seconds") from None
+    schema = raw.get("schema")
+    if isinstance(schema, str) and schema:
+        try:
+            schema = orjson.loads(schema)
+        except orjson.JSONDecodeError:
+            raise InvalidValue("schema must be a JSON object", field="schema") from None
+    if schema:
+        out["schema"] = schema
+    return out
+
+
+async def _save(upload: UploadFile, settings: Settings) -> Path:
+    """Stream a multipart file to ``uploads_dir/incoming`` (keeping its suffix for the format)."""
+    name = Path(upload.filename or "upload.csv").name
+    dest = settings.uploads_dir / "incoming" / f"{uuid.uuid4().hex[:12]}-{name}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+
+    def copy() -> None:
+        with dest.open("wb") as fh:
+            shutil.copyfileobj(upload.file, fh, length=1 << 20)
+
+    await run_in_threadpool(copy)
+    return dest
+
+
+def _start(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> None:
+    thread = threading.Thread(target=run_upload, args=(job_id,), name=f"upload-{job_id[:8]}",
+                              kwargs={"settings": settings, "session_factory": factory},
+                              daemon=True)
+    thread.start()
+
+
+@router.post("/v1/uploads", status_code=202)
+async def create_upload(request: Request, settings: SettingsDep,
+                        factory: SessionFactoryDep, principal: PrincipalDep) -> JSONResponse:
+    """Queue an upload job (multipart ``file`` or JSON ``{"path", "mode", ...}``); 202."""
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith("multipart/form-data"):
+        form = await request.form()
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InvalidValue("multipart upload needs a 'file' part", field="file")
+        fields = {k: v for k, v in form.items() if k != "file" and isinstance(v, str)}
+        options = _options(fields)
+        path = await _save(upload, settings)
+    else:
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            raise InvalidValue("body must be JSON or multipart/form-data", field="body") from None
+        if not isinstance(body, dict) or not body.get("path"):
+            raise InvalidValue("JSON body needs 'path' (or send the file as multipart)",
+                               field="path")
+        if not principal.is_admin:
+            raise Forbidden("only admin keys may ingest a server-side path; send the file "
+                            "as multipart instead", field="path")
+        options = _options(body)
+        path = Path(str(body["path"]))
+
+    def submit() -> dict[str, Any]:
+        recover_stale_jobs(settings=settings, session_factory=factory)
+        return submit_upload(settings=settings, session_factory=factory, path=path,
+                             actor=principal.actor, **options)
+
+    job = await run_in_threadpool(submit)
+    if job["status"] == "queued":
+        _start(job["id"], settings, factory)
+    return JSONResponse(job, status_code=202)
+
+
+@router.get("/v1/uploads/{job_id}")
+async def read_upload(job_id: str, factory: SessionFactoryDep) -> dict[str, Any]:
+    """The job: status, rows read/accepted/rejected so far, quarantine path, snapshot."""
+    return await run_in_threadpool(get_job, job_id, session_factory=factory)

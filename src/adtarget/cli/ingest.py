@@ -1,0 +1,132 @@
+"""``adtarget ingest FILE``: run an upload job in this process, with a progress bar.
+
+Why in-process and not via the API: data engineers run this next to the file in cron or CI; the
+job row still lands in the catalog, so ``GET /v1/uploads/{id}`` and undo see it the same way.
+Exit code 0 means the job succeeded; anything else prints the reason on stderr.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from adtarget.errors import AdtargetError
+from adtarget.settings import get_settings
+
+
+def _actor() -> str:
+    settings = get_settings()
+    if settings.actor:
+        return settings.actor
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # pragma: no cover - no passwd entry in some containers
+        return "cli"
+
+
+def _summary(job: dict[str, Any]) -> str:
+    rep = job.get("report") or {}
+    lines = [f"upload {job['id']}: {job['status']}"
+             + (" (dry run)" if job.get("dry_run") else "")
+             + (" (already published: same file)" if job.get("idempotent") else ""),
+             f"  rows read {job['rows_read']}, accepted {job['rows_accepted']}, "
+             f"rejected {job['rows_rejected']}"]
+    if job.get("quarantine"):
+        lines.append(f"  quarantine: {job['quarantine']}")
+    if job.get("snapshot"):
+        lines.append(f"  snapshot: {job['snapshot']}")
+    if "match_rate" in rep:
+        lines.append(f"  match rate: {rep['match_rate']:.1%}")
+    diff = rep.get("diff")
+    if diff:
+        lines.append(f"  would add {diff.get('users_added')}, change {diff.get('users_changed')},"
+                     f" remove {diff.get('users_removed')} users")
+        for name, seg in (diff.get("segments") or {}).items():
+            lines.append(f"  segment {name}: {seg.get('before')} -> {seg.get('after')}")
+    return "\n".join(lines)
+
+
+def ingest(
+    file: Annotated[Path, typer.Argument(help="CSV, Parquet or JSON Lines file of user rows.")],
+    mode: Annotated[str, typer.Option("--mode", help="replace | upsert | segment")] = "replace",
+    segment: Annotated[str | None, typer.Option("--segment", help="Segment name (mode "
+                                                "segment).")] = None,
+    schema: Annotated[Path | None, typer.Option("--schema", help='JSON {"dim": "type"} for '
+                                                "columns not yet registered.")] = None,
+    id_column: Annotated[str, typer.Option("--id-column", help="Column holding the user "
+                                           "id.")] = "user_id",
+    delimiter: Annotated[str, typer.Option("--delimiter", help="CSV delimiter.")] = ",",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and report what would "
+                                          "change; publish nothing.")] = False,
+    hashed: Annotated[bool, typer.Option("--hashed", help="Segment ids are SHA-256 hex of "
+                                         "user ids.")] = False,
+    ttl: Annotated[int | None, typer.Option("--ttl", help="Segment membership TTL in "
+                                            "seconds.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the job as one JSON "
+                                          "object.")] = False,
+) -> None:
+    """Upload user features (or a segment list) and publish a new audience snapshot."""
+    from adtarget.catalog.db import open_catalog
+    from adtarget.ingest.jobs import recover_stale_jobs, run_upload, submit_upload
+
+    settings = get_settings()
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        factory = open_catalog(settings)
+        recover_stale_jobs(settings=settings, session_factory=factory)
+        job = submit_upload(settings=settings, session_factory=factory, path=file, mode=mode,
+                            segment=segment, actor=_actor(), dry_run=dry_run,
+                            id_column=id_column, schema=schema, ttl_seconds=ttl, hashed=hashed,
+                            delimiter=delimiter)
+        if job["status"] == "queued":
+            job = _run_with_bar(job["id"], settings, factory, quiet=as_json)
+    except AdtargetError as err:
+        typer.echo(f"error: {err.message}" + (f" ({err.field})" if err.field else ""), err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(job, default=str))
+    else:
+        typer.echo(_summary(job))
+    if job["status"] != "succeeded":
+        typer.echo(f"error: upload failed: {job.get('error')}", err=True)
+        raise typer.Exit(1)
+
+
+def _run_with_bar(job_id: str, settings: Any, factory: Any, *, quiet: bool) -> dict[str, Any]:
+    """Run the job with a rich progress bar (rows and rows/s) on stderr."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from adtarget.ingest.jobs import run_upload
+
+    bar = Progress(TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(),
+                   TaskProgressColumn(), TextColumn("{task.fields[rate]} rows/s"),
+                   TextColumn("{task.fields[rejected]} rejected"), TimeElapsedColumn(),
+                   console=Console(file=sys.stderr), disable=quiet, transient=False)
+    with bar:
+        task = bar.add_task("ingest", total=None, rate="-", rejected=0)
+
+        def progress(p: dict[str, Any]) -> None:
+            elapsed = bar.tasks[0].elapsed or 0.0
+            rate = f"{p['rows_read'] / elapsed:,.0f}" if elapsed > 0 else "-"
+            bar.update(task, completed=p["rows_read"], total=p.get("total_rows"), rate=rate,
+                       rejected=p["rows_rejected"])
+
+        return run_upload(job_id, settings=settings, session_factory=factory, progress=progress)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``adtarget ingest`` to the main app."""
+    app.command("ingest")(ingest)

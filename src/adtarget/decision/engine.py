@@ -1,0 +1,281 @@
+"""The decision engine: features → index match → eligibility → caps → ranked decisions.
+
+Why this shape: the index returns matches already in rank order (priority, -bid, id), so the
+engine walks them and stops after ``limit`` servable items — the common request touches a handful
+of line items beyond the bitmap work. Every store call goes through a circuit breaker and any
+store failure becomes a *degraded* answer, never an exception:
+
+- profiles down → context-only features, and only line items whose rules read nothing but
+  request context may match (a rule on a profile dimension does not match: never a match the
+  rules would not allow for this user);
+- counters down → frequency-capped line items are not served (conservative), uncapped ones are;
+- spend down → line items are not served (budgets cannot be checked).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from adtarget.audience.store import SnapshotStore
+from adtarget.decision.breaker import CircuitBreaker
+from adtarget.decision.counters import CounterStore, cap_key
+from adtarget.decision.eligibility import SpendSource, ZeroSpend, eligibility_reason, utc
+from adtarget.decision.explain import failed_predicate
+from adtarget.decision.index import LineItemIndex
+from adtarget.decision.models import Decision, DecisionRequest, DecisionResult, LiveLineItem
+from adtarget.decision.profiles import ProfileStore, merge_features
+from adtarget.settings import Settings
+
+
+class IndexSource(Protocol):
+    """Anything holding the current index (``decision.index_holder.IndexHolder``)."""
+
+    def current(self) -> LineItemIndex:
+        """The index to answer this request with (one reference read)."""
+        ...
+
+
+class StaticIndex:
+    """A fixed index (tests, benchmarks, embedding without a catalog)."""
+
+    def __init__(self, index: LineItemIndex) -> None:
+        self.index = index
+
+    def current(self) -> LineItemIndex:
+        """The fixed index."""
+        return self.index
+
+
+class _Request:
+    """Per-request scratch state (kept off the engine so ``decide`` is thread-safe)."""
+
+    __slots__ = ("degraded", "not_served", "pending", "counters_down", "spend_down")
+
+    def __init__(self) -> None:
+        self.degraded = False
+        self.counters_down = False
+        self.spend_down = False
+        self.not_served: list[dict[str, Any]] | None = None
+        self.pending: dict[str, int] = {}
+
+    def reason(self, item: LiveLineItem, reason: str, detail: str) -> None:
+        if self.not_served is not None:
+            self.not_served.append({"line_item_id": item.id, "reason": reason, "detail": detail})
+
+
+class DecisionEngine:
+    """Answers ``DecisionRequest``s; thread-safe; share one per process.
+
+    Args:
+        index_holder: gives the current ``LineItemIndex``.
+        profiles: user features by id (snapshot or Redis).
+        counters: frequency-cap counters.
+        spend: delivered spend for budgets and pacing (``ZeroSpend`` when omitted).
+        clock: current time as an aware datetime (tests pin it); ``decide(now=...)`` overrides.
+        failure_threshold / cooldown_s: circuit breaker settings for each store.
+        explain_max: at most this many ``not_served`` entries per explained request.
+    """
+
+    def __init__(
+        self,
+        *,
+        index_holder: IndexSource,
+        profiles: ProfileStore,
+        counters: CounterStore,
+        spend: SpendSource | None = None,
+        clock: Callable[[], datetime] | None = None,
+        failure_threshold: int = 3,
+        cooldown_s: float = 2.0,
+        breaker_clock: Callable[[], float] = time.monotonic,
+        explain_max: int = 1000,
+    ) -> None:
+        self.index_holder = index_holder
+        self.profiles = profiles
+        self.counters = counters
+        self.spend = spend if spend is not None else ZeroSpend()
+        self.clock = clock
+        self.explain_max = explain_max
+        kw: dict[str, Any] = {"failure_threshold": failure_threshold, "cooldown_s": cooldown_s,
+                              "clock": breaker_clock}
+        self.profile_breaker = CircuitBreaker("profiles", **kw)
+        self.counter_breaker = CircuitBreaker("counters", **kw)
+        self.spend_breaker = CircuitBreaker("spend", **kw)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        session_factory: sessionmaker[Session],
+        snapshot_store: SnapshotStore | None = None,
+        spend: SpendSource | None = None,
+        poll_seconds: float = 2.0,
+    ) -> DecisionEngine:
+        """The engine the service runs: stores picked by ``ADTARGET_PROFILE_STORE`` /
+        ``ADTARGET_COUNTER_STORE`` (Redis at ``ADTARGET_REDIS_URL``), timeouts from
+        ``store_timeout_ms``, spend from the delivery log, and an index that follows the catalog.
+        """
+        from adtarget.decision.factory import counters_from_settings, profiles_from_settings
+        from adtarget.decision.index_holder import IndexHolder
+
+        if spend is None:
+            from adtarget.delivery.service import DeliverySpend, open_event_store
+
+            spend = DeliverySpend(open_event_store(settings))
+        holder = IndexHolder.from_session_factory(session_factory, poll_seconds=poll_seconds)
+        engine = cls(
+            index_holder=holder,
+            profiles=profiles_from_settings(settings, snapshot_store),
+            counters=counters_from_settings(settings),
+            spend=spend,
+        )
+        holder.start()
+        return engine
+
+    def status(self) -> dict[str, Any]:
+        """Readiness: index size/generation and each store's breaker state."""
+        index = self.index_holder.current()
+        return {
+            "ok": True,
+            "line_items": len(index),
+            "index": index.version,
+            "profiles": self.profile_breaker.state,
+            "counters": self.counter_breaker.state,
+            "spend": self.spend_breaker.state,
+        }
+
+    def close(self) -> None:
+        """Stop the index refresh thread and release store connections."""
+        for obj in (self.index_holder, self.profiles, self.counters):
+            for name in ("stop", "close"):
+                fn = getattr(obj, name, None)
+                if callable(fn):
+                    fn()
+
+    # -- stores, behind breakers -----------------------------------------------------------
+
+    def _profile(self, user_id: str, st: _Request) -> tuple[dict[str, Any] | None, str | None]:
+        try:
+            return self.profile_breaker.call(
+                lambda: (self.profiles.get(user_id), self.profiles.version())
+            )
+        except Exception:  # any store failure: answer degraded, never raise
+            st.degraded = True
+            return None, None
+
+    def _eligibility(self, item: LiveLineItem, now: datetime, st: _Request
+                     ) -> tuple[str, str] | None:
+        if st.spend_down:
+            return "budget", "spend unavailable"
+        try:
+            return self.spend_breaker.call(lambda: eligibility_reason(item, self.spend, now))
+        except Exception:
+            st.degraded = st.spend_down = True
+            return "budget", "spend unavailable"
+
+    def _cap_reason(self, item: LiveLineItem, keys: list[str], ts: float, st: _Request
+                    ) -> str | None:
+        """Why a capped item may not serve (cap reached, counters down), else ``None``."""
+        if st.counters_down:
+            return "counters unavailable"
+        try:
+            counts = self.counter_breaker.call(lambda: self.counters.counts(keys, ts))
+        except Exception:
+            st.degraded = st.counters_down = True
+            return "counters unavailable"
+        for cap, key, count in zip(item.caps, keys, counts, strict=True):
+            if count + st.pending.get(key, 0) >= cap.count:
+                return f"{cap.level} {cap.owner_id}: {cap.count} per {cap.window_seconds}s reached"
+        return None
+
+    def _record(self, served: list[tuple[LiveLineItem, list[str]]], ts: float, st: _Request
+                ) -> None:
+        by_window: dict[int, list[str]] = {}
+        for item, keys in served:
+            for cap, key in zip(item.caps, keys, strict=True):
+                by_window.setdefault(cap.window_seconds, []).append(key)
+        for window, keys in by_window.items():
+            try:
+                self.counter_breaker.call(
+                    lambda w=window, k=keys: self.counters.record(k, ts, w)  # type: ignore[misc]
+                )
+            except Exception:
+                st.degraded = True
+
+    # -- the request -----------------------------------------------------------------------
+
+    def decide(self, request: DecisionRequest, now: datetime | None = None) -> DecisionResult:
+        """Answer one ad request (never raises for store failures; see module docstring)."""
+        now_dt = utc(now if now is not None else (self.clock() if self.clock else None))
+        ts = now_dt.timestamp()
+        index = self.index_holder.current()
+        st = _Request()
+        if request.explain:
+            st.not_served = []
+        profile, snapshot = self._profile(request.user_id, st)
+        profile_down = st.degraded
+        features = merge_features(profile, request.context)
+        context_keys = frozenset(request.context)
+        formats = frozenset(request.formats) if request.formats is not None else None
+        matched = index.match(features)
+        served: list[tuple[LiveLineItem, list[str]]] = []
+        decisions: list[Decision] = []
+        limit = max(0, request.limit)
+        for pos in matched:
+            if len(decisions) >= limit and st.not_served is None:
+                break
+            item = index.items[pos]
+            if profile_down and not index.rule_dims[pos] <= context_keys:
+                st.reason(item, "targeting", "profile unavailable: rule reads "
+                          + ", ".join(sorted(index.rule_dims[pos] - context_keys)))
+                continue
+            why = self._eligibility(item, now_dt, st)
+            if why is not None:
+                st.reason(item, *why)
+                continue
+            creative = item.creative_for(formats)
+            if creative is None:
+                st.reason(item, "format", "no creative in "
+                          + (", ".join(sorted(formats)) if formats else "any format"))
+                continue
+            if len(decisions) >= limit:
+                st.reason(item, "rank", f"outranked (limit {limit})")
+                continue
+            keys: list[str] = []
+            if item.caps:
+                keys = [cap_key(c, request.user_id, ts) for c in item.caps]
+                capped = self._cap_reason(item, keys, ts, st)
+                if capped is not None:
+                    st.reason(item, "frequency_cap", capped)
+                    continue
+                for k in keys:
+                    st.pending[k] = st.pending.get(k, 0) + 1
+            served.append((item, keys))
+            decisions.append(Decision(item.id, item.campaign_id, creative, item.priority,
+                                      item.bid_cpm))
+        if any(keys for _, keys in served):
+            self._record([(i, k) for i, k in served if k], ts, st)
+        explain = None
+        if st.not_served is not None:
+            explain = self._explain(index, matched, features, st.not_served, profile_down)
+        return DecisionResult(decisions, snapshot, st.degraded, explain)
+
+    def _explain(self, index: LineItemIndex, matched: Any, features: Mapping[str, Any],
+                 not_served: list[dict[str, Any]], profile_down: bool) -> dict[str, Any]:
+        out = not_served[: self.explain_max]
+        for pos, item in enumerate(index.items):
+            if len(out) >= self.explain_max:
+                break
+            if pos in matched:
+                continue
+            detail = failed_predicate(item.rule, features) if item.rule is not None else ""
+            if profile_down:
+                detail += " (profile unavailable: context only)"
+            out.append({"line_item_id": item.id, "reason": "targeting", "detail": detail})
+        truncated = len(out) < len(index.items) - len(matched) + len(not_served)
+        return {"not_served": out, "truncated": truncated}

@@ -1,0 +1,56 @@
+"""Pick the profile and counter stores named in settings (``snapshot``|``redis``,
+``memory``|``sqlite``|``redis``), so the engine above sees only the protocols.
+"""
+
+from __future__ import annotations
+
+from adtarget.audience.store import SnapshotStore
+from adtarget.decision.counters import CounterStore, MemoryCounters, RedisCounters, SqliteCounters
+from adtarget.decision.profiles import (
+    ProfileStore,
+    RedisProfileStore,
+    SnapshotProfileStore,
+)
+from adtarget.errors import InvalidValue
+from adtarget.settings import Settings
+
+PROFILE_PREFIX = "adtarget:profile:"
+COUNTER_PREFIX = "adtarget:cap:"
+
+
+def _redis_url(settings: Settings, what: str) -> str:
+    if not settings.redis_url:
+        raise InvalidValue(
+            f"{what} is 'redis' but ADTARGET_REDIS_URL is not set", field="redis_url"
+        )
+    return settings.redis_url
+
+
+def profiles_from_settings(
+    settings: Settings, snapshot_store: SnapshotStore | None = None
+) -> ProfileStore:
+    """``snapshot`` (default: the data dir's published snapshots) or ``redis``."""
+    if settings.profile_store == "redis":
+        return RedisProfileStore(
+            _redis_url(settings, "ADTARGET_PROFILE_STORE"),
+            prefix=PROFILE_PREFIX,
+            timeout=settings.store_timeout_ms / 1000.0,
+        )
+    if snapshot_store is None:
+        snapshot_store = SnapshotStore(settings.snapshots_dir, keep=settings.snapshots_keep)
+    return SnapshotProfileStore(snapshot_store)
+
+
+def counters_from_settings(settings: Settings) -> CounterStore:
+    """``memory``, ``sqlite`` (``data_dir/counters.sqlite3``, shared by workers) or ``redis``."""
+    if settings.counter_store == "redis":
+        return RedisCounters(
+            _redis_url(settings, "ADTARGET_COUNTER_STORE"),
+            prefix=COUNTER_PREFIX,
+            timeout=settings.store_timeout_ms / 1000.0,
+        )
+    if settings.counter_store == "memory":
+        return MemoryCounters()
+    return SqliteCounters(
+        settings.data_dir / "counters.sqlite3", timeout_s=settings.store_timeout_ms / 1000.0
+    )

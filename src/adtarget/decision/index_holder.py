@@ -1,0 +1,128 @@
+"""Keeps the current ``LineItemIndex`` fresh: rebuilt when the catalog changes, swapped whole.
+
+Why a single reference: a request reads ``holder.current()`` once and uses that index to the
+end; a rebuild constructs a complete new index off to the side and publishes it with one
+attribute assignment (atomic under the GIL), so no request ever sees half an index and none
+waits for a rebuild. Freshness: a cheap marker query every ``poll_seconds`` (background thread
+or ``check()``), plus ``refresh()`` for an immediate rebuild after a known change.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Hashable, Sequence
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from adtarget.decision.index import LineItemIndex
+from adtarget.decision.loader import catalog_marker, load_live_line_items
+from adtarget.decision.models import LiveLineItem
+
+log = logging.getLogger(__name__)
+
+
+class IndexHolder:
+    """Owns the current index and its rebuilds.
+
+    Args:
+        load: returns the live line items (called on rebuild).
+        marker: returns a cheap fingerprint of the catalog; a change triggers a rebuild.
+        poll_seconds: how often ``check``/the background thread looks at the marker.
+    """
+
+    def __init__(
+        self,
+        *,
+        load: Callable[[], Sequence[LiveLineItem]],
+        marker: Callable[[], Hashable],
+        poll_seconds: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._load = load
+        self._marker = marker
+        self.poll_seconds = poll_seconds
+        self._clock = clock
+        self._rebuild_lock = threading.Lock()
+        self._last_marker: Hashable | None = None
+        self._last_poll = -float("inf")
+        self._generation = 0
+        self._index = LineItemIndex([], version="empty")
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_session_factory(
+        cls, session_factory: sessionmaker[Session], *, poll_seconds: float = 2.0
+    ) -> IndexHolder:
+        """A holder reading the catalog through ``session_factory`` (one session per call)."""
+
+        def load() -> list[LiveLineItem]:
+            with session_factory() as session:
+                return load_live_line_items(session)
+
+        def marker() -> Hashable:
+            with session_factory() as session:
+                return catalog_marker(session)
+
+        return cls(load=load, marker=marker, poll_seconds=poll_seconds)
+
+    def current(self) -> LineItemIndex:
+        """The index to serve with (never blocks on a rebuild)."""
+        return self._index
+
+    @property
+    def generation(self) -> int:
+        """How many indexes have been published (tests and ``/metrics``)."""
+        return self._generation
+
+    def refresh(self) -> LineItemIndex:
+        """Rebuild now from the catalog and publish; returns the new index."""
+        with self._rebuild_lock:
+            marker = self._marker()
+            return self._rebuild(marker)
+
+    def _rebuild(self, marker: Hashable) -> LineItemIndex:
+        items = self._load()
+        self._generation += 1
+        index = LineItemIndex(items, version=f"g{self._generation}")
+        self._index = index  # the atomic swap
+        self._last_marker = marker
+        self._last_poll = self._clock()
+        return index
+
+    def check(self) -> bool:
+        """If ``poll_seconds`` passed, compare the marker and rebuild on change; True if rebuilt."""
+        if self._clock() - self._last_poll < self.poll_seconds:
+            return False
+        with self._rebuild_lock:
+            self._last_poll = self._clock()
+            marker = self._marker()
+            if marker == self._last_marker and self._generation > 0:
+                return False
+            self._rebuild(marker)
+            return True
+
+    def start(self) -> None:
+        """Build once, then poll in a daemon thread until ``stop()``."""
+        self.refresh()
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="index-holder", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.check()
+            except Exception:  # keep serving the last good index; try again next poll
+                log.exception("decision index refresh failed; serving the previous index")
+
+    def stop(self) -> None:
+        """Stop the background thread (the current index stays usable)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None

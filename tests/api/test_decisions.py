@@ -1,0 +1,154 @@
+"""``POST /v1/decisions`` end to end through the real engine, field checks, deadline, metrics."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from adtarget.api.routes.decisions import DecisionService, ensure_decision_service
+from adtarget.decision.models import DecisionRequest, DecisionResult
+
+Seed = Callable[..., dict[str, Any]]
+FLIGHT = {"start": "2026-01-01T00:00:00Z", "end": "2099-01-01T00:00:00Z"}
+
+
+@pytest.fixture
+def live(client: TestClient, app: FastAPI) -> dict[str, Any]:
+    """Two active line items (US priority 1, anyone priority 3), each with a creative."""
+    client.post("/v1/dimensions", json={"name": "country", "type": "category"})
+    adv = client.post("/v1/advertisers", json={"name": "acme"}).json()
+    camp = client.post("/v1/campaigns", json={"advertiser_id": adv["id"], "name": "c",
+                                              "budget_total": 1000, **FLIGHT}).json()
+    cr = client.post("/v1/creatives", json={"advertiser_id": adv["id"], "name": "cr",
+                                            "format": "video_15s"}).json()
+    items = []
+    for name, rule, prio in (("us", 'country = "US"', 1), ("all", "", 3)):
+        li = client.post("/v1/line-items", json={"campaign_id": camp["id"], "name": name,
+                                                 "targeting": rule, "priority": prio,
+                                                 "bid_cpm": 2.0}).json()
+        client.post(f"/v1/line-items/{li['id']}/creatives", json={"creative_id": cr["id"]})
+        assert client.patch(f"/v1/line-items/{li['id']}", json={"status": "active"}).is_success
+        items.append(li)
+    assert client.patch(f"/v1/campaigns/{camp['id']}", json={"status": "active"}).is_success
+    ensure_decision_service(app).engine.index_holder.refresh()
+    return {"campaign": camp, "creative": cr, "us": items[0], "all": items[1]}
+
+
+def test_ranked_decisions_with_api_md_fields(client: TestClient, live: dict[str, Any]) -> None:
+    resp = client.post("/v1/decisions", json={"user_id": "u1", "context": {"country": "US"},
+                                              "limit": 5})
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["degraded"] is False and "snapshot" in body
+    assert [d["line_item_id"] for d in body["decisions"]] == [live["us"]["id"], live["all"]["id"]]
+    assert body["decisions"][0] == {
+        "line_item_id": live["us"]["id"], "campaign_id": live["campaign"]["id"],
+        "creative_id": live["creative"]["id"], "priority": 1, "bid_cpm": 2.0,
+    }
+    one = client.post("/v1/decisions", json={"user_id": "u1", "context": {"country": "FR"}})
+    assert [d["line_item_id"] for d in one.json()["decisions"]] == [live["all"]["id"]]
+
+
+def test_explain_names_the_failed_predicate(client: TestClient, live: dict[str, Any]) -> None:
+    resp = client.post("/v1/decisions", json={"user_id": "u1", "context": {"country": "FR"},
+                                              "explain": True, "limit": 5})
+    not_served = resp.json()["explain"]["not_served"]
+    assert {"line_item_id": live["us"]["id"], "reason": "targeting"}.items() <= not_served[0].items()
+
+
+def test_format_filter(client: TestClient, live: dict[str, Any]) -> None:
+    resp = client.post("/v1/decisions", json={"user_id": "u", "formats": ["display_banner"]})
+    assert resp.status_code == 200 and resp.json()["decisions"] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "user_id"),
+        ({"user_id": 1.5}, "user_id"),
+        ({"user_id": "u", "context": []}, "context"),
+        ({"user_id": "u", "context": {"a": {"b": 1}}}, "context.a"),
+        ({"user_id": "u", "limit": "2"}, "limit"),
+        ({"user_id": "u", "limit": 0}, "limit"),
+        ({"user_id": "u", "limit": True}, "limit"),
+        ({"user_id": "u", "formats": "video_15s"}, "formats"),
+        ({"user_id": "u", "formats": ["video_15s", "hologram"]}, "formats[1]"),
+        ({"user_id": "u", "explain": "yes"}, "explain"),
+        ([1, 2], "body"),
+    ],
+)
+def test_bad_fields_are_422_naming_them(
+    client: TestClient, live: dict[str, Any], body: Any, field: str
+) -> None:
+    resp = client.post("/v1/decisions", json=body)
+    assert resp.status_code == 422
+    assert resp.json()["error"]["field"] == field
+
+
+def test_malformed_json_and_huge_body(client: TestClient, app: FastAPI) -> None:
+    bad = client.post("/v1/decisions", content=b'{"user_id": ',
+                      headers={"content-type": "application/json"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_json"
+    limit = app.state.settings.max_body_bytes
+    huge = client.post("/v1/decisions", content=b" " * (limit + 1))
+    assert huge.status_code == 413 and huge.json()["error"]["code"] == "payload_too_large"
+
+
+class SlowEngine:
+    """An engine stuck until released (like a Redis call hanging past the deadline)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def decide(self, request: DecisionRequest, now: Any = None) -> DecisionResult:
+        self.release.wait(10)
+        return DecisionResult(decisions=[], snapshot="v-late")
+
+
+def test_deadline_answers_degraded_instead_of_late(app: FastAPI) -> None:
+    engine = SlowEngine()
+    app.state.decision_service = DecisionService(engine, inline=False)
+    try:
+        with TestClient(app) as client:
+            resp = client.post("/v1/decisions", json={"user_id": "u"},
+                               headers={"X-Request-Deadline-Ms": "30"})
+            # The answer came while the engine was still stuck: the route did not wait for it.
+            assert not engine.release.is_set()
+            assert resp.status_code == 200
+            assert resp.json() == {"decisions": [], "snapshot": None, "degraded": True}
+            engine.release.set()
+    finally:
+        engine.release.set()
+
+
+class BrokenEngine:
+    def decide(self, request: DecisionRequest, now: Any = None) -> DecisionResult:
+        raise RuntimeError("bug")
+
+
+def test_engine_failure_is_degraded_never_500(app: FastAPI, client: TestClient) -> None:
+    app.state.decision_service = DecisionService(BrokenEngine())
+    resp = client.post("/v1/decisions", json={"user_id": "u"})
+    assert resp.status_code == 200 and resp.json()["degraded"] is True
+
+
+def test_metrics_count_decisions_and_latency(client: TestClient, live: dict[str, Any]) -> None:
+    def sample(text: str, name: str) -> float:
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return 0.0
+
+    before = client.get("/metrics").text
+    client.post("/v1/decisions", json={"user_id": "u", "context": {"country": "US"}, "limit": 2})
+    after = client.get("/metrics").text
+    assert sample(after, "adtarget_decisions_total") == sample(before, "adtarget_decisions_total") + 1
+    assert sample(after, "adtarget_decisions_served_total") == (
+        sample(before, "adtarget_decisions_served_total") + 2
+    )
+    assert 'adtarget_http_request_duration_seconds_count{method="POST",route="/v1/decisions"' in after

@@ -1,0 +1,289 @@
+"""CatalogWriter: persisted undo/redo per actor, conflicts, depth, restart, composites."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import select
+
+from adtarget.catalog.tables import CommandLog, LineItem
+from adtarget.commands.catalog_commands import CatalogWriter
+from adtarget.commands.core import CommandAlreadyExecuted
+from adtarget.commands.row_commands import Composite, UpdateObject
+from adtarget.errors import Conflict, InvalidTransition, InvalidValue, NothingToRedo, NothingToUndo
+
+from .conftest import CAMPAIGN, Factory, dump, open_factory, seed
+
+W = Callable[..., CatalogWriter]
+META = frozenset({"version", "updated_at"})
+
+
+def test_empty_history_raises(writer_for: W) -> None:
+    w = writer_for()
+    with pytest.raises(NothingToUndo, match="alice"):
+        w.undo()
+    with pytest.raises(NothingToRedo):
+        w.redo()
+    assert w.history() == []
+
+
+def test_update_undo_restores_values_and_bumps_version(writer_for: W, factory: Factory) -> None:
+    w = writer_for()
+    ids = seed(w)
+    li = ids["line_item"]
+    out = w.update("line_item", li, {"bid_cpm": "99", "status": "active"})
+    assert out["version"] == 2 and out["status"] == "active"
+    res = w.undo()
+    assert res["undone"]["description"].startswith(f"update line_item {li}")
+    assert res["undone"]["state"] == "undone"
+    row = res["result"]["rows"][0]["row"]
+    assert row["status"] == "draft" and row["bid_cpm"] == "12.500000"
+    assert row["version"] == 3  # bumped, never rewound
+    assert res["result"]["rows"][0]["fields"]["status"] == ["active", "draft"]
+    assert "delivery history" in res["note"]
+    redone = w.redo()
+    assert redone["result"]["rows"][0]["row"]["status"] == "active"
+    assert redone["result"]["rows"][0]["row"]["version"] == 4
+
+
+def test_undo_of_create_deletes_and_redo_recreates_same_id(writer_for: W, factory: Factory) -> None:
+    w = writer_for()
+    adv = w.create("advertiser", {"name": "Solo"})
+    w.undo()
+    assert dump(factory)["advertiser"] == []
+    w.redo()
+    rows = dump(factory)["advertiser"]
+    assert [r["id"] for r in rows] == [adv["id"]] and rows[0]["name"] == "Solo"
+
+
+def test_new_command_clears_redo(writer_for: W) -> None:
+    w = writer_for()
+    w.create("advertiser", {"name": "A"})
+    w.undo()
+    w.create("advertiser", {"name": "B"})
+    with pytest.raises(NothingToRedo):
+        w.redo()
+    assert [h["description"][:20] for h in w.history()] == ["create advertiser 'B"]
+
+
+def test_failed_execute_leaves_no_trace(writer_for: W, factory: Factory) -> None:
+    w = writer_for()
+    ids = seed(w)
+    before = dump(factory)
+    history = w.history()
+    with pytest.raises(InvalidTransition):
+        w.update("line_item", ids["line_item"], {"status": "paused"})  # draft -> paused refused
+    with pytest.raises(Conflict, match="already exists"):
+        w.create("advertiser", {"name": "Acme"})
+    with pytest.raises(InvalidValue):
+        w.create("nonsense", {"name": "x"})
+    assert dump(factory) == before
+    assert w.history() == history
+
+
+def test_bulk_is_one_unit_and_rolls_back_on_failure(writer_for: W, factory: Factory) -> None:
+    w = writer_for()
+    ids = seed(w)
+    lis = [ids["line_item"]] + [
+        w.create("line_item", {"campaign_id": ids["campaign"], "name": f"L{i}", "bid_cpm": "1"})[
+            "id"
+        ]
+        for i in range(5)
+    ]
+    w.bulk("line_item", lis, {"status": "active"})
+    out = w.bulk("line_item", lis, {"status": "paused"})
+    assert {r["status"] for r in out} == {"paused"}
+    assert w.history()[0]["description"].startswith("bulk update 6 line_item(s)")
+    w.undo()
+    with factory() as s:
+        assert {li.status for li in s.scalars(select(LineItem))} == {"active"}
+    # One line item archived meanwhile: archived -> active is refused, the whole bulk rolls back.
+    w.update("line_item", lis[3], {"status": "archived"})
+    before = dump(factory)
+    n = len(w.history())
+    with pytest.raises(InvalidTransition):
+        w.bulk("line_item", lis, {"status": "active"})
+    assert dump(factory) == before and len(w.history()) == n
+
+
+def test_nested_composite_touching_one_row_twice(writer_for: W, factory: Factory) -> None:
+    w = writer_for()
+    ids = seed(w)
+    li = ids["line_item"]
+    start = dump(factory, ignore=META)
+    inner = Composite(
+        "inner", [UpdateObject(obj_kind="line_item", obj_id=li, patch={"bid_cpm": "5"})]
+    )
+    outer = Composite(
+        "outer",
+        [
+            UpdateObject(obj_kind="line_item", obj_id=li, patch={"status": "active"}),
+            inner,
+            UpdateObject(obj_kind="line_item", obj_id=li, patch={"priority": 2}),
+        ],
+    )
+    w.execute(outer)
+    assert w.history()[0]["description"] == "outer"
+    w.undo()
+    assert dump(factory, ignore=META) == start
+    w.redo()
+    w.undo()
+    assert dump(factory, ignore=META) == start
+
+
+def test_double_execute_of_same_command_is_refused(writer_for: W) -> None:
+    w = writer_for()
+    ids = seed(w)
+    cmd = UpdateObject(obj_kind="line_item", obj_id=ids["line_item"], patch={"priority": 1})
+    w.execute(cmd)
+    with pytest.raises(CommandAlreadyExecuted):
+        w.execute(cmd)
+    assert sum(h["description"] == cmd.description for h in w.history()) == 1
+
+
+def test_conflict_refusal_names_fields_versions_and_actor(writer_for: W, factory: Factory) -> None:
+    alice, bob = writer_for("alice"), writer_for("bob")
+    ids = seed(alice)
+    li = ids["line_item"]
+    alice.update("line_item", li, {"bid_cpm": "20"})
+    bob.update("line_item", li, {"priority": 1})
+    before = dump(factory)
+    with pytest.raises(Conflict) as info:
+        alice.undo()
+    err = info.value
+    assert "priority 4 -> 1" in err.message
+    assert "version 3" in err.message and "version 2" in err.message
+    assert "bob" in err.message and "Nothing was overwritten" in err.message
+    assert err.to_dict()["changed_fields"] == ["priority"]
+    assert err.http_status == 409
+    assert dump(factory) == before  # refused: nothing written
+    assert alice.history()[0]["state"] == "done"
+    # Once bob undoes his change, alice's undo goes through.
+    bob.undo()
+    alice.undo()
+    with factory() as s:
+        row = s.get(LineItem, li)
+        assert row is not None and str(row.bid_cpm) == "12.500000" and row.priority == 4
+
+
+def test_undo_is_per_actor(writer_for: W, factory: Factory) -> None:
+    alice, bob = writer_for("alice"), writer_for("bob")
+    alice.create("advertiser", {"name": "A"})
+    bob.create("advertiser", {"name": "B"})
+    assert alice.undo()["undone"]["description"] == "create advertiser 'A' (id 1)"
+    assert [r["name"] for r in dump(factory)["advertiser"]] == ["B"]
+    with pytest.raises(NothingToUndo):
+        alice.undo()
+    assert [h["actor"] for h in bob.history()] == ["bob"]
+
+
+def test_undo_of_referenced_create_is_refused(writer_for: W) -> None:
+    alice, bob = writer_for("alice"), writer_for("bob")
+    adv = alice.create("advertiser", {"name": "A"})
+    bob.create("campaign", {**CAMPAIGN, "advertiser_id": adv["id"]})
+    with pytest.raises(Conflict, match="referenced by 1 campaign"):
+        alice.undo()
+
+
+def test_redo_refused_when_row_moved_on(writer_for: W) -> None:
+    alice, bob = writer_for("alice"), writer_for("bob")
+    ids = seed(alice)
+    alice.update("line_item", ids["line_item"], {"priority": 2})
+    alice.undo()
+    bob.update("line_item", ids["line_item"], {"name": "renamed"})
+    with pytest.raises(Conflict, match="cannot redo.*name 'LI-1' -> 'renamed'.*bob"):
+        alice.redo()
+
+
+def test_depth_bound_prunes_oldest(writer_for: W, factory: Factory) -> None:
+    w = writer_for(depth=3)
+    for i in range(5):
+        w.create("advertiser", {"name": f"A{i}"})
+    assert len(w.history()) == 3
+    for _ in range(3):
+        w.undo()
+    with pytest.raises(NothingToUndo):
+        w.undo()
+    assert [r["name"] for r in dump(factory)["advertiser"]] == ["A0", "A1"]
+    with factory() as s:
+        assert len(list(s.scalars(select(CommandLog)))) == 3  # the undone ones, for redo
+
+
+def test_history_survives_restart(catalog_url: str) -> None:
+    engine, fac = open_factory(catalog_url)
+    w = CatalogWriter(fac, actor="alice")
+    ids = seed(w)
+    w.update("campaign", ids["campaign"], {"budget_total": "5"})
+    engine.dispose()
+    engine2, fac2 = open_factory(catalog_url)  # a new process, in effect
+    w2 = CatalogWriter(fac2, actor="alice")
+    assert w2.history()[0]["description"].startswith(f"update campaign {ids['campaign']}")
+    out = w2.undo()
+    assert out["result"]["rows"][0]["row"]["budget_total"] == "1000.500000"
+    engine2.dispose()
+
+
+def test_undo_of_served_line_item_says_delivery_untouched(writer_for: W) -> None:
+    w = writer_for()
+    ids = seed(w)
+    w.attach_creative(ids["line_item"], ids["creative"])
+    w.update("campaign", ids["campaign"], {"status": "active"})
+    w.update("line_item", ids["line_item"], {"status": "active"})
+    w.update("line_item", ids["line_item"], {"status": "paused"})
+    out = w.undo()
+    assert out["result"]["rows"][0]["row"]["status"] == "active"
+    assert "delivery history" in out["note"] and "untouched" in out["note"]
+
+
+def test_detach_and_noop(writer_for: W, factory: Factory) -> None:
+    w = writer_for()
+    ids = seed(w)
+    w.attach_creative(ids["line_item"], ids["creative"])
+    w.detach_creative(ids["line_item"], ids["creative"])
+    assert dump(factory)["line_item_creative"] == []
+    w.undo()
+    assert len(dump(factory)["line_item_creative"]) == 1
+    n = len(w.history())
+    w.update("line_item", ids["line_item"], {"priority": 4})  # same value: nothing logged
+    assert len(w.history()) == n
+
+
+def test_concurrent_undos_by_one_actor_serialize(factory: Factory) -> None:
+    import threading
+
+    start = dump(factory, ignore=META)
+    w = CatalogWriter(factory, actor="alice")
+    for i in range(4):
+        w.create("advertiser", {"name": f"A{i}"})
+    errors: list[BaseException] = []
+
+    def undo_once() -> None:
+        try:
+            CatalogWriter(factory, actor="alice").undo()
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=undo_once) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert [h["state"] for h in w.history()] == ["undone"] * 4
+    assert dump(factory, ignore=META) == start
+
+
+def test_redo_of_create_refused_when_name_taken_meanwhile(writer_for: W, factory: Factory) -> None:
+    alice, bob = writer_for("alice"), writer_for("bob")
+    alice.create("advertiser", {"name": "Same"})
+    alice.undo()
+    bob.create("advertiser", {"name": "Same"})
+    before = dump(factory)
+    with pytest.raises(Conflict):
+        alice.redo()
+    assert dump(factory) == before
+    assert alice.history()[0]["state"] == "undone"  # still redoable once the clash is gone
+    bob.undo()
+    alice.redo()
+    assert [r["name"] for r in dump(factory)["advertiser"]] == ["Same"]

@@ -1,0 +1,88 @@
+"""Profile stores: the published snapshot, and Redis loaded from that snapshot, agree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+import redis
+
+from adtarget.audience.build import SnapshotBuilder
+from adtarget.audience.store import SnapshotStore
+from adtarget.decision.profiles import (
+    MemoryProfileStore,
+    RedisProfileStore,
+    SnapshotProfileStore,
+    load_snapshot_into_redis,
+    merge_features,
+)
+from adtarget.rules.ast import SEGMENTS_FIELD
+from adtarget.rules.registry import DimensionSpec
+
+REGISTRY = {
+    "country": DimensionSpec("country", "category"),
+    "age": DimensionSpec("age", "number"),
+    "genres": DimensionSpec("genres", "set"),
+    "kids": DimensionSpec("kids", "bool"),
+}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SnapshotStore:
+    s = SnapshotStore(tmp_path / "snapshots")
+    b = SnapshotBuilder(store=s, base=None, registry=REGISTRY)
+    b.add_batch(pa.record_batch({
+        "user_id": ["u1", "u2", "u3"],
+        "country": ["US", None, "FR"],
+        "age": [30, 41, None],
+        "genres": [["scifi", "drama"], [], None],
+        "kids": [False, True, None],
+    }))
+    b.set_segment("fans", ["u1"])
+    s.publish(b.finish())
+    return s
+
+
+def test_snapshot_profiles(store: SnapshotStore) -> None:
+    profiles = SnapshotProfileStore(store)
+    u1 = profiles.get("u1")
+    assert u1 is not None
+    assert u1["country"] == "US" and u1["age"] == 30 and u1["kids"] is False
+    assert frozenset(u1["genres"]) == {"scifi", "drama"}
+    assert "fans" in u1[SEGMENTS_FIELD]
+    assert profiles.get("nobody") is None
+    assert profiles.version() == store.current_version()
+
+
+def test_redis_profiles_loaded_from_snapshot_match(store: SnapshotStore, redis_url: str,
+                                                   redis_prefix: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    snap = store.current()
+    assert snap is not None
+    try:
+        assert load_snapshot_into_redis(snap, client, prefix=redis_prefix) == 3
+        from_redis = RedisProfileStore(redis_url, prefix=redis_prefix, timeout=1.0)
+        from_snap = SnapshotProfileStore(store)
+        for uid in ("u1", "u2", "u3"):
+            a, b = from_redis.get(uid), from_snap.get(uid)
+            assert a is not None and b is not None
+            norm = {k: frozenset(v) if isinstance(v, frozenset | list | tuple) else v
+                    for k, v in b.items()}
+            assert {k: v for k, v in a.items() if v != frozenset()} == {
+                k: v for k, v in norm.items() if v != frozenset()}
+        assert from_redis.get("nobody") is None
+        assert from_redis.version() == snap.version
+        from_redis.close()
+    finally:
+        keys = client.keys(redis_prefix + "*")
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+def test_merge_context_wins_and_lists_become_sets() -> None:
+    merged = merge_features({"country": "US", "age": 3}, {"country": "CA", "tags": ["a"]})
+    assert merged == {"country": "CA", "age": 3, "tags": frozenset({"a"})}
+    assert merge_features(None, {"x": 1}) == {"x": 1}
+    assert MemoryProfileStore({"a": {"k": 1}}).get("a") == {"k": 1}

@@ -1,0 +1,96 @@
+"""Parquet store specifics: day layout, the crash windows around the commit, concurrent writers."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from adtarget.delivery.parquet_store import ParquetEventStore
+from adtarget.delivery.service import ingest_events
+
+from .conftest import make_events
+
+
+def test_layout_is_day_partitioned_parquet(tmp_path: Path) -> None:
+    store = ParquetEventStore(tmp_path / "ev")
+    events = make_events(200, seed=1)
+    ingest_events(store=store, events=events)
+    days = sorted(p.name for p in (tmp_path / "ev").glob("day=*"))
+    assert days == sorted({f"day={e['ts'][:10]}" for e in events})
+    assert not list((tmp_path / "ev").rglob(".tmp-*"))
+    for folder in (tmp_path / "ev").glob("day=*"):
+        assert len(list(folder.glob("part-*.parquet"))) == 1  # one file per batch per day
+
+
+def test_crash_after_commit_is_redone_on_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Committed but not yet renamed: the next open finishes the rename; a retry is a duplicate."""
+    store = ParquetEventStore(tmp_path / "ev")
+    events = make_events(150, seed=2)
+
+    def crash(self: ParquetEventStore, moves: object) -> None:
+        raise KeyboardInterrupt("power cut")
+
+    monkeypatch.setattr(ParquetEventStore, "_publish", crash)
+    with pytest.raises(KeyboardInterrupt):
+        ingest_events(store=store, events=events)
+    monkeypatch.undo()
+    assert list((tmp_path / "ev").rglob(".tmp-*"))  # the files are still in the temp names
+    store.close()
+
+    reopened = ParquetEventStore(tmp_path / "ev")
+    assert reopened.scan().num_rows == 150
+    assert not list((tmp_path / "ev").rglob(".tmp-*"))
+    retry = ingest_events(store=reopened, events=events)
+    assert (retry.accepted, retry.duplicates) == (0, 150)
+
+
+def test_crash_before_commit_counts_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Failing before COMMIT rolls back the index; the retry is accepted in full."""
+    store = ParquetEventStore(tmp_path / "ev")
+    events = make_events(120, seed=3)
+
+    def boom(rollup: object) -> list[object]:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ParquetEventStore, "_rollup_params", staticmethod(boom))
+    with pytest.raises(OSError):
+        ingest_events(store=store, events=events)
+    monkeypatch.undo()
+    assert store.scan().num_rows == 0 and store.rollups().num_rows == 0
+    # a real crash leaves an orphan temp file behind: opening a store removes it
+    orphan = tmp_path / "ev" / "day=2026-01-01" / ".tmp-part-x.parquet"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"partial")
+    store.close()
+    store = ParquetEventStore(tmp_path / "ev")
+    assert not orphan.exists()
+    assert ingest_events(store=store, events=events).accepted == 120
+    assert store.scan().num_rows == 120
+
+
+def test_concurrent_writers_count_each_event_once(tmp_path: Path) -> None:
+    """Two store objects (as two processes would) racing over overlapping batches."""
+    events = make_events(800, seed=4)
+    stores = [ParquetEventStore(tmp_path / "ev") for _ in range(2)]
+    accepted = [0, 0]
+
+    def run(k: int) -> None:
+        for i in range(0, 800, 100):
+            chunk = events[i: i + 100] if k == 0 else events[i + 50: i + 150]
+            accepted[k] += ingest_events(store=stores[k], events=chunk).accepted
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(accepted) == 800
+    assert stores[0].scan().num_rows == 800
+    assert sum(stores[1].rollups()["requests"].to_pylist()) == sum(
+        e["type"] == "decision" for e in events)

@@ -1,0 +1,78 @@
+"""A job SIGKILLed mid-way leaves the previous snapshot serving; the next start cleans up."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy.orm import Session, sessionmaker
+
+from adtarget.audience.store import SnapshotStore
+from adtarget.ingest.jobs import get_job, recover_stale_jobs, submit_upload
+from adtarget.settings import Settings
+
+from .conftest import Runner, write_csv
+
+CHILD = """
+import sys
+from pathlib import Path
+from adtarget.catalog.db import open_catalog
+from adtarget.ingest.jobs import run_upload
+from adtarget.settings import Settings
+s = Settings(data_dir=Path(sys.argv[1]), ingest_batch_rows=2000)
+run_upload(sys.argv[2], settings=s, session_factory=open_catalog(s))
+"""
+
+
+def _big_parquet(path: Path, n: int) -> Path:
+    rng = np.random.default_rng(1)
+    pq.write_table(pa.table({
+        "user_id": pa.array([f"user{i}" for i in range(n)]),
+        "country": pa.array(rng.choice(["US", "CA", "FR"], n)),
+        "age": pa.array(rng.integers(18, 80, n)),
+    }), path)
+    return path
+
+
+def test_sigkill_mid_job_keeps_previous_snapshot(ingest: Runner, tmp_path: Path,
+                                                 settings: Settings, store: SnapshotStore,
+                                                 catalog: sessionmaker[Session]) -> None:
+    first = ingest(write_csv(tmp_path / "a.csv", "user_id,country", "a,US", "b,CA"),
+                   schema={"country": "category"})
+    v1 = first["snapshot"]
+    job = submit_upload(settings=settings, session_factory=catalog, mode="replace", actor="t",
+                        path=_big_parquet(tmp_path / "big.parquet", 400_000))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(settings.data_dir), job["id"]],
+                             env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            state = get_job(job["id"], session_factory=catalog)
+            if state["status"] != "queued" and state["rows_read"] > 0:
+                break
+            assert child.poll() is None, "the child finished before it could be killed"
+            time.sleep(0.02)
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    state = get_job(job["id"], session_factory=catalog)
+    assert state["status"] == "running" and state["snapshot"] is None
+    assert store.current_version() == v1
+    assert SnapshotStore(settings.snapshots_dir).current().num_users == 2  # type: ignore[union-attr]
+
+    assert recover_stale_jobs(settings=settings, session_factory=catalog) == [job["id"]]
+    state = get_job(job["id"], session_factory=catalog)
+    assert state["status"] == "failed" and "died" in state["error"]
+    assert not list(store.root.glob(".tmp-*"))
+    assert store.versions() == [v1]
+    again = ingest(write_csv(tmp_path / "c.csv", "user_id,country", "z,US"))
+    assert again["status"] == "succeeded" and store.current().num_users == 1  # type: ignore[union-attr]
