@@ -117,6 +117,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     sent = accepted + duplicates + rejected
     print(f"intake: {sent:,} events sent, {accepted:,} accepted, {duplicates:,} duplicates, "
           f"{rejected} rejected in {intake:.2f} s -> {accepted / intake:,.0f} events/s accepted")
+    rollup_rows = store.rollups().num_rows
+    print(f"hourly rollup rows: {rollup_rows:,} ({rollup_rows / max(accepted, 1):.2f} per event; "
+          "this generator spreads events thin, real delivery compresses far more)")
 
     first, last = (now - timedelta(days=7)).date(), now.date()
     report_times, rows = [], []

@@ -115,7 +115,7 @@ def run(users: int, *, bitmap_runs: int = 50, sql_runs: int = 10) -> dict[str, f
     ns_interp = interp_s / sampled * 1e9
 
     t0 = time.perf_counter()
-    index = MemoryBitmapIndex.from_rows((r for rows in iter_rows(table) for r in rows), REGISTRY)
+    index = MemoryBitmapIndex.from_arrow(table, REGISTRY)
     build_s = time.perf_counter() - t0
     bm_count = count(rule, index)
     assert len(evaluate(rule, index)) == bm_count

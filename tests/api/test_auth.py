@@ -173,3 +173,19 @@ class TestAdvertiserScope:
         patch = client.patch(f"/v1/line-items/{mine['line_item']['id']}",
                              json={"bid_cpm": 9}, headers=key)
         assert patch.status_code == 200 and patch.json()["bid_cpm"] == 9
+
+
+def test_keys_over_http_for_admins_only(client: TestClient, make_key: MakeKey) -> None:
+    admin = bearer(make_key("admin"))
+    made = client.post("/v1/keys", json={"role": "reader", "name": "bi"}, headers=admin)
+    assert made.status_code == 201
+    reader = bearer(made.json()["key"])
+    assert client.get("/v1/advertisers", headers=reader).status_code == 200
+    assert client.get("/v1/keys", headers=reader).status_code == 403
+    listed = client.get("/v1/keys", headers=admin).json()["keys"]
+    assert {k["role"] for k in listed} == {"admin", "reader"}
+    assert all("key" not in k for k in listed)
+    assert client.delete(f"/v1/keys/{made.json()['id']}", headers=admin).status_code == 200
+    assert client.get("/v1/advertisers", headers=reader).status_code == 401
+    bad = client.post("/v1/keys", json={"role": "advertiser"}, headers=admin)
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "advertiser_id"

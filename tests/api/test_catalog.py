@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-
-from adtarget.api.deps import app_session_factory
-from adtarget.commands.catalog_commands import CatalogWriter
 from collections.abc import Callable
 from typing import Any
 
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
+
+from adtarget.api.deps import app_session_factory
+from adtarget.commands.catalog_commands import CatalogWriter
 
 FLIGHT = {"start": "2026-01-01T00:00:00Z", "end": "2030-01-01T00:00:00Z"}
 Seed = Callable[..., dict[str, Any]]

@@ -16,7 +16,9 @@ from adtarget.api.middleware import DEADLINE_SCOPE_KEY, GuardMiddleware
 from adtarget.errors import AdtargetError
 
 
-def make_app(gate: asyncio.Event, *, max_inflight: int = 1, max_body: int = 1024) -> GuardMiddleware:
+def make_app(
+    gate: asyncio.Event, *, max_inflight: int = 1, max_body: int = 1024
+) -> GuardMiddleware:
     async def slow(_request: Request) -> Response:
         await gate.wait()
         return JSONResponse({"ok": True})

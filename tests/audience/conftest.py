@@ -8,12 +8,12 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from tests.rules.strategies import POOLS, REGISTRY, SEGMENTS
 
 from adtarget.audience.build import SnapshotBuilder
 from adtarget.audience.snapshot import Snapshot
 from adtarget.audience.store import SnapshotStore
 from adtarget.rules.ast import SEGMENTS_FIELD
-from tests.rules.strategies import POOLS, REGISTRY, SEGMENTS
 
 ARROW_TYPES: dict[str, pa.DataType] = {
     "category": pa.string(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
+from tests.audience.conftest import REGISTRY, build, population, to_batch
 
 from adtarget.audience.build import SnapshotBuilder
 from adtarget.audience.store import SnapshotStore
@@ -13,7 +14,6 @@ from adtarget.rules.eval_bitmap import evaluate
 from adtarget.rules.eval_python import matches
 from adtarget.rules.parse import parse
 from adtarget.rules.registry import DimensionSpec
-from tests.audience.conftest import REGISTRY, build, population, to_batch
 
 
 def _clean(u: dict) -> dict:
@@ -167,3 +167,21 @@ def test_integer_numbers_and_empty_population(store: SnapshotStore) -> None:
     store.publish(empty.finish())
     snap = store.current()
     assert snap is not None and snap.num_users == 0 and snap.ordinal_of("x") is None
+
+
+def test_segment_only_upsert_links_base_files(store: SnapshotStore) -> None:
+    users = population(120)
+    base = build(store, users)
+    b = SnapshotBuilder(store=store, base=base, registry={}, mode="upsert")
+    stats = b.set_segment("fans", ["user-00003", "user-00004", "nobody"])
+    assert stats["matched"] == 2 and stats["match_rate"] == 2 / 3
+    store.publish(b.finish())
+    snap = store.current()
+    assert snap is not None and snap.version == "v000002"
+    assert (snap.path / "ids.data.bin").stat().st_ino == (base.path / "ids.data.bin").stat().st_ino
+    assert set(snap.index.segment("fans")) == {3, 4}
+    assert set(snap.index.segment("s1")) == set(base.index.segment("s1"))
+    for i in (0, 3, 119):
+        want = dict(base.features(i))
+        want[SEGMENTS_FIELD] = want[SEGMENTS_FIELD] | ({"fans"} if i in (3, 4) else set())
+        assert snap.features(i) == want

@@ -7,13 +7,13 @@ from pathlib import Path
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+from tests.audience.conftest import REGISTRY, build, population
 
 from adtarget.audience.service import export_rule, overlap_rules, size_rule
 from adtarget.audience.store import SnapshotStore
 from adtarget.errors import InvalidValue, RuleSyntaxError, RuleValidationError
 from adtarget.rules.eval_python import matches
 from adtarget.rules.parse import parse
-from tests.audience.conftest import REGISTRY, build, population
 
 
 @pytest.fixture

@@ -13,6 +13,8 @@ import duckdb
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
+from tests.audience.conftest import REGISTRY, build, population, to_batch
+from tests.rules.strategies import RULES
 
 from adtarget.audience.service import size_rule
 from adtarget.audience.snapshot import Snapshot
@@ -21,8 +23,6 @@ from adtarget.rules.ast import SEGMENTS_FIELD, Rule
 from adtarget.rules.eval_python import matches
 from adtarget.rules.eval_sql import to_sql
 from adtarget.rules.format import to_text
-from tests.audience.conftest import REGISTRY, build, population, to_batch
-from tests.rules.strategies import RULES
 
 N = 1500
 

@@ -9,10 +9,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from tests.audience.conftest import build, population
 
 from adtarget.audience.store import SnapshotStore
 from adtarget.errors import InvalidValue, NotFound
-from tests.audience.conftest import build, population
 
 
 def test_empty_store_has_no_current(store: SnapshotStore) -> None:

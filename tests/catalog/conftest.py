@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,10 +25,21 @@ def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite file per session; tests copy it instead of migrating again."""
+    path = tmp_path_factory.mktemp("catalog-template") / "catalog.sqlite3"
+    migrate(f"sqlite:///{path}")
+    return path
+
+
 @pytest.fixture
-def engine(catalog_url: str) -> Iterator[Engine]:
-    """A migrated catalog engine."""
-    migrate(catalog_url)
+def engine(catalog_url: str, sqlite_template: Path) -> Iterator[Engine]:
+    """A migrated catalog engine (test_db.py covers the migrations themselves on both)."""
+    if catalog_url.startswith("sqlite:///"):
+        shutil.copyfile(sqlite_template, catalog_url.removeprefix("sqlite:///"))
+    else:
+        migrate(catalog_url)
     eng = make_engine(catalog_url)
     yield eng
     eng.dispose()

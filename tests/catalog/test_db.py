@@ -133,3 +133,38 @@ def test_postgres_uses_jsonb_and_timestamptz(pg_url: str) -> None:
     assert str(cols["targeting_json"]["type"]) == "JSONB"
     assert cols["start"]["type"].timezone is True
     eng.dispose()
+
+
+def test_concurrent_sqlite_writers_wait_instead_of_failing(tmp_path: Path) -> None:
+    from adtarget.catalog import service
+
+    url = f"sqlite:///{tmp_path / 'c.sqlite3'}"
+    migrate(url)
+    eng = make_engine(url)
+    factory = make_session_factory(eng)
+    with factory() as s:
+        ids = [service.create_advertiser(session=s, data={"name": f"a{i}"}).id for i in range(4)]
+        s.commit()
+    errors: list[BaseException] = []
+
+    def writer(adv_id: int) -> None:
+        try:
+            for n in range(15):
+                with factory() as s:
+                    service.get_advertiser(session=s, advertiser_id=adv_id)
+                    service.update_advertiser(
+                        session=s, advertiser_id=adv_id, changes={"name": f"a{adv_id}-{n}"}
+                    )
+                    s.commit()
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with factory() as s:
+        assert {service.get_advertiser(session=s, advertiser_id=i).version for i in ids} == {16}
+    eng.dispose()

@@ -85,3 +85,25 @@ def test_serve_refuses_non_loopback_when_open(data_dir: Path) -> None:
 )
 def test_is_loopback(host: str, expected: bool) -> None:
     assert is_loopback(host) is expected
+
+
+def test_catalog_commands_are_undoable(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADTARGET_ACTOR", "cli-test")
+    base = ["--data-dir", str(data_dir)]
+    made = runner.invoke(app, [*base, "catalog", "create", "advertiser", '{"name": "Acme"}',
+                               "--json"])
+    assert made.exit_code == 0, made.output
+    adv = json.loads(made.stdout)
+    changed = runner.invoke(app, [*base, "catalog", "update", "advertiser", str(adv["id"]),
+                                  '{"name": "Renamed"}', "--version", "1", "--json"])
+    assert json.loads(changed.stdout)["name"] == "Renamed"
+    stale = runner.invoke(app, [*base, "catalog", "update", "advertiser", str(adv["id"]),
+                                '{"name": "Again"}', "--version", "1"])
+    assert stale.exit_code == 1 and "version" in stale.stderr
+    assert runner.invoke(app, [*base, "undo"]).exit_code == 0
+    shown = runner.invoke(app, [*base, "catalog", "show", "advertiser", str(adv["id"]), "--json"])
+    assert json.loads(shown.stdout)["name"] == "Acme"
+    listed = runner.invoke(app, [*base, "catalog", "list", "advertisers", "--json"])
+    assert [a["name"] for a in json.loads(listed.stdout)["items"]] == ["Acme"]
+    bad = runner.invoke(app, [*base, "catalog", "create", "campaign", '{"name": "x"}'])
+    assert bad.exit_code == 1 and "advertiser_id" in bad.stderr

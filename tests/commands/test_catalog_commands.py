@@ -287,3 +287,18 @@ def test_redo_of_create_refused_when_name_taken_meanwhile(writer_for: W, factory
     bob.undo()
     alice.redo()
     assert [r["name"] for r in dump(factory)["advertiser"]] == ["Same"]
+
+
+def test_undo_attach_refused_when_other_actor_reattached(writer_for: W, factory: Factory) -> None:
+    alice, bob = writer_for("alice"), writer_for("bob")
+    ids = seed(alice)
+    alice.attach_creative(ids["line_item"], ids["creative"])
+    bob.detach_creative(ids["line_item"], ids["creative"])
+    bob.attach_creative(ids["line_item"], ids["creative"])  # bob's link, not alice's
+    with pytest.raises(Conflict, match="removed and added again.*bob"):
+        alice.undo()
+    assert len(dump(factory)["line_item_creative"]) == 1
+    bob.undo()
+    bob.undo()
+    alice.undo()
+    assert dump(factory)["line_item_creative"] == []

@@ -182,3 +182,71 @@ def test_undo_all_restores_start_sqlite(sqlite_factory: Factory, changes: list[A
 @given(changes=st.lists(st.tuples(op, TAIL), max_size=12))
 def test_undo_all_restores_start_postgres(pg_factory: Factory, changes: list[Any]) -> None:
     _run(pg_factory, changes)
+
+
+def _run_two_actors(fac: Factory, changes: list[tuple[bool, tuple[Any, ...], str]]) -> None:
+    """Two people interleave changes (often to the same rows); then both undo everything.
+
+    Each undo that would overwrite the other's later change is refused (and must leave no
+    trace); taking turns, each undoing as far as they can, must still reach the exact start,
+    because undoing in global newest-first order is always possible.
+    """
+    _base(fac)
+    tag = uuid.uuid4().hex[:8]
+    writers = [CatalogWriter(fac, actor=f"{who}-{tag}", depth=1000) for who in ("ann", "ben")]
+    start = dump(fac, ignore=META)
+    for second, change, tail in changes:
+        w = writers[int(second)]
+        for step in [change, *((t,) for t in tail)]:
+            before = dump(fac)
+            try:
+                _apply(w, fac, step)
+            except AdtargetError:
+                assert dump(fac) == before
+    progress = True
+    while progress:  # each person undoes as far as they can, then the other, and again
+        progress = False
+        for w in writers:
+            while True:
+                before = dump(fac)
+                try:
+                    w.undo()
+                except AdtargetError:
+                    assert dump(fac) == before
+                    break
+                progress = True
+    assert dump(fac, ignore=META) == start
+
+
+#: Changes to the same few rows, so one person's undo often meets the other's later change.
+SHARED = st.one_of(
+    st.tuples(st.just("li_update"), st.integers(0, 1), st.fixed_dictionaries(
+        {"priority": st.integers(1, 16)})),
+    st.tuples(st.just("li_update"), st.integers(0, 1), st.fixed_dictionaries(
+        {"status": st.sampled_from(["active", "paused"])})),
+    st.tuples(st.just("camp_update"), st.just(0), st.fixed_dictionaries(
+        {"budget_total": st.integers(1, 10**6).map(str)})),
+    st.tuples(st.just("bulk"), st.lists(st.integers(0, 2), min_size=1, max_size=3), STATUS),
+    st.tuples(st.just("attach"), st.integers(0, 1), st.integers(0, 1)),
+    st.tuples(st.just("detach"), st.integers(0, 1), st.integers(0, 1)),
+    st.tuples(st.just("line_item"), st.just(0), NAMES),
+)
+TWO = st.lists(st.tuples(st.booleans(), SHARED, st.just("")), min_size=3, max_size=10)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(changes=TWO)
+def test_two_actors_undo_all_restores_start_sqlite(
+    sqlite_factory: Factory, changes: list[Any]
+) -> None:
+    _run_two_actors(sqlite_factory, changes)
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(changes=TWO)
+def test_two_actors_undo_all_restores_start_postgres(
+    pg_factory: Factory, changes: list[Any]
+) -> None:
+    _run_two_actors(pg_factory, changes)

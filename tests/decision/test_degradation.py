@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from adtarget.decision.counters import RedisCounters
 from adtarget.decision.engine import DecisionEngine, StaticIndex
@@ -24,7 +26,7 @@ from adtarget.decision.profiles import RedisProfileStore, load_profiles_into_red
 from adtarget.rules.eval_python import compile_rule
 from adtarget.rules.parse import parse
 
-from .strategies import line_item
+from .strategies import line_item, rules, users
 
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
 PROFILE = {"country": "US", "age": 30, "genres": frozenset({"scifi"})}
@@ -151,3 +153,23 @@ def test_redis_killed_mid_test_degrades_then_recovers(own_redis: dict[str, Any])
     assert _decide(engine) == ([1, 2, 3, 6], False)
     assert engine.profile_breaker.state == "closed"
     assert engine.counter_breaker.state == "closed"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(rules(), min_size=1, max_size=8), users(), users())
+def test_degraded_answers_never_match_what_the_rules_forbid(
+    rule_list: list[Any], profile: dict[str, Any], context: dict[str, Any]
+) -> None:
+    items = [line_item(i, r) for i, r in enumerate(rule_list)]
+    engine = DecisionEngine(
+        index_holder=StaticIndex(LineItemIndex(items)),
+        profiles=RedisProfileStore("redis://127.0.0.1:1/0", prefix="x:", timeout=0.05),
+        counters=RedisCounters("redis://127.0.0.1:1/0", prefix="x:", timeout=0.05),
+        clock=lambda: NOW,
+    )
+    result = engine.decide(DecisionRequest("u", context=context, limit=10))
+    assert result.degraded
+    real = {**profile, **context}  # what the user really looks like
+    for d in result.decisions:
+        rule = rule_list[d.line_item_id]
+        assert rule is None or compile_rule(rule)(real)

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from adtarget.decision.counters import CounterStore, MemoryCounters, RedisCounters, SqliteCounters
 from adtarget.decision.eligibility import DictSpend, parse_dayparting
@@ -15,9 +17,11 @@ from adtarget.decision.engine import DecisionEngine, StaticIndex
 from adtarget.decision.index import LineItemIndex
 from adtarget.decision.models import DecisionRequest, FrequencyCap, LiveLineItem
 from adtarget.decision.profiles import MemoryProfileStore
+from adtarget.rules.ast import Rule
+from adtarget.rules.eval_python import compile_rule
 from adtarget.rules.parse import parse
 
-from .strategies import line_item
+from .strategies import line_item, rules, users
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)  # a Monday
 FLIGHT = {"campaign_start": NOW - timedelta(days=1), "campaign_end": NOW + timedelta(days=1)}
@@ -157,3 +161,44 @@ def test_explain_names_the_first_reason_per_line_item() -> None:
 def test_limit_zero_and_empty_index() -> None:
     assert _ids(_engine([line_item(1, None)]), limit=0) == []
     assert _ids(_engine([]), limit=3) == []
+
+
+class CountingCounters(MemoryCounters):
+    """Real in-memory counters that also count how often the store is read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def counts(self, keys: Any, now: float) -> list[int]:
+        self.reads += 1
+        return super().counts(keys, now)
+
+
+def test_counters_of_the_first_candidates_are_read_in_one_round_trip() -> None:
+    items = [line_item(i, None, priority=1, bid_cpm=5.0,
+                       caps=(FrequencyCap("line_item", i, 1, 60),))
+             for i in range(1, 8)]
+    store = CountingCounters()
+    engine = _engine(items, store)
+    assert _ids(engine, limit=3) == [1, 2, 3]
+    assert store.reads == 1
+    assert _ids(engine, limit=3) == [4, 5, 6]
+    assert store.reads == 2
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(rules(), min_size=1, max_size=10), users(), users(),
+       st.integers(min_value=1, max_value=4))
+def test_decisions_are_the_top_ranked_rule_matches(
+    rule_list: list[Rule], profile: dict[str, Any], context: dict[str, Any], limit: int
+) -> None:
+    items = [line_item(i, r, priority=1 + i % 3) for i, r in enumerate(rule_list)]
+    engine = DecisionEngine(index_holder=StaticIndex(LineItemIndex(items)),
+                            profiles=MemoryProfileStore({"u": profile}),
+                            counters=MemoryCounters(), clock=lambda: NOW)
+    features = {**profile, **context}
+    want = sorted((it for it in items if it.rule is None or compile_rule(it.rule)(features)),
+                  key=LiveLineItem.rank_key)[:limit]
+    got = engine.decide(DecisionRequest("u", context=context, limit=limit)).decisions
+    assert [d.line_item_id for d in got] == [it.id for it in want]

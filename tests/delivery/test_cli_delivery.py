@@ -104,3 +104,17 @@ def test_report_errors_name_the_field(cli: typer.Typer) -> None:
     result = runner.invoke(cli, ["report", "--from", "2026-01-01", "--to", "2026-01-02",
                                  "--group-by", "campaign", "--chart", "x.png"])
     assert result.exit_code == 1 and "day or hour" in result.stderr
+
+
+def test_prune_applies_retention(cli: typer.Typer, tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    nd = tmp_path / "p.ndjson"
+    nd.write_text("\n".join(json.dumps(e) for e in make_events(100, seed=23)))
+    _import(cli, nd)
+    monkeypatch.setenv("ADTARGET_EVENTS_RETENTION_DAYS", "1")
+    get_settings.cache_clear()
+    result = runner.invoke(cli, ["events", "prune", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["retention_days"] == 1 and out["dropped_days"]
+    assert all(d < END_DAY.isoformat() for d in out["dropped_days"])

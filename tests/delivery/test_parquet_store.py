@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import threading
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ import pytest
 from adtarget.delivery.parquet_store import ParquetEventStore
 from adtarget.delivery.service import ingest_events
 
-from .conftest import make_events
+from .conftest import NOW, make_events
 
 
 def test_layout_is_day_partitioned_parquet(tmp_path: Path) -> None:
@@ -94,3 +96,46 @@ def test_concurrent_writers_count_each_event_once(tmp_path: Path) -> None:
     assert stores[0].scan().num_rows == 800
     assert sum(stores[1].rollups()["requests"].to_pylist()) == sum(
         e["type"] == "decision" for e in events)
+
+
+def test_small_batches_are_compacted_without_changing_counts(tmp_path: Path) -> None:
+    store = ParquetEventStore(tmp_path / "ev")
+    events = [{**e, "ts": events_day_ts(e)} for e in make_events(700, seed=5)]
+    for i in range(0, 700, 20):  # 35 batches into one day: the 32nd triggers a merge
+        ingest_events(store=store, events=events[i: i + 20])
+    [folder] = list((tmp_path / "ev").glob("day=*"))
+    assert len(list(folder.glob("part-*.parquet"))) < 32
+    assert store.scan().num_rows == 700
+    assert sorted(store.scan()["event_id"].to_pylist()) == sorted(e["event_id"] for e in events)
+    assert ingest_events(store=store, events=events).duplicates == 700
+
+
+def test_crash_inside_compaction_is_finished_on_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = ParquetEventStore(tmp_path / "ev")
+    events = [{**e, "ts": events_day_ts(e)} for e in make_events(200, seed=6)]
+    for i in range(0, 200, 20):
+        ingest_events(store=store, events=events[i: i + 20])
+    real = ParquetEventStore._files_lock
+
+    def crash_on_swap(self: ParquetEventStore, mode: int) -> object:
+        if mode == fcntl.LOCK_EX:
+            raise KeyboardInterrupt("power cut before the swap")
+        return real(self, mode)
+
+    monkeypatch.setattr(ParquetEventStore, "_files_lock", crash_on_swap)
+    [day] = [p.name[4:] for p in (tmp_path / "ev").glob("day=*")]
+    with pytest.raises(KeyboardInterrupt):
+        store.compact(date.fromisoformat(day), min_files=2)
+    monkeypatch.undo()
+    store.close()
+    reopened = ParquetEventStore(tmp_path / "ev")
+    files = list((tmp_path / "ev").glob("day=*/*.parquet"))
+    assert len(files) == 1 and not list((tmp_path / "ev").rglob(".tmp-*"))
+    assert reopened.scan().num_rows == 200
+
+
+def events_day_ts(event: dict[str, object]) -> str:
+    """The same minute of the test clock's day for every event (one day partition)."""
+    return NOW.replace(hour=0, minute=int(str(event["event_id"])[1:]) % 60).isoformat()

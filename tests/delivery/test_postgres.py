@@ -69,6 +69,8 @@ def test_retention_through_the_store_drops_partitions(pg_url: str) -> None:
     store.apply_retention(END_DAY)
     cutoff = (END_DAY - timedelta(days=1)).strftime("%Y%m%d")
     assert all(p.rsplit("_", 1)[1] >= cutoff for p in _partitions(store))
+    ahead = (END_DAY + timedelta(days=7)).strftime("%Y%m%d")
+    assert _partitions(store)[-1] == f"delivery_events_{ahead}"  # created a week ahead
     low = store.connection.execute("SELECT min(day) FROM daily_stats").fetchone()
     assert low is not None and low[0] >= END_DAY - timedelta(days=1)
     store.close()

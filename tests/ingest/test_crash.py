@@ -76,3 +76,30 @@ def test_sigkill_mid_job_keeps_previous_snapshot(ingest: Runner, tmp_path: Path,
     assert store.versions() == [v1]
     again = ingest(write_csv(tmp_path / "c.csv", "user_id,country", "z,US"))
     assert again["status"] == "succeeded" and store.current().num_users == 1  # type: ignore[union-attr]
+
+
+def test_recover_rolls_back_a_publish_killed_before_its_commit(
+        ingest: Runner, tmp_path: Path, settings: Settings, store: SnapshotStore,
+        catalog: sessionmaker[Session]) -> None:
+    from adtarget.audience.build import SnapshotBuilder
+    from adtarget.catalog.tables import UploadJob
+    from adtarget.ingest.jobs import HOST
+
+    v1 = ingest(write_csv(tmp_path / "a.csv", "user_id,country", "a,US"),
+                schema={"country": "category"})["snapshot"]
+    job = submit_upload(settings=settings, session_factory=catalog, mode="replace", actor="t",
+                        path=write_csv(tmp_path / "b.csv", "user_id,country", "b,US", "c,US"))
+    # what a job killed right after store.publish (before the catalog commit) leaves behind
+    builder = SnapshotBuilder(store=store, base=store.current(), registry={}, mode="replace")
+    orphan = store.publish(builder.finish())
+    with catalog() as s:
+        row = s.get(UploadJob, job["id"])
+        assert row is not None
+        row.status = "running"
+        row.report = {**(row.report or {}), "_pid": 2 ** 22 + 999, "_host": HOST,
+                      "_publishing": {"previous": v1}}
+        s.commit()
+    assert store.current_version() == orphan
+    assert recover_stale_jobs(settings=settings, session_factory=catalog) == [job["id"]]
+    assert store.current_version() == v1
+    assert "previous snapshot was restored" in get_job(job["id"], session_factory=catalog)["error"]

@@ -246,3 +246,23 @@ def test_recover_marks_dead_jobs_failed(settings: Settings, catalog: sessionmake
     assert not work.exists()
     assert recover_stale_jobs(settings=settings, session_factory=catalog) == []
     assert os.getpid() != dead_pid
+
+
+def test_rule_segments_are_sized_and_segment_ttl_applies(
+        ingest: Runner, tmp_path: Path, store: SnapshotStore, settings: Settings,
+        catalog: sessionmaker[Session]) -> None:
+    from adtarget.commands.catalog_commands import CatalogWriter
+
+    ingest(_population(tmp_path), schema=SCHEMA)
+    writer = CatalogWriter(catalog, actor="tester", settings=settings)
+    writer.create("segment", {"name": "usa", "kind": "rule", "rule": 'country in ("US")'})
+    writer.create("segment", {"name": "fans", "kind": "list", "ttl_seconds": 120})
+    job = ingest(write_csv(tmp_path / "s.csv", "user_id", "u1", "u2"), mode="segment",
+                 segment="fans")
+    assert job["status"] == "succeeded", job["error"]
+    assert job["report"]["segment"]["expires_at"] is not None
+    with catalog() as s:
+        sizes = {seg.name: seg.last_size for seg in s.scalars(select(Segment))}
+    assert sizes == {"usa": 2, "fans": 2}
+    snap = store.current()
+    assert snap is not None and "usa" in snap.segment_names()

@@ -86,3 +86,21 @@ def test_format_detection() -> None:
         detect_format(Path("x.xlsx"))
     with pytest.raises(InvalidValue, match="does not exist"):
         open_reader(Path("/nonexistent.csv"), batch_rows=10)
+
+
+def test_jsonl_key_first_seen_late_is_rejected_not_dropped(tmp_path: Path) -> None:
+    from adtarget.ingest import readers
+    from adtarget.ingest.validate import BatchValidator, ValidationOptions
+    from adtarget.rules.registry import DimensionSpec
+
+    p = tmp_path / "a.jsonl"
+    p.write_text('{"user_id": "u1", "a": "x"}\n{"user_id": "u2", "a": "y", "late": 1}\n')
+    reader = readers.JsonlReader(p, batch_rows=1)
+    reader.columns = ["user_id", "a"]  # as if "late" were past the peeked lines
+    v = BatchValidator({"a": DimensionSpec("a", "category")}, reader.columns,
+                       options=ValidationOptions())
+    outs = [v.validate(rb) for rb in reader]
+    rejects = [r for o in outs for r in o.rejects]
+    assert [(r.line, r.field) for r in rejects] == [(2, "late")]
+    assert "not a dimension" in rejects[0].reason
+    assert sum(o.good.num_rows for o in outs) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -185,7 +186,7 @@ def test_bit_sliced_ranges_match_brute_force(
     bsi = BitSlicedNumbers.build(ords, nums)
     assert list(bsi.between(low, high, low_inc, high_inc)) == expected
     for c in range(-1, len(bsi.values) + 1):
-        rank_le = [i for i, v in zip(ords, nums, strict=True) if bsi.values.index(v) <= c]
+        rank_le = [i for i, v in zip(ords, nums, strict=True) if list(bsi.values).index(v) <= c]
         assert list(bsi.rank_le(c)) == rank_le
 
 
@@ -193,3 +194,44 @@ def test_bit_slices_are_logarithmic_in_distinct_values() -> None:
     bsi = BitSlicedNumbers.build(list(range(1000)), [float(i % 300) for i in range(1000)])
     assert len(bsi.slices) == 9  # ceil(log2(300))
     assert all(isinstance(s, FrozenBitMap) for s in bsi.slices)
+
+
+def test_from_arrow_matches_from_rows() -> None:
+    table = pa.table(
+        {
+            "country": pa.array([r.get("country") for r in ROWS], pa.string()),
+            "age": pa.array([r.get("age") for r in ROWS], pa.float64()),
+            "premium": pa.array([r.get("premium") for r in ROWS], pa.bool_()),
+            "genres": pa.array(
+                [sorted(r["genres"]) if "genres" in r else None for r in ROWS],
+                pa.list_(pa.string()),
+            ),
+            "__segments__": pa.array([["s"], None, [], None, None], pa.list_(pa.string())),
+            "ignored": pa.array([1, 2, 3, 4, 5]),
+        }
+    )
+    columnar = MemoryBitmapIndex.from_arrow(table, REG)
+    for text in (
+        'country != "US"',
+        "age between 18 and 20",
+        "premium = false",
+        'genres has any ("drama")',
+        "genres is missing",
+        'segment("s")',
+    ):
+        assert list(evaluate(parse(text), columnar)) == list(evaluate(parse(text), INDEX)), text
+
+
+@pytest.mark.parametrize(
+    ("column", "fragment"),
+    [
+        ({"age": pa.array(["1"])}, "column age is string, not a number"),
+        ({"age": pa.array([float("nan")])}, "column age holds NaN/inf"),
+        ({"genres": pa.array(["a"])}, "not list<string>"),
+        ({"country": pa.array([1])}, "column country is int64, not category"),
+        ({"premium": pa.array(["true"])}, "not bool"),
+    ],
+)
+def test_from_arrow_rejects_wrong_column_types(column: dict[str, pa.Array], fragment: str) -> None:
+    with pytest.raises(InvalidValue, match=fragment):
+        MemoryBitmapIndex.from_arrow(pa.table(column), REG)

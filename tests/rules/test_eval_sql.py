@@ -6,7 +6,7 @@ import duckdb
 import pytest
 
 from adtarget.errors import RuleValidationError
-from adtarget.rules.ast import HasAll, HasAny, Not
+from adtarget.rules.ast import HasAll, HasAny, Not, Rule
 from adtarget.rules.eval_sql import DUCKDB_CHAIN_MAX, to_sql
 from adtarget.rules.parse import parse
 from adtarget.rules.registry import DimensionSpec, make_registry
@@ -138,12 +138,13 @@ def test_duckdb_long_value_lists_use_list_functions() -> None:
     con.execute("CREATE TABLE users (id INT, genres VARCHAR[])")
     con.execute("INSERT INTO users VALUES (1, ['g3', 'g40']), (2, []), (3, NULL), (4, ['x'])")
     many = tuple(f"g{i}" for i in range(DUCKDB_CHAIN_MAX + 30))
-    for rule, expected in [
+    cases: list[tuple[Rule, list[int]]] = [
         (HasAny("genres", many), [1]),
         (HasAll("genres", ("g3", *many[4:25])), []),
         (HasAll("genres", ("g3", "g40") * (DUCKDB_CHAIN_MAX + 1)), [1]),
         (Not(HasAny("genres", many)), [2, 3, 4]),
-    ]:
+    ]
+    for rule, expected in cases:
         sql, params = to_sql(rule, registry=REG)
         assert "list_has_" in sql and "list_contains" not in sql
         got = con.execute(f"SELECT id FROM users WHERE {sql} ORDER BY id", params).fetchall()

@@ -69,6 +69,9 @@ def _check_all(duck: duckdb.DuckDBPyConnection, rule: Rule, users: list[dict[str
     assert count(rule, index) == len(expected), to_text(rule)
 
     table = _arrow_table(users)
+    columnar = MemoryBitmapIndex.from_arrow(table, REGISTRY)
+    assert list(evaluate(rule, columnar)) == expected, to_text(rule)
+    assert count(rule, columnar) == len(expected), to_text(rule)
     duck.register("users_t", table)
     try:
         sql, params = to_sql(rule, registry=REGISTRY, dialect="duckdb", table_alias="u")
@@ -95,7 +98,7 @@ _EDGE_USERS: list[dict[str, Any]] = [
 ]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rule=LEAVES, users=st.lists(USERS, min_size=10, max_size=40))
 @example(rule=HasAll("genres", ("scifi", "drama")), users=_EDGE_USERS)
 @example(rule=HasAny("genres", ("drama", "news")), users=_EDGE_USERS)

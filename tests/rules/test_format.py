@@ -13,6 +13,7 @@ from adtarget.errors import RuleSyntaxError
 from adtarget.rules.ast import (
     KEYWORDS,
     MAX_DEPTH,
+    MAX_INT,
     And,
     Between,
     Compare,
@@ -32,7 +33,7 @@ DIMS = st.from_regex(r"[A-Za-z_][A-Za-z0-9_.]{0,8}", fullmatch=True).filter(
     lambda s: s.lower() not in KEYWORDS
 )
 NUMBERS = st.one_of(
-    st.integers(min_value=-(10**20), max_value=10**20),
+    st.integers(min_value=-MAX_INT, max_value=MAX_INT),
     st.floats(allow_nan=False, allow_infinity=False),
 )
 VALUES = st.one_of(st.text(max_size=12), NUMBERS, st.booleans())
@@ -152,6 +153,7 @@ def test_json_form() -> None:
             "at $.args[1].arg",
         ),
         ({"op": "has any", "dim": "g", "values": ["a", {}]}, "at $.values[1]"),
+        ({"op": "=", "dim": "a", "value": 2**64}, "but found 18446744073709551616 at $.value"),
     ],
 )
 def test_from_json_errors_name_the_path(obj: Any, fragment: str) -> None:

@@ -59,6 +59,11 @@ def test_every_production(text: str, expected: object) -> None:
     assert parse(text) == expected
 
 
+def test_64_bit_integers_are_the_limit() -> None:
+    assert parse("a = -9223372036854775807") == Compare("a", "=", -(2**63 - 1))
+    assert parse("a = 9223372036854775807") == Compare("a", "=", 2**63 - 1)
+
+
 def test_int_and_float_literals_keep_their_type() -> None:
     assert type(parse("a = 3").value) is int  # type: ignore[union-attr]
     assert type(parse("a = 3.0").value) is float  # type: ignore[union-attr]
@@ -154,6 +159,8 @@ def _error(text: str) -> RuleSyntaxError:
         ("a = 1.2.3", 5, "invalid number '1.2.3'"),
         ("a = 12abc", 5, "invalid number '12abc'"),
         ("a = 1e999", 5, "out of range"),
+        ("a = 9223372036854775808", 5, "number '9223372036854775808' is out of range"),
+        ("a = " + "1" * 5000, 5, "number is too long"),
         ("a # 1", 3, "unexpected character '#'"),
         ("a", 2, "expected an operator (=, !=, <, <=, >, >=, between, in, not in, has any"),
     ],

@@ -14,12 +14,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 from adtarget import __version__
 from adtarget.api.deps import allow, app_session_factory
 from adtarget.api.errors import install_error_handlers
 from adtarget.api.middleware import GuardMiddleware
-from adtarget.api.routes import catalog, decisions, health
+from adtarget.api.routes import catalog, decisions, health, keys
 from adtarget.settings import Settings, get_settings
 
 log = logging.getLogger("adtarget.api")
@@ -50,10 +51,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def _include_domain_routers(app: FastAPI) -> None:
     """Routers other modules own, each with the roles that may read and change through it."""
-    from adtarget.api.routes import commands, events, uploads
+    from adtarget.api.routes import audiences, commands, events, uploads
 
     # Undo/redo/history: the router checks roles itself (undo is per actor, so per key).
     app.include_router(commands.router)
+    # Sizing/overlap/export: the router checks roles per route (readers may size).
+    app.include_router(audiences.router)
     # Uploads replace or extend everyone's user features: admin keys only may post.
     app.include_router(uploads.router, dependencies=[Depends(allow(read=("reader",), write=()))])
     # Ad servers post delivery events with their decisions key; reports are scoped in the route.
@@ -63,6 +66,40 @@ def _include_domain_routers(app: FastAPI) -> None:
     )
 
 
+class AdtargetAPI(FastAPI):
+    """FastAPI behind one ``GuardMiddleware``, with a fast path for ``POST /v1/decisions``.
+
+    Why: the FastAPI stack (error middleware, exception handlers, exit stacks, matching every
+    route) costs several times the decision itself. Decision requests go from the guard straight
+    to the raw ASGI handler (which never raises and renders its own errors); everything else
+    takes the normal FastAPI path. Both share the same guard, so the in-flight bound covers all
+    routes of the worker.
+    """
+
+    guard: GuardMiddleware
+
+    def install_guard(self, *, max_inflight: int, max_body_bytes: int) -> None:
+        """Put the guard in front of the whole app (called once by ``create_app``)."""
+        self.guard = GuardMiddleware(
+            self._dispatch, max_inflight=max_inflight, max_body_bytes=max_body_bytes
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.guard(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] == decisions.PATH
+            and scope["method"] == "POST"
+            and not scope.get("root_path")
+        ):
+            scope["app"] = self
+            await decisions.decisions_asgi(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the adtarget HTTP application.
 
@@ -70,7 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings: configuration for this app; ``None`` reads ``ADTARGET_*`` from the environment.
     """
     settings = settings if settings is not None else get_settings()
-    app = FastAPI(
+    app = AdtargetAPI(
         title="adtarget",
         version=__version__,
         description=DESCRIPTION,
@@ -78,13 +115,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    app.add_middleware(
-        GuardMiddleware,
-        max_inflight=settings.max_inflight,
-        max_body_bytes=settings.max_body_bytes,
+    app.install_guard(
+        max_inflight=settings.max_inflight, max_body_bytes=settings.max_body_bytes
     )
     app.include_router(health.router)
     decisions.mount(app)
     app.include_router(catalog.router)
+    app.include_router(keys.router)
     _include_domain_routers(app)
     return app

@@ -64,6 +64,7 @@ class GuardMiddleware:
         self.max_inflight = max_inflight
         self.max_body_bytes = max_body_bytes
         self.inflight = 0
+        self._latency: dict[tuple[str, str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -143,9 +144,12 @@ class GuardMiddleware:
         finally:
             self.inflight -= 1
             metrics.INFLIGHT.dec()
-            metrics.REQUEST_LATENCY.labels(
-                _route_label(scope), scope["method"], f"{status_holder[0] // 100}xx"
-            ).observe(time.perf_counter() - started)
+            key = (_route_label(scope), scope["method"], status_holder[0] // 100)
+            child = self._latency.get(key)
+            if child is None:
+                child = metrics.REQUEST_LATENCY.labels(key[0], key[1], f"{key[2]}xx")
+                self._latency[key] = child
+            child.observe(time.perf_counter() - started)
 
     async def _with_deadline(
         self, scope: Scope, receive: Receive, send: Send, deadline_ms: int, started: list[bool]

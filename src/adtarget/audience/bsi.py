@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyroaring import AbstractBitMap, BitMap, FrozenBitMap
 
 
@@ -33,9 +35,20 @@ def bitmap_from_sorted(ordinals: npt.NDArray[np.uint32]) -> FrozenBitMap:
 def encode_ranks(
     values: npt.NDArray[np.generic],
 ) -> tuple[npt.NDArray[np.generic], npt.NDArray[np.int32]]:
-    """Sorted distinct values and each value's rank among them."""
-    distinct, ranks = np.unique(values, return_inverse=True)
-    return distinct, ranks.astype(np.int32, copy=False).reshape(-1)
+    """Sorted distinct values and each value's rank among them.
+
+    A hash dictionary-encode (O(n)) and a sort of the K distinct values only, instead of
+    sorting all n values: K is tiny next to n for real dimensions (ages, prices, scores).
+    """
+    if values.dtype.kind == "f":
+        values = values + 0.0  # -0.0 and 0.0 are one value
+    enc = pc.dictionary_encode(pa.array(values))
+    dictionary = enc.dictionary.to_numpy(zero_copy_only=False)
+    order = np.argsort(dictionary, kind="stable")
+    rank_of_code = np.empty(len(order), dtype=np.int32)
+    rank_of_code[order] = np.arange(len(order), dtype=np.int32)
+    codes = enc.indices.to_numpy(zero_copy_only=False)
+    return dictionary[order], rank_of_code[codes]
 
 
 def num_bits(num_distinct: int) -> int:
@@ -63,10 +76,7 @@ def rank_bounds(
 ) -> tuple[int, int] | None:
     """Inclusive rank interval for a value interval, or ``None`` when no value can match."""
     k = len(distinct)
-    if low is None:
-        lo = 0
-    else:
-        lo = (bisect_left if low_inclusive else bisect_right)(distinct, low)
+    lo = 0 if low is None else (bisect_left if low_inclusive else bisect_right)(distinct, low)
     if high is None:
         hi = k - 1
     else:
@@ -111,16 +121,27 @@ def build_number(
 ) -> tuple[list[FrozenBitMap], dict[str, object]]:
     """Bitmaps ``[slices..., bucket members..., cumulative buckets..., present]`` and meta."""
     bits = num_bits(k)
-    slices = build_slices(ordinals, ranks, bits)
     starts = bucket_starts(np.bincount(ranks, minlength=k)) if k else []
-    bucket_of = np.searchsorted(np.asarray(starts, dtype=np.int64), ranks, side="right") - 1
+    if len(starts) == k:
+        bucket_of = ranks
+    else:
+        bucket_of = np.searchsorted(np.asarray(starts, dtype=np.int64), ranks, side="right") - 1
     members: list[FrozenBitMap] = []
     if starts:
         order = np.argsort(bucket_of.astype(np.uint16), kind="stable")
         grouped = ordinals[order]
         bounds = np.zeros(len(starts) + 1, dtype=np.int64)
         np.cumsum(np.bincount(bucket_of, minlength=len(starts)), out=bounds[1:])
-        members = [bitmap_from_sorted(grouped[bounds[i] : bounds[i + 1]]) for i in range(len(starts))]
+        members = [
+            bitmap_from_sorted(grouped[bounds[i] : bounds[i + 1]]) for i in range(len(starts))
+        ]
+    if len(starts) == k:  # one bucket per rank: a slice is the union of its ranks' members
+        slices = [
+            FrozenBitMap(BitMap.union(BitMap(), *(m for r, m in enumerate(members) if r >> j & 1)))
+            for j in range(bits)
+        ]
+    else:
+        slices = build_slices(ordinals, ranks, bits)
     cumulative: list[FrozenBitMap] = []
     acc = BitMap()
     for m in members:

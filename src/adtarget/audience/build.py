@@ -225,8 +225,10 @@ class SnapshotBuilder:
                 base=self.base,
                 mode=self.mode,
                 now=self.now,
+                link_base=self._segments_only(),
             )
-            writer.write_dimensions(self._chunks, self._dicts)
+            if not self._segments_only():
+                writer.write_dimensions(self._chunks, self._dicts)
             writer.write_segments(self._segments, self._rule_segments)
         except BaseException:
             shutil.rmtree(staged, ignore_errors=True)
@@ -246,6 +248,18 @@ class SnapshotBuilder:
         if self._staged is not None:
             shutil.rmtree(self._staged, ignore_errors=True)
             self._staged = None
+
+    def _segments_only(self) -> bool:
+        """An upsert that adds no rows, removes nobody and keeps the base's dimensions."""
+        base = self.base
+        return (
+            base is not None
+            and self.mode == "upsert"
+            and self._rows == 0
+            and not self._removed
+            and set(self.registry) == set(base.dims)
+            and all(base.dims[n].type == s.type for n, s in self.registry.items())
+        )
 
     def _check_open(self) -> None:
         if self._staged is not None:

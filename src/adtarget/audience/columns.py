@@ -14,10 +14,10 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
+from pyroaring import FrozenBitMap
 
 from adtarget.audience.bsi import bitmap_from_sorted
 from adtarget.errors import InvalidValue
-from pyroaring import FrozenBitMap
 
 NOT_PROVIDED = -2
 MISSING = -1
@@ -62,14 +62,17 @@ def encode_strings(arr: pa.Array, dictionary: Dictionary, name: str) -> npt.NDAr
     local = enc.dictionary.to_pylist()
     lut = dictionary.lut(local)
     idx = enc.indices.fill_null(len(local)).to_numpy(zero_copy_only=False)
-    return lut[idx.astype(np.int64, copy=False)]
+    codes: npt.NDArray[np.int32] = lut[idx]
+    return codes
 
 
 def encode_bool(arr: pa.Array, name: str) -> npt.NDArray[np.int32]:
     """0/1 codes for a bool column, ``MISSING`` for null (dictionary is ``[False, True]``)."""
     if not pa.types.is_boolean(arr.type):
         raise InvalidValue(f"column {name!r} should be bool, got {arr.type}", field=name)
-    vals = pc.fill_null(arr, False).to_numpy(zero_copy_only=False).astype(np.int32)
+    vals: npt.NDArray[np.int32] = (
+        pc.fill_null(arr, False).to_numpy(zero_copy_only=False).astype(np.int32)
+    )
     valid = arr.is_valid().to_numpy(zero_copy_only=False)
     vals[~valid] = MISSING
     return vals
@@ -102,11 +105,14 @@ def encode_set(
         raise InvalidValue(f"column {name!r} should be a list of strings, got {arr.type}",
                            field=name)
     flat = pc.list_flatten(arr)
-    parents = pc.list_parent_indices(arr).to_numpy(zero_copy_only=False)
     codes = encode_strings(flat, dictionary, name)
+    if flat.null_count == 0:
+        lengths = pc.list_value_length(arr).fill_null(0).to_numpy(zero_copy_only=False)
+        return lengths.astype(np.int64), codes
+    parents = pc.list_parent_indices(arr).to_numpy(zero_copy_only=False)
     keep = codes >= 0
-    lengths = np.bincount(parents[keep], minlength=len(arr)).astype(np.int64)
-    return lengths, codes[keep]
+    counts = np.bincount(parents[keep], minlength=len(arr)).astype(np.int64)
+    return counts, codes[keep]
 
 
 @dataclass

@@ -30,7 +30,7 @@ def _mix(x: npt.NDArray[Any]) -> npt.NDArray[np.uint64]:
     z = x.astype(U64) + U64(0x9E3779B97F4A7C15)
     z = (z ^ (z >> U64(30))) * U64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> U64(27))) * U64(0x94D049BB133111EB)
-    return z ^ (z >> U64(31))  # type: ignore[no-any-return]
+    return z ^ (z >> U64(31))
 
 
 def _column_key(reader: DimReader | None, ords: npt.NDArray[np.int64]) -> npt.NDArray[Any]:

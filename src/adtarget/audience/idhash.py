@@ -21,11 +21,16 @@ _BYTE_MASKS = np.array([(1 << (8 * r)) - 1 for r in range(8)] + [MASK], dtype=U6
 
 
 def _mix_vec(h: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
-    h = h ^ (h >> U64(30))
-    h = h * U64(K_MIX1)
-    h = h ^ (h >> U64(27))
-    h = h * U64(K_MIX2)
-    return h ^ (h >> U64(31))  # type: ignore[no-any-return]
+    """splitmix64's finalizer, in place (``h`` is always a fresh temporary here)."""
+    t = h >> U64(30)
+    h ^= t
+    h *= U64(K_MIX1)
+    np.right_shift(h, U64(27), out=t)
+    h ^= t
+    h *= U64(K_MIX2)
+    np.right_shift(h, U64(31), out=t)
+    h ^= t
+    return h
 
 
 def _mix(h: int) -> int:
@@ -50,11 +55,14 @@ def offsets_and_data(arr: pa.Array) -> tuple[npt.NDArray[np.int64], npt.NDArray[
     n = len(arr)
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + n + 1]
     data_buf = arr.buffers()[2]
-    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    data = (
+        np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None
+        else np.zeros(0, np.uint8)
+    )
     if n == 0:
         return np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.uint8)
     start, end = int(offsets[0]), int(offsets[-1])
-    return offsets - start, data[start:end]
+    return (offsets - start if start else offsets), data[start:end]
 
 
 def hash_ids(arr: pa.Array) -> npt.NDArray[np.uint64]:
@@ -68,7 +76,13 @@ def hash_ids(arr: pa.Array) -> npt.NDArray[np.uint64]:
     lengths = offsets[1:] - starts
     h = lengths.astype(U64) * U64(K_LEN)
     longest = int(lengths.max()) if n else 0
-    for j in range(0, longest, 8):
+    shortest = int(lengths.min()) if n else 0
+    j = 0
+    while j + 8 <= shortest:  # every id has a full word here: no masks, no branches
+        h ^= words[starts + j]
+        h = _mix_vec(h)
+        j += 8
+    for j in range(j, longest, 8):
         remaining = np.clip(lengths - j, 0, 8)
         active = remaining > 0
         w = words[np.minimum(starts + j, len(words) - 1)] & _BYTE_MASKS[remaining]

@@ -181,7 +181,8 @@ class SnapshotIndex:
     ) -> None:
         self._dims = dims
         self._segments = segments
-        self._universe = read_bitmap(load_bytes(root / UNIVERSE), 0, (root / UNIVERSE).stat().st_size)
+        blob = load_bytes(root / UNIVERSE)
+        self._universe = read_bitmap(blob, 0, len(blob))
 
     def universe(self) -> FrozenBitMap:
         """Every live user."""

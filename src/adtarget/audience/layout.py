@@ -67,7 +67,7 @@ def write_bitmaps(path: Path, bitmaps: Sequence[AbstractBitMap]) -> npt.NDArray[
 
 def read_bitmap(blob: npt.NDArray[np.uint8], start: int, end: int) -> FrozenBitMap:
     """Deserialize one bitmap out of a memory-mapped blob."""
-    return FrozenBitMap.deserialize(memoryview(blob[start:end]))
+    return FrozenBitMap.deserialize(blob[start:end].data)  # type: ignore[arg-type]
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -82,7 +82,7 @@ class Snapshot:
     def ordinal_of(self, user_id: str) -> int | None:
         """The live user's ordinal (hash lookup, then a byte compare); else ``None``."""
         key = user_id.encode("utf-8")
-        h = np.uint64(hash_id(user_id))
+        h = np.uint32(hash_id(user_id) >> 32)
         hashes = self._id_hash
         i = int(np.searchsorted(hashes, h))
         while i < len(hashes) and hashes[i] == h:
@@ -98,7 +98,7 @@ class Snapshot:
 
     def ids_array(self) -> pa.LargeStringArray:
         """All user ids by ordinal, as a zero-copy Arrow array over the mapped files."""
-        return pa.LargeStringArray.from_buffers(  # type: ignore[no-any-return]
+        return pa.LargeStringArray.from_buffers(
             self.num_ordinals, pa.py_buffer(self._id_off), pa.py_buffer(self._id_data)
         )
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +23,8 @@ import pyarrow.compute as pc
 from pyroaring import AbstractBitMap, BitMap, FrozenBitMap
 
 from adtarget.audience import bsi
-from adtarget.audience.idhash import hash_ids, offsets_and_data
 from adtarget.audience.columns import MISSING, ColumnChunks, Dictionary, group_bitmaps
+from adtarget.audience.idhash import hash_ids, offsets_and_data
 from adtarget.audience.layout import (
     FORMAT,
     IDS_DATA,
@@ -119,7 +121,7 @@ class _Overlay:
 
     def segment(self, name: str) -> AbstractBitMap:
         hit = self._extra.get(name)
-        return hit if hit is not None else self._inner.segment(name)  # type: ignore[no-any-return]
+        return hit if hit is not None else self._inner.segment(name)
 
 
 class SnapshotWriter:
@@ -134,6 +136,7 @@ class SnapshotWriter:
         base: Snapshot | None,
         mode: str,
         now: float,
+        link_base: bool = False,
     ) -> None:
         self.staged = staged
         self.registry = registry
@@ -144,42 +147,78 @@ class SnapshotWriter:
         self.n = len(resolved.all_ids)
         self.dims_meta: dict[str, dict[str, Any]] = {}
         self.segments_meta: dict[str, dict[str, Any]] = {}
-        self._write_ids()
+        self._known_sums: dict[str, str] = {}
         self._alive_ords = np.flatnonzero(resolved.alive).astype(U32)
+        if link_base:
+            self._link_base()
+            return
+        self._write_ids()
         write_bitmaps(staged / UNIVERSE, [bsi.bitmap_from_sorted(self._alive_ords)])
 
+    def _link_base(self) -> None:
+        """Segments-only change: hard-link the base's immutable user files instead of rewriting
+        them (a segment upload on 10M users then costs the segment, not the population)."""
+        assert self.base is not None
+        for src in self.base.path.iterdir():
+            if src.name.startswith(MANIFEST) or src.name == SEGMENTS or not src.is_file():
+                continue
+            try:
+                os.link(src, self.staged / src.name)
+            except OSError:
+                shutil.copy2(src, self.staged / src.name)
+        self.dims_meta = dict(self.base.manifest["dims"])
+        self._known_sums = {k: v for k, v in self.base.manifest.get("checksums", {}).items()
+                            if k != SEGMENTS}
+
     def _write_ids(self) -> None:
+        """Ids by ordinal, plus (top 32 hash bits, ordinal) pairs sorted for lookups.
+
+        Packing both into one uint64 lets ``np.sort`` (vectorized) replace a much slower
+        ``argsort``; lookups compare the id bytes, so 32-bit collisions cost nothing.
+        """
         ids = self.r.all_ids
-        hashes = hash_ids(ids)
-        order = np.argsort(hashes).astype(U32)
-        sorted_hashes = hashes[order]
+        packed = hash_ids(ids)
+        packed &= np.uint64(0xFFFFFFFF00000000)
+        packed |= np.arange(self.n, dtype=np.uint64)
+        packed.sort()
+        keys = (packed >> np.uint64(32)).astype(U32)
+        order = packed.astype(U32)
+        del packed
         offsets, data = offsets_and_data(ids)
-        self._check_duplicates(sorted_hashes, order, offsets, data)
+        self._check_duplicates(keys, order, offsets, data)
         save_npy(self.staged / IDS_OFFSETS, offsets)
         with open(self.staged / IDS_DATA, "wb") as fh:
-            fh.write(memoryview(data))
-        save_npy(self.staged / IDS_HASH, sorted_hashes)
+            fh.write(data.data)
+        save_npy(self.staged / IDS_HASH, keys)
         save_npy(self.staged / IDS_SORTED, order)
 
     @staticmethod
     def _check_duplicates(
-        sorted_hashes: npt.NDArray[np.uint64],
+        keys: npt.NDArray[np.uint32],
         order: npt.NDArray[np.uint32],
         offsets: npt.NDArray[np.int64],
         data: npt.NDArray[np.uint8],
     ) -> None:
-        """Equal hashes are duplicates or (rarely) collisions: compare the bytes of those."""
-        if len(sorted_hashes) < 2:
+        """Equal hash keys are duplicates or collisions: compare the bytes within each run."""
+        if len(keys) < 2:
             return
-        suspects = np.flatnonzero(sorted_hashes[1:] == sorted_hashes[:-1])
+        suspects = np.flatnonzero(keys[1:] == keys[:-1])
+        runs: dict[int, set[bytes]] = {}
+        seen: set[int] = set()
         for i in suspects.tolist():
-            a, b = int(order[i]), int(order[i + 1])
-            left = bytes(data[offsets[a] : offsets[a + 1]])
-            if left == bytes(data[offsets[b] : offsets[b + 1]]):
-                raise InvalidValue(
-                    f"user id {left.decode('utf-8', 'replace')!r} appears more than once",
-                    field="user_id",
-                )
+            for pos in (i, i + 1):
+                if pos in seen:
+                    continue
+                seen.add(pos)
+                o = int(order[pos])
+                raw = bytes(data[offsets[o] : offsets[o + 1]])
+                group = runs.setdefault(int(keys[pos]), set())
+                if raw in group:
+                    raise InvalidValue(
+                        f"user id {raw.decode('utf-8', 'replace')!r} appears more than once",
+                        field="user_id",
+                    )
+                group.add(raw)
 
     def _base_dim(self, name: str, type_: str) -> Any:
         if self.base is None or self.mode != "upsert":
@@ -248,6 +287,10 @@ class SnapshotWriter:
     ) -> list[FrozenBitMap]:
         is_float = chunks.is_float or (base is not None and base.distinct.dtype.kind == "f")
         dtype = np.float64 if is_float else np.int64
+        if base is None and chunks.codes and self._simple(provided):
+            vals = np.concatenate(chunks.codes).astype(dtype, copy=False)
+            valid = np.concatenate(chunks.valid)
+            return self._number_bitmaps(slot, vals, valid, dtype, meta)
         vals = np.zeros(self.n, dtype=dtype)
         valid = np.zeros(self.n, dtype=bool)
         if base is not None:
@@ -259,6 +302,11 @@ class SnapshotWriter:
             vals[rows] = np.concatenate(chunks.codes).astype(dtype)[provided]
             valid[rows] = np.concatenate(chunks.valid)[provided]
         valid &= self.r.alive
+        return self._number_bitmaps(slot, vals, valid, dtype, meta)
+
+    def _number_bitmaps(
+        self, slot: str, vals: Any, valid: Any, dtype: Any, meta: dict[str, Any]
+    ) -> list[FrozenBitMap]:
         ords = np.flatnonzero(valid).astype(U32)
         distinct, ranks = bsi.encode_ranks(vals[valid])
         codes = np.full(self.n, MISSING, dtype=code_dtype(len(distinct)))
@@ -323,7 +371,7 @@ class SnapshotWriter:
 
     def _ids_to_ordinals(self, ids: pa.Array) -> npt.NDArray[np.uint32]:
         idx = pc.index_in(ids, value_set=self.r.all_ids).drop_null()
-        ords = np.unique(idx.to_numpy(zero_copy_only=False).astype(U32))
+        ords: npt.NDArray[np.uint32] = np.unique(idx.to_numpy(zero_copy_only=False).astype(U32))
         return ords[self.r.alive[ords]]
 
     def _carry(self, bm: AbstractBitMap) -> npt.NDArray[np.uint32]:
@@ -413,10 +461,12 @@ class SnapshotWriter:
         }
         if final:
             files = [p for p in sorted(self.staged.iterdir()) if p.is_file()
-                     and not p.name.startswith(MANIFEST)]
+                     and not p.name.startswith(MANIFEST) and p.name not in self._known_sums]
             with ThreadPoolExecutor(max_workers=2) as pool:
                 sums = list(pool.map(file_checksum, files))
-            manifest["checksums"] = {p.name: c for p, c in zip(files, sums, strict=True)}
+            checksums = dict(self._known_sums)
+            checksums.update({p.name: c for p, c in zip(files, sums, strict=True)})
+            manifest["checksums"] = dict(sorted(checksums.items()))
         tmp = self.staged / f"{MANIFEST}.tmp"
         tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False))
         tmp.replace(self.staged / MANIFEST)

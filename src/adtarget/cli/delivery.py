@@ -79,6 +79,31 @@ def import_events(
         typer.echo(f"  ... and {len(total.rejected) - 20} more (use --json for all)", err=True)
 
 
+@events_app.command("prune")
+def prune(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Apply retention now: drop event days older than ADTARGET_EVENTS_RETENTION_DAYS."""
+    from adtarget.delivery.service import open_event_store, retention_today
+
+    settings = get_settings()
+    try:
+        store = open_event_store(settings, maintain=False)
+        try:
+            dropped = store.apply_retention(retention_today())
+        finally:
+            store.close()
+    except AdtargetError as err:
+        _fail(err)
+        return
+    days = [d.isoformat() for d in dropped]
+    if as_json:
+        typer.echo(json.dumps({"dropped_days": days,
+                               "retention_days": settings.events_retention_days}))
+    else:
+        typer.echo(f"dropped {len(days)} day(s)" + (f": {', '.join(days)}" if days else ""))
+
+
 def _stderr_console() -> Any:
     from rich.console import Console
 

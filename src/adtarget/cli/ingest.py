@@ -72,7 +72,7 @@ def ingest(
 ) -> None:
     """Upload user features (or a segment list) and publish a new audience snapshot."""
     from adtarget.catalog.db import open_catalog
-    from adtarget.ingest.jobs import recover_stale_jobs, run_upload, submit_upload
+    from adtarget.ingest.jobs import recover_stale_jobs, submit_upload
 
     settings = get_settings()
     try:
@@ -111,18 +111,18 @@ def _run_with_bar(job_id: str, settings: Any, factory: Any, *, quiet: bool) -> d
 
     from adtarget.ingest.jobs import run_upload
 
-    bar = Progress(TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(),
+    bar = Progress(TextColumn("{task.fields[stage]:10s}"), BarColumn(), MofNCompleteColumn(),
                    TaskProgressColumn(), TextColumn("{task.fields[rate]} rows/s"),
                    TextColumn("{task.fields[rejected]} rejected"), TimeElapsedColumn(),
                    console=Console(file=sys.stderr), disable=quiet, transient=False)
     with bar:
-        task = bar.add_task("ingest", total=None, rate="-", rejected=0)
+        task = bar.add_task("ingest", total=None, rate="-", rejected=0, stage="reading")
 
         def progress(p: dict[str, Any]) -> None:
             elapsed = bar.tasks[0].elapsed or 0.0
             rate = f"{p['rows_read'] / elapsed:,.0f}" if elapsed > 0 else "-"
             bar.update(task, completed=p["rows_read"], total=p.get("total_rows"), rate=rate,
-                       rejected=p["rows_rejected"])
+                       rejected=p["rows_rejected"], stage=p.get("stage", "reading"))
 
         return run_upload(job_id, settings=settings, session_factory=factory, progress=progress)
 

@@ -320,7 +320,9 @@ def _refuse(
     if cur is None:
         what = f"{ch.label} was deleted after this command"
     elif expected is None:
-        what = f"{ch.label} exists again (version {cur_v}); it was re-created after this command"
+        what = f"{ch.label} exists again; it was re-created after this command"
+    elif cur_v is None:
+        what = f"{ch.label} was removed and added again after this command"
     else:
         fields = diff(expected, cur)
         changed = ", ".join(f"{k} {v[0]!r} -> {v[1]!r}" for k, v in fields.items()) or "no field"
@@ -380,7 +382,14 @@ def redo_changes(ctx: CommandContext, changes: list[RowChange], description: str
 
 
 def _same_version(cur: dict[str, Any] | None, expected: dict[str, Any] | None) -> bool:
-    """Is the row where the command expects it (present with that version / absent)?"""
+    """Is the row where the command expects it (present with that version / absent)?
+
+    Rows without a ``version`` (the line-item/creative link) are compared by content, which
+    includes their ``created_at``: a link removed and added again by someone else since is a
+    different link, and undoing our attach must not delete theirs.
+    """
     if cur is None or expected is None:
         return cur is None and expected is None
+    if "version" not in cur:
+        return not diff(cur, expected)
     return _version(cur) == _version(expected)

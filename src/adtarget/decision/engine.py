@@ -31,6 +31,10 @@ from adtarget.decision.models import Decision, DecisionRequest, DecisionResult, 
 from adtarget.decision.profiles import ProfileStore, merge_features
 from adtarget.settings import Settings
 
+PREFETCH_MIN = 8
+PREFETCH_PER_LIMIT = 4
+"""Counters of the first max(8, 4 × limit) matched line items are read in one round trip."""
+
 
 class IndexSource(Protocol):
     """Anything holding the current index (``decision.index_holder.IndexHolder``)."""
@@ -54,14 +58,15 @@ class StaticIndex:
 class _Request:
     """Per-request scratch state (kept off the engine so ``decide`` is thread-safe)."""
 
-    __slots__ = ("degraded", "not_served", "pending", "counters_down", "spend_down")
+    __slots__ = ("degraded", "not_served", "pending", "counts", "counters_down", "spend_down")
 
     def __init__(self) -> None:
         self.degraded = False
         self.counters_down = False
         self.spend_down = False
         self.not_served: list[dict[str, Any]] | None = None
-        self.pending: dict[str, int] = {}
+        self.pending: dict[str, int] = {}  # impressions this answer adds, per cap key
+        self.counts: dict[str, int] = {}  # counter values read from the store, per cap key
 
     def reason(self, item: LiveLineItem, reason: str, detail: str) -> None:
         if self.not_served is not None:
@@ -178,18 +183,40 @@ class DecisionEngine:
             st.degraded = st.spend_down = True
             return "budget", "spend unavailable"
 
+    def _prefetch(self, index: LineItemIndex, matched: Any, user_id: str, ts: float,
+                  limit: int, st: _Request) -> None:
+        """Read the counters of the first few capped candidates in one round trip."""
+        want = max(PREFETCH_MIN, PREFETCH_PER_LIMIT * limit)
+        keys: list[str] = []
+        for n, pos in enumerate(matched):
+            if n >= want:
+                break
+            for cap in index.items[pos].caps:
+                keys.append(cap_key(cap, user_id, ts))
+        if not keys:
+            return
+        try:
+            counts = self.counter_breaker.call(lambda: self.counters.counts(keys, ts))
+        except Exception:
+            st.degraded = st.counters_down = True
+            return
+        st.counts.update(zip(keys, counts, strict=True))
+
     def _cap_reason(self, item: LiveLineItem, keys: list[str], ts: float, st: _Request
                     ) -> str | None:
         """Why a capped item may not serve (cap reached, counters down), else ``None``."""
         if st.counters_down:
             return "counters unavailable"
-        try:
-            counts = self.counter_breaker.call(lambda: self.counters.counts(keys, ts))
-        except Exception:
-            st.degraded = st.counters_down = True
-            return "counters unavailable"
-        for cap, key, count in zip(item.caps, keys, counts, strict=True):
-            if count + st.pending.get(key, 0) >= cap.count:
+        missing = [k for k in keys if k not in st.counts]
+        if missing:
+            try:
+                counts = self.counter_breaker.call(lambda: self.counters.counts(missing, ts))
+            except Exception:
+                st.degraded = st.counters_down = True
+                return "counters unavailable"
+            st.counts.update(zip(missing, counts, strict=True))
+        for cap, key in zip(item.caps, keys, strict=True):
+            if st.counts[key] + st.pending.get(key, 0) >= cap.count:
                 return f"{cap.level} {cap.owner_id}: {cap.count} per {cap.window_seconds}s reached"
         return None
 
@@ -226,6 +253,8 @@ class DecisionEngine:
         served: list[tuple[LiveLineItem, list[str]]] = []
         decisions: list[Decision] = []
         limit = max(0, request.limit)
+        if limit:
+            self._prefetch(index, matched, request.user_id, ts, limit, st)
         for pos in matched:
             if len(decisions) >= limit and st.not_served is None:
                 break

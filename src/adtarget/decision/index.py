@@ -35,6 +35,7 @@ Matcher = Callable[[Mapping[str, Any]], bool]
 _EMPTY = BitMap()
 _OTHER = object()  # class key for a value no rule mentions
 _SET_TYPES = (frozenset, set, list, tuple)
+FAST_MAX = 65_536  # memoised plain values per dimension and type
 
 
 @dataclass(slots=True)
@@ -51,7 +52,10 @@ class _DimIndex:
     pos_num: list[tuple[int, Interval]] = field(default_factory=list)
     neg_num: list[tuple[int, Interval]] = field(default_factory=list)
     pos_any_all: BitMap = field(default_factory=BitMap)
-    any_slots: list[tuple[BitMap, dict[Any, BitMap]]] = field(default_factory=list)
+    any_lits: dict[Any, BitMap] = field(default_factory=dict)  # value -> has-any literal ids
+    any_all_lits: BitMap = field(default_factory=BitMap)
+    any_slots: int = 0
+    any_ranges: list[tuple[BitMap, int]] = field(default_factory=list)
     neg_any: dict[Any, BitMap] = field(default_factory=dict)
     must_miss: BitMap = field(default_factory=BitMap)
     must_have: BitMap = field(default_factory=BitMap)
@@ -63,9 +67,21 @@ class _DimIndex:
     verify_set: BitMap = field(default_factory=BitMap)
     verify_scalar_nonnum: BitMap = field(default_factory=BitMap)
     cache: dict[Any, tuple[BitMap, BitMap]] = field(default_factory=dict)
+    fast: dict[type, dict[Any, tuple[BitMap, BitMap]]] = field(
+        default_factory=lambda: {str: {}, int: {}, float: {}}
+    )
 
-    def finish(self) -> None:
-        """Precompute numeric classes and the bitmaps for missing / empty-set values."""
+    def finish(self, space: int) -> None:
+        """Precompute numeric classes and the bitmaps for missing / empty-set values.
+
+        ``space`` bounds conjunction ids: has-any literal ``k`` of conjunction ``c`` has the
+        literal id ``k * space + c``, so one union over the user's set values finds every
+        satisfied literal, and a shift maps failing literals back to their conjunctions.
+        """
+        self.any_ranges = [
+            (BitMap(range(k * space, (k + 1) * space)), -k * space)
+            for k in range(1, self.any_slots)
+        ]
         for c, _ in self.pos_num:
             self.pos_num_all.add(c)
         points: set[float] = set()
@@ -129,7 +145,23 @@ class _DimIndex:
         return 2 * i
 
     def lookup(self, v: Any) -> tuple[BitMap, BitMap]:
-        """``(fail, verify)``: conjunctions whose literals on this dim fail / are undecided."""
+        """``(fail, verify)``: conjunctions whose literals on this dim fail / are undecided.
+
+        Plain ``str``/``int``/``float`` values hit a per-type memo first (bounded), so the hot
+        path is one dict lookup per dimension.
+        """
+        t = type(v)
+        fast = self.fast.get(t)
+        if fast is not None:
+            hit = fast.get(v)
+            if hit is None:
+                hit = self._lookup(v)
+                if len(fast) < FAST_MAX and v == v:
+                    fast[v] = hit
+            return hit
+        return self._lookup(v)
+
+    def _lookup(self, v: Any) -> tuple[BitMap, BitMap]:
         if v is None:
             return self.fail_missing, _EMPTY
         if isinstance(v, str):
@@ -176,12 +208,17 @@ class _DimIndex:
         if not elems:
             return self.fail_empty_set, self.verify_set
         fail = self.must_miss.copy()
-        for slot_all, slot in self.any_slots:  # one slot per has-any literal of a conjunction
-            ok = [slot[u] for u in elems if u in slot]
-            fail |= slot_all - BitMap.union(*ok) if ok else slot_all
+        if self.any_slots:
+            lits = self.any_lits
+            ok = [lits[u] for u in elems if u in lits]
+            failing = self.any_all_lits - _union(ok) if ok else self.any_all_lits
+            # slot 0: literal id == conjunction id; ids >= space are harmless (not in `_all`)
+            fail |= failing
+            for rng, offset in self.any_ranges:
+                fail |= (failing & rng).shift(offset)
         bad = [self.neg_any[u] for u in elems if u in self.neg_any]
         if bad:
-            fail |= BitMap.union(*bad)
+            fail |= _union(bad)
         return fail, self.verify_set - fail
 
 
@@ -191,6 +228,16 @@ def _reads(rule: Rule | None) -> frozenset[str]:
         return frozenset()
     extra = {SEGMENTS_FIELD} if segment_names(rule) else set()
     return dimensions(rule) | extra
+
+
+def _union(bitmaps: list[BitMap]) -> BitMap:
+    """OR of a non-empty list (chained ``|`` beats ``BitMap.union(*...)`` for a few operands)."""
+    if len(bitmaps) == 1:
+        return bitmaps[0]
+    out = bitmaps[0] | bitmaps[1]
+    for b in bitmaps[2:]:
+        out |= b
+    return out
 
 
 def _is_num(v: object) -> bool:
@@ -219,6 +266,7 @@ class LineItemIndex:
         self._opaque = BitMap()
         self._owner: dict[int, int] = {}  # conjunction id >= n -> position
         self._verify_always: list[int] = []
+        self._any_pending: list[tuple[_DimIndex, int, int, frozenset[Any]]] = []
         next_cid = n
         for pos, item in enumerate(self.items):
             try:
@@ -237,8 +285,16 @@ class LineItemIndex:
                 self._index_conjunction(cid, conj)
                 if conj.opaque:
                     self._matcher(pos)
+        space = next_cid
+        for di, k, cid, vals in self._any_pending:
+            lit = k * space + cid
+            di.any_all_lits.add(lit)
+            for v in vals:
+                _add(di.any_lits, v, lit)
+        del self._any_pending
         for dim in self._dims.values():
-            dim.finish()
+            dim.finish(space)
+        self._lookups = [(d, di.lookup) for d, di in self._dims.items()]
         self._direct = BitMap(range(n)) if n else BitMap()
 
     def _matcher(self, pos: int) -> Matcher:
@@ -279,13 +335,9 @@ class LineItemIndex:
             di = self._dims[d]
             di.has_any.add(cid)
             di.pos_any_all.add(cid)
+            di.any_slots = max(di.any_slots, len(lists))
             for k, vals in enumerate(lists):
-                if k == len(di.any_slots):
-                    di.any_slots.append((BitMap(), {}))
-                slot_all, slot = di.any_slots[k]
-                slot_all.add(cid)
-                for v in vals:
-                    _add(slot, v, cid)
+                self._any_pending.append((di, k, cid, vals))
         for d, vals in conj.neg_any.items():
             di = self._dims[d]
             di.has_any.add(cid)
@@ -309,14 +361,14 @@ class LineItemIndex:
         fails: list[BitMap] = []
         verifies: list[BitMap] = [self._opaque]
         get = features.get
-        for d, di in self._dims.items():
-            fail, verify = di.lookup(get(d))
+        for d, lookup in self._lookups:
+            fail, verify = lookup(get(d))
             if fail:
                 fails.append(fail)
             if verify:
                 verifies.append(verify)
-        cand = self._all - BitMap.union(*fails) if fails else self._all.copy()
-        need = cand & BitMap.union(*verifies) if len(verifies) > 1 else cand & self._opaque
+        cand = self._all - _union(fails) if fails else self._all.copy()
+        need = cand & _union(verifies) if len(verifies) > 1 else cand & self._opaque
         if need:
             cand -= need
         out = cand & self._direct

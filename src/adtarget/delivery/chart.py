@@ -14,6 +14,7 @@ from typing import Any
 from adtarget.errors import InvalidValue
 
 MAX_SERIES = 12
+RATIOS = frozenset({"ctr", "completion_rate", "ecpm"})
 
 
 def _x(value: str, hourly: bool) -> datetime | date:
@@ -63,11 +64,13 @@ def draw_chart(
 
     fig, axes = plt.subplots(len(numeric), 1, figsize=(10, 2.8 * len(numeric) + 0.8),
                              sharex=True, squeeze=False)
+    xs = sorted({x for points in series.values() for x in points})
     for ax, metric in zip(axes[:, 0], numeric, strict=True):
+        # a missing point is zero delivery for a count, but unknown for a ratio (a gap)
+        gap = 0.0 if metric not in RATIOS else float("nan")
         for label in ranked:
-            xs = sorted(series[label])
-            ax.plot(xs, [series[label][x].get(metric, 0.0) for x in xs], marker="o",
-                    markersize=3, linewidth=1.6, label=label)
+            ys = [series[label][x].get(metric, gap) if x in series[label] else gap for x in xs]
+            ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.6, label=label)
         ax.set_ylabel(metric)
         ax.grid(True, alpha=0.3)
     axes[0, 0].set_title(title)
@@ -75,8 +78,8 @@ def draw_chart(
         axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
                           title=" / ".join(keys) or None)
     bottom = axes[-1, 0]
-    bottom.xaxis.set_major_formatter(
-        mdates.DateFormatter("%m-%d %H:00" if time_key == "hour" else "%Y-%m-%d"))
+    pattern = "%m-%d %H:00" if time_key == "hour" else "%Y-%m-%d"
+    bottom.xaxis.set_major_formatter(mdates.DateFormatter(pattern))  # type: ignore[no-untyped-call]
     fig.autofmt_xdate()
     fig.tight_layout()
     path = Path(path)

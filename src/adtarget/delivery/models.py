@@ -110,7 +110,7 @@ def _id_column(values: list[Any], name: str, required: bool, why: _Reasons) -> l
     """Ids as strings; ints are accepted and printed; ``""`` stands for missing."""
     try:
         arr = pa.array(values, type=pa.string())
-        out = arr.fill_null("").to_pylist()
+        out: list[str] = arr.fill_null("").to_pylist()
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         out = []
         for i, v in enumerate(values):
@@ -178,7 +178,8 @@ def _cost_column(values: list[Any], why: _Reasons) -> np.ndarray:
         floats = pa.array(values, type=pa.float64()).fill_null(0.0).to_numpy()
         bad = ~np.isfinite(floats) | (floats < 0) | (floats > float(MAX_COST))
         if not bad.any() and not any(v is True or v is False for v in values):
-            return np.rint(floats * MICROS).astype(np.int64)
+            fast: np.ndarray = np.rint(floats * MICROS).astype(np.int64)
+            return fast
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         pass
     micros = np.zeros(len(values), dtype=np.int64)
@@ -331,16 +332,16 @@ def _resolve_line_items(
     ids: dict[str, list[str]], why: _Reasons, lookup: LineItemLookup | None
 ) -> None:
     """Fill or check campaign/advertiser ids against the catalog's line items."""
-    ok = why.ok()
+    good = [int(x) for x in np.flatnonzero(why.ok())]
     if lookup is None:
         for f in ("campaign_id", "advertiser_id"):
-            for i in np.flatnonzero(ok):
+            for i in good:
                 if not ids[f][i]:
-                    why.add(int(i), f, "is required (no catalog to fill it from the line item)")
+                    why.add(i, f, "is required (no catalog to fill it from the line item)")
         return
-    wanted = sorted({ids["line_item_id"][i] for i in np.flatnonzero(ok)})
+    wanted = sorted({ids["line_item_id"][i] for i in good})
     known = lookup(wanted) if wanted else {}
-    for i in map(int, np.flatnonzero(ok)):
+    for i in good:
         li = ids["line_item_id"][i]
         if li not in known:
             why.add(i, "line_item_id", f"unknown line item {li!r}")

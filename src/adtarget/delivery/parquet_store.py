@@ -1,7 +1,8 @@
 """The default event store: Parquet files by day, a SQLite dedup index and rollups, DuckDB reports.
 
-Layout under ``events_dir``: ``day=YYYY-MM-DD/part-<ns>-<uuid>.parquet`` (append-only) and
-``index.sqlite3`` with ``seen(day, event_id)``, ``hourly_stats`` and ``pending`` tables.
+Layout under ``events_dir``: ``day=YYYY-MM-DD/part-<time>-<uuid>.parquet`` (append-only),
+``index.sqlite3`` with ``seen(day, event_id)``, ``hourly_stats``, ``pending`` and ``retired``
+tables, and ``log.lock`` (readers share it; compaction swaps files under it exclusively).
 
 Exactly once, across batches, processes and crashes — one ``append``:
 1. ``BEGIN IMMEDIATE`` on the index (one writer at a time, across processes);
@@ -15,13 +16,16 @@ The COMMIT is the single point where a batch becomes counted. A crash before it 
 orphan temp files (deleted when a store next opens, under the write lock, so never a live
 writer's) and the client retries. A crash after it leaves ``pending`` rows whose temp files
 are complete and fsynced: the next open renames them into place (redo), so a committed event
-is never missing from the log, and a retry is a duplicate. SQLite (not DuckDB) holds the index
+is never missing from the log, and a retry is a duplicate. Compaction (many small HTTP
+batches make many small files) follows the same rule: the merged temp file and the sources it
+retires are committed first, then swapped. SQLite (not DuckDB) holds the index
 because several processes (API workers, CLI imports) must write to it; SQLite waits for the
 lock where DuckDB refuses a second writer.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import sqlite3
@@ -44,6 +48,9 @@ from adtarget.delivery.rollup import COUNTERS, ROLLUP_SCHEMA, rollup_batch, roll
 from adtarget.delivery.store import ReportQuery
 
 _KEYS = ("hour", "day", *ROLLUP_DIMS)
+#: A day with this many part files gets its small ones (< COMPACT_SMALL_BYTES) merged.
+COMPACT_MIN_FILES = 32
+COMPACT_SMALL_BYTES = 16 << 20
 _SCHEMA_SQL = f"""
 CREATE TABLE IF NOT EXISTS seen (day TEXT NOT NULL, event_id TEXT NOT NULL,
     PRIMARY KEY (day, event_id)) WITHOUT ROWID;
@@ -53,6 +60,7 @@ CREATE TABLE IF NOT EXISTS hourly_stats (hour INTEGER NOT NULL, day TEXT NOT NUL
     PRIMARY KEY ({", ".join(_KEYS)})) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS hourly_stats_day ON hourly_stats (day);
 CREATE TABLE IF NOT EXISTS pending (tmp TEXT PRIMARY KEY, final TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS retired (path TEXT PRIMARY KEY);
 """
 _UPSERT = (
     f"INSERT INTO hourly_stats ({', '.join(_KEYS)}, {', '.join(COUNTERS)}) "
@@ -99,7 +107,8 @@ class ParquetEventStore:
             self.root / "index.sqlite3", timeout=60, isolation_level=None, check_same_thread=False
         )
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA synchronous=FULL")  # the COMMIT is the counting point
+        self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB: the rollup B-tree stays hot
         self._db.executescript(_SCHEMA_SQL)
         self._db.execute(
             "CREATE TEMP TABLE IF NOT EXISTS batch_keys (pos INTEGER PRIMARY KEY, day TEXT, "
@@ -121,15 +130,62 @@ class ParquetEventStore:
                 raise
             self._db.execute("COMMIT")
 
+    @contextmanager
+    def _files_lock(self, mode: int) -> Iterator[None]:
+        """``flock`` on ``log.lock``: readers share it while they list and read part files;
+        compaction holds it exclusively while it swaps files, so no reader sees both the
+        merged file and its sources (double counts) or a source vanish mid-read."""
+        with open(self.root / "log.lock", "a+b") as fh:
+            fcntl.flock(fh.fileno(), mode)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
     def recover(self) -> None:
         """Finish committed renames and delete uncommitted temp files (see module docstring)."""
-        with self._write() as db:
+        with self._write() as db, self._files_lock(fcntl.LOCK_EX):
             for tmp, final in db.execute("SELECT tmp, final FROM pending").fetchall():
                 if Path(tmp).exists():
                     os.replace(tmp, final)
+            for (path,) in db.execute("SELECT path FROM retired").fetchall():
+                Path(path).unlink(missing_ok=True)
             db.execute("DELETE FROM pending")
+            db.execute("DELETE FROM retired")
             for orphan in self.root.glob("day=*/.tmp-*"):
                 orphan.unlink(missing_ok=True)
+
+    def compact(self, day: date, *, min_files: int = COMPACT_MIN_FILES) -> int:
+        """Merge a day's small part files into one; returns how many were merged.
+
+        Same protocol as ``append``: the merged temp file and the retired sources are recorded
+        in one transaction, then swapped under the exclusive files lock; a crash in between is
+        finished by ``recover()`` (rename the merge, delete the sources).
+        """
+        folder = self._day_dir(day)
+        with self._write() as db:
+            small = [p for p in sorted(folder.glob("part-*.parquet"))
+                     if p.stat().st_size < COMPACT_SMALL_BYTES]
+            if len(small) < min_files:
+                return 0
+            merged = pa.concat_tables([pq.read_table(p, schema=EVENT_SCHEMA) for p in small])
+            stamp = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}"
+            tmp, final = folder / f".tmp-part-{stamp}.parquet", folder / f"part-{stamp}.parquet"
+            with open(tmp, "wb") as fh:
+                pq.write_table(merged, fh, compression="zstd")
+                fh.flush()
+                os.fsync(fh.fileno())
+            db.execute("INSERT INTO pending VALUES (?, ?)", (str(tmp), str(final)))
+            db.executemany("INSERT OR IGNORE INTO retired VALUES (?)", [(str(p),) for p in small])
+        with self._files_lock(fcntl.LOCK_EX):
+            os.replace(tmp, final)
+            for p in small:
+                p.unlink(missing_ok=True)
+            _fsync_dir(folder)
+        with self._lock:
+            self._db.execute("DELETE FROM pending WHERE tmp = ?", (str(tmp),))
+            self._db.executemany("DELETE FROM retired WHERE path = ?", [(str(p),) for p in small])
+        return len(small)
 
     def _day_dir(self, day: date) -> Path:
         return self.root / f"day={day.isoformat()}"
@@ -165,7 +221,10 @@ class ParquetEventStore:
                 tmp.unlink(missing_ok=True)
             raise
         self._publish(moves)
-        return events.num_rows
+        for _, final in moves:  # many small batches (HTTP intake) would mean many tiny files
+            if len(list(final.parent.glob("part-*.parquet"))) >= COMPACT_MIN_FILES:
+                self.compact(date.fromisoformat(final.parent.name[4:]))
+        return int(events.num_rows)
 
     def _write_temp_files(self, events: pa.Table) -> list[tuple[Path, Path]]:
         moves = []
@@ -208,8 +267,8 @@ class ParquetEventStore:
 
     def _grouped_stats(self, query: ReportQuery) -> pa.Table:
         """The rollups summed by the report's keys inside SQLite (only grouped rows move)."""
-        where, params = "hour >= ? AND hour < ?", [int(query.start.timestamp()),
-                                                   int(query.end.timestamp())]
+        where = "hour >= ? AND hour < ?"
+        params: list[Any] = [int(query.start.timestamp()), int(query.end.timestamp())]
         if query.advertiser_id is not None:
             where += " AND advertiser_id = ?"
             params.append(query.advertiser_id)
@@ -244,10 +303,11 @@ class ParquetEventStore:
             con.execute("CREATE OR REPLACE TEMP VIEW events AS SELECT * FROM events_empty")
 
     def scan(self, start_day: date | None = None, end_day: date | None = None) -> pa.Table:
-        files = self._files(start_day, end_day)
-        if not files:
-            return EVENT_SCHEMA.empty_table()
-        return pa.concat_tables([pq.read_table(f, schema=EVENT_SCHEMA) for f in files])
+        with self._files_lock(fcntl.LOCK_SH):
+            files = self._files(start_day, end_day)
+            if not files:
+                return EVENT_SCHEMA.empty_table()
+            return pa.concat_tables([pq.read_table(f, schema=EVENT_SCHEMA) for f in files])
 
     def query_report(self, query: ReportQuery) -> list[dict[str, Any]]:
         """Counters from the rollups; with reach, everything in one DuckDB scan of the log."""
@@ -255,17 +315,21 @@ class ParquetEventStore:
             stats = self._grouped_stats(query)
             if not query.group_by:
                 return stats.to_pylist() or [{}]
-            return stats.sort_by([(k, "ascending") for k in query.group_by]).to_pylist()
+            ordered: list[dict[str, Any]] = stats.sort_by(
+                [(k, "ascending") for k in query.group_by]).to_pylist()
+            return ordered
         with self._lock:
             con = self._duck.cursor()
         try:
             con.execute("SET TimeZone = 'UTC'")
             last = (query.end - timedelta(microseconds=1)).date()
-            self._events_relation(con, query.start.date(), last)
-            sql, params = raw_report_sql(query, events="events", placeholder="?")
-            cur = con.execute(sql, params)
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+            with self._files_lock(fcntl.LOCK_SH):
+                self._events_relation(con, query.start.date(), last)
+                sql, params = raw_report_sql(query, events="events", placeholder="?")
+                cur = con.execute(sql, params)
+                names = [d[0] for d in cur.description]
+                rows = cur.fetchall()
+            return [dict(zip(names, row, strict=True)) for row in rows]
         finally:
             con.close()
 
@@ -274,8 +338,9 @@ class ParquetEventStore:
             con = self._duck.cursor()
         try:
             con.execute("SET TimeZone = 'UTC'")
-            self._events_relation(con, None, None)
-            fresh = con.sql(rollup_select_sql("events")).to_arrow_table()
+            with self._files_lock(fcntl.LOCK_SH):
+                self._events_relation(con, None, None)
+                fresh = con.sql(rollup_select_sql("events")).to_arrow_table()
         finally:
             con.close()
         params = self._rollup_params(fresh.cast(ROLLUP_SCHEMA)) if fresh.num_rows else []
@@ -285,9 +350,10 @@ class ParquetEventStore:
 
     def spend_totals(self) -> list[tuple[str, str, int]]:
         with self._lock:
-            return [tuple(r) for r in self._db.execute(  # type: ignore[misc]
+            rows = self._db.execute(
                 "SELECT line_item_id, campaign_id, sum(spend_micros) FROM hourly_stats "
-                "GROUP BY line_item_id, campaign_id")]
+                "GROUP BY line_item_id, campaign_id").fetchall()
+        return [(str(li), str(c), int(s)) for li, c, s in rows]
 
     def hourly_spend(self, since: datetime) -> list[tuple[datetime, str, str, int]]:
         with self._lock:
@@ -304,8 +370,9 @@ class ParquetEventStore:
         with self._write() as db:
             db.execute("DELETE FROM seen WHERE day < ?", [cutoff.isoformat()])
             db.execute("DELETE FROM hourly_stats WHERE day < ?", [cutoff.isoformat()])
-        for day in old:  # after the commit: a crash here only leaves files the next run drops
-            shutil.rmtree(self._day_dir(day), ignore_errors=True)
+        with self._files_lock(fcntl.LOCK_EX):
+            for day in old:  # after the commit: a crash here leaves files the next run drops
+                shutil.rmtree(self._day_dir(day), ignore_errors=True)
         return sorted(old)
 
     def close(self) -> None:

@@ -35,6 +35,7 @@ _DIM_COLS = ", ".join(f"{d} text NOT NULL" for d in ROLLUP_DIMS)
 _COUNTER_COLS = ", ".join(f"{c} bigint NOT NULL" for c in COUNTERS)
 _EVENT_COLS = ", ".join(EVENT_SCHEMA.names)
 _RETRIES = 3
+CREATE_AHEAD_DAYS = 7
 _PARTITION = re.compile(r"^delivery_events_(\d{8})$")
 
 DDL = f"""
@@ -210,7 +211,8 @@ class PostgresEventStore:
         with self._lock:
             rows = self._conn.execute(
                 f"SELECT {', '.join(ROLLUP_SCHEMA.names)} FROM hourly_stats").fetchall()
-        cols = list(zip(*rows, strict=True)) if rows else [[] for _ in ROLLUP_SCHEMA.names]
+        cols: list[tuple[Any, ...]] = (list(zip(*rows, strict=True)) if rows
+                                       else [() for _ in ROLLUP_SCHEMA.names])
         return pa.table({n: list(v) for n, v in zip(ROLLUP_SCHEMA.names, cols, strict=True)},
                         schema=ROLLUP_SCHEMA)
 
@@ -237,7 +239,8 @@ class PostgresEventStore:
             rows = self._conn.execute(
                 f"SELECT {_EVENT_COLS} FROM delivery_events WHERE day >= %s AND day <= %s "
                 "ORDER BY day, event_id", [lo, hi]).fetchall()
-        cols = list(zip(*rows, strict=True)) if rows else [[] for _ in EVENT_SCHEMA.names]
+        cols: list[tuple[Any, ...]] = (list(zip(*rows, strict=True)) if rows
+                                       else [() for _ in EVENT_SCHEMA.names])
         data = {n: list(v) for n, v in zip(EVENT_SCHEMA.names, cols, strict=True)}
         data["dims"] = [None if d is None else json.dumps(d, sort_keys=True) for d in data["dims"]]
         return pa.table(data, schema=EVENT_SCHEMA)
@@ -257,10 +260,12 @@ class PostgresEventStore:
         return [(h.astimezone(UTC), li, c, int(s)) for h, li, c, s in rows]
 
     def apply_retention(self, today: date) -> list[date]:
+        """Drop partitions before the window and create the next week's (create-ahead)."""
         cutoff = today - timedelta(days=self.retention_days)
         with self._lock, self._conn.transaction():
             self._conn.execute("SELECT pg_advisory_xact_lock(hashtext('adtarget_delivery_ddl'))")
             dropped = drop_partitions_before(self._conn, cutoff)
+            ensure_partitions(self._conn, today - timedelta(days=1), CREATE_AHEAD_DAYS + 1)
         self._known_days -= set(dropped)
         return dropped
 

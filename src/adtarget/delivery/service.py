@@ -7,6 +7,7 @@ through ``DeliverySpend`` without knowing which store holds it.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -18,7 +19,10 @@ from zoneinfo import ZoneInfo
 from adtarget.delivery.models import MICROS, LineItemLookup, validate_events
 from adtarget.delivery.reports import run_report
 from adtarget.delivery.store import EventStore
+from adtarget.errors import InvalidValue, StoreUnavailable
 from adtarget.settings import Settings
+
+log = logging.getLogger("adtarget.delivery")
 
 __all__ = [
     "DeliverySpend", "IngestResult", "catalog_lookup", "ingest_events", "open_event_store",
@@ -66,21 +70,30 @@ def ingest_events(
                         rejected=batch.rejected)
 
 
-def open_event_store(settings: Settings) -> EventStore:
-    """The store named by ``settings.events_store`` (``parquet`` default, or ``postgres``)."""
+def open_event_store(settings: Settings, *, maintain: bool = True) -> EventStore:
+    """The store named by ``settings.events_store`` (``parquet`` default, or ``postgres``).
+
+    With ``maintain`` (the default), retention is applied on open, so a long-running server or
+    a daily import keeps the log bounded without a separate cron job (``adtarget events prune``
+    does the same on demand). PostgreSQL also creates day partitions a week ahead.
+    """
+    store: EventStore
     if settings.events_store == "postgres":
         from adtarget.delivery.postgres import PostgresEventStore
 
         url = settings.events_url or settings.catalog_url
         if not url or not url.startswith("postgres"):
-            from adtarget.errors import InvalidValue
-
             raise InvalidValue("events_store=postgres needs ADTARGET_EVENTS_URL (postgresql://...)",
                                field="events_url")
-        return PostgresEventStore(url, retention_days=settings.events_retention_days)
-    from adtarget.delivery.parquet_store import ParquetEventStore
+        store = PostgresEventStore(url, retention_days=settings.events_retention_days)
+    else:
+        from adtarget.delivery.parquet_store import ParquetEventStore
 
-    return ParquetEventStore(settings.events_dir, retention_days=settings.events_retention_days)
+        store = ParquetEventStore(settings.events_dir,
+                                  retention_days=settings.events_retention_days)
+    if maintain:
+        store.apply_retention(retention_today())
+    return store
 
 
 def catalog_lookup(session_factory: Callable[[], Any]) -> LineItemLookup:
@@ -109,17 +122,23 @@ def catalog_lookup(session_factory: Callable[[], Any]) -> LineItemLookup:
 class DeliverySpend:
     """Delivered spend per line item / campaign for budgets and pacing; cheap per call.
 
-    Reads the store's rollups at most every ``refresh_seconds`` (from whichever thread asks
-    first after the interval) and answers from dicts in between, so the decision path never
-    waits on storage more than once per interval.
+    Answers from dicts. The first call loads them; afterwards, the first call after
+    ``refresh_seconds`` starts a background reload and keeps answering from the previous figures
+    (a decision never waits on the event store). If reloads keep failing for
+    ``max_stale_seconds``, calls raise ``StoreUnavailable`` so budgets are not checked against
+    old numbers (the decision engine then treats spend as down).
     """
 
     def __init__(self, store: EventStore, *, refresh_seconds: float = 2.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 max_stale_seconds: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic, background: bool = True) -> None:
         self._store = store
         self._refresh = refresh_seconds
+        self._max_stale = max_stale_seconds
         self._clock = clock
+        self._background = background
         self._lock = threading.Lock()
+        self._loading = False
         self._loaded_at: float | None = None
         self._li: dict[str, int] = {}
         self._camp: dict[str, int] = {}
@@ -142,11 +161,36 @@ class DeliverySpend:
         self._li, self._camp, self._li_hours, self._camp_hours = li, camp, li_h, camp_h
         self._loaded_at = self._clock()
 
+    def _reload_in_background(self) -> None:
+        try:
+            self.refresh()
+        except Exception:  # keep serving the last figures; _fresh() raises once too stale
+            log.warning("delivery spend refresh failed", exc_info=True)
+        finally:
+            self._loading = False
+
     def _fresh(self) -> None:
-        if self._loaded_at is None or self._clock() - self._loaded_at >= self._refresh:
+        loaded = self._loaded_at
+        if loaded is None:
             with self._lock:
-                if self._loaded_at is None or self._clock() - self._loaded_at >= self._refresh:
+                if self._loaded_at is None:
                     self.refresh()
+            return
+        age = self._clock() - loaded
+        if age >= self._refresh and not self._loading:
+            with self._lock:
+                if self._loading:
+                    return
+                self._loading = True
+            if self._background:
+                threading.Thread(target=self._reload_in_background, daemon=True,
+                                 name="delivery-spend").start()
+            else:
+                self._reload_in_background()
+        if self._clock() - (self._loaded_at or loaded) > self._max_stale:
+            raise StoreUnavailable(
+                f"delivery spend is {age:.0f} s old (limit {self._max_stale:.0f} s)",
+                field="events_store")
 
     def spend(self, line_item_id: str | int) -> float:
         """All-time delivered spend of a line item."""

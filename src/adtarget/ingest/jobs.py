@@ -181,7 +181,7 @@ def fail_job(job_id: str, error: AdtargetError | str, *,
     """Mark the job failed with a message people can act on."""
     message = error.message if isinstance(error, AdtargetError) else str(error)
     update_job(job_id, session_factory=session_factory, status="failed", error=message,
-               finished_at=utcnow())
+               finished_at=utcnow(), report={"stage": "done"})
 
 
 def _pid_alive(pid: int) -> bool:
@@ -194,11 +194,35 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _undo_half_publish(session: Session, settings: Settings, job_id: str,
+                       previous: str | None) -> bool:
+    """A job killed between the snapshot rename and its catalog commit left its version
+    current with no job or command owning it: point ``CURRENT`` back to ``previous``."""
+    from adtarget.audience.store import SnapshotStore
+    from adtarget.ingest.publish import publish_empty
+
+    store = SnapshotStore(settings.snapshots_dir, keep=settings.snapshots_keep)
+    current = store.current_version()
+    if current is None or current == previous:
+        return False
+    owned = session.scalar(select(UploadJob.id).where(UploadJob.snapshot == current,
+                                                      UploadJob.id != job_id).limit(1))
+    if owned is not None:
+        return False
+    if previous is not None and previous in store.versions():
+        store.rollback(previous)
+    else:
+        publish_empty(store)
+    return True
+
+
 def recover_stale_jobs(*, settings: Settings, session_factory: sessionmaker[Session]) -> list[str]:
     """Mark jobs left ``running`` by a dead process failed; remove their partial output.
 
     Called when the API or CLI starts an upload. Only jobs claimed on this host are judged
-    (another host's pid means nothing here). Returns the ids it marked failed.
+    (another host's pid means nothing here). A job killed inside its publish step is undone
+    (``CURRENT`` back to the previous version) unless its publish command had committed, in
+    which case it is marked succeeded. Returns the ids it marked failed.
     """
     from adtarget.audience.store import SnapshotStore
 
@@ -213,9 +237,17 @@ def recover_stale_jobs(*, settings: Settings, session_factory: sessionmaker[Sess
                 continue
             if pid == os.getpid():
                 continue
+            job.finished_at = utcnow()
+            if job.snapshot is not None:  # its publish command committed: the upload is done
+                job.status = "succeeded"
+                continue
             job.status = "failed"
             job.error = f"the process running this job (pid {pid}) died; nothing was published"
-            job.finished_at = utcnow()
+            publishing = rep.get("_publishing")
+            if isinstance(publishing, dict) and _undo_half_publish(session, settings, job.id,
+                                                                   publishing.get("previous")):
+                job.error = (f"the process running this job (pid {pid}) died while publishing; "
+                             "the previous snapshot was restored")
             failed.append(job.id)
         session.commit()
     for job_id in failed:

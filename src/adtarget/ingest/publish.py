@@ -76,7 +76,7 @@ def _store(ctx: CommandContext) -> SnapshotStore:
     return snapshot_store(ctx.settings or get_settings())
 
 
-def _empty_snapshot(store: SnapshotStore) -> str:
+def publish_empty(store: SnapshotStore) -> str:
     """Publish a snapshot with no users (what "before the first upload" sizes like)."""
     from adtarget.audience.build import SnapshotBuilder
 
@@ -140,7 +140,7 @@ class PublishUpload:
         elif self.undo_version is not None and self.undo_version in store.versions():
             store.rollback(self.undo_version)
         else:
-            self.undo_version = _empty_snapshot(store)
+            self.undo_version = publish_empty(store)
         return self._after(ctx, store, undone=True)
 
     def redo(self, ctx: CommandContext) -> dict[str, Any]:

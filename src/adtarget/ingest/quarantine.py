@@ -60,7 +60,7 @@ class QuarantineWriter:
 
 
 def read_quarantine(path: Path) -> list[dict[str, Any]]:
-    """The rows of a quarantine file as dicts with ``line`` (int), ``field``, ``reason``, ``row``."""
+    """Rows of a quarantine file as dicts: ``line`` (int), ``field``, ``reason``, ``row``."""
     if path.suffix == ".csv":
         with path.open(encoding="utf-8", newline="") as fh:
             rows = list(csv.DictReader(fh))

@@ -222,7 +222,8 @@ class JsonlReader:
             try:
                 raw.decode("utf-8")
             except UnicodeDecodeError:
-                rejects.append(ParseReject(line, _decode(raw.rstrip(b"\r\n")), "bad UTF-8 encoding"))
+                rejects.append(ParseReject(line, _decode(raw.rstrip(b"\r\n")),
+                                           "bad UTF-8 encoding"))
                 continue
             try:
                 obj = orjson.loads(raw)
@@ -251,7 +252,8 @@ def _column(values: list[Any], separator: str) -> pa.Array:
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
         pass
     present = [v for v in values if v is not None]
-    if all(isinstance(v, str | list) for v in present) and any(isinstance(v, list) for v in present):
+    mixed = any(isinstance(v, list) for v in present)
+    if mixed and all(isinstance(v, str | list) for v in present):
         try:
             return pa.array([v.split(separator) if isinstance(v, str) else v for v in values],
                             pa.list_(pa.string()))

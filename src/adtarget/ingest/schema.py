@@ -111,21 +111,10 @@ def resolve_dimensions(
 
 
 def load_registry(session: Session) -> dict[str, DimensionSpec]:
-    """The catalog's dimension registry (via the catalog service when it is there)."""
-    try:
-        from adtarget.catalog.service import dimension_registry
-    except ImportError:  # pragma: no cover - the catalog service is written in parallel
-        dimension_registry = None
-    if dimension_registry is not None:
-        return dict(dimension_registry(session=session))
-    from adtarget.catalog.tables import Dimension
+    """The catalog's dimension registry (every non-archived dimension)."""
+    from adtarget.catalog.service import dimension_registry
 
-    out: dict[str, DimensionSpec] = {}
-    for row in session.scalars(select(Dimension).where(Dimension.status == "active")):
-        allowed = frozenset(row.allowed_values) if row.allowed_values is not None else None
-        out[row.name] = DimensionSpec(row.name, cast(DimensionType, row.type), allowed,
-                                      row.description or "")
-    return out
+    return dict(dimension_registry(session=session))
 
 
 def register_dimensions(session: Session, specs: Sequence[DimensionSpec]) -> None:

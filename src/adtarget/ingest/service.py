@@ -9,10 +9,11 @@ killed anywhere before that leaves the previous snapshot serving; its leftovers 
 
 from __future__ import annotations
 
-import hashlib
 import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -32,26 +33,63 @@ from adtarget.ingest.schema import load_registry, resolve_dimensions
 from adtarget.ingest.validate import USER_ID, BatchValidator, ValidationOptions
 from adtarget.settings import Settings
 
+T = TypeVar("T")
 PROGRESS_EVERY_S = 1.0
 HEX64_RE = r"^[0-9a-fA-F]{64}$"
 
 
 def _hashed_to_ids(digests: pa.Array, base: Any) -> pa.Array:
-    """Map SHA-256 hex digests to the snapshot's user ids (unmatched digests are dropped).
+    """Map SHA-256 hex digests to the snapshot's live user ids (unmatched digests drop out).
 
-    Hashing every snapshot id is the only way to match advertiser-hashed lists; it runs once per
-    segment upload, over the ids array of the base snapshot.
+    Matching advertiser-hashed lists means hashing every snapshot id; DuckDB's ``sha256`` does
+    that multi-threaded in C++ over the zero-copy ids array (several times hashlib's speed).
     """
+    import duckdb
+
     if base is None or len(digests) == 0:
         return pa.array([], pa.string())
-    ids = base.ids_array()
-    alive = base.index.universe()
-    wanted = set(pc.utf8_lower(digests).to_pylist())
-    out: list[str] = []
-    for ordinal, uid in enumerate(ids.to_pylist()):
-        if hashlib.sha256(uid.encode("utf-8")).hexdigest() in wanted and ordinal in alive:
-            out.append(uid)
-    return pa.array(out, pa.string())
+    ids = pa.table({"uid": base.ids_array(),
+                    "ord": pa.array(np.arange(base.num_ordinals, dtype=np.int64))})
+    wanted = pa.table({"h": pc.utf8_lower(digests)})
+    con = duckdb.connect()
+    try:
+        con.register("ids", ids)
+        con.register("wanted", wanted)
+        found = con.sql("SELECT uid, ord FROM ids WHERE sha256(uid) IN "
+                        "(SELECT h FROM wanted)").to_arrow_table()
+    finally:
+        con.close()
+    alive = np.asarray(base.index.universe().to_array(), dtype=np.int64)
+    ords = found.column("ord").to_numpy()
+    keep = np.isin(ords, alive)
+    return found.column("uid").combine_chunks().filter(pa.array(keep)).cast(pa.string())
+
+
+class _Stopwatch:
+    """Seconds spent per stage, reported on the job (where does an upload's time go?)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = round(self.seconds.get(stage, 0.0) + time.perf_counter() - t0,
+                                        3)
+
+    def timed(self, stage: str, items: Iterable[T]) -> Iterator[T]:
+        """Iterate ``items``, charging the time spent producing each one to ``stage``."""
+        it = iter(items)
+        while True:
+            with self(stage):
+                try:
+                    item = next(it)
+                except StopIteration:
+                    return
+            yield item
 
 
 class _Counter:
@@ -62,20 +100,27 @@ class _Counter:
         self.job_id, self.session_factory, self.progress = job_id, session_factory, progress
         self.total = total
         self.read = self.accepted = self.rejected = 0
+        self.stage = "reading"
         self._last = 0.0
 
-    def add(self, accepted: int, rejected: int, *, force: bool = False) -> None:
+    def add(self, accepted: int, rejected: int, *, force: bool = False,
+            stage: str | None = None) -> None:
+        """Count rows; every ~1 s (or when forced / the stage changes) publish progress."""
         self.accepted += accepted
         self.rejected += rejected
         self.read = self.accepted + self.rejected
+        if stage is not None:
+            self.stage, force = stage, True
         now = time.monotonic()
         if force or now - self._last >= PROGRESS_EVERY_S:
             self._last = now
             update_job(self.job_id, session_factory=self.session_factory, rows_read=self.read,
-                       rows_accepted=self.accepted, rows_rejected=self.rejected)
+                       rows_accepted=self.accepted, rows_rejected=self.rejected,
+                       report={"stage": self.stage})
             if self.progress is not None:
                 self.progress({"rows_read": self.read, "rows_accepted": self.accepted,
-                               "rows_rejected": self.rejected, "total_rows": self.total})
+                               "rows_rejected": self.rejected, "total_rows": self.total,
+                               "stage": self.stage})
 
 
 def execute_job(job: UploadJob, *, settings: Settings, session_factory: sessionmaker[Session],
@@ -100,7 +145,8 @@ def execute_job(job: UploadJob, *, settings: Settings, session_factory: sessionm
                                          declared=opts.get("schema") or {})
     hashed = bool(opts.get("hashed"))
     vopts = ValidationOptions(id_column=id_column, id_pattern=HEX64_RE if hashed else None,
-                              id_kind="SHA-256 hex digest" if hashed else "string")
+                              id_kind="SHA-256 hex digest" if hashed else "string",
+                              strict_columns=not segment_mode)
     validator = BatchValidator(specs, columns, options=vopts,
                                raw_delimiter=getattr(reader, "delimiter", None))
     suffix = ".csv" if reader.format == "csv" else ".jsonl"
@@ -117,18 +163,22 @@ def execute_job(job: UploadJob, *, settings: Settings, session_factory: sessionm
     _add_rule_segments(builder, session_factory)
     seg_ids: list[pa.Array] = []
     try:
-        for rb in reader:
-            vb = validator.validate(rb)
-            good = vb.good
-            quarantine.write(vb.rejects)
-            if segment_mode:
-                seg_ids.append(good.column(USER_ID))
-            elif good.num_rows:
-                builder.add_batch(good)
+        clock = _Stopwatch()
+        for rb in clock.timed("read", reader):
+            with clock("validate"):
+                vb = validator.validate(rb)
+                good = vb.good
+                quarantine.write(vb.rejects)
+            with clock("build"):
+                if segment_mode:
+                    seg_ids.append(good.column(USER_ID))
+                elif good.num_rows:
+                    builder.add_batch(good)
             counter.add(good.num_rows, len(vb.rejects))
-        counter.add(0, 0, force=True)
+        counter.add(0, 0, stage="building")
         quarantine.close()
         report = _finish_report(job, settings, counter, quarantine, specs, new_dims)
+        report["seconds"] = clock.seconds
         try:
             _check_ratio(settings, counter, report)
         except IngestFailed as exc:
@@ -142,7 +192,7 @@ def execute_job(job: UploadJob, *, settings: Settings, session_factory: sessionm
                 received = len(ids)
                 ids = _hashed_to_ids(ids, base)
             stats = builder.set_segment(str(job.segment), ids,
-                                        ttl_seconds=opts.get("ttl_seconds"))
+                                        ttl_seconds=_segment_ttl(session_factory, job, opts))
             if hashed:
                 stats.update(ids_received=received, unmatched=received - stats["matched"],
                              match_rate=(stats["matched"] / received) if received else 0.0)
@@ -154,8 +204,12 @@ def execute_job(job: UploadJob, *, settings: Settings, session_factory: sessionm
             _succeed(job.id, session_factory, counter, quarantine, report, snapshot=None,
                      previous=previous)
             return
-        staged = builder.finish()
-        _publish(job, settings, session_factory, store, staged, previous, new_dims, opts)
+        with clock("finish"):
+            staged = builder.finish()
+        update_job(job.id, session_factory=session_factory,
+                   report={"_publishing": {"previous": previous}, "stage": "publishing"})
+        with clock("publish"):
+            _publish(job, settings, session_factory, store, staged, previous, new_dims, opts)
         _succeed(job.id, session_factory, counter, quarantine, report, snapshot=None,
                  previous=previous)
     except BaseException:
@@ -165,6 +219,20 @@ def execute_job(job: UploadJob, *, settings: Settings, session_factory: sessionm
                    rows_accepted=counter.accepted, rows_rejected=counter.rejected,
                    quarantine_path=str(quarantine.path) if quarantine.written else None)
         raise
+
+
+def _segment_ttl(session_factory: sessionmaker[Session], job: UploadJob,
+                 opts: dict[str, Any]) -> int | None:
+    """The upload's TTL, else the segment's own ``ttl_seconds``, else none."""
+    if opts.get("ttl_seconds"):
+        return int(opts["ttl_seconds"])
+    from sqlalchemy import select
+
+    from adtarget.catalog.tables import Segment
+
+    with session_factory() as session:
+        ttl = session.scalar(select(Segment.ttl_seconds).where(Segment.name == job.segment))
+    return int(ttl) if ttl else None
 
 
 def _add_rule_segments(builder: SnapshotBuilder, session_factory: sessionmaker[Session]) -> None:
@@ -223,7 +291,7 @@ def _succeed(job_id: str, session_factory: sessionmaker[Session], counter: _Coun
         "status": "succeeded", "finished_at": utcnow(), "rows_read": counter.read,
         "rows_accepted": counter.accepted, "rows_rejected": counter.rejected,
         "quarantine_path": str(quarantine.path) if quarantine.written else None,
-        "previous_snapshot": previous, "report": report,
+        "previous_snapshot": previous, "report": {**report, "stage": "done"},
     }
     if snapshot is not None:
         fields["snapshot"] = snapshot

@@ -8,6 +8,8 @@ row (in column order, id first) is the one reported.
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +19,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from adtarget.ingest.dedupe import SeenIds
 from adtarget.ingest.readers import ReadBatch
 from adtarget.rules.registry import DimensionSpec
 
@@ -25,7 +28,7 @@ INT_RE = r"^\s*[-+]?\d{1,18}\s*$"
 TRUE_WORDS = ("true", "t", "yes", "y", "1")
 FALSE_WORDS = ("false", "f", "no", "n", "0")
 #: Problem codes, in the order a row is checked.
-ENCODING, TOO_LONG, WRONG_TYPE, NOT_ALLOWED, MISSING_ID, DUPLICATE_ID = range(6)
+ENCODING, TOO_LONG, WRONG_TYPE, NOT_ALLOWED, MISSING_ID, DUPLICATE_ID, UNKNOWN_COLUMN = range(7)
 USER_ID = "user_id"
 OUT_TYPES: dict[str, pa.DataType] = {
     "category": pa.string(), "number": pa.float64(),
@@ -41,6 +44,9 @@ class ValidationOptions:
     max_field_chars: int = 256
     set_separator: str = "|"
     check_duplicates: bool = True
+    #: reject rows with a value in a column that is not the id or a dimension (a JSONL key
+    #: first seen late in the file); segment lists set it False and read only the id
+    strict_columns: bool = True
     #: optional regex every id must match (hashed lists: 64 hex digits), and its name in reasons
     id_pattern: str | None = None
     id_kind: str = "string"
@@ -115,6 +121,8 @@ def _bad_utf8_rows(arr: pa.Array, offset: int = 0) -> list[int]:
 def _to_text(arr: pa.Array, probs: _Problems, col: int) -> pa.Array:
     """Binary/dictionary/large strings to plain ``string``; bad UTF-8 rows flagged and nulled."""
     if pa.types.is_dictionary(arr.type):
+        if pa.types.is_string(arr.type.value_type):
+            return arr  # checked on its (small) dictionary; the builder takes it as is
         arr = arr.dictionary_decode()
     if pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type):
         bad = _bad_utf8_rows(arr)
@@ -129,8 +137,23 @@ def _to_text(arr: pa.Array, probs: _Problems, col: int) -> pa.Array:
     return arr
 
 
+BoolArray = np.ndarray[Any, np.dtype[np.bool_]]
+
+
+def _by_code(arr: pa.DictionaryArray, bad_values: BoolArray) -> BoolArray:
+    """Rows of a dictionary array whose dictionary entry is flagged in ``bad_values``."""
+    codes = np.flatnonzero(bad_values)
+    if not len(codes):
+        return np.zeros(len(arr), dtype=bool)
+    return _mask(pc.is_in(arr.indices, value_set=pa.array(codes, arr.indices.type)))
+
+
 def _check_length(arr: pa.Array, limit: int, probs: _Problems, col: int) -> None:
-    if pa.types.is_string(arr.type):
+    if pa.types.is_dictionary(arr.type):
+        long_values = _mask(pc.greater(pc.utf8_length(arr.dictionary), limit))
+        if long_values.any():
+            probs.add(_by_code(arr, long_values), col, TOO_LONG)
+    elif pa.types.is_string(arr.type):
         probs.add(_mask(pc.greater(pc.utf8_length(arr), limit)), col, TOO_LONG)
     elif pa.types.is_list(arr.type) and pa.types.is_string(arr.type.value_type):
         flat = pc.list_flatten(arr)
@@ -157,9 +180,11 @@ def _wrong(arr: pa.Array, probs: _Problems, col: int, out_type: pa.DataType,
 def _coerce(arr: pa.Array, spec: DimensionSpec, opts: ValidationOptions, probs: _Problems,
             col: int) -> pa.Array:
     """The column as the spec's output type; cells that do not fit are flagged and nulled."""
+    if pa.types.is_dictionary(arr.type) and spec.type != "category":
+        arr = arr.dictionary_decode()
     t = arr.type
     if spec.type == "category":
-        if pa.types.is_string(t):
+        if pa.types.is_string(t) or pa.types.is_dictionary(t):
             return arr
         if pa.types.is_integer(t) or pa.types.is_boolean(t):
             return arr.cast(pa.string())
@@ -203,6 +228,11 @@ def _check_allowed(arr: pa.Array, spec: DimensionSpec, probs: _Problems, col: in
     if not spec.allowed_values:
         return
     allowed = pa.array(sorted(spec.allowed_values), pa.string())
+    if spec.type == "category" and pa.types.is_dictionary(arr.type):
+        bad_values = ~_mask(pc.is_in(arr.dictionary, value_set=allowed))
+        if bad_values.any():
+            probs.add(_by_code(arr, bad_values), col, NOT_ALLOWED)
+        return
     if spec.type == "category":
         present = _mask(arr.is_valid())
         probs.add(present & ~_mask(pc.is_in(arr, value_set=allowed)), col, NOT_ALLOWED)
@@ -225,7 +255,7 @@ class BatchValidator:
         self.raw_delimiter = raw_delimiter  # CSV: rebuild the raw row with this delimiter
         self.dims = [registry[c] for c in columns if c != options.id_column]
         self.schema = output_schema(self.dims)
-        self._seen: set[Any] = set()
+        self._seen = SeenIds()
 
     def validate(self, rb: ReadBatch) -> ValidatedBatch:
         """Split one read batch into good typed rows and rejects (parse rejects included)."""
@@ -247,11 +277,14 @@ class BatchValidator:
             else:
                 typed = pa.nulls(n, OUT_TYPES[spec.type])
             out.append(typed)
+        extra = [c for c in batch.schema.names if c not in names] \
+            if self.options.strict_columns else []
+        for j, name in enumerate(extra, start=len(names)):
+            probs.add(_mask(batch.column(name).is_valid()), j, UNKNOWN_COLUMN)
         self._duplicates(ids, probs)
-        names[0] = USER_ID
         if probs.bad.any():
-            rejects.extend(self._describe(batch, rb.lines, probs,
-                                          [self.options.id_column, *names[1:]]))
+            rejects.extend(self._describe(batch, rb.lines, probs, [*names, *extra]))
+        names[0] = USER_ID
         good = pa.RecordBatch.from_arrays(out, names=names)
         if probs.bad.any():
             good = good.filter(pa.array(~probs.bad))
@@ -277,28 +310,16 @@ class BatchValidator:
         return arr
 
     def _duplicates(self, ids: pa.Array, probs: _Problems) -> None:
-        """First occurrence in the file wins; later ones are rejected (fast path: no duplicates)."""
+        """First occurrence in the file wins; later ones are rejected (see ``ingest.dedupe``)."""
         if not self.options.check_duplicates:
             return
         usable = _mask(ids.is_valid()) & ~(probs.bad & (probs.column == 0))
-        idx = np.flatnonzero(usable)
-        values = ids.take(pa.array(idx)).to_numpy(zero_copy_only=False)
-        dup = np.zeros(len(ids), dtype=bool)
-        if self._seen.isdisjoint(values):
-            before = len(self._seen)
-            self._seen.update(values)
-            if len(self._seen) - before == len(values):
-                return
-            local: set[Any] = set()
-            for i, v in zip(idx.tolist(), values.tolist(), strict=True):
-                if v in local:
-                    dup[i] = True
-                local.add(v)
+        if usable.all():
+            dup = self._seen.offer(ids)
         else:
-            for i, v in zip(idx.tolist(), values.tolist(), strict=True):
-                if v in self._seen:
-                    dup[i] = True
-                self._seen.add(v)
+            idx = np.flatnonzero(usable)
+            dup = np.zeros(len(ids), dtype=bool)
+            dup[idx] = self._seen.offer(ids.take(pa.array(idx)))
         probs.add(dup, 0, DUPLICATE_ID)
 
     def _describe(self, batch: pa.RecordBatch, lines: np.ndarray[Any, Any], probs: _Problems,
@@ -330,6 +351,9 @@ class BatchValidator:
             return f"value {value!r} is not allowed (allowed: {allowed})"
         if code == MISSING_ID:
             return "missing user id"
+        if code == UNKNOWN_COLUMN:
+            return (f"column {name!r} is not a dimension of this upload "
+                    "(declare it with --schema)")
         return f"duplicate user id {value!r} (an earlier row has it)"
 
     def _raw(self, row: dict[str, Any]) -> str:
@@ -341,6 +365,9 @@ class BatchValidator:
             return str(v)
 
         if self.raw_delimiter is not None:
-            return self.raw_delimiter.join(text(v) for v in row.values())
+            buf = io.StringIO()
+            csv.writer(buf, delimiter=self.raw_delimiter, lineterminator="").writerow(
+                [text(v) for v in row.values()])
+            return buf.getvalue()
         clean = {k: text(v) if isinstance(v, bytes) else v for k, v in row.items()}
         return orjson.dumps(clean, default=str).decode()

@@ -53,9 +53,22 @@ def _check_values(values: tuple[Value, ...]) -> None:
         _check_value(v)
 
 
+MAX_INT = 2**63 - 1
+"""Integers must fit a signed 64-bit column (SQL BIGINT); larger literals are refused."""
+
+
+def number_ok(v: object) -> bool:
+    """A finite float, or an int (not bool) within +/- ``MAX_INT``; other types pass."""
+    if isinstance(v, float):
+        return math.isfinite(v)
+    if isinstance(v, int) and not isinstance(v, bool):
+        return -MAX_INT <= v <= MAX_INT
+    return True
+
+
 def _check_value(v: object) -> None:
-    if isinstance(v, float) and not math.isfinite(v):
-        raise ValueError(f"non-finite number {v!r} is not a rule value")
+    if not number_ok(v):
+        raise ValueError(f"number {v!r} is out of range (finite, 64-bit integers)")
     if not isinstance(v, str | int | float):  # bool is an int
         raise ValueError(f"{v!r} is not a rule value (string, number, true or false)")
 

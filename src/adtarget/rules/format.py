@@ -14,7 +14,6 @@ exactly where the tree needs them) so ``parse(to_text(r)) == r`` for every AST, 
 
 from __future__ import annotations
 
-import math
 from typing import Any, NoReturn, cast
 
 from adtarget.errors import RuleSyntaxError
@@ -36,6 +35,7 @@ from adtarget.rules.ast import (
     Rule,
     SegmentRef,
     Value,
+    number_ok,
 )
 
 
@@ -166,7 +166,7 @@ class _Reader:
             ok = isinstance(v, int | float) and not isinstance(v, bool)
         else:
             ok = isinstance(v, str | int | float)
-        if not ok or (isinstance(v, float) and not math.isfinite(v)):
+        if not ok or not number_ok(v):
             kind = "a finite number" if number else "a string, finite number, true or false"
             self.fail(f"expected {kind} but found {v!r}", path)
         return cast(Value, v)

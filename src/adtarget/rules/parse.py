@@ -39,6 +39,7 @@ from adtarget.rules.ast import (
     Rule,
     SegmentRef,
     Value,
+    number_ok,
 )
 
 TokKind = Literal["ident", "string", "number", "op", "eof"]
@@ -120,8 +121,10 @@ class _Lexer:
                 out.append(tok)
             elif kind == "number":
                 raw = m.group()
+                if len(raw) > 400:
+                    self.fail("number is too long", pos)
                 num: int | float = float(raw) if any(c in raw for c in ".eE") else int(raw)
-                if isinstance(num, float) and num in (float("inf"), float("-inf")):
+                if not number_ok(num):
                     self.fail(f"number '{raw}' is out of range", pos)
                 out.append(Token("number", raw, pos, num))
                 pos = m.end()

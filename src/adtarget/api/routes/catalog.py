@@ -15,7 +15,7 @@ with an admin key.
 """
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field, create_model
@@ -195,12 +195,12 @@ def _register(kind: Kind) -> None:
         __base__=models.UPDATE_MODELS[kind.name],
         version=(int | None, None),
     )
-    page_model: type[BaseModel] = create_model(
+    page_model: type[BaseModel] = create_model(  # type: ignore[call-overload]
         f"{read_model.__name__}Page",
         **{kind.plural: (list[read_model], ...)},  # type: ignore[valid-type]
         next_after=(int | None, None),
     )
-    table = models_table(kind.name)
+    table: Any = models_table(kind.name)
     label = kind.name.replace("_", " ")
 
     def create_endpoint(
@@ -210,7 +210,7 @@ def _register(kind: Kind) -> None:
         settings: SettingsDep,
         principal: PrincipalDep,
     ) -> dict[str, Any]:
-        payload = body.model_dump(exclude_unset=True, mode="json")
+        payload = cast(BaseModel, body).model_dump(exclude_unset=True, mode="json")
         if kind.name == "segment" and principal.role == "advertiser":
             payload.setdefault("advertiser_id", principal.advertiser_id)
         check_write(kind, principal, owner_of_payload(session, kind.name, payload))
@@ -233,11 +233,11 @@ def _register(kind: Kind) -> None:
     ) -> dict[str, Any]:
         stmt = select(table)
         if status is not None:
-            stmt = stmt.where(table.status == status)  # type: ignore[attr-defined]
+            stmt = stmt.where(table.status == status)
         if after is not None:
-            stmt = stmt.where(table.id > after)  # type: ignore[attr-defined]
+            stmt = stmt.where(table.id > after)
         stmt = _apply_filters(stmt, kind, table, request, principal)
-        rows = list(session.scalars(stmt.order_by(table.id).limit(limit)))  # type: ignore[attr-defined]
+        rows = list(session.scalars(stmt.order_by(table.id).limit(limit)))
         next_after = int(rows[-1].id) if len(rows) == limit else None
         return {kind.plural: [render(kind.name, r) for r in rows], "next_after": next_after}
 
@@ -251,7 +251,7 @@ def _register(kind: Kind) -> None:
     ) -> dict[str, Any]:
         obj = load(session, kind.name, obj_id, principal)
         check_write(kind, principal, owner_of(session, kind.name, obj))
-        changes = body.model_dump(exclude_unset=True, mode="json")
+        changes = cast(BaseModel, body).model_dump(exclude_unset=True, mode="json")
         version = changes.pop("version", None)
         if not changes:
             raise InvalidValue("nothing to change: send at least one field", field="body")

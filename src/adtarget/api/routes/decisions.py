@@ -24,13 +24,11 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel, Field
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from adtarget.api import metrics
 from adtarget.api.deps import app_key_resolver, app_session_factory, app_settings
-from adtarget.api.errors import render_adtarget_error
 from adtarget.api.middleware import DEADLINE_SCOPE_KEY
 from adtarget.decision.models import DecisionRequest, DecisionResult
 from adtarget.errors import (
@@ -235,8 +233,36 @@ class _InvalidJson(AdtargetError):
         super().__init__(message, field="body")
 
 
-def _json(body: dict[str, Any], status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+async def _send_json(send: Send, status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_error(send: Send, err: AdtargetError) -> None:
+    body = orjson.dumps({"error": err.to_dict()}, default=str)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if err.http_status == 503:
+        headers.append((b"retry-after", b"1"))
+    await send({"type": "http.response.start", "status": err.http_status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes", field="body")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _degraded_empty(snapshot: str | None = None) -> DecisionResult:
@@ -256,24 +282,27 @@ async def _decide(service: DecisionService, req: DecisionRequest, timeout: float
         return _degraded_empty()
 
 
-async def decisions_endpoint(request: Request) -> Response:
-    """Answer one ad request (see the module docstring)."""
-    app = request.app
-    request.scope["route"] = ROUTE  # the metrics label (FastAPI routes set it themselves)
+async def decisions_asgi(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer one ad request (see the module docstring); a plain ASGI callable."""
+    app = scope["app"]
+    scope["route"] = ROUTE  # the metrics label (FastAPI routes set it themselves)
+    authorization: str | None = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            authorization = value.decode("latin-1")
+            break
     try:
-        principal = app_key_resolver(app).resolve(request.headers.get("authorization"))
+        principal = app_key_resolver(app).resolve(authorization)
         if principal.role not in DECISION_ROLES:
             raise Forbidden(
                 f"role {principal.role!r} may not ask for decisions (use a decisions key)",
                 field="authorization",
             )
         settings = app_settings(app)
-        deadline = request.scope.get(DEADLINE_SCOPE_KEY)
+        deadline = scope.get(DEADLINE_SCOPE_KEY)
         if deadline is None:
             deadline = time.monotonic() + settings.request_deadline_ms / 1000.0
-        raw = await request.body()
-        if len(raw) > settings.max_body_bytes:
-            raise PayloadTooLarge("request body is too large", field="body")
+        raw = await _read_body(receive, settings.max_body_bytes)
         try:
             service = ensure_decision_service(app)
             known = service.known_formats()
@@ -284,12 +313,14 @@ async def decisions_endpoint(request: Request) -> Response:
             raise StoreUnavailable(f"decision engine unavailable: {type(exc).__name__}") from exc
         req = parse_request(raw, known)
     except AdtargetError as err:
-        return render_adtarget_error(err)
+        await _send_error(send, err)
+        return
     try:
         result = await _decide(service, req, deadline - time.monotonic())
     except AdtargetError as err:
         if err.http_status < 500:
-            return render_adtarget_error(err)
+            await _send_error(send, err)
+            return
         log.warning("decision degraded: %s", err.message)
         result = _degraded_empty()
     except Exception:  # never a 500 on the decision path: answer empty and degraded
@@ -300,7 +331,17 @@ async def decisions_endpoint(request: Request) -> Response:
         metrics.DECISIONS_SERVED.inc(len(result.decisions))
     if result.degraded:
         metrics.DEGRADED.inc()
-    return _json(result.to_dict())
+    await _send_json(send, 200, orjson.dumps(result.to_dict()))
+
+
+class _DecisionsApp:
+    """``decisions_asgi`` as an object, so Starlette's ``Route`` treats it as an ASGI app."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await decisions_asgi(scope, receive, send)
+
+
+ROUTE = Route(PATH, _DecisionsApp(), methods=["POST"])
 
 
 # --- documentation twin (never reached: the raw route above matches first) ---------------------
@@ -339,12 +380,12 @@ doc_router = APIRouter(tags=["decisions"])
 
 
 @doc_router.post(PATH, response_model=DecisionResponseBody, summary="Decide which ads to serve")
-async def decisions_doc(body: DecisionRequestBody, request: Request) -> Response:
-    """Ranked by priority (1 first), bid CPM (high first), line item id. Needs a decisions key."""
-    return await decisions_endpoint(request)
+async def decisions_doc(body: DecisionRequestBody) -> DecisionResponseBody:
+    """Ranked by priority (1 first), bid CPM (high first), line item id. Needs a decisions key.
 
-
-ROUTE = Route(PATH, decisions_endpoint, methods=["POST"])
+    Documentation only: ``ROUTE`` (registered first) answers every request to this path.
+    """
+    raise RuntimeError("unreachable: the raw decisions route answers this path")
 
 
 def mount(app: FastAPI) -> None:

@@ -1,0 +1,145 @@
+"""``adtarget catalog``: create, list, show and change catalog objects from the shell.
+
+Why JSON bodies: the fields are exactly those of the HTTP API (``/work/shared/API.md``), so a
+script can move between ``curl`` and the CLI without translating names. Every change goes through
+the command layer as the CLI actor (``cli.commands.cli_actor``), so ``adtarget undo`` reverses it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from adtarget.errors import AdtargetError, InvalidValue
+from adtarget.settings import get_settings
+
+catalog_app = typer.Typer(
+    help="Catalog objects: advertiser, campaign, line_item, creative, segment, dimension.",
+    no_args_is_help=True,
+)
+KINDS = ("advertiser", "campaign", "line_item", "creative", "segment", "dimension")
+KindArg = Annotated[str, typer.Argument(help=" | ".join(KINDS))]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+
+
+def _kind(kind: str) -> str:
+    kind = kind.replace("-", "_").removesuffix("s") if kind not in KINDS else kind
+    if kind not in KINDS:
+        raise InvalidValue(f"kind must be one of {', '.join(KINDS)}", field="kind")
+    return kind
+
+
+def _body(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidValue(f"not valid JSON: {exc}", field="body") from None
+    if not isinstance(value, dict):
+        raise InvalidValue("the body must be a JSON object", field="body")
+    return value
+
+
+def _writer() -> Any:
+    from adtarget.cli.commands import _writer as commands_writer
+
+    return commands_writer()
+
+
+def _read(kind: str, obj: Any) -> dict[str, Any]:
+    from adtarget.catalog.models import READ_MODELS
+
+    out: dict[str, Any] = READ_MODELS[kind].model_validate(obj).model_dump(mode="json")
+    return out
+
+
+def _print(obj: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(obj))
+        return
+    for key, value in obj.items():
+        typer.echo(f"{key:>16}  {value}")
+
+
+def _run(fn: Any) -> Any:
+    try:
+        return fn()
+    except AdtargetError as err:
+        typer.echo(f"error: {err.message}" + (f" ({err.field})" if err.field else ""), err=True)
+        raise typer.Exit(1) from None
+
+
+@catalog_app.command("create")
+def create(kind: KindArg, body: Annotated[str, typer.Argument(help="JSON object")],
+           as_json: JsonOpt = False) -> None:
+    """Create an object, e.g. ``catalog create advertiser '{"name": "Acme"}'``."""
+    result = _run(lambda: _writer().create(_kind(kind), _body(body)))
+    _print(result, as_json)
+
+
+@catalog_app.command("update")
+def update(
+    kind: KindArg,
+    obj_id: Annotated[int, typer.Argument(help="Object id")],
+    body: Annotated[str, typer.Argument(help="JSON object of changed fields")],
+    version: Annotated[int | None, typer.Option(help="Expected version (409 if moved on)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change fields, e.g. ``catalog update campaign 3 '{"status": "active"}'``."""
+    result = _run(lambda: _writer().update(_kind(kind), obj_id, _body(body),
+                                           expected_version=version))
+    _print(result, as_json)
+
+
+@catalog_app.command("attach")
+def attach(line_item_id: int, creative_id: int, as_json: JsonOpt = False) -> None:
+    """Let a line item show a creative."""
+    result = _run(lambda: _writer().attach_creative(line_item_id, creative_id))
+    _print(result if isinstance(result, dict) else {"ok": True}, as_json)
+
+
+@catalog_app.command("show")
+def show(kind: KindArg, obj_id: int, as_json: JsonOpt = False) -> None:
+    """Print one object."""
+    from adtarget.catalog.db import open_catalog
+    from adtarget.catalog.tables import MODELS
+    from adtarget.errors import NotFound
+
+    def read() -> dict[str, Any]:
+        k = _kind(kind)
+        with open_catalog(get_settings())() as session:
+            obj = session.get(MODELS[k], obj_id)
+            if obj is None:
+                raise NotFound(f"{k} {obj_id} does not exist", field="id")
+            return _read(k, obj)
+
+    _print(_run(read), as_json)
+
+
+@catalog_app.command("list")
+def list_(kind: KindArg, limit: int = 100, as_json: JsonOpt = False) -> None:
+    """List objects of a kind (oldest first)."""
+    from sqlalchemy import select
+
+    from adtarget.catalog.db import open_catalog
+    from adtarget.catalog.tables import MODELS
+
+    def read() -> list[dict[str, Any]]:
+        k = _kind(kind)
+        model: Any = MODELS[k]
+        with open_catalog(get_settings())() as session:
+            rows = session.scalars(select(model).order_by(model.id).limit(limit))
+            return [_read(k, r) for r in rows]
+
+    rows = _run(read)
+    if as_json:
+        typer.echo(json.dumps({"items": rows}))
+        return
+    for r in rows:
+        typer.echo(f"{r['id']:>6}  {r.get('status', ''):<9} {r.get('name', '')}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``catalog`` to the ``adtarget`` command."""
+    app.add_typer(catalog_app, name="catalog")

@@ -1,0 +1,117 @@
+"""HTTP routes: /v1/audiences/{size,overlap,export}, /v1/snapshots, /v1/snapshots/rollback."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Iterator
+
+import pyarrow.parquet as pq
+import pytest
+from fastapi import FastAPI
+from tests.audience.conftest import build, population
+
+from adtarget.api.app import create_app
+from adtarget.api.auth import create_key
+from adtarget.api.deps import app_key_resolver, app_session_factory
+from adtarget.api.routes import audiences
+from adtarget.audience.store import SnapshotStore
+from adtarget.settings import Settings
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[FastAPI]:
+    app = create_app(settings)
+    if not any(getattr(r, "path", "") == "/v1/audiences/size" for r in app.routes):
+        app.include_router(audiences.router)
+    yield app
+    service = getattr(app.state, "decision_service", None)
+    if service is not None:
+        service.close()
+
+
+@pytest.fixture
+def client(app: FastAPI) -> TestClient:
+    return TestClient(app, raise_server_exceptions=False)
+
+
+@pytest.fixture
+def users(settings: Settings) -> list[dict]:
+    users = population(500, seed=2)
+    store = SnapshotStore(settings.snapshots_dir)
+    build(store, population(50, seed=1))
+    build(store, users)
+    return users
+
+
+def test_no_snapshot_is_404(client: TestClient) -> None:
+    r = client.post("/v1/audiences/size", json={"rule": "premium = true"})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def test_size_and_threshold(client: TestClient, users: list[dict]) -> None:
+    r = client.post("/v1/audiences/size", json={"rule": "not premium = true"})
+    assert r.status_code == 200
+    want = sum(1 for u in users if u.get("premium") is not True)
+    assert r.json() == {"count": want, "snapshot": "v000002"}
+    r = client.post("/v1/audiences/size",
+                    json={"rule": 'country = "US" and device = "web" and premium = true'})
+    assert r.status_code == 200
+    assert r.json()["count"] is None and r.json()["below_threshold"] is True
+
+
+def test_bad_rule_is_422_naming_the_token(client: TestClient, users: list[dict]) -> None:
+    r = client.post("/v1/audiences/size", json={"rule": 'cuntry = "US"'})
+    assert r.status_code == 422
+    err = r.json()["error"]
+    assert err["code"] == "rule_invalid" and "cuntry" in err["message"]
+
+
+def test_overlap_matrix(client: TestClient, users: list[dict]) -> None:
+    r = client.post("/v1/audiences/overlap",
+                    json={"rules": ["premium = false", "not premium = true", "age > 1"]})
+    assert r.status_code == 200
+    body = r.json()
+    assert len(body["matrix"]) == 3 and all(len(row) == 3 for row in body["matrix"])
+    assert body["matrix"][0][1] == body["matrix"][1][0] == body["sizes"][0]
+
+
+def test_export_csv_and_parquet(client: TestClient, users: list[dict]) -> None:
+    want = {u["user_id"] for u in users if u.get("premium") is not True}
+    r = client.post("/v1/audiences/export", json={"rule": "not premium = true"})
+    assert r.status_code == 200 and r.headers["x-adtarget-count"] == str(len(want))
+    lines = r.text.strip().splitlines()
+    assert lines[0].strip('"') == "user_id"
+    assert {line.strip('"') for line in lines[1:]} == want
+    r = client.post("/v1/audiences/export",
+                    json={"rule": "not premium = true", "format": "parquet"})
+    assert r.status_code == 200
+    assert set(pq.read_table(io.BytesIO(r.content)).column("user_id").to_pylist()) == want
+
+
+def test_snapshots_list_and_rollback(client: TestClient, users: list[dict]) -> None:
+    r = client.get("/v1/snapshots")
+    assert r.status_code == 200 and r.json()["current"] == "v000002"
+    assert [s["version"] for s in r.json()["snapshots"]] == ["v000002", "v000001"]
+    r = client.post("/v1/snapshots/rollback", json={"version": "v000001"})
+    assert r.status_code == 200 and r.json() == {"current": "v000001"}
+    r = client.post("/v1/audiences/size", json={"rule": "not premium = true"})
+    assert r.json()["snapshot"] == "v000001"
+    r = client.post("/v1/snapshots/rollback", json={"version": "v000099"})
+    assert r.status_code == 404
+
+
+def test_reader_key_may_size_but_not_roll_back(app: FastAPI, client: TestClient,
+                                               users: list[dict]) -> None:
+    with app_session_factory(app)() as session, session.begin():
+        _row, key = create_key(session=session, role="reader")
+    app_key_resolver(app).invalidate()
+    h = {"Authorization": f"Bearer {key}"}
+    assert client.post("/v1/audiences/size", json={"rule": "age > 1"}, headers=h).status_code == 200
+    r = client.post("/v1/snapshots/rollback", json={"version": "v000001"}, headers=h)
+    assert r.status_code == 403
+    assert client.post("/v1/audiences/size", json={"rule": "age > 1"}).status_code == 401

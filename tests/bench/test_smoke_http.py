@@ -1,0 +1,27 @@
+"""Smoke run of ``bench/bench_http.py``: tiny catalog, 2-second load, both servers answer 2xx."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_http.py"
+
+
+@pytest.mark.slow
+def test_bench_http_smoke() -> None:
+    out = subprocess.run(
+        [sys.executable, str(BENCH), "--seconds", "2", "--concurrency", "4", "--workers", "1",
+         "--line-items", "100", "--users", "1000", "--json"],
+        capture_output=True, text=True, timeout=240, check=True,
+    ).stdout
+    assert "adtarget /v1/decisions" in out and "hello-world ASGI" in out and "ratio:" in out
+    figures = json.loads(out.strip().splitlines()[-1])
+    for name in ("adtarget", "hello"):
+        assert figures[name]["rps"] > 0
+        assert figures[name]["non_2xx"] == 0
+    assert figures["ratio"] > 0
