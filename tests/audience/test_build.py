@@ -185,3 +185,27 @@ def test_segment_only_upsert_links_base_files(store: SnapshotStore) -> None:
         want = dict(base.features(i))
         want[SEGMENTS_FIELD] = want[SEGMENTS_FIELD] | ({"fans"} if i in (3, 4) else set())
         assert snap.features(i) == want
+
+
+def test_ids_with_colliding_hash_keys_resolve_exactly(store: SnapshotStore) -> None:
+    import numpy as np
+
+    from adtarget.audience.idhash import hash_ids
+
+    cands = pa.array([f"c{i}" for i in range(300_000)], pa.large_string())
+    keys = hash_ids(cands) >> np.uint64(32)
+    order = np.argsort(keys, kind="stable")
+    same = np.flatnonzero(keys[order][1:] == keys[order][:-1])
+    assert len(same)  # birthday bound: 300k ids always collide somewhere in 32 bits
+    a, b = (cands[int(order[same[0]])].as_py(), cands[int(order[same[0] + 1])].as_py())
+    reg = {"n": DimensionSpec("n", "number")}
+    builder = SnapshotBuilder(store=store, base=None, registry=reg, mode="replace")
+    builder.add_batch(pa.record_batch({"user_id": ["x", a, b], "n": [1.0, 2.0, 3.0]}))
+    store.publish(builder.finish())
+    snap = store.current()
+    assert snap is not None
+    assert (snap.ordinal_of(a), snap.ordinal_of(b), snap.ordinal_of("x")) == (1, 2, 0)
+    dup = SnapshotBuilder(store=store, base=None, registry=reg, mode="replace")
+    dup.add_batch(pa.record_batch({"user_id": [a, b, a]}))
+    with pytest.raises(InvalidValue, match="appears more than once"):
+        dup.finish()

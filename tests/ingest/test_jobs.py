@@ -266,3 +266,15 @@ def test_rule_segments_are_sized_and_segment_ttl_applies(
     assert sizes == {"usa": 2, "fans": 2}
     snap = store.current()
     assert snap is not None and "usa" in snap.segment_names()
+
+
+def test_set_separator_and_max_field_chars(ingest: Runner, tmp_path: Path,
+                                           store: SnapshotStore) -> None:
+    p = write_csv(tmp_path / "a.csv", "user_id,genres", "u1,a;b", "u2,c")
+    job = ingest(p, schema={"genres": "set"}, set_separator=";", max_field_chars=3)
+    assert job["status"] == "succeeded", job["error"]
+    assert job["rows_rejected"] == 0
+    snap = store.current()
+    assert snap is not None and snap.features_of("u1")["genres"] == frozenset({"a", "b"})  # type: ignore[index]
+    job = ingest(write_csv(tmp_path / "b.csv", "user_id,genres", "u1,abcd"), max_field_chars=3)
+    assert job["status"] == "failed" and job["rows_rejected"] == 1

@@ -7,6 +7,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adtarget.errors import InvalidValue
 from adtarget.ingest.readers import detect_format, open_reader
@@ -104,3 +106,26 @@ def test_jsonl_key_first_seen_late_is_rejected_not_dropped(tmp_path: Path) -> No
     assert [(r.line, r.field) for r in rejects] == [(2, "late")]
     assert "not a dimension" in rejects[0].reason
     assert sum(o.good.num_rows for o in outs) == 1
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.sampled_from(["ok", "short", "long", "blank"]), min_size=1, max_size=30),
+       st.integers(1, 7))
+def test_csv_line_numbers_property(kinds: list[str], batch_rows: int) -> None:
+    """Every row that reaches a batch or a reject carries its physical line number."""
+    import tempfile
+
+    text = {"ok": "u{i},x,y", "short": "u{i},x", "long": "u{i},x,y,z", "blank": ""}
+    body = "\n".join(text[k].format(i=i) for i, k in enumerate(kinds))
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "a.csv"
+        p.write_text("user_id,a,b\n" + body + "\n")
+        rows: dict[int, str] = {}
+        for rb in open_reader(p, batch_rows=batch_rows):
+            for line, uid in zip(rb.lines.tolist(), rb.batch.column("user_id").to_pylist(),
+                                 strict=True):
+                rows[line] = "blank" if uid is None else "ok"
+            for r in rb.rejects:
+                rows[r.line] = "bad"
+    expected = {i + 2: ("bad" if k in ("short", "long") else k) for i, k in enumerate(kinds)}
+    assert rows == expected

@@ -61,6 +61,10 @@ def ingest(
     id_column: Annotated[str, typer.Option("--id-column", help="Column holding the user "
                                            "id.")] = "user_id",
     delimiter: Annotated[str, typer.Option("--delimiter", help="CSV delimiter.")] = ",",
+    set_separator: Annotated[str, typer.Option("--set-separator", help="Splits set values in "
+                                               "CSV cells.")] = "|",
+    max_field_chars: Annotated[int, typer.Option("--max-field-chars", help="Reject longer "
+                                                 "cells.")] = 256,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and report what would "
                                           "change; publish nothing.")] = False,
     hashed: Annotated[bool, typer.Option("--hashed", help="Segment ids are SHA-256 hex of "
@@ -82,7 +86,8 @@ def ingest(
         job = submit_upload(settings=settings, session_factory=factory, path=file, mode=mode,
                             segment=segment, actor=_actor(), dry_run=dry_run,
                             id_column=id_column, schema=schema, ttl_seconds=ttl, hashed=hashed,
-                            delimiter=delimiter)
+                            delimiter=delimiter, set_separator=set_separator,
+                            max_field_chars=max_field_chars)
         if job["status"] == "queued":
             job = _run_with_bar(job["id"], settings, factory, quiet=as_json)
     except AdtargetError as err:

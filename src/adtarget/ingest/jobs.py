@@ -99,6 +99,8 @@ def submit_upload(
     ttl_seconds: int | None = None,
     hashed: bool = False,
     delimiter: str = ",",
+    set_separator: str = "|",
+    max_field_chars: int = 256,
 ) -> dict[str, Any]:
     """Queue an upload of ``path``; returns the job object (status ``queued``).
 
@@ -111,6 +113,8 @@ def submit_upload(
         schema: ``{"dimension": "type"}`` for columns not yet registered, or a JSON file of it.
         ttl_seconds: membership TTL for a segment upload.
         hashed: segment ids are SHA-256 hex digests of the user ids.
+        delimiter: CSV field delimiter; set_separator splits CSV set cells (``a|b``).
+        max_field_chars: longer cells are rejected (``value longer than N characters``).
     """
     src = Path(path)
     if mode not in UPLOAD_MODES:
@@ -126,8 +130,13 @@ def submit_upload(
     declared = (load_schema_file(schema) if isinstance(schema, str | Path)
                 else parse_schema(dict(schema)) if schema is not None else {})
     checksum = file_checksum(src)
+    if not set_separator:
+        raise InvalidValue("set_separator must not be empty", field="set_separator")
+    if max_field_chars < 1:
+        raise InvalidValue("max_field_chars must be positive", field="max_field_chars")
     options = {"id_column": id_column, "schema": declared, "ttl_seconds": ttl_seconds,
-               "hashed": hashed, "delimiter": delimiter}
+               "hashed": hashed, "delimiter": delimiter, "set_separator": set_separator,
+               "max_field_chars": max_field_chars}
     with session_factory() as session:
         if not dry_run:
             done = session.scalars(

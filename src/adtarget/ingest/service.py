@@ -129,8 +129,9 @@ def execute_job(job: UploadJob, *, settings: Settings, session_factory: sessionm
     opts: dict[str, Any] = dict((job.report or {}).get("_options", {}))
     id_column = str(opts.get("id_column") or USER_ID)
     path = Path(job.source_path)
+    separator = str(opts.get("set_separator") or "|")
     reader = open_reader(path, batch_rows=settings.ingest_batch_rows,
-                         delimiter=str(opts.get("delimiter") or ","))
+                         delimiter=str(opts.get("delimiter") or ","), set_separator=separator)
     segment_mode = job.mode == "segment"
     if id_column not in reader.columns and segment_mode and len(reader.columns) == 1:
         id_column = reader.columns[0]  # a one-column list file: that column is the id
@@ -146,7 +147,8 @@ def execute_job(job: UploadJob, *, settings: Settings, session_factory: sessionm
     hashed = bool(opts.get("hashed"))
     vopts = ValidationOptions(id_column=id_column, id_pattern=HEX64_RE if hashed else None,
                               id_kind="SHA-256 hex digest" if hashed else "string",
-                              strict_columns=not segment_mode)
+                              strict_columns=not segment_mode, set_separator=separator,
+                              max_field_chars=int(opts.get("max_field_chars") or 256))
     validator = BatchValidator(specs, columns, options=vopts,
                                raw_delimiter=getattr(reader, "delimiter", None))
     suffix = ".csv" if reader.format == "csv" else ".jsonl"

@@ -28,7 +28,7 @@ from adtarget.settings import Settings
 
 router = APIRouter(tags=["audiences"])
 OPTION_FIELDS = ("mode", "segment", "dry_run", "id_column", "schema", "ttl_seconds", "hashed",
-                 "delimiter")
+                 "delimiter", "set_separator", "max_field_chars")
 
 
 def _flag(value: Any) -> bool:
@@ -53,11 +53,14 @@ def _options(raw: dict[str, Any]) -> dict[str, Any]:
         out["id_column"] = str(raw["id_column"])
     if raw.get("delimiter"):
         out["delimiter"] = str(raw["delimiter"])
-    if raw.get("ttl_seconds") not in (None, ""):
-        try:
-            out["ttl_seconds"] = int(raw["ttl_seconds"])
-        except (TypeError, ValueError):
-            raise InvalidValue("ttl_seconds must be an integer", field="ttl_seconds") from None
+    if raw.get("set_separator"):
+        out["set_separator"] = str(raw["set_separator"])
+    for name in ("ttl_seconds", "max_field_chars"):
+        if raw.get(name) not in (None, ""):
+            try:
+                out[name] = int(raw[name])
+            except (TypeError, ValueError):
+                raise InvalidValue(f"{name} must be an integer", field=name) from None
     schema = raw.get("schema")
     if isinstance(schema, str) and schema:
         try:
