@@ -53,9 +53,9 @@ def main(
 
 
 def _register_all() -> None:
-    from adtarget.cli import audience, catalog, commands, delivery, ingest, keys, serve
+    from adtarget.cli import audience, catalog, commands, delivery, demo, ingest, keys, serve
 
-    for module in (serve, keys, catalog, commands, ingest, audience, delivery):
+    for module in (demo, serve, keys, catalog, commands, ingest, audience, delivery):
         module.register(app)
 
 

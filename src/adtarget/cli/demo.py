@@ -1,0 +1,324 @@
+"""``adtarget demo``: the whole product once, end to end, on the embedded default.
+
+Why in process and through the real services: a newcomer sees every capability (catalog with
+undo, upload -> exact audiences, decisions with explain, delivery -> report and chart) working
+on SQLite and files, with no server, and every step is the same code the API and CLI run. It is
+safe to re-run: names get a run suffix, and the seeded upload is recognised as already published.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from adtarget.settings import Settings, get_settings
+
+console = Console()
+
+RULES = {
+    "sci-fi fans in North America": 'country in ("US", "CA") and genres has any ("scifi")',
+    "young premium": 'age between 18 and 34 and plan in ("standard", "premium")',
+    "kids, not premium": 'genres has any ("kids") and not plan = "premium"',
+}
+
+
+def _step(title: str) -> None:
+    console.rule(f"[bold cyan]{title}")
+
+
+def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    table = Table(title=title, title_justify="left")
+    for c in columns:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*("" if v is None else str(v) for v in r))
+    console.print(table)
+
+
+def _upload(settings: Settings, factory: Any, users: int) -> dict[str, Any]:
+    from adtarget.cli.demo_data import write_population
+    from adtarget.cli.ingest import _run_with_bar
+    from adtarget.ingest.jobs import recover_stale_jobs, submit_upload
+
+    path = write_population(settings.data_dir / "demo" / f"users-{users}.parquet", users)
+    recover_stale_jobs(settings=settings, session_factory=factory)
+    job = submit_upload(
+        settings=settings, session_factory=factory, path=path, mode="replace", actor="demo"
+    )
+    if job["status"] == "queued":
+        job = _run_with_bar(job["id"], settings, factory, quiet=False)
+    note = " (same file as last run: nothing published twice)" if job.get("idempotent") else ""
+    console.print(
+        f"upload {job['id']}: [bold]{job['status']}[/]{note}; rows read "
+        f"{job['rows_read']:,}, accepted {job['rows_accepted']:,}, rejected "
+        f"{job['rows_rejected']:,}; snapshot {job['snapshot']}"
+    )
+    if job["status"] != "succeeded":
+        raise typer.Exit(1)
+    return job
+
+
+def _audiences(settings: Settings) -> None:
+    from adtarget.audience.service import overlap_rules, size_rule
+    from adtarget.cli.audience import _context
+
+    ctx = _context()
+    rows = []
+    for name, rule in RULES.items():
+        started = time.perf_counter()
+        result = size_rule(rule_text=rule, **ctx)
+        ms = (time.perf_counter() - started) * 1000
+        rows.append(
+            [name, rule, f"{result['count']:,}" if result["count"] else "below min", f"{ms:.2f} ms"]
+        )
+    _table("Exact audience sizes (bitmap evaluator)", ["audience", "rule", "users", "time"], rows)
+    over = overlap_rules(rules=list(RULES.values()), **ctx)
+    names = list(RULES)
+    _table(
+        "Overlap (users in both)",
+        ["", *names],
+        [
+            [n, *[f"{c:,}" if c is not None else "<min" for c in row]]
+            for n, row in zip(names, over["matrix"], strict=True)
+        ],
+    )
+
+
+def _pause_earlier_runs(writer: Any, factory: Any) -> None:
+    """Pause campaigns a previous demo run left active, so this run's line items are the ones
+    that serve (one bulk command: ``adtarget undo`` would bring them back)."""
+    from sqlalchemy import select
+
+    from adtarget.catalog.tables import MODELS
+
+    model: Any = MODELS["campaign"]
+    with factory() as session:
+        ids = list(
+            session.scalars(
+                select(model.id).where(model.name.like("Winter launch %"), model.status == "active")
+            )
+        )
+    if ids:
+        writer.bulk("campaign", ids, {"status": "paused"})
+        console.print(f"paused {len(ids)} campaign(s) left active by an earlier demo run")
+
+
+def _catalog(writer: Any, suffix: str) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    adv = writer.create("advertiser", {"name": f"Acme Streaming {suffix}"})
+    camp = writer.create(
+        "campaign",
+        {
+            "advertiser_id": adv["id"],
+            "name": f"Winter launch {suffix}",
+            "budget_total": 5000,
+            "start": (now - timedelta(days=8)).isoformat(),
+            "end": (now + timedelta(days=30)).isoformat(),
+            "frequency_cap": {"count": 3, "window_seconds": 3600},
+        },
+    )
+    creative = writer.create(
+        "creative",
+        {
+            "advertiser_id": adv["id"],
+            "name": f"Trailer 30s {suffix}",
+            "format": "video_30s",
+            "attributes": {"media_url": "https://cdn.example.com/trailer.mp4", "duration": 30},
+        },
+    )
+    items = []
+    for (name, rule), (priority, bid) in zip(
+        RULES.items(), [(2, 12.5), (2, 18.0), (5, 9.0)], strict=True
+    ):
+        li = writer.create(
+            "line_item",
+            {
+                "campaign_id": camp["id"],
+                "name": f"{name} {suffix}",
+                "targeting": rule,
+                "priority": priority,
+                "bid_cpm": bid,
+                "formats": ["video_30s"],
+            },
+        )
+        writer.attach_creative(li["id"], creative["id"])
+        items.append(li)
+    writer.update("campaign", camp["id"], {"status": "active"})
+    writer.bulk("line_item", [li["id"] for li in items], {"status": "active"})
+    _table(
+        "Catalog (every change is an undoable command)",
+        ["kind", "id", "name", "detail"],
+        [
+            ["advertiser", adv["id"], adv["name"], ""],
+            ["campaign", camp["id"], camp["name"], f"budget {camp['budget_total']} USD"],
+            ["creative", creative["id"], creative["name"], "video_30s"],
+            *[
+                ["line item", li["id"], li["name"], f"p{li['priority']} ${li['bid_cpm']} CPM"]
+                for li in items
+            ],
+        ],
+    )
+    return {"advertiser": adv, "campaign": camp, "creative": creative, "items": items}
+
+
+def _undo(writer: Any, campaign: dict[str, Any]) -> None:
+    typo = writer.update("campaign", campaign["id"], {"budget_total": 50000})
+    console.print(f"oops: budget typed as {typo['budget_total']} (extra zero)")
+    undone = writer.undo()
+    from adtarget.catalog.db import open_catalog
+    from adtarget.catalog.tables import MODELS
+
+    with open_catalog(get_settings())() as session:
+        budget = session.get(MODELS["campaign"], campaign["id"]).budget_total  # type: ignore[union-attr]
+    console.print(
+        f"adtarget undo -> undid '{undone['undone']['description']}'; budget is "
+        f"{float(budget):,.2f} again"
+    )
+    if undone.get("note"):
+        console.print(f"  note: {undone['note']}")
+    for entry in writer.history(limit=4):
+        mark = " (undone)" if entry.get("undone_at") else ""
+        console.print(f"  history: {entry['description']}{mark}")
+
+
+def _decisions(
+    settings: Settings, factory: Any, items: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    from adtarget.decision.engine import DecisionEngine
+    from adtarget.decision.models import DecisionRequest
+
+    engine = DecisionEngine.from_settings(settings, session_factory=factory)
+    try:
+        engine.index_holder.refresh()  # type: ignore[attr-defined]
+        mine = {li["id"] for li in items}
+        served: list[dict[str, Any]] = []
+        rows: list[list[Any]] = []
+        users = [f"u{i:07d}" for i in range(200)]
+        for user in [*users, "nobody-known"]:
+            ctx = {"device": "tv"}
+            result = engine.decide(
+                DecisionRequest(
+                    user_id=user, context=ctx, limit=2, formats=("video_30s",), explain=True
+                )
+            )
+            for d in result.decisions:
+                if d.line_item_id in mine:
+                    served.append({**d.to_dict(), "user_id": user, **ctx})
+            why = [
+                f"{e['line_item_id']}: {e['reason']} ({e['detail']})"
+                for e in (result.explain or {}).get("not_served", [])
+                if e["line_item_id"] in mine
+            ][:1]
+            if (len(rows) < 5 and result.decisions) or user == "nobody-known":
+                rows.append(
+                    [
+                        user,
+                        ", ".join(str(d.line_item_id) for d in result.decisions) or "-",
+                        "; ".join(why),
+                        result.degraded,
+                    ]
+                )
+        console.print(
+            f"{len(users) + 1} requests with context device=tv, {len(served)} ads served; "
+            "some of them:"
+        )
+        _table(
+            "Decisions (explain shows why the others did not serve)",
+            ["user", "line items served", "not served (first reason)", "degraded"],
+            rows,
+        )
+        return served
+    finally:
+        engine.close()
+
+
+def _delivery(
+    settings: Settings, factory: Any, served: list[dict[str, Any]], advertiser_id: int
+) -> None:
+    from adtarget.cli.demo_data import delivery_events
+    from adtarget.delivery.chart import draw_chart
+    from adtarget.delivery.reports import report_names, run_report
+    from adtarget.delivery.service import catalog_lookup, ingest_events, open_event_store
+
+    store = open_event_store(settings)
+    result = ingest_events(
+        store=store, events=delivery_events(served), lookup=catalog_lookup(factory)
+    )
+    body = result.to_dict()
+    console.print(
+        f"POST /v1/events -> accepted {body['accepted']}, duplicates "
+        f"{body['duplicates']}, rejected {body['rejected'][:1]}"
+    )
+    today = datetime.now(UTC).date()
+    group_by, metrics = (
+        ["day", "line_item"],
+        ["impressions", "completes", "clicks", "spend", "reach"],
+    )
+    rows = run_report(
+        store=store,
+        start=today - timedelta(days=7),
+        end=today,
+        group_by=group_by,
+        metrics=metrics,
+        advertiser_id=str(advertiser_id),
+    )
+    columns = list(rows[0]) if rows else [*group_by, *metrics]
+    _table(
+        f"adtarget report --from {today - timedelta(days=7)} --to {today} --group-by "
+        f"day,line_item --advertiser {advertiser_id}  (last 8 rows)",
+        columns,
+        [[r.get(c) for c in columns] for r in rows[-8:]],
+    )
+    groups, _ = report_names(group_by, metrics)
+    chart = draw_chart(
+        rows,
+        group_by=groups,
+        metrics=["impressions", "spend"],
+        path=settings.data_dir / "demo" / "report.png",
+    )
+    console.print(f"chart: {chart}")
+
+
+def demo(
+    users: Annotated[int, typer.Option("--users", help="Size of the sample population.")] = 20_000,
+) -> None:
+    """Run the whole product once on the embedded default (SQLite + files, no server)."""
+    from adtarget.catalog.db import open_catalog
+    from adtarget.commands.catalog_commands import CatalogWriter
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    factory = open_catalog(settings)
+    suffix = datetime.now(UTC).strftime("%H%M%S")
+    console.print(f"adtarget demo in [bold]{Path(settings.data_dir).resolve()}[/]")
+    _step("1. Upload user features (Parquet) -> audience snapshot")
+    _upload(settings, factory, users)
+    _step("2. Exact audiences in milliseconds")
+    _audiences(settings)
+    _step("3. Catalog: advertiser, campaign, creative, line items")
+    writer = CatalogWriter(factory, actor="demo", depth=settings.history_depth, settings=settings)
+    _pause_earlier_runs(writer, factory)
+    objs = _catalog(writer, suffix)
+    _step("4. Undo a mistake")
+    _undo(writer, objs["campaign"])
+    _step("5. Ad decisions")
+    served = _decisions(settings, factory, objs["items"])
+    if served:
+        _step("6. Delivery events -> report and chart")
+        _delivery(settings, factory, served, objs["advertiser"]["id"])
+    _step("Next")
+    console.print(
+        "adtarget serve   # the HTTP API (decisions, catalog, audiences, reports)\n"
+        "adtarget --help  # every command; README.md has the how-to"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``adtarget demo`` to the main app."""
+    app.command("demo")(demo)
