@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -11,7 +12,9 @@ from adtarget.catalog.tables import CommandLog, LineItem
 from adtarget.commands.catalog_commands import CatalogWriter
 from adtarget.commands.core import CommandAlreadyExecuted
 from adtarget.commands.row_commands import Composite, UpdateObject
+from adtarget.delivery.service import ingest_events, open_event_store
 from adtarget.errors import Conflict, InvalidTransition, InvalidValue, NothingToRedo, NothingToUndo
+from adtarget.settings import Settings
 
 from .conftest import CAMPAIGN, Factory, dump, open_factory, seed
 
@@ -224,16 +227,44 @@ def test_history_survives_restart(catalog_url: str) -> None:
     engine2.dispose()
 
 
-def test_undo_of_served_line_item_says_delivery_untouched(writer_for: W) -> None:
-    w = writer_for()
+def test_undo_of_served_line_item_says_so_and_leaves_delivery_alone(
+    factory: Factory, settings: Settings
+) -> None:
+    w = CatalogWriter(factory, actor="alice", settings=settings)
     ids = seed(w)
-    w.attach_creative(ids["line_item"], ids["creative"])
-    w.update("campaign", ids["campaign"], {"status": "active"})
-    w.update("line_item", ids["line_item"], {"status": "active"})
-    w.update("line_item", ids["line_item"], {"status": "paused"})
-    out = w.undo()
+    li, camp = ids["line_item"], ids["campaign"]
+    other = w.create("line_item", {"campaign_id": camp, "name": "LI-2", "bid_cpm": "1"})["id"]
+    w.attach_creative(li, ids["creative"])
+    w.update("campaign", camp, {"status": "active"})
+    w.update("line_item", li, {"status": "active"})
+    w.update("line_item", li, {"status": "paused"})
+    quiet = w.undo()  # nothing served yet: no note
+    assert "note" not in quiet and "served" not in quiet
+    w.redo()
+
+    store = open_event_store(settings)
+    ts = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    events = [
+        {"event_id": f"e{i}", "type": "impression", "ts": ts, "user_id": f"u{i}",
+         "line_item_id": str(li), "campaign_id": str(camp),
+         "advertiser_id": str(ids["advertiser"]), "cost": 1.25}
+        for i in range(2)
+    ]
+    assert ingest_events(store=store, events=events).accepted == 2
+    totals, rows = store.spend_totals(), store.scan().num_rows
+
+    out = w.undo()  # undo "pause": the line item served meanwhile
     assert out["result"]["rows"][0]["row"]["status"] == "active"
+    assert out["served"] == [{"line_item_id": li, "spend": "2.5"}]
+    assert f"line item(s) {li} (spend 2.5) already served" in out["note"]
     assert "delivery history" in out["note"] and "untouched" in out["note"]
+    assert store.spend_totals() == totals and store.scan().num_rows == rows
+
+    w.update("campaign", camp, {"budget_total": "99"})  # governs the served line item too
+    assert w.undo()["served"] == [{"line_item_id": li, "spend": "2.5"}]
+    w.update("line_item", other, {"priority": 9})  # a line item that never served
+    assert "note" not in w.undo()
+    store.close()
 
 
 def test_detach_and_noop(writer_for: W, factory: Factory) -> None:

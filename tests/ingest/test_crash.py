@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from adtarget.audience.store import SnapshotStore
@@ -41,32 +42,49 @@ def _big_parquet(path: Path, n: int) -> Path:
     return path
 
 
+def _run_and_kill(settings: Settings, catalog: sessionmaker[Session], store: SnapshotStore,
+                  job_id: str, moment: str) -> None:
+    """Run the job in a child process and SIGKILL it at ``moment``: ``reading`` (rows counted,
+    nothing staged yet) or ``staging`` (the new snapshot directory is half written)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(settings.data_dir), job_id],
+                             env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if moment == "staging":
+                if list(store.root.glob(f".tmp-{child.pid}-*")):
+                    break
+            else:
+                state = get_job(job_id, session_factory=catalog)
+                if state["status"] != "queued" and state["rows_read"] > 0:
+                    break
+            assert child.poll() is None, "the child finished before it could be killed"
+            time.sleep(0.005)
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+
+
+@pytest.mark.parametrize("moment", ["reading", "staging"])
 def test_sigkill_mid_job_keeps_previous_snapshot(ingest: Runner, tmp_path: Path,
                                                  settings: Settings, store: SnapshotStore,
-                                                 catalog: sessionmaker[Session]) -> None:
+                                                 catalog: sessionmaker[Session],
+                                                 moment: str) -> None:
     first = ingest(write_csv(tmp_path / "a.csv", "user_id,country", "a,US", "b,CA"),
                    schema={"country": "category"})
     v1 = first["snapshot"]
     job = submit_upload(settings=settings, session_factory=catalog, mode="replace", actor="t",
                         path=_big_parquet(tmp_path / "big.parquet", 400_000))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(settings.data_dir), job["id"]],
-                             env=env)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            state = get_job(job["id"], session_factory=catalog)
-            if state["status"] != "queued" and state["rows_read"] > 0:
-                break
-            assert child.poll() is None, "the child finished before it could be killed"
-            time.sleep(0.02)
-        os.kill(child.pid, signal.SIGKILL)
-    finally:
-        child.wait(timeout=30)
-    assert child.returncode == -signal.SIGKILL
+    _run_and_kill(settings, catalog, store, job["id"], moment)
     state = get_job(job["id"], session_factory=catalog)
     assert state["status"] == "running" and state["snapshot"] is None
-    assert store.current_version() == v1
+    if moment == "staging":  # the half-written build is there, but nobody can see it
+        assert list(store.root.glob(".tmp-*"))
+    assert store.current_version() == v1 and store.versions() == [v1]
+    assert store.current().num_users == 2  # type: ignore[union-attr]
+    # a reader starting now (a new process) sees v1 and removes the dead build's directory
     assert SnapshotStore(settings.snapshots_dir).current().num_users == 2  # type: ignore[union-attr]
 
     assert recover_stale_jobs(settings=settings, session_factory=catalog) == [job["id"]]

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adtarget.catalog.coltypes import utcnow
 from adtarget.catalog.tables import CommandLog
+from adtarget.commands.delivery_check import affected_line_items, delivered
 from adtarget.commands.persisted import (
     CommandContext,
     PersistedCommand,
@@ -173,7 +174,7 @@ class CatalogWriter:
             set_inflight(session, all_changes(command))
             result = command.undo(self._ctx(session, entry.id))
             self._flip(session, entry, command, "done", "undone")
-            return self._answer(entry, result, "undone")
+            return self._answer(session, entry, command, result, "undone")
 
     def redo(self) -> dict[str, Any]:
         """Redo this actor's most recently undone command; ``NothingToRedo`` / ``Conflict``."""
@@ -185,7 +186,7 @@ class CatalogWriter:
             set_inflight(session, all_changes(command))
             result = command.redo(self._ctx(session, entry.id))
             self._flip(session, entry, command, "undone", "done")
-            return self._answer(entry, result, "redone")
+            return self._answer(session, entry, command, result, "redone")
 
     def history(self, limit: int = 50) -> list[dict[str, Any]]:
         """This actor's commands, newest first (undone ones included, marked by ``state``)."""
@@ -254,10 +255,28 @@ class CatalogWriter:
                 )
             )
 
-    def _answer(self, entry: CommandLog, result: dict[str, Any], verb: str) -> dict[str, Any]:
+    def _answer(
+        self,
+        session: Session,
+        entry: CommandLog,
+        command: PersistedCommand,
+        result: dict[str, Any],
+        verb: str,
+    ) -> dict[str, Any]:
+        """``{verb: history item, "result", "note"?, "served"?}``.
+
+        ``note``/``served`` appear when a touched line item already has delivery recorded
+        (``delivery_check``): the catalog is restored, delivery history is not rewritten.
+        """
         out: dict[str, Any] = {verb: history_item(entry), "result": result}
-        if "note" in result:
-            out["note"] = result["note"]
+        notes = [result["note"]] if "note" in result else []
+        if self.settings is not None:
+            seen = delivered(self.settings, affected_line_items(session, all_changes(command)))
+            if seen is not None:
+                notes.append(seen["note"])
+                out["served"] = seen["served"]
+        if notes:
+            out["note"] = "; ".join(notes)
         return out
 
 

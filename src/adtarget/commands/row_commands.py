@@ -30,11 +30,6 @@ from adtarget.commands.rows import RowChange, diff, key_of, read_row, redo_chang
 from adtarget.errors import InvalidValue
 
 KINDS = ("advertiser", "campaign", "line_item", "creative", "segment", "dimension")
-#: Undoing these may touch things that already served; delivery history is never rewritten.
-DELIVERY_NOTE = (
-    "catalog restored; delivery history (events, spend, reports) is untouched: "
-    "impressions already served stay recorded"
-)
 
 
 def check_kind(kind: str) -> str:
@@ -78,10 +73,7 @@ class RowCommand:
                     "fields": diff(other, shown),
                 }
             )
-        out: dict[str, Any] = {"description": self.description, "rows": rows}
-        if any(ch.kind in ("line_item", "campaign", "line_item_creative") for ch in self.changes):
-            out["note"] = DELIVERY_NOTE
-        return out
+        return {"description": self.description, "rows": rows}
 
     def _check_fresh(self) -> None:
         """Refuse a second ``execute`` of an object that already recorded changes."""
