@@ -42,8 +42,9 @@ def _ids(start: int, n: int) -> pa.Array:
 
 
 def _category(rng: np.random.Generator, values: list[str], n: int, null: float) -> pa.Array:
-    idx = pa.array(rng.integers(0, len(values), n, dtype=np.int32),
-                   mask=rng.random(n) < null if null else None)
+    idx = pa.array(
+        rng.integers(0, len(values), n, dtype=np.int32), mask=rng.random(n) < null if null else None
+    )
     return pa.DictionaryArray.from_arrays(idx, pa.array(values))
 
 
@@ -65,16 +66,18 @@ def generate(path: Path, users: int, *, seed: int = 42, chunk: int = 1_000_000) 
     writer: pq.ParquetWriter | None = None
     for start in range(0, users, chunk):
         n = min(chunk, users - start)
-        table = pa.table({
-            "user_id": _ids(start, n),
-            "country": _category(rng, COUNTRIES, n, 0.0),
-            "plan": _category(rng, PLANS, n, 0.05),
-            "device": _category(rng, DEVICES, n, 0.02),
-            "age": pa.array(rng.integers(13, 90, n), mask=rng.random(n) < 0.03),
-            "premium": pa.array(rng.random(n) < 0.3),
-            "genres": _set(rng, GENRES, n, 4),
-            "languages": _set(rng, LANGS, n, 2),
-        })
+        table = pa.table(
+            {
+                "user_id": _ids(start, n),
+                "country": _category(rng, COUNTRIES, n, 0.0),
+                "plan": _category(rng, PLANS, n, 0.05),
+                "device": _category(rng, DEVICES, n, 0.02),
+                "age": pa.array(rng.integers(13, 90, n), mask=rng.random(n) < 0.03),
+                "premium": pa.array(rng.random(n) < 0.3),
+                "genres": _set(rng, GENRES, n, 4),
+                "languages": _set(rng, LANGS, n, 2),
+            }
+        )
         if writer is None:
             writer = pq.ParquetWriter(path, table.schema)
         writer.write_table(table)
@@ -106,19 +109,29 @@ def phase_ingest(path: Path, data_dir: Path) -> dict[str, float]:
     data_dir.mkdir(parents=True, exist_ok=True)
     factory = open_catalog(settings)
     t0 = time.perf_counter()
-    job = submit_upload(settings=settings, session_factory=factory, path=path, mode="replace",
-                        actor="bench")
+    job = submit_upload(
+        settings=settings, session_factory=factory, path=path, mode="replace", actor="bench"
+    )
     job = run_upload(job["id"], settings=settings, session_factory=factory)
     seconds = time.perf_counter() - t0
     if job["status"] != "succeeded":
         raise SystemExit(f"ingest failed: {job['error']}")
-    return {"seconds": seconds, "rows": job["rows_accepted"], "peak_rss_mb": _peak_rss_mb(),
-            "snapshot": job["snapshot"], "stages": job["report"].get("seconds", {})}
+    return {
+        "seconds": seconds,
+        "rows": job["rows_accepted"],
+        "peak_rss_mb": _peak_rss_mb(),
+        "snapshot": job["snapshot"],
+        "stages": job["report"].get("seconds", {}),
+    }
 
 
 def _child(phase: str, *args: str) -> dict[str, float]:
-    out = subprocess.run([sys.executable, __file__, "--phase", phase, *args],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--phase", phase, *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
@@ -140,20 +153,26 @@ def main() -> None:
         path = work / "population.parquet"
         t0 = time.perf_counter()
         generate(path, ns.users)
-        print(f"generated {ns.users:,} users (7 dims) in {time.perf_counter() - t0:.1f}s "
-              f"({path.stat().st_size / 1e6:.0f} MB)")
+        print(
+            f"generated {ns.users:,} users (7 dims) in {time.perf_counter() - t0:.1f}s "
+            f"({path.stat().st_size / 1e6:.0f} MB)"
+        )
         from adtarget.settings import Settings
 
         batch_rows = Settings().ingest_batch_rows
         base = _child("read", str(path), str(batch_rows))
         job = _child("ingest", str(path), str(work / "data"))
         for name, r in (("pyarrow read (floor)", base), ("ingest job (published)", job)):
-            print(f"{name:24s} {r['seconds']:8.2f} s  {r['rows'] / r['seconds']:>12,.0f} rows/s"
-                  f"  peak RSS {r['peak_rss_mb']:,.0f} MB")
+            print(
+                f"{name:24s} {r['seconds']:8.2f} s  {r['rows'] / r['seconds']:>12,.0f} rows/s"
+                f"  peak RSS {r['peak_rss_mb']:,.0f} MB"
+            )
         stages = ", ".join(f"{k} {v:.2f}s" for k, v in job.get("stages", {}).items())
         print(f"ingest stages: {stages}")
-        print(f"ingest / read time ratio: {job['seconds'] / base['seconds']:.1f}x  "
-              f"(target: ingest <= 20 s and <= 4096 MB at 10M users)")
+        print(
+            f"ingest / read time ratio: {job['seconds'] / base['seconds']:.1f}x  "
+            f"(target: ingest <= 20 s and <= 4096 MB at 10M users)"
+        )
         print(json.dumps({"users": ns.users, "read": base, "ingest": job}))
 
 

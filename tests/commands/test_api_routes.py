@@ -104,3 +104,75 @@ def test_reader_cannot_undo(app: FastAPI, client: TestClient) -> None:
     assert client.get("/v1/commands", headers=reader).status_code == 200
     r = client.post("/v1/commands/undo", headers=reader)
     assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+
+
+def test_every_http_catalog_mutation_is_undoable(client: TestClient) -> None:
+    """Create/patch/status/archive/attach through the catalog routes: each one is in the
+    caller's history, and undoing all of them over HTTP empties the catalog again."""
+
+    def post(path: str, body: dict[str, object]) -> dict[str, object]:
+        r = client.post(path, json=body, headers=ROOT)
+        assert r.status_code == 201, r.text
+        out: dict[str, object] = r.json()
+        return out
+
+    def patch(path: str, body: dict[str, object]) -> None:
+        r = client.patch(path, json=body, headers=ROOT)
+        assert r.status_code == 200, r.text
+
+    adv = post("/v1/advertisers", {"name": "Acme"})["id"]
+    camp = post(
+        "/v1/campaigns",
+        {
+            "advertiser_id": adv,
+            "name": "Spring",
+            "budget_total": 1000,
+            "start": "2026-03-01T00:00:00Z",
+            "end": "2026-12-01T00:00:00Z",
+        },
+    )["id"]
+    li = post(
+        "/v1/line-items",
+        {"campaign_id": camp, "name": "LI", "targeting": "", "priority": 3, "bid_cpm": 2.5},
+    )["id"]
+    cr = post(
+        "/v1/creatives",
+        {
+            "advertiser_id": adv,
+            "name": "spot",
+            "format": "video_15s",
+            "attributes": {"duration": 15},
+        },
+    )["id"]
+    post("/v1/segments", {"name": "fans", "kind": "list"})
+    post("/v1/dimensions", {"name": "genre", "type": "category"})
+    post(f"/v1/line-items/{li}/creatives", {"creative_id": cr})
+    patch(f"/v1/campaigns/{camp}", {"budget_total": 5000})
+    patch(f"/v1/line-items/{li}", {"status": "active"})
+    patch(f"/v1/creatives/{cr}", {"status": "archived"})
+    patch(f"/v1/advertisers/{adv}", {"name": "Acme Inc"})
+
+    hist = client.get("/v1/commands", headers=ROOT).json()["commands"]
+    assert [h["description"].split(" ")[:2] for h in hist] == [
+        ["update", "advertiser"],
+        ["update", "creative"],
+        ["update", "line_item"],
+        ["update", "campaign"],
+        ["attach", "creative"],
+        ["create", "dimension"],
+        ["create", "segment"],
+        ["create", "creative"],
+        ["create", "line_item"],
+        ["create", "campaign"],
+        ["create", "advertiser"],
+    ]
+    for h in hist:
+        r = client.post("/v1/commands/undo", headers=ROOT)
+        assert r.status_code == 200, r.text
+        assert r.json()["command_id"] == h["id"] and r.json()["description"] == h["description"]
+    for path in ("advertisers", "campaigns", "line-items", "creatives", "segments", "dimensions"):
+        items = client.get(f"/v1/{path}", headers=ROOT).json()[path.replace("-", "_")]
+        assert items == [], path
+    r = client.post("/v1/commands/undo", headers=ROOT)
+    assert r.status_code == 409
+    assert set(r.json()["error"]) >= {"code", "message", "field"}

@@ -44,7 +44,7 @@ def test_update_undo_restores_values_and_bumps_version(writer_for: W, factory: F
     assert row["status"] == "draft" and row["bid_cpm"] == "12.500000"
     assert row["version"] == 3  # bumped, never rewound
     assert res["result"]["rows"][0]["fields"]["status"] == ["active", "draft"]
-    assert "delivery history" in res["note"]
+    assert "note" not in res and "served" not in res  # it never served (no settings: no check)
     redone = w.redo()
     assert redone["result"]["rows"][0]["row"]["status"] == "active"
     assert redone["result"]["rows"][0]["row"]["version"] == 4
@@ -245,9 +245,16 @@ def test_undo_of_served_line_item_says_so_and_leaves_delivery_alone(
     store = open_event_store(settings)
     ts = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
     events = [
-        {"event_id": f"e{i}", "type": "impression", "ts": ts, "user_id": f"u{i}",
-         "line_item_id": str(li), "campaign_id": str(camp),
-         "advertiser_id": str(ids["advertiser"]), "cost": 1.25}
+        {
+            "event_id": f"e{i}",
+            "type": "impression",
+            "ts": ts,
+            "user_id": f"u{i}",
+            "line_item_id": str(li),
+            "campaign_id": str(camp),
+            "advertiser_id": str(ids["advertiser"]),
+            "cost": 1.25,
+        }
         for i in range(2)
     ]
     assert ingest_events(store=store, events=events).accepted == 2
@@ -333,3 +340,49 @@ def test_undo_attach_refused_when_other_actor_reattached(writer_for: W, factory:
     bob.undo()
     alice.undo()
     assert dump(factory)["line_item_creative"] == []
+
+
+def test_unreadable_delivery_store_does_not_block_undo(
+    factory: Factory, settings: Settings
+) -> None:
+    # A PostgreSQL event store at a port nothing listens on: the undo goes through, and says
+    # that delivery could not be checked.
+    down = settings.model_copy(
+        update={"events_store": "postgres", "events_url": "postgresql://127.0.0.1:1/none"}
+    )
+    w = CatalogWriter(factory, actor="alice", settings=down)
+    ids = seed(w)
+    w.update("line_item", ids["line_item"], {"priority": 9})
+    out = w.undo()
+    assert out["result"]["rows"][0]["row"]["priority"] == 4
+    assert out["served"] is None and "could not check delivery" in out["note"]
+
+
+def _refresh_size(factory: Factory, seg_id: int, size: int) -> None:
+    """What an audience upload does to every segment: recompute its size (bumps version)."""
+    from adtarget.catalog.tables import Segment
+
+    with factory() as s, s.begin():
+        seg = s.get(Segment, seg_id)
+        assert seg is not None
+        seg.last_size, seg.last_snapshot = size, f"v{size:06d}"
+
+
+def test_segment_size_refresh_does_not_block_undo(writer_for: W, factory: Factory) -> None:
+    w = writer_for()
+    seg = w.create("segment", {"name": "fans", "kind": "list"})["id"]
+    w.update("segment", seg, {"ttl_seconds": 3600})
+    _refresh_size(factory, seg, 42)
+    row = w.undo()["result"]["rows"][0]["row"]
+    assert row["ttl_seconds"] is None and row["last_size"] == 42  # size not rewound
+    _refresh_size(factory, seg, 50)
+    row = w.redo()["result"]["rows"][0]["row"]
+    assert row["ttl_seconds"] == 3600 and row["last_size"] == 50
+    writer_for("bob").update("segment", seg, {"ttl_seconds": 7200})  # a real change: refused
+    with pytest.raises(Conflict, match="ttl_seconds 3600 -> 7200"):
+        w.undo()
+    writer_for("bob").undo()
+    _refresh_size(factory, seg, 60)
+    w.undo()
+    out = w.undo()  # undo the create: only the size moved since, so it may go
+    assert out["result"]["rows"][0]["exists"] is False

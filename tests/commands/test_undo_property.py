@@ -227,12 +227,21 @@ def _run_two_actors(fac: Factory, changes: list[tuple[bool, tuple[Any, ...], str
 
 #: Changes to the same few rows, so one person's undo often meets the other's later change.
 SHARED = st.one_of(
-    st.tuples(st.just("li_update"), st.integers(0, 1), st.fixed_dictionaries(
-        {"priority": st.integers(1, 16)})),
-    st.tuples(st.just("li_update"), st.integers(0, 1), st.fixed_dictionaries(
-        {"status": st.sampled_from(["active", "paused"])})),
-    st.tuples(st.just("camp_update"), st.just(0), st.fixed_dictionaries(
-        {"budget_total": st.integers(1, 10**6).map(str)})),
+    st.tuples(
+        st.just("li_update"),
+        st.integers(0, 1),
+        st.fixed_dictionaries({"priority": st.integers(1, 16)}),
+    ),
+    st.tuples(
+        st.just("li_update"),
+        st.integers(0, 1),
+        st.fixed_dictionaries({"status": st.sampled_from(["active", "paused"])}),
+    ),
+    st.tuples(
+        st.just("camp_update"),
+        st.just(0),
+        st.fixed_dictionaries({"budget_total": st.integers(1, 10**6).map(str)}),
+    ),
     st.tuples(st.just("bulk"), st.lists(st.integers(0, 2), min_size=1, max_size=3), STATUS),
     st.tuples(st.just("attach"), st.integers(0, 1), st.integers(0, 1)),
     st.tuples(st.just("detach"), st.integers(0, 1), st.integers(0, 1)),
@@ -241,8 +250,11 @@ SHARED = st.one_of(
 TWO = st.lists(st.tuples(st.booleans(), SHARED, st.just("")), min_size=3, max_size=10)
 
 
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(changes=TWO)
 def test_two_actors_undo_all_restores_start_sqlite(
     sqlite_factory: Factory, changes: list[Any]
@@ -250,8 +262,11 @@ def test_two_actors_undo_all_restores_start_sqlite(
     _run_two_actors(sqlite_factory, changes)
 
 
-@settings(max_examples=15, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(changes=TWO)
 def test_two_actors_undo_all_restores_start_postgres(
     pg_factory: Factory, changes: list[Any]

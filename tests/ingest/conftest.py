@@ -36,8 +36,9 @@ def ingest(settings: Settings, catalog: sessionmaker[Session]) -> Runner:
 
     def run(path: Path, mode: str = "replace", **kwargs: Any) -> dict[str, Any]:
         kwargs.setdefault("actor", "tester")
-        job = submit_upload(settings=settings, session_factory=catalog, path=path, mode=mode,
-                            **kwargs)
+        job = submit_upload(
+            settings=settings, session_factory=catalog, path=path, mode=mode, **kwargs
+        )
         if job.get("idempotent"):
             return job
         return run_upload(job["id"], settings=settings, session_factory=catalog)

@@ -21,8 +21,9 @@ from .conftest import write_csv
 def app(monkeypatch: pytest.MonkeyPatch) -> Iterator[typer.Typer]:
     monkeypatch.delenv("ADTARGET_DATA_DIR", raising=False)
     monkeypatch.setenv("ADTARGET_ACTOR", "cli-test")
-    names = {c.name or (c.callback.__name__ if c.callback else "")
-             for c in main_app.registered_commands}
+    names = {
+        c.name or (c.callback.__name__ if c.callback else "") for c in main_app.registered_commands
+    }
     if "ingest" not in names:
         ingest_cli.register(main_app)  # until the lead wires it into cli/main.py
     yield main_app
@@ -35,16 +36,31 @@ def test_ingest_json_then_segment_then_failure(app: typer.Typer, tmp_path: Path)
     schema = tmp_path / "schema.json"
     schema.write_text('{"country": "category"}')
     pop = write_csv(tmp_path / "pop.csv", "user_id,country", "u1,US", "u2,CA")
-    res = runner.invoke(app, ["--data-dir", str(data), "ingest", str(pop), "--schema",
-                              str(schema), "--json"])
+    res = runner.invoke(
+        app, ["--data-dir", str(data), "ingest", str(pop), "--schema", str(schema), "--json"]
+    )
     assert res.exit_code == 0, res.output
     job = json.loads(res.stdout)
     assert job["status"] == "succeeded" and job["rows_accepted"] == 2 and job["snapshot"]
     assert job["actor"] == "cli-test"
 
     seg = write_csv(tmp_path / "seg.csv", "user_id", "u1")
-    res = runner.invoke(app, ["--data-dir", str(data), "ingest", str(seg), "--mode", "segment",
-                              "--segment", "vip", "--ttl", "60", "--dry-run"])
+    res = runner.invoke(
+        app,
+        [
+            "--data-dir",
+            str(data),
+            "ingest",
+            str(seg),
+            "--mode",
+            "segment",
+            "--segment",
+            "vip",
+            "--ttl",
+            "60",
+            "--dry-run",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "dry run" in res.stdout and "segment vip: 0 -> 1" in res.stdout
 
@@ -57,10 +73,12 @@ def test_ingest_json_then_segment_then_failure(app: typer.Typer, tmp_path: Path)
 
 def test_ingest_bad_arguments_exit_nonzero(app: typer.Typer, tmp_path: Path) -> None:
     runner = CliRunner()
-    res = runner.invoke(app, ["--data-dir", str(tmp_path / "d"), "ingest",
-                              str(tmp_path / "missing.csv")])
+    res = runner.invoke(
+        app, ["--data-dir", str(tmp_path / "d"), "ingest", str(tmp_path / "missing.csv")]
+    )
     assert res.exit_code == 2 and "does not exist" in res.stderr
     pop = write_csv(tmp_path / "pop.csv", "user_id", "u1")
-    res = runner.invoke(app, ["--data-dir", str(tmp_path / "d"), "ingest", str(pop),
-                              "--mode", "segment"])
+    res = runner.invoke(
+        app, ["--data-dir", str(tmp_path / "d"), "ingest", str(pop), "--mode", "segment"]
+    )
     assert res.exit_code == 2 and "segment name" in res.stderr

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from adtarget.audience.store import SnapshotStore
@@ -33,8 +32,9 @@ def cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
     monkeypatch.delenv("ADTARGET_DATA_DIR", raising=False)
     monkeypatch.setenv("ADTARGET_ACTOR", "cli-test")
     monkeypatch.setenv("ADTARGET_MIN_AUDIENCE_SIZE", "0")
-    names = {c.name or (c.callback.__name__ if c.callback else "")
-             for c in main_app.registered_commands}
+    names = {
+        c.name or (c.callback.__name__ if c.callback else "") for c in main_app.registered_commands
+    }
     if "ingest" not in names:
         ingest_cli.register(main_app)
     runner, data = CliRunner(), tmp_path / "data"
@@ -57,26 +57,30 @@ def _sizes(cli: Any) -> list[int]:
 
 
 def test_adtarget_undo_restores_previous_audience_and_redo_reapplies(
-        cli: Any, tmp_path: Path) -> None:
+    cli: Any, tmp_path: Path
+) -> None:
     schema = tmp_path / "schema.json"
     schema.write_text('{"country": "category", "age": "number"}')
-    pop = write_csv(tmp_path / "pop.csv", "user_id,country,age", "a,US,30", "b,CA,60",
-                    "c,US,21", "d,FR,")
+    pop = write_csv(
+        tmp_path / "pop.csv", "user_id,country,age", "a,US,30", "b,CA,60", "c,US,21", "d,FR,"
+    )
     code, stdout, stderr = cli("ingest", str(pop), "--schema", str(schema), "--json")
     assert code == 0, stderr
     v1 = json.loads(stdout)["snapshot"]
     before = _sizes(cli)
     assert before == [2, 2, 3]
-    change = write_csv(tmp_path / "up.csv", "user_id,country,age", "a,CA,70", "e,US,25",
-                       "f,US,40")
+    change = write_csv(tmp_path / "up.csv", "user_id,country,age", "a,CA,70", "e,US,25", "f,US,40")
     code, stdout, stderr = cli("ingest", str(change), "--mode", "upsert", "--json")
     assert code == 0, stderr
     v2 = json.loads(stdout)["snapshot"]
     after = _sizes(cli)
     assert after == [3, 2, 4]
     store = SnapshotStore(get_settings().snapshots_dir)
-    assert store.current().features_of("a") == {"country": "CA", "age": 70,  # type: ignore[union-attr]
-                                                SEGMENTS_FIELD: frozenset()}
+    assert store.current().features_of("a") == {
+        "country": "CA",
+        "age": 70,  # type: ignore[union-attr]
+        SEGMENTS_FIELD: frozenset(),
+    }
 
     code, stdout, stderr = cli("undo", "--json")
     assert code == 0, stderr
@@ -101,8 +105,9 @@ def test_expired_members_leave_sizes_exports_and_decisions(cli: Any, tmp_path: P
     code, _, stderr = cli("ingest", str(keep), "--mode", "segment", "--segment", "fans")
     assert code == 0, stderr
     short = write_csv(tmp_path / "short.csv", "user_id", "u3")
-    code, stdout, stderr = cli("ingest", str(short), "--mode", "segment", "--segment", "brief",
-                               "--ttl", "2", "--json")
+    code, stdout, stderr = cli(
+        "ingest", str(short), "--mode", "segment", "--segment", "brief", "--ttl", "2", "--json"
+    )
     assert code == 0, stderr
     expires_at = json.loads(stdout)["report"]["segment"]["expires_at"]
     profiles = SnapshotProfileStore(SnapshotStore(get_settings().snapshots_dir))

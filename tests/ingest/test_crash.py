@@ -34,21 +34,30 @@ run_upload(sys.argv[2], settings=s, session_factory=open_catalog(s))
 
 def _big_parquet(path: Path, n: int) -> Path:
     rng = np.random.default_rng(1)
-    pq.write_table(pa.table({
-        "user_id": pa.array([f"user{i}" for i in range(n)]),
-        "country": pa.array(rng.choice(["US", "CA", "FR"], n)),
-        "age": pa.array(rng.integers(18, 80, n)),
-    }), path)
+    pq.write_table(
+        pa.table(
+            {
+                "user_id": pa.array([f"user{i}" for i in range(n)]),
+                "country": pa.array(rng.choice(["US", "CA", "FR"], n)),
+                "age": pa.array(rng.integers(18, 80, n)),
+            }
+        ),
+        path,
+    )
     return path
 
 
-def _run_and_kill(settings: Settings, catalog: sessionmaker[Session], store: SnapshotStore,
-                  job_id: str, moment: str) -> None:
+def _run_and_kill(
+    settings: Settings,
+    catalog: sessionmaker[Session],
+    store: SnapshotStore,
+    job_id: str,
+    moment: str,
+) -> None:
     """Run the job in a child process and SIGKILL it at ``moment``: ``reading`` (rows counted,
     nothing staged yet) or ``staging`` (the new snapshot directory is half written)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(settings.data_dir), job_id],
-                             env=env)
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(settings.data_dir), job_id], env=env)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -68,15 +77,26 @@ def _run_and_kill(settings: Settings, catalog: sessionmaker[Session], store: Sna
 
 
 @pytest.mark.parametrize("moment", ["reading", "staging"])
-def test_sigkill_mid_job_keeps_previous_snapshot(ingest: Runner, tmp_path: Path,
-                                                 settings: Settings, store: SnapshotStore,
-                                                 catalog: sessionmaker[Session],
-                                                 moment: str) -> None:
-    first = ingest(write_csv(tmp_path / "a.csv", "user_id,country", "a,US", "b,CA"),
-                   schema={"country": "category"})
+def test_sigkill_mid_job_keeps_previous_snapshot(
+    ingest: Runner,
+    tmp_path: Path,
+    settings: Settings,
+    store: SnapshotStore,
+    catalog: sessionmaker[Session],
+    moment: str,
+) -> None:
+    first = ingest(
+        write_csv(tmp_path / "a.csv", "user_id,country", "a,US", "b,CA"),
+        schema={"country": "category"},
+    )
     v1 = first["snapshot"]
-    job = submit_upload(settings=settings, session_factory=catalog, mode="replace", actor="t",
-                        path=_big_parquet(tmp_path / "big.parquet", 400_000))
+    job = submit_upload(
+        settings=settings,
+        session_factory=catalog,
+        mode="replace",
+        actor="t",
+        path=_big_parquet(tmp_path / "big.parquet", 400_000),
+    )
     _run_and_kill(settings, catalog, store, job["id"], moment)
     state = get_job(job["id"], session_factory=catalog)
     assert state["status"] == "running" and state["snapshot"] is None
@@ -97,16 +117,26 @@ def test_sigkill_mid_job_keeps_previous_snapshot(ingest: Runner, tmp_path: Path,
 
 
 def test_recover_rolls_back_a_publish_killed_before_its_commit(
-        ingest: Runner, tmp_path: Path, settings: Settings, store: SnapshotStore,
-        catalog: sessionmaker[Session]) -> None:
+    ingest: Runner,
+    tmp_path: Path,
+    settings: Settings,
+    store: SnapshotStore,
+    catalog: sessionmaker[Session],
+) -> None:
     from adtarget.audience.build import SnapshotBuilder
     from adtarget.catalog.tables import UploadJob
     from adtarget.ingest.jobs import HOST
 
-    v1 = ingest(write_csv(tmp_path / "a.csv", "user_id,country", "a,US"),
-                schema={"country": "category"})["snapshot"]
-    job = submit_upload(settings=settings, session_factory=catalog, mode="replace", actor="t",
-                        path=write_csv(tmp_path / "b.csv", "user_id,country", "b,US", "c,US"))
+    v1 = ingest(
+        write_csv(tmp_path / "a.csv", "user_id,country", "a,US"), schema={"country": "category"}
+    )["snapshot"]
+    job = submit_upload(
+        settings=settings,
+        session_factory=catalog,
+        mode="replace",
+        actor="t",
+        path=write_csv(tmp_path / "b.csv", "user_id,country", "b,US", "c,US"),
+    )
     # what a job killed right after store.publish (before the catalog commit) leaves behind
     builder = SnapshotBuilder(store=store, base=store.current(), registry={}, mode="replace")
     orphan = store.publish(builder.finish())
@@ -114,8 +144,12 @@ def test_recover_rolls_back_a_publish_killed_before_its_commit(
         row = s.get(UploadJob, job["id"])
         assert row is not None
         row.status = "running"
-        row.report = {**(row.report or {}), "_pid": 2 ** 22 + 999, "_host": HOST,
-                      "_publishing": {"previous": v1}}
+        row.report = {
+            **(row.report or {}),
+            "_pid": 2**22 + 999,
+            "_host": HOST,
+            "_publishing": {"previous": v1},
+        }
         s.commit()
     assert store.current_version() == orphan
     assert recover_stale_jobs(settings=settings, session_factory=catalog) == [job["id"]]

@@ -12,8 +12,7 @@ from adtarget.ingest.dedupe import SeenIds
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.lists(st.text(alphabet="abc", min_size=0, max_size=3), max_size=15),
-                max_size=6))
+@given(st.lists(st.lists(st.text(alphabet="abc", min_size=0, max_size=3), max_size=15), max_size=6))
 def test_matches_a_python_set(batches: list[list[str]]) -> None:
     seen_ids = SeenIds()
     reference: set[str] = set()

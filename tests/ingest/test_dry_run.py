@@ -21,8 +21,9 @@ SCHEMA = {"country": "category", "age": "number"}
 
 
 def _population(tmp_path: Path) -> Path:
-    return write_csv(tmp_path / "pop.csv", "user_id,country,age", "u1,US,30", "u2,CA,40",
-                     "u3,US,50", "u4,FR,22")
+    return write_csv(
+        tmp_path / "pop.csv", "user_id,country,age", "u1,US,30", "u2,CA,40", "u3,US,50", "u4,FR,22"
+    )
 
 
 def _log_size(catalog: sessionmaker[Session]) -> int:
@@ -31,13 +32,18 @@ def _log_size(catalog: sessionmaker[Session]) -> int:
 
 
 def test_dry_run_hashed_list_reports_match_rate_and_delta(
-        ingest: Runner, tmp_path: Path, store: SnapshotStore,
-        catalog: sessionmaker[Session]) -> None:
+    ingest: Runner, tmp_path: Path, store: SnapshotStore, catalog: sessionmaker[Session]
+) -> None:
     ingest(_population(tmp_path), schema=SCHEMA)
     before, log = store.versions(), _log_size(catalog)
     digests = [hashlib.sha256(u.encode()).hexdigest() for u in ("u1", "u2", "u4", "x", "y")]
-    job = ingest(write_csv(tmp_path / "h.csv", "sha", *digests), mode="segment",
-                 segment="buyers", hashed=True, dry_run=True)
+    job = ingest(
+        write_csv(tmp_path / "h.csv", "sha", *digests),
+        mode="segment",
+        segment="buyers",
+        hashed=True,
+        dry_run=True,
+    )
     assert job["status"] == "succeeded", job["error"]
     assert job["dry_run"] is True and job["snapshot"] is None
     assert (job["rows_read"], job["rows_accepted"], job["rows_rejected"]) == (5, 5, 0)
@@ -52,15 +58,20 @@ def test_dry_run_hashed_list_reports_match_rate_and_delta(
 
 
 def test_dry_run_replace_reports_rule_segment_deltas(
-        ingest: Runner, tmp_path: Path, store: SnapshotStore, settings: Settings,
-        catalog: sessionmaker[Session]) -> None:
+    ingest: Runner,
+    tmp_path: Path,
+    store: SnapshotStore,
+    settings: Settings,
+    catalog: sessionmaker[Session],
+) -> None:
     ingest(_population(tmp_path), schema=SCHEMA)
     writer = CatalogWriter(catalog, actor="tester", settings=settings)
     writer.create("segment", {"name": "usa", "kind": "rule", "rule": 'country in ("US")'})
     ingest(write_csv(tmp_path / "l.csv", "user_id", "u2", "u3"), mode="segment", segment="l")
     current = store.current_version()
-    new = write_csv(tmp_path / "new.csv", "user_id,country,age", "u1,US,30", "u2,US,41",
-                    "u5,US,19", "u6,CA,")
+    new = write_csv(
+        tmp_path / "new.csv", "user_id,country,age", "u1,US,30", "u2,US,41", "u5,US,19", "u6,CA,"
+    )
     job = ingest(new, dry_run=True)
     assert job["status"] == "succeeded", job["error"]
     diff = job["report"]["diff"]

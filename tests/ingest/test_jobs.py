@@ -26,13 +26,19 @@ SCHEMA = {"country": "category", "age": "number", "genres": "set"}
 
 
 def _population(tmp_path: Path) -> Path:
-    return write_csv(tmp_path / "pop.csv", "user_id,country,age,genres",
-                     "u1,US,30,drama|scifi", "u2,CA,40,drama", "u3,US,,", "u4,FR,22,kids")
+    return write_csv(
+        tmp_path / "pop.csv",
+        "user_id,country,age,genres",
+        "u1,US,30,drama|scifi",
+        "u2,CA,40,drama",
+        "u3,US,,",
+        "u4,FR,22,kids",
+    )
 
 
-def test_replace_csv_registers_schema_and_publishes(ingest: Runner, tmp_path: Path,
-                                                    store: SnapshotStore,
-                                                    catalog: sessionmaker[Session]) -> None:
+def test_replace_csv_registers_schema_and_publishes(
+    ingest: Runner, tmp_path: Path, store: SnapshotStore, catalog: sessionmaker[Session]
+) -> None:
     job = ingest(_population(tmp_path), schema=SCHEMA)
     assert job["status"] == "succeeded", job["error"]
     assert (job["rows_read"], job["rows_accepted"], job["rows_rejected"]) == (4, 4, 0)
@@ -46,8 +52,7 @@ def test_replace_csv_registers_schema_and_publishes(ingest: Runner, tmp_path: Pa
     assert dims == SCHEMA
 
 
-def test_csv_unknown_column_without_schema_fails_naming_it(ingest: Runner,
-                                                          tmp_path: Path) -> None:
+def test_csv_unknown_column_without_schema_fails_naming_it(ingest: Runner, tmp_path: Path) -> None:
     job = ingest(_population(tmp_path))
     assert job["status"] == "failed"
     assert "'country'" in job["error"] and "--schema" in job["error"]
@@ -60,32 +65,53 @@ def test_schema_file_and_id_column(ingest: Runner, tmp_path: Path, store: Snapsh
     job = ingest(p, schema=schema, id_column="uid", delimiter=";")
     assert job["status"] == "succeeded", job["error"]
     snap = store.current()
-    assert snap is not None and snap.features_of("y") == {"plan": "free",
-                                                         "__segments__": frozenset()}
+    assert snap is not None and snap.features_of("y") == {
+        "plan": "free",
+        "__segments__": frozenset(),
+    }
 
 
-def test_parquet_schema_inference(ingest: Runner, tmp_path: Path, store: SnapshotStore,
-                                  catalog: sessionmaker[Session]) -> None:
+def test_parquet_schema_inference(
+    ingest: Runner, tmp_path: Path, store: SnapshotStore, catalog: sessionmaker[Session]
+) -> None:
     p = tmp_path / "a.parquet"
-    pq.write_table(pa.table({"user_id": ["a", "b"], "country": ["US", "CA"], "age": [1, 2],
-                             "score": [0.5, None], "genres": [["x"], []],
-                             "premium": [True, False]}), p)
+    pq.write_table(
+        pa.table(
+            {
+                "user_id": ["a", "b"],
+                "country": ["US", "CA"],
+                "age": [1, 2],
+                "score": [0.5, None],
+                "genres": [["x"], []],
+                "premium": [True, False],
+            }
+        ),
+        p,
+    )
     job = ingest(p)
     assert job["status"] == "succeeded", job["error"]
     with catalog() as s:
         dims = {d.name: d.type for d in s.scalars(select(Dimension))}
-    assert dims == {"country": "category", "age": "number", "score": "number",
-                    "genres": "set", "premium": "bool"}
+    assert dims == {
+        "country": "category",
+        "age": "number",
+        "score": "number",
+        "genres": "set",
+        "premium": "bool",
+    }
     snap = store.current()
     assert snap is not None and snap.features_of("a")["premium"] is True  # type: ignore[index]
 
 
-def test_jsonl_upsert_keeps_other_users(ingest: Runner, tmp_path: Path,
-                                        store: SnapshotStore) -> None:
+def test_jsonl_upsert_keeps_other_users(
+    ingest: Runner, tmp_path: Path, store: SnapshotStore
+) -> None:
     assert ingest(_population(tmp_path), schema=SCHEMA)["status"] == "succeeded"
     p = tmp_path / "up.jsonl"
-    p.write_text('{"user_id": "u2", "country": "US", "age": 41}\n'
-                 '{"user_id": "u9", "country": "FR", "genres": ["kids"]}\n')
+    p.write_text(
+        '{"user_id": "u2", "country": "US", "age": 41}\n'
+        '{"user_id": "u9", "country": "FR", "genres": ["kids"]}\n'
+    )
     job = ingest(p, mode="upsert")
     assert job["status"] == "succeeded", job["error"]
     snap = store.current()
@@ -95,8 +121,9 @@ def test_jsonl_upsert_keeps_other_users(ingest: Runner, tmp_path: Path,
     assert snap.features_of("u9")["genres"] == frozenset({"kids"})  # type: ignore[index]
 
 
-def test_replace_removes_users_not_in_file(ingest: Runner, tmp_path: Path,
-                                           store: SnapshotStore) -> None:
+def test_replace_removes_users_not_in_file(
+    ingest: Runner, tmp_path: Path, store: SnapshotStore
+) -> None:
     ingest(_population(tmp_path), schema=SCHEMA)
     job = ingest(write_csv(tmp_path / "b.csv", "user_id,country", "u1,US", "u7,CA"))
     assert job["status"] == "succeeded", job["error"]
@@ -104,11 +131,11 @@ def test_replace_removes_users_not_in_file(ingest: Runner, tmp_path: Path,
     assert snap is not None and snap.num_users == 2 and snap.ordinal_of("u2") is None
 
 
-def test_bad_rows_are_quarantined_and_counted(ingest: Runner, tmp_path: Path,
-                                              settings: Settings) -> None:
+def test_bad_rows_are_quarantined_and_counted(
+    ingest: Runner, tmp_path: Path, settings: Settings
+) -> None:
     rows = [f"u{i},US,{i}," for i in range(100)] + ["u100,US,old,", ",US,1,"]
-    job = ingest(write_csv(tmp_path / "a.csv", "user_id,country,age,genres", *rows),
-                 schema=SCHEMA)
+    job = ingest(write_csv(tmp_path / "a.csv", "user_id,country,age,genres", *rows), schema=SCHEMA)
     assert job["status"] == "succeeded", job["error"]
     assert (job["rows_read"], job["rows_accepted"], job["rows_rejected"]) == (102, 100, 2)
     q = read_quarantine(Path(job["quarantine"]))
@@ -117,8 +144,9 @@ def test_bad_rows_are_quarantined_and_counted(ingest: Runner, tmp_path: Path,
     assert job["report"]["rejected_by_field"] == {"age": 1, "user_id": 1}
 
 
-def test_error_ratio_fails_job_and_publishes_nothing(ingest: Runner, tmp_path: Path,
-                                                     store: SnapshotStore) -> None:
+def test_error_ratio_fails_job_and_publishes_nothing(
+    ingest: Runner, tmp_path: Path, store: SnapshotStore
+) -> None:
     first = ingest(_population(tmp_path), schema=SCHEMA)
     rows = [f"u{i},US,{i}," for i in range(10)] + [f"v{i},US,bad," for i in range(5)]
     job = ingest(write_csv(tmp_path / "b.csv", "user_id,country,age,genres", *rows))
@@ -131,8 +159,9 @@ def test_error_ratio_fails_job_and_publishes_nothing(ingest: Runner, tmp_path: P
     assert not list(store.root.glob(".tmp-*"))
 
 
-def test_segment_list_match_rate_and_ttl(ingest: Runner, tmp_path: Path, store: SnapshotStore,
-                                         catalog: sessionmaker[Session]) -> None:
+def test_segment_list_match_rate_and_ttl(
+    ingest: Runner, tmp_path: Path, store: SnapshotStore, catalog: sessionmaker[Session]
+) -> None:
     ingest(_population(tmp_path), schema=SCHEMA)
     p = write_csv(tmp_path / "seg.csv", "user_id", "u1", "u2", "nobody")
     job = ingest(p, mode="segment", segment="fans", ttl_seconds=3600)
@@ -144,8 +173,12 @@ def test_segment_list_match_rate_and_ttl(ingest: Runner, tmp_path: Path, store: 
     with catalog() as s:
         seg = s.scalar(select(Segment).where(Segment.name == "fans"))
         assert seg is not None
-        assert (seg.kind, seg.ttl_seconds, seg.last_size, seg.last_snapshot) == \
-            ("list", 3600, 2, snap.version)
+        assert (seg.kind, seg.ttl_seconds, seg.last_size, seg.last_snapshot) == (
+            "list",
+            3600,
+            2,
+            snap.version,
+        )
 
 
 def test_hashed_segment(ingest: Runner, tmp_path: Path, store: SnapshotStore) -> None:
@@ -154,8 +187,12 @@ def test_hashed_segment(ingest: Runner, tmp_path: Path, store: SnapshotStore) ->
     p = write_csv(tmp_path / "h.csv", "email_sha256", *digests, "not-a-digest")
     job = ingest(p, mode="segment", segment="hashed", hashed=True)
     assert job["status"] == "failed"  # 1 of 4 rejected is past the 5% default
-    job = ingest(write_csv(tmp_path / "h2.csv", "email_sha256", *digests), mode="segment",
-                 segment="hashed", hashed=True)
+    job = ingest(
+        write_csv(tmp_path / "h2.csv", "email_sha256", *digests),
+        mode="segment",
+        segment="hashed",
+        hashed=True,
+    )
     assert job["status"] == "succeeded", job["error"]
     assert job["report"]["segment"]["matched"] == 2
     assert job["report"]["match_rate"] == pytest.approx(2 / 3)
@@ -164,8 +201,9 @@ def test_hashed_segment(ingest: Runner, tmp_path: Path, store: SnapshotStore) ->
     assert {snap.user_id_of(o) for o in snap.index.segment("hashed")} == {"u1", "u3"}
 
 
-def test_resubmit_same_file_is_idempotent(ingest: Runner, tmp_path: Path,
-                                          store: SnapshotStore) -> None:
+def test_resubmit_same_file_is_idempotent(
+    ingest: Runner, tmp_path: Path, store: SnapshotStore
+) -> None:
     p = _population(tmp_path)
     first = ingest(p, schema=SCHEMA)
     again = ingest(p, schema=SCHEMA)
@@ -175,13 +213,20 @@ def test_resubmit_same_file_is_idempotent(ingest: Runner, tmp_path: Path,
     assert other_mode["id"] != first["id"]
 
 
-def test_dry_run_reports_diff_and_publishes_nothing(ingest: Runner, tmp_path: Path,
-                                                    store: SnapshotStore) -> None:
+def test_dry_run_reports_diff_and_publishes_nothing(
+    ingest: Runner, tmp_path: Path, store: SnapshotStore
+) -> None:
     first = ingest(_population(tmp_path), schema=SCHEMA)
     ingest(write_csv(tmp_path / "s.csv", "user_id", "u1", "u2"), mode="segment", segment="s")
     before = store.current_version()
-    p = write_csv(tmp_path / "b.csv", "user_id,country,age,genres",
-                  "u1,US,30,drama|scifi", "u2,US,40,drama", "u5,CA,1,", "u6,CA,x,")
+    p = write_csv(
+        tmp_path / "b.csv",
+        "user_id,country,age,genres",
+        "u1,US,30,drama|scifi",
+        "u2,US,40,drama",
+        "u5,CA,1,",
+        "u6,CA,x,",
+    )
     job = ingest(p, dry_run=True)
     assert job["status"] == "succeeded", job["error"]
     assert (job["rows_accepted"], job["rows_rejected"]) == (3, 1)
@@ -194,15 +239,21 @@ def test_dry_run_reports_diff_and_publishes_nothing(ingest: Runner, tmp_path: Pa
     assert not list(store.root.glob(".tmp-*"))
 
 
-def test_progress_callback_and_job_row(settings: Settings, catalog: sessionmaker[Session],
-                                       tmp_path: Path) -> None:
+def test_progress_callback_and_job_row(
+    settings: Settings, catalog: sessionmaker[Session], tmp_path: Path
+) -> None:
     p = _population(tmp_path)
-    job = submit_upload(settings=settings, session_factory=catalog, path=p, mode="replace",
-                        actor="tester", schema=SCHEMA)
+    job = submit_upload(
+        settings=settings,
+        session_factory=catalog,
+        path=p,
+        mode="replace",
+        actor="tester",
+        schema=SCHEMA,
+    )
     assert job["status"] == "queued"
     seen: list[dict[str, object]] = []
-    done = run_upload(job["id"], settings=settings, session_factory=catalog,
-                      progress=seen.append)
+    done = run_upload(job["id"], settings=settings, session_factory=catalog, progress=seen.append)
     assert seen[-1]["rows_read"] == 4 and done["status"] == "succeeded"
     assert get_job(job["id"], session_factory=catalog)["rows_accepted"] == 4
     with pytest.raises(InvalidValue, match="not queued"):
@@ -211,8 +262,9 @@ def test_progress_callback_and_job_row(settings: Settings, catalog: sessionmaker
         get_job("nope", session_factory=catalog)
 
 
-def test_submit_rejects_bad_arguments(settings: Settings, catalog: sessionmaker[Session],
-                                      tmp_path: Path) -> None:
+def test_submit_rejects_bad_arguments(
+    settings: Settings, catalog: sessionmaker[Session], tmp_path: Path
+) -> None:
     p = _population(tmp_path)
     kw = {"settings": settings, "session_factory": catalog, "actor": "t"}
     with pytest.raises(InvalidValue, match="mode"):
@@ -225,11 +277,18 @@ def test_submit_rejects_bad_arguments(settings: Settings, catalog: sessionmaker[
         submit_upload(path=p, mode="replace", schema={"x": "text"}, **kw)  # type: ignore[arg-type]
 
 
-def test_recover_marks_dead_jobs_failed(settings: Settings, catalog: sessionmaker[Session],
-                                        tmp_path: Path) -> None:
-    job = submit_upload(settings=settings, session_factory=catalog, path=_population(tmp_path),
-                        mode="replace", actor="t", schema=SCHEMA)
-    dead_pid = 2 ** 22 + 12345  # above pid_max on typical systems: never alive
+def test_recover_marks_dead_jobs_failed(
+    settings: Settings, catalog: sessionmaker[Session], tmp_path: Path
+) -> None:
+    job = submit_upload(
+        settings=settings,
+        session_factory=catalog,
+        path=_population(tmp_path),
+        mode="replace",
+        actor="t",
+        schema=SCHEMA,
+    )
+    dead_pid = 2**22 + 12345  # above pid_max on typical systems: never alive
     from adtarget.ingest.jobs import HOST
 
     with catalog() as s:
@@ -249,16 +308,21 @@ def test_recover_marks_dead_jobs_failed(settings: Settings, catalog: sessionmake
 
 
 def test_rule_segments_are_sized_and_segment_ttl_applies(
-        ingest: Runner, tmp_path: Path, store: SnapshotStore, settings: Settings,
-        catalog: sessionmaker[Session]) -> None:
+    ingest: Runner,
+    tmp_path: Path,
+    store: SnapshotStore,
+    settings: Settings,
+    catalog: sessionmaker[Session],
+) -> None:
     from adtarget.commands.catalog_commands import CatalogWriter
 
     ingest(_population(tmp_path), schema=SCHEMA)
     writer = CatalogWriter(catalog, actor="tester", settings=settings)
     writer.create("segment", {"name": "usa", "kind": "rule", "rule": 'country in ("US")'})
     writer.create("segment", {"name": "fans", "kind": "list", "ttl_seconds": 120})
-    job = ingest(write_csv(tmp_path / "s.csv", "user_id", "u1", "u2"), mode="segment",
-                 segment="fans")
+    job = ingest(
+        write_csv(tmp_path / "s.csv", "user_id", "u1", "u2"), mode="segment", segment="fans"
+    )
     assert job["status"] == "succeeded", job["error"]
     assert job["report"]["segment"]["expires_at"] is not None
     with catalog() as s:
@@ -268,8 +332,9 @@ def test_rule_segments_are_sized_and_segment_ttl_applies(
     assert snap is not None and "usa" in snap.segment_names()
 
 
-def test_set_separator_and_max_field_chars(ingest: Runner, tmp_path: Path,
-                                           store: SnapshotStore) -> None:
+def test_set_separator_and_max_field_chars(
+    ingest: Runner, tmp_path: Path, store: SnapshotStore
+) -> None:
     p = write_csv(tmp_path / "a.csv", "user_id,genres", "u1,a;b", "u2,c")
     job = ingest(p, schema={"genres": "set"}, set_separator=";", max_field_chars=3)
     assert job["status"] == "succeeded", job["error"]

@@ -28,14 +28,23 @@ def _sizes(store: SnapshotStore) -> list[int]:
     return [count(parse(r), snap.index) for r in RULES] + [snap.num_users]
 
 
-def test_undo_redo_restores_sizes_exactly(ingest: Runner, tmp_path: Path, store: SnapshotStore,
-                                          settings: Settings,
-                                          catalog: sessionmaker[Session]) -> None:
-    ingest(write_csv(tmp_path / "a.csv", "user_id,country,age", "a,US,30", "b,CA,60", "c,US,21",
-                     "d,FR,"), schema=SCHEMA)
+def test_undo_redo_restores_sizes_exactly(
+    ingest: Runner,
+    tmp_path: Path,
+    store: SnapshotStore,
+    settings: Settings,
+    catalog: sessionmaker[Session],
+) -> None:
+    ingest(
+        write_csv(
+            tmp_path / "a.csv", "user_id,country,age", "a,US,30", "b,CA,60", "c,US,21", "d,FR,"
+        ),
+        schema=SCHEMA,
+    )
     v1, before = store.current_version(), _sizes(store)
-    job = ingest(write_csv(tmp_path / "b.csv", "user_id,country,age", "a,CA,70", "e,US,25"),
-                 mode="upsert")
+    job = ingest(
+        write_csv(tmp_path / "b.csv", "user_id,country,age", "a,CA,70", "e,US,25"), mode="upsert"
+    )
     after = _sizes(store)
     assert after != before and job["snapshot"] == store.current_version()
     writer = CatalogWriter(catalog, actor="tester", settings=settings)
@@ -49,9 +58,13 @@ def test_undo_redo_restores_sizes_exactly(ingest: Runner, tmp_path: Path, store:
     assert store.current_version() == job["snapshot"] and _sizes(store) == after
 
 
-def test_undo_refuses_after_a_later_publish(ingest: Runner, tmp_path: Path, store: SnapshotStore,
-                                            settings: Settings,
-                                            catalog: sessionmaker[Session]) -> None:
+def test_undo_refuses_after_a_later_publish(
+    ingest: Runner,
+    tmp_path: Path,
+    store: SnapshotStore,
+    settings: Settings,
+    catalog: sessionmaker[Session],
+) -> None:
     ingest(write_csv(tmp_path / "a.csv", "user_id,country", "a,US"), schema=SCHEMA, actor="ann")
     ingest(write_csv(tmp_path / "b.csv", "user_id,country", "b,US"), actor="bob")
     ann = CatalogWriter(catalog, actor="ann", settings=settings)
@@ -63,9 +76,13 @@ def test_undo_refuses_after_a_later_publish(ingest: Runner, tmp_path: Path, stor
     assert snap is not None and snap.num_users == 0
 
 
-def test_undo_of_segment_upload_updates_segment_size(ingest: Runner, tmp_path: Path,
-                                                     store: SnapshotStore, settings: Settings,
-                                                     catalog: sessionmaker[Session]) -> None:
+def test_undo_of_segment_upload_updates_segment_size(
+    ingest: Runner,
+    tmp_path: Path,
+    store: SnapshotStore,
+    settings: Settings,
+    catalog: sessionmaker[Session],
+) -> None:
     ingest(write_csv(tmp_path / "a.csv", "user_id,country", "a,US", "b,CA"), schema=SCHEMA)
     ingest(write_csv(tmp_path / "s.csv", "user_id", "a", "b"), mode="segment", segment="vip")
     writer = CatalogWriter(catalog, actor="tester", settings=settings)
@@ -82,9 +99,13 @@ def test_undo_of_segment_upload_updates_segment_size(ingest: Runner, tmp_path: P
     assert size() == 2
 
 
-def test_undone_upload_can_be_submitted_again(ingest: Runner, tmp_path: Path,
-                                              store: SnapshotStore, settings: Settings,
-                                              catalog: sessionmaker[Session]) -> None:
+def test_undone_upload_can_be_submitted_again(
+    ingest: Runner,
+    tmp_path: Path,
+    store: SnapshotStore,
+    settings: Settings,
+    catalog: sessionmaker[Session],
+) -> None:
     p = write_csv(tmp_path / "a.csv", "user_id,country", "a,US")
     first = ingest(p, schema=SCHEMA)
     CatalogWriter(catalog, actor="tester", settings=settings).undo()

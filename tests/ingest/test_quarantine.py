@@ -9,8 +9,10 @@ import pytest
 from adtarget.ingest.quarantine import QuarantineWriter, read_quarantine
 from adtarget.ingest.validate import Reject
 
-REJECTS = [Reject(3, "age", "wrong type: 'x' is not a number", 'u1,"a, b",x'),
-           Reject(7, None, "bad JSON", "{oops")]
+REJECTS = [
+    Reject(3, "age", "wrong type: 'x' is not a number", 'u1,"a, b",x'),
+    Reject(7, None, "bad JSON", "{oops"),
+]
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
@@ -21,8 +23,9 @@ def test_round_trip(tmp_path: Path, suffix: str) -> None:
     q.close()
     rows = read_quarantine(q.path)
     assert [(r["line"], r["field"], r["reason"], r["row"]) for r in rows] == [
-        (3, "age", "wrong type: 'x' is not a number", 'u1,"a, b",x'), (7, None, "bad JSON",
-                                                                      "{oops")]
+        (3, "age", "wrong type: 'x' is not a number", 'u1,"a, b",x'),
+        (7, None, "bad JSON", "{oops"),
+    ]
     assert q.count == 2 and dict(q.by_field) == {"age": 1, "(row)": 1}
 
 

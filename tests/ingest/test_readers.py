@@ -56,8 +56,9 @@ def test_parquet_row_index_and_schema(tmp_path: Path) -> None:
 
 def test_jsonl_bad_line_is_a_reject_not_fatal(tmp_path: Path) -> None:
     p = tmp_path / "a.jsonl"
-    p.write_bytes(b'{"user_id": "u1"}\n\n{"user_id": \n[1]\n{"user_id": "u\xff"}\n'
-                  b'{"user_id": "u2"}\n')
+    p.write_bytes(
+        b'{"user_id": "u1"}\n\n{"user_id": \n[1]\n{"user_id": "u\xff"}\n{"user_id": "u2"}\n'
+    )
     reader = open_reader(p, batch_rows=100)
     lines, rows, rejects = [], [], []
     for rb in reader:
@@ -99,8 +100,9 @@ def test_jsonl_key_first_seen_late_is_rejected_not_dropped(tmp_path: Path) -> No
     p.write_text('{"user_id": "u1", "a": "x"}\n{"user_id": "u2", "a": "y", "late": 1}\n')
     reader = readers.JsonlReader(p, batch_rows=1)
     reader.columns = ["user_id", "a"]  # as if "late" were past the peeked lines
-    v = BatchValidator({"a": DimensionSpec("a", "category")}, reader.columns,
-                       options=ValidationOptions())
+    v = BatchValidator(
+        {"a": DimensionSpec("a", "category")}, reader.columns, options=ValidationOptions()
+    )
     outs = [v.validate(rb) for rb in reader]
     rejects = [r for o in outs for r in o.rejects]
     assert [(r.line, r.field) for r in rejects] == [(2, "late")]
@@ -109,8 +111,10 @@ def test_jsonl_key_first_seen_late_is_rejected_not_dropped(tmp_path: Path) -> No
 
 
 @settings(max_examples=80, deadline=None)
-@given(st.lists(st.sampled_from(["ok", "short", "long", "blank"]), min_size=1, max_size=30),
-       st.integers(1, 7))
+@given(
+    st.lists(st.sampled_from(["ok", "short", "long", "blank"]), min_size=1, max_size=30),
+    st.integers(1, 7),
+)
 def test_csv_line_numbers_property(kinds: list[str], batch_rows: int) -> None:
     """Every row that reaches a batch or a reject carries its physical line number."""
     import tempfile
@@ -122,8 +126,9 @@ def test_csv_line_numbers_property(kinds: list[str], batch_rows: int) -> None:
         p.write_text("user_id,a,b\n" + body + "\n")
         rows: dict[int, str] = {}
         for rb in open_reader(p, batch_rows=batch_rows):
-            for line, uid in zip(rb.lines.tolist(), rb.batch.column("user_id").to_pylist(),
-                                 strict=True):
+            for line, uid in zip(
+                rb.lines.tolist(), rb.batch.column("user_id").to_pylist(), strict=True
+            ):
                 rows[line] = "blank" if uid is None else "ok"
             for r in rb.rejects:
                 rows[r.line] = "bad"

@@ -45,9 +45,12 @@ def _wait(client: TestClient, job_id: str) -> dict[str, Any]:
 
 def test_multipart_upload_runs_in_background(client: TestClient, settings: Settings) -> None:
     body = b"user_id,country\nu1,US\nu2,CA\nu3,\n"
-    res = client.post("/v1/uploads", headers=ADMIN,
-                      files={"file": ("pop.csv", body, "text/csv")},
-                      data={"mode": "replace", "schema": '{"country": "category"}'})
+    res = client.post(
+        "/v1/uploads",
+        headers=ADMIN,
+        files={"file": ("pop.csv", body, "text/csv")},
+        data={"mode": "replace", "schema": '{"country": "category"}'},
+    )
     assert res.status_code == 202, res.text
     assert set(res.json()) >= {"id", "status"}
     job = _wait(client, res.json()["id"])
@@ -61,12 +64,16 @@ def test_multipart_upload_runs_in_background(client: TestClient, settings: Setti
 
 def test_json_path_upload_segment_dry_run(client: TestClient, tmp_path: Path) -> None:
     pop = write_csv(tmp_path / "pop.csv", "user_id,country", "u1,US", "u2,CA")
-    first = client.post("/v1/uploads", headers=ADMIN,
-                        json={"path": str(pop), "schema": {"country": "category"}})
+    first = client.post(
+        "/v1/uploads", headers=ADMIN, json={"path": str(pop), "schema": {"country": "category"}}
+    )
     assert _wait(client, first.json()["id"])["status"] == "succeeded"
     seg = write_csv(tmp_path / "seg.csv", "user_id", "u1", "zz")
-    res = client.post("/v1/uploads", headers=ADMIN, json={"path": str(seg), "mode": "segment",
-                                                          "segment": "vip", "dry_run": True})
+    res = client.post(
+        "/v1/uploads",
+        headers=ADMIN,
+        json={"path": str(seg), "mode": "segment", "segment": "vip", "dry_run": True},
+    )
     job = _wait(client, res.json()["id"])
     assert job["status"] == "succeeded" and job["snapshot"] is None
     assert job["report"]["match_rate"] == 0.5
@@ -84,3 +91,20 @@ def test_errors(client: TestClient, tmp_path: Path) -> None:
     assert res.status_code == 422 and res.json()["error"]["field"] == "mode"
     res = client.post("/v1/uploads", json={"path": str(pop)})
     assert res.status_code == 401
+
+
+def test_same_file_posted_twice_runs_once(client: TestClient, settings: Settings) -> None:
+    """A retried POST joins the first job (queued, running or done): one job, one version."""
+    body = b"user_id,country\n" + b"".join(b"u%d,US\n" % i for i in range(20_000))
+    form = {"mode": "replace", "schema": '{"country": "category"}'}
+    ids = []
+    for _ in range(2):
+        res = client.post(
+            "/v1/uploads", headers=ADMIN, files={"file": ("pop.csv", body, "text/csv")}, data=form
+        )
+        assert res.status_code == 202, res.text
+        ids.append(res.json()["id"])
+    assert ids[0] == ids[1]
+    job = _wait(client, ids[0])
+    assert job["status"] == "succeeded", job["error"]
+    assert SnapshotStore(settings.snapshots_dir).versions() == [job["snapshot"]]

@@ -22,27 +22,33 @@ CASES = [
     ("age between 18 and 34", "age BETWEEN 18 AND 34"),
     ('genres has any ("scifi")', "list_has_any(genres, ['scifi'])"),
     ('not (plan in ("free"))', "NOT coalesce(plan IN ('free'), false)"),
-    ('country in ("US") and premium = true and age > 40',
-     "country = 'US' AND premium AND age > 40"),
+    (
+        'country in ("US") and premium = true and age > 40',
+        "country = 'US' AND premium AND age > 40",
+    ),
 ]
 
 
 @pytest.fixture
 def population(tmp_path: Path) -> Path:
     rng = np.random.default_rng(7)
-    genres = [list(rng.choice(["drama", "scifi", "kids", "news"], rng.integers(0, 3),
-                              replace=False)) for _ in range(N)]
+    genres = [
+        list(rng.choice(["drama", "scifi", "kids", "news"], rng.integers(0, 3), replace=False))
+        for _ in range(N)
+    ]
     plan = rng.choice(["free", "basic", "premium"], N).astype(object)
     plan[rng.random(N) < 0.1] = None
     age = pa.array(rng.integers(13, 90, N), mask=rng.random(N) < 0.05)
-    table = pa.table({
-        "user_id": [f"id{i:06d}" for i in range(N)],
-        "country": rng.choice(["US", "CA", "FR", "DE"], N),
-        "age": age,
-        "plan": pa.array(plan, pa.string()),
-        "premium": rng.random(N) < 0.3,
-        "genres": pa.array(genres, pa.list_(pa.string())),
-    })
+    table = pa.table(
+        {
+            "user_id": [f"id{i:06d}" for i in range(N)],
+            "country": rng.choice(["US", "CA", "FR", "DE"], N),
+            "age": age,
+            "plan": pa.array(plan, pa.string()),
+            "premium": rng.random(N) < 0.3,
+            "genres": pa.array(genres, pa.list_(pa.string())),
+        }
+    )
     path = tmp_path / "pop.parquet"
     pq.write_table(table, path)
     return path
@@ -56,6 +62,7 @@ def test_sizes_equal_duckdb(ingest: Runner, population: Path, store: SnapshotSto
     con = duckdb.connect()
     for rule, where in CASES:
         expected = con.execute(
-            f"SELECT count(*) FROM read_parquet('{population}') WHERE {where}").fetchone()
+            f"SELECT count(*) FROM read_parquet('{population}') WHERE {where}"
+        ).fetchone()
         assert expected is not None
         assert count(parse(rule), snap.index) == expected[0], rule

@@ -22,11 +22,13 @@ REGISTRY = {
 HEADER = b"user_id,country,age,genres,premium\n"
 
 
-def _validate(path: Path, batch_rows: int = 3, **opts: Any) -> tuple[list[dict[str, Any]],
-                                                                       list[Reject]]:
+def _validate(
+    path: Path, batch_rows: int = 3, **opts: Any
+) -> tuple[list[dict[str, Any]], list[Reject]]:
     reader = open_reader(path, batch_rows=batch_rows)
-    v = BatchValidator(REGISTRY, reader.columns, options=ValidationOptions(**opts),
-                       raw_delimiter=",")
+    v = BatchValidator(
+        REGISTRY, reader.columns, options=ValidationOptions(**opts), raw_delimiter=","
+    )
     good: list[dict[str, Any]] = []
     rejects: list[Reject] = []
     for rb in reader:
@@ -38,22 +40,33 @@ def _validate(path: Path, batch_rows: int = 3, **opts: Any) -> tuple[list[dict[s
 
 def test_each_bad_case_has_line_field_reason(tmp_path: Path) -> None:
     p = tmp_path / "a.csv"
-    p.write_bytes(HEADER + b"\n".join([
-        b"u1,US,30,drama|scifi,true",      # 2 ok
-        b"u2,XX,30,,false",                # 3 not allowed (category)
-        b"u3,CA,abc,,",                    # 4 wrong type (number)
-        b",US,1,,",                        # 5 missing id
-        b"u1,FR,2,,",                      # 6 duplicate id (first seen in another batch)
-        b"u6,\xff\xfe,1,,",                # 7 bad UTF-8
-        b"u7,US,1,drama|" + b"x" * 300 + b",",  # 8 over-long
-        b"u8,US,1,drama|horror,",          # 9 not allowed (set element)
-        b"u9,US,1,,maybe",                 # 10 wrong type (bool)
-        b"u10,,,,",                        # 11 ok: all dimensions missing
-    ]) + b"\n")
+    p.write_bytes(
+        HEADER
+        + b"\n".join(
+            [
+                b"u1,US,30,drama|scifi,true",  # 2 ok
+                b"u2,XX,30,,false",  # 3 not allowed (category)
+                b"u3,CA,abc,,",  # 4 wrong type (number)
+                b",US,1,,",  # 5 missing id
+                b"u1,FR,2,,",  # 6 duplicate id (first seen in another batch)
+                b"u6,\xff\xfe,1,,",  # 7 bad UTF-8
+                b"u7,US,1,drama|" + b"x" * 300 + b",",  # 8 over-long
+                b"u8,US,1,drama|horror,",  # 9 not allowed (set element)
+                b"u9,US,1,,maybe",  # 10 wrong type (bool)
+                b"u10,,,,",  # 11 ok: all dimensions missing
+            ]
+        )
+        + b"\n"
+    )
     good, rejects = _validate(p)
     assert [g["user_id"] for g in good] == ["u1", "u10"]
-    assert good[0] == {"user_id": "u1", "country": "US", "age": 30,
-                       "genres": ["drama", "scifi"], "premium": True}
+    assert good[0] == {
+        "user_id": "u1",
+        "country": "US",
+        "age": 30,
+        "genres": ["drama", "scifi"],
+        "premium": True,
+    }
     got = {r.line: (r.field, r.reason) for r in rejects}
     assert got[3] == ("country", "value 'XX' is not allowed (allowed: CA, FR, US)")
     assert got[4] == ("age", "wrong type: 'abc' is not a number")
@@ -79,24 +92,26 @@ def test_max_field_chars_is_configurable(tmp_path: Path) -> None:
     p = tmp_path / "a.csv"
     p.write_bytes(HEADER + b"abcdef,US,1,,\n")
     _, rejects = _validate(p, max_field_chars=5)
-    assert [(r.field, r.reason) for r in rejects] == [("user_id",
-                                                       "value longer than 5 characters")]
+    assert [(r.field, r.reason) for r in rejects] == [("user_id", "value longer than 5 characters")]
 
 
 def test_parquet_typed_columns(tmp_path: Path) -> None:
-    batch = pa.record_batch({
-        "user_id": pa.array(["a", "b"]),
-        "country": pa.array(["US", "CA"]).dictionary_encode(),
-        "age": pa.array([1.5, None]),
-        "genres": pa.array([["drama"], ["nope"]]),
-        "premium": pa.array([True, None]),
-    })
+    batch = pa.record_batch(
+        {
+            "user_id": pa.array(["a", "b"]),
+            "country": pa.array(["US", "CA"]).dictionary_encode(),
+            "age": pa.array([1.5, None]),
+            "genres": pa.array([["drama"], ["nope"]]),
+            "premium": pa.array([True, None]),
+        }
+    )
     import numpy as np
 
     v = BatchValidator(REGISTRY, batch.schema.names, options=ValidationOptions())
     out = v.validate(ReadBatch(batch, np.array([0, 1])))
-    assert out.good.to_pylist() == [{"user_id": "a", "country": "US", "age": 1.5,
-                                     "genres": ["drama"], "premium": True}]
+    assert out.good.to_pylist() == [
+        {"user_id": "a", "country": "US", "age": 1.5, "genres": ["drama"], "premium": True}
+    ]
     assert [(r.line, r.field) for r in out.rejects] == [(1, "genres")]
 
 
@@ -126,8 +141,10 @@ def _reference(row: dict[str, str], seen: set[str]) -> str | None:
                 float(v)
             except ValueError:
                 return name
-        if name == "genres" and any(x not in REGISTRY["genres"].allowed_values  # type: ignore[operator]
-                                    for x in v.split("|")):
+        if name == "genres" and any(
+            x not in REGISTRY["genres"].allowed_values  # type: ignore[operator]
+            for x in v.split("|")
+        ):
             return name
         if name == "premium" and v.lower() not in ("true", "0", "yes"):
             return name
@@ -135,16 +152,22 @@ def _reference(row: dict[str, str], seen: set[str]) -> str | None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.fixed_dictionaries({"user_id": st.sampled_from(["a", "b", "c", "d", "e", ""]),
-                                       **CELLS}), min_size=1, max_size=12),
-       st.integers(1, 5))
+@given(
+    st.lists(
+        st.fixed_dictionaries({"user_id": st.sampled_from(["a", "b", "c", "d", "e", ""]), **CELLS}),
+        min_size=1,
+        max_size=12,
+    ),
+    st.integers(1, 5),
+)
 def test_vectorized_matches_row_by_row_reference(rows: list[dict[str, str]], batch: int) -> None:
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "a.csv"
-        body = "\n".join(",".join(r[k] for k in ("user_id", "country", "age", "genres",
-                                                  "premium")) for r in rows)
+        body = "\n".join(
+            ",".join(r[k] for k in ("user_id", "country", "age", "genres", "premium")) for r in rows
+        )
         p.write_bytes(HEADER + body.encode() + b"\n")
         good, rejects = _validate(p, batch_rows=batch)
     seen: set[str] = set()

@@ -71,8 +71,11 @@ def _run(fn: Any) -> Any:
 
 
 @catalog_app.command("create")
-def create(kind: KindArg, body: Annotated[str, typer.Argument(help="JSON object")],
-           as_json: JsonOpt = False) -> None:
+def create(
+    kind: KindArg,
+    body: Annotated[str, typer.Argument(help="JSON object")],
+    as_json: JsonOpt = False,
+) -> None:
     """Create an object, e.g. ``catalog create advertiser '{"name": "Acme"}'``."""
     result = _run(lambda: _writer().create(_kind(kind), _body(body)))
     _print(result, as_json)
@@ -87,8 +90,9 @@ def update(
     as_json: JsonOpt = False,
 ) -> None:
     """Change fields, e.g. ``catalog update campaign 3 '{"status": "active"}'``."""
-    result = _run(lambda: _writer().update(_kind(kind), obj_id, _body(body),
-                                           expected_version=version))
+    result = _run(
+        lambda: _writer().update(_kind(kind), obj_id, _body(body), expected_version=version)
+    )
     _print(result, as_json)
 
 
@@ -97,6 +101,38 @@ def attach(line_item_id: int, creative_id: int, as_json: JsonOpt = False) -> Non
     """Let a line item show a creative."""
     result = _run(lambda: _writer().attach_creative(line_item_id, creative_id))
     _print(result if isinstance(result, dict) else {"ok": True}, as_json)
+
+
+@catalog_app.command("detach")
+def detach(line_item_id: int, creative_id: int, as_json: JsonOpt = False) -> None:
+    """Stop a line item showing a creative."""
+    result = _run(lambda: _writer().detach_creative(line_item_id, creative_id))
+    _print(result if isinstance(result, dict) else {"ok": True}, as_json)
+
+
+@catalog_app.command("bulk")
+def bulk(
+    kind: KindArg,
+    ids: Annotated[str, typer.Argument(help="Comma-separated ids, e.g. 3,4,5")],
+    body: Annotated[str, typer.Argument(help="JSON object of changed fields")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Change many objects as ONE command (one ``undo`` reverses all of them)."""
+
+    def parse() -> list[int]:
+        try:
+            return [int(t) for t in ids.split(",") if t.strip()]
+        except ValueError:
+            raise InvalidValue(
+                f"ids must be comma-separated integers, got {ids!r}", field="ids"
+            ) from None
+
+    results = _run(lambda: _writer().bulk(_kind(kind), parse(), _body(body)))
+    if as_json:
+        typer.echo(json.dumps({"items": results}))
+        return
+    for r in results:
+        typer.echo(f"{r['id']:>6}  {r.get('status', ''):<9} {r.get('name', '')}")
 
 
 @catalog_app.command("show")

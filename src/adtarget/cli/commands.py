@@ -60,8 +60,21 @@ def _step(verb: str, as_json: bool) -> None:
         return
     item = out[verb]
     typer.echo(f"{verb} #{item['id']}: {item['description']}")
+    for row in _rows(out["result"]):
+        what = "removed" if not row["exists"] else "restored" if verb == "undone" else "re-applied"
+        fields = ", ".join(f"{k}: {v[0]!r} -> {v[1]!r}" for k, v in row["fields"].items())
+        label = " ".join(str(v) for v in row["key"].values())
+        typer.echo(f"  {row['kind']} {label} {what}" + (f" ({fields})" if fields else ""))
     if out.get("note"):
         typer.echo(f"note: {out['note']}")
+
+
+def _rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-row reports of a result, through composites (``parts``)."""
+    rows: list[dict[str, Any]] = list(result.get("rows", []))
+    for part in result.get("parts", []):
+        rows.extend(_rows(part))
+    return rows
 
 
 def undo(as_json: JsonOpt = False) -> None:
@@ -90,9 +103,17 @@ def history(
     if not rows:
         typer.echo("no commands yet")
         return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"history of {rows[0]['actor']} (newest first)")
+    for name, justify in (("id", "right"), ("when (UTC)", "left"), ("state", "left")):
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    table.add_column("description", overflow="fold")
     for r in rows:
-        mark = "undone" if r["state"] == "undone" else "      "
-        typer.echo(f"{r['id']:>6}  {r['created_at'][:19]}  {mark}  {r['description']}")
+        when = r["created_at"][:19].replace("T", " ")
+        table.add_row(str(r["id"]), when, r["state"], r["description"])
+    Console(width=120).print(table)
 
 
 def register(app: typer.Typer) -> None:

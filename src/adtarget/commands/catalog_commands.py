@@ -263,12 +263,17 @@ class CatalogWriter:
         result: dict[str, Any],
         verb: str,
     ) -> dict[str, Any]:
-        """``{verb: history item, "result", "note"?, "served"?}``.
+        """``{"command_id", "description", verb: history item, "result", "note"?, "served"?}``.
 
         ``note``/``served`` appear when a touched line item already has delivery recorded
         (``delivery_check``): the catalog is restored, delivery history is not rewritten.
         """
-        out: dict[str, Any] = {verb: history_item(entry), "result": result}
+        out: dict[str, Any] = {
+            "command_id": entry.id,
+            "description": entry.description,
+            verb: history_item(entry),
+            "result": result,
+        }
         notes = [result["note"]] if "note" in result else []
         if self.settings is not None:
             seen = delivered(self.settings, affected_line_items(session, all_changes(command)))

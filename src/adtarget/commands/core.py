@@ -9,7 +9,10 @@ empties the redo stack: the redone change would be applied on top of a state it 
 Why each command carries its own inverse: a command is the unit a person thinks in ("pause 40
 line items"). While executing, it snapshots exactly what it touches (the rows before and after,
 as plain values) and undo writes the "before" back. Undo therefore costs as much as the change,
-not as much as the whole catalog, and it can check that nothing else moved in between.
+not as much as the whole catalog, and it can check that nothing else moved in between. In the
+product (``rows``, ``row_commands``) every catalog command snapshots each row it touched as
+all of its columns before and after (``None`` for "did not exist"), including its ``version``:
+undo writes "before" back only if the row is still at the version the command left.
 
 Alternatives rejected:
 - Memento of the whole state (copy the catalog before each change): exact but O(catalog) per

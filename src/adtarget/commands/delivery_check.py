@@ -50,7 +50,9 @@ def affected_line_items(session: Session, changes: Iterable[RowChange]) -> list[
             session.scalars(select(Campaign.id).where(Campaign.advertiser_id.in_(advertisers)))
         )
     if campaigns:
-        items.update(session.scalars(select(LineItem.id).where(LineItem.campaign_id.in_(campaigns))))
+        items.update(
+            session.scalars(select(LineItem.id).where(LineItem.campaign_id.in_(campaigns)))
+        )
     return sorted(items)
 
 
@@ -73,8 +75,8 @@ def delivered(settings: Settings, line_item_ids: list[int]) -> dict[str, Any] | 
             totals = store.spend_totals()
         finally:
             store.close()
-    except (AdtargetError, OSError) as err:
-        message = err.message if isinstance(err, AdtargetError) else str(err)
+    except Exception as err:  # any store failure: the catalog undo must still go through
+        message = err.message if isinstance(err, AdtargetError) else repr(err)
         return {
             "served": None,
             "note": (

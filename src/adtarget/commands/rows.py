@@ -38,6 +38,12 @@ TABLES: dict[str, Table] = {
 }
 #: Columns that record *that* a row changed, not *what* it holds: ignored in diffs.
 META = frozenset({"version", "updated_at"})
+#: Columns the system recomputes from other data (a segment's size on the current audience
+#: snapshot, refreshed by every upload). A later refresh of only these does not block an undo,
+#: and undo/redo leave their current values alone unless the command itself changed them:
+#: otherwise any upload would make every segment change un-undoable, and an undo would
+#: rewind a size to a snapshot that is no longer served.
+DERIVED = frozenset({"last_size", "last_snapshot", "last_computed_at"})
 
 
 def _table(kind: str) -> Table:
@@ -347,7 +353,7 @@ def undo_changes(ctx: CommandContext, changes: list[RowChange], description: str
     """Write every change's ``before`` back, newest first, refusing rows that moved on."""
     for ch in reversed(changes):
         cur = read_row(ctx.session, ch.kind, ch.key)
-        if not _same_version(cur, ch.after):
+        if not _same_version(cur, ch.after) and not _only_derived_moved(cur, ch.after):
             raise _refuse(ch, "undo", ch.after, cur, ctx, description)
         if ch.before is None:
             blockers = _referrers(ctx.session, ch.kind, ch.key)
@@ -359,7 +365,7 @@ def undo_changes(ctx: CommandContext, changes: list[RowChange], description: str
                     field="id",
                     row=ch.label,
                 )
-        new_v = _write(ctx.session, ch.kind, ch.key, cur, ch.before)
+        new_v = _write(ctx.session, ch.kind, ch.key, cur, _keep_derived(ch, ch.before, cur))
         ch.undone_version = new_v
         _carry(ctx.session, ch, _version(ch.before), new_v, ctx.log_id, undo=True)
 
@@ -369,10 +375,10 @@ def redo_changes(ctx: CommandContext, changes: list[RowChange], description: str
     for ch in changes:
         cur = read_row(ctx.session, ch.kind, ch.key)
         expected = None if ch.before is None else {**ch.before, "version": ch.undone_version}
-        if not _same_version(cur, expected):
+        if not _same_version(cur, expected) and not _only_derived_moved(cur, expected):
             raise _refuse(ch, "redo", expected, cur, ctx, description)
         old_after_v = _version(ch.after)
-        new_v = _write(ctx.session, ch.kind, ch.key, cur, ch.after)
+        new_v = _write(ctx.session, ch.kind, ch.key, cur, _keep_derived(ch, ch.after, cur))
         _carry(ctx.session, ch, old_after_v, new_v, ctx.log_id, undo=False)
         if ch.before is not None and ch.undone_version is not None:
             ch.before = {**ch.before, "version": ch.undone_version}
@@ -393,3 +399,27 @@ def _same_version(cur: dict[str, Any] | None, expected: dict[str, Any] | None) -
     if "version" not in cur:
         return not diff(cur, expected)
     return _version(cur) == _version(expected)
+
+
+def _only_derived_moved(cur: dict[str, Any] | None, expected: dict[str, Any] | None) -> bool:
+    """Did the row move on (a newer version) only in ``DERIVED`` columns, or in none at all?
+
+    Then nothing anyone set would be overwritten, so undo/redo may proceed.
+    """
+    if cur is None or expected is None or "version" not in cur:
+        return False
+    return set(diff(expected, cur)) <= DERIVED
+
+
+def _keep_derived(
+    ch: RowChange, target: dict[str, Any] | None, cur: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """``target`` with the row's current ``DERIVED`` values where the command left them alone."""
+    if target is None or cur is None or ch.before is None or ch.after is None:
+        return target
+    keep = {
+        k: cur[k]
+        for k in DERIVED
+        if k in cur and k in target and ch.before.get(k) == ch.after.get(k)
+    }
+    return {**target, **keep} if keep else target

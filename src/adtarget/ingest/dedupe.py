@@ -27,7 +27,8 @@ class SeenIds:
 
     def __init__(self) -> None:
         self._buckets: list[npt.NDArray[np.uint64]] = [
-            np.zeros(0, dtype=np.uint64) for _ in range(1 << BUCKET_BITS)]
+            np.zeros(0, dtype=np.uint64) for _ in range(1 << BUCKET_BITS)
+        ]
         self._chunks: list[pa.Array] = []
         self._shift = np.uint64(64 - BUCKET_BITS)
         self.count = 0
@@ -72,8 +73,9 @@ class SeenIds:
         top = (hs >> self._shift).astype(np.int64)
         return np.searchsorted(top, np.arange((1 << BUCKET_BITS) + 1)).astype(np.int64)
 
-    def _resolve(self, ids: pa.Array, candidate: npt.NDArray[np.bool_],
-                 dup: npt.NDArray[np.bool_]) -> None:
+    def _resolve(
+        self, ids: pa.Array, candidate: npt.NDArray[np.bool_], dup: npt.NDArray[np.bool_]
+    ) -> None:
         """Exact check of hash candidates (the only per-row Python loop, over candidates)."""
         rows = np.flatnonzero(candidate)
         values: list[Any] = ids.take(pa.array(rows)).to_pylist()

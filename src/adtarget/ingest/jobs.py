@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from adtarget.audience.store import SnapshotStore
 from adtarget.catalog.coltypes import utcnow
 from adtarget.catalog.tables import UPLOAD_MODES, UploadJob
 from adtarget.errors import AdtargetError, IngestFailed, InvalidValue, NotFound
@@ -98,14 +99,19 @@ def submit_upload(
     schema: Mapping[str, str] | Path | str | None = None,
     ttl_seconds: int | None = None,
     hashed: bool = False,
+    append: bool = False,
     delimiter: str = ",",
     set_separator: str = "|",
     max_field_chars: int = 256,
 ) -> dict[str, Any]:
     """Queue an upload of ``path``; returns the job object (status ``queued``).
 
-    Re-submitting a file with the same checksum, mode and segment as a succeeded (and not
-    undone) publish returns that job instead of a new one: nothing is published twice.
+    Re-submitting a file with the same checksum, mode, segment and options as a job still
+    queued/running, or as the succeeded upload whose snapshot is still current, returns that
+    job (with ``"idempotent": true``) instead of a new one: nothing is published twice, and a
+    client retrying a slow upload joins the job under way instead of racing it. Once another
+    snapshot was published (or the upload was undone), the same file is a new upload again, so
+    re-submitting always ends with the file's audience in place.
 
     Args:
         mode: ``replace`` (the file is the whole population), ``upsert`` or ``segment``.
@@ -113,6 +119,8 @@ def submit_upload(
         schema: ``{"dimension": "type"}`` for columns not yet registered, or a JSON file of it.
         ttl_seconds: membership TTL for a segment upload.
         hashed: segment ids are SHA-256 hex digests of the user ids.
+        append: add this list's members to the segment (each upload keeps its own TTL)
+            instead of replacing the segment's members.
         delimiter: CSV field delimiter; set_separator splits CSV set cells (``a|b``).
         max_field_chars: longer cells are rejected (``value longer than N characters``).
     """
@@ -121,39 +129,72 @@ def submit_upload(
         raise InvalidValue(f"mode {mode!r} is not one of {', '.join(UPLOAD_MODES)}", field="mode")
     if mode == "segment" and not segment:
         raise InvalidValue("a segment upload needs a segment name", field="segment")
-    if mode != "segment" and (segment or hashed):
-        raise InvalidValue("segment/hashed only apply to mode 'segment'", field="segment")
+    if mode != "segment" and (segment or hashed or append):
+        raise InvalidValue("segment/hashed/append only apply to mode 'segment'", field="segment")
     if ttl_seconds is not None and ttl_seconds <= 0:
         raise InvalidValue("ttl_seconds must be positive", field="ttl_seconds")
     if not src.is_file():
         raise InvalidValue(f"upload file {str(src)!r} does not exist", field="path")
-    declared = (load_schema_file(schema) if isinstance(schema, str | Path)
-                else parse_schema(dict(schema)) if schema is not None else {})
+    declared = (
+        load_schema_file(schema)
+        if isinstance(schema, str | Path)
+        else parse_schema(dict(schema))
+        if schema is not None
+        else {}
+    )
     checksum = file_checksum(src)
     if not set_separator:
         raise InvalidValue("set_separator must not be empty", field="set_separator")
     if max_field_chars < 1:
         raise InvalidValue("max_field_chars must be positive", field="max_field_chars")
-    options = {"id_column": id_column, "schema": declared, "ttl_seconds": ttl_seconds,
-               "hashed": hashed, "delimiter": delimiter, "set_separator": set_separator,
-               "max_field_chars": max_field_chars}
+    options = {
+        "id_column": id_column,
+        "schema": declared,
+        "ttl_seconds": ttl_seconds,
+        "hashed": hashed,
+        "append": append,
+        "delimiter": delimiter,
+        "set_separator": set_separator,
+        "max_field_chars": max_field_chars,
+    }
     with session_factory() as session:
         if not dry_run:
             done = session.scalars(
-                select(UploadJob).where(
-                    UploadJob.file_checksum == checksum, UploadJob.mode == mode,
-                    UploadJob.status == "succeeded", UploadJob.dry_run.is_(False))
-                .order_by(UploadJob.created_at.desc())).all()
+                select(UploadJob)
+                .where(
+                    UploadJob.file_checksum == checksum,
+                    UploadJob.mode == mode,
+                    UploadJob.status.in_(("queued", "running", "succeeded")),
+                    UploadJob.dry_run.is_(False),
+                )
+                .order_by(UploadJob.created_at.desc())
+            ).all()
+            current = SnapshotStore(settings.snapshots_dir, keep=settings.snapshots_keep)
+            current_version = current.current_version()
             for job in done:
                 rep = job.report or {}
-                if job.segment == segment and not rep.get("undone") and \
-                        rep.get("_options", {}).get("id_column", "user_id") == id_column:
+                old = rep.get("_options", {})
+                if (
+                    job.segment == segment
+                    and not rep.get("undone")
+                    and (job.status != "succeeded" or job.snapshot == current_version)
+                    and old.get("id_column", "user_id") == id_column
+                    and bool(old.get("append")) == append
+                ):
                     out = job_to_dict(job)
                     out["idempotent"] = True
                     return out
-        job = UploadJob(id=uuid.uuid4().hex, status="queued", mode=mode, segment=segment,
-                        source_path=str(src.resolve()), file_checksum=checksum, dry_run=dry_run,
-                        actor=actor, report={"_options": options})
+        job = UploadJob(
+            id=uuid.uuid4().hex,
+            status="queued",
+            mode=mode,
+            segment=segment,
+            source_path=str(src.resolve()),
+            file_checksum=checksum,
+            dry_run=dry_run,
+            actor=actor,
+            report={"_options": options, "_pid": os.getpid(), "_host": HOST},
+        )
         session.add(job)
         session.commit()
         return job_to_dict(job)
@@ -185,12 +226,19 @@ def update_job(job_id: str, *, session_factory: sessionmaker[Session], **fields:
         session.commit()
 
 
-def fail_job(job_id: str, error: AdtargetError | str, *,
-             session_factory: sessionmaker[Session]) -> None:
+def fail_job(
+    job_id: str, error: AdtargetError | str, *, session_factory: sessionmaker[Session]
+) -> None:
     """Mark the job failed with a message people can act on."""
     message = error.message if isinstance(error, AdtargetError) else str(error)
-    update_job(job_id, session_factory=session_factory, status="failed", error=message,
-               finished_at=utcnow(), report={"stage": "done"})
+    update_job(
+        job_id,
+        session_factory=session_factory,
+        status="failed",
+        error=message,
+        finished_at=utcnow(),
+        report={"stage": "done"},
+    )
 
 
 def _pid_alive(pid: int) -> bool:
@@ -203,19 +251,20 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _undo_half_publish(session: Session, settings: Settings, job_id: str,
-                       previous: str | None) -> bool:
+def _undo_half_publish(
+    session: Session, settings: Settings, job_id: str, previous: str | None
+) -> bool:
     """A job killed between the snapshot rename and its catalog commit left its version
     current with no job or command owning it: point ``CURRENT`` back to ``previous``."""
-    from adtarget.audience.store import SnapshotStore
     from adtarget.ingest.publish import publish_empty
 
     store = SnapshotStore(settings.snapshots_dir, keep=settings.snapshots_keep)
     current = store.current_version()
     if current is None or current == previous:
         return False
-    owned = session.scalar(select(UploadJob.id).where(UploadJob.snapshot == current,
-                                                      UploadJob.id != job_id).limit(1))
+    owned = session.scalar(
+        select(UploadJob.id).where(UploadJob.snapshot == current, UploadJob.id != job_id).limit(1)
+    )
     if owned is not None:
         return False
     if previous is not None and previous in store.versions():
@@ -226,37 +275,47 @@ def _undo_half_publish(session: Session, settings: Settings, job_id: str,
 
 
 def recover_stale_jobs(*, settings: Settings, session_factory: sessionmaker[Session]) -> list[str]:
-    """Mark jobs left ``running`` by a dead process failed; remove their partial output.
+    """Mark jobs left ``queued``/``running`` by a dead process failed; remove partial output.
 
     Called when the API or CLI starts an upload. Only jobs claimed on this host are judged
     (another host's pid means nothing here). A job killed inside its publish step is undone
     (``CURRENT`` back to the previous version) unless its publish command had committed, in
     which case it is marked succeeded. Returns the ids it marked failed.
     """
-    from adtarget.audience.store import SnapshotStore
-
     SnapshotStore(settings.snapshots_dir, keep=settings.snapshots_keep).clean_stale()
     failed: list[str] = []
     with session_factory() as session:
-        for job in session.scalars(select(UploadJob).where(UploadJob.status == "running")):
+        for job in session.scalars(
+            select(UploadJob).where(UploadJob.status.in_(("queued", "running")))
+        ):
             rep = job.report or {}
             pid, host = rep.get("_pid"), rep.get("_host")
-            if host != HOST or not isinstance(pid, int) or (pid != os.getpid()
-                                                            and _pid_alive(pid)):
+            if host != HOST or not isinstance(pid, int) or (pid != os.getpid() and _pid_alive(pid)):
                 continue
             if pid == os.getpid():
                 continue
             job.finished_at = utcnow()
+            if job.status == "queued":  # its submitter died before starting it
+                job.status = "failed"
+                job.error = (
+                    f"the process that submitted this job (pid {pid}) died before "
+                    "starting it; nothing was published"
+                )
+                failed.append(job.id)
+                continue
             if job.snapshot is not None:  # its publish command committed: the upload is done
                 job.status = "succeeded"
                 continue
             job.status = "failed"
             job.error = f"the process running this job (pid {pid}) died; nothing was published"
             publishing = rep.get("_publishing")
-            if isinstance(publishing, dict) and _undo_half_publish(session, settings, job.id,
-                                                                   publishing.get("previous")):
-                job.error = (f"the process running this job (pid {pid}) died while publishing; "
-                             "the previous snapshot was restored")
+            if isinstance(publishing, dict) and _undo_half_publish(
+                session, settings, job.id, publishing.get("previous")
+            ):
+                job.error = (
+                    f"the process running this job (pid {pid}) died while publishing; "
+                    "the previous snapshot was restored"
+                )
             failed.append(job.id)
         session.commit()
     for job_id in failed:
@@ -264,8 +323,13 @@ def recover_stale_jobs(*, settings: Settings, session_factory: sessionmaker[Sess
     return failed
 
 
-def run_upload(job_id: str, *, settings: Settings, session_factory: sessionmaker[Session],
-               progress: Progress | None = None) -> dict[str, Any]:
+def run_upload(
+    job_id: str,
+    *,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """Run a queued job to the end in this thread; returns the final job object.
 
     Failures (unreadable file, too many bad rows, a concurrent publish) end as ``failed`` with
@@ -279,8 +343,9 @@ def run_upload(job_id: str, *, settings: Settings, session_factory: sessionmaker
     except AdtargetError as exc:
         fail_job(job_id, exc, session_factory=session_factory)
     except Exception as exc:  # noqa: BLE001 - any crash must still end the job visibly
-        fail_job(job_id, IngestFailed(f"{type(exc).__name__}: {exc}"),
-                 session_factory=session_factory)
+        fail_job(
+            job_id, IngestFailed(f"{type(exc).__name__}: {exc}"), session_factory=session_factory
+        )
     finally:
         shutil.rmtree(job_dir(settings, job_id) / "work", ignore_errors=True)
     return get_job(job_id, session_factory=session_factory)

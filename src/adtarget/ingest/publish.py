@@ -114,11 +114,17 @@ class PublishUpload:
         if current != self.previous:
             raise Conflict(
                 f"snapshot {current} was published while this upload was built on "
-                f"{self.previous}; re-run the upload", field="snapshot")
-        register_dimensions(ctx.session, [
-            DimensionSpec(d["name"], d["type"], description="registered by an upload")  # type: ignore[arg-type]
-            for d in self.new_dimensions if d["type"] in ("category", "number", "set", "bool")
-        ])
+                f"{self.previous}; re-run the upload",
+                field="snapshot",
+            )
+        register_dimensions(
+            ctx.session,
+            [
+                DimensionSpec(d["name"], d["type"], description="registered by an upload")  # type: ignore[arg-type]
+                for d in self.new_dimensions
+                if d["type"] in ("category", "number", "set", "bool")
+            ],
+        )
         if self.segment:
             self._ensure_segment(ctx.session)
         if self.staged is None:
@@ -134,7 +140,9 @@ class PublishUpload:
         if current != self.snapshot:
             raise Conflict(
                 f"snapshot {current} is current, not {self.snapshot}: a later publish must be "
-                "undone first", field="snapshot")
+                "undone first",
+                field="snapshot",
+            )
         if self.previous is not None:
             self._repoint(store, self.previous)
         elif self.undo_version is not None and self.undo_version in store.versions():
@@ -151,7 +159,9 @@ class PublishUpload:
         if current != expected:
             raise Conflict(
                 f"snapshot {current} is current, not {expected}: something was published "
-                "after the undo", field="snapshot")
+                "after the undo",
+                field="snapshot",
+            )
         assert self.snapshot is not None
         self._repoint(store, self.snapshot)
         return self._after(ctx, store, undone=False)
@@ -174,16 +184,21 @@ class PublishUpload:
         except NotFound:
             raise Conflict(
                 f"snapshot {version} is no longer kept (snapshots_keep); cannot switch to it",
-                field="snapshot") from None
+                field="snapshot",
+            ) from None
 
     def _ensure_segment(self, session: Session) -> None:
         seg = session.scalar(select(Segment).where(Segment.name == self.segment))
         if seg is None:
-            session.add(Segment(name=self.segment, kind="list", ttl_seconds=self.ttl_seconds,
-                                status="active"))
+            session.add(
+                Segment(
+                    name=self.segment, kind="list", ttl_seconds=self.ttl_seconds, status="active"
+                )
+            )
         elif seg.kind != "list":
-            raise Conflict(f"segment {self.segment!r} is a rule segment, not a list",
-                           field="segment")
+            raise Conflict(
+                f"segment {self.segment!r} is a rule segment, not a list", field="segment"
+            )
         elif self.ttl_seconds is not None:
             seg.ttl_seconds = self.ttl_seconds
         session.flush()
@@ -195,9 +210,14 @@ class PublishUpload:
             job.snapshot = self.snapshot
             job.previous_snapshot = self.previous
             job.report = {**(job.report or {}), "undone": undone}
-        return {"job_id": self.job_id, "snapshot": store.current_version(),
-                "upload_snapshot": self.snapshot, "previous": self.previous,
-                "undone": undone, "segment_sizes": sizes}
+        return {
+            "job_id": self.job_id,
+            "snapshot": store.current_version(),
+            "upload_snapshot": self.snapshot,
+            "previous": self.previous,
+            "undone": undone,
+            "segment_sizes": sizes,
+        }
 
 
 def dimension_payload(specs: list[DimensionSpec]) -> list[dict[str, str]]:

@@ -29,9 +29,14 @@ from adtarget.errors import InvalidValue
 
 FileFormat = Literal["csv", "parquet", "jsonl"]
 SUFFIXES: dict[str, FileFormat] = {
-    ".csv": "csv", ".tsv": "csv", ".txt": "csv",
-    ".parquet": "parquet", ".pq": "parquet",
-    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
 }
 
 
@@ -101,23 +106,31 @@ class CsvReader:
             if row.number is not None:
                 skipped.append(int(row.number))
                 if text.strip() or ncols == 1:
-                    rejects.append(ParseReject(
-                        int(row.number), text,
-                        f"expected {row.expected_columns} fields, found {row.actual_columns}"))
+                    rejects.append(
+                        ParseReject(
+                            int(row.number),
+                            text,
+                            f"expected {row.expected_columns} fields, found {row.actual_columns}",
+                        )
+                    )
             return "skip"
 
         # Roughly batch_rows rows per block: pyarrow streams block by block.
         block = max(1 << 16, min(1 << 26, self.batch_rows * 64))
         reader = pacsv.open_csv(
             self.path,
-            read_options=pacsv.ReadOptions(use_threads=False, block_size=block,
-                                           skip_rows=1, column_names=self.columns),
-            parse_options=pacsv.ParseOptions(delimiter=self.delimiter,
-                                             invalid_row_handler=on_invalid,
-                                             ignore_empty_lines=False),
+            read_options=pacsv.ReadOptions(
+                use_threads=False, block_size=block, skip_rows=1, column_names=self.columns
+            ),
+            parse_options=pacsv.ParseOptions(
+                delimiter=self.delimiter, invalid_row_handler=on_invalid, ignore_empty_lines=False
+            ),
             convert_options=pacsv.ConvertOptions(
                 column_types={c: pa.binary() for c in self.columns},
-                strings_can_be_null=True, quoted_strings_can_be_null=True, null_values=[""]),
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+                null_values=[""],
+            ),
         )
         done = 0
         for batch in reader:
@@ -194,16 +207,18 @@ class JsonlReader:
         for first, lines in self._chunks():
             numbers = np.arange(first, first + len(lines), dtype=np.int64)
             keep = np.fromiter((bool(x.strip()) for x in lines), dtype=bool, count=len(lines))
-            body = [x if x.endswith(b"\n") else x + b"\n" for x, k in zip(lines, keep, strict=True)
-                    if k]
+            body = [
+                x if x.endswith(b"\n") else x + b"\n" for x, k in zip(lines, keep, strict=True) if k
+            ]
             kept_lines = numbers[keep]
             if not body:
                 continue
             try:
                 table = pajson.read_json(
                     io.BytesIO(b"".join(body)),
-                    read_options=pajson.ReadOptions(use_threads=True,
-                                                    block_size=sum(map(len, body)) + 1),
+                    read_options=pajson.ReadOptions(
+                        use_threads=True, block_size=sum(map(len, body)) + 1
+                    ),
                 )
                 if table.num_rows != len(body):
                     raise pa.ArrowInvalid("row count mismatch")
@@ -222,8 +237,9 @@ class JsonlReader:
             try:
                 raw.decode("utf-8")
             except UnicodeDecodeError:
-                rejects.append(ParseReject(line, _decode(raw.rstrip(b"\r\n")),
-                                           "bad UTF-8 encoding"))
+                rejects.append(
+                    ParseReject(line, _decode(raw.rstrip(b"\r\n")), "bad UTF-8 encoding")
+                )
                 continue
             try:
                 obj = orjson.loads(raw)
@@ -231,8 +247,9 @@ class JsonlReader:
                 rejects.append(ParseReject(line, _decode(raw.rstrip(b"\r\n")), f"bad JSON: {exc}"))
                 continue
             if not isinstance(obj, dict):
-                rejects.append(ParseReject(line, _decode(raw.rstrip(b"\r\n")),
-                                           "line is not a JSON object"))
+                rejects.append(
+                    ParseReject(line, _decode(raw.rstrip(b"\r\n")), "line is not a JSON object")
+                )
                 continue
             rows.append(obj)
             good.append(line)
@@ -255,19 +272,29 @@ def _column(values: list[Any], separator: str) -> pa.Array:
     mixed = any(isinstance(v, list) for v in present)
     if mixed and all(isinstance(v, str | list) for v in present):
         try:
-            return pa.array([v.split(separator) if isinstance(v, str) else v for v in values],
-                            pa.list_(pa.string()))
+            return pa.array(
+                [v.split(separator) if isinstance(v, str) else v for v in values],
+                pa.list_(pa.string()),
+            )
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
             pass
-    return pa.array([v if v is None or isinstance(v, str) else orjson.dumps(v).decode()
-                     for v in values], pa.string())
+    return pa.array(
+        [v if v is None or isinstance(v, str) else orjson.dumps(v).decode() for v in values],
+        pa.string(),
+    )
 
 
 Reader = CsvReader | ParquetReader | JsonlReader
 
 
-def open_reader(path: Path, *, batch_rows: int, fmt: str | None = None,
-                delimiter: str = ",", set_separator: str = "|") -> Reader:
+def open_reader(
+    path: Path,
+    *,
+    batch_rows: int,
+    fmt: str | None = None,
+    delimiter: str = ",",
+    set_separator: str = "|",
+) -> Reader:
     """A streaming reader for ``path``.
 
     Args:

@@ -40,7 +40,9 @@ def parse_schema(data: Any) -> dict[str, DimensionType]:
         if kind not in DIMENSION_TYPES:
             raise InvalidValue(
                 f"schema: dimension {name!r} has type {kind!r}, not one of "
-                f"{', '.join(DIMENSION_TYPES)}", field="schema")
+                f"{', '.join(DIMENSION_TYPES)}",
+                field="schema",
+            )
         out[str(name)] = cast(DimensionType, kind)
     return out
 
@@ -89,7 +91,9 @@ def resolve_dimensions(
             if col in declared and declared[col] != spec.type:
                 raise InvalidValue(
                     f"column {col!r}: the schema says {declared[col]!r} but the dimension is "
-                    f"registered as {spec.type!r}", field=col)
+                    f"registered as {spec.type!r}",
+                    field=col,
+                )
             specs[col] = spec
             continue
         kind: str | None = declared.get(col)
@@ -98,13 +102,18 @@ def resolve_dimensions(
             if kind is None:
                 raise InvalidValue(
                     f"column {col!r}: cannot infer a dimension type from Parquet type "
-                    f"{arrow_schema.field(col).type}; declare it with --schema", field=col)
+                    f"{arrow_schema.field(col).type}; declare it with --schema",
+                    field=col,
+                )
         if kind is None:
             raise InvalidValue(
                 f"column {col!r} is not a registered dimension; declare its type with "
-                f"--schema (or register the dimension first)", field=col)
-        spec = DimensionSpec(name=col, type=cast(DimensionType, kind),
-                             description="registered by an upload")
+                f"--schema (or register the dimension first)",
+                field=col,
+            )
+        spec = DimensionSpec(
+            name=col, type=cast(DimensionType, kind), description="registered by an upload"
+        )
         specs[col] = spec
         new.append(spec)
     return specs, new
@@ -124,6 +133,13 @@ def register_dimensions(session: Session, specs: Sequence[DimensionSpec]) -> Non
     for spec in specs:
         exists = session.scalar(select(Dimension).where(Dimension.name == spec.name))
         if exists is None:
-            session.add(Dimension(name=spec.name, type=spec.type, description=spec.description,
-                                  allowed_values=None, status="active"))
+            session.add(
+                Dimension(
+                    name=spec.name,
+                    type=spec.type,
+                    description=spec.description,
+                    allowed_values=None,
+                    status="active",
+                )
+            )
     session.flush()

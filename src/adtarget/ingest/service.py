@@ -15,9 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from sqlalchemy.orm import Session, sessionmaker
 
 from adtarget.audience.build import SnapshotBuilder
@@ -25,6 +23,7 @@ from adtarget.audience.store import SnapshotStore
 from adtarget.catalog.coltypes import utcnow
 from adtarget.catalog.tables import UploadJob
 from adtarget.errors import AdtargetError, IngestFailed, InvalidValue
+from adtarget.ingest.hashed import HEX64_RE, hashed_to_ids
 from adtarget.ingest.jobs import Progress, job_dir, update_job
 from adtarget.ingest.publish import PublishUpload, dimension_payload, snapshot_store
 from adtarget.ingest.quarantine import QuarantineWriter
@@ -35,34 +34,6 @@ from adtarget.settings import Settings
 
 T = TypeVar("T")
 PROGRESS_EVERY_S = 1.0
-HEX64_RE = r"^[0-9a-fA-F]{64}$"
-
-
-def _hashed_to_ids(digests: pa.Array, base: Any) -> pa.Array:
-    """Map SHA-256 hex digests to the snapshot's live user ids (unmatched digests drop out).
-
-    Matching advertiser-hashed lists means hashing every snapshot id; DuckDB's ``sha256`` does
-    that multi-threaded in C++ over the zero-copy ids array (several times hashlib's speed).
-    """
-    import duckdb
-
-    if base is None or len(digests) == 0:
-        return pa.array([], pa.string())
-    ids = pa.table({"uid": base.ids_array(),
-                    "ord": pa.array(np.arange(base.num_ordinals, dtype=np.int64))})
-    wanted = pa.table({"h": pc.utf8_lower(digests)})
-    con = duckdb.connect()
-    try:
-        con.register("ids", ids)
-        con.register("wanted", wanted)
-        found = con.sql("SELECT uid, ord FROM ids WHERE sha256(uid) IN "
-                        "(SELECT h FROM wanted)").to_arrow_table()
-    finally:
-        con.close()
-    alive = np.asarray(base.index.universe().to_array(), dtype=np.int64)
-    ords = found.column("ord").to_numpy()
-    keep = np.isin(ords, alive)
-    return found.column("uid").combine_chunks().filter(pa.array(keep)).cast(pa.string())
 
 
 class _Stopwatch:
@@ -77,8 +48,7 @@ class _Stopwatch:
         try:
             yield
         finally:
-            self.seconds[stage] = round(self.seconds.get(stage, 0.0) + time.perf_counter() - t0,
-                                        3)
+            self.seconds[stage] = round(self.seconds.get(stage, 0.0) + time.perf_counter() - t0, 3)
 
     def timed(self, stage: str, items: Iterable[T]) -> Iterator[T]:
         """Iterate ``items``, charging the time spent producing each one to ``stage``."""
@@ -95,16 +65,22 @@ class _Stopwatch:
 class _Counter:
     """Rows read/accepted/rejected, pushed to the job row and the callback about once a second."""
 
-    def __init__(self, job_id: str, session_factory: sessionmaker[Session],
-                 progress: Progress | None, total: int | None) -> None:
+    def __init__(
+        self,
+        job_id: str,
+        session_factory: sessionmaker[Session],
+        progress: Progress | None,
+        total: int | None,
+    ) -> None:
         self.job_id, self.session_factory, self.progress = job_id, session_factory, progress
         self.total = total
         self.read = self.accepted = self.rejected = 0
         self.stage = "reading"
         self._last = 0.0
 
-    def add(self, accepted: int, rejected: int, *, force: bool = False,
-            stage: str | None = None) -> None:
+    def add(
+        self, accepted: int, rejected: int, *, force: bool = False, stage: str | None = None
+    ) -> None:
         """Count rows; every ~1 s (or when forced / the stage changes) publish progress."""
         self.accepted += accepted
         self.rejected += rejected
@@ -114,43 +90,75 @@ class _Counter:
         now = time.monotonic()
         if force or now - self._last >= PROGRESS_EVERY_S:
             self._last = now
-            update_job(self.job_id, session_factory=self.session_factory, rows_read=self.read,
-                       rows_accepted=self.accepted, rows_rejected=self.rejected,
-                       report={"stage": self.stage})
+            update_job(
+                self.job_id,
+                session_factory=self.session_factory,
+                rows_read=self.read,
+                rows_accepted=self.accepted,
+                rows_rejected=self.rejected,
+                report={"stage": self.stage},
+            )
             if self.progress is not None:
-                self.progress({"rows_read": self.read, "rows_accepted": self.accepted,
-                               "rows_rejected": self.rejected, "total_rows": self.total,
-                               "stage": self.stage})
+                self.progress(
+                    {
+                        "rows_read": self.read,
+                        "rows_accepted": self.accepted,
+                        "rows_rejected": self.rejected,
+                        "total_rows": self.total,
+                        "stage": self.stage,
+                    }
+                )
 
 
-def execute_job(job: UploadJob, *, settings: Settings, session_factory: sessionmaker[Session],
-                progress: Progress | None = None) -> None:
+def execute_job(
+    job: UploadJob,
+    *,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    progress: Progress | None = None,
+) -> None:
     """Run one claimed job; raises ``AdtargetError`` on failure (the caller marks it failed)."""
     opts: dict[str, Any] = dict((job.report or {}).get("_options", {}))
     id_column = str(opts.get("id_column") or USER_ID)
     path = Path(job.source_path)
     separator = str(opts.get("set_separator") or "|")
-    reader = open_reader(path, batch_rows=settings.ingest_batch_rows,
-                         delimiter=str(opts.get("delimiter") or ","), set_separator=separator)
+    reader = open_reader(
+        path,
+        batch_rows=settings.ingest_batch_rows,
+        delimiter=str(opts.get("delimiter") or ","),
+        set_separator=separator,
+    )
     segment_mode = job.mode == "segment"
     if id_column not in reader.columns and segment_mode and len(reader.columns) == 1:
         id_column = reader.columns[0]  # a one-column list file: that column is the id
     if id_column not in reader.columns:
-        raise InvalidValue(f"the file has no id column {id_column!r} (columns: "
-                           f"{', '.join(reader.columns)}); use --id-column", field="id_column")
+        raise InvalidValue(
+            f"the file has no id column {id_column!r} (columns: "
+            f"{', '.join(reader.columns)}); use --id-column",
+            field="id_column",
+        )
     with session_factory() as session:
         registry = load_registry(session)
     columns = [id_column] if segment_mode else list(reader.columns)
-    specs, new_dims = resolve_dimensions(columns=columns, id_column=id_column, registry=registry,
-                                         arrow_schema=reader.arrow_schema,
-                                         declared=opts.get("schema") or {})
+    specs, new_dims = resolve_dimensions(
+        columns=columns,
+        id_column=id_column,
+        registry=registry,
+        arrow_schema=reader.arrow_schema,
+        declared=opts.get("schema") or {},
+    )
     hashed = bool(opts.get("hashed"))
-    vopts = ValidationOptions(id_column=id_column, id_pattern=HEX64_RE if hashed else None,
-                              id_kind="SHA-256 hex digest" if hashed else "string",
-                              strict_columns=not segment_mode, set_separator=separator,
-                              max_field_chars=int(opts.get("max_field_chars") or 256))
-    validator = BatchValidator(specs, columns, options=vopts,
-                               raw_delimiter=getattr(reader, "delimiter", None))
+    vopts = ValidationOptions(
+        id_column=id_column,
+        id_pattern=HEX64_RE if hashed else None,
+        id_kind="SHA-256 hex digest" if hashed else "string",
+        strict_columns=not segment_mode,
+        set_separator=separator,
+        max_field_chars=int(opts.get("max_field_chars") or 256),
+    )
+    validator = BatchValidator(
+        specs, columns, options=vopts, raw_delimiter=getattr(reader, "delimiter", None)
+    )
     suffix = ".csv" if reader.format == "csv" else ".jsonl"
     qpath = job_dir(settings, job.id) / f"quarantine{suffix}"
     quarantine = QuarantineWriter(qpath)
@@ -158,10 +166,15 @@ def execute_job(job: UploadJob, *, settings: Settings, session_factory: sessionm
     base = store.current()
     previous = base.version if base is not None else None
     total = getattr(getattr(reader, "_file", None), "metadata", None)
-    counter = _Counter(job.id, session_factory, progress,
-                       total.num_rows if total is not None else None)
-    builder = SnapshotBuilder(store=store, base=base, registry=specs,
-                              mode="replace" if job.mode == "replace" else "upsert")
+    counter = _Counter(
+        job.id, session_factory, progress, total.num_rows if total is not None else None
+    )
+    builder = SnapshotBuilder(
+        store=store,
+        base=base,
+        registry=specs,
+        mode="replace" if job.mode == "replace" else "upsert",
+    )
     _add_rule_segments(builder, session_factory)
     seg_ids: list[pa.Array] = []
     try:
@@ -188,43 +201,70 @@ def execute_job(job: UploadJob, *, settings: Settings, session_factory: sessionm
                 raise
             report["would_fail"] = exc.message  # a dry run still reports what it found
         if segment_mode:
-            ids = pa.chunked_array(seg_ids, pa.string()).combine_chunks() if seg_ids else \
-                pa.array([], pa.string())
+            ids = (
+                pa.chunked_array(seg_ids, pa.string()).combine_chunks()
+                if seg_ids
+                else pa.array([], pa.string())
+            )
             if hashed:
                 received = len(ids)
-                ids = _hashed_to_ids(ids, base)
-            stats = builder.set_segment(str(job.segment), ids,
-                                        ttl_seconds=_segment_ttl(session_factory, job, opts))
+                ids = hashed_to_ids(ids, base)
+            stats = builder.set_segment(
+                str(job.segment),
+                ids,
+                ttl_seconds=_segment_ttl(session_factory, job, opts),
+                append=bool(opts.get("append")),
+            )
             if hashed:
-                stats.update(ids_received=received, unmatched=received - stats["matched"],
-                             match_rate=(stats["matched"] / received) if received else 0.0)
+                stats.update(
+                    ids_received=received,
+                    unmatched=received - stats["matched"],
+                    match_rate=(stats["matched"] / received) if received else 0.0,
+                )
             report["segment"] = stats
             report["match_rate"] = stats["match_rate"]
         if job.dry_run:
             report["diff"] = builder.diff()
             builder.discard()
-            _succeed(job.id, session_factory, counter, quarantine, report, snapshot=None,
-                     previous=previous)
+            _succeed(
+                job.id,
+                session_factory,
+                counter,
+                quarantine,
+                report,
+                snapshot=None,
+                previous=previous,
+            )
             return
         with clock("finish"):
             staged = builder.finish()
-        update_job(job.id, session_factory=session_factory,
-                   report={"_publishing": {"previous": previous}, "stage": "publishing"})
+        update_job(
+            job.id,
+            session_factory=session_factory,
+            report={"_publishing": {"previous": previous}, "stage": "publishing"},
+        )
         with clock("publish"):
             _publish(job, settings, session_factory, store, staged, previous, new_dims, opts)
-        _succeed(job.id, session_factory, counter, quarantine, report, snapshot=None,
-                 previous=previous)
+        _succeed(
+            job.id, session_factory, counter, quarantine, report, snapshot=None, previous=previous
+        )
     except BaseException:
         quarantine.close()
         builder.discard()
-        update_job(job.id, session_factory=session_factory, rows_read=counter.read,
-                   rows_accepted=counter.accepted, rows_rejected=counter.rejected,
-                   quarantine_path=str(quarantine.path) if quarantine.written else None)
+        update_job(
+            job.id,
+            session_factory=session_factory,
+            rows_read=counter.read,
+            rows_accepted=counter.accepted,
+            rows_rejected=counter.rejected,
+            quarantine_path=str(quarantine.path) if quarantine.written else None,
+        )
         raise
 
 
-def _segment_ttl(session_factory: sessionmaker[Session], job: UploadJob,
-                 opts: dict[str, Any]) -> int | None:
+def _segment_ttl(
+    session_factory: sessionmaker[Session], job: UploadJob, opts: dict[str, Any]
+) -> int | None:
     """The upload's TTL, else the segment's own ``ttl_seconds``, else none."""
     if opts.get("ttl_seconds"):
         return int(opts["ttl_seconds"])
@@ -244,8 +284,12 @@ def _add_rule_segments(builder: SnapshotBuilder, session_factory: sessionmaker[S
     from adtarget.catalog.tables import Segment
 
     with session_factory() as session:
-        rules = [(s.name, s.rule) for s in session.scalars(
-            select(Segment).where(Segment.kind == "rule", Segment.status != "archived"))]
+        rules = [
+            (s.name, s.rule)
+            for s in session.scalars(
+                select(Segment).where(Segment.kind == "rule", Segment.status != "archived")
+            )
+        ]
     for name, rule in rules:
         if rule:
             try:
@@ -254,13 +298,22 @@ def _add_rule_segments(builder: SnapshotBuilder, session_factory: sessionmaker[S
                 continue
 
 
-def _finish_report(job: UploadJob, settings: Settings, counter: _Counter,
-                   quarantine: QuarantineWriter, specs: dict[str, Any],
-                   new_dims: list[Any]) -> dict[str, Any]:
+def _finish_report(
+    job: UploadJob,
+    settings: Settings,
+    counter: _Counter,
+    quarantine: QuarantineWriter,
+    specs: dict[str, Any],
+    new_dims: list[Any],
+) -> dict[str, Any]:
     ratio = counter.rejected / counter.read if counter.read else 0.0
-    return {"error_ratio": round(ratio, 6), "max_error_ratio": settings.ingest_max_error_ratio,
-            "rejected_by_field": dict(quarantine.by_field), "dimensions": sorted(specs),
-            "new_dimensions": dimension_payload(new_dims)}
+    return {
+        "error_ratio": round(ratio, 6),
+        "max_error_ratio": settings.ingest_max_error_ratio,
+        "rejected_by_field": dict(quarantine.by_field),
+        "dimensions": sorted(specs),
+        "new_dimensions": dimension_payload(new_dims),
+    }
 
 
 def _check_ratio(settings: Settings, counter: _Counter, report: dict[str, Any]) -> None:
@@ -270,30 +323,56 @@ def _check_ratio(settings: Settings, counter: _Counter, report: dict[str, Any]) 
         raise IngestFailed(
             f"{counter.rejected} of {counter.read} rows rejected "
             f"({report['error_ratio']:.2%} > {settings.ingest_max_error_ratio:.2%}); "
-            "nothing was published, see the quarantine file", field="rows_rejected")
+            "nothing was published, see the quarantine file",
+            field="rows_rejected",
+        )
 
 
-def _publish(job: UploadJob, settings: Settings, session_factory: sessionmaker[Session],
-             store: SnapshotStore, staged: Path, previous: str | None, new_dims: list[Any],
-             opts: dict[str, Any]) -> None:
+def _publish(
+    job: UploadJob,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    store: SnapshotStore,
+    staged: Path,
+    previous: str | None,
+    new_dims: list[Any],
+    opts: dict[str, Any],
+) -> None:
     from adtarget.commands.catalog_commands import CatalogWriter
 
-    cmd = PublishUpload(job_id=job.id, previous=previous, staged=str(staged),
-                        segment=job.segment, ttl_seconds=opts.get("ttl_seconds"),
-                        new_dimensions=dimension_payload(new_dims))
-    writer = CatalogWriter(session_factory, actor=job.actor, depth=settings.history_depth,
-                           settings=settings)
+    cmd = PublishUpload(
+        job_id=job.id,
+        previous=previous,
+        staged=str(staged),
+        segment=job.segment,
+        ttl_seconds=opts.get("ttl_seconds"),
+        new_dimensions=dimension_payload(new_dims),
+    )
+    writer = CatalogWriter(
+        session_factory, actor=job.actor, depth=settings.history_depth, settings=settings
+    )
     writer.execute(cmd)
 
 
-def _succeed(job_id: str, session_factory: sessionmaker[Session], counter: _Counter,
-             quarantine: QuarantineWriter, report: dict[str, Any], *, snapshot: str | None,
-             previous: str | None) -> None:
+def _succeed(
+    job_id: str,
+    session_factory: sessionmaker[Session],
+    counter: _Counter,
+    quarantine: QuarantineWriter,
+    report: dict[str, Any],
+    *,
+    snapshot: str | None,
+    previous: str | None,
+) -> None:
     fields: dict[str, Any] = {
-        "status": "succeeded", "finished_at": utcnow(), "rows_read": counter.read,
-        "rows_accepted": counter.accepted, "rows_rejected": counter.rejected,
+        "status": "succeeded",
+        "finished_at": utcnow(),
+        "rows_read": counter.read,
+        "rows_accepted": counter.accepted,
+        "rows_rejected": counter.rejected,
         "quarantine_path": str(quarantine.path) if quarantine.written else None,
-        "previous_snapshot": previous, "report": {**report, "stage": "done"},
+        "previous_snapshot": previous,
+        "report": {**report, "stage": "done"},
     }
     if snapshot is not None:
         fields["snapshot"] = snapshot

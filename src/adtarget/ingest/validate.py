@@ -31,8 +31,10 @@ FALSE_WORDS = ("false", "f", "no", "n", "0")
 ENCODING, TOO_LONG, WRONG_TYPE, NOT_ALLOWED, MISSING_ID, DUPLICATE_ID, UNKNOWN_COLUMN = range(7)
 USER_ID = "user_id"
 OUT_TYPES: dict[str, pa.DataType] = {
-    "category": pa.string(), "number": pa.float64(),
-    "set": pa.list_(pa.string()), "bool": pa.bool_(),
+    "category": pa.string(),
+    "number": pa.float64(),
+    "set": pa.list_(pa.string()),
+    "bool": pa.bool_(),
 }
 
 
@@ -72,8 +74,9 @@ class ValidatedBatch:
 
 def output_schema(dims: Sequence[DimensionSpec]) -> pa.Schema:
     """The schema of validated batches: ``user_id`` then one typed column per dimension."""
-    return pa.schema([pa.field(USER_ID, pa.string())]
-                     + [pa.field(d.name, OUT_TYPES[d.type]) for d in dims])
+    return pa.schema(
+        [pa.field(USER_ID, pa.string())] + [pa.field(d.name, OUT_TYPES[d.type]) for d in dims]
+    )
 
 
 class _Problems:
@@ -114,8 +117,9 @@ def _bad_utf8_rows(arr: pa.Array, offset: int = 0) -> list[int]:
                 out.append(offset + i)
         return out
     half = len(arr) // 2
-    return (_bad_utf8_rows(arr.slice(0, half), offset)
-            + _bad_utf8_rows(arr.slice(half), offset + half))
+    return _bad_utf8_rows(arr.slice(0, half), offset) + _bad_utf8_rows(
+        arr.slice(half), offset + half
+    )
 
 
 def _to_text(arr: pa.Array, probs: _Problems, col: int) -> pa.Array:
@@ -166,8 +170,13 @@ def _check_length(arr: pa.Array, limit: int, probs: _Problems, col: int) -> None
                 probs.add(mask, col, TOO_LONG)
 
 
-def _wrong(arr: pa.Array, probs: _Problems, col: int, out_type: pa.DataType,
-           ok: np.ndarray[Any, np.dtype[np.bool_]] | None = None) -> pa.Array:
+def _wrong(
+    arr: pa.Array,
+    probs: _Problems,
+    col: int,
+    out_type: pa.DataType,
+    ok: np.ndarray[Any, np.dtype[np.bool_]] | None = None,
+) -> pa.Array:
     """Flag non-null rows not in ``ok`` (all when None) as wrong type; null them in the output."""
     present = np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
     bad = present if ok is None else present & ~ok
@@ -177,8 +186,9 @@ def _wrong(arr: pa.Array, probs: _Problems, col: int, out_type: pa.DataType,
     return arr if not bad.any() else pc.if_else(pa.array(bad), pa.scalar(None, arr.type), arr)
 
 
-def _coerce(arr: pa.Array, spec: DimensionSpec, opts: ValidationOptions, probs: _Problems,
-            col: int) -> pa.Array:
+def _coerce(
+    arr: pa.Array, spec: DimensionSpec, opts: ValidationOptions, probs: _Problems, col: int
+) -> pa.Array:
     """The column as the spec's output type; cells that do not fit are flagged and nulled."""
     if pa.types.is_dictionary(arr.type) and spec.type != "category":
         arr = arr.dictionary_decode()
@@ -249,8 +259,14 @@ def _check_allowed(arr: pa.Array, spec: DimensionSpec, probs: _Problems, col: in
 class BatchValidator:
     """Validates batches of one file in order; remembers ids to catch duplicates across batches."""
 
-    def __init__(self, registry: Mapping[str, DimensionSpec], columns: Sequence[str], *,
-                 options: ValidationOptions, raw_delimiter: str | None = None) -> None:
+    def __init__(
+        self,
+        registry: Mapping[str, DimensionSpec],
+        columns: Sequence[str],
+        *,
+        options: ValidationOptions,
+        raw_delimiter: str | None = None,
+    ) -> None:
         self.options = options
         self.raw_delimiter = raw_delimiter  # CSV: rebuild the raw row with this delimiter
         self.dims = [registry[c] for c in columns if c != options.id_column]
@@ -277,8 +293,9 @@ class BatchValidator:
             else:
                 typed = pa.nulls(n, OUT_TYPES[spec.type])
             out.append(typed)
-        extra = [c for c in batch.schema.names if c not in names] \
-            if self.options.strict_columns else []
+        extra = (
+            [c for c in batch.schema.names if c not in names] if self.options.strict_columns else []
+        )
         for j, name in enumerate(extra, start=len(names)):
             probs.add(_mask(batch.column(name).is_valid()), j, UNKNOWN_COLUMN)
         self._duplicates(ids, probs)
@@ -322,8 +339,9 @@ class BatchValidator:
             dup[idx] = self._seen.offer(ids.take(pa.array(idx)))
         probs.add(dup, 0, DUPLICATE_ID)
 
-    def _describe(self, batch: pa.RecordBatch, lines: np.ndarray[Any, Any], probs: _Problems,
-                  names: list[str]) -> list[Reject]:
+    def _describe(
+        self, batch: pa.RecordBatch, lines: np.ndarray[Any, Any], probs: _Problems, names: list[str]
+    ) -> list[Reject]:
         """A reason per bad row; the only per-row Python loop, over bad rows only."""
         rows = np.flatnonzero(probs.bad)
         sub = batch.take(pa.array(rows)).to_pylist()
@@ -333,8 +351,14 @@ class BatchValidator:
             value = row.get(name)
             if isinstance(value, bytes):
                 value = value.decode("utf-8", errors="backslashreplace")
-            out.append(Reject(int(lines[i]), name, self._reason(int(probs.code[i]), name, value),
-                              self._raw(row)))
+            out.append(
+                Reject(
+                    int(lines[i]),
+                    name,
+                    self._reason(int(probs.code[i]), name, value),
+                    self._raw(row),
+                )
+            )
         return out
 
     def _reason(self, code: int, name: str, value: Any) -> str:
@@ -352,8 +376,7 @@ class BatchValidator:
         if code == MISSING_ID:
             return "missing user id"
         if code == UNKNOWN_COLUMN:
-            return (f"column {name!r} is not a dimension of this upload "
-                    "(declare it with --schema)")
+            return f"column {name!r} is not a dimension of this upload (declare it with --schema)"
         return f"duplicate user id {value!r} (an earlier row has it)"
 
     def _raw(self, row: dict[str, Any]) -> str:
@@ -367,7 +390,8 @@ class BatchValidator:
         if self.raw_delimiter is not None:
             buf = io.StringIO()
             csv.writer(buf, delimiter=self.raw_delimiter, lineterminator="").writerow(
-                [text(v) for v in row.values()])
+                [text(v) for v in row.values()]
+            )
             return buf.getvalue()
         clean = {k: text(v) if isinstance(v, bytes) else v for k, v in row.items()}
         return orjson.dumps(clean, default=str).decode()

@@ -27,8 +27,19 @@ from adtarget.ingest.jobs import get_job, recover_stale_jobs, run_upload, submit
 from adtarget.settings import Settings
 
 router = APIRouter(tags=["audiences"])
-OPTION_FIELDS = ("mode", "segment", "dry_run", "id_column", "schema", "ttl_seconds", "hashed",
-                 "delimiter", "set_separator", "max_field_chars")
+OPTION_FIELDS = (
+    "mode",
+    "segment",
+    "dry_run",
+    "id_column",
+    "schema",
+    "ttl_seconds",
+    "hashed",
+    "append",
+    "delimiter",
+    "set_separator",
+    "max_field_chars",
+)
 
 
 def _flag(value: Any) -> bool:
@@ -41,12 +52,13 @@ def _options(raw: dict[str, Any]) -> dict[str, Any]:
     """Job options from a JSON body or form fields (form values arrive as strings)."""
     unknown = set(raw) - set(OPTION_FIELDS) - {"path"}
     if unknown:
-        raise InvalidValue(f"unknown upload fields: {', '.join(sorted(unknown))}",
-                           field=sorted(unknown)[0])
+        raise InvalidValue(
+            f"unknown upload fields: {', '.join(sorted(unknown))}", field=sorted(unknown)[0]
+        )
     out: dict[str, Any] = {"mode": str(raw.get("mode") or "replace")}
     if raw.get("segment"):
         out["segment"] = str(raw["segment"])
-    for name in ("dry_run", "hashed"):
+    for name in ("dry_run", "hashed", "append"):
         if name in raw:
             out[name] = _flag(raw[name])
     if raw.get("id_column"):
@@ -87,15 +99,20 @@ async def _save(upload: UploadFile, settings: Settings) -> Path:
 
 
 def _start(job_id: str, settings: Settings, factory: sessionmaker[Session]) -> None:
-    thread = threading.Thread(target=run_upload, args=(job_id,), name=f"upload-{job_id[:8]}",
-                              kwargs={"settings": settings, "session_factory": factory},
-                              daemon=True)
+    thread = threading.Thread(
+        target=run_upload,
+        args=(job_id,),
+        name=f"upload-{job_id[:8]}",
+        kwargs={"settings": settings, "session_factory": factory},
+        daemon=True,
+    )
     thread.start()
 
 
 @router.post("/v1/uploads", status_code=202)
-async def create_upload(request: Request, settings: SettingsDep,
-                        factory: SessionFactoryDep, principal: PrincipalDep) -> JSONResponse:
+async def create_upload(
+    request: Request, settings: SettingsDep, factory: SessionFactoryDep, principal: PrincipalDep
+) -> JSONResponse:
     """Queue an upload job (multipart ``file`` or JSON ``{"path", "mode", ...}``); 202."""
     ctype = request.headers.get("content-type", "")
     if ctype.startswith("multipart/form-data"):
@@ -112,22 +129,26 @@ async def create_upload(request: Request, settings: SettingsDep,
         except orjson.JSONDecodeError:
             raise InvalidValue("body must be JSON or multipart/form-data", field="body") from None
         if not isinstance(body, dict) or not body.get("path"):
-            raise InvalidValue("JSON body needs 'path' (or send the file as multipart)",
-                               field="path")
+            raise InvalidValue(
+                "JSON body needs 'path' (or send the file as multipart)", field="path"
+            )
         if not principal.is_admin:
-            raise Forbidden("only admin keys may ingest a server-side path; send the file "
-                            "as multipart instead", field="path")
+            raise Forbidden(
+                "only admin keys may ingest a server-side path; send the file as multipart instead",
+                field="path",
+            )
         options = _options(body)
         path = Path(str(body["path"]))
 
     def submit() -> dict[str, Any]:
         recover_stale_jobs(settings=settings, session_factory=factory)
-        return submit_upload(settings=settings, session_factory=factory, path=path,
-                             actor=principal.actor, **options)
+        return submit_upload(
+            settings=settings, session_factory=factory, path=path, actor=principal.actor, **options
+        )
 
     job = await run_in_threadpool(submit)
-    if job["status"] == "queued":
-        _start(job["id"], settings, factory)
+    if job["status"] == "queued" and not job.get("idempotent"):
+        _start(job["id"], settings, factory)  # an idempotent hit is already being run
     return JSONResponse(job, status_code=202)
 
 
