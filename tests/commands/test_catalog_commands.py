@@ -386,3 +386,25 @@ def test_segment_size_refresh_does_not_block_undo(writer_for: W, factory: Factor
     w.undo()
     out = w.undo()  # undo the create: only the size moved since, so it may go
     assert out["result"]["rows"][0]["exists"] is False
+
+
+def test_link_changed_and_changed_back_by_other_is_still_a_conflict(
+    writer_for: W, factory: Factory
+) -> None:
+    """The link row has no version: "absent as I left it" is not enough (ABA)."""
+    ann, ben = writer_for("ann"), writer_for("ben")
+    ids = seed(ann)
+    start = dump(factory, ignore=META)
+    li, cr = ids["line_item"], ids["creative"]
+    ben.attach_creative(li, cr)
+    ann.detach_creative(li, cr)
+    ben.attach_creative(li, cr)
+    ben.detach_creative(li, cr)  # absent again, exactly as ann's detach left it
+    with pytest.raises(Conflict, match="changed again after this command") as info:
+        ann.undo()
+    assert "ben: detach creative" in info.value.message
+    ben.undo()
+    ben.undo()
+    ann.undo()  # now nothing newer is in effect on the link
+    ben.undo()
+    assert dump(factory, ignore=META) == start

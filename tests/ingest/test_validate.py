@@ -95,6 +95,20 @@ def test_max_field_chars_is_configurable(tmp_path: Path) -> None:
     assert [(r.field, r.reason) for r in rejects] == [("user_id", "value longer than 5 characters")]
 
 
+def test_max_field_chars_counts_characters_not_bytes(tmp_path: Path) -> None:
+    """Multi-byte cells: 3 characters in 5-6 bytes fit a limit of 3; 4 characters do not."""
+    p = tmp_path / "a.csv"
+    rows = ["ééé,US,1,,", "éééé,US,1,,", "u1,US,1,é|ü,", "u2,US,1,éééé,"]
+    p.write_bytes(HEADER + "\n".join(rows).encode() + b"\n")
+    reg = {**REGISTRY, "genres": DimensionSpec("genres", "set")}
+    reader = open_reader(p, batch_rows=10)
+    v = BatchValidator(reg, reader.columns, options=ValidationOptions(max_field_chars=3))
+    out = [v.validate(rb) for rb in reader]
+    good = [g["user_id"] for o in out for g in o.good.to_pylist()]
+    bad = [(r.line, r.field) for o in out for r in o.rejects]
+    assert good == ["ééé", "u1"] and bad == [(3, "user_id"), (5, "genres")]
+
+
 def test_parquet_typed_columns(tmp_path: Path) -> None:
     batch = pa.record_batch(
         {

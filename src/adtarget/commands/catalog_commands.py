@@ -14,6 +14,10 @@ written (or flipped to undone/done) together, so a failure anywhere leaves no tr
 Depth: each actor keeps at most ``depth`` undoable commands (``Settings.history_depth``,
 200 by default); older ones are deleted when a new command is logged. Commands that changed
 nothing (an update to the values already there) are not logged.
+
+Delivery: after an undo/redo the answer says (``note``, ``served``) when a line item the command
+governs already served (``delivery_check``, a read of the event store after the catalog
+transaction); the catalog is restored either way, delivery history is never rewritten.
 """
 
 from __future__ import annotations
@@ -174,7 +178,9 @@ class CatalogWriter:
             set_inflight(session, all_changes(command))
             result = command.undo(self._ctx(session, entry.id))
             self._flip(session, entry, command, "done", "undone")
-            return self._answer(session, entry, command, result, "undone")
+            answer = self._answer(entry, result, "undone")
+            affected = affected_line_items(session, all_changes(command))
+        return self._with_delivery(answer, affected)
 
     def redo(self) -> dict[str, Any]:
         """Redo this actor's most recently undone command; ``NothingToRedo`` / ``Conflict``."""
@@ -186,7 +192,9 @@ class CatalogWriter:
             set_inflight(session, all_changes(command))
             result = command.redo(self._ctx(session, entry.id))
             self._flip(session, entry, command, "undone", "done")
-            return self._answer(session, entry, command, result, "redone")
+            answer = self._answer(entry, result, "redone")
+            affected = affected_line_items(session, all_changes(command))
+        return self._with_delivery(answer, affected)
 
     def history(self, limit: int = 50) -> list[dict[str, Any]]:
         """This actor's commands, newest first (undone ones included, marked by ``state``)."""
@@ -255,34 +263,32 @@ class CatalogWriter:
                 )
             )
 
-    def _answer(
-        self,
-        session: Session,
-        entry: CommandLog,
-        command: PersistedCommand,
-        result: dict[str, Any],
-        verb: str,
-    ) -> dict[str, Any]:
-        """``{"command_id", "description", verb: history item, "result", "note"?, "served"?}``.
-
-        ``note``/``served`` appear when a touched line item already has delivery recorded
-        (``delivery_check``): the catalog is restored, delivery history is not rewritten.
-        """
+    def _answer(self, entry: CommandLog, result: dict[str, Any], verb: str) -> dict[str, Any]:
+        """``{"command_id", "description", verb: history item, "result", "note"?}``."""
         out: dict[str, Any] = {
             "command_id": entry.id,
             "description": entry.description,
             verb: history_item(entry),
             "result": result,
         }
-        notes = [result["note"]] if "note" in result else []
-        if self.settings is not None:
-            seen = delivered(self.settings, affected_line_items(session, all_changes(command)))
-            if seen is not None:
-                notes.append(seen["note"])
-                out["served"] = seen["served"]
-        if notes:
-            out["note"] = "; ".join(notes)
+        if "note" in result:
+            out["note"] = result["note"]
         return out
+
+    def _with_delivery(self, answer: dict[str, Any], line_items: list[int]) -> dict[str, Any]:
+        """Add ``served`` and a ``note`` when any of ``line_items`` already has delivery.
+
+        Runs after the catalog transaction committed: the undo stands whatever the event store
+        says (or fails to say), and the catalog's write lock is not held while reading it.
+        """
+        if self.settings is None:
+            return answer
+        seen = delivered(self.settings, line_items)
+        if seen is None:
+            return answer
+        answer["served"] = seen["served"]
+        answer["note"] = "; ".join(n for n in (answer.get("note"), seen["note"]) if n)
+        return answer
 
 
 class _transaction:

@@ -12,6 +12,11 @@ holding an old version can never write over the restored row by accident. The pr
 an older command's "the version I left" goes stale when a newer command on the same row is
 undone; ``_carry`` moves it along (the row is then exactly in that command's "after"
 state again), which is what lets a person undo a chain of edits to one row.
+
+Two refinements of "refuse if the row moved on": a move in ``DERIVED`` columns only (segment
+sizes an upload recomputes) does not block, and is not rewound; and the version-less link row
+is also refused when a newer command still in effect touched it (``log_scan.newer_changes``),
+since "absent, as I left it" may be someone else's attach-then-detach.
 """
 
 from __future__ import annotations
@@ -25,7 +30,14 @@ from sqlalchemy import Column, DateTime, Numeric, Table, and_, delete, func, ins
 from sqlalchemy.orm import Session
 
 from adtarget.catalog.coltypes import UTCDateTime, utcnow
-from adtarget.catalog.tables import MODELS, CommandLog, LineItemCreative
+from adtarget.catalog.tables import MODELS, LineItemCreative
+from adtarget.commands.log_scan import (
+    changes_in,
+    deep_copy,
+    log_entries,
+    newer_changes,
+    who_changed,
+)
 from adtarget.errors import Conflict, NotFound
 
 if TYPE_CHECKING:
@@ -209,46 +221,6 @@ def _referrers(session: Session, kind: str, key: dict[str, Any]) -> list[str]:
     return found
 
 
-def _log_entries(session: Session, exclude_id: int | None, state: str) -> list[CommandLog]:
-    stmt = select(CommandLog).where(CommandLog.state == state).order_by(CommandLog.id)
-    if exclude_id is not None:
-        stmt = stmt.where(CommandLog.id != exclude_id)
-    return list(session.scalars(stmt))
-
-
-def _changes_in(payload: Any) -> list[dict[str, Any]]:
-    """Every RowChange dict in a log payload, at any nesting depth (composites)."""
-    out: list[dict[str, Any]] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if "before" in node and "after" in node and "kind" in node and "key" in node:
-                out.append(node)
-            else:
-                for v in node.values():
-                    walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(payload)
-    return out
-
-
-def _who_changed(
-    session: Session, ch: RowChange, since: int | None, exclude_id: int | None
-) -> list[str]:
-    """``actor: description`` of logged commands that moved the row past version ``since``."""
-    who: list[str] = []
-    for entry in _log_entries(session, exclude_id, "done"):
-        for d in _changes_in(entry.payload):
-            v = _version(d["after"])
-            if d["kind"] == ch.kind and d["key"] == ch.key and (since is None or (v or 0) > since):
-                who.append(f"{entry.actor}: {entry.description} (command {entry.id})")
-                break
-    return who
-
-
 INFLIGHT = "adtarget.commands.inflight"
 
 
@@ -290,11 +262,11 @@ def _carry(
                 other.after = {**(other.after or {}), "version": new}
             else:
                 other.undone_version = new
-    for entry in _log_entries(session, exclude_id, "done" if undo else "undone"):
+    for entry in log_entries(session, exclude_id, "done" if undo else "undone"):
         # Edit a copy and assign it: in-place edits of a JSON column are not flushed.
-        payload = _deep_copy(entry.payload)
+        payload = deep_copy(entry.payload)
         hit = False
-        for d in _changes_in(payload):
+        for d in changes_in(payload):
             if matches(d["kind"], d["key"], d["after"], d.get("undone_version")):
                 if undo:
                     d["after"] = {**d["after"], "version": new}
@@ -303,14 +275,6 @@ def _carry(
                 hit = True
         if hit:
             entry.payload = payload
-
-
-def _deep_copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _deep_copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_deep_copy(v) for v in value]
-    return value
 
 
 def _refuse(
@@ -336,7 +300,7 @@ def _refuse(
             f"{ch.label} was changed after this command: it is at version {cur_v}, "
             f"not the version {exp_v} this command left; changed: {changed}"
         )
-    who = _who_changed(ctx.session, ch, exp_v, ctx.log_id)
+    who = who_changed(ctx.session, ch.kind, ch.key, exp_v, ctx.log_id)
     by = f"; by {'; '.join(who)}" if who else "; not by any command still in the history"
     return Conflict(
         f"cannot {verb} {description!r}: {what}{by}. Nothing was overwritten.",
@@ -355,6 +319,7 @@ def undo_changes(ctx: CommandContext, changes: list[RowChange], description: str
         cur = read_row(ctx.session, ch.kind, ch.key)
         if not _same_version(cur, ch.after) and not _only_derived_moved(cur, ch.after):
             raise _refuse(ch, "undo", ch.after, cur, ctx, description)
+        _refuse_if_touched_since(ctx, ch, "undo", description)
         if ch.before is None:
             blockers = _referrers(ctx.session, ch.kind, ch.key)
             if blockers:
@@ -377,6 +342,7 @@ def redo_changes(ctx: CommandContext, changes: list[RowChange], description: str
         expected = None if ch.before is None else {**ch.before, "version": ch.undone_version}
         if not _same_version(cur, expected) and not _only_derived_moved(cur, expected):
             raise _refuse(ch, "redo", expected, cur, ctx, description)
+        _refuse_if_touched_since(ctx, ch, "redo", description)
         old_after_v = _version(ch.after)
         new_v = _write(ctx.session, ch.kind, ch.key, cur, _keep_derived(ch, ch.after, cur))
         _carry(ctx.session, ch, old_after_v, new_v, ctx.log_id, undo=False)
@@ -401,14 +367,35 @@ def _same_version(cur: dict[str, Any] | None, expected: dict[str, Any] | None) -
     return _version(cur) == _version(expected)
 
 
-def _only_derived_moved(cur: dict[str, Any] | None, expected: dict[str, Any] | None) -> bool:
-    """Did the row move on (a newer version) only in ``DERIVED`` columns, or in none at all?
+def _refuse_if_touched_since(
+    ctx: CommandContext, ch: RowChange, verb: str, description: str
+) -> None:
+    """For rows without ``version``: refuse if a newer command still in effect touched it."""
+    if "version" in _table(ch.kind).c:
+        return
+    who = newer_changes(ctx.session, ch.kind, ch.key, ctx.log_id)
+    if who:
+        raise Conflict(
+            f"cannot {verb} {description!r}: {ch.label} was changed again after this command "
+            f"(even if it looks the same now) by {'; '.join(who)}; undo that first. "
+            "Nothing was overwritten.",
+            field="version",
+            row=ch.label,
+            changed_by=who,
+        )
 
-    Then nothing anyone set would be overwritten, so undo/redo may proceed.
+
+def _only_derived_moved(cur: dict[str, Any] | None, expected: dict[str, Any] | None) -> bool:
+    """Did the row move on (a newer version) in ``DERIVED`` columns only?
+
+    Then nothing anyone set would be overwritten, so undo/redo may proceed. A newer version
+    with no content change at all is still refused: it was another command's change followed
+    by its reversal, whose own undo chain must stay intact.
     """
     if cur is None or expected is None or "version" not in cur:
         return False
-    return set(diff(expected, cur)) <= DERIVED
+    changed = set(diff(expected, cur))
+    return bool(changed) and changed <= DERIVED
 
 
 def _keep_derived(

@@ -152,17 +152,29 @@ def _by_code(arr: pa.DictionaryArray, bad_values: BoolArray) -> BoolArray:
     return _mask(pc.is_in(arr.indices, value_set=pa.array(codes, arr.indices.type)))
 
 
+def _too_long(strings: pa.Array, limit: int) -> BoolArray:
+    """Rows of a string array longer than ``limit`` characters.
+
+    Byte lengths come from the offsets alone and bound the character count from above, so the
+    UTF-8 scan runs only when some value has more than ``limit`` bytes (rare in real files).
+    """
+    longest = pc.max(pc.binary_length(strings)).as_py()
+    if longest is None or longest <= limit:
+        return np.zeros(len(strings), dtype=bool)
+    return _mask(pc.greater(pc.utf8_length(strings), limit))
+
+
 def _check_length(arr: pa.Array, limit: int, probs: _Problems, col: int) -> None:
     if pa.types.is_dictionary(arr.type):
-        long_values = _mask(pc.greater(pc.utf8_length(arr.dictionary), limit))
+        long_values = _too_long(arr.dictionary, limit)
         if long_values.any():
             probs.add(_by_code(arr, long_values), col, TOO_LONG)
     elif pa.types.is_string(arr.type):
-        probs.add(_mask(pc.greater(pc.utf8_length(arr), limit)), col, TOO_LONG)
+        probs.add(_too_long(arr, limit), col, TOO_LONG)
     elif pa.types.is_list(arr.type) and pa.types.is_string(arr.type.value_type):
         flat = pc.list_flatten(arr)
         if len(flat):
-            long_elems = _mask(pc.greater(pc.utf8_length(flat), limit))
+            long_elems = _too_long(flat, limit)
             if long_elems.any():
                 parents = pc.list_parent_indices(arr).to_numpy()
                 mask = np.zeros(len(arr), dtype=bool)

@@ -34,7 +34,11 @@ WriterDep = Annotated[CatalogWriter, Depends(command_writer)]
 
 @router.post("/undo", summary="Undo your most recent catalog change (409 when nothing/conflict)")
 def undo(writer: WriterDep) -> dict[str, Any]:
-    """Undo the caller's newest command; the body says what was undone and what it restored."""
+    """Undo the caller's newest command.
+
+    ``{"command_id", "description", "undone": <history entry>, "result": {"rows": [...]}}``, plus
+    ``note`` and ``served`` when a line item it touched already has delivery recorded.
+    """
     return writer.undo()
 
 

@@ -111,40 +111,19 @@ def _catalog_formats(app: FastAPI) -> Callable[[], frozenset[str]]:
 
 
 def build_engine(app: FastAPI) -> Any:
-    """Assemble the engine per settings: catalog index holder (polling for changes), profiles
-    (snapshot | redis), counters (memory | sqlite | redis), spend from the delivery event store.
+    """The engine per settings (``DecisionEngine.from_settings``), sharing this app's catalog
+    sessions, snapshot store and delivery event store: profiles (snapshot | redis), counters
+    (memory | sqlite | redis), an index holder polling the catalog for changes.
     """
     from adtarget.api.deps import app_snapshot_store
     from adtarget.api.routes.events import app_event_store
-    from adtarget.decision import counters, profiles
     from adtarget.decision.engine import DecisionEngine
-    from adtarget.decision.index_holder import IndexHolder
     from adtarget.delivery.service import DeliverySpend
 
-    settings = app_settings(app)
-    timeout = settings.store_timeout_ms / 1000.0
-    if settings.profile_store == "redis":
-        if not settings.redis_url:
-            raise InvalidValue("profile_store=redis needs ADTARGET_REDIS_URL", field="redis_url")
-        profile_store: Any = profiles.RedisProfileStore(settings.redis_url, timeout=timeout)
-    else:
-        profile_store = profiles.SnapshotProfileStore(app_snapshot_store(app))
-    if settings.counter_store == "redis":
-        if not settings.redis_url:
-            raise InvalidValue("counter_store=redis needs ADTARGET_REDIS_URL", field="redis_url")
-        counter_store: Any = counters.RedisCounters(settings.redis_url, timeout=timeout)
-    elif settings.counter_store == "sqlite":
-        counter_store = counters.SqliteCounters(
-            settings.data_dir / "counters.sqlite3", timeout_s=timeout
-        )
-    else:
-        counter_store = counters.MemoryCounters()
-    holder = IndexHolder.from_session_factory(app_session_factory(app))
-    holder.start()
-    return DecisionEngine(
-        index_holder=holder,
-        profiles=profile_store,
-        counters=counter_store,
+    return DecisionEngine.from_settings(
+        app_settings(app),
+        session_factory=app_session_factory(app),
+        snapshot_store=app_snapshot_store(app),
         spend=DeliverySpend(app_event_store(app)),
     )
 

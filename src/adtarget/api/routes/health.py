@@ -8,6 +8,7 @@ index is loaded and we know which audience snapshot is live.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -48,7 +49,9 @@ def _check_snapshot(request: Request) -> dict[str, Any]:
     if snap is None:
         # No upload yet: decisions still work on context only, so the node is ready.
         return {"ok": True, "version": None}
-    return {"ok": True, "version": snap.version, "users": snap.num_users}
+    # The directory this worker maps: every worker of one `serve` names the same one.
+    return {"ok": True, "version": snap.version, "users": snap.num_users,
+            "path": str(snap.path.resolve())}
 
 
 def _check_index(request: Request) -> dict[str, Any]:
@@ -74,7 +77,7 @@ def readyz(request: Request) -> JSONResponse:
     }
     ready = all(c.get("ok") for c in checks.values())
     return JSONResponse(
-        {"status": "ready" if ready else "not_ready", "checks": checks},
+        {"status": "ready" if ready else "not_ready", "worker": os.getpid(), "checks": checks},
         status_code=200 if ready else 503,
     )
 

@@ -1,0 +1,139 @@
+"""``adtarget serve`` and ``adtarget keys`` as a user runs them: real processes, real sockets.
+
+Why subprocesses: ``--workers N`` forks uvicorn workers, the open-mode check runs before
+anything binds, and ``keys create`` prints the key once; none of that is visible in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+CLI = [sys.executable, "-m", "adtarget.cli.main"]
+
+
+def env_for(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("ADTARGET_") and k != "PROMETHEUS_MULTIPROC_DIR"}
+    return {**env, "ADTARGET_DATA_DIR": str(data_dir), **extra}
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_open_mode_refuses_a_public_address(tmp_path: Path) -> None:
+    result = run_cli(["serve", "--host", "0.0.0.0", "--port", "1"], env_for(tmp_path))
+    assert result.returncode == 2
+    assert "refusing to bind 0.0.0.0: no API key exists" in result.stderr
+
+
+def test_keys_cli_creates_lists_and_revokes(tmp_path: Path) -> None:
+    env = env_for(tmp_path)
+    made = run_cli(["keys", "create", "--role", "reader", "--json"], env)
+    assert made.returncode == 0, made.stderr
+    info = json.loads(made.stdout)
+    assert info["role"] == "reader" and info["key"].startswith("adt_")
+    no_adv = run_cli(["keys", "create", "--role", "advertiser"], env)
+    assert no_adv.returncode == 1 and "needs --advertiser ID" in no_adv.stderr
+    missing = run_cli(["keys", "create", "--role", "advertiser", "--advertiser", "7"], env)
+    assert missing.returncode == 1 and "advertiser 7 does not exist" in missing.stderr
+    bad_role = run_cli(["keys", "create", "--role", "root"], env)
+    assert bad_role.returncode == 1 and "role must be one of" in bad_role.stderr
+    listed = json.loads(run_cli(["keys", "list", "--json"], env).stdout)["keys"]
+    assert [k["id"] for k in listed] == [info["id"]] and "key" not in listed[0]
+    assert run_cli(["keys", "revoke", str(info["id"])], env).returncode == 0
+    assert json.loads(run_cli(["keys", "list", "--json"], env).stdout)["keys"] == []
+    # A key exists now (revoked ones do not count): no key is live, so open mode again.
+    assert run_cli(["serve", "--host", "10.1.2.3", "--port", "1"], env).returncode == 2
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """``adtarget serve --workers 2`` with an env admin key, on a free loopback port."""
+    port = free_port()
+    env = env_for(tmp_path, ADTARGET_ADMIN_KEY="bootstrap-admin-key")
+    proc = subprocess.Popen([*CLI, "serve", "--port", str(port), "--workers", "2"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.2)
+        yield {"base": base, "headers": {"Authorization": "Bearer bootstrap-admin-key"},
+               "data_dir": tmp_path}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.mark.slow
+def test_workers_share_one_snapshot_and_answer(served: dict[str, Any]) -> None:
+    base, h = served["base"], served["headers"]
+    with httpx.Client(base_url=base, headers=h, timeout=10) as c:
+        assert c.get("/v1/advertisers", headers={"Authorization": ""}).status_code == 401
+        for dim in ("country", "device"):
+            assert c.post("/v1/dimensions", json={"name": dim, "type": "category"}).status_code \
+                == 201
+        features = served["data_dir"] / "features.csv"
+        features.write_text("user_id,country,device\n" +
+                            "".join(f"u{i},{'US' if i % 2 else 'CA'},tv\n" for i in range(300)))
+        job = c.post("/v1/uploads", json={"path": str(features), "mode": "replace"})
+        assert job.status_code == 202, job.text
+        for _ in range(300):
+            status = c.get(f"/v1/uploads/{job.json()['id']}").json()
+            if status["status"] in ("succeeded", "failed"):
+                break
+            time.sleep(0.1)
+        assert status["status"] == "succeeded", status
+        size = c.post("/v1/audiences/size", json={"rule": 'country = "US"'}).json()
+        assert size["count"] == 150
+
+    # Fresh connections land on both workers; each maps the same published snapshot directory.
+    seen: dict[int, dict[str, Any]] = {}
+    deadline = time.monotonic() + 30
+    while len(seen) < 2 and time.monotonic() < deadline:
+        resp = httpx.get(f"{base}/readyz", timeout=5)
+        assert resp.status_code == 200, resp.text
+        seen[resp.json()["worker"]] = resp.json()["checks"]["snapshot"]
+    assert len(seen) == 2, f"only worker(s) {sorted(seen)} answered"
+    snaps = list(seen.values())
+    assert snaps[0] == snaps[1] and snaps[0]["version"] == size["snapshot"]
+    assert snaps[0]["users"] == 300 and Path(snaps[0]["path"]).is_dir()
+
+    decided = httpx.post(f"{base}/v1/decisions", headers=h, timeout=5,
+                         json={"user_id": "u1", "context": {"device": "tv"}})
+    assert decided.status_code == 200
+    assert decided.json() == {"decisions": [], "snapshot": size["snapshot"], "degraded": False}
+    # Metrics aggregate every worker's samples (PROMETHEUS_MULTIPROC_DIR).
+    metrics = httpx.get(f"{base}/metrics", timeout=5).text
+    assert "adtarget_decisions_total 1.0" in metrics
