@@ -31,8 +31,9 @@ COUNTRIES = ["US", "CA", "GB", "DE", "FR"]
 DEVICES = ["tv", "mobile", "web"]
 
 
-def make_batch(rng: np.random.Generator, start: int, n: int, now: datetime, dup_from: int,
-               dup_ratio: float) -> dict[str, list[Any]]:
+def make_batch(
+    rng: np.random.Generator, start: int, n: int, now: datetime, dup_from: int, dup_ratio: float
+) -> dict[str, list[Any]]:
     """Columns of events ``start .. start+n``; ``dup_ratio`` of them are re-sent earlier events.
 
     Every field is a hash of the event number, so a re-sent event is identical to the original.
@@ -47,8 +48,9 @@ def make_batch(rng: np.random.Generator, start: int, n: int, now: datetime, dup_
     cum = np.cumsum(TYPE_WEIGHTS) / TYPE_WEIGHTS.sum()
     types = np.searchsorted(cum, (h >> 9) % 10_000 / 10_000, side="right")
     users = (h >> 3) % 200_000
-    stamps = np.datetime64(now.replace(tzinfo=None), "s") - (
-        (h >> 5) % (7 * 86400)).astype("timedelta64[s]")
+    stamps = np.datetime64(now.replace(tzinfo=None), "s") - ((h >> 5) % (7 * 86400)).astype(
+        "timedelta64[s]"
+    )
     return {
         "event_id": [f"ev{i}" for i in num],
         "type": [EVENT_TYPES[t] for t in types],
@@ -115,31 +117,54 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         duplicates += result.duplicates
         rejected += len(result.rejected)
     sent = accepted + duplicates + rejected
-    print(f"intake: {sent:,} events sent, {accepted:,} accepted, {duplicates:,} duplicates, "
-          f"{rejected} rejected in {intake:.2f} s -> {accepted / intake:,.0f} events/s accepted")
+    print(
+        f"intake: {sent:,} events sent, {accepted:,} accepted, {duplicates:,} duplicates, "
+        f"{rejected} rejected in {intake:.2f} s -> {accepted / intake:,.0f} events/s accepted"
+    )
     rollup_rows = store.rollups().num_rows
-    print(f"hourly rollup rows: {rollup_rows:,} ({rollup_rows / max(accepted, 1):.2f} per event; "
-          "this generator spreads events thin, real delivery compresses far more)")
+    print(
+        f"hourly rollup rows: {rollup_rows:,} ({rollup_rows / max(accepted, 1):.2f} per event; "
+        "this generator spreads events thin, real delivery compresses far more)"
+    )
 
     first, last = (now - timedelta(days=7)).date(), now.date()
     report_times, rows = [], []
     for _ in range(args.repeat):
         t0 = time.perf_counter()
-        rows = run_report(store=store, start=first, end=last, group_by="campaign,day",
-                          metrics="impressions,clicks,spend,reach")
+        rows = run_report(
+            store=store,
+            start=first,
+            end=last,
+            group_by="campaign,day",
+            metrics="impressions,clicks,spend,reach",
+        )
         report_times.append(time.perf_counter() - t0)
-    ours = [(r["campaign_id"], r["day"], r["impressions"], r["clicks"],
-             round(r["spend"] * 1_000_000), r["reach"]) for r in rows]
+    ours = [
+        (
+            r["campaign_id"],
+            r["day"],
+            r["impressions"],
+            r["clicks"],
+            round(r["spend"] * 1_000_000),
+            r["reach"],
+        )
+        for r in rows
+    ]
 
     counter_times = []
     for _ in range(args.repeat):
         t0 = time.perf_counter()
-        plain = run_report(store=store, start=first, end=last, group_by="campaign,day",
-                           metrics="impressions,clicks,spend")
+        plain = run_report(
+            store=store,
+            start=first,
+            end=last,
+            group_by="campaign,day",
+            metrics="impressions,clicks,spend",
+        )
         counter_times.append(time.perf_counter() - t0)
-    if [(r["campaign_id"], r["day"], r["impressions"], r["clicks"], r["spend"]) for r in plain] \
-            != [(r["campaign_id"], r["day"], r["impressions"], r["clicks"], r["spend"])
-                for r in rows]:
+    if [(r["campaign_id"], r["day"], r["impressions"], r["clicks"], r["spend"]) for r in plain] != [
+        (r["campaign_id"], r["day"], r["impressions"], r["clicks"], r["spend"]) for r in rows
+    ]:
         sys.exit("the rollup report differs from the raw-log report")
     files = str(root / "events" / "day=*" / "part-*.parquet")
     base_times, base = [], []
@@ -151,18 +176,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             base_times.append(time.perf_counter() - t0)
         base = [tuple(int(v) if i >= 2 else v for i, v in enumerate(r)) for r in base]
     p50 = statistics.median(report_times)
-    out: dict[str, Any] = {"events": sent, "accepted": accepted, "duplicates": duplicates,
-                           "events_per_s": accepted / intake, "report_p50_s": p50,
-                           "rows": len(ours),
-                           "rollup_report_p50_s": statistics.median(counter_times)}
+    out: dict[str, Any] = {
+        "events": sent,
+        "accepted": accepted,
+        "duplicates": duplicates,
+        "events_per_s": accepted / intake,
+        "report_p50_s": p50,
+        "rows": len(ours),
+        "rollup_report_p50_s": statistics.median(counter_times),
+    }
     if base_times:
         b50 = statistics.median(base_times)
         out |= {"duckdb_p50_s": b50, "equal": ours == base}
-        print(f"report campaign x day (impressions, clicks, spend, reach), {len(ours)} rows: "
-              f"{p50 * 1000:.1f} ms p50; plain DuckDB over the raw log: {b50 * 1000:.1f} ms p50 "
-              f"-> {b50 / p50:.2f}x; equal: {ours == base}")
-        print(f"same report without reach (rollups only): "
-              f"{out['rollup_report_p50_s'] * 1000:.1f} ms p50 (equal counters: True)")
+        print(
+            f"report campaign x day (impressions, clicks, spend, reach), {len(ours)} rows: "
+            f"{p50 * 1000:.1f} ms p50; plain DuckDB over the raw log: {b50 * 1000:.1f} ms p50 "
+            f"-> {b50 / p50:.2f}x; equal: {ours == base}"
+        )
+        print(
+            f"same report without reach (rollups only): "
+            f"{out['rollup_report_p50_s'] * 1000:.1f} ms p50 (equal counters: True)"
+        )
         if ours != base:
             sys.exit("report differs from the DuckDB baseline")
     else:

@@ -13,12 +13,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner, Result
+
+from adtarget.cli.main import app as main_app
+from adtarget.settings import get_settings
 
 CLI = [sys.executable, "-m", "adtarget.cli.main"]
 
@@ -29,40 +33,51 @@ def env_for(data_dir: Path, **extra: str) -> dict[str, str]:
     return {**env, "ADTARGET_DATA_DIR": str(data_dir), **extra}
 
 
-def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=60)
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def test_open_mode_refuses_a_public_address(tmp_path: Path) -> None:
-    result = run_cli(["serve", "--host", "0.0.0.0", "--port", "1"], env_for(tmp_path))
-    assert result.returncode == 2
-    assert "refusing to bind 0.0.0.0: no API key exists" in result.stderr
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Result]]:
+    """Run ``adtarget ARGS`` in-process on a fresh data dir (no admin env key)."""
+    monkeypatch.delenv("ADTARGET_ADMIN_KEY", raising=False)
+    monkeypatch.setenv("ADTARGET_DATA_DIR", str(tmp_path))  # --data-dir exports it
+    runner = CliRunner()
+
+    def run(*args: str) -> Result:
+        result = runner.invoke(main_app, ["--data-dir", str(tmp_path), *args])
+        get_settings.cache_clear()
+        return result
+
+    yield run
+    get_settings.cache_clear()
 
 
-def test_keys_cli_creates_lists_and_revokes(tmp_path: Path) -> None:
-    env = env_for(tmp_path)
-    made = run_cli(["keys", "create", "--role", "reader", "--json"], env)
-    assert made.returncode == 0, made.stderr
+def test_open_mode_refuses_a_public_address(cli: Callable[..., Result]) -> None:
+    result = cli("serve", "--host", "0.0.0.0", "--port", "1")
+    assert result.exit_code == 2
+    assert "refusing to bind 0.0.0.0: no API key exists" in result.output
+
+
+def test_keys_cli_creates_lists_and_revokes(cli: Callable[..., Result]) -> None:
+    made = cli("keys", "create", "--role", "reader", "--json")
+    assert made.exit_code == 0, made.output
     info = json.loads(made.stdout)
     assert info["role"] == "reader" and info["key"].startswith("adt_")
-    no_adv = run_cli(["keys", "create", "--role", "advertiser"], env)
-    assert no_adv.returncode == 1 and "needs --advertiser ID" in no_adv.stderr
-    missing = run_cli(["keys", "create", "--role", "advertiser", "--advertiser", "7"], env)
-    assert missing.returncode == 1 and "advertiser 7 does not exist" in missing.stderr
-    bad_role = run_cli(["keys", "create", "--role", "root"], env)
-    assert bad_role.returncode == 1 and "role must be one of" in bad_role.stderr
-    listed = json.loads(run_cli(["keys", "list", "--json"], env).stdout)["keys"]
+    no_adv = cli("keys", "create", "--role", "advertiser")
+    assert no_adv.exit_code == 1 and "needs --advertiser ID" in no_adv.output
+    missing = cli("keys", "create", "--role", "advertiser", "--advertiser", "7")
+    assert missing.exit_code == 1 and "advertiser 7 does not exist" in missing.output
+    bad_role = cli("keys", "create", "--role", "root")
+    assert bad_role.exit_code == 1 and "role must be one of" in bad_role.output
+    listed = json.loads(cli("keys", "list", "--json").stdout)["keys"]
     assert [k["id"] for k in listed] == [info["id"]] and "key" not in listed[0]
-    assert run_cli(["keys", "revoke", str(info["id"])], env).returncode == 0
-    assert json.loads(run_cli(["keys", "list", "--json"], env).stdout)["keys"] == []
-    # A key exists now (revoked ones do not count): no key is live, so open mode again.
-    assert run_cli(["serve", "--host", "10.1.2.3", "--port", "1"], env).returncode == 2
+    assert cli("keys", "revoke", str(info["id"])).exit_code == 0
+    assert json.loads(cli("keys", "list", "--json").stdout)["keys"] == []
+    # The only key is revoked: no live key, so the API would be open again and serve refuses.
+    assert cli("serve", "--host", "10.1.2.3", "--port", "1").exit_code == 2
 
 
 @pytest.fixture

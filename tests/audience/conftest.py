@@ -56,8 +56,14 @@ def to_batch(users: list[dict[str, Any]], dims: list[str] | None = None) -> pa.R
     return pa.RecordBatch.from_pydict(cols)
 
 
-def build(store: SnapshotStore, users: list[dict[str, Any]], *, base: Snapshot | None = None,
-          mode: str = "replace", batch_size: int = 500) -> Snapshot:
+def build(
+    store: SnapshotStore,
+    users: list[dict[str, Any]],
+    *,
+    base: Snapshot | None = None,
+    mode: str = "replace",
+    batch_size: int = 500,
+) -> Snapshot:
     """Build and publish a snapshot of ``users`` (list segments from ``__segments__``)."""
     b = SnapshotBuilder(store=store, base=base, registry=REGISTRY, mode=mode)  # type: ignore[arg-type]
     for i in range(0, len(users), batch_size):

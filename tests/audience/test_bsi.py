@@ -15,19 +15,30 @@ def _index(values: list[float]) -> tuple[list[float], bsi.NumberBitmaps, list[Ab
     distinct, ranks = bsi.encode_ranks(arr)
     ords = np.arange(len(values), dtype=np.uint32)
     bitmaps, meta = bsi.build_number(ords, ranks, len(distinct))
-    nb = bsi.NumberBitmaps(bitmaps.__getitem__, int(meta["bits"]),  # type: ignore[call-overload]
-                           list(meta["buckets"]), len(distinct))  # type: ignore[call-overload]
+    nb = bsi.NumberBitmaps(
+        bitmaps.__getitem__,
+        int(meta["bits"]),  # type: ignore[call-overload]
+        list(meta["buckets"]),
+        len(distinct),
+    )  # type: ignore[call-overload]
     return distinct.tolist(), nb, bitmaps
 
 
-def _query(distinct: list[float], nb: bsi.NumberBitmaps, lo: float | None, hi: float | None,
-           li: bool, hi_inc: bool) -> set[int]:
+def _query(
+    distinct: list[float],
+    nb: bsi.NumberBitmaps,
+    lo: float | None,
+    hi: float | None,
+    li: bool,
+    hi_inc: bool,
+) -> set[int]:
     bounds = bsi.rank_bounds(distinct, lo, hi, li, hi_inc)
     return set() if bounds is None else set(nb.range(*bounds))
 
 
-def _brute(values: list[float], lo: float | None, hi: float | None, li: bool,
-           hi_inc: bool) -> set[int]:
+def _brute(
+    values: list[float], lo: float | None, hi: float | None, li: bool, hi_inc: bool
+) -> set[int]:
     out = set()
     for i, v in enumerate(values):
         ok_lo = lo is None or (v >= lo if li else v > lo)
@@ -69,14 +80,18 @@ def test_many_distinct_values_use_quantile_buckets() -> None:
 
 @settings(max_examples=150, deadline=None)
 @given(
-    values=st.lists(st.integers(-40, 200).map(float) | st.sampled_from([0.5, -2.25, 1e9]),
-                    min_size=1, max_size=300),
+    values=st.lists(
+        st.integers(-40, 200).map(float) | st.sampled_from([0.5, -2.25, 1e9]),
+        min_size=1,
+        max_size=300,
+    ),
     lo=st.none() | st.integers(-50, 210).map(float),
     hi=st.none() | st.integers(-50, 210).map(float),
     li=st.booleans(),
     hi_inc=st.booleans(),
 )
-def test_ranges_match_brute_force(values: list[float], lo: float | None, hi: float | None,
-                                  li: bool, hi_inc: bool) -> None:
+def test_ranges_match_brute_force(
+    values: list[float], lo: float | None, hi: float | None, li: bool, hi_inc: bool
+) -> None:
     distinct, nb, _ = _index(values)
     assert _query(distinct, nb, lo, hi, li, hi_inc) == _brute(values, lo, hi, li, hi_inc)

@@ -40,10 +40,19 @@ def test_round_trip_features_and_ids(store: SnapshotStore) -> None:
 def test_bitmaps_match_per_user_evaluation(store: SnapshotStore) -> None:
     users = population(400, seed=3)
     snap = build(store, users)
-    for text in ['country in ("US", "CA")', "age between 1 and 3", "age > 2.5", "age = 2",
-                 'genres has any ("scifi")', 'genres has all ("scifi", "drama")',
-                 "premium = true", "device is missing", "tags is not missing",
-                 'not segment("s1")', '"geo.score" >= 0.5' if False else "geo.score >= 0.5"]:
+    for text in [
+        'country in ("US", "CA")',
+        "age between 1 and 3",
+        "age > 2.5",
+        "age = 2",
+        'genres has any ("scifi")',
+        'genres has all ("scifi", "drama")',
+        "premium = true",
+        "device is missing",
+        "tags is not missing",
+        'not segment("s1")',
+        '"geo.score" >= 0.5' if False else "geo.score >= 0.5",
+    ]:
         rule = parse(text)
         expected = {i for i, u in enumerate(users) if matches(rule, _clean(u))}
         assert set(evaluate(rule, snap.index)) == expected, text
@@ -149,8 +158,12 @@ def test_duplicate_ids_and_unknown_columns_are_rejected(store: SnapshotStore) ->
 def test_type_change_in_upsert_is_refused(store: SnapshotStore) -> None:
     base = build(store, population(20))
     with pytest.raises(InvalidValue) as err:
-        SnapshotBuilder(store=store, base=base, mode="upsert",
-                        registry={"age": DimensionSpec("age", "category")})
+        SnapshotBuilder(
+            store=store,
+            base=base,
+            mode="upsert",
+            registry={"age": DimensionSpec("age", "category")},
+        )
     assert err.value.field == "age"
 
 

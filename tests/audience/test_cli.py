@@ -47,10 +47,33 @@ def test_size_json(cli: typer.Typer, users: list[dict]) -> None:
     r = runner.invoke(cli, ["size", "not premium = true", "--json"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
-    assert out == {"count": sum(1 for u in users if u.get("premium") is not True),
-                   "snapshot": "v000002"}
+    assert out == {
+        "count": sum(1 for u in users if u.get("premium") is not True),
+        "snapshot": "v000002",
+    }
     human = runner.invoke(cli, ["size", "not premium = true"])
     assert human.exit_code == 0 and "users (snapshot v000002)" in human.stdout
+
+
+def test_size_below_threshold_hides_count(cli: typer.Typer, users: list[dict]) -> None:
+    rule = 'country = "US" and device = "web" and premium = true'
+    assert (
+        0
+        < sum(
+            1
+            for u in users
+            if u.get("country") == "US" and u.get("device") == "web" and u.get("premium") is True
+        )
+        < 100
+    )
+    r = runner.invoke(cli, ["size", rule, "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["count"] is None and out["below_threshold"] is True
+    human = runner.invoke(cli, ["size", rule])
+    assert "below the minimum audience size of 100" in human.stdout
+    r = runner.invoke(cli, ["export", rule, "--out", "x.csv"])
+    assert r.exit_code == 2 and "below the minimum size" in r.stderr
 
 
 def test_size_bad_rule_exits_2_with_message(cli: typer.Typer, users: list[dict]) -> None:
@@ -75,8 +98,9 @@ def test_overlap_table_and_json(cli: typer.Typer, users: list[dict]) -> None:
 
 def test_export_parquet(cli: typer.Typer, users: list[dict], tmp_path: Path) -> None:
     out = tmp_path / "ids.parquet"
-    r = runner.invoke(cli, ["export", "not premium = true", "--out", str(out),
-                            "--format", "parquet"])
+    r = runner.invoke(
+        cli, ["export", "not premium = true", "--out", str(out), "--format", "parquet"]
+    )
     assert r.exit_code == 0, r.output
     want = {u["user_id"] for u in users if u.get("premium") is not True}
     assert set(pq.read_table(out).column("user_id").to_pylist()) == want

@@ -58,10 +58,16 @@ def test_line_item_on_tiny_segment_is_refused(
     with app_session_factory(app)() as session, session.begin():
         assert refresh_segment_sizes(session, store)["tiny"] == 5
     adv = http.post("/v1/advertisers", json={"name": "Acme"}).json()
-    camp = http.post("/v1/campaigns", json={
-        "advertiser_id": adv["id"], "name": "c", "budget_total": "100",
-        "start": "2026-01-01T00:00:00Z", "end": "2027-01-01T00:00:00Z",
-    }).json()
+    camp = http.post(
+        "/v1/campaigns",
+        json={
+            "advertiser_id": adv["id"],
+            "name": "c",
+            "budget_total": "100",
+            "start": "2026-01-01T00:00:00Z",
+            "end": "2027-01-01T00:00:00Z",
+        },
+    ).json()
     li = {"campaign_id": camp["id"], "name": "li", "priority": 1, "bid_cpm": "2"}
     r = http.post("/v1/line-items", json={**li, "targeting": 'segment("big") and segment("tiny")'})
     assert r.status_code == 422

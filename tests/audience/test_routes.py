@@ -58,8 +58,9 @@ def test_size_and_threshold(client: TestClient, users: list[dict]) -> None:
     assert r.status_code == 200
     want = sum(1 for u in users if u.get("premium") is not True)
     assert r.json() == {"count": want, "snapshot": "v000002"}
-    r = client.post("/v1/audiences/size",
-                    json={"rule": 'country = "US" and device = "web" and premium = true'})
+    r = client.post(
+        "/v1/audiences/size", json={"rule": 'country = "US" and device = "web" and premium = true'}
+    )
     assert r.status_code == 200
     assert r.json()["count"] is None and r.json()["below_threshold"] is True
 
@@ -72,12 +73,18 @@ def test_bad_rule_is_422_naming_the_token(client: TestClient, users: list[dict])
 
 
 def test_overlap_matrix(client: TestClient, users: list[dict]) -> None:
-    r = client.post("/v1/audiences/overlap",
-                    json={"rules": ["premium = false", "not premium = true", "age > 1"]})
+    r = client.post(
+        "/v1/audiences/overlap",
+        json={"rules": ["premium = false", "not premium = true", "age > 1"]},
+    )
     assert r.status_code == 200
     body = r.json()
     assert len(body["matrix"]) == 3 and all(len(row) == 3 for row in body["matrix"])
     assert body["matrix"][0][1] == body["matrix"][1][0] == body["sizes"][0]
+    tiny = 'country = "US" and device = "web" and premium = true'
+    body = client.post("/v1/audiences/overlap", json={"rules": ["age > 1", tiny]}).json()
+    assert body["matrix"][0][1] is None and body["matrix"][1][1] is None
+    assert body["below_threshold"] == [[False, True], [True, True]]
 
 
 def test_export_csv_and_parquet(client: TestClient, users: list[dict]) -> None:
@@ -87,8 +94,9 @@ def test_export_csv_and_parquet(client: TestClient, users: list[dict]) -> None:
     lines = r.text.strip().splitlines()
     assert lines[0].strip('"') == "user_id"
     assert {line.strip('"') for line in lines[1:]} == want
-    r = client.post("/v1/audiences/export",
-                    json={"rule": "not premium = true", "format": "parquet"})
+    r = client.post(
+        "/v1/audiences/export", json={"rule": "not premium = true", "format": "parquet"}
+    )
     assert r.status_code == 200
     assert set(pq.read_table(io.BytesIO(r.content)).column("user_id").to_pylist()) == want
 
@@ -105,8 +113,9 @@ def test_snapshots_list_and_rollback(client: TestClient, users: list[dict]) -> N
     assert r.status_code == 404
 
 
-def test_reader_key_may_size_but_not_roll_back(app: FastAPI, client: TestClient,
-                                               users: list[dict]) -> None:
+def test_reader_key_may_size_but_not_roll_back(
+    app: FastAPI, client: TestClient, users: list[dict]
+) -> None:
     with app_session_factory(app)() as session, session.begin():
         _row, key = create_key(session=session, role="reader")
     app_key_resolver(app).invalidate()

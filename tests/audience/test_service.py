@@ -24,8 +24,9 @@ def snap_users(store: SnapshotStore):  # type: ignore[no-untyped-def]
 
 def _expected(users: list[dict], text: str) -> set[str]:
     rule = parse(text)
-    return {u["user_id"] for u in users
-            if matches(rule, {k: v for k, v in u.items() if k != "user_id"})}
+    return {
+        u["user_id"] for u in users if matches(rule, {k: v for k, v in u.items() if k != "user_id"})
+    }
 
 
 def test_threshold_hides_small_counts(snap_users) -> None:  # type: ignore[no-untyped-def]
@@ -34,8 +35,7 @@ def test_threshold_hides_small_counts(snap_users) -> None:  # type: ignore[no-un
     exact = len(_expected(users, text))
     assert 0 < exact < 100
     small = size_rule(snapshot=snap, rule_text=text, registry=REGISTRY)
-    assert small == {"count": None, "below_threshold": True, "min_size": 100,
-                     "snapshot": "v000001"}
+    assert small == {"count": None, "below_threshold": True, "min_size": 100, "snapshot": "v000001"}
     assert size_rule(snapshot=snap, rule_text=text, min_size=exact)["count"] == exact
     big = size_rule(snapshot=snap, rule_text="not premium = true")
     assert big == {"count": len(_expected(users, "not premium = true")), "snapshot": "v000001"}
@@ -58,22 +58,33 @@ def test_json_rules_and_catalog_rule_segments(snap_users) -> None:  # type: igno
 
     js = to_json(parse("age > 1"))
     assert size_rule(snapshot=snap, rule_text=js, min_size=0)["count"] == len(
-        _expected(users, "age > 1"))
-    got = size_rule(snapshot=snap, rule_text='segment("olds") and segment("s1")', min_size=0,
-                    segments={"olds": parse("age >= 3")})
+        _expected(users, "age > 1")
+    )
+    got = size_rule(
+        snapshot=snap,
+        rule_text='segment("olds") and segment("s1")',
+        min_size=0,
+        segments={"olds": parse("age >= 3")},
+    )
     assert got["count"] == len(_expected(users, 'age >= 3 and segment("s1")'))
 
 
 def test_overlap_matrix(snap_users) -> None:  # type: ignore[no-untyped-def]
     snap, users = snap_users
-    rules = ['country in ("US", "CA")', "premium = true", 'genres has any ("scifi")',
-             'device = "web" and country = "DE"']
+    rules = [
+        'country in ("US", "CA")',
+        "premium = true",
+        'genres has any ("scifi")',
+        'device = "web" and country = "DE"',
+    ]
     out = overlap_rules(snapshot=snap, rules=rules, min_size=20)
     sets = [_expected(users, r) for r in rules]
     for i in range(4):
         for j in range(4):
             exact = len(sets[i] & sets[j])
             assert out["matrix"][i][j] == (exact if exact >= 20 else None)
+            assert out["below_threshold"][i][j] is (exact < 20)
+    assert any(any(row) for row in out["below_threshold"])  # a hidden cell was exercised
     assert out["sizes"] == [out["matrix"][i][i] for i in range(4)]
     with pytest.raises(InvalidValue):
         overlap_rules(snapshot=snap, rules=[])
@@ -86,8 +97,13 @@ def test_overlap_matrix(snap_users) -> None:  # type: ignore[no-untyped-def]
 def test_export_writes_matching_ids(snap_users, tmp_path: Path, fmt: str) -> None:  # type: ignore[no-untyped-def]
     snap, users = snap_users
     out = tmp_path / f"out.{fmt}"
-    res = export_rule(snapshot=snap, rule_text="not premium = true", out_path=out, fmt=fmt,  # type: ignore[arg-type]
-                      chunk_size=97)
+    res = export_rule(
+        snapshot=snap,
+        rule_text="not premium = true",
+        out_path=out,
+        fmt=fmt,  # type: ignore[arg-type]
+        chunk_size=97,
+    )
     table = pacsv.read_csv(out) if fmt == "csv" else pq.read_table(out)
     ids = table.column("user_id").to_pylist()
     assert set(ids) == _expected(users, "not premium = true")
@@ -98,9 +114,11 @@ def test_export_writes_matching_ids(snap_users, tmp_path: Path, fmt: str) -> Non
 def test_export_refuses_below_threshold(snap_users, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     snap, _ = snap_users
     with pytest.raises(InvalidValue) as err:
-        export_rule(snapshot=snap, rule_text='country = "US" and premium = true and '
-                    'device = "web"', out_path=tmp_path / "x.csv")
+        export_rule(
+            snapshot=snap,
+            rule_text='country = "US" and premium = true and device = "web"',
+            out_path=tmp_path / "x.csv",
+        )
     assert err.value.field == "rule" and not (tmp_path / "x.csv").exists()
     with pytest.raises(InvalidValue):
-        export_rule(snapshot=snap, rule_text="premium = true", out_path=tmp_path / "x.x",
-                    fmt="xml")  # type: ignore[arg-type]
+        export_rule(snapshot=snap, rule_text="premium = true", out_path=tmp_path / "x.x", fmt="xml")  # type: ignore[arg-type]

@@ -45,8 +45,9 @@ def test_other_process_sees_new_version(store: SnapshotStore) -> None:
         print(s.current().version, s.current().num_users, flush=True)
         """
     )
-    proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None and proc.stdin is not None
     assert proc.stdout.readline().strip() == "v000001"
     build(store, population(45))
@@ -85,8 +86,12 @@ def test_pruned_snapshot_held_by_a_reader_keeps_working(tmp_path: Path) -> None:
 def test_stale_staging_dirs_are_cleaned_on_open(tmp_path: Path) -> None:
     root = tmp_path / "s"
     root.mkdir()
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     stale = root / f".tmp-{dead}-abc"
     stale.mkdir()
     (stale / "ids.data.bin").write_bytes(b"half")

@@ -26,8 +26,9 @@ def test_bench_events_runs_and_reports_agree(
 ) -> None:
     bench = _load()
     # main() exits non-zero if our report differs from the plain DuckDB query
-    result = bench.main(["--events", "5000", "--batch", "1000", "--repeat", "1",
-                         "--dir", str(tmp_path)])
+    result = bench.main(
+        ["--events", "5000", "--batch", "1000", "--repeat", "1", "--dir", str(tmp_path)]
+    )
     assert result["events"] == 5000
     assert 0 < result["duplicates"] < 100  # ~1% re-sent events, counted once
     assert result["accepted"] + result["duplicates"] == 5000

@@ -11,9 +11,21 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_bench_sizing_small(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "bench_sizing.py"), "--users", "20000",
-         "--queries", "20", "--duckdb-queries", "1", "--workdir", str(tmp_path)],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            str(ROOT / "bench" / "bench_sizing.py"),
+            "--users",
+            "20000",
+            "--queries",
+            "20",
+            "--duckdb-queries",
+            "1",
+            "--workdir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "rows/s" in proc.stdout and "peak RSS" in proc.stdout

@@ -408,3 +408,30 @@ def test_link_changed_and_changed_back_by_other_is_still_a_conflict(
     ann.undo()  # now nothing newer is in effect on the link
     ben.undo()
     assert dump(factory, ignore=META) == start
+
+
+@pytest.mark.postgres
+def test_served_check_reads_the_postgres_event_store(pg_url: str, settings: Settings) -> None:
+    engine, fac = open_factory(pg_url)
+    pg = settings.model_copy(update={"events_store": "postgres", "events_url": pg_url})
+    w = CatalogWriter(fac, actor="alice", settings=pg)
+    ids = seed(w)
+    store = open_event_store(pg)
+    ts = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    event = {
+        "event_id": "e1",
+        "type": "impression",
+        "ts": ts,
+        "user_id": "u1",
+        "line_item_id": str(ids["line_item"]),
+        "campaign_id": str(ids["campaign"]),
+        "advertiser_id": str(ids["advertiser"]),
+        "cost": 0.5,
+    }
+    assert ingest_events(store=store, events=[event]).accepted == 1
+    w.update("line_item", ids["line_item"], {"priority": 9})
+    out = w.undo()
+    assert out["served"] == [{"line_item_id": ids["line_item"], "spend": "0.5"}]
+    assert store.spend_totals() == [(str(ids["line_item"]), str(ids["campaign"]), 500_000)]
+    store.close()
+    engine.dispose()

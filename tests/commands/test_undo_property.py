@@ -172,7 +172,7 @@ def _run(fac: Factory, changes: list[tuple[tuple[Any, ...], str]]) -> None:
 
 
 @settings(
-    max_examples=40,
+    max_examples=30,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -182,7 +182,7 @@ def test_undo_all_restores_start_sqlite(sqlite_factory: Factory, changes: list[A
 
 
 @settings(
-    max_examples=20,
+    max_examples=15,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -251,7 +251,7 @@ TWO = st.lists(st.tuples(st.booleans(), SHARED, st.just("")), min_size=3, max_si
 
 
 @settings(
-    max_examples=30,
+    max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -263,7 +263,7 @@ def test_two_actors_undo_all_restores_start_sqlite(
 
 
 @settings(
-    max_examples=12,
+    max_examples=10,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

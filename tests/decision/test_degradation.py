@@ -5,7 +5,9 @@ throwaway ``redis-server`` of our own (the shared one on 6379 is never touched).
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -173,3 +175,25 @@ def test_degraded_answers_never_match_what_the_rules_forbid(
     for d in result.decisions:
         rule = rule_list[d.line_item_id]
         assert rule is None or compile_rule(rule)(real)
+
+
+def test_redis_frozen_times_out_into_degraded_answers_then_recovers(
+    own_redis: dict[str, Any],
+) -> None:
+    """A *slow* store (SIGSTOP: connections accepted, nothing answered) behaves like a down one."""
+    port, prefix, clock = own_redis["port"], "s:", Clock()
+    _load(port, prefix)
+    engine = _engine(f"redis://127.0.0.1:{port}/0", prefix, clock)
+    assert _decide(engine) == ([1, 2, 3, 6], False)
+    pid = own_redis["proc"].pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        for _ in range(3):
+            assert _decide(engine) == ([3], True)  # each store call gives up after its timeout
+        assert engine.profile_breaker.state == "open"
+        assert engine.counter_breaker.state == "open"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    clock.t = 31.0
+    assert _decide(engine) == ([1, 2, 3, 6], False)
+    assert engine.profile_breaker.state == "closed"

@@ -88,7 +88,7 @@ def test_daily_budget() -> None:
 
 def test_even_pacing_blocks_spending_ahead_and_asap_does_not() -> None:
     even = _item()
-    asap = _item(pacing_mode="asap")
+    asap = _item(campaign_pacing_mode="asap")
     day3 = T0 + timedelta(days=3)  # 30% of the flight: pace allows ~1000 * (0.3*1.05 + 0.01)
     spend_ok = DictSpend(campaigns={101: 300.0})
     spend_ahead = DictSpend(campaigns={101: 400.0})
@@ -96,6 +96,12 @@ def test_even_pacing_blocks_spending_ahead_and_asap_does_not() -> None:
     r = budget_reason(even, spend_ahead, day3)
     assert r is not None and r[0] == "pacing"
     assert budget_reason(asap, spend_ahead, day3) is None
+    # each budget follows its own owner's mode: an asap line item does not unpace its campaign
+    assert budget_reason(_item(pacing_mode="asap"), spend_ahead, day3) == r
+    li_even = _item(campaign_budget_total=None, budget_total=1000.0)
+    assert budget_reason(li_even, DictSpend({1: 400.0}), day3) is not None
+    li_asap = _item(campaign_budget_total=None, budget_total=1000.0, pacing_mode="asap")
+    assert budget_reason(li_asap, DictSpend({1: 400.0}), day3) is None
     # a fresh flight is not blocked by its first impressions
     assert budget_reason(even, DictSpend(campaigns={101: 5.0}), T0) is None
     # later in the flight the same spend is within pace

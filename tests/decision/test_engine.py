@@ -123,7 +123,8 @@ def test_explain_names_the_first_reason_per_line_item() -> None:
     day = parse_dayparting({"tue": [9]})
     items = [
         line_item(1, parse('country in ("FR") and age > 18')),  # targeting (country)
-        line_item(2, None, **FLIGHT, campaign_budget_total=100.0, pacing_mode="asap"),  # budget
+        line_item(2, None, **FLIGHT, campaign_budget_total=100.0,
+                  campaign_pacing_mode="asap"),  # budget
         line_item(3, None, campaign_start=NOW + timedelta(days=1),
                   campaign_end=NOW + timedelta(days=2)),  # flight
         line_item(4, None, dayparting=day),  # daypart (it is Monday)

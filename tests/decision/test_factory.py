@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -14,6 +16,7 @@ from adtarget.decision.engine import DecisionEngine
 from adtarget.decision.factory import counters_from_settings, profiles_from_settings
 from adtarget.decision.models import DecisionRequest
 from adtarget.decision.profiles import RedisProfileStore, SnapshotProfileStore
+from adtarget.delivery.service import DeliverySpend, ingest_events, open_event_store
 from adtarget.errors import InvalidValue
 from adtarget.settings import Settings
 
@@ -66,3 +69,77 @@ def test_engine_from_settings_serves_the_catalog(settings: Settings) -> None:
         assert engine.decide(DecisionRequest("u1", context={"device": "pc"})).decisions == []
     finally:
         engine.close()
+
+
+def _seed_one(settings: Settings) -> tuple[Any, dict[str, int]]:
+    factory = open_catalog(settings)
+    now = datetime.now(UTC)
+    with factory() as s:
+        adv = Advertiser(name="A")
+        s.add(adv)
+        s.flush()
+        camp = Campaign(advertiser_id=adv.id, name="C", status="active",
+                        budget_total=Decimal("100"), pacing_mode="asap",
+                        start=now - timedelta(days=1), end=now + timedelta(days=1))
+        s.add(camp)
+        s.flush()
+        cr = Creative(advertiser_id=adv.id, name="v", format="video_30s")
+        li = LineItem(campaign_id=camp.id, name="L", status="active", priority=3,
+                      bid_cpm=Decimal("4.5"), targeting='device = "tv"')
+        s.add_all([cr, li])
+        s.flush()
+        s.add(LineItemCreative(line_item_id=li.id, creative_id=cr.id))
+        s.commit()
+        return factory, {"li": li.id, "camp": camp.id, "adv": adv.id}
+
+
+def test_catalog_change_reaches_decisions_through_the_background_refresh(
+    settings: Settings,
+) -> None:
+    factory, ids = _seed_one(settings)
+    engine = DecisionEngine.from_settings(settings, session_factory=factory, poll_seconds=0.05)
+    tv = DecisionRequest("u1", context={"device": "tv"}, explain=True)
+    try:
+        assert [d.line_item_id for d in engine.decide(tv).decisions] == [ids["li"]]
+        with factory() as s:
+            li = s.get(LineItem, ids["li"])
+            assert li is not None
+            li.status = "paused"
+            s.commit()
+        t0 = time.monotonic()
+        while engine.decide(tv).decisions and time.monotonic() - t0 < 20:
+            time.sleep(0.01)
+        lag = time.monotonic() - t0
+        result = engine.decide(tv)
+        assert result.decisions == []
+        assert result.explain is not None
+        assert result.explain["not_served"] == [
+            {"line_item_id": ids["li"], "reason": "status", "detail": "line item is paused"}]
+        print(f"catalog change visible to decisions after {lag * 1000:.0f} ms (poll 50 ms)")
+    finally:
+        engine.close()
+
+
+def test_budget_uses_delivered_spend_from_the_event_log(settings: Settings) -> None:
+    factory, ids = _seed_one(settings)
+    store = open_event_store(settings)
+    spend = DeliverySpend(store, refresh_seconds=0.0, background=False)
+    engine = DecisionEngine.from_settings(settings, session_factory=factory, spend=spend,
+                                          poll_seconds=60)
+    tv = DecisionRequest("u1", context={"device": "tv"}, explain=True)
+    try:
+        assert len(engine.decide(tv).decisions) == 1
+        event = {"type": "impression", "ts": datetime.now(UTC).isoformat(), "user_id": "u1",
+                 "line_item_id": str(ids["li"]), "campaign_id": str(ids["camp"]),
+                 "advertiser_id": str(ids["adv"])}
+        ingest_events(store=store, events=[{**event, "event_id": "e1", "cost": 60.0}])
+        assert len(engine.decide(tv).decisions) == 1  # 60 of 100 spent (asap: no pacing)
+        ingest_events(store=store, events=[{**event, "event_id": "e2", "cost": 45.0}])
+        result = engine.decide(tv)
+        assert result.decisions == [] and result.explain is not None
+        assert result.explain["not_served"] == [
+            {"line_item_id": ids["li"], "reason": "budget",
+             "detail": "campaign budget 100 spent (105)"}]
+    finally:
+        engine.close()
+        store.close()

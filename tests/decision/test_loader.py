@@ -20,7 +20,7 @@ from adtarget.catalog.tables import (
     Segment,
 )
 from adtarget.decision.index_holder import IndexHolder
-from adtarget.decision.loader import catalog_marker, load_live_line_items
+from adtarget.decision.loader import catalog_marker, load_catalog, load_live_line_items
 from adtarget.decision.models import FrequencyCap
 from adtarget.rules.ast import SegmentRef
 
@@ -79,7 +79,8 @@ def _seed(s: Session) -> dict[str, int]:
         s.add(LineItemCreative(line_item_id=li.id, creative_id=cr.id))
     s.commit()
     return {"live": live.id, "camp": camp.id, "adv": adv.id, "video": video.id,
-            "pause": pause_ad.id}
+            "pause": pause_ad.id, "draft": draft.id, "in_paused": in_paused.id,
+            "bare": no_creative.id, "pending_only": only_pending.id, "paused": paused.id}
 
 
 def test_loads_only_servable_line_items(factory: sessionmaker[Session]) -> None:
@@ -100,11 +101,39 @@ def test_loads_only_servable_line_items(factory: sessionmaker[Session]) -> None:
     assert it.campaign_start == START and it.campaign_end == START + timedelta(days=30)
     assert it.budget_total == 50.0 and it.campaign_budget_total == 1000.0
     assert it.campaign_budget_daily == 100.0 and it.pacing_mode == "asap"
+    assert it.campaign_pacing_mode == "even"
     assert it.timezone == "Europe/Paris" and it.dayparting == frozenset({9, 10})
     # the rule-based segment is inlined, the list segment stays a reference
     assert it.rule is not None
     assert SegmentRef("scifi_fans") not in it.rule.children  # type: ignore[union-attr]
     assert SegmentRef("uploaded") in it.rule.children  # type: ignore[union-attr]
+
+
+def test_catalog_names_why_every_other_line_item_cannot_serve(
+    factory: sessionmaker[Session],
+) -> None:
+    with factory() as s:
+        ids = _seed(s)
+        bad = LineItem(campaign_id=ids["camp"], name="bad rule", status="active",
+                       bid_cpm=Decimal("1"), targeting="country = = 1")
+        s.add(bad)
+        s.flush()
+        s.add(LineItemCreative(line_item_id=bad.id, creative_id=ids["video"]))
+        s.commit()
+        bad_id = bad.id
+    with factory() as s:
+        loaded = load_catalog(s)
+    assert [it.id for it in loaded.items] == [ids["live"]]
+    reasons = {li: (reason, detail) for li, reason, detail in loaded.not_live}
+    assert reasons == {
+        ids["draft"]: ("status", "line item is draft"),
+        ids["in_paused"]: ("status", f"campaign {ids['paused']} is paused"),
+        ids["bare"]: ("no_creative", "no approved, active creative in the line item's formats"),
+        ids["pending_only"]: ("no_creative",
+                              "no approved, active creative in the line item's formats"),
+        bad_id: reasons[bad_id],
+    }
+    assert reasons[bad_id][0] == "invalid" and "unreadable" in reasons[bad_id][1]
 
 
 def test_holder_rebuilds_on_catalog_change_and_swaps_whole(factory: sessionmaker[Session]

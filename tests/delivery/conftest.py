@@ -56,8 +56,9 @@ def store(make_store: StoreFactory) -> EventStore:
     return make_store()
 
 
-def make_events(n: int, *, seed: int = 1, prefix: str = "e", advertisers: int = 2,
-                users: int = 40) -> list[dict[str, Any]]:
+def make_events(
+    n: int, *, seed: int = 1, prefix: str = "e", advertisers: int = 2, users: int = 40
+) -> list[dict[str, Any]]:
     """``n`` valid events, unique ids, over three days; 2 advertisers with 2 campaigns each."""
     rng = random.Random(seed)
     out = []
@@ -90,12 +91,23 @@ def bad_events(prefix: str = "bad") -> list[dict[str, Any]]:
     """One invalid event per rule (each has a unique id, so none of them can be a duplicate)."""
     good = make_events(1, seed=99, prefix=prefix)[0]
     cases: list[dict[str, Any]] = []
-    for i, change in enumerate([
-        {"type": "view"}, {"ts": "yesterday"}, {"ts": None}, {"cost": -1}, {"cost": "abc"},
-        {"event_id": None}, {"user_id": ""}, {"line_item_id": None}, {"campaign_id": None},
-        {"event_id": 1.5}, {"dims": [1, 2]}, {"country": 7},
-        {"ts": (NOW + timedelta(days=3)).isoformat()},
-    ]):
+    for i, change in enumerate(
+        [
+            {"type": "view"},
+            {"ts": "yesterday"},
+            {"ts": None},
+            {"cost": -1},
+            {"cost": "abc"},
+            {"event_id": None},
+            {"user_id": ""},
+            {"line_item_id": None},
+            {"campaign_id": None},
+            {"event_id": 1.5},
+            {"dims": [1, 2]},
+            {"country": 7},
+            {"ts": (NOW + timedelta(days=3)).isoformat()},
+        ]
+    ):
         cases.append({**good, "event_id": f"{prefix}{i}", **change})
     return cases
 
@@ -104,11 +116,22 @@ def expected_counts(
     events: list[dict[str, Any]], key: Callable[[dict[str, Any]], Any]
 ) -> dict[Any, dict[str, Any]]:
     """Recompute a report from raw (valid, unique) events in plain Python."""
-    counter = {"decision": "requests", "impression": "impressions", "complete": "completes",
-               "click": "clicks"}
+    counter = {
+        "decision": "requests",
+        "impression": "impressions",
+        "complete": "completes",
+        "click": "clicks",
+    }
     acc: dict[Any, dict[str, Any]] = defaultdict(
-        lambda: {"requests": 0, "impressions": 0, "completes": 0, "clicks": 0, "spend_micros": 0,
-                 "users": set()})
+        lambda: {
+            "requests": 0,
+            "impressions": 0,
+            "completes": 0,
+            "clicks": 0,
+            "spend_micros": 0,
+            "users": set(),
+        }
+    )
     for ev in events:
         a = acc[key(ev)]
         if ev["type"] in counter:

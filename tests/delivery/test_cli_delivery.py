@@ -63,51 +63,104 @@ def test_import_every_format_counts_once(cli: typer.Typer, tmp_path: Path) -> No
         w.writerows(flat)
     assert _import(cli, cs) == {"file": str(cs), "accepted": 100, "duplicates": 0, "rejected": []}
 
-    pq.write_table(pa.Table.from_pylist(flat[:50] + [
-        {k: v for k, v in e.items() if k != "dims"} for e in events[300:]]), tmp_path / "d.parquet")
+    pq.write_table(
+        pa.Table.from_pylist(
+            flat[:50] + [{k: v for k, v in e.items() if k != "dims"} for e in events[300:]]
+        ),
+        tmp_path / "d.parquet",
+    )
     out = _import(cli, tmp_path / "d.parquet")
     assert (out["accepted"], out["duplicates"]) == (100, 50)
 
     # the report agrees with the events
-    result = runner.invoke(cli, ["report", "--from", START_DAY.isoformat(), "--to",
-                                 END_DAY.isoformat(), "--group-by", "", "--metrics",
-                                 "requests,impressions,clicks", "--format", "json"])
+    result = runner.invoke(
+        cli,
+        [
+            "report",
+            "--from",
+            START_DAY.isoformat(),
+            "--to",
+            END_DAY.isoformat(),
+            "--group-by",
+            "",
+            "--metrics",
+            "requests,impressions,clicks",
+            "--format",
+            "json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     [row] = json.loads(result.stdout)["rows"]
-    assert row == {t: sum(e["type"] == k for e in events) for t, k in (
-        ("requests", "decision"), ("impressions", "impression"), ("clicks", "click"))}
+    assert row == {
+        t: sum(e["type"] == k for e in events)
+        for t, k in (("requests", "decision"), ("impressions", "impression"), ("clicks", "click"))
+    }
 
 
 def test_report_formats_out_and_chart(cli: typer.Typer, tmp_path: Path) -> None:
     nd = tmp_path / "e.ndjson"
     nd.write_text("\n".join(json.dumps(e) for e in make_events(300, seed=22)))
     _import(cli, nd)
-    base = ["report", "--from", START_DAY.isoformat(), "--to", END_DAY.isoformat(),
-            "--group-by", "campaign,day", "--metrics", "impressions,clicks,spend"]
+    base = [
+        "report",
+        "--from",
+        START_DAY.isoformat(),
+        "--to",
+        END_DAY.isoformat(),
+        "--group-by",
+        "campaign,day",
+        "--metrics",
+        "impressions,clicks,spend",
+    ]
     table = runner.invoke(cli, base)
     assert table.exit_code == 0 and "campaign_id" in table.stdout and "c00" in table.stdout
     out = tmp_path / "r.csv"
     chart = tmp_path / "r.png"
     result = runner.invoke(
-        cli, [*base, "--format", "csv", "--out", str(out), "--chart", str(chart)])
+        cli, [*base, "--format", "csv", "--out", str(out), "--chart", str(chart)]
+    )
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert rows and set(rows[0]) == {"campaign_id", "day", "impressions", "clicks", "spend"}
     data = chart.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    short_csv = runner.invoke(cli, [*base, "--csv"])
+    assert short_csv.exit_code == 0 and short_csv.stdout == out.read_text()
+    short_json = runner.invoke(cli, [*base, "--json"])
+    assert short_json.exit_code == 0
+    assert [r["campaign_id"] for r in json.loads(short_json.stdout)["rows"]] == [
+        r["campaign_id"] for r in rows
+    ]
+    both = runner.invoke(cli, [*base, "--csv", "--json"])
+    assert both.exit_code == 1 and "exclude" in both.stderr
 
 
 def test_report_errors_name_the_field(cli: typer.Typer) -> None:
-    result = runner.invoke(cli, ["report", "--from", "2026-01-01", "--to", "2026-01-02",
-                                 "--metrics", "impressions,profit"])
+    result = runner.invoke(
+        cli,
+        ["report", "--from", "2026-01-01", "--to", "2026-01-02", "--metrics", "impressions,profit"],
+    )
     assert result.exit_code == 1 and "profit" in result.stderr and "metrics" in result.stderr
-    result = runner.invoke(cli, ["report", "--from", "2026-01-01", "--to", "2026-01-02",
-                                 "--group-by", "campaign", "--chart", "x.png"])
+    result = runner.invoke(
+        cli,
+        [
+            "report",
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-01-02",
+            "--group-by",
+            "campaign",
+            "--chart",
+            "x.png",
+        ],
+    )
     assert result.exit_code == 1 and "day or hour" in result.stderr
 
 
-def test_prune_applies_retention(cli: typer.Typer, tmp_path: Path,
-                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_prune_applies_retention(
+    cli: typer.Typer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     nd = tmp_path / "p.ndjson"
     nd.write_text("\n".join(json.dumps(e) for e in make_events(100, seed=23)))
     _import(cli, nd)

@@ -57,8 +57,14 @@ def test_non_object_rejected_and_offsets_applied() -> None:
 
 
 def test_normalization_ints_offsets_naive_and_micros() -> None:
-    ev = {**GOOD, "event_id": 42, "line_item_id": 7, "ts": "2026-11-20T10:30:00+02:00",
-          "cost": "0.0000015", "dims": {"b": 1, "a": "x"}}
+    ev = {
+        **GOOD,
+        "event_id": 42,
+        "line_item_id": 7,
+        "ts": "2026-11-20T10:30:00+02:00",
+        "cost": "0.0000015",
+        "dims": {"b": 1, "a": "x"},
+    }
     naive = {**GOOD, "event_id": "n", "ts": "2026-11-20T08:30:00", "cost": 3}
     table = validate_events([ev, naive], now=datetime(2026, 11, 21, tzinfo=UTC)).table
     rows = table.to_pylist()
@@ -91,9 +97,12 @@ def test_catalog_lookup_fills_and_checks() -> None:
     batch = validate_events(events, lookup=lookup)
     assert asked == [["l1", "l9"]]
     assert batch.table.select(["campaign_id", "advertiser_id"]).to_pylist() == [
-        {"campaign_id": "c1", "advertiser_id": "a1"}]
+        {"campaign_id": "c1", "advertiser_id": "a1"}
+    ]
     assert [(r["index"], r["field"]) for r in batch.rejected] == [
-        (1, "line_item_id"), (2, "campaign_id")]
+        (1, "line_item_id"),
+        (2, "campaign_id"),
+    ]
 
 
 def test_bad_events_fixture_all_rejected() -> None:
@@ -103,11 +112,21 @@ def test_bad_events_fixture_all_rejected() -> None:
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.one_of(
-    st.none(), st.integers(), st.text(max_size=5), st.floats(allow_nan=True),
-    st.booleans(), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
-), min_size=0, max_size=6), st.sampled_from(["event_id", "ts", "cost", "type", "dims",
-                                             "country", "user_id"]))
+@given(
+    st.lists(
+        st.one_of(
+            st.none(),
+            st.integers(),
+            st.text(max_size=5),
+            st.floats(allow_nan=True),
+            st.booleans(),
+            st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+        ),
+        min_size=0,
+        max_size=6,
+    ),
+    st.sampled_from(["event_id", "ts", "cost", "type", "dims", "country", "user_id"]),
+)
 def test_never_half_lost(values: list[Any], field: str) -> None:
     events = [{**GOOD, "event_id": f"h{i}", field: v} for i, v in enumerate(values)]
     if field == "event_id":
@@ -116,3 +135,24 @@ def test_never_half_lost(values: list[Any], field: str) -> None:
     # every event is exactly one of: stored, duplicate, rejected
     assert batch.table.num_rows + batch.duplicates + len(batch.rejected) == len(events)
     assert len({r["index"] for r in batch.rejected}) == len(batch.rejected)
+
+
+@pytest.mark.parametrize(
+    ("q", "stored"),
+    [
+        (1, "first_quartile"),
+        ("2", "midpoint"),
+        (75, "third_quartile"),
+        ("midpoint", "midpoint"),
+    ],
+)
+def test_quartile_events_are_stored_as_the_named_progress_type(q: Any, stored: str) -> None:
+    batch = validate_events([{**GOOD, "type": "quartile", "quartile": q}])
+    assert batch.rejected == [] and batch.table["type"].to_pylist() == [stored]
+
+
+@pytest.mark.parametrize("q", [None, 4, "half", True])
+def test_quartile_without_a_valid_quartile_is_rejected(q: Any) -> None:
+    ev = {**GOOD, "type": "quartile"} | ({} if q is None else {"quartile": q})
+    [rej] = validate_events([ev]).rejected
+    assert rej["field"] == "quartile" and "quartile event" in rej["reason"]

@@ -84,7 +84,7 @@ def test_concurrent_writers_count_each_event_once(tmp_path: Path) -> None:
 
     def run(k: int) -> None:
         for i in range(0, 800, 100):
-            chunk = events[i: i + 100] if k == 0 else events[i + 50: i + 150]
+            chunk = events[i : i + 100] if k == 0 else events[i + 50 : i + 150]
             accepted[k] += ingest_events(store=stores[k], events=chunk).accepted
 
     threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
@@ -95,14 +95,15 @@ def test_concurrent_writers_count_each_event_once(tmp_path: Path) -> None:
     assert sum(accepted) == 800
     assert stores[0].scan().num_rows == 800
     assert sum(stores[1].rollups()["requests"].to_pylist()) == sum(
-        e["type"] == "decision" for e in events)
+        e["type"] == "decision" for e in events
+    )
 
 
 def test_small_batches_are_compacted_without_changing_counts(tmp_path: Path) -> None:
     store = ParquetEventStore(tmp_path / "ev")
     events = [{**e, "ts": events_day_ts(e)} for e in make_events(700, seed=5)]
     for i in range(0, 700, 20):  # 35 batches into one day: the 32nd triggers a merge
-        ingest_events(store=store, events=events[i: i + 20])
+        ingest_events(store=store, events=events[i : i + 20])
     [folder] = list((tmp_path / "ev").glob("day=*"))
     assert len(list(folder.glob("part-*.parquet"))) < 32
     assert store.scan().num_rows == 700
@@ -116,7 +117,7 @@ def test_crash_inside_compaction_is_finished_on_open(
     store = ParquetEventStore(tmp_path / "ev")
     events = [{**e, "ts": events_day_ts(e)} for e in make_events(200, seed=6)]
     for i in range(0, 200, 20):
-        ingest_events(store=store, events=events[i: i + 20])
+        ingest_events(store=store, events=events[i : i + 20])
     real = ParquetEventStore._files_lock
 
     def crash_on_swap(self: ParquetEventStore, mode: int) -> object:

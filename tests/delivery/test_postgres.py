@@ -8,6 +8,7 @@ from datetime import date, timedelta
 import pytest
 
 from adtarget.delivery.service import ingest_events
+from adtarget.errors import StoreUnavailable
 
 from .conftest import END_DAY, make_events
 
@@ -18,7 +19,8 @@ def _partitions(store: object) -> list[str]:
     rows = store.connection.execute(  # type: ignore[attr-defined]
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
         "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'delivery_events' "
-        "ORDER BY 1").fetchall()
+        "ORDER BY 1"
+    ).fetchall()
     return [r[0] for r in rows]
 
 
@@ -30,12 +32,14 @@ def test_events_table_is_range_partitioned_by_day(pg_url: str) -> None:
         "SELECT partstrat, a.attname FROM pg_partitioned_table t "
         "JOIN pg_class c ON c.oid = t.partrelid "
         "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = t.partattrs[0] "
-        "WHERE c.relname = 'delivery_events'").fetchone()
+        "WHERE c.relname = 'delivery_events'"
+    ).fetchone()
     assert row == ("r", "day")
     events = make_events(100, seed=1)
     ingest_events(store=store, events=events)
     assert _partitions(store) == sorted(
-        {f"delivery_events_{e['ts'][:10].replace('-', '')}" for e in events})
+        {f"delivery_events_{e['ts'][:10].replace('-', '')}" for e in events}
+    )
     store.close()
 
 
@@ -85,7 +89,7 @@ def test_daily_stats_equal_rebuild_and_concurrent_dedup(pg_url: str) -> None:
 
     def run(k: int) -> None:
         for i in range(0, 600, 100):
-            chunk = events[i: i + 100] if k == 0 else events[max(0, i - 50): i + 50]
+            chunk = events[i : i + 100] if k == 0 else events[max(0, i - 50) : i + 50]
             accepted[k] += ingest_events(store=stores[k], events=chunk).accepted
 
     threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
@@ -100,3 +104,24 @@ def test_daily_stats_equal_rebuild_and_concurrent_dedup(pg_url: str) -> None:
     assert stores[0].daily_rollups() == daily
     for s in stores:
         s.close()
+
+
+def test_reconnects_after_the_server_drops_the_connection(pg_url: str) -> None:
+    """A killed backend (restart, failover) costs one reconnect, not a dead store."""
+    import psycopg
+
+    from adtarget.delivery.postgres import PostgresEventStore, plain_url
+
+    store = PostgresEventStore(pg_url)
+    events = make_events(200, seed=4)
+    assert ingest_events(store=store, events=events[:100]).accepted == 100
+    pid = store.connection.info.backend_pid
+    with psycopg.connect(plain_url(pg_url), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+    result = ingest_events(store=store, events=events)  # the first statement hits the dead link
+    assert (result.accepted, result.duplicates) == (100, 100)
+    assert store.connection.info.backend_pid != pid
+    assert store.scan().num_rows == 200
+    store.close()
+    with pytest.raises(StoreUnavailable):
+        store.spend_totals()

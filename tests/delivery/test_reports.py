@@ -19,11 +19,28 @@ H1 = NOW.replace(hour=1)  # inside END_DAY whatever the time of day (at most a d
 H2 = NOW.replace(hour=2)
 
 
-def _ev(i: int, etype: str, *, camp: str = "c1", adv: str = "a1", user: str = "u1",
-        cost: float | None = None, hour=H1) -> dict:  # type: ignore[no-untyped-def]
-    ev = {"event_id": f"r{i}", "type": etype, "ts": (hour + timedelta(minutes=i % 50)).isoformat(),
-          "user_id": user, "line_item_id": f"{camp}-l", "campaign_id": camp, "advertiser_id": adv,
-          "creative_id": "cr", "country": "US", "device": "tv"}
+def _ev(
+    i: int,
+    etype: str,
+    *,
+    camp: str = "c1",
+    adv: str = "a1",
+    user: str = "u1",
+    cost: float | None = None,
+    hour=H1,
+) -> dict:  # type: ignore[no-untyped-def]
+    ev = {
+        "event_id": f"r{i}",
+        "type": etype,
+        "ts": (hour + timedelta(minutes=i % 50)).isoformat(),
+        "user_id": user,
+        "line_item_id": f"{camp}-l",
+        "campaign_id": camp,
+        "advertiser_id": adv,
+        "creative_id": "cr",
+        "country": "US",
+        "device": "tv",
+    }
     if cost is not None:
         ev["cost"] = cost
     return ev
@@ -45,30 +62,62 @@ def loaded(store: EventStore) -> EventStore:
 
 
 def test_ratios_and_money(loaded: EventStore) -> None:
-    rows = run_report(store=loaded, start=END_DAY, end=END_DAY, group_by="campaign",
-                      metrics="requests,impressions,completes,clicks,ctr,completion_rate,spend,"
-                              "ecpm,reach", advertiser_id="a1")
-    assert rows == [{
-        "campaign_id": "c1", "requests": 10, "impressions": 10, "completes": 6, "clicks": 2,
-        "ctr": 0.2, "completion_rate": 0.6, "spend": 0.052, "ecpm": 5.2, "reach": 5,
-    }]
+    rows = run_report(
+        store=loaded,
+        start=END_DAY,
+        end=END_DAY,
+        group_by="campaign",
+        metrics="requests,impressions,completes,clicks,ctr,completion_rate,spend,ecpm,reach",
+        advertiser_id="a1",
+    )
+    assert rows == [
+        {
+            "campaign_id": "c1",
+            "requests": 10,
+            "impressions": 10,
+            "completes": 6,
+            "clicks": 2,
+            "ctr": 0.2,
+            "completion_rate": 0.6,
+            "spend": 0.052,
+            "ecpm": 5.2,
+            "reach": 5,
+        }
+    ]
 
 
 def test_hour_grouping_and_scoping(loaded: EventStore) -> None:
-    rows = run_report(store=loaded, start=END_DAY - timedelta(days=1), end=END_DAY,
-                      group_by="advertiser,hour", metrics="impressions,reach")
+    rows = run_report(
+        store=loaded,
+        start=END_DAY - timedelta(days=1),
+        end=END_DAY,
+        group_by="advertiser,hour",
+        metrics="impressions,reach",
+    )
     by = {(r["advertiser_id"], r["hour"]): r for r in rows}
     h1 = H1.strftime("%Y-%m-%dT%H:00:00Z")
     h2 = H2.strftime("%Y-%m-%dT%H:00:00Z")
     assert by[("a1", h1)] == {"advertiser_id": "a1", "hour": h1, "impressions": 8, "reach": 4}
     assert by[("a1", h2)]["impressions"] == 2 and by[("a1", h2)]["reach"] == 1
     assert by[("a2", h1)]["impressions"] == 4
-    scoped = run_report(store=loaded, start=END_DAY, end=END_DAY, group_by="advertiser",
-                        metrics="spend", advertiser_id="a2")
+    scoped = run_report(
+        store=loaded,
+        start=END_DAY,
+        end=END_DAY,
+        group_by="advertiser",
+        metrics="spend",
+        advertiser_id="a2",
+    )
     assert scoped == [{"advertiser_id": "a2", "spend": 2.0}]
     # an hour window: only H2
-    only = run_report(store=loaded, start=H2, end=H2 + timedelta(hours=1), group_by=[],
-                      metrics="impressions", advertiser_id="a1")
+    only = run_report(
+        store=loaded,
+        start=H2,
+        end=H2 + timedelta(hours=1),
+        group_by=[],
+        metrics="impressions",
+        advertiser_id="a1",
+    )
     assert only == [{"impressions": 2}]
 
 
@@ -79,12 +128,15 @@ def test_zero_impressions_give_null_ratios_and_empty_ranges(loaded: EventStore) 
     assert total == [{"ctr": None, "ecpm": None, "reach": 0}]
 
 
-@pytest.mark.parametrize(("kw", "field"), [
-    ({"group_by": "campaign,planet"}, "group_by"),
-    ({"metrics": "impressions,profit"}, "metrics"),
-    ({"start": "2026-13-01"}, "from"),
-    ({"end": "2020-01-01"}, "to"),
-])
+@pytest.mark.parametrize(
+    ("kw", "field"),
+    [
+        ({"group_by": "campaign,planet"}, "group_by"),
+        ({"metrics": "impressions,profit"}, "metrics"),
+        ({"start": "2026-13-01"}, "from"),
+        ({"end": "2020-01-01"}, "to"),
+    ],
+)
 def test_unknown_names_and_bad_ranges_name_the_field(
     loaded: EventStore, kw: dict, field: str
 ) -> None:
@@ -98,10 +150,27 @@ def test_unknown_names_and_bad_ranges_name_the_field(
 
 
 def test_csv_output(loaded: EventStore) -> None:
-    rows = run_report(store=loaded, start=END_DAY, end=END_DAY, group_by="campaign,day",
-                      metrics="impressions,ctr")
+    rows = run_report(
+        store=loaded, start=END_DAY, end=END_DAY, group_by="campaign,day", metrics="impressions,ctr"
+    )
     text = rows_to_csv(rows, report_columns("campaign,day", "impressions,ctr"))
     parsed = list(csv.DictReader(io.StringIO(text)))
     assert text.splitlines()[0] == "campaign_id,day,impressions,ctr"
     assert [(r["campaign_id"], r["impressions"], r["ctr"]) for r in parsed] == [
-        ("c1", "10", "0.2"), ("c2", "4", "0.0")]
+        ("c1", "10", "0.2"),
+        ("c2", "4", "0.0"),
+    ]
+
+
+def test_issue_names_served_and_completions_are_aliases(loaded: EventStore) -> None:
+    rows = run_report(
+        store=loaded,
+        start=END_DAY,
+        end=END_DAY,
+        group_by="campaign",
+        metrics="served,completions,requests,completes",
+        advertiser_id="a1",
+    )
+    assert rows == [
+        {"campaign_id": "c1", "served": 10, "completions": 6, "requests": 10, "completes": 6}
+    ]

@@ -54,8 +54,13 @@ def _seed_catalog(settings: Settings) -> dict[str, int]:
             adv = Advertiser(name=f"adv-{name}")
             session.add(adv)
             session.flush()
-            camp = Campaign(advertiser_id=adv.id, name=f"camp-{name}",
-                            budget_total=Decimal(100), start=start, end=end)
+            camp = Campaign(
+                advertiser_id=adv.id,
+                name=f"camp-{name}",
+                budget_total=Decimal(100),
+                start=start,
+                end=end,
+            )
             session.add(camp)
             session.flush()
             li = LineItem(campaign_id=camp.id, name=f"li-{name}", bid_cpm=Decimal(2))
@@ -75,26 +80,44 @@ def setup(settings: Settings) -> tuple[TestClient, FastAPI, dict[str, int], bool
 
 def _ev(i: int, li: int, etype: str = "impression", **extra: Any) -> dict[str, Any]:
     ts = (NOW.replace(hour=1) + timedelta(minutes=i % 60)).isoformat()
-    return {"event_id": f"h{i}", "type": etype, "ts": ts, "user_id": f"u{i % 5}",
-            "line_item_id": li, "cost": 0.01, "country": "US", "device": "tv", **extra}
+    return {
+        "event_id": f"h{i}",
+        "type": etype,
+        "ts": ts,
+        "user_id": f"u{i % 5}",
+        "line_item_id": li,
+        "cost": 0.01,
+        "country": "US",
+        "device": "tv",
+        **extra,
+    }
 
 
 def test_post_json_and_ndjson(setup: tuple[TestClient, FastAPI, dict[str, int], bool]) -> None:
     client, _, ids, _ = setup
     events = [_ev(i, ids["li_a"]) for i in range(10)] + [_ev(3, ids["li_a"])]
-    events += [_ev(50, 99999), _ev(51, ids["li_a"], campaign_id=str(ids["camp_b"])),
-               _ev(52, ids["li_a"], type="view")]
+    events += [
+        _ev(50, 99999),
+        _ev(51, ids["li_a"], campaign_id=str(ids["camp_b"])),
+        _ev(52, ids["li_a"], type="view"),
+    ]
     r = client.post("/v1/events", json=events)
     assert r.status_code == 200, r.text
     body = r.json()
     assert (body["accepted"], body["duplicates"]) == (10, 1)
     assert [(x["index"], x["field"]) for x in body["rejected"]] == [
-        (11, "line_item_id"), (12, "campaign_id"), (13, "type")]
+        (11, "line_item_id"),
+        (12, "campaign_id"),
+        (13, "type"),
+    ]
 
     lines = [orjson.dumps(_ev(i, ids["li_b"], "click")) for i in range(100, 104)]
     lines.insert(2, b"{not json")
-    r = client.post("/v1/events", content=b"\n".join(lines) + b"\n",
-                    headers={"content-type": "application/x-ndjson"})
+    r = client.post(
+        "/v1/events",
+        content=b"\n".join(lines) + b"\n",
+        headers={"content-type": "application/x-ndjson"},
+    )
     assert r.status_code == 200, r.text
     assert r.json()["accepted"] == 4
     [bad] = r.json()["rejected"]
@@ -114,16 +137,25 @@ def test_reports_json_csv_and_advertiser_scope(
     setup: tuple[TestClient, FastAPI, dict[str, int], bool],
 ) -> None:
     client, app, ids, full = setup
-    client.post("/v1/events", json=[_ev(i, ids["li_a"]) for i in range(6)]
-                + [_ev(100 + i, ids["li_b"]) for i in range(3)]
-                + [_ev(200, ids["li_a"], "click")])
-    q = {"from": TODAY, "to": TODAY, "group_by": "advertiser,day",
-         "metrics": "impressions,clicks,ctr,spend,reach"}
+    client.post(
+        "/v1/events",
+        json=[_ev(i, ids["li_a"]) for i in range(6)]
+        + [_ev(100 + i, ids["li_b"]) for i in range(3)]
+        + [_ev(200, ids["li_a"], "click")],
+    )
+    q = {
+        "from": TODAY,
+        "to": TODAY,
+        "group_by": "advertiser,day",
+        "metrics": "impressions,clicks,ctr,spend,reach",
+    }
     r = client.get("/v1/reports", params=q)
     assert r.status_code == 200, r.text
     rows = r.json()["rows"]
     assert [(x["advertiser_id"], x["impressions"], x["clicks"]) for x in rows] == [
-        (str(ids["adv_a"]), 6, 1), (str(ids["adv_b"]), 0 + 3, 0)]
+        (str(ids["adv_a"]), 6, 1),
+        (str(ids["adv_b"]), 0 + 3, 0),
+    ]
     assert rows[0]["ctr"] == pytest.approx(1 / 6, abs=1e-6) and rows[0]["reach"] == 5
 
     r = client.get("/v1/reports", params={**q, "format": "csv"})
@@ -135,10 +167,38 @@ def test_reports_json_csv_and_advertiser_scope(
     assert r.status_code == 422 and r.json()["error"]["field"] == "metrics"
 
     app.dependency_overrides[get_principal] = lambda: Principal(
-        actor="k", role="advertiser", advertiser_id=ids["adv_b"])
+        actor="k", role="advertiser", advertiser_id=ids["adv_b"]
+    )
     r = client.get("/v1/reports", params={**q, "advertiser_id": str(ids["adv_a"])})
     assert r.status_code == 200
     assert [x["advertiser_id"] for x in r.json()["rows"]] == [str(ids["adv_b"])]
     if full:  # the app's router dependency: advertisers read reports but cannot post events
         r = client.post("/v1/events", json=[_ev(900, ids["li_b"])])
         assert r.status_code == 403
+
+
+def test_real_advertiser_key_sees_only_its_own_advertiser(settings: Settings) -> None:
+    """Keys made by ``api.auth.create_key`` and resolved by the app's own auth dependencies."""
+    from adtarget.api.app import create_app
+    from adtarget.api.auth import create_key
+    from adtarget.catalog.db import open_catalog
+
+    ids = _seed_catalog(settings)
+    with open_catalog(settings)() as session, session.begin():
+        _, ad_server = create_key(session=session, role="decisions")
+        _, adv_b = create_key(session=session, role="advertiser", advertiser_id=ids["adv_b"])
+        _, reader = create_key(session=session, role="reader")
+    client = TestClient(create_app(settings), raise_server_exceptions=False)
+    events = [_ev(i, ids["li_a"]) for i in range(4)] + [_ev(10 + i, ids["li_b"]) for i in range(3)]
+    r = client.post("/v1/events", json=events, headers={"Authorization": f"Bearer {ad_server}"})
+    assert r.status_code == 200 and r.json()["accepted"] == 7, r.text
+    q = {"from": TODAY, "to": TODAY, "group_by": "advertiser", "metrics": "impressions"}
+    assert client.get("/v1/reports", params=q).status_code == 401
+    for params in (q, {**q, "advertiser_id": str(ids["adv_a"])}):
+        r = client.get("/v1/reports", params=params, headers={"Authorization": f"Bearer {adv_b}"})
+        assert r.status_code == 200, r.text
+        assert r.json()["rows"] == [{"advertiser_id": str(ids["adv_b"]), "impressions": 3}]
+    r = client.get("/v1/reports", params=q, headers={"Authorization": f"Bearer {reader}"})
+    assert [row["impressions"] for row in r.json()["rows"]] == [4, 3]
+    r = client.post("/v1/events", json=events, headers={"Authorization": f"Bearer {adv_b}"})
+    assert r.status_code == 403

@@ -16,9 +16,16 @@ from .conftest import END_DAY, NOW
 
 
 def _spend_event(i: int, camp: str, cost: float, hours_ago: int) -> dict[str, object]:
-    return {"event_id": f"s{i}", "type": "impression", "ts": (NOW - timedelta(hours=hours_ago))
-            .isoformat(), "user_id": "u", "line_item_id": f"{camp}-l", "campaign_id": camp,
-            "advertiser_id": "a", "cost": cost}
+    return {
+        "event_id": f"s{i}",
+        "type": "impression",
+        "ts": (NOW - timedelta(hours=hours_ago)).isoformat(),
+        "user_id": "u",
+        "line_item_id": f"{camp}-l",
+        "campaign_id": camp,
+        "advertiser_id": "a",
+        "cost": cost,
+    }
 
 
 def test_open_event_store_by_settings(settings: Settings) -> None:
@@ -35,8 +42,14 @@ def test_open_event_store_by_settings(settings: Settings) -> None:
 def test_open_postgres_store_by_settings(settings: Settings, pg_url: str) -> None:
     from adtarget.delivery.postgres import PostgresEventStore
 
-    store = open_event_store(Settings(data_dir=settings.data_dir, events_store="postgres",
-                                      events_url=pg_url, events_retention_days=30))
+    store = open_event_store(
+        Settings(
+            data_dir=settings.data_dir,
+            events_store="postgres",
+            events_url=pg_url,
+            events_retention_days=30,
+        )
+    )
     assert isinstance(store, PostgresEventStore) and store.retention_days == 30
     store.close()
 
@@ -44,8 +57,9 @@ def test_open_postgres_store_by_settings(settings: Settings, pg_url: str) -> Non
 def test_spend_is_cached_between_refreshes(settings: Settings) -> None:
     store = open_event_store(settings)
     clock = [0.0]
-    spend = DeliverySpend(store, refresh_seconds=2.0, max_stale_seconds=10.0,
-                          clock=lambda: clock[0], background=False)
+    spend = DeliverySpend(
+        store, refresh_seconds=2.0, max_stale_seconds=10.0, clock=lambda: clock[0], background=False
+    )
     ingest_events(store=store, events=[_spend_event(1, "c1", 1.25, 0)])
     assert spend.campaign_spend("c1") == 1.25
     ingest_events(store=store, events=[_spend_event(2, "c1", 0.75, 0)])

@@ -28,9 +28,13 @@ from .conftest import (
 
 def _report(store: EventStore, group_by: str, reach: bool = True) -> list[dict]:
     """With reach a store may scan the raw log; without it, it reads its rollups."""
-    return run_report(store=store, start=START_DAY, end=END_DAY, group_by=group_by,
-                      metrics="requests,impressions,completes,clicks,spend"
-                      + (",reach" if reach else ""))
+    return run_report(
+        store=store,
+        start=START_DAY,
+        end=END_DAY,
+        group_by=group_by,
+        metrics="requests,impressions,completes,clicks,spend" + (",reach" if reach else ""),
+    )
 
 
 def test_counts_equal_recomputation_with_duplicates_bad_events_and_restart(
@@ -63,7 +67,11 @@ def test_counts_equal_recomputation_with_duplicates_bad_events_and_restart(
         for k, w in want.items():
             g = got[k]
             assert (g["requests"], g["impressions"], g["completes"], g["clicks"]) == (
-                w["requests"], w["impressions"], w["completes"], w["clicks"]), k
+                w["requests"],
+                w["impressions"],
+                w["completes"],
+                w["clicks"],
+            ), k
             assert round(g["spend"] * 1_000_000) == w["spend_micros"], k
             assert g.get("reach", len(w["users"])) == len(w["users"]), k
     assert store.scan().num_rows == 600
@@ -72,7 +80,7 @@ def test_counts_equal_recomputation_with_duplicates_bad_events_and_restart(
 def test_incremental_rollups_equal_rebuild_from_raw_log(store: EventStore) -> None:
     events = make_events(500, seed=11)
     for i in range(0, 500, 120):
-        ingest_events(store=store, events=events[i: i + 120] + events[: i // 4])
+        ingest_events(store=store, events=events[i : i + 120] + events[: i // 4])
     incremental = sort_rollup(store.rollups())
     assert incremental.num_rows > 0
     rebuild_rollups(store=store)
@@ -81,16 +89,26 @@ def test_incremental_rollups_equal_rebuild_from_raw_log(store: EventStore) -> No
 
 def test_reach_is_exact_unique_users_not_a_sum(store: EventStore) -> None:
     ts = (NOW - timedelta(hours=1)).isoformat()
-    base = {"type": "impression", "ts": ts, "line_item_id": "l1", "campaign_id": "c1",
-            "advertiser_id": "a1", "country": "US"}
-    events = [{**base, "event_id": f"x{i}", "user_id": f"u{i % 3}",
-               "device": "tv" if i % 2 else "mobile"} for i in range(12)]
+    base = {
+        "type": "impression",
+        "ts": ts,
+        "line_item_id": "l1",
+        "campaign_id": "c1",
+        "advertiser_id": "a1",
+        "country": "US",
+    }
+    events = [
+        {**base, "event_id": f"x{i}", "user_id": f"u{i % 3}", "device": "tv" if i % 2 else "mobile"}
+        for i in range(12)
+    ]
     ingest_events(store=store, events=events)
-    total = run_report(store=store, start=END_DAY, end=END_DAY, group_by=[],
-                       metrics="impressions,reach")
+    total = run_report(
+        store=store, start=END_DAY, end=END_DAY, group_by=[], metrics="impressions,reach"
+    )
     assert total == [{"impressions": 12, "reach": 3}]
-    by_device = run_report(store=store, start=END_DAY, end=END_DAY, group_by="device",
-                           metrics="reach")
+    by_device = run_report(
+        store=store, start=END_DAY, end=END_DAY, group_by="device", metrics="reach"
+    )
     assert [r["reach"] for r in by_device] == [3, 3]  # 6 overlapping users across devices
 
 
@@ -104,8 +122,9 @@ def test_spend_feed_matches_reports(store: EventStore) -> None:
     by_camp = expected_counts(events, lambda e: e["campaign_id"])
     for camp, w in by_camp.items():
         assert round(spend.campaign_spend(camp) * 1e6) == w["spend_micros"]
-    today = expected_counts([e for e in events if day_of(e) == END_DAY.isoformat()],
-                            lambda e: e["campaign_id"])
+    today = expected_counts(
+        [e for e in events if day_of(e) == END_DAY.isoformat()], lambda e: e["campaign_id"]
+    )
     for camp, w in today.items():
         assert round(spend.campaign_spend_today(camp, "UTC", now=NOW) * 1e6) == w["spend_micros"]
     assert spend.spend("no-such-line-item") == 0.0
@@ -120,7 +139,8 @@ def test_retention_drops_old_days_everywhere(store: EventStore) -> None:
     kept = [e for e in events if day_of(e) >= (END_DAY - timedelta(days=1)).isoformat()]
     assert store.scan().num_rows == len(kept)
     assert sum(store.rollups()["impressions"].to_pylist()) == sum(
-        e["type"] == "impression" for e in kept)
+        e["type"] == "impression" for e in kept
+    )
     # an event older than the retention window is rejected, not silently re-counted
     old = [e for e in events if day_of(e) < (END_DAY - timedelta(days=1)).isoformat()][:1]
     result = ingest_events(store=store, events=old)

@@ -20,6 +20,7 @@ from adtarget import __version__
 from adtarget.api.deps import allow, app_session_factory
 from adtarget.api.errors import install_error_handlers
 from adtarget.api.middleware import GuardMiddleware
+from adtarget.api.scope import audience_rules_in_scope
 from adtarget.api.routes import catalog, decisions, health, keys
 from adtarget.settings import Settings, get_settings
 
@@ -55,8 +56,9 @@ def _include_domain_routers(app: FastAPI) -> None:
 
     # Undo/redo/history: the router checks roles itself (undo is per actor, so per key).
     app.include_router(commands.router)
-    # Sizing/overlap/export: the router checks roles per route (readers may size).
-    app.include_router(audiences.router)
+    # Sizing/overlap/export: the router checks roles per route (readers may size); an
+    # advertiser key's rules may not name another advertiser's segments.
+    app.include_router(audiences.router, dependencies=[Depends(audience_rules_in_scope)])
     # Uploads replace or extend everyone's user features: admin keys only may post.
     app.include_router(uploads.router, dependencies=[Depends(allow(read=("reader",), write=()))])
     # Ad servers post delivery events with their decisions key; reports are scoped in the route.

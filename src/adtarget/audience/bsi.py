@@ -17,6 +17,7 @@ from __future__ import annotations
 import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -41,7 +42,7 @@ def encode_ranks(
     sorting all n values: K is tiny next to n for real dimensions (ages, prices, scores).
     """
     if values.dtype.kind == "f":
-        values = values + 0.0  # -0.0 and 0.0 are one value
+        values = np.add(values, 0.0)  # -0.0 and 0.0 are one value
     enc = pc.dictionary_encode(pa.array(values))
     dictionary = enc.dictionary.to_numpy(zero_copy_only=False)
     order = np.argsort(dictionary, kind="stable")
@@ -86,9 +87,7 @@ def rank_bounds(
     return lo, hi
 
 
-def _le(
-    slices: Sequence[AbstractBitMap], eq: BitMap, lt: BitMap, c: int, top: int
-) -> BitMap:
+def _le(slices: Sequence[AbstractBitMap], eq: BitMap, lt: BitMap, c: int, top: int) -> BitMap:
     """Finish ``rank <= c`` from bit ``top`` down, given the users equal so far (``eq``)."""
     for j in range(top, -1, -1):
         if (c >> j) & 1:
@@ -122,6 +121,7 @@ def build_number(
     """Bitmaps ``[slices..., bucket members..., cumulative buckets..., present]`` and meta."""
     bits = num_bits(k)
     starts = bucket_starts(np.bincount(ranks, minlength=k)) if k else []
+    bucket_of: npt.NDArray[np.signedinteger[Any]]
     if len(starts) == k:
         bucket_of = ranks
     else:
@@ -155,8 +155,9 @@ def build_number(
 class NumberBitmaps:
     """Range queries over one number dimension's stored bitmaps (see ``build_number``)."""
 
-    def __init__(self, get: Callable[[int], AbstractBitMap], bits: int, starts: list[int],
-                 k: int) -> None:
+    def __init__(
+        self, get: Callable[[int], AbstractBitMap], bits: int, starts: list[int], k: int
+    ) -> None:
         self._get = get
         self.bits = bits
         self.starts = starts

@@ -102,8 +102,9 @@ def encode_set(
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
     """Per-row lengths and flat codes of a list<string> column (null lists/elements dropped)."""
     if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)):
-        raise InvalidValue(f"column {name!r} should be a list of strings, got {arr.type}",
-                           field=name)
+        raise InvalidValue(
+            f"column {name!r} should be a list of strings, got {arr.type}", field=name
+        )
     flat = pc.list_flatten(arr)
     codes = encode_strings(flat, dictionary, name)
     if flat.null_count == 0:

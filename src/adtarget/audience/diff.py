@@ -64,8 +64,14 @@ def diff_snapshots(base: Snapshot | None, new: Snapshot, *, mode: str) -> dict[s
         segments[name] = {"before": before, "after": after, "delta": after - before}
     if base is None:
         added = int(new_alive.sum())
-        return {"users_before": 0, "users_after": new.num_users, "users_added": added,
-                "users_changed": 0, "users_removed": 0, "segments": segments}
+        return {
+            "users_before": 0,
+            "users_after": new.num_users,
+            "users_added": added,
+            "users_changed": 0,
+            "users_removed": 0,
+            "segments": segments,
+        }
     base_alive = _alive(base)
     if mode == "upsert":
         to_base = np.arange(new.num_ordinals, dtype=np.int64)
@@ -73,7 +79,9 @@ def diff_snapshots(base: Snapshot | None, new: Snapshot, *, mode: str) -> dict[s
     else:
         to_base = (
             pc.index_in(new.ids_array(), value_set=base.ids_array())
-            .fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+            .fill_null(-1)
+            .to_numpy(zero_copy_only=False)
+            .astype(np.int64)
         )
     matched = to_base >= 0
     matched[matched] &= base_alive[to_base[matched]]

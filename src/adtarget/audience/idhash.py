@@ -56,8 +56,7 @@ def offsets_and_data(arr: pa.Array) -> tuple[npt.NDArray[np.int64], npt.NDArray[
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + n + 1]
     data_buf = arr.buffers()[2]
     data = (
-        np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None
-        else np.zeros(0, np.uint8)
+        np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
     )
     if n == 0:
         return np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.uint8)
@@ -82,9 +81,9 @@ def hash_ids(arr: pa.Array) -> npt.NDArray[np.uint64]:
         h ^= words[starts + j]
         h = _mix_vec(h)
         j += 8
-    for j in range(j, longest, 8):
-        remaining = np.clip(lengths - j, 0, 8)
+    for tail in range(j, longest, 8):
+        remaining = np.clip(lengths - tail, 0, 8)
         active = remaining > 0
-        w = words[np.minimum(starts + j, len(words) - 1)] & _BYTE_MASKS[remaining]
+        w = words[np.minimum(starts + tail, len(words) - 1)] & _BYTE_MASKS[remaining]
         h = np.where(active, _mix_vec(h ^ w), h)
     return _mix_vec(h ^ U64(K_LEN))

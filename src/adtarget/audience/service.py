@@ -8,6 +8,7 @@ fewer than ``min_size`` users is never exported.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -18,10 +19,11 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from pyroaring import AbstractBitMap
 
+from adtarget.audience.sizing import count_rule
 from adtarget.audience.snapshot import Snapshot
 from adtarget.errors import InvalidValue
 from adtarget.rules.ast import Rule
-from adtarget.rules.eval_bitmap import count, evaluate
+from adtarget.rules.eval_bitmap import evaluate
 from adtarget.rules.format import from_json
 from adtarget.rules.parse import parse
 from adtarget.rules.registry import DimensionSpec
@@ -58,6 +60,32 @@ def _compile(
     return parsed
 
 
+@functools.lru_cache(maxsize=1024)
+def _compile_text(
+    text: str,
+    snapshot: Snapshot,
+    registry: frozenset[tuple[str, DimensionSpec]],
+    segments: frozenset[tuple[str, Rule | None]],
+) -> Rule:
+    """``_compile`` of rule text, memoized: parsing and validating cost ~0.4 ms, more than
+    sizing itself. Keyed on the snapshot object (each version is a new one, so the segment
+    names it materialized are part of the key) and the catalog's registry and segments."""
+    return _compile(text, snapshot, dict(registry), dict(segments))
+
+
+def _compile_any(
+    rule: RuleInput,
+    snapshot: Snapshot,
+    registry: Mapping[str, DimensionSpec] | None,
+    segments: Mapping[str, Rule | None] | None,
+) -> Rule:
+    if isinstance(rule, str):
+        return _compile_text(
+            rule, snapshot, frozenset((registry or {}).items()), frozenset((segments or {}).items())
+        )
+    return _compile(rule, snapshot, registry, segments)
+
+
 def _gate(n: int, min_size: int, version: str) -> dict[str, Any]:
     if n < min_size:
         return {"count": None, "below_threshold": True, "min_size": min_size, "snapshot": version}
@@ -81,8 +109,8 @@ def size_rule(
         min_size: counts below it come back as ``count: None, below_threshold: True``.
         segments: catalog segments, name -> rule (rule-based) or ``None`` (list).
     """
-    rule = _compile(rule_text, snapshot, registry, segments)
-    return _gate(count(rule, snapshot.index), min_size, snapshot.version)
+    rule = _compile_any(rule_text, snapshot, registry, segments)
+    return _gate(count_rule(rule, snapshot.index), min_size, snapshot.version)
 
 
 def overlap_rules(
@@ -93,7 +121,8 @@ def overlap_rules(
     min_size: int = 100,
     segments: Mapping[str, Rule | None] | None = None,
 ) -> dict[str, Any]:
-    """N x N matrix of intersection sizes (diagonal = each rule's size), thresholded per cell.
+    """N x N matrix of intersection sizes (diagonal = each rule's size), thresholded per cell:
+    a cell under ``min_size`` is ``None`` and ``below_threshold[i][j]`` is ``True``.
 
     Each rule is evaluated once; cells use ``intersection_cardinality`` (no bitmap is built).
     """
@@ -102,24 +131,26 @@ def overlap_rules(
     bitmaps: list[AbstractBitMap] = []
     for i, r in enumerate(rules):
         try:
-            compiled = _compile(r, snapshot, registry, segments)
+            compiled = _compile_any(r, snapshot, registry, segments)
         except InvalidValue as exc:
             exc.details.setdefault("index", i)
             raise
         bitmaps.append(evaluate(compiled, snapshot.index))
     n = len(bitmaps)
     matrix: list[list[int | None]] = [[None] * n for _ in range(n)]
+    hidden: list[list[bool]] = [[False] * n for _ in range(n)]
     for i in range(n):
         for j in range(i, n):
             c = len(bitmaps[i]) if i == j else bitmaps[i].intersection_cardinality(bitmaps[j])
-            cell = c if c >= min_size else None
-            matrix[i][j] = matrix[j][i] = cell
-    sizes = [matrix[i][i] for i in range(n)]
+            low = c < min_size
+            matrix[i][j] = matrix[j][i] = None if low else c
+            hidden[i][j] = hidden[j][i] = low
     return {
         "snapshot": snapshot.version,
         "rules": [r if isinstance(r, str) else str(r) for r in rules],
-        "sizes": sizes,
+        "sizes": [matrix[i][i] for i in range(n)],
         "matrix": matrix,
+        "below_threshold": hidden,
         "min_size": min_size,
     }
 

@@ -69,6 +69,7 @@ class SnapshotStore:
         self._mutex = threading.Lock()
         self._pointer_key: tuple[int, int, int] | None = None
         self._current: Snapshot | None = None
+        self._pointer_path = os.fspath(self.root / CURRENT)  # str: no Path join per request
         self.clean_stale()
 
     # -- reading ---------------------------------------------------------------------------
@@ -89,7 +90,7 @@ class SnapshotStore:
     def current(self) -> Snapshot | None:
         """The snapshot ``CURRENT`` points at; reopened only when the pointer file changed."""
         try:
-            st = os.stat(self.root / CURRENT)
+            st = os.stat(self._pointer_path)
         except FileNotFoundError:
             return None
         key = (st.st_ino, st.st_mtime_ns, st.st_size)
@@ -175,7 +176,7 @@ class SnapshotStore:
         for path in self.root.iterdir():
             if not path.name.startswith(TMP_PREFIX) or not path.is_dir():
                 continue
-            pid_text = path.name[len(TMP_PREFIX):].split("-", 1)[0]
+            pid_text = path.name[len(TMP_PREFIX) :].split("-", 1)[0]
             pid = int(pid_text) if pid_text.isdigit() else -1
             if pid > 0 and pid != os.getpid() and _pid_alive(pid):
                 continue

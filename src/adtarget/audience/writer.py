@@ -167,8 +167,9 @@ class SnapshotWriter:
             except OSError:
                 shutil.copy2(src, self.staged / src.name)
         self.dims_meta = dict(self.base.manifest["dims"])
-        self._known_sums = {k: v for k, v in self.base.manifest.get("checksums", {}).items()
-                            if k != SEGMENTS}
+        self._known_sums = {
+            k: v for k, v in self.base.manifest.get("checksums", {}).items() if k != SEGMENTS
+        }
 
     def _write_ids(self) -> None:
         """Ids by ordinal, plus (top 32 hash bits, ordinal) pairs sorted for lookups.
@@ -282,7 +283,12 @@ class SnapshotWriter:
         return meta
 
     def _number(
-        self, slot: str, chunks: ColumnChunks, provided: Any, rows: Any, base: Any,
+        self,
+        slot: str,
+        chunks: ColumnChunks,
+        provided: Any,
+        rows: Any,
+        base: Any,
         meta: dict[str, Any],
     ) -> list[FrozenBitMap]:
         is_float = chunks.is_float or (base is not None and base.distinct.dtype.kind == "f")
@@ -327,8 +333,9 @@ class SnapshotWriter:
         if base is None and self._simple(provided):
             offsets, flat, lengths = new_off, new_flat.astype(code_dtype(k)), new_len
         else:
-            offsets, flat, lengths = self._merge_sets(chunks, provided, rows, base, k,
-                                                      new_len, new_flat, new_off)
+            offsets, flat, lengths = self._merge_sets(
+                chunks, provided, rows, base, k, new_len, new_flat, new_off
+            )
         total = int(offsets[-1])
         off_dtype = np.uint32 if total < 2**32 else np.int64
         save_npy(self.staged / dim_file(slot, "offsets.npy"), offsets.astype(off_dtype))
@@ -342,8 +349,15 @@ class SnapshotWriter:
         return self.mode != "upsert" and bool(provided.all()) and bool(self.r.alive.all())
 
     def _merge_sets(
-        self, chunks: ColumnChunks, provided: Any, rows: Any, base: Any, k: int,
-        new_len: Any, new_flat: Any, new_off: Any,
+        self,
+        chunks: ColumnChunks,
+        provided: Any,
+        rows: Any,
+        base: Any,
+        k: int,
+        new_len: Any,
+        new_flat: Any,
+        new_off: Any,
     ) -> tuple[Any, Any, Any]:
         """CSR of the final sets: base rows kept, provided rows replaced, removed rows empty."""
         lengths = np.zeros(self.n, dtype=np.int64)
@@ -381,9 +395,7 @@ class SnapshotWriter:
             return ords[self.r.alive[ords]]
         return self._ids_to_ordinals(self.base.user_ids(ords))
 
-    def write_segments(
-        self, pending: dict[str, PendingSegment], rules: dict[str, Rule]
-    ) -> None:
+    def write_segments(self, pending: dict[str, PendingSegment], rules: dict[str, Rule]) -> None:
         """List segments (carried from base, then set here), then rule segments, manifest."""
         groups: dict[str, list[tuple[int | None, FrozenBitMap]]] = {}
         rule_segments: dict[str, Rule] = {}
@@ -460,8 +472,13 @@ class SnapshotWriter:
             "segments": self.segments_meta,
         }
         if final:
-            files = [p for p in sorted(self.staged.iterdir()) if p.is_file()
-                     and not p.name.startswith(MANIFEST) and p.name not in self._known_sums]
+            files = [
+                p
+                for p in sorted(self.staged.iterdir())
+                if p.is_file()
+                and not p.name.startswith(MANIFEST)
+                and p.name not in self._known_sums
+            ]
             with ThreadPoolExecutor(max_workers=2) as pool:
                 sums = list(pool.map(file_checksum, files))
             checksums = dict(self._known_sums)

@@ -21,8 +21,9 @@ from rich.table import Table
 from adtarget.errors import AdtargetError, InvalidValue, RuleSyntaxError
 from adtarget.settings import get_settings
 
-snapshots_app = typer.Typer(help="List kept audience snapshots or roll back to one.",
-                            no_args_is_help=True)
+snapshots_app = typer.Typer(
+    help="List kept audience snapshots or roll back to one.", no_args_is_help=True
+)
 
 
 def _fail(err: AdtargetError) -> typer.Exit:
@@ -61,8 +62,12 @@ def _context() -> dict[str, Any]:
     with open_catalog(settings)() as session:
         registry = dimension_registry(session=session)
         segments = segment_rules(session=session)
-    return {"snapshot": snapshot, "registry": registry, "segments": segments,
-            "min_size": settings.min_audience_size}
+    return {
+        "snapshot": snapshot,
+        "registry": registry,
+        "segments": segments,
+        "min_size": settings.min_audience_size,
+    }
 
 
 def _print_json(obj: Any) -> None:
@@ -70,7 +75,7 @@ def _print_json(obj: Any) -> None:
 
 
 def size(
-    rule: Annotated[str, typer.Argument(help='Rule text, e.g. \'country in ("US") and age > 30\'')],
+    rule: Annotated[str, typer.Argument(help="Rule text, e.g. 'country in (\"US\") and age > 30'")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Exact number of users matching RULE on the current snapshot."""
@@ -81,8 +86,10 @@ def size(
     if as_json:
         _print_json(result)
     elif result["count"] is None:
-        typer.echo(f"below the minimum audience size of {result['min_size']} "
-                   f"(snapshot {result['snapshot']})")
+        typer.echo(
+            f"below the minimum audience size of {result['min_size']} "
+            f"(snapshot {result['snapshot']})"
+        )
     else:
         typer.echo(f"{result['count']:,} users (snapshot {result['snapshot']})")
 
@@ -99,8 +106,7 @@ def overlap(
     if as_json:
         _print_json(result)
         return
-    table = Table(title=f"overlap (snapshot {result['snapshot']}; - = below "
-                        f"{result['min_size']})")
+    table = Table(title=f"overlap (snapshot {result['snapshot']}; - = below {result['min_size']})")
     table.add_column("#")
     table.add_column("rule")
     for i in range(len(rules)):
@@ -126,8 +132,10 @@ def export(
     if as_json:
         _print_json(result)
     else:
-        typer.echo(f"wrote {result['count']:,} user ids to {result['path']} "
-                   f"(snapshot {result['snapshot']})")
+        typer.echo(
+            f"wrote {result['count']:,} user ids to {result['path']} "
+            f"(snapshot {result['snapshot']})"
+        )
 
 
 @snapshots_app.command("list")
@@ -144,8 +152,13 @@ def list_snapshots(
     for col in ("", "version", "created_at", "users", "segments"):
         table.add_column(col)
     for r in rows:
-        table.add_row("*" if r["current"] else "", r["version"], str(r["created_at"]),
-                      f"{r['num_users']:,}", ", ".join(r["segments"]))
+        table.add_row(
+            "*" if r["current"] else "",
+            r["version"],
+            str(r["created_at"]),
+            f"{r['num_users']:,}",
+            ", ".join(r["segments"]),
+        )
     Console().print(table)
 
 

@@ -22,11 +22,23 @@ def _fail(err: AdtargetError) -> None:
 
 @events_app.command("import")
 def import_events(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
-                                         help="NDJSON, JSON array, CSV or Parquet file.")],
-    no_catalog: Annotated[bool, typer.Option(
-        "--no-catalog", help="Do not check line items against the catalog (events must then "
-        "carry campaign_id and advertiser_id).")] = False,
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="NDJSON, JSON array, CSV or Parquet file.",
+        ),
+    ],
+    no_catalog: Annotated[
+        bool,
+        typer.Option(
+            "--no-catalog",
+            help="Do not check line items against the catalog (events must then "
+            "carry campaign_id and advertiser_id).",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Import delivery events; duplicates are counted once, bad rows are listed with reasons."""
@@ -50,17 +62,26 @@ def import_events(
             lookup = catalog_lookup(open_catalog(settings))
         store = open_event_store(settings)
         try:
-            progress = Progress(TextColumn("importing {task.description}"), BarColumn(),
-                                MofNCompleteColumn(), transient=True,
-                                console=_stderr_console(), disable=as_json)
+            progress = Progress(
+                TextColumn("importing {task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                transient=True,
+                console=_stderr_console(),
+                disable=as_json,
+            )
             with progress:
                 task = progress.add_task(file.name, total=count_rows(file))
                 offset = 0
                 for batch in read_batches(file):
-                    size = len(next(iter(batch.values()), [])) if isinstance(batch, dict) \
+                    size = (
+                        len(next(iter(batch.values()), []))
+                        if isinstance(batch, dict)
                         else len(batch)
-                    total.merge(ingest_events(store=store, events=batch, lookup=lookup,
-                                              index_offset=offset))
+                    )
+                    total.merge(
+                        ingest_events(store=store, events=batch, lookup=lookup, index_offset=offset)
+                    )
                     offset += size
                     progress.advance(task, size)
         finally:
@@ -71,8 +92,10 @@ def import_events(
     if as_json:
         typer.echo(json.dumps({"file": str(file), **total.to_dict()}))
         return
-    typer.echo(f"{file.name}: {total.accepted} accepted, {total.duplicates} duplicates, "
-               f"{len(total.rejected)} rejected")
+    typer.echo(
+        f"{file.name}: {total.accepted} accepted, {total.duplicates} duplicates, "
+        f"{len(total.rejected)} rejected"
+    )
     for item in total.rejected[:20]:
         typer.echo(f"  row {item['index']}: {item['reason']}", err=True)
     if len(total.rejected) > 20:
@@ -98,8 +121,9 @@ def prune(
         return
     days = [d.isoformat() for d in dropped]
     if as_json:
-        typer.echo(json.dumps({"dropped_days": days,
-                               "retention_days": settings.events_retention_days}))
+        typer.echo(
+            json.dumps({"dropped_days": days, "retention_days": settings.events_retention_days})
+        )
     else:
         typer.echo(f"dropped {len(days)} day(s)" + (f": {', '.join(days)}" if days else ""))
 
@@ -116,8 +140,12 @@ def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
 
     table = Table(show_lines=False)
     for c in columns:
-        table.add_column(c, justify="left" if c in ("day", "hour") or c.endswith("_id")
-                         or c in ("country", "device") else "right")
+        table.add_column(
+            c,
+            justify="left"
+            if c in ("day", "hour") or c.endswith("_id") or c in ("country", "device")
+            else "right",
+        )
     for r in rows:
         table.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
     Console(width=max(100, 14 * len(columns))).print(table)
@@ -127,35 +155,52 @@ def report(
     from_: Annotated[str, typer.Option("--from", help="First day (YYYY-MM-DD) or hour, UTC.")],
     to: Annotated[str, typer.Option("--to", help="Last day included, or the exclusive end hour.")],
     group_by: Annotated[str, typer.Option("--group-by", help="e.g. campaign,day")] = "day",
-    metrics: Annotated[str, typer.Option(
-        "--metrics", help="e.g. impressions,clicks,spend,ctr,completion_rate,ecpm,reach"
-    )] = "impressions,clicks,spend",
-    advertiser: Annotated[str | None, typer.Option("--advertiser", help="Only this advertiser.")]
-    = None,
+    metrics: Annotated[
+        str,
+        typer.Option(
+            "--metrics", help="e.g. impressions,clicks,spend,ctr,completion_rate,ecpm,reach"
+        ),
+    ] = "impressions,clicks,spend",
+    advertiser: Annotated[
+        str | None, typer.Option("--advertiser", help="Only this advertiser.")
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
+    as_csv: Annotated[bool, typer.Option("--csv", help="Same as --format csv.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Write to this file.")] = None,
-    chart: Annotated[Path | None, typer.Option("--chart", help="Also draw a PNG time series.")]
-    = None,
+    chart: Annotated[
+        Path | None, typer.Option("--chart", help="Also draw a PNG time series.")
+    ] = None,
 ) -> None:
     """Delivery report: any grouping of hour/day/advertiser/campaign/line item/creative/geo."""
     from adtarget.delivery.chart import draw_chart
     from adtarget.delivery.reports import report_columns, report_names, rows_to_csv, run_report
     from adtarget.delivery.service import open_event_store
 
+    if as_csv and as_json:
+        _fail(AdtargetError("--csv and --json exclude each other", field="format"))
+    fmt = "csv" if as_csv else "json" if as_json else fmt
     if fmt not in ("table", "csv", "json"):
         _fail(AdtargetError(f"--format must be table, csv or json, got {fmt!r}", field="format"))
     try:
         columns = report_columns(group_by, metrics)
         store = open_event_store(get_settings())
         try:
-            rows = run_report(store=store, start=from_, end=to, group_by=group_by,
-                              metrics=metrics, advertiser_id=advertiser)
+            rows = run_report(
+                store=store,
+                start=from_,
+                end=to,
+                group_by=group_by,
+                metrics=metrics,
+                advertiser_id=advertiser,
+            )
         finally:
             store.close()
         if chart is not None:
             groups, names = report_names(group_by, metrics)
-            draw_chart(rows, group_by=groups, metrics=names, path=chart,
-                       title=f"Delivery {from_} .. {to}")
+            draw_chart(
+                rows, group_by=groups, metrics=names, path=chart, title=f"Delivery {from_} .. {to}"
+            )
     except AdtargetError as err:
         _fail(err)
         return

@@ -8,7 +8,8 @@ Pacing ("even"): by a fraction f of the flight, spend may be at most
 ``budget * (f * (1 + PACING_TOLERANCE) + PACING_HEADROOM)`` — don't spend tomorrow's budget
 today, with a small head start so a fresh flight is not blocked by its first impressions. A
 daily budget is paced the same way over the day in the campaign's time zone. "asap" skips pacing
-but never the budgets themselves.
+but never the budgets themselves; the line item's mode paces its own budget, the campaign's mode
+the campaign's budgets.
 """
 
 from __future__ import annotations
@@ -173,28 +174,28 @@ def budget_reason(item: LiveLineItem, spend: SpendSource, now: datetime) -> tupl
 
     Raises whatever ``spend`` raises (the engine treats that as a store failure).
     """
-    even = item.pacing_mode == "even"
-    checks: list[tuple[str, float, float, float]] = []  # (what, budget, spent, fraction)
+    checks: list[tuple[str, float, float, float, bool]] = []  # (what, budget, spent, f, even)
     if item.budget_total is not None:
         checks.append(("line item", item.budget_total, spend.spend(item.id),
                        _fraction(item.start or item.campaign_start,
-                                 item.end or item.campaign_end, now)))
+                                 item.end or item.campaign_end, now),
+                       item.pacing_mode == "even"))
+    camp_even = item.campaign_pacing_mode == "even"
     if item.campaign_budget_total is not None:
         checks.append(("campaign", item.campaign_budget_total,
                        spend.campaign_spend(item.campaign_id),
-                       _fraction(item.campaign_start, item.campaign_end, now)))
+                       _fraction(item.campaign_start, item.campaign_end, now), camp_even))
     if item.campaign_budget_daily is not None:
         frac = _day_fraction(now, item.timezone)
         checks.append(("campaign daily", item.campaign_budget_daily,
-                       spend.campaign_spend_today(item.campaign_id, item.timezone, now), frac))
-    for what, budget, spent, _frac in checks:
+                       spend.campaign_spend_today(item.campaign_id, item.timezone, now), frac,
+                       camp_even))
+    for what, budget, spent, _frac, _even in checks:
         if spent >= budget:
             return "budget", f"{what} budget {budget:g} spent ({spent:g})"
-    if even:
-        for what, budget, spent, frac in checks:
-            limit = _paced_limit(budget, frac)
-            if spent > limit:
-                return "pacing", f"{what} spend {spent:g} ahead of even pace {limit:g}"
+    for what, budget, spent, frac, even in checks:
+        if even and spent > (limit := _paced_limit(budget, frac)):
+            return "pacing", f"{what} spend {spent:g} ahead of even pace {limit:g}"
     return None
 
 

@@ -26,6 +26,7 @@ from adtarget.decision.breaker import CircuitBreaker
 from adtarget.decision.counters import CounterStore, cap_key
 from adtarget.decision.eligibility import SpendSource, ZeroSpend, eligibility_reason, utc
 from adtarget.decision.explain import failed_predicate
+from adtarget.decision.bits import Matches
 from adtarget.decision.index import LineItemIndex
 from adtarget.decision.models import Decision, DecisionRequest, DecisionResult, LiveLineItem
 from adtarget.decision.profiles import ProfileStore, merge_features
@@ -183,7 +184,7 @@ class DecisionEngine:
             st.degraded = st.spend_down = True
             return "budget", "spend unavailable"
 
-    def _prefetch(self, index: LineItemIndex, matched: Any, user_id: str, ts: float,
+    def _prefetch(self, index: LineItemIndex, matched: Matches, user_id: str, ts: float,
                   limit: int, st: _Request) -> None:
         """Read the counters of the first few capped candidates in one round trip."""
         want = max(PREFETCH_MIN, PREFETCH_PER_LIMIT * limit)
@@ -294,17 +295,22 @@ class DecisionEngine:
             explain = self._explain(index, matched, features, st.not_served, profile_down)
         return DecisionResult(decisions, snapshot, st.degraded, explain)
 
-    def _explain(self, index: LineItemIndex, matched: Any, features: Mapping[str, Any],
+    def _explain(self, index: LineItemIndex, matched: Matches, features: Mapping[str, Any],
                  not_served: list[dict[str, Any]], profile_down: bool) -> dict[str, Any]:
         out = not_served[: self.explain_max]
+        hit = set(matched.tolist())
         for pos, item in enumerate(index.items):
             if len(out) >= self.explain_max:
                 break
-            if pos in matched:
+            if pos in hit:
                 continue
             detail = failed_predicate(item.rule, features) if item.rule is not None else ""
             if profile_down:
                 detail += " (profile unavailable: context only)"
             out.append({"line_item_id": item.id, "reason": "targeting", "detail": detail})
-        truncated = len(out) < len(index.items) - len(matched) + len(not_served)
-        return {"not_served": out, "truncated": truncated}
+        for li_id, reason, detail in index.not_live:
+            if len(out) >= self.explain_max:
+                break
+            out.append({"line_item_id": li_id, "reason": reason, "detail": detail})
+        total = len(index.items) - len(matched) + len(not_served) + len(index.not_live)
+        return {"not_served": out, "truncated": len(out) < total}

@@ -26,6 +26,7 @@ from typing import Any
 
 from pyroaring import BitMap
 
+from adtarget.decision.bits import Matches, positions_list, to_bits
 from adtarget.decision.dnf import Conjunction, Interval, TooManyConjunctions, to_conjunctions
 from adtarget.decision.models import LiveLineItem
 from adtarget.rules.ast import SEGMENTS_FIELD, Rule, dimensions, segment_names
@@ -36,6 +37,8 @@ _EMPTY = BitMap()
 _OTHER = object()  # class key for a value no rule mentions
 _SET_TYPES = (frozenset, set, list, tuple)
 FAST_MAX = 65_536  # memoised plain values per dimension and type
+LAYERS_MAX = 8
+"""Rules with more DNF conjunctions than this are evaluated directly (keeps id space ≤ 8n)."""
 
 
 @dataclass(slots=True)
@@ -70,6 +73,10 @@ class _DimIndex:
     fast: dict[type, dict[Any, tuple[BitMap, BitMap]]] = field(
         default_factory=lambda: {str: {}, int: {}, float: {}}
     )
+    fast_bits: dict[type, dict[Any, tuple[int, int]]] = field(
+        default_factory=lambda: {str: {}, int: {}, float: {}, bool: {}, type(None): {}}
+    )
+    bits: dict[str, Any] = field(default_factory=dict)  # int forms for ``_set_bits``
 
     def finish(self, space: int) -> None:
         """Precompute numeric classes and the bitmaps for missing / empty-set values.
@@ -200,6 +207,65 @@ class _DimIndex:
             fail |= num_fail
         return fail, verify - fail
 
+    def finish_bits(self, space: int) -> None:
+        """Int forms of what the set path needs (see ``decision/bits.py``)."""
+        self.bits = {
+            "space": space,
+            "mask": (1 << space) - 1,
+            "any_lits": {v: to_bits(b) for v, b in self.any_lits.items()},
+            "any_all": to_bits(self.any_all_lits),
+            "neg_any": {v: to_bits(b) for v, b in self.neg_any.items()},
+            "must_miss": to_bits(self.must_miss),
+            "fail_empty": to_bits(self.fail_empty_set),
+            "verify_set": to_bits(self.verify_set),
+            "has_lit": to_bits(self.has_lit),
+        }
+
+    def lookup_bits(self, v: Any) -> tuple[int, int]:
+        """``lookup`` as ``(fail, verify)`` ints; memoised per type and value (bounded)."""
+        memo = self.fast_bits.get(type(v))
+        if memo is not None:
+            hit = memo.get(v)
+            if hit is None:
+                fail, verify = self.lookup(v)
+                hit = (to_bits(fail), to_bits(verify))
+                if len(memo) < FAST_MAX and v == v:
+                    memo[v] = hit
+            return hit
+        if isinstance(v, _SET_TYPES):
+            return self._set_bits(v)
+        fail, verify = self.lookup(v)
+        return to_bits(fail), to_bits(verify)
+
+    def _set_bits(self, values: Iterable[Any]) -> tuple[int, int]:
+        """``_set`` on ints: one OR per user value, one shift per ``has all`` slot."""
+        b = self.bits
+        try:
+            elems = set(values)
+        except TypeError:
+            return 0, b["has_lit"]
+        if not elems:
+            return b["fail_empty"], b["verify_set"]
+        fail: int = b["must_miss"]
+        if self.any_slots:
+            lits = b["any_lits"]
+            ok = 0
+            for u in elems:
+                hit = lits.get(u)
+                if hit:
+                    ok |= hit
+            failing = b["any_all"] & ~ok
+            space, mask = b["space"], b["mask"]
+            fail |= failing & mask
+            for k in range(1, self.any_slots):
+                fail |= (failing >> (k * space)) & mask
+        neg = b["neg_any"]
+        for u in elems:
+            hit = neg.get(u)
+            if hit:
+                fail |= hit
+        return fail, b["verify_set"] & ~fail
+
     def _set(self, values: Iterable[Any]) -> tuple[BitMap, BitMap]:
         try:
             elems = set(values)
@@ -254,8 +320,17 @@ def _add(table: dict[Any, BitMap], key: Any, cid: int) -> None:
 class LineItemIndex:
     """An immutable index over live line items; build once, share across threads, swap whole."""
 
-    def __init__(self, items: Sequence[LiveLineItem], *, version: str = "") -> None:
+    def __init__(
+        self,
+        items: Sequence[LiveLineItem],
+        *,
+        version: str = "",
+        not_live: Sequence[tuple[int, str, str]] = (),
+    ) -> None:
         self.version = version
+        #: ``(line_item_id, reason, detail)`` of catalog line items outside the live set
+        #: (status, no creative, unreadable): reported by ``explain`` only.
+        self.not_live: tuple[tuple[int, str, str], ...] = tuple(not_live)
         self.items: tuple[LiveLineItem, ...] = tuple(sorted(items, key=LiveLineItem.rank_key))
         self.position_of: dict[int, int] = {it.id: p for p, it in enumerate(self.items)}
         n = len(self.items)
@@ -264,28 +339,28 @@ class LineItemIndex:
         self._dims: dict[str, _DimIndex] = {}
         self._all = BitMap()
         self._opaque = BitMap()
-        self._owner: dict[int, int] = {}  # conjunction id >= n -> position
         self._verify_always: list[int] = []
         self._any_pending: list[tuple[_DimIndex, int, int, frozenset[Any]]] = []
-        next_cid = n
+        per_item: list[tuple[int, list[Conjunction]]] = []
         for pos, item in enumerate(self.items):
             try:
-                conjs = to_conjunctions(item.rule)
+                conjs = to_conjunctions(item.rule)  # [] = unsatisfiable: never matches
             except TooManyConjunctions:
+                conjs = [Conjunction()] * (LAYERS_MAX + 1)
+            if len(conjs) > LAYERS_MAX:
                 self._verify_always.append(pos)
                 self._matcher(pos)
                 continue
+            per_item.append((pos, conjs))
+        # conjunction j of the line item at position p gets id j * n + p ("layer" j), so
+        # ``bits >> (j * n)`` maps a layer of surviving conjunctions back onto positions
+        self._layers = max((len(c) for _, c in per_item), default=1) or 1
+        for pos, conjs in per_item:
             for j, conj in enumerate(conjs):
-                if len(conjs) == 1 and j == 0:
-                    cid = pos
-                else:
-                    cid = next_cid
-                    next_cid += 1
-                    self._owner[cid] = pos
-                self._index_conjunction(cid, conj)
+                self._index_conjunction(j * n + pos, conj)
                 if conj.opaque:
                     self._matcher(pos)
-        space = next_cid
+        space = n * self._layers
         for di, k, cid, vals in self._any_pending:
             lit = k * space + cid
             di.any_all_lits.add(lit)
@@ -294,8 +369,12 @@ class LineItemIndex:
         del self._any_pending
         for dim in self._dims.values():
             dim.finish(space)
-        self._lookups = [(d, di.lookup) for d, di in self._dims.items()]
-        self._direct = BitMap(range(n)) if n else BitMap()
+            dim.finish_bits(space)
+        self._lookups = [(d, di.lookup_bits) for d, di in self._dims.items()]
+        self._n = n
+        self._all_bits = to_bits(self._all)
+        self._opaque_bits = to_bits(self._opaque)
+        self._mask = (1 << n) - 1
 
     def _matcher(self, pos: int) -> Matcher:
         m = self._matchers[pos]
@@ -356,33 +435,37 @@ class LineItemIndex:
         """The dimensions any indexed rule reads."""
         return frozenset(self._dims)
 
-    def match(self, features: Mapping[str, Any]) -> BitMap:
-        """Positions (rank order) of the line items whose rule holds for ``features``."""
-        fails: list[BitMap] = []
-        verifies: list[BitMap] = [self._opaque]
+    def match(self, features: Mapping[str, Any]) -> Matches:
+        """Positions, ascending = rank order, of the line items whose rule holds for ``features``.
+
+        Hot path: one memoised lookup per indexed dimension, ORs and one AND-NOT on int
+        bitsets, one shift per conjunction layer, then the few undecided conjunctions checked
+        with the per-user evaluator. Positions are produced lazily in rank order, so a request
+        that needs ``limit`` line items does not pay for listing all matches.
+        """
+        fail = 0
+        verify = self._opaque_bits
         get = features.get
         for d, lookup in self._lookups:
-            fail, verify = lookup(get(d))
-            if fail:
-                fails.append(fail)
-            if verify:
-                verifies.append(verify)
-        cand = self._all - _union(fails) if fails else self._all.copy()
-        need = cand & _union(verifies) if len(verifies) > 1 else cand & self._opaque
+            f, v = lookup(get(d))
+            fail |= f
+            verify |= v
+        cand = self._all_bits & ~fail
+        need = cand & verify
         if need:
-            cand -= need
-        out = cand & self._direct
-        if len(out) != len(cand):
-            owner = self._owner
-            out.update(owner[c] for c in cand - self._direct)
-        for c in need:
-            pos = self._owner.get(c, c)
-            if pos not in out and self._matcher(pos)(features):
-                out.add(pos)
+            cand ^= need
+        n, mask = self._n, self._mask
+        hits = cand & mask
+        for layer in range(1, self._layers):
+            hits |= (cand >> (layer * n)) & mask
+        for c in positions_list(need):
+            pos = c % n
+            if not (hits >> pos) & 1 and self._matcher(pos)(features):
+                hits |= 1 << pos
         for pos in self._verify_always:
             if self._matcher(pos)(features):
-                out.add(pos)
-        return out
+                hits |= 1 << pos
+        return Matches(hits)
 
     def match_ids(self, features: Mapping[str, Any]) -> set[int]:
         """Line item ids whose rule holds (for tests and benchmarks)."""

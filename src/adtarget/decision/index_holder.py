@@ -17,7 +17,7 @@ from collections.abc import Callable, Hashable, Sequence
 from sqlalchemy.orm import Session, sessionmaker
 
 from adtarget.decision.index import LineItemIndex
-from adtarget.decision.loader import catalog_marker, load_live_line_items
+from adtarget.decision.loader import LoadedCatalog, catalog_marker, load_catalog
 from adtarget.decision.models import LiveLineItem
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,8 @@ class IndexHolder:
     """Owns the current index and its rebuilds.
 
     Args:
-        load: returns the live line items (called on rebuild).
+        load: returns the live line items, or a ``LoadedCatalog`` that also names the line
+            items that cannot serve (for ``explain``); called on rebuild.
         marker: returns a cheap fingerprint of the catalog; a change triggers a rebuild.
         poll_seconds: how often ``check``/the background thread looks at the marker.
     """
@@ -35,7 +36,7 @@ class IndexHolder:
     def __init__(
         self,
         *,
-        load: Callable[[], Sequence[LiveLineItem]],
+        load: Callable[[], Sequence[LiveLineItem] | LoadedCatalog],
         marker: Callable[[], Hashable],
         poll_seconds: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
@@ -58,9 +59,9 @@ class IndexHolder:
     ) -> IndexHolder:
         """A holder reading the catalog through ``session_factory`` (one session per call)."""
 
-        def load() -> list[LiveLineItem]:
+        def load() -> LoadedCatalog:
             with session_factory() as session:
-                return load_live_line_items(session)
+                return load_catalog(session)
 
         def marker() -> Hashable:
             with session_factory() as session:
@@ -84,9 +85,13 @@ class IndexHolder:
             return self._rebuild(marker)
 
     def _rebuild(self, marker: Hashable) -> LineItemIndex:
-        items = self._load()
+        loaded = self._load()
         self._generation += 1
-        index = LineItemIndex(items, version=f"g{self._generation}")
+        if isinstance(loaded, LoadedCatalog):
+            index = LineItemIndex(loaded.items, version=f"g{self._generation}",
+                                  not_live=loaded.not_live)
+        else:
+            index = LineItemIndex(loaded, version=f"g{self._generation}")
         self._index = index  # the atomic swap
         self._last_marker = marker
         self._last_poll = self._clock()

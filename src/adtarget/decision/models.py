@@ -16,8 +16,12 @@ from adtarget.rules.ast import Rule
 PacingMode = Literal["even", "asap"]
 CapLevel = Literal["line_item", "campaign", "advertiser"]
 
-#: Reasons an eligible-by-targeting line item did not serve (``explain``), in check order.
+#: Reasons a line item did not serve (``explain``), in check order: the first three come from
+#: the catalog (outside the live set), the rest from the request.
 REASONS: tuple[str, ...] = (
+    "status",
+    "no_creative",
+    "invalid",
     "targeting",
     "flight",
     "daypart",
@@ -64,6 +68,9 @@ class LiveLineItem:
     campaign_budget_total: float | None = None
     campaign_budget_daily: float | None = None
     pacing_mode: PacingMode = "even"
+    """Pacing of the line item's own budget."""
+    campaign_pacing_mode: PacingMode = "even"
+    """Pacing of the campaign's total and daily budgets (the campaign's own setting)."""
     timezone: str = "UTC"
     dayparting: frozenset[int] | None = None
     """Allowed hours of the week (0 = Monday 00:00-00:59 local time); ``None`` = always."""

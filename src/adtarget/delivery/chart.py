@@ -24,8 +24,12 @@ def _x(value: str, hourly: bool) -> datetime | date:
 
 
 def draw_chart(
-    rows: Sequence[dict[str, Any]], *, group_by: Sequence[str], metrics: Sequence[str],
-    path: Path, title: str = "Delivery",
+    rows: Sequence[dict[str, Any]],
+    *,
+    group_by: Sequence[str],
+    metrics: Sequence[str],
+    path: Path,
+    title: str = "Delivery",
 ) -> Path:
     """Save a PNG of ``metrics`` over time; ``group_by`` must include ``day`` or ``hour``.
 
@@ -54,7 +58,7 @@ def draw_chart(
     ranked = sorted(series, key=lambda s: -sum(p.get(first, 0.0) for p in series[s].values()))
     if len(ranked) > MAX_SERIES:
         other: dict[Any, dict[str, float]] = {}
-        for label in ranked[MAX_SERIES - 1:]:
+        for label in ranked[MAX_SERIES - 1 :]:
             for x, point in series.pop(label).items():
                 acc = other.setdefault(x, {})
                 for m, v in point.items():
@@ -62,8 +66,9 @@ def draw_chart(
         series["other"] = other
         ranked = [*ranked[: MAX_SERIES - 1], "other"]
 
-    fig, axes = plt.subplots(len(numeric), 1, figsize=(10, 2.8 * len(numeric) + 0.8),
-                             sharex=True, squeeze=False)
+    fig, axes = plt.subplots(
+        len(numeric), 1, figsize=(10, 2.8 * len(numeric) + 0.8), sharex=True, squeeze=False
+    )
     xs = sorted({x for points in series.values() for x in points})
     for ax, metric in zip(axes[:, 0], numeric, strict=True):
         # a missing point is zero delivery for a count, but unknown for a ratio (a gap)
@@ -75,8 +80,9 @@ def draw_chart(
         ax.grid(True, alpha=0.3)
     axes[0, 0].set_title(title)
     if len(ranked) > 1 or keys:
-        axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
-                          title=" / ".join(keys) or None)
+        axes[0, 0].legend(
+            loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title=" / ".join(keys) or None
+        )
     bottom = axes[-1, 0]
     pattern = "%m-%d %H:00" if time_key == "hour" else "%Y-%m-%d"
     bottom.xaxis.set_major_formatter(mdates.DateFormatter(pattern))  # type: ignore[no-untyped-call]

@@ -25,12 +25,20 @@ _STRING_COLUMNS = (*ID_FIELDS, "type", "ts", "country", "device", "dims")
 def file_format(path: Path) -> str:
     """``ndjson`` | ``json`` | ``csv`` | ``parquet`` from the file name."""
     name = path.name.lower()
-    for suffix, fmt in ((".ndjson", "ndjson"), (".jsonl", "ndjson"), (".json", "json"),
-                        (".csv", "csv"), (".parquet", "parquet"), (".pq", "parquet")):
+    for suffix, fmt in (
+        (".ndjson", "ndjson"),
+        (".jsonl", "ndjson"),
+        (".json", "json"),
+        (".csv", "csv"),
+        (".parquet", "parquet"),
+        (".pq", "parquet"),
+    ):
         if name.endswith(suffix):
             return fmt
-    raise InvalidValue(f"{path.name}: unknown event file type (use .ndjson, .jsonl, .json, "
-                       ".csv or .parquet)", field="file")
+    raise InvalidValue(
+        f"{path.name}: unknown event file type (use .ndjson, .jsonl, .json, .csv or .parquet)",
+        field="file",
+    )
 
 
 def count_rows(path: Path) -> int | None:
@@ -58,8 +66,9 @@ def read_batches(
             column_types={c: pa.string() for c in _STRING_COLUMNS if c in header},
             strings_can_be_null=True,
         )
-        reader = pcsv.open_csv(path, convert_options=opts,
-                               read_options=pcsv.ReadOptions(block_size=8 << 20))
+        reader = pcsv.open_csv(
+            path, convert_options=opts, read_options=pcsv.ReadOptions(block_size=8 << 20)
+        )
         for batch in reader:
             yield _columns(batch)
     elif fmt == "json":
@@ -68,7 +77,7 @@ def read_batches(
         if not isinstance(data, list):
             raise InvalidValue(f"{path.name}: expected a JSON array of events", field="file")
         for i in range(0, len(data), batch_rows):
-            yield data[i: i + batch_rows]
+            yield data[i : i + batch_rows]
     else:
         chunk: list[Any] = []
         with path.open("rb") as fh:

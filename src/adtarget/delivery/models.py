@@ -31,14 +31,30 @@ EVENT_COUNTERS: dict[str, str] = {
     "click": "clicks",
 }
 EVENT_TYPES: tuple[str, ...] = tuple(EVENT_COUNTERS)
+#: ``{"type": "quartile", "quartile": Q}`` is stored as the named video progress event.
+QUARTILES: dict[str, str] = {
+    **dict.fromkeys(("1", "25", "first", "first_quartile"), "first_quartile"),
+    **dict.fromkeys(("2", "50", "midpoint", "second"), "midpoint"),
+    **dict.fromkeys(("3", "75", "third", "third_quartile"), "third_quartile"),
+}
 
 #: Id fields: strings or integers on the wire, strings in storage.
 ID_FIELDS: tuple[str, ...] = (
-    "event_id", "user_id", "line_item_id", "campaign_id", "advertiser_id", "creative_id",
+    "event_id",
+    "user_id",
+    "line_item_id",
+    "campaign_id",
+    "advertiser_id",
+    "creative_id",
 )
 #: Dimensions every rollup row is keyed by (besides hour/day); missing values are ``""``.
 ROLLUP_DIMS: tuple[str, ...] = (
-    "advertiser_id", "campaign_id", "line_item_id", "creative_id", "country", "device",
+    "advertiser_id",
+    "campaign_id",
+    "line_item_id",
+    "creative_id",
+    "country",
+    "device",
 )
 MAX_ID_LENGTH = 256
 MAX_COST = Decimal(1_000_000_000)
@@ -228,7 +244,17 @@ def _dims_column(values: list[Any], why: _Reasons) -> list[str | None]:
 
 def columns_from_records(records: Sequence[Any], why: _Reasons) -> dict[str, list[Any]]:
     """Pivot JSON objects into columns; a non-object is rejected in place."""
-    names = ("event_id", "type", "ts", *ID_FIELDS[1:], "country", "device", "dims", "cost")
+    names = (
+        "event_id",
+        "type",
+        "ts",
+        *ID_FIELDS[1:],
+        "country",
+        "device",
+        "dims",
+        "cost",
+        "quartile",
+    )
     cols: dict[str, list[Any]] = {}
     empty: dict[str, Any] = {}
     rows = []
@@ -273,11 +299,18 @@ def validate_events(
         f: _id_column(cols.get(f, blank), f, f in ("event_id", "user_id", "line_item_id"), why)
         for f in ID_FIELDS
     }
-    types = pa.array(_text_column(cols.get("type", blank), "type", why), type=pa.string())
+    type_list = _text_column(cols.get("type", blank), "type", why)
+    if "quartile" in type_list:
+        _resolve_quartiles(type_list, cols.get("quartile", blank), why)
+    types = pa.array(type_list, type=pa.string())
     bad_type = ~pc.is_in(types, value_set=pa.array(EVENT_TYPES)).to_numpy(zero_copy_only=False)
     why.add_mask(
-        bad_type, "type", lambda i: f"unknown event type {types[i].as_py()!r} "
-        f"(expected one of {', '.join(EVENT_TYPES)})"
+        bad_type,
+        "type",
+        lambda i: (
+            f"unknown event type {types[i].as_py()!r} "
+            f"(expected one of {', '.join(EVENT_TYPES)}, quartile)"
+        ),
     )
     ts = _ts_column(cols.get("ts", blank), why)
     country = _text_column(cols.get("country", blank), "country", why)
@@ -288,15 +321,21 @@ def validate_events(
     now = now or datetime.now(UTC)
     ts_us = pc.fill_null(ts.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
     future = int((now + timedelta(days=1)).timestamp() * MICROS)
-    why.add_mask((ts_us > future) & ~pc.is_null(ts).to_numpy(zero_copy_only=False), "ts",
-                 lambda i: "more than a day in the future")
+    why.add_mask(
+        (ts_us > future) & ~pc.is_null(ts).to_numpy(zero_copy_only=False),
+        "ts",
+        lambda i: "more than a day in the future",
+    )
     if retention_days is not None:
         cutoff_day = now.date() - timedelta(days=retention_days)
-        cutoff = int(datetime(cutoff_day.year, cutoff_day.month, cutoff_day.day,
-                              tzinfo=UTC).timestamp() * MICROS)
+        cutoff = int(
+            datetime(cutoff_day.year, cutoff_day.month, cutoff_day.day, tzinfo=UTC).timestamp()
+            * MICROS
+        )
         old = (ts_us < cutoff) & ~pc.is_null(ts).to_numpy(zero_copy_only=False)
-        why.add_mask(old, "ts",
-                     lambda i: f"older than the retention window ({retention_days} days)")
+        why.add_mask(
+            old, "ts", lambda i: f"older than the retention window ({retention_days} days)"
+        )
     _resolve_line_items(ids, why, lookup)
 
     ok = why.ok()
@@ -326,6 +365,20 @@ def validate_events(
         schema=EVENT_SCHEMA,
     ).filter(pa.array(ok))
     return ValidatedBatch(table=table, rejected=why.report(), duplicates=duplicates)
+
+
+def _resolve_quartiles(types: list[str], quartiles: list[Any], why: _Reasons) -> None:
+    """``type: quartile`` plus ``quartile: 1|2|3`` (or 25/50/75, names) -> the stored type."""
+    for i, t in enumerate(types):
+        if t != "quartile":
+            continue
+        q = quartiles[i]
+        name = None if q is None or isinstance(q, bool) else QUARTILES.get(str(q).lower())
+        if name is None:
+            what = "is required" if q is None else f"unknown quartile {q!r}"
+            why.add(i, "quartile", f"{what} for a quartile event (1, 2, 3 or 25, 50, 75)")
+        else:
+            types[i] = name
 
 
 def _resolve_line_items(

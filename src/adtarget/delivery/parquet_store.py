@@ -77,7 +77,8 @@ def _to_arrow(rows: list[tuple[Any, ...]], names: list[str]) -> pa.Table:
     for name, values in zip(names, cols, strict=True):
         if name == "hour":
             data[name] = pc.multiply(pa.array(values, pa.int64()), 1_000_000).cast(
-                pa.timestamp("us", tz="UTC"))
+                pa.timestamp("us", tz="UTC")
+            )
         elif name == "day":
             data[name] = pa.array(values, pa.string()).cast(pa.date32())
         elif name in ROLLUP_DIMS:
@@ -164,8 +165,11 @@ class ParquetEventStore:
         """
         folder = self._day_dir(day)
         with self._write() as db:
-            small = [p for p in sorted(folder.glob("part-*.parquet"))
-                     if p.stat().st_size < COMPACT_SMALL_BYTES]
+            small = [
+                p
+                for p in sorted(folder.glob("part-*.parquet"))
+                if p.stat().st_size < COMPACT_SMALL_BYTES
+            ]
             if len(small) < min_files:
                 return 0
             merged = pa.concat_tables([pq.read_table(p, schema=EVENT_SCHEMA) for p in small])
@@ -201,21 +205,30 @@ class ParquetEventStore:
         try:
             with self._write() as db:
                 db.execute("DELETE FROM batch_keys")
-                db.executemany("INSERT INTO batch_keys VALUES (?, ?, ?)",
-                               zip(range(len(ids)), days, ids, strict=True))
-                dup = {p for (p,) in db.execute(
-                    "SELECT b.pos FROM batch_keys b JOIN seen s "
-                    "ON s.day = b.day AND s.event_id = b.event_id")}
+                db.executemany(
+                    "INSERT INTO batch_keys VALUES (?, ?, ?)",
+                    zip(range(len(ids)), days, ids, strict=True),
+                )
+                dup = {
+                    p
+                    for (p,) in db.execute(
+                        "SELECT b.pos FROM batch_keys b JOIN seen s "
+                        "ON s.day = b.day AND s.event_id = b.event_id"
+                    )
+                }
                 if dup:
                     events = events.filter(pa.array([i not in dup for i in range(len(ids))]))
                 if events.num_rows == 0:
                     return 0
                 moves = self._write_temp_files(events)
-                db.execute("INSERT OR IGNORE INTO seen (day, event_id) "
-                           "SELECT day, event_id FROM batch_keys")
+                db.execute(
+                    "INSERT OR IGNORE INTO seen (day, event_id) "
+                    "SELECT day, event_id FROM batch_keys"
+                )
                 db.executemany(_UPSERT, self._rollup_params(rollup_batch(events)))
-                db.executemany("INSERT INTO pending VALUES (?, ?)",
-                               [(str(t), str(f)) for t, f in moves])
+                db.executemany(
+                    "INSERT INTO pending VALUES (?, ?)", [(str(t), str(f)) for t, f in moves]
+                )
         except BaseException:
             for tmp, _ in moves:
                 tmp.unlink(missing_ok=True)
@@ -262,7 +275,8 @@ class ParquetEventStore:
     def rollups(self) -> pa.Table:
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {', '.join((*_KEYS, *COUNTERS))} FROM hourly_stats").fetchall()
+                f"SELECT {', '.join((*_KEYS, *COUNTERS))} FROM hourly_stats"
+            ).fetchall()
         return _to_arrow(rows, list(ROLLUP_SCHEMA.names))
 
     def _grouped_stats(self, query: ReportQuery) -> pa.Table:
@@ -278,7 +292,8 @@ class ParquetEventStore:
         group = f" GROUP BY {', '.join(keys)}" if keys else ""
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {sel} FROM hourly_stats WHERE {where}{group}", params).fetchall()
+                f"SELECT {sel} FROM hourly_stats WHERE {where}{group}", params
+            ).fetchall()
         if not keys:
             rows = [r for r in rows if r[0] is not None] if query.counters else []
         return _to_arrow(rows, cols or ["n_rows"])
@@ -291,13 +306,16 @@ class ParquetEventStore:
                 out += [str(p) for p in sorted(folder.glob("part-*.parquet"))]
         return out
 
-    def _events_relation(self, con: duckdb.DuckDBPyConnection, start_day: date | None,
-                         end_day: date | None) -> None:
+    def _events_relation(
+        self, con: duckdb.DuckDBPyConnection, start_day: date | None, end_day: date | None
+    ) -> None:
         files = self._files(start_day, end_day)
         if files:
             listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-            con.execute("CREATE OR REPLACE TEMP VIEW events AS SELECT * FROM "
-                        f"read_parquet([{listed}], hive_partitioning = false)")
+            con.execute(
+                "CREATE OR REPLACE TEMP VIEW events AS SELECT * FROM "
+                f"read_parquet([{listed}], hive_partitioning = false)"
+            )
         else:
             con.register("events_empty", EVENT_SCHEMA.empty_table())
             con.execute("CREATE OR REPLACE TEMP VIEW events AS SELECT * FROM events_empty")
@@ -316,7 +334,8 @@ class ParquetEventStore:
             if not query.group_by:
                 return stats.to_pylist() or [{}]
             ordered: list[dict[str, Any]] = stats.sort_by(
-                [(k, "ascending") for k in query.group_by]).to_pylist()
+                [(k, "ascending") for k in query.group_by]
+            ).to_pylist()
             return ordered
         with self._lock:
             con = self._duck.cursor()
@@ -352,7 +371,8 @@ class ParquetEventStore:
         with self._lock:
             rows = self._db.execute(
                 "SELECT line_item_id, campaign_id, sum(spend_micros) FROM hourly_stats "
-                "GROUP BY line_item_id, campaign_id").fetchall()
+                "GROUP BY line_item_id, campaign_id"
+            ).fetchall()
         return [(str(li), str(c), int(s)) for li, c, s in rows]
 
     def hourly_spend(self, since: datetime) -> list[tuple[datetime, str, str, int]]:
@@ -360,13 +380,17 @@ class ParquetEventStore:
             rows = self._db.execute(
                 "SELECT hour, line_item_id, campaign_id, sum(spend_micros) FROM hourly_stats "
                 "WHERE hour >= ? GROUP BY hour, line_item_id, campaign_id",
-                [int(since.timestamp())]).fetchall()
+                [int(since.timestamp())],
+            ).fetchall()
         return [(datetime.fromtimestamp(h, UTC), li, c, s) for h, li, c, s in rows]
 
     def apply_retention(self, today: date) -> list[date]:
         cutoff = today - timedelta(days=self.retention_days)
-        old = [d for d in (date.fromisoformat(p.name[4:]) for p in self.root.glob("day=*"))
-               if d < cutoff]
+        old = [
+            d
+            for d in (date.fromisoformat(p.name[4:]) for p in self.root.glob("day=*"))
+            if d < cutoff
+        ]
         with self._write() as db:
             db.execute("DELETE FROM seen WHERE day < ?", [cutoff.isoformat()])
             db.execute("DELETE FROM hourly_stats WHERE day < ?", [cutoff.isoformat()])

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
@@ -35,6 +36,7 @@ _DIM_COLS = ", ".join(f"{d} text NOT NULL" for d in ROLLUP_DIMS)
 _COUNTER_COLS = ", ".join(f"{c} bigint NOT NULL" for c in COUNTERS)
 _EVENT_COLS = ", ".join(EVENT_SCHEMA.names)
 _RETRIES = 3
+_T = TypeVar("_T")
 CREATE_AHEAD_DAYS = 7
 _PARTITION = re.compile(r"^delivery_events_(\d{8})$")
 
@@ -140,36 +142,62 @@ class PostgresEventStore:
 
     def __init__(self, url: str, *, retention_days: int = 400) -> None:
         self.retention_days = retention_days
-        try:
-            self._conn = psycopg.connect(plain_url(url), autocommit=True,
-                                         options="-c timezone=UTC")
-        except psycopg.OperationalError as exc:
-            raise StoreUnavailable(f"events database unreachable: {exc}",
-                                   field="events_url") from exc
+        self._url = plain_url(url)
         self._lock = threading.RLock()
         self._known_days: set[date] = set()
-        with self._lock, self._conn.transaction():
-            self._conn.execute("SELECT pg_advisory_xact_lock(hashtext('adtarget_delivery_ddl'))")
-            self._conn.execute(DDL)
-            self._conn.execute(
+        self._closed = False
+        self._conn = self._connect()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        """A new session: schema (idempotent, serialized by an advisory lock) and temp table."""
+        try:
+            conn = psycopg.connect(self._url, autocommit=True, options="-c timezone=UTC")
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(
+                f"events database unreachable: {exc}", field="events_url"
+            ) from exc
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('adtarget_delivery_ddl'))")
+            conn.execute(DDL)
+            conn.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS incoming (event_id text, type text, "
                 "ts timestamptz, day date, user_id text, line_item_id text, campaign_id text, "
                 "advertiser_id text, creative_id text, country text, device text, dims text, "
                 "cost_micros bigint) ON COMMIT DELETE ROWS"
             )
+        return conn
+
+    def _call(self, fn: Callable[[psycopg.Connection[Any]], _T]) -> _T:
+        """Run ``fn`` on the connection; if the server dropped it, reconnect and run it again.
+
+        Why retrying is safe: every write is one transaction, and ``append`` dedups on
+        ``(day, event_id)``, so a batch whose COMMIT landed before the connection broke is
+        counted once (the retry sees its events as duplicates).
+        """
+        with self._lock:
+            if self._closed:
+                raise StoreUnavailable("the event store is closed", field="events_store")
+            try:
+                return fn(self._conn)
+            except psycopg.OperationalError:
+                if not (self._conn.broken or self._conn.closed):
+                    raise
+            self._conn = self._connect()  # raises StoreUnavailable while the server is down
+            self._known_days.clear()
+            return fn(self._conn)
 
     @property
     def connection(self) -> psycopg.Connection[Any]:
         return self._conn
 
-    def _ensure_days(self, days: list[date]) -> None:
+    def _ensure_days(self, conn: psycopg.Connection[Any], days: list[date]) -> None:
         missing = [d for d in days if d not in self._known_days]
         if not missing:
             return
-        with self._conn.transaction():
-            self._conn.execute("SELECT pg_advisory_xact_lock(hashtext('adtarget_delivery_ddl'))")
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('adtarget_delivery_ddl'))")
             for d in missing:
-                ensure_partitions(self._conn, d, 0)
+                ensure_partitions(conn, d, 0)
         self._known_days.update(missing)
 
     def append(self, events: pa.Table) -> int:
@@ -177,18 +205,23 @@ class PostgresEventStore:
             return 0
         events = events.select(EVENT_SCHEMA.names).cast(EVENT_SCHEMA)
         cols = [events[n].to_pylist() for n in EVENT_SCHEMA.names]
-        with self._lock:
-            self._ensure_days(events["day"].unique().to_pylist())
+        days = events["day"].unique().to_pylist()
+
+        def run(conn: psycopg.Connection[Any]) -> int:
+            self._ensure_days(conn, days)
             for attempt in range(_RETRIES):
                 try:
-                    return self._append_once(cols)
+                    return self._append_once(conn, cols)
                 except psycopg.errors.DeadlockDetected:  # rows are locked in key order, so
                     if attempt == _RETRIES - 1:  # this is rare; the whole batch is retried
                         raise
-        return 0  # pragma: no cover - the loop returns or raises
+            return 0  # pragma: no cover - the loop returns or raises
 
-    def _append_once(self, cols: list[list[Any]]) -> int:
-        with self._conn.transaction(), self._conn.cursor() as cur:
+        return self._call(run)
+
+    @staticmethod
+    def _append_once(conn: psycopg.Connection[Any], cols: list[list[Any]]) -> int:
+        with conn.transaction(), conn.cursor() as cur:
             with cur.copy(f"COPY incoming ({_EVENT_COLS}) FROM STDIN") as copy:
                 for row in zip(*cols, strict=True):
                     copy.write_row(row)
@@ -196,79 +229,108 @@ class PostgresEventStore:
         return int(found[0]) if found else 0
 
     def query_report(self, query: ReportQuery) -> list[dict[str, Any]]:
-        daily = "hour" not in query.group_by and query.start.time() == time(0) \
+        daily = (
+            "hour" not in query.group_by
+            and query.start.time() == time(0)
             and query.end.time() == time(0)
-        sql, params = report_sql(
-            query, stats="daily_stats" if daily else "hourly_stats",
-            events="delivery_events", placeholder="%s", daily=daily,
         )
-        with self._lock, self._conn.cursor() as cur:
-            cur.execute(sql, params)
-            names = [d.name for d in cur.description or []]
-            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        sql, params = report_sql(
+            query,
+            stats="daily_stats" if daily else "hourly_stats",
+            events="delivery_events",
+            placeholder="%s",
+            daily=daily,
+        )
+
+        def run(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                names = [d.name for d in cur.description or []]
+                return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+        return self._call(run)
+
+    def _fetch(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        return self._call(lambda conn: conn.execute(sql, params).fetchall())
 
     def rollups(self) -> pa.Table:
-        with self._lock:
-            rows = self._conn.execute(
-                f"SELECT {', '.join(ROLLUP_SCHEMA.names)} FROM hourly_stats").fetchall()
-        cols: list[tuple[Any, ...]] = (list(zip(*rows, strict=True)) if rows
-                                       else [() for _ in ROLLUP_SCHEMA.names])
-        return pa.table({n: list(v) for n, v in zip(ROLLUP_SCHEMA.names, cols, strict=True)},
-                        schema=ROLLUP_SCHEMA)
+        rows = self._fetch(f"SELECT {', '.join(ROLLUP_SCHEMA.names)} FROM hourly_stats")
+        cols: list[tuple[Any, ...]] = (
+            list(zip(*rows, strict=True)) if rows else [() for _ in ROLLUP_SCHEMA.names]
+        )
+        return pa.table(
+            {n: list(v) for n, v in zip(ROLLUP_SCHEMA.names, cols, strict=True)},
+            schema=ROLLUP_SCHEMA,
+        )
 
     def daily_rollups(self) -> list[tuple[Any, ...]]:
         """``daily_stats`` rows (day, dims..., counters...) sorted; for audits and tests."""
-        with self._lock:
-            return self._conn.execute(
-                f"SELECT day, {_DIMS}, {', '.join(COUNTERS)} FROM daily_stats ORDER BY day, {_DIMS}"
-            ).fetchall()
+        return self._fetch(
+            f"SELECT day, {_DIMS}, {', '.join(COUNTERS)} FROM daily_stats ORDER BY day, {_DIMS}"
+        )
 
     def rebuild_rollups(self) -> None:
-        with self._lock, self._conn.transaction():
-            self._conn.execute("LOCK TABLE hourly_stats, daily_stats IN EXCLUSIVE MODE")
-            self._conn.execute("DELETE FROM hourly_stats")
-            self._conn.execute(f"INSERT INTO hourly_stats (hour, day, {_DIMS}, "
-                               f"{', '.join(COUNTERS)}) {rollup_select_sql('delivery_events')}")
-            self._conn.execute("DELETE FROM daily_stats")
-            self._conn.execute(f"INSERT INTO daily_stats (day, {_DIMS}, {', '.join(COUNTERS)}) "
-                               + _DAILY_SELECT.format(src="delivery_events"))
+        def run(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                conn.execute("LOCK TABLE hourly_stats, daily_stats IN EXCLUSIVE MODE")
+                conn.execute("DELETE FROM hourly_stats")
+                conn.execute(
+                    f"INSERT INTO hourly_stats (hour, day, {_DIMS}, "
+                    f"{', '.join(COUNTERS)}) {rollup_select_sql('delivery_events')}"
+                )
+                conn.execute("DELETE FROM daily_stats")
+                conn.execute(
+                    f"INSERT INTO daily_stats (day, {_DIMS}, {', '.join(COUNTERS)}) "
+                    + _DAILY_SELECT.format(src="delivery_events")
+                )
+
+        self._call(run)
 
     def scan(self, start_day: date | None = None, end_day: date | None = None) -> pa.Table:
         lo, hi = start_day or date.min, end_day or date.max
-        with self._lock:
-            rows = self._conn.execute(
-                f"SELECT {_EVENT_COLS} FROM delivery_events WHERE day >= %s AND day <= %s "
-                "ORDER BY day, event_id", [lo, hi]).fetchall()
-        cols: list[tuple[Any, ...]] = (list(zip(*rows, strict=True)) if rows
-                                       else [() for _ in EVENT_SCHEMA.names])
+        rows = self._fetch(
+            f"SELECT {_EVENT_COLS} FROM delivery_events WHERE day >= %s AND day <= %s "
+            "ORDER BY day, event_id",
+            [lo, hi],
+        )
+        cols: list[tuple[Any, ...]] = (
+            list(zip(*rows, strict=True)) if rows else [() for _ in EVENT_SCHEMA.names]
+        )
         data = {n: list(v) for n, v in zip(EVENT_SCHEMA.names, cols, strict=True)}
         data["dims"] = [None if d is None else json.dumps(d, sort_keys=True) for d in data["dims"]]
         return pa.table(data, schema=EVENT_SCHEMA)
 
     def spend_totals(self) -> list[tuple[str, str, int]]:
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT line_item_id, campaign_id, sum(spend_micros) FROM daily_stats "
-                "GROUP BY line_item_id, campaign_id").fetchall()
+        rows = self._fetch(
+            "SELECT line_item_id, campaign_id, sum(spend_micros) FROM daily_stats "
+            "GROUP BY line_item_id, campaign_id"
+        )
         return [(li, c, int(s)) for li, c, s in rows]
 
     def hourly_spend(self, since: datetime) -> list[tuple[datetime, str, str, int]]:
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT hour, line_item_id, campaign_id, sum(spend_micros) FROM hourly_stats "
-                "WHERE hour >= %s GROUP BY hour, line_item_id, campaign_id", [since]).fetchall()
+        rows = self._fetch(
+            "SELECT hour, line_item_id, campaign_id, sum(spend_micros) FROM hourly_stats "
+            "WHERE hour >= %s GROUP BY hour, line_item_id, campaign_id",
+            [since],
+        )
         return [(h.astimezone(UTC), li, c, int(s)) for h, li, c, s in rows]
 
     def apply_retention(self, today: date) -> list[date]:
         """Drop partitions before the window and create the next week's (create-ahead)."""
         cutoff = today - timedelta(days=self.retention_days)
-        with self._lock, self._conn.transaction():
-            self._conn.execute("SELECT pg_advisory_xact_lock(hashtext('adtarget_delivery_ddl'))")
-            dropped = drop_partitions_before(self._conn, cutoff)
-            ensure_partitions(self._conn, today - timedelta(days=1), CREATE_AHEAD_DAYS + 1)
+
+        def run(conn: psycopg.Connection[Any]) -> list[date]:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext('adtarget_delivery_ddl'))")
+                dropped = drop_partitions_before(conn, cutoff)
+                ensure_partitions(conn, today - timedelta(days=1), CREATE_AHEAD_DAYS + 1)
+            return dropped
+
+        dropped = self._call(run)
         self._known_days -= set(dropped)
         return dropped
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._conn.close()

@@ -19,15 +19,25 @@ from adtarget.delivery.store import EventStore, ReportQuery
 from adtarget.errors import InvalidValue
 
 GROUPS: dict[str, str] = {
-    "hour": "hour", "day": "day",
-    "advertiser": "advertiser_id", "advertiser_id": "advertiser_id",
-    "campaign": "campaign_id", "campaign_id": "campaign_id",
-    "line_item": "line_item_id", "line_item_id": "line_item_id", "line-item": "line_item_id",
-    "creative": "creative_id", "creative_id": "creative_id",
-    "country": "country", "device": "device",
+    "hour": "hour",
+    "day": "day",
+    "advertiser": "advertiser_id",
+    "advertiser_id": "advertiser_id",
+    "campaign": "campaign_id",
+    "campaign_id": "campaign_id",
+    "line_item": "line_item_id",
+    "line_item_id": "line_item_id",
+    "line-item": "line_item_id",
+    "creative": "creative_id",
+    "creative_id": "creative_id",
+    "country": "country",
+    "device": "device",
 }
 COUNTER_METRICS: tuple[str, ...] = tuple(EVENT_COUNTERS.values())
+#: The issue's words for two counters, accepted as metric names of their own.
+ALIASES: dict[str, str] = {"served": "requests", "completions": "completes"}
 DERIVED: dict[str, tuple[str, ...]] = {
+    **{alias: (counter,) for alias, counter in ALIASES.items()},
     "spend": ("spend_micros",),
     "ctr": ("clicks", "impressions"),
     "completion_rate": ("completes", "impressions"),
@@ -42,8 +52,9 @@ def _as_datetime(value: date | datetime | str, fld: str, *, end: bool) -> dateti
         try:
             value = date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
         except ValueError as exc:
-            raise InvalidValue(f"{fld}: not an ISO 8601 date or time: {value!r}",
-                               field=fld) from exc
+            raise InvalidValue(
+                f"{fld}: not an ISO 8601 date or time: {value!r}", field=fld
+            ) from exc
     if isinstance(value, datetime):
         dt = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
         return dt.replace(minute=0, second=0, microsecond=0)
@@ -64,8 +75,12 @@ def parse_names(values: Sequence[str] | str, allowed: Sequence[str], fld: str) -
 
 
 def make_query(
-    *, start: date | datetime | str, end: date | datetime | str,
-    group_by: Sequence[str] | str, metrics: Sequence[str] | str, advertiser_id: str | None = None,
+    *,
+    start: date | datetime | str,
+    end: date | datetime | str,
+    group_by: Sequence[str] | str,
+    metrics: Sequence[str] | str,
+    advertiser_id: str | None = None,
 ) -> tuple[ReportQuery, list[str], list[str]]:
     """Validate a request into a ``ReportQuery`` plus output group and metric names."""
     t0 = _as_datetime(start, "from", end=False)
@@ -82,8 +97,12 @@ def make_query(
             if c not in needed:
                 needed.append(c)
     query = ReportQuery(
-        start=t0, end=t1, group_by=tuple(groups), counters=tuple(needed),
-        reach="reach" in names, advertiser_id=advertiser_id,
+        start=t0,
+        end=t1,
+        group_by=tuple(groups),
+        counters=tuple(needed),
+        reach="reach" in names,
+        advertiser_id=advertiser_id,
     )
     return query, groups, names
 
@@ -117,18 +136,25 @@ def report_sql(
         return f"{sql} SELECT * FROM s{order}", params
     ev_keys = ["date_trunc('hour', ts)" if k == "hour" else k for k in keys]
     ev_where = f"type = 'impression' AND ts >= {p} AND ts < {p} AND day >= {p} AND day <= {p}"
-    params += [query.start, query.end, query.start.date(),
-               (query.end - timedelta(microseconds=1)).date()]
+    params += [
+        query.start,
+        query.end,
+        query.start.date(),
+        (query.end - timedelta(microseconds=1)).date(),
+    ]
     if query.advertiser_id is not None:
         ev_where += f" AND advertiser_id = {p}"
         params.append(query.advertiser_id)
     ev_sel = "".join(f"{e} AS {k}, " for e, k in zip(ev_keys, keys, strict=True))
     ev_group = f" GROUP BY {', '.join(ev_keys)}" if keys else ""
-    sql += (f", r AS (SELECT {ev_sel}count(DISTINCT user_id) AS reach FROM {events}"
-            f" WHERE {ev_where}{ev_group})")
+    sql += (
+        f", r AS (SELECT {ev_sel}count(DISTINCT user_id) AS reach FROM {events}"
+        f" WHERE {ev_where}{ev_group})"
+    )
     on = " AND ".join(f"s.{k} = r.{k}" for k in keys) or "TRUE"
-    cols = ", ".join([*(f"s.{k}" for k in keys), *(f"s.{c}" for c in query.counters or ["n_rows"]),
-                      "r.reach"])
+    cols = ", ".join(
+        [*(f"s.{k}" for k in keys), *(f"s.{c}" for c in query.counters or ["n_rows"]), "r.reach"]
+    )
     order = f" ORDER BY {', '.join(f's.{k}' for k in keys)}" if keys else ""
     return f"{sql} SELECT {cols} FROM s LEFT JOIN r ON {on}{order}", params
 
@@ -144,19 +170,30 @@ def raw_report_sql(query: ReportQuery, *, events: str, placeholder: str) -> tupl
     keys = list(query.group_by)
     exprs = ["date_trunc('hour', ts)" if k == "hour" else k for k in keys]
     by_counter = {c: t for t, c in EVENT_COUNTERS.items()}
-    aggs = [f"sum(cost_micros) AS {c}" if c == "spend_micros"
-            else f"count(*) FILTER (WHERE type = '{by_counter[c]}') AS {c}"
-            for c in query.counters]
+    aggs = [
+        f"sum(cost_micros) AS {c}"
+        if c == "spend_micros"
+        else f"count(*) FILTER (WHERE type = '{by_counter[c]}') AS {c}"
+        for c in query.counters
+    ]
     if query.reach:
         aggs.append("count(DISTINCT user_id) FILTER (WHERE type = 'impression') AS reach")
     where = f"ts >= {p} AND ts < {p} AND day >= {p} AND day <= {p}"
-    params: list[Any] = [query.start, query.end, query.start.date(),
-                         (query.end - timedelta(microseconds=1)).date()]
+    params: list[Any] = [
+        query.start,
+        query.end,
+        query.start.date(),
+        (query.end - timedelta(microseconds=1)).date(),
+    ]
     if query.advertiser_id is not None:
         where += f" AND advertiser_id = {p}"
         params.append(query.advertiser_id)
-    sel = ", ".join([*(f"{e} AS {k}" for e, k in zip(exprs, keys, strict=True)),
-                     *(aggs or ["count(*) AS n_rows"])])
+    sel = ", ".join(
+        [
+            *(f"{e} AS {k}" for e, k in zip(exprs, keys, strict=True)),
+            *(aggs or ["count(*) AS n_rows"]),
+        ]
+    )
     tail = f" GROUP BY {', '.join(exprs)} ORDER BY {', '.join(exprs)}" if keys else ""
     return f"SELECT {sel} FROM {events} WHERE {where}{tail}", params
 
@@ -187,6 +224,8 @@ def derive_rows(
         for m in names:
             if m in COUNTER_METRICS or m == "reach":
                 row[m] = c[m]
+            elif m in ALIASES:
+                row[m] = c[ALIASES[m]]
             elif m == "spend":
                 row[m] = round(c["spend_micros"] / MICROS, 6)
             elif m == "ctr":
@@ -200,8 +239,13 @@ def derive_rows(
 
 
 def run_report(
-    *, store: EventStore, start: date | datetime | str, end: date | datetime | str,
-    group_by: Sequence[str] | str, metrics: Sequence[str] | str, advertiser_id: str | None = None,
+    *,
+    store: EventStore,
+    start: date | datetime | str,
+    end: date | datetime | str,
+    group_by: Sequence[str] | str,
+    metrics: Sequence[str] | str,
+    advertiser_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """Rows of ``group_by`` keys and ``metrics`` for ``[start, end]``.
 
@@ -223,8 +267,9 @@ def report_names(
     group_by: Sequence[str] | str, metrics: Sequence[str] | str
 ) -> tuple[list[str], list[str]]:
     """Canonical output group keys and metric names of a request (validated)."""
-    _, groups, names = make_query(start="2000-01-01", end="2000-01-01", group_by=group_by,
-                                  metrics=metrics)
+    _, groups, names = make_query(
+        start="2000-01-01", end="2000-01-01", group_by=group_by, metrics=metrics
+    )
     return groups, names
 
 

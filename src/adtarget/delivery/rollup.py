@@ -47,9 +47,7 @@ def rollup_batch(events: pa.Table) -> pa.Table:
     for etype, counter in EVENT_COUNTERS.items():
         cols[counter] = pc.cast(pc.equal(events["type"], etype), pa.int64())
     cols["spend_micros"] = events["cost_micros"]
-    grouped = pa.table(cols).group_by(list(ROLLUP_KEYS)).aggregate(
-        [(c, "sum") for c in COUNTERS]
-    )
+    grouped = pa.table(cols).group_by(list(ROLLUP_KEYS)).aggregate([(c, "sum") for c in COUNTERS])
     grouped = grouped.rename_columns(_renamed(grouped.column_names))
     return grouped.select(list(ROLLUP_SCHEMA.names)).cast(ROLLUP_SCHEMA)
 
@@ -75,8 +73,10 @@ def rollup_select_sql(source: str) -> str:
 
 def sort_rollup(table: pa.Table) -> pa.Table:
     """A canonical order, so two rollups of the same events compare equal."""
-    return table.select(list(ROLLUP_SCHEMA.names)).cast(ROLLUP_SCHEMA).sort_by(
-        [(k, "ascending") for k in ROLLUP_KEYS]
+    return (
+        table.select(list(ROLLUP_SCHEMA.names))
+        .cast(ROLLUP_SCHEMA)
+        .sort_by([(k, "ascending") for k in ROLLUP_KEYS])
     )
 
 

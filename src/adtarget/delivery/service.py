@@ -25,7 +25,11 @@ from adtarget.settings import Settings
 log = logging.getLogger("adtarget.delivery")
 
 __all__ = [
-    "DeliverySpend", "IngestResult", "catalog_lookup", "ingest_events", "open_event_store",
+    "DeliverySpend",
+    "IngestResult",
+    "catalog_lookup",
+    "ingest_events",
+    "open_event_store",
     "run_report",
 ]
 
@@ -39,8 +43,7 @@ class IngestResult:
     rejected: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"accepted": self.accepted, "duplicates": self.duplicates,
-                "rejected": self.rejected}
+        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
 
     def merge(self, other: IngestResult) -> None:
         self.accepted += other.accepted
@@ -49,8 +52,12 @@ class IngestResult:
 
 
 def ingest_events(
-    *, store: EventStore, events: Sequence[Any] | Mapping[str, list[Any]],
-    lookup: LineItemLookup | None = None, now: datetime | None = None, index_offset: int = 0,
+    *,
+    store: EventStore,
+    events: Sequence[Any] | Mapping[str, list[Any]],
+    lookup: LineItemLookup | None = None,
+    now: datetime | None = None,
+    index_offset: int = 0,
 ) -> IngestResult:
     """Validate a batch, drop duplicates (in the batch and already stored), append the rest.
 
@@ -62,12 +69,19 @@ def ingest_events(
         now: the clock, for the future / retention checks.
         index_offset: added to rejected indexes (row numbers across a file's batches).
     """
-    batch = validate_events(events, lookup=lookup, now=now,
-                            retention_days=store.retention_days, index_offset=index_offset)
+    batch = validate_events(
+        events,
+        lookup=lookup,
+        now=now,
+        retention_days=store.retention_days,
+        index_offset=index_offset,
+    )
     accepted = store.append(batch.table)
-    return IngestResult(accepted=accepted,
-                        duplicates=batch.duplicates + batch.table.num_rows - accepted,
-                        rejected=batch.rejected)
+    return IngestResult(
+        accepted=accepted,
+        duplicates=batch.duplicates + batch.table.num_rows - accepted,
+        rejected=batch.rejected,
+    )
 
 
 def open_event_store(settings: Settings, *, maintain: bool = True) -> EventStore:
@@ -83,14 +97,17 @@ def open_event_store(settings: Settings, *, maintain: bool = True) -> EventStore
 
         url = settings.events_url or settings.catalog_url
         if not url or not url.startswith("postgres"):
-            raise InvalidValue("events_store=postgres needs ADTARGET_EVENTS_URL (postgresql://...)",
-                               field="events_url")
+            raise InvalidValue(
+                "events_store=postgres needs ADTARGET_EVENTS_URL (postgresql://...)",
+                field="events_url",
+            )
         store = PostgresEventStore(url, retention_days=settings.events_retention_days)
     else:
         from adtarget.delivery.parquet_store import ParquetEventStore
 
-        store = ParquetEventStore(settings.events_dir,
-                                  retention_days=settings.events_retention_days)
+        store = ParquetEventStore(
+            settings.events_dir, retention_days=settings.events_retention_days
+        )
     if maintain:
         store.apply_retention(retention_today())
     return store
@@ -109,9 +126,11 @@ def catalog_lookup(session_factory: Callable[[], Any]) -> LineItemLookup:
         if not keys:
             return out
         with session_factory() as session:
-            stmt = (select(LineItem.id, Campaign.id, Campaign.advertiser_id)
-                    .join(Campaign, Campaign.id == LineItem.campaign_id)
-                    .where(LineItem.id.in_(keys)))
+            stmt = (
+                select(LineItem.id, Campaign.id, Campaign.advertiser_id)
+                .join(Campaign, Campaign.id == LineItem.campaign_id)
+                .where(LineItem.id.in_(keys))
+            )
             for li, camp, adv in session.execute(stmt):
                 out[str(li)] = (str(camp), str(adv))
         return out
@@ -129,9 +148,15 @@ class DeliverySpend:
     old numbers (the decision engine then treats spend as down).
     """
 
-    def __init__(self, store: EventStore, *, refresh_seconds: float = 2.0,
-                 max_stale_seconds: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic, background: bool = True) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        refresh_seconds: float = 2.0,
+        max_stale_seconds: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        background: bool = True,
+    ) -> None:
         self._store = store
         self._refresh = refresh_seconds
         self._max_stale = max_stale_seconds
@@ -183,14 +208,16 @@ class DeliverySpend:
                     return
                 self._loading = True
             if self._background:
-                threading.Thread(target=self._reload_in_background, daemon=True,
-                                 name="delivery-spend").start()
+                threading.Thread(
+                    target=self._reload_in_background, daemon=True, name="delivery-spend"
+                ).start()
             else:
                 self._reload_in_background()
         if self._clock() - (self._loaded_at or loaded) > self._max_stale:
             raise StoreUnavailable(
                 f"delivery spend is {age:.0f} s old (limit {self._max_stale:.0f} s)",
-                field="events_store")
+                field="events_store",
+            )
 
     def spend(self, line_item_id: str | int) -> float:
         """All-time delivered spend of a line item."""
@@ -211,14 +238,16 @@ class DeliverySpend:
         # whole-hour offsets)
         return sum(m for h, m in hours if h >= start) / MICROS
 
-    def campaign_spend_today(self, campaign_id: str | int, tz: str = "UTC",
-                             now: datetime | None = None) -> float:
+    def campaign_spend_today(
+        self, campaign_id: str | int, tz: str = "UTC", now: datetime | None = None
+    ) -> float:
         """Spend of a campaign since local midnight in ``tz`` (daily pacing)."""
         self._fresh()
         return self._today(self._camp_hours.get(str(campaign_id), []), tz, now)
 
-    def line_item_spend_today(self, line_item_id: str | int, tz: str = "UTC",
-                              now: datetime | None = None) -> float:
+    def line_item_spend_today(
+        self, line_item_id: str | int, tz: str = "UTC", now: datetime | None = None
+    ) -> float:
         """Spend of a line item since local midnight in ``tz``."""
         self._fresh()
         return self._today(self._li_hours.get(str(line_item_id), []), tz, now)

@@ -59,8 +59,9 @@ def current_snapshot(store: SnapshotStore) -> Snapshot:
     """The live snapshot, or 404 before the first upload."""
     snap = store.current()
     if snap is None:
-        raise NotFound("no audience snapshot has been published yet; upload features first",
-                       field="snapshot")
+        raise NotFound(
+            "no audience snapshot has been published yet; upload features first", field="snapshot"
+        )
     return snap
 
 
@@ -75,42 +76,55 @@ def _context(session: Session) -> dict[str, Any]:
 
 
 @router.post("/audiences/size", dependencies=[Readers], summary="Exact audience size of a rule")
-def size(body: SizeIn, store: SnapshotStoreDep, session: SessionDep,
-         settings: SettingsDep) -> dict[str, Any]:
+def size(
+    body: SizeIn, store: SnapshotStoreDep, session: SessionDep, settings: SettingsDep
+) -> dict[str, Any]:
     """``{"count": N, "snapshot": v}``; ``count`` is null below the minimum audience size."""
     return service.size_rule(
-        snapshot=current_snapshot(store), rule_text=body.rule,
-        min_size=settings.min_audience_size, **_context(session),
+        snapshot=current_snapshot(store),
+        rule_text=body.rule,
+        min_size=settings.min_audience_size,
+        **_context(session),
     )
 
 
 @router.post("/audiences/overlap", dependencies=[Readers], summary="Pairwise overlap of rules")
-def overlap(body: OverlapIn, store: SnapshotStoreDep, session: SessionDep,
-            settings: SettingsDep) -> dict[str, Any]:
+def overlap(
+    body: OverlapIn, store: SnapshotStoreDep, session: SessionDep, settings: SettingsDep
+) -> dict[str, Any]:
     """``matrix[i][j]`` = users matching rules i and j (diagonal: each rule's size)."""
     return service.overlap_rules(
-        snapshot=current_snapshot(store), rules=body.rules,
-        min_size=settings.min_audience_size, **_context(session),
+        snapshot=current_snapshot(store),
+        rules=body.rules,
+        min_size=settings.min_audience_size,
+        **_context(session),
     )
 
 
 @router.post("/audiences/export", dependencies=[Readers], summary="User ids matching a rule")
-def export(body: ExportIn, store: SnapshotStoreDep, session: SessionDep,
-           settings: SettingsDep) -> FileResponse:
+def export(
+    body: ExportIn, store: SnapshotStoreDep, session: SessionDep, settings: SettingsDep
+) -> FileResponse:
     """The matching user ids as a CSV or Parquet file (column ``user_id``)."""
     out_dir = settings.data_dir / "exports"
     out = out_dir / f"audience-{uuid.uuid4().hex}.{body.format}"
     result = service.export_rule(
-        snapshot=current_snapshot(store), rule_text=body.rule, out_path=out, fmt=body.format,
-        min_size=settings.min_audience_size, **_context(session),
+        snapshot=current_snapshot(store),
+        rule_text=body.rule,
+        out_path=out,
+        fmt=body.format,
+        min_size=settings.min_audience_size,
+        **_context(session),
     )
     media = "text/csv" if body.format == "csv" else "application/vnd.apache.parquet"
     return FileResponse(
         out,
         media_type=media,
         filename=f"audience-{result['snapshot']}.{body.format}",
-        headers={"X-Adtarget-Count": str(result["count"]),
-                 "X-Adtarget-Snapshot": result["snapshot"]},
+        headers={
+            "X-Adtarget-Count": str(result["count"]),
+            "X-Adtarget-Snapshot": result["snapshot"],
+        },
         background=BackgroundTask(Path(out).unlink, missing_ok=True),
     )
 

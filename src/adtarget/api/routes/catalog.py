@@ -31,6 +31,7 @@ from adtarget.api.deps import (
     allow,
     ensure_advertiser_scope,
 )
+from adtarget.api.scope import check_rule_segments
 from adtarget.catalog import models
 from adtarget.catalog.tables import Base, Campaign, Creative, LineItem
 from adtarget.commands.catalog_commands import CatalogWriter
@@ -46,6 +47,7 @@ router = APIRouter(
 StatusFilter = Literal["draft", "active", "paused", "archived"]
 MAX_PAGE = 1000
 MAX_ID = 2**31 - 1  # catalog ids are 32-bit integers on PostgreSQL
+RULE_FIELDS = {"line_item": "targeting", "segment": "rule"}  # fields holding rule text
 ObjId = Annotated[int, Path(ge=1, le=MAX_ID, description="Object id")]
 
 
@@ -138,6 +140,13 @@ def owner_of_payload(session: Session, kind: str, payload: dict[str, Any]) -> in
     return None if value is None else int(value)
 
 
+def check_rules(session: Session, kind: str, principal: Principal, body: dict[str, Any]) -> None:
+    """An advertiser key's rule text may only name its own or global segments (else 404)."""
+    field = RULE_FIELDS.get(kind)
+    if field is not None and isinstance(body.get(field), str):
+        check_rule_segments(session, principal, [body[field]], field=field)
+
+
 def created_id(result: dict[str, Any]) -> Any:
     """The id of the object a create command made (from the command layer's report)."""
     for candidate in (result, result.get("object"), result.get("row")):
@@ -214,6 +223,7 @@ def _register(kind: Kind) -> None:
         if kind.name == "segment" and principal.role == "advertiser":
             payload.setdefault("advertiser_id", principal.advertiser_id)
         check_write(kind, principal, owner_of_payload(session, kind.name, payload))
+        check_rules(session, kind.name, principal, payload)
         result = writer(factory, settings, principal).create(kind.name, payload)
         session.expire_all()
         return render(kind.name, load(session, kind.name, created_id(result), principal))
@@ -255,6 +265,7 @@ def _register(kind: Kind) -> None:
         version = changes.pop("version", None)
         if not changes:
             raise InvalidValue("nothing to change: send at least one field", field="body")
+        check_rules(session, kind.name, principal, changes)
         writer(factory, settings, principal).update(
             kind.name, obj_id, changes, expected_version=version
         )

@@ -25,8 +25,13 @@ from adtarget.delivery.store import EventStore
 from adtarget.errors import InvalidValue, PayloadTooLarge
 
 router = APIRouter(tags=["delivery"])
-NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl",
-                "application/x-jsonlines", "application/jsonlines")
+NDJSON_TYPES = (
+    "application/x-ndjson",
+    "application/ndjson",
+    "application/jsonl",
+    "application/x-jsonlines",
+    "application/jsonlines",
+)
 _lock = threading.Lock()
 
 
@@ -115,8 +120,12 @@ def get_reports(
     if principal.role == "advertiser":
         advertiser_id = str(principal.advertiser_id)
     rows = run_report(
-        store=app_event_store(request.app), start=from_, end=to, group_by=group_by,
-        metrics=metrics, advertiser_id=advertiser_id,
+        store=app_event_store(request.app),
+        start=from_,
+        end=to,
+        group_by=group_by,
+        metrics=metrics,
+        advertiser_id=advertiser_id,
     )
     if format == "csv":
         text = rows_to_csv(rows, report_columns(group_by, metrics))
