@@ -57,9 +57,16 @@ async def hello_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         message = await receive()
         more = message.get("more_body", False)
     body = b'{"decisions":[],"snapshot":null,"degraded":false}'
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -96,41 +103,60 @@ def build_catalog(data_dir: Path, line_items: int, seed: int) -> str:
     factory = open_catalog(Settings(data_dir=data_dir))
     now = datetime.now(UTC)
     with factory() as s, s.begin():
-        for name, typ in (("country", "category"), ("device", "category"), ("age", "number"),
-                          ("genres", "set")):
+        for name, typ in (
+            ("country", "category"),
+            ("device", "category"),
+            ("age", "number"),
+            ("genres", "set"),
+        ):
             s.add(Dimension(name=name, type=typ))
         advertisers = [Advertiser(name=f"adv{i}") for i in range(max(1, line_items // 50))]
         s.add_all(advertisers)
         s.flush()
         campaigns = [
-            Campaign(advertiser_id=a.id, name=f"camp{a.id}-{j}", status="active",
-                     budget_total=Decimal(10**9), start=now - timedelta(days=1),
-                     end=now + timedelta(days=30))
-            for a in advertisers for j in range(2)
+            Campaign(
+                advertiser_id=a.id,
+                name=f"camp{a.id}-{j}",
+                status="active",
+                budget_total=Decimal(10**9),
+                start=now - timedelta(days=1),
+                end=now + timedelta(days=30),
+            )
+            for a in advertisers
+            for j in range(2)
         ]
         s.add_all(campaigns)
         s.flush()
-        creatives = {a.id: Creative(advertiser_id=a.id, name=f"cr{a.id}", format="video_15s")
-                     for a in advertisers}
+        creatives = {
+            a.id: Creative(advertiser_id=a.id, name=f"cr{a.id}", format="video_15s")
+            for a in advertisers
+        }
         s.add_all(creatives.values())
         s.flush()
         items = []
         for i in range(line_items):
             camp = campaigns[i % len(campaigns)]
             capped = rng.random() < 0.1
-            items.append(LineItem(
-                campaign_id=camp.id, name=f"li{i}", status="active",
-                priority=rng.randint(1, 16), bid_cpm=Decimal(rng.randint(100, 5000)) / 100,
-                targeting=_rule(rng), formats=["video_15s"],
-                frequency_cap_count=3 if capped else None,
-                frequency_cap_window_seconds=3600 if capped else None,
-            ))
+            items.append(
+                LineItem(
+                    campaign_id=camp.id,
+                    name=f"li{i}",
+                    status="active",
+                    priority=rng.randint(1, 16),
+                    bid_cpm=Decimal(rng.randint(100, 5000)) / 100,
+                    targeting=_rule(rng),
+                    formats=["video_15s"],
+                    frequency_cap_count=3 if capped else None,
+                    frequency_cap_window_seconds=3600 if capped else None,
+                )
+            )
         s.add_all(items)
         s.flush()
         camp_adv = {c.id: c.advertiser_id for c in campaigns}
-        s.add_all(LineItemCreative(line_item_id=li.id,
-                                   creative_id=creatives[camp_adv[li.campaign_id]].id)
-                  for li in items)
+        s.add_all(
+            LineItemCreative(line_item_id=li.id, creative_id=creatives[camp_adv[li.campaign_id]].id)
+            for li in items
+        )
         _row, key = create_key(session=s, role="decisions", name="bench")
     return key
 
@@ -145,18 +171,22 @@ def build_snapshot(data_dir: Path, users: int, seed: int) -> str:
     rng = random.Random(seed)
     settings = Settings(data_dir=data_dir)
     store = SnapshotStore(settings.snapshots_dir, keep=settings.snapshots_keep)
-    registry = {"country": DimensionSpec("country", "category"),
-                "device": DimensionSpec("device", "category"),
-                "age": DimensionSpec("age", "number"),
-                "genres": DimensionSpec("genres", "set")}
+    registry = {
+        "country": DimensionSpec("country", "category"),
+        "device": DimensionSpec("device", "category"),
+        "age": DimensionSpec("age", "number"),
+        "genres": DimensionSpec("genres", "set"),
+    }
     builder = SnapshotBuilder(store=store, base=None, registry=registry, mode="replace")
-    batch = pa.RecordBatch.from_pydict({
-        "user_id": [f"u{i}" for i in range(users)],
-        "country": [rng.choice(COUNTRIES) for _ in range(users)],
-        "device": [rng.choice(DEVICES) for _ in range(users)],
-        "age": [rng.randint(13, 80) for _ in range(users)],
-        "genres": [rng.sample(GENRES, rng.randint(0, 3)) for _ in range(users)],
-    })
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "user_id": [f"u{i}" for i in range(users)],
+            "country": [rng.choice(COUNTRIES) for _ in range(users)],
+            "device": [rng.choice(DEVICES) for _ in range(users)],
+            "age": [rng.randint(13, 80) for _ in range(users)],
+            "genres": [rng.sample(GENRES, rng.randint(0, 3)) for _ in range(users)],
+        }
+    )
     builder.add_batch(batch)
     return store.publish(builder.finish())
 
@@ -164,9 +194,16 @@ def build_snapshot(data_dir: Path, users: int, seed: int) -> str:
 def request_bodies(users: int, n: int, seed: int) -> list[bytes]:
     """``n`` decision requests for known users with a varying context."""
     rng = random.Random(seed + 1)
-    return [json.dumps({"user_id": f"u{rng.randrange(users)}",
-                        "context": {"device": rng.choice(DEVICES)},
-                        "formats": ["video_15s"]}).encode() for _ in range(n)]
+    return [
+        json.dumps(
+            {
+                "user_id": f"u{rng.randrange(users)}",
+                "context": {"device": rng.choice(DEVICES)},
+                "formats": ["video_15s"],
+            }
+        ).encode()
+        for _ in range(n)
+    ]
 
 
 # --- serving and load -------------------------------------------------------------------------
@@ -195,15 +232,39 @@ def wait_ready(port: int, path: str, timeout: float = 60.0) -> None:
 def start_adtarget(data_dir: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "ADTARGET_DATA_DIR": str(data_dir)}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    cmd = [sys.executable, "-m", "adtarget.cli.main", "serve", "--port", str(port),
-           "--workers", str(workers)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "adtarget.cli.main",
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def start_hello(port: int, workers: int) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "uvicorn", "--app-dir", str(HERE), "bench_http:hello_app",
-           "--port", str(port), "--workers", str(workers), "--loop", "uvloop",
-           "--http", "httptools", "--log-level", "warning", "--no-access-log"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--app-dir",
+        str(HERE),
+        "bench_http:hello_app",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -242,26 +303,46 @@ def _ms(value: str) -> float:
 
 def run_wrk(port: int, seconds: float, concurrency: int, script: Path) -> dict[str, float]:
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--latency",
-         "-s", str(script), f"http://127.0.0.1:{port}/v1/decisions"],
-        capture_output=True, text=True, check=True,
+        [
+            "wrk",
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{max(1, round(seconds))}s",
+            "--latency",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}/v1/decisions",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors:.*", out)
-    return {"rps": rps, "p50_ms": p50, "p99_ms": p99,
-            "non_2xx": float(bad.group(1)) if bad else 0.0,
-            "socket_errors": 0.0 if errors is None else 1.0}
+    return {
+        "rps": rps,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "non_2xx": float(bad.group(1)) if bad else 0.0,
+        "socket_errors": 0.0 if errors is None else 1.0,
+    }
 
 
 def _python_client() -> bool:
     return shutil.which("wrk") is None or bool(os.environ.get("ADTARGET_BENCH_PYTHON_CLIENT"))
 
 
-def run_load(port: int, seconds: float, concurrency: int, bodies: list[bytes],
-             headers: dict[str, str], tmp: Path) -> dict[str, float]:
+def run_load(
+    port: int,
+    seconds: float,
+    concurrency: int,
+    bodies: list[bytes],
+    headers: dict[str, str],
+    tmp: Path,
+) -> dict[str, float]:
     """wrk when installed (and not ``--python-client``), else ``run_socket_load``."""
     if not _python_client():
         script = tmp / "decisions.lua"
@@ -270,8 +351,9 @@ def run_load(port: int, seconds: float, concurrency: int, bodies: list[bytes],
     return run_socket_load(port, "/v1/decisions", bodies, headers, seconds, concurrency)
 
 
-async def _socket_worker(port: int, requests: list[bytes], until: float,
-                         latencies: list[float], status: list[int]) -> None:
+async def _socket_worker(
+    port: int, requests: list[bytes], until: float, latencies: list[float], status: list[int]
+) -> None:
     import asyncio
 
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -290,8 +372,9 @@ async def _socket_worker(port: int, requests: list[bytes], until: float,
         writer.close()
 
 
-def _socket_load_process(port: int, requests: list[bytes], seconds: float, concurrency: int,
-                         out: Any) -> None:
+def _socket_load_process(
+    port: int, requests: list[bytes], seconds: float, concurrency: int, out: Any
+) -> None:
     import asyncio
 
     latencies: list[float] = []
@@ -299,50 +382,72 @@ def _socket_load_process(port: int, requests: list[bytes], seconds: float, concu
 
     async def run() -> None:
         until = time.perf_counter() + seconds
-        await asyncio.gather(*(_socket_worker(port, requests, until, latencies, status)
-                               for _ in range(concurrency)))
+        await asyncio.gather(
+            *(_socket_worker(port, requests, until, latencies, status) for _ in range(concurrency))
+        )
 
     started = time.perf_counter()
     asyncio.run(run())
     out.put((latencies, status, time.perf_counter() - started))
 
 
-def run_socket_load(port: int, path: str, bodies: list[bytes], headers: dict[str, str],
-                    seconds: float, concurrency: int) -> dict[str, float]:
+def run_socket_load(
+    port: int,
+    path: str,
+    bodies: list[bytes],
+    headers: dict[str, str],
+    seconds: float,
+    concurrency: int,
+) -> dict[str, float]:
     """A bounded keep-alive client in a separate process (used when wrk is not installed)."""
     import multiprocessing
 
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     requests = [
-        (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}Content-Length: {len(b)}\r\n\r\n"
-         ).encode() + b
+        (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}Content-Length: {len(b)}\r\n\r\n"
+        ).encode()
+        + b
         for b in bodies
     ]
     queue: Any = multiprocessing.Queue()
-    proc = multiprocessing.Process(target=_socket_load_process,
-                                   args=(port, requests, seconds, concurrency, queue))
+    proc = multiprocessing.Process(
+        target=_socket_load_process, args=(port, requests, seconds, concurrency, queue)
+    )
     proc.start()
     latencies, status, elapsed = queue.get()
     proc.join()
     latencies.sort()
     n = len(latencies)
-    return {"rps": n / elapsed, "p50_ms": latencies[n // 2] * 1000 if n else float("nan"),
-            "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1000 if n else float("nan"),
-            "non_2xx": float(sum(1 for s in status if not 200 <= s < 300)),
-            "socket_errors": 0.0}
+    return {
+        "rps": n / elapsed,
+        "p50_ms": latencies[n // 2] * 1000 if n else float("nan"),
+        "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1000 if n else float("nan"),
+        "non_2xx": float(sum(1 for s in status if not 200 <= s < 300)),
+        "socket_errors": 0.0,
+    }
 
 
-def measure(name: str, proc: subprocess.Popen[bytes], port: int, ready_path: str,
-            args: argparse.Namespace, bodies: list[bytes], headers: dict[str, str],
-            tmp: Path) -> dict[str, float]:
+def measure(
+    name: str,
+    proc: subprocess.Popen[bytes],
+    port: int,
+    ready_path: str,
+    args: argparse.Namespace,
+    bodies: list[bytes],
+    headers: dict[str, str],
+    tmp: Path,
+) -> dict[str, float]:
     try:
         wait_ready(port, ready_path)
         run_load(port, min(1.0, args.seconds), args.concurrency, bodies, headers, tmp)  # warm up
         result = run_load(port, args.seconds, args.concurrency, bodies, headers, tmp)
     finally:
         stop(proc)
-    print(f"{name:<22} {result['rps']:>10,.0f} req/s   p50 {result['p50_ms']:6.2f} ms   "
-          f"p99 {result['p99_ms']:6.2f} ms   non-2xx {result['non_2xx']:.0f}")
+    print(
+        f"{name:<22} {result['rps']:>10,.0f} req/s   p50 {result['p50_ms']:6.2f} ms   "
+        f"p99 {result['p99_ms']:6.2f} ms   non-2xx {result['non_2xx']:.0f}"
+    )
     return result
 
 
@@ -363,21 +468,41 @@ def main() -> None:
         t0 = time.perf_counter()
         key = build_catalog(data_dir, args.line_items, args.seed)
         version = build_snapshot(data_dir, args.users, args.seed)
-        print(f"setup: {args.line_items} line items, {args.users} users (snapshot {version}) "
-              f"in {time.perf_counter() - t0:.1f} s; {args.workers} workers, "
-              f"concurrency {args.concurrency}, {args.seconds:g} s, "
-              f"load generator: {'python sockets' if _python_client() else 'wrk'}")
+        print(
+            f"setup: {args.line_items} line items, {args.users} users (snapshot {version}) "
+            f"in {time.perf_counter() - t0:.1f} s; {args.workers} workers, "
+            f"concurrency {args.concurrency}, {args.seconds:g} s, "
+            f"load generator: {'python sockets' if _python_client() else 'wrk'}"
+        )
         bodies = request_bodies(args.users, 64, args.seed)
         headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
         port = free_port()
-        ours = measure("adtarget /v1/decisions", start_adtarget(data_dir, port, args.workers),
-                       port, "/readyz", args, bodies, headers, tmp)
+        ours = measure(
+            "adtarget /v1/decisions",
+            start_adtarget(data_dir, port, args.workers),
+            port,
+            "/readyz",
+            args,
+            bodies,
+            headers,
+            tmp,
+        )
         port = free_port()
-        base = measure("hello-world ASGI", start_hello(port, args.workers), port, "/",
-                       args, bodies, headers, tmp)
+        base = measure(
+            "hello-world ASGI",
+            start_hello(port, args.workers),
+            port,
+            "/",
+            args,
+            bodies,
+            headers,
+            tmp,
+        )
         ratio = ours["rps"] / base["rps"] if base["rps"] else float("nan")
-        print(f"ratio: adtarget = {ratio:.2f} x hello-world throughput "
-              f"(target >= 8,000 req/s, p99 <= 5 ms)")
+        print(
+            f"ratio: adtarget = {ratio:.2f} x hello-world throughput "
+            f"(target >= 8,000 req/s, p99 <= 5 ms)"
+        )
         if args.json:
             print(json.dumps({"adtarget": ours, "hello": base, "ratio": ratio}))
     finally:

@@ -51,8 +51,9 @@ def make_key(app: FastAPI) -> Callable[..., str]:
     return make
 
 
-def _seed_advertiser(client: TestClient, name: str, headers: dict[str, str] | None = None
-                    ) -> dict[str, Any]:
+def _seed_advertiser(
+    client: TestClient, name: str, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
     """An advertiser with a campaign, a line item, a creative attached and a segment."""
     h = headers or {}
     adv = client.post("/v1/advertisers", json={"name": name}, headers=h).json()
@@ -63,8 +64,13 @@ def _seed_advertiser(client: TestClient, name: str, headers: dict[str, str] | No
     ).json()
     li = client.post(
         "/v1/line-items",
-        json={"campaign_id": camp["id"], "name": f"{name}-li", "targeting": "",
-              "priority": 2, "bid_cpm": 3.5},
+        json={
+            "campaign_id": camp["id"],
+            "name": f"{name}-li",
+            "targeting": "",
+            "priority": 2,
+            "bid_cpm": 3.5,
+        },
         headers=h,
     ).json()
     cr = client.post(

@@ -45,8 +45,12 @@ def test_unknown_or_malformed_key_is_401(
     resp = client.get("/v1/advertisers", headers={"Authorization": header})
     assert resp.status_code == 401
     assert resp.json()["error"]["field"] == "authorization"
-    assert client.post("/v1/decisions", json={"user_id": "u"},
-                       headers={"Authorization": header}).status_code == 401
+    assert (
+        client.post(
+            "/v1/decisions", json={"user_id": "u"}, headers={"Authorization": header}
+        ).status_code
+        == 401
+    )
 
 
 def test_keys_are_stored_hashed(app: FastAPI, make_key: MakeKey) -> None:
@@ -72,6 +76,24 @@ def test_decisions_key_only_reaches_decisions(client: TestClient, make_key: Make
     dec = bearer(make_key("decisions"))
     assert client.get("/v1/advertisers", headers=dec).status_code == 403
     assert client.post("/v1/advertisers", json={"name": "x"}, headers=dec).status_code == 403
+    # It reads nothing: not the catalog, reports, history, audiences, snapshots or keys.
+    for method, path, body in (
+        ("GET", "/v1/segments", None),
+        ("GET", "/v1/dimensions", None),
+        ("GET", "/v1/reports?from=2026-01-01&to=2026-01-02", None),
+        ("GET", "/v1/commands", None),
+        ("POST", "/v1/commands/undo", None),
+        ("POST", "/v1/audiences/size", {"rule": ""}),
+        ("GET", "/v1/snapshots", None),
+        ("GET", "/v1/keys", None),
+        ("GET", "/v1/uploads/x", None),
+    ):
+        resp = client.request(method, path, json=body, headers=dec)
+        assert resp.status_code == 403, (path, resp.text)
+        assert resp.json()["error"]["field"] == "authorization"
+    # Ad servers report delivery with the same key (POST /v1/events is its only other route).
+    assert client.post("/v1/events", json=[], headers=dec).status_code == 200
+    assert client.post("/v1/decisions", json={"user_id": "u"}, headers=dec).status_code == 200
 
 
 def test_admin_env_key_is_admin_everywhere(settings: Settings) -> None:
@@ -118,8 +140,13 @@ class TestAdvertiserScope:
 
     @pytest.mark.parametrize(
         ("path", "kind"),
-        [("advertisers", "advertiser"), ("campaigns", "campaign"), ("line-items", "line_item"),
-         ("creatives", "creative"), ("segments", "segment")],
+        [
+            ("advertisers", "advertiser"),
+            ("campaigns", "campaign"),
+            ("line-items", "line_item"),
+            ("creatives", "creative"),
+            ("segments", "segment"),
+        ],
     )
     def test_foreign_objects_are_invisible_and_unchangeable(
         self, client: TestClient, world: dict[str, Any], path: str, kind: str
@@ -143,35 +170,68 @@ class TestAdvertiserScope:
     ) -> None:
         key = world["key"]
         theirs = world["theirs"]
-        camp = client.post("/v1/campaigns", headers=key, json={
-            "advertiser_id": theirs["advertiser"]["id"], "name": "sneaky", "budget_total": 1,
-            **FLIGHT})
+        camp = client.post(
+            "/v1/campaigns",
+            headers=key,
+            json={
+                "advertiser_id": theirs["advertiser"]["id"],
+                "name": "sneaky",
+                "budget_total": 1,
+                **FLIGHT,
+            },
+        )
         assert camp.status_code == 404
-        li = client.post("/v1/line-items", headers=key, json={
-            "campaign_id": theirs["campaign"]["id"], "name": "sneaky", "targeting": "",
-            "priority": 1, "bid_cpm": 1})
+        li = client.post(
+            "/v1/line-items",
+            headers=key,
+            json={
+                "campaign_id": theirs["campaign"]["id"],
+                "name": "sneaky",
+                "targeting": "",
+                "priority": 1,
+                "bid_cpm": 1,
+            },
+        )
         assert li.status_code == 404
-        attach = client.post(f"/v1/line-items/{theirs['line_item']['id']}/creatives",
-                             headers=key, json={"creative_id": world["mine"]["creative"]["id"]})
+        attach = client.post(
+            f"/v1/line-items/{theirs['line_item']['id']}/creatives",
+            headers=key,
+            json={"creative_id": world["mine"]["creative"]["id"]},
+        )
         assert attach.status_code == 404
-        steal = client.post(f"/v1/line-items/{world['mine']['line_item']['id']}/creatives",
-                            headers=key, json={"creative_id": theirs["creative"]["id"]})
+        steal = client.post(
+            f"/v1/line-items/{world['mine']['line_item']['id']}/creatives",
+            headers=key,
+            json={"creative_id": theirs["creative"]["id"]},
+        )
         assert steal.status_code == 404
         assert client.post("/v1/advertisers", json={"name": "new"}, headers=key).status_code == 403
-        assert client.post("/v1/dimensions", json={"name": "d", "type": "number"},
-                           headers=key).status_code == 403
+        assert (
+            client.post(
+                "/v1/dimensions", json={"name": "d", "type": "number"}, headers=key
+            ).status_code
+            == 403
+        )
 
     def test_can_manage_its_own_objects(self, client: TestClient, world: dict[str, Any]) -> None:
         key = world["key"]
         mine = world["mine"]
-        camp = client.post("/v1/campaigns", headers=key, json={
-            "advertiser_id": mine["advertiser"]["id"], "name": "mine2", "budget_total": 5,
-            **FLIGHT})
+        camp = client.post(
+            "/v1/campaigns",
+            headers=key,
+            json={
+                "advertiser_id": mine["advertiser"]["id"],
+                "name": "mine2",
+                "budget_total": 5,
+                **FLIGHT,
+            },
+        )
         assert camp.status_code == 201
         seg = client.post("/v1/segments", headers=key, json={"name": "own_seg", "kind": "list"})
         assert seg.status_code == 201 and seg.json()["advertiser_id"] == mine["advertiser"]["id"]
-        patch = client.patch(f"/v1/line-items/{mine['line_item']['id']}",
-                             json={"bid_cpm": 9}, headers=key)
+        patch = client.patch(
+            f"/v1/line-items/{mine['line_item']['id']}", json={"bid_cpm": 9}, headers=key
+        )
         assert patch.status_code == 200 and patch.json()["bid_cpm"] == 9
 
 

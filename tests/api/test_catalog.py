@@ -20,9 +20,13 @@ def test_create_read_list_patch_every_kind(client: TestClient, seed: Seed) -> No
     camp = objs["campaign"]
     assert camp["status"] == "draft" and camp["budget_total"] == 1000
     assert objs["line_item"]["status"] == "draft" and objs["line_item"]["priority"] == 2
-    for path, key in (("advertisers", "advertiser"), ("campaigns", "campaign"),
-                      ("line-items", "line_item"), ("creatives", "creative"),
-                      ("segments", "segment")):
+    for path, key in (
+        ("advertisers", "advertiser"),
+        ("campaigns", "campaign"),
+        ("line-items", "line_item"),
+        ("creatives", "creative"),
+        ("segments", "segment"),
+    ):
         got = client.get(f"/v1/{path}/{objs[key]['id']}")
         assert got.status_code == 200 and got.json()["id"] == objs[key]["id"]
     active = client.patch(f"/v1/campaigns/{camp['id']}", json={"status": "active"})
@@ -35,9 +39,15 @@ def test_line_item_fields_as_api_md_names_them(client: TestClient, seed: Seed) -
     objs = seed("acme")
     resp = client.post(
         "/v1/line-items",
-        json={"campaign_id": objs["campaign"]["id"], "name": "capped",
-              "targeting": 'country in ("US", "CA")', "priority": 1, "bid_cpm": 7.25,
-              "frequency_cap": {"count": 3, "window_seconds": 3600}, "formats": ["video_15s"]},
+        json={
+            "campaign_id": objs["campaign"]["id"],
+            "name": "capped",
+            "targeting": 'country in ("US", "CA")',
+            "priority": 1,
+            "bid_cpm": 7.25,
+            "frequency_cap": {"count": 3, "window_seconds": 3600},
+            "formats": ["video_15s"],
+        },
     )
     assert resp.status_code == 201, resp.text
     body = resp.json()
@@ -60,8 +70,10 @@ def test_list_filters_and_pagination(client: TestClient) -> None:
     b = client.post("/v1/advertisers", json={"name": "b"}).json()
     for adv in (a, b, a, a):
         n = len(client.get("/v1/campaigns").json()["campaigns"])
-        client.post("/v1/campaigns", json={"advertiser_id": adv["id"], "name": f"c{n}",
-                                           "budget_total": 10, **FLIGHT})
+        client.post(
+            "/v1/campaigns",
+            json={"advertiser_id": adv["id"], "name": f"c{n}", "budget_total": 10, **FLIGHT},
+        )
     only_a = client.get("/v1/campaigns", params={"advertiser_id": a["id"]}).json()["campaigns"]
     assert len(only_a) == 3 and {c["advertiser_id"] for c in only_a} == {a["id"]}
     page1 = client.get("/v1/campaigns", params={"limit": 2}).json()
@@ -77,11 +89,14 @@ def test_list_filters_and_pagination(client: TestClient) -> None:
 def test_attach_creative_of_another_advertiser_is_refused(client: TestClient, seed: Seed) -> None:
     a = seed("a")
     b = seed("b")
-    resp = client.post(f"/v1/line-items/{a['line_item']['id']}/creatives",
-                       json={"creative_id": b["creative"]["id"]})
+    resp = client.post(
+        f"/v1/line-items/{a['line_item']['id']}/creatives",
+        json={"creative_id": b["creative"]["id"]},
+    )
     assert resp.status_code == 422 and resp.json()["error"]["field"] == "creative_id"
-    missing = client.post(f"/v1/line-items/{a['line_item']['id']}/creatives",
-                          json={"creative_id": 99999})
+    missing = client.post(
+        f"/v1/line-items/{a['line_item']['id']}/creatives", json={"creative_id": 99999}
+    )
     assert missing.status_code == 404
 
 
@@ -95,3 +110,42 @@ def test_http_changes_are_commands_that_undo(app: FastAPI, client: TestClient) -
     assert client.get(f"/v1/advertisers/{adv['id']}").json()["name"] == "acme"
     writer.undo()
     assert client.get(f"/v1/advertisers/{adv['id']}").status_code == 404
+
+
+def test_segments_and_dimensions_crud(app: FastAPI, client: TestClient) -> None:
+    dim = client.post("/v1/dimensions", json={"name": "age", "type": "number"})
+    assert dim.status_code == 201 and dim.json()["type"] == "number"
+    assert client.get(f"/v1/dimensions/{dim.json()['id']}").json()["name"] == "age"
+    listed = client.get("/v1/dimensions", params={"type": "number"}).json()["dimensions"]
+    assert [d["name"] for d in listed] == ["age"]
+    described = client.patch(f"/v1/dimensions/{dim.json()['id']}", json={"description": "years"})
+    assert described.status_code == 200 and described.json()["description"] == "years"
+    seg = client.post("/v1/segments", json={"name": "adults", "kind": "rule", "rule": "age >= 18"})
+    assert seg.status_code == 201, seg.text
+    got = client.get(f"/v1/segments/{seg.json()['id']}").json()
+    assert got["rule"] == "age >= 18" and got["advertiser_id"] is None
+    bad = client.patch(f"/v1/segments/{seg.json()['id']}", json={"rule": "height > 1"})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "rule"
+    ok = client.patch(f"/v1/segments/{seg.json()['id']}", json={"rule": "age >= 21"})
+    assert ok.status_code == 200 and ok.json()["rule"] == "age >= 21"
+    assert [s["name"] for s in client.get("/v1/segments").json()["segments"]] == ["adults"]
+    # Undo over HTTP reverses the newest change of this actor only.
+    undone = client.post("/v1/commands/undo")
+    assert undone.status_code == 200
+    assert client.get(f"/v1/segments/{seg.json()['id']}").json()["rule"] == "age >= 18"
+    assert client.post("/v1/commands/redo").status_code == 200
+    assert client.get(f"/v1/segments/{seg.json()['id']}").json()["rule"] == "age >= 21"
+
+
+def test_huge_and_mistyped_bodies_are_4xx(app: FastAPI, client: TestClient) -> None:
+    limit = app.state.settings.max_body_bytes
+    huge = client.post("/v1/advertisers", content=b"{" + b" " * limit + b"}",
+                       headers={"content-type": "application/json"})
+    assert huge.status_code == 413 and huge.json()["error"]["field"] == "body"
+    typed = client.post("/v1/campaigns", json={"advertiser_id": "one", "name": "c",
+                                               "budget_total": 1, **FLIGHT})
+    assert typed.status_code == 422 and typed.json()["error"]["field"] == "advertiser_id"
+    adv = client.post("/v1/advertisers", json={"name": "acme"}).json()
+    fmt = client.post("/v1/creatives", json={"advertiser_id": adv["id"], "name": "c",
+                                             "format": "holo"})
+    assert fmt.status_code == 422 and fmt.json()["error"]["field"] == "format", fmt.text

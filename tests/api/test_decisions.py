@@ -26,15 +26,25 @@ def live(client: TestClient, app: FastAPI) -> dict[str, Any]:
     """Two active line items (US priority 1, anyone priority 3), each with a creative."""
     client.post("/v1/dimensions", json={"name": "country", "type": "category"})
     adv = client.post("/v1/advertisers", json={"name": "acme"}).json()
-    camp = client.post("/v1/campaigns", json={"advertiser_id": adv["id"], "name": "c",
-                                              "budget_total": 1000, **FLIGHT}).json()
-    cr = client.post("/v1/creatives", json={"advertiser_id": adv["id"], "name": "cr",
-                                            "format": "video_15s"}).json()
+    camp = client.post(
+        "/v1/campaigns",
+        json={"advertiser_id": adv["id"], "name": "c", "budget_total": 1000, **FLIGHT},
+    ).json()
+    cr = client.post(
+        "/v1/creatives", json={"advertiser_id": adv["id"], "name": "cr", "format": "video_15s"}
+    ).json()
     items = []
     for name, rule, prio in (("us", 'country = "US"', 1), ("all", "", 3)):
-        li = client.post("/v1/line-items", json={"campaign_id": camp["id"], "name": name,
-                                                 "targeting": rule, "priority": prio,
-                                                 "bid_cpm": 2.0}).json()
+        li = client.post(
+            "/v1/line-items",
+            json={
+                "campaign_id": camp["id"],
+                "name": name,
+                "targeting": rule,
+                "priority": prio,
+                "bid_cpm": 2.0,
+            },
+        ).json()
         client.post(f"/v1/line-items/{li['id']}/creatives", json={"creative_id": cr["id"]})
         assert client.patch(f"/v1/line-items/{li['id']}", json={"status": "active"}).is_success
         items.append(li)
@@ -44,23 +54,29 @@ def live(client: TestClient, app: FastAPI) -> dict[str, Any]:
 
 
 def test_ranked_decisions_with_api_md_fields(client: TestClient, live: dict[str, Any]) -> None:
-    resp = client.post("/v1/decisions", json={"user_id": "u1", "context": {"country": "US"},
-                                              "limit": 5})
+    resp = client.post(
+        "/v1/decisions", json={"user_id": "u1", "context": {"country": "US"}, "limit": 5}
+    )
     assert resp.status_code == 200
     body = resp.json()
     assert body["degraded"] is False and "snapshot" in body
     assert [d["line_item_id"] for d in body["decisions"]] == [live["us"]["id"], live["all"]["id"]]
     assert body["decisions"][0] == {
-        "line_item_id": live["us"]["id"], "campaign_id": live["campaign"]["id"],
-        "creative_id": live["creative"]["id"], "priority": 1, "bid_cpm": 2.0,
+        "line_item_id": live["us"]["id"],
+        "campaign_id": live["campaign"]["id"],
+        "creative_id": live["creative"]["id"],
+        "priority": 1,
+        "bid_cpm": 2.0,
     }
     one = client.post("/v1/decisions", json={"user_id": "u1", "context": {"country": "FR"}})
     assert [d["line_item_id"] for d in one.json()["decisions"]] == [live["all"]["id"]]
 
 
 def test_explain_names_the_failed_predicate(client: TestClient, live: dict[str, Any]) -> None:
-    resp = client.post("/v1/decisions", json={"user_id": "u1", "context": {"country": "FR"},
-                                              "explain": True, "limit": 5})
+    resp = client.post(
+        "/v1/decisions",
+        json={"user_id": "u1", "context": {"country": "FR"}, "explain": True, "limit": 5},
+    )
     first = resp.json()["explain"]["not_served"][0]
     assert (first["line_item_id"], first["reason"]) == (live["us"]["id"], "targeting")
 
@@ -86,17 +102,16 @@ def test_format_filter(client: TestClient, live: dict[str, Any]) -> None:
         ([1, 2], "body"),
     ],
 )
-def test_bad_fields_are_422_naming_them(
-    client: TestClient, live: dict[str, Any], body: Any, field: str
-) -> None:
+def test_bad_fields_are_422_naming_them(client: TestClient, body: Any, field: str) -> None:
     resp = client.post("/v1/decisions", json=body)
     assert resp.status_code == 422
     assert resp.json()["error"]["field"] == field
 
 
 def test_malformed_json_and_huge_body(client: TestClient, app: FastAPI) -> None:
-    bad = client.post("/v1/decisions", content=b'{"user_id": ',
-                      headers={"content-type": "application/json"})
+    bad = client.post(
+        "/v1/decisions", content=b'{"user_id": ', headers={"content-type": "application/json"}
+    )
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_json"
     limit = app.state.settings.max_body_bytes
     huge = client.post("/v1/decisions", content=b" " * (limit + 1))
@@ -119,8 +134,9 @@ def test_deadline_answers_degraded_instead_of_late(app: FastAPI) -> None:
     app.state.decision_service = DecisionService(engine, inline=False)
     try:
         with TestClient(app) as client:
-            resp = client.post("/v1/decisions", json={"user_id": "u"},
-                               headers={"X-Request-Deadline-Ms": "30"})
+            resp = client.post(
+                "/v1/decisions", json={"user_id": "u"}, headers={"X-Request-Deadline-Ms": "30"}
+            )
             # The answer came while the engine was still stuck: the route did not wait for it.
             assert not engine.release.is_set()
             assert resp.status_code == 200
@@ -169,8 +185,13 @@ def test_shedding_covers_the_fast_path_and_the_rest(settings: Settings) -> None:
     async def scenario() -> None:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-            stuck = asyncio.create_task(c.post("/v1/decisions", json={"user_id": "u"},
-                                               headers={"X-Request-Deadline-Ms": "5000"}))
+            stuck = asyncio.create_task(
+                c.post(
+                    "/v1/decisions",
+                    json={"user_id": "u"},
+                    headers={"X-Request-Deadline-Ms": "5000"},
+                )
+            )
             while app.guard.inflight < 1:  # type: ignore[attr-defined]
                 await asyncio.sleep(0.001)
             for method, path in (("POST", "/v1/decisions"), ("GET", "/v1/advertisers")):

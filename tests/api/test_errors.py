@@ -19,22 +19,40 @@ def test_json_path_drops_the_location_root() -> None:
 def test_not_found_shape(client: TestClient) -> None:
     resp = client.get("/v1/campaigns/4242")
     assert resp.status_code == 404
-    assert resp.json() == {"error": {"code": "not_found", "message": "campaign 4242 does not exist",
-                                     "field": "id"}}
+    assert resp.json() == {
+        "error": {"code": "not_found", "message": "campaign 4242 does not exist", "field": "id"}
+    }
 
 
 def test_validation_error_names_the_nested_field(client: TestClient) -> None:
     adv = client.post("/v1/advertisers", json={"name": "acme"}).json()
-    camp = client.post("/v1/campaigns", json={"advertiser_id": adv["id"], "name": "c",
-                                              "budget_total": 5, **FLIGHT}).json()
-    resp = client.post("/v1/line-items", json={
-        "campaign_id": camp["id"], "name": "li", "targeting": "", "priority": 1, "bid_cpm": 1,
-        "frequency_cap": {"count": "many", "window_seconds": 60}})
+    camp = client.post(
+        "/v1/campaigns", json={"advertiser_id": adv["id"], "name": "c", "budget_total": 5, **FLIGHT}
+    ).json()
+    resp = client.post(
+        "/v1/line-items",
+        json={
+            "campaign_id": camp["id"],
+            "name": "li",
+            "targeting": "",
+            "priority": 1,
+            "bid_cpm": 1,
+            "frequency_cap": {"count": "many", "window_seconds": 60},
+        },
+    )
     assert resp.status_code == 422
     err = resp.json()["error"]
     assert err["code"] == "invalid_value" and err["field"] == "frequency_cap.count"
-    prio = client.post("/v1/line-items", json={
-        "campaign_id": camp["id"], "name": "li", "targeting": "", "priority": 99, "bid_cpm": 1})
+    prio = client.post(
+        "/v1/line-items",
+        json={
+            "campaign_id": camp["id"],
+            "name": "li",
+            "targeting": "",
+            "priority": 99,
+            "bid_cpm": 1,
+        },
+    )
     assert prio.status_code == 422 and prio.json()["error"]["field"] == "priority"
     extra = client.post("/v1/advertisers", json={"name": "x", "colour": "red"})
     assert extra.status_code == 422 and extra.json()["error"]["field"] == "colour"
@@ -42,11 +60,19 @@ def test_validation_error_names_the_nested_field(client: TestClient) -> None:
 
 def test_rule_errors_point_at_the_token(client: TestClient) -> None:
     adv = client.post("/v1/advertisers", json={"name": "acme"}).json()
-    camp = client.post("/v1/campaigns", json={"advertiser_id": adv["id"], "name": "c",
-                                              "budget_total": 5, **FLIGHT}).json()
-    resp = client.post("/v1/line-items", json={
-        "campaign_id": camp["id"], "name": "li", "targeting": "country in (", "priority": 1,
-        "bid_cpm": 1})
+    camp = client.post(
+        "/v1/campaigns", json={"advertiser_id": adv["id"], "name": "c", "budget_total": 5, **FLIGHT}
+    ).json()
+    resp = client.post(
+        "/v1/line-items",
+        json={
+            "campaign_id": camp["id"],
+            "name": "li",
+            "targeting": "country in (",
+            "priority": 1,
+            "bid_cpm": 1,
+        },
+    )
     assert resp.status_code == 422
     err = resp.json()["error"]
     assert err["field"] == "targeting" and err["code"].startswith("rule_")
@@ -54,16 +80,18 @@ def test_rule_errors_point_at_the_token(client: TestClient) -> None:
 
 
 def test_malformed_json_is_400(client: TestClient) -> None:
-    resp = client.post("/v1/advertisers", content=b'{"name": "x"',
-                       headers={"content-type": "application/json"})
+    resp = client.post(
+        "/v1/advertisers", content=b'{"name": "x"', headers={"content-type": "application/json"}
+    )
     assert resp.status_code == 400
     assert resp.json()["error"]["code"] == "invalid_json"
 
 
 def test_invalid_transition_and_duplicates_are_4xx(client: TestClient) -> None:
     adv = client.post("/v1/advertisers", json={"name": "acme"}).json()
-    camp = client.post("/v1/campaigns", json={"advertiser_id": adv["id"], "name": "c",
-                                              "budget_total": 5, **FLIGHT}).json()
+    camp = client.post(
+        "/v1/campaigns", json={"advertiser_id": adv["id"], "name": "c", "budget_total": 5, **FLIGHT}
+    ).json()
     client.patch(f"/v1/campaigns/{camp['id']}", json={"status": "archived"})
     back = client.patch(f"/v1/campaigns/{camp['id']}", json={"status": "active"})
     assert back.status_code == 422 and back.json()["error"]["code"] == "invalid_transition"

@@ -30,16 +30,28 @@ def test_readyz_is_503_when_the_catalog_is_unreachable(app: FastAPI) -> None:
 
 def test_metrics_and_shed_counter_are_exposed(client: TestClient) -> None:
     text = client.get("/metrics").text
-    for name in ("adtarget_http_request_duration_seconds", "adtarget_decisions_total",
-                 "adtarget_decisions_degraded_total", "adtarget_requests_shed_total"):
+    for name in (
+        "adtarget_http_request_duration_seconds",
+        "adtarget_decisions_total",
+        "adtarget_decisions_degraded_total",
+        "adtarget_requests_shed_total",
+    ):
         assert f"# TYPE {name}" in text
 
 
 def test_openapi_documents_the_contract(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     paths = spec["paths"]
-    for path in ("/v1/decisions", "/v1/advertisers", "/v1/campaigns/{obj_id}",
-                 "/v1/line-items", "/v1/line-items/{line_item_id}/creatives", "/v1/segments",
-                 "/v1/dimensions", "/healthz", "/readyz"):
+    for path in (
+        "/v1/decisions",
+        "/v1/advertisers",
+        "/v1/campaigns/{obj_id}",
+        "/v1/line-items",
+        "/v1/line-items/{line_item_id}/creatives",
+        "/v1/segments",
+        "/v1/dimensions",
+        "/healthz",
+        "/readyz",
+    ):
         assert path in paths, path
     assert "post" in paths["/v1/decisions"] and "patch" in paths["/v1/line-items/{obj_id}"]

@@ -25,15 +25,25 @@ def world(client: TestClient, make_key: MakeKey, seed: Seed) -> dict[str, Any]:
     admin = bearer(make_key("admin"))
     mine = seed("mine", admin)
     theirs = seed("theirs", admin)
-    return {"mine": mine, "theirs": theirs, "admin": admin,
-            "key": bearer(make_key("advertiser", mine["advertiser"]["id"])),
-            "other": bearer(make_key("advertiser", theirs["advertiser"]["id"]))}
+    return {
+        "mine": mine,
+        "theirs": theirs,
+        "admin": admin,
+        "key": bearer(make_key("advertiser", mine["advertiser"]["id"])),
+        "other": bearer(make_key("advertiser", theirs["advertiser"]["id"])),
+    }
 
 
 def ev(i: int, line_item_id: int) -> dict[str, Any]:
     ts = datetime.now(UTC).replace(minute=0, second=0, microsecond=0).isoformat()
-    return {"event_id": f"e{i}", "type": "impression", "ts": ts, "user_id": f"u{i}",
-            "line_item_id": line_item_id, "cost": 0.01}
+    return {
+        "event_id": f"e{i}",
+        "type": "impression",
+        "ts": ts,
+        "user_id": f"u{i}",
+        "line_item_id": line_item_id,
+        "cost": 0.01,
+    }
 
 
 def test_reports_show_only_the_keys_advertiser(client: TestClient, world: dict[str, Any]) -> None:
@@ -48,23 +58,26 @@ def test_reports_show_only_the_keys_advertiser(client: TestClient, world: dict[s
     for params in (q, {**q, "advertiser_id": theirs_id}):
         rows = client.get("/v1/reports", params=params, headers=world["key"]).json()["rows"]
         assert [(r["advertiser_id"], r["impressions"]) for r in rows] == [
-            (str(world["mine"]["advertiser"]["id"]), 2)]
+            (str(world["mine"]["advertiser"]["id"]), 2)
+        ]
 
 
-def test_undo_only_reaches_the_keys_own_commands(
-    client: TestClient, world: dict[str, Any]
-) -> None:
+def test_undo_only_reaches_the_keys_own_commands(client: TestClient, world: dict[str, Any]) -> None:
     key, other = world["key"], world["other"]
     assert client.get("/v1/commands", headers=key).json() == {"commands": []}
     # Nothing of its own to undo: 409, and the admin's seeded objects stay.
     nothing = client.post("/v1/commands/undo", headers=key)
     assert nothing.status_code == 409 and "error" in nothing.json()
     mine_li = world["mine"]["line_item"]["id"]
-    assert client.patch(f"/v1/line-items/{mine_li}", json={"bid_cpm": 9},
-                        headers=key).status_code == 200
+    assert (
+        client.patch(f"/v1/line-items/{mine_li}", json={"bid_cpm": 9}, headers=key).status_code
+        == 200
+    )
     theirs_li = world["theirs"]["line_item"]["id"]
-    assert client.patch(f"/v1/line-items/{theirs_li}", json={"bid_cpm": 7},
-                        headers=other).status_code == 200
+    assert (
+        client.patch(f"/v1/line-items/{theirs_li}", json={"bid_cpm": 7}, headers=other).status_code
+        == 200
+    )
     assert client.post("/v1/commands/undo", headers=key).status_code == 200
     admin = world["admin"]
     assert client.get(f"/v1/line-items/{mine_li}", headers=admin).json()["bid_cpm"] == 3.5
@@ -75,11 +88,15 @@ def test_undo_only_reaches_the_keys_own_commands(
 
 @pytest.mark.parametrize(
     ("method", "path", "body"),
-    [("POST", "/v1/keys", {"role": "admin"}), ("GET", "/v1/keys", None),
-     ("POST", "/v1/uploads", {"path": "/etc/hosts", "mode": "replace"}),
-     ("POST", "/v1/snapshots/rollback", {"version": "v000001"}),
-     ("POST", "/v1/events", []), ("POST", "/v1/dimensions", {"name": "d", "type": "number"}),
-     ("PATCH", "/v1/advertisers/2", {"name": "mine-now"})],
+    [
+        ("POST", "/v1/keys", {"role": "admin"}),
+        ("GET", "/v1/keys", None),
+        ("POST", "/v1/uploads", {"path": "/etc/hosts", "mode": "replace"}),
+        ("POST", "/v1/snapshots/rollback", {"version": "v000001"}),
+        ("POST", "/v1/events", []),
+        ("POST", "/v1/dimensions", {"name": "d", "type": "number"}),
+        ("PATCH", "/v1/advertisers/2", {"name": "mine-now"}),
+    ],
 )
 def test_admin_only_routes_refuse_advertiser_keys(
     client: TestClient, world: dict[str, Any], method: str, path: str, body: Any
@@ -97,19 +114,32 @@ def test_rules_cannot_name_another_advertisers_segment(
     own_seg = world["mine"]["segment"]["name"]
     camp = world["mine"]["campaign"]["id"]
     li = {"campaign_id": camp, "name": "x", "priority": 1, "bid_cpm": 1}
-    stolen = client.post("/v1/line-items", headers=key,
-                         json={**li, "targeting": f'segment("{theirs_seg}") or age > 1'})
+    stolen = client.post(
+        "/v1/line-items",
+        headers=key,
+        json={**li, "targeting": f'segment("{theirs_seg}") or age > 1'},
+    )
     assert stolen.status_code == 404
-    assert stolen.json()["error"] == {"code": "not_found", "field": "targeting",
-                                      "message": f'segment "{theirs_seg}" does not exist'}
-    own = client.post("/v1/line-items", headers=key, json={**li, "targeting":
-                                                           f'segment("{own_seg}")'})
+    assert stolen.json()["error"] == {
+        "code": "not_found",
+        "field": "targeting",
+        "message": f'segment "{theirs_seg}" does not exist',
+    }
+    own = client.post(
+        "/v1/line-items", headers=key, json={**li, "targeting": f'segment("{own_seg}")'}
+    )
     assert own.status_code == 201, own.text
-    patched = client.patch(f"/v1/line-items/{own.json()['id']}", headers=key,
-                           json={"targeting": f'not segment("{theirs_seg}")'})
+    patched = client.patch(
+        f"/v1/line-items/{own.json()['id']}",
+        headers=key,
+        json={"targeting": f'not segment("{theirs_seg}")'},
+    )
     assert patched.status_code == 404 and patched.json()["error"]["field"] == "targeting"
-    seg = client.post("/v1/segments", headers=key, json={
-        "name": "wrapper", "kind": "rule", "rule": f'segment("{theirs_seg}")'})
+    seg = client.post(
+        "/v1/segments",
+        headers=key,
+        json={"name": "wrapper", "kind": "rule", "rule": f'segment("{theirs_seg}")'},
+    )
     assert seg.status_code == 404 and seg.json()["error"]["field"] == "rule"
     # Audience queries: a foreign segment is "missing" before anything else is looked at.
     for path, body, field in (
@@ -124,6 +154,9 @@ def test_rules_cannot_name_another_advertisers_segment(
     ok = client.post("/v1/audiences/size", json={"rule": f'segment("{own_seg}")'}, headers=key)
     assert ok.status_code == 404 and ok.json()["error"]["field"] == "snapshot"
     # An admin may still use any segment.
-    admin = client.post("/v1/line-items", headers=world["admin"],
-                        json={**li, "name": "y", "targeting": f'segment("{theirs_seg}")'})
+    admin = client.post(
+        "/v1/line-items",
+        headers=world["admin"],
+        json={**li, "name": "y", "targeting": f'segment("{theirs_seg}")'},
+    )
     assert admin.status_code == 201

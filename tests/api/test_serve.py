@@ -28,8 +28,11 @@ CLI = [sys.executable, "-m", "adtarget.cli.main"]
 
 
 def env_for(data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("ADTARGET_") and k != "PROMETHEUS_MULTIPROC_DIR"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ADTARGET_") and k != "PROMETHEUS_MULTIPROC_DIR"
+    }
     return {**env, "ADTARGET_DATA_DIR": str(data_dir), **extra}
 
 
@@ -85,9 +88,13 @@ def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
     """``adtarget serve --workers 2`` with an env admin key, on a free loopback port."""
     port = free_port()
     env = env_for(tmp_path, ADTARGET_ADMIN_KEY="bootstrap-admin-key")
-    proc = subprocess.Popen([*CLI, "serve", "--port", str(port), "--workers", "2"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [*CLI, "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -100,8 +107,11 @@ def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
             assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
             assert time.monotonic() < deadline, "serve did not start"
             time.sleep(0.2)
-        yield {"base": base, "headers": {"Authorization": "Bearer bootstrap-admin-key"},
-               "data_dir": tmp_path}
+        yield {
+            "base": base,
+            "headers": {"Authorization": "Bearer bootstrap-admin-key"},
+            "data_dir": tmp_path,
+        }
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -117,11 +127,14 @@ def test_workers_share_one_snapshot_and_answer(served: dict[str, Any]) -> None:
     with httpx.Client(base_url=base, headers=h, timeout=10) as c:
         assert c.get("/v1/advertisers", headers={"Authorization": ""}).status_code == 401
         for dim in ("country", "device"):
-            assert c.post("/v1/dimensions", json={"name": dim, "type": "category"}).status_code \
-                == 201
+            assert (
+                c.post("/v1/dimensions", json={"name": dim, "type": "category"}).status_code == 201
+            )
         features = served["data_dir"] / "features.csv"
-        features.write_text("user_id,country,device\n" +
-                            "".join(f"u{i},{'US' if i % 2 else 'CA'},tv\n" for i in range(300)))
+        features.write_text(
+            "user_id,country,device\n"
+            + "".join(f"u{i},{'US' if i % 2 else 'CA'},tv\n" for i in range(300))
+        )
         job = c.post("/v1/uploads", json={"path": str(features), "mode": "replace"})
         assert job.status_code == 202, job.text
         for _ in range(300):
@@ -145,8 +158,12 @@ def test_workers_share_one_snapshot_and_answer(served: dict[str, Any]) -> None:
     assert snaps[0] == snaps[1] and snaps[0]["version"] == size["snapshot"]
     assert snaps[0]["users"] == 300 and Path(snaps[0]["path"]).is_dir()
 
-    decided = httpx.post(f"{base}/v1/decisions", headers=h, timeout=5,
-                         json={"user_id": "u1", "context": {"device": "tv"}})
+    decided = httpx.post(
+        f"{base}/v1/decisions",
+        headers=h,
+        timeout=5,
+        json={"user_id": "u1", "context": {"device": "tv"}},
+    )
     assert decided.status_code == 200
     assert decided.json() == {"decisions": [], "snapshot": size["snapshot"], "degraded": False}
     # Metrics aggregate every worker's samples (PROMETHEUS_MULTIPROC_DIR).

@@ -70,6 +70,14 @@ def test_bad_rule_is_422_naming_the_token(client: TestClient, users: list[dict])
     assert r.status_code == 422
     err = r.json()["error"]
     assert err["code"] == "rule_invalid" and "cuntry" in err["message"]
+    assert err["field"] == "rule"
+    r = client.post("/v1/audiences/size", json={"rule": "age >"})
+    assert r.status_code == 422
+    err = r.json()["error"]
+    assert (err["code"], err["field"], err["column"]) == ("rule_syntax", "rule", 6)
+    assert "column 6" in err["message"]
+    r = client.post("/v1/audiences/overlap", json={"rules": ["age > 1", "age >"]})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "rule"
 
 
 def test_overlap_matrix(client: TestClient, users: list[dict]) -> None:
@@ -99,6 +107,11 @@ def test_export_csv_and_parquet(client: TestClient, users: list[dict]) -> None:
     )
     assert r.status_code == 200
     assert set(pq.read_table(io.BytesIO(r.content)).column("user_id").to_pylist()) == want
+    tiny = 'country = "US" and device = "web" and premium = true'
+    r = client.post("/v1/audiences/export", json={"rule": tiny})
+    assert r.status_code == 422 and "below the minimum size" in r.json()["error"]["message"]
+    r = client.post("/v1/audiences/export", json={"rule": "age > 1", "format": "xml"})
+    assert r.status_code == 422
 
 
 def test_snapshots_list_and_rollback(client: TestClient, users: list[dict]) -> None:

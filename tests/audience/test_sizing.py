@@ -56,3 +56,26 @@ def test_dense_path_is_taken_and_exact(
     got = sizing.count_rule(rule, snap.index)
     assert calls == []  # planned here, not handed to the evaluator's count
     assert got == _truth(rule, users) > 0
+
+
+def test_compiled_rules_follow_the_snapshot(store: SnapshotStore) -> None:
+    from adtarget.audience.build import SnapshotBuilder
+    from adtarget.audience.service import size_rule
+    from adtarget.errors import InvalidValue
+
+    users = population(300, seed=9)
+    first = build(store, users)
+    text = 'segment("late") and not premium = true'
+    with pytest.raises(InvalidValue) as err:
+        size_rule(snapshot=first, rule_text=text, min_size=0)
+    assert err.value.field == "rule" and "late" in err.value.message
+    b = SnapshotBuilder(store=store, base=first, registry={}, mode="upsert")
+    b.set_segment("late", [u["user_id"] for u in users[:150]])
+    store.publish(b.finish())
+    second = store.current()
+    assert second is not None
+    want = sum(1 for u in users[:150] if u.get("premium") is not True)
+    for _ in range(2):  # second call is served from the compile cache
+        assert size_rule(snapshot=second, rule_text=text, min_size=0)["count"] == want
+    with pytest.raises(InvalidValue):
+        size_rule(snapshot=first, rule_text=text, min_size=0)

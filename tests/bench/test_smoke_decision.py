@@ -12,11 +12,19 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_decision.py"
 def test_bench_decision_smoke() -> None:
     proc = subprocess.run(
         [sys.executable, str(BENCH), "--line-items", "500", "--requests", "100"],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "all answers checked equal" in out
-    for label in ("index match", "scan (compile_rule)", "ratio (scan/index, p50)",
-                  "engine.decide"):
+    for label in (
+        "index match",
+        "scan (compile_rule)",
+        "ratio (scan/decide, p50)",
+        "engine.decide",
+        "decide with explain",
+    ):
         assert label in out

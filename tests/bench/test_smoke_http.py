@@ -15,9 +15,25 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_http.py"
 @pytest.mark.slow
 def test_bench_http_smoke() -> None:
     out = subprocess.run(
-        [sys.executable, str(BENCH), "--seconds", "2", "--concurrency", "4", "--workers", "1",
-         "--line-items", "100", "--users", "1000", "--json"],
-        capture_output=True, text=True, timeout=240, check=True,
+        [
+            sys.executable,
+            str(BENCH),
+            "--seconds",
+            "2",
+            "--concurrency",
+            "4",
+            "--workers",
+            "1",
+            "--line-items",
+            "100",
+            "--users",
+            "1000",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=True,
     ).stdout
     assert "adtarget /v1/decisions" in out and "hello-world ASGI" in out and "ratio:" in out
     figures = json.loads(out.strip().splitlines()[-1])

@@ -30,4 +30,6 @@ def test_bench_sizing_small(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "rows/s" in proc.stdout and "peak RSS" in proc.stdout
     assert "faster than DuckDB" in proc.stdout
+    assert "duckdb table" in proc.stdout and "duckdb parquet" in proc.stdout
+    assert "memory index on disk" in proc.stdout and "reader process RSS" in proc.stdout
     assert "COUNT MISMATCH" not in proc.stderr

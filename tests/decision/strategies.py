@@ -33,19 +33,26 @@ country_value = st.sampled_from(COUNTRIES)
 def _leaf() -> st.SearchStrategy[Rule]:
     return st.one_of(
         st.builds(Compare, st.just("country"), st.sampled_from(["=", "!="]), country_value),
-        st.builds(Compare, st.just("age"), st.sampled_from(["=", "!=", "<", "<=", ">", ">="]),
-                  AGES),
+        st.builds(
+            Compare, st.just("age"), st.sampled_from(["=", "!=", "<", "<=", ">", ">="]), AGES
+        ),
         st.builds(Between, st.just("age"), AGES, AGES),
-        st.builds(InList, st.just("country"), st.lists(country_value, max_size=3).map(tuple),
-                  st.booleans()),
-        st.builds(InList, st.just("age"), st.lists(AGES, min_size=1, max_size=3).map(tuple),
-                  st.booleans()),
-        st.builds(HasAny, st.just("genres"),
-                  st.lists(st.sampled_from(GENRES), max_size=3).map(tuple)),
-        st.builds(HasAll, st.just("genres"),
-                  st.lists(st.sampled_from(GENRES), max_size=3).map(tuple)),
-        st.builds(IsMissing, st.sampled_from(["country", "age", "genres", "kids"]),
-                  st.booleans()),
+        st.builds(
+            InList,
+            st.just("country"),
+            st.lists(country_value, max_size=3).map(tuple),
+            st.booleans(),
+        ),
+        st.builds(
+            InList, st.just("age"), st.lists(AGES, min_size=1, max_size=3).map(tuple), st.booleans()
+        ),
+        st.builds(
+            HasAny, st.just("genres"), st.lists(st.sampled_from(GENRES), max_size=3).map(tuple)
+        ),
+        st.builds(
+            HasAll, st.just("genres"), st.lists(st.sampled_from(GENRES), max_size=3).map(tuple)
+        ),
+        st.builds(IsMissing, st.sampled_from(["country", "age", "genres", "kids"]), st.booleans()),
         st.builds(Compare, st.just("kids"), st.sampled_from(["=", "!="]), st.booleans()),
         st.builds(SegmentRef, st.sampled_from(SEGMENTS)),
     )
@@ -73,13 +80,17 @@ def users() -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries(
         {},
         optional={
-            "country": _maybe(st.one_of(country_value, st.just("ZZ"), st.just(""),
-                                        st.integers(0, 2))),
-            "age": _maybe(st.one_of(AGES, st.just("30"), st.just(True),
-                                    st.floats(allow_nan=True))),
-            "genres": _maybe(st.one_of(
-                st.frozensets(st.sampled_from(GENRES + ["other"]), max_size=3),
-                st.lists(st.sampled_from(GENRES), max_size=2), st.just("scifi"))),
+            "country": _maybe(
+                st.one_of(country_value, st.just("ZZ"), st.just(""), st.integers(0, 2))
+            ),
+            "age": _maybe(st.one_of(AGES, st.just("30"), st.just(True), st.floats(allow_nan=True))),
+            "genres": _maybe(
+                st.one_of(
+                    st.frozensets(st.sampled_from(GENRES + ["other"]), max_size=3),
+                    st.lists(st.sampled_from(GENRES), max_size=2),
+                    st.just("scifi"),
+                )
+            ),
             "kids": _maybe(st.one_of(st.booleans(), st.integers(0, 1))),
             SEGMENTS_FIELD: st.frozensets(st.sampled_from(SEGMENTS + ["s3"]), max_size=2),
         },

@@ -39,8 +39,9 @@ FULL = {**PROFILE, **CONTEXT}
 def _items() -> list[LiveLineItem]:
     return [
         line_item(1, parse('country = "US" and age >= 18'), priority=1),
-        line_item(2, parse('device = "tv"'), priority=2,
-                  caps=(FrequencyCap("line_item", 2, 5, 3600),)),
+        line_item(
+            2, parse('device = "tv"'), priority=2, caps=(FrequencyCap("line_item", 2, 5, 3600),)
+        ),
         line_item(3, parse('device = "tv"'), priority=3),
         line_item(4, parse('country != "US"'), priority=1),
         line_item(5, parse("age is missing"), priority=1),
@@ -103,9 +104,19 @@ def _free_port() -> int:
 
 def _start_redis(port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     client = redis.Redis(port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
     for _ in range(100):

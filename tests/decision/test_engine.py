@@ -25,12 +25,15 @@ from .strategies import line_item, rules, users
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)  # a Monday
 FLIGHT = {"campaign_start": NOW - timedelta(days=1), "campaign_end": NOW + timedelta(days=1)}
-PROFILES = {"u1": {"country": "US", "age": 30, "genres": frozenset({"scifi"})},
-            "u2": {"country": "FR", "age": 50}}
+PROFILES = {
+    "u1": {"country": "US", "age": 30, "genres": frozenset({"scifi"})},
+    "u2": {"country": "FR", "age": 50},
+}
 
 
-def _engine(items: list[LiveLineItem], counters: CounterStore | None = None,
-            spend: Any = None) -> DecisionEngine:
+def _engine(
+    items: list[LiveLineItem], counters: CounterStore | None = None, spend: Any = None
+) -> DecisionEngine:
     return DecisionEngine(
         index_holder=StaticIndex(LineItemIndex(items)),
         profiles=MemoryProfileStore(PROFILES, version="v000007"),
@@ -56,13 +59,20 @@ def test_rank_by_priority_then_bid_then_id_and_limit() -> None:
     assert _ids(engine) == [3]
     result = engine.decide(DecisionRequest("u1", limit=2))
     assert result.snapshot == "v000007" and not result.degraded
-    assert result.to_dict()["decisions"][0] == {"line_item_id": 3, "campaign_id": 100,
-                                               "creative_id": 5003, "priority": 1, "bid_cpm": 7.5}
+    assert result.to_dict()["decisions"][0] == {
+        "line_item_id": 3,
+        "campaign_id": 100,
+        "creative_id": 5003,
+        "priority": 1,
+        "bid_cpm": 7.5,
+    }
 
 
 def test_formats_pick_a_fitting_creative() -> None:
-    items = [line_item(1, None, priority=1, creatives={"video": (11,), "pause": (9,)}),
-             line_item(2, None, priority=2, creatives={"video": (21,)})]
+    items = [
+        line_item(1, None, priority=1, creatives={"video": (11,), "pause": (9,)}),
+        line_item(2, None, priority=2, creatives={"video": (21,)}),
+    ]
     engine = _engine(items)
     r = engine.decide(DecisionRequest("u1", limit=5, formats=("pause",)))
     assert [(d.line_item_id, d.creative_id) for d in r.decisions] == [(1, 9)]
@@ -73,9 +83,11 @@ def test_formats_pick_a_fitting_creative() -> None:
 
 
 def test_profile_merged_with_context_context_wins_unknown_user_context_only() -> None:
-    items = [line_item(1, parse('country = "US" and device = "tv"')),
-             line_item(2, parse('country = "FR"')),
-             line_item(3, parse("age is missing"))]
+    items = [
+        line_item(1, parse('country = "US" and device = "tv"')),
+        line_item(2, parse('country = "FR"')),
+        line_item(3, parse("age is missing")),
+    ]
     engine = _engine(items)
     assert _ids(engine, "u1", context={"device": "tv"}, limit=5) == [1]
     assert _ids(engine, "u1", context={"device": "tv", "country": "FR"}, limit=5) == [2]
@@ -113,8 +125,13 @@ def test_caps_at_line_item_campaign_and_advertiser_level(counters: CounterStore)
     assert [d.line_item_id for d in engine.decide(req).decisions] == [1, 6]
     assert [d.line_item_id for d in engine.decide(req).decisions] == [6]
     # another user is not affected; a later window is fresh again
-    assert [d.line_item_id for d in engine.decide(DecisionRequest("u2", limit=10)).decisions
-            ] == [1, 2, 4, 5, 6]
+    assert [d.line_item_id for d in engine.decide(DecisionRequest("u2", limit=10)).decisions] == [
+        1,
+        2,
+        4,
+        5,
+        6,
+    ]
     later = engine.decide(req, now=NOW + timedelta(hours=1))
     assert [d.line_item_id for d in later.decisions] == [1, 2, 6]
 
@@ -123,28 +140,30 @@ def test_explain_names_the_first_reason_per_line_item() -> None:
     day = parse_dayparting({"tue": [9]})
     items = [
         line_item(1, parse('country in ("FR") and age > 18')),  # targeting (country)
-        line_item(2, None, **FLIGHT, campaign_budget_total=100.0,
-                  campaign_pacing_mode="asap"),  # budget
-        line_item(3, None, campaign_start=NOW + timedelta(days=1),
-                  campaign_end=NOW + timedelta(days=2)),  # flight
+        line_item(
+            2, None, **FLIGHT, campaign_budget_total=100.0, campaign_pacing_mode="asap"
+        ),  # budget
+        line_item(
+            3, None, campaign_start=NOW + timedelta(days=1), campaign_end=NOW + timedelta(days=2)
+        ),  # flight
         line_item(4, None, dayparting=day),  # daypart (it is Monday)
         line_item(5, None, creatives={"banner": (1,)}),  # format
         line_item(6, None, priority=1, caps=(FrequencyCap("line_item", 6, 1, 60),)),
         line_item(7, None, **FLIGHT, campaign_budget_total=1000.0),  # pacing
         line_item(8, None, priority=4, bid_cpm=100.0),  # serves
         line_item(9, None, priority=4, bid_cpm=1.0),  # rank
-        line_item(10, parse("not (genres has any (\"scifi\"))")),
+        line_item(10, parse('not (genres has any ("scifi"))')),
     ]
     spend = DictSpend(campaigns={102: 100.0, 101: 900.0})
     # campaign ids: item i -> 100 + i % 3; item 2 -> 102 (spent), item 7 -> 101 (ahead of pace)
     engine = _engine(items, spend=spend)
-    engine.counters.record(["line_item:6:60:" + str(int(NOW.timestamp() // 60)) + ":u1"],
-                           NOW.timestamp(), 60)
+    engine.counters.record(
+        ["line_item:6:60:" + str(int(NOW.timestamp() // 60)) + ":u1"], NOW.timestamp(), 60
+    )
     result = engine.decide(DecisionRequest("u1", limit=1, formats=("video",), explain=True))
     assert [d.line_item_id for d in result.decisions] == [8]
     assert result.explain is not None
-    reasons = {e["line_item_id"]: (e["reason"], e["detail"]) for e in
-               result.explain["not_served"]}
+    reasons = {e["line_item_id"]: (e["reason"], e["detail"]) for e in result.explain["not_served"]}
     assert reasons[1] == ("targeting", 'country in ("FR") failed (country = "US")')
     assert reasons[2][0] == "budget"
     assert reasons[3][0] == "flight"
@@ -177,9 +196,10 @@ class CountingCounters(MemoryCounters):
 
 
 def test_counters_of_the_first_candidates_are_read_in_one_round_trip() -> None:
-    items = [line_item(i, None, priority=1, bid_cpm=5.0,
-                       caps=(FrequencyCap("line_item", i, 1, 60),))
-             for i in range(1, 8)]
+    items = [
+        line_item(i, None, priority=1, bid_cpm=5.0, caps=(FrequencyCap("line_item", i, 1, 60),))
+        for i in range(1, 8)
+    ]
     store = CountingCounters()
     engine = _engine(items, store)
     assert _ids(engine, limit=3) == [1, 2, 3]
@@ -189,17 +209,26 @@ def test_counters_of_the_first_candidates_are_read_in_one_round_trip() -> None:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(rules(), min_size=1, max_size=10), users(), users(),
-       st.integers(min_value=1, max_value=4))
+@given(
+    st.lists(rules(), min_size=1, max_size=10),
+    users(),
+    users(),
+    st.integers(min_value=1, max_value=4),
+)
 def test_decisions_are_the_top_ranked_rule_matches(
     rule_list: list[Rule], profile: dict[str, Any], context: dict[str, Any], limit: int
 ) -> None:
     items = [line_item(i, r, priority=1 + i % 3) for i, r in enumerate(rule_list)]
-    engine = DecisionEngine(index_holder=StaticIndex(LineItemIndex(items)),
-                            profiles=MemoryProfileStore({"u": profile}),
-                            counters=MemoryCounters(), clock=lambda: NOW)
+    engine = DecisionEngine(
+        index_holder=StaticIndex(LineItemIndex(items)),
+        profiles=MemoryProfileStore({"u": profile}),
+        counters=MemoryCounters(),
+        clock=lambda: NOW,
+    )
     features = {**profile, **context}
-    want = sorted((it for it in items if it.rule is None or compile_rule(it.rule)(features)),
-                  key=LiveLineItem.rank_key)[:limit]
+    want = sorted(
+        (it for it in items if it.rule is None or compile_rule(it.rule)(features)),
+        key=LiveLineItem.rank_key,
+    )[:limit]
     got = engine.decide(DecisionRequest("u", context=context, limit=limit)).decisions
     assert [d.line_item_id for d in got] == [it.id for it in want]

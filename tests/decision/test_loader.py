@@ -42,45 +42,96 @@ def _seed(s: Session) -> dict[str, int]:
     adv = Advertiser(name="Acme", frequency_cap_count=10, frequency_cap_window_seconds=86400)
     s.add(adv)
     s.flush()
-    camp = Campaign(advertiser_id=adv.id, name="Spring", status="active",
-                    budget_total=Decimal("1000"), budget_daily=Decimal("100"), start=START,
-                    end=START + timedelta(days=30), timezone="Europe/Paris",
-                    dayparting={"mon": [9, 10]}, frequency_cap_count=3,
-                    frequency_cap_window_seconds=3600, pacing_mode="even")
-    paused = Campaign(advertiser_id=adv.id, name="Paused", status="paused",
-                      budget_total=Decimal("10"), start=START, end=START + timedelta(days=1))
+    camp = Campaign(
+        advertiser_id=adv.id,
+        name="Spring",
+        status="active",
+        budget_total=Decimal("1000"),
+        budget_daily=Decimal("100"),
+        start=START,
+        end=START + timedelta(days=30),
+        timezone="Europe/Paris",
+        dayparting={"mon": [9, 10]},
+        frequency_cap_count=3,
+        frequency_cap_window_seconds=3600,
+        pacing_mode="even",
+    )
+    paused = Campaign(
+        advertiser_id=adv.id,
+        name="Paused",
+        status="paused",
+        budget_total=Decimal("10"),
+        start=START,
+        end=START + timedelta(days=1),
+    )
     s.add_all([camp, paused])
     s.flush()
     s.add(Segment(name="scifi_fans", kind="rule", rule='genres has any ("scifi")'))
     s.add(Segment(name="uploaded", kind="list"))
     video = Creative(advertiser_id=adv.id, name="v", format="video_30s")
     pause_ad = Creative(advertiser_id=adv.id, name="p", format="pause_ad")
-    pending = Creative(advertiser_id=adv.id, name="pending", format="video_15s",
-                       approval_status="pending")
+    pending = Creative(
+        advertiser_id=adv.id, name="pending", format="video_15s", approval_status="pending"
+    )
     s.add_all([video, pause_ad, pending])
     s.flush()
-    live = LineItem(campaign_id=camp.id, name="live", status="active", priority=2,
-                    bid_cpm=Decimal("12.5"), targeting='country = "FR" and segment("scifi_fans")'
-                    ' and segment("uploaded")', formats=["video_30s", "pause_ad"],
-                    frequency_cap_count=2, frequency_cap_window_seconds=600,
-                    budget_total=Decimal("50"), pacing_mode="asap")
-    draft = LineItem(campaign_id=camp.id, name="draft", status="draft", priority=1,
-                     bid_cpm=Decimal("1"), targeting="")
-    in_paused = LineItem(campaign_id=paused.id, name="in paused", status="active",
-                         bid_cpm=Decimal("1"), targeting="")
-    no_creative = LineItem(campaign_id=camp.id, name="bare", status="active", bid_cpm=1,
-                           targeting="")
-    only_pending = LineItem(campaign_id=camp.id, name="pending only", status="active",
-                            bid_cpm=Decimal("1"), targeting="")
+    live = LineItem(
+        campaign_id=camp.id,
+        name="live",
+        status="active",
+        priority=2,
+        bid_cpm=Decimal("12.5"),
+        targeting='country = "FR" and segment("scifi_fans") and segment("uploaded")',
+        formats=["video_30s", "pause_ad"],
+        frequency_cap_count=2,
+        frequency_cap_window_seconds=600,
+        budget_total=Decimal("50"),
+        pacing_mode="asap",
+    )
+    draft = LineItem(
+        campaign_id=camp.id,
+        name="draft",
+        status="draft",
+        priority=1,
+        bid_cpm=Decimal("1"),
+        targeting="",
+    )
+    in_paused = LineItem(
+        campaign_id=paused.id, name="in paused", status="active", bid_cpm=Decimal("1"), targeting=""
+    )
+    no_creative = LineItem(
+        campaign_id=camp.id, name="bare", status="active", bid_cpm=1, targeting=""
+    )
+    only_pending = LineItem(
+        campaign_id=camp.id,
+        name="pending only",
+        status="active",
+        bid_cpm=Decimal("1"),
+        targeting="",
+    )
     s.add_all([live, draft, in_paused, no_creative, only_pending])
     s.flush()
-    for li, cr in ((live, video), (live, pause_ad), (draft, video), (in_paused, video),
-                   (only_pending, pending)):
+    for li, cr in (
+        (live, video),
+        (live, pause_ad),
+        (draft, video),
+        (in_paused, video),
+        (only_pending, pending),
+    ):
         s.add(LineItemCreative(line_item_id=li.id, creative_id=cr.id))
     s.commit()
-    return {"live": live.id, "camp": camp.id, "adv": adv.id, "video": video.id,
-            "pause": pause_ad.id, "draft": draft.id, "in_paused": in_paused.id,
-            "bare": no_creative.id, "pending_only": only_pending.id, "paused": paused.id}
+    return {
+        "live": live.id,
+        "camp": camp.id,
+        "adv": adv.id,
+        "video": video.id,
+        "pause": pause_ad.id,
+        "draft": draft.id,
+        "in_paused": in_paused.id,
+        "bare": no_creative.id,
+        "pending_only": only_pending.id,
+        "paused": paused.id,
+    }
 
 
 def test_loads_only_servable_line_items(factory: sessionmaker[Session]) -> None:
@@ -114,8 +165,13 @@ def test_catalog_names_why_every_other_line_item_cannot_serve(
 ) -> None:
     with factory() as s:
         ids = _seed(s)
-        bad = LineItem(campaign_id=ids["camp"], name="bad rule", status="active",
-                       bid_cpm=Decimal("1"), targeting="country = = 1")
+        bad = LineItem(
+            campaign_id=ids["camp"],
+            name="bad rule",
+            status="active",
+            bid_cpm=Decimal("1"),
+            targeting="country = = 1",
+        )
         s.add(bad)
         s.flush()
         s.add(LineItemCreative(line_item_id=bad.id, creative_id=ids["video"]))
@@ -129,15 +185,16 @@ def test_catalog_names_why_every_other_line_item_cannot_serve(
         ids["draft"]: ("status", "line item is draft"),
         ids["in_paused"]: ("status", f"campaign {ids['paused']} is paused"),
         ids["bare"]: ("no_creative", "no approved, active creative in the line item's formats"),
-        ids["pending_only"]: ("no_creative",
-                              "no approved, active creative in the line item's formats"),
+        ids["pending_only"]: (
+            "no_creative",
+            "no approved, active creative in the line item's formats",
+        ),
         bad_id: reasons[bad_id],
     }
     assert reasons[bad_id][0] == "invalid" and "unreadable" in reasons[bad_id][1]
 
 
-def test_holder_rebuilds_on_catalog_change_and_swaps_whole(factory: sessionmaker[Session]
-                                                           ) -> None:
+def test_holder_rebuilds_on_catalog_change_and_swaps_whole(factory: sessionmaker[Session]) -> None:
     with factory() as s:
         ids = _seed(s)
     holder = IndexHolder.from_session_factory(factory, poll_seconds=0.0)

@@ -32,13 +32,17 @@ REGISTRY = {
 def store(tmp_path: Path) -> SnapshotStore:
     s = SnapshotStore(tmp_path / "snapshots")
     b = SnapshotBuilder(store=s, base=None, registry=REGISTRY)
-    b.add_batch(pa.record_batch({
-        "user_id": ["u1", "u2", "u3"],
-        "country": ["US", None, "FR"],
-        "age": [30, 41, None],
-        "genres": [["scifi", "drama"], [], None],
-        "kids": [False, True, None],
-    }))
+    b.add_batch(
+        pa.record_batch(
+            {
+                "user_id": ["u1", "u2", "u3"],
+                "country": ["US", None, "FR"],
+                "age": [30, 41, None],
+                "genres": [["scifi", "drama"], [], None],
+                "kids": [False, True, None],
+            }
+        )
+    )
     b.set_segment("fans", ["u1"])
     s.publish(b.finish())
     return s
@@ -55,8 +59,9 @@ def test_snapshot_profiles(store: SnapshotStore) -> None:
     assert profiles.version() == store.current_version()
 
 
-def test_redis_profiles_loaded_from_snapshot_match(store: SnapshotStore, redis_url: str,
-                                                   redis_prefix: str) -> None:
+def test_redis_profiles_loaded_from_snapshot_match(
+    store: SnapshotStore, redis_url: str, redis_prefix: str
+) -> None:
     client = redis.Redis.from_url(redis_url)
     snap = store.current()
     assert snap is not None
@@ -67,10 +72,13 @@ def test_redis_profiles_loaded_from_snapshot_match(store: SnapshotStore, redis_u
         for uid in ("u1", "u2", "u3"):
             a, b = from_redis.get(uid), from_snap.get(uid)
             assert a is not None and b is not None
-            norm = {k: frozenset(v) if isinstance(v, frozenset | list | tuple) else v
-                    for k, v in b.items()}
+            norm = {
+                k: frozenset(v) if isinstance(v, frozenset | list | tuple) else v
+                for k, v in b.items()
+            }
             assert {k: v for k, v in a.items() if v != frozenset()} == {
-                k: v for k, v in norm.items() if v != frozenset()}
+                k: v for k, v in norm.items() if v != frozenset()
+            }
         assert from_redis.get("nobody") is None
         assert from_redis.version() == snap.version
         from_redis.close()

@@ -174,3 +174,16 @@ def test_issue_names_served_and_completions_are_aliases(loaded: EventStore) -> N
     assert rows == [
         {"campaign_id": "c1", "served": 10, "completions": 6, "requests": 10, "completes": 6}
     ]
+
+
+def test_hour_window_with_reach_reads_only_that_hour(loaded: EventStore) -> None:
+    """Reach scans raw events; an hour window must filter by ``ts``, not only by day."""
+    only = run_report(
+        store=loaded,
+        start=H2,
+        end=H2 + timedelta(hours=1),
+        group_by=[],
+        metrics="impressions,reach",
+        advertiser_id="a1",
+    )
+    assert only == [{"impressions": 2, "reach": 1}]

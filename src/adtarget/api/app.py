@@ -20,8 +20,8 @@ from adtarget import __version__
 from adtarget.api.deps import allow, app_session_factory
 from adtarget.api.errors import install_error_handlers
 from adtarget.api.middleware import GuardMiddleware
-from adtarget.api.scope import audience_rules_in_scope
 from adtarget.api.routes import catalog, decisions, health, keys
+from adtarget.api.scope import audience_rules_in_scope
 from adtarget.settings import Settings, get_settings
 
 log = logging.getLogger("adtarget.api")
@@ -64,7 +64,9 @@ def _include_domain_routers(app: FastAPI) -> None:
     # Ad servers post delivery events with their decisions key; reports are scoped in the route.
     app.include_router(
         events.router,
-        dependencies=[Depends(allow(read=("reader", "advertiser"), write=("decisions",)))],
+        dependencies=[
+            Depends(allow(read=("reader", "advertiser"), write=("decisions",), writers_read=False))
+        ],
     )
 
 
@@ -117,9 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    app.install_guard(
-        max_inflight=settings.max_inflight, max_body_bytes=settings.max_body_bytes
-    )
+    app.install_guard(max_inflight=settings.max_inflight, max_body_bytes=settings.max_body_bytes)
     app.include_router(health.router)
     decisions.mount(app)
     app.include_router(catalog.router)

@@ -160,8 +160,9 @@ class KeyResolver:
         if key is None:
             if self.open_mode():
                 return OPEN_PRINCIPAL
-            raise Unauthorized("missing API key: send 'Authorization: Bearer KEY'",
-                               field="authorization")
+            raise Unauthorized(
+                "missing API key: send 'Authorization: Bearer KEY'", field="authorization"
+            )
         if self._admin_key and hmac.compare_digest(key.encode(), self._admin_key.encode()):
             return Principal(actor="admin-env", role="admin")
         digest = hash_key(key)

@@ -166,9 +166,15 @@ def require_roles(*roles: str) -> Callable[..., Principal]:
     return dependency
 
 
-def allow(*, read: tuple[str, ...], write: tuple[str, ...]) -> Callable[..., Principal]:
-    """Router-level dependency: ``read`` roles may GET, ``write`` roles may also mutate."""
-    readers = frozenset(read) | frozenset(write) | {"admin"}
+def allow(
+    *, read: tuple[str, ...], write: tuple[str, ...], writers_read: bool = True
+) -> Callable[..., Principal]:
+    """Router-level dependency: ``read`` roles may GET, ``write`` roles may also mutate.
+
+    ``writers_read=False`` makes ``write`` roles write-only (ad servers post delivery events
+    with their decisions key but must not read reports).
+    """
+    readers = frozenset(read) | (frozenset(write) if writers_read else frozenset()) | {"admin"}
     writers = frozenset(write) | {"admin"}
 
     def dependency(

@@ -96,8 +96,9 @@ async def _on_adtarget_error(_request: Request, exc: Exception) -> Response:
 async def _on_validation_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
-    first: dict[str, Any] = dict(errors[0]) if errors else {"msg": "invalid request",
-                                                             "loc": ("body",)}
+    first: dict[str, Any] = (
+        dict(errors[0]) if errors else {"msg": "invalid request", "loc": ("body",)}
+    )
     if first.get("type") == "json_invalid":
         ctx = first.get("ctx") or {}
         return error_response(

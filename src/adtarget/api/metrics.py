@@ -21,7 +21,21 @@ from prometheus_client import (
 )
 
 LATENCY_BUCKETS = (
-    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    0.0005,
+    0.001,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
 )
 
 REQUEST_LATENCY = Histogram(
@@ -30,9 +44,7 @@ REQUEST_LATENCY = Histogram(
     ("route", "method", "status"),
     buckets=LATENCY_BUCKETS,
 )
-DECISIONS = Counter(
-    "adtarget_decisions_total", "Decision requests answered (one per request)."
-)
+DECISIONS = Counter("adtarget_decisions_total", "Decision requests answered (one per request).")
 DECISIONS_SERVED = Counter(
     "adtarget_decisions_served_total", "Line items returned in decision answers."
 )

@@ -137,8 +137,9 @@ class GuardMiddleware:
             if deadline_ms is not None:
                 scope[DEADLINE_SCOPE_KEY] = time.monotonic() + deadline_ms / 1000.0
             if deadline_ms is not None and path not in SELF_DEADLINE_PATHS:
-                await self._with_deadline(scope, receive, send_wrapper, deadline_ms,
-                                          started_response)
+                await self._with_deadline(
+                    scope, receive, send_wrapper, deadline_ms, started_response
+                )
             else:
                 await self.app(scope, receive, send_wrapper)
         finally:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from adtarget.api.deps import Principal, app_session_factory, get_principal
 from adtarget.catalog.tables import Segment
-from adtarget.errors import AdtargetError, NotFound
+from adtarget.errors import NotFound
 from adtarget.rules import from_json, parse
 from adtarget.rules.ast import segment_names
 
@@ -31,7 +31,7 @@ def rule_segments(rule: Any) -> frozenset[str]:
     (the route itself then reports the syntax error, naming the token)."""
     try:
         parsed = parse(rule) if isinstance(rule, str) else from_json(rule)
-    except (AdtargetError, ValueError, TypeError, KeyError):
+    except Exception:  # any malformed rule: the route reports it (naming the token) itself
         return frozenset()
     return segment_names(parsed)
 

@@ -43,9 +43,7 @@ def create(
         typer.echo(json.dumps({**info, "key": key}))
         return
     typer.echo(key)
-    typer.echo(
-        f"key {info['id']} ({role}) created; store it now, it is not shown again.", err=True
-    )
+    typer.echo(f"key {info['id']} ({role}) created; store it now, it is not shown again.", err=True)
 
 
 @keys_app.command("list")

@@ -10,6 +10,7 @@ faster than ``pyroaring`` unions at 10,000 line items. The index is still *built
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 
 import numpy as np
@@ -62,20 +63,17 @@ class Matches:
 
     def __iter__(self) -> Iterator[int]:
         x = self.bits
-        base = 0
-        while x:
-            chunk = x & _WORD
-            if not chunk:  # skip a run of zeros in one step
-                skip = (x & -x).bit_length() - 1
-                x >>= skip
-                base += skip
-                continue
-            while chunk:
-                low = chunk & -chunk
+        if not x:
+            return
+        # one conversion, then a walk over 64-bit words: cheap small-int work per match, and
+        # nothing beyond the words a caller actually reaches
+        words = memoryview(x.to_bytes(((x.bit_length() + 63) // 64) * 8, sys.byteorder))
+        for i, w in enumerate(words.cast("Q")):
+            base = i * 64
+            while w:
+                low = w & -w
                 yield base + low.bit_length() - 1
-                chunk ^= low
-            x >>= 64
-            base += 64
+                w ^= low
 
     def __len__(self) -> int:
         return self.bits.bit_count()
@@ -89,6 +87,3 @@ class Matches:
     def tolist(self) -> list[int]:
         """All positions at once (vectorised; for explain, tests and benchmarks)."""
         return positions_list(self.bits)
-
-
-_WORD = (1 << 64) - 1

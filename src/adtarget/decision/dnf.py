@@ -107,8 +107,14 @@ class Conjunction:
     def dims(self) -> set[str]:
         """Every dimension this conjunction constrains."""
         out: set[str] = set()
-        for part in (self.pos_eq, self.neg_eq, self.pos_num, self.neg_num, self.pos_any,
-                     self.neg_any):
+        for part in (
+            self.pos_eq,
+            self.neg_eq,
+            self.pos_num,
+            self.neg_num,
+            self.pos_any,
+            self.neg_any,
+        ):
             out.update(part)
         return out | self.must_miss | self.must_have
 

@@ -27,8 +27,20 @@ PACING_TOLERANCE = 0.05
 PACING_HEADROOM = 0.01
 
 _DAYS = {
-    "mon": 0, "monday": 0, "tue": 1, "tuesday": 1, "wed": 2, "wednesday": 2, "thu": 3,
-    "thursday": 3, "fri": 4, "friday": 4, "sat": 5, "saturday": 5, "sun": 6, "sunday": 6,
+    "mon": 0,
+    "monday": 0,
+    "tue": 1,
+    "tuesday": 1,
+    "wed": 2,
+    "wednesday": 2,
+    "thu": 3,
+    "thursday": 3,
+    "fri": 4,
+    "friday": 4,
+    "sat": 5,
+    "saturday": 5,
+    "sun": 6,
+    "sunday": 6,
 }
 
 
@@ -176,20 +188,37 @@ def budget_reason(item: LiveLineItem, spend: SpendSource, now: datetime) -> tupl
     """
     checks: list[tuple[str, float, float, float, bool]] = []  # (what, budget, spent, f, even)
     if item.budget_total is not None:
-        checks.append(("line item", item.budget_total, spend.spend(item.id),
-                       _fraction(item.start or item.campaign_start,
-                                 item.end or item.campaign_end, now),
-                       item.pacing_mode == "even"))
+        checks.append(
+            (
+                "line item",
+                item.budget_total,
+                spend.spend(item.id),
+                _fraction(item.start or item.campaign_start, item.end or item.campaign_end, now),
+                item.pacing_mode == "even",
+            )
+        )
     camp_even = item.campaign_pacing_mode == "even"
     if item.campaign_budget_total is not None:
-        checks.append(("campaign", item.campaign_budget_total,
-                       spend.campaign_spend(item.campaign_id),
-                       _fraction(item.campaign_start, item.campaign_end, now), camp_even))
+        checks.append(
+            (
+                "campaign",
+                item.campaign_budget_total,
+                spend.campaign_spend(item.campaign_id),
+                _fraction(item.campaign_start, item.campaign_end, now),
+                camp_even,
+            )
+        )
     if item.campaign_budget_daily is not None:
         frac = _day_fraction(now, item.timezone)
-        checks.append(("campaign daily", item.campaign_budget_daily,
-                       spend.campaign_spend_today(item.campaign_id, item.timezone, now), frac,
-                       camp_even))
+        checks.append(
+            (
+                "campaign daily",
+                item.campaign_budget_daily,
+                spend.campaign_spend_today(item.campaign_id, item.timezone, now),
+                frac,
+                camp_even,
+            )
+        )
     for what, budget, spent, _frac, _even in checks:
         if spent >= budget:
             return "budget", f"{what} budget {budget:g} spent ({spent:g})"
@@ -199,15 +228,32 @@ def budget_reason(item: LiveLineItem, spend: SpendSource, now: datetime) -> tupl
     return None
 
 
-def eligibility_reason(
-    item: LiveLineItem, spend: SpendSource, now: datetime
-) -> tuple[str, str] | None:
-    """The first reason (``flight``, ``daypart``, ``budget``, ``pacing``) an item can't serve."""
+def has_budget(item: LiveLineItem) -> bool:
+    """Whether any budget applies (only then is delivered spend read)."""
+    return not (
+        item.budget_total is None
+        and item.campaign_budget_total is None
+        and item.campaign_budget_daily is None
+    )
+
+
+def timing_reason(item: LiveLineItem, now: datetime) -> tuple[str, str] | None:
+    """``flight`` or ``daypart`` when the item may not serve at ``now`` (no store involved)."""
     if not in_flight(item, now):
         return "flight", f"now {now.isoformat()} outside the flight"
     if not in_daypart(item, now):
         local = now.astimezone(zone(item.timezone))
         return "daypart", f"{local:%a %H}h in {item.timezone} not scheduled"
+    return None
+
+
+def eligibility_reason(
+    item: LiveLineItem, spend: SpendSource, now: datetime
+) -> tuple[str, str] | None:
+    """The first reason (``flight``, ``daypart``, ``budget``, ``pacing``) an item can't serve."""
+    why = timing_reason(item, now)
+    if why is not None or not has_budget(item):
+        return why
     return budget_reason(item, spend, now)
 
 

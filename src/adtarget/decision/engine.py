@@ -9,24 +9,33 @@ store failure becomes a *degraded* answer, never an exception:
   request context may match (a rule on a profile dimension does not match: never a match the
   rules would not allow for this user);
 - counters down → frequency-capped line items are not served (conservative), uncapped ones are;
-- spend down → line items are not served (budgets cannot be checked).
+- spend down → line items with a budget are not served (budgets cannot be checked); spend is
+  read only for line items that have one.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from itertools import chain, islice
 from typing import Any, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from adtarget.audience.store import SnapshotStore
+from adtarget.decision.bits import Matches
 from adtarget.decision.breaker import CircuitBreaker
 from adtarget.decision.counters import CounterStore, cap_key
-from adtarget.decision.eligibility import SpendSource, ZeroSpend, eligibility_reason, utc
-from adtarget.decision.explain import failed_predicate
-from adtarget.decision.bits import Matches
+from adtarget.decision.eligibility import (
+    SpendSource,
+    ZeroSpend,
+    budget_reason,
+    has_budget,
+    timing_reason,
+    utc,
+)
+from adtarget.decision.explain import failed_part
 from adtarget.decision.index import LineItemIndex
 from adtarget.decision.models import Decision, DecisionRequest, DecisionResult, LiveLineItem
 from adtarget.decision.profiles import ProfileStore, merge_features
@@ -106,8 +115,11 @@ class DecisionEngine:
         self.spend = spend if spend is not None else ZeroSpend()
         self.clock = clock
         self.explain_max = explain_max
-        kw: dict[str, Any] = {"failure_threshold": failure_threshold, "cooldown_s": cooldown_s,
-                              "clock": breaker_clock}
+        kw: dict[str, Any] = {
+            "failure_threshold": failure_threshold,
+            "cooldown_s": cooldown_s,
+            "clock": breaker_clock,
+        }
         self.profile_breaker = CircuitBreaker("profiles", **kw)
         self.counter_breaker = CircuitBreaker("counters", **kw)
         self.spend_breaker = CircuitBreaker("spend", **kw)
@@ -174,37 +186,49 @@ class DecisionEngine:
             st.degraded = True
             return None, None
 
-    def _eligibility(self, item: LiveLineItem, now: datetime, st: _Request
-                     ) -> tuple[str, str] | None:
+    def _eligibility(
+        self, item: LiveLineItem, now: datetime, st: _Request
+    ) -> tuple[str, str] | None:
+        why = timing_reason(item, now)
+        if why is not None or not has_budget(item):
+            return why
         if st.spend_down:
             return "budget", "spend unavailable"
         try:
-            return self.spend_breaker.call(lambda: eligibility_reason(item, self.spend, now))
+            return self.spend_breaker.call(lambda: budget_reason(item, self.spend, now))
         except Exception:
             st.degraded = st.spend_down = True
             return "budget", "spend unavailable"
 
-    def _prefetch(self, index: LineItemIndex, matched: Matches, user_id: str, ts: float,
-                  limit: int, st: _Request) -> None:
-        """Read the counters of the first few capped candidates in one round trip."""
-        want = max(PREFETCH_MIN, PREFETCH_PER_LIMIT * limit)
-        keys: list[str] = []
-        for n, pos in enumerate(matched):
-            if n >= want:
-                break
-            for cap in index.items[pos].caps:
-                keys.append(cap_key(cap, user_id, ts))
+    def _prefetch(
+        self,
+        index: LineItemIndex,
+        matched: Matches,
+        user_id: str,
+        ts: float,
+        limit: int,
+        st: _Request,
+    ) -> list[int]:
+        """Read the counters of the first few capped candidates in one round trip.
+
+        Returns those first positions (the caller walks them, then the rest of ``matched``).
+        """
+        head = list(islice(matched, max(PREFETCH_MIN, PREFETCH_PER_LIMIT * limit)))
+        items = index.items
+        keys = [cap_key(cap, user_id, ts) for pos in head for cap in items[pos].caps]
         if not keys:
-            return
+            return head
         try:
             counts = self.counter_breaker.call(lambda: self.counters.counts(keys, ts))
         except Exception:
             st.degraded = st.counters_down = True
-            return
+            return head
         st.counts.update(zip(keys, counts, strict=True))
+        return head
 
-    def _cap_reason(self, item: LiveLineItem, keys: list[str], ts: float, st: _Request
-                    ) -> str | None:
+    def _cap_reason(
+        self, item: LiveLineItem, keys: list[str], ts: float, st: _Request
+    ) -> str | None:
         """Why a capped item may not serve (cap reached, counters down), else ``None``."""
         if st.counters_down:
             return "counters unavailable"
@@ -221,8 +245,9 @@ class DecisionEngine:
                 return f"{cap.level} {cap.owner_id}: {cap.count} per {cap.window_seconds}s reached"
         return None
 
-    def _record(self, served: list[tuple[LiveLineItem, list[str]]], ts: float, st: _Request
-                ) -> None:
+    def _record(
+        self, served: list[tuple[LiveLineItem, list[str]]], ts: float, st: _Request
+    ) -> None:
         by_window: dict[int, list[str]] = {}
         for item, keys in served:
             for cap, key in zip(item.caps, keys, strict=True):
@@ -254,15 +279,21 @@ class DecisionEngine:
         served: list[tuple[LiveLineItem, list[str]]] = []
         decisions: list[Decision] = []
         limit = max(0, request.limit)
+        walk: Iterable[int] = matched
         if limit:
-            self._prefetch(index, matched, request.user_id, ts, limit, st)
-        for pos in matched:
+            head = self._prefetch(index, matched, request.user_id, ts, limit, st)
+            walk = chain(head, islice(matched, len(head), None))
+        for pos in walk:
             if len(decisions) >= limit and st.not_served is None:
                 break
             item = index.items[pos]
             if profile_down and not index.rule_dims[pos] <= context_keys:
-                st.reason(item, "targeting", "profile unavailable: rule reads "
-                          + ", ".join(sorted(index.rule_dims[pos] - context_keys)))
+                st.reason(
+                    item,
+                    "targeting",
+                    "profile unavailable: rule reads "
+                    + ", ".join(sorted(index.rule_dims[pos] - context_keys)),
+                )
                 continue
             why = self._eligibility(item, now_dt, st)
             if why is not None:
@@ -270,8 +301,11 @@ class DecisionEngine:
                 continue
             creative = item.creative_for(formats)
             if creative is None:
-                st.reason(item, "format", "no creative in "
-                          + (", ".join(sorted(formats)) if formats else "any format"))
+                st.reason(
+                    item,
+                    "format",
+                    "no creative in " + (", ".join(sorted(formats)) if formats else "any format"),
+                )
                 continue
             if len(decisions) >= limit:
                 st.reason(item, "rank", f"outranked (limit {limit})")
@@ -286,8 +320,9 @@ class DecisionEngine:
                 for k in keys:
                     st.pending[k] = st.pending.get(k, 0) + 1
             served.append((item, keys))
-            decisions.append(Decision(item.id, item.campaign_id, creative, item.priority,
-                                      item.bid_cpm))
+            decisions.append(
+                Decision(item.id, item.campaign_id, creative, item.priority, item.bid_cpm)
+            )
         if any(keys for _, keys in served):
             self._record([(i, k) for i, k in served if k], ts, st)
         explain = None
@@ -295,8 +330,14 @@ class DecisionEngine:
             explain = self._explain(index, matched, features, st.not_served, profile_down)
         return DecisionResult(decisions, snapshot, st.degraded, explain)
 
-    def _explain(self, index: LineItemIndex, matched: Matches, features: Mapping[str, Any],
-                 not_served: list[dict[str, Any]], profile_down: bool) -> dict[str, Any]:
+    def _explain(
+        self,
+        index: LineItemIndex,
+        matched: Matches,
+        features: Mapping[str, Any],
+        not_served: list[dict[str, Any]],
+        profile_down: bool,
+    ) -> dict[str, Any]:
         out = not_served[: self.explain_max]
         hit = set(matched.tolist())
         for pos, item in enumerate(index.items):
@@ -304,7 +345,7 @@ class DecisionEngine:
                 break
             if pos in hit:
                 continue
-            detail = failed_predicate(item.rule, features) if item.rule is not None else ""
+            detail = failed_part(index.explain_parts(pos), features) if item.rule else ""
             if profile_down:
                 detail += " (profile unavailable: context only)"
             out.append({"line_item_id": item.id, "reason": "targeting", "detail": detail})

@@ -88,8 +88,9 @@ class IndexHolder:
         loaded = self._load()
         self._generation += 1
         if isinstance(loaded, LoadedCatalog):
-            index = LineItemIndex(loaded.items, version=f"g{self._generation}",
-                                  not_live=loaded.not_live)
+            index = LineItemIndex(
+                loaded.items, version=f"g{self._generation}", not_live=loaded.not_live
+            )
         else:
             index = LineItemIndex(loaded, version=f"g{self._generation}")
         self._index = index  # the atomic swap

@@ -34,8 +34,7 @@ from adtarget.rules.validate import expand_segments
 log = logging.getLogger(__name__)
 
 
-def _cap(level: CapLevel, owner: int, count: int | None, window: int | None
-         ) -> list[FrequencyCap]:
+def _cap(level: CapLevel, owner: int, count: int | None, window: int | None) -> list[FrequencyCap]:
     if count and window:
         return [FrequencyCap(level, owner, int(count), int(window))]
     return []
@@ -115,8 +114,9 @@ def load_catalog(session: Session) -> LoadedCatalog:
         elif li_id in skipped:
             not_live.append((li_id, "invalid", skipped[li_id]))
         else:
-            not_live.append((li_id, "no_creative", "no approved, active creative"
-                             " in the line item's formats"))
+            not_live.append(
+                (li_id, "no_creative", "no approved, active creative in the line item's formats")
+            )
     return LoadedCatalog(items, not_live)
 
 
@@ -159,10 +159,8 @@ def _load_live(session: Session, skipped: dict[int, str]) -> list[LiveLineItem]:
             continue
         caps = (
             _cap("line_item", li.id, li.frequency_cap_count, li.frequency_cap_window_seconds)
-            + _cap("campaign", camp.id, camp.frequency_cap_count,
-                   camp.frequency_cap_window_seconds)
-            + _cap("advertiser", adv.id, adv.frequency_cap_count,
-                   adv.frequency_cap_window_seconds)
+            + _cap("campaign", camp.id, camp.frequency_cap_count, camp.frequency_cap_window_seconds)
+            + _cap("advertiser", adv.id, adv.frequency_cap_count, adv.frequency_cap_window_seconds)
         )
         out.append(
             LiveLineItem(

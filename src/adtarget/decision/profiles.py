@@ -51,8 +51,9 @@ class EmptyProfileStore:
 class MemoryProfileStore:
     """Profiles from a dict (embedding, tests, benchmarks)."""
 
-    def __init__(self, profiles: Mapping[str, Mapping[str, Any]], *, version: str = "memory"
-                 ) -> None:
+    def __init__(
+        self, profiles: Mapping[str, Mapping[str, Any]], *, version: str = "memory"
+    ) -> None:
         self.profiles = profiles
         self._version = version
 
@@ -108,8 +109,9 @@ class RedisProfileStore:
     dimension (read back as a frozenset). ``{prefix}__version__`` names the loaded snapshot.
     """
 
-    def __init__(self, url: str, *, prefix: str = "adtarget:profile:", timeout: float = 0.02
-                 ) -> None:
+    def __init__(
+        self, url: str, *, prefix: str = "adtarget:profile:", timeout: float = 0.02
+    ) -> None:
         try:
             import redis
         except ImportError as exc:  # pragma: no cover - the redis extra installs it

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from adtarget.delivery.models import EVENT_COUNTERS, MICROS
@@ -178,13 +178,12 @@ def raw_report_sql(query: ReportQuery, *, events: str, placeholder: str) -> tupl
     ]
     if query.reach:
         aggs.append("count(DISTINCT user_id) FILTER (WHERE type = 'impression') AS reach")
-    where = f"ts >= {p} AND ts < {p} AND day >= {p} AND day <= {p}"
-    params: list[Any] = [
-        query.start,
-        query.end,
-        query.start.date(),
-        (query.end - timedelta(microseconds=1)).date(),
-    ]
+    where = f"day >= {p} AND day <= {p}"
+    params: list[Any] = [query.start.date(), (query.end - timedelta(microseconds=1)).date()]
+    if query.start.time() != time(0) or query.end.time() != time(0):
+        # an hour window; for whole days the ``day`` partition column alone is exact
+        where = f"ts >= {p} AND ts < {p} AND {where}"
+        params = [query.start, query.end, *params]
     if query.advertiser_id is not None:
         where += f" AND advertiser_id = {p}"
         params.append(query.advertiser_id)

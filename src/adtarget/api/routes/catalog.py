@@ -272,25 +272,42 @@ def _register(kind: Kind) -> None:
         session.expire_all()
         return render(kind.name, load(session, kind.name, obj_id, principal))
 
-    for name, value in (("create", create_endpoint), ("get", get_endpoint),
-                        ("list", list_endpoint), ("patch", patch_endpoint)):
+    for name, value in (
+        ("create", create_endpoint),
+        ("get", get_endpoint),
+        ("list", list_endpoint),
+        ("patch", patch_endpoint),
+    ):
         value.__name__ = f"{name}_{kind.name}"
 
     filters_doc = ", ".join(("status", *kind.filters))
     router.add_api_route(
-        f"/{kind.path}", create_endpoint, methods=["POST"], status_code=201,
-        response_model=read_model, summary=f"Create a {label} (a command: undoable)",
+        f"/{kind.path}",
+        create_endpoint,
+        methods=["POST"],
+        status_code=201,
+        response_model=read_model,
+        summary=f"Create a {label} (a command: undoable)",
     )
     router.add_api_route(
-        f"/{kind.path}", list_endpoint, methods=["GET"], response_model=page_model,
+        f"/{kind.path}",
+        list_endpoint,
+        methods=["GET"],
+        response_model=page_model,
         summary=f"List {kind.plural.replace('_', ' ')} (filters: {filters_doc}; `after` cursor)",
     )
     router.add_api_route(
-        f"/{kind.path}/{{obj_id}}", get_endpoint, methods=["GET"], response_model=read_model,
+        f"/{kind.path}/{{obj_id}}",
+        get_endpoint,
+        methods=["GET"],
+        response_model=read_model,
         summary=f"Read one {label}",
     )
     router.add_api_route(
-        f"/{kind.path}/{{obj_id}}", patch_endpoint, methods=["PATCH"], response_model=read_model,
+        f"/{kind.path}/{{obj_id}}",
+        patch_endpoint,
+        methods=["PATCH"],
+        response_model=read_model,
         summary=f"Change a {label}; optional `version` for optimistic concurrency (409)",
     )
 

@@ -84,15 +84,20 @@ class DecisionService:
         if generation is not None and generation < 1:
             return {"ok": False, "error": "decision index not built yet"}
         index = holder.current() if holder is not None else None
-        return {"ok": True, "line_items": len(index) if index is not None else None,
-                "generation": generation}
+        return {
+            "ok": True,
+            "line_items": len(index) if index is not None else None,
+            "generation": generation,
+        }
 
     def close(self) -> None:
         """Stop the index refresh thread and release the engine's stores."""
-        for owner, name in ((getattr(self.engine, "index_holder", None), "stop"),
-                            (getattr(self.engine, "profiles", None), "close"),
-                            (getattr(self.engine, "counters", None), "close"),
-                            (self.engine, "close")):
+        for owner, name in (
+            (getattr(self.engine, "index_holder", None), "stop"),
+            (getattr(self.engine, "profiles", None), "close"),
+            (getattr(self.engine, "counters", None), "close"),
+            (self.engine, "close"),
+        ):
             method = getattr(owner, name, None)
             if callable(method):
                 method()
@@ -213,8 +218,16 @@ class _InvalidJson(AdtargetError):
 
 
 async def _send_json(send: Send, status: int, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

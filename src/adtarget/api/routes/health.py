@@ -50,8 +50,12 @@ def _check_snapshot(request: Request) -> dict[str, Any]:
         # No upload yet: decisions still work on context only, so the node is ready.
         return {"ok": True, "version": None}
     # The directory this worker maps: every worker of one `serve` names the same one.
-    return {"ok": True, "version": snap.version, "users": snap.num_users,
-            "path": str(snap.path.resolve())}
+    return {
+        "ok": True,
+        "version": snap.version,
+        "users": snap.num_users,
+        "path": str(snap.path.resolve()),
+    }
 
 
 def _check_index(request: Request) -> dict[str, Any]:
