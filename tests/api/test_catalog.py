@@ -139,13 +139,18 @@ def test_segments_and_dimensions_crud(app: FastAPI, client: TestClient) -> None:
 
 def test_huge_and_mistyped_bodies_are_4xx(app: FastAPI, client: TestClient) -> None:
     limit = app.state.settings.max_body_bytes
-    huge = client.post("/v1/advertisers", content=b"{" + b" " * limit + b"}",
-                       headers={"content-type": "application/json"})
+    huge = client.post(
+        "/v1/advertisers",
+        content=b"{" + b" " * limit + b"}",
+        headers={"content-type": "application/json"},
+    )
     assert huge.status_code == 413 and huge.json()["error"]["field"] == "body"
-    typed = client.post("/v1/campaigns", json={"advertiser_id": "one", "name": "c",
-                                               "budget_total": 1, **FLIGHT})
+    typed = client.post(
+        "/v1/campaigns", json={"advertiser_id": "one", "name": "c", "budget_total": 1, **FLIGHT}
+    )
     assert typed.status_code == 422 and typed.json()["error"]["field"] == "advertiser_id"
     adv = client.post("/v1/advertisers", json={"name": "acme"}).json()
-    fmt = client.post("/v1/creatives", json={"advertiser_id": adv["id"], "name": "c",
-                                             "format": "holo"})
+    fmt = client.post(
+        "/v1/creatives", json={"advertiser_id": adv["id"], "name": "c", "format": "holo"}
+    )
     assert fmt.status_code == 422 and fmt.json()["error"]["field"] == "format", fmt.text

@@ -345,7 +345,8 @@ class DecisionEngine:
                 break
             if pos in hit:
                 continue
-            detail = failed_part(index.explain_parts(pos), features) if item.rule else ""
+            rule = item.rule
+            detail = failed_part(index.explain_parts(pos), features) if rule is not None else ""
             if profile_down:
                 detail += " (profile unavailable: context only)"
             out.append({"line_item_id": item.id, "reason": "targeting", "detail": detail})
