@@ -31,7 +31,8 @@ def positions(x: int) -> np.ndarray:
     if not x:
         return np.empty(0, dtype=np.int64)
     raw = np.frombuffer(x.to_bytes((x.bit_length() + 7) // 8, "little"), dtype=np.uint8)
-    return np.flatnonzero(np.unpackbits(raw, bitorder="little"))
+    # flatnonzero on a bool view is several times faster than on uint8
+    return np.flatnonzero(np.unpackbits(raw, bitorder="little").view(bool))
 
 
 def positions_list(x: int) -> list[int]:
