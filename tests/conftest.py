@@ -1,4 +1,4 @@
-"""Shared fixtures: a temp data dir, and real PostgreSQL / Redis that skip with a reason when absent.
+"""Shared fixtures: a temp data dir; real PostgreSQL / Redis that skip with a reason if absent.
 
 PostgreSQL: each test session gets a fresh database (``adtarget_t_<random>``) on
 127.0.0.1:5432, dropped at the end, so parallel runs never see each other's rows.

@@ -1,4 +1,4 @@
-"""adtarget: ads audience targeting — catalog with undo, exact audiences, fast decisions, reports."""
+"""adtarget: ads audience targeting: catalog with undo, exact audiences, fast decisions."""
 
 from __future__ import annotations
 

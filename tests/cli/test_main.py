@@ -80,8 +80,15 @@ def test_serve_refuses_non_loopback_when_open(data_dir: Path) -> None:
 
 @pytest.mark.parametrize(
     ("host", "expected"),
-    [("127.0.0.1", True), ("localhost", True), ("::1", True), ("127.5.0.1", True),
-     ("0.0.0.0", False), ("10.0.0.5", False), ("example.com", False)],
+    [
+        ("127.0.0.1", True),
+        ("localhost", True),
+        ("::1", True),
+        ("127.5.0.1", True),
+        ("0.0.0.0", False),
+        ("10.0.0.5", False),
+        ("example.com", False),
+    ],
 )
 def test_is_loopback(host: str, expected: bool) -> None:
     assert is_loopback(host) is expected
@@ -90,15 +97,39 @@ def test_is_loopback(host: str, expected: bool) -> None:
 def test_catalog_commands_are_undoable(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ADTARGET_ACTOR", "cli-test")
     base = ["--data-dir", str(data_dir)]
-    made = runner.invoke(app, [*base, "catalog", "create", "advertiser", '{"name": "Acme"}',
-                               "--json"])
+    made = runner.invoke(
+        app, [*base, "catalog", "create", "advertiser", '{"name": "Acme"}', "--json"]
+    )
     assert made.exit_code == 0, made.output
     adv = json.loads(made.stdout)
-    changed = runner.invoke(app, [*base, "catalog", "update", "advertiser", str(adv["id"]),
-                                  '{"name": "Renamed"}', "--version", "1", "--json"])
+    changed = runner.invoke(
+        app,
+        [
+            *base,
+            "catalog",
+            "update",
+            "advertiser",
+            str(adv["id"]),
+            '{"name": "Renamed"}',
+            "--version",
+            "1",
+            "--json",
+        ],
+    )
     assert json.loads(changed.stdout)["name"] == "Renamed"
-    stale = runner.invoke(app, [*base, "catalog", "update", "advertiser", str(adv["id"]),
-                                '{"name": "Again"}', "--version", "1"])
+    stale = runner.invoke(
+        app,
+        [
+            *base,
+            "catalog",
+            "update",
+            "advertiser",
+            str(adv["id"]),
+            '{"name": "Again"}',
+            "--version",
+            "1",
+        ],
+    )
     assert stale.exit_code == 1 and "version" in stale.stderr
     assert runner.invoke(app, [*base, "undo"]).exit_code == 0
     shown = runner.invoke(app, [*base, "catalog", "show", "advertiser", str(adv["id"]), "--json"])
