@@ -154,3 +154,17 @@ def test_huge_and_mistyped_bodies_are_4xx(app: FastAPI, client: TestClient) -> N
         "/v1/creatives", json={"advertiser_id": adv["id"], "name": "c", "format": "holo"}
     )
     assert fmt.status_code == 422 and fmt.json()["error"]["field"] == "format", fmt.text
+
+
+def test_detach_creative_is_an_undoable_command(client: TestClient, seed: Seed) -> None:
+    objs = seed("acme")
+    li, cr = objs["line_item"]["id"], objs["creative"]["id"]
+    gone = client.delete(f"/v1/line-items/{li}/creatives/{cr}")
+    assert gone.status_code == 200, gone.text
+    assert gone.json() == {"line_item_id": li, "creative_id": cr, "attached": False}
+    again = client.delete(f"/v1/line-items/{li}/creatives/{cr}")
+    assert again.status_code == 404 and again.json()["error"]["field"] == "creative_id"
+    undone = client.post("/v1/commands/undo")
+    assert undone.status_code == 200 and "detach" in undone.json()["description"]
+    relink = client.post(f"/v1/line-items/{li}/creatives", json={"creative_id": cr})
+    assert relink.status_code == 409, relink.text  # undo put the link back

@@ -9,6 +9,7 @@ overwrite the changed users and append new ones: ordinals of existing users neve
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 from collections.abc import Iterable, Mapping
@@ -177,7 +178,7 @@ class SnapshotBuilder:
         received = len(ids)
         ids = pc.unique(ids.filter(pc.is_valid(ids)))
         t = self.now if now is None else now
-        expires_at = None if ttl_seconds is None else int(t + ttl_seconds)
+        expires_at = None if ttl_seconds is None else math.ceil(t + ttl_seconds)
         candidates: list[pa.Array] = list(self._ids)
         if self.base is not None and self.mode == "upsert":
             candidates.append(self.base.ids_array())

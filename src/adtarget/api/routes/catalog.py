@@ -354,3 +354,22 @@ def attach_creative(
         )
     writer(factory, settings, principal).attach_creative(line_item_id, body.creative_id)
     return {"line_item_id": line_item_id, "creative_id": body.creative_id}
+
+
+@router.delete(
+    "/line-items/{line_item_id}/creatives/{creative_id}",
+    summary="Detach a creative from a line item (a command: undoable)",
+)
+def detach_creative(
+    line_item_id: ObjId,
+    creative_id: ObjId,
+    session: SessionDep,
+    factory: SessionFactoryDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
+) -> dict[str, Any]:
+    """The line item must be the caller's; a link that does not exist is a 404 naming it."""
+    item = load(session, "line_item", line_item_id, principal)
+    check_write(KINDS[2], principal, owner_of(session, "line_item", item))
+    writer(factory, settings, principal).detach_creative(line_item_id, creative_id)
+    return {"line_item_id": line_item_id, "creative_id": creative_id, "attached": False}
