@@ -176,6 +176,56 @@ def list_(kind: KindArg, limit: int = 100, as_json: JsonOpt = False) -> None:
         typer.echo(f"{r['id']:>6}  {r.get('status', ''):<9} {r.get('name', '')}")
 
 
+@catalog_app.command("formats")
+def formats(as_json: JsonOpt = False) -> None:
+    """List the registry of ad formats (ad types) creatives and line items may use."""
+    from adtarget.catalog.db import open_catalog
+    from adtarget.catalog.service import list_ad_formats
+
+    def read() -> list[dict[str, Any]]:
+        with open_catalog(get_settings())() as session:
+            return [_read("ad_format", f) for f in list_ad_formats(session=session)]
+
+    rows = _run(read)
+    if as_json:
+        typer.echo(json.dumps({"items": rows}))
+        return
+    for r in rows:
+        typer.echo(f"{r['name']:<18} {r['media']:<8} {r['description']}")
+
+
+@catalog_app.command("add-format")
+def add_format(
+    name: Annotated[str, typer.Argument(help="e.g. bumper_6s")],
+    media: Annotated[str, typer.Option(help="video | display | audio | ...")],
+    schema: Annotated[str, typer.Option(help="JSON Schema (object) of the creatives' attributes")],
+    description: Annotated[str, typer.Option(help="One line for people")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Register a new ad type: creatives of it are validated against ``--schema`` from now on.
+
+    Why not a command (no undo): formats are referenced by name from creatives and requests, so
+    the registry only grows; a format nobody should use is simply not listed in line items.
+    """
+    from adtarget.catalog.db import open_catalog
+    from adtarget.catalog.service import create_ad_format
+
+    def write() -> dict[str, Any]:
+        with open_catalog(get_settings())() as session, session.begin():
+            fmt = create_ad_format(
+                session=session,
+                data={
+                    "name": name,
+                    "media": media,
+                    "description": description,
+                    "json_schema": _body(schema),
+                },
+            )
+            return _read("ad_format", fmt)
+
+    _print(_run(write), as_json)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``catalog`` to the ``adtarget`` command."""
     app.add_typer(catalog_app, name="catalog")
