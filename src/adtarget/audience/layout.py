@@ -44,6 +44,10 @@ def save_npy(path: Path, arr: npt.NDArray[Any]) -> None:
 def load_npy(path: Path) -> npt.NDArray[Any]:
     """Memory-map a ``.npy`` file read-only (empty arrays are loaded, they cannot be mapped)."""
     arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    # a plain ndarray view of the mapping (it keeps the mapping alive): indexing a ``memmap``
+    # subclass costs a Python-level __getitem__ per element, visible on the decision path
+    if isinstance(arr, np.memmap):
+        arr = arr.view(np.ndarray)
     return arr  # type: ignore[no-any-return]
 
 
@@ -51,7 +55,7 @@ def load_bytes(path: Path) -> npt.NDArray[np.uint8]:
     """Memory-map a raw byte file read-only (an empty file is an empty array)."""
     if os.path.getsize(path) == 0:
         return np.zeros(0, dtype=np.uint8)
-    return np.memmap(path, dtype=np.uint8, mode="r")
+    return np.memmap(path, dtype=np.uint8, mode="r").view(np.ndarray)
 
 
 def write_bitmaps(path: Path, bitmaps: Sequence[AbstractBitMap]) -> npt.NDArray[np.int64]:

@@ -6,6 +6,10 @@ dense sets a Python ``int`` is the cheapest bitset there is: ``a | b`` and ``a &
 C loops over machine words with no container dispatch or object churn, measured several times
 faster than ``pyroaring`` unions at 10,000 line items. The index is still *built* with Roaring
 (sparse, incremental); each lookup result is converted once and memoised.
+
+Write ``a & ~b`` as ``a ^ (a & b)``: ``~b`` is a negative int, and CPython's two's-complement
+path for ``&`` with a negative operand copies and complements both sides — measured 3–4× slower
+than the two non-negative operations at 10,000–20,000 bits.
 """
 
 from __future__ import annotations
@@ -15,6 +19,10 @@ from collections.abc import Iterator
 
 import numpy as np
 from pyroaring import BitMap
+
+
+HEAD_BITS = 512
+_HEAD_MASK = (1 << HEAD_BITS) - 1
 
 
 def to_bits(bm: BitMap) -> int:
@@ -66,11 +74,20 @@ class Matches:
         x = self.bits
         if not x:
             return
-        # one conversion, then a walk over 64-bit words: cheap small-int work per match, and
-        # nothing beyond the words a caller actually reaches
+        # the first HEAD_BITS positions from a small int (the engine usually stops there) ...
+        w = x & _HEAD_MASK
+        while w:
+            low = w & -w
+            yield low.bit_length() - 1
+            w ^= low
+        x >>= HEAD_BITS
+        if not x:
+            return
+        # ... then one conversion and a walk over 64-bit words: cheap small-int work per
+        # match, and nothing beyond the words a caller actually reaches
         words = memoryview(x.to_bytes(((x.bit_length() + 63) // 64) * 8, sys.byteorder))
         for i, w in enumerate(words.cast("Q")):
-            base = i * 64
+            base = HEAD_BITS + i * 64
             while w:
                 low = w & -w
                 yield base + low.bit_length() - 1

@@ -65,6 +65,17 @@ class CircuitBreaker:
             CircuitOpen: while open, or while another caller's probe is in flight.
             Exception: whatever ``fn`` raised (after recording the failure).
         """
+        if self._opened_at is None:
+            # closed: no lock on the hot path. A racing open is handled exactly as before (a
+            # call that passed the check just before the breaker opened also ran).
+            try:
+                result = fn()
+            except Exception:
+                self._record(ok=False)
+                raise
+            if self._failures:  # a success after failures below the threshold resets them
+                self._record(ok=True)
+            return result
         with self._lock:
             state = self._state_locked()
             if state == "open" or (state == "half_open" and self._probing):

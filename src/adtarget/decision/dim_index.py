@@ -247,13 +247,14 @@ class DimIndex:
                     for k, ids in per:
                         ok[k] |= ids
             for k, all_k in enumerate(b["slot_all"]):
-                fail |= all_k & ~ok[k]
+                fail |= all_k ^ (all_k & ok[k])  # all_k & ~ok[k] (decision/bits.py)
         neg = b["neg_any"]
         for u in elems:
             hit = neg.get(u)
             if hit:
                 fail |= hit
-        return fail, b["verify_set"] & ~fail
+        verify: int = b["verify_set"]
+        return fail, verify ^ (verify & fail)
 
     def _set(self, values: Iterable[Any]) -> tuple[BitMap, BitMap]:
         try:

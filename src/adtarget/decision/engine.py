@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import chain, islice
 from typing import Any, Protocol
 
@@ -43,7 +43,8 @@ from adtarget.settings import Settings
 
 PREFETCH_MIN = 8
 PREFETCH_PER_LIMIT = 4
-"""Counters of the first max(8, 4 × limit) matched line items are read in one round trip."""
+"""When a capped item is about to serve, the counters of the capped items among the first
+max(8, 4 × limit) matched line items are read with it in one round trip."""
 
 
 class IndexSource(Protocol):
@@ -178,7 +179,10 @@ class DecisionEngine:
     # -- stores, behind breakers -----------------------------------------------------------
 
     def _profile(self, user_id: str, st: _Request) -> tuple[dict[str, Any] | None, str | None]:
+        lookup = getattr(self.profiles, "lookup", None)
         try:
+            if lookup is not None:  # one snapshot handle for both (SnapshotProfileStore)
+                return self.profile_breaker.call(lambda: lookup(user_id))
             return self.profile_breaker.call(
                 lambda: (self.profiles.get(user_id), self.profiles.version())
             )
@@ -200,48 +204,41 @@ class DecisionEngine:
             st.degraded = st.spend_down = True
             return "budget", "spend unavailable"
 
-    def _prefetch(
-        self,
-        index: LineItemIndex,
-        matched: Matches,
-        user_id: str,
-        ts: float,
-        limit: int,
-        st: _Request,
-    ) -> list[int]:
-        """Read the counters of the first few capped candidates in one round trip.
-
-        Returns those first positions (the caller walks them, then the rest of ``matched``).
-        """
-        head = list(islice(matched, max(PREFETCH_MIN, PREFETCH_PER_LIMIT * limit)))
-        items = index.items
-        keys = [cap_key(cap, user_id, ts) for pos in head for cap in items[pos].caps]
-        if not keys:
-            return head
-        try:
-            counts = self.counter_breaker.call(lambda: self.counters.counts(keys, ts))
-        except Exception:
-            st.degraded = st.counters_down = True
-            return head
-        st.counts.update(zip(keys, counts, strict=True))
-        return head
-
     def _cap_reason(
-        self, item: LiveLineItem, keys: list[str], ts: float, st: _Request
+        self,
+        item: LiveLineItem,
+        keys: list[str],
+        ts: float,
+        st: _Request,
+        ahead: Iterable[LiveLineItem],
+        user_id: str,
     ) -> str | None:
-        """Why a capped item may not serve (cap reached, counters down), else ``None``."""
+        """Why a capped item may not serve (cap reached, counters down), else ``None``.
+
+        Counters are read only when a capped item is about to serve (an answer whose items are
+        all uncapped costs no counter round trip); that read also fetches the keys of the
+        capped items among the next few candidates (``ahead``), so a walk past a capped-out
+        item usually needs no second round trip.
+        """
         if st.counters_down:
             return "counters unavailable"
-        missing = [k for k in keys if k not in st.counts]
+        counts = st.counts
+        missing = [k for k in keys if k not in counts]
         if missing:
+            for other in ahead:
+                if other.caps:
+                    missing.extend(
+                        k for c in other.caps if (k := cap_key(c, user_id, ts)) not in counts
+                    )
             try:
-                counts = self.counter_breaker.call(lambda: self.counters.counts(missing, ts))
+                got = self.counter_breaker.call(lambda: self.counters.counts(missing, ts))
             except Exception:
                 st.degraded = st.counters_down = True
                 return "counters unavailable"
-            st.counts.update(zip(missing, counts, strict=True))
+            counts.update(zip(missing, got, strict=True))
+        pending = st.pending
         for cap, key in zip(item.caps, keys, strict=True):
-            if st.counts[key] + st.pending.get(key, 0) >= cap.count:
+            if counts[key] + pending.get(key, 0) >= cap.count:
                 return f"{cap.level} {cap.owner_id}: {cap.count} per {cap.window_seconds}s reached"
         return None
 
@@ -263,30 +260,43 @@ class DecisionEngine:
     # -- the request -----------------------------------------------------------------------
 
     def decide(self, request: DecisionRequest, now: datetime | None = None) -> DecisionResult:
-        """Answer one ad request (never raises for store failures; see module docstring)."""
-        now_dt = utc(now if now is not None else (self.clock() if self.clock else None))
-        ts = now_dt.timestamp()
+        """Answer one ad request (never raises for store failures; see module docstring).
+
+        Hot path: per candidate, the flight is two float compares on precomputed epoch bounds
+        (``LineItemIndex.facts``) and the creative one dict lookup; the full eligibility check
+        (with its aware datetime) runs only for items with dayparting or a budget, or to word
+        a reason.
+        """
+        now_dt: datetime | None = None
+        if now is None and self.clock is None:
+            ts = time.time()
+        else:
+            now_dt = utc(now if now is not None else (self.clock() if self.clock else None))
+            ts = now_dt.timestamp()
         index = self.index_holder.current()
         st = _Request()
-        if request.explain:
+        explaining = request.explain
+        if explaining:
             st.not_served = []
-        profile, snapshot = self._profile(request.user_id, st)
+        user_id = request.user_id
+        profile, snapshot = self._profile(user_id, st)
         profile_down = st.degraded
         features = merge_features(profile, request.context)
-        context_keys = frozenset(request.context)
-        formats = frozenset(request.formats) if request.formats is not None else None
+        context_keys = frozenset(request.context) if profile_down else frozenset()
+        req_formats = request.formats
+        formats = frozenset(req_formats) if req_formats is not None else None
+        single = req_formats[0] if req_formats is not None and len(formats or ()) == 1 else None
         matched = index.match(features)
         served: list[tuple[LiveLineItem, list[str]]] = []
         decisions: list[Decision] = []
         limit = max(0, request.limit)
-        walk: Iterable[int] = matched
-        if limit:
-            head = self._prefetch(index, matched, request.user_id, ts, limit, st)
-            walk = chain(head, islice(matched, len(head), None))
-        for pos in walk:
-            if len(decisions) >= limit and st.not_served is None:
+        items, facts = index.items, index.facts
+        head = list(islice(matched, max(PREFETCH_MIN, PREFETCH_PER_LIMIT * limit)))
+        walk: Iterable[int] = chain(head, islice(matched, len(head), None))
+        for i, pos in enumerate(walk):
+            if len(decisions) >= limit and not explaining:
                 break
-            item = index.items[pos]
+            item = items[pos]
             if profile_down and not index.rule_dims[pos] <= context_keys:
                 st.reason(
                     item,
@@ -295,11 +305,21 @@ class DecisionEngine:
                     + ", ".join(sorted(index.rule_dims[pos] - context_keys)),
                 )
                 continue
-            why = self._eligibility(item, now_dt, st)
-            if why is not None:
-                st.reason(item, *why)
-                continue
-            creative = item.creative_for(formats)
+            lo, hi, slow, by_format, any_creative = facts[pos]
+            if slow or not lo <= ts < hi:
+                if now_dt is None:
+                    now_dt = datetime.fromtimestamp(ts, UTC)
+                why = self._eligibility(item, now_dt, st)
+                if why is not None:
+                    st.reason(item, *why)
+                    continue
+            if formats is None:
+                creative = any_creative
+            elif single is not None:
+                creative = by_format.get(single)
+            else:
+                found = [by_format[f] for f in formats if f in by_format]
+                creative = min(found) if found else None
             if creative is None:
                 st.reason(
                     item,
@@ -312,19 +332,20 @@ class DecisionEngine:
                 continue
             keys: list[str] = []
             if item.caps:
-                keys = [cap_key(c, request.user_id, ts) for c in item.caps]
-                capped = self._cap_reason(item, keys, ts, st)
+                keys = [cap_key(c, user_id, ts) for c in item.caps]
+                ahead = (items[p] for p in head[i + 1 :])
+                capped = self._cap_reason(item, keys, ts, st, ahead, user_id)
                 if capped is not None:
                     st.reason(item, "frequency_cap", capped)
                     continue
                 for k in keys:
                     st.pending[k] = st.pending.get(k, 0) + 1
-            served.append((item, keys))
+                served.append((item, keys))
             decisions.append(
                 Decision(item.id, item.campaign_id, creative, item.priority, item.bid_cpm)
             )
-        if any(keys for _, keys in served):
-            self._record([(i, k) for i, k in served if k], ts, st)
+        if served:
+            self._record(served, ts, st)
         explain = None
         if st.not_served is not None:
             explain = self._explain(index, matched, features, st.not_served, profile_down)

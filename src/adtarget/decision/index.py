@@ -18,8 +18,10 @@ engine can stop after ``limit`` servable items.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 from pyroaring import BitMap
 
@@ -34,6 +36,41 @@ from adtarget.rules.eval_python import compile_rule
 Matcher = Callable[[Mapping[str, Any]], bool]
 LAYERS_MAX = 8
 """Rules with more DNF conjunctions than this are evaluated directly (keeps id space ≤ 8n)."""
+
+
+class Facts(NamedTuple):
+    """Per-position constants the engine's walk reads instead of re-deriving them per request.
+
+    ``lo <= now < hi`` (epoch seconds) is the intersection of both flights; ``slow`` means
+    dayparting or a budget applies, so the full ``eligibility`` check must run; ``by_format``
+    is the lowest creative id per ad format and ``any_creative`` the lowest overall
+    (``LiveLineItem.creative_for`` precomputed).
+    """
+
+    lo: float
+    hi: float
+    slow: bool
+    by_format: dict[str, int]
+    any_creative: int | None
+
+
+def _epoch(when: datetime | None, default: float) -> float:
+    if when is None:
+        return default
+    return (when.replace(tzinfo=UTC) if when.tzinfo is None else when).timestamp()
+
+
+def facts_of(item: LiveLineItem) -> Facts:
+    """The ``Facts`` of one line item (built once per index)."""
+    lo = max(_epoch(item.start, -math.inf), _epoch(item.campaign_start, -math.inf))
+    hi = min(_epoch(item.end, math.inf), _epoch(item.campaign_end, math.inf))
+    slow = item.dayparting is not None or not (
+        item.budget_total is None
+        and item.campaign_budget_total is None
+        and item.campaign_budget_daily is None
+    )
+    by_format = {fmt: ids[0] for fmt, ids in item.creatives.items() if ids}
+    return Facts(lo, hi, slow, by_format, min(by_format.values(), default=None))
 
 
 def _reads(rule: Rule | None) -> frozenset[str]:
@@ -62,6 +99,7 @@ class LineItemIndex:
         self.position_of: dict[int, int] = {it.id: p for p, it in enumerate(self.items)}
         n = len(self.items)
         self.rule_dims: tuple[frozenset[str], ...] = tuple(_reads(it.rule) for it in self.items)
+        self.facts: tuple[Facts, ...] = tuple(facts_of(it) for it in self.items)
         self._matchers: list[Matcher | None] = [None] * n
         self._explain_parts: dict[int, list[Part]] = {}
         self._dims: dict[str, DimIndex] = {}
@@ -186,7 +224,8 @@ class LineItemIndex:
             f, v = lookup(get(d))
             fail |= f
             verify |= v
-        cand = self._all_bits & ~fail
+        all_bits = self._all_bits
+        cand = all_bits ^ (all_bits & fail)  # all & ~fail without a negative int (bits.py)
         need = cand & verify
         if need:
             cand ^= need

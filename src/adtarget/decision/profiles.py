@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+from adtarget.audience.snapshot import Snapshot
 from adtarget.audience.store import SnapshotStore
 
 
@@ -67,15 +68,37 @@ class MemoryProfileStore:
         return self._version
 
 
-class SnapshotProfileStore:
-    """Features from the current published snapshot (picks up new versions by itself)."""
+SNAPSHOT_CHECK_S = 0.05
+"""How often ``SnapshotProfileStore`` asks the snapshot store whether ``CURRENT`` moved."""
 
-    def __init__(self, snapshot_store: SnapshotStore) -> None:
+
+class SnapshotProfileStore:
+    """Features from the current published snapshot (picks up new versions by itself).
+
+    Why a cached handle: ``SnapshotStore.current()`` stats the ``CURRENT`` pointer file, which
+    cost a syscall (twice: features and version) on every decision. The handle is re-checked at
+    most every ``check_s`` seconds, so a newly published snapshot reaches decisions within that
+    time (the catalog index itself is polled every 2 s). Before the first publish every call
+    checks again, so the first snapshot is seen at once.
+    """
+
+    def __init__(self, snapshot_store: SnapshotStore, *, check_s: float = SNAPSHOT_CHECK_S) -> None:
         self.snapshot_store = snapshot_store
+        self.check_s = check_s
+        self._snap: Snapshot | None = None
+        self._checked_at = 0.0
+
+    def _current(self) -> Snapshot | None:
+        now = time.monotonic()
+        snap = self._snap
+        if snap is None or now - self._checked_at >= self.check_s:
+            snap = self._snap = self.snapshot_store.current()
+            self._checked_at = now
+        return snap
 
     def get(self, user_id: str) -> dict[str, Any] | None:
         """The user's features in the current snapshot."""
-        snap = self.snapshot_store.current()
+        snap = self._current()
         if snap is None:
             return None
         ordinal = snap.ordinal_of(user_id)
@@ -83,8 +106,16 @@ class SnapshotProfileStore:
 
     def version(self) -> str | None:
         """The current snapshot's version."""
-        snap = self.snapshot_store.current()
+        snap = self._current()
         return None if snap is None else snap.version
+
+    def lookup(self, user_id: str) -> tuple[dict[str, Any] | None, str | None]:
+        """``(get(user_id), version())`` from one snapshot handle (what the engine calls)."""
+        snap = self._current()
+        if snap is None:
+            return None, None
+        ordinal = snap.ordinal_of(user_id)
+        return (None if ordinal is None else snap.features(ordinal)), snap.version
 
 
 def _encode(value: Any) -> str:
