@@ -29,7 +29,7 @@ from starlette.types import Receive, Scope, Send
 
 from adtarget.api import metrics
 from adtarget.api.deps import app_key_resolver, app_session_factory, app_settings
-from adtarget.api.middleware import DEADLINE_SCOPE_KEY
+from adtarget.api.middleware import DEADLINE_SCOPE_KEY, METRICS
 from adtarget.decision.models import DecisionRequest, DecisionResult
 from adtarget.errors import (
     AdtargetError,
@@ -38,6 +38,7 @@ from adtarget.errors import (
     PayloadTooLarge,
     StoreUnavailable,
 )
+from adtarget.settings import Settings
 
 log = logging.getLogger("adtarget.api")
 
@@ -283,14 +284,18 @@ async def decisions_asgi(scope: Scope, receive: Receive, send: Send) -> None:
         if name == b"authorization":
             authorization = value.decode("latin-1")
             break
+    state = app.state
     try:
-        principal = app_key_resolver(app).resolve(authorization)
+        # the resolver built by ``app_key_resolver`` (read straight from the state: that
+        # helper's function-level import costs a visible share of this path)
+        resolver = getattr(state, "key_resolver", None) or app_key_resolver(app)
+        principal = resolver.resolve(authorization)
         if principal.role not in DECISION_ROLES:
             raise Forbidden(
                 f"role {principal.role!r} may not ask for decisions (use a decisions key)",
                 field="authorization",
             )
-        settings = app_settings(app)
+        settings: Settings = state.settings
         deadline = scope.get(DEADLINE_SCOPE_KEY)
         if deadline is None:
             deadline = time.monotonic() + settings.request_deadline_ms / 1000.0
@@ -318,11 +323,11 @@ async def decisions_asgi(scope: Scope, receive: Receive, send: Send) -> None:
     except Exception:  # never a 500 on the decision path: answer empty and degraded
         log.exception("decision engine failed; answered empty and degraded")
         result = _degraded_empty()
-    metrics.DECISIONS.inc()
+    METRICS.inc(metrics.DECISIONS)  # buffered: the guard flushes after the answer
     if result.decisions:
-        metrics.DECISIONS_SERVED.inc(len(result.decisions))
+        METRICS.inc(metrics.DECISIONS_SERVED, len(result.decisions))
     if result.degraded:
-        metrics.DEGRADED.inc()
+        METRICS.inc(metrics.DEGRADED)
     await _send_json(send, 200, orjson.dumps(result.to_dict()))
 
 
