@@ -20,7 +20,6 @@ from collections.abc import Iterator
 import numpy as np
 from pyroaring import BitMap
 
-
 HEAD_BITS = 512
 _HEAD_MASK = (1 << HEAD_BITS) - 1
 

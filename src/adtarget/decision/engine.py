@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
+from functools import partial
 from itertools import chain, islice
 from typing import Any, Protocol
 
@@ -180,15 +181,17 @@ class DecisionEngine:
 
     def _profile(self, user_id: str, st: _Request) -> tuple[dict[str, Any] | None, str | None]:
         lookup = getattr(self.profiles, "lookup", None)
+        fetch: Callable[[], tuple[dict[str, Any] | None, str | None]]
+        if lookup is not None:  # one snapshot handle for both (SnapshotProfileStore)
+            fetch = partial(lookup, user_id)
+        else:
+            fetch = lambda: (self.profiles.get(user_id), self.profiles.version())  # noqa: E731
         try:
-            if lookup is not None:  # one snapshot handle for both (SnapshotProfileStore)
-                return self.profile_breaker.call(lambda: lookup(user_id))
-            return self.profile_breaker.call(
-                lambda: (self.profiles.get(user_id), self.profiles.version())
-            )
+            found: tuple[dict[str, Any] | None, str | None] = self.profile_breaker.call(fetch)
         except Exception:  # any store failure: answer degraded, never raise
             st.degraded = True
             return None, None
+        return found
 
     def _eligibility(
         self, item: LiveLineItem, now: datetime, st: _Request
