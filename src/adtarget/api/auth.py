@@ -17,11 +17,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adtarget.api.deps import OPEN_PRINCIPAL, ROLES, Principal
 from adtarget.catalog.tables import Advertiser, ApiKey
-from adtarget.errors import InvalidValue, NotFound, Unauthorized
+from adtarget.errors import InvalidValue, NotFound, StoreUnavailable, Unauthorized
 
 KEY_PREFIX = "adt_"
 _CACHE_MAX = 10_000
@@ -146,10 +147,14 @@ class KeyResolver:
         cached = self._any_keys
         if cached is not None and cached[1] > now:
             return not cached[0]
-        with self._factory()() as session:
-            count = session.scalar(
-                select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_(None))
-            )
+        try:
+            with self._factory()() as session:
+                count = session.scalar(
+                    select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_(None))
+                )
+        except SQLAlchemyError:
+            # Catalog down: keep the last answer, and fail closed (keys required) without one.
+            return cached is not None and not cached[0]
         any_keys = bool(count)
         self._any_keys = (any_keys, now + self._ttl)
         return not any_keys
@@ -171,7 +176,10 @@ class KeyResolver:
         if hit is not None and hit[1] > now:
             principal = hit[0]
         else:
-            principal = self._lookup(digest)
+            try:
+                principal = self._lookup(digest)
+            except SQLAlchemyError:
+                principal = self._stale(digest, hit, now)
             with self._lock:
                 if len(self._cache) >= _CACHE_MAX:
                     self._cache.clear()
@@ -181,6 +189,22 @@ class KeyResolver:
                 return OPEN_PRINCIPAL
             raise Unauthorized("unknown or revoked API key", field="authorization")
         return principal
+
+    def _stale(
+        self, digest: str, hit: tuple[Principal | None, float] | None, now: float
+    ) -> Principal | None:
+        """While the catalog is down, a key seen recently keeps working (serve-stale).
+
+        Why: ad servers must keep getting answers from the in-memory index when the catalog
+        database is unreachable; the price is that a revocation waits for the catalog to return.
+        A key never seen before cannot be checked, so that request gets a 503, not a 500.
+        """
+        if hit is not None and hit[0] is not None:
+            return hit[0]
+        raise StoreUnavailable(
+            "the catalog database is unavailable, so this API key cannot be checked; retry",
+            field="authorization",
+        )
 
     def _lookup(self, digest: str) -> Principal | None:
         with self._factory()() as session:
