@@ -84,6 +84,9 @@ def test_decisions_survive_a_lost_catalog_and_nothing_is_a_500(
         unknown = client.post("/v1/decisions", json=body, headers=stranger)
         assert unknown.status_code == 503, unknown.text
         assert unknown.json()["error"]["field"] == "authorization"
+        ready = client.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["status"] == "degraded", ready.text
+        assert ready.json()["checks"]["catalog"]["ok"] is False
         listing = client.get("/v1/campaigns", headers=admin)
         assert listing.status_code == 503 and "error" in listing.json(), listing.text
     finally:

@@ -1,8 +1,10 @@
 """Liveness, readiness and Prometheus metrics; no auth (load balancers and scrapers call them).
 
 Why readiness differs from liveness: ``/healthz`` only says the process answers (restart me if
-not); ``/readyz`` says whether this node should get traffic: the catalog answers, the decision
-index is loaded and we know which audience snapshot is live.
+not); ``/readyz`` says whether this node should get traffic: the decision index is loaded and we
+know which audience snapshot is live. A catalog outage alone reports ``degraded`` with 200: the
+node still answers decisions from its in-memory index, and failing readiness on every node at
+once (the catalog is shared) would turn a partial outage into a total one.
 """
 
 from __future__ import annotations
@@ -65,9 +67,10 @@ def _check_index(request: Request) -> dict[str, Any]:
     return holder.status()  # type: ignore[no-any-return]
 
 
-@router.get("/readyz", summary="Readiness: catalog reachable, index loaded, snapshot known")
+@router.get("/readyz", summary="Readiness: index loaded, snapshot known (catalog reported)")
 def readyz(request: Request) -> JSONResponse:
-    """200 when every check passes, else 503 with the failing check named."""
+    """200 when the node can answer decisions (``degraded`` if only the catalog is down), else
+    503 with the failing check named."""
     from adtarget.api.routes.decisions import ensure_decision_service
 
     try:
@@ -79,10 +82,11 @@ def readyz(request: Request) -> JSONResponse:
         "index": _check_index(request),
         "snapshot": _check_snapshot(request),
     }
-    ready = all(c.get("ok") for c in checks.values())
+    serving = bool(checks["index"].get("ok") and checks["snapshot"].get("ok"))
+    status = "not_ready" if not serving else "ready" if checks["catalog"]["ok"] else "degraded"
     return JSONResponse(
-        {"status": "ready" if ready else "not_ready", "worker": os.getpid(), "checks": checks},
-        status_code=200 if ready else 503,
+        {"status": status, "worker": os.getpid(), "checks": checks},
+        status_code=200 if serving else 503,
     )
 
 
