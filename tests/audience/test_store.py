@@ -116,3 +116,19 @@ def test_manifest_records_version_counts_and_checksums(store: SnapshotStore) -> 
     assert m["version"] == "v000001" and m["num_users"] == 25
     assert {"ids.data.bin", "universe.bin", "segments.bin"} <= set(m["checksums"])
     assert store.manifests()[0]["current"] is True
+
+
+def test_a_wiped_snapshot_dir_keeps_serving_the_mapped_snapshot(store: SnapshotStore) -> None:
+    """Losing the directory must not turn every user into an unknown one (wrong matches)."""
+    import shutil
+
+    from adtarget.decision.profiles import SnapshotProfileStore
+
+    build(store, population(50))
+    profiles = SnapshotProfileStore(store, check_s=0.0)
+    before = profiles.get("user-00007")
+    assert before is not None
+    shutil.rmtree(store.root)
+    held = store.current()
+    assert held is not None and held.version == "v000001"
+    assert profiles.get("user-00007") == before

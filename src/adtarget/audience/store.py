@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import re
 import shutil
@@ -50,6 +51,9 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+log = logging.getLogger("adtarget.audience")
 
 
 class SnapshotStore:
@@ -92,7 +96,7 @@ class SnapshotStore:
         try:
             st = os.stat(self._pointer_path)
         except FileNotFoundError:
-            return None
+            return self._lost_pointer()
         key = (st.st_ino, st.st_mtime_ns, st.st_size)
         if key == self._pointer_key and self._current is not None:
             return self._current
@@ -101,11 +105,26 @@ class SnapshotStore:
                 return self._current
             version = self.current_version()
             if version is None:
-                return None
+                return self._lost_pointer()
             if self._current is None or self._current.version != version:
                 self._current = Snapshot(self.root / version)
             self._pointer_key = key
             return self._current
+
+    def _lost_pointer(self) -> Snapshot | None:
+        """``CURRENT`` vanished after this reader had a snapshot (directory wiped, storage lost).
+
+        Why keep the held snapshot: its files are memory-mapped, so it still answers exactly as
+        before; answering "no snapshot" instead would make every user unknown and let negative
+        rules (``country != "CA"``) match users they exclude. A new publish resumes normally.
+        """
+        if self._current is not None:
+            log.warning(
+                "snapshot pointer %s is gone; still serving %s",
+                self._pointer_path,
+                self._current.version,
+            )
+        return self._current
 
     def open(self, version: str) -> Snapshot:
         """Open one published version (raises ``NotFound``)."""
