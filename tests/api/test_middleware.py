@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -84,7 +85,7 @@ def test_body_over_the_limit_is_413_before_reading() -> None:
 
 
 def test_chunked_body_over_the_limit_is_413() -> None:
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         for _ in range(4):
             yield b"y" * 400
 
@@ -132,3 +133,57 @@ def test_deadline_is_exposed_to_routes() -> None:
             assert timed.json()["deadline"] is True
 
     asyncio.run(scenario())
+
+
+def test_metric_buffer_writes_what_direct_updates_would() -> None:
+    """Batched counters and histogram observations end up exactly as one-by-one updates."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram
+
+    from adtarget.api.metrics import LATENCY_BUCKETS
+    from adtarget.api.middleware import MetricBuffer
+
+    registry = CollectorRegistry()
+    direct_h = Histogram("direct_seconds", "d", buckets=LATENCY_BUCKETS, registry=registry)
+    batched_h = Histogram("batched_seconds", "b", buckets=LATENCY_BUCKETS, registry=registry)
+    direct_c = Counter("direct", "d", registry=registry)
+    batched_c = Counter("batched", "b", registry=registry)
+    values = [0.0, 0.0005, 0.0004, 0.001, 0.0049, 0.005, 0.3, 7.0, 0.0005000001]
+    buffer = MetricBuffer()
+    for v in values:
+        direct_h.observe(v)
+        direct_c.inc(2)
+        buffer.observe(batched_h, v)
+        buffer.inc(batched_c, 2)
+    assert registry.get_sample_value("batched_total") == 0.0  # nothing written yet
+    buffer.maybe_flush()  # no running loop: flushes inline
+    for suffix in ("_count", "_sum"):
+        assert registry.get_sample_value("batched_seconds" + suffix) == pytest.approx(
+            registry.get_sample_value("direct_seconds" + suffix)
+        )
+    for bound in (*LATENCY_BUCKETS, float("inf")):
+        le = {"le": str(bound) if bound != float("inf") else "+Inf"}
+        assert registry.get_sample_value("batched_seconds_bucket", le) == registry.get_sample_value(
+            "direct_seconds_bucket", le
+        ), bound
+    assert registry.get_sample_value("batched_total") == registry.get_sample_value("direct_total")
+
+
+def test_metric_buffer_flushes_at_the_next_loop_turn() -> None:
+    from prometheus_client import CollectorRegistry, Counter
+
+    from adtarget.api.middleware import MetricBuffer
+
+    registry = CollectorRegistry()
+    counter = Counter("turns", "t", registry=registry)
+    buffer = MetricBuffer()
+
+    async def run() -> tuple[float | None, float | None]:
+        for _ in range(5):
+            buffer.inc(counter)
+            buffer.maybe_flush()
+        before = registry.get_sample_value("turns_total")
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return before, registry.get_sample_value("turns_total")
+
+    assert asyncio.run(run()) == (0.0, 5.0)

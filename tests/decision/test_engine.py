@@ -232,3 +232,39 @@ def test_decisions_are_the_top_ranked_rule_matches(
     )[:limit]
     got = engine.decide(DecisionRequest("u", context=context, limit=limit)).decisions
     assert [d.line_item_id for d in got] == [it.id for it in want]
+
+
+def test_uncapped_answers_read_no_counters_and_capped_ones_read_once() -> None:
+    """Counters are read only when a capped item is about to serve (with the next few)."""
+    capped = (FrequencyCap("line_item", 0, 1, 60),)
+    items = [
+        line_item(1, None, priority=1, bid_cpm=9.0),
+        line_item(2, None, priority=1, bid_cpm=8.0, caps=capped),
+        line_item(3, None, priority=1, bid_cpm=7.0, caps=capped),
+    ]
+    store = CountingCounters()
+    engine = _engine(items, store)
+    assert _ids(engine, limit=1) == [1] and store.reads == 0
+    assert _ids(engine, limit=3) == [1, 2] and store.reads == 1  # 3 shares the cap with 2
+    assert _ids(engine, limit=3) == [1] and store.reads == 2
+
+
+def test_flight_bounds_through_the_engine_start_inclusive_end_exclusive() -> None:
+    """The engine's epoch-float flight check agrees with ``in_flight`` at the boundaries."""
+    start, end = NOW - timedelta(hours=1), NOW + timedelta(hours=1)
+    items = [
+        line_item(1, None, start=start, end=end),
+        line_item(2, None, campaign_start=start, campaign_end=end, end=NOW + timedelta(days=9)),
+    ]
+    engine = _engine(items)
+    for now, want in (
+        (start - timedelta(microseconds=1), []),
+        (start, [1, 2]),
+        (end - timedelta(microseconds=1), [1, 2]),
+        (end, []),
+    ):
+        got = engine.decide(DecisionRequest("u1", limit=5), now=now)
+        assert sorted(d.line_item_id for d in got.decisions) == want, now
+    late = engine.decide(DecisionRequest("u1", limit=5, explain=True), now=end)
+    assert late.explain is not None
+    assert {e["reason"] for e in late.explain["not_served"]} == {"flight"}

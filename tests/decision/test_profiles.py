@@ -94,3 +94,19 @@ def test_merge_context_wins_and_lists_become_sets() -> None:
     assert merged == {"country": "CA", "age": 3, "tags": frozenset({"a"})}
     assert merge_features(None, {"x": 1}) == {"x": 1}
     assert MemoryProfileStore({"a": {"k": 1}}).get("a") == {"k": 1}
+
+
+def test_snapshot_profiles_follow_a_new_publish(store: SnapshotStore) -> None:
+    """The cached snapshot handle is re-checked after ``check_s`` (0 = every call)."""
+    cached = SnapshotProfileStore(store, check_s=3600.0)
+    fresh = SnapshotProfileStore(store, check_s=0.0)
+    first = store.current_version()
+    assert cached.lookup("u1")[1] == first and fresh.version() == first
+    b = SnapshotBuilder(store=store, base=None, registry=REGISTRY)
+    b.add_batch(pa.record_batch({"user_id": ["u9"], "country": ["DE"]}))
+    second = store.publish(b.finish())
+    assert second != first
+    features, version = fresh.lookup("u9")
+    assert version == second and features is not None and features["country"] == "DE"
+    assert fresh.get("u1") is None
+    assert cached.version() == first  # within check_s: the old, still mapped, snapshot

@@ -8,6 +8,7 @@ warmed up at startup by the lifespan, so the first request is not slow).
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -38,12 +39,30 @@ def _warm_up(app: FastAPI) -> None:
     decisions.ensure_decision_service(app)
 
 
+_frozen = False
+
+
+def _freeze_once() -> None:
+    """Move what the first app warmed up out of the collector's generations (once a process).
+
+    Why: a served worker's index, catalog and snapshot handles live as long as the worker, and
+    every full collection would re-scan them on some request's time. Once per process, so a test
+    process building many apps does not pin each one's garbage.
+    """
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.collect()
+        gc.freeze()
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         await run_in_threadpool(_warm_up, app)
     except Exception:  # the node still starts; /readyz reports what is missing
         log.exception("warm-up failed; /readyz will say what is not ready")
+    _freeze_once()
     yield
     service = getattr(app.state, "decision_service", None)
     if service is not None:

@@ -53,9 +53,19 @@ def main(
 
 
 def _register_all() -> None:
-    from adtarget.cli import audience, catalog, commands, delivery, demo, ingest, keys, serve
+    from adtarget.cli import (
+        audience,
+        catalog,
+        commands,
+        delivery,
+        demo,
+        ingest,
+        keys,
+        profiles,
+        serve,
+    )
 
-    for module in (demo, serve, keys, catalog, commands, ingest, audience, delivery):
+    for module in (demo, serve, keys, catalog, commands, ingest, audience, profiles, delivery):
         module.register(app)
 
 
