@@ -194,6 +194,28 @@ def test_catalog_names_why_every_other_line_item_cannot_serve(
     assert reasons[bad_id][0] == "invalid" and "unreadable" in reasons[bad_id][1]
 
 
+def test_a_segment_that_shrank_below_the_minimum_stops_its_line_items(
+    factory: sessionmaker[Session],
+) -> None:
+    """Writes refuse tiny segments; this is the segment shrinking after the line item was made."""
+    from sqlalchemy import select
+
+    with factory() as s:
+        ids = _seed(s)
+    with factory() as s:
+        assert [it.id for it in load_catalog(s, min_segment_size=100).items] == [ids["live"]]
+        seg = s.scalars(select(Segment).where(Segment.name == "uploaded")).one()
+        seg.last_size = 12  # the next publish measured 12 members
+        s.commit()
+    with factory() as s:
+        assert [it.id for it in load_catalog(s, min_segment_size=0).items] == [ids["live"]]
+        loaded = load_catalog(s, min_segment_size=100)
+    assert loaded.items == []
+    reasons = {li: (reason, detail) for li, reason, detail in loaded.not_live}
+    assert reasons[ids["live"]][0] == "segment_below_minimum"
+    assert "'uploaded' has 12 users" in reasons[ids["live"]][1]
+
+
 def test_holder_rebuilds_on_catalog_change_and_swaps_whole(factory: sessionmaker[Session]) -> None:
     with factory() as s:
         ids = _seed(s)

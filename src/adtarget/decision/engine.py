@@ -147,7 +147,9 @@ class DecisionEngine:
             from adtarget.delivery.service import DeliverySpend, open_event_store
 
             spend = DeliverySpend(open_event_store(settings))
-        holder = IndexHolder.from_session_factory(session_factory, poll_seconds=poll_seconds)
+        holder = IndexHolder.from_session_factory(
+            session_factory, poll_seconds=poll_seconds, min_segment_size=settings.min_audience_size
+        )
         engine = cls(
             index_holder=holder,
             profiles=profiles_from_settings(settings, snapshot_store),

@@ -55,13 +55,17 @@ class IndexHolder:
 
     @classmethod
     def from_session_factory(
-        cls, session_factory: sessionmaker[Session], *, poll_seconds: float = 2.0
+        cls,
+        session_factory: sessionmaker[Session],
+        *,
+        poll_seconds: float = 2.0,
+        min_segment_size: int = 0,
     ) -> IndexHolder:
         """A holder reading the catalog through ``session_factory`` (one session per call)."""
 
         def load() -> LoadedCatalog:
             with session_factory() as session:
-                return load_catalog(session)
+                return load_catalog(session, min_segment_size=min_segment_size)
 
         def marker() -> Hashable:
             with session_factory() as session:

@@ -26,7 +26,7 @@ from adtarget.catalog.tables import (
 )
 from adtarget.decision.eligibility import parse_dayparting
 from adtarget.decision.models import CapLevel, FrequencyCap, LiveLineItem
-from adtarget.rules.ast import Rule
+from adtarget.rules.ast import Rule, segment_names
 from adtarget.rules.format import from_json
 from adtarget.rules.parse import parse
 from adtarget.rules.validate import expand_segments
@@ -53,14 +53,39 @@ def _segment_rules(session: Session) -> dict[str, Rule]:
     return out
 
 
-def _rule_of(li: LineItem, segments: Mapping[str, Rule]) -> Rule | None:
+def _tiny_segments(session: Session, min_size: int) -> dict[str, int]:
+    """Segments whose size at the last publish is below ``min_size`` (never computed: allowed)."""
+    if min_size <= 0:
+        return {}
+    rows = session.execute(
+        select(Segment.name, Segment.last_size).where(Segment.last_size < min_size)
+    )
+    return {name: int(size or 0) for name, size in rows}
+
+
+def _rule_of(
+    li: LineItem, segments: Mapping[str, Rule], tiny: Mapping[str, int] | None = None
+) -> Rule | None:
     if li.targeting_json:
         rule = from_json(li.targeting_json)
     elif li.targeting and li.targeting.strip():
         rule = parse(li.targeting)
     else:
         return None
+    if tiny:
+        for name in sorted(segment_names(rule)):
+            if name in tiny:
+                raise TinySegment(name, tiny[name])
     return expand_segments(rule, segments.get) if segments else rule
+
+
+class TinySegment(Exception):
+    """A line item names a segment that shrank below the minimum audience size since it was
+    written (writes are refused then; this catches the segment shrinking afterwards)."""
+
+    def __init__(self, name: str, size: int) -> None:
+        super().__init__(f"segment {name!r} has {size} users, below the minimum audience size")
+        self.name = name
 
 
 def _f(value: Any) -> float | None:
@@ -88,7 +113,7 @@ def load_live_line_items(session: Session) -> list[LiveLineItem]:
     return _load_live(session, {})
 
 
-def load_catalog(session: Session) -> LoadedCatalog:
+def load_catalog(session: Session, *, min_segment_size: int = 0) -> LoadedCatalog:
     """``load_live_line_items`` and the first reason each other line item cannot serve.
 
     Reasons: ``status`` (line item or campaign not active), ``no_creative`` (no approved, active
@@ -96,7 +121,8 @@ def load_catalog(session: Session) -> LoadedCatalog:
     query over ids and statuses, so explain can name them without touching the request path.
     """
     skipped: dict[int, str] = {}
-    items = _load_live(session, skipped)
+    tiny: dict[int, str] = {}
+    items = _load_live(session, skipped, _tiny_segments(session, min_segment_size), tiny)
     live = {it.id for it in items}
     not_live: list[NotLive] = []
     rows = session.execute(
@@ -111,6 +137,8 @@ def load_catalog(session: Session) -> LoadedCatalog:
             not_live.append((li_id, "status", f"line item is {li_status}"))
         elif camp_status != "active":
             not_live.append((li_id, "status", f"campaign {camp_id} is {camp_status}"))
+        elif li_id in tiny:
+            not_live.append((li_id, "segment_below_minimum", tiny[li_id]))
         elif li_id in skipped:
             not_live.append((li_id, "invalid", skipped[li_id]))
         else:
@@ -120,7 +148,12 @@ def load_catalog(session: Session) -> LoadedCatalog:
     return LoadedCatalog(items, not_live)
 
 
-def _load_live(session: Session, skipped: dict[int, str]) -> list[LiveLineItem]:
+def _load_live(
+    session: Session,
+    skipped: dict[int, str],
+    tiny_segments: Mapping[str, int] | None = None,
+    tiny: dict[int, str] | None = None,
+) -> list[LiveLineItem]:
     segments = _segment_rules(session)
     stmt = (
         select(LineItem, Campaign, Advertiser, Creative.id, Creative.format)
@@ -151,8 +184,12 @@ def _load_live(session: Session, skipped: dict[int, str]) -> list[LiveLineItem]:
         if not creatives:
             continue
         try:
-            rule = _rule_of(li, segments)
+            rule = _rule_of(li, segments, tiny_segments)
             daypart = parse_dayparting(camp.dayparting)
+        except TinySegment as exc:
+            if tiny is not None:
+                tiny[li.id] = str(exc)
+            continue
         except Exception as exc:
             log.warning("line item %s skipped: %s", li.id, exc)
             skipped[li.id] = f"unreadable targeting or dayparting: {exc}"
