@@ -20,7 +20,15 @@ import numpy.typing as npt
 from pyroaring import AbstractBitMap, BitMap, FrozenBitMap
 
 from adtarget.audience import bsi
-from adtarget.audience.layout import SEGMENTS, UNIVERSE, dim_file, load_bytes, load_npy, read_bitmap
+from adtarget.audience.layout import (
+    SEGMENTS,
+    UNIVERSE,
+    dim_file,
+    int_view,
+    load_bytes,
+    load_npy,
+    read_bitmap,
+)
 from adtarget.errors import InvalidValue
 
 EMPTY = FrozenBitMap()
@@ -63,6 +71,8 @@ class DimReader:
         self.offsets: npt.NDArray[np.int64] | None = None
         if self.type == "set":
             self.offsets = load_npy(root / dim_file(self.slot, "offsets.npy"))
+        self._codes_view = int_view(self.codes)
+        self._off_view = int_view(self.offsets) if self.offsets is not None else None
         self.distinct: npt.NDArray[Any] | None = None
         self._distinct_list: list[Any] | None = None
         if self.type == "number":
@@ -116,14 +126,13 @@ class DimReader:
 
     def value_at(self, ordinal: int) -> Any:
         """This user's value, or ``None`` when missing."""
-        if self.type == "set":
-            assert self.offsets is not None
-            a, b = int(self.offsets[ordinal]), int(self.offsets[ordinal + 1])
+        if self._off_view is not None:  # a set dimension
+            a, b = self._off_view[ordinal], self._off_view[ordinal + 1]
             if a == b:
                 return None
             values = self.values
-            return frozenset(values[c] for c in self.codes[a:b].tolist())
-        code = int(self.codes[ordinal])
+            return frozenset(values[c] for c in self._codes_view[a:b].tolist())
+        code = self._codes_view[ordinal]
         if code < 0:
             return None
         return self.values[code]

@@ -114,3 +114,14 @@ def registry_from_json(items: list[dict[str, Any]]) -> dict[str, DimensionSpec]:
             description=item.get("description", ""),
         )
     return out
+
+
+def int_view(array: Any) -> Any:
+    """A 1-D memoryview over a contiguous numpy array (no copy; keeps the mapping alive).
+
+    Why: per-request lookups (the decision path) index these arrays a few times per user, and
+    indexing a memoryview is a C call returning a Python int, where a numpy scalar costs ~1 µs.
+    """
+    arr: Any = np.ascontiguousarray(array)
+    view: Any = memoryview(arr).cast("B")
+    return view.cast(arr.dtype.char)

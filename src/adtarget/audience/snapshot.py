@@ -8,6 +8,7 @@ after a later publish prunes its directory (the mappings pin the files).
 from __future__ import annotations
 
 import json
+from bisect import bisect_left
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from adtarget.audience.layout import (
     IDS_OFFSETS,
     IDS_SORTED,
     MANIFEST,
+    int_view,
     load_bytes,
     load_npy,
     registry_from_json,
@@ -58,6 +60,12 @@ class Snapshot:
         self._id_data = load_bytes(self.path / IDS_DATA)
         self._id_sorted = load_npy(self.path / IDS_SORTED)
         self._id_hash = load_npy(self.path / IDS_HASH)
+        # Plain memoryviews of the same mappings for the per-request lookup: indexing one is a C
+        # call returning a Python int, where a numpy scalar costs a microsecond or more.
+        self._hash_view = int_view(self._id_hash)
+        self._sorted_view = int_view(self._id_sorted)
+        self._off_view = int_view(self._id_off)
+        self._data_view = int_view(self._id_data)
         self.dims: dict[str, DimReader] = {
             name: DimReader(self.path, name, meta) for name, meta in self.manifest["dims"].items()
         }
@@ -80,14 +88,19 @@ class Snapshot:
         return self._id_bytes(ordinal).decode("utf-8")
 
     def ordinal_of(self, user_id: str) -> int | None:
-        """The live user's ordinal (hash lookup, then a byte compare); else ``None``."""
+        """The live user's ordinal (hash lookup, then a byte compare); else ``None``.
+
+        The decision path calls this once per request, so it bisects memoryviews of the mapped
+        arrays (C-level, Python ints) instead of going through numpy scalars.
+        """
         key = user_id.encode("utf-8")
-        h = np.uint32(hash_id(user_id) >> 32)
-        hashes = self._id_hash
-        i = int(np.searchsorted(hashes, h))
-        while i < len(hashes) and hashes[i] == h:
-            ordinal = int(self._id_sorted[i])
-            if self._id_bytes(ordinal) == key:
+        h = hash_id(user_id) >> 32
+        hashes, offsets, data = self._hash_view, self._off_view, self._data_view
+        n = len(hashes)
+        i = bisect_left(hashes, h)
+        while i < n and hashes[i] == h:
+            ordinal = self._sorted_view[i]
+            if data[offsets[ordinal] : offsets[ordinal + 1]] == key:
                 return ordinal if ordinal in self.index.universe() else None
             i += 1
         return None
