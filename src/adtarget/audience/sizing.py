@@ -20,27 +20,19 @@ from __future__ import annotations
 from pyroaring import AbstractBitMap, BitMap
 
 from adtarget.rules.ast import And, Not, Rule
-from adtarget.rules.eval_bitmap import BitmapIndex, count
+from adtarget.rules.eval_bitmap import BitmapIndex, count, evaluate_shared
 
 # A clause counts as dense when it holds at least 1/16 of the users: Roaring keeps a container
 # as a bitset above 4096 of 65536 values (1/16), so dense-by-dense results stay bitsets.
 DENSE_FRACTION = 16
 
 
-def _clause(rule: Rule, index: BitmapIndex) -> AbstractBitMap:
-    """One clause through the rule evaluator, without the defensive copy ``evaluate`` makes
-    (10M-user bitmaps cost ~1 ms to copy; nothing here mutates what it returns)."""
-    from adtarget.rules.eval_bitmap import _eval  # noqa: PLC2701 - shared, read-only result
-
-    return _eval(rule, index)
-
-
 def count_rule(rule: Rule, index: BitmapIndex) -> int:
     """Exact number of users matching ``rule`` (same answer as ``eval_bitmap.count``)."""
     if not isinstance(rule, And) or len(rule.children) < 3:
         return count(rule, index)
-    negs = [_clause(c.child, index) for c in rule.children if isinstance(c, Not)]
-    pos = [_clause(c, index) for c in rule.children if not isinstance(c, Not)]
+    negs = [evaluate_shared(c.child, index) for c in rule.children if isinstance(c, Not)]
+    pos = [evaluate_shared(c, index) for c in rule.children if not isinstance(c, Not)]
     pos.sort(key=len, reverse=True)
     if len(pos) < 2 or len(pos[-1]) * DENSE_FRACTION < len(index.universe()):
         return count(rule, index)  # sparse: the evaluator's smallest-first order is right

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from adtarget.cli.errors import fail
 from adtarget.errors import AdtargetError, InvalidValue
 from adtarget.settings import get_settings
 
@@ -66,8 +67,7 @@ def _run(fn: Any) -> Any:
     try:
         return fn()
     except AdtargetError as err:
-        typer.echo(f"error: {err.message}" + (f" ({err.field})" if err.field else ""), err=True)
-        raise typer.Exit(1) from None
+        raise fail(err) from None
 
 
 @catalog_app.command("create")

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from adtarget.cli.errors import fail
 from adtarget.errors import AdtargetError
 from adtarget.settings import get_settings
 
@@ -16,8 +17,7 @@ events_app = typer.Typer(help="Delivery events: import files of events.", no_arg
 
 
 def _fail(err: AdtargetError) -> None:
-    typer.echo(f"error: {err.message}" + (f" ({err.field})" if err.field else ""), err=True)
-    raise typer.Exit(1)
+    raise fail(err)
 
 
 @events_app.command("import")

@@ -7,7 +7,6 @@ Exit code 0 means the job succeeded; anything else prints the reason on stderr.
 
 from __future__ import annotations
 
-import getpass
 import json
 import sys
 from pathlib import Path
@@ -15,18 +14,10 @@ from typing import Annotated, Any
 
 import typer
 
+from adtarget.cli.commands import cli_actor
+from adtarget.cli.errors import fail
 from adtarget.errors import AdtargetError
 from adtarget.settings import get_settings
-
-
-def _actor() -> str:
-    settings = get_settings()
-    if settings.actor:
-        return settings.actor
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # pragma: no cover - no passwd entry in some containers
-        return "cli"
 
 
 def _summary(job: dict[str, Any]) -> str:
@@ -110,7 +101,7 @@ def ingest(
             path=file,
             mode=mode,
             segment=segment,
-            actor=_actor(),
+            actor=cli_actor(settings),
             dry_run=dry_run,
             id_column=id_column,
             schema=schema,
@@ -126,8 +117,7 @@ def ingest(
         elif job["status"] == "queued":
             job = _run_with_bar(job["id"], settings, factory, quiet=as_json)
     except AdtargetError as err:
-        typer.echo(f"error: {err.message}" + (f" ({err.field})" if err.field else ""), err=True)
-        raise typer.Exit(2) from None
+        raise fail(err, 2) from None
     if as_json:
         typer.echo(json.dumps(job, default=str))
     else:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from adtarget.cli.errors import fail
 from adtarget.errors import AdtargetError
 from adtarget.settings import get_settings
 
@@ -14,8 +15,7 @@ keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_a
 
 
 def _fail(err: AdtargetError) -> None:
-    typer.echo(f"error: {err.message}" + (f" ({err.field})" if err.field else ""), err=True)
-    raise typer.Exit(1)
+    raise fail(err)
 
 
 @keys_app.command("create")

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Iterator, Mapping
 from typing import Annotated, Any
 
 import typer
 
+from adtarget.cli.errors import fail
 from adtarget.errors import AdtargetError, InvalidValue
 from adtarget.settings import get_settings
 
@@ -24,21 +24,13 @@ profiles_app = typer.Typer(
 )
 
 
-def _rows(snapshot: Any, progress: Any, task: Any) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    for ordinal in range(snapshot.num_ordinals):
-        if snapshot.is_alive(ordinal):
-            yield snapshot.user_id_of(ordinal), snapshot.features(ordinal)
-        if ordinal % 10_000 == 0:
-            progress.update(task, completed=ordinal)
-
-
 def _push(redis_url: str, prefix: str, quiet: bool) -> dict[str, Any]:
     import redis
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from adtarget.audience.store import SnapshotStore
-    from adtarget.decision.profiles import load_profiles_into_redis
+    from adtarget.decision.profiles import load_snapshot_into_redis
 
     settings = get_settings()
     snapshot = SnapshotStore(settings.snapshots_dir, keep=settings.snapshots_keep).current()
@@ -57,9 +49,10 @@ def _push(redis_url: str, prefix: str, quiet: bool) -> dict[str, Any]:
     )
     with bar:
         task = bar.add_task(f"push {snapshot.version}", total=snapshot.num_ordinals)
-        rows: Iterable[tuple[str, Mapping[str, Any]]] = _rows(snapshot, bar, task)
         try:
-            users = load_profiles_into_redis(rows, client, prefix=prefix, version=snapshot.version)
+            users = load_snapshot_into_redis(
+                snapshot, client, prefix=prefix, progress=lambda n: bar.update(task, completed=n)
+            )
         except redis.RedisError as exc:
             raise AdtargetError(f"redis at {redis_url}: {exc}", field="redis_url") from None
         finally:
@@ -86,8 +79,7 @@ def push(
             )
         result = _push(settings.redis_url, prefix or PROFILE_PREFIX, as_json)
     except AdtargetError as err:
-        typer.echo(f"error: {err.message}" + (f" ({err.field})" if err.field else ""), err=True)
-        raise typer.Exit(1) from None
+        raise fail(err) from None
     if as_json:
         typer.echo(json.dumps(result))
     else:

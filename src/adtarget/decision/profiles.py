@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from adtarget.audience.snapshot import Snapshot
@@ -204,14 +204,24 @@ def load_profiles_into_redis(
 
 
 def load_snapshot_into_redis(
-    snapshot: Any, client: Any, *, prefix: str = "adtarget:profile:", batch: int = 1000
+    snapshot: Any,
+    client: Any,
+    *,
+    prefix: str = "adtarget:profile:",
+    batch: int = 1000,
+    progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Copy every live user of an audience ``Snapshot`` into Redis; returns users written."""
+    """Copy every live user of an audience ``Snapshot`` into Redis; returns users written.
+
+    ``progress(ordinals_done)`` is called every 10,000 ordinals (the CLI's progress bar).
+    """
 
     def rows() -> Iterable[tuple[str, Mapping[str, Any]]]:
         for ordinal in range(snapshot.num_ordinals):
             if snapshot.is_alive(ordinal):
                 yield snapshot.user_id_of(ordinal), snapshot.features(ordinal)
+            if progress is not None and ordinal % 10_000 == 0:
+                progress(ordinal)
 
     return load_profiles_into_redis(
         rows(), client, prefix=prefix, version=snapshot.version, batch=batch
