@@ -21,7 +21,8 @@ from pyroaring import AbstractBitMap
 
 from adtarget.audience.sizing import count_rule
 from adtarget.audience.snapshot import Snapshot
-from adtarget.errors import InvalidValue
+from adtarget.audience.store import SnapshotStore
+from adtarget.errors import InvalidValue, NotFound
 from adtarget.rules.ast import Rule
 from adtarget.rules.eval_bitmap import evaluate
 from adtarget.rules.format import from_json
@@ -32,6 +33,16 @@ from adtarget.rules.validate import expand_segments, validate
 RuleInput = str | Rule | Mapping[str, Any]
 ExportFormat = Literal["csv", "parquet"]
 EXPORT_CHUNK = 1_000_000
+
+
+def current_snapshot(store: SnapshotStore) -> Snapshot:
+    """The live snapshot, or ``NotFound`` (404 / CLI exit 1) before the first upload."""
+    snap = store.current()
+    if snap is None:
+        raise NotFound(
+            "no audience snapshot has been published yet; upload features first", field="snapshot"
+        )
+    return snap
 
 
 def _compile(

@@ -49,9 +49,9 @@ def _store() -> Any:
     return SnapshotStore(s.snapshots_dir, keep=s.snapshots_keep)
 
 
-def _context() -> dict[str, Any]:
+def sizing_context() -> dict[str, Any]:
     """Snapshot, catalog registry and segments, and the minimum audience size."""
-    from adtarget.api.routes.audiences import current_snapshot
+    from adtarget.audience.service import current_snapshot
     from adtarget.catalog.checks import segment_rules
     from adtarget.catalog.db import open_catalog
     from adtarget.catalog.service import dimension_registry
@@ -82,7 +82,7 @@ def size(
     from adtarget.audience.service import size_rule
 
     with _errors():
-        result = size_rule(rule_text=rule, **_context())
+        result = size_rule(rule_text=rule, **sizing_context())
     if as_json:
         _print_json(result)
     elif result["count"] is None:
@@ -102,7 +102,7 @@ def overlap(
     from adtarget.audience.service import overlap_rules
 
     with _errors():
-        result = overlap_rules(rules=rules, **_context())
+        result = overlap_rules(rules=rules, **sizing_context())
     if as_json:
         _print_json(result)
         return
@@ -128,7 +128,7 @@ def export(
     with _errors():
         if fmt not in ("csv", "parquet"):
             raise InvalidValue(f"--format must be csv or parquet, not {fmt!r}", field="format")
-        result = export_rule(rule_text=rule, out_path=out, fmt=fmt, **_context())  # type: ignore[arg-type]
+        result = export_rule(rule_text=rule, out_path=out, fmt=fmt, **sizing_context())  # type: ignore[arg-type]
     if as_json:
         _print_json(result)
     else:

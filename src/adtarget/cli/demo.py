@@ -43,7 +43,7 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
 
 def _upload(settings: Settings, factory: Any, users: int) -> dict[str, Any]:
     from adtarget.cli.demo_data import write_population
-    from adtarget.cli.ingest import _run_with_bar
+    from adtarget.cli.ingest import run_with_bar
     from adtarget.ingest.jobs import recover_stale_jobs, submit_upload
 
     path = write_population(settings.data_dir / "demo" / f"users-{users}.parquet", users)
@@ -52,7 +52,7 @@ def _upload(settings: Settings, factory: Any, users: int) -> dict[str, Any]:
         settings=settings, session_factory=factory, path=path, mode="replace", actor="demo"
     )
     if job["status"] == "queued":
-        job = _run_with_bar(job["id"], settings, factory, quiet=False)
+        job = run_with_bar(job["id"], settings, factory, quiet=False)
     note = " (same file as last run: nothing published twice)" if job.get("idempotent") else ""
     console.print(
         f"upload {job['id']}: [bold]{job['status']}[/]{note}; rows read "
@@ -66,9 +66,9 @@ def _upload(settings: Settings, factory: Any, users: int) -> dict[str, Any]:
 
 def _audiences(settings: Settings) -> None:
     from adtarget.audience.service import overlap_rules, size_rule
-    from adtarget.cli.audience import _context
+    from adtarget.cli.audience import sizing_context
 
-    ctx = _context()
+    ctx = sizing_context()
     rows = []
     for name, rule in RULES.items():
         started = time.perf_counter()

@@ -115,7 +115,7 @@ def ingest(
         if job.get("idempotent") and job["status"] in ("queued", "running"):
             job = _wait_for(job["id"], settings, factory)  # another process runs it: join it
         elif job["status"] == "queued":
-            job = _run_with_bar(job["id"], settings, factory, quiet=as_json)
+            job = run_with_bar(job["id"], settings, factory, quiet=as_json)
     except AdtargetError as err:
         raise fail(err, 2) from None
     if as_json:
@@ -127,7 +127,7 @@ def ingest(
         raise typer.Exit(1)
 
 
-def _run_with_bar(job_id: str, settings: Any, factory: Any, *, quiet: bool) -> dict[str, Any]:
+def run_with_bar(job_id: str, settings: Any, factory: Any, *, quiet: bool) -> dict[str, Any]:
     """Run the job with a rich progress bar (rows and rows/s) on stderr."""
     from rich.console import Console
     from rich.progress import (

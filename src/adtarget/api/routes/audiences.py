@@ -19,9 +19,6 @@ from starlette.responses import FileResponse
 
 from adtarget.api.deps import SessionDep, SettingsDep, SnapshotStoreDep, require_roles
 from adtarget.audience import service
-from adtarget.audience.snapshot import Snapshot
-from adtarget.audience.store import SnapshotStore
-from adtarget.errors import NotFound
 
 router = APIRouter(prefix="/v1", tags=["audiences"])
 
@@ -55,16 +52,6 @@ class RollbackIn(BaseModel):
     version: str
 
 
-def current_snapshot(store: SnapshotStore) -> Snapshot:
-    """The live snapshot, or 404 before the first upload."""
-    snap = store.current()
-    if snap is None:
-        raise NotFound(
-            "no audience snapshot has been published yet; upload features first", field="snapshot"
-        )
-    return snap
-
-
 def _context(session: Session) -> dict[str, Any]:
     from adtarget.catalog.checks import segment_rules
     from adtarget.catalog.service import dimension_registry
@@ -81,7 +68,7 @@ def size(
 ) -> dict[str, Any]:
     """``{"count": N, "snapshot": v}``; ``count`` is null below the minimum audience size."""
     return service.size_rule(
-        snapshot=current_snapshot(store),
+        snapshot=service.current_snapshot(store),
         rule_text=body.rule,
         min_size=settings.min_audience_size,
         **_context(session),
@@ -94,7 +81,7 @@ def overlap(
 ) -> dict[str, Any]:
     """``matrix[i][j]`` = users matching rules i and j (diagonal: each rule's size)."""
     return service.overlap_rules(
-        snapshot=current_snapshot(store),
+        snapshot=service.current_snapshot(store),
         rules=body.rules,
         min_size=settings.min_audience_size,
         **_context(session),
@@ -109,7 +96,7 @@ def export(
     out_dir = settings.data_dir / "exports"
     out = out_dir / f"audience-{uuid.uuid4().hex}.{body.format}"
     result = service.export_rule(
-        snapshot=current_snapshot(store),
+        snapshot=service.current_snapshot(store),
         rule_text=body.rule,
         out_path=out,
         fmt=body.format,
