@@ -81,6 +81,26 @@ def _reads(rule: Rule | None) -> frozenset[str]:
     return dimensions(rule) | extra
 
 
+class CompiledRule(NamedTuple):
+    """What the index derives from one rule: its DNF conjunctions and the features it reads.
+
+    More than ``LAYERS_MAX`` conjunctions (or a DNF too large to build) means the rule is
+    evaluated directly on every request.
+    """
+
+    conjunctions: list[Conjunction]
+    reads: frozenset[str]
+
+
+def compile_item_rule(rule: Rule | None) -> CompiledRule:
+    """Compile one line item's rule for the index (pure: same rule, same result)."""
+    try:
+        conjs = to_conjunctions(rule)  # [] = unsatisfiable: never matches
+    except TooManyConjunctions:
+        conjs = [Conjunction()] * (LAYERS_MAX + 1)
+    return CompiledRule(conjs, _reads(rule))
+
+
 class LineItemIndex:
     """An immutable index over live line items; build once, share across threads, swap whole."""
 
@@ -90,7 +110,10 @@ class LineItemIndex:
         *,
         version: str = "",
         not_live: Sequence[tuple[int, str, str]] = (),
+        compiler: Callable[[Rule | None], CompiledRule] = compile_item_rule,
+        facts: Callable[[LiveLineItem], Facts] = facts_of,
     ) -> None:
+        """Build the index; ``compiler`` and ``facts`` may be memos (``RebuildCache``)."""
         self.version = version
         #: ``(line_item_id, reason, detail)`` of catalog line items outside the live set
         #: (status, no creative, unreadable): reported by ``explain`` only.
@@ -98,8 +121,9 @@ class LineItemIndex:
         self.items: tuple[LiveLineItem, ...] = tuple(sorted(items, key=LiveLineItem.rank_key))
         self.position_of: dict[int, int] = {it.id: p for p, it in enumerate(self.items)}
         n = len(self.items)
-        self.rule_dims: tuple[frozenset[str], ...] = tuple(_reads(it.rule) for it in self.items)
-        self.facts: tuple[Facts, ...] = tuple(facts_of(it) for it in self.items)
+        compiled = [compiler(it.rule) for it in self.items]
+        self.rule_dims: tuple[frozenset[str], ...] = tuple(c.reads for c in compiled)
+        self.facts: tuple[Facts, ...] = tuple(facts(it) for it in self.items)
         self._matchers: list[Matcher | None] = [None] * n
         self._explain_parts: dict[int, list[Part]] = {}
         self._dims: dict[str, DimIndex] = {}
@@ -108,11 +132,7 @@ class LineItemIndex:
         self._verify_always: list[int] = []
         self._any_pending: list[tuple[DimIndex, int, int, frozenset[Any]]] = []
         per_item: list[tuple[int, list[Conjunction]]] = []
-        for pos, item in enumerate(self.items):
-            try:
-                conjs = to_conjunctions(item.rule)  # [] = unsatisfiable: never matches
-            except TooManyConjunctions:
-                conjs = [Conjunction()] * (LAYERS_MAX + 1)
+        for pos, (conjs, _) in enumerate(compiled):
             if len(conjs) > LAYERS_MAX:
                 self._verify_always.append(pos)
                 self._matcher(pos)

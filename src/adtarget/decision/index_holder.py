@@ -16,9 +16,10 @@ from collections.abc import Callable, Hashable, Sequence
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from adtarget.decision.index import LineItemIndex
+from adtarget.decision.index import LineItemIndex, compile_item_rule, facts_of
 from adtarget.decision.loader import LoadedCatalog, catalog_marker, load_catalog
 from adtarget.decision.models import LiveLineItem
+from adtarget.decision.rebuild_cache import RebuildCache
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ class IndexHolder:
             items that cannot serve (for ``explain``); called on rebuild.
         marker: returns a cheap fingerprint of the catalog; a change triggers a rebuild.
         poll_seconds: how often ``check``/the background thread looks at the marker.
+        rebuild_cache: the cache ``load`` fills, reused to compile the index, so a rebuild after
+            a small change re-parses and re-compiles only the rules that changed.
     """
 
     def __init__(
@@ -40,8 +43,10 @@ class IndexHolder:
         marker: Callable[[], Hashable],
         poll_seconds: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        rebuild_cache: RebuildCache | None = None,
     ) -> None:
         self._load = load
+        self.rebuild_cache = rebuild_cache
         self._marker = marker
         self.poll_seconds = poll_seconds
         self._clock = clock
@@ -63,15 +68,17 @@ class IndexHolder:
     ) -> IndexHolder:
         """A holder reading the catalog through ``session_factory`` (one session per call)."""
 
+        cache = RebuildCache()
+
         def load() -> LoadedCatalog:
             with session_factory() as session:
-                return load_catalog(session, min_segment_size=min_segment_size)
+                return load_catalog(session, min_segment_size=min_segment_size, cache=cache)
 
         def marker() -> Hashable:
             with session_factory() as session:
                 return catalog_marker(session)
 
-        return cls(load=load, marker=marker, poll_seconds=poll_seconds)
+        return cls(load=load, marker=marker, poll_seconds=poll_seconds, rebuild_cache=cache)
 
     def current(self) -> LineItemIndex:
         """The index to serve with (never blocks on a rebuild)."""
@@ -90,14 +97,20 @@ class IndexHolder:
 
     def _rebuild(self, marker: Hashable) -> LineItemIndex:
         loaded = self._load()
-        self._generation += 1
-        if isinstance(loaded, LoadedCatalog):
-            index = LineItemIndex(
-                loaded.items, version=f"g{self._generation}", not_live=loaded.not_live
-            )
-        else:
-            index = LineItemIndex(loaded, version=f"g{self._generation}")
+        generation = self._generation + 1
+        cache = self.rebuild_cache
+        items, not_live = (
+            (loaded.items, loaded.not_live) if isinstance(loaded, LoadedCatalog) else (loaded, [])
+        )
+        index = LineItemIndex(
+            items,
+            version=f"g{generation}",
+            not_live=not_live,
+            compiler=cache.compiled if cache is not None else compile_item_rule,
+            facts=cache.facts if cache is not None else facts_of,
+        )
         self._index = index  # the atomic swap
+        self._generation = generation
         self._last_marker = marker
         self._last_poll = self._clock()
         return index

@@ -1,19 +1,23 @@
 """Load the servable line items from the catalog, denormalised into ``LiveLineItem``s.
 
-Why one query: the index is rebuilt whenever the catalog changes; a single join (line item,
-campaign, advertiser, approved+active creatives) keeps the rebuild cost flat in the number of
-line items instead of one round trip per row. Rule-based segments are inlined here
-(``expand_segments``) so the index sees plain predicates; list segments stay ``segment("x")``.
+Why a few set-wide queries: the index is rebuilt whenever the catalog changes; one join (line
+item, campaign, advertiser) and one for the approved, active creatives keep the rebuild cost
+flat in the number of line items instead of one round trip per row. Plain column tuples, not ORM
+objects, and the stored rule fetched as text so ``RebuildCache`` can reuse the AST of every rule
+that did not change. Rule-based segments are inlined here (``expand_segments``) so the index
+sees plain predicates; list segments stay ``segment("x")``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import Text, and_, cast, func, select
 from sqlalchemy.orm import Session
 
 from adtarget.catalog.tables import (
@@ -26,6 +30,7 @@ from adtarget.catalog.tables import (
 )
 from adtarget.decision.eligibility import parse_dayparting
 from adtarget.decision.models import CapLevel, FrequencyCap, LiveLineItem
+from adtarget.decision.rebuild_cache import RebuildCache
 from adtarget.rules.ast import Rule, segment_names
 from adtarget.rules.format import from_json
 from adtarget.rules.parse import parse
@@ -40,17 +45,37 @@ def _cap(level: CapLevel, owner: int, count: int | None, window: int | None) -> 
     return []
 
 
-def _segment_rules(session: Session) -> dict[str, Rule]:
+def _stored_rule(json_text: str | None, text: str | None) -> str | None:
+    """The cache key of a stored rule: its exact stored JSON, else its text; None = no rule."""
+    if json_text and json_text != "null":
+        return "json:" + json_text
+    if text and text.strip():
+        return "text:" + text
+    return None
+
+
+def _parse_stored(stored: str) -> Rule:
+    kind, _, body = stored.partition(":")
+    return from_json(json.loads(body)) if kind == "json" else parse(body)
+
+
+def _segment_rules(session: Session, cache: RebuildCache) -> tuple[dict[str, Rule], Hashable]:
+    """Rule-based segments' ASTs by name, and a fingerprint of them all (for the cache)."""
     out: dict[str, Rule] = {}
+    state: list[tuple[str, str | None]] = []
     rows = session.execute(
-        select(Segment.name, Segment.rule, Segment.rule_json).where(Segment.kind == "rule")
+        select(Segment.name, Segment.rule, cast(Segment.rule_json, Text))
+        .where(Segment.kind == "rule")
+        .order_by(Segment.name)
     )
-    for name, text, obj in rows:
+    for name, text, json_text in rows:
+        stored = _stored_rule(json_text, text) or "text:"
+        state.append((name, stored))
         try:
-            out[name] = from_json(obj) if obj else parse(text or "")
+            out[name] = cache.parsed(stored, partial(_parse_stored, stored))
         except Exception:  # a broken stored segment must not stop every other line item
             log.warning("segment %r has an unreadable rule; references stay unresolved", name)
-    return out
+    return out, tuple(state)
 
 
 def _tiny_segments(session: Session, min_size: int) -> dict[str, int]:
@@ -64,19 +89,23 @@ def _tiny_segments(session: Session, min_size: int) -> dict[str, int]:
 
 
 def _rule_of(
-    li: LineItem, segments: Mapping[str, Rule], tiny: Mapping[str, int] | None = None
+    stored: str | None,
+    segments: Mapping[str, Rule],
+    cache: RebuildCache,
+    tiny: Mapping[str, int] | None = None,
 ) -> Rule | None:
-    if li.targeting_json:
-        rule = from_json(li.targeting_json)
-    elif li.targeting and li.targeting.strip():
-        rule = parse(li.targeting)
-    else:
+    if stored is None:
         return None
+    rule = cache.parsed(stored, partial(_parse_stored, stored))
+    if not (tiny or segments) or not cache.references_segments(rule):
+        return rule
     if tiny:
         for name in sorted(segment_names(rule)):
             if name in tiny:
                 raise TinySegment(name, tiny[name])
-    return expand_segments(rule, segments.get) if segments else rule
+    if not segments:
+        return rule
+    return cache.expanded(rule, lambda r: expand_segments(r, segments.get))
 
 
 class TinySegment(Exception):
@@ -104,16 +133,21 @@ class LoadedCatalog:
     not_live: list[NotLive] = field(default_factory=list)
 
 
-def load_live_line_items(session: Session) -> list[LiveLineItem]:
+def load_live_line_items(
+    session: Session, *, cache: RebuildCache | None = None
+) -> list[LiveLineItem]:
     """Line items and campaigns both ``active`` with at least one approved, active creative.
 
     A line item whose stored rule cannot be read is skipped with a warning (it cannot be served
-    correctly, and must not take the others down).
+    correctly, and must not take the others down). ``cache`` (kept by ``IndexHolder`` across
+    rebuilds) skips re-parsing rules whose stored text did not change.
     """
-    return _load_live(session, {})
+    return _load_live(session, {}, cache)
 
 
-def load_catalog(session: Session, *, min_segment_size: int = 0) -> LoadedCatalog:
+def load_catalog(
+    session: Session, *, min_segment_size: int = 0, cache: RebuildCache | None = None
+) -> LoadedCatalog:
     """``load_live_line_items`` and the first reason each other line item cannot serve.
 
     Reasons: ``status`` (line item or campaign not active), ``no_creative`` (no approved, active
@@ -122,7 +156,7 @@ def load_catalog(session: Session, *, min_segment_size: int = 0) -> LoadedCatalo
     """
     skipped: dict[int, str] = {}
     tiny: dict[int, str] = {}
-    items = _load_live(session, skipped, _tiny_segments(session, min_segment_size), tiny)
+    items = _load_live(session, skipped, cache, _tiny_segments(session, min_segment_size), tiny)
     live = {it.id for it in items}
     not_live: list[NotLive] = []
     rows = session.execute(
@@ -148,18 +182,54 @@ def load_catalog(session: Session, *, min_segment_size: int = 0) -> LoadedCatalo
     return LoadedCatalog(items, not_live)
 
 
-def _load_live(
-    session: Session,
-    skipped: dict[int, str],
-    tiny_segments: Mapping[str, int] | None = None,
-    tiny: dict[int, str] | None = None,
-) -> list[LiveLineItem]:
-    segments = _segment_rules(session)
-    stmt = (
-        select(LineItem, Campaign, Advertiser, Creative.id, Creative.format)
+def _live_rows(session: Session) -> Sequence[Any]:
+    """One row per line item whose line item and campaign are both active.
+
+    Plain tuples, not ORM objects (materialising those was a third of a rebuild), and the JSON
+    columns as their stored text, so unchanged values are decoded once per ``RebuildCache``.
+    Column order is what ``_live_item`` unpacks.
+    """
+    return session.execute(
+        select(
+            LineItem.id,
+            LineItem.priority,
+            LineItem.bid_cpm,
+            cast(LineItem.formats, Text),
+            LineItem.start,
+            LineItem.end,
+            LineItem.budget_total,
+            LineItem.pacing_mode,
+            LineItem.frequency_cap_count,
+            LineItem.frequency_cap_window_seconds,
+            LineItem.targeting,
+            cast(LineItem.targeting_json, Text),
+            Campaign.id,
+            Campaign.start,
+            Campaign.end,
+            Campaign.budget_total,
+            Campaign.budget_daily,
+            Campaign.pacing_mode,
+            Campaign.timezone,
+            cast(Campaign.dayparting, Text),
+            Campaign.frequency_cap_count,
+            Campaign.frequency_cap_window_seconds,
+            Advertiser.id,
+            Advertiser.frequency_cap_count,
+            Advertiser.frequency_cap_window_seconds,
+        )
         .join(Campaign, Campaign.id == LineItem.campaign_id)
         .join(Advertiser, Advertiser.id == Campaign.advertiser_id)
-        .join(LineItemCreative, LineItemCreative.line_item_id == LineItem.id)
+        .where(LineItem.status == "active", Campaign.status == "active")
+        .order_by(LineItem.id)
+    ).all()
+
+
+def _live_creatives(session: Session) -> dict[int, list[tuple[int, str]]]:
+    """``(creative id, format)`` of approved, active creatives per active line item, ascending."""
+    rows = session.execute(
+        select(LineItemCreative.line_item_id, Creative.id, Creative.format)
+        .join(LineItem, LineItem.id == LineItemCreative.line_item_id)
+        .join(Campaign, Campaign.id == LineItem.campaign_id)
         .join(
             Creative,
             and_(
@@ -169,60 +239,106 @@ def _load_live(
             ),
         )
         .where(LineItem.status == "active", Campaign.status == "active")
-        .order_by(LineItem.id, Creative.id)
+        .order_by(LineItemCreative.line_item_id, Creative.id)
     )
-    grouped: dict[int, tuple[LineItem, Campaign, Advertiser, dict[str, list[int]]]] = {}
-    for li, camp, adv, creative_id, fmt in session.execute(stmt):
-        entry = grouped.get(li.id)
-        if entry is None:
-            entry = grouped[li.id] = (li, camp, adv, {})
-        if li.formats and fmt not in li.formats:
-            continue
-        entry[3].setdefault(fmt, []).append(creative_id)
+    out: dict[int, list[tuple[int, str]]] = {}
+    for li_id, creative_id, fmt in rows:
+        out.setdefault(li_id, []).append((creative_id, fmt))
+    return out
+
+
+def _json_list(text: str | None) -> tuple[str, ...]:
+    value = json.loads(text) if text else None
+    return tuple(value) if isinstance(value, list) else ()
+
+
+def _dayparting(text: str | None) -> frozenset[int] | None:
+    return parse_dayparting(json.loads(text) if text else None)
+
+
+def _live_item(
+    row: Sequence[Any],
+    rule: Rule | None,
+    formats: tuple[str, ...],
+    creatives: dict[str, tuple[int, ...]],
+    daypart: frozenset[int] | None,
+) -> LiveLineItem:
+    (
+        li_id, priority, bid_cpm, _formats, start, end, budget_total, pacing_mode,
+        cap_count, cap_window, _text, _json,
+        camp_id, camp_start, camp_end, camp_budget_total, camp_budget_daily, camp_pacing_mode,
+        camp_timezone, _daypart, camp_cap_count, camp_cap_window,
+        adv_id, adv_cap_count, adv_cap_window,
+    ) = row  # fmt: skip
+    caps = (
+        _cap("line_item", li_id, cap_count, cap_window)
+        + _cap("campaign", camp_id, camp_cap_count, camp_cap_window)
+        + _cap("advertiser", adv_id, adv_cap_count, adv_cap_window)
+    )
+    return LiveLineItem(
+        id=li_id,
+        campaign_id=camp_id,
+        advertiser_id=adv_id,
+        priority=priority,
+        bid_cpm=float(bid_cpm),
+        rule=rule,
+        formats=formats,
+        creatives=creatives,
+        caps=tuple(caps),
+        start=start,
+        end=end,
+        campaign_start=camp_start,
+        campaign_end=camp_end,
+        budget_total=_f(budget_total),
+        campaign_budget_total=_f(camp_budget_total),
+        campaign_budget_daily=_f(camp_budget_daily),
+        pacing_mode="asap" if pacing_mode == "asap" else "even",
+        campaign_pacing_mode="asap" if camp_pacing_mode == "asap" else "even",
+        timezone=camp_timezone or "UTC",
+        dayparting=daypart,
+    )
+
+
+def _load_live(
+    session: Session,
+    skipped: dict[int, str],
+    cache: RebuildCache | None = None,
+    tiny_segments: Mapping[str, int] | None = None,
+    tiny: dict[int, str] | None = None,
+) -> list[LiveLineItem]:
+    cache = cache if cache is not None else RebuildCache()
+    segments, segments_state = _segment_rules(session, cache)
+    cache.begin_rebuild(segments_state)
+    creatives_of = _live_creatives(session)
     out: list[LiveLineItem] = []
-    for li, camp, adv, creatives in grouped.values():
-        if not creatives:
+    for row in _live_rows(session):
+        li_id, formats_text, targeting, targeting_json, daypart_text = (
+            row[0], row[3], row[10], row[11], row[19]
+        )  # fmt: skip
+        formats = cache.value("formats", formats_text, partial(_json_list, formats_text))
+        grouped: dict[str, list[int]] = {}
+        for creative_id, fmt in creatives_of.get(li_id, ()):
+            if not formats or fmt in formats:
+                grouped.setdefault(fmt, []).append(creative_id)
+        if not grouped:
             continue
+        creatives = {k: tuple(v) for k, v in grouped.items()}
         try:
-            rule = _rule_of(li, segments, tiny_segments)
-            daypart = parse_dayparting(camp.dayparting)
+            rule = _rule_of(_stored_rule(targeting_json, targeting), segments, cache, tiny_segments)
+            daypart = cache.value("dayparting", daypart_text, partial(_dayparting, daypart_text))
         except TinySegment as exc:
             if tiny is not None:
-                tiny[li.id] = str(exc)
+                tiny[li_id] = str(exc)
             continue
         except Exception as exc:
-            log.warning("line item %s skipped: %s", li.id, exc)
-            skipped[li.id] = f"unreadable targeting or dayparting: {exc}"
+            log.warning("line item %s skipped: %s", li_id, exc)
+            skipped[li_id] = f"unreadable targeting or dayparting: {exc}"
             continue
-        caps = (
-            _cap("line_item", li.id, li.frequency_cap_count, li.frequency_cap_window_seconds)
-            + _cap("campaign", camp.id, camp.frequency_cap_count, camp.frequency_cap_window_seconds)
-            + _cap("advertiser", adv.id, adv.frequency_cap_count, adv.frequency_cap_window_seconds)
-        )
-        out.append(
-            LiveLineItem(
-                id=li.id,
-                campaign_id=camp.id,
-                advertiser_id=adv.id,
-                priority=li.priority,
-                bid_cpm=float(li.bid_cpm),
-                rule=rule,
-                formats=tuple(li.formats or ()),
-                creatives={k: tuple(v) for k, v in creatives.items()},
-                caps=tuple(caps),
-                start=li.start,
-                end=li.end,
-                campaign_start=camp.start,
-                campaign_end=camp.end,
-                budget_total=_f(li.budget_total),
-                campaign_budget_total=_f(camp.budget_total),
-                campaign_budget_daily=_f(camp.budget_daily),
-                pacing_mode="asap" if li.pacing_mode == "asap" else "even",
-                campaign_pacing_mode="asap" if camp.pacing_mode == "asap" else "even",
-                timezone=camp.timezone or "UTC",
-                dayparting=daypart,
-            )
-        )
+        key = (tuple(row), tuple(creatives.items()), id(rule))
+        item = cache.value("item", key, partial(_live_item, row, rule, formats, creatives, daypart))
+        if item.rule is not rule:  # the key pins nothing of the rule's; never trust an id alone
+            item = _live_item(row, rule, formats, creatives, daypart)
+        out.append(item)
     return out
 
 
