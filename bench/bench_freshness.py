@@ -182,7 +182,7 @@ def run(
         cold = [timed(lambda: cold_rebuild(factory)) for _ in range(runs)]
         cold_s = statistics.median(t for t, _ in cold)
 
-        holder = IndexHolder.from_session_factory(factory, poll_seconds=poll)
+        holder = IndexHolder.from_session_factory(factory, poll_seconds=poll, freeze_gc=True)
         first_s, _ = timed(holder.refresh)
         rng = random.Random(seed + 1)
         warm: list[float] = []

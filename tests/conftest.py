@@ -17,6 +17,10 @@ import pytest
 
 from adtarget.settings import Settings
 
+# One test process builds hundreds of apps; gc.freeze after each index rebuild would pin every
+# finished test's cyclic garbage (tests/decision/test_index_holder_gc.py covers the freeze).
+os.environ.setdefault("ADTARGET_INDEX_FREEZE_GC", "false")
+
 PG_HOST = os.environ.get("ADTARGET_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("ADTARGET_TEST_PG_PORT", "5432"))
 PG_USER = os.environ.get("ADTARGET_TEST_PG_USER", "postgres")

@@ -148,7 +148,10 @@ class DecisionEngine:
 
             spend = DeliverySpend(open_event_store(settings))
         holder = IndexHolder.from_session_factory(
-            session_factory, poll_seconds=poll_seconds, min_segment_size=settings.min_audience_size
+            session_factory,
+            poll_seconds=poll_seconds,
+            min_segment_size=settings.min_audience_size,
+            freeze_gc=settings.index_freeze_gc,
         )
         engine = cls(
             index_holder=holder,

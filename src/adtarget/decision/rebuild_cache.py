@@ -47,17 +47,19 @@ class _TwoGenerations(Generic[K, V]):
         self.misses = 0
 
     def get(self, key: K, make: Callable[[], V]) -> V:
-        if key in self._new:
+        # three hashes of ``key`` at most: keys are row tuples, rehashed on every lookup
+        value = self._new.get(key, _MISSING)
+        if value is not _MISSING:
             self.hits += 1
-            return self._new[key]
-        if key in self._old:
-            self.hits += 1
-            value = self._old.pop(key)
-        else:
+            return value  # type: ignore[no-any-return]
+        value = self._old.pop(key, _MISSING)
+        if value is _MISSING:
             self.misses += 1
             value = make()  # an exception caches nothing: retried next rebuild
+        else:
+            self.hits += 1
         self._new[key] = value
-        return value
+        return value  # type: ignore[no-any-return]
 
     def rotate(self) -> None:
         """Start a rebuild: what the last one used becomes the only thing kept for reuse."""

@@ -1,0 +1,86 @@
+"""IndexHolder and the garbage collector: paused during a rebuild, restored after, frozen on ask."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+
+import pytest
+
+from adtarget.decision.index_holder import IndexHolder
+from adtarget.decision.models import LiveLineItem
+from adtarget.rules.parse import parse
+from adtarget.settings import Settings
+
+
+@pytest.fixture
+def clean_gc() -> Iterator[None]:
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+    gc.enable()
+
+
+def _items() -> list[LiveLineItem]:
+    return [
+        LiveLineItem(
+            id=1,
+            campaign_id=1,
+            advertiser_id=1,
+            priority=1,
+            bid_cpm=1.0,
+            rule=parse('country = "US"'),
+            creatives={"video_15s": (1,)},
+        )
+    ]
+
+
+def test_collector_is_paused_while_loading_and_restored_after(clean_gc: None) -> None:
+    seen: list[bool] = []
+
+    def load() -> list[LiveLineItem]:
+        seen.append(gc.isenabled())
+        return _items()
+
+    holder = IndexHolder(load=load, marker=lambda: 1)
+    assert holder.refresh().match_ids({"country": "US"}) == {1}
+    assert seen == [False] and gc.isenabled()
+    assert gc.get_freeze_count() == 0  # freezing is opt-in
+
+
+def test_a_failed_rebuild_restores_the_collector_and_keeps_the_index(clean_gc: None) -> None:
+    calls = {"n": 0}
+
+    def load() -> list[LiveLineItem]:
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise RuntimeError("catalog down")
+        return _items()
+
+    holder = IndexHolder(load=load, marker=lambda: calls["n"])
+    first = holder.refresh()
+    with pytest.raises(RuntimeError, match="catalog down"):
+        holder.refresh()
+    assert gc.isenabled() and holder.current() is first
+
+
+def test_a_collector_disabled_by_the_host_stays_disabled(clean_gc: None) -> None:
+    gc.disable()
+    IndexHolder(load=_items, marker=lambda: 1).refresh()
+    assert not gc.isenabled()
+
+
+def test_freeze_moves_the_new_index_out_of_the_collectors_scans(clean_gc: None) -> None:
+    holder = IndexHolder(load=_items, marker=lambda: 1, freeze_gc=True)
+    index = holder.refresh()
+    assert gc.get_freeze_count() > 0 and gc.isenabled()
+    assert index.match_ids({"country": "US"}) == {1}
+
+
+def test_the_service_freezes_by_default_and_the_setting_turns_it_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("ADTARGET_INDEX_FREEZE_GC", raising=False)
+    assert Settings().index_freeze_gc is True
+    monkeypatch.setenv("ADTARGET_INDEX_FREEZE_GC", "false")
+    assert Settings().index_freeze_gc is False
