@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     catalog_url: str | None = None
     redis_url: str | None = None
     profile_store: Literal["snapshot", "redis"] = "snapshot"
+    redis_profile_prefix: str = Field(default="adtarget:profile:", min_length=1)
     counter_store: Literal["memory", "sqlite", "redis"] = "sqlite"
     events_store: Literal["parquet", "postgres"] = "parquet"
     events_url: str | None = None

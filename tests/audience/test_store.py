@@ -132,3 +132,22 @@ def test_a_wiped_snapshot_dir_keeps_serving_the_mapped_snapshot(store: SnapshotS
     held = store.current()
     assert held is not None and held.version == "v000001"
     assert profiles.get("user-00007") == before
+
+
+def test_followers_hear_every_switch_in_order_and_cannot_undo_one(
+    store: SnapshotStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    heard: list[str] = []
+    store.on_switch = heard.append
+    build(store, population(10))
+    build(store, population(20))
+    store.rollback("v000001")
+    assert heard == ["v000001", "v000002", "v000001"]
+
+    def down(version: str) -> None:
+        raise ConnectionError("redis down")
+
+    store.on_switch = down
+    build(store, population(30))  # the follower fails: the snapshot is live all the same
+    assert store.current_version() == "v000003"
+    assert "snapshot v000003 is live, but following it failed: redis down" in caplog.text

@@ -11,7 +11,7 @@ import redis
 from typer.testing import CliRunner
 
 from adtarget.cli.main import app
-from adtarget.decision.profiles import RedisProfileStore
+from adtarget.decision.profiles_redis import RedisProfileStore
 from adtarget.settings import get_settings
 
 runner = CliRunner()
@@ -53,6 +53,49 @@ def test_push_copies_every_user_and_the_version(
         assert got["u3"] == {"genres": frozenset({"kids"})}
         assert store.get("nobody") is None
         store.close()
+    finally:
+        client = redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(match=f"{redis_prefix}*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+@pytest.mark.redis
+def test_with_redis_profiles_every_switch_reaches_redis_by_itself(
+    env: Path, redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ADTARGET_PROFILE_STORE", "redis")
+    monkeypatch.setenv("ADTARGET_REDIS_PROFILE_PREFIX", redis_prefix)
+    get_settings.cache_clear()
+    schema = env / "schema.json"
+    schema.write_text('{"country": "category"}')
+    first, second = env / "first.csv", env / "second.csv"
+    first.write_text("user_id,country\nu1,US\nu2,FR\n")
+    second.write_text("user_id,country\nu1,DE\n")  # replace mode: u2 leaves the population
+
+    def live(user: str) -> tuple[dict[str, object] | None, str | None]:
+        store = RedisProfileStore(redis_url, prefix=redis_prefix, timeout=1.0)
+        try:
+            found, version = store.lookup(user)
+        finally:
+            store.close()
+        if found is not None:
+            found.pop("__segments__", None)
+        return found, version
+
+    try:
+        for path in (first, second):
+            res = runner.invoke(app, ["ingest", str(path), "--schema", str(schema), "--json"])
+            assert res.exit_code == 0, res.output
+        assert live("u1") == ({"country": "DE"}, "v000002")
+        assert live("u2") == (None, "v000002")  # gone from Redis too, not left stale
+        undone = runner.invoke(app, ["undo"])
+        assert undone.exit_code == 0, undone.output
+        assert live("u2") == ({"country": "FR"}, "v000001")  # undo repoints Redis as well
+        rolled = runner.invoke(app, ["snapshots", "rollback", "v000002"])
+        assert rolled.exit_code == 0, rolled.output
+        assert live("u1") == ({"country": "DE"}, "v000002")
     finally:
         client = redis.Redis.from_url(redis_url)
         keys = list(client.scan_iter(match=f"{redis_prefix}*"))

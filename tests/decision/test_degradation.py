@@ -20,11 +20,12 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from adtarget.audience.redis_profiles import load_profiles_into_redis
 from adtarget.decision.counters import RedisCounters
 from adtarget.decision.engine import DecisionEngine, StaticIndex
 from adtarget.decision.index import LineItemIndex
 from adtarget.decision.models import DecisionRequest, FrequencyCap, LiveLineItem
-from adtarget.decision.profiles import RedisProfileStore, load_profiles_into_redis
+from adtarget.decision.profiles_redis import RedisProfileStore
 from adtarget.rules.eval_python import compile_rule
 from adtarget.rules.parse import parse
 

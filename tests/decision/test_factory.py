@@ -15,7 +15,8 @@ from adtarget.decision.counters import MemoryCounters, RedisCounters, SqliteCoun
 from adtarget.decision.engine import DecisionEngine
 from adtarget.decision.factory import counters_from_settings, profiles_from_settings
 from adtarget.decision.models import DecisionRequest
-from adtarget.decision.profiles import RedisProfileStore, SnapshotProfileStore
+from adtarget.decision.profiles import SnapshotProfileStore
+from adtarget.decision.profiles_redis import RedisProfileStore
 from adtarget.delivery.service import DeliverySpend, ingest_events, open_event_store
 from adtarget.errors import InvalidValue
 from adtarget.settings import Settings

@@ -9,14 +9,14 @@ import pytest
 import redis
 
 from adtarget.audience.build import SnapshotBuilder
+from adtarget.audience.redis_profiles import load_snapshot_into_redis
 from adtarget.audience.store import SnapshotStore
 from adtarget.decision.profiles import (
     MemoryProfileStore,
-    RedisProfileStore,
     SnapshotProfileStore,
-    load_snapshot_into_redis,
     merge_features,
 )
+from adtarget.decision.profiles_redis import RedisProfileStore
 from adtarget.rules.ast import SEGMENTS_FIELD
 from adtarget.rules.registry import DimensionSpec
 
@@ -66,7 +66,7 @@ def test_redis_profiles_loaded_from_snapshot_match(
     snap = store.current()
     assert snap is not None
     try:
-        assert load_snapshot_into_redis(snap, client, prefix=redis_prefix) == 3
+        assert load_snapshot_into_redis(snap, client, prefix=redis_prefix).users == 3
         from_redis = RedisProfileStore(redis_url, prefix=redis_prefix, timeout=1.0)
         from_snap = SnapshotProfileStore(store)
         for uid in ("u1", "u2", "u3"):

@@ -96,11 +96,10 @@ def app_key_resolver(app: FastAPI) -> KeyResolver:
 
 def app_snapshot_store(app: FastAPI) -> SnapshotStore:
     """The app's snapshot store (one per app; ``current()`` sees other processes' publishes)."""
-    from adtarget.audience.store import SnapshotStore
+    from adtarget.audience.stores import snapshot_store_for
 
     def make() -> SnapshotStore:
-        s = app_settings(app)
-        return SnapshotStore(s.snapshots_dir, keep=s.snapshots_keep)
+        return snapshot_store_for(app_settings(app))
 
     store: SnapshotStore = _lazy(app, "snapshot_store", make)
     return store

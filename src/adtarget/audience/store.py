@@ -18,7 +18,7 @@ import re
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from adtarget.audience.snapshot import MANIFEST, Snapshot
@@ -62,13 +62,23 @@ class SnapshotStore:
     Args:
         root: directory holding ``vNNNNNN`` version directories and the ``CURRENT`` pointer.
         keep: how many versions to keep for rollback (the current one is never pruned).
+        on_switch: called with the new current version after every publish and rollback,
+            still under the store's lock, so followers (Redis profiles) see switches in order.
+            Its failure is logged, not raised: the snapshot is already live.
     """
 
-    def __init__(self, root: Path | str, keep: int = 5) -> None:
+    def __init__(
+        self,
+        root: Path | str,
+        keep: int = 5,
+        *,
+        on_switch: Callable[[str], None] | None = None,
+    ) -> None:
         if keep < 1:
             raise InvalidValue("keep must be at least 1", field="keep")
         self.root = Path(root)
         self.keep = keep
+        self.on_switch = on_switch
         self.root.mkdir(parents=True, exist_ok=True)
         self._mutex = threading.Lock()
         self._pointer_key: tuple[int, int, int] | None = None
@@ -180,6 +190,7 @@ class SnapshotStore:
             _fsync_dir(self.root)
             self._point_to(version)
             self._prune()
+            self._switched(version)
         return version
 
     def rollback(self, version: str) -> str:
@@ -187,6 +198,7 @@ class SnapshotStore:
         with self._locked():
             self._check_version(version)
             self._point_to(version)
+            self._switched(version)
         return version
 
     def clean_stale(self) -> list[str]:
@@ -233,6 +245,14 @@ class SnapshotStore:
         tmp = staged / f"{MANIFEST}.tmp"
         tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
         os.replace(tmp, staged / MANIFEST)
+
+    def _switched(self, version: str) -> None:
+        if self.on_switch is None:
+            return
+        try:
+            self.on_switch(version)
+        except Exception as exc:  # the snapshot is live; a follower lagging must not undo that
+            log.warning("snapshot %s is live, but following it failed: %s", version, exc)
 
     def _point_to(self, version: str) -> None:
         tmp = self.root / f"{CURRENT}.{os.getpid()}.tmp"

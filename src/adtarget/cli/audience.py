@@ -43,10 +43,9 @@ def _errors() -> Iterator[None]:
 
 
 def _store() -> Any:
-    from adtarget.audience.store import SnapshotStore
+    from adtarget.audience.stores import snapshot_store_for
 
-    s = get_settings()
-    return SnapshotStore(s.snapshots_dir, keep=s.snapshots_keep)
+    return snapshot_store_for(get_settings())
 
 
 def sizing_context() -> dict[str, Any]:

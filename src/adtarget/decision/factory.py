@@ -6,15 +6,11 @@ from __future__ import annotations
 
 from adtarget.audience.store import SnapshotStore
 from adtarget.decision.counters import CounterStore, MemoryCounters, RedisCounters, SqliteCounters
-from adtarget.decision.profiles import (
-    ProfileStore,
-    RedisProfileStore,
-    SnapshotProfileStore,
-)
+from adtarget.decision.profiles import ProfileStore, SnapshotProfileStore
+from adtarget.decision.profiles_redis import RedisProfileStore
 from adtarget.errors import InvalidValue
 from adtarget.settings import Settings
 
-PROFILE_PREFIX = "adtarget:profile:"
 COUNTER_PREFIX = "adtarget:cap:"
 
 
@@ -33,7 +29,7 @@ def profiles_from_settings(
     if settings.profile_store == "redis":
         return RedisProfileStore(
             _redis_url(settings, "ADTARGET_PROFILE_STORE"),
-            prefix=PROFILE_PREFIX,
+            prefix=settings.redis_profile_prefix,
             timeout=settings.store_timeout_ms / 1000.0,
         )
     if snapshot_store is None:

@@ -2,15 +2,14 @@
 
 Why two: the embedded default reads the memory-mapped snapshot every worker already has; at
 scale (many nodes, profiles larger than one machine) the features live in Redis, one hash per
-user, loaded from the same snapshot by ``load_snapshot_into_redis``. Stores raise on failure
+user, loaded from the same snapshot (``decision/profiles_redis.py``). Stores raise on failure
 (timeouts, connection refused); the engine's circuit breaker turns that into a degraded answer.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from adtarget.audience.snapshot import Snapshot
@@ -116,113 +115,3 @@ class SnapshotProfileStore:
             return None, None
         ordinal = snap.ordinal_of(user_id)
         return (None if ordinal is None else snap.features(ordinal)), snap.version
-
-
-def _encode(value: Any) -> str:
-    if isinstance(value, frozenset | set | list | tuple):
-        return json.dumps(sorted(str(v) for v in value))
-    return json.dumps(value.item() if hasattr(value, "item") else value)
-
-
-def _decode(raw: bytes | str) -> Any:
-    value = json.loads(raw)
-    return frozenset(value) if isinstance(value, list) else value
-
-
-VERSION_KEY = "__version__"
-VERSION_TTL_S = 5.0
-
-
-class RedisProfileStore:
-    """One Redis hash per user: ``{prefix}u:{user_id}`` → ``{dimension: JSON value}``.
-
-    Values are JSON so numbers, bools and strings keep their type; a JSON list is a set
-    dimension (read back as a frozenset). ``{prefix}__version__`` names the loaded snapshot.
-    """
-
-    def __init__(
-        self, url: str, *, prefix: str = "adtarget:profile:", timeout: float = 0.02
-    ) -> None:
-        try:
-            import redis
-        except ImportError as exc:  # pragma: no cover - the redis extra installs it
-            raise ImportError(
-                "RedisProfileStore needs the redis client: pip install 'adtarget[redis]'"
-            ) from exc
-        self.prefix = prefix
-        self._client: Any = redis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout
-        )
-        self._version: tuple[float, str | None] | None = None
-
-    def get(self, user_id: str) -> dict[str, Any] | None:
-        """One ``HGETALL``; an empty hash means an unknown user."""
-        raw: dict[bytes, bytes] = self._client.hgetall(f"{self.prefix}u:{user_id}")
-        if not raw:
-            return None
-        return {k.decode(): _decode(v) for k, v in raw.items()}
-
-    def version(self) -> str | None:
-        """The snapshot version last loaded; re-read at most every ``VERSION_TTL_S`` seconds."""
-        now = time.monotonic()
-        if self._version is not None and now - self._version[0] < VERSION_TTL_S:
-            return self._version[1]
-        raw = self._client.get(self.prefix + VERSION_KEY)
-        value = raw.decode() if raw is not None else None
-        self._version = (now, value)
-        return value
-
-    def close(self) -> None:
-        """Release the connection pool."""
-        self._client.close()
-
-
-def load_profiles_into_redis(
-    rows: Iterable[tuple[str, Mapping[str, Any]]],
-    client: Any,
-    *,
-    prefix: str = "adtarget:profile:",
-    version: str | None = None,
-    batch: int = 1000,
-) -> int:
-    """Write ``(user_id, features)`` rows as hashes (replacing each user's hash); returns count."""
-    pipe = client.pipeline(transaction=False)
-    n = 0
-    for user_id, features in rows:
-        key = f"{prefix}u:{user_id}"
-        mapping = {k: _encode(v) for k, v in features.items() if v is not None}
-        pipe.delete(key)
-        if mapping:
-            pipe.hset(key, mapping=mapping)
-        n += 1
-        if n % batch == 0:
-            pipe.execute()
-    if version is not None:
-        pipe.set(prefix + VERSION_KEY, version)
-    pipe.execute()
-    return n
-
-
-def load_snapshot_into_redis(
-    snapshot: Any,
-    client: Any,
-    *,
-    prefix: str = "adtarget:profile:",
-    batch: int = 1000,
-    progress: Callable[[int], None] | None = None,
-) -> int:
-    """Copy every live user of an audience ``Snapshot`` into Redis; returns users written.
-
-    ``progress(ordinals_done)`` is called every 10,000 ordinals (the CLI's progress bar).
-    """
-
-    def rows() -> Iterable[tuple[str, Mapping[str, Any]]]:
-        for ordinal in range(snapshot.num_ordinals):
-            if snapshot.is_alive(ordinal):
-                yield snapshot.user_id_of(ordinal), snapshot.features(ordinal)
-            if progress is not None and ordinal % 10_000 == 0:
-                progress(ordinal)
-
-    return load_profiles_into_redis(
-        rows(), client, prefix=prefix, version=snapshot.version, batch=batch
-    )

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from adtarget.audience.store import SnapshotStore
+from adtarget.audience.stores import snapshot_store_for
 from adtarget.catalog.coltypes import utcnow
 from adtarget.catalog.tables import UPLOAD_MODES, UploadJob
 from adtarget.errors import AdtargetError, IngestFailed, InvalidValue, NotFound
@@ -169,7 +169,7 @@ def submit_upload(
                 )
                 .order_by(UploadJob.created_at.desc())
             ).all()
-            current = SnapshotStore(settings.snapshots_dir, keep=settings.snapshots_keep)
+            current = snapshot_store_for(settings)
             current_version = current.current_version()
             for job in done:
                 rep = job.report or {}
@@ -258,7 +258,7 @@ def _undo_half_publish(
     current with no job or command owning it: point ``CURRENT`` back to ``previous``."""
     from adtarget.ingest.publish import publish_empty
 
-    store = SnapshotStore(settings.snapshots_dir, keep=settings.snapshots_keep)
+    store = snapshot_store_for(settings)
     current = store.current_version()
     if current is None or current == previous:
         return False
@@ -282,7 +282,7 @@ def recover_stale_jobs(*, settings: Settings, session_factory: sessionmaker[Sess
     (``CURRENT`` back to the previous version) unless its publish command had committed, in
     which case it is marked succeeded. Returns the ids it marked failed.
     """
-    SnapshotStore(settings.snapshots_dir, keep=settings.snapshots_keep).clean_stale()
+    snapshot_store_for(settings).clean_stale()
     failed: list[str] = []
     with session_factory() as session:
         for job in session.scalars(

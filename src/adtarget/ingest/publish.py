@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adtarget.audience.store import SnapshotStore
+from adtarget.audience.stores import snapshot_store_for
 from adtarget.catalog.coltypes import utcnow
 from adtarget.catalog.tables import Segment, UploadJob
 from adtarget.commands.persisted import CommandContext, register_command
@@ -28,8 +29,8 @@ from adtarget.settings import Settings, get_settings
 
 
 def snapshot_store(settings: Settings) -> SnapshotStore:
-    """The data dir's snapshot store."""
-    return SnapshotStore(settings.snapshots_dir, keep=settings.snapshots_keep)
+    """The data dir's snapshot store (followed in Redis with Redis profiles)."""
+    return snapshot_store_for(settings)
 
 
 def refresh_segment_sizes(session: Session, store: SnapshotStore) -> dict[str, int]:

@@ -1,0 +1,27 @@
+"""The snapshot store a process should use, per settings: with Redis profiles, followed in Redis.
+
+Why here and not at each call site: every path that makes a snapshot current (an upload's
+publish, its undo and redo, ``snapshots rollback`` from the CLI or the API, crash recovery) goes
+through ``SnapshotStore.publish``/``rollback``; one factory that attaches the Redis follower to
+the store means none of those paths can forget it. Without Redis profiles nothing is attached.
+"""
+
+from __future__ import annotations
+
+from adtarget.audience.redis_profiles import push_current_profiles
+from adtarget.audience.store import SnapshotStore
+from adtarget.settings import Settings
+
+
+def snapshot_store_for(settings: Settings) -> SnapshotStore:
+    """The data dir's snapshots; with ``ADTARGET_PROFILE_STORE=redis``, each switch pushed."""
+    store = SnapshotStore(settings.snapshots_dir, keep=settings.snapshots_keep)
+    redis_url = settings.redis_url
+    if settings.profile_store == "redis" and redis_url:
+        prefix = settings.redis_profile_prefix
+
+        def follow(_version: str) -> None:
+            push_current_profiles(store, redis_url, prefix=prefix)
+
+        store.on_switch = follow
+    return store
