@@ -71,13 +71,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def _include_domain_routers(app: FastAPI) -> None:
     """Routers other modules own, each with the roles that may read and change through it."""
-    from adtarget.api.routes import audiences, commands, events, uploads
+    from adtarget.api.routes import audiences, commands, events, formats, uploads
 
     # Undo/redo/history: the router checks roles itself (undo is per actor, so per key).
     app.include_router(commands.router)
     # Sizing/overlap/export: the router checks roles per route (readers may size); an
     # advertiser key's rules may not name another advertiser's segments.
     app.include_router(audiences.router, dependencies=[Depends(audience_rules_in_scope)])
+    # The ad-format registry: everyone but ad servers reads, admins add (the router says so).
+    app.include_router(formats.router)
     # Uploads replace or extend everyone's user features: admin keys only may post.
     app.include_router(uploads.router, dependencies=[Depends(allow(read=("reader",), write=()))])
     # Ad servers post delivery events with their decisions key; reports are scoped in the route.
