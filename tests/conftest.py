@@ -81,6 +81,18 @@ def redis_url() -> str:
 
 
 @pytest.fixture
-def redis_prefix() -> str:
-    """A unique key prefix so concurrent tests never share Redis keys."""
-    return f"adtarget-test:{uuid.uuid4().hex[:10]}:"
+def redis_prefix() -> Iterator[str]:
+    """A unique key prefix so concurrent tests never share Redis keys; its keys go after."""
+    prefix = f"adtarget-test:{uuid.uuid4().hex[:10]}:"
+    yield prefix
+    if not _port_open(REDIS_HOST, REDIS_PORT):
+        return
+    import redis
+
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
+    finally:
+        client.close()

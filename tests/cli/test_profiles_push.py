@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from typer.testing import CliRunner
 
 from adtarget.cli.main import app
@@ -39,26 +38,19 @@ def test_push_copies_every_user_and_the_version(
     schema.write_text('{"country": "category", "genres": "set"}')
     ingested = runner.invoke(app, ["ingest", str(users), "--schema", str(schema), "--json"])
     assert ingested.exit_code == 0, ingested.output
-    try:
-        pushed = runner.invoke(app, ["profiles", "push", "--prefix", redis_prefix, "--json"])
-        assert pushed.exit_code == 0, pushed.output
-        result = json.loads(pushed.stdout)
-        assert result["users"] == 3 and result["snapshot"] == "v000001"
-        store = RedisProfileStore(redis_url, prefix=redis_prefix, timeout=1.0)
-        assert store.version() == "v000001"
-        got = {u: store.get(u) or {} for u in ("u1", "u2", "u3")}
-        assert all(p.pop("__segments__", frozenset()) == frozenset() for p in got.values())
-        assert got["u1"] == {"country": "US", "genres": frozenset({"drama", "scifi"})}
-        assert got["u2"] == {"country": "CA"}
-        assert got["u3"] == {"genres": frozenset({"kids"})}
-        assert store.get("nobody") is None
-        store.close()
-    finally:
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(match=f"{redis_prefix}*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
+    pushed = runner.invoke(app, ["profiles", "push", "--prefix", redis_prefix, "--json"])
+    assert pushed.exit_code == 0, pushed.output
+    result = json.loads(pushed.stdout)
+    assert result["users"] == 3 and result["snapshot"] == "v000001"
+    store = RedisProfileStore(redis_url, prefix=redis_prefix, timeout=1.0)
+    assert store.version() == "v000001"
+    got = {u: store.get(u) or {} for u in ("u1", "u2", "u3")}
+    assert all(p.pop("__segments__", frozenset()) == frozenset() for p in got.values())
+    assert got["u1"] == {"country": "US", "genres": frozenset({"drama", "scifi"})}
+    assert got["u2"] == {"country": "CA"}
+    assert got["u3"] == {"genres": frozenset({"kids"})}
+    assert store.get("nobody") is None
+    store.close()
 
 
 @pytest.mark.redis
@@ -84,21 +76,14 @@ def test_with_redis_profiles_every_switch_reaches_redis_by_itself(
             found.pop("__segments__", None)
         return found, version
 
-    try:
-        for path in (first, second):
-            res = runner.invoke(app, ["ingest", str(path), "--schema", str(schema), "--json"])
-            assert res.exit_code == 0, res.output
-        assert live("u1") == ({"country": "DE"}, "v000002")
-        assert live("u2") == (None, "v000002")  # gone from Redis too, not left stale
-        undone = runner.invoke(app, ["undo"])
-        assert undone.exit_code == 0, undone.output
-        assert live("u2") == ({"country": "FR"}, "v000001")  # undo repoints Redis as well
-        rolled = runner.invoke(app, ["snapshots", "rollback", "v000002"])
-        assert rolled.exit_code == 0, rolled.output
-        assert live("u1") == ({"country": "DE"}, "v000002")
-    finally:
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(match=f"{redis_prefix}*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
+    for path in (first, second):
+        res = runner.invoke(app, ["ingest", str(path), "--schema", str(schema), "--json"])
+        assert res.exit_code == 0, res.output
+    assert live("u1") == ({"country": "DE"}, "v000002")
+    assert live("u2") == (None, "v000002")  # gone from Redis too, not left stale
+    undone = runner.invoke(app, ["undo"])
+    assert undone.exit_code == 0, undone.output
+    assert live("u2") == ({"country": "FR"}, "v000001")  # undo repoints Redis as well
+    rolled = runner.invoke(app, ["snapshots", "rollback", "v000002"])
+    assert rolled.exit_code == 0, rolled.output
+    assert live("u1") == ({"country": "DE"}, "v000002")

@@ -5,12 +5,9 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
-import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from adtarget.catalog.db import make_engine, make_session_factory, migrate
 from adtarget.catalog.tables import (
     Advertiser,
     Campaign,
@@ -25,17 +22,6 @@ from adtarget.decision.models import FrequencyCap
 from adtarget.rules.ast import SegmentRef
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def factory(request: pytest.FixtureRequest, tmp_path: Path) -> sessionmaker[Session]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'catalog.sqlite3'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    engine = make_engine(url)
-    migrate(url, engine=engine)
-    return make_session_factory(engine)
 
 
 def _seed(s: Session) -> dict[str, int]:

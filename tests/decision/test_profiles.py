@@ -65,28 +65,22 @@ def test_redis_profiles_loaded_from_snapshot_match(
     client = redis.Redis.from_url(redis_url)
     snap = store.current()
     assert snap is not None
-    try:
-        assert load_snapshot_into_redis(snap, client, prefix=redis_prefix).users == 3
-        from_redis = RedisProfileStore(redis_url, prefix=redis_prefix, timeout=1.0)
-        from_snap = SnapshotProfileStore(store)
-        for uid in ("u1", "u2", "u3"):
-            a, b = from_redis.get(uid), from_snap.get(uid)
-            assert a is not None and b is not None
-            norm = {
-                k: frozenset(v) if isinstance(v, frozenset | list | tuple) else v
-                for k, v in b.items()
-            }
-            assert {k: v for k, v in a.items() if v != frozenset()} == {
-                k: v for k, v in norm.items() if v != frozenset()
-            }
-        assert from_redis.get("nobody") is None
-        assert from_redis.version() == snap.version
-        from_redis.close()
-    finally:
-        keys = client.keys(redis_prefix + "*")
-        if keys:
-            client.delete(*keys)
-        client.close()
+    assert load_snapshot_into_redis(snap, client, prefix=redis_prefix).users == 3
+    from_redis = RedisProfileStore(redis_url, prefix=redis_prefix, timeout=1.0)
+    from_snap = SnapshotProfileStore(store)
+    for uid in ("u1", "u2", "u3"):
+        a, b = from_redis.get(uid), from_snap.get(uid)
+        assert a is not None and b is not None
+        norm = {
+            k: frozenset(v) if isinstance(v, frozenset | list | tuple) else v for k, v in b.items()
+        }
+        assert {k: v for k, v in a.items() if v != frozenset()} == {
+            k: v for k, v in norm.items() if v != frozenset()
+        }
+    assert from_redis.get("nobody") is None
+    assert from_redis.version() == snap.version
+    from_redis.close()
+    client.close()
 
 
 def test_merge_context_wins_and_lists_become_sets() -> None:

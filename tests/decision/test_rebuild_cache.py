@@ -9,14 +9,12 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from adtarget.catalog.db import make_engine, make_session_factory, migrate
 from adtarget.catalog.tables import (
     Advertiser,
     Campaign,
@@ -45,17 +43,6 @@ CLAUSES = [
     lambda r: 'segment("fans")',
     lambda r: 'not segment("fans")',
 ]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def factory(request: pytest.FixtureRequest, tmp_path: Path) -> sessionmaker[Session]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'catalog.sqlite3'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    engine = make_engine(url)
-    migrate(url, engine=engine)
-    return make_session_factory(engine)
 
 
 def _rule_text(rng: random.Random) -> str:
