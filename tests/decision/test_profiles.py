@@ -17,6 +17,7 @@ from adtarget.decision.profiles import (
     merge_features,
 )
 from adtarget.decision.profiles_redis import RedisProfileStore
+from adtarget.errors import StoreUnavailable
 from adtarget.rules.ast import SEGMENTS_FIELD
 from adtarget.rules.registry import DimensionSpec
 
@@ -104,3 +105,17 @@ def test_snapshot_profiles_follow_a_new_publish(store: SnapshotStore) -> None:
     assert version == second and features is not None and features["country"] == "DE"
     assert fresh.get("u1") is None
     assert cached.version() == first  # within check_s: the old, still mapped, snapshot
+
+
+def test_a_missing_snapshot_the_catalog_expects_is_an_outage(tmp_path: Path) -> None:
+    empty = SnapshotStore(tmp_path / "nothing-here")
+    lost = SnapshotProfileStore(empty, published=lambda: "v000007")
+    with pytest.raises(StoreUnavailable, match="v000007"):
+        lost.lookup("u1")
+    assert SnapshotProfileStore(empty, published=lambda: None).lookup("u1") == (None, None)
+
+    def catalog_down() -> str | None:
+        raise ConnectionError("catalog down")
+
+    unsure = SnapshotProfileStore(empty, published=catalog_down)
+    assert unsure.lookup("u1") == (None, None)  # cannot tell: the behaviour before the check

@@ -36,6 +36,7 @@ from adtarget.catalog.tables import (
     Dimension,
     LineItem,
     Segment,
+    UploadJob,
 )
 from adtarget.errors import NotFound
 
@@ -387,3 +388,23 @@ def get_ad_format(*, session: Session, name: str) -> AdFormat:
 def list_ad_formats(*, session: Session) -> list[AdFormat]:
     """Every registered ad format, by name."""
     return list(session.scalars(select(AdFormat).order_by(AdFormat.name)))
+
+
+def latest_published_snapshot(*, session: Session) -> str | None:
+    """The snapshot the newest succeeded (non dry-run) upload published, or ``None`` if none has.
+
+    Why decisions ask: a process that finds no snapshot on disk cannot otherwise tell "nothing
+    uploaded yet" (context-only matching is right) from "the snapshot directory is missing"
+    (context-only matching would treat every user as unknown and serve rules such as
+    ``country not in ("CA")`` to Canadians).
+    """
+    return session.scalar(
+        select(UploadJob.snapshot)
+        .where(
+            UploadJob.status == "succeeded",
+            UploadJob.snapshot.is_not(None),
+            UploadJob.dry_run.is_(False),
+        )
+        .order_by(UploadJob.created_at.desc())
+        .limit(1)
+    )

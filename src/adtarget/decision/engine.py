@@ -155,7 +155,9 @@ class DecisionEngine:
         )
         engine = cls(
             index_holder=holder,
-            profiles=profiles_from_settings(settings, snapshot_store),
+            profiles=profiles_from_settings(
+                settings, snapshot_store, published=partial(_published, session_factory)
+            ),
             counters=counters_from_settings(settings),
             spend=spend,
         )
@@ -385,3 +387,11 @@ class DecisionEngine:
             out.append({"line_item_id": li_id, "reason": reason, "detail": detail})
         total = len(index.items) - len(matched) + len(not_served) + len(index.not_live)
         return {"not_served": out, "truncated": len(out) < total}
+
+
+def _published(session_factory: sessionmaker[Session]) -> str | None:
+    """The snapshot the catalog records as published (``SnapshotProfileStore`` asks)."""
+    from adtarget.catalog.service import latest_published_snapshot
+
+    with session_factory() as session:
+        return latest_published_snapshot(session=session)

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from adtarget.audience.store import SnapshotStore
 from adtarget.decision.counters import CounterStore, MemoryCounters, RedisCounters, SqliteCounters
 from adtarget.decision.profiles import ProfileStore, SnapshotProfileStore
@@ -23,9 +25,15 @@ def _redis_url(settings: Settings, what: str) -> str:
 
 
 def profiles_from_settings(
-    settings: Settings, snapshot_store: SnapshotStore | None = None
+    settings: Settings,
+    snapshot_store: SnapshotStore | None = None,
+    *,
+    published: Callable[[], str | None] | None = None,
 ) -> ProfileStore:
-    """``snapshot`` (default: the data dir's published snapshots) or ``redis``."""
+    """``snapshot`` (default: the data dir's published snapshots) or ``redis``.
+
+    ``published`` names the snapshot the catalog says is live (``SnapshotProfileStore``).
+    """
     if settings.profile_store == "redis":
         return RedisProfileStore(
             _redis_url(settings, "ADTARGET_PROFILE_STORE"),
@@ -34,7 +42,7 @@ def profiles_from_settings(
         )
     if snapshot_store is None:
         snapshot_store = SnapshotStore(settings.snapshots_dir, keep=settings.snapshots_keep)
-    return SnapshotProfileStore(snapshot_store)
+    return SnapshotProfileStore(snapshot_store, published=published)
 
 
 def counters_from_settings(settings: Settings) -> CounterStore:

@@ -8,12 +8,16 @@ user, loaded from the same snapshot (``decision/profiles_redis.py``). Stores rai
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from adtarget.audience.snapshot import Snapshot
 from adtarget.audience.store import SnapshotStore
+from adtarget.errors import StoreUnavailable
+
+log = logging.getLogger(__name__)
 
 
 class ProfileStore(Protocol):
@@ -71,6 +75,10 @@ SNAPSHOT_CHECK_S = 0.05
 """How often ``SnapshotProfileStore`` asks the snapshot store whether ``CURRENT`` moved."""
 
 
+EXPECTED_CHECK_S = 5.0
+"""How often a ``SnapshotProfileStore`` with no snapshot on disk asks whether one should exist."""
+
+
 class SnapshotProfileStore:
     """Features from the current published snapshot (picks up new versions by itself).
 
@@ -79,11 +87,24 @@ class SnapshotProfileStore:
     most every ``check_s`` seconds, so a newly published snapshot reaches decisions within that
     time (the catalog index itself is polled every 2 s). Before the first publish every call
     checks again, so the first snapshot is seen at once.
+
+    ``published()`` (the catalog's newest published snapshot) tells "nothing uploaded yet" from
+    "the snapshot directory is missing": in the second case lookups raise ``StoreUnavailable``,
+    so the engine answers degraded (rules reading profile dimensions do not match) instead of
+    treating every user as unknown, which would serve ``country not in ("CA")`` to Canadians.
     """
 
-    def __init__(self, snapshot_store: SnapshotStore, *, check_s: float = SNAPSHOT_CHECK_S) -> None:
+    def __init__(
+        self,
+        snapshot_store: SnapshotStore,
+        *,
+        check_s: float = SNAPSHOT_CHECK_S,
+        published: Callable[[], str | None] | None = None,
+    ) -> None:
         self.snapshot_store = snapshot_store
         self.check_s = check_s
+        self._published = published
+        self._expected: tuple[float, str | None] | None = None
         self._snap: Snapshot | None = None
         self._checked_at = 0.0
 
@@ -93,7 +114,27 @@ class SnapshotProfileStore:
         if snap is None or now - self._checked_at >= self.check_s:
             snap = self._snap = self.snapshot_store.current()
             self._checked_at = now
+        if snap is None:
+            self._check_nothing_expected(now)
         return snap
+
+    def _check_nothing_expected(self, now: float) -> None:
+        if self._published is None:
+            return
+        if self._expected is None or now - self._expected[0] >= EXPECTED_CHECK_S:
+            try:
+                expected = self._published()
+            except Exception as exc:  # catalog down: cannot tell, keep the old behaviour
+                log.warning("cannot ask the catalog whether a snapshot exists: %s", exc)
+                expected = None
+            self._expected = (now, expected)
+        version = self._expected[1]
+        if version is not None:
+            raise StoreUnavailable(
+                f"the catalog records snapshot {version} as published, but "
+                f"{self.snapshot_store.root} has none",
+                field="snapshot",
+            )
 
     def get(self, user_id: str) -> dict[str, Any] | None:
         """The user's features in the current snapshot."""

@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from adtarget.api.deps import app_session_factory, app_snapshot_store
 from adtarget.api.metrics import render_metrics
+from adtarget.catalog.service import latest_published_snapshot
 
 log = logging.getLogger("adtarget.api")
 
@@ -49,6 +50,11 @@ def _check_snapshot(request: Request) -> dict[str, Any]:
         log.warning("readyz: snapshot check failed: %s", exc)
         return {"ok": False, "error": type(exc).__name__}
     if snap is None:
+        expected = _published_snapshot(request)
+        if expected is not None:
+            # The catalog says a snapshot is live but this node has none (lost or unmounted
+            # storage): its decisions are degraded, so take it out of rotation.
+            return {"ok": False, "error": "missing", "expected": expected}
         # No upload yet: decisions still work on context only, so the node is ready.
         return {"ok": True, "version": None}
     # The directory this worker maps: every worker of one `serve` names the same one.
@@ -58,6 +64,15 @@ def _check_snapshot(request: Request) -> dict[str, Any]:
         "users": snap.num_users,
         "path": str(snap.path.resolve()),
     }
+
+
+def _published_snapshot(request: Request) -> str | None:
+    try:
+        with app_session_factory(request.app)() as session:
+            return latest_published_snapshot(session=session)
+    except Exception as exc:  # the catalog check reports the outage itself
+        log.warning("readyz: cannot ask the catalog for the live snapshot: %s", exc)
+        return None
 
 
 def _check_index(request: Request) -> dict[str, Any]:

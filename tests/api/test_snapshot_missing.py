@@ -1,0 +1,106 @@
+"""A node whose snapshot directory is missing, although the catalog says one is live, answers
+degraded and reports not ready: it never serves ``country not in ("CA")`` to a Canadian."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from adtarget.api.app import create_app
+from adtarget.api.routes.decisions import ensure_decision_service
+from adtarget.settings import Settings
+
+FLIGHT = {"start": "2026-01-01T00:00:00Z", "end": "2099-01-01T00:00:00Z"}
+
+
+def _upload(client: TestClient, body: bytes) -> dict[str, Any]:
+    res = client.post(
+        "/v1/uploads",
+        files={"file": ("pop.csv", body, "text/csv")},
+        data={"mode": "replace", "schema": '{"country": "category"}'},
+    )
+    assert res.status_code == 202, res.text
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = client.get(f"/v1/uploads/{res.json()['id']}").json()
+        if job["status"] in ("succeeded", "failed"):
+            return job
+        time.sleep(0.02)
+    raise AssertionError("upload did not finish")
+
+
+def _not_canada(client: TestClient) -> None:
+    dim = client.post("/v1/dimensions", json={"name": "country", "type": "category"})
+    assert dim.status_code in (201, 409), dim.text  # an upload may have registered it
+    adv = client.post("/v1/advertisers", json={"name": "acme"}).json()
+    camp = client.post(
+        "/v1/campaigns",
+        json={"advertiser_id": adv["id"], "name": "c", "budget_total": 1000, **FLIGHT},
+    ).json()
+    cr = client.post(
+        "/v1/creatives", json={"advertiser_id": adv["id"], "name": "cr", "format": "video_15s"}
+    ).json()
+    li = client.post(
+        "/v1/line-items",
+        json={
+            "campaign_id": camp["id"],
+            "name": "not-ca",
+            "targeting": 'country not in ("CA")',
+            "priority": 1,
+            "bid_cpm": 2.0,
+        },
+    ).json()
+    client.post(f"/v1/line-items/{li['id']}/creatives", json={"creative_id": cr["id"]})
+    assert client.patch(f"/v1/line-items/{li['id']}", json={"status": "active"}).is_success
+    assert client.patch(f"/v1/campaigns/{camp['id']}", json={"status": "active"}).is_success
+
+
+def _decide(client: TestClient, user: str) -> dict[str, Any]:
+    resp = client.post("/v1/decisions", json={"user_id": user, "limit": 3})
+    assert resp.status_code == 200, resp.text
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+def test_a_node_started_without_the_live_snapshot_is_degraded_not_wrong(
+    settings: Settings,
+) -> None:
+    first = create_app(settings)
+    with TestClient(first, raise_server_exceptions=False) as client:
+        assert _upload(client, b"user_id,country\nu_ca,CA\nu_us,US\n")["status"] == "succeeded"
+        _not_canada(client)
+        ensure_decision_service(first).engine.index_holder.refresh()
+        assert _decide(client, "u_ca")["decisions"] == []
+        assert len(_decide(client, "u_us")["decisions"]) == 1
+    ensure_decision_service(first).close()
+
+    shutil.rmtree(settings.snapshots_dir)  # storage lost or not mounted on the next start
+    second = create_app(settings)
+    with TestClient(second, raise_server_exceptions=False) as client:
+        ensure_decision_service(second).engine.index_holder.refresh()
+        answer = _decide(client, "u_ca")
+        assert answer["degraded"] is True and answer["decisions"] == []
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["snapshot"] == {
+            "ok": False,
+            "error": "missing",
+            "expected": "v000001",
+        }
+    ensure_decision_service(second).close()
+
+
+def test_before_any_upload_context_only_matching_is_right_and_ready(
+    settings: Settings,
+) -> None:
+    app = create_app(settings)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        _not_canada(client)
+        ensure_decision_service(app).engine.index_holder.refresh()
+        answer = _decide(client, "anyone")
+        assert answer["degraded"] is False and len(answer["decisions"]) == 1
+        assert client.get("/readyz").status_code == 200
+    ensure_decision_service(app).close()
