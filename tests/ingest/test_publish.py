@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from adtarget.audience.store import SnapshotStore
-from adtarget.catalog.tables import CommandLog, Segment
+from adtarget.catalog.tables import CommandLog, Dimension, Segment
 from adtarget.commands.catalog_commands import CatalogWriter
 from adtarget.errors import Conflict
 from adtarget.rules.eval_bitmap import count
@@ -109,6 +109,32 @@ def test_undone_upload_can_be_submitted_again(
     p = write_csv(tmp_path / "a.csv", "user_id,country", "a,US")
     first = ingest(p, schema=SCHEMA)
     CatalogWriter(catalog, actor="tester", settings=settings).undo()
-    again = ingest(p)
+    again = ingest(p, schema=SCHEMA)  # the undo took back the dimensions it registered
     assert again["id"] != first["id"] and again["status"] == "succeeded"
     assert store.current().num_users == 1  # type: ignore[union-attr]
+
+
+def test_undo_takes_back_the_dimensions_it_registered_unless_something_uses_them(
+    ingest: Runner,
+    tmp_path: Path,
+    settings: Settings,
+    catalog: sessionmaker[Session],
+) -> None:
+    ingest(
+        write_csv(tmp_path / "a.csv", "user_id,country,contry,age", "a,US,US,30"),
+        schema={**SCHEMA, "contry": "category"},  # a typo column, registered by the upload
+    )
+    with catalog() as s, s.begin():
+        s.add(Segment(name="adults", kind="rule", rule="age >= 18", status="active"))
+    writer = CatalogWriter(catalog, actor="tester", settings=settings)
+    undone = writer.undo()["result"]
+    assert undone["dimensions_removed"] == ["contry", "country"]
+    assert undone["dimensions_kept"] == {"age": "used by segment adults"}
+    with catalog() as s:
+        names = set(s.scalars(select(Dimension.name)))
+    assert names == {"age"}
+    writer.redo()
+    with catalog() as s:
+        assert set(s.scalars(select(Dimension.name))) == {"age", "contry", "country"}
+    again = writer.undo()["result"]
+    assert again["dimensions_removed"] == ["contry", "country"]

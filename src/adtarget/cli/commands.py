@@ -65,6 +65,13 @@ def _step(verb: str, as_json: bool) -> None:
         fields = ", ".join(f"{k}: {v[0]!r} -> {v[1]!r}" for k, v in row["fields"].items())
         label = " ".join(str(v) for v in row["key"].values())
         typer.echo(f"  {row['kind']} {label} {what}" + (f" ({fields})" if fields else ""))
+    result = out.get("result") or {}
+    if result.get("dimensions_removed"):
+        typer.echo(
+            f"  dimensions it registered, removed: {', '.join(result['dimensions_removed'])}"
+        )
+    for name, why in (result.get("dimensions_kept") or {}).items():
+        typer.echo(f"  dimension {name} kept: {why}")
     if out.get("note"):
         typer.echo(f"note: {out['note']}")
 

@@ -24,6 +24,7 @@ from adtarget.catalog.tables import Segment, UploadJob
 from adtarget.commands.persisted import CommandContext, register_command
 from adtarget.errors import Conflict, NotFound
 from adtarget.ingest.schema import register_dimensions
+from adtarget.ingest.undo_dimensions import remove_unused_dimensions
 from adtarget.rules.registry import DimensionSpec, DimensionType
 from adtarget.settings import Settings, get_settings
 
@@ -99,6 +100,8 @@ class PublishUpload:
     segment: str | None = None
     ttl_seconds: int | None = None
     new_dimensions: list[dict[str, str]] = field(default_factory=list)
+    created_dimensions: list[str] = field(default_factory=list)
+    """Dimensions this upload registered (taken back on undo when unused)."""
 
     @property
     def description(self) -> str:
@@ -118,14 +121,7 @@ class PublishUpload:
                 f"{self.previous}; re-run the upload",
                 field="snapshot",
             )
-        register_dimensions(
-            ctx.session,
-            [
-                DimensionSpec(d["name"], d["type"], description="registered by an upload")  # type: ignore[arg-type]
-                for d in self.new_dimensions
-                if d["type"] in ("category", "number", "set", "bool")
-            ],
-        )
+        self.created_dimensions = self._register(ctx.session, None)
         if self.segment:
             self._ensure_segment(ctx.session)
         if self.staged is None:
@@ -150,7 +146,11 @@ class PublishUpload:
             store.rollback(self.undo_version)
         else:
             self.undo_version = publish_empty(store)
-        return self._after(ctx, store, undone=True)
+        removed, kept = remove_unused_dimensions(ctx.session, self.created_dimensions)
+        self.created_dimensions = removed  # what a redo registers again
+        result = self._after(ctx, store, undone=True)
+        result["dimensions_removed"], result["dimensions_kept"] = removed, kept
+        return result
 
     def redo(self, ctx: CommandContext) -> dict[str, Any]:
         """Repoint to this upload's version again."""
@@ -165,6 +165,7 @@ class PublishUpload:
             )
         assert self.snapshot is not None
         self._repoint(store, self.snapshot)
+        self.created_dimensions = self._register(ctx.session, set(self.created_dimensions))
         return self._after(ctx, store, undone=False)
 
     def to_payload(self) -> dict[str, Any]:
@@ -177,6 +178,18 @@ class PublishUpload:
         return cls(**payload)
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _register(self, session: Session, only: set[str] | None) -> list[str]:
+        """Register this upload's new dimensions (``only`` these names); returns those created."""
+        return register_dimensions(
+            session,
+            [
+                DimensionSpec(d["name"], d["type"], description="registered by an upload")  # type: ignore[arg-type]
+                for d in self.new_dimensions
+                if d["type"] in ("category", "number", "set", "bool")
+                and (only is None or d["name"] in only)
+            ],
+        )
 
     @staticmethod
     def _repoint(store: SnapshotStore, version: str) -> None:

@@ -126,10 +126,11 @@ def load_registry(session: Session) -> dict[str, DimensionSpec]:
     return dict(dimension_registry(session=session))
 
 
-def register_dimensions(session: Session, specs: Sequence[DimensionSpec]) -> None:
-    """Insert new dimensions into the catalog (the caller commits)."""
+def register_dimensions(session: Session, specs: Sequence[DimensionSpec]) -> list[str]:
+    """Insert the dimensions not in the catalog yet (the caller commits); returns their names."""
     from adtarget.catalog.tables import Dimension
 
+    created: list[str] = []
     for spec in specs:
         exists = session.scalar(select(Dimension).where(Dimension.name == spec.name))
         if exists is None:
@@ -142,4 +143,6 @@ def register_dimensions(session: Session, specs: Sequence[DimensionSpec]) -> Non
                     status="active",
                 )
             )
+            created.append(spec.name)
     session.flush()
+    return created

@@ -1,0 +1,69 @@
+"""Undoing an upload also takes back the dimensions it registered, unless someone relies on them.
+
+Why: an upload that brings a new column registers it as a dimension, so rules may use it. Undo
+restores the audience to its state before the upload; leaving the dimension behind would leave
+the catalog in a state no one made (a dimension rules may name but no snapshot holds). Removing
+it is only safe if nothing came to depend on it since: a line item or segment whose rule names
+it, or an edit of the dimension itself (its ``version`` moved). Those are kept, and the undo
+says which and why, rather than breaking someone else's later work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from adtarget.catalog.tables import Dimension, LineItem, Segment
+from adtarget.rules.ast import dimensions
+from adtarget.rules.parse import parse
+
+
+def _users_of(session: Session, name: str) -> list[str]:
+    """Line items and rule segments whose rule reads dimension ``name`` (prefiltered in SQL)."""
+    found: list[str] = []
+    pattern = f"%{name}%"
+    rows: Iterable[tuple[str, int | str, str | None]] = [
+        *(("line item", i, t) for i, t in session.execute(
+            select(LineItem.id, LineItem.targeting).where(LineItem.targeting.like(pattern))
+        )),
+        *(("segment", n, r) for n, r in session.execute(
+            select(Segment.name, Segment.rule).where(
+                Segment.kind == "rule", Segment.rule.like(pattern)
+            )
+        )),
+    ]  # fmt: skip
+    for what, ident, text in rows:
+        try:
+            if text and name in dimensions(parse(text)):
+                found.append(f"{what} {ident}")
+        except Exception:  # an unreadable stored rule: assume it may use the dimension
+            found.append(f"{what} {ident} (unreadable rule)")
+    return found
+
+
+def remove_unused_dimensions(
+    session: Session, names: Iterable[str]
+) -> tuple[list[str], dict[str, str]]:
+    """Delete the named dimensions still as registered and used by no rule.
+
+    Returns ``(removed, kept)`` where ``kept`` maps a name to the reason it stayed.
+    """
+    removed: list[str] = []
+    kept: dict[str, str] = {}
+    for name in sorted(names):
+        dim = session.scalar(select(Dimension).where(Dimension.name == name))
+        if dim is None:
+            continue
+        if dim.version != 1:
+            kept[name] = f"changed since the upload registered it (version {dim.version})"
+            continue
+        users = _users_of(session, name)
+        if users:
+            kept[name] = "used by " + ", ".join(users[:5]) + (" ..." if len(users) > 5 else "")
+            continue
+        session.delete(dim)
+        removed.append(name)
+    session.flush()
+    return removed, kept
