@@ -36,5 +36,6 @@ def test_bench_freshness_smoke() -> None:
         "rebuild after 1 changed line item",
         "ratio (scratch / after one change)",
         "commit -> served",
+        "longest stall of the match loop",
     ):
         assert label in out

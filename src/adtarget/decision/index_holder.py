@@ -11,9 +11,10 @@ Garbage collection: a rebuild creates only long-lived objects, hundreds of thous
 stop every thread (1.2-1.8 s each at 100k, 2.4-3.3 s of a 7.6 s rebuild, measured by
 ``gc.callbacks``). So the collector is paused while a rebuild runs (reference counting still
 frees everything acyclic), and with ``freeze_gc`` everything alive after the swap is moved to
-the permanent generation (``gc.freeze``) so later collections skip the index. The price: cyclic
-garbage that happened to be alive at that moment (an in-flight request's frames) is never
-reclaimed; young collections run first (``gc.collect(1)``) to keep that small.
+the permanent generation (``gc.freeze``): a full collection after a rebuild then takes ~0 ms
+instead of 1.5-1.8 s (2.4M tracked objects at 100k). No collection runs before the freeze
+(``gc.collect(1)`` there stalled every thread 0.3 s at 100k); the price is that cyclic garbage
+made during the rebuild is never reclaimed: 45 objects over 10 rebuilds at 10,000 line items.
 """
 
 from __future__ import annotations
@@ -125,8 +126,7 @@ class IndexHolder:
             if collecting:
                 gc.enable()
         if self.freeze_gc:
-            gc.collect(1)
-            gc.freeze()
+            gc.freeze()  # no collection first: at 100k line items gc.collect(1) stalled 0.3 s
         return index
 
     def _build_and_swap(self, marker: Hashable) -> LineItemIndex:
