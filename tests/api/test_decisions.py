@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -174,6 +175,25 @@ def test_metrics_count_decisions_and_latency(client: TestClient, live: dict[str,
     )
     count = 'adtarget_http_request_duration_seconds_count{method="POST",route="/v1/decisions"'
     assert count in after
+
+
+def test_metrics_say_how_long_index_rebuilds_take_and_how_fresh(
+    client: TestClient, app: FastAPI, live: dict[str, Any]
+) -> None:
+    def sample(text: str, prefix: str) -> float:
+        for line in text.splitlines():
+            if line.startswith(prefix):
+                return float(line.split()[-1])
+        raise AssertionError(f"{prefix} not in /metrics")
+
+    ok = 'adtarget_index_rebuild_seconds_count{result="ok"}'
+    before = sample(client.get("/metrics").text, ok)
+    started = time.time()
+    ensure_decision_service(app).engine.index_holder.refresh()
+    text = client.get("/metrics").text
+    assert sample(text, ok) == before + 1
+    assert sample(text, "adtarget_index_line_items ") == 2  # the fixture's two live items
+    assert sample(text, "adtarget_index_built_timestamp_seconds ") >= started
 
 
 def test_shedding_covers_the_fast_path_and_the_rest(settings: Settings) -> None:

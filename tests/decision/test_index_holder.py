@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -84,3 +85,25 @@ def test_the_service_freezes_by_default_and_the_setting_turns_it_off(
     assert Settings().index_freeze_gc is True
     monkeypatch.setenv("ADTARGET_INDEX_FREEZE_GC", "false")
     assert Settings().index_freeze_gc is False
+
+
+def test_the_rebuild_hook_hears_every_rebuild_and_cannot_break_one(clean_gc: None) -> None:
+    heard: list[tuple[float, int | None]] = []
+    calls = {"n": 0}
+
+    def load() -> list[LiveLineItem]:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("catalog down")
+        return _items()
+
+    def hook(seconds: float, index: Any) -> None:
+        heard.append((seconds, None if index is None else len(index)))
+        raise ValueError("a broken metrics exporter")
+
+    holder = IndexHolder(load=load, marker=lambda: calls["n"], on_rebuild=hook)
+    holder.refresh()
+    with pytest.raises(RuntimeError, match="catalog down"):
+        holder.refresh()
+    assert holder.refresh().match_ids({"country": "US"}) == {1}
+    assert [n for _, n in heard] == [1, None, 1] and all(s >= 0 for s, _ in heard)

@@ -1,4 +1,5 @@
-"""Prometheus metrics: request latency by route, decisions served, degraded answers, shed load.
+"""Prometheus metrics: request latency by route, decisions served, degraded answers, shed load,
+and decision index rebuilds (how long, how big, how fresh).
 
 Why module-level metrics: prometheus_client registers metrics in one process-wide registry, so
 several apps in one process (tests) share them. With several ``adtarget serve`` workers,
@@ -10,6 +11,8 @@ Without it (one worker, tests) ``/metrics`` shows this process only.
 from __future__ import annotations
 
 import os
+import time
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -58,9 +61,33 @@ SHED = Counter(
 DEADLINE_EXCEEDED = Counter(
     "adtarget_requests_deadline_exceeded_total", "Requests answered early because of a deadline."
 )
+INDEX_REBUILD = Histogram(
+    "adtarget_index_rebuild_seconds",
+    "Decision index rebuilds after a catalog change (load + build + swap), by result.",
+    ("result",),
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+INDEX_LINE_ITEMS = Gauge(
+    "adtarget_index_line_items",
+    "Live line items in the decision index a worker serves.",
+    multiprocess_mode="max",
+)
+INDEX_BUILT_AT = Gauge(
+    "adtarget_index_built_timestamp_seconds",
+    "Unix time of the last successful decision index rebuild (freshness: now minus this).",
+    multiprocess_mode="max",
+)
 INFLIGHT = Gauge(
     "adtarget_requests_inflight", "Requests being processed.", multiprocess_mode="livesum"
 )
+
+
+def record_index_rebuild(seconds: float, index: Any) -> None:
+    """``IndexHolder``'s rebuild hook: duration by result, size and time of the last good one."""
+    INDEX_REBUILD.labels("ok" if index is not None else "failed").observe(seconds)
+    if index is not None:
+        INDEX_LINE_ITEMS.set(len(index))
+        INDEX_BUILT_AT.set(time.time())
 
 
 def render_metrics() -> tuple[bytes, str]:

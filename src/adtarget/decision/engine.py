@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from functools import partial
 from itertools import chain, islice
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -40,6 +40,9 @@ from adtarget.decision.explain import failed_part
 from adtarget.decision.index import LineItemIndex
 from adtarget.decision.models import Decision, DecisionRequest, DecisionResult, LiveLineItem
 from adtarget.decision.profiles import ProfileStore, merge_features
+
+if TYPE_CHECKING:
+    from adtarget.decision.index_holder import RebuildHook
 from adtarget.settings import Settings
 
 PREFETCH_MIN = 8
@@ -135,6 +138,7 @@ class DecisionEngine:
         snapshot_store: SnapshotStore | None = None,
         spend: SpendSource | None = None,
         poll_seconds: float = 2.0,
+        on_index_rebuild: RebuildHook | None = None,
     ) -> DecisionEngine:
         """The engine the service runs: stores picked by ``ADTARGET_PROFILE_STORE`` /
         ``ADTARGET_COUNTER_STORE`` (Redis at ``ADTARGET_REDIS_URL``), timeouts from
@@ -152,6 +156,7 @@ class DecisionEngine:
             poll_seconds=poll_seconds,
             min_segment_size=settings.min_audience_size,
             freeze_gc=settings.index_freeze_gc,
+            on_rebuild=on_index_rebuild,
         )
         engine = cls(
             index_holder=holder,

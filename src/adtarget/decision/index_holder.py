@@ -34,6 +34,9 @@ from adtarget.decision.rebuild_cache import RebuildCache
 
 log = logging.getLogger(__name__)
 
+RebuildHook = Callable[[float, LineItemIndex | None], None]
+"""``(seconds, index)`` after a rebuild; ``index`` is ``None`` when the rebuild failed."""
+
 
 class IndexHolder:
     """Owns the current index and its rebuilds.
@@ -47,6 +50,8 @@ class IndexHolder:
             a small change re-parses and re-compiles only the rules that changed.
         freeze_gc: ``gc.freeze()`` after each swap (see the module docstring); for a serving
             process, not for a test run that builds many holders.
+        on_rebuild: told ``(seconds, index)`` after every rebuild, ``index`` ``None`` when it
+            failed (the service's ``/metrics``); its own failure is logged, never raised.
     """
 
     def __init__(
@@ -58,8 +63,10 @@ class IndexHolder:
         clock: Callable[[], float] = time.monotonic,
         rebuild_cache: RebuildCache | None = None,
         freeze_gc: bool = False,
+        on_rebuild: RebuildHook | None = None,
     ) -> None:
         self._load = load
+        self.on_rebuild = on_rebuild
         self.rebuild_cache = rebuild_cache
         self.freeze_gc = freeze_gc
         self._marker = marker
@@ -81,6 +88,7 @@ class IndexHolder:
         poll_seconds: float = 2.0,
         min_segment_size: int = 0,
         freeze_gc: bool = False,
+        on_rebuild: RebuildHook | None = None,
     ) -> IndexHolder:
         """A holder reading the catalog through ``session_factory`` (one session per call)."""
 
@@ -100,6 +108,7 @@ class IndexHolder:
             poll_seconds=poll_seconds,
             rebuild_cache=cache,
             freeze_gc=freeze_gc,
+            on_rebuild=on_rebuild,
         )
 
     def current(self) -> LineItemIndex:
@@ -120,14 +129,25 @@ class IndexHolder:
     def _rebuild(self, marker: Hashable) -> LineItemIndex:
         collecting = gc.isenabled()
         gc.disable()  # no stop-the-world scans of a half-built index (module docstring)
+        started = time.perf_counter()
+        built: LineItemIndex | None = None
         try:
-            index = self._build_and_swap(marker)
+            index = built = self._build_and_swap(marker)
         finally:
             if collecting:
                 gc.enable()
+            self._report(time.perf_counter() - started, built)
         if self.freeze_gc:
             gc.freeze()  # no collection first: at 100k line items gc.collect(1) stalled 0.3 s
         return index
+
+    def _report(self, seconds: float, index: LineItemIndex | None) -> None:
+        if self.on_rebuild is None:
+            return
+        try:
+            self.on_rebuild(seconds, index)
+        except Exception:  # metrics must never stop the index from being served
+            log.exception("index rebuild hook failed")
 
     def _build_and_swap(self, marker: Hashable) -> LineItemIndex:
         loaded = self._load()

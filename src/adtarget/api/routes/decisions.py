@@ -131,6 +131,7 @@ def build_engine(app: FastAPI) -> Any:
         session_factory=app_session_factory(app),
         snapshot_store=app_snapshot_store(app),
         spend=DeliverySpend(app_event_store(app)),
+        on_index_rebuild=metrics.record_index_rebuild,
     )
 
 
