@@ -90,6 +90,41 @@ def _seed_advertiser(
     return {"advertiser": adv, "campaign": camp, "line_item": li, "creative": cr, "segment": seg}
 
 
+def make_live(client: TestClient, items: list[tuple[str, str, int]]) -> dict[str, Any]:
+    """An active campaign with one creative and ``(name, rule, priority)`` active line items.
+
+    Registers the ``country`` dimension if absent (an upload may have registered it).
+    """
+    dim = client.post("/v1/dimensions", json={"name": "country", "type": "category"})
+    assert dim.status_code in (201, 409), dim.text
+    adv = client.post("/v1/advertisers", json={"name": "acme"}).json()
+    flight = {"start": "2026-01-01T00:00:00Z", "end": "2099-01-01T00:00:00Z"}
+    camp = client.post(
+        "/v1/campaigns",
+        json={"advertiser_id": adv["id"], "name": "c", "budget_total": 1000, **flight},
+    ).json()
+    cr = client.post(
+        "/v1/creatives", json={"advertiser_id": adv["id"], "name": "cr", "format": "video_15s"}
+    ).json()
+    made: dict[str, Any] = {"campaign": camp, "creative": cr}
+    for name, rule, prio in items:
+        li = client.post(
+            "/v1/line-items",
+            json={
+                "campaign_id": camp["id"],
+                "name": name,
+                "targeting": rule,
+                "priority": prio,
+                "bid_cpm": 2.0,
+            },
+        ).json()
+        client.post(f"/v1/line-items/{li['id']}/creatives", json={"creative_id": cr["id"]})
+        assert client.patch(f"/v1/line-items/{li['id']}", json={"status": "active"}).is_success
+        made[name] = li
+    assert client.patch(f"/v1/campaigns/{camp['id']}", json={"status": "active"}).is_success
+    return made
+
+
 @pytest.fixture
 def seed(client: TestClient) -> Callable[..., dict[str, Any]]:
     """``seed(name, headers=None)``: an advertiser with campaign, line item, creative, segment."""

@@ -18,6 +18,8 @@ from adtarget.api.routes.decisions import DecisionService, ensure_decision_servi
 from adtarget.decision.models import DecisionRequest, DecisionResult
 from adtarget.settings import Settings
 
+from .conftest import make_live
+
 Seed = Callable[..., dict[str, Any]]
 FLIGHT = {"start": "2026-01-01T00:00:00Z", "end": "2099-01-01T00:00:00Z"}
 
@@ -25,33 +27,9 @@ FLIGHT = {"start": "2026-01-01T00:00:00Z", "end": "2099-01-01T00:00:00Z"}
 @pytest.fixture
 def live(client: TestClient, app: FastAPI) -> dict[str, Any]:
     """Two active line items (US priority 1, anyone priority 3), each with a creative."""
-    client.post("/v1/dimensions", json={"name": "country", "type": "category"})
-    adv = client.post("/v1/advertisers", json={"name": "acme"}).json()
-    camp = client.post(
-        "/v1/campaigns",
-        json={"advertiser_id": adv["id"], "name": "c", "budget_total": 1000, **FLIGHT},
-    ).json()
-    cr = client.post(
-        "/v1/creatives", json={"advertiser_id": adv["id"], "name": "cr", "format": "video_15s"}
-    ).json()
-    items = []
-    for name, rule, prio in (("us", 'country = "US"', 1), ("all", "", 3)):
-        li = client.post(
-            "/v1/line-items",
-            json={
-                "campaign_id": camp["id"],
-                "name": name,
-                "targeting": rule,
-                "priority": prio,
-                "bid_cpm": 2.0,
-            },
-        ).json()
-        client.post(f"/v1/line-items/{li['id']}/creatives", json={"creative_id": cr["id"]})
-        assert client.patch(f"/v1/line-items/{li['id']}", json={"status": "active"}).is_success
-        items.append(li)
-    assert client.patch(f"/v1/campaigns/{camp['id']}", json={"status": "active"}).is_success
+    made = make_live(client, [("us", 'country = "US"', 1), ("all", "", 3)])
     ensure_decision_service(app).engine.index_holder.refresh()
-    return {"campaign": camp, "creative": cr, "us": items[0], "all": items[1]}
+    return made
 
 
 def test_ranked_decisions_with_api_md_fields(client: TestClient, live: dict[str, Any]) -> None:

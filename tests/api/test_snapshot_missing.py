@@ -13,7 +13,7 @@ from adtarget.api.app import create_app
 from adtarget.api.routes.decisions import ensure_decision_service
 from adtarget.settings import Settings
 
-FLIGHT = {"start": "2026-01-01T00:00:00Z", "end": "2099-01-01T00:00:00Z"}
+from .conftest import make_live
 
 
 def _upload(client: TestClient, body: bytes) -> dict[str, Any]:
@@ -33,29 +33,7 @@ def _upload(client: TestClient, body: bytes) -> dict[str, Any]:
 
 
 def _not_canada(client: TestClient) -> None:
-    dim = client.post("/v1/dimensions", json={"name": "country", "type": "category"})
-    assert dim.status_code in (201, 409), dim.text  # an upload may have registered it
-    adv = client.post("/v1/advertisers", json={"name": "acme"}).json()
-    camp = client.post(
-        "/v1/campaigns",
-        json={"advertiser_id": adv["id"], "name": "c", "budget_total": 1000, **FLIGHT},
-    ).json()
-    cr = client.post(
-        "/v1/creatives", json={"advertiser_id": adv["id"], "name": "cr", "format": "video_15s"}
-    ).json()
-    li = client.post(
-        "/v1/line-items",
-        json={
-            "campaign_id": camp["id"],
-            "name": "not-ca",
-            "targeting": 'country not in ("CA")',
-            "priority": 1,
-            "bid_cpm": 2.0,
-        },
-    ).json()
-    client.post(f"/v1/line-items/{li['id']}/creatives", json={"creative_id": cr["id"]})
-    assert client.patch(f"/v1/line-items/{li['id']}", json={"status": "active"}).is_success
-    assert client.patch(f"/v1/campaigns/{camp['id']}", json={"status": "active"}).is_success
+    make_live(client, [("not-ca", 'country not in ("CA")', 1)])
 
 
 def _decide(client: TestClient, user: str) -> dict[str, Any]:
