@@ -204,3 +204,26 @@ def test_shedding_covers_the_fast_path_and_the_rest(settings: Settings) -> None:
         asyncio.run(scenario())
     finally:
         engine.release.set()
+
+
+def test_a_catalog_write_reaches_this_workers_decisions_without_waiting_for_the_poll(
+    client: TestClient, app: FastAPI, live: dict[str, Any]
+) -> None:
+    holder = ensure_decision_service(app).engine.index_holder
+    holder.start()  # the poll thread, as in a served worker
+    holder.poll_seconds = 3600.0  # only a wake can make it look before the test gives up
+    body = {"user_id": "u", "context": {"country": "US"}, "limit": 5}
+    served = [
+        d["line_item_id"] for d in client.post("/v1/decisions", json=body).json()["decisions"]
+    ]
+    assert live["us"]["id"] in served
+    paused = client.patch(f"/v1/line-items/{live['us']['id']}", json={"status": "paused"})
+    assert paused.status_code == 200
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        answer = client.post("/v1/decisions", json=body).json()["decisions"]
+        if live["us"]["id"] not in [d["line_item_id"] for d in answer]:
+            break
+        time.sleep(0.02)
+    else:
+        raise AssertionError("the paused line item was still served 10 s after the write")

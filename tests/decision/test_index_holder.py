@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -107,3 +108,19 @@ def test_the_rebuild_hook_hears_every_rebuild_and_cannot_break_one(clean_gc: Non
         holder.refresh()
     assert holder.refresh().match_ids({"country": "US"}) == {1}
     assert [n for _, n in heard] == [1, None, 1] and all(s >= 0 for s, _ in heard)
+
+
+def test_wake_checks_at_once_and_stop_does_not_wait_for_the_poll(clean_gc: None) -> None:
+    state = {"marker": 1}
+    holder = IndexHolder(load=_items, marker=lambda: state["marker"], poll_seconds=3600.0)
+    holder.start()
+    first = holder.generation
+    state["marker"] = 2
+    holder.wake()
+    deadline = time.monotonic() + 5
+    while holder.generation == first and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert holder.generation == first + 1
+    started = time.monotonic()
+    holder.stop()
+    assert time.monotonic() - started < 1.0

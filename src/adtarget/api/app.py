@@ -108,6 +108,15 @@ class AdtargetAPI(FastAPI):
         self.guard = GuardMiddleware(
             self._dispatch, max_inflight=max_inflight, max_body_bytes=max_body_bytes
         )
+        self.guard.on_catalog_write = self._wake_index
+
+    def _wake_index(self) -> None:
+        """A catalog write just succeeded in this worker: its decision index checks now."""
+        service = getattr(self.state, "decision_service", None)
+        wake = getattr(getattr(service, "engine", None), "index_holder", None)
+        wake = getattr(wake, "wake", None)
+        if callable(wake):  # a static index (tests, embedding) has nothing to wake
+            wake()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.guard(scope, receive, send)

@@ -23,6 +23,7 @@ import asyncio
 import threading
 import time
 from bisect import bisect_left
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -146,6 +147,21 @@ def _route_label(scope: Scope) -> str:
     return path if isinstance(path, str) else "unmatched"
 
 
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+CATALOG_WRITE_PREFIXES = (
+    "/v1/advertisers",
+    "/v1/campaigns",
+    "/v1/line-items",
+    "/v1/creatives",
+    "/v1/segments",
+    "/v1/dimensions",
+    "/v1/commands",
+    "/v1/uploads",
+    "/v1/snapshots",
+)
+"""Writes that can change the live line items; sizing, decisions and events never wake it."""
+
+
 class GuardMiddleware:
     """Bounded in-flight requests, request body limit, deadlines and latency metrics."""
 
@@ -153,6 +169,9 @@ class GuardMiddleware:
         self.app = app
         self.max_inflight = max_inflight
         self.max_body_bytes = max_body_bytes
+        #: called after a successful write to a route that changes what decisions serve
+        #: (``CATALOG_WRITE_PREFIXES``): the app wakes its decision index there.
+        self.on_catalog_write: Callable[[], None] | None = None
         self.inflight = 0
         self._latency: dict[tuple[str, str, int], Any] = {}
 
@@ -244,6 +263,13 @@ class GuardMiddleware:
                 self._latency[key] = child
             METRICS.observe(child, time.perf_counter() - started)
             METRICS.maybe_flush()
+            if (
+                self.on_catalog_write is not None
+                and status_holder[0] < 400
+                and scope["method"] in WRITE_METHODS
+                and path.startswith(CATALOG_WRITE_PREFIXES)
+            ):
+                self.on_catalog_write()
 
     async def _with_deadline(
         self, scope: Scope, receive: Receive, send: Send, deadline_ms: int, started: list[bool]

@@ -4,7 +4,8 @@ Why a single reference: a request reads ``holder.current()`` once and uses that 
 end; a rebuild constructs a complete new index off to the side and publishes it with one
 attribute assignment (atomic under the GIL), so no request ever sees half an index and none
 waits for a rebuild. Freshness: a cheap marker query every ``poll_seconds`` (background thread
-or ``check()``), plus ``refresh()`` for an immediate rebuild after a known change.
+or ``check()``), ``wake()`` to check at once after a change committed in this process (the
+API calls it after catalog writes), and ``refresh()`` for an immediate rebuild.
 
 Garbage collection: a rebuild creates only long-lived objects, hundreds of thousands of them at
 100,000 line items, and CPython's cyclic collector would scan them all, in collections that
@@ -78,6 +79,7 @@ class IndexHolder:
         self._generation = 0
         self._index = LineItemIndex([], version="empty")
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     @classmethod
@@ -169,9 +171,12 @@ class IndexHolder:
         self._last_poll = self._clock()
         return index
 
-    def check(self) -> bool:
-        """If ``poll_seconds`` passed, compare the marker and rebuild on change; True if rebuilt."""
-        if self._clock() - self._last_poll < self.poll_seconds:
+    def check(self, *, now: bool = False) -> bool:
+        """If ``poll_seconds`` passed (or ``now``), compare the marker and rebuild on change.
+
+        Returns True if it rebuilt.
+        """
+        if not now and self._clock() - self._last_poll < self.poll_seconds:
             return False
         with self._rebuild_lock:
             self._last_poll = self._clock()
@@ -190,16 +195,29 @@ class IndexHolder:
         self._thread = threading.Thread(target=self._run, name="index-holder", daemon=True)
         self._thread.start()
 
+    def wake(self) -> None:
+        """A catalog change was just committed in this process: check now, not at the next poll.
+
+        Cheap and coalescing (an ``Event``): the poll thread runs one ``check`` for any number of
+        wakes; other processes still see the change at their next poll.
+        """
+        self._wake.set()
+
     def _run(self) -> None:
-        while not self._stop.wait(self.poll_seconds):
+        while not self._stop.is_set():
+            woken = self._wake.wait(self.poll_seconds)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
-                self.check()
+                self.check(now=woken)
             except Exception:  # keep serving the last good index; try again next poll
                 log.exception("decision index refresh failed; serving the previous index")
 
     def stop(self) -> None:
         """Stop the background thread (the current index stays usable)."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
