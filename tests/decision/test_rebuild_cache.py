@@ -245,13 +245,13 @@ def test_unchanged_line_items_are_reused_and_forgotten_once_gone() -> None:
         calls.append(text)
         return parse(text)
 
-    cache.begin_rebuild(())
+    cache.begin_rebuild()
     first = cache.parsed("text:age > 3", lambda: parse_counted("age > 3"))
-    cache.begin_rebuild(())
+    cache.begin_rebuild()
     assert cache.parsed("text:age > 3", lambda: parse_counted("age > 3")) is first
     assert cache.compiled(first) is cache.compiled(first)
-    cache.begin_rebuild(())  # not used by this rebuild ...
-    cache.begin_rebuild(())  # ... so gone after the next
+    cache.begin_rebuild()  # not used by this rebuild ...
+    cache.begin_rebuild()  # ... so gone after the next
     again = cache.parsed("text:age > 3", lambda: parse_counted("age > 3"))
     assert again is not first and again == first
     assert calls == ["age > 3", "age > 3"]
@@ -259,7 +259,7 @@ def test_unchanged_line_items_are_reused_and_forgotten_once_gone() -> None:
 
 def test_a_failing_parse_caches_nothing() -> None:
     cache = RebuildCache()
-    cache.begin_rebuild(())
+    cache.begin_rebuild()
     with pytest.raises(RuleSyntaxError, match="column 10"):
         cache.parsed("text:country >", lambda: parse("country >"))
     assert cache.stats()["parsed_entries"] == 0

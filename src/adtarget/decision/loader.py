@@ -313,8 +313,9 @@ def _load_live(
     tiny: dict[int, str] | None = None,
 ) -> list[LiveLineItem]:
     cache = cache if cache is not None else RebuildCache()
+    cache.begin_rebuild()
     segments, segments_state = _segment_rules(session, cache)
-    cache.begin_rebuild(segments_state)
+    cache.use_segments(segments_state)
     creatives_of = _live_creatives(session)
     out: list[LiveLineItem] = []
     for row in _live_rows(session):

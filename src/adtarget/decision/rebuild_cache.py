@@ -89,8 +89,8 @@ class RebuildCache:
     """Parsed rules, inlined segments, live line items, facts and compiled rules, kept across
     rebuilds of the decision index.
 
-    Use: ``begin_rebuild()``, then the loader's lookups, then pass ``compiled`` and ``facts`` to
-    ``LineItemIndex`` (``IndexHolder`` does all of this).
+    Use: ``begin_rebuild()``, ``use_segments(...)``, then the loader's lookups, then pass
+    ``compiled`` and ``facts`` to ``LineItemIndex`` (``IndexHolder`` does all of this).
     """
 
     def __init__(self) -> None:
@@ -102,12 +102,16 @@ class RebuildCache:
         self._facts: _ByIdentity[LiveLineItem, Facts] = _ByIdentity()
         self._segments_state: Hashable = _MISSING
 
-    def begin_rebuild(self, segments_state: Hashable) -> None:
-        """Mark a new rebuild; ``segments_state`` fingerprints every rule-based segment."""
+    def begin_rebuild(self) -> None:
+        """Mark a new rebuild: what the last one used stays reusable, anything older goes."""
         for memo in self._memos():
             memo.rotate()
+
+    def use_segments(self, segments_state: Hashable) -> None:
+        """The fingerprint of every rule-based segment for this rebuild; a change drops every
+        segment expansion (any segment edit re-inlines every rule that references one)."""
         if segments_state != self._segments_state:
-            self._expanded.memo.clear()  # any segment edit: re-inline every referencing rule
+            self._expanded.memo.clear()
             self._segments_state = segments_state
 
     def parsed(self, stored: str, parse: Callable[[], Rule]) -> Rule:
