@@ -11,6 +11,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 
 from adtarget.catalog.db import (
+    HEAD_REVISION,
+    MIGRATIONS_DIR,
+    _migrated,
+    alembic_config,
     downgrade,
     make_engine,
     make_session_factory,
@@ -102,6 +106,23 @@ def test_open_catalog_creates_dir_and_migrates(settings: Settings) -> None:
         assert s.query(AdFormat).count() == 4
     again = open_catalog(settings)  # second open: no error, same data
     with again() as s:
+        assert s.query(AdFormat).count() == 4
+
+
+def test_head_revision_constant_is_alembics_head() -> None:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    assert script.get_heads() == [HEAD_REVISION], f"update HEAD_REVISION for {MIGRATIONS_DIR}"
+
+
+def test_open_catalog_migrates_a_database_behind_head(settings: Settings) -> None:
+    url = settings.resolved_catalog_url
+    settings.data_dir.mkdir(parents=True)
+    migrate(url)
+    downgrade(url, revision="base")  # an empty, un-migrated database file
+    _migrated.discard(normalize_url(url))  # as in a new process: nothing cached
+    with open_catalog(settings)() as s:
         assert s.query(AdFormat).count() == 4
 
 

@@ -8,12 +8,9 @@ lower, and ``PATCH {"end": ...}`` only if the stored start is later. Each check 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from jsonschema import Draft202012Validator
-from jsonschema import exceptions as js_exceptions
-from jsonschema.validators import validator_for
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -23,6 +20,9 @@ from adtarget.rules.format import to_json
 from adtarget.rules.parse import parse
 from adtarget.rules.registry import DimensionSpec, check_dimension_name
 from adtarget.rules.validate import validate
+
+if TYPE_CHECKING:
+    from jsonschema import exceptions as js_exceptions
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -159,6 +159,9 @@ def _schema_error_field(err: js_exceptions.ValidationError, schema: Mapping[str,
 
 def check_attributes(fmt: AdFormat, attributes: Mapping[str, Any]) -> None:
     """Validate creative attributes against the format's JSON Schema, naming the bad path."""
+    from jsonschema import Draft202012Validator  # lazy: ~0.13 s of every CLI start otherwise
+    from jsonschema.validators import validator_for
+
     cls = validator_for(fmt.json_schema, default=Draft202012Validator)
     errors = sorted(
         cls(fmt.json_schema).iter_errors(dict(attributes)),
@@ -183,6 +186,10 @@ def check_creative(cr: Creative, *, session: Session) -> None:
 
 def check_json_schema(schema: Mapping[str, Any]) -> None:
     """A new ad format's schema must itself be a valid JSON Schema describing an object."""
+    from jsonschema import Draft202012Validator
+    from jsonschema import exceptions as js_exceptions
+    from jsonschema.validators import validator_for
+
     cls = validator_for(schema, default=Draft202012Validator)
     try:
         cls.check_schema(schema)
