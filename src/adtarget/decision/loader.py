@@ -192,7 +192,8 @@ def _live_rows(session: Session) -> Sequence[Any]:
 
     Plain tuples, not ORM objects (materialising those was a third of a rebuild), and the JSON
     columns as their stored text, so unchanged values are decoded once per ``RebuildCache``.
-    Column order is what ``_live_item`` unpacks.
+    Campaign and advertiser columns come once per campaign (``_live_campaigns``), not once per
+    line item. Column order is what ``_live_item`` unpacks.
     """
     return session.execute(
         select(
@@ -208,6 +209,19 @@ def _live_rows(session: Session) -> Sequence[Any]:
             LineItem.frequency_cap_window_seconds,
             LineItem.targeting,
             cast(LineItem.targeting_json, Text),
+            LineItem.campaign_id,
+        )
+        .join(Campaign, Campaign.id == LineItem.campaign_id)
+        .where(LineItem.status == "active", Campaign.status == "active")
+        .order_by(LineItem.id)
+        .execution_options(yield_per=FETCH_ROWS)
+    ).all()
+
+
+def _live_campaigns(session: Session) -> dict[int, tuple[Any, ...]]:
+    """Active campaigns with their advertiser's caps, by id (order: what ``_live_item`` unpacks)."""
+    rows = session.execute(
+        select(
             Campaign.id,
             Campaign.start,
             Campaign.end,
@@ -222,12 +236,10 @@ def _live_rows(session: Session) -> Sequence[Any]:
             Advertiser.frequency_cap_count,
             Advertiser.frequency_cap_window_seconds,
         )
-        .join(Campaign, Campaign.id == LineItem.campaign_id)
         .join(Advertiser, Advertiser.id == Campaign.advertiser_id)
-        .where(LineItem.status == "active", Campaign.status == "active")
-        .order_by(LineItem.id)
-        .execution_options(yield_per=FETCH_ROWS)
-    ).all()
+        .where(Campaign.status == "active")
+    )
+    return {row[0]: tuple(row) for row in rows}
 
 
 def _live_creatives(session: Session) -> dict[int, list[tuple[int, str]]]:
@@ -264,6 +276,7 @@ def _dayparting(text: str | None) -> frozenset[int] | None:
 
 def _live_item(
     row: Sequence[Any],
+    campaign: Sequence[Any],
     rule: Rule | None,
     formats: tuple[str, ...],
     creatives: dict[str, tuple[int, ...]],
@@ -271,11 +284,13 @@ def _live_item(
 ) -> LiveLineItem:
     (
         li_id, priority, bid_cpm, _formats, start, end, budget_total, pacing_mode,
-        cap_count, cap_window, _text, _json,
+        cap_count, cap_window, _text, _json, _campaign_id,
+    ) = row  # fmt: skip
+    (
         camp_id, camp_start, camp_end, camp_budget_total, camp_budget_daily, camp_pacing_mode,
         camp_timezone, _daypart, camp_cap_count, camp_cap_window,
         adv_id, adv_cap_count, adv_cap_window,
-    ) = row  # fmt: skip
+    ) = campaign  # fmt: skip
     caps = (
         _cap("line_item", li_id, cap_count, cap_window)
         + _cap("campaign", camp_id, camp_cap_count, camp_cap_window)
@@ -317,11 +332,16 @@ def _load_live(
     segments, segments_state = _segment_rules(session, cache)
     cache.use_segments(segments_state)
     creatives_of = _live_creatives(session)
+    campaigns = _live_campaigns(session)
     out: list[LiveLineItem] = []
     for row in _live_rows(session):
-        li_id, formats_text, targeting, targeting_json, daypart_text = (
-            row[0], row[3], row[10], row[11], row[19]
+        li_id, formats_text, targeting, targeting_json, campaign_id = (
+            row[0], row[3], row[10], row[11], row[12]
         )  # fmt: skip
+        campaign = campaigns.get(campaign_id)
+        if campaign is None:  # the campaign changed status between the two queries
+            continue
+        daypart_text = campaign[7]
         formats = cache.value("formats", formats_text, partial(_json_list, formats_text))
         grouped: dict[str, list[int]] = {}
         for creative_id, fmt in creatives_of.get(li_id, ()):
@@ -341,10 +361,11 @@ def _load_live(
             log.warning("line item %s skipped: %s", li_id, exc)
             skipped[li_id] = f"unreadable targeting or dayparting: {exc}"
             continue
-        key = (tuple(row), tuple(creatives.items()), id(rule))
-        item = cache.value("item", key, partial(_live_item, row, rule, formats, creatives, daypart))
+        key = (tuple(row), campaign, tuple(creatives.items()), id(rule))
+        make = partial(_live_item, row, campaign, rule, formats, creatives, daypart)
+        item = cache.value("item", key, make)
         if item.rule is not rule:  # the key pins nothing of the rule's; never trust an id alone
-            item = _live_item(row, rule, formats, creatives, daypart)
+            item = make()
         out.append(item)
     return out
 
