@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from adtarget.decision.models import FrequencyCap
+from adtarget.decision.redis_client import connect
 
 
 def cap_key(cap: FrequencyCap, user_id: str, now: float) -> str:
@@ -136,16 +137,8 @@ class RedisCounters:
     """Counters in Redis (``MGET`` to read, pipelined ``INCR``+``EXPIRE`` to record)."""
 
     def __init__(self, url: str, *, prefix: str = "adtarget:cap:", timeout: float = 0.02) -> None:
-        try:
-            import redis
-        except ImportError as exc:  # pragma: no cover - the redis extra installs it
-            raise ImportError(
-                "RedisCounters needs the redis client: pip install 'adtarget[redis]'"
-            ) from exc
         self.prefix = prefix
-        self._client: Any = redis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout
-        )
+        self._client: Any = connect(url, timeout=timeout, needed_by="RedisCounters")
 
     def counts(self, keys: Sequence[str], now: float) -> list[int]:
         """Current count per key (one round trip)."""

@@ -18,6 +18,7 @@ from adtarget.audience.redis_profiles import (
     decode_value,
     user_key,
 )
+from adtarget.decision.redis_client import connect
 
 
 class RedisProfileStore:
@@ -28,16 +29,8 @@ class RedisProfileStore:
     """
 
     def __init__(self, url: str, *, prefix: str = DEFAULT_PREFIX, timeout: float = 0.02) -> None:
-        try:
-            import redis
-        except ImportError as exc:  # pragma: no cover - the redis extra installs it
-            raise ImportError(
-                "RedisProfileStore needs the redis client: pip install 'adtarget[redis]'"
-            ) from exc
         self.prefix = prefix
-        self._client: Any = redis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout
-        )
+        self._client: Any = connect(url, timeout=timeout, needed_by="RedisProfileStore")
         self._version: tuple[float, str | None] | None = None
 
     def version(self) -> str | None:
