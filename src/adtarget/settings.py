@@ -10,8 +10,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from adtarget.errors import InvalidValue
 
 
 class Settings(BaseSettings):
@@ -69,5 +71,21 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once from the environment."""
-    return Settings()
+    """The process-wide settings, read once from the environment.
+
+    Raises:
+        InvalidValue: naming the ``ADTARGET_*`` variable that does not parse (not a pydantic
+            traceback: the variable is what the operator has to fix).
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = [
+            f"ADTARGET_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']} "
+            f"(got {e.get('input')!r})"
+            for e in exc.errors()
+        ]
+        first = exc.errors()[0]["loc"]
+        raise InvalidValue(
+            "; ".join(problems), field=f"ADTARGET_{'_'.join(map(str, first)).upper()}"
+        ) from None

@@ -138,3 +138,17 @@ def test_catalog_commands_are_undoable(data_dir: Path, monkeypatch: pytest.Monke
     assert [a["name"] for a in json.loads(listed.stdout)["items"]] == ["Acme"]
     bad = runner.invoke(app, [*base, "catalog", "create", "campaign", '{"name": "x"}'])
     assert bad.exit_code == 1 and "advertiser_id" in bad.stderr
+
+
+def test_a_bad_setting_is_one_error_line_naming_the_variable(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ADTARGET_INDEX_FREEZE_GC", "maybe")
+    monkeypatch.setenv("ADTARGET_MAX_INFLIGHT", "lots")
+    result = runner.invoke(app, ["history"])
+    assert result.exit_code == 2
+    line = result.stderr.strip()
+    assert line.startswith("error: ADTARGET_") and "\n" not in line
+    assert "ADTARGET_INDEX_FREEZE_GC: Input should be a valid boolean" in line
+    assert "(got 'maybe')" in line and "ADTARGET_MAX_INFLIGHT: " in line and "(got 'lots')" in line
+    assert "Traceback" not in result.output

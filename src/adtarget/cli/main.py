@@ -15,6 +15,8 @@ from typing import Annotated
 import typer
 
 from adtarget import __version__
+from adtarget.cli.errors import fail
+from adtarget.errors import AdtargetError
 from adtarget.settings import get_settings
 
 app = typer.Typer(
@@ -50,6 +52,10 @@ def main(
     if data_dir is not None:
         os.environ["ADTARGET_DATA_DIR"] = str(data_dir)
     get_settings.cache_clear()
+    try:
+        get_settings()  # a bad ADTARGET_* value: one error line naming it, before any work
+    except AdtargetError as err:
+        raise fail(err, 2) from None
 
 
 def _register_all() -> None:
