@@ -113,9 +113,10 @@ class AdtargetAPI(FastAPI):
     def _wake_index(self) -> None:
         """A catalog write just succeeded in this worker: its decision index checks now."""
         service = getattr(self.state, "decision_service", None)
-        wake = getattr(getattr(service, "engine", None), "index_holder", None)
-        wake = getattr(wake, "wake", None)
-        if callable(wake):  # a static index (tests, embedding) has nothing to wake
+        if service is None:  # no decision asked for yet: nothing built to refresh
+            return
+        wake = getattr(service.engine.index_holder, "wake", None)
+        if wake is not None:  # a static index (tests, embedding) has nothing to wake
             wake()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

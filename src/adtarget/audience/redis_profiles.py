@@ -58,7 +58,8 @@ def decode_value(raw: bytes | str) -> Any:
     return frozenset(value) if isinstance(value, list) else value
 
 
-def _text(raw: bytes | str | None) -> str | None:
+def as_text(raw: bytes | str | None) -> str | None:
+    """A Redis reply as ``str`` (the client returns bytes unless told to decode)."""
     return raw.decode() if isinstance(raw, bytes) else raw
 
 
@@ -84,8 +85,8 @@ def load_profiles_into_redis(
     With ``reuse`` and ``version`` already fully loaded, ``rows`` is not read: the pointer moves.
     """
     with client.lock(prefix + LOCK_KEY, timeout=LOCK_TTL_S, blocking_timeout=LOCK_TTL_S) as lock:
-        previous = _text(client.get(prefix + VERSION_KEY))
-        loaded = _text(client.hget(prefix + LOADED_KEY, version))
+        previous = as_text(client.get(prefix + VERSION_KEY))
+        loaded = as_text(client.hget(prefix + LOADED_KEY, version))
         if reuse and loaded is not None:
             client.set(prefix + VERSION_KEY, version)
             _prune(client, prefix, keep={version, previous}, batch=batch)
@@ -118,8 +119,8 @@ def _prune(client: Any, prefix: str, *, keep: set[str | None], batch: int) -> li
     Runs under the load lock, so no other load is writing. ``SCAN`` visits the whole keyspace
     per dropped version (Redis has no prefix index); ``UNLINK`` frees memory off the main thread.
     """
-    versions = {_text(v) for v in client.hkeys(prefix + LOADED_KEY)}
-    versions |= {_text(v) for v in client.smembers(prefix + LOADING_KEY)}
+    versions = {as_text(v) for v in client.hkeys(prefix + LOADED_KEY)}
+    versions |= {as_text(v) for v in client.smembers(prefix + LOADING_KEY)}
     dropped = sorted(v for v in versions if v is not None and v not in keep)
     for version in dropped:
         doomed: list[Any] = []

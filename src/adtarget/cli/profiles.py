@@ -4,7 +4,7 @@ Why this step: with ``ADTARGET_PROFILE_STORE=redis`` the decision nodes read per
 from Redis (one ``HGETALL`` per request) instead of mapping the snapshot files, which is how
 decision nodes scale out without shared storage. The snapshot stays the source of truth; this
 command makes Redis match it: the users are written under the snapshot's version and made live
-in one step (``decision/profiles_redis.py``); a version still in Redis (after an undo or a
+in one step (``audience/redis_profiles.py``); a version still in Redis (after an undo or a
 rollback) is made live again without rewriting it.
 """
 

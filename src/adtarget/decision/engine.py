@@ -40,10 +40,10 @@ from adtarget.decision.explain import failed_part
 from adtarget.decision.index import LineItemIndex
 from adtarget.decision.models import Decision, DecisionRequest, DecisionResult, LiveLineItem
 from adtarget.decision.profiles import ProfileStore, merge_features
+from adtarget.settings import Settings
 
 if TYPE_CHECKING:
     from adtarget.decision.index_holder import RebuildHook
-from adtarget.settings import Settings
 
 PREFETCH_MIN = 8
 PREFETCH_PER_LIMIT = 4

@@ -15,6 +15,7 @@ from adtarget.audience.redis_profiles import (
     DEFAULT_PREFIX,
     VERSION_KEY,
     VERSION_TTL_S,
+    as_text,
     decode_value,
     user_key,
 )
@@ -38,8 +39,7 @@ class RedisProfileStore:
         now = time.monotonic()
         if self._version is not None and now - self._version[0] < VERSION_TTL_S:
             return self._version[1]
-        raw = self._client.get(self.prefix + VERSION_KEY)
-        value = raw.decode() if isinstance(raw, bytes) else raw
+        value = as_text(self._client.get(self.prefix + VERSION_KEY))
         self._version = (now, value)
         return value
 
