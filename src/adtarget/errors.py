@@ -126,3 +126,10 @@ class IngestFailed(AdtargetError):
 
     code = "ingest_failed"
     http_status = 422
+
+
+class ShardUnavailable(AdtargetError):
+    """One shard of a sharded audience could not answer in time; no partial count is given."""
+
+    code = "shard_unavailable"
+    http_status = 503

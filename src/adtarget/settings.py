@@ -45,6 +45,15 @@ class Settings(BaseSettings):
     (``gc.freeze``): at 100,000 line items a full collection otherwise stalls every request
     for 1.2-1.8 s. Off in the test suite, which builds hundreds of apps in one process."""
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    audience_backend: Literal["local", "ray"] = "local"
+    """Where a sharded snapshot's sizes, overlaps and exports are computed: in this process,
+    or in one Ray actor per shard on the cluster at ``ray_address``."""
+    ray_address: str | None = None
+    """A Ray cluster address (``host:port`` of the GCS, ``ray://...``), or ``local`` to start
+    Ray in this process. Unset: ``local``."""
+    shard_deadline_ms: int = Field(default=2000, ge=1)
+    """How long an audience answer waits for every shard actor before answering 503
+    ``shard_unavailable`` (the Ray backend; a partial sum is never returned)."""
 
     @property
     def resolved_catalog_url(self) -> str:

@@ -14,7 +14,7 @@ import shutil
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -39,11 +39,18 @@ from adtarget.errors import InvalidValue
 from adtarget.rules.registry import DimensionSpec
 
 if TYPE_CHECKING:
-    from adtarget.audience.store import SnapshotStore
     from adtarget.rules.ast import Rule
 
 Mode = Literal["replace", "upsert"]
 ID_COLUMN = "user_id"
+
+
+class StagingArea(Protocol):
+    """Where a build writes: a ``SnapshotStore``, or one shard's place in a sharded build."""
+
+    def staging_dir(self) -> Path:
+        """A fresh directory for the build."""
+        ...
 
 
 def _as_id_array(user_ids: Iterable[str] | pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -67,7 +74,7 @@ class SnapshotBuilder:
     def __init__(
         self,
         *,
-        store: SnapshotStore,
+        store: StagingArea,
         base: Snapshot | None,
         registry: Mapping[str, DimensionSpec],
         mode: Mode = "replace",

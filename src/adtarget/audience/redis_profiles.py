@@ -153,12 +153,18 @@ def load_snapshot_into_redis(
     ``progress(ordinals_done)`` is called every 10,000 ordinals (the CLI's progress bar).
     """
 
+    # a sharded snapshot is loaded shard after shard (a user's features live in its shard)
+    parts = getattr(snapshot, "shards", None) or [snapshot]
+
     def rows() -> Iterable[tuple[str, Mapping[str, Any]]]:
-        for ordinal in range(snapshot.num_ordinals):
-            if snapshot.is_alive(ordinal):
-                yield snapshot.user_id_of(ordinal), snapshot.features(ordinal)
-            if progress is not None and ordinal % 10_000 == 0:
-                progress(ordinal)
+        done = 0
+        for part in parts:
+            for ordinal in range(part.num_ordinals):
+                if part.is_alive(ordinal):
+                    yield part.user_id_of(ordinal), part.features(ordinal)
+                if progress is not None and (done + ordinal) % 10_000 == 0:
+                    progress(done + ordinal)
+            done += part.num_ordinals
 
     return load_profiles_into_redis(
         rows(), client, version=snapshot.version, prefix=prefix, batch=batch

@@ -9,7 +9,7 @@ fewer than ``min_size`` users is never exported.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,8 +19,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from pyroaring import AbstractBitMap
 
+from adtarget.audience.sharded import AnySnapshot, ShardedSnapshot
 from adtarget.audience.sizing import count_rule
-from adtarget.audience.snapshot import Snapshot
 from adtarget.audience.store import SnapshotStore
 from adtarget.errors import InvalidValue, NotFound
 from adtarget.rules.ast import Rule
@@ -35,7 +35,7 @@ ExportFormat = Literal["csv", "parquet"]
 EXPORT_CHUNK = 1_000_000
 
 
-def current_snapshot(store: SnapshotStore) -> Snapshot:
+def current_snapshot(store: SnapshotStore) -> AnySnapshot:
     """The live snapshot, or ``NotFound`` (404 / CLI exit 1) before the first upload."""
     snap = store.current()
     if snap is None:
@@ -47,7 +47,7 @@ def current_snapshot(store: SnapshotStore) -> Snapshot:
 
 def _compile(
     rule: RuleInput,
-    snapshot: Snapshot,
+    snapshot: AnySnapshot,
     registry: Mapping[str, DimensionSpec] | None,
     segments: Mapping[str, Rule | None] | None,
 ) -> Rule:
@@ -64,7 +64,7 @@ def _compile(
 
 def _compile_checked(
     rule: RuleInput,
-    snapshot: Snapshot,
+    snapshot: AnySnapshot,
     registry: Mapping[str, DimensionSpec] | None,
     segments: Mapping[str, Rule | None] | None,
 ) -> Rule:
@@ -94,7 +94,7 @@ _compiled_lock = threading.Lock()
 
 def _compile_any(
     rule: RuleInput,
-    snapshot: Snapshot,
+    snapshot: AnySnapshot,
     registry: Mapping[str, DimensionSpec] | None,
     segments: Mapping[str, Rule | None] | None,
 ) -> Rule:
@@ -127,9 +127,16 @@ def _gate(n: int, min_size: int, version: str) -> dict[str, Any]:
     return {"count": n, "snapshot": version}
 
 
+def _with_shards(answer: dict[str, Any], snapshot: AnySnapshot) -> dict[str, Any]:
+    """Answers from a sharded snapshot say over how many shards they were summed."""
+    if isinstance(snapshot, ShardedSnapshot):
+        answer["shards"] = snapshot.num_shards
+    return answer
+
+
 def size_rule(
     *,
-    snapshot: Snapshot,
+    snapshot: AnySnapshot,
     rule_text: RuleInput,
     registry: Mapping[str, DimensionSpec] | None = None,
     min_size: int = 100,
@@ -145,12 +152,16 @@ def size_rule(
         segments: catalog segments, name -> rule (rule-based) or ``None`` (list).
     """
     rule = _compile_any(rule_text, snapshot, registry, segments)
-    return _gate(count_rule(rule, snapshot.index), min_size, snapshot.version)
+    if isinstance(snapshot, ShardedSnapshot):
+        n = snapshot.fanout.count(rule)
+    else:
+        n = count_rule(rule, snapshot.index)
+    return _with_shards(_gate(n, min_size, snapshot.version), snapshot)
 
 
 def overlap_rules(
     *,
-    snapshot: Snapshot,
+    snapshot: AnySnapshot,
     rules: Sequence[RuleInput],
     registry: Mapping[str, DimensionSpec] | None = None,
     min_size: int = 100,
@@ -163,24 +174,28 @@ def overlap_rules(
     """
     if not rules:
         raise InvalidValue("give at least one rule", field="rules")
-    bitmaps: list[AbstractBitMap] = []
+    compiled: list[Rule] = []
     for i, r in enumerate(rules):
         try:
-            compiled = _compile_any(r, snapshot, registry, segments)
+            compiled.append(_compile_any(r, snapshot, registry, segments))
         except InvalidValue as exc:
             exc.details.setdefault("index", i)
             raise
-        bitmaps.append(evaluate(compiled, snapshot.index))
-    n = len(bitmaps)
+    n = len(compiled)
+    counts = (
+        snapshot.fanout.overlap(compiled)
+        if isinstance(snapshot, ShardedSnapshot)
+        else _overlap_counts(compiled, snapshot.index)
+    )
     matrix: list[list[int | None]] = [[None] * n for _ in range(n)]
     hidden: list[list[bool]] = [[False] * n for _ in range(n)]
     for i in range(n):
         for j in range(i, n):
-            c = len(bitmaps[i]) if i == j else bitmaps[i].intersection_cardinality(bitmaps[j])
+            c = counts[i][j]
             low = c < min_size
             matrix[i][j] = matrix[j][i] = None if low else c
             hidden[i][j] = hidden[j][i] = low
-    return {
+    answer = {
         "snapshot": snapshot.version,
         "rules": [r if isinstance(r, str) else str(r) for r in rules],
         "sizes": [matrix[i][i] for i in range(n)],
@@ -188,11 +203,24 @@ def overlap_rules(
         "below_threshold": hidden,
         "min_size": min_size,
     }
+    return _with_shards(answer, snapshot)
+
+
+def _overlap_counts(rules: Sequence[Rule], index: Any) -> list[list[int]]:
+    """Each rule evaluated once; cells use ``intersection_cardinality`` (no bitmap is built)."""
+    bitmaps: list[AbstractBitMap] = [evaluate(r, index) for r in rules]
+    n = len(bitmaps)
+    out = [[0] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(i, n):
+            c = len(bitmaps[i]) if i == j else bitmaps[i].intersection_cardinality(bitmaps[j])
+            out[i][j] = out[j][i] = int(c)
+    return out
 
 
 def export_rule(
     *,
-    snapshot: Snapshot,
+    snapshot: AnySnapshot,
     rule_text: RuleInput,
     out_path: Path | str,
     fmt: ExportFormat = "csv",
@@ -208,15 +236,46 @@ def export_rule(
     if fmt not in ("csv", "parquet"):
         raise InvalidValue(f"export format {fmt!r} is not csv or parquet", field="format")
     rule = _compile(rule_text, snapshot, registry, segments)
+    if isinstance(snapshot, ShardedSnapshot):
+        return _export_sharded(snapshot, rule, out_path, fmt, min_size, chunk_size)
     bm = evaluate(rule, snapshot.index)
     n = len(bm)
+    _check_exportable(n, min_size)
+    ordinals = np.frombuffer(bm.to_array(), dtype=np.uint32)
+    chunks = (
+        snapshot.user_ids(ordinals[start : start + chunk_size]) for start in range(0, n, chunk_size)
+    )
+    _write_ids(chunks, out_path, fmt)
+    return {"count": n, "path": str(out_path), "format": fmt, "snapshot": snapshot.version}
+
+
+def _check_exportable(n: int, min_size: int) -> None:
     if n < min_size:
         raise InvalidValue(
             f"audience is below the minimum size of {min_size} users and cannot be exported",
             field="rule",
             below_threshold=True,
         )
-    ordinals = np.frombuffer(bm.to_array(), dtype=np.uint32)
+
+
+def _export_sharded(
+    snapshot: ShardedSnapshot,
+    rule: Rule,
+    out_path: Path | str,
+    fmt: ExportFormat,
+    min_size: int,
+    chunk_size: int,
+) -> dict[str, Any]:
+    """Count first (the threshold applies to the sum), then stream the shards' ids in turn."""
+    n = snapshot.fanout.count(rule)
+    _check_exportable(n, min_size)
+    written = _write_ids(snapshot.fanout.export(rule, chunk_size), out_path, fmt)
+    answer = {"count": written, "path": str(out_path), "format": fmt}
+    return _with_shards({**answer, "snapshot": snapshot.version}, snapshot)
+
+
+def _write_ids(chunks: Iterator[pa.Array], out_path: Path | str, fmt: ExportFormat) -> int:
+    """Write id chunks to ``out_path`` (column ``user_id``) via a ``.partial`` file."""
     schema = pa.schema([("user_id", pa.large_string())])
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -224,11 +283,15 @@ def export_rule(
     writer: Any = (
         pacsv.CSVWriter(str(tmp), schema) if fmt == "csv" else pq.ParquetWriter(str(tmp), schema)
     )
+    written = 0
     try:
-        for start in range(0, n, chunk_size):
-            ids = snapshot.user_ids(ordinals[start : start + chunk_size])
-            writer.write_table(pa.table({"user_id": ids}, schema=schema))
-    finally:
+        for ids in chunks:
+            written += len(ids)
+            writer.write_table(pa.table({"user_id": ids.cast(pa.large_string())}, schema=schema))
+    except BaseException:
         writer.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    writer.close()
     tmp.replace(out)
-    return {"count": n, "path": str(out), "format": fmt, "snapshot": snapshot.version}
+    return written

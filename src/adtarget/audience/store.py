@@ -20,9 +20,14 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from adtarget.audience.snapshot import MANIFEST, Snapshot
+from adtarget.audience.sharded import AnySnapshot, ShardedSnapshot, open_snapshot
+from adtarget.audience.snapshot import MANIFEST
 from adtarget.errors import InvalidValue, NotFound
+
+if TYPE_CHECKING:
+    from adtarget.audience.fanout import Fanout
 
 CURRENT = "CURRENT"
 LOCK = ".lock"
@@ -65,6 +70,8 @@ class SnapshotStore:
         on_switch: called with the new current version after every publish and rollback,
             still under the store's lock, so followers (Redis profiles) see switches in order.
             Its failure is logged, not raised: the snapshot is already live.
+        fanout_factory: how a sharded snapshot answers audiences (default: in process; the
+            Ray backend passes one that calls shard actors).
     """
 
     def __init__(
@@ -73,16 +80,18 @@ class SnapshotStore:
         keep: int = 5,
         *,
         on_switch: Callable[[str], None] | None = None,
+        fanout_factory: Callable[[ShardedSnapshot], Fanout] | None = None,
     ) -> None:
         if keep < 1:
             raise InvalidValue("keep must be at least 1", field="keep")
         self.root = Path(root)
         self.keep = keep
         self.on_switch = on_switch
+        self.fanout_factory = fanout_factory
         self.root.mkdir(parents=True, exist_ok=True)
         self._mutex = threading.Lock()
         self._pointer_key: tuple[int, int, int] | None = None
-        self._current: Snapshot | None = None
+        self._current: AnySnapshot | None = None
         self._pointer_path = os.fspath(self.root / CURRENT)  # str: no Path join per request
         self.clean_stale()
 
@@ -101,7 +110,7 @@ class SnapshotStore:
             return None
         return text or None
 
-    def current(self) -> Snapshot | None:
+    def current(self) -> AnySnapshot | None:
         """The snapshot ``CURRENT`` points at; reopened only when the pointer file changed."""
         try:
             st = os.stat(self._pointer_path)
@@ -117,11 +126,16 @@ class SnapshotStore:
             if version is None:
                 return self._lost_pointer()
             if self._current is None or self._current.version != version:
-                self._current = Snapshot(self.root / version)
+                # a sharded snapshot's fan-out (Ray actors) goes when the last request using
+                # the old snapshot drops it: actor handles are reference counted
+                self._current = self._open(version)
             self._pointer_key = key
             return self._current
 
-    def _lost_pointer(self) -> Snapshot | None:
+    def _open(self, version: str) -> AnySnapshot:
+        return open_snapshot(self.root / version, fanout_factory=self.fanout_factory)
+
+    def _lost_pointer(self) -> AnySnapshot | None:
         """``CURRENT`` vanished after this reader had a snapshot (directory wiped, storage lost).
 
         Why keep the held snapshot: its files are memory-mapped, so it still answers exactly as
@@ -136,10 +150,10 @@ class SnapshotStore:
             )
         return self._current
 
-    def open(self, version: str) -> Snapshot:
+    def open(self, version: str) -> AnySnapshot:
         """Open one published version (raises ``NotFound``)."""
         self._check_version(version)
-        return Snapshot(self.root / version)
+        return self._open(version)
 
     def manifests(self) -> list[dict[str, object]]:
         """The manifest of every published version, oldest first, with ``current`` marked."""
@@ -150,15 +164,16 @@ class SnapshotStore:
                 manifest = json.loads((self.root / version / MANIFEST).read_text())
             except (FileNotFoundError, json.JSONDecodeError):
                 continue
-            out.append(
-                {
-                    "version": version,
-                    "created_at": manifest.get("created_at"),
-                    "num_users": manifest.get("num_users"),
-                    "segments": sorted(manifest.get("segments", {})),
-                    "current": version == current,
-                }
-            )
+            entry: dict[str, object] = {
+                "version": version,
+                "created_at": manifest.get("created_at"),
+                "num_users": manifest.get("num_users"),
+                "segments": sorted(manifest.get("segments", {})),
+                "current": version == current,
+            }
+            if manifest.get("shards"):
+                entry["shards"] = len(manifest["shards"])
+            out.append(entry)
         return out
 
     # -- writing ---------------------------------------------------------------------------

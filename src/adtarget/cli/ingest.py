@@ -32,7 +32,8 @@ def _summary(job: dict[str, Any]) -> str:
     if job.get("quarantine"):
         lines.append(f"  quarantine: {job['quarantine']}")
     if job.get("snapshot"):
-        lines.append(f"  snapshot: {job['snapshot']}")
+        shards = f" ({job['shards']} shards)" if job.get("shards") else ""
+        lines.append(f"  snapshot: {job['snapshot']}{shards}")
     if "match_rate" in rep:
         lines.append(f"  match rate: {rep['match_rate']:.1%}")
     diff = rep.get("diff")
@@ -85,6 +86,20 @@ def ingest(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the job as one JSON object.")
     ] = False,
+    shards: Annotated[
+        int | None,
+        typer.Option("--shards", help="Build a snapshot of N shards (users placed by id hash)."),
+    ] = None,
+    engine: Annotated[
+        str, typer.Option("--engine", help="local | ray: where a sharded snapshot is built.")
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="Ray cluster to build on (default ADTARGET_RAY_ADDRESS; 'local' starts one).",
+        ),
+    ] = None,
 ) -> None:
     """Upload user features (or a segment list) and publish a new audience snapshot."""
     from adtarget.catalog.db import open_catalog
@@ -111,6 +126,9 @@ def ingest(
             delimiter=delimiter,
             set_separator=set_separator,
             max_field_chars=max_field_chars,
+            shards=shards,
+            engine=engine,
+            ray_address=ray_address,
         )
         if job.get("idempotent") and job["status"] in ("queued", "running"):
             job = _wait_for(job["id"], settings, factory)  # another process runs it: join it

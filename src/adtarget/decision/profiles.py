@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from adtarget.audience.snapshot import Snapshot
+from adtarget.audience.sharded import AnySnapshot
 from adtarget.audience.store import SnapshotStore
 from adtarget.errors import StoreUnavailable
 
@@ -105,10 +105,10 @@ class SnapshotProfileStore:
         self.check_s = check_s
         self._published = published
         self._expected: tuple[float, str | None] | None = None
-        self._snap: Snapshot | None = None
+        self._snap: AnySnapshot | None = None
         self._checked_at = 0.0
 
-    def _current(self) -> Snapshot | None:
+    def _current(self) -> AnySnapshot | None:
         now = time.monotonic()
         snap = self._snap
         if snap is None or now - self._checked_at >= self.check_s:
@@ -141,8 +141,7 @@ class SnapshotProfileStore:
         snap = self._current()
         if snap is None:
             return None
-        ordinal = snap.ordinal_of(user_id)
-        return None if ordinal is None else snap.features(ordinal)
+        return snap.features_of(user_id)  # a sharded snapshot reads the user's shard
 
     def version(self) -> str | None:
         """The current snapshot's version."""
@@ -154,5 +153,4 @@ class SnapshotProfileStore:
         snap = self._current()
         if snap is None:
             return None, None
-        ordinal = snap.ordinal_of(user_id)
-        return (None if ordinal is None else snap.features(ordinal)), snap.version
+        return snap.features_of(user_id), snap.version

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from adtarget.audience.sharding import check_shards
 from adtarget.audience.stores import snapshot_store_for
 from adtarget.catalog.coltypes import utcnow
 from adtarget.catalog.tables import UPLOAD_MODES, UploadJob
@@ -70,6 +71,7 @@ def job_to_dict(job: UploadJob) -> dict[str, Any]:
         "created_at": job.created_at.isoformat() if job.created_at else None,
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        **({"shards": shards} if (shards := report.get("_options", {}).get("shards")) else {}),
     }
 
 
@@ -103,6 +105,9 @@ def submit_upload(
     delimiter: str = ",",
     set_separator: str = "|",
     max_field_chars: int = 256,
+    shards: int | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> dict[str, Any]:
     """Queue an upload of ``path``; returns the job object (status ``queued``).
 
@@ -123,6 +128,9 @@ def submit_upload(
             instead of replacing the segment's members.
         delimiter: CSV field delimiter; set_separator splits CSV set cells (``a|b``).
         max_field_chars: longer cells are rejected (``value longer than N characters``).
+        shards: build a snapshot of this many shards (users placed by ``shard_of``).
+        engine: ``local`` (this process) or ``ray`` (Ray Data reads, Ray tasks build shards).
+        ray_address: the Ray cluster to build on (else ``ADTARGET_RAY_ADDRESS``, else local).
     """
     src = Path(path)
     if mode not in UPLOAD_MODES:
@@ -147,6 +155,14 @@ def submit_upload(
         raise InvalidValue("set_separator must not be empty", field="set_separator")
     if max_field_chars < 1:
         raise InvalidValue("max_field_chars must be positive", field="max_field_chars")
+    if shards is not None:
+        check_shards(shards)
+    if engine not in ("local", "ray"):
+        raise InvalidValue(f"engine {engine!r} is not local or ray", field="engine")
+    if engine == "ray" and shards is None:
+        raise InvalidValue(
+            "--engine ray builds a sharded snapshot: give --shards N", field="shards"
+        )
     options = {
         "id_column": id_column,
         "schema": declared,
@@ -156,6 +172,9 @@ def submit_upload(
         "delimiter": delimiter,
         "set_separator": set_separator,
         "max_field_chars": max_field_chars,
+        "shards": shards,
+        "engine": engine,
+        "ray_address": ray_address,
     }
     with session_factory() as session:
         if not dry_run:
@@ -180,6 +199,7 @@ def submit_upload(
                     and (job.status != "succeeded" or job.snapshot == current_version)
                     and old.get("id_column", "user_id") == id_column
                     and bool(old.get("append")) == append
+                    and old.get("shards") == shards
                 ):
                     out = job_to_dict(job)
                     out["idempotent"] = True

@@ -18,7 +18,9 @@ from typing import Any, TypeVar
 import pyarrow as pa
 from sqlalchemy.orm import Session, sessionmaker
 
-from adtarget.audience.build import SnapshotBuilder
+from adtarget.audience.build import Mode, SnapshotBuilder
+from adtarget.audience.shard_build import ShardedBuilder
+from adtarget.audience.sharded import AnySnapshot, ShardedSnapshot
 from adtarget.audience.store import SnapshotStore
 from adtarget.catalog.coltypes import utcnow
 from adtarget.catalog.tables import UploadJob
@@ -169,12 +171,36 @@ def execute_job(
     counter = _Counter(
         job.id, session_factory, progress, total.num_rows if total is not None else None
     )
-    builder = SnapshotBuilder(
-        store=store,
-        base=base,
-        registry=specs,
-        mode="replace" if job.mode == "replace" else "upsert",
-    )
+    shards = opts.get("shards") or (base.num_shards if isinstance(base, ShardedSnapshot) else None)
+    build_mode: Mode = "replace" if job.mode == "replace" else "upsert"
+    if opts.get("engine") == "ray" and not segment_mode:
+        from adtarget.ingest.ray_build import run_ray_build
+
+        run_ray_build(
+            job,
+            settings=settings,
+            session_factory=session_factory,
+            reader=reader,
+            validator=validator,
+            quarantine=quarantine,
+            counter=counter,
+            store=store,
+            base=base,
+            specs=specs,
+            new_dims=new_dims,
+            shards=int(shards or 1),
+            mode=build_mode,
+            opts=opts,
+        )
+        return
+    builder: SnapshotBuilder | ShardedBuilder
+    if shards:
+        builder = ShardedBuilder(
+            store=store, base=base, registry=specs, shards=int(shards), mode=build_mode
+        )
+    else:
+        assert not isinstance(base, ShardedSnapshot)
+        builder = SnapshotBuilder(store=store, base=base, registry=specs, mode=build_mode)
     _add_rule_segments(builder, session_factory)
     seg_ids: list[pa.Array] = []
     try:
@@ -208,7 +234,7 @@ def execute_job(
             )
             if hashed:
                 received = len(ids)
-                ids = hashed_to_ids(ids, base)
+                ids = _hashed_ids(ids, base)
             stats = builder.set_segment(
                 str(job.segment),
                 ids,
@@ -262,6 +288,14 @@ def execute_job(
         raise
 
 
+def _hashed_ids(digests: pa.Array, base: AnySnapshot | None) -> pa.Array:
+    """``hashed_to_ids`` over the snapshot, or over each of its shards in turn."""
+    if not isinstance(base, ShardedSnapshot):
+        return hashed_to_ids(digests, base)
+    parts = [hashed_to_ids(digests, shard) for shard in base.shards]
+    return pa.chunked_array(parts, pa.string()).combine_chunks()
+
+
 def _segment_ttl(
     session_factory: sessionmaker[Session], job: UploadJob, opts: dict[str, Any]
 ) -> int | None:
@@ -277,7 +311,9 @@ def _segment_ttl(
     return int(ttl) if ttl else None
 
 
-def _add_rule_segments(builder: SnapshotBuilder, session_factory: sessionmaker[Session]) -> None:
+def _add_rule_segments(
+    builder: SnapshotBuilder | ShardedBuilder, session_factory: sessionmaker[Session]
+) -> None:
     """Materialize the catalog's rule segments in the new snapshot (bad rules are skipped)."""
     from sqlalchemy import select
 

@@ -39,6 +39,8 @@ OPTION_FIELDS = (
     "delimiter",
     "set_separator",
     "max_field_chars",
+    "shards",
+    "engine",
 )
 
 
@@ -67,7 +69,9 @@ def _options(raw: dict[str, Any]) -> dict[str, Any]:
         out["delimiter"] = str(raw["delimiter"])
     if raw.get("set_separator"):
         out["set_separator"] = str(raw["set_separator"])
-    for name in ("ttl_seconds", "max_field_chars"):
+    if raw.get("engine"):
+        out["engine"] = str(raw["engine"])
+    for name in ("ttl_seconds", "max_field_chars", "shards"):
         if raw.get(name) not in (None, ""):
             try:
                 out[name] = int(raw[name])
