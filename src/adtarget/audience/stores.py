@@ -4,11 +4,14 @@ Why here and not at each call site: every path that makes a snapshot current (an
 publish, its undo and redo, ``snapshots rollback`` from the CLI or the API, crash recovery) goes
 through ``SnapshotStore.publish``/``rollback``; one factory that attaches the Redis follower to
 the store means none of those paths can forget it. Without Redis profiles nothing is attached.
+With ``ADTARGET_AUDIENCE_BACKEND=ray`` a sharded snapshot answers through Ray shard actors.
 """
 
 from __future__ import annotations
 
+from adtarget.audience.fanout import Fanout
 from adtarget.audience.redis_profiles import push_current_profiles
+from adtarget.audience.sharded import ShardedSnapshot
 from adtarget.audience.store import SnapshotStore
 from adtarget.settings import Settings
 
@@ -24,4 +27,13 @@ def snapshot_store_for(settings: Settings) -> SnapshotStore:
             push_current_profiles(store, redis_url, prefix=prefix)
 
         store.on_switch = follow
+    if settings.audience_backend == "ray":
+        address, deadline_s = settings.ray_address, settings.shard_deadline_ms / 1000
+
+        def ray_fanout(snapshot: ShardedSnapshot) -> Fanout:
+            from adtarget.audience.ray_runtime import RayFanout  # Ray only when it is used
+
+            return RayFanout(snapshot, address=address, deadline_s=deadline_s)
+
+        store.fanout_factory = ray_fanout
     return store

@@ -311,27 +311,31 @@ def _segment_ttl(
     return int(ttl) if ttl else None
 
 
-def _add_rule_segments(
-    builder: SnapshotBuilder | ShardedBuilder, session_factory: sessionmaker[Session]
-) -> None:
-    """Materialize the catalog's rule segments in the new snapshot (bad rules are skipped)."""
+def _rule_segment_texts(session_factory: sessionmaker[Session]) -> list[tuple[str, str]]:
+    """The catalog's active rule segments as (name, rule text)."""
     from sqlalchemy import select
 
     from adtarget.catalog.tables import Segment
 
     with session_factory() as session:
-        rules = [
+        return [
             (s.name, s.rule)
             for s in session.scalars(
                 select(Segment).where(Segment.kind == "rule", Segment.status != "archived")
             )
+            if s.rule
         ]
-    for name, rule in rules:
-        if rule:
-            try:
-                builder.add_rule_segment(name, rule)
-            except AdtargetError:
-                continue
+
+
+def _add_rule_segments(
+    builder: SnapshotBuilder | ShardedBuilder, session_factory: sessionmaker[Session]
+) -> None:
+    """Materialize the catalog's rule segments in the new snapshot (bad rules are skipped)."""
+    for name, rule in _rule_segment_texts(session_factory):
+        try:
+            builder.add_rule_segment(name, rule)
+        except AdtargetError:
+            continue
 
 
 def _finish_report(

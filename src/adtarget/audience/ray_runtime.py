@@ -1,0 +1,279 @@
+"""Everything that touches Ray: joining a cluster, shard actors, and running build tasks.
+
+Why one module: Ray is an optional extra (``pip install -e '.[ray]'``) and costs a second or
+more to import, so nothing else imports it, and this module imports it only inside functions.
+The embedded default never loads it. What runs *on* the cluster is ordinary adtarget code
+(``fanout.ShardWork`` in the actors, ``ingest.ray_build``'s functions in tasks); this module only
+wraps it in ``ray.remote`` and turns Ray's failures into ``ShardUnavailable`` / ``IngestFailed``
+naming the shard.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from adtarget.audience.fanout import EXPORT_CHUNK, ShardWork, add_matrices
+from adtarget.audience.snapshot import Snapshot
+from adtarget.errors import AdtargetError, InvalidValue, ShardUnavailable
+from adtarget.rules.ast import Rule
+
+if TYPE_CHECKING:
+    from adtarget.audience.sharded import ShardedSnapshot
+
+NAMESPACE = "adtarget"
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+_init_lock = threading.Lock()
+
+
+def _is_loopback(address: str) -> bool:
+    host = address.split("://")[-1].rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def ray_module() -> Any:
+    """``import ray``, or an error naming the extra to install."""
+    try:
+        import ray
+    except ImportError:
+        raise InvalidValue(
+            "Ray is not installed: pip install -e '.[ray]' (or 'adtarget[ray]')",
+            field="engine",
+        ) from None
+    return ray
+
+
+def connect(address: str | None) -> Any:
+    """Join the cluster at ``address`` once per process (``None``/``local``: start one here).
+
+    A local or loopback cluster keeps every Ray process on 127.0.0.1: the node address is given
+    explicitly and ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` stops the driver from resolving
+    127.0.0.1 to the host's interface address.
+    """
+    local = address in (None, "", "local")
+    if local or _is_loopback(str(address)):
+        os.environ.setdefault(LOOPBACK_ENV, "0")
+    ray = ray_module()
+    with _init_lock:
+        if ray.is_initialized():
+            return ray
+        common: dict[str, Any] = {
+            "namespace": NAMESPACE,
+            "log_to_driver": False,
+            "ignore_reinit_error": True,
+            "configure_logging": False,
+        }
+        if local:
+            ray.init(
+                _node_ip_address="127.0.0.1",
+                include_dashboard=False,
+                object_store_memory=int(os.environ.get("ADTARGET_RAY_OBJECT_STORE", 200 << 20)),
+                **common,
+            )
+        else:
+            ray.init(address=address, **common)
+    return ray
+
+
+# -- serving: one actor per shard -----------------------------------------------------------
+
+
+class _ShardActor:
+    """One shard, memory-mapped from shared storage by whichever node runs the actor."""
+
+    def __init__(self, path: str) -> None:
+        self.work = ShardWork(Snapshot(path))
+
+    def ping(self) -> str:
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())
+
+    def count(self, rule: Rule) -> int:
+        return self.work.count(rule)
+
+    def overlap(self, rules: list[Rule]) -> list[list[int]]:
+        return self.work.overlap(rules)
+
+    def export_count(self, rule: Rule) -> int:
+        return self.work.export_count(rule)
+
+    def export_chunk(self, rule: Rule, start: int, size: int) -> pa.Array:
+        return self.work.export_chunk(rule, start, size)
+
+
+@cache
+def _actor_class() -> Any:
+    ray = ray_module()
+    # restarted without limit on another node when its node dies; a call that was running when
+    # it died is not retried (the request answers shard_unavailable, the next one is exact)
+    return ray.remote(max_restarts=-1, max_task_retries=0)(_ShardActor)
+
+
+class RayFanout:
+    """``Fanout`` over one Ray actor per shard, spread over the cluster's nodes.
+
+    Args:
+        snapshot: the sharded snapshot; each actor opens ``snapshot.shard_path(k)``, so the
+            version directory must be on storage every node mounts at the same path.
+        address: the cluster (``ADTARGET_RAY_ADDRESS``).
+        deadline_s: how long one answer waits for all shards.
+    """
+
+    def __init__(self, snapshot: ShardedSnapshot, *, address: str | None, deadline_s: float):
+        self.ray = connect(address)
+        self.snapshot = snapshot
+        self.deadline_s = deadline_s
+        cls = _actor_class()
+        self.actors = [
+            cls.options(scheduling_strategy="SPREAD", num_cpus=0).remote(
+                str(snapshot.shard_path(k))
+            )
+            for k in range(snapshot.num_shards)
+        ]
+
+    def _gather(self, refs: Sequence[Any], what: str) -> list[Any]:
+        """Every shard's answer within the deadline, or ``ShardUnavailable`` naming a shard."""
+        ray = self.ray
+        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=self.deadline_s)
+        done = {r.hex() for r in ready}
+        out: list[Any] = []
+        for k, ref in enumerate(refs):
+            if ref.hex() not in done:
+                for late in refs:
+                    ray.cancel(late, force=False)
+                raise ShardUnavailable(
+                    f"shard {k} of snapshot {self.snapshot.version} did not answer {what} "
+                    f"within {self.deadline_s:g} s; no partial count is given, retry shortly",
+                    field="shard",
+                    shard=k,
+                )
+            out.append(self._get(ray, ref, k, what))
+        return out
+
+    def _get(self, ray: Any, ref: Any, k: int, what: str) -> Any:
+        try:
+            return ray.get(ref, timeout=0)
+        except ray.exceptions.RayTaskError as exc:
+            cause = exc.as_instanceof_cause()
+            if isinstance(cause, AdtargetError):
+                raise cause from None
+            raise self._unavailable(k, what, exc) from None
+        except (ray.exceptions.RayError, TimeoutError) as exc:
+            raise self._unavailable(k, what, exc) from None
+
+    def _unavailable(self, k: int, what: str, exc: BaseException) -> ShardUnavailable:
+        return ShardUnavailable(
+            f"shard {k} of snapshot {self.snapshot.version} could not answer {what} "
+            f"({type(exc).__name__}); Ray is restarting it, retry shortly",
+            field="shard",
+            shard=k,
+        )
+
+    def count(self, rule: Rule) -> int:
+        """Sum of the shard actors' counts."""
+        return sum(self._gather([a.count.remote(rule) for a in self.actors], "a size"))
+
+    def overlap(self, rules: Sequence[Rule]) -> list[list[int]]:
+        """Element-wise sum of the shard actors' matrices."""
+        rules = list(rules)
+        parts = self._gather([a.overlap.remote(rules) for a in self.actors], "an overlap")
+        return add_matrices(parts, len(rules))
+
+    def export(self, rule: Rule, chunk_size: int = EXPORT_CHUNK) -> Iterator[pa.Array]:
+        """Shard after shard, chunk after chunk; the next chunk is asked for while one is
+        written, so an export streams instead of collecting every id first."""
+        counts = self._gather([a.export_count.remote(rule) for a in self.actors], "an export")
+        for k, (actor, n) in enumerate(zip(self.actors, counts, strict=True)):
+            starts = list(range(0, n, chunk_size))
+            pending = actor.export_chunk.remote(rule, starts[0], chunk_size) if starts else None
+            for i in range(len(starts)):
+                ref = pending
+                if i + 1 < len(starts):
+                    pending = actor.export_chunk.remote(rule, starts[i + 1], chunk_size)
+                [chunk] = self._gather_one(ref, k)
+                yield chunk
+
+    def _gather_one(self, ref: Any, k: int) -> list[Any]:
+        ready, _ = self.ray.wait([ref], timeout=self.deadline_s)
+        if not ready:
+            raise ShardUnavailable(
+                f"shard {k} did not send export ids within {self.deadline_s:g} s",
+                field="shard",
+                shard=k,
+            )
+        return [self._get(self.ray, ref, k, "an export")]
+
+    def nodes(self) -> list[str]:
+        """The node id each shard actor runs on (tests and the bench check the spread)."""
+        return list(self._gather([a.ping.remote() for a in self.actors], "a ping"))
+
+    def close(self) -> None:
+        """Stop the actors (they also stop when the last handle is dropped)."""
+        for actor in self.actors:
+            self.ray.kill(actor, no_restart=True)
+        self.actors = []
+
+
+# -- building: Ray Data for the read, one task per shard ------------------------------------
+
+
+def map_pieces(
+    fn: Callable[[dict[str, Any]], dict[str, Any]],
+    items: list[dict[str, Any]],
+    *,
+    max_retries: int = 3,
+) -> list[dict[str, Any]]:
+    """Run ``fn`` over ``items`` with Ray Data (one block per item, retried on worker loss)."""
+    ray = ray_module()
+    ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+    out = ds.map(fn, num_cpus=1, max_retries=max_retries).take_all()
+    return sorted(out, key=lambda r: int(r["piece"]))
+
+
+class TaskFailed(Exception):
+    """A per-shard task failed after its retries (``index`` names the shard)."""
+
+    def __init__(self, index: int, cause: BaseException) -> None:
+        super().__init__(f"task {index} failed: {cause}")
+        self.index = index
+        self.cause = cause
+
+
+def run_tasks(
+    fn: Callable[..., Any], calls: list[tuple[Any, ...]], *, max_retries: int = 3
+) -> list[Any]:
+    """``fn(*args)`` for each ``args`` as Ray tasks on any node with room; results in order.
+
+    A task whose worker or node dies is retried by Ray up to ``max_retries`` times; when one
+    still fails, the others are cancelled and ``TaskFailed`` names its position.
+    """
+    ray = ray_module()
+    remote = ray.remote(max_retries=max_retries, retry_exceptions=False, num_cpus=1)(fn)
+    refs = [remote.remote(*args) for args in calls]
+    out: list[Any] = [None] * len(refs)
+    pending = dict(zip([r.hex() for r in refs], range(len(refs)), strict=True))
+    waiting = list(refs)
+    while waiting:
+        ready, waiting = ray.wait(waiting, num_returns=1)
+        for ref in ready:
+            k = pending[ref.hex()]
+            try:
+                out[k] = ray.get(ref)
+            except ray.exceptions.RayError as exc:
+                for other in waiting:
+                    ray.cancel(other, force=True)
+                cause = exc.as_instanceof_cause() if hasattr(exc, "as_instanceof_cause") else exc
+                raise TaskFailed(k, cause) from None
+    return out
