@@ -10,6 +10,7 @@ naming the shard.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import threading
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 NAMESPACE = "adtarget"
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+STARTUP_S = 60.0
 _init_lock = threading.Lock()
 
 
@@ -131,7 +133,14 @@ class RayFanout:
         deadline_s: how long one answer waits for all shards.
     """
 
-    def __init__(self, snapshot: ShardedSnapshot, *, address: str | None, deadline_s: float):
+    def __init__(
+        self,
+        snapshot: ShardedSnapshot,
+        *,
+        address: str | None,
+        deadline_s: float,
+        startup_s: float = STARTUP_S,
+    ) -> None:
         self.ray = connect(address)
         self.snapshot = snapshot
         self.deadline_s = deadline_s
@@ -142,20 +151,25 @@ class RayFanout:
             )
             for k in range(snapshot.num_shards)
         ]
+        # a new version's actors start worker processes and map their shard: the first answer
+        # waits for that (once per publish) instead of failing on the request deadline
+        self._gather([a.ping.remote() for a in self.actors], "its start", timeout=startup_s)
 
-    def _gather(self, refs: Sequence[Any], what: str) -> list[Any]:
+    def _gather(self, refs: Sequence[Any], what: str, *, timeout: float | None = None) -> list[Any]:
         """Every shard's answer within the deadline, or ``ShardUnavailable`` naming a shard."""
         ray = self.ray
-        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=self.deadline_s)
+        wait_s = self.deadline_s if timeout is None else timeout
+        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=wait_s)
         done = {r.hex() for r in ready}
         out: list[Any] = []
         for k, ref in enumerate(refs):
             if ref.hex() not in done:
                 for late in refs:
-                    ray.cancel(late, force=False)
+                    with contextlib.suppress(Exception):  # best effort: it may have finished
+                        ray.cancel(late, force=False)
                 raise ShardUnavailable(
                     f"shard {k} of snapshot {self.snapshot.version} did not answer {what} "
-                    f"within {self.deadline_s:g} s; no partial count is given, retry shortly",
+                    f"within {wait_s:g} s; no partial count is given, retry shortly",
                     field="shard",
                     shard=k,
                 )
@@ -230,15 +244,16 @@ class RayFanout:
 
 
 def map_pieces(
-    fn: Callable[[dict[str, Any]], dict[str, Any]],
-    items: list[dict[str, Any]],
-    *,
-    max_retries: int = 3,
+    fn: Callable[[dict[str, Any]], dict[str, Any]], items: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """Run ``fn`` over ``items`` with Ray Data (one block per item, retried on worker loss)."""
+    """Run ``fn`` over ``items`` with Ray Data, one block per item; results in item order.
+
+    Ray Data retries a task whose worker or node died (its tasks default to unlimited retries
+    on system failures); an exception raised by ``fn`` itself fails the whole map.
+    """
     ray = ray_module()
     ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-    out = ds.map(fn, num_cpus=1, max_retries=max_retries).take_all()
+    out = ds.map(fn, num_cpus=1).take_all()
     return sorted(out, key=lambda r: int(r["piece"]))
 
 

@@ -1,0 +1,179 @@
+"""Serving a sharded audience through Ray actors on a 3-node cluster: same answers as one
+snapshot, spread over nodes, loopback only, and a node lost mid-stream gives exact answers or
+``shard_unavailable`` — never a partial count — then exact answers again."""
+
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pyarrow.csv as pacsv
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tests.audience.conftest import build, population
+from tests.audience.test_sharded import build_sharded
+from tests.rules.strategies import RULES
+from tests.shards.conftest import RayCluster, non_loopback_connections
+
+from adtarget.api.app import create_app
+from adtarget.api.deps import app_snapshot_store
+from adtarget.audience.fanout import Fanout
+from adtarget.audience.ray_runtime import RayFanout
+from adtarget.audience.service import export_rule, overlap_rules, size_rule
+from adtarget.audience.sharded import ShardedSnapshot
+from adtarget.audience.snapshot import Snapshot
+from adtarget.audience.store import SnapshotStore
+from adtarget.errors import ShardUnavailable
+from adtarget.rules.ast import Rule
+from adtarget.settings import Settings
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+pytestmark = pytest.mark.slow
+SHARDS = 4
+
+
+@pytest.fixture(scope="module")
+def served(
+    ray_cluster: RayCluster, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Snapshot, ShardedSnapshot, SnapshotStore]:
+    users = population(900, seed=23)
+    one = build(SnapshotStore(tmp_path_factory.mktemp("one")), users)
+
+    def fanout(snap: ShardedSnapshot) -> Fanout:
+        return RayFanout(snap, address=ray_cluster.address, deadline_s=5.0)
+
+    store = SnapshotStore(tmp_path_factory.mktemp("many"), fanout_factory=fanout)
+    many = build_sharded(store, users, SHARDS)
+    assert isinstance(many, ShardedSnapshot)
+    return one, many, store
+
+
+def test_actors_spread_over_nodes_on_loopback(
+    ray_cluster: RayCluster, served: tuple[Snapshot, ShardedSnapshot, SnapshotStore]
+) -> None:
+    _, many, _ = served
+    fan = many.fanout
+    assert isinstance(fan, RayFanout)
+    assert ray_cluster.alive_nodes() == 3
+    assert len(set(fan.nodes())) >= 2  # SPREAD: the shards are not all on one node
+    assert non_loopback_connections() == []
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rule=RULES, more=st.lists(RULES, min_size=1, max_size=3))
+def test_sizes_and_overlaps_equal_single_process(
+    served: tuple[Snapshot, ShardedSnapshot, SnapshotStore], rule: Rule, more: list[Rule]
+) -> None:
+    one, many, _ = served
+    a = size_rule(snapshot=one, rule_text=rule, min_size=0)
+    b = size_rule(snapshot=many, rule_text=rule, min_size=0)
+    assert b["count"] == a["count"] and b["shards"] == SHARDS
+    rules = [rule, *more]
+    assert (
+        overlap_rules(snapshot=many, rules=rules, min_size=0)["matrix"]
+        == overlap_rules(snapshot=one, rules=rules, min_size=0)["matrix"]
+    )
+
+
+def test_export_streams_every_shard(
+    served: tuple[Snapshot, ShardedSnapshot, SnapshotStore], tmp_path: Path
+) -> None:
+    one, many, _ = served
+    rule = 'not country = "US"'
+    a = export_rule(snapshot=one, rule_text=rule, out_path=tmp_path / "a.csv", min_size=0)
+    b = export_rule(
+        snapshot=many, rule_text=rule, out_path=tmp_path / "b.csv", min_size=0, chunk_size=64
+    )
+    assert a["count"] == b["count"] > 300
+    ids_a = pacsv.read_csv(tmp_path / "a.csv").column("user_id").to_pylist()
+    ids_b = pacsv.read_csv(tmp_path / "b.csv").column("user_id").to_pylist()
+    assert sorted(ids_a) == sorted(ids_b)
+
+
+def test_http_answers_through_ray(ray_cluster: RayCluster, tmp_path: Path) -> None:
+    """``ADTARGET_AUDIENCE_BACKEND=ray``: the served API sums shard actors, says ``shards``."""
+    cfg = Settings(
+        data_dir=tmp_path / "data",
+        actor="tester",
+        audience_backend="ray",
+        ray_address=ray_cluster.address,
+    )
+    users = population(400, seed=8)
+    one = build(SnapshotStore(tmp_path / "one"), users)
+    build_sharded(SnapshotStore(cfg.snapshots_dir), users, 3)
+    app = create_app(cfg)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        r = client.post("/v1/audiences/size", json={"rule": "premium = true"})
+        assert r.status_code == 200, r.text
+        want = size_rule(snapshot=one, rule_text="premium = true")["count"]
+        assert r.json() == {"count": want, "snapshot": "v000001", "shards": 3}
+        r = client.post("/v1/audiences/overlap", json={"rules": ["premium = true", "age < 30"]})
+        assert r.status_code == 200 and r.json()["shards"] == 3
+        r = client.post("/v1/audiences/export", json={"rule": "premium = true"})
+        assert r.status_code == 200 and r.headers["X-Adtarget-Count"] == str(want)
+        served = app_snapshot_store(app).current()
+        assert isinstance(served, ShardedSnapshot) and isinstance(served.fanout, RayFanout)
+
+
+def test_node_loss_gives_exact_or_shard_unavailable_then_recovers(
+    ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    users = population(600, seed=31)
+    one = build(SnapshotStore(tmp_path / "one"), users)
+
+    def fanout(snap: ShardedSnapshot) -> Fanout:
+        return RayFanout(snap, address=ray_cluster.address, deadline_s=1.0)
+
+    store = SnapshotStore(tmp_path / "many", fanout_factory=fanout)
+    many = build_sharded(store, users, SHARDS)
+    assert isinstance(many, ShardedSnapshot)
+    rule = 'country in ("US", "CA") or premium = true'
+    want = size_rule(snapshot=one, rule_text=rule, min_size=0)["count"]
+    fan = many.fanout
+    assert isinstance(fan, RayFanout)
+    nodes = fan.nodes()
+    victim_id = next(n for n in nodes if n != ray_cluster.cluster.head_node.node_id)
+    victim = next(w for w in ray_cluster.workers if w.node_id == victim_id)
+
+    answers: list[Any] = []
+    stop = threading.Event()
+
+    def stream() -> None:
+        while not stop.is_set():
+            try:
+                answers.append(size_rule(snapshot=many, rule_text=rule, min_size=0)["count"])
+            except ShardUnavailable as exc:
+                answers.append(exc)
+            time.sleep(0.02)
+
+    worker = threading.Thread(target=stream)
+    worker.start()
+    time.sleep(0.5)
+    before = len(answers)
+    ray_cluster.remove_worker(victim)  # the node and every actor on it die
+    deadline = time.monotonic() + 60
+    recovered = False
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        tail = answers[-5:]
+        if len(answers) > before + 10 and tail and all(a == want for a in tail):
+            recovered = True
+            break
+    stop.set()
+    worker.join()
+    try:
+        assert before > 0 and recovered, answers[-10:]
+        for a in answers:  # exact, or a named shard: never a partial count
+            named = isinstance(a, ShardUnavailable) and a.field == "shard" and "shard" in a.details
+            assert a == want or named, a
+        assert victim_id not in fan.nodes()  # the restarted actors run elsewhere
+        assert non_loopback_connections() == []
+    finally:
+        ray_cluster.add_worker()  # later tests get three nodes again
