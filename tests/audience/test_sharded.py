@@ -164,3 +164,27 @@ def test_upsert_into_unsharded_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidValue) as err:
         build_sharded(store, population(10), 2, mode="upsert")
     assert err.value.field == "shards" and "--mode replace" in err.value.message
+
+
+def test_embedded_default_never_imports_ray(tmp_path: Path) -> None:
+    """Serving and sizing a sharded snapshot in process (the default backend) loads no Ray."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from adtarget.api.app import create_app\n"
+        "from adtarget.cli.main import app\n"
+        "from adtarget.audience.stores import snapshot_store_for\n"
+        "from adtarget.audience.service import size_rule\n"
+        "from adtarget.settings import Settings\n"
+        f"s = Settings(data_dir={str(tmp_path)!r})\n"
+        "create_app(s)\n"
+        "snap = snapshot_store_for(s).current()\n"
+        "print(size_rule(snapshot=snap, rule_text='premium = true', min_size=0)['shards'])\n"
+        "assert 'ray' not in sys.modules, 'ray was imported'\n"
+    )
+    build_sharded(SnapshotStore(tmp_path / "snapshots"), population(60), 2)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "2"
