@@ -146,7 +146,7 @@ class RayFanout:
         self.deadline_s = deadline_s
         cls = _actor_class()
         self.actors = [
-            cls.options(scheduling_strategy="SPREAD", num_cpus=0).remote(
+            cls.options(scheduling_strategy=self._placement(k), num_cpus=0).remote(
                 str(snapshot.shard_path(k))
             )
             for k in range(snapshot.num_shards)
@@ -154,6 +154,16 @@ class RayFanout:
         # a new version's actors start worker processes and map their shard: the first answer
         # waits for that (once per publish) instead of failing on the request deadline
         self._gather([a.ping.remote() for a in self.actors], "its start", timeout=startup_s)
+
+    def _placement(self, k: int) -> Any:
+        """Shard ``k`` on the k-th alive node, round robin (``SPREAD`` alone may stack them);
+        soft, so Ray restarts the actor on another node when that one dies."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        nodes = sorted(n["NodeID"] for n in self.ray.nodes() if n.get("Alive"))
+        if not nodes:
+            return "SPREAD"
+        return NodeAffinitySchedulingStrategy(node_id=nodes[k % len(nodes)], soft=True)
 
     def _gather(self, refs: Sequence[Any], what: str, *, timeout: float | None = None) -> list[Any]:
         """Every shard's answer within the deadline, or ``ShardUnavailable`` naming a shard."""

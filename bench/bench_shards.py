@@ -1,0 +1,281 @@
+"""Benchmark: sharded audiences built and served on a local multi-node Ray cluster.
+
+Beside baselines run in the same process, on the same generated population
+(``bench_sizing.generate``, 7 dimensions):
+
+- upload: the single-process job vs ``--shards S --engine ray`` (same counts asserted), rows/s,
+  and the peak RSS of the busiest Ray worker process;
+- sizing the 5-clause rule: one unsharded snapshot in process vs the S shard actors (p50/p99,
+  equal counts asserted), and the pure fan-out cost (a no-op call to every actor);
+- overlap of 10 rules through the actors; the same rule counted by DuckDB over the Parquet file;
+- ``--workers-sweep``: the Ray build again on clusters of 1 and 2 one-CPU nodes (rows/s per
+  worker, for the scaling line).
+
+The cluster is Ray's own ``cluster_utils.Cluster`` (head + N-1 workers), every node on
+127.0.0.1. ``--skip-single`` leaves out the single-process build and sizing (100M users do not
+fit one process on this machine). Run under ``flock /tmp/adtarget-heavy.lock``:
+``python bench/bench_shards.py --users 10000000 --shards 4 --nodes 3``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # drivers stay on loopback
+
+import duckdb
+import numpy as np
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from adtarget.audience.ray_runtime import RayFanout  # noqa: E402
+from adtarget.audience.service import overlap_rules, size_rule  # noqa: E402
+from adtarget.audience.sharded import ShardedSnapshot  # noqa: E402
+from adtarget.audience.store import SnapshotStore  # noqa: E402
+from adtarget.catalog.db import open_catalog  # noqa: E402
+from adtarget.ingest.jobs import run_upload, submit_upload  # noqa: E402
+from adtarget.rules.eval_sql import to_sql  # noqa: E402
+from adtarget.rules.parse import parse  # noqa: E402
+from adtarget.settings import Settings  # noqa: E402
+from bench_sizing import GENRES, REGISTRY, RULE, generate  # noqa: E402
+
+SCHEMA = {name: spec.type for name, spec in REGISTRY.items()}
+OVERLAP_RULES = [f'genres has any ("{g}")' for g in GENRES[:5]] + [
+    'country = "US"',
+    'device in ("tv", "stick")',
+    "age between 18 and 34",
+    "premium = true",
+    'plan in ("basic", "standard")',
+]
+NODE_ARGS: dict[str, Any] = {
+    "node_ip_address": "127.0.0.1",
+    "num_cpus": 1,
+    "include_dashboard": False,
+}
+
+
+def pct(times: list[float], q: float) -> float:
+    """Percentile in milliseconds."""
+    return float(np.percentile(times, q)) * 1000
+
+
+class WorkerPeak:
+    """Samples the RSS of this process's descendants (Ray nodes and workers) every 0.2 s."""
+
+    def __init__(self) -> None:
+        self.peak_worker = 0
+        self.peak_total = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> WorkerPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for p in me.children(recursive=True):
+                try:
+                    rss = p.memory_info().rss
+                    name = " ".join(p.cmdline()[:1])
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    continue
+                total += rss
+                if "ray::" in name or "default_worker" in name:
+                    self.peak_worker = max(self.peak_worker, rss)
+            self.peak_total = max(self.peak_total, total)
+            time.sleep(0.2)
+
+
+def start_cluster(nodes: int, object_store_mb: int) -> tuple[Any, Any]:
+    """A loopback cluster of ``nodes`` one-CPU nodes, and the connected ``ray`` module."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    args = dict(NODE_ARGS, object_store_memory=object_store_mb << 20)
+    cluster = Cluster(initialize_head=True, head_node_args=dict(args))
+    for _ in range(nodes - 1):
+        cluster.add_node(**args)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, namespace="adtarget", log_to_driver=False)
+    return cluster, ray
+
+
+def stop_cluster(cluster: Any, ray: Any) -> None:
+    ray.shutdown()
+    cluster.shutdown()
+
+
+def upload(cfg: Settings, path: Path, **options: Any) -> tuple[dict[str, Any], float]:
+    """Run one upload job to the end; returns the job and its wall time."""
+    factory = open_catalog(cfg)
+    job = submit_upload(
+        settings=cfg, session_factory=factory, path=path, mode="replace", actor="bench", **options
+    )
+    t = time.perf_counter()
+    done = run_upload(job["id"], settings=cfg, session_factory=factory)
+    if done["status"] != "succeeded":
+        raise SystemExit(f"upload failed: {done['error']}")
+    return done, time.perf_counter() - t
+
+
+def time_sizes(snapshot: Any, queries: int) -> tuple[int, list[float]]:
+    times: list[float] = []
+    count = -1
+    for _ in range(queries):
+        t = time.perf_counter()
+        count = size_rule(snapshot=snapshot, rule_text=RULE, registry=REGISTRY, min_size=0)["count"]
+        times.append(time.perf_counter() - t)
+    return count, times
+
+
+def ray_build(work: Path, data: Path, address: str, shards: int, tag: str) -> dict[str, Any]:
+    cfg = Settings(data_dir=work / tag, actor="bench", ray_address=address)
+    with WorkerPeak() as peak:
+        job, secs = upload(cfg, data, schema=SCHEMA, shards=shards, engine="ray")
+    return {"job": job, "seconds": secs, "peak": peak, "cfg": cfg}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--users", type=int, default=10_000_000)
+    ap.add_argument("--shards", type=int, default=4)
+    ap.add_argument("--nodes", type=int, default=3)
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--duckdb-queries", type=int, default=3)
+    ap.add_argument("--object-store-mb", type=int, default=200)
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--reuse", action="store_true", help="keep an existing population.parquet")
+    ap.add_argument("--skip-single", action="store_true", help="no single-process baseline")
+    ap.add_argument("--workers-sweep", action="store_true", help="Ray build on 1 and 2 nodes")
+    args = ap.parse_args(argv)
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-shards-"))
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / "population.parquet"
+    t = time.perf_counter()
+    if not (args.reuse and data.exists()):
+        generate(data, args.users)
+    print(f"generated {args.users:,} users in {time.perf_counter() - t:.1f}s -> {data}")
+
+    single_count = None
+    single_times: list[float] = []
+    if not args.skip_single:
+        cfg = Settings(data_dir=work / "single", actor="bench")
+        job, secs = upload(cfg, data, schema=SCHEMA)
+        print(
+            f"build  single process: {secs:.1f}s ({job['rows_accepted'] / secs:,.0f} rows/s), "
+            f"accepted {job['rows_accepted']:,}, rejected {job['rows_rejected']:,}"
+        )
+        single = SnapshotStore(cfg.snapshots_dir).current()
+        single_count, single_times = time_sizes(single, args.queries)
+        print(
+            f"size   single process: count {single_count:,}, p50 {pct(single_times, 50):.2f} ms,"
+            f" p99 {pct(single_times, 99):.2f} ms"
+        )
+
+    cluster, ray = start_cluster(args.nodes, args.object_store_mb)
+    try:
+        address = str(cluster.address)
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        print(f"cluster {args.nodes} nodes on 127.0.0.1 ({cpus} CPUs) at {address}")
+        built = ray_build(work, data, address, args.shards, "ray")
+        job, secs, peak = built["job"], built["seconds"], built["peak"]
+        print(
+            f"build  ray {args.shards} shards: {secs:.1f}s ({job['rows_accepted'] / secs:,.0f} "
+            f"rows/s, {job['report']['pieces']} pieces), accepted {job['rows_accepted']:,}, "
+            f"rejected {job['rows_rejected']:,}; peak RSS per worker "
+            f"{peak.peak_worker / 2**20:,.0f} MB, "
+            f"all Ray processes {peak.peak_total / 2**30:.1f} GB"
+        )
+        store = SnapshotStore(built["cfg"].snapshots_dir)
+        sharded = store.current()
+        assert isinstance(sharded, ShardedSnapshot)
+        local_count, local_times = time_sizes(sharded, max(10, args.queries // 4))
+        print(
+            f"size   {args.shards} shards in process: p50 {pct(local_times, 50):.2f} ms, "
+            f"p99 {pct(local_times, 99):.2f} ms"
+        )
+        fan = RayFanout(sharded, address=address, deadline_s=30.0)
+        sharded._fanout = fan  # the served path: sizes go through the shard actors
+        print(f"actors on {len(set(fan.nodes()))} nodes")
+        ray_count, ray_times = time_sizes(sharded, args.queries)
+        pings: list[float] = []
+        for _ in range(args.queries):
+            t = time.perf_counter()
+            fan.nodes()
+            pings.append(time.perf_counter() - t)
+        print(
+            f"size   ray {args.shards} actors: count {ray_count:,}, p50 {pct(ray_times, 50):.2f}"
+            f" ms, p99 {pct(ray_times, 99):.2f} ms; fan-out alone (no-op call to every actor)"
+            f" p50 {pct(pings, 50):.2f} ms, p99 {pct(pings, 99):.2f} ms"
+        )
+        if single_times:
+            added = pct(ray_times, 50) - pct(single_times, 50)
+            print(
+                f"fan-out vs single process: {added:+.2f} ms at p50, "
+                f"{pct(ray_times, 99) - pct(single_times, 99):+.2f} ms at p99"
+            )
+        mismatch = ray_count != local_count or (
+            single_count is not None and ray_count != single_count
+        )
+        t = time.perf_counter()
+        ov = overlap_rules(snapshot=sharded, rules=OVERLAP_RULES, min_size=0)
+        print(
+            f"overlap {len(OVERLAP_RULES)} rules through ray: {time.perf_counter() - t:.3f}s "
+            f"(diagonal {ov['sizes'][:3]}...)"
+        )
+        con = duckdb.connect()
+        where, params = to_sql(parse(RULE), registry=REGISTRY, dialect="duckdb")
+        duck_times = []
+        duck_count = -1
+        for _ in range(args.duckdb_queries):
+            t = time.perf_counter()
+            sql = f"SELECT count(*) FROM read_parquet('{data}') WHERE {where}"
+            duck_count = con.execute(sql, params).fetchone()[0]  # type: ignore[index]
+            duck_times.append(time.perf_counter() - t)
+        mismatch |= duck_count != ray_count
+        print(
+            f"size   duckdb parquet: count {duck_count:,}, p50 {pct(duck_times, 50):.1f} ms; "
+            f"ray actors {pct(duck_times, 50) / pct(ray_times, 50):.0f}x faster"
+        )
+        fan.close()
+    finally:
+        stop_cluster(cluster, ray)
+
+    if args.workers_sweep:
+        rates = {}
+        for n in (1, 2):
+            cluster, ray = start_cluster(n, args.object_store_mb)
+            try:
+                built = ray_build(work, data, str(cluster.address), args.shards, f"sweep{n}")
+                rate = built["job"]["rows_accepted"] / built["seconds"]
+                rates[n] = rate
+                print(
+                    f"sweep  {n} worker(s): {built['seconds']:.1f}s, {rate:,.0f} rows/s, "
+                    f"{rate / n:,.0f} rows/s per worker, peak RSS per worker "
+                    f"{built['peak'].peak_worker / 2**20:,.0f} MB"
+                )
+            finally:
+                stop_cluster(cluster, ray)
+        print(f"sweep  2 workers / 1 worker: {rates[2] / rates[1]:.2f}x")
+    if mismatch:
+        print("COUNT MISMATCH", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

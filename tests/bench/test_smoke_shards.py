@@ -1,0 +1,43 @@
+"""The shards benchmark runs end to end at a tiny size on a 2-node loopback cluster."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_bench_shards_small(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "bench_shards.py"),
+            "--users",
+            "20000",
+            "--shards",
+            "2",
+            "--nodes",
+            "2",
+            "--queries",
+            "10",
+            "--duckdb-queries",
+            "1",
+            "--object-store-mb",
+            "80",
+            "--workdir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for words in ("build  single process", "build  ray 2 shards", "size   ray 2 actors"):
+        assert words in proc.stdout
+    assert "fan-out alone" in proc.stdout and "overlap 10 rules" in proc.stdout
+    assert "COUNT MISMATCH" not in proc.stderr
