@@ -21,8 +21,9 @@ from adtarget import __version__
 from adtarget.api.deps import allow, app_session_factory
 from adtarget.api.errors import install_error_handlers
 from adtarget.api.middleware import GuardMiddleware
-from adtarget.api.routes import catalog, decisions, health, keys
+from adtarget.api.routes import catalog, decisions, health, keys, me
 from adtarget.api.scope import audience_rules_in_scope
+from adtarget.console.mount import mount_console
 from adtarget.settings import Settings, get_settings
 
 log = logging.getLogger("adtarget.api")
@@ -155,5 +156,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     decisions.mount(app)
     app.include_router(catalog.router)
     app.include_router(keys.router)
+    app.include_router(me.router)
     _include_domain_routers(app)
+    mount_console(app)
     return app

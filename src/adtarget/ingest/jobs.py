@@ -88,6 +88,25 @@ def get_job(job_id: str, *, session_factory: sessionmaker[Session]) -> dict[str,
         return job_to_dict(_load(session, job_id))
 
 
+def list_jobs(*, session_factory: sessionmaker[Session], limit: int = 50) -> list[dict[str, Any]]:
+    """The newest upload jobs first (the console's uploads page, ``GET /v1/uploads``)."""
+    with session_factory() as session:
+        stmt = select(UploadJob).order_by(UploadJob.created_at.desc()).limit(limit)
+        return [job_to_dict(job) for job in session.scalars(stmt)]
+
+
+def rejected_rows(
+    job_id: str, *, session_factory: sessionmaker[Session], limit: int = 200
+) -> dict[str, Any]:
+    """The first ``limit`` quarantined rows of a job with their reasons, and how many there are."""
+    from adtarget.ingest.quarantine import read_quarantine
+
+    job = get_job(job_id, session_factory=session_factory)
+    path = job["quarantine"]
+    rows = read_quarantine(Path(path)) if path and Path(path).exists() else []
+    return {"id": job_id, "total": job["rows_rejected"], "rows": rows[:limit]}
+
+
 def submit_upload(
     *,
     settings: Settings,

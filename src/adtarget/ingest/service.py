@@ -98,7 +98,7 @@ class _Counter:
                 rows_read=self.read,
                 rows_accepted=self.accepted,
                 rows_rejected=self.rejected,
-                report={"stage": self.stage},
+                report={"stage": self.stage, "total_rows": self.total},
             )
             if self.progress is not None:
                 self.progress(

@@ -13,12 +13,21 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 from starlette.responses import FileResponse
 
-from adtarget.api.deps import SessionDep, SettingsDep, SnapshotStoreDep, require_roles
+from adtarget.api.deps import (
+    PrincipalDep,
+    SessionDep,
+    SettingsDep,
+    SnapshotStoreDep,
+    require_roles,
+)
 from adtarget.audience import service
+from adtarget.audience.vocabulary import vocabulary as vocabulary_of
+from adtarget.catalog.tables import Segment
 
 router = APIRouter(prefix="/v1", tags=["audiences"])
 
@@ -60,6 +69,24 @@ def _context(session: Session) -> dict[str, Any]:
         "registry": dimension_registry(session=session),
         "segments": segment_rules(session=session),
     }
+
+
+@router.get(
+    "/audiences/vocabulary", dependencies=[Readers], summary="Dimensions, values and segments"
+)
+def vocabulary(store: SnapshotStoreDep, session: SessionDep, principal: PrincipalDep) -> Any:
+    """What a rule may name: for rule completion (dimension values from the current snapshot)."""
+    from adtarget.catalog.service import dimension_registry
+
+    stmt = select(Segment.name).where(Segment.status != "archived")
+    if principal.role == "advertiser":
+        own = principal.advertiser_id
+        stmt = stmt.where((Segment.advertiser_id == own) | (Segment.advertiser_id.is_(None)))
+    return vocabulary_of(
+        snapshot=store.current(),
+        registry=dimension_registry(session=session),
+        segments=session.scalars(stmt),
+    )
 
 
 @router.post("/audiences/size", dependencies=[Readers], summary="Exact audience size of a rule")

@@ -33,6 +33,7 @@ from adtarget.api.deps import (
 )
 from adtarget.api.scope import check_rule_segments
 from adtarget.catalog import models
+from adtarget.catalog.service import list_creative_ids
 from adtarget.catalog.tables import Base, Campaign, Creative, LineItem
 from adtarget.commands.catalog_commands import CatalogWriter
 from adtarget.errors import Forbidden, InvalidValue, NotFound
@@ -354,6 +355,19 @@ def attach_creative(
         )
     writer(factory, settings, principal).attach_creative(line_item_id, body.creative_id)
     return {"line_item_id": line_item_id, "creative_id": body.creative_id}
+
+
+@router.get("/line-items/{line_item_id}/creatives", summary="The creatives attached to a line item")
+def list_attached_creatives(
+    line_item_id: ObjId, session: SessionDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """``{"line_item_id", "creatives": [creative, ...]}`` (ascending id)."""
+    load(session, "line_item", line_item_id, principal)
+    ids = list_creative_ids(session=session, line_item_id=line_item_id)
+    return {
+        "line_item_id": line_item_id,
+        "creatives": [render("creative", session.get(Creative, i)) for i in ids],
+    }
 
 
 @router.delete(

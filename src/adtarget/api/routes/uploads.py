@@ -12,10 +12,10 @@ import shutil
 import threading
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
@@ -23,7 +23,14 @@ from starlette.datastructures import UploadFile
 
 from adtarget.api.deps import PrincipalDep, SessionFactoryDep, SettingsDep
 from adtarget.errors import Forbidden, InvalidValue
-from adtarget.ingest.jobs import get_job, recover_stale_jobs, run_upload, submit_upload
+from adtarget.ingest.jobs import (
+    get_job,
+    list_jobs,
+    recover_stale_jobs,
+    rejected_rows,
+    run_upload,
+    submit_upload,
+)
 from adtarget.settings import Settings
 
 router = APIRouter(tags=["audiences"])
@@ -160,3 +167,22 @@ async def create_upload(
 async def read_upload(job_id: str, factory: SessionFactoryDep) -> dict[str, Any]:
     """The job: status, rows read/accepted/rejected so far, quarantine path, snapshot."""
     return await run_in_threadpool(get_job, job_id, session_factory=factory)
+
+
+@router.get("/v1/uploads", summary="Upload jobs, newest first")
+async def list_uploads(
+    factory: SessionFactoryDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> dict[str, Any]:
+    """``{"uploads": [job, ...]}``: the same job objects as ``GET /v1/uploads/{id}``."""
+    jobs = await run_in_threadpool(lambda: list_jobs(session_factory=factory, limit=limit))
+    return {"uploads": jobs}
+
+
+@router.get("/v1/uploads/{job_id}/rejected", summary="A job's rejected rows with their reasons")
+async def read_rejected(
+    job_id: str, factory: SessionFactoryDep, limit: Annotated[int, Query(ge=1, le=5000)] = 200
+) -> dict[str, Any]:
+    """``{"id", "total", "rows": [{"line", "field", "reason", "row"}, ...]}`` (first ``limit``)."""
+    return await run_in_threadpool(
+        lambda: rejected_rows(job_id, session_factory=factory, limit=limit)
+    )
