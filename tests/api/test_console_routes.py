@@ -12,11 +12,13 @@ from fastapi.testclient import TestClient
 from .conftest import _seed_advertiser
 
 
-def _upload(client: TestClient, body: str, headers: dict[str, str]) -> dict[str, Any]:
+def _upload(
+    client: TestClient, body: str, headers: dict[str, str], **fields: str
+) -> dict[str, Any]:
     res = client.post(
         "/v1/uploads",
         files={"file": ("pop.csv", body.encode(), "text/csv")},
-        data={"mode": "replace", "schema": '{"country": "category", "age": "number"}'},
+        data={"mode": "replace", "schema": '{"country": "category", "age": "number"}', **fields},
         headers=headers,
     )
     assert res.status_code == 202, res.text
@@ -79,6 +81,16 @@ def test_vocabulary_offers_uploaded_values_and_visible_segments(
     scoped = client.get("/v1/audiences/vocabulary", headers={"Authorization": f"Bearer {key}"})
     assert two["segment"]["name"] not in scoped.json()["segments"]
     assert one["segment"]["name"] in scoped.json()["segments"]
+
+
+def test_vocabulary_of_a_sharded_snapshot_is_the_union_of_its_shards(client: TestClient) -> None:
+    rows = [f"u{i},{['US', 'CA', 'FR', 'JP'][i % 4]},{18 + i % 60}" for i in range(400)]
+    job = _upload(client, "user_id,country,age\n" + "\n".join(rows) + "\n", {}, shards="3")
+    assert job["status"] == "succeeded", job["error"]
+    assert job["shards"] == 3
+    dims = {d["name"]: d for d in client.get("/v1/audiences/vocabulary").json()["dimensions"]}
+    assert dims["country"]["values"] == ["CA", "FR", "JP", "US"]
+    assert (dims["age"]["min"], dims["age"]["max"]) == (18, 77)
 
 
 def test_line_item_creatives_are_listed_in_scope(

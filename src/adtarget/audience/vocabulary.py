@@ -11,17 +11,26 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from adtarget.audience.index import DimReader
+from adtarget.audience.sharded import ShardedSnapshot
 from adtarget.audience.snapshot import Snapshot
 from adtarget.rules.registry import DimensionSpec
 
 MAX_VALUES = 500  # per dimension: completion lists, not exports
 
 
+def _parts(snapshot: Snapshot | ShardedSnapshot | None) -> list[Snapshot]:
+    """The one snapshot, or every shard of a sharded one (values are their union)."""
+    if snapshot is None:
+        return []
+    return snapshot.shards if isinstance(snapshot, ShardedSnapshot) else [snapshot]
+
+
 def _dimension(
-    name: str, spec: DimensionSpec | None, snapshot: Snapshot | None, max_values: int
+    name: str, spec: DimensionSpec | None, parts: list[Snapshot], max_values: int
 ) -> dict[str, Any]:
-    reader = snapshot.dims.get(name) if snapshot is not None else None
-    kind = spec.type if spec is not None else (reader.type if reader is not None else "category")
+    readers: list[DimReader] = [p.dims[name] for p in parts if name in p.dims]
+    kind = spec.type if spec is not None else (readers[0].type if readers else "category")
     out: dict[str, Any] = {
         "name": name,
         "type": kind,
@@ -30,12 +39,12 @@ def _dimension(
     if kind == "bool":
         out["values"] = [True, False]
     elif kind == "number":
-        numbers = list(reader.values) if reader is not None else []
-        out["min"] = numbers[0] if numbers else None
-        out["max"] = numbers[-1] if numbers else None
+        ends = [v for r in readers if r.values for v in (r.values[0], r.values[-1])]
+        out["min"] = min(ends) if ends else None
+        out["max"] = max(ends) if ends else None
     else:
         values = set(spec.allowed_values or ()) if spec is not None else set()
-        if reader is not None:
+        for reader in readers:
             values.update(str(v) for v in reader.values)
         ordered = sorted(values)
         out["values"] = ordered[:max_values]
@@ -45,7 +54,7 @@ def _dimension(
 
 def vocabulary(
     *,
-    snapshot: Snapshot | None,
+    snapshot: Snapshot | ShardedSnapshot | None,
     registry: Mapping[str, DimensionSpec],
     segments: Iterable[str],
     max_values: int = MAX_VALUES,
@@ -53,15 +62,16 @@ def vocabulary(
     """``{"snapshot", "dimensions": [{"name", "type", "values" | "min"/"max"}], "segments"}``.
 
     Args:
-        snapshot: the current snapshot (``None`` before the first upload: registry only).
+        snapshot: the current snapshot, plain or sharded (``None`` before the first upload).
         registry: the catalog's dimension registry.
         segments: the segment names the caller may reference.
         max_values: at most this many values per category/set dimension.
     """
+    parts = _parts(snapshot)
     names = set(registry)
-    if snapshot is not None:
-        names.update(snapshot.dims)
-    dims = [_dimension(n, registry.get(n), snapshot, max_values) for n in sorted(names)]
+    for part in parts:
+        names.update(part.dims)
+    dims = [_dimension(n, registry.get(n), parts, max_values) for n in sorted(names)]
     return {
         "snapshot": snapshot.version if snapshot is not None else None,
         "dimensions": dims,
