@@ -315,7 +315,7 @@ def demo(
     _step("Next")
     console.print(
         "adtarget serve   # the HTTP API (decisions, catalog, audiences, reports)\n"
-        "adtarget --help  # every command; README.md has the how-to"
+        "adtarget --help  # every command; docs/ has the how-to"
     )
 
 
