@@ -54,6 +54,15 @@ class Settings(BaseSettings):
     shard_deadline_ms: int = Field(default=2000, ge=1)
     """How long an audience answer waits for every shard actor before answering 503
     ``shard_unavailable`` (the Ray backend; a partial sum is never returned)."""
+    updates_url: str | None = None
+    """Where the profile update log lives (default: the catalog's PostgreSQL, so a fleet shares
+    it, else ``data_dir/updates.sqlite3``)."""
+    updates_poll_ms: int = Field(default=100, ge=5)
+    """How often a process reads updates other processes or nodes logged."""
+    compact_after_updates: int = Field(default=500_000, ge=1)
+    """Fold the deltas into a new snapshot version once this many updates are pending."""
+    updates_dedup_seconds: float = Field(default=7 * 86_400, ge=0)
+    """How long an ``update_id`` is remembered as a duplicate after compaction folded it in."""
 
     @property
     def resolved_catalog_url(self) -> str:
@@ -61,6 +70,15 @@ class Settings(BaseSettings):
         if self.catalog_url:
             return self.catalog_url
         return f"sqlite:///{(self.data_dir / 'catalog.sqlite3').resolve()}"
+
+    @property
+    def resolved_updates_url(self) -> str:
+        """The update log's URL: explicit, else a PostgreSQL catalog's, else a data-dir file."""
+        if self.updates_url:
+            return self.updates_url
+        if self.catalog_url and self.catalog_url.startswith(("postgres", "postgresql")):
+            return self.catalog_url
+        return f"sqlite:///{(self.data_dir / 'updates.sqlite3').resolve()}"
 
     @property
     def snapshots_dir(self) -> Path:

@@ -72,7 +72,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def _include_domain_routers(app: FastAPI) -> None:
     """Routers other modules own, each with the roles that may read and change through it."""
-    from adtarget.api.routes import audiences, commands, events, formats, uploads
+    from adtarget.api.routes import audiences, commands, events, formats, profiles, uploads
 
     # Undo/redo/history: the router checks roles itself (undo is per actor, so per key).
     app.include_router(commands.router)
@@ -83,6 +83,8 @@ def _include_domain_routers(app: FastAPI) -> None:
     app.include_router(formats.router)
     # Uploads replace or extend everyone's user features: admin keys only may post.
     app.include_router(uploads.router, dependencies=[Depends(allow(read=("reader",), write=()))])
+    # Real-time profile updates change everyone's features like an upload: admin keys only.
+    app.include_router(profiles.router, dependencies=[Depends(allow(read=(), write=()))])
     # Ad servers post delivery events with their decisions key; reports are scoped in the route.
     app.include_router(
         events.router,

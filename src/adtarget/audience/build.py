@@ -116,6 +116,8 @@ class SnapshotBuilder:
         self._segments: dict[str, PendingSegment] = {}
         self._rule_segments: dict[str, Rule] = {}
         self._staged: Path | None = None
+        self.leave_segments: list[str] = []
+        """Upsert: user ids whose base list-segment memberships end (re-created users)."""
 
     @property
     def rows(self) -> int:
@@ -235,6 +237,9 @@ class SnapshotBuilder:
                 now=self.now,
                 link_base=self._segments_only(),
             )
+            if self.leave_segments:
+                leave = pc.index_in(_as_id_array(self.leave_segments), value_set=resolved.all_ids)
+                writer.leave = leave.drop_null().to_numpy(zero_copy_only=False).astype(np.uint32)
             if not self._segments_only():
                 writer.write_dimensions(self._chunks, self._dicts)
             writer.write_segments(self._segments, self._rule_segments)

@@ -23,13 +23,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from adtarget.audience.sharded import AnySnapshot, ShardedSnapshot, open_snapshot
-from adtarget.audience.snapshot import MANIFEST
-from adtarget.errors import InvalidValue, NotFound
+from adtarget.audience.snapshot import MANIFEST, Snapshot
+from adtarget.errors import Conflict, InvalidValue, NotFound
 
 if TYPE_CHECKING:
     from adtarget.audience.fanout import Fanout
 
 CURRENT = "CURRENT"
+UPDATES_THROUGH = "updates_through"
+"""Manifest key: the last profile-update sequence number folded into a version."""
+COMPACTED_FROM = "compacted_from"
+"""Manifest key of a compaction's version: the version whose updates it folded in."""
 LOCK = ".lock"
 TMP_PREFIX = ".tmp-"
 VERSION_RE = re.compile(r"v(\d{6,})\Z")
@@ -88,6 +92,10 @@ class SnapshotStore:
         self.keep = keep
         self.on_switch = on_switch
         self.fanout_factory = fanout_factory
+        self.overlay: Callable[[Snapshot], Snapshot] | None = None
+        """Set by ``stores.snapshot_store_for``: turns the base into the live audience (the
+        base plus real-time profile updates, ``audience.live``); ``None`` serves the base.
+        Sharded snapshots are served without it (not implemented for shards yet)."""
         self.root.mkdir(parents=True, exist_ok=True)
         self._mutex = threading.Lock()
         self._pointer_key: tuple[int, int, int] | None = None
@@ -111,7 +119,18 @@ class SnapshotStore:
         return text or None
 
     def current(self) -> AnySnapshot | None:
-        """The snapshot ``CURRENT`` points at; reopened only when the pointer file changed."""
+        """The live snapshot: the base ``CURRENT`` points at, with the overlay applied."""
+        snap = self.current_base()
+        overlay = self.overlay
+        if snap is None or overlay is None or not isinstance(snap, Snapshot):
+            return snap
+        return overlay(snap)
+
+    def current_base(self) -> AnySnapshot | None:
+        """The snapshot ``CURRENT`` points at; reopened only when the pointer file changed.
+
+        Builders (uploads, compaction) start from this one: its files are the base's own.
+        """
         try:
             st = os.stat(self._pointer_path)
         except FileNotFoundError:
@@ -184,12 +203,23 @@ class SnapshotStore:
         path.mkdir()
         return path
 
-    def publish(self, staged_dir: Path | str) -> str:
-        """Move a finished staged build into place as the next version and make it current."""
+    def publish(self, staged_dir: Path | str, *, expect: str | None = None) -> str:
+        """Move a finished staged build into place as the next version and make it current.
+
+        Args:
+            staged_dir: the finished build.
+            expect: publish only if this version is still current (``Conflict`` otherwise):
+                a background compaction must not replace an upload published meanwhile.
+        """
         staged = Path(staged_dir)
         if not (staged / MANIFEST).is_file():
             raise InvalidValue(f"{staged} is not a finished snapshot build", field="staged_dir")
         with self._locked():
+            if expect is not None and self.current_version() != expect:
+                raise Conflict(
+                    f"snapshot {self.current_version()} is current, not {expect}",
+                    field="snapshot",
+                )
             existing = self.versions()
             number = int(existing[-1][1:]) + 1 if existing else 1
             while True:
@@ -257,9 +287,37 @@ class SnapshotStore:
     def _stamp_version(self, staged: Path, version: str) -> None:
         manifest = json.loads((staged / MANIFEST).read_text())
         manifest["version"] = version
+        if manifest.get(UPDATES_THROUGH) is None:
+            # a build that did not say which profile updates it holds holds its base's
+            manifest[UPDATES_THROUGH] = self._through_of(manifest.get("base_version"))
         tmp = staged / f"{MANIFEST}.tmp"
         tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
         os.replace(tmp, staged / MANIFEST)
+
+    def _through_of(self, version: str | None) -> int:
+        if not version:
+            return 0
+        try:
+            manifest = json.loads((self.root / version / MANIFEST).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return 0
+        return int(manifest.get(UPDATES_THROUGH) or 0)
+
+    def lineage(self, version: str | None) -> list[str]:
+        """``version`` and the versions it was compacted from, newest first.
+
+        Why: a compaction folds profile updates into a new version without changing what the
+        audience is, so undo and publish checks treat a compacted descendant as the same.
+        """
+        out: list[str] = []
+        while version and version not in out:
+            out.append(version)
+            try:
+                manifest = json.loads((self.root / version / MANIFEST).read_text())
+            except (FileNotFoundError, json.JSONDecodeError):
+                break
+            version = manifest.get(COMPACTED_FROM)
+        return out
 
     def _switched(self, version: str) -> None:
         if self.on_switch is None:

@@ -5,13 +5,17 @@ publish, its undo and redo, ``snapshots rollback`` from the CLI or the API, cras
 through ``SnapshotStore.publish``/``rollback``; one factory that attaches the Redis follower to
 the store means none of those paths can forget it. Without Redis profiles nothing is attached.
 With ``ADTARGET_AUDIENCE_BACKEND=ray`` a sharded snapshot answers through Ray shard actors.
+Every such store also serves the live audience (``audience.live``): the base snapshot plus the
+profile updates logged since.
 """
 
 from __future__ import annotations
 
 from adtarget.audience.fanout import Fanout
+from adtarget.audience.live import LiveFollower, follower_for
 from adtarget.audience.redis_profiles import push_current_profiles
 from adtarget.audience.sharded import ShardedSnapshot
+from adtarget.audience.snapshot import Snapshot
 from adtarget.audience.store import SnapshotStore
 from adtarget.settings import Settings
 
@@ -19,6 +23,7 @@ from adtarget.settings import Settings
 def snapshot_store_for(settings: Settings) -> SnapshotStore:
     """The data dir's snapshots; with ``ADTARGET_PROFILE_STORE=redis``, each switch pushed."""
     store = SnapshotStore(settings.snapshots_dir, keep=settings.snapshots_keep)
+    attach_live(store, settings)
     redis_url = settings.redis_url
     if settings.profile_store == "redis" and redis_url:
         prefix = settings.redis_profile_prefix
@@ -37,3 +42,29 @@ def snapshot_store_for(settings: Settings) -> SnapshotStore:
 
         store.fanout_factory = ray_fanout
     return store
+
+
+def live_follower(settings: Settings) -> LiveFollower:
+    """This process's follower of the update log for the settings' data dir; it compacts
+    (in a background thread) once ``compact_after_updates`` updates are pending."""
+    follower = follower_for(
+        settings.snapshots_dir,
+        settings.resolved_updates_url,
+        poll_s=settings.updates_poll_ms / 1000,
+    )
+    if follower.compactor is None:
+        from adtarget.audience.compaction import compact_quietly
+
+        store = snapshot_store_for(settings)  # publishes followed in Redis like any other
+        follower.compact_after = settings.compact_after_updates
+        follower.compactor = lambda: compact_quietly(store, follower)
+    return follower
+
+
+def attach_live(store: SnapshotStore, settings: Settings) -> None:
+    """Serve ``store.current()`` as the live audience: the base plus real-time updates."""
+
+    def overlay(base: Snapshot) -> Snapshot:
+        return live_follower(settings).live(base)
+
+    store.overlay = overlay

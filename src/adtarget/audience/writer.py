@@ -84,6 +84,9 @@ class _Overlay:
 class SnapshotWriter:
     """Writes one staged directory; the manifest goes last, so a partial dir never opens."""
 
+    leave: npt.NDArray[np.uint32] | None = None
+    """Ordinals whose base list-segment memberships are not carried (users re-created)."""
+
     def __init__(
         self,
         *,
@@ -321,7 +324,10 @@ class SnapshotWriter:
         assert self.base is not None
         ords = np.frombuffer(bm.to_array(), dtype=U32)
         if self.mode == "upsert":
-            return ords[self.r.alive[ords]]
+            keep = self.r.alive[ords]
+            if self.leave is not None:
+                keep &= ~np.isin(ords, self.leave)
+            return ords[keep]
         return self._ids_to_ordinals(self.base.user_ids(ords))
 
     def write_segments(self, pending: dict[str, PendingSegment], rules: dict[str, Rule]) -> None:

@@ -74,6 +74,20 @@ def _count_rule(text: str, snap: Any) -> int | None:
         return None
 
 
+def _updates_kept(store: SnapshotStore) -> dict[str, Any]:
+    """How many real-time profile updates the restored version replays, said in the answer."""
+    snap = store.current()
+    n = int(getattr(getattr(snap, "delta", None), "applied", 0))
+    return {
+        "updates_replayed": n,
+        "updates_note": (
+            f"{n} profile update(s) not in the restored version were replayed on top of it"
+            if n
+            else "no profile updates to replay"
+        ),
+    }
+
+
 def _store(ctx: CommandContext) -> SnapshotStore:
     return snapshot_store(ctx.settings or get_settings())
 
@@ -115,7 +129,7 @@ class PublishUpload:
         if self.snapshot is not None:  # executed before: this is a redo from the log
             return self.redo(ctx)
         current = store.current_version()
-        if current != self.previous:
+        if current != self.previous and self.previous not in store.lineage(current):
             raise Conflict(
                 f"snapshot {current} was published while this upload was built on "
                 f"{self.previous}; re-run the upload",
@@ -134,7 +148,7 @@ class PublishUpload:
         """Repoint to the version current before this upload (or an empty one)."""
         store = _store(ctx)
         current = store.current_version()
-        if current != self.snapshot:
+        if current != self.snapshot and self.snapshot not in store.lineage(current):
             raise Conflict(
                 f"snapshot {current} is current, not {self.snapshot}: a later publish must be "
                 "undone first",
@@ -150,6 +164,7 @@ class PublishUpload:
         self.created_dimensions = removed  # what a redo registers again
         result = self._after(ctx, store, undone=True)
         result["dimensions_removed"], result["dimensions_kept"] = removed, kept
+        result.update(_updates_kept(store))
         return result
 
     def redo(self, ctx: CommandContext) -> dict[str, Any]:
@@ -157,7 +172,7 @@ class PublishUpload:
         store = _store(ctx)
         current = store.current_version()
         expected = self.previous if self.previous is not None else self.undo_version
-        if current != expected:
+        if current != expected and expected not in store.lineage(current):
             raise Conflict(
                 f"snapshot {current} is current, not {expected}: something was published "
                 "after the undo",

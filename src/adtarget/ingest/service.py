@@ -9,6 +9,7 @@ killed anywhere before that leaves the previous snapshot serving; its leftovers 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -19,12 +20,15 @@ import pyarrow as pa
 from sqlalchemy.orm import Session, sessionmaker
 
 from adtarget.audience.build import Mode, SnapshotBuilder
+from adtarget.audience.compaction import compact, stamp_manifest
 from adtarget.audience.shard_build import ShardedBuilder
 from adtarget.audience.sharded import AnySnapshot, ShardedSnapshot
-from adtarget.audience.store import SnapshotStore
+from adtarget.audience.snapshot import Snapshot
+from adtarget.audience.store import UPDATES_THROUGH, SnapshotStore
+from adtarget.audience.stores import live_follower
 from adtarget.catalog.coltypes import utcnow
 from adtarget.catalog.tables import UploadJob
-from adtarget.errors import AdtargetError, IngestFailed, InvalidValue
+from adtarget.errors import AdtargetError, Conflict, IngestFailed, InvalidValue
 from adtarget.ingest.hashed import HEX64_RE, hashed_to_ids
 from adtarget.ingest.jobs import Progress, job_dir, update_job
 from adtarget.ingest.publish import PublishUpload, dimension_payload, snapshot_store
@@ -165,7 +169,8 @@ def execute_job(
     qpath = job_dir(settings, job.id) / f"quarantine{suffix}"
     quarantine = QuarantineWriter(qpath)
     store = snapshot_store(settings)
-    base = store.current()
+    through = None if segment_mode or job.dry_run else updates_at_start(store, settings, job.mode)
+    base = store.current_base()
     previous = base.version if base is not None else None
     total = getattr(getattr(reader, "_file", None), "metadata", None)
     counter = _Counter(
@@ -264,6 +269,8 @@ def execute_job(
             return
         with clock("finish"):
             staged = builder.finish()
+        if through is not None:  # updates accepted after this point are replayed on top
+            stamp_manifest(staged, **{UPDATES_THROUGH: through})
         update_job(
             job.id,
             session_factory=session_factory,
@@ -366,6 +373,31 @@ def _check_ratio(settings: Settings, counter: _Counter, report: dict[str, Any]) 
             "nothing was published, see the quarantine file",
             field="rows_rejected",
         )
+
+
+def updates_at_start(store: SnapshotStore, settings: Settings, mode: str) -> int:
+    """The last profile update an upload starting now contains (stamped on its version).
+
+    A replace holds none of the users' earlier updates (the file is the population), so it
+    is the log's newest number. An upsert keeps everyone the file does not name, so the
+    pending updates are folded into the base first (a compaction) and it holds exactly those.
+    Either way, every update accepted after this point is replayed on top of the upload.
+    """
+    follower = live_follower(settings)
+    if mode == "replace":
+        return follower.log.last_seq()
+    with contextlib.suppress(Conflict):  # another publish won: build on what is current now
+        compact(store, follower, wait=True)
+    base = store.current_base()
+    if base is None:
+        return 0
+    if not isinstance(base, Snapshot):  # sharded: no live deltas over shards (yet)
+        return int(base.manifest.get(UPDATES_THROUGH) or 0)
+    follower.live(base)
+    seq, users, _ = follower.frozen_state()
+    if not users:  # what is pending changes nobody on this base (deletes of unknown users)
+        return seq
+    return int(base.manifest.get(UPDATES_THROUGH) or 0)
 
 
 def _publish(

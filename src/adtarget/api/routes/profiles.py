@@ -1,0 +1,59 @@
+"""``POST /v1/profiles/updates``: real-time profile updates, durable before the answer.
+
+Why a hand-parsed body: a batch holds up to tens of thousands of small objects, and per-update
+validation (with a reason per rejected update, not one 422 for the batch) is the service's job;
+a pydantic model of the whole batch would cost more than logging it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from adtarget.api.deps import SessionFactoryDep, SettingsDep, SnapshotStoreDep
+from adtarget.errors import InvalidValue
+from adtarget.settings import Settings
+
+router = APIRouter(tags=["audiences"])
+
+
+def _registry(store: Any, factory: Any) -> dict[str, Any]:
+    from adtarget.ingest.schema import load_registry
+    from adtarget.ingest.updates import refuse_sharded
+
+    snap = store.current()
+    refuse_sharded(snap)
+    merged: dict[str, Any] = dict(snap.registry) if snap is not None else {}
+    with factory() as session:
+        merged.update(load_registry(session))
+    return merged
+
+
+def _accept(updates: list[Any], settings: Settings, store: Any, factory: Any) -> dict[str, Any]:
+    from adtarget.audience.stores import live_follower
+    from adtarget.ingest.updates import accept_updates
+
+    registry = _registry(store, factory)  # also opens the live audience this node serves
+    result = accept_updates(updates, registry=registry, follower=live_follower(settings))
+    return result.to_dict()
+
+
+@router.post("/v1/profiles/updates")
+async def post_updates(
+    request: Request, settings: SettingsDep, store: SnapshotStoreDep, factory: SessionFactoryDep
+) -> dict[str, Any]:
+    """Set, unset or delete users' features: ``{"accepted", "duplicates", "rejected"}``.
+
+    Each update is validated on its own; a rejected one names its index and reason and the
+    others still apply. An ``update_id`` seen before is a duplicate and applies once.
+    """
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        raise InvalidValue("body must be JSON", field="body") from None
+    if not isinstance(body, dict) or not isinstance(body.get("updates"), list):
+        raise InvalidValue('body must be {"updates": [...]}', field="updates")
+    return await run_in_threadpool(_accept, body["updates"], settings, store, factory)

@@ -1,0 +1,166 @@
+"""Fold the live deltas into a new snapshot version, in the background, crash-safe.
+
+Why an upsert build: it already writes every file of a version (ids, codes, bitmaps, segments)
+from a base plus changed rows, in a staged directory that only an atomic publish makes visible,
+so a compaction killed at any point leaves the old version serving and its staging dir to
+``clean_stale``. The new version records ``updates_through`` (the last update folded in) and
+``compacted_from``; every follower then replays only the log after that number. Readers and
+writers never wait: the build reads a frozen copy of the delta while updates keep arriving, and
+a publish that would replace an upload published meanwhile is refused (``expect``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from adtarget.audience.build import SnapshotBuilder
+from adtarget.audience.delta import value_kind
+from adtarget.audience.live import LiveFollower, LiveSnapshot
+from adtarget.audience.snapshot import MANIFEST, Snapshot
+from adtarget.audience.store import COMPACTED_FROM, UPDATES_THROUGH, SnapshotStore
+from adtarget.errors import Conflict
+from adtarget.rules.ast import SEGMENTS_FIELD
+from adtarget.rules.registry import DimensionSpec
+
+log = logging.getLogger("adtarget.audience")
+LOCK = ".compact.lock"
+BATCH_ROWS = 100_000
+ARROW: dict[str, pa.DataType] = {
+    "category": pa.string(),
+    "number": pa.float64(),
+    "bool": pa.bool_(),
+    "set": pa.list_(pa.string()),
+}
+
+
+def stamp_manifest(staged: Path, **fields: Any) -> None:
+    """Add fields to a staged build's manifest (before ``publish``)."""
+    path = staged / MANIFEST
+    manifest = json.loads(path.read_text())
+    manifest.update(fields)
+    tmp = staged / f"{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False))
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _exclusive(root: Path, wait: bool) -> Iterator[bool]:
+    """One compaction per data dir at a time, across processes (``False``: someone else)."""
+    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def compact(
+    store: SnapshotStore, follower: LiveFollower, *, wait: bool = False
+) -> dict[str, Any] | None:
+    """Publish base + deltas as a new version; ``None`` when nothing is pending or another
+    compaction runs (``wait``: run after it instead). Raises ``Conflict`` when an upload was
+    published while it built."""
+    with _exclusive(store.root, wait) as mine:
+        if not mine:
+            return None
+        base = store.current_base()
+        if not isinstance(base, Snapshot):  # none yet, or sharded (no deltas over shards yet)
+            return None
+        live = follower.live(base)
+        assert isinstance(live, LiveSnapshot)
+        seq, users, new_list = follower.frozen_state()
+        if not users:
+            return None
+        delta = live.delta
+        registry: dict[str, DimensionSpec] = dict(base.registry)
+        for dim, kind in live.view.kinds.items():
+            registry.setdefault(dim, DimensionSpec(dim, kind))  # type: ignore[arg-type]
+        builder = SnapshotBuilder(store=store, base=base, registry=registry, mode="upsert")
+        rows: list[tuple[str, dict[str, Any]]] = []
+        removed: list[str] = []
+        for ordinal, state in users.items():
+            user_id = (
+                new_list[ordinal - delta.n0] if ordinal >= delta.n0 else base.user_id_of(ordinal)
+            )
+            if not state.alive:
+                if ordinal < delta.n0:
+                    removed.append(user_id)
+                continue
+            if state.fresh and ordinal < delta.n0:
+                builder.leave_segments.append(user_id)
+            feats = {} if state.fresh else base.features(ordinal)
+            feats.pop(SEGMENTS_FIELD, None)
+            for dim, value in state.over.items():
+                if value is None:
+                    feats.pop(dim, None)
+                else:
+                    feats[dim] = value
+            rows.append((user_id, feats))
+            if len(rows) >= BATCH_ROWS:
+                builder.add_batch(_batch(rows, registry))
+                rows = []
+        if rows:
+            builder.add_batch(_batch(rows, registry))
+        if removed:
+            builder.remove_users(removed)
+        staged = builder.finish()
+        try:
+            stamp_manifest(staged, **{UPDATES_THROUGH: seq, COMPACTED_FROM: base.version})
+            version = store.publish(staged, expect=base.version)
+        except BaseException:
+            builder.discard()
+            raise
+        log.info("compacted %d updated users into %s (through %d)", len(users), version, seq)
+        return {
+            "version": version,
+            "compacted_from": base.version,
+            "through": seq,
+            "users": len(users),
+        }
+
+
+def _batch(
+    rows: list[tuple[str, dict[str, Any]]], registry: dict[str, DimensionSpec]
+) -> pa.RecordBatch:
+    """Full rows (every dimension, null = missing) so the upsert replaces each user's row."""
+    cols: dict[str, pa.Array] = {"user_id": pa.array([r[0] for r in rows], pa.string())}
+    for dim, spec in registry.items():
+        kind = spec.type
+        values: list[Any] = [f.get(dim) for _, f in rows]
+        if kind == "set":
+            values = [sorted(v) if v is not None else None for v in values]
+        elif kind == "number":
+            values = [float(v) if v is not None else None for v in values]
+        elif any(v is not None and value_kind(v) != kind for v in values):
+            values = [v if v is None or value_kind(v) == kind else None for v in values]
+        cols[dim] = pa.array(values, ARROW[kind])
+    return pa.RecordBatch.from_pydict(cols)
+
+
+def compact_quietly(store: SnapshotStore, follower: LiveFollower) -> None:
+    """Background entry point: a conflict (an upload won the race) or failure is logged."""
+    try:
+        compact(store, follower)
+    except Conflict as exc:
+        log.info("compaction skipped: %s", exc.message)
+    except Exception:
+        log.exception("compaction failed; the deltas keep serving")
+
+
+__all__ = ["compact", "compact_quietly", "stamp_manifest"]

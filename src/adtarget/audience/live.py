@@ -1,0 +1,299 @@
+"""The live audience: the current base snapshot plus every logged update not yet folded into it.
+
+Why a follower per process: each API worker, CLI run and stream consumer serves sizes and
+decisions from its own memory-mapped snapshot, so each keeps its own delta, built by replaying
+the log after the base's ``updates_through`` and kept current by (a) applying the updates this
+process just logged, at once, and (b) polling the log every ``poll_s`` for updates other
+processes or nodes logged. A version switch (upload, undo, rollback, compaction) replays the
+log after the new base's own ``updates_through``, which is what makes those paths keep updates.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+import pyarrow as pa
+
+from adtarget.audience.delta import Delta, DeltaIndex, DeltaView, Update, UserState
+from adtarget.audience.snapshot import Snapshot
+from adtarget.audience.store import UPDATES_THROUGH as THROUGH
+from adtarget.audience.update_log import LoggedUpdate, UpdateLog
+from adtarget.rules.ast import SEGMENTS_FIELD
+
+log = logging.getLogger("adtarget.audience")
+READ_BATCH = 50_000
+
+
+def updates_through(snapshot: Snapshot) -> int:
+    """The last log sequence number a snapshot version already contains."""
+    return int(snapshot.manifest.get(THROUGH) or 0)
+
+
+def decode(row: LoggedUpdate) -> Update:
+    """A log row back into an ``Update`` (set values that were lists become frozensets)."""
+    body: dict[str, Any] = orjson.loads(row.body)
+    values = {
+        k: frozenset(v) if isinstance(v, list) else v for k, v in (body.get("s") or {}).items()
+    }
+    return Update(
+        seq=row.seq,
+        user_id=row.user_id,
+        set=values,
+        unset=tuple(body.get("u") or ()),
+        delete=bool(body.get("d")),
+    )
+
+
+def encode(update: Mapping[str, Any]) -> str:
+    """The log body of a validated update (``decode`` reverses it)."""
+    out: dict[str, Any] = {}
+    if update.get("delete"):
+        out["d"] = True
+    if update.get("set"):
+        out["s"] = {
+            k: sorted(v) if isinstance(v, frozenset | set | list | tuple) else v
+            for k, v in update["set"].items()
+        }
+    if update.get("unset"):
+        out["u"] = list(update["unset"])
+    return orjson.dumps(out).decode()
+
+
+class LiveSnapshot(Snapshot):
+    """A ``Snapshot`` whose index, users and features include the delta (same interface).
+
+    Shares every memory-mapped array with its base (the attributes are copied, not the data);
+    the bitmaps are the frozen ``view`` (one consistent state per handle), per-user features
+    read the delta's current state (a decision sees an update at once).
+    """
+
+    def __init__(self, base: Snapshot, delta: Delta, view: DeltaView) -> None:  # noqa: D107
+        self.__dict__.update(base.__dict__)
+        self.base = base
+        self.delta = delta
+        self.view = view
+        self.updates_seq = view.seq
+        self.index = DeltaIndex(base.index, view, delta.rules)  # type: ignore[assignment]
+        self.num_ordinals = delta.n0 + len(delta.new_list)
+        self.num_users = len(self.index.universe())
+
+    def __repr__(self) -> str:
+        return f"LiveSnapshot({self.version!r}, seq={self.updates_seq})"
+
+    def ordinal_of(self, user_id: str) -> int | None:
+        """The live user's ordinal (base or created by an update), else ``None``."""
+        return self.delta.ordinal_of(user_id)
+
+    def is_alive(self, ordinal: int) -> bool:
+        """Whether the ordinal is a current user."""
+        return ordinal in self.index.universe()
+
+    def user_id_of(self, ordinal: int) -> str:
+        """The user id at an ordinal."""
+        if ordinal >= self.delta.n0:
+            return self.delta.new_list[ordinal - self.delta.n0]
+        return self.base.user_id_of(ordinal)
+
+    def features(self, ordinal: int) -> dict[str, Any]:
+        """Current features (base overlaid by updates)."""
+        got = self.delta.features(ordinal)
+        return got if got is not None else {SEGMENTS_FIELD: frozenset()}
+
+    def features_of(self, user_id: str) -> dict[str, Any] | None:
+        """Current features by user id, or ``None`` for an unknown or deleted user."""
+        ordinal = self.delta.ordinal_of(user_id)
+        return None if ordinal is None else self.delta.features(ordinal)
+
+    def ids_array(self) -> pa.LargeStringArray:
+        """All user ids by ordinal, base ids then users created by updates."""
+        base_ids = self.base.ids_array()
+        extra = self.delta.new_list[: self.num_ordinals - self.delta.n0]
+        if not extra:
+            return base_ids
+        return pa.concat_arrays([base_ids, pa.array(extra, pa.large_string())])
+
+    def user_ids(self, ordinals: npt.NDArray[np.uint32]) -> pa.Array:
+        """User ids for many ordinals (export)."""
+        if not len(ordinals) or int(ordinals.max()) < self.delta.n0:
+            return self.base.user_ids(ordinals)
+        return self.ids_array().take(pa.array(ordinals, type=pa.uint32()))
+
+    def segment_info(self) -> dict[str, dict[str, Any]]:
+        """Per segment: kind, rule and current size (users deleted since the base left out)."""
+        info = self.base.segment_info()
+        for name, meta in info.items():
+            meta["size"] = len(self.index.segment(name))
+        return info
+
+
+class LiveFollower:
+    """One process's delta over the current base, kept up to date from the log.
+
+    Args:
+        log: the update log.
+        poll_s: how often the background thread reads updates other processes logged.
+    """
+
+    def __init__(self, log: UpdateLog, *, poll_s: float = 0.1) -> None:
+        self.log = log
+        self.poll_s = poll_s
+        self._lock = threading.RLock()
+        self._delta: Delta | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.on_change: list[Callable[[], None]] = []
+        """Hooks run after new updates were applied (caches keyed by snapshot version)."""
+        self.compactor: Callable[[], None] | None = None
+        """Started in a thread once ``compact_after`` updates are pending (``stores``)."""
+        self.compact_after = 500_000
+        self._compacting: threading.Thread | None = None
+
+    # -- reading ------------------------------------------------------------------------
+
+    def live(self, base: Snapshot) -> Snapshot:
+        """``base`` with every logged update after its ``updates_through`` applied."""
+        with self._lock:
+            delta = self._delta
+            if delta is None or delta.base is not base:
+                if delta is None or delta.base.path != base.path:
+                    delta = Delta(base, updates_through(base))
+                    self._delta = delta
+                    self._catch_up_locked()
+                else:  # the same version reopened: keep the delta, move it to the new handle
+                    delta.base = base
+            self._ensure_thread()
+            return LiveSnapshot(base, delta, delta.view())
+
+    def frozen_state(self) -> tuple[int, dict[int, UserState], list[str]]:
+        """``(seq, users, new ids)`` as of one moment (what a compaction folds in)."""
+        with self._lock:
+            delta = self._delta
+            if delta is None:
+                return 0, {}, []
+            return delta.seq, dict(delta.users), list(delta.new_list)
+
+    @property
+    def delta(self) -> Delta | None:
+        """The current delta (``None`` before the first ``live`` call)."""
+        return self._delta
+
+    # -- applying -----------------------------------------------------------------------
+
+    def applied_locally(self, updates: list[Update]) -> None:
+        """Updates this process just logged: apply them now (in order, or catch up first)."""
+        with self._lock:
+            delta = self._delta
+            if delta is None or not updates:
+                return
+            if updates[0].seq == delta.seq + 1:
+                delta.apply(updates)
+                self._changed()
+            else:
+                self._catch_up_locked()
+
+    def catch_up(self) -> int:
+        """Apply what other processes logged; returns how many updates were applied."""
+        with self._lock:
+            return self._catch_up_locked()
+
+    def _catch_up_locked(self) -> int:
+        delta = self._delta
+        if delta is None:
+            return 0
+        total = 0
+        while True:
+            try:
+                rows = self.log.read_after(delta.seq, READ_BATCH)
+            except Exception as exc:  # the log's database is down: serve what we have
+                log.warning("cannot read the profile update log: %s", exc)
+                break
+            if not rows:
+                break
+            delta.apply(decode(r) for r in rows)
+            total += len(rows)
+            if len(rows) < READ_BATCH:
+                break
+        if total:
+            self._changed()
+        return total
+
+    def _changed(self) -> None:
+        delta = self._delta
+        if (
+            delta is not None
+            and self.compactor is not None
+            and delta.applied >= self.compact_after
+            and (self._compacting is None or not self._compacting.is_alive())
+        ):
+            self._compacting = threading.Thread(
+                target=self.compactor, name="adtarget-compaction", daemon=True
+            )
+            self._compacting.start()
+        for hook in list(self.on_change):
+            try:
+                hook()
+            except Exception as exc:  # noqa: BLE001 - a cache hook must not stop updates
+                log.warning("update hook failed: %s", exc)
+
+    # -- polling ------------------------------------------------------------------------
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._poll, name="adtarget-updates", daemon=True)
+            self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            self.catch_up()
+
+    def stop(self) -> None:
+        """Stop the poll thread (tests, shutdown)."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+
+
+_followers: dict[tuple[str, str], LiveFollower] = {}
+_logs: dict[str, UpdateLog] = {}
+_registry_lock = threading.Lock()
+
+
+def log_for(url: str) -> UpdateLog:
+    """The process's one ``UpdateLog`` per URL (one connection pool each)."""
+    with _registry_lock:
+        got = _logs.get(url)
+        if got is None:
+            got = _logs[url] = UpdateLog(url)
+        return got
+
+
+def follower_for(root: Path, url: str, *, poll_s: float = 0.1) -> LiveFollower:
+    """The process's one follower per (snapshot dir, log): every store of that data dir
+    shares it, so an update applied through one store is seen through all of them."""
+    key = (str(Path(root).resolve()), url)
+    with _registry_lock:
+        got = _followers.get(key)
+    if got is None:
+        made = LiveFollower(log_for(url), poll_s=poll_s)
+        with _registry_lock:
+            got = _followers.setdefault(key, made)
+    return got
+
+
+def forget_followers(items: Iterable[LiveFollower] | None = None) -> None:
+    """Stop and drop followers (tests; a process that is shutting down)."""
+    with _registry_lock:
+        doomed = list(_followers.items())
+        for key, follower in doomed:
+            if items is None or follower in items:
+                follower.stop()
+                del _followers[key]

@@ -1,0 +1,187 @@
+"""The durable log of accepted profile updates: SQLite in the data dir, or the fleet's PostgreSQL.
+
+Why a table and not a file: an update must be durable before its answer (SQLite commits with
+``synchronous=FULL`` in WAL mode, PostgreSQL commits its WAL), deduplicated by ``update_id``
+(a unique key), ordered (``seq``), and readable by every other process or node after the
+last sequence number it applied (a poll of ``seq > n``). Writers take the table's write lock
+before picking sequence numbers, so sequence order is commit order and a poller never skips an
+update committed late under a lower number.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Engine,
+    Float,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+metadata = MetaData()
+profile_updates = Table(
+    "profile_updates",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("update_id", String(200), nullable=False, unique=True),
+    Column("user_id", String(256), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("accepted_at", Float, nullable=False),
+)
+LOOKUP_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedUpdate:
+    """One row of the log."""
+
+    seq: int
+    user_id: str
+    body: str
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """What ``append`` did: the sequence numbers given, and which entries were duplicates."""
+
+    accepted: list[tuple[int, int]]
+    """``(entry index, seq)`` of every newly logged entry, in sequence order."""
+    duplicates: list[int]
+    """Indexes of entries whose ``update_id`` was logged before (or earlier in the batch)."""
+
+
+def _normalize(url: str) -> str:
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+class UpdateLog:
+    """Append, read after a sequence number, and prune the profile update log.
+
+    Args:
+        url: a SQLAlchemy URL (``sqlite:///data/updates.sqlite3`` or a PostgreSQL URL).
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = _normalize(url)
+        self.is_sqlite = make_url(self.url).get_backend_name() == "sqlite"
+        self.engine: Engine = self._make_engine(write=True)
+        self.reader: Engine = self._make_engine(write=False) if self.is_sqlite else self.engine
+        self._local = threading.Lock()
+        metadata.create_all(self.engine, checkfirst=True)
+
+    def _make_engine(self, *, write: bool) -> Engine:
+        if not self.is_sqlite:
+            return create_engine(self.url, pool_pre_ping=True, pool_size=4, max_overflow=4)
+        engine = create_engine(
+            self.url,
+            connect_args={"check_same_thread": False, "isolation_level": None},
+            poolclass=NullPool,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            # writers take the write lock first: sequence numbers are picked under it
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+        return engine
+
+    def append(self, entries: Sequence[tuple[str, str, str]]) -> AppendResult:
+        """Log ``(update_id, user_id, body)`` entries not seen before, durably, in order.
+
+        Returns once committed: an entry reported accepted survives a crash of this process.
+        """
+        if not entries:
+            return AppendResult([], [])
+        with self._local, self.engine.begin() as conn:
+            if not self.is_sqlite:
+                conn.execute(text("LOCK TABLE profile_updates IN EXCLUSIVE MODE"))
+            ids = list({e[0] for e in entries})
+            seen: set[str] = set()
+            for i in range(0, len(ids), LOOKUP_CHUNK):
+                chunk = ids[i : i + LOOKUP_CHUNK]
+                col = profile_updates.c.update_id
+                seen.update(conn.scalars(select(col).where(col.in_(chunk))))
+            last = conn.scalar(select(func.coalesce(func.max(profile_updates.c.seq), 0)))
+            seq = int(last or 0)
+            now = time.time()
+            rows: list[dict[str, Any]] = []
+            accepted: list[tuple[int, int]] = []
+            duplicates: list[int] = []
+            for index, (update_id, user_id, body) in enumerate(entries):
+                if update_id in seen:
+                    duplicates.append(index)
+                    continue
+                seen.add(update_id)
+                seq += 1
+                accepted.append((index, seq))
+                rows.append(
+                    {
+                        "seq": seq,
+                        "update_id": update_id,
+                        "user_id": user_id,
+                        "body": body,
+                        "accepted_at": now,
+                    }
+                )
+            if rows:
+                conn.execute(profile_updates.insert(), rows)
+        return AppendResult(accepted, duplicates)
+
+    def read_after(self, seq: int, limit: int = 100_000) -> list[LoggedUpdate]:
+        """Logged updates with a sequence number above ``seq``, oldest first."""
+        t = profile_updates
+        query = select(t.c.seq, t.c.user_id, t.c.body).where(t.c.seq > seq).order_by(t.c.seq)
+        with self.reader.connect() as conn:
+            rows = conn.execute(query.limit(limit)).all()
+        return [LoggedUpdate(int(r[0]), r[1], r[2]) for r in rows]
+
+    def last_seq(self) -> int:
+        """The newest sequence number (0 for an empty log)."""
+        with self.reader.connect() as conn:
+            got = conn.scalar(select(func.coalesce(func.max(profile_updates.c.seq), 0)))
+        return int(got or 0)
+
+    def prune(self, *, through: int, older_than_s: float) -> int:
+        """Drop entries folded into every kept snapshot (``seq <= through``) and older than
+        ``older_than_s`` (their ``update_id`` stops being recognized as a duplicate then)."""
+        t = profile_updates
+        cutoff = time.time() - older_than_s
+        with self._local, self.engine.begin() as conn:
+            newest = conn.scalar(select(func.coalesce(func.max(t.c.seq), 0)))
+            # the newest row always stays: sequence numbers continue from it
+            through = min(through, int(newest or 0) - 1)
+            result = conn.execute(delete(t).where(t.c.seq <= through, t.c.accepted_at < cutoff))
+        return int(result.rowcount or 0)
+
+    def close(self) -> None:
+        """Release connections."""
+        self.engine.dispose()
+        self.reader.dispose()
