@@ -69,9 +69,21 @@ def _register_all() -> None:
         keys,
         profiles,
         serve,
+        stream,
     )
 
-    for module in (demo, serve, keys, catalog, commands, ingest, audience, profiles, delivery):
+    for module in (
+        demo,
+        serve,
+        keys,
+        catalog,
+        commands,
+        ingest,
+        audience,
+        profiles,
+        delivery,
+        stream,
+    ):
         module.register(app)
 
 

@@ -1,0 +1,227 @@
+"""``POST /v1/profiles/updates``: per-update answers, visible at once, durable across SIGKILL,
+seen by the other workers within a second, and shared through PostgreSQL by a fleet."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from tests.api.test_serve import CLI, env_for, free_port
+from tests.audience.conftest import build, population
+
+from adtarget.api.app import create_app
+from adtarget.audience.live import LiveFollower, forget_followers
+from adtarget.audience.store import SnapshotStore
+from adtarget.audience.stores import snapshot_store_for
+from adtarget.audience.update_log import UpdateLog
+from adtarget.decision.profiles import SnapshotProfileStore
+from adtarget.ingest.updates import accept_updates
+from adtarget.rules.registry import DimensionSpec
+from adtarget.settings import Settings
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Exact sizes down to zero (the minimum audience size has its own tests)."""
+    return Settings(data_dir=tmp_path / "data", actor="tester", min_audience_size=0)
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[FastAPI]:
+    app = create_app(settings)
+    yield app
+    forget_followers()
+
+
+@pytest.fixture
+def client(app: FastAPI, settings: Settings) -> TestClient:
+    build(SnapshotStore(settings.snapshots_dir), population(300, seed=3))
+    c = TestClient(app, raise_server_exceptions=False)
+    for name, kind in [("country", "category"), ("age", "number"), ("genres", "set")]:
+        assert c.post("/v1/dimensions", json={"name": name, "type": kind}).status_code == 201
+    return c
+
+
+def _size(client: TestClient, rule: str) -> int:
+    r = client.post("/v1/audiences/size", json={"rule": rule})
+    assert r.status_code == 200, r.text
+    return int(r.json()["count"])
+
+
+def test_updates_answer_per_update_and_show_at_once(client: TestClient, settings: Settings) -> None:
+    before = _size(client, "age >= 1000")
+    updates: list[dict[str, Any]] = [
+        {"update_id": f"a{i}", "user_id": f"user-{i:05d}", "set": {"age": 1000 + i}}
+        for i in range(120)
+    ]
+    updates += [
+        {"update_id": "n1", "user_id": "brand-new", "set": {"age": 5000, "genres": ["scifi"]}},
+        {"update_id": "bad1", "user_id": "user-00001", "set": {"age": "old"}},
+        {"update_id": "bad2", "user_id": "user-00001", "set": {"shoe": 9}},
+        {"update_id": "a0", "user_id": "user-00000", "set": {"age": 1}},
+        {"update_id": "d1", "user_id": "user-00002", "delete": True},
+        {"user_id": "user-00003", "set": {"age": 1}},
+    ]
+    r = client.post("/v1/profiles/updates", json={"updates": updates})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["accepted"] == 122 and body["duplicates"] == 1
+    reasons = {x["index"]: x["reason"] for x in body["rejected"]}
+    assert set(reasons) == {121, 122, 125}
+    assert "age" in reasons[121] and "shoe" in reasons[122] and "update_id" in reasons[125]
+    # visible in this node at once: 120 updated + 1 new - 1 deleted
+    assert _size(client, "age >= 1000") == before + 121 - 1
+    r = client.post("/v1/profiles/updates", json={"updates": updates[:5]})
+    assert r.json() == {"accepted": 0, "duplicates": 5, "rejected": []}
+    profiles = SnapshotProfileStore(snapshot_store_for(settings))
+    assert profiles.get("brand-new") == {
+        "__segments__": frozenset(),
+        "age": 5000,
+        "genres": frozenset({"scifi"}),
+    }
+    assert profiles.get("user-00002") is None
+    got = profiles.get("user-00005")
+    assert got is not None and got["age"] == 1005
+    bad = client.post("/v1/profiles/updates", json={"nope": []})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "updates"
+
+
+def test_reader_keys_may_not_post_updates(client: TestClient, app: FastAPI) -> None:
+    from tests.api.conftest import create_key
+
+    from adtarget.api.deps import app_key_resolver, app_session_factory
+
+    with app_session_factory(app)() as session, session.begin():
+        _row, key = create_key(session=session, role="reader")
+    app_key_resolver(app).invalidate()
+    r = client.post(
+        "/v1/profiles/updates",
+        json={"updates": [{"update_id": "x", "user_id": "u", "set": {"age": 1}}]},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert r.status_code == 403
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """``adtarget serve --workers 2`` on a data dir with a snapshot; restartable."""
+    data = tmp_path / "data"
+    build(SnapshotStore(data / "snapshots"), population(200, seed=4))
+    port = free_port()
+    env = env_for(data, ADTARGET_ADMIN_KEY="k-admin")
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        proc = subprocess.Popen(
+            [*CLI, "serve", "--port", str(port), "--workers", "2"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        procs.append(proc)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.2)
+
+    start()
+    try:
+        yield {"base": f"http://127.0.0.1:{port}", "start": start, "procs": procs}
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+@pytest.mark.slow
+def test_sigkill_after_the_answer_loses_nothing_and_workers_agree(
+    served: dict[str, Any],
+) -> None:
+    base, h = served["base"], {"Authorization": "Bearer k-admin"}
+    with httpx.Client(base_url=base, headers=h, timeout=10) as c:
+        for name in ("country", "age"):
+            c.post(
+                "/v1/dimensions",
+                json={"name": name, "type": "category" if name == "country" else "number"},
+            )
+        rule = {"rule": "age >= 777"}
+        assert c.post("/v1/audiences/size", json=rule).json()["count"] is None  # below 100
+        ups = [
+            {"update_id": f"k{i}", "user_id": f"user-{i:05d}", "set": {"age": 777}}
+            for i in range(150)
+        ]
+        r = c.post("/v1/profiles/updates", json={"updates": ups})
+        assert r.json()["accepted"] == 150
+        # Fresh connections reach both workers; each must see the updates within 1 s.
+        t0 = time.monotonic()
+        seen: set[int] = set()
+        while time.monotonic() - t0 < 5 and len(seen) < 2:
+            with httpx.Client(base_url=base, headers=h, timeout=5) as fresh:
+                ready = fresh.get("/readyz").json()
+                size = fresh.post("/v1/audiences/size", json=rule).json()
+                if size["count"] == 150:
+                    seen.add(ready["worker"])
+        assert len(seen) == 2 and time.monotonic() - t0 < 5
+    proc = served["procs"][-1]
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole server, the moment after the answers
+    proc.wait()
+    served["start"]()
+    with httpx.Client(base_url=base, headers=h, timeout=10) as c:
+        assert c.post("/v1/audiences/size", json=rule).json()["count"] == 150
+        again = c.post("/v1/profiles/updates", json={"updates": ups[:10]}).json()
+        assert again["duplicates"] == 10
+
+
+def test_a_fleet_on_postgresql_sees_each_others_updates_within_a_second(
+    pg_url: str, tmp_path: Path
+) -> None:
+    store = SnapshotStore(tmp_path / "snapshots")
+    base = build(store, population(100, seed=5))
+    node_a, node_b = LiveFollower(UpdateLog(pg_url)), LiveFollower(UpdateLog(pg_url), poll_s=0.05)
+    try:
+        node_a.live(base), node_b.live(base)
+        registry = {"age": DimensionSpec("age", "number")}
+        result = accept_updates(
+            [{"update_id": "p1", "user_id": "user-00007", "set": {"age": 4242}}],
+            registry=registry,
+            follower=node_a,
+        )
+        assert result.accepted == 1
+        assert node_a.live(base).features_of("user-00007")["age"] == 4242  # type: ignore[index]
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 1.0:
+            got = node_b.live(base).features_of("user-00007")
+            if got is not None and got.get("age") == 4242:
+                break
+            time.sleep(0.01)
+        else:
+            pytest.fail("node B did not see the update within 1 s")
+        dup = accept_updates(
+            [{"update_id": "p1", "user_id": "user-00007", "set": {"age": 1}}],
+            registry=registry,
+            follower=node_b,
+        )
+        assert dup.duplicates == 1 and dup.accepted == 0
+    finally:
+        node_a.stop(), node_b.stop()
+        node_a.log.close(), node_b.log.close()

@@ -1,0 +1,146 @@
+"""``adtarget stream`` against the real NATS JetStream: a consumer SIGKILLed mid-stream and
+restarted applies every update exactly once, in order. Each test owns its stream name."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+from tests.audience.conftest import build, population
+
+from adtarget.audience.live import forget_followers
+from adtarget.audience.store import SnapshotStore
+from adtarget.audience.stores import snapshot_store_for
+from adtarget.catalog.db import open_catalog
+from adtarget.ingest.schema import register_dimensions
+from adtarget.rules.registry import DimensionSpec
+from adtarget.settings import Settings
+
+NATS_URL = "nats://127.0.0.1:4222"
+CLI = [sys.executable, "-m", "adtarget.cli.main"]
+USERS, ROUNDS = 200, 10
+
+
+def _nats_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 4222), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+pytestmark = pytest.mark.skipif(not _nats_up(), reason="NATS not answering on 127.0.0.1:4222")
+
+
+async def _publish(stream: str, subject: str, messages: list[bytes]) -> None:
+    import nats
+
+    nc = await nats.connect(NATS_URL)
+    try:
+        js = nc.jetstream()
+        await js.add_stream(name=stream, subjects=[subject])
+        for i in range(0, len(messages), 500):
+            await asyncio.gather(*(js.publish(subject, m) for m in messages[i : i + 500]))
+    finally:
+        await nc.close()
+
+
+async def _drop(stream: str) -> None:
+    import nats
+
+    nc = await nats.connect(NATS_URL)
+    try:
+        await nc.jetstream().delete_stream(stream)
+    finally:
+        await nc.close()
+
+
+def _logged(settings: Settings) -> list[tuple[str, str]]:
+    db = settings.data_dir / "updates.sqlite3"
+    if not db.exists():
+        return []
+    with sqlite3.connect(db) as con:
+        try:
+            return con.execute(
+                "SELECT update_id, body FROM profile_updates ORDER BY seq"
+            ).fetchall()
+        except sqlite3.OperationalError:
+            return []
+
+
+def test_consumer_killed_mid_stream_applies_every_update_once(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", min_audience_size=0)
+    build(SnapshotStore(settings.snapshots_dir), population(USERS, seed=8))
+    factory = open_catalog(settings)
+    with factory() as session:
+        register_dimensions(session, [DimensionSpec("age", "number")])
+        session.commit()
+    tag = uuid.uuid4().hex[:10]
+    stream, subject = f"adt_test_{tag}", f"adt.test.{tag}"
+    # every user gets ROUNDS updates in order; the last one (age = ROUNDS - 1) must win
+    messages = [
+        orjson.dumps({"update_id": f"{tag}-{r}-{u}", "user_id": f"user-{u:05d}", "set": {"age": r}})
+        for r in range(ROUNDS)
+        for u in range(USERS)
+    ]
+    messages.insert(5, b"not json")
+    messages.insert(
+        9, orjson.dumps({"update_id": f"{tag}-bad", "user_id": "x", "set": {"age": "old"}})
+    )
+    asyncio.run(_publish(stream, subject, messages))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADTARGET_")}
+    env["ADTARGET_DATA_DIR"] = str(settings.data_dir)
+    cmd = [
+        *CLI,
+        "stream",
+        "--stream",
+        stream,
+        "--subject",
+        subject,
+        "--durable",
+        f"d{tag}",
+        "--batch",
+        "100",
+        "--quiet",
+    ]
+    try:
+        first = subprocess.Popen(
+            [*cmd],
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while len(_logged(settings)) < 600:
+            assert first.poll() is None and time.monotonic() < deadline, "consumer stalled"
+            time.sleep(0.02)
+        os.killpg(first.pid, signal.SIGKILL)  # mid-stream, between any two steps
+        first.wait()
+        assert len(_logged(settings)) < USERS * ROUNDS
+        second = subprocess.run(
+            [*cmd, "--idle-exit", "8"], env=env, capture_output=True, timeout=120
+        )
+        assert second.returncode == 0, second.stderr.decode()
+        logged = _logged(settings)
+        ids = [row[0] for row in logged]
+        assert len(ids) == len(set(ids)) == USERS * ROUNDS  # each update logged exactly once
+        forget_followers()
+        snap = snapshot_store_for(settings).current()
+        assert snap is not None
+        for u in range(USERS):
+            feats = snap.features_of(f"user-{u:05d}")
+            assert feats is not None and feats["age"] == ROUNDS - 1, (u, feats)
+    finally:
+        forget_followers()
+        asyncio.run(_drop(stream))
