@@ -12,7 +12,9 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -40,6 +42,12 @@ def _nats_up() -> bool:
 
 
 pytestmark = pytest.mark.skipif(not _nats_up(), reason="NATS not answering on 127.0.0.1:4222")
+
+
+def _run(coro: Any) -> Any:
+    """Run a coroutine on its own loop in a thread (another test may own this thread's loop)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 async def _publish(stream: str, subject: str, messages: list[bytes]) -> None:
@@ -97,7 +105,7 @@ def test_consumer_killed_mid_stream_applies_every_update_once(tmp_path: Path) ->
     messages.insert(
         9, orjson.dumps({"update_id": f"{tag}-bad", "user_id": "x", "set": {"age": "old"}})
     )
-    asyncio.run(_publish(stream, subject, messages))
+    _run(_publish(stream, subject, messages))
     env = {k: v for k, v in os.environ.items() if not k.startswith("ADTARGET_")}
     env["ADTARGET_DATA_DIR"] = str(settings.data_dir)
     cmd = [
@@ -143,4 +151,4 @@ def test_consumer_killed_mid_stream_applies_every_update_once(tmp_path: Path) ->
             assert feats is not None and feats["age"] == ROUNDS - 1, (u, feats)
     finally:
         forget_followers()
-        asyncio.run(_drop(stream))
+        _run(_drop(stream))
