@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     ingest_max_error_ratio: float = Field(default=0.05, ge=0.0, le=1.0)
     ingest_batch_rows: int = Field(default=262_144, ge=1)
     admin_key: str | None = None
+    allow_open: bool = True
+    """``False``: never run open, even with no API key at all. ``adtarget serve`` sets it for its
+    workers from the decision it made at start, so no worker decides open mode later."""
     actor: str | None = None
     max_inflight: int = Field(default=512, ge=1)
     request_deadline_ms: int = Field(default=50, ge=1)

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from adtarget import __version__
-from adtarget.api.deps import allow, app_session_factory
+from adtarget.api.deps import allow, app_key_resolver, app_session_factory
 from adtarget.api.errors import install_error_handlers
 from adtarget.api.middleware import GuardMiddleware
 from adtarget.api.routes import catalog, decisions, health, keys, me
@@ -37,6 +37,7 @@ Send `Authorization: Bearer KEY` (see `adtarget keys create`). Errors are
 
 def _warm_up(app: FastAPI) -> None:
     app_session_factory(app)
+    app_key_resolver(app).open_mode()  # open mode is decided here, once (see api/auth.py)
     decisions.ensure_decision_service(app)
 
 

@@ -4,12 +4,18 @@ Why a cache: the decision route answers thousands of requests a second and must 
 catalog for each one. Lookups are cached per process for ``ttl_seconds`` (2 s by default), so a
 revoked key stops working on every worker within that time; ``invalidate()`` makes it immediate
 in the process that revoked it.
+
+Open mode (no key at all: every caller is admin) is decided once, when the service starts, and
+can only be left: the first live key closes it for good. Revoking every key later never reopens
+the API (that would hand admin to anyone on an address ``serve`` only checked at start); the
+service then answers 401 to everyone and says why in its log.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import threading
 import time
@@ -24,8 +30,12 @@ from adtarget.api.deps import OPEN_PRINCIPAL, ROLES, Principal
 from adtarget.catalog.tables import Advertiser, ApiKey
 from adtarget.errors import InvalidValue, NotFound, StoreUnavailable, Unauthorized
 
+log = logging.getLogger("adtarget.api")
+
 KEY_PREFIX = "adt_"
 _CACHE_MAX = 10_000
+KEYLESS_LOG_INTERVAL_S = 60.0
+"""How often a service whose keys are all gone repeats why it refuses everyone."""
 
 
 def generate_key() -> str:
@@ -117,7 +127,15 @@ def parse_bearer(header: str | None) -> str | None:
 
 
 class KeyResolver:
-    """Turns an ``Authorization`` header into a ``Principal``, caching catalog lookups."""
+    """Turns an ``Authorization`` header into a ``Principal``, caching catalog lookups.
+
+    Args:
+        session_factory: returns the catalog's session factory.
+        admin_key: ``ADTARGET_ADMIN_KEY`` (never open mode when set).
+        ttl_seconds: how long a key lookup (and the open-mode key count) is reused.
+        allow_open: ``False`` forbids open mode outright (``adtarget serve`` passes its start-up
+            decision to every worker this way, so a worker restarted later cannot reopen).
+    """
 
     def __init__(
         self,
@@ -125,49 +143,83 @@ class KeyResolver:
         session_factory: Callable[[], sessionmaker[Session]],
         admin_key: str | None,
         ttl_seconds: float = 2.0,
+        allow_open: bool = True,
     ) -> None:
         self._factory = session_factory
         self._admin_key = admin_key
         self._ttl = ttl_seconds
         self._lock = threading.Lock()
-        self._any_keys: tuple[bool, float] | None = None
+        # None: not decided yet; True: open (until a key appears); False: closed for good.
+        self._open: bool | None = None if allow_open and not admin_key else False
+        self._open_checked_until = 0.0
+        self._keyless_logged_at: float | None = None
         self._cache: dict[str, tuple[Principal | None, float]] = {}
 
     def invalidate(self) -> None:
         """Forget cached lookups (after creating or revoking a key in this process)."""
         with self._lock:
-            self._any_keys = None
+            self._open_checked_until = 0.0
             self._cache.clear()
 
     def open_mode(self) -> bool:
-        """True when no key exists at all (no admin env key, no live key row)."""
-        if self._admin_key:
+        """True while the service runs open: no key existed at start and none exists since.
+
+        Decided by the first call (the app's start-up), then only ever switched off.
+        """
+        if self._open is False:
             return False
         now = time.monotonic()
-        cached = self._any_keys
-        if cached is not None and cached[1] > now:
-            return not cached[0]
+        if self._open is True and self._open_checked_until > now:
+            return True
         try:
-            with self._factory()() as session:
-                count = session.scalar(
+            count = self._live_keys()
+        except SQLAlchemyError:
+            # Catalog down: an open loopback service stays open; an undecided one fails closed.
+            return self._open is True
+        with self._lock:
+            if count:
+                self._open = False
+            elif self._open is None:
+                self._open = True
+            self._open_checked_until = now + self._ttl
+            return self._open is True
+
+    def _live_keys(self) -> int:
+        with self._factory()() as session:
+            return int(
+                session.scalar(
                     select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_(None))
                 )
-        except SQLAlchemyError:
-            # Catalog down: keep the last answer, and fail closed (keys required) without one.
-            return cached is not None and not cached[0]
-        any_keys = bool(count)
-        self._any_keys = (any_keys, now + self._ttl)
-        return not any_keys
+                or 0
+            )
+
+    def _refuse(self, message: str) -> Unauthorized:
+        """The 401 to raise; logs (at most once a minute) when no live key exists at all."""
+        now = time.monotonic()
+        last = self._keyless_logged_at
+        if self._open is False and (last is None or now - last >= KEYLESS_LOG_INTERVAL_S):
+            self._keyless_logged_at = now
+            try:
+                keyless = not self._admin_key and self._live_keys() == 0
+            except SQLAlchemyError:
+                keyless = False
+            if keyless:
+                log.warning(
+                    "every API key is revoked and ADTARGET_ADMIN_KEY is not set: all requests "
+                    "are refused (401). Open mode is decided only at start, so the API does not "
+                    "reopen; create a key with `adtarget keys create --role admin`."
+                )
+        return Unauthorized(message, field="authorization")
 
     def resolve(self, header: str | None) -> Principal:
         """The caller's principal; raises ``Unauthorized`` for a missing or unknown key."""
+        if self._open is None:  # the first request decides, if start-up did not
+            self.open_mode()
         key = parse_bearer(header)
         if key is None:
             if self.open_mode():
                 return OPEN_PRINCIPAL
-            raise Unauthorized(
-                "missing API key: send 'Authorization: Bearer KEY'", field="authorization"
-            )
+            raise self._refuse("missing API key: send 'Authorization: Bearer KEY'")
         if self._admin_key and hmac.compare_digest(key.encode(), self._admin_key.encode()):
             return Principal(actor="admin-env", role="admin")
         digest = hash_key(key)
@@ -187,7 +239,7 @@ class KeyResolver:
         if principal is None:
             if self.open_mode():
                 return OPEN_PRINCIPAL
-            raise Unauthorized("unknown or revoked API key", field="authorization")
+            raise self._refuse("unknown or revoked API key")
         return principal
 
     def _stale(

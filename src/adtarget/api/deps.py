@@ -89,6 +89,7 @@ def app_key_resolver(app: FastAPI) -> KeyResolver:
         lambda: KeyResolver(
             session_factory=lambda: app_session_factory(app),
             admin_key=app_settings(app).admin_key,
+            allow_open=app_settings(app).allow_open,
         ),
     )
     return resolver

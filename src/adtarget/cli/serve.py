@@ -36,7 +36,12 @@ def open_mode(settings: Settings) -> bool:
     from adtarget.catalog.db import open_catalog
 
     factory = open_catalog(settings)
-    return KeyResolver(session_factory=lambda: factory, admin_key=settings.admin_key).open_mode()
+    resolver = KeyResolver(
+        session_factory=lambda: factory,
+        admin_key=settings.admin_key,
+        allow_open=settings.allow_open,
+    )
+    return resolver.open_mode()
 
 
 def prepare_multiprocess_metrics(settings: Settings, workers: int) -> None:
@@ -60,7 +65,8 @@ def serve(
     import uvicorn
 
     settings = get_settings()
-    if open_mode(settings):
+    run_open = open_mode(settings)
+    if run_open:
         if not is_loopback(host):
             typer.echo(
                 f"refusing to bind {host}: no API key exists, so the API would be open to anyone. "
@@ -73,6 +79,9 @@ def serve(
             "loopback only. Create a key with `adtarget keys create --role admin`.",
             err=True,
         )
+    # The workers inherit this decision: none of them may decide open mode on its own later.
+    os.environ["ADTARGET_ALLOW_OPEN"] = "true" if run_open and settings.allow_open else "false"
+    get_settings.cache_clear()
     prepare_multiprocess_metrics(settings, workers)
     typer.echo(f"adtarget serving on http://{host}:{port} with {workers} worker(s)", err=True)
     uvicorn.run(
