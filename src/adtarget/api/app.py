@@ -22,7 +22,6 @@ from adtarget.api.deps import allow, app_key_resolver, app_session_factory
 from adtarget.api.errors import install_error_handlers
 from adtarget.api.middleware import GuardMiddleware
 from adtarget.api.routes import catalog, decisions, health, keys, me
-from adtarget.api.scope import audience_rules_in_scope
 from adtarget.console.mount import mount_console
 from adtarget.settings import Settings, get_settings
 
@@ -78,8 +77,9 @@ def _include_domain_routers(app: FastAPI) -> None:
     # Undo/redo/history: the router checks roles itself (undo is per actor, so per key).
     app.include_router(commands.router)
     # Sizing/overlap/export: the router checks roles per route (readers may size); an
-    # advertiser key's rules may not name another advertiser's segments.
-    app.include_router(audiences.router, dependencies=[Depends(audience_rules_in_scope)])
+    # advertiser key's rules may not name another advertiser's segments (checked on the parsed
+    # rule, in the audience service: see api/scope.py).
+    app.include_router(audiences.router)
     # The ad-format registry: everyone but ad servers reads, admins add (the router says so).
     app.include_router(formats.router)
     # Uploads replace or extend everyone's user features: admin keys only may post.

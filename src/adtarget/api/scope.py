@@ -1,80 +1,85 @@
-"""Advertiser scope inside rules: an advertiser key may only name its own (or global) segments.
+"""Advertiser scope inside rules and listings: an advertiser key sees only its own (or global)
+segments.
 
 Why here and not in each route: a rule is a way to *read* a segment (sizing ``segment("x")``
 counts x's members; targeting it spends on x's users). Object routes already hide another
 advertiser's segment rows (404), so the same key must not reach those users through a rule in a
-line item's targeting, a rule segment or an audience query. The check runs on every rule an
-advertiser key sends, and answers exactly as for a missing segment, so it reveals nothing.
+line item's targeting, a rule segment or an audience query, nor learn their names from an error
+("did you mean"), a conflict or a listing.
+
+How: the segments the key may not see are *hidden*, and the rule is validated as if they did not
+exist, on the very rule object that is then evaluated or stored (never on a second parse of the
+request bytes). A hidden name therefore answers exactly as a missing one does, and is never
+offered as a suggestion.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-import orjson
-from fastapi import Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adtarget.api.deps import Principal, app_session_factory, get_principal
+from adtarget.api.deps import Principal
 from adtarget.catalog.tables import Segment
-from adtarget.errors import NotFound
-from adtarget.rules import from_json, parse
-from adtarget.rules.ast import segment_names
-
-#: Body fields of the audience routes that carry rules (a rule, or a list of them).
-RULE_FIELDS = ("rule", "rules")
+from adtarget.errors import Conflict
 
 
-def rule_segments(rule: Any) -> frozenset[str]:
-    """Segment names a rule (text or JSON form) references; empty when it does not parse
-    (the route itself then reports the syntax error, naming the token)."""
-    try:
-        parsed = parse(rule) if isinstance(rule, str) else from_json(rule)
-    except Exception:  # any malformed rule: the route reports it (naming the token) itself
+def hidden_segments(session: Session, principal: Principal) -> frozenset[str]:
+    """Names of the segments ``principal`` may not see (other advertisers'); empty for
+    admin, reader and decisions keys, which see every segment."""
+    if principal.role != "advertiser":
         return frozenset()
-    return segment_names(parsed)
+    rows = session.scalars(
+        select(Segment.name).where(
+            Segment.advertiser_id.is_not(None), Segment.advertiser_id != principal.advertiser_id
+        )
+    )
+    return frozenset(rows)
 
 
-def check_rule_segments(
-    session: Session, principal: Principal, rules: list[Any], *, field: str
+def visible_segment_names(names: Iterable[str], hidden: frozenset[str]) -> list[str]:
+    """``names`` without the hidden ones (for listings such as ``GET /v1/snapshots``)."""
+    return [n for n in names if n not in hidden]
+
+
+def scrub_conflict(err: Conflict, *, session: Session, principal: Principal, kind: str) -> Conflict:
+    """A name conflict with an object the caller may not see, without that object's id.
+
+    Segment names are unique across advertisers, so the name being taken cannot be hidden; who
+    holds it and under which id can.
+    """
+    existing = err.details.get("existing_id")
+    if kind != "segment" or principal.role != "advertiser" or existing is None:
+        return err
+    owner = session.scalar(select(Segment.advertiser_id).where(Segment.id == existing))
+    if owner is None or owner == principal.advertiser_id:
+        return err
+    return Conflict("this segment name is not available; choose another", field="name")
+
+
+def check_rule_text(
+    session: Session,
+    principal: Principal,
+    text: Any,
+    *,
+    field: str,
+    own_name: str | None = None,
 ) -> None:
-    """404 naming ``field`` when an advertiser key's rule names another advertiser's segment."""
-    if principal.role != "advertiser":
-        return
-    names: set[str] = set()
-    for rule in rules:
-        if isinstance(rule, str) and not rule.strip():
-            continue
-        names |= rule_segments(rule)
-    if not names:
-        return
-    rows = session.execute(
-        select(Segment.name, Segment.advertiser_id).where(Segment.name.in_(sorted(names)))
-    ).all()
-    for name, owner in sorted(rows):
-        if owner is not None and owner != principal.advertiser_id:
-            raise NotFound(f'segment "{name}" does not exist', field=field)
+    """Parse and validate an advertiser key's rule text with the hidden segments left out.
 
+    The catalog's command layer then stores this same text (the parser is deterministic); a
+    hidden segment fails here exactly as a missing one fails there.
+    """
+    if principal.role != "advertiser" or not isinstance(text, str) or not text.strip():
+        return
+    from adtarget.catalog.checks import compile_targeting
 
-async def audience_rules_in_scope(request: Request) -> None:
-    """Router dependency for the audience routes: the body's ``rule``/``rules`` must only name
-    segments the caller may see. Other roles pass through; the route validates the rest."""
-    if request.method != "POST":
-        return
-    principal = get_principal(request)
-    if principal.role != "advertiser":
-        return
-    try:
-        body = orjson.loads(await request.body())
-    except orjson.JSONDecodeError:
-        return  # the route answers 400 invalid_json itself
-    if not isinstance(body, dict):
-        return
-    for name in RULE_FIELDS:
-        value = body.get(name)
-        if value is None:
-            continue
-        rules = value if name == "rules" and isinstance(value, list) else [value]
-        with app_session_factory(request.app)() as session:
-            check_rule_segments(session, principal, rules, field=name)
+    compile_targeting(
+        text,
+        session=session,
+        field=field,
+        own_name=own_name,
+        hidden=hidden_segments(session, principal),
+    )

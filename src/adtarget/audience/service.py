@@ -50,12 +50,16 @@ def _compile(
     snapshot: AnySnapshot,
     registry: Mapping[str, DimensionSpec] | None,
     segments: Mapping[str, Rule | None] | None,
+    hidden: frozenset[str] = frozenset(),
 ) -> Rule:
     """Parse, validate and inline rule segments not materialized in the snapshot.
 
-    Errors name the request field ``rule`` (the parser's default is ``targeting``)."""
+    ``hidden``: segments the caller may not see. The rule is validated as if they did not
+    exist, so naming one fails exactly as naming a missing one, on the very rule that would
+    otherwise be evaluated. Errors name the request field ``rule`` (the parser's default is
+    ``targeting``)."""
     try:
-        return _compile_checked(rule, snapshot, registry, segments)
+        return _compile_checked(rule, snapshot, registry, segments, hidden)
     except InvalidValue as exc:
         if exc.field in (None, "targeting"):
             exc.field = "rule"
@@ -67,6 +71,7 @@ def _compile_checked(
     snapshot: AnySnapshot,
     registry: Mapping[str, DimensionSpec] | None,
     segments: Mapping[str, Rule | None] | None,
+    hidden: frozenset[str],
 ) -> Rule:
     if isinstance(rule, str):
         parsed = parse(rule)
@@ -77,10 +82,10 @@ def _compile_checked(
     merged: dict[str, DimensionSpec] = dict(snapshot.registry)
     if registry:
         merged.update(registry)
-    stored = snapshot.segment_names()
+    stored = set(snapshot.segment_names()) - hidden
     known: dict[str, Rule | None] = {name: None for name in stored}
     if segments:
-        known.update({k: v for k, v in segments.items() if k not in known})
+        known.update({k: v for k, v in segments.items() if k not in known and k not in hidden})
     validate(parsed, merged, segments=known)
     if segments and any(v is not None for k, v in segments.items() if k not in stored):
         parsed = expand_segments(parsed, lambda n: None if n in stored else known.get(n))
@@ -97,23 +102,25 @@ def _compile_any(
     snapshot: AnySnapshot,
     registry: Mapping[str, DimensionSpec] | None,
     segments: Mapping[str, Rule | None] | None,
+    hidden: frozenset[str] = frozenset(),
 ) -> Rule:
     """``_compile``, memoized for rule text: parsing and validating cost ~0.4 ms, more than
     sizing itself. The key holds the snapshot's path and version (the segment names it
     materialized are part of what validation sees) and the catalog's registry and segments;
     never the snapshot object, so a cached rule does not keep an old snapshot mapped."""
     if not isinstance(rule, str):
-        return _compile(rule, snapshot, registry, segments)
+        return _compile(rule, snapshot, registry, segments, hidden)
     key = (
         rule,
         str(snapshot.path),
         snapshot.version,
         frozenset((registry or {}).items()),
         frozenset((segments or {}).items()),
+        hidden,
     )
     hit = _compiled.get(key)
     if hit is None:
-        hit = _compile(rule, snapshot, registry, segments)
+        hit = _compile(rule, snapshot, registry, segments, hidden)
         with _compiled_lock:
             if len(_compiled) >= COMPILE_CACHE_SIZE:
                 _compiled.clear()
@@ -141,6 +148,7 @@ def size_rule(
     registry: Mapping[str, DimensionSpec] | None = None,
     min_size: int = 100,
     segments: Mapping[str, Rule | None] | None = None,
+    hidden: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """Exact number of users matching a rule: ``{"count": N, "snapshot": v}``.
 
@@ -150,8 +158,9 @@ def size_rule(
         registry: dimension registry (the catalog's); merged over the snapshot's own.
         min_size: counts below it come back as ``count: None, below_threshold: True``.
         segments: catalog segments, name -> rule (rule-based) or ``None`` (list).
+        hidden: segments the caller may not see (treated as missing).
     """
-    rule = _compile_any(rule_text, snapshot, registry, segments)
+    rule = _compile_any(rule_text, snapshot, registry, segments, hidden)
     if isinstance(snapshot, ShardedSnapshot):
         n = snapshot.fanout.count(rule)
     else:
@@ -166,6 +175,7 @@ def overlap_rules(
     registry: Mapping[str, DimensionSpec] | None = None,
     min_size: int = 100,
     segments: Mapping[str, Rule | None] | None = None,
+    hidden: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """N x N matrix of intersection sizes (diagonal = each rule's size), thresholded per cell:
     a cell under ``min_size`` is ``None`` and ``below_threshold[i][j]`` is ``True``.
@@ -177,7 +187,7 @@ def overlap_rules(
     compiled: list[Rule] = []
     for i, r in enumerate(rules):
         try:
-            compiled.append(_compile_any(r, snapshot, registry, segments))
+            compiled.append(_compile_any(r, snapshot, registry, segments, hidden))
         except InvalidValue as exc:
             exc.details.setdefault("index", i)
             raise
@@ -188,19 +198,19 @@ def overlap_rules(
         else _overlap_counts(compiled, snapshot.index)
     )
     matrix: list[list[int | None]] = [[None] * n for _ in range(n)]
-    hidden: list[list[bool]] = [[False] * n for _ in range(n)]
+    low_cells: list[list[bool]] = [[False] * n for _ in range(n)]
     for i in range(n):
         for j in range(i, n):
             c = counts[i][j]
             low = c < min_size
             matrix[i][j] = matrix[j][i] = None if low else c
-            hidden[i][j] = hidden[j][i] = low
+            low_cells[i][j] = low_cells[j][i] = low
     answer = {
         "snapshot": snapshot.version,
         "rules": [r if isinstance(r, str) else str(r) for r in rules],
         "sizes": [matrix[i][i] for i in range(n)],
         "matrix": matrix,
-        "below_threshold": hidden,
+        "below_threshold": low_cells,
         "min_size": min_size,
     }
     return _with_shards(answer, snapshot)
@@ -228,6 +238,7 @@ def export_rule(
     min_size: int = 100,
     segments: Mapping[str, Rule | None] | None = None,
     chunk_size: int = EXPORT_CHUNK,
+    hidden: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """Write the matching user ids (column ``user_id``) to CSV or Parquet, streamed in chunks.
 
@@ -235,7 +246,7 @@ def export_rule(
     """
     if fmt not in ("csv", "parquet"):
         raise InvalidValue(f"export format {fmt!r} is not csv or parquet", field="format")
-    rule = _compile(rule_text, snapshot, registry, segments)
+    rule = _compile(rule_text, snapshot, registry, segments, hidden)
     if isinstance(snapshot, ShardedSnapshot):
         return _export_sharded(snapshot, rule, out_path, fmt, min_size, chunk_size)
     bm = evaluate(rule, snapshot.index)

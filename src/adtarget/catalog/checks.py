@@ -41,25 +41,38 @@ def dimension_registry(*, session: Session) -> dict[str, DimensionSpec]:
     }
 
 
-def segment_rules(*, session: Session, exclude: str | None = None) -> dict[str, Any]:
-    """Segment name → its parsed rule (rule segments) or ``None`` (list segments)."""
+def segment_rules(
+    *, session: Session, exclude: str | None = None, hidden: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """Segment name → its parsed rule (rule segments) or ``None`` (list segments).
+
+    ``hidden`` names (segments the caller may not see) are left out, as if they did not exist.
+    """
     out: dict[str, Any] = {}
     for seg in session.scalars(select(Segment).where(Segment.status != "archived")):
-        if seg.name == exclude:
+        if seg.name == exclude or seg.name in hidden:
             continue
         out[seg.name] = parse(seg.rule) if seg.kind == "rule" and seg.rule else None
     return out
 
 
 def compile_targeting(
-    text: str, *, session: Session, field: str = "targeting", own_name: str | None = None
+    text: str,
+    *,
+    session: Session,
+    field: str = "targeting",
+    own_name: str | None = None,
+    hidden: frozenset[str] = frozenset(),
 ) -> dict[str, Any] | None:
-    """Parse + validate rule text; return its JSON form (``None`` for empty = everyone)."""
+    """Parse + validate rule text; return its JSON form (``None`` for empty = everyone).
+
+    ``hidden``: segments the caller may not see; naming one fails as naming a missing one.
+    """
     if not text.strip():
         return None
     try:
         rule = parse(text)
-        segments = segment_rules(session=session, exclude=own_name)
+        segments = segment_rules(session=session, exclude=own_name, hidden=hidden)
         if own_name is not None:
             segments[own_name] = rule  # lets validate() see a cycle through this segment
         validate(rule, dimension_registry(session=session), segments=segments)

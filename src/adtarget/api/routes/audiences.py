@@ -19,12 +19,14 @@ from starlette.background import BackgroundTask
 from starlette.responses import FileResponse
 
 from adtarget.api.deps import (
+    Principal,
     PrincipalDep,
     SessionDep,
     SettingsDep,
     SnapshotStoreDep,
     require_roles,
 )
+from adtarget.api.scope import hidden_segments, visible_segment_names
 from adtarget.audience import service
 from adtarget.audience.vocabulary import vocabulary as vocabulary_of
 from adtarget.catalog.tables import Segment
@@ -32,6 +34,8 @@ from adtarget.catalog.tables import Segment
 router = APIRouter(prefix="/v1", tags=["audiences"])
 
 Readers = Depends(require_roles("reader", "advertiser"))
+#: Export hands out user ids: advertisers (their own audiences) and admins, not readers.
+Exporters = Depends(require_roles("advertiser"))
 AdminOnly = Depends(require_roles())
 RuleBody = str | dict[str, Any]
 
@@ -61,13 +65,16 @@ class RollbackIn(BaseModel):
     version: str
 
 
-def _context(session: Session) -> dict[str, Any]:
+def _context(session: Session, principal: Principal) -> dict[str, Any]:
+    """Registry, segments and the segments this caller may not see (``api/scope.py``)."""
     from adtarget.catalog.checks import segment_rules
     from adtarget.catalog.service import dimension_registry
 
+    hidden = hidden_segments(session, principal)
     return {
         "registry": dimension_registry(session=session),
-        "segments": segment_rules(session=session),
+        "segments": segment_rules(session=session, hidden=hidden),
+        "hidden": hidden,
     }
 
 
@@ -91,33 +98,45 @@ def vocabulary(store: SnapshotStoreDep, session: SessionDep, principal: Principa
 
 @router.post("/audiences/size", dependencies=[Readers], summary="Exact audience size of a rule")
 def size(
-    body: SizeIn, store: SnapshotStoreDep, session: SessionDep, settings: SettingsDep
+    body: SizeIn,
+    store: SnapshotStoreDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
 ) -> dict[str, Any]:
     """``{"count": N, "snapshot": v}``; ``count`` is null below the minimum audience size."""
     return service.size_rule(
         snapshot=service.current_snapshot(store),
         rule_text=body.rule,
         min_size=settings.min_audience_size,
-        **_context(session),
+        **_context(session, principal),
     )
 
 
 @router.post("/audiences/overlap", dependencies=[Readers], summary="Pairwise overlap of rules")
 def overlap(
-    body: OverlapIn, store: SnapshotStoreDep, session: SessionDep, settings: SettingsDep
+    body: OverlapIn,
+    store: SnapshotStoreDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
 ) -> dict[str, Any]:
     """``matrix[i][j]`` = users matching rules i and j (diagonal: each rule's size)."""
     return service.overlap_rules(
         snapshot=service.current_snapshot(store),
         rules=body.rules,
         min_size=settings.min_audience_size,
-        **_context(session),
+        **_context(session, principal),
     )
 
 
-@router.post("/audiences/export", dependencies=[Readers], summary="User ids matching a rule")
+@router.post("/audiences/export", dependencies=[Exporters], summary="User ids matching a rule")
 def export(
-    body: ExportIn, store: SnapshotStoreDep, session: SessionDep, settings: SettingsDep
+    body: ExportIn,
+    store: SnapshotStoreDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
 ) -> FileResponse:
     """The matching user ids as a CSV or Parquet file (column ``user_id``)."""
     out_dir = settings.data_dir / "exports"
@@ -128,7 +147,7 @@ def export(
         out_path=out,
         fmt=body.format,
         min_size=settings.min_audience_size,
-        **_context(session),
+        **_context(session, principal),
     )
     media = "text/csv" if body.format == "csv" else "application/vnd.apache.parquet"
     return FileResponse(
@@ -144,9 +163,17 @@ def export(
 
 
 @router.get("/snapshots", dependencies=[Readers], summary="Kept audience snapshots")
-def list_snapshots(store: SnapshotStoreDep) -> dict[str, Any]:
-    """``{"current": v, "snapshots": [{"version", "created_at", "num_users", ...}]}``."""
-    return {"current": store.current_version(), "snapshots": store.manifests()[::-1]}
+def list_snapshots(
+    store: SnapshotStoreDep, session: SessionDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """``{"current": v, "snapshots": [{"version", "created_at", "num_users", ...}]}``; an
+    advertiser key sees only the segment names it may see."""
+    hidden = hidden_segments(session, principal)
+    manifests = store.manifests()[::-1]
+    if hidden:
+        for m in manifests:
+            m["segments"] = visible_segment_names(m.get("segments", []), hidden)  # type: ignore[arg-type]
+    return {"current": store.current_version(), "snapshots": manifests}
 
 
 @router.post("/snapshots/rollback", dependencies=[AdminOnly], summary="Serve an older snapshot")

@@ -31,12 +31,12 @@ from adtarget.api.deps import (
     allow,
     ensure_advertiser_scope,
 )
-from adtarget.api.scope import check_rule_segments
+from adtarget.api.scope import check_rule_text, scrub_conflict
 from adtarget.catalog import models
 from adtarget.catalog.service import list_creative_ids
 from adtarget.catalog.tables import Base, Campaign, Creative, LineItem
 from adtarget.commands.catalog_commands import CatalogWriter
-from adtarget.errors import Forbidden, InvalidValue, NotFound
+from adtarget.errors import Conflict, Forbidden, InvalidValue, NotFound
 from adtarget.settings import Settings
 
 router = APIRouter(
@@ -141,11 +141,18 @@ def owner_of_payload(session: Session, kind: str, payload: dict[str, Any]) -> in
     return None if value is None else int(value)
 
 
-def check_rules(session: Session, kind: str, principal: Principal, body: dict[str, Any]) -> None:
-    """An advertiser key's rule text may only name its own or global segments (else 404)."""
+def check_rules(
+    session: Session,
+    kind: str,
+    principal: Principal,
+    body: dict[str, Any],
+    own_name: str | None = None,
+) -> None:
+    """An advertiser key's rule text may only name its own or global segments: another
+    advertiser's fails exactly as a missing one (``api/scope.py``)."""
     field = RULE_FIELDS.get(kind)
-    if field is not None and isinstance(body.get(field), str):
-        check_rule_segments(session, principal, [body[field]], field=field)
+    if field is not None:
+        check_rule_text(session, principal, body.get(field), field=field, own_name=own_name)
 
 
 def created_id(result: dict[str, Any]) -> Any:
@@ -224,8 +231,14 @@ def _register(kind: Kind) -> None:
         if kind.name == "segment" and principal.role == "advertiser":
             payload.setdefault("advertiser_id", principal.advertiser_id)
         check_write(kind, principal, owner_of_payload(session, kind.name, payload))
-        check_rules(session, kind.name, principal, payload)
-        result = writer(factory, settings, principal).create(kind.name, payload)
+        own = payload.get("name") if kind.name == "segment" else None
+        check_rules(session, kind.name, principal, payload, own_name=own)
+        try:
+            result = writer(factory, settings, principal).create(kind.name, payload)
+        except Conflict as err:
+            raise scrub_conflict(
+                err, session=session, principal=principal, kind=kind.name
+            ) from None
         session.expire_all()
         return render(kind.name, load(session, kind.name, created_id(result), principal))
 
@@ -266,10 +279,16 @@ def _register(kind: Kind) -> None:
         version = changes.pop("version", None)
         if not changes:
             raise InvalidValue("nothing to change: send at least one field", field="body")
-        check_rules(session, kind.name, principal, changes)
-        writer(factory, settings, principal).update(
-            kind.name, obj_id, changes, expected_version=version
-        )
+        own = obj.name if kind.name == "segment" else None
+        check_rules(session, kind.name, principal, changes, own_name=own)
+        try:
+            writer(factory, settings, principal).update(
+                kind.name, obj_id, changes, expected_version=version
+            )
+        except Conflict as err:
+            raise scrub_conflict(
+                err, session=session, principal=principal, kind=kind.name
+            ) from None
         session.expire_all()
         return render(kind.name, load(session, kind.name, obj_id, principal))
 

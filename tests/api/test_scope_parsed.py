@@ -1,0 +1,118 @@
+"""Authorization on the parsed rule: bodies FastAPI accepts but a second parser would not (NaN,
+Infinity, a lone surrogate, a UTF-8 BOM) cannot reach another advertiser's segment, and a hidden
+segment answers exactly as a missing one, in every way a rule can arrive."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from tests.audience.conftest import build, population
+
+from adtarget.audience.store import SnapshotStore
+from adtarget.settings import Settings
+
+MakeKey = Callable[..., str]
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def world(client: TestClient, make_key: MakeKey, settings: Settings) -> dict[str, Any]:
+    """Advertisers A and B; B owns list segment ``s1`` (~150 of 500 users in the snapshot)."""
+    build(SnapshotStore(settings.snapshots_dir), population(500, seed=2))
+    admin = bearer(make_key("admin"))
+    a = client.post("/v1/advertisers", json={"name": "A"}, headers=admin).json()
+    b = client.post("/v1/advertisers", json={"name": "B"}, headers=admin).json()
+    seg = client.post(
+        "/v1/segments",
+        json={"name": "s1", "kind": "list", "advertiser_id": b["id"]},
+        headers=admin,
+    )
+    assert seg.status_code == 201, seg.text
+    camp = client.post(
+        "/v1/campaigns",
+        json={
+            "advertiser_id": a["id"],
+            "name": "c",
+            "budget_total": 10,
+            "start": "2026-01-01T00:00:00Z",
+            "end": "2030-01-01T00:00:00Z",
+        },
+        headers=admin,
+    ).json()
+    return {
+        "admin": admin,
+        "a": bearer(make_key("advertiser", a["id"])),
+        "reader": bearer(make_key("reader")),
+        "campaign": camp,
+        "segment": seg.json(),
+    }
+
+
+HOSTILE = [
+    b'{"rule": "segment(\\"s1\\")", "x": NaN}',
+    b'{"rule": "segment(\\"s1\\")", "x": Infinity}',
+    b'{"rule": "segment(\\"s1\\")", "x": "\\ud800"}',
+    b'\xef\xbb\xbf{"rule": "segment(\\"s1\\")"}',
+]
+
+
+@pytest.mark.parametrize("body", HOSTILE, ids=["nan", "infinity", "surrogate", "bom"])
+@pytest.mark.parametrize("path", ["/v1/audiences/export", "/v1/audiences/size"])
+def test_bodies_another_parser_refuses_cannot_bypass_scope(
+    client: TestClient, world: dict[str, Any], path: str, body: bytes
+) -> None:
+    headers = {**world["a"], "Content-Type": "application/json"}
+    resp = client.post(path, content=body, headers=headers)
+    assert resp.status_code != 200, resp.text[:200]
+    assert "user-" not in resp.text
+    missing = client.post(path, content=body.replace(b"s1", b"s9"), headers=headers)
+    assert (resp.status_code, resp.text) == (missing.status_code, missing.text.replace("s9", "s1"))
+
+
+def test_every_way_a_rule_arrives_answers_as_missing(
+    client: TestClient, world: dict[str, Any]
+) -> None:
+    a = world["a"]
+    li = {"campaign_id": world["campaign"]["id"], "name": "li", "priority": 1, "bid_cpm": 1}
+    attempts: list[tuple[str, str, Callable[[str], Any]]] = [
+        ("POST", "/v1/audiences/size", lambda s: {"rule": f'segment("{s}")'}),
+        ("POST", "/v1/audiences/size", lambda s: {"rule": {"op": "segment", "name": s}}),
+        ("POST", "/v1/audiences/overlap", lambda s: {"rules": ["age > 1", f'segment("{s}")']}),
+        ("POST", "/v1/audiences/overlap", lambda s: {"rules": [{"op": "segment", "name": s}]}),
+        ("POST", "/v1/audiences/export", lambda s: {"rule": f'not segment("{s}")'}),
+        ("POST", "/v1/line-items", lambda s: {**li, "targeting": f'segment("{s}")'}),
+        ("POST", "/v1/segments", lambda s: {"name": "w", "kind": "rule", "rule": f"segment({s})"}),
+    ]
+    for method, path, body in attempts:
+        hidden = client.request(method, path, json=body("s1"), headers=a)
+        missing = client.request(method, path, json=body("s9"), headers=a)
+        assert hidden.status_code == 422, (path, hidden.text)
+        assert hidden.text == missing.text.replace("s9", "s1"), path
+        assert "s1" not in missing.text  # never offered as "did you mean"
+    # An admin still sizes it.
+    ok = client.post("/v1/audiences/size", json={"rule": 'segment("s1")'}, headers=world["admin"])
+    assert ok.status_code == 200 and ok.json()["count"] > 100
+
+
+def test_readers_size_but_do_not_export(client: TestClient, world: dict[str, Any]) -> None:
+    reader = world["reader"]
+    assert client.post("/v1/audiences/size", json={"rule": "age > 1"}, headers=reader).is_success
+    resp = client.post("/v1/audiences/export", json={"rule": "age > 1"}, headers=reader)
+    assert resp.status_code == 403 and resp.json()["error"]["code"] == "forbidden"
+
+
+def test_names_do_not_leak_across_advertisers(client: TestClient, world: dict[str, Any]) -> None:
+    a = world["a"]
+    snaps = client.get("/v1/snapshots", headers=a).json()["snapshots"]
+    assert all("s1" not in s["segments"] for s in snaps)
+    everything = client.get("/v1/snapshots", headers=world["admin"]).json()["snapshots"]
+    assert any("s1" in s["segments"] for s in everything)
+    taken = client.post("/v1/segments", json={"name": "s1", "kind": "list"}, headers=a)
+    assert taken.status_code == 409
+    assert str(world["segment"]["id"]) not in taken.text and "existing_id" not in taken.text
