@@ -80,6 +80,10 @@ def test_every_way_a_rule_arrives_answers_as_missing(
 ) -> None:
     a = world["a"]
     li = {"campaign_id": world["campaign"]["id"], "name": "li", "priority": 1, "bid_cpm": 1}
+
+    def seg_rule(name: str) -> str:
+        return f'segment("{name}")'
+
     attempts: list[tuple[str, str, Callable[[str], Any]]] = [
         ("POST", "/v1/audiences/size", lambda s: {"rule": f'segment("{s}")'}),
         ("POST", "/v1/audiences/size", lambda s: {"rule": {"op": "segment", "name": s}}),
@@ -87,12 +91,13 @@ def test_every_way_a_rule_arrives_answers_as_missing(
         ("POST", "/v1/audiences/overlap", lambda s: {"rules": [{"op": "segment", "name": s}]}),
         ("POST", "/v1/audiences/export", lambda s: {"rule": f'not segment("{s}")'}),
         ("POST", "/v1/line-items", lambda s: {**li, "targeting": f'segment("{s}")'}),
-        ("POST", "/v1/segments", lambda s: {"name": "w", "kind": "rule", "rule": f"segment({s})"}),
+        ("POST", "/v1/segments", lambda s: {"name": "w", "kind": "rule", "rule": seg_rule(s)}),
     ]
     for method, path, body in attempts:
         hidden = client.request(method, path, json=body("s1"), headers=a)
         missing = client.request(method, path, json=body("s9"), headers=a)
         assert hidden.status_code == 422, (path, hidden.text)
+        assert hidden.json()["error"]["code"] == "rule_invalid", (path, hidden.text)
         assert hidden.text == missing.text.replace("s9", "s1"), path
         assert "s1" not in missing.text  # never offered as "did you mean"
     # An admin still sizes it.
