@@ -121,3 +121,18 @@ def test_names_do_not_leak_across_advertisers(client: TestClient, world: dict[st
     taken = client.post("/v1/segments", json={"name": "s1", "kind": "list"}, headers=a)
     assert taken.status_code == 409
     assert str(world["segment"]["id"]) not in taken.text and "existing_id" not in taken.text
+
+
+@pytest.mark.parametrize(
+    "field",
+    [{"last_size": 100000}, {"last_snapshot": "v000009"}, {"last_computed_at": "2030-01-01"}],
+)
+def test_derived_segment_fields_are_read_only(
+    client: TestClient, world: dict[str, Any], field: dict[str, Any]
+) -> None:
+    seg = world["segment"]
+    resp = client.patch(f"/v1/segments/{seg['id']}", json=field, headers=world["admin"])
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["error"]["field"] == next(iter(field))
+    after = client.get(f"/v1/segments/{seg['id']}", headers=world["admin"]).json()
+    assert after["last_size"] == seg["last_size"]

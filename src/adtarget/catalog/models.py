@@ -274,12 +274,13 @@ class SegmentCreate(_In):
 
 
 class SegmentUpdate(_In):
+    """What a caller may change. ``last_size``/``last_snapshot``/``last_computed_at`` are derived
+    (measured on the snapshot at every publish) and read-only: a writable size would let a tiny
+    segment pass the minimum audience size."""
+
     rule: str | None = Field(default=None, max_length=20_000)
     status: Status | None = None
     ttl_seconds: PositiveInt | None = None
-    last_size: Annotated[int, Field(ge=0)] | None = None
-    last_snapshot: str | None = None
-    last_computed_at: UTCDatetime | None = None
 
 
 class SegmentRead(_Out):
