@@ -35,8 +35,12 @@ Send `Authorization: Bearer KEY` (see `adtarget keys create`). Errors are
 
 
 def _warm_up(app: FastAPI) -> None:
-    app_session_factory(app)
+    from adtarget.ingest.jobs import recover_stale_jobs
+
+    factory = app_session_factory(app)
     app_key_resolver(app).open_mode()  # open mode is decided here, once (see api/auth.py)
+    # An upload killed with the previous service answers "failed" at once, not "running".
+    recover_stale_jobs(settings=app.state.settings, session_factory=factory)
     decisions.ensure_decision_service(app)
 
 

@@ -313,6 +313,17 @@ def _undo_half_publish(
     return True
 
 
+def job_is_orphaned(job_id: str, *, session_factory: sessionmaker[Session]) -> bool:
+    """True when a ``queued``/``running`` job was claimed on this host by a process now dead."""
+    with session_factory() as session:
+        job = session.get(UploadJob, job_id)
+        if job is None or job.status not in ("queued", "running"):
+            return False
+        rep = job.report or {}
+    pid, host = rep.get("_pid"), rep.get("_host")
+    return host == HOST and isinstance(pid, int) and pid != os.getpid() and not _pid_alive(pid)
+
+
 def recover_stale_jobs(*, settings: Settings, session_factory: sessionmaker[Session]) -> list[str]:
     """Mark jobs left ``queued``/``running`` by a dead process failed; remove partial output.
 

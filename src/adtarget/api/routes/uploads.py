@@ -25,6 +25,7 @@ from adtarget.api.deps import PrincipalDep, SessionFactoryDep, SettingsDep
 from adtarget.errors import Forbidden, InvalidValue
 from adtarget.ingest.jobs import (
     get_job,
+    job_is_orphaned,
     list_jobs,
     recover_stale_jobs,
     rejected_rows,
@@ -164,25 +165,7 @@ async def create_upload(
 
 
 @router.get("/v1/uploads/{job_id}")
-async def read_upload(job_id: str, factory: SessionFactoryDep) -> dict[str, Any]:
-    """The job: status, rows read/accepted/rejected so far, quarantine path, snapshot."""
-    return await run_in_threadpool(get_job, job_id, session_factory=factory)
-
-
-@router.get("/v1/uploads", summary="Upload jobs, newest first")
-async def list_uploads(
-    factory: SessionFactoryDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
-) -> dict[str, Any]:
-    """``{"uploads": [job, ...]}``: the same job objects as ``GET /v1/uploads/{id}``."""
-    jobs = await run_in_threadpool(lambda: list_jobs(session_factory=factory, limit=limit))
-    return {"uploads": jobs}
-
-
-@router.get("/v1/uploads/{job_id}/rejected", summary="A job's rejected rows with their reasons")
-async def read_rejected(
-    job_id: str, factory: SessionFactoryDep, limit: Annotated[int, Query(ge=1, le=5000)] = 200
-) -> dict[str, Any]:
-    """``{"id", "total", "rows": [{"line", "field", "reason", "row"}, ...]}`` (first ``limit``)."""
-    return await run_in_threadpool(
-        lambda: rejected_rows(job_id, session_factory=factory, limit=limit)
-    )
+    job_is_orphaned,
+    list_jobs,
+    recover_stale_jobs,
+    rejected_rows,
