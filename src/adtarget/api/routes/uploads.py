@@ -165,7 +165,39 @@ async def create_upload(
 
 
 @router.get("/v1/uploads/{job_id}")
-    job_is_orphaned,
-    list_jobs,
-    recover_stale_jobs,
-    rejected_rows,
+async def read_upload(
+    job_id: str, factory: SessionFactoryDep, settings: SettingsDep
+) -> dict[str, Any]:
+    """The job: status, rows read/accepted/rejected so far, quarantine path, snapshot.
+
+    A job still ``queued``/``running`` whose process died is marked failed before answering."""
+
+    def read() -> dict[str, Any]:
+        job = get_job(job_id, session_factory=factory)
+        if job["status"] in ("queued", "running") and job_is_orphaned(
+            job_id, session_factory=factory
+        ):
+            recover_stale_jobs(settings=settings, session_factory=factory)
+            job = get_job(job_id, session_factory=factory)
+        return job
+
+    return await run_in_threadpool(read)
+
+
+@router.get("/v1/uploads", summary="Upload jobs, newest first")
+async def list_uploads(
+    factory: SessionFactoryDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> dict[str, Any]:
+    """``{"uploads": [job, ...]}``: the same job objects as ``GET /v1/uploads/{id}``."""
+    jobs = await run_in_threadpool(lambda: list_jobs(session_factory=factory, limit=limit))
+    return {"uploads": jobs}
+
+
+@router.get("/v1/uploads/{job_id}/rejected", summary="A job's rejected rows with their reasons")
+async def read_rejected(
+    job_id: str, factory: SessionFactoryDep, limit: Annotated[int, Query(ge=1, le=5000)] = 200
+) -> dict[str, Any]:
+    """``{"id", "total", "rows": [{"line", "field", "reason", "row"}, ...]}`` (first ``limit``)."""
+    return await run_in_threadpool(
+        lambda: rejected_rows(job_id, session_factory=factory, limit=limit)
+    )
