@@ -209,11 +209,7 @@ class LiveFollower:
             return 0
         total = 0
         while True:
-            try:
-                rows = self.log.read_after(delta.seq, READ_BATCH)
-            except Exception as exc:  # the log's database is down: serve what we have
-                log.warning("cannot read the profile update log: %s", exc)
-                break
+            rows = self._read(delta.seq)
             if not rows:
                 break
             delta.apply(decode(r) for r in rows)
@@ -223,6 +219,35 @@ class LiveFollower:
         if total:
             self._changed()
         return total
+
+    def _read(self, seq: int) -> list[LoggedUpdate]:
+        try:
+            return self.log.read_after(seq, READ_BATCH)
+        except Exception as exc:  # the log's database is down: serve what we have
+            log.warning("cannot read the profile update log: %s", exc)
+            return []
+
+    def _poll_once(self) -> None:
+        """Read new log rows without the lock (readers and local applies keep going), then
+        apply them under it; whatever a local apply got to first is skipped by ``seq``."""
+        delta = self._delta
+        if delta is None:
+            return
+        rows = self._read(delta.seq)
+        if not rows:
+            return
+        with self._lock:
+            if self._delta is not delta:
+                return
+            if rows[0].seq > delta.seq + 1:  # a gap: something moved meanwhile, read again
+                self._catch_up_locked()
+                return
+            before = delta.applied
+            delta.apply(decode(r) for r in rows if r.seq > delta.seq)
+            if len(rows) >= READ_BATCH:
+                self._catch_up_locked()
+            if delta.applied != before:
+                self._changed()
 
     def _changed(self) -> None:
         delta = self._delta
@@ -252,7 +277,7 @@ class LiveFollower:
 
     def _poll(self) -> None:
         while not self._stop.wait(self.poll_s):
-            self.catch_up()
+            self._poll_once()
 
     def stop(self) -> None:
         """Stop the poll thread (tests, shutdown)."""

@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from adtarget.audience.live import LiveFollower, decode, encode
-from adtarget.audience.update_log import LoggedUpdate
+from adtarget.audience.delta import Update
+from adtarget.audience.live import LiveFollower, encode
 from adtarget.errors import InvalidValue
 from adtarget.rules.registry import DimensionSpec
 
@@ -156,10 +156,21 @@ def accept_updates(
     appended = follower.log.append(entries)
     result.accepted = len(appended.accepted)
     result.duplicates = len(appended.duplicates)
-    logged = [LoggedUpdate(seq, entries[i][1], entries[i][2]) for i, seq in appended.accepted]
-    result.seqs = [row.seq for row in logged]
-    follower.applied_locally([decode(row) for row in logged])
+    applied = [_as_update(seq, valid[i][1]) for i, seq in appended.accepted]
+    result.seqs = [u.seq for u in applied]
+    follower.applied_locally(applied)
     return result
+
+
+def _as_update(seq: int, u: dict[str, Any]) -> Update:
+    """A validated update as the delta applies it (what ``decode`` gives back from the log)."""
+    return Update(
+        seq=seq,
+        user_id=u["user_id"],
+        set=u.get("set") or {},
+        unset=tuple(u.get("unset") or ()),
+        delete=bool(u.get("delete")),
+    )
 
 
 def refuse_sharded(snap: Any) -> None:
