@@ -225,3 +225,43 @@ def test_a_fleet_on_postgresql_sees_each_others_updates_within_a_second(
     finally:
         node_a.stop(), node_b.stop()
         node_a.log.close(), node_b.log.close()
+
+
+def test_redis_backed_decisions_see_an_update_at_once(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    from adtarget.audience.stores import live_follower, profile_writer
+    from adtarget.decision.profiles_redis import RedisProfileStore
+
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        redis_url=redis_url,
+        profile_store="redis",
+        redis_profile_prefix=redis_prefix,
+    )
+    store = snapshot_store_for(settings)  # publishes are pushed into Redis
+    build(store, population(50, seed=6))
+    profiles = RedisProfileStore(redis_url, prefix=redis_prefix, timeout=1.0)
+    try:
+        assert profiles.lookup("user-00003")[0] is not None
+        result = accept_updates(
+            [
+                {"update_id": "r1", "user_id": "user-00003", "set": {"age": 71}},
+                {"update_id": "r2", "user_id": "user-00004", "delete": True},
+                {"update_id": "r3", "user_id": "fresh", "set": {"country": "CA"}},
+            ],
+            registry={
+                "age": DimensionSpec("age", "number"),
+                "country": DimensionSpec("country", "category"),
+            },
+            follower=live_follower(settings),
+            profiles=profile_writer(settings),
+        )
+        assert result.accepted == 3
+        got, _ = profiles.lookup("user-00003")
+        assert got is not None and got["age"] == 71
+        assert profiles.lookup("user-00004")[0] is None
+        fresh, _ = profiles.lookup("fresh")
+        assert fresh is not None and fresh["country"] == "CA"
+    finally:
+        forget_followers()

@@ -193,3 +193,30 @@ def push_current_profiles(
         raise AdtargetError(f"redis at {redis_url}: {exc}", field="redis_url") from None
     finally:
         client.close()
+
+
+def write_live_users(
+    client: Any, delta: Any, user_ids: Iterable[str], *, prefix: str = DEFAULT_PREFIX
+) -> int:
+    """Write these users' current features (a ``Delta``'s view) into the Redis version that
+    matches the delta's base, so Redis-backed decisions see a profile update at once.
+
+    Skipped (returns 0) while Redis serves another version: a snapshot switch is loading, and
+    that load copies the live features itself. A deleted user's hash is removed.
+    """
+    version = delta.base.version
+    if as_text(client.get(prefix + VERSION_KEY)) != version:
+        return 0
+    pipe = client.pipeline(transaction=False)
+    n = 0
+    for user_id in set(user_ids):
+        key = user_key(prefix, version, user_id)
+        ordinal = delta.ordinal_of(user_id)
+        features = delta.features(ordinal) if ordinal is not None else None
+        pipe.delete(key)
+        mapping = {k: _encode(v) for k, v in (features or {}).items() if v is not None}
+        if mapping:
+            pipe.hset(key, mapping=mapping)
+        n += 1
+    pipe.execute()
+    return n

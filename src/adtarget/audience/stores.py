@@ -11,6 +11,8 @@ profile updates logged since.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from adtarget.audience.fanout import Fanout
 from adtarget.audience.live import LiveFollower, follower_for
 from adtarget.audience.redis_profiles import push_current_profiles
@@ -68,3 +70,24 @@ def attach_live(store: SnapshotStore, settings: Settings) -> None:
         return live_follower(settings).live(base)
 
     store.overlay = overlay
+
+
+def profile_writer(settings: Settings) -> Callable[[list[str]], None] | None:
+    """With Redis profiles: a function writing updated users into Redis (``None`` without)."""
+    redis_url = settings.redis_url
+    if settings.profile_store != "redis" or not redis_url:
+        return None
+    import redis
+
+    from adtarget.audience.redis_profiles import write_live_users
+
+    client = redis.Redis.from_url(redis_url)
+    prefix = settings.redis_profile_prefix
+    follower = live_follower(settings)
+
+    def write(user_ids: list[str]) -> None:
+        delta = follower.delta
+        if delta is not None and user_ids:
+            write_live_users(client, delta, user_ids, prefix=prefix)
+
+    return write

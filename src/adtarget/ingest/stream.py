@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from adtarget.audience.stores import live_follower, snapshot_store_for
+from adtarget.audience.stores import live_follower, profile_writer, snapshot_store_for
 from adtarget.errors import AdtargetError, InvalidValue
 from adtarget.ingest.updates import accept_updates, refuse_sharded
 from adtarget.settings import Settings
@@ -73,6 +73,7 @@ class _Registry:
 
         self.factory = open_catalog(settings)
         self.store = snapshot_store_for(settings)
+        self.profiles = profile_writer(settings)
         self._at = 0.0
         self._value: dict[str, Any] = {}
 
@@ -155,7 +156,11 @@ async def _apply(msgs: list[Any], registry: _Registry, follower: Any, stats: Str
             await msg.term()
     if updates:
         result = await asyncio.to_thread(
-            accept_updates, updates, registry=registry.get(), follower=follower
+            accept_updates,
+            updates,
+            registry=registry.get(),
+            follower=follower,
+            profiles=registry.profiles,
         )
         stats.accepted += result.accepted
         stats.duplicates += result.duplicates

@@ -8,8 +8,9 @@ the way an upload checks a row, so one bad update never costs the others in its 
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,7 @@ from adtarget.audience.live import LiveFollower, encode
 from adtarget.errors import InvalidValue
 from adtarget.rules.registry import DimensionSpec
 
+log = logging.getLogger("adtarget.ingest")
 MAX_ID_CHARS = 256
 MAX_UPDATE_ID_CHARS = 200
 MAX_SET_VALUES = 1000
@@ -138,6 +140,7 @@ def accept_updates(
     *,
     registry: Mapping[str, DimensionSpec],
     follower: LiveFollower,
+    profiles: Callable[[list[str]], None] | None = None,
 ) -> UpdateResult:
     """Validate, log durably (deduplicated by ``update_id``), then apply to the live audience.
 
@@ -159,6 +162,11 @@ def accept_updates(
     applied = [_as_update(seq, valid[i][1]) for i, seq in appended.accepted]
     result.seqs = [u.seq for u in applied]
     follower.applied_locally(applied)
+    if profiles is not None and applied:
+        try:  # the log is the truth; a Redis hiccup only delays Redis until the next switch
+            profiles([u.user_id for u in applied])
+        except Exception as exc:  # noqa: BLE001
+            log.warning("updates logged, but writing them to Redis profiles failed: %s", exc)
     return result
 
 

@@ -20,6 +20,16 @@ from adtarget.settings import Settings
 router = APIRouter(tags=["audiences"])
 
 
+def _writer(request: Request, settings: Settings) -> Any:
+    """The app's Redis profile writer (made once, kept on ``app.state``), or ``None``."""
+    state = request.app.state
+    if not hasattr(state, "profile_writer"):
+        from adtarget.audience.stores import profile_writer
+
+        state.profile_writer = profile_writer(settings)
+    return state.profile_writer
+
+
 def _registry(store: Any, factory: Any) -> dict[str, Any]:
     from adtarget.ingest.schema import load_registry
     from adtarget.ingest.updates import refuse_sharded
@@ -32,12 +42,19 @@ def _registry(store: Any, factory: Any) -> dict[str, Any]:
     return merged
 
 
-def _accept(updates: list[Any], settings: Settings, store: Any, factory: Any) -> dict[str, Any]:
+def _accept(
+    updates: list[Any], settings: Settings, store: Any, factory: Any, writer: Any
+) -> dict[str, Any]:
     from adtarget.audience.stores import live_follower
     from adtarget.ingest.updates import accept_updates
 
     registry = _registry(store, factory)  # also opens the live audience this node serves
-    result = accept_updates(updates, registry=registry, follower=live_follower(settings))
+    result = accept_updates(
+        updates,
+        registry=registry,
+        follower=live_follower(settings),
+        profiles=writer,
+    )
     return result.to_dict()
 
 
@@ -56,4 +73,5 @@ async def post_updates(
         raise InvalidValue("body must be JSON", field="body") from None
     if not isinstance(body, dict) or not isinstance(body.get("updates"), list):
         raise InvalidValue('body must be {"updates": [...]}', field="updates")
-    return await run_in_threadpool(_accept, body["updates"], settings, store, factory)
+    writer = _writer(request, settings)
+    return await run_in_threadpool(_accept, body["updates"], settings, store, factory, writer)
