@@ -14,6 +14,7 @@ import contextlib
 import ipaddress
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -169,7 +170,13 @@ class RayFanout:
         """Every shard's answer within the deadline, or ``ShardUnavailable`` naming a shard."""
         ray = self.ray
         wait_s = self.deadline_s if timeout is None else timeout
-        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=wait_s)
+        start = time.monotonic()
+        try:  # the usual case in one call; on any failure, find out which shard it was
+            return list(ray.get(list(refs), timeout=wait_s))
+        except (ray.exceptions.RayError, TimeoutError):
+            pass
+        left = max(0.0, wait_s - (time.monotonic() - start))
+        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=left)
         done = {r.hex() for r in ready}
         out: list[Any] = []
         for k, ref in enumerate(refs):
