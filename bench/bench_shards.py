@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -121,6 +122,7 @@ def stop_cluster(cluster: Any, ray: Any) -> None:
 
 def upload(cfg: Settings, path: Path, **options: Any) -> tuple[dict[str, Any], float]:
     """Run one upload job to the end; returns the job and its wall time."""
+    shutil.rmtree(cfg.data_dir, ignore_errors=True)  # a fresh data dir per run: no idempotent hit
     factory = open_catalog(cfg)
     job = submit_upload(
         settings=cfg, session_factory=factory, path=path, mode="replace", actor="bench", **options

@@ -85,8 +85,40 @@ def connect(address: str | None) -> Any:
                 **common,
             )
         else:
-            ray.init(address=address, **common)
+            try:
+                ray.init(address=address, **common)
+            except ConnectionError as exc:
+                raise ShardUnavailable(
+                    f"cannot reach the Ray cluster at {address} (ADTARGET_RAY_ADDRESS): {exc}",
+                    field="shard",
+                ) from None
     return ray
+
+
+def start_local_cluster(nodes: int, *, object_store_mb: int = 200) -> Any:
+    """A multi-node Ray cluster on this machine, every node on 127.0.0.1 (Ray's own
+    ``cluster_utils.Cluster``, what the tests use); returns it (``.address``, ``.shutdown()``).
+
+    Why not ``ray start`` in a loop: worker nodes started by ``ray start`` on the head's machine
+    refuse to join while ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` keeps drivers on loopback.
+    """
+    if not 1 <= nodes <= 16:
+        raise InvalidValue("nodes must be from 1 to 16", field="nodes")
+    os.environ.setdefault(LOOPBACK_ENV, "0")
+    ray_module()
+    from ray.cluster_utils import Cluster
+
+    args: dict[str, Any] = {
+        "node_ip_address": "127.0.0.1",
+        "num_cpus": 1,
+        "object_store_memory": object_store_mb << 20,
+        "include_dashboard": False,
+    }
+    cluster = Cluster(initialize_head=True, head_node_args=dict(args), shutdown_at_exit=True)
+    for _ in range(nodes - 1):
+        cluster.add_node(**args)
+    cluster.wait_for_nodes()
+    return cluster
 
 
 # -- serving: one actor per shard -----------------------------------------------------------

@@ -69,6 +69,7 @@ def _register_all() -> None:
         keys,
         profiles,
         serve,
+        shards,
         stream,
     )
 
@@ -82,6 +83,7 @@ def _register_all() -> None:
         audience,
         profiles,
         delivery,
+        shards,
         stream,
     ):
         module.register(app)
