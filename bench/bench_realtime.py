@@ -283,17 +283,19 @@ def main(argv: list[str] | None = None) -> int:
     while not stop.with_suffix(".ready").exists():
         assert node.poll() is None, "the reader process died"
         time.sleep(0.1)
-    time.sleep(args.baseline_s)
-    marks: dict[str, float] = {"updates_start": time.time()}
-    first_http = live_follower(settings).log.last_seq()
-    http = http_phase(work, args, rng)
-    marks["http_end"] = time.time()
-    first_stream = live_follower(settings).log.last_seq()
-    streamed = stream_phase(work, args, rng) if args.stream_updates else None
-    marks["updates_end"] = time.time()
-    time.sleep(1.5)
-    stop.touch()
-    node.wait(timeout=120)
+    try:
+        time.sleep(args.baseline_s)
+        marks: dict[str, float] = {"updates_start": time.time()}
+        first_http = live_follower(settings).log.last_seq()
+        http = http_phase(work, args, rng)
+        marks["http_end"] = time.time()
+        first_stream = live_follower(settings).log.last_seq()
+        streamed = stream_phase(work, args, rng) if args.stream_updates else None
+        marks["updates_end"] = time.time()
+        time.sleep(1.5)
+    finally:
+        stop.touch()  # the reader writes what it saw and exits, also when a phase failed
+        node.wait(timeout=120)
     got = orjson.loads(out.read_bytes())
     seen = [tuple(x) for x in got["seen"]]
     sizes = got["sizes"]
