@@ -127,11 +127,13 @@ def compact(
             builder.discard()
             raise
         log.info("compacted %d updated users into %s (through %d)", len(users), version, seq)
+        pruned = prune_log(store, follower)
         return {
             "version": version,
             "compacted_from": base.version,
             "through": seq,
             "users": len(users),
+            "pruned": pruned,
         }
 
 
@@ -151,6 +153,21 @@ def _batch(
             values = [v if v is None or value_kind(v) == kind else None for v in values]
         cols[dim] = pa.array(values, ARROW[kind])
     return pa.RecordBatch.from_pydict(cols)
+
+
+def prune_log(store: SnapshotStore, follower: LiveFollower) -> int:
+    """Drop log rows every kept version already holds and older than the dedup window
+    (``follower.dedup_seconds``): an undo to any kept version can still replay what it needs."""
+    throughs = []
+    for version in store.versions():
+        try:
+            manifest = json.loads((store.root / version / MANIFEST).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            continue
+        throughs.append(int(manifest.get(UPDATES_THROUGH) or 0))
+    if not throughs:
+        return 0
+    return follower.log.prune(through=min(throughs), older_than_s=follower.dedup_seconds)
 
 
 def compact_quietly(store: SnapshotStore, follower: LiveFollower) -> None:

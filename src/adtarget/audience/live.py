@@ -153,6 +153,8 @@ class LiveFollower:
         self.compactor: Callable[[], None] | None = None
         """Started in a thread once ``compact_after`` updates are pending (``stores``)."""
         self.compact_after = 500_000
+        self.dedup_seconds = 7 * 86_400.0
+        """How long a compacted update stays in the log (its ``update_id`` a duplicate)."""
         self._compacting: threading.Thread | None = None
 
     # -- reading ------------------------------------------------------------------------

@@ -59,6 +59,7 @@ def live_follower(settings: Settings) -> LiveFollower:
 
         store = snapshot_store_for(settings)  # publishes followed in Redis like any other
         follower.compact_after = settings.compact_after_updates
+        follower.dedup_seconds = settings.updates_dedup_seconds
         follower.compactor = lambda: compact_quietly(store, follower)
     return follower
 
