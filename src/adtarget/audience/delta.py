@@ -79,6 +79,8 @@ class DeltaView:
     numbers: Mapping[str, tuple[list[float], list[FrozenBitMap]]]
     kinds: Mapping[str, str]
     empty: bool
+    memo: dict[Any, AbstractBitMap] = field(default_factory=dict, compare=False)
+    """Derived bitmaps of this view (universe, masks), shared by every reader of it."""
 
 
 class Delta:
@@ -292,15 +294,14 @@ class DeltaIndex:
         self._base = base
         self._view = view
         self._rules = rules or {}
-        self._masks: dict[str, AbstractBitMap] = {}
-        self._universe: AbstractBitMap | None = None
+        self._memo = view.memo
 
     def _mask(self, dim: str) -> AbstractBitMap:
-        mask = self._masks.get(dim)
+        mask = self._memo.get(dim)
         if mask is None:
             touched = self._view.touched.get(dim)
             mask = self._view.void if touched is None else self._view.void | touched
-            self._masks[dim] = mask
+            self._memo[dim] = mask
         return mask
 
     def _patch(self, base_bm: AbstractBitMap, dim: str, added: AbstractBitMap) -> AbstractBitMap:
@@ -312,11 +313,12 @@ class DeltaIndex:
 
     def universe(self) -> AbstractBitMap:
         """Every live user: base users not deleted, plus users created by updates."""
-        if self._universe is None:
+        got = self._memo.get(None)
+        if got is None:
             v = self._view
             base = self._base.universe()
-            self._universe = base if v.empty else (base - v.dead) | v.born
-        return self._universe
+            got = self._memo[None] = base if v.empty else (base - v.dead) | v.born
+        return got
 
     def _is_number(self, dim: str) -> bool:
         return self._view.kinds.get(dim) == "number"

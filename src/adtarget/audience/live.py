@@ -82,7 +82,12 @@ class LiveSnapshot(Snapshot):
         self.updates_seq = view.seq
         self.index = DeltaIndex(base.index, view, delta.rules)  # type: ignore[assignment]
         self.num_ordinals = delta.n0 + len(delta.new_list)
-        self.num_users = len(self.index.universe())
+        self.__dict__.pop("num_users", None)  # a property here: counted only when asked
+
+    @property
+    def num_users(self) -> int:  # type: ignore[override]
+        """Live users: the base's, less deleted, plus created (counted on first use)."""
+        return len(self.index.universe())
 
     def __repr__(self) -> str:
         return f"LiveSnapshot({self.version!r}, seq={self.updates_seq})"
