@@ -22,9 +22,9 @@ pytestmark = pytest.mark.browser
 RULE = 'country in ("US", "CA") and genres has any ("scifi")'
 
 
-def sign_in(page: Any, server: LiveServer, where: str = "audience") -> None:
+def sign_in(page: Any, server: LiveServer, where: str = "audience", key: str = "") -> None:
     page.goto(f"{server.url}/console#/{where}")
-    page.get_by_role("textbox", name="API key").fill(server.admin_key)
+    page.get_by_role("textbox", name="API key").fill(key or server.admin_key)
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("navigation", name="Console pages")).to_be_visible()
 
@@ -51,6 +51,26 @@ def test_typed_rule_shows_the_exact_size_the_api_gives(page: Any, live_server: L
     status = page.get_by_role("status")
     expect(status).to_contain_text(str(expected), timeout=5_000)
     assert int(re.sub(r"\D", "", status.inner_text())) == expected
+
+
+def test_completion_works_from_the_keyboard(page: Any, live_server: LiveServer) -> None:
+    with live_server.api() as api:
+        expected = api.post("/v1/audiences/size", json={"rule": 'genres has any ("scifi")'})
+    sign_in(page, live_server)
+    rule = page.get_by_role("textbox", name="Rule")
+    options = page.get_by_role("listbox", name="Suggestions").get_by_role("option")
+    rule.press_sequentially("gen")
+    expect(options.first).to_contain_text("genres")
+    rule.press("Enter")
+    expect(rule).to_have_value("genres ")
+    expect(options.first).to_contain_text("has any")  # then the set operators
+    rule.press("Enter")
+    rule.press_sequentially("sc")
+    expect(options.first).to_contain_text("scifi")  # then the uploaded values
+    rule.press("Tab")
+    rule.press_sequentially(")")
+    expect(rule).to_have_value('genres has any ("scifi")')
+    expect(page.get_by_role("status")).to_contain_text(str(expected.json()["count"]))
 
 
 def test_broken_rule_is_an_alert_with_the_token_marked(page: Any, live_server: LiveServer) -> None:
@@ -129,3 +149,39 @@ def test_why_not_served_gives_each_line_items_reason(page: Any, live_server: Liv
     page.get_by_role("button", name="Explain").click()
     expect(page.get_by_role("heading", name=re.compile("Not served"))).to_be_visible()
     expect(page.get_by_role("table").last).to_contain_text("targeting rule")
+
+
+def test_a_conflicting_edit_is_explained_in_words(page: Any, live_server: LiveServer) -> None:
+    sign_in(page, live_server, "campaigns")
+    page.get_by_role("textbox", name="Campaign name").fill("Contested")
+    page.get_by_role("button", name="Create campaign").click()
+    row = page.get_by_role("row").filter(has_text="Contested")
+    expect(row).to_contain_text("draft")
+    row.get_by_role("button", name="Edit").click()
+    dialog = page.get_by_role("dialog", name="Edit Contested")
+    dialog.get_by_label("Budget").fill("2500")
+    with live_server.api() as api:  # someone else changes it while the dialog is open
+        campaigns = api.get("/v1/campaigns", params={"limit": 1000}).json()["campaigns"]
+        (obj,) = [c for c in campaigns if c["name"] == "Contested"]
+        assert api.patch(f"/v1/campaigns/{obj['id']}", json={"budget_total": 900}).is_success
+    dialog.get_by_role("button", name="Save changes").click()
+    expect(dialog.get_by_role("alert")).to_contain_text("changed since you loaded it")
+    expect(dialog.get_by_role("alert")).not_to_contain_text("409")
+
+
+def test_a_reader_looks_and_an_advertiser_sees_only_its_own(
+    page: Any, live_server: LiveServer
+) -> None:
+    with live_server.api() as api:
+        other = api.post("/v1/advertisers", json={"name": "Someone Else Inc"}).json()
+        reader = api.post("/v1/keys", json={"role": "reader"}).json()["key"]
+        own = api.post("/v1/keys", json={"role": "advertiser", "advertiser_id": 1}).json()["key"]
+    sign_in(page, live_server, "campaigns", key=reader)
+    expect(page.get_by_role("button", name="Undo")).to_be_disabled()
+    expect(page.get_by_role("button", name="Create campaign")).to_have_count(0)
+    expect(page.get_by_role("table").first).to_contain_text(other["name"])
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, live_server, "campaigns", key=own)
+    expect(page.get_by_role("button", name="Undo")).to_be_enabled()
+    expect(page.get_by_role("table").first).not_to_contain_text(other["name"])
+    expect(page.get_by_role("button", name="Create campaign")).to_be_visible()

@@ -315,6 +315,7 @@ def demo(
     _step("Next")
     console.print(
         "adtarget serve   # the HTTP API (decisions, catalog, audiences, reports)\n"
+        "                 # and the console: open http://127.0.0.1:8000/console\n"
         "adtarget --help  # every command; docs/ has the how-to"
     )
 

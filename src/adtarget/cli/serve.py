@@ -83,7 +83,10 @@ def serve(
     os.environ["ADTARGET_ALLOW_OPEN"] = "true" if run_open and settings.allow_open else "false"
     get_settings.cache_clear()
     prepare_multiprocess_metrics(settings, workers)
-    typer.echo(f"adtarget serving on http://{host}:{port} with {workers} worker(s)", err=True)
+    base = f"http://{host}:{port}"
+    typer.echo(
+        f"adtarget serving on {base} with {workers} worker(s); console: {base}/console", err=True
+    )
     uvicorn.run(
         APP_FACTORY,
         factory=True,
