@@ -4,8 +4,8 @@ Why a real server and a real browser: the console is HTML and JavaScript calling
 only a browser running it against ``adtarget serve`` shows that a person can use it. Playwright
 comes from PyPI; its own browser download cannot work here, so it drives ``/usr/bin/chromium``
 (``apt-get install -y chromium``; ``.ci/run`` installs it). Without Chromium the tests skip
-and say why. One server and one browser per test session (per xdist worker); each test gets a
-fresh browser context (no shared cookies or storage) at 1280x800.
+and say why. One server per test session (per xdist worker), one browser per test module; each
+test gets a fresh browser context (no shared cookies or storage) at 1280x800.
 
 Fixtures for other browser tests: ``live_server`` (``LiveServer``: ``url``, ``admin_key``,
 ``data_dir``), ``browser``, ``page`` (fails the test on a JavaScript error or on any request that
@@ -114,9 +114,14 @@ def live_server() -> Iterator[LiveServer]:
         log.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Chromium from ``/usr/bin/chromium`` under Playwright (skips with a reason when absent)."""
+    """Chromium from ``/usr/bin/chromium`` under Playwright (skips with a reason when absent).
+
+    Module-scoped, not session-scoped: Playwright's sync API keeps an asyncio loop running in
+    this thread while it is open, and every later test of the worker calling ``asyncio.run``
+    would fail. A module's tests run back to back on a worker, so it is one launch per module.
+    """
     if not CHROMIUM.exists():
         pytest.skip(f"Chromium not installed at {CHROMIUM} (apt-get install -y chromium)")
     try:

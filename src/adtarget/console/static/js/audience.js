@@ -174,6 +174,7 @@ export async function render(root, session) {
         heat)),
   );
   vocab = await get("/v1/audiences/vocabulary").catch(() => null);
+  if (document.activeElement === rule && rule.value) refreshSuggestions(); // typed before it came
   if (!vocab?.snapshot) meta.textContent = "No audience snapshot yet: upload a feature file on the Uploads page.";
   const initial = new URLSearchParams(location.hash.split("?")[1] || "").get("rule");
   if (initial) { rule.value = initial; sizeNow(); }
