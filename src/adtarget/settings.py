@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("./adtarget-data"))
     catalog_url: str | None = None
     redis_url: str | None = None
+    redis_cluster: bool | None = None
+    """``true`` forces Redis Cluster mode, ``false`` single Redis; unset asks the node named by
+    ``redis_url`` (``INFO cluster``), so the URL may name any node of a cluster."""
     profile_store: Literal["snapshot", "redis"] = "snapshot"
     redis_profile_prefix: str = Field(default="adtarget:profile:", min_length=1)
     counter_store: Literal["memory", "sqlite", "redis"] = "sqlite"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from adtarget.catalog.db import make_engine, make_session_factory, migrate
+
+from .redis_cluster import LocalRedisCluster, available
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -20,3 +23,20 @@ def factory(request: pytest.FixtureRequest, tmp_path: Path) -> sessionmaker[Sess
     engine = make_engine(url)
     migrate(url, engine=engine)
     return make_session_factory(engine)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalRedisCluster]:
+    """A real Redis Cluster (3 masters + 3 replicas) on free loopback ports, for the session.
+
+    Tests may write keys under their own ``redis_prefix``; none may kill its nodes (the
+    failover test starts a cluster of its own).
+    """
+    why = available()
+    if why is not None:
+        pytest.skip(why)
+    cluster = LocalRedisCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

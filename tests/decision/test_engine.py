@@ -11,7 +11,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adtarget.decision.counters import CounterStore, MemoryCounters, RedisCounters, SqliteCounters
+from adtarget.decision.counters import (
+    CounterStore,
+    MemoryCounters,
+    RedisCounters,
+    SqliteCounters,
+    cap_key,
+)
 from adtarget.decision.eligibility import DictSpend, parse_dayparting
 from adtarget.decision.engine import DecisionEngine, StaticIndex
 from adtarget.decision.index import LineItemIndex
@@ -157,9 +163,8 @@ def test_explain_names_the_first_reason_per_line_item() -> None:
     spend = DictSpend(campaigns={102: 100.0, 101: 900.0})
     # campaign ids: item i -> 100 + i % 3; item 2 -> 102 (spent), item 7 -> 101 (ahead of pace)
     engine = _engine(items, spend=spend)
-    engine.counters.record(
-        ["line_item:6:60:" + str(int(NOW.timestamp() // 60)) + ":u1"], NOW.timestamp(), 60
-    )
+    cap6 = FrequencyCap("line_item", 6, 1, 60)
+    engine.counters.record([cap_key(cap6, "u1", NOW.timestamp())], NOW.timestamp(), 60)
     result = engine.decide(DecisionRequest("u1", limit=1, formats=("video",), explain=True))
     assert [d.line_item_id for d in result.decisions] == [8]
     assert result.explain is not None

@@ -42,8 +42,13 @@ LOCK_TTL_S = 60.0
 
 
 def user_key(prefix: str, version: str, user_id: str) -> str:
-    """The hash holding one user's features in one loaded version."""
-    return f"{prefix}{version}:u:{user_id}"
+    """The hash holding one user's features in one loaded version.
+
+    The user id is the key's hash tag (``{...}``): in a Redis Cluster a user's profile and
+    frequency counters (``decision/counters.py``, the same tag) share one slot, so a decision
+    talks to one node. A single Redis ignores the braces.
+    """
+    return f"{prefix}{version}:u:{{{user_id}}}"
 
 
 def _encode(value: Any) -> str:
@@ -171,12 +176,42 @@ def load_snapshot_into_redis(
     )
 
 
+def open_client(url: str, *, cluster: bool | None = None, **options: Any) -> Any:
+    """A ``redis.Redis``, or a ``redis.cluster.RedisCluster`` when ``url`` names a cluster node.
+
+    ``cluster=None`` asks the node (``INFO cluster``: ``cluster_enabled``), so
+    ``ADTARGET_REDIS_URL`` may name any node of a cluster; ``True``/``False`` forces the mode
+    (``ADTARGET_REDIS_CLUSTER``). ``options`` go to the client (timeouts, ``retry``). The writer
+    here and the decision stores (``decision/redis_client.py``) open Redis only through this.
+    """
+    try:
+        import redis
+    except ImportError as exc:  # pragma: no cover - the redis extra installs it
+        raise ImportError(
+            "Redis profiles need the redis client: pip install 'adtarget[redis]'"
+        ) from exc
+    if cluster is None:
+        probe = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        try:
+            cluster = bool(int(probe.info("cluster").get("cluster_enabled", 0)))
+        finally:
+            probe.close()
+    if cluster:
+        from redis.cluster import RedisCluster
+
+        # one failed shard must not stop the others: serve the slots that still have a master
+        options.setdefault("require_full_coverage", False)
+        return RedisCluster.from_url(url, **options)
+    return redis.Redis.from_url(url, **options)
+
+
 def push_current_profiles(
     store: SnapshotStore,
     redis_url: str,
     *,
     prefix: str = DEFAULT_PREFIX,
     progress: Callable[[int], None] | None = None,
+    cluster: bool | None = None,
 ) -> RedisLoad:
     """Make Redis serve the snapshot ``CURRENT`` points at (a no-op pointer move if loaded)."""
     import redis
@@ -186,7 +221,10 @@ def push_current_profiles(
         raise InvalidValue(
             "no audience snapshot is published yet: run `adtarget ingest` first", field="snapshot"
         )
-    client = redis.Redis.from_url(redis_url)
+    try:
+        client = open_client(redis_url, cluster=cluster)
+    except redis.RedisError as exc:
+        raise AdtargetError(f"redis at {redis_url}: {exc}", field="redis_url") from None
     try:
         return load_snapshot_into_redis(snapshot, client, prefix=prefix, progress=progress)
     except redis.RedisError as exc:

@@ -29,9 +29,10 @@ def snapshot_store_for(settings: Settings) -> SnapshotStore:
     redis_url = settings.redis_url
     if settings.profile_store == "redis" and redis_url:
         prefix = settings.redis_profile_prefix
+        cluster = settings.redis_cluster
 
         def follow(_version: str) -> None:
-            push_current_profiles(store, redis_url, prefix=prefix)
+            push_current_profiles(store, redis_url, prefix=prefix, cluster=cluster)
 
         store.on_switch = follow
     if settings.audience_backend == "ray":

@@ -49,7 +49,11 @@ def _push(redis_url: str, prefix: str, quiet: bool) -> dict[str, Any]:
             total=snapshot.num_ordinals if snapshot else 0,
         )
         load = push_current_profiles(
-            store, redis_url, prefix=prefix, progress=lambda n: bar.update(task, completed=n)
+            store,
+            redis_url,
+            prefix=prefix,
+            progress=lambda n: bar.update(task, completed=n),
+            cluster=settings.redis_cluster,
         )
         bar.update(task, completed=snapshot.num_ordinals if snapshot else 0)
     return {

@@ -17,13 +17,19 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from adtarget.decision.models import FrequencyCap
-from adtarget.decision.redis_client import connect
+from adtarget.decision.node_breakers import NodeBreakers
+from adtarget.decision.redis_client import connect, node_of
 
 
 def cap_key(cap: FrequencyCap, user_id: str, now: float) -> str:
-    """The counter key of ``cap`` for ``user_id`` in the window containing ``now`` (epoch s)."""
+    """The counter key of ``cap`` for ``user_id`` in the window containing ``now`` (epoch s).
+
+    The user id leads, as the key's hash tag: in a Redis Cluster every counter of a user and
+    their profile (``audience/redis_profiles.user_key``, the same tag) share one slot, so the
+    ``MGET`` of a decision's candidates and its record pipeline each go to one node.
+    """
     bucket = int(now // cap.window_seconds)
-    return f"{cap.level}:{cap.owner_id}:{cap.window_seconds}:{bucket}:{user_id}"
+    return f"{{{user_id}}}:{cap.level}:{cap.owner_id}:{cap.window_seconds}:{bucket}"
 
 
 def expiry_of(now: float, window: int) -> float:
@@ -38,8 +44,14 @@ class CounterStore(Protocol):
         """Current count per key (0 for unknown or expired keys)."""
         ...
 
-    def record(self, keys: Sequence[str], now: float, window: int) -> None:
-        """Add one impression to each key; keys expire when their window ends."""
+    def record(self, keys: Sequence[str], now: float, window: int) -> list[int]:
+        """Add one impression to each key (keys expire when their window ends); returns each
+        key's count after this increment, in order.
+
+        Why the counts: the increment is atomic in every store, so a caller that reads a count
+        above the cap knows another process served the last slot first, and withdraws (the
+        engine does): two decision processes never exceed a cap together.
+        """
         ...
 
 
@@ -60,17 +72,20 @@ class MemoryCounters:
                 out.append(hit[0] if hit is not None and hit[1] > now else 0)
             return out
 
-    def record(self, keys: Sequence[str], now: float, window: int) -> None:
-        """Increment each key."""
+    def record(self, keys: Sequence[str], now: float, window: int) -> list[int]:
+        """Increment each key; the counts after."""
         exp = expiry_of(now, window)
+        out: list[int] = []
         with self._lock:
             for k in keys:
                 hit = self._data.get(k)
                 count = hit[0] if hit is not None and hit[1] > now else 0
                 self._data[k] = (count + 1, exp)
+                out.append(count + 1)
             self._ops += 1
             if self._ops % 10_000 == 0:
                 self._data = {k: v for k, v in self._data.items() if v[1] > now}
+        return out
 
 
 class SqliteCounters:
@@ -104,21 +119,24 @@ class SqliteCounters:
         found = dict(rows)
         return [int(found.get(k, 0)) for k in keys]
 
-    def record(self, keys: Sequence[str], now: float, window: int) -> None:
+    def record(self, keys: Sequence[str], now: float, window: int) -> list[int]:
         """Upsert-increment each key in one transaction; expired rows restart at 1."""
         if not keys:
-            return
+            return []
         exp = expiry_of(now, window)
+        out: list[int] = []
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._conn.executemany(
-                    "INSERT INTO cap_counters (key, count, expires_at) VALUES (?, 1, ?) "
-                    "ON CONFLICT(key) DO UPDATE SET "
-                    " count = CASE WHEN expires_at > ? THEN count + 1 ELSE 1 END,"
-                    " expires_at = excluded.expires_at",
-                    [(k, exp, now) for k in keys],
-                )
+                for k in keys:
+                    row = self._conn.execute(
+                        "INSERT INTO cap_counters (key, count, expires_at) VALUES (?, 1, ?) "
+                        "ON CONFLICT(key) DO UPDATE SET "
+                        " count = CASE WHEN expires_at > ? THEN count + 1 ELSE 1 END,"
+                        " expires_at = excluded.expires_at RETURNING count",
+                        (k, exp, now),
+                    ).fetchone()
+                    out.append(int(row[0]))
                 self._ops += 1
                 if self._ops % 10_000 == 0:
                     self._conn.execute("DELETE FROM cap_counters WHERE expires_at <= ?", (now,))
@@ -126,6 +144,7 @@ class SqliteCounters:
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
+        return out
 
     def close(self) -> None:
         """Close the connection."""
@@ -134,29 +153,69 @@ class SqliteCounters:
 
 
 class RedisCounters:
-    """Counters in Redis (``MGET`` to read, pipelined ``INCR``+``EXPIRE`` to record)."""
+    """Counters in Redis or a Redis Cluster (``MGET`` to read, pipelined ``INCR``+``EXPIRE``
+    to record), each call through the circuit breaker of the node holding the user's slot.
 
-    def __init__(self, url: str, *, prefix: str = "adtarget:cap:", timeout: float = 0.02) -> None:
+    A decision's keys are one user's (``cap_key``), hence one slot: one round trip to one node
+    either way. Keys of several users in one call are grouped by node.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "adtarget:cap:",
+        timeout: float = 0.02,
+        cluster: bool | None = None,
+    ) -> None:
         self.prefix = prefix
-        self._client: Any = connect(url, timeout=timeout, needed_by="RedisCounters")
+        self._client: Any = connect(
+            url, timeout=timeout, needed_by="RedisCounters", cluster=cluster
+        )
+        self.breakers = NodeBreakers("counters")
+
+    def _by_node(self, keys: Sequence[str]) -> dict[str, list[int]]:
+        """Positions of ``keys`` per node (one entry for a single user's keys)."""
+        groups: dict[str, list[int]] = {}
+        client, prefix = self._client, self.prefix
+        slot_of: dict[str, str] = {}
+        for i, k in enumerate(keys):
+            tag = k[: k.find("}") + 1] if k.startswith("{") else k
+            node = slot_of.get(tag)
+            if node is None:
+                node = slot_of[tag] = node_of(client, prefix + k)
+            groups.setdefault(node, []).append(i)
+        return groups
 
     def counts(self, keys: Sequence[str], now: float) -> list[int]:
-        """Current count per key (one round trip)."""
+        """Current count per key (one round trip per node; one node per user)."""
         if not keys:
             return []
-        raw = self._client.mget([self.prefix + k for k in keys])
-        return [int(v) if v is not None else 0 for v in raw]
+        out = [0] * len(keys)
+        client = self._client
+        for node, where in self._by_node(keys).items():
+            names = [self.prefix + keys[i] for i in where]
+            raw = self.breakers.guard(node, lambda n=names: client.mget(n))  # type: ignore[misc]
+            for i, v in zip(where, raw, strict=True):
+                out[i] = int(v) if v is not None else 0
+        return out
 
-    def record(self, keys: Sequence[str], now: float, window: int) -> None:
-        """Increment each key and set it to expire when its window ends (one round trip)."""
+    def record(self, keys: Sequence[str], now: float, window: int) -> list[int]:
+        """Increment each key and set it to expire when its window ends (one round trip per
+        node); the counts ``INCR`` returned."""
         if not keys:
-            return
+            return []
         ttl = max(1, math.ceil(expiry_of(now, window) - now)) + 1  # relative: clock-skew safe
-        pipe = self._client.pipeline(transaction=False)
-        for k in keys:
-            pipe.incr(self.prefix + k)
-            pipe.expire(self.prefix + k, ttl)
-        pipe.execute()
+        out = [0] * len(keys)
+        for node, where in self._by_node(keys).items():
+            pipe = self._client.pipeline(transaction=False)
+            for i in where:
+                pipe.incr(self.prefix + keys[i])
+                pipe.expire(self.prefix + keys[i], ttl)
+            replies = self.breakers.guard(node, pipe.execute)
+            for i, count in zip(where, replies[::2], strict=True):
+                out[i] = int(count)
+        return out
 
     def close(self) -> None:
         """Release the connection pool."""

@@ -39,6 +39,7 @@ from adtarget.decision.eligibility import (
 from adtarget.decision.explain import failed_part
 from adtarget.decision.index import LineItemIndex
 from adtarget.decision.models import Decision, DecisionRequest, DecisionResult, LiveLineItem
+from adtarget.decision.node_breakers import NodeBreakers
 from adtarget.decision.profiles import ProfileStore, merge_features
 from adtarget.settings import Settings
 
@@ -125,8 +126,8 @@ class DecisionEngine:
             "cooldown_s": cooldown_s,
             "clock": breaker_clock,
         }
-        self.profile_breaker = CircuitBreaker("profiles", **kw)
-        self.counter_breaker = CircuitBreaker("counters", **kw)
+        self.profile_breaker = _breaker(profiles, "profiles", kw)
+        self.counter_breaker = _breaker(counters, "counters", kw)
         self.spend_breaker = CircuitBreaker("spend", **kw)
 
     @classmethod
@@ -259,18 +260,30 @@ class DecisionEngine:
 
     def _record(
         self, served: list[tuple[LiveLineItem, list[str]]], ts: float, st: _Request
-    ) -> None:
+    ) -> set[int]:
+        """Record the impressions; the ids of items another process capped out meanwhile.
+
+        The read-then-record of a cap is not atomic across processes, but each ``INCR`` is:
+        an item whose increment came back above its cap lost the race and is withdrawn, so
+        decision processes sharing the counters never exceed a cap together.
+        """
         by_window: dict[int, list[str]] = {}
+        owners: dict[int, list[tuple[int, int]]] = {}
         for item, keys in served:
             for cap, key in zip(item.caps, keys, strict=True):
                 by_window.setdefault(cap.window_seconds, []).append(key)
+                owners.setdefault(cap.window_seconds, []).append((item.id, cap.count))
+        over: set[int] = set()
         for window, keys in by_window.items():
             try:
-                self.counter_breaker.call(
-                    lambda w=window, k=keys: self.counters.record(k, ts, w)  # type: ignore[misc]
-                )
+                counts = self.counter_breaker.call(partial(self.counters.record, keys, ts, window))
             except Exception:
                 st.degraded = True
+                continue
+            for (item_id, limit), count in zip(owners[window], counts or (), strict=False):
+                if count > limit:
+                    over.add(item_id)
+        return over
 
     # -- the request -----------------------------------------------------------------------
 
@@ -360,7 +373,9 @@ class DecisionEngine:
                 Decision(item.id, item.campaign_id, creative, item.priority, item.bid_cpm)
             )
         if served:
-            self._record(served, ts, st)
+            over = self._record(served, ts, st)
+            if over:  # capped out by another process between our read and our increment
+                decisions = [d for d in decisions if d.line_item_id not in over]
         explain = None
         if st.not_served is not None:
             explain = self._explain(index, matched, features, st.not_served, profile_down)
@@ -392,6 +407,16 @@ class DecisionEngine:
             out.append({"line_item_id": li_id, "reason": reason, "detail": detail})
         total = len(index.items) - len(matched) + len(not_served) + len(index.not_live)
         return {"not_served": out, "truncated": len(out) < total}
+
+
+def _breaker(store: object, name: str, kw: dict[str, Any]) -> Any:
+    """The store's own per-node breakers (Redis, ``decision/node_breakers.py``) when it has
+    them, so one failed cluster node degrades only its users; else one breaker for the store."""
+    own = getattr(store, "breakers", None)
+    if isinstance(own, NodeBreakers):
+        own.configure(**kw)
+        return own
+    return CircuitBreaker(name, **kw)
 
 
 def _published(session_factory: sessionmaker[Session]) -> str | None:

@@ -39,6 +39,7 @@ def profiles_from_settings(
             _redis_url(settings, "ADTARGET_PROFILE_STORE"),
             prefix=settings.redis_profile_prefix,
             timeout=settings.store_timeout_ms / 1000.0,
+            cluster=settings.redis_cluster,
         )
     if snapshot_store is None:
         snapshot_store = SnapshotStore(settings.snapshots_dir, keep=settings.snapshots_keep)
@@ -52,6 +53,7 @@ def counters_from_settings(settings: Settings) -> CounterStore:
             _redis_url(settings, "ADTARGET_COUNTER_STORE"),
             prefix=COUNTER_PREFIX,
             timeout=settings.store_timeout_ms / 1000.0,
+            cluster=settings.redis_cluster,
         )
     if settings.counter_store == "memory":
         return MemoryCounters()

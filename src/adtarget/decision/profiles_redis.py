@@ -4,10 +4,17 @@ Why a reader apart from the writer: decision nodes read one hash per request and
 the key layout (and why it is versioned) is documented with the writer. A reader caches the
 live version for ``VERSION_TTL_S``, so after a switch it may read the previous version, which
 the writer keeps whole for exactly that reason.
+
+Redis Cluster: the user id is the hash tag of the profile key (``user_key``), so a user's
+profile and frequency counters share one slot and one node. Each read goes through the breaker
+of that node (``NodeBreakers``): a dead master degrades only its users. The version pointer is
+one key on one node; when it cannot be read the last value read stays in use (the writer keeps
+that version whole), so the pointer's node failing degrades nobody but its own users.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -19,7 +26,10 @@ from adtarget.audience.redis_profiles import (
     decode_value,
     user_key,
 )
-from adtarget.decision.redis_client import connect
+from adtarget.decision.node_breakers import NodeBreakers
+from adtarget.decision.redis_client import connect, node_of
+
+log = logging.getLogger(__name__)
 
 
 class RedisProfileStore:
@@ -27,19 +37,47 @@ class RedisProfileStore:
 
     Values are JSON so numbers, bools and strings keep their type; a JSON list is a set
     dimension (read back as a frozenset).
+
+    Args:
+        url: a single Redis, or any node of a Redis Cluster.
+        cluster: force cluster mode on or off; ``None`` asks the node.
     """
 
-    def __init__(self, url: str, *, prefix: str = DEFAULT_PREFIX, timeout: float = 0.02) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        timeout: float = 0.02,
+        cluster: bool | None = None,
+    ) -> None:
         self.prefix = prefix
-        self._client: Any = connect(url, timeout=timeout, needed_by="RedisProfileStore")
+        self._client: Any = connect(
+            url, timeout=timeout, needed_by="RedisProfileStore", cluster=cluster
+        )
+        self.breakers = NodeBreakers("profiles")
         self._version: tuple[float, str | None] | None = None
 
     def version(self) -> str | None:
-        """The live version; re-read at most every ``VERSION_TTL_S`` seconds."""
+        """The live version; re-read at most every ``VERSION_TTL_S`` seconds.
+
+        A failed re-read keeps the version read last (and tries again after ``VERSION_TTL_S``);
+        only with nothing read yet does the failure propagate.
+        """
         now = time.monotonic()
-        if self._version is not None and now - self._version[0] < VERSION_TTL_S:
-            return self._version[1]
-        value = as_text(self._client.get(self.prefix + VERSION_KEY))
+        cached = self._version
+        if cached is not None and now - cached[0] < VERSION_TTL_S:
+            return cached[1]
+        key = self.prefix + VERSION_KEY
+        try:
+            value = as_text(
+                self.breakers.guard(node_of(self._client, key), lambda: self._client.get(key))
+            )
+        except Exception:
+            if cached is None:
+                raise
+            log.warning("profile version pointer unreadable; serving version %s", cached[1])
+            value = cached[1]
         self._version = (now, value)
         return value
 
@@ -48,7 +86,11 @@ class RedisProfileStore:
         version = self.version()
         if version is None:
             return None, None
-        raw: dict[bytes, bytes] = self._client.hgetall(user_key(self.prefix, version, user_id))
+        key = user_key(self.prefix, version, user_id)
+        client = self._client
+        raw: dict[bytes, bytes] = self.breakers.guard(
+            node_of(client, key), lambda: client.hgetall(key)
+        )
         if not raw:
             return None, version
         return {k.decode(): decode_value(v) for k, v in raw.items()}, version
