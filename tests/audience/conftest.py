@@ -63,9 +63,16 @@ def build(
     base: Snapshot | None = None,
     mode: str = "replace",
     batch_size: int = 500,
+    number_layout: str | None = None,
 ) -> Snapshot:
     """Build and publish a snapshot of ``users`` (list segments from ``__segments__``)."""
-    b = SnapshotBuilder(store=store, base=base, registry=REGISTRY, mode=mode)  # type: ignore[arg-type]
+    b = SnapshotBuilder(
+        store=store,
+        base=base,
+        registry=REGISTRY,
+        mode=mode,  # type: ignore[arg-type]
+        number_layout=number_layout,
+    )
     for i in range(0, len(users), batch_size):
         b.add_batch(to_batch(users[i : i + batch_size]))
     for seg in SEGMENTS:

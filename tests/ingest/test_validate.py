@@ -188,3 +188,25 @@ def test_vectorized_matches_row_by_row_reference(rows: list[dict[str, str]], bat
     expected = {i + 2: f for i, r in enumerate(rows) if (f := _reference(r, seen)) is not None}
     assert {r.line: r.field for r in rejects} == expected
     assert len(good) + len(rejects) == len(rows)
+
+
+def test_nan_and_infinite_numbers_are_rejected_not_missing(tmp_path: Path) -> None:
+    """A Parquet float column may hold NaN/inf: the row is rejected naming ``age``."""
+    import pyarrow.parquet as pq
+
+    p = tmp_path / "n.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "user_id": ["a", "b", "c", "d"],
+                "age": pa.array([1.5, float("nan"), None, float("-inf")], pa.float64()),
+            }
+        ),
+        p,
+    )
+    good, rejects = _validate(p, batch_rows=10)
+    assert [g["user_id"] for g in good] == ["a", "c"]
+    assert [(r.field, r.line) for r in rejects] == [
+        ("age", 1),
+        ("age", 3),
+    ]  # Parquet rows count from 0

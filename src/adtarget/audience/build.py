@@ -69,6 +69,8 @@ class SnapshotBuilder:
             rule-segment source for replace; the reference for ``diff``).
         registry: dimensions of this build; batch columns must be in it.
         mode: ``replace`` (batches are the whole population) or ``upsert``.
+        number_layout: force ``range``/``buckets``/``bsi`` for every number dimension (tests,
+            benchmarks); by default each dimension's is chosen from its distinct values.
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class SnapshotBuilder:
         registry: Mapping[str, DimensionSpec],
         mode: Mode = "replace",
         now: float | None = None,
+        number_layout: str | None = None,
     ) -> None:
         if mode not in ("replace", "upsert"):
             raise InvalidValue(f"mode {mode!r} is not replace or upsert", field="mode")
@@ -86,6 +89,7 @@ class SnapshotBuilder:
         self.base = base
         self.mode: Mode = mode
         self.now = time.time() if now is None else now
+        self.number_layout = number_layout  # None: per dimension (audience/numbers.py)
         merged: dict[str, DimensionSpec] = {}
         if base is not None and mode == "upsert":
             merged.update(base.registry)
@@ -236,6 +240,7 @@ class SnapshotBuilder:
                 mode=self.mode,
                 now=self.now,
                 link_base=self._segments_only(),
+                number_layout=self.number_layout,
             )
             if self.leave_segments:
                 leave = pc.index_in(_as_id_array(self.leave_segments), value_set=resolved.all_ids)

@@ -3,6 +3,11 @@
 Why lazy and frozen: a snapshot may hold thousands of (dimension, value) bitmaps, and a query
 touches a handful; each is deserialized from the memory-mapped blob on first use and cached.
 Bitmaps are handed out as ``FrozenBitMap`` so no caller can mutate a cached one in place.
+
+Why the cache is bounded: deserialized bitmaps live on the heap (the blob stays mapped), and a
+long-running server that is asked about every value of every dimension would otherwise end up
+holding a second copy of the whole index. One least-recently-used cache per snapshot, bounded
+by the bitmaps' serialized bytes (``BITMAP_CACHE_BYTES``), is shared by its dimensions.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from cachetools import LRUCache
 from pyroaring import AbstractBitMap, BitMap, FrozenBitMap
 
-from adtarget.audience import bsi
+from adtarget.audience import bsi, numbers
 from adtarget.audience.layout import (
     SEGMENTS,
     UNIVERSE,
@@ -32,6 +38,38 @@ from adtarget.audience.layout import (
 from adtarget.errors import InvalidValue
 
 EMPTY = FrozenBitMap()
+BITMAP_CACHE_BYTES = 1 << 30
+
+
+class BitmapCache:
+    """Deserialized bitmaps of one snapshot, LRU-bounded by their serialized size in bytes."""
+
+    def __init__(self, max_bytes: int = BITMAP_CACHE_BYTES) -> None:
+        self._lru: LRUCache[tuple[str, int], tuple[FrozenBitMap, int]] = LRUCache(
+            maxsize=max(1, max_bytes), getsizeof=lambda item: max(1, item[1])
+        )
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, int]) -> FrozenBitMap | None:
+        with self._lock:
+            hit = self._lru.get(key)
+        return None if hit is None else hit[0]
+
+    def put(self, key: tuple[str, int], bm: FrozenBitMap, size: int) -> None:
+        if size > self._lru.maxsize:
+            return  # larger than the whole cache: served, not kept
+        with self._lock:
+            self._lru[key] = (bm, size)
+
+    @property
+    def bytes(self) -> float:
+        """Serialized bytes of the bitmaps held now."""
+        return self._lru.currsize
+
+    def __len__(self) -> int:
+        return len(self._lru)
+
+
 M_TRIM_THRESHOLD = -1
 M_TOP_PAD = -2
 _heap_tuned = False
@@ -60,7 +98,9 @@ def keep_freed_heap(trim_threshold: int = 64 << 20, top_pad: int = 16 << 20) -> 
 class DimReader:
     """One dimension's files: codes (per user), dictionary, and its bitmaps blob."""
 
-    def __init__(self, root: Path, name: str, meta: dict[str, Any]) -> None:
+    def __init__(
+        self, root: Path, name: str, meta: dict[str, Any], cache: BitmapCache | None = None
+    ) -> None:
         self.name = name
         self.type: str = meta["type"]
         self.slot: str = meta["slot"]
@@ -82,12 +122,11 @@ class DimReader:
         self._bm_off = np.asarray(load_npy(root / dim_file(self.slot, "bm.off.npy")))
         self._values: list[Any] | None = None
         self._lookup: dict[Any, int] | None = None
-        self._cache: dict[int, FrozenBitMap] = {}
-        self.numbers: bsi.NumberBitmaps | None = None
+        self._cache = cache if cache is not None else BitmapCache()
+        self.layout: str | None = meta.get("layout", "bsi") if self.type == "number" else None
+        self.numbers: numbers.NumberIndex | None = None
         if self.type == "number":
-            self.numbers = bsi.NumberBitmaps(
-                self.bitmap, self.bits, list(meta.get("buckets", [])), self.num_values
-            )
+            self.numbers = numbers.reader(self.bitmap, meta, len(self._bm_off) - 1)
 
     @property
     def values(self) -> list[Any]:
@@ -114,10 +153,12 @@ class DimReader:
 
     def bitmap(self, i: int) -> FrozenBitMap:
         """The i-th bitmap of the blob (value code, BSI slice; the last one is ``present``)."""
-        bm = self._cache.get(i)
+        key = (self.slot, i)
+        bm = self._cache.get(key)
         if bm is None:
-            bm = read_bitmap(self._blob, int(self._bm_off[i]), int(self._bm_off[i + 1]))
-            self._cache[i] = bm
+            start, end = int(self._bm_off[i]), int(self._bm_off[i + 1])
+            bm = read_bitmap(self._blob, start, end)
+            self._cache.put(key, bm, end - start)
         return bm
 
     def present(self) -> FrozenBitMap:
@@ -140,7 +181,7 @@ class DimReader:
     def range(
         self, low: float | None, high: float | None, low_inc: bool, high_inc: bool
     ) -> AbstractBitMap:
-        """Users whose number lies in the interval (buckets + BSI over ranks)."""
+        """Users whose number lies in the interval (by the dimension's layout, over ranks)."""
         if self.numbers is None:
             raise InvalidValue(f"dimension {self.name!r} is not a number", field=self.name)
         assert self._distinct_list is not None

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from pyroaring import AbstractBitMap, FrozenBitMap
+from pyroaring import AbstractBitMap, BitMap, FrozenBitMap
 
 from adtarget.rules.registry import DimensionSpec
 
@@ -59,10 +59,19 @@ def load_bytes(path: Path) -> npt.NDArray[np.uint8]:
 
 
 def write_bitmaps(path: Path, bitmaps: Sequence[AbstractBitMap]) -> npt.NDArray[np.int64]:
-    """Serialize bitmaps back to back into ``path``; returns the ``len+1`` offsets."""
+    """Serialize bitmaps back to back into ``path``; returns the ``len+1`` offsets.
+
+    Each is run-compressed first where runs make it smaller (data sorted by a dimension,
+    near-full cumulative bitmaps): Roaring picks run containers per 65,536 ordinals.
+    """
     offsets = np.zeros(len(bitmaps) + 1, dtype=np.int64)
     with open(path, "wb") as fh:
         for i, bm in enumerate(bitmaps):
+            if isinstance(bm, BitMap):
+                bm.run_optimize()
+            else:
+                bm = BitMap(bm)
+                bm.run_optimize()
             data = bm.serialize()
             fh.write(data)
             offsets[i + 1] = offsets[i] + len(data)

@@ -18,7 +18,13 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from adtarget.audience.idhash import hash_id
-from adtarget.audience.index import DimReader, SegmentReader, SnapshotIndex, now_seconds
+from adtarget.audience.index import (
+    BitmapCache,
+    DimReader,
+    SegmentReader,
+    SnapshotIndex,
+    now_seconds,
+)
 from adtarget.audience.layout import (
     IDS_DATA,
     IDS_HASH,
@@ -66,8 +72,10 @@ class Snapshot:
         self._sorted_view = int_view(self._id_sorted)
         self._off_view = int_view(self._id_off)
         self._data_view = int_view(self._id_data)
+        self.bitmap_cache = BitmapCache()
         self.dims: dict[str, DimReader] = {
-            name: DimReader(self.path, name, meta) for name, meta in self.manifest["dims"].items()
+            name: DimReader(self.path, name, meta, self.bitmap_cache)
+            for name, meta in self.manifest["dims"].items()
         }
         self.segments = SegmentReader(self.path, self.manifest["segments"], clock)
         self.index = SnapshotIndex(self.path, self.dims, self.segments)

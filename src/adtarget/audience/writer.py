@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyroaring import AbstractBitMap, BitMap, FrozenBitMap
 
-from adtarget.audience import bsi
+from adtarget.audience import bsi, numbers
 from adtarget.audience.columns import MISSING, ColumnChunks, Dictionary, group_bitmaps
 from adtarget.audience.idhash import hash_ids, offsets_and_data
 from adtarget.audience.layout import (
@@ -97,8 +97,10 @@ class SnapshotWriter:
         mode: str,
         now: float,
         link_base: bool = False,
+        number_layout: str | None = None,
     ) -> None:
         self.staged = staged
+        self.number_layout = number_layout  # None: chosen per dimension (numbers.choose_layout)
         self.registry = registry
         self.r = resolved
         self.base = base
@@ -251,7 +253,7 @@ class SnapshotWriter:
         codes[valid] = ranks
         save_npy(self.staged / dim_file(slot, "codes.npy"), codes)
         save_npy(self.staged / dim_file(slot, "values.npy"), distinct.astype(dtype))
-        bitmaps, extra = bsi.build_number(ords, ranks, len(distinct))
+        bitmaps, extra = numbers.build(ords, ranks, len(distinct), self.number_layout)
         meta.update(extra, num_values=len(distinct), dtype=np.dtype(dtype).name)
         return bitmaps
 

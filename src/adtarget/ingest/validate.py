@@ -215,7 +215,11 @@ def _coerce(
         if pa.types.is_integer(t):
             return arr.cast(pa.int64())
         if pa.types.is_floating(t):
-            return arr.cast(pa.float64())
+            floats = arr.cast(pa.float64())
+            finite = pc.is_finite(floats)
+            if pc.all(finite).as_py() is False:  # NaN / inf is no number a rule can compare
+                return _wrong(floats, probs, col, pa.float64(), _mask(finite))
+            return floats
         if pa.types.is_string(t):
             ok = _mask(pc.match_substring_regex(arr, NUMBER_RE))
             checked = _wrong(arr, probs, col, pa.float64(), ok)
