@@ -1,141 +1,41 @@
-"""Benchmark: build a snapshot from a generated population, then size a 5-clause rule.
+"""Benchmark: size a list of rules over a generated population, in process and over HTTP.
 
-Prints ingest rows/s and peak RSS beside a plain ``pyarrow.parquet.read_table`` of the same
-file (the floor), and sizing p50/p99 beside the same rule as a DuckDB query over the same
-Parquet file and over a DuckDB in-memory table, asserting equal counts; and the index size
-on disk and a reader process's RSS. Run: ``python bench/bench_sizing.py --users 10000000``.
+Builds the population (shape from the command line: users, distinct countries/ages/watch-hour
+values, an optional sort that makes runs) as Parquet, ingests it into a snapshot (timed beside
+a pyarrow read of the file, the floor), then for each rule prints in-process p50/p99 (sub-
+expression cache off: every call evaluates every clause), HTTP p50/p99 against a running
+``adtarget serve`` (keep-alive client, cache off), DuckDB and ClickHouse's bitmap pattern via
+chDB on the same data, with counts checked equal. Then: the API's fixed cost over a hello-world
+route of the same app, a builder typing (one clause changed per call, cache on), and the
+overlap of 20 audiences.
+
+    python bench/bench_sizing.py --users 10000000 [--ages 78 --hours 1000 --sort-by country]
+    python bench/bench_sizing.py --users 1000000 --rule 'age between 18 and 34'
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import resource
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import duckdb
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+import httpx
 import pyarrow.parquet as pq
 
-from adtarget.audience.build import SnapshotBuilder
-from adtarget.audience.service import size_rule
-from adtarget.audience.store import SnapshotStore
-from adtarget.rules.eval_sql import to_sql
-from adtarget.rules.parse import parse
-from adtarget.rules.registry import DimensionSpec
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-COUNTRIES = [
-    "US",
-    "CA",
-    "GB",
-    "DE",
-    "FR",
-    "ES",
-    "IT",
-    "BR",
-    "MX",
-    "JP",
-    "KR",
-    "IN",
-    "AU",
-    "NL",
-    "SE",
-    "NO",
-    "PL",
-    "AR",
-    "CL",
-    "ZA",
-]
-PLANS = ["free", "basic", "standard", "premium"]
-DEVICES = ["tv", "mobile", "web", "tablet", "console", "stick"]
-GENRES = [
-    "scifi",
-    "drama",
-    "comedy",
-    "horror",
-    "docs",
-    "kids",
-    "anime",
-    "sports",
-    "news",
-    "romance",
-    "thriller",
-    "crime",
-    "fantasy",
-    "history",
-    "music",
-    "reality",
-    "war",
-    "western",
-    "family",
-    "mystery",
-]
-LANGS = ["en", "es", "fr", "de", "it", "pt", "ja", "ko", "hi", "nl"]
-RULE = (
-    'country in ("US", "CA", "GB") and device in ("tv", "mobile") and age between 18 and 34'
-    ' and genres has any ("scifi", "drama") and not premium = true'
-)
-REGISTRY = {
-    "country": DimensionSpec("country", "category"),
-    "plan": DimensionSpec("plan", "category"),
-    "device": DimensionSpec("device", "category"),
-    "age": DimensionSpec("age", "number"),
-    "premium": DimensionSpec("premium", "bool"),
-    "genres": DimensionSpec("genres", "set"),
-    "languages": DimensionSpec("languages", "set"),
-}
-
-
-def _category(rng: np.random.Generator, names: list[str], n: int, null_rate: float) -> pa.Array:
-    weights = 1.0 / np.arange(1, len(names) + 1)
-    codes = rng.choice(len(names), size=n, p=weights / weights.sum()).astype(np.int32)
-    mask = rng.random(n) < null_rate
-    return pa.array(names).take(pa.array(codes, mask=mask))
-
-
-def _set(rng: np.random.Generator, names: list[str], n: int, max_len: int) -> pa.Array:
-    lengths = rng.integers(0, max_len + 1, size=n)
-    offsets = np.zeros(n + 1, dtype=np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    values = pa.array(names).take(pa.array(rng.integers(0, len(names), size=int(offsets[-1]))))
-    return pa.ListArray.from_arrays(pa.array(offsets), values)
-
-
-def generate(path: Path, users: int, seed: int = 7) -> None:
-    """Write the 7-dimension population as Parquet, in row groups of 1M."""
-    rng = np.random.default_rng(seed)
-    schema = None
-    writer = None
-    for start in range(0, users, 1_000_000):
-        n = min(1_000_000, users - start)
-        ids = pc.binary_join_element_wise(
-            "u", pc.cast(pa.array(rng.permutation(n) + start), pa.string()), ""
-        )
-        table = pa.table(
-            {
-                "user_id": ids,
-                "country": _category(rng, COUNTRIES, n, 0.02),
-                "plan": _category(rng, PLANS, n, 0.0),
-                "device": _category(rng, DEVICES, n, 0.05),
-                "age": pa.array(rng.integers(18, 81, size=n), mask=rng.random(n) < 0.03),
-                "premium": pa.array(rng.random(n) < 0.3, mask=rng.random(n) < 0.01),
-                "genres": _set(rng, GENRES, n, 4),
-                "languages": _set(rng, LANGS, n, 2),
-            }
-        )
-        if writer is None:
-            schema = table.schema
-            writer = pq.ParquetWriter(str(path), schema)
-        writer.write_table(table)
-    assert writer is not None
-    writer.close()
+from adtarget.audience.build import SnapshotBuilder  # noqa: E402
+from adtarget.audience.service import overlap_rules, size_rule  # noqa: E402
+from adtarget.audience.store import SnapshotStore  # noqa: E402
+from sizing_data import REGISTRY, RULES, Shape, generate  # noqa: E402
+from sizing_peers import ChBitmapPeer, DuckPeer, chdb_available, pct, timed  # noqa: E402
 
 
 def peak_rss_mb() -> float:
@@ -143,145 +43,211 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def dir_bytes(path: Path) -> int:
-    """Bytes of the regular files under ``path`` (the snapshot as stored)."""
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-READER = """
-import json, sys, time
-from pathlib import Path
-def rss():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-from adtarget.audience.service import size_rule
-from adtarget.audience.store import SnapshotStore
-base = rss()
-snap = SnapshotStore(Path(sys.argv[1])).current()
-opened = rss()
-for _ in range(20):
-    r = size_rule(snapshot=snap, rule_text=sys.argv[2], min_size=0)
-print(json.dumps({"base": base, "opened": opened, "queried": rss(), "count": r["count"]}))
-"""
-
-
-def reader_rss(snapshots: Path) -> dict[str, int]:
-    """RSS of a fresh reader process: after imports, after opening, after sizing the rule."""
-    out = subprocess.run(
-        [sys.executable, "-c", READER, str(snapshots), RULE],
-        capture_output=True,
-        text=True,
-        check=True,
+def build(data: Path, root: Path, layout: str | None) -> tuple[SnapshotStore, float]:
+    """Parquet batches straight into the builder (the path ingest takes after validation)."""
+    shutil.rmtree(root, ignore_errors=True)
+    store = SnapshotStore(root)
+    t = time.perf_counter()
+    builder = SnapshotBuilder(
+        store=store, base=None, registry=REGISTRY, mode="replace", number_layout=layout
     )
-    return json.loads(out.stdout)  # type: ignore[no-any-return]
+    keep = ["country", "plan", "devices.list.element", "genres.list.element"]
+    for batch in pq.ParquetFile(data, read_dictionary=keep).iter_batches(batch_size=1_000_000):
+        builder.add_batch(batch)
+    store.publish(builder.finish())
+    return store, time.perf_counter() - t
 
 
-def pct(times: list[float], q: float) -> float:
-    """Percentile in milliseconds."""
-    return float(np.percentile(times, q)) * 1000
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """``adtarget serve`` on a free loopback port over the bench's data dir (cache off)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "ADTARGET_DATA_DIR": str(data_dir),
+            "ADTARGET_SIZING_CACHE": "false",
+            "ADTARGET_MIN_AUDIENCE_SIZE": "0",
+        }
+        env.pop("ADTARGET_ADMIN_KEY", None)
+        exe = Path(sys.executable).with_name("adtarget")
+        self.proc = subprocess.Popen(
+            [str(exe), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=60)
+        deadline = time.time() + 60
+        while True:
+            try:
+                if self.client.get("/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.time() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("adtarget serve did not start")
+            time.sleep(0.1)
+
+    def size(self, rule: str) -> int:
+        r = self.client.post("/v1/audiences/size", json={"rule": rule})
+        r.raise_for_status()
+        return int(r.json()["count"])
+
+    def hello(self) -> int:
+        return self.client.get("/healthz").status_code
+
+    def close(self) -> None:
+        self.client.close()
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--users", type=int, default=10_000_000)
+    ap.add_argument("--countries", type=int, default=20)
+    ap.add_argument("--ages", type=int, default=78, help="distinct ages (few-valued number)")
+    ap.add_argument("--hours", type=int, default=1000, help="distinct watch-hour values")
+    ap.add_argument("--sort-by", default=None, help="sort each 1M rows by a column (runs)")
+    ap.add_argument("--layout", default=None, choices=["range", "buckets", "bsi"])
+    ap.add_argument("--rule", action="append", help="size this rule (repeat); default: the list")
     ap.add_argument("--queries", type=int, default=200)
-    ap.add_argument("--duckdb-queries", type=int, default=5)
+    ap.add_argument("--peer-queries", type=int, default=5)
+    ap.add_argument("--no-http", action="store_true")
+    ap.add_argument("--no-chdb", action="store_true")
     ap.add_argument("--workdir", type=Path, default=None)
-    ap.add_argument(
-        "--reuse",
-        action="store_true",
-        help="keep an existing population.parquet in --workdir (profiling)",
-    )
+    ap.add_argument("--reuse", action="store_true", help="keep population.parquet in --workdir")
     args = ap.parse_args(argv)
+    shape = Shape(args.users, args.countries, args.ages, args.hours, args.sort_by)
+    rules: list[str] = args.rule or RULES
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-sizing-"))
     work.mkdir(parents=True, exist_ok=True)
     data = work / "population.parquet"
     t = time.perf_counter()
     if not (args.reuse and data.exists()):
-        generate(data, args.users)
-    print(f"generated {args.users:,} users in {time.perf_counter() - t:.1f}s -> {data}")
+        generate(data, shape)
+    print(f"generated {shape} in {time.perf_counter() - t:.1f}s -> {data}")
 
-    rss0 = peak_rss_mb()
     t = time.perf_counter()
-    floor_rows = pq.read_table(data).num_rows
+    pq.read_table(data)
     floor_s = time.perf_counter() - t
     rss_floor = peak_rss_mb()
+    store, build_s = build(data, work / "snapshots", args.layout)
     print(
-        f"floor  pyarrow.parquet.read_table: {floor_s:.2f}s "
-        f"({floor_rows / floor_s:,.0f} rows/s), peak RSS {rss_floor:,.0f} MB"
+        f"build  {args.users:,} users: {build_s:.2f}s ({args.users / build_s:,.0f} rows/s), "
+        f"peak RSS {peak_rss_mb():,.0f} MB (after the pyarrow read {rss_floor:,.0f} MB); "
+        f"pyarrow read {floor_s:.2f}s, build/read {build_s / floor_s:.1f}x"
     )
+    snap = store.current()
+    assert snap is not None
+    layouts = {n: d.layout for n, d in snap.dims.items() if d.type == "number"}
+    print(f"layouts {layouts}; distinct { ({n: snap.dims[n].num_values for n in layouts}) }")
+    for name, d in snap.dims.items():
+        size = os.path.getsize(snap.path / f"{d.slot}.bm.bin")
+        print(f"       {name:<12} bitmaps {size / 2**20:8.1f} MB")
 
-    # The ingest module's readers/validators are not used here: batches go straight from
-    # Parquet into the builder (the path ingest takes after validation). Text columns are
-    # read dictionary-encoded, as they are stored, so they are never expanded to strings.
-    shutil.rmtree(work / "snapshots", ignore_errors=True)
-    store = SnapshotStore(work / "snapshots")
-    t = time.perf_counter()
-    builder = SnapshotBuilder(store=store, base=None, registry=REGISTRY, mode="replace")
-    keep_dict = ["country", "plan", "device", "genres.list.element", "languages.list.element"]
-    for batch in pq.ParquetFile(data, read_dictionary=keep_dict).iter_batches(batch_size=1_000_000):
-        builder.add_batch(batch)
-    version = store.publish(builder.finish())
-    build_s = time.perf_counter() - t
-    print(
-        f"build  snapshot {version}: {build_s:.2f}s ({args.users / build_s:,.0f} rows/s), "
-        f"peak RSS {peak_rss_mb():,.0f} MB (before build {max(rss0, rss_floor):,.0f} MB); "
-        f"{build_s / floor_s:.1f}x the pyarrow read"
-    )
-
-    snapshot = store.current()
-    assert snapshot is not None
-    result = size_rule(snapshot=snapshot, rule_text=RULE, registry=REGISTRY, min_size=0)
-    timings = []
-    for _ in range(args.queries):
+    duck = DuckPeer(data, REGISTRY)
+    ch = None
+    if not args.no_chdb and chdb_available():
         t = time.perf_counter()
-        result = size_rule(snapshot=snapshot, rule_text=RULE, registry=REGISTRY, min_size=0)
-        timings.append(time.perf_counter() - t)
-    p50, p99 = pct(timings, 50), pct(timings, 99)
-
-    # The same rule as SQL (the rule language's own DuckDB translation), run on the same data
-    # twice: straight over the Parquet file, and over a DuckDB in-memory table (its best case).
-    where, params = to_sql(parse(RULE), registry=REGISTRY, dialect="duckdb")
-    con = duckdb.connect()
-    con.execute(f"CREATE TABLE users AS SELECT * FROM read_parquet('{data}')")
-    duck: dict[str, tuple[float, float, int]] = {}
-    for label, source in (("parquet", f"read_parquet('{data}')"), ("table", "users")):
-        sql = f"SELECT count(*) FROM {source} WHERE {where}"
-        times = []
-        n = -1
-        for _ in range(args.duckdb_queries):
-            t = time.perf_counter()
-            n = con.execute(sql, params).fetchone()[0]  # type: ignore[index]
-            times.append(time.perf_counter() - t)
-        duck[label] = (pct(times, 50), pct(times, 99), n)
-    con.close()
-
-    disk = dir_bytes(snapshot.path)
-    rss = reader_rss(work / "snapshots")
-    per10m = 10_000_000 / max(args.users, 1)
-    print(f"size   {RULE}")
-    print(
-        f"       adtarget p50 {p50:.3f} ms, p99 {p99:.3f} ms, count {result['count']:,}"
-        f"  ({args.queries} queries)"
-    )
-    for label, (d50, d99, n) in duck.items():
+        ch = ChBitmapPeer(data, REGISTRY)
+        print(f"chdb   bitmap states built in {time.perf_counter() - t:.1f}s")
+    elif not args.no_chdb:
+        print("chdb   not installed (pip install 'adtarget[bench]'): column skipped")
+    server = None if args.no_http else Server(work)
+    mismatch = False
+    worst50 = worst99 = 0.0
+    try:
         print(
-            f"       duckdb {label:<7} p50 {d50:.1f} ms, p99 {d99:.1f} ms, count {n:,}"
-            f"  ({args.duckdb_queries} queries); ratio {d50 / p50:,.0f}x faster than DuckDB"
+            f"{'rule':<4} {'count':>10} {'p50 ms':>8} {'p99 ms':>8} {'http p50':>9} "
+            f"{'http p99':>9} {'duckdb':>8} {'chdb bm':>8} {'x duck':>7} {'x chdb':>7}"
         )
-    print(
-        f"memory index on disk {disk / 2**20:,.1f} MB "
-        f"({disk * per10m / 2**20:,.0f} MB per 10M users); reader process RSS "
-        f"{rss['base'] / 2**20:,.0f} MB after imports, {rss['opened'] / 2**20:,.0f} MB "
-        f"after opening, {rss['queried'] / 2**20:,.0f} MB after sizing "
-        f"(+{(rss['queried'] - rss['base']) * per10m / 2**20:,.0f} MB per 10M users)"
-    )
-    counts = {result["count"], rss["count"], *(n for _, _, n in duck.values())}
-    if len(counts) != 1:
-        print(f"COUNT MISMATCH {counts}", file=sys.stderr)
-        return 1
-    return 0
+        for i, rule in enumerate(rules):
+            size_rule(snapshot=snap, rule_text=rule, min_size=0, use_cache=False)  # warm
+            times, n = timed(
+                lambda r=rule: size_rule(  # type: ignore[misc]
+                    snapshot=snap, rule_text=r, min_size=0, use_cache=False
+                )["count"],
+                args.queries,
+            )
+            p50, p99 = pct(times, 50), pct(times, 99)
+            worst50, worst99 = max(worst50, p50), max(worst99, p99)
+            counts = {n}
+            h50 = h99 = float("nan")
+            if server is not None:
+                server.size(rule)
+                ht, hn = timed(lambda r=rule: server.size(r), args.queries)  # type: ignore[misc]
+                h50, h99 = pct(ht, 50), pct(ht, 99)
+                counts.add(hn)
+            dt, dn = timed(lambda r=rule: duck.count(r), args.peer_queries)  # type: ignore[misc]
+            counts.add(dn)
+            c50 = float("nan")
+            if ch is not None:
+                ct, cn = timed(lambda r=rule: ch.count(r), args.peer_queries)  # type: ignore[misc]
+                c50 = pct(ct, 50)
+                counts.add(cn)
+            d50 = pct(dt, 50)
+            print(
+                f"R{i + 1:<3} {n:>10,} {p50:8.3f} {p99:8.3f} {h50:9.3f} {h99:9.3f} "
+                f"{d50:8.1f} {c50:8.1f} {d50 / p50:7.0f} {c50 / p50:7.0f}"
+            )
+            if len(counts) != 1:
+                mismatch = True
+                print(f"COUNT MISMATCH R{i + 1} {counts}", file=sys.stderr)
+        for i, rule in enumerate(rules):
+            print(f"R{i + 1:<3} {rule}")
+        print(f"worst rule: p50 {worst50:.3f} ms, p99 {worst99:.3f} ms (in process, cache off)")
+        if server is not None:
+            hello, _ = timed(server.hello, args.queries)
+            cheap = 'plan = "ads"'
+            inproc, _ = timed(
+                lambda: size_rule(snapshot=snap, rule_text=cheap, min_size=0, use_cache=False)[
+                    "count"
+                ],
+                args.queries,
+            )
+            http, _ = timed(lambda: server.size(cheap), args.queries)
+            fixed = pct(http, 50) - pct(inproc, 50) - pct(hello, 50)
+            print(
+                f"api    hello-world GET /healthz p50 {pct(hello, 50):.3f} ms; size {cheap!r} "
+                f"http p50 {pct(http, 50):.3f} ms, in process {pct(inproc, 50):.3f} ms: fixed "
+                f"cost over hello-world {fixed:.3f} ms"
+            )
+        _typing(snap, args.queries)
+        over = [rules[i % len(rules)] + f" and age >= {13 + i}" for i in range(20)]
+        overlap_rules(snapshot=snap, rules=over, min_size=0, use_cache=False)
+        ot, _ = timed(
+            lambda: len(overlap_rules(snapshot=snap, rules=over, min_size=0, use_cache=False)),
+            max(3, args.queries // 20),
+        )
+        print(f"overlap 20 audiences (20x20 matrix, cache off): p50 {pct(ot, 50):.1f} ms")
+    finally:
+        if server is not None:
+            server.close()
+    return 1 if mismatch else 0
+
+
+def _typing(snap: object, queries: int) -> None:
+    """A builder types: the issue's rule with its age bounds moving, cache on vs off."""
+    base = RULES[0].replace("age between 18 and 34", "age between 18 and {hi}")
+    variants = [base.format(hi=20 + (i % 50)) for i in range(queries)]
+    for use_cache in (False, True):
+        times = []
+        for rule in variants:
+            t = time.perf_counter()
+            size_rule(snapshot=snap, rule_text=rule, min_size=0, use_cache=use_cache)  # type: ignore[arg-type]
+            times.append(time.perf_counter() - t)
+        print(
+            f"typing one clause changed per call, cache {'on ' if use_cache else 'off'}: "
+            f"p50 {pct(times, 50):.3f} ms, p99 {pct(times, 99):.3f} ms"
+        )
 
 
 if __name__ == "__main__":

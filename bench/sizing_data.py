@@ -60,7 +60,7 @@ RULES = [
     "age between 18 and 34",
     "watch_hours between 2.5 and 17.3",
     "watch_hours > 40.05 and age >= 50",
-    'genres has all ("scifi", "drama")',
+    'genres has all ("scifi", "horror")',
     'premium = true and devices has any ("tv", "console") and watch_hours <= 3.3',
     '(country = "C3" or plan = "free") and not (age < 25 or watch_hours >= 50)',
     'country in ("C0","C4") and watch_hours between 1.5 and 20 and genres has any ("drama")'

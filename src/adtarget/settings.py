@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     events_url: str | None = None
     events_retention_days: int = Field(default=400, ge=1)
     min_audience_size: int = Field(default=100, ge=0)
+    sizing_cache: bool = True
+    """Keep results of rule sub-expressions per snapshot, so a rule edited one clause at a time
+    redoes only that clause (``audience/results.py``); off to measure every call cold."""
     snapshots_keep: int = Field(default=5, ge=1)
     history_depth: int = Field(default=200, ge=1)
     ingest_max_error_ratio: float = Field(default=0.05, ge=0.0, le=1.0)

@@ -24,7 +24,7 @@ from adtarget.audience.sizing import count_rule
 from adtarget.audience.store import SnapshotStore
 from adtarget.errors import InvalidValue, NotFound
 from adtarget.rules.ast import Rule
-from adtarget.rules.eval_bitmap import evaluate
+from adtarget.rules.eval_bitmap import Memo, evaluate, evaluate_shared
 from adtarget.rules.format import from_json
 from adtarget.rules.parse import parse
 from adtarget.rules.registry import DimensionSpec
@@ -149,6 +149,7 @@ def size_rule(
     min_size: int = 100,
     segments: Mapping[str, Rule | None] | None = None,
     hidden: frozenset[str] = frozenset(),
+    use_cache: bool = True,
 ) -> dict[str, Any]:
     """Exact number of users matching a rule: ``{"count": N, "snapshot": v}``.
 
@@ -159,12 +160,13 @@ def size_rule(
         min_size: counts below it come back as ``count: None, below_threshold: True``.
         segments: catalog segments, name -> rule (rule-based) or ``None`` (list).
         hidden: segments the caller may not see (treated as missing).
+        use_cache: reuse sub-expression results kept on the snapshot (``audience/results``).
     """
     rule = _compile_any(rule_text, snapshot, registry, segments, hidden)
     if isinstance(snapshot, ShardedSnapshot):
         n = snapshot.fanout.count(rule)
     else:
-        n = count_rule(rule, snapshot.index)
+        n = count_rule(rule, snapshot.index, snapshot.results if use_cache else None)
     return _with_shards(_gate(n, min_size, snapshot.version), snapshot)
 
 
@@ -176,6 +178,7 @@ def overlap_rules(
     min_size: int = 100,
     segments: Mapping[str, Rule | None] | None = None,
     hidden: frozenset[str] = frozenset(),
+    use_cache: bool = True,
 ) -> dict[str, Any]:
     """N x N matrix of intersection sizes (diagonal = each rule's size), thresholded per cell:
     a cell under ``min_size`` is ``None`` and ``below_threshold[i][j]`` is ``True``.
@@ -195,7 +198,7 @@ def overlap_rules(
     counts = (
         snapshot.fanout.overlap(compiled)
         if isinstance(snapshot, ShardedSnapshot)
-        else _overlap_counts(compiled, snapshot.index)
+        else _overlap_counts(compiled, snapshot.index, snapshot.results if use_cache else None)
     )
     matrix: list[list[int | None]] = [[None] * n for _ in range(n)]
     low_cells: list[list[bool]] = [[False] * n for _ in range(n)]
@@ -216,9 +219,10 @@ def overlap_rules(
     return _with_shards(answer, snapshot)
 
 
-def _overlap_counts(rules: Sequence[Rule], index: Any) -> list[list[int]]:
-    """Each rule evaluated once; cells use ``intersection_cardinality`` (no bitmap is built)."""
-    bitmaps: list[AbstractBitMap] = [evaluate(r, index) for r in rules]
+def _overlap_counts(rules: Sequence[Rule], index: Any, memo: Memo | None) -> list[list[int]]:
+    """Each rule evaluated once (shared, not copied: nothing here mutates them); cells use
+    ``intersection_cardinality`` (no bitmap is built)."""
+    bitmaps: list[AbstractBitMap] = [evaluate_shared(r, index, memo) for r in rules]
     n = len(bitmaps)
     out = [[0] * n for _ in range(n)]
     for i in range(n):

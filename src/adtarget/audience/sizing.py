@@ -20,22 +20,24 @@ from __future__ import annotations
 from pyroaring import AbstractBitMap, BitMap
 
 from adtarget.rules.ast import And, Not, Rule
-from adtarget.rules.eval_bitmap import BitmapIndex, count, evaluate_shared
+from adtarget.rules.eval_bitmap import BitmapIndex, Memo, count, evaluate_shared
 
 # A clause counts as dense when it holds at least 1/16 of the users: Roaring keeps a container
 # as a bitset above 4096 of 65536 values (1/16), so dense-by-dense results stay bitsets.
 DENSE_FRACTION = 16
 
 
-def count_rule(rule: Rule, index: BitmapIndex) -> int:
-    """Exact number of users matching ``rule`` (same answer as ``eval_bitmap.count``)."""
+def count_rule(rule: Rule, index: BitmapIndex, memo: Memo | None = None) -> int:
+    """Exact number of users matching ``rule`` (same answer as ``eval_bitmap.count``).
+
+    With ``memo`` (a snapshot's ``ResultCache``), clause results are reused across calls."""
     if not isinstance(rule, And) or len(rule.children) < 3:
-        return count(rule, index)
-    negs = [evaluate_shared(c.child, index) for c in rule.children if isinstance(c, Not)]
-    pos = [evaluate_shared(c, index) for c in rule.children if not isinstance(c, Not)]
+        return count(rule, index, memo)
+    negs = [evaluate_shared(c.child, index, memo) for c in rule.children if isinstance(c, Not)]
+    pos = [evaluate_shared(c, index, memo) for c in rule.children if not isinstance(c, Not)]
     pos.sort(key=len, reverse=True)
     if len(pos) < 2 or len(pos[-1]) * DENSE_FRACTION < len(index.universe()):
-        return count(rule, index)  # sparse: the evaluator's smallest-first order is right
+        return count(rule, index, memo)  # sparse: the evaluator's smallest-first order
     tail = pos[-2:] if len(pos) >= 3 else pos[-1:]
     head = pos[: len(pos) - len(tail)]
     # Only bitmaps created here are mutated; clause results may belong to the index.

@@ -36,6 +36,7 @@ from adtarget.audience.layout import (
     load_npy,
     registry_from_json,
 )
+from adtarget.audience.results import ResultCache
 from adtarget.errors import NotFound
 from adtarget.rules.ast import SEGMENTS_FIELD
 from adtarget.rules.registry import DimensionSpec
@@ -79,6 +80,12 @@ class Snapshot:
         }
         self.segments = SegmentReader(self.path, self.manifest["segments"], clock)
         self.index = SnapshotIndex(self.path, self.dims, self.segments)
+        self.results = ResultCache()
+
+    def invalidate_results(self) -> None:
+        """Drop kept sub-expression results: call when what this snapshot answers changes
+        without a publish (real-time delta bitmaps laid over it)."""
+        self.results.invalidate()
 
     def __repr__(self) -> str:
         return f"Snapshot({self.version!r}, num_users={self.num_users})"

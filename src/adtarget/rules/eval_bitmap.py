@@ -12,7 +12,7 @@ cardinality shortcut exists (``len(a & b)`` → ``a.intersection_cardinality(b)`
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from pyroaring import AbstractBitMap, BitMap
 
@@ -32,7 +32,16 @@ from adtarget.rules.ast import (
 )
 from adtarget.rules.bitmap_memory import MemoryBitmapIndex
 
-__all__ = ["BitmapIndex", "MemoryBitmapIndex", "count", "evaluate"]
+__all__ = ["BitmapIndex", "Memo", "MemoryBitmapIndex", "count", "evaluate"]
+
+
+class Memo(Protocol):
+    """Where results of sub-expressions may be kept (keyed by AST node; results are shared,
+    so they are never mutated). The audience layer's ``ResultCache`` is one."""
+
+    def get(self, key: Any) -> AbstractBitMap | None: ...
+
+    def __setitem__(self, key: Any, value: AbstractBitMap) -> None: ...
 
 
 @runtime_checkable
@@ -156,30 +165,48 @@ def _split(children: tuple[Rule, ...]) -> tuple[list[Rule], list[Rule]]:
     return pos, neg
 
 
-def _positive(rule: Rule, index: BitmapIndex) -> AbstractBitMap:
+def _positive(rule: Rule, index: BitmapIndex, memo: Memo | None = None) -> AbstractBitMap:
     """Bitmap of a rule whose polarity is positive (And, Or or a positive leaf)."""
+    if memo is not None:
+        hit = memo.get(rule)
+        if hit is not None:
+            return hit
+        out = _positive_uncached(rule, index, memo)
+        memo[rule] = out
+        return out
+    return _positive_uncached(rule, index, None)
+
+
+def _positive_uncached(rule: Rule, index: BitmapIndex, memo: Memo | None) -> AbstractBitMap:
     if isinstance(rule, And):
         pos, neg = _split(rule.children)
         if pos:
-            bms = sorted((_eval(c, index) for c in pos), key=len)
+            bms = sorted((_eval(c, index, memo) for c in pos), key=len)
             acc = bms[0] if len(bms) == 1 else BitMap.intersection(*bms)
         else:
             acc = index.universe()
         if neg:
             # a and not b = a - b: no universe-sized complement is built.
-            acc = acc - BitMap.union(*(_positive(n, index) for n in neg))
+            acc = acc - BitMap.union(*(_positive(n, index, memo) for n in neg))
         return acc
     if isinstance(rule, Or):
-        return BitMap.union(*(_eval(c, index) for c in rule.children))
+        return BitMap.union(*(_eval(c, index, memo) for c in rule.children))
     return _leaf(rule, index)
 
 
-def _eval(rule: Rule, index: BitmapIndex) -> AbstractBitMap:
+def _eval(rule: Rule, index: BitmapIndex, memo: Memo | None = None) -> AbstractBitMap:
     """The matching ordinals; may return an index-owned bitmap (read-only)."""
     negated, core = _polarity(rule)
     if negated:
+        if memo is not None:
+            hit = memo.get(rule)
+            if hit is not None:
+                return hit
+            out = index.universe() - _positive(core, index, memo)
+            memo[rule] = out
+            return out
         return index.universe() - _positive(core, index)
-    return _positive(core, index)
+    return _positive(core, index, memo)
 
 
 def evaluate(rule: Rule, index: BitmapIndex) -> BitMap:
@@ -193,27 +220,30 @@ def evaluate(rule: Rule, index: BitmapIndex) -> BitMap:
     return BitMap(result)
 
 
-def evaluate_shared(rule: Rule, index: BitmapIndex) -> AbstractBitMap:
+def evaluate_shared(rule: Rule, index: BitmapIndex, memo: Memo | None = None) -> AbstractBitMap:
     """Like ``evaluate`` without the copy: the result may be the index's own bitmap, so the
     caller must not mutate it. For planners that only combine clause results (a 10M-user
-    bitmap costs ~1 ms to copy)."""
-    return _eval(rule, index)
+    bitmap costs ~1 ms to copy). With ``memo``, sub-expression results are looked up there
+    first and stored there after."""
+    return _eval(rule, index, memo)
 
 
-def count(rule: Rule, index: BitmapIndex) -> int:
+def count(rule: Rule, index: BitmapIndex, memo: Memo | None = None) -> int:
     """How many users match, using cardinality shortcuts instead of building the final bitmap."""
     negated, core = _polarity(rule)
     if negated:
-        return len(index.universe()) - count(core, index)
+        return len(index.universe()) - count(core, index, memo)
     if isinstance(core, Or) and len(core.children) == 2:
         a, b = core.children
-        return _eval(a, index).union_cardinality(_eval(b, index))
+        return _eval(a, index, memo).union_cardinality(_eval(b, index, memo))
     if isinstance(core, And):
         pos, neg = _split(core.children)
         if len(pos) >= 2 and not neg:
-            bms = sorted((_positive(c, index) for c in pos), key=len)
+            bms = sorted((_positive(c, index, memo) for c in pos), key=len)
             head = bms[0] if len(bms) == 2 else BitMap.intersection(*bms[:-1])
             return head.intersection_cardinality(bms[-1])
         if len(pos) == 1 and len(neg) == 1:
-            return _positive(pos[0], index).difference_cardinality(_positive(neg[0], index))
-    return len(_eval(core, index))
+            return _positive(pos[0], index, memo).difference_cardinality(
+                _positive(neg[0], index, memo)
+            )
+    return len(_eval(core, index, memo))

@@ -109,6 +109,7 @@ def size(
         snapshot=service.current_snapshot(store),
         rule_text=body.rule,
         min_size=settings.min_audience_size,
+        use_cache=settings.sizing_cache,
         **_context(session, principal),
     )
 
@@ -126,6 +127,7 @@ def overlap(
         snapshot=service.current_snapshot(store),
         rules=body.rules,
         min_size=settings.min_audience_size,
+        use_cache=settings.sizing_cache,
         **_context(session, principal),
     )
 

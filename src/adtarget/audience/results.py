@@ -1,0 +1,76 @@
+"""Results of rule sub-expressions, kept per snapshot so an edited rule redoes only its edit.
+
+Why: an audience builder sizes the rule again on every keystroke; with four of five clauses
+unchanged, their bitmaps (and the AND of the unchanged part) are the same as a moment ago.
+Keys are rule AST nodes (frozen dataclasses, so equal sub-expressions hit wherever they sit).
+
+Scope and invalidation: one cache belongs to one ``Snapshot`` object, and a publish opens a new
+snapshot (a new cache; the old one goes with the old snapshot). Anything that changes what a
+snapshot answers without a publish — real-time delta bitmaps overlaid on it — must call
+``invalidate()`` (``Snapshot.invalidate_results``) when its deltas change. Bounded by bytes,
+least recently used first out.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from cachetools import LRUCache
+from pyroaring import AbstractBitMap
+
+DEFAULT_MAX_BYTES = 256 << 20
+
+
+def bitmap_bytes(bm: AbstractBitMap) -> int:
+    """Heap bytes of a bitmap's containers (plus a little for the object)."""
+    st: dict[str, Any] = bm.get_statistics()  # type: ignore[assignment]
+    return 64 + int(
+        st["n_bytes_array_containers"]
+        + st["n_bytes_run_containers"]
+        + st["n_bytes_bitset_containers"]
+    )
+
+
+class ResultCache:
+    """``rule node -> bitmap``; results are shared, so nobody may mutate what ``get`` returns."""
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self._lru: LRUCache[Any, tuple[AbstractBitMap, int]] = LRUCache(
+            maxsize=max(1, max_bytes), getsizeof=lambda item: item[1]
+        )
+        self._lock = threading.Lock()
+        self.generation = 0
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Any) -> AbstractBitMap | None:
+        """The cached result of ``key``, or ``None``."""
+        with self._lock:
+            hit = self._lru.get(key)
+            if hit is None:
+                self.misses += 1
+                return None
+            self.hits += 1
+            return hit[0]
+
+    def __setitem__(self, key: Any, bm: AbstractBitMap) -> None:
+        size = bitmap_bytes(bm)
+        if size > self._lru.maxsize:
+            return
+        with self._lock:
+            self._lru[key] = (bm, size)
+
+    def invalidate(self) -> None:
+        """Forget every result (the snapshot's answers changed: real-time deltas)."""
+        with self._lock:
+            self._lru.clear()
+            self.generation += 1
+
+    @property
+    def bytes(self) -> float:
+        """Bytes held now."""
+        return self._lru.currsize
+
+    def __len__(self) -> int:
+        return len(self._lru)
