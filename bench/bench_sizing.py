@@ -34,7 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from adtarget.audience.build import SnapshotBuilder  # noqa: E402
 from adtarget.audience.service import overlap_rules, size_rule  # noqa: E402
 from adtarget.audience.store import SnapshotStore  # noqa: E402
-from sizing_data import REGISTRY, RULES, Shape, generate  # noqa: E402
+from population7 import GENRES, REGISTRY, RULE, generate  # noqa: E402,F401  (bench_shards)
+from sizing_data import REGISTRY as SHAPE_REGISTRY  # noqa: E402
+from sizing_data import RULES, Shape  # noqa: E402
+from sizing_data import generate as generate_shape  # noqa: E402
 from sizing_peers import ChBitmapPeer, DuckPeer, chdb_available, pct, timed  # noqa: E402
 
 
@@ -49,7 +52,7 @@ def build(data: Path, root: Path, layout: str | None) -> tuple[SnapshotStore, fl
     store = SnapshotStore(root)
     t = time.perf_counter()
     builder = SnapshotBuilder(
-        store=store, base=None, registry=REGISTRY, mode="replace", number_layout=layout
+        store=store, base=None, registry=SHAPE_REGISTRY, mode="replace", number_layout=layout
     )
     keep = ["country", "plan", "devices.list.element", "genres.list.element"]
     for batch in pq.ParquetFile(data, read_dictionary=keep).iter_batches(batch_size=1_000_000):
@@ -132,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     data = work / "population.parquet"
     t = time.perf_counter()
     if not (args.reuse and data.exists()):
-        generate(data, shape)
+        generate_shape(data, shape)
     print(f"generated {shape} in {time.perf_counter() - t:.1f}s -> {data}")
 
     t = time.perf_counter()
@@ -153,11 +156,11 @@ def main(argv: list[str] | None = None) -> int:
         size = os.path.getsize(snap.path / f"{d.slot}.bm.bin")
         print(f"       {name:<12} bitmaps {size / 2**20:8.1f} MB")
 
-    duck = DuckPeer(data, REGISTRY)
+    duck = DuckPeer(data, SHAPE_REGISTRY)
     ch = None
     if not args.no_chdb and chdb_available():
         t = time.perf_counter()
-        ch = ChBitmapPeer(data, REGISTRY)
+        ch = ChBitmapPeer(data, SHAPE_REGISTRY)
         print(f"chdb   bitmap states built in {time.perf_counter() - t:.1f}s")
     elif not args.no_chdb:
         print("chdb   not installed (pip install 'adtarget[bench]'): column skipped")
