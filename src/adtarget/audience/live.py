@@ -22,6 +22,7 @@ import orjson
 import pyarrow as pa
 
 from adtarget.audience.delta import Delta, DeltaIndex, DeltaView, Update, UserState
+from adtarget.audience.results import ResultCache
 from adtarget.audience.snapshot import Snapshot
 from adtarget.audience.store import UPDATES_THROUGH as THROUGH
 from adtarget.audience.update_log import LoggedUpdate, UpdateLog
@@ -81,6 +82,8 @@ class LiveSnapshot(Snapshot):
         self.view = view
         self.updates_seq = view.seq
         self.index = DeltaIndex(base.index, view, delta.rules)  # type: ignore[assignment]
+        # sub-expression results of this view only: the base's cache holds base answers
+        self.results = ResultCache()
         self.num_ordinals = delta.n0 + len(delta.new_list)
         self.__dict__.pop("num_users", None)  # a property here: counted only when asked
 
