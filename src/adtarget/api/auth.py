@@ -20,22 +20,41 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from adtarget.api.deps import OPEN_PRINCIPAL, ROLES, Principal
 from adtarget.catalog.tables import Advertiser, ApiKey
 from adtarget.errors import InvalidValue, NotFound, StoreUnavailable, Unauthorized
 
 log = logging.getLogger("adtarget.api")
 
+ROLES = ("admin", "advertiser", "reader", "decisions")
 KEY_PREFIX = "adt_"
 _CACHE_MAX = 10_000
 KEYLESS_LOG_INTERVAL_S = 60.0
 """How often a service whose keys are all gone repeats why it refuses everyone."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: ``actor`` names them in command history (``key:<id>``, ``admin-env``,
+    ``open``), ``role`` is one of ``ROLES``, ``advertiser_id`` is set for advertiser keys."""
+
+    actor: str
+    role: str
+    advertiser_id: int | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        """True for admin keys, the env admin key and open mode."""
+        return self.role == "admin"
+
+
+OPEN_PRINCIPAL = Principal(actor="open", role="admin")
 
 
 def generate_key() -> str:

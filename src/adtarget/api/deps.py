@@ -10,41 +10,21 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from sqlalchemy.orm import Session, sessionmaker
 
-from adtarget.errors import Forbidden
+from adtarget.api.auth import OPEN_PRINCIPAL, ROLES, KeyResolver, Principal
+from adtarget.errors import Forbidden, NotFound
 from adtarget.settings import Settings
 
 if TYPE_CHECKING:
-    from adtarget.api.auth import KeyResolver
     from adtarget.audience.store import SnapshotStore
 
-ROLES = ("admin", "advertiser", "reader", "decisions")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 _state_lock = threading.Lock()
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling: ``actor`` names them in command history (``key:<id>``, ``admin-env``,
-    ``open``), ``role`` is one of ``ROLES``, ``advertiser_id`` is set for advertiser keys."""
-
-    actor: str
-    role: str
-    advertiser_id: int | None = None
-
-    @property
-    def is_admin(self) -> bool:
-        """True for admin keys, the env admin key and open mode."""
-        return self.role == "admin"
-
-
-OPEN_PRINCIPAL = Principal(actor="open", role="admin")
 
 
 def app_settings(app: FastAPI) -> Settings:
@@ -81,8 +61,6 @@ def app_session_factory(app: FastAPI) -> sessionmaker[Session]:
 
 def app_key_resolver(app: FastAPI) -> KeyResolver:
     """The app's cached API-key resolver."""
-    from adtarget.api.auth import KeyResolver
-
     resolver: KeyResolver = _lazy(
         app,
         "key_resolver",
@@ -200,8 +178,6 @@ def ensure_advertiser_scope(principal: Principal, advertiser_id: int | None) -> 
     advertiser (global segments, dimensions) are visible, and changing them is checked by the
     caller with ``require_roles``.
     """
-    from adtarget.errors import NotFound
-
     if principal.role != "advertiser" or advertiser_id is None:
         return
     if advertiser_id != principal.advertiser_id:
@@ -217,3 +193,5 @@ if TYPE_CHECKING:
     SnapshotStoreDep = Annotated[SnapshotStore, Depends(get_snapshot_store)]
 else:  # the audience module is imported lazily, on first use
     SnapshotStoreDep = Annotated[Any, Depends(get_snapshot_store)]
+
+__all__ = ["OPEN_PRINCIPAL", "ROLES", "Principal"]  # named here too, beside the deps that use them

@@ -13,7 +13,7 @@ The per-shard work itself is ``ShardWork``: plain functions of one ``Snapshot``,
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -24,10 +24,14 @@ from adtarget.audience.snapshot import Snapshot
 from adtarget.rules.ast import Rule
 from adtarget.rules.eval_bitmap import evaluate
 
-if TYPE_CHECKING:
-    from adtarget.audience.sharded import ShardedSnapshot
-
 EXPORT_CHUNK = 1_000_000
+
+
+class ShardSet(Protocol):
+    """What a fan-out needs of a sharded snapshot (``ShardedSnapshot``): its shards, opened."""
+
+    @property
+    def shards(self) -> list[Snapshot]: ...
 
 
 class Fanout(Protocol):
@@ -91,7 +95,7 @@ class ShardWork:
 class LocalFanout:
     """Every shard answered in this process, one after the other."""
 
-    def __init__(self, snapshot: ShardedSnapshot) -> None:
+    def __init__(self, snapshot: ShardSet) -> None:
         self.snapshot = snapshot
 
     def _work(self) -> list[ShardWork]:

@@ -5,21 +5,16 @@ still target those 7 users (serving reveals membership). So a line item whose ta
 segment whose last computed size (``segments.last_size``, refreshed at every publish) is below
 ``min_audience_size`` is refused with an error naming the segment and its threshold. A segment
 whose size was never computed (no upload has published since it was created) is not refused:
-its size is unknown, and the next publish records it.
+its size is unknown, and the next publish records it. The catalog applies this on line item
+writes (``catalog.checks.check_line_item_targeting``), with the sizes it stores.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
-
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from adtarget.errors import InvalidValue
 from adtarget.rules.ast import Rule, segment_names
-from adtarget.rules.format import from_json
-from adtarget.rules.parse import parse
 
 
 def below_threshold(n: int, min_size: int) -> bool:
@@ -49,26 +44,3 @@ def check_targetable(
                 below_threshold=True,
             )
 
-
-def check_line_item_targeting(
-    targeting: str | Mapping[str, Any] | None,
-    *,
-    session: Session,
-    min_size: int | None = None,
-    field: str = "targeting",
-) -> None:
-    """``check_targetable`` with segment sizes from the catalog (called on line item writes)."""
-    if targeting is None or (isinstance(targeting, str) and not targeting.strip()):
-        return
-    rule = parse(targeting) if isinstance(targeting, str) else from_json(targeting)
-    names = segment_names(rule)
-    if not names:
-        return
-    from adtarget.catalog.tables import Segment
-
-    if min_size is None:
-        from adtarget.settings import get_settings
-
-        min_size = get_settings().min_audience_size
-    rows = session.execute(select(Segment.name, Segment.last_size).where(Segment.name.in_(names)))
-    check_targetable(rule, {name: size for name, size in rows}, min_size, field=field)

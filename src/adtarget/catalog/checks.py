@@ -14,12 +14,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from adtarget.audience.privacy import check_targetable
 from adtarget.catalog.tables import AdFormat, Campaign, Creative, Dimension, LineItem, Segment
 from adtarget.errors import InvalidValue, RuleSyntaxError
-from adtarget.rules.format import to_json
+from adtarget.rules.ast import segment_names
+from adtarget.rules.format import from_json, to_json
 from adtarget.rules.parse import parse
 from adtarget.rules.registry import DimensionSpec, check_dimension_name
 from adtarget.rules.validate import validate
+from adtarget.settings import get_settings
 
 if TYPE_CHECKING:
     from jsonschema import exceptions as js_exceptions
@@ -80,6 +83,27 @@ def compile_targeting(
         err.field = field
         raise
     return to_json(rule)
+
+
+
+def check_line_item_targeting(
+    targeting: str | Mapping[str, Any] | None,
+    *,
+    session: Session,
+    min_size: int | None = None,
+    field: str = "targeting",
+) -> None:
+    """``check_targetable`` with segment sizes from the catalog (called on line item writes)."""
+    if targeting is None or (isinstance(targeting, str) and not targeting.strip()):
+        return
+    rule = parse(targeting) if isinstance(targeting, str) else from_json(targeting)
+    names = segment_names(rule)
+    if not names:
+        return
+    if min_size is None:
+        min_size = get_settings().min_audience_size
+    rows = session.execute(select(Segment.name, Segment.last_size).where(Segment.name.in_(names)))
+    check_targetable(rule, {name: size for name, size in rows}, min_size, field=field)
 
 
 def check_flight(start: Any, end: Any) -> None:

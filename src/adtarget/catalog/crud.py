@@ -98,9 +98,7 @@ def _compile(session: Session, obj: Base, values: dict[str, Any]) -> None:
     if isinstance(obj, LineItem) and "targeting" in values:
         obj.targeting = obj.targeting or ""
         obj.targeting_json = checks.compile_targeting(obj.targeting, session=session)
-        from adtarget.audience.privacy import check_line_item_targeting
-
-        check_line_item_targeting(obj.targeting_json, session=session)
+        checks.check_line_item_targeting(obj.targeting_json, session=session)
     if isinstance(obj, Segment) and ("rule" in values or obj.id is None):
         if obj.kind == "list" and obj.rule is not None:
             raise InvalidValue("a list segment has no rule; upload its members", field="rule")

@@ -15,7 +15,7 @@ import os
 import shutil
 import socket
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,12 @@ from adtarget.audience.sharding import check_shards
 from adtarget.audience.stores import snapshot_store_for
 from adtarget.catalog.coltypes import utcnow
 from adtarget.catalog.tables import UPLOAD_MODES, UploadJob
-from adtarget.errors import AdtargetError, IngestFailed, InvalidValue, NotFound
+from adtarget.errors import AdtargetError, IngestFailed, InvalidValue
+from adtarget.ingest.job_rows import Progress, job_dir, load_job, update_job
 from adtarget.ingest.schema import load_schema_file, parse_schema
+from adtarget.ingest.service import execute_job
 from adtarget.settings import Settings
 
-Progress = Callable[[dict[str, Any]], None]
 HOST = socket.gethostname()
 
 
@@ -41,11 +42,6 @@ def file_checksum(path: Path) -> str:
         while chunk := fh.read(1 << 22):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def job_dir(settings: Settings, job_id: str) -> Path:
-    """The job's own directory under ``uploads_dir`` (quarantine, uploaded copy, work files)."""
-    return settings.uploads_dir / job_id
 
 
 def job_to_dict(job: UploadJob) -> dict[str, Any]:
@@ -75,17 +71,10 @@ def job_to_dict(job: UploadJob) -> dict[str, Any]:
     }
 
 
-def _load(session: Session, job_id: str) -> UploadJob:
-    job = session.get(UploadJob, job_id)
-    if job is None:
-        raise NotFound(f"upload job {job_id!r} does not exist", field="id")
-    return job
-
-
 def get_job(job_id: str, *, session_factory: sessionmaker[Session]) -> dict[str, Any]:
     """The job object, or ``NotFound``."""
     with session_factory() as session:
-        return job_to_dict(_load(session, job_id))
+        return job_to_dict(load_job(session, job_id))
 
 
 def list_jobs(*, session_factory: sessionmaker[Session], limit: int = 50) -> list[dict[str, Any]]:
@@ -242,7 +231,7 @@ def submit_upload(
 def claim_job(job_id: str, *, session_factory: sessionmaker[Session]) -> UploadJob:
     """Move a queued job to ``running`` under this pid; ``InvalidValue`` if it is not queued."""
     with session_factory() as session:
-        job = _load(session, job_id)
+        job = load_job(session, job_id)
         if job.status != "queued":
             raise InvalidValue(f"upload job {job_id} is {job.status}, not queued", field="status")
         job.status = "running"
@@ -251,18 +240,6 @@ def claim_job(job_id: str, *, session_factory: sessionmaker[Session]) -> UploadJ
         session.commit()
         session.expunge(job)
         return job
-
-
-def update_job(job_id: str, *, session_factory: sessionmaker[Session], **fields: Any) -> None:
-    """Write progress or the outcome to the job row (``report`` is merged, not replaced)."""
-    with session_factory() as session:
-        job = _load(session, job_id)
-        report = fields.pop("report", None)
-        for key, value in fields.items():
-            setattr(job, key, value)
-        if report:
-            job.report = {**(job.report or {}), **report}
-        session.commit()
 
 
 def fail_job(
@@ -387,8 +364,6 @@ def run_upload(
     """
     job = claim_job(job_id, session_factory=session_factory)
     try:
-        from adtarget.ingest.service import execute_job
-
         execute_job(job, settings=settings, session_factory=session_factory, progress=progress)
     except AdtargetError as exc:
         fail_job(job_id, exc, session_factory=session_factory)

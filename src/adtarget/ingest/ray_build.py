@@ -33,6 +33,13 @@ from adtarget.audience.shard_build import shard_bases
 from adtarget.audience.sharded import AnySnapshot, write_manifest
 from adtarget.audience.sharding import shard_name
 from adtarget.errors import IngestFailed, InvalidValue
+from adtarget.ingest.finish import (
+    check_ratio,
+    finish_report,
+    publish_upload,
+    rule_segment_texts,
+    succeed_job,
+)
 from adtarget.ingest.pieces import line_offset, plan_pieces, read_header
 from adtarget.ingest.ray_tasks import (
     CRASH_ENV,
@@ -75,13 +82,6 @@ def run_ray_build(
 ) -> None:
     """The Ray engine's part of ``execute_job``: build, check, publish once (or nothing)."""
     from adtarget.audience.ray_runtime import TaskFailed, connect, map_pieces, run_tasks
-    from adtarget.ingest.service import (
-        _check_ratio,
-        _finish_report,
-        _publish,
-        _rule_segment_texts,
-        _succeed,
-    )
 
     if job.dry_run:
         raise InvalidValue("--dry-run is not available with --engine ray", field="engine")
@@ -106,7 +106,7 @@ def run_ray_build(
         header=read_header(uri) if fmt == "csv" else b"",
         pieces=pieces,
         bases=bases,
-        rule_segments=_rule_segment_texts(session_factory),
+        rule_segments=rule_segment_texts(session_factory),
         now=float(os.environ.get("ADTARGET_BUILD_NOW", "0")) or _now(),
         crash=os.environ.get(CRASH_ENV) or None,
     )
@@ -130,10 +130,10 @@ def run_ray_build(
         _write_quarantine(quarantine, staged, offsets, dup_rejects)
         counter.add(sum(int(b["accepted"]) for b in built), len(dup_rejects), force=True)
         quarantine.close()
-        report = _finish_report(job, settings, counter, quarantine, specs, new_dims)
+        report = finish_report(job, settings, counter, quarantine, specs, new_dims)
         report["shards"] = shards
         report["pieces"] = len(pieces)
-        _check_ratio(settings, counter, report)
+        check_ratio(settings, counter, report)
         shutil.rmtree(staged / PARTS, ignore_errors=True)
         write_manifest(
             staged,
@@ -145,9 +145,9 @@ def run_ray_build(
         )
         previous = base.version if base is not None else None
         counter.add(0, 0, stage="publishing")
-        _publish(job, settings, session_factory, store, staged, previous, new_dims, opts)
+        publish_upload(job, settings, session_factory, store, staged, previous, new_dims, opts)
         published = True
-        _succeed(
+        succeed_job(
             job.id, session_factory, counter, quarantine, report, snapshot=None, previous=previous
         )
     finally:

@@ -26,20 +26,27 @@ from adtarget.audience.sharded import AnySnapshot, ShardedSnapshot
 from adtarget.audience.snapshot import Snapshot
 from adtarget.audience.store import UPDATES_THROUGH, SnapshotStore
 from adtarget.audience.stores import live_follower
-from adtarget.catalog.coltypes import utcnow
 from adtarget.catalog.tables import UploadJob
 from adtarget.errors import AdtargetError, Conflict, IngestFailed, InvalidValue
+from adtarget.ingest.finish import (
+    RowCounter,
+    check_ratio,
+    finish_report,
+    publish_upload,
+    rule_segment_texts,
+    succeed_job,
+)
 from adtarget.ingest.hashed import HEX64_RE, hashed_to_ids
-from adtarget.ingest.jobs import Progress, job_dir, update_job
-from adtarget.ingest.publish import PublishUpload, dimension_payload, snapshot_store
+from adtarget.ingest.job_rows import Progress, job_dir, update_job
+from adtarget.ingest.publish import snapshot_store
 from adtarget.ingest.quarantine import QuarantineWriter
+from adtarget.ingest.ray_build import run_ray_build
 from adtarget.ingest.readers import open_reader
 from adtarget.ingest.schema import load_registry, resolve_dimensions
 from adtarget.ingest.validate import USER_ID, BatchValidator, ValidationOptions
 from adtarget.settings import Settings
 
 T = TypeVar("T")
-PROGRESS_EVERY_S = 1.0
 
 
 class _Stopwatch:
@@ -66,54 +73,6 @@ class _Stopwatch:
                 except StopIteration:
                     return
             yield item
-
-
-class _Counter:
-    """Rows read/accepted/rejected, pushed to the job row and the callback about once a second."""
-
-    def __init__(
-        self,
-        job_id: str,
-        session_factory: sessionmaker[Session],
-        progress: Progress | None,
-        total: int | None,
-    ) -> None:
-        self.job_id, self.session_factory, self.progress = job_id, session_factory, progress
-        self.total = total
-        self.read = self.accepted = self.rejected = 0
-        self.stage = "reading"
-        self._last = 0.0
-
-    def add(
-        self, accepted: int, rejected: int, *, force: bool = False, stage: str | None = None
-    ) -> None:
-        """Count rows; every ~1 s (or when forced / the stage changes) publish progress."""
-        self.accepted += accepted
-        self.rejected += rejected
-        self.read = self.accepted + self.rejected
-        if stage is not None:
-            self.stage, force = stage, True
-        now = time.monotonic()
-        if force or now - self._last >= PROGRESS_EVERY_S:
-            self._last = now
-            update_job(
-                self.job_id,
-                session_factory=self.session_factory,
-                rows_read=self.read,
-                rows_accepted=self.accepted,
-                rows_rejected=self.rejected,
-                report={"stage": self.stage, "total_rows": self.total},
-            )
-            if self.progress is not None:
-                self.progress(
-                    {
-                        "rows_read": self.read,
-                        "rows_accepted": self.accepted,
-                        "rows_rejected": self.rejected,
-                        "total_rows": self.total,
-                        "stage": self.stage,
-                    }
-                )
 
 
 def execute_job(
@@ -173,14 +132,12 @@ def execute_job(
     base = store.current_base()
     previous = base.version if base is not None else None
     total = getattr(getattr(reader, "_file", None), "metadata", None)
-    counter = _Counter(
+    counter = RowCounter(
         job.id, session_factory, progress, total.num_rows if total is not None else None
     )
     shards = opts.get("shards") or (base.num_shards if isinstance(base, ShardedSnapshot) else None)
     build_mode: Mode = "replace" if job.mode == "replace" else "upsert"
     if opts.get("engine") == "ray" and not segment_mode:
-        from adtarget.ingest.ray_build import run_ray_build
-
         run_ray_build(
             job,
             settings=settings,
@@ -223,10 +180,10 @@ def execute_job(
             counter.add(good.num_rows, len(vb.rejects))
         counter.add(0, 0, stage="building")
         quarantine.close()
-        report = _finish_report(job, settings, counter, quarantine, specs, new_dims)
+        report = finish_report(job, settings, counter, quarantine, specs, new_dims)
         report["seconds"] = clock.seconds
         try:
-            _check_ratio(settings, counter, report)
+            check_ratio(settings, counter, report)
         except IngestFailed as exc:
             if not job.dry_run:
                 raise
@@ -257,7 +214,7 @@ def execute_job(
         if job.dry_run:
             report["diff"] = builder.diff()
             builder.discard()
-            _succeed(
+            succeed_job(
                 job.id,
                 session_factory,
                 counter,
@@ -277,8 +234,8 @@ def execute_job(
             report={"_publishing": {"previous": previous}, "stage": "publishing"},
         )
         with clock("publish"):
-            _publish(job, settings, session_factory, store, staged, previous, new_dims, opts)
-        _succeed(
+            publish_upload(job, settings, session_factory, store, staged, previous, new_dims, opts)
+        succeed_job(
             job.id, session_factory, counter, quarantine, report, snapshot=None, previous=previous
         )
     except BaseException:
@@ -318,61 +275,15 @@ def _segment_ttl(
     return int(ttl) if ttl else None
 
 
-def _rule_segment_texts(session_factory: sessionmaker[Session]) -> list[tuple[str, str]]:
-    """The catalog's active rule segments as (name, rule text)."""
-    from sqlalchemy import select
-
-    from adtarget.catalog.tables import Segment
-
-    with session_factory() as session:
-        return [
-            (s.name, s.rule)
-            for s in session.scalars(
-                select(Segment).where(Segment.kind == "rule", Segment.status != "archived")
-            )
-            if s.rule
-        ]
-
-
 def _add_rule_segments(
     builder: SnapshotBuilder | ShardedBuilder, session_factory: sessionmaker[Session]
 ) -> None:
     """Materialize the catalog's rule segments in the new snapshot (bad rules are skipped)."""
-    for name, rule in _rule_segment_texts(session_factory):
+    for name, rule in rule_segment_texts(session_factory):
         try:
             builder.add_rule_segment(name, rule)
         except AdtargetError:
             continue
-
-
-def _finish_report(
-    job: UploadJob,
-    settings: Settings,
-    counter: _Counter,
-    quarantine: QuarantineWriter,
-    specs: dict[str, Any],
-    new_dims: list[Any],
-) -> dict[str, Any]:
-    ratio = counter.rejected / counter.read if counter.read else 0.0
-    return {
-        "error_ratio": round(ratio, 6),
-        "max_error_ratio": settings.ingest_max_error_ratio,
-        "rejected_by_field": dict(quarantine.by_field),
-        "dimensions": sorted(specs),
-        "new_dimensions": dimension_payload(new_dims),
-    }
-
-
-def _check_ratio(settings: Settings, counter: _Counter, report: dict[str, Any]) -> None:
-    if counter.read == 0:
-        raise IngestFailed("the file holds no rows", field="path")
-    if report["error_ratio"] > settings.ingest_max_error_ratio:
-        raise IngestFailed(
-            f"{counter.rejected} of {counter.read} rows rejected "
-            f"({report['error_ratio']:.2%} > {settings.ingest_max_error_ratio:.2%}); "
-            "nothing was published, see the quarantine file",
-            field="rows_rejected",
-        )
 
 
 def updates_at_start(store: SnapshotStore, settings: Settings, mode: str) -> int:
@@ -398,54 +309,3 @@ def updates_at_start(store: SnapshotStore, settings: Settings, mode: str) -> int
     if not users:  # what is pending changes nobody on this base (deletes of unknown users)
         return seq
     return int(base.manifest.get(UPDATES_THROUGH) or 0)
-
-
-def _publish(
-    job: UploadJob,
-    settings: Settings,
-    session_factory: sessionmaker[Session],
-    store: SnapshotStore,
-    staged: Path,
-    previous: str | None,
-    new_dims: list[Any],
-    opts: dict[str, Any],
-) -> None:
-    from adtarget.commands.catalog_commands import CatalogWriter
-
-    cmd = PublishUpload(
-        job_id=job.id,
-        previous=previous,
-        staged=str(staged),
-        segment=job.segment,
-        ttl_seconds=opts.get("ttl_seconds"),
-        new_dimensions=dimension_payload(new_dims),
-    )
-    writer = CatalogWriter(
-        session_factory, actor=job.actor, depth=settings.history_depth, settings=settings
-    )
-    writer.execute(cmd)
-
-
-def _succeed(
-    job_id: str,
-    session_factory: sessionmaker[Session],
-    counter: _Counter,
-    quarantine: QuarantineWriter,
-    report: dict[str, Any],
-    *,
-    snapshot: str | None,
-    previous: str | None,
-) -> None:
-    fields: dict[str, Any] = {
-        "status": "succeeded",
-        "finished_at": utcnow(),
-        "rows_read": counter.read,
-        "rows_accepted": counter.accepted,
-        "rows_rejected": counter.rejected,
-        "quarantine_path": str(quarantine.path) if quarantine.written else None,
-        "previous_snapshot": previous,
-        "report": {**report, "stage": "done"},
-    }
-    if snapshot is not None:
-        fields["snapshot"] = snapshot
-    update_job(job_id, session_factory=session_factory, **fields)
