@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -96,3 +97,22 @@ def redis_prefix() -> Iterator[str]:
             client.delete(*keys[start : start + 1000])
     finally:
         client.close()
+
+
+@pytest.fixture
+def started() -> Iterator[Callable[..., Any]]:
+    """``started(app, **client_kwargs)``: a ``TestClient`` with the app's lifespan run (its
+    container built, as in a served worker); every started app is shut down after the test."""
+    import warnings
+    from contextlib import ExitStack
+
+    with warnings.catch_warnings():  # starlette's note about httpx2; the client works as is
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    with ExitStack() as stack:
+
+        def start(app: Any, **kwargs: Any) -> Any:
+            return stack.enter_context(TestClient(app, **kwargs))
+
+        yield start

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,13 +22,11 @@ FLIGHT = {"start": "2026-01-01T00:00:00Z", "end": "2030-01-01T00:00:00Z"}
 
 
 @pytest.fixture
-def app(settings: Settings) -> Iterator[FastAPI]:
-    """A fresh app (open mode until a key is made); its decision engine is stopped after."""
+def app(settings: Settings, started: Callable[..., TestClient]) -> FastAPI:
+    """A fresh, started app (open mode until a key is made); it is shut down after the test."""
     app = create_app(settings)
-    yield app
-    service = getattr(app.state, "decision_service", None)
-    if service is not None:
-        service.close()
+    started(app)
+    return app
 
 
 @pytest.fixture

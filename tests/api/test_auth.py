@@ -96,9 +96,11 @@ def test_decisions_key_only_reaches_decisions(client: TestClient, make_key: Make
     assert client.post("/v1/decisions", json={"user_id": "u"}, headers=dec).status_code == 200
 
 
-def test_admin_env_key_is_admin_everywhere(settings: Settings) -> None:
+def test_admin_env_key_is_admin_everywhere(
+    settings: Settings, started: Callable[..., TestClient]
+) -> None:
     app = create_app(settings.model_copy(update={"admin_key": "s3cret-env-key"}))
-    client = TestClient(app)
+    client = started(app)
     assert client.get("/v1/advertisers").status_code == 401  # not open: a key exists
     resp = client.post("/v1/advertisers", json={"name": "x"}, headers=bearer("s3cret-env-key"))
     assert resp.status_code == 201

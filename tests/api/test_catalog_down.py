@@ -14,8 +14,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from adtarget.api.container import container_of
 from adtarget.api.deps import app_key_resolver, app_session_factory
-from adtarget.api.routes.decisions import ensure_decision_service
 from adtarget.settings import Settings
 
 FLIGHT = {"start": "2026-01-01T00:00:00Z", "end": "2099-01-01T00:00:00Z"}
@@ -66,7 +66,7 @@ def test_decisions_survive_a_lost_catalog_and_nothing_is_a_500(
     ad_server = {"Authorization": f"Bearer {make_key('decisions')}"}
     stranger = {"Authorization": "Bearer never-issued-key"}
     li = _seed_live_line_item(client, admin)
-    ensure_decision_service(app).engine.index_holder.refresh()
+    container_of(app).decisions.engine.index_holder.refresh()
     body = {"user_id": "u1", "context": {}, "limit": 1}
     first = client.post("/v1/decisions", json=body, headers=ad_server)
     assert first.status_code == 200 and first.json()["decisions"][0]["line_item_id"] == li

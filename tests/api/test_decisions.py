@@ -14,7 +14,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from adtarget.api.app import create_app
-from adtarget.api.routes.decisions import DecisionService, ensure_decision_service
+from adtarget.api.container import container_of
+from adtarget.api.decision_service import DecisionService
 from adtarget.decision.models import DecisionRequest, DecisionResult
 from adtarget.settings import Settings
 
@@ -28,7 +29,7 @@ FLIGHT = {"start": "2026-01-01T00:00:00Z", "end": "2099-01-01T00:00:00Z"}
 def live(client: TestClient, app: FastAPI) -> dict[str, Any]:
     """Two active line items (US priority 1, anyone priority 3), each with a creative."""
     made = make_live(client, [("us", 'country = "US"', 1), ("all", "", 3)])
-    ensure_decision_service(app).engine.index_holder.refresh()
+    container_of(app).decisions.engine.index_holder.refresh()
     return made
 
 
@@ -110,7 +111,7 @@ class SlowEngine:
 
 def test_deadline_answers_degraded_instead_of_late(app: FastAPI) -> None:
     engine = SlowEngine()
-    app.state.decision_service = DecisionService(engine, inline=False)
+    container_of(app).replace_decisions(DecisionService(engine, inline=False))
     try:
         with TestClient(app) as client:
             resp = client.post(
@@ -131,7 +132,7 @@ class BrokenEngine:
 
 
 def test_engine_failure_is_degraded_never_500(app: FastAPI, client: TestClient) -> None:
-    app.state.decision_service = DecisionService(BrokenEngine())
+    container_of(app).replace_decisions(DecisionService(BrokenEngine()))
     resp = client.post("/v1/decisions", json={"user_id": "u"})
     assert resp.status_code == 200 and resp.json()["degraded"] is True
 
@@ -167,18 +168,21 @@ def test_metrics_say_how_long_index_rebuilds_take_and_how_fresh(
     ok = 'adtarget_index_rebuild_seconds_count{result="ok"}'
     before = sample(client.get("/metrics").text, ok)
     started = time.time()
-    ensure_decision_service(app).engine.index_holder.refresh()
+    container_of(app).decisions.engine.index_holder.refresh()
     text = client.get("/metrics").text
     assert sample(text, ok) == before + 1
     assert sample(text, "adtarget_index_line_items ") == 2  # the fixture's two live items
     assert sample(text, "adtarget_index_built_timestamp_seconds ") >= started
 
 
-def test_shedding_covers_the_fast_path_and_the_rest(settings: Settings) -> None:
+def test_shedding_covers_the_fast_path_and_the_rest(
+    settings: Settings, started: Callable[..., TestClient]
+) -> None:
     """One guard per app: a stuck decision fills max_inflight=1, then any route gets 503."""
     app = create_app(settings.model_copy(update={"max_inflight": 1}))
+    started(app)
     engine = SlowEngine()
-    app.state.decision_service = DecisionService(engine, inline=False)
+    container_of(app).replace_decisions(DecisionService(engine, inline=False))
 
     async def scenario() -> None:
         transport = httpx.ASGITransport(app=app)
@@ -209,7 +213,7 @@ def test_shedding_covers_the_fast_path_and_the_rest(settings: Settings) -> None:
 def test_a_catalog_write_reaches_this_workers_decisions_without_waiting_for_the_poll(
     client: TestClient, app: FastAPI, live: dict[str, Any]
 ) -> None:
-    holder = ensure_decision_service(app).engine.index_holder
+    holder = container_of(app).decisions.engine.index_holder
     holder.start()  # the poll thread, as in a served worker
     holder.poll_seconds = 3600.0  # only a wake can make it look before the test gives up
     body = {"user_id": "u", "context": {"country": "US"}, "limit": 5}

@@ -7,7 +7,7 @@ rows and PATCH/attach paths run past the 404.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,12 +21,10 @@ MAX_EXAMPLES = 15
 
 
 @pytest.fixture
-def fuzz_app(settings: Settings) -> Iterator[Any]:
+def fuzz_app(settings: Settings, started: Callable[..., Any]) -> Any:
     app = create_app(settings)
-    yield app
-    service = getattr(app.state, "decision_service", None)
-    if service is not None:
-        service.close()
+    started(app)
+    return app
 
 
 @pytest.fixture

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+
+from adtarget.api.app import create_app
+from adtarget.settings import Settings
 
 
 def test_healthz(client: TestClient) -> None:
@@ -19,11 +24,13 @@ def test_readyz_reports_each_check(app: FastAPI) -> None:
     assert checks["snapshot"] == {"ok": True, "version": None}
 
 
-def test_readyz_is_503_when_the_catalog_is_unreachable(app: FastAPI) -> None:
-    app.state.settings = app.state.settings.model_copy(
-        update={"catalog_url": "postgresql+psycopg://nobody@127.0.0.1:1/none"}
+def test_readyz_is_503_when_the_catalog_is_unreachable(
+    settings: Settings, started: Callable[..., TestClient]
+) -> None:
+    app = create_app(
+        settings.model_copy(update={"catalog_url": "postgresql+psycopg://nobody@127.0.0.1:1/none"})
     )
-    resp = TestClient(app).get("/readyz")
+    resp = started(app).get("/readyz")
     assert resp.status_code == 503
     assert resp.json()["checks"]["catalog"]["ok"] is False
 

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from adtarget.api.app import create_app
-from adtarget.api.routes.decisions import ensure_decision_service
+from adtarget.api.container import container_of
 from adtarget.settings import Settings
 
 from .conftest import make_live
@@ -50,15 +50,14 @@ def test_a_node_started_without_the_live_snapshot_is_degraded_not_wrong(
     with TestClient(first, raise_server_exceptions=False) as client:
         assert _upload(client, b"user_id,country\nu_ca,CA\nu_us,US\n")["status"] == "succeeded"
         _not_canada(client)
-        ensure_decision_service(first).engine.index_holder.refresh()
+        container_of(first).decisions.engine.index_holder.refresh()
         assert _decide(client, "u_ca")["decisions"] == []
         assert len(_decide(client, "u_us")["decisions"]) == 1
-    ensure_decision_service(first).close()
 
     shutil.rmtree(settings.snapshots_dir)  # storage lost or not mounted on the next start
     second = create_app(settings)
     with TestClient(second, raise_server_exceptions=False) as client:
-        ensure_decision_service(second).engine.index_holder.refresh()
+        container_of(second).decisions.engine.index_holder.refresh()
         answer = _decide(client, "u_ca")
         assert answer["degraded"] is True and answer["decisions"] == []
         ready = client.get("/readyz")
@@ -68,7 +67,6 @@ def test_a_node_started_without_the_live_snapshot_is_degraded_not_wrong(
             "error": "missing",
             "expected": "v000001",
         }
-    ensure_decision_service(second).close()
 
 
 def test_before_any_upload_context_only_matching_is_right_and_ready(
@@ -77,8 +75,7 @@ def test_before_any_upload_context_only_matching_is_right_and_ready(
     app = create_app(settings)
     with TestClient(app, raise_server_exceptions=False) as client:
         _not_canada(client)
-        ensure_decision_service(app).engine.index_holder.refresh()
+        container_of(app).decisions.engine.index_holder.refresh()
         answer = _decide(client, "anyone")
         assert answer["degraded"] is False and len(answer["decisions"]) == 1
         assert client.get("/readyz").status_code == 200
-    ensure_decision_service(app).close()

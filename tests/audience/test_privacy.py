@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 from fastapi import FastAPI
@@ -33,12 +33,9 @@ def test_check_targetable_unit() -> None:
 
 
 @pytest.fixture
-def client(settings: Settings) -> Iterator[tuple[FastAPI, TestClient]]:
+def client(settings: Settings, started: Callable[..., TestClient]) -> tuple[FastAPI, TestClient]:
     app = create_app(settings)
-    yield app, TestClient(app, raise_server_exceptions=False)
-    service = getattr(app.state, "decision_service", None)
-    if service is not None:
-        service.close()
+    return app, started(app, raise_server_exceptions=False)
 
 
 def test_line_item_on_tiny_segment_is_refused(

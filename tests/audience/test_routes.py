@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pyarrow.parquet as pq
 import pytest
@@ -24,14 +24,12 @@ with warnings.catch_warnings():
 
 
 @pytest.fixture
-def app(settings: Settings) -> Iterator[FastAPI]:
+def app(settings: Settings, started: Callable[..., TestClient]) -> FastAPI:
     app = create_app(settings)
     if not any(getattr(r, "path", "") == "/v1/audiences/size" for r in app.routes):
         app.include_router(audiences.router)
-    yield app
-    service = getattr(app.state, "decision_service", None)
-    if service is not None:
-        service.close()
+    started(app)
+    return app
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,11 +20,12 @@ ROOT = {"Authorization": "Bearer root-key"}
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> FastAPI:
+def app(tmp_path: Path, started: Callable[..., TestClient]) -> FastAPI:
     app = create_app(Settings(data_dir=tmp_path / "data", admin_key="root-key"))
     if "/v1/commands" not in app.openapi()["paths"]:  # until the app includes it itself
         app.include_router(commands.router)
         app.openapi_schema = None
+    started(app)
     return app
 
 

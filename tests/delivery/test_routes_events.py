@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import warnings
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -71,11 +72,13 @@ def _seed_catalog(settings: Settings) -> dict[str, int]:
 
 
 @pytest.fixture
-def setup(settings: Settings) -> tuple[TestClient, FastAPI, dict[str, int], bool]:
+def setup(
+    settings: Settings, started: Callable[..., TestClient]
+) -> tuple[TestClient, FastAPI, dict[str, int], bool]:
     settings.max_body_bytes = 64 * 1024
     ids = _seed_catalog(settings)
     app, full = _app(settings)
-    return TestClient(app, raise_server_exceptions=False), app, ids, full
+    return started(app, raise_server_exceptions=False), app, ids, full
 
 
 def _ev(i: int, li: int, etype: str = "impression", **extra: Any) -> dict[str, Any]:
@@ -177,7 +180,9 @@ def test_reports_json_csv_and_advertiser_scope(
         assert r.status_code == 403
 
 
-def test_real_advertiser_key_sees_only_its_own_advertiser(settings: Settings) -> None:
+def test_real_advertiser_key_sees_only_its_own_advertiser(
+    settings: Settings, started: Callable[..., TestClient]
+) -> None:
     """Keys made by ``api.auth.create_key`` and resolved by the app's own auth dependencies."""
     from adtarget.api.app import create_app
     from adtarget.api.auth import create_key
@@ -188,7 +193,7 @@ def test_real_advertiser_key_sees_only_its_own_advertiser(settings: Settings) ->
         _, ad_server = create_key(session=session, role="decisions")
         _, adv_b = create_key(session=session, role="advertiser", advertiser_id=ids["adv_b"])
         _, reader = create_key(session=session, role="reader")
-    client = TestClient(create_app(settings), raise_server_exceptions=False)
+    client = started(create_app(settings), raise_server_exceptions=False)
     events = [_ev(i, ids["li_a"]) for i in range(4)] + [_ev(10 + i, ids["li_b"]) for i in range(3)]
     r = client.post("/v1/events", json=events, headers={"Authorization": f"Bearer {ad_server}"})
     assert r.status_code == 200 and r.json()["accepted"] == 7, r.text

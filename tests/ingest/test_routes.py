@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,12 @@ ADMIN = {"Authorization": "Bearer root-key"}
 
 
 @pytest.fixture
-def client(settings: Settings) -> TestClient:
+def client(settings: Settings, started: Callable[..., TestClient]) -> TestClient:
     s = settings.model_copy(update={"admin_key": "root-key"})
     app: FastAPI = create_app(s)
     if not any(getattr(r, "path", "") == "/v1/uploads" for r in app.routes):
         app.include_router(uploads.router)  # until the lead wires it into create_app
-    return TestClient(app, raise_server_exceptions=False)
+    return started(app, raise_server_exceptions=False)
 
 
 def _wait(client: TestClient, job_id: str) -> dict[str, Any]:

@@ -2,8 +2,10 @@
 
 Why a factory: ``adtarget serve`` runs ``create_app`` in every worker process (uvicorn
 ``--factory``), and tests build apps with their own ``Settings``. Nothing is opened at import
-time; the catalog, key cache, snapshot store and decision engine are created on first use (and
-warmed up at startup by the lifespan, so the first request is not slow).
+time or by ``create_app``: the lifespan builds the worker's container once (``api.container``:
+catalog sessions, key cache, snapshot store, event store, decision engine and its index holder)
+and closes it at shutdown. A worker whose container cannot be built (the catalog is down) still
+starts: ``/healthz`` answers, ``/readyz`` and every other route say 503 and why.
 """
 
 from __future__ import annotations
@@ -18,11 +20,25 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from adtarget import __version__
-from adtarget.api.deps import allow, app_key_resolver, app_session_factory
+from adtarget.api.container import Container, build_container
+from adtarget.api.deps import allow
 from adtarget.api.errors import install_error_handlers
 from adtarget.api.middleware import GuardMiddleware
-from adtarget.api.routes import catalog, decisions, health, keys, me
+from adtarget.api.routes import (
+    audiences,
+    catalog,
+    commands,
+    decisions,
+    events,
+    formats,
+    health,
+    keys,
+    me,
+    profiles,
+    uploads,
+)
 from adtarget.console.mount import mount_console
+from adtarget.ingest.jobs import recover_stale_jobs
 from adtarget.settings import Settings, get_settings
 
 log = logging.getLogger("adtarget.api")
@@ -34,14 +50,13 @@ Send `Authorization: Bearer KEY` (see `adtarget keys create`). Errors are
 """
 
 
-def _warm_up(app: FastAPI) -> None:
-    from adtarget.ingest.jobs import recover_stale_jobs
-
-    factory = app_session_factory(app)
-    app_key_resolver(app).open_mode()  # open mode is decided here, once (see api/auth.py)
+def _start(settings: Settings) -> Container:
+    """The worker's container, plus the start-up work that needs it."""
+    container = build_container(settings)
+    container.key_resolver.open_mode()  # open mode is decided here, once (see api/auth.py)
     # An upload killed with the previous service answers "failed" at once, not "running".
-    recover_stale_jobs(settings=app.state.settings, session_factory=factory)
-    decisions.ensure_decision_service(app)
+    recover_stale_jobs(settings=settings, session_factory=container.session_factory)
+    return container
 
 
 _frozen = False
@@ -63,21 +78,24 @@ def _freeze_once() -> None:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    try:
-        await run_in_threadpool(_warm_up, app)
-    except Exception:  # the node still starts; /readyz reports what is missing
-        log.exception("warm-up failed; /readyz will say what is not ready")
+    """Build the worker's container once, close it at shutdown (a nested start reuses it)."""
+    owned = getattr(app.state, "container", None) is None
+    if owned:
+        try:
+            app.state.container = await run_in_threadpool(_start, app.state.settings)
+        except Exception as exc:  # the node still starts; /readyz reports what is missing
+            log.exception("start-up failed; /readyz will say what is not ready")
+            app.state.container_error = f"{type(exc).__name__}: {exc}"
     _freeze_once()
     yield
-    service = getattr(app.state, "decision_service", None)
-    if service is not None:
-        service.close()
+    container: Container | None = getattr(app.state, "container", None)
+    if owned and container is not None:
+        container.close()
+        app.state.container = None
 
 
 def _include_domain_routers(app: FastAPI) -> None:
     """Routers other modules own, each with the roles that may read and change through it."""
-    from adtarget.api.routes import audiences, commands, events, formats, profiles, uploads
-
     # Undo/redo/history: the router checks roles itself (undo is per actor, so per key).
     app.include_router(commands.router)
     # Sizing/overlap/export: the router checks roles per route (readers may size); an
@@ -120,12 +138,9 @@ class AdtargetAPI(FastAPI):
 
     def _wake_index(self) -> None:
         """A catalog write just succeeded in this worker: its decision index checks now."""
-        service = getattr(self.state, "decision_service", None)
-        if service is None:  # no decision asked for yet: nothing built to refresh
-            return
-        wake = getattr(service.engine.index_holder, "wake", None)
-        if wake is not None:  # a static index (tests, embedding) has nothing to wake
-            wake()
+        container: Container | None = getattr(self.state, "container", None)
+        if container is not None:
+            container.decisions.wake()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.guard(scope, receive, send)

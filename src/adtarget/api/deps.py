@@ -1,30 +1,27 @@
-"""FastAPI dependencies named once: settings, catalog session, principal, actor, snapshot store.
+"""FastAPI dependencies named once: the container, settings, catalog session, principal, actor,
+snapshot store, event store.
 
 Why per-app state instead of module globals: tests build several apps with different
 ``Settings`` in one process, and each ``adtarget serve`` worker owns its own engine and stores.
-Everything expensive (engine, key cache, snapshot store) is created lazily once per app and kept
-on ``app.state``.
+They only hand out what the lifespan built (``api.container``); nothing is created here.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from adtarget.api.auth import OPEN_PRINCIPAL, ROLES, KeyResolver, Principal
+from adtarget.api.container import Container, container_of
+from adtarget.audience.store import SnapshotStore
+from adtarget.delivery.store import EventStore
 from adtarget.errors import Forbidden, NotFound
 from adtarget.settings import Settings
 
-if TYPE_CHECKING:
-    from adtarget.audience.store import SnapshotStore
-
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-_state_lock = threading.Lock()
 
 
 def app_settings(app: FastAPI) -> Settings:
@@ -38,50 +35,24 @@ def get_settings(request: Request) -> Settings:
     return app_settings(request.app)
 
 
-def _lazy(app: FastAPI, name: str, make: Callable[[], Any]) -> Any:
-    value = getattr(app.state, name, None)
-    if value is None:
-        with _state_lock:
-            value = getattr(app.state, name, None)
-            if value is None:
-                value = make()
-                setattr(app.state, name, value)
-    return value
-
-
 def app_session_factory(app: FastAPI) -> sessionmaker[Session]:
-    """The app's catalog session factory (opened and migrated on first use)."""
-    from adtarget.catalog.db import open_catalog
-
-    factory: sessionmaker[Session] = _lazy(
-        app, "session_factory", lambda: open_catalog(app_settings(app))
-    )
-    return factory
+    """The app's catalog session factory (from the container the lifespan built)."""
+    return container_of(app).session_factory
 
 
 def app_key_resolver(app: FastAPI) -> KeyResolver:
     """The app's cached API-key resolver."""
-    resolver: KeyResolver = _lazy(
-        app,
-        "key_resolver",
-        lambda: KeyResolver(
-            session_factory=lambda: app_session_factory(app),
-            admin_key=app_settings(app).admin_key,
-            allow_open=app_settings(app).allow_open,
-        ),
-    )
-    return resolver
+    return container_of(app).key_resolver
 
 
 def app_snapshot_store(app: FastAPI) -> SnapshotStore:
     """The app's snapshot store (one per app; ``current()`` sees other processes' publishes)."""
-    from adtarget.audience.stores import snapshot_store_for
+    return container_of(app).snapshot_store
 
-    def make() -> SnapshotStore:
-        return snapshot_store_for(app_settings(app))
 
-    store: SnapshotStore = _lazy(app, "snapshot_store", make)
-    return store
+def get_container(request: Request) -> Container:
+    """Dependency: everything the worker built once (503 while it could not build it)."""
+    return container_of(request.app)
 
 
 def get_session_factory(request: Request) -> sessionmaker[Session]:
@@ -189,9 +160,16 @@ SessionDep = Annotated[Session, Depends(get_session)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 ActorDep = Annotated[str, Depends(get_actor)]
-if TYPE_CHECKING:
-    SnapshotStoreDep = Annotated[SnapshotStore, Depends(get_snapshot_store)]
-else:  # the audience module is imported lazily, on first use
-    SnapshotStoreDep = Annotated[Any, Depends(get_snapshot_store)]
+SnapshotStoreDep = Annotated[SnapshotStore, Depends(get_snapshot_store)]
+ContainerDep = Annotated[Container, Depends(get_container)]
 
-__all__ = ["OPEN_PRINCIPAL", "ROLES", "Principal"]  # named here too, beside the deps that use them
+
+def get_event_store(container: ContainerDep) -> EventStore:
+    """Dependency: the delivery event store (intake, reports; the spend feed shares it)."""
+    return container.event_store
+
+
+EventStoreDep = Annotated[EventStore, Depends(get_event_store)]
+
+# Named here too, beside the dependencies that hand them out.
+__all__ = ["OPEN_PRINCIPAL", "ROLES", "Principal"]

@@ -8,7 +8,7 @@ as an HTML 500.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import Send
 
 from adtarget.errors import AdtargetError
 
@@ -71,15 +72,39 @@ def json_path(loc: Sequence[str | int]) -> str:
     return out or (str(loc[0]) if loc else "body")
 
 
+def error_parts(err: AdtargetError) -> tuple[int, bytes, dict[str, str]]:
+    """Status, JSON body and extra headers for one of our typed errors (503s say when to retry).
+
+    Both the FastAPI handlers and the raw ASGI paths (the decision route, the guard) render
+    through this, so a client cannot tell which path answered.
+    """
+    headers = {"Retry-After": "1"} if err.http_status == 503 else {}
+    return err.http_status, orjson.dumps({"error": err.to_dict()}, default=str), headers
+
+
 def render_adtarget_error(err: AdtargetError) -> Response:
     """The response for one of our typed errors."""
-    headers = {"Retry-After": "1"} if err.http_status == 503 else None
-    return Response(
-        orjson.dumps({"error": err.to_dict()}, default=str),
-        status_code=err.http_status,
-        media_type="application/json",
-        headers=headers,
-    )
+    status, body, headers = error_parts(err)
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+async def send_json(
+    send: Send, status: int, body: bytes, headers: Mapping[str, str] | None = None
+) -> None:
+    """Answer a raw ASGI request with a JSON body (the paths that bypass FastAPI)."""
+    raw_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(send: Send, err: AdtargetError) -> None:
+    """``render_adtarget_error`` for a raw ASGI path."""
+    status, body, headers = error_parts(err)
+    await send_json(send, status, body, headers)
 
 
 def _validation_message(err: dict[str, Any]) -> str:

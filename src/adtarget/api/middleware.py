@@ -26,11 +26,11 @@ from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adtarget.api import metrics
-from adtarget.errors import PayloadTooLarge
+from adtarget.api.errors import send_error
+from adtarget.errors import AdtargetError, Overloaded, PayloadTooLarge
 
 DEADLINE_HEADER = b"x-request-deadline-ms"
 DEADLINE_SCOPE_KEY = "adtarget.deadline"
@@ -121,24 +121,21 @@ def _observe_many(child: Any, values: list[float]) -> None:
         buckets[i].inc(n)
 
 
+class BadHeader(AdtargetError):
+    """A request header the guard cannot use (400, like a malformed body)."""
+
+    code = "invalid_value"
+
+
+class DeadlineExceeded(AdtargetError):
+    """No answer within the request's deadline (503: the client may retry at once)."""
+
+    code = "deadline_exceeded"
+    http_status = 503
+
+
 METRICS = MetricBuffer()
 """The process's buffer (prometheus_client's registry is process-wide too)."""
-
-
-def _error_body(code: str, message: str, field: str | None = None) -> bytes:
-    return orjson.dumps({"error": {"code": code, "message": message, "field": field}})
-
-
-async def _send_error(
-    send: Send, status: int, body: bytes, extra_headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        *(extra_headers or []),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 def _route_label(scope: Scope) -> str:
@@ -184,12 +181,7 @@ class GuardMiddleware:
             METRICS.flush()
         if path not in UNSHED_PATHS and self.inflight >= self.max_inflight:
             metrics.SHED.inc()
-            await _send_error(
-                send,
-                503,
-                _error_body("overloaded", "too many requests in flight; retry shortly"),
-                [(b"retry-after", b"1")],
-            )
+            await send_error(send, Overloaded("too many requests in flight; retry shortly"))
             return
 
         content_length: int | None = None
@@ -206,26 +198,22 @@ class GuardMiddleware:
                 except ValueError:
                     deadline_ms = 0
                 if deadline_ms <= 0:
-                    await _send_error(
+                    await send_error(
                         send,
-                        400,
-                        _error_body(
-                            "invalid_value",
+                        BadHeader(
                             "X-Request-Deadline-Ms must be a positive integer (milliseconds)",
-                            "X-Request-Deadline-Ms",
+                            field="X-Request-Deadline-Ms",
                         ),
                     )
                     return
 
         limited = not path.startswith(UNLIMITED_BODY_PREFIXES)
         if limited and content_length is not None and content_length > self.max_body_bytes:
-            await _send_error(
+            await send_error(
                 send,
-                413,
-                _error_body(
-                    "payload_too_large",
+                PayloadTooLarge(
                     f"request body is {content_length} bytes; the limit is {self.max_body_bytes}",
-                    "body",
+                    field="body",
                 ),
             )
             return
@@ -279,15 +267,12 @@ class GuardMiddleware:
         except TimeoutError:
             metrics.DEADLINE_EXCEEDED.inc()
             if not started[0]:
-                await _send_error(
+                await send_error(
                     send,
-                    503,
-                    _error_body(
-                        "deadline_exceeded",
+                    DeadlineExceeded(
                         f"no answer within the {deadline_ms} ms deadline",
-                        "X-Request-Deadline-Ms",
+                        field="X-Request-Deadline-Ms",
                     ),
-                    [(b"retry-after", b"1")],
                 )
 
     def _counting_receive(self, receive: Receive) -> Receive:

@@ -43,4 +43,3 @@ def check_targetable(
                 segment=name,
                 below_threshold=True,
             )
-

@@ -85,7 +85,6 @@ def compile_targeting(
     return to_json(rule)
 
 
-
 def check_line_item_targeting(
     targeting: str | Mapping[str, Any] | None,
     *,

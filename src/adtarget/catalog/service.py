@@ -408,3 +408,8 @@ def latest_published_snapshot(*, session: Session) -> str | None:
         .order_by(UploadJob.created_at.desc())
         .limit(1)
     )
+
+
+def ad_format_names(*, session: Session) -> frozenset[str]:
+    """The names in the ad-format registry (the decision route checks requested formats)."""
+    return frozenset(session.scalars(select(AdFormat.name)))

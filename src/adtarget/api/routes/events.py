@@ -9,19 +9,16 @@ an advertiser key's reports are always restricted to its own advertiser here.
 
 from __future__ import annotations
 
-import threading
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from adtarget.api.deps import PrincipalDep, SettingsDep
-from adtarget.delivery.models import LineItemLookup
+from adtarget.api.deps import ContainerDep, EventStoreDep, PrincipalDep
 from adtarget.delivery.reports import report_columns, rows_to_csv, run_report
-from adtarget.delivery.service import catalog_lookup, ingest_events, open_event_store
-from adtarget.delivery.store import EventStore
+from adtarget.delivery.service import ingest_events
 from adtarget.errors import InvalidValue, PayloadTooLarge
 
 router = APIRouter(tags=["delivery"])
@@ -32,29 +29,6 @@ NDJSON_TYPES = (
     "application/x-jsonlines",
     "application/jsonlines",
 )
-_lock = threading.Lock()
-
-
-def app_event_store(app: FastAPI) -> EventStore:
-    """The app's event store (one per app, opened on first use; the spend feed may share it)."""
-    store: EventStore | None = getattr(app.state, "event_store", None)
-    if store is None:
-        with _lock:
-            store = getattr(app.state, "event_store", None)
-            if store is None:
-                store = open_event_store(app.state.settings)
-                app.state.event_store = store
-    return store
-
-
-def _app_lookup(app: FastAPI) -> LineItemLookup | None:
-    """Catalog line-item resolution; ``app.state.event_lookup`` may override it (tests)."""
-    if hasattr(app.state, "event_lookup"):
-        lookup: LineItemLookup | None = app.state.event_lookup
-        return lookup
-    from adtarget.api.deps import app_session_factory
-
-    return catalog_lookup(app_session_factory(app))
 
 
 def parse_body(body: bytes, content_type: str) -> tuple[list[Any], dict[int, str]]:
@@ -81,18 +55,20 @@ def parse_body(body: bytes, content_type: str) -> tuple[list[Any], dict[int, str
 
 
 @router.post("/v1/events", summary="Record a batch of delivery events")
-async def post_events(request: Request, settings: SettingsDep) -> dict[str, Any]:
+async def post_events(request: Request, container: ContainerDep) -> dict[str, Any]:
     """Validate, deduplicate and store events; each bad one is listed in ``rejected``."""
+    settings = container.settings
     body = await request.body()
     if len(body) > settings.max_body_bytes:
         raise PayloadTooLarge(
             f"request body exceeds the limit of {settings.max_body_bytes} bytes", field="body"
         )
     events, bad = parse_body(body, request.headers.get("content-type", "application/json"))
-    app = request.app
 
     def work() -> dict[str, Any]:
-        result = ingest_events(store=app_event_store(app), events=events, lookup=_app_lookup(app))
+        result = ingest_events(
+            store=container.event_store, events=events, lookup=container.event_lookup
+        )
         for item in result.rejected:
             if item["index"] in bad:
                 item["field"], item["reason"] = "event", bad[item["index"]]
@@ -103,7 +79,7 @@ async def post_events(request: Request, settings: SettingsDep) -> dict[str, Any]
 
 @router.get("/v1/reports", summary="Delivery report over any slice")
 def get_reports(
-    request: Request,
+    store: EventStoreDep,
     principal: PrincipalDep,
     from_: Annotated[str, Query(alias="from", description="First day (YYYY-MM-DD) or hour")],
     to: Annotated[str, Query(description="Last day included, or the exclusive end hour")],
@@ -120,7 +96,7 @@ def get_reports(
     if principal.role == "advertiser":
         advertiser_id = str(principal.advertiser_id)
     rows = run_report(
-        store=app_event_store(request.app),
+        store=store,
         start=from_,
         end=to,
         group_by=group_by,

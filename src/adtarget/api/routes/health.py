@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from starlette.responses import Response
 
+from adtarget.api.container import container_of
 from adtarget.api.deps import app_session_factory, app_snapshot_store
 from adtarget.api.metrics import render_metrics
 from adtarget.catalog.service import latest_published_snapshot
@@ -76,22 +77,20 @@ def _published_snapshot(request: Request) -> str | None:
 
 
 def _check_index(request: Request) -> dict[str, Any]:
-    holder = getattr(request.app.state, "decision_service", None)
-    if holder is None:
-        return {"ok": False, "error": "decision engine not started"}
-    return holder.status()  # type: ignore[no-any-return]
+    return container_of(request.app).decisions.status()
 
 
 @router.get("/readyz", summary="Readiness: index loaded, snapshot known (catalog reported)")
 def readyz(request: Request) -> JSONResponse:
     """200 when the node can answer decisions (``degraded`` if only the catalog is down), else
     503 with the failing check named."""
-    from adtarget.api.routes.decisions import ensure_decision_service
-
-    try:
-        ensure_decision_service(request.app)
-    except Exception as exc:
-        log.warning("readyz: decision engine failed to start: %s", exc)
+    if getattr(request.app.state, "container", None) is None:
+        reason = getattr(request.app.state, "container_error", None) or "not started"
+        down = {"ok": False, "error": reason}
+        checks = {"catalog": down, "index": down, "snapshot": down}
+        return JSONResponse(
+            {"status": "not_ready", "worker": os.getpid(), "checks": checks}, status_code=503
+        )
     checks = {
         "catalog": _check_catalog(request),
         "index": _check_index(request),

@@ -1,0 +1,118 @@
+"""The app's decision engine and how the raw route runs it (inline or in a thread).
+
+Why a wrapper around the engine: the route also needs the catalog's format names (refreshed every
+few seconds, not per request) and whether the engine may block on a network store (then it runs
+in a thread under the request's deadline). The engine itself is built by ``build_decision_service``
+from the container's stores, so every part is shared with the rest of the app.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from adtarget.api import metrics
+from adtarget.audience.store import SnapshotStore
+from adtarget.catalog.service import ad_format_names
+from adtarget.decision.engine import DecisionEngine
+from adtarget.decision.models import DecisionRequest, DecisionResult
+from adtarget.delivery.service import DeliverySpend
+from adtarget.delivery.store import EventStore
+from adtarget.settings import Settings
+
+FORMATS_TTL_S = 5.0
+
+
+class Decider(Protocol):
+    """What the route needs of an engine: ``DecisionEngine`` and test stand-ins alike."""
+
+    def decide(self, request: DecisionRequest, now: Any = None) -> DecisionResult: ...
+
+
+class DecisionService:
+    """The app's engine plus what the route needs around it (known formats, how to run)."""
+
+    def __init__(
+        self,
+        engine: Decider,
+        *,
+        inline: bool = True,
+        format_names: Callable[[], frozenset[str]] | None = None,
+    ) -> None:
+        self.engine: Any = engine
+        self.inline = inline
+        self._format_names = format_names
+        self._formats: frozenset[str] | None = None
+        self._formats_at = 0.0
+
+    def known_formats(self) -> frozenset[str] | None:
+        """Ad format names of the catalog (refreshed every few seconds); None = don't check."""
+        if self._format_names is None:
+            return None
+        now = time.monotonic()
+        if self._formats is None or now - self._formats_at > FORMATS_TTL_S:
+            self._formats = self._format_names()
+            self._formats_at = now
+        return self._formats
+
+    def wake(self) -> None:
+        """A catalog write just succeeded in this worker: the index checks for changes now."""
+        wake = getattr(getattr(self.engine, "index_holder", None), "wake", None)
+        if wake is not None:  # a static index (tests, embedding) has nothing to wake
+            wake()
+
+    def status(self) -> dict[str, Any]:
+        """Readiness of the engine's index."""
+        holder = getattr(self.engine, "index_holder", None)
+        generation = getattr(holder, "generation", None)
+        if generation is not None and generation < 1:
+            return {"ok": False, "error": "decision index not built yet"}
+        index = holder.current() if holder is not None else None
+        return {
+            "ok": True,
+            "line_items": len(index) if index is not None else None,
+            "generation": generation,
+        }
+
+    def close(self) -> None:
+        """Stop the index refresh thread and release the engine's stores."""
+        for owner, name in (
+            (getattr(self.engine, "index_holder", None), "stop"),
+            (getattr(self.engine, "profiles", None), "close"),
+            (getattr(self.engine, "counters", None), "close"),
+            (self.engine, "close"),
+        ):
+            method = getattr(owner, name, None)
+            if callable(method):
+                method()
+
+
+def build_decision_service(
+    settings: Settings,
+    *,
+    session_factory: sessionmaker[Session],
+    snapshot_store: SnapshotStore,
+    event_store: EventStore,
+) -> DecisionService:
+    """The engine per settings (``DecisionEngine.from_settings``) on the app's own catalog
+    sessions, snapshot store and delivery event store: profiles (snapshot | redis), counters
+    (memory | sqlite | redis), an index holder polling the catalog for changes. With a Redis
+    store the engine may block on the network, so the route runs it in a thread.
+    """
+
+    def format_names() -> frozenset[str]:
+        with session_factory() as session:
+            return ad_format_names(session=session)
+
+    engine = DecisionEngine.from_settings(
+        settings,
+        session_factory=session_factory,
+        snapshot_store=snapshot_store,
+        spend=DeliverySpend(event_store),
+        on_index_rebuild=metrics.record_index_rebuild,
+    )
+    inline = settings.profile_store != "redis" and settings.counter_store != "redis"
+    return DecisionService(engine, inline=inline, format_names=format_names)
