@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from adtarget.audience.sharded import AnySnapshot, ShardedSnapshot, open_snapshot
 from adtarget.audience.snapshot import MANIFEST, Snapshot
 from adtarget.errors import Conflict, InvalidValue, NotFound
+from adtarget.process import pid_alive
 
 if TYPE_CHECKING:
     from adtarget.audience.fanout import Fanout
@@ -42,16 +43,6 @@ VERSION_RE = re.compile(r"v(\d{6,})\Z")
 def format_version(number: int) -> str:
     """``7`` -> ``"v000007"``."""
     return f"v{number:06d}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _fsync_dir(path: Path) -> None:
@@ -254,7 +245,7 @@ class SnapshotStore:
                 continue
             pid_text = path.name[len(TMP_PREFIX) :].split("-", 1)[0]
             pid = int(pid_text) if pid_text.isdigit() else -1
-            if pid > 0 and pid != os.getpid() and _pid_alive(pid):
+            if pid > 0 and pid != os.getpid() and pid_alive(pid):
                 continue
             if pid == os.getpid():
                 continue
@@ -262,7 +253,7 @@ class SnapshotStore:
             removed.append(path.name)
         for path in self.root.glob(f"{CURRENT}.*.tmp"):
             pid_text = path.name.split(".")[1]
-            if pid_text.isdigit() and _pid_alive(int(pid_text)):
+            if pid_text.isdigit() and pid_alive(int(pid_text)):
                 continue
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()

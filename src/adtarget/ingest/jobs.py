@@ -30,6 +30,7 @@ from adtarget.errors import AdtargetError, IngestFailed, InvalidValue
 from adtarget.ingest.job_rows import Progress, job_dir, load_job, update_job
 from adtarget.ingest.schema import load_schema_file, parse_schema
 from adtarget.ingest.service import execute_job
+from adtarget.process import pid_alive
 from adtarget.settings import Settings
 
 HOST = socket.gethostname()
@@ -257,16 +258,6 @@ def fail_job(
     )
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _undo_half_publish(
     session: Session, settings: Settings, job_id: str, previous: str | None
 ) -> bool:
@@ -317,7 +308,7 @@ def recover_stale_jobs(*, settings: Settings, session_factory: sessionmaker[Sess
         ):
             rep = job.report or {}
             pid, host = rep.get("_pid"), rep.get("_host")
-            if host != HOST or not isinstance(pid, int) or (pid != os.getpid() and _pid_alive(pid)):
+            if host != HOST or not isinstance(pid, int) or (pid != os.getpid() and pid_alive(pid)):
                 continue
             if pid == os.getpid():
                 continue
