@@ -12,7 +12,7 @@ from adtarget.catalog.tables import CommandLog, LineItem
 from adtarget.commands.catalog_commands import CatalogWriter
 from adtarget.commands.core import CommandAlreadyExecuted
 from adtarget.commands.row_commands import Composite, UpdateObject
-from adtarget.delivery.service import ingest_events, open_event_store
+from adtarget.delivery.service import ingest_events, open_event_store, spend_totals_reader
 from adtarget.errors import Conflict, InvalidTransition, InvalidValue, NothingToRedo, NothingToUndo
 from adtarget.settings import Settings
 
@@ -230,7 +230,9 @@ def test_history_survives_restart(catalog_url: str) -> None:
 def test_undo_of_served_line_item_says_so_and_leaves_delivery_alone(
     factory: Factory, settings: Settings
 ) -> None:
-    w = CatalogWriter(factory, actor="alice", settings=settings)
+    w = CatalogWriter(
+        factory, actor="alice", settings=settings, spend_totals=spend_totals_reader(settings)
+    )
     ids = seed(w)
     li, camp = ids["line_item"], ids["campaign"]
     other = w.create("line_item", {"campaign_id": camp, "name": "LI-2", "bid_cpm": "1"})["id"]
@@ -350,7 +352,7 @@ def test_unreadable_delivery_store_does_not_block_undo(
     down = settings.model_copy(
         update={"events_store": "postgres", "events_url": "postgresql://127.0.0.1:1/none"}
     )
-    w = CatalogWriter(factory, actor="alice", settings=down)
+    w = CatalogWriter(factory, actor="alice", settings=down, spend_totals=spend_totals_reader(down))
     ids = seed(w)
     w.update("line_item", ids["line_item"], {"priority": 9})
     out = w.undo()

@@ -74,7 +74,12 @@ def test_engine_from_settings_serves_the_catalog(settings: Settings) -> None:
         s.add(LineItemCreative(line_item_id=li.id, creative_id=cr.id))
         s.commit()
         li_id, cr_id, camp_id = li.id, cr.id, camp.id
-    engine = DecisionEngine.from_settings(settings, session_factory=factory, poll_seconds=60)
+    engine = DecisionEngine.from_settings(
+        settings,
+        session_factory=factory,
+        spend=DeliverySpend(open_event_store(settings)),
+        poll_seconds=60,
+    )
     try:
         assert engine.status()["line_items"] == 1
         result = engine.decide(DecisionRequest("u1", context={"device": "tv"}))
@@ -136,7 +141,12 @@ def test_catalog_change_reaches_decisions_through_the_background_refresh(
     settings: Settings,
 ) -> None:
     factory, ids = _seed_one(settings)
-    engine = DecisionEngine.from_settings(settings, session_factory=factory, poll_seconds=0.05)
+    engine = DecisionEngine.from_settings(
+        settings,
+        session_factory=factory,
+        spend=DeliverySpend(open_event_store(settings)),
+        poll_seconds=0.05,
+    )
     tv = DecisionRequest("u1", context={"device": "tv"}, explain=True)
     try:
         assert [d.line_item_id for d in engine.decide(tv).decisions] == [ids["li"]]

@@ -19,8 +19,9 @@ from adtarget.api.decision_service import DecisionService, build_decision_servic
 from adtarget.audience.store import SnapshotStore
 from adtarget.audience.stores import snapshot_store_for
 from adtarget.catalog.db import open_catalog
+from adtarget.commands.delivery_check import SpendTotals
 from adtarget.delivery.models import LineItemLookup
-from adtarget.delivery.service import catalog_lookup, open_event_store
+from adtarget.delivery.service import catalog_lookup, open_event_store, spend_totals_reader
 from adtarget.delivery.store import EventStore
 from adtarget.errors import StoreUnavailable
 from adtarget.settings import Settings
@@ -36,6 +37,7 @@ class Container:
     snapshot_store: SnapshotStore
     event_store: EventStore
     decisions: DecisionService
+    spend_totals: SpendTotals
     event_lookup: LineItemLookup | None = field(default=None)
 
     def replace_decisions(self, service: DecisionService) -> None:
@@ -72,6 +74,7 @@ def build_container(settings: Settings) -> Container:
             snapshot_store=snapshot_store,
             event_store=event_store,
         ),
+        spend_totals=spend_totals_reader(settings),
         event_lookup=catalog_lookup(session_factory),
     )
 

@@ -33,6 +33,7 @@ def cli_actor(settings: Settings) -> str:
 def _writer() -> Any:
     from adtarget.catalog.db import open_catalog
     from adtarget.commands.catalog_commands import CatalogWriter
+    from adtarget.delivery.service import spend_totals_reader
 
     settings = get_settings()
     return CatalogWriter(
@@ -40,6 +41,7 @@ def _writer() -> Any:
         actor=cli_actor(settings),
         depth=settings.history_depth,
         settings=settings,
+        spend_totals=spend_totals_reader(settings),
     )
 
 

@@ -192,8 +192,11 @@ def _decisions(
 ) -> list[dict[str, Any]]:
     from adtarget.decision.engine import DecisionEngine
     from adtarget.decision.models import DecisionRequest
+    from adtarget.delivery.service import DeliverySpend, open_event_store
 
-    engine = DecisionEngine.from_settings(settings, session_factory=factory)
+    engine = DecisionEngine.from_settings(
+        settings, session_factory=factory, spend=DeliverySpend(open_event_store(settings))
+    )
     try:
         engine.index_holder.refresh()  # type: ignore[attr-defined]
         mine = {li["id"] for li in items}
@@ -291,6 +294,7 @@ def demo(
     """Run the whole product once on the embedded default (SQLite + files, no server)."""
     from adtarget.catalog.db import open_catalog
     from adtarget.commands.catalog_commands import CatalogWriter
+    from adtarget.delivery.service import spend_totals_reader
 
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -302,7 +306,13 @@ def demo(
     _step("2. Exact audiences in milliseconds")
     _audiences(settings)
     _step("3. Catalog: advertiser, campaign, creative, line items")
-    writer = CatalogWriter(factory, actor="demo", depth=settings.history_depth, settings=settings)
+    writer = CatalogWriter(
+        factory,
+        actor="demo",
+        depth=settings.history_depth,
+        settings=settings,
+        spend_totals=spend_totals_reader(settings),
+    )
     _pause_earlier_runs(writer, factory)
     objs = _catalog(writer, suffix)
     _step("4. Undo a mistake")

@@ -16,8 +16,8 @@ Depth: each actor keeps at most ``depth`` undoable commands (``Settings.history_
 nothing (an update to the values already there) are not logged.
 
 Delivery: after an undo/redo the answer says (``note``, ``served``) when a line item the command
-governs already served (``delivery_check``, a read of the event store after the catalog
-transaction); the catalog is restored either way, delivery history is never rewritten.
+governs already served (``delivery_check``, a read of the event store it was handed, after the
+catalog transaction); the catalog is restored either way, delivery history is never rewritten.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adtarget.catalog.coltypes import utcnow
 from adtarget.catalog.tables import CommandLog
-from adtarget.commands.delivery_check import affected_line_items, delivered
+from adtarget.commands.delivery_check import SpendTotals, affected_line_items, delivered
 from adtarget.commands.persisted import (
     CommandContext,
     PersistedCommand,
@@ -76,6 +76,8 @@ class CatalogWriter:
         actor: whose history this is (an API key's actor name, ``cli:<user>``).
         depth: how many commands the actor can undo (oldest beyond it are forgotten).
         settings: passed to commands in their ``CommandContext`` (some need paths).
+        spend_totals: delivered spend, read after an undo or redo to say which line items
+            already served (``delivery.service.spend_totals_reader``); ``None`` skips the check.
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class CatalogWriter:
         actor: str,
         depth: int = 200,
         settings: Settings | None = None,
+        spend_totals: SpendTotals | None = None,
     ) -> None:
         if not actor:
             raise InvalidValue("an actor is required to record commands", field="actor")
@@ -94,6 +97,7 @@ class CatalogWriter:
         self.actor = actor
         self.depth = depth
         self.settings = settings
+        self.spend_totals = spend_totals
 
     # --- convenience commands ------------------------------------------------------------------
 
@@ -281,9 +285,9 @@ class CatalogWriter:
         Runs after the catalog transaction committed: the undo stands whatever the event store
         says (or fails to say), and the catalog's write lock is not held while reading it.
         """
-        if self.settings is None:
+        if self.spend_totals is None:
             return answer
-        seen = delivered(self.settings, line_items)
+        seen = delivered(self.spend_totals, line_items)
         if seen is None:
             return answer
         answer["served"] = seen["served"]

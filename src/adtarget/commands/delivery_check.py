@@ -3,9 +3,10 @@
 Why: undoing "activate line item 7" after it served must still restore the catalog (that is
 what the person asked for), but they must be told that the impressions and spend it made stay
 recorded: delivery history is an append-only log and undo never rewrites it. So after an undo
-or redo the writer asks the delivery store, through its public ``spend_totals`` (one grouped
-read of the rollups, the same figures reports use), which of the affected line items have any
-delivery recorded, and says so in the result.
+or redo the writer asks the delivery store, through a ``SpendTotals`` reader it was handed
+(``delivery.service.spend_totals_reader``: one grouped read of the rollups, the same figures
+reports use), which of the affected line items have any delivery recorded, and says so in the
+result. Handed, not imported: the command layer does not depend on delivery.
 
 Which line items are affected: those whose row changed, those whose creative link changed, and
 every line item of a changed campaign or advertiser (pausing a campaign pauses its items).
@@ -16,7 +17,7 @@ says that delivery could not be checked, rather than failing a catalog-only oper
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -26,9 +27,11 @@ from sqlalchemy.orm import Session
 from adtarget.catalog.tables import Campaign, LineItem
 from adtarget.commands.rows import RowChange
 from adtarget.errors import AdtargetError
-from adtarget.settings import Settings
 
 MICROS = Decimal(1_000_000)
+
+SpendTotals = Callable[[], Iterable[tuple[str, str, int]]]
+"""Delivered spend as ``(line_item_id, campaign_id, micros)`` rows (``EventStore.spend_totals``)."""
 
 
 def affected_line_items(session: Session, changes: Iterable[RowChange]) -> list[int]:
@@ -56,25 +59,15 @@ def affected_line_items(session: Session, changes: Iterable[RowChange]) -> list[
     return sorted(items)
 
 
-def delivered(settings: Settings, line_item_ids: list[int]) -> dict[str, Any] | None:
+def delivered(spend_totals: SpendTotals, line_item_ids: list[int]) -> dict[str, Any] | None:
     """``{"served": [{"line_item_id", "spend"}], ...}`` for ids with delivery, or ``None``.
 
-    ``None`` means none of them ever served (or there is nothing to check). With the default
-    Parquet store, a data dir that has no event log yet has served nothing, so the store is
-    not created just to be asked.
+    ``None`` means none of them ever served (or there is nothing to check).
     """
     if not line_item_ids:
         return None
-    if settings.events_store == "parquet" and not settings.events_dir.exists():
-        return None
-    from adtarget.delivery.service import open_event_store
-
     try:
-        store = open_event_store(settings, maintain=False)
-        try:
-            totals = store.spend_totals()
-        finally:
-            store.close()
+        totals = list(spend_totals())
     except Exception as err:  # any store failure: the catalog undo must still go through
         message = err.message if isinstance(err, AdtargetError) else repr(err)
         return {

@@ -136,22 +136,19 @@ class DecisionEngine:
         settings: Settings,
         *,
         session_factory: sessionmaker[Session],
+        spend: SpendSource,
         snapshot_store: SnapshotStore | None = None,
-        spend: SpendSource | None = None,
         poll_seconds: float = 2.0,
         on_index_rebuild: RebuildHook | None = None,
     ) -> DecisionEngine:
         """The engine the service runs: stores picked by ``ADTARGET_PROFILE_STORE`` /
         ``ADTARGET_COUNTER_STORE`` (Redis at ``ADTARGET_REDIS_URL``), timeouts from
-        ``store_timeout_ms``, spend from the delivery log, and an index that follows the catalog.
+        ``store_timeout_ms``, ``spend`` handed in by the caller (the delivery log's
+        ``DeliverySpend`` in the app), and an index that follows the catalog.
         """
         from adtarget.decision.factory import counters_from_settings, profiles_from_settings
         from adtarget.decision.index_holder import IndexHolder
 
-        if spend is None:
-            from adtarget.delivery.service import DeliverySpend, open_event_store
-
-            spend = DeliverySpend(open_event_store(settings))
         holder = IndexHolder.from_session_factory(
             session_factory,
             poll_seconds=poll_seconds,

@@ -113,6 +113,26 @@ def open_event_store(settings: Settings, *, maintain: bool = True) -> EventStore
     return store
 
 
+def spend_totals_reader(settings: Settings) -> Callable[[], list[tuple[str, str, int]]]:
+    """Delivered spend per (line item, campaign) in micros, read afresh at each call.
+
+    For undo's "already served" note (``commands.delivery_check``), which is handed this reader
+    instead of importing delivery. A data dir with no event log yet has served nothing, so the
+    store is not created just to be asked.
+    """
+
+    def read() -> list[tuple[str, str, int]]:
+        if settings.events_store == "parquet" and not settings.events_dir.exists():
+            return []
+        store = open_event_store(settings, maintain=False)
+        try:
+            return store.spend_totals()
+        finally:
+            store.close()
+
+    return read
+
+
 def catalog_lookup(session_factory: Callable[[], Any]) -> LineItemLookup:
     """Resolve line items to ``(campaign_id, advertiser_id)`` from the catalog tables."""
 

@@ -289,7 +289,7 @@ def job_is_orphaned(job_id: str, *, session_factory: sessionmaker[Session]) -> b
             return False
         rep = job.report or {}
     pid, host = rep.get("_pid"), rep.get("_host")
-    return host == HOST and isinstance(pid, int) and pid != os.getpid() and not _pid_alive(pid)
+    return host == HOST and isinstance(pid, int) and pid != os.getpid() and not pid_alive(pid)
 
 
 def recover_stale_jobs(*, settings: Settings, session_factory: sessionmaker[Session]) -> list[str]:

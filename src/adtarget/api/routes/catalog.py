@@ -36,6 +36,7 @@ from adtarget.catalog import models
 from adtarget.catalog.service import list_creative_ids
 from adtarget.catalog.tables import Base, Campaign, Creative, LineItem
 from adtarget.commands.catalog_commands import CatalogWriter
+from adtarget.delivery.service import spend_totals_reader
 from adtarget.errors import Conflict, Forbidden, InvalidValue, NotFound
 from adtarget.settings import Settings
 
@@ -78,7 +79,11 @@ def writer(
 ) -> CatalogWriter:
     """The command-layer writer acting for this caller (its own undo history)."""
     return CatalogWriter(
-        session_factory, actor=principal.actor, depth=settings.history_depth, settings=settings
+        session_factory,
+        actor=principal.actor,
+        depth=settings.history_depth,
+        settings=settings,
+        spend_totals=spend_totals_reader(settings),
     )
 
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
-from adtarget.api.deps import ActorDep, SessionFactoryDep, SettingsDep, allow
+from adtarget.api.deps import ActorDep, ContainerDep, allow
 from adtarget.commands.catalog_commands import CatalogWriter
 
 #: Readers may see their (empty) history; only roles that change the catalog undo/redo.
@@ -22,11 +22,16 @@ router = APIRouter(
 )
 
 
-def command_writer(
-    factory: SessionFactoryDep, settings: SettingsDep, actor: ActorDep
-) -> CatalogWriter:
+def command_writer(container: ContainerDep, actor: ActorDep) -> CatalogWriter:
     """Dependency: the caller's ``CatalogWriter`` (history depth from settings)."""
-    return CatalogWriter(factory, actor=actor, depth=settings.history_depth, settings=settings)
+    settings = container.settings
+    return CatalogWriter(
+        container.session_factory,
+        actor=actor,
+        depth=settings.history_depth,
+        settings=settings,
+        spend_totals=container.spend_totals,
+    )
 
 
 WriterDep = Annotated[CatalogWriter, Depends(command_writer)]
