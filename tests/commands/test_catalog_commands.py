@@ -416,7 +416,7 @@ def test_link_changed_and_changed_back_by_other_is_still_a_conflict(
 def test_served_check_reads_the_postgres_event_store(pg_url: str, settings: Settings) -> None:
     engine, fac = open_factory(pg_url)
     pg = settings.model_copy(update={"events_store": "postgres", "events_url": pg_url})
-    w = CatalogWriter(fac, actor="alice", settings=pg)
+    w = CatalogWriter(fac, actor="alice", settings=pg, spend_totals=spend_totals_reader(pg))
     ids = seed(w)
     store = open_event_store(pg)
     ts = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
