@@ -10,7 +10,8 @@ from fastapi.testclient import TestClient
 
 from adtarget.api.app import create_app
 from adtarget.api.auth import create_key
-from adtarget.api.deps import app_key_resolver, app_session_factory
+from adtarget.api.deps import app_key_resolver
+from adtarget.catalog.db import open_catalog
 from adtarget.settings import Settings
 
 
@@ -34,7 +35,7 @@ def test_revoking_the_last_key_does_not_open_the_api(
 def test_a_service_started_with_keys_never_opens(settings: Settings) -> None:
     """Started with a key (decided closed at start), then the key is deleted from the table."""
     app = create_app(settings)
-    factory = app_session_factory(app)
+    factory = open_catalog(settings)
     with factory() as session, session.begin():
         row, key = create_key(session=session, role="reader")
     with TestClient(app, raise_server_exceptions=False) as client:  # lifespan decides here
@@ -45,8 +46,10 @@ def test_a_service_started_with_keys_never_opens(settings: Settings) -> None:
         assert client.get("/v1/advertisers").status_code == 401
 
 
-def test_open_mode_can_be_forbidden_outright(settings: Settings) -> None:
+def test_open_mode_can_be_forbidden_outright(
+    settings: Settings, started: Callable[..., TestClient]
+) -> None:
     """What ``adtarget serve`` hands its workers when it did not start open."""
     app = create_app(settings.model_copy(update={"allow_open": False}))
-    client = TestClient(app, raise_server_exceptions=False)
+    client = started(app, raise_server_exceptions=False)
     assert client.get("/v1/advertisers").status_code == 401

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +40,9 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def app(settings: Settings) -> Iterator[FastAPI]:
+def app(settings: Settings, started: Callable[..., TestClient]) -> Iterator[FastAPI]:
     app = create_app(settings)
+    started(app)
     yield app
     forget_followers()
 

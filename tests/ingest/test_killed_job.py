@@ -4,6 +4,7 @@ soon as a client polls it, not only when the next upload is submitted."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -45,10 +46,13 @@ def test_service_start_marks_a_killed_job_failed(
 
 
 def test_polling_a_killed_job_answers_failed(
-    settings: Settings, catalog: sessionmaker[Session], tmp_path: Path
+    settings: Settings,
+    catalog: sessionmaker[Session],
+    tmp_path: Path,
+    started: Callable[..., TestClient],
 ) -> None:
     app = create_app(settings)
-    client = TestClient(app, raise_server_exceptions=False)  # no lifespan: a running service
+    client = started(app, raise_server_exceptions=False)  # a service started before the kill
     job_id = _killed_job(settings, catalog, tmp_path)
     got = client.get(f"/v1/uploads/{job_id}")
     assert got.status_code == 200 and got.json()["status"] == "failed", got.text

@@ -179,6 +179,10 @@ class KeyResolver:
         with self._lock:
             self._open_checked_until = 0.0
             self._cache.clear()
+        # A key made while the service runs open closes it for good, even if it is revoked
+        # before any request asked: look now, not at the next unauthenticated call.
+        if self._open is not None:
+            self.open_mode()
 
     def open_mode(self) -> bool:
         """True while the service runs open: no key existed at start and none exists since.
