@@ -36,9 +36,9 @@ def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> typer.Typer:
     get_settings.cache_clear()
 
 
-def _import(cli: typer.Typer, path: Path) -> dict:
+def _import(cli: typer.Typer, path: Path, code: int = 0) -> dict:
     result = runner.invoke(cli, ["events", "import", str(path), "--no-catalog", "--json"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == code, result.output
     return json.loads(result.stdout)
 
 
@@ -47,7 +47,7 @@ def test_import_every_format_counts_once(cli: typer.Typer, tmp_path: Path) -> No
     nd = tmp_path / "a.ndjson"
     lines = [json.dumps(e) for e in events[:150]] + ["{broken", json.dumps(events[0])]
     nd.write_text("\n".join(lines) + "\n")
-    out = _import(cli, nd)
+    out = _import(cli, nd, code=3)  # some rows rejected: a script must notice
     assert (out["accepted"], out["duplicates"]) == (150, 1)
     assert [(r["index"], r["field"]) for r in out["rejected"]] == [(150, "event")]
 
@@ -95,6 +95,18 @@ def test_import_every_format_counts_once(cli: typer.Typer, tmp_path: Path) -> No
         t: sum(e["type"] == k for e in events)
         for t, k in (("requests", "decision"), ("impressions", "impression"), ("clicks", "click"))
     }
+
+
+def test_import_exits_non_zero_when_rows_are_rejected(cli: typer.Typer, tmp_path: Path) -> None:
+    events = make_events(5, seed=3)
+    nd = tmp_path / "x.ndjson"
+    nd.write_text("\n".join([json.dumps(e) for e in events] + ["[1, 2]"]) + "\n")
+    result = runner.invoke(cli, ["events", "import", str(nd), "--no-catalog"])
+    assert result.exit_code == 3, result.output
+    assert "5 accepted" in result.stdout and "1 rejected" in result.stdout
+    clean = tmp_path / "y.ndjson"
+    clean.write_text("\n".join(json.dumps(e) for e in make_events(3, seed=4)) + "\n")
+    assert runner.invoke(cli, ["events", "import", str(clean), "--no-catalog"]).exit_code == 0
 
 
 def test_report_formats_out_and_chart(cli: typer.Typer, tmp_path: Path) -> None:

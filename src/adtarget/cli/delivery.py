@@ -13,6 +13,9 @@ from adtarget.cli.errors import fail
 from adtarget.errors import AdtargetError
 from adtarget.settings import get_settings
 
+REJECTED_EXIT = 3
+"""``events import`` exit status when some rows were rejected (the others are recorded)."""
+
 events_app = typer.Typer(help="Delivery events: import files of events.", no_args_is_help=True)
 
 
@@ -91,6 +94,8 @@ def import_events(
         return
     if as_json:
         typer.echo(json.dumps({"file": str(file), **total.to_dict()}))
+        if total.rejected:
+            raise typer.Exit(REJECTED_EXIT)
         return
     typer.echo(
         f"{file.name}: {total.accepted} accepted, {total.duplicates} duplicates, "
@@ -100,6 +105,8 @@ def import_events(
         typer.echo(f"  row {item['index']}: {item['reason']}", err=True)
     if len(total.rejected) > 20:
         typer.echo(f"  ... and {len(total.rejected) - 20} more (use --json for all)", err=True)
+    if total.rejected:  # the accepted rows are recorded; a script must still notice the rest
+        raise typer.Exit(REJECTED_EXIT)
 
 
 @events_app.command("prune")
