@@ -62,3 +62,16 @@ def test_openapi_documents_the_contract(client: TestClient) -> None:
     ):
         assert path in paths, path
     assert "post" in paths["/v1/decisions"] and "patch" in paths["/v1/line-items/{obj_id}"]
+
+
+def test_readyz_details_only_for_keys_that_read(
+    client: TestClient, make_key: Callable[..., str]
+) -> None:
+    admin = make_key("admin")
+    anon = client.get("/readyz").json()
+    assert "worker" not in anon and "path" not in str(anon)
+    assert all(set(c) == {"ok"} for c in anon["checks"].values())
+    advertiser_free = client.get("/readyz", headers={"Authorization": "Bearer nope"}).json()
+    assert "worker" not in advertiser_free
+    full = client.get("/readyz", headers={"Authorization": f"Bearer {admin}"}).json()
+    assert "worker" in full and full["checks"]["profiles"]["ok"] is True

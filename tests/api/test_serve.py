@@ -150,7 +150,7 @@ def test_workers_share_one_snapshot_and_answer(served: dict[str, Any]) -> None:
     seen: dict[int, dict[str, Any]] = {}
     deadline = time.monotonic() + 30
     while len(seen) < 2 and time.monotonic() < deadline:
-        resp = httpx.get(f"{base}/readyz", timeout=5)
+        resp = httpx.get(f"{base}/readyz", headers=h, timeout=5)
         assert resp.status_code == 200, resp.text
         seen[resp.json()["worker"]] = resp.json()["checks"]["snapshot"]
     assert len(seen) == 2, f"only worker(s) {sorted(seen)} answered"

@@ -40,6 +40,7 @@ def profiles_from_settings(
             prefix=settings.redis_profile_prefix,
             timeout=settings.store_timeout_ms / 1000.0,
             cluster=settings.redis_cluster,
+            published=published,
         )
     if snapshot_store is None:
         snapshot_store = SnapshotStore(settings.snapshots_dir, keep=settings.snapshots_keep)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from adtarget.audience.redis_profiles import (
@@ -30,6 +31,10 @@ from adtarget.decision.node_breakers import NodeBreakers
 from adtarget.decision.redis_client import connect, node_of
 
 log = logging.getLogger(__name__)
+from adtarget.errors import StoreUnavailable
+
+EXPECTED_CHECK_S = 5.0
+"""How often a store with no live version asks the catalog whether one should exist."""
 
 
 class RedisProfileStore:
@@ -50,6 +55,7 @@ class RedisProfileStore:
         prefix: str = DEFAULT_PREFIX,
         timeout: float = 0.02,
         cluster: bool | None = None,
+        published: Callable[[], str | None] | None = None,
     ) -> None:
         self.prefix = prefix
         self._client: Any = connect(
@@ -57,16 +63,22 @@ class RedisProfileStore:
         )
         self.breakers = NodeBreakers("profiles")
         self._version: tuple[float, str | None] | None = None
+        self._published = published
+        self._expected: tuple[float, str | None] | None = None
 
     def version(self) -> str | None:
         """The live version; re-read at most every ``VERSION_TTL_S`` seconds.
 
+        Raises ``StoreUnavailable`` when Redis has no live version but the catalog records a
+        published snapshot: Redis lost its data (restarted empty); the engine answers degraded.
         A failed re-read keeps the version read last (and tries again after ``VERSION_TTL_S``);
         only with nothing read yet does the failure propagate.
         """
         now = time.monotonic()
         cached = self._version
         if cached is not None and now - cached[0] < VERSION_TTL_S:
+            if cached[1] is None:
+                self._check_nothing_expected(now)
             return cached[1]
         key = self.prefix + VERSION_KEY
         try:
@@ -79,7 +91,34 @@ class RedisProfileStore:
             log.warning("profile version pointer unreadable; serving version %s", cached[1])
             value = cached[1]
         self._version = (now, value)
+        if value is None:
+            self._check_nothing_expected(now)
         return value
+
+    def _check_nothing_expected(self, now: float) -> None:
+        if self._published is None:
+            return
+        if self._expected is None or now - self._expected[0] >= EXPECTED_CHECK_S:
+            try:
+                expected = self._published()
+            except Exception:  # catalog down: cannot tell, keep answering
+                expected = None
+            self._expected = (now, expected)
+        if self._expected[1] is not None:
+            raise StoreUnavailable(
+                f"Redis holds no live profile version but the catalog records snapshot "
+                f"{self._expected[1]} as published: Redis lost its data (restarted empty?); "
+                "reload it with `adtarget profiles push`",
+                field="profiles",
+            )
+
+    def check(self) -> dict[str, Any]:
+        """Readiness of the store: ``{"ok", "store", "version" | "error"}`` (never raises)."""
+        self._version = None  # read the pointer now, not the cached one
+        try:
+            return {"ok": True, "store": "redis", "version": self.version()}
+        except Exception as exc:
+            return {"ok": False, "store": "redis", "error": str(exc) or type(exc).__name__}
 
     def lookup(self, user_id: str) -> tuple[dict[str, Any] | None, str | None]:
         """The user's features and the version they came from (one ``HGETALL``)."""

@@ -19,9 +19,10 @@ from sqlalchemy import text
 from starlette.responses import Response
 
 from adtarget.api.container import container_of
-from adtarget.api.deps import app_session_factory, app_snapshot_store
+from adtarget.api.deps import app_key_resolver, app_session_factory, app_snapshot_store
 from adtarget.api.metrics import render_metrics
 from adtarget.catalog.service import latest_published_snapshot
+from adtarget.errors import AdtargetError
 
 log = logging.getLogger("adtarget.api")
 
@@ -95,13 +96,41 @@ def readyz(request: Request) -> JSONResponse:
         "catalog": _check_catalog(request),
         "index": _check_index(request),
         "snapshot": _check_snapshot(request),
+        "profiles": _check_profiles(request),
     }
     serving = bool(checks["index"].get("ok") and checks["snapshot"].get("ok"))
-    status = "not_ready" if not serving else "ready" if checks["catalog"]["ok"] else "degraded"
+    shared_ok = checks["catalog"]["ok"] and checks["profiles"]["ok"]
+    status = "not_ready" if not serving else "ready" if shared_ok else "degraded"
+    code = 200 if serving else 503
+    if not _may_see_details(request):
+        # Anyone may ask (load balancers); pids, paths and errors are for keys that read.
+        brief = {name: {"ok": bool(c.get("ok"))} for name, c in checks.items()}
+        return JSONResponse({"status": status, "checks": brief}, status_code=code)
     return JSONResponse(
-        {"status": status, "worker": os.getpid(), "checks": checks},
-        status_code=200 if serving else 503,
+        {"status": status, "worker": os.getpid(), "checks": checks}, status_code=code
     )
+
+
+def _check_profiles(request: Request) -> dict[str, Any]:
+    """The profile store's own check (Redis reachable and holding its live version)."""
+    service = container_of(request.app).decisions
+    store = getattr(getattr(service, "engine", None), "profiles", None)
+    check = getattr(store, "check", None)
+    if check is None:
+        return {"ok": True}
+    try:
+        return dict(check())
+    except Exception as exc:  # readiness reports any failure, it never raises
+        return {"ok": False, "error": type(exc).__name__}
+
+
+def _may_see_details(request: Request) -> bool:
+    """Admin and reader keys (and open mode) see every detail; others see only ok flags."""
+    try:
+        principal = app_key_resolver(request.app).resolve(request.headers.get("authorization"))
+    except AdtargetError:
+        return False
+    return principal.role in ("admin", "reader")
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
