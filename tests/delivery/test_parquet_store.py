@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import fcntl
+import multiprocessing
 import threading
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -140,3 +142,38 @@ def test_crash_inside_compaction_is_finished_on_open(
 def events_day_ts(event: dict[str, object]) -> str:
     """The same minute of the test clock's day for every event (one day partition)."""
     return NOW.replace(hour=0, minute=int(str(event["event_id"])[1:]) % 60).isoformat()
+
+
+def _post_batches(root: str, events: list[dict[str, object]], k: int, errors: Any) -> None:
+    """One worker process: its own store, small batches into one day (compacting every ~32)."""
+    store = ParquetEventStore(Path(root))
+    try:
+        for i in range(k * 10, len(events), 40):
+            ingest_events(store=store, events=events[i : i + 10])
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+        errors.put(repr(exc))
+    finally:
+        store.close()
+
+
+def test_workers_compacting_the_same_day_lose_and_double_nothing(tmp_path: Path) -> None:
+    """Four worker processes posting small batches into one day, each compacting as it goes:
+    every batch is answered, and the log holds each event exactly once."""
+    ctx = multiprocessing.get_context("fork")
+    events = [{**e, "ts": events_day_ts(e)} for e in make_events(1200, seed=8)]
+    ParquetEventStore(tmp_path / "ev").close()
+    errors = ctx.Queue()
+    procs = [
+        ctx.Process(target=_post_batches, args=(str(tmp_path / "ev"), events, k, errors))
+        for k in range(4)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    found = []
+    while not errors.empty():
+        found.append(errors.get())
+    assert found == [] and [p.exitcode for p in procs] == [0, 0, 0, 0]
+    ids = ParquetEventStore(tmp_path / "ev").scan()["event_id"].to_pylist()
+    assert len(ids) == 1200 and sorted(ids) == sorted(e["event_id"] for e in events)

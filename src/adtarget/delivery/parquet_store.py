@@ -26,6 +26,7 @@ lock where DuckDB refuses a second writer.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import shutil
 import sqlite3
@@ -46,6 +47,8 @@ from adtarget.delivery.models import EVENT_SCHEMA, ROLLUP_DIMS
 from adtarget.delivery.reports import raw_report_sql
 from adtarget.delivery.rollup import COUNTERS, ROLLUP_SCHEMA, rollup_batch, rollup_select_sql
 from adtarget.delivery.store import ReportQuery
+
+log = logging.getLogger("adtarget.delivery")
 
 _KEYS = ("hour", "day", *ROLLUP_DIMS)
 #: A day with this many part files gets its small ones (< COMPACT_SMALL_BYTES) merged.
@@ -143,9 +146,22 @@ class ParquetEventStore:
             finally:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
+    @contextmanager
+    def _compaction(self) -> Iterator[None]:
+        """``flock`` on ``compact.lock``: one compaction (or recovery) at a time, across
+        processes, from listing its sources to deleting them. Without it a second worker
+        listed the sources the first had merged but not yet deleted, and merged them again
+        (events doubled) or read one as it vanished (a 500 on event intake)."""
+        with open(self.root / "compact.lock", "a+b") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
     def recover(self) -> None:
         """Finish committed renames and delete uncommitted temp files (see module docstring)."""
-        with self._write() as db, self._files_lock(fcntl.LOCK_EX):
+        with self._compaction(), self._write() as db, self._files_lock(fcntl.LOCK_EX):
             for tmp, final in db.execute("SELECT tmp, final FROM pending").fetchall():
                 if Path(tmp).exists():
                     os.replace(tmp, final)
@@ -163,13 +179,20 @@ class ParquetEventStore:
         in one transaction, then swapped under the exclusive files lock; a crash in between is
         finished by ``recover()`` (rename the merge, delete the sources).
         """
+        with self._compaction():
+            return self._compact(day, min_files)
+
+    def _compact(self, day: date, min_files: int) -> int:
         folder = self._day_dir(day)
         with self._write() as db:
-            small = [
-                p
-                for p in sorted(folder.glob("part-*.parquet"))
-                if p.stat().st_size < COMPACT_SMALL_BYTES
-            ]
+            retired = {p for (p,) in db.execute("SELECT path FROM retired")}
+            small = []
+            for p in sorted(folder.glob("part-*.parquet")):
+                try:
+                    if str(p) not in retired and p.stat().st_size < COMPACT_SMALL_BYTES:
+                        small.append(p)
+                except FileNotFoundError:  # retired by a compaction that just finished
+                    continue
             if len(small) < min_files:
                 return 0
             merged = pa.concat_tables([pq.read_table(p, schema=EVENT_SCHEMA) for p in small])
@@ -236,7 +259,10 @@ class ParquetEventStore:
         self._publish(moves)
         for _, final in moves:  # many small batches (HTTP intake) would mean many tiny files
             if len(list(final.parent.glob("part-*.parquet"))) >= COMPACT_MIN_FILES:
-                self.compact(date.fromisoformat(final.parent.name[4:]))
+                try:
+                    self.compact(date.fromisoformat(final.parent.name[4:]))
+                except Exception:  # the batch is committed; a failed merge only costs files
+                    log.exception("compacting %s failed; its files stay as they are", final.parent)
         return int(events.num_rows)
 
     def _write_temp_files(self, events: pa.Table) -> list[tuple[Path, Path]]:
