@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from adtarget.catalog import checks
 from adtarget.catalog.models import CREATE_MODELS, UPDATE_MODELS, parse_input
 from adtarget.catalog.rows import check_version, flush, get_object, model_for
-from adtarget.catalog.status import INITIAL_STATUS, check_transition
+from adtarget.catalog.status import INITIAL_STATUS, TRANSITIONS, check_transition
 from adtarget.catalog.tables import (
     AdFormat,
     Advertiser,
@@ -110,6 +110,20 @@ def _compile(session: Session, obj: Base, values: dict[str, Any]) -> None:
             )
 
 
+def _check_initial_status(kind: str, initial: str, status: str) -> None:
+    """A new object is created in its initial status or one that status may go to; the error
+    speaks of creating, not of a change from a status the object never had."""
+    try:
+        check_transition(initial, status)
+    except InvalidValue as err:
+        allowed = [initial, *sorted(TRANSITIONS.get(initial, ()))]
+        raise InvalidValue(
+            f"a new {kind.replace('_', ' ')} cannot be created with status {status!r}; "
+            f"use one of {', '.join(repr(a) for a in allowed)} (default {initial!r})",
+            field="status",
+        ) from err
+
+
 def create(*, session: Session, kind: str, data: BaseModel | Mapping[str, Any]) -> Base:
     """Create a catalog object of ``kind`` from ``data``; flushes so it has an id."""
     if kind == "ad_format":
@@ -119,7 +133,7 @@ def create(*, session: Session, kind: str, data: BaseModel | Mapping[str, Any]) 
     values = _values(model_in, exclude_unset=False)
     initial = INITIAL_STATUS[kind]
     status = values.pop("status", None) or initial
-    check_transition(initial, status)
+    _check_initial_status(kind, initial, status)
     if kind in ("campaign", "creative"):
         _require(session, Advertiser, values["advertiser_id"], "advertiser_id")
     elif kind == "line_item":

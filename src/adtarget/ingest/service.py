@@ -96,6 +96,12 @@ def execute_job(
     segment_mode = job.mode == "segment"
     if id_column not in reader.columns and segment_mode and len(reader.columns) == 1:
         id_column = reader.columns[0]  # a one-column list file: that column is the id
+    if not reader.columns and path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+        raise InvalidValue(
+            f"{path.name}: no line is a JSON object such as "
+            '{"user_id": "u1", "country": "US"}; JSON Lines need one object per line',
+            field="path",
+        )
     if id_column not in reader.columns:
         raise InvalidValue(
             f"the file has no id column {id_column!r} (columns: "

@@ -1,0 +1,41 @@
+"""Setup and input mistakes end in one clear sentence, not an unrelated one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from adtarget.api.app import create_app
+from adtarget.settings import Settings
+
+from .conftest import Runner
+
+
+def test_jsonl_lines_that_are_not_objects_say_so(ingest: Runner, tmp_path: Path) -> None:
+    path = tmp_path / "users.jsonl"
+    path.write_text('["u1", "US"]\n["u2", "CA"]\n7\n')
+    job = ingest(path)
+    assert job["status"] == "failed"
+    assert "no line is a JSON object" in job["error"] and "columns: )" not in job["error"]
+
+
+def test_creating_in_a_status_names_creation_not_a_change(settings: Settings) -> None:
+    client = TestClient(create_app(settings), raise_server_exceptions=False)
+    resp = client.post("/v1/advertisers", json={"name": "a", "status": "draft"})
+    assert resp.status_code == 422, resp.text
+    message = resp.json()["error"]["message"]
+    assert "cannot be created with status 'draft'" in message and "from 'active'" not in message
+    assert resp.json()["error"]["field"] == "status"
+    ok = client.post(
+        "/v1/campaigns",
+        json={
+            "advertiser_id": 1,
+            "name": "c",
+            "budget_total": 1,
+            "start": "2026-01-01",
+            "end": "2027-01-01",
+            "status": "active",
+        },
+    )
+    assert ok.status_code in (201, 404), ok.text
