@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
-
-from fastapi.testclient import TestClient
 
 from adtarget.api.app import create_app
 from adtarget.settings import Settings
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
 
 from .conftest import Runner
 
@@ -27,15 +30,3 @@ def test_creating_in_a_status_names_creation_not_a_change(settings: Settings) ->
     message = resp.json()["error"]["message"]
     assert "cannot be created with status 'draft'" in message and "from 'active'" not in message
     assert resp.json()["error"]["field"] == "status"
-    ok = client.post(
-        "/v1/campaigns",
-        json={
-            "advertiser_id": 1,
-            "name": "c",
-            "budget_total": 1,
-            "start": "2026-01-01",
-            "end": "2027-01-01",
-            "status": "active",
-        },
-    )
-    assert ok.status_code in (201, 404), ok.text

@@ -29,7 +29,7 @@ from adtarget.catalog.tables import (
     LineItemCreative,
     Segment,
 )
-from adtarget.errors import AdtargetError, Conflict, InvalidValue, NotFound
+from adtarget.errors import AdtargetError, Conflict, InvalidTransition, InvalidValue, NotFound
 
 T = TypeVar("T", bound=Base)
 _NAME_SCOPE: dict[str, str | None] = {
@@ -115,9 +115,9 @@ def _check_initial_status(kind: str, initial: str, status: str) -> None:
     speaks of creating, not of a change from a status the object never had."""
     try:
         check_transition(initial, status)
-    except InvalidValue as err:
+    except InvalidTransition as err:
         allowed = [initial, *sorted(TRANSITIONS.get(initial, ()))]
-        raise InvalidValue(
+        raise InvalidTransition(
             f"a new {kind.replace('_', ' ')} cannot be created with status {status!r}; "
             f"use one of {', '.join(repr(a) for a in allowed)} (default {initial!r})",
             field="status",
