@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from adtarget.errors import InvalidValue, StoreUnavailable
 from adtarget.settings import Settings
 
 if TYPE_CHECKING:
@@ -155,19 +157,64 @@ def downgrade(url: str, *, revision: str = "base", engine: Engine | None = None)
 
 
 def open_catalog(settings: Settings) -> sessionmaker[Session]:
-    """The session factory of the configured catalog, created and migrated on first use."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    """The session factory of the configured catalog, created and migrated on first use.
+
+    Setup mistakes (a data dir that is a file, a URL scheme we cannot use, a database that does
+    not answer) raise one ``AdtargetError`` saying what is wrong and what to do, not a driver
+    traceback.
+    """
+    check_data_dir(settings.data_dir)
     url = normalize_url(settings.resolved_catalog_url)
-    engine = make_engine(url)
+    try:
+        engine = make_engine(url)
+    except (ImportError, NoSuchModuleError, ArgumentError) as exc:
+        scheme = url.split(":", 1)[0]
+        raise InvalidValue(
+            f"ADTARGET_CATALOG_URL: cannot use a {scheme!r} database ({exc}); use "
+            "sqlite:///PATH or postgresql://USER@HOST/DB (pip install 'adtarget[postgres]')",
+            field="ADTARGET_CATALOG_URL",
+        ) from None
     path = _sqlite_file(url)
     with _migrated_lock:
         # SQLite files are cached per process; a server database may have been reset under us,
         # and an up-to-date upgrade is a cheap no-op there.
         if path is None or url not in _migrated or not path.exists():
-            if not _at_head(engine):
-                migrate(url, engine=engine)
+            try:
+                if not _at_head(engine):
+                    migrate(url, engine=engine)
+            except OperationalError as exc:
+                reason = str(exc.orig or exc).strip().splitlines()[0]
+                raise StoreUnavailable(
+                    f"cannot reach the catalog at {make_url(url).render_as_string()}: {reason}. "
+                    "Check ADTARGET_CATALOG_URL and that the database is running",
+                    field="ADTARGET_CATALOG_URL",
+                ) from None
             _migrated.add(url)
     return make_session_factory(engine)
+
+
+def check_data_dir(data_dir: Path) -> None:
+    """Create the data dir, or say in one line why it cannot be used."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InvalidValue(
+            f"the data dir {data_dir} is a file, not a directory; point --data-dir "
+            "(ADTARGET_DATA_DIR) at a directory",
+            field="data_dir",
+        ) from None
+    except OSError as exc:
+        raise InvalidValue(
+            f"cannot use the data dir {data_dir}: {exc.strerror}; point --data-dir "
+            "(ADTARGET_DATA_DIR) at a writable directory",
+            field="data_dir",
+        ) from None
+    if not data_dir.is_dir():
+        raise InvalidValue(
+            f"the data dir {data_dir} is not a directory; point --data-dir "
+            "(ADTARGET_DATA_DIR) at a directory",
+            field="data_dir",
+        )
 
 
 def _at_head(engine: Engine) -> bool:

@@ -16,7 +16,7 @@ import typer
 
 from adtarget import __version__
 from adtarget.cli.errors import fail
-from adtarget.errors import AdtargetError
+from adtarget.errors import AdtargetError, InvalidValue
 from adtarget.settings import get_settings
 
 app = typer.Typer(
@@ -53,7 +53,13 @@ def main(
         os.environ["ADTARGET_DATA_DIR"] = str(data_dir)
     get_settings.cache_clear()
     try:
-        get_settings()  # a bad ADTARGET_* value: one error line naming it, before any work
+        settings = get_settings()  # a bad ADTARGET_* value: one error line naming it
+        if settings.data_dir.exists() and not settings.data_dir.is_dir():
+            raise InvalidValue(
+                f"the data dir {settings.data_dir} is a file, not a directory; point "
+                "--data-dir (ADTARGET_DATA_DIR) at a directory",
+                field="data_dir",
+            )
     except AdtargetError as err:
         raise fail(err, 2) from None
 
@@ -94,3 +100,13 @@ _register_all()
 
 if __name__ == "__main__":  # pragma: no cover - `python -m adtarget.cli.main`
     app()
+
+
+def run() -> None:
+    """The ``adtarget`` entry point: ``app``, with any setup mistake a subcommand did not
+    report itself (an unreachable catalog, an unusable URL) as one ``error:`` line, exit 2."""
+    try:
+        app()
+    except AdtargetError as err:
+        fail(err, 2)  # prints the line; outside Click, exit by SystemExit
+        raise SystemExit(2) from None
