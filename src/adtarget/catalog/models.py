@@ -50,7 +50,11 @@ PacingMode = Literal["even", "asap"]
 Objective = Literal["awareness", "reach", "completion", "clicks", "conversions"]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Priority = Annotated[int, Field(ge=1, le=16)]
-PositiveInt = Annotated[int, Field(gt=0)]
+MAX_INT32 = 2**31 - 1
+"""Catalog integers are 32-bit columns on PostgreSQL: every input integer is bounded by it, so
+an out-of-range number is a 422 naming the field, never a database error."""
+PositiveInt = Annotated[int, Field(gt=0, le=MAX_INT32)]
+Id = Annotated[int, Field(ge=1, le=MAX_INT32)]
 
 
 class FrequencyCap(BaseModel):
@@ -113,7 +117,7 @@ class AdvertiserRead(_Capped):
 
 
 class CampaignCreate(_In):
-    advertiser_id: int
+    advertiser_id: Id
     name: Name
     budget_total: Money
     start: UTCDatetime
@@ -166,7 +170,7 @@ class CampaignRead(_Capped):
 
 
 class LineItemCreate(_In):
-    campaign_id: int
+    campaign_id: Id
     name: Name
     targeting: str = Field(default="", max_length=20_000)
     priority: Priority = 8
@@ -232,7 +236,7 @@ class AdFormatRead(_Out):
 
 
 class CreativeCreate(_In):
-    advertiser_id: int
+    advertiser_id: Id
     name: Name
     format: str
     attributes: dict[str, Any] = Field(default_factory=dict)
@@ -268,7 +272,7 @@ class SegmentCreate(_In):
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]{0,199}$")]
     kind: Literal["rule", "list"]
     rule: str | None = Field(default=None, max_length=20_000)
-    advertiser_id: int | None = None
+    advertiser_id: Id | None = None
     status: Status | None = None
     ttl_seconds: PositiveInt | None = None
 

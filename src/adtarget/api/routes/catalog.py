@@ -215,7 +215,7 @@ def _register(kind: Kind) -> None:
     patch_model: type[BaseModel] = create_model(
         f"{models.UPDATE_MODELS[kind.name].__name__}Patch",
         __base__=models.UPDATE_MODELS[kind.name],
-        version=(int | None, None),
+        version=(int | None, Field(default=None, ge=1, le=MAX_ID)),
     )
     page_model: type[BaseModel] = create_model(  # type: ignore[call-overload]
         f"{read_model.__name__}Page",
