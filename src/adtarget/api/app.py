@@ -24,6 +24,7 @@ from adtarget.api.container import Container, build_container
 from adtarget.api.deps import allow
 from adtarget.api.errors import install_error_handlers
 from adtarget.api.middleware import GuardMiddleware
+from adtarget.api.openapi import install_openapi
 from adtarget.api.routes import (
     audiences,
     catalog,
@@ -173,6 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    install_openapi(app)
     app.install_guard(max_inflight=settings.max_inflight, max_body_bytes=settings.max_body_bytes)
     app.include_router(health.router)
     decisions.mount(app)
