@@ -159,7 +159,7 @@ def _post_batches(root: str, events: list[dict[str, object]], k: int, errors: An
 def test_workers_compacting_the_same_day_lose_and_double_nothing(tmp_path: Path) -> None:
     """Four worker processes posting small batches into one day, each compacting as it goes:
     every batch is answered, and the log holds each event exactly once."""
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("spawn")  # never fork a process with threads
     events = [{**e, "ts": events_day_ts(e)} for e in make_events(1200, seed=8)]
     ParquetEventStore(tmp_path / "ev").close()
     errors = ctx.Queue()
