@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     events_store: Literal["parquet", "postgres"] = "parquet"
     events_url: str | None = None
     events_retention_days: int = Field(default=400, ge=1)
+    events_dedup_hours: int = Field(default=48, ge=1, le=24 * 366)
+    """A delivery event is a duplicate when its ``event_id`` was recorded within this many hours,
+    whatever its timestamp says (a retry may regenerate ``ts`` across midnight)."""
     min_audience_size: int = Field(default=100, ge=0)
     sizing_cache: bool = True
     """Keep results of rule sub-expressions per snapshot, so a rule edited one clause at a time

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -340,11 +340,10 @@ def validate_events(
 
     ok = why.ok()
     days = ts.cast(pa.date32())
-    day_list = days.to_pylist()
     duplicates = 0
-    seen: set[tuple[date, str]] = set()
+    seen: set[str] = set()  # by event_id alone: a retry may carry another timestamp
     for i in np.flatnonzero(ok):
-        key = (day_list[i], ids["event_id"][i])
+        key = ids["event_id"][i]
         if key in seen:
             ok[i] = False
             duplicates += 1

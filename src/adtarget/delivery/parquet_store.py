@@ -31,6 +31,7 @@ import os
 import shutil
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,6 +63,8 @@ CREATE TABLE IF NOT EXISTS hourly_stats (hour INTEGER NOT NULL, day TEXT NOT NUL
     {", ".join(f"{c} INTEGER NOT NULL" for c in COUNTERS)},
     PRIMARY KEY ({", ".join(_KEYS)})) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS hourly_stats_day ON hourly_stats (day);
+CREATE TABLE IF NOT EXISTS seen_ids (event_id TEXT PRIMARY KEY, seen_at INTEGER NOT NULL)
+    WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pending (tmp TEXT PRIMARY KEY, final TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS retired (path TEXT PRIMARY KEY);
 """
@@ -102,9 +105,10 @@ def _fsync_dir(path: Path) -> None:
 class ParquetEventStore:
     """Append-only Parquet event log with a SQLite dedup index and hourly rollups."""
 
-    def __init__(self, root: Path, *, retention_days: int = 400) -> None:
+    def __init__(self, root: Path, *, retention_days: int = 400, dedup_hours: int = 48) -> None:
         self.root = Path(root)
         self.retention_days = retention_days
+        self.dedup_s = dedup_hours * 3600
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(
@@ -120,7 +124,20 @@ class ParquetEventStore:
         )
         self._duck = duckdb.connect()
         self._duck.execute("SET TimeZone = 'UTC'")
+        self._migrate_seen()
         self.recover()
+
+    def _migrate_seen(self) -> None:
+        """Ids recorded by ``(day, event_id)`` (before dedup by id alone) move to ``seen_ids``,
+        stamped with the end of their day, so a retry inside the window is still a duplicate."""
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM seen LIMIT 1").fetchone() is None:
+                return
+            db.execute(
+                "INSERT OR IGNORE INTO seen_ids (event_id, seen_at) "
+                "SELECT event_id, CAST(strftime('%s', day, '+1 day') AS INTEGER) FROM seen"
+            )
+            db.execute("DELETE FROM seen")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -232,11 +249,13 @@ class ParquetEventStore:
                     "INSERT INTO batch_keys VALUES (?, ?, ?)",
                     zip(range(len(ids)), days, ids, strict=True),
                 )
+                now = int(time.time())
                 dup = {
                     p
                     for (p,) in db.execute(
-                        "SELECT b.pos FROM batch_keys b JOIN seen s "
-                        "ON s.day = b.day AND s.event_id = b.event_id"
+                        "SELECT b.pos FROM batch_keys b JOIN seen_ids s "
+                        "ON s.event_id = b.event_id AND s.seen_at >= ?",
+                        [now - self.dedup_s],
                     )
                 }
                 if dup:
@@ -245,8 +264,9 @@ class ParquetEventStore:
                     return 0
                 moves = self._write_temp_files(events)
                 db.execute(
-                    "INSERT OR IGNORE INTO seen (day, event_id) "
-                    "SELECT day, event_id FROM batch_keys"
+                    "INSERT INTO seen_ids (event_id, seen_at) SELECT event_id, ? FROM batch_keys "
+                    "WHERE true ON CONFLICT (event_id) DO UPDATE SET seen_at = excluded.seen_at",
+                    [now],
                 )
                 db.executemany(_UPSERT, self._rollup_params(rollup_batch(events)))
                 db.executemany(
@@ -419,6 +439,7 @@ class ParquetEventStore:
         ]
         with self._write() as db:
             db.execute("DELETE FROM seen WHERE day < ?", [cutoff.isoformat()])
+            db.execute("DELETE FROM seen_ids WHERE seen_at < ?", [int(time.time()) - self.dedup_s])
             db.execute("DELETE FROM hourly_stats WHERE day < ?", [cutoff.isoformat()])
         with self._files_lock(fcntl.LOCK_EX):
             for day in old:  # after the commit: a crash here leaves files the next run drops

@@ -48,6 +48,8 @@ CREATE TABLE IF NOT EXISTS delivery_events (
     device text NOT NULL, dims jsonb, cost_micros bigint NOT NULL,
     PRIMARY KEY (day, event_id)
 ) PARTITION BY RANGE (day);
+CREATE TABLE IF NOT EXISTS delivery_event_ids (event_id text PRIMARY KEY,
+    seen_at timestamptz NOT NULL);
 CREATE TABLE IF NOT EXISTS hourly_stats (hour timestamptz NOT NULL, day date NOT NULL,
     {_DIM_COLS}, {_COUNTER_COLS}, PRIMARY KEY (hour, day, {_DIMS}));
 CREATE TABLE IF NOT EXISTS daily_stats (day date NOT NULL, {_DIM_COLS}, {_COUNTER_COLS},
@@ -67,10 +69,17 @@ def _upsert(table: str, keys: str) -> str:
 
 
 _APPEND = f"""
-WITH ins AS (
+WITH fresh AS (
+    INSERT INTO delivery_event_ids (event_id, seen_at)
+    SELECT DISTINCT event_id, now() FROM incoming ORDER BY event_id
+    ON CONFLICT (event_id) DO UPDATE SET seen_at = EXCLUDED.seen_at
+        WHERE delivery_event_ids.seen_at < now() - make_interval(hours => __DEDUP_HOURS__)
+    RETURNING event_id
+), ins AS (
     INSERT INTO delivery_events ({_EVENT_COLS})
     SELECT event_id, type, ts, day, user_id, line_item_id, campaign_id, advertiser_id,
            creative_id, country, device, dims::jsonb, cost_micros FROM incoming
+    WHERE event_id IN (SELECT event_id FROM fresh)
     ORDER BY day, event_id
     ON CONFLICT (day, event_id) DO NOTHING
     RETURNING *
@@ -140,8 +149,9 @@ def drop_partitions_before(conn: psycopg.Connection[Any], day: date) -> list[dat
 class PostgresEventStore:
     """Delivery events in PostgreSQL; one connection guarded by a lock (threads share it)."""
 
-    def __init__(self, url: str, *, retention_days: int = 400) -> None:
+    def __init__(self, url: str, *, retention_days: int = 400, dedup_hours: int = 48) -> None:
         self.retention_days = retention_days
+        self.dedup_hours = dedup_hours
         self._url = plain_url(url)
         self._lock = threading.RLock()
         self._known_days: set[date] = set()
@@ -211,7 +221,7 @@ class PostgresEventStore:
             self._ensure_days(conn, days)
             for attempt in range(_RETRIES):
                 try:
-                    return self._append_once(conn, cols)
+                    return self._append_once(conn, cols, self.dedup_hours)
                 except psycopg.errors.DeadlockDetected:  # rows are locked in key order, so
                     if attempt == _RETRIES - 1:  # this is rare; the whole batch is retried
                         raise
@@ -220,12 +230,13 @@ class PostgresEventStore:
         return self._call(run)
 
     @staticmethod
-    def _append_once(conn: psycopg.Connection[Any], cols: list[list[Any]]) -> int:
+    def _append_once(conn: psycopg.Connection[Any], cols: list[list[Any]], hours: int) -> int:
         with conn.transaction(), conn.cursor() as cur:
             with cur.copy(f"COPY incoming ({_EVENT_COLS}) FROM STDIN") as copy:
                 for row in zip(*cols, strict=True):
                     copy.write_row(row)
-            found = cur.execute(_APPEND).fetchone()
+            sql = _APPEND.replace("__DEDUP_HOURS__", str(int(hours)))
+            found = cur.execute(sql).fetchone()
         return int(found[0]) if found else 0
 
     def query_report(self, query: ReportQuery) -> list[dict[str, Any]]:

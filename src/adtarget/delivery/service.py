@@ -101,12 +101,18 @@ def open_event_store(settings: Settings, *, maintain: bool = True) -> EventStore
                 "events_store=postgres needs ADTARGET_EVENTS_URL (postgresql://...)",
                 field="events_url",
             )
-        store = PostgresEventStore(url, retention_days=settings.events_retention_days)
+        store = PostgresEventStore(
+            url,
+            retention_days=settings.events_retention_days,
+            dedup_hours=settings.events_dedup_hours,
+        )
     else:
         from adtarget.delivery.parquet_store import ParquetEventStore
 
         store = ParquetEventStore(
-            settings.events_dir, retention_days=settings.events_retention_days
+            settings.events_dir,
+            retention_days=settings.events_retention_days,
+            dedup_hours=settings.events_dedup_hours,
         )
     if maintain:
         store.apply_retention(retention_today())
