@@ -79,10 +79,8 @@ def redis_app_client(settings: Settings) -> Iterator[TestClient]:
             update={"profile_store": "redis", "redis_url": f"redis://127.0.0.1:{port}/0"}
         )
     )
-    yield TestClient(app, raise_server_exceptions=False)
-    service = getattr(app.state, "decision_service", None)
-    if service is not None:
-        service.close()
+    with TestClient(app, raise_server_exceptions=False) as client:  # the lifespan builds it
+        yield client
 
 
 def test_unreachable_redis_is_in_readyz(redis_app_client: TestClient) -> None:

@@ -29,9 +29,9 @@ from adtarget.audience.redis_profiles import (
 )
 from adtarget.decision.node_breakers import NodeBreakers
 from adtarget.decision.redis_client import connect, node_of
+from adtarget.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
-from adtarget.errors import StoreUnavailable
 
 EXPECTED_CHECK_S = 5.0
 """How often a store with no live version asks the catalog whether one should exist."""
