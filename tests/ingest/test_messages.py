@@ -24,8 +24,8 @@ def test_jsonl_lines_that_are_not_objects_say_so(ingest: Runner, tmp_path: Path)
 
 
 def test_creating_in_a_status_names_creation_not_a_change(settings: Settings) -> None:
-    client = TestClient(create_app(settings), raise_server_exceptions=False)
-    resp = client.post("/v1/advertisers", json={"name": "a", "status": "draft"})
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        resp = client.post("/v1/advertisers", json={"name": "a", "status": "draft"})
     assert resp.status_code == 422, resp.text
     message = resp.json()["error"]["message"]
     assert "cannot be created with status 'draft'" in message and "from 'active'" not in message
