@@ -40,7 +40,7 @@ from adtarget.audience.stores import live_follower, snapshot_store_for  # noqa: 
 from adtarget.catalog.db import open_catalog  # noqa: E402
 from adtarget.ingest.schema import register_dimensions  # noqa: E402
 from adtarget.settings import Settings  # noqa: E402
-from bench_sizing import COUNTRIES, DEVICES, GENRES, REGISTRY, RULE, generate  # noqa: E402
+from population7 import COUNTRIES, DEVICES, GENRES, REGISTRY, RULE, generate  # noqa: E402
 
 CLI = [sys.executable, "-m", "adtarget.cli.main"]
 

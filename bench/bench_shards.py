@@ -1,7 +1,7 @@
 """Benchmark: sharded audiences built and served on a local multi-node Ray cluster.
 
 Beside baselines run in the same process, on the same generated population
-(``bench_sizing.generate``, 7 dimensions):
+(``population7.generate``, 7 dimensions):
 
 - upload: the single-process job vs ``--shards S --engine ray`` (same counts asserted), rows/s,
   and the peak RSS of the busiest Ray worker process;
@@ -45,7 +45,7 @@ from adtarget.ingest.jobs import run_upload, submit_upload  # noqa: E402
 from adtarget.rules.eval_sql import to_sql  # noqa: E402
 from adtarget.rules.parse import parse  # noqa: E402
 from adtarget.settings import Settings  # noqa: E402
-from bench_sizing import GENRES, REGISTRY, RULE, generate  # noqa: E402
+from population7 import GENRES, REGISTRY, RULE, generate  # noqa: E402
 
 SCHEMA = {name: spec.type for name, spec in REGISTRY.items()}
 OVERLAP_RULES = [f'genres has any ("{g}")' for g in GENRES[:5]] + [

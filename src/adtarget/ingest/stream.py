@@ -106,8 +106,6 @@ async def consume(
 ) -> StreamStats:
     """Consume update messages until ``max_messages`` or ``idle_exit_s`` without any."""
     nats = _nats()
-    from nats.errors import TimeoutError as NatsTimeout
-
     registry = _Registry(settings)
     follower = live_follower(settings)
     stats = StreamStats()
@@ -127,7 +125,10 @@ async def consume(
             want = batch if max_messages is None else min(batch, max_messages - stats.messages)
             try:
                 msgs = await sub.fetch(want, timeout=1)
-            except NatsTimeout:
+            except TimeoutError:
+                # nats-py raises its own TimeoutError (a subclass) or, when the deadline runs
+                # out between its two pull requests, plain asyncio.TimeoutError: both mean
+                # "nothing arrived in time", never a failure.
                 msgs = []
             if not msgs:
                 if idle_exit_s is not None and time.monotonic() - idle_since >= idle_exit_s:
