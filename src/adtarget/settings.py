@@ -76,6 +76,19 @@ class Settings(BaseSettings):
     updates_dedup_seconds: float = Field(default=7 * 86_400, ge=0)
     """How long an ``update_id`` is remembered as a duplicate after compaction folded it in."""
 
+    request_log_sample_rate: float = Field(default=0.01, ge=0.0, le=1.0)
+    """Share of users whose ad requests the decision route logs for forecasting (by a stable
+    hash of the user id, so a sampled user's every request is kept); 0 turns the log off."""
+    request_log_queue_size: int = Field(default=100_000, ge=1)
+    """Sampled rows waiting for the writer thread at most; beyond, samples are dropped (counted),
+    never the decision slowed."""
+    request_log_flush_seconds: float = Field(default=5.0, gt=0)
+    """The writer writes one Parquet file at most this long after a row arrived."""
+    request_log_retention_days: int = Field(default=35, ge=1)
+    """Days of sampled requests kept (the forecaster looks back ``forecast_lookback_days``)."""
+    forecast_lookback_days: int = Field(default=28, ge=1)
+    """History the forecaster projects onto a flight: the most recent days of this many."""
+
     @property
     def resolved_catalog_url(self) -> str:
         """The catalog URL, defaulting to a SQLite file inside the data dir."""
@@ -101,6 +114,11 @@ class Settings(BaseSettings):
     def events_dir(self) -> Path:
         """Where the Parquet event log lives, partitioned by day."""
         return self.data_dir / "events"
+
+    @property
+    def requests_dir(self) -> Path:
+        """Where the sampled request log lives, a directory per UTC day."""
+        return self.data_dir / "requests"
 
     @property
     def uploads_dir(self) -> Path:

@@ -31,6 +31,7 @@ from adtarget.api.routes import (
     commands,
     decisions,
     events,
+    forecast,
     formats,
     health,
     keys,
@@ -109,6 +110,8 @@ def _include_domain_routers(app: FastAPI) -> None:
     app.include_router(uploads.router, dependencies=[Depends(allow(read=("reader",), write=()))])
     # Real-time profile updates change everyone's features like an upload: admin keys only.
     app.include_router(profiles.router, dependencies=[Depends(allow(read=(), write=()))])
+    # Forecasts: readers and advertisers (their own campaigns, checked in the route).
+    app.include_router(forecast.router)
     # Ad servers post delivery events with their decisions key; reports are scoped in the route.
     app.include_router(
         events.router,

@@ -20,6 +20,7 @@ from adtarget.audience.store import SnapshotStore
 from adtarget.audience.stores import snapshot_store_for
 from adtarget.catalog.db import open_catalog
 from adtarget.commands.delivery_check import SpendTotals
+from adtarget.decision.request_log import RequestLog, open_request_log
 from adtarget.delivery.models import LineItemLookup
 from adtarget.delivery.service import catalog_lookup, open_event_store, spend_totals_reader
 from adtarget.delivery.store import EventStore
@@ -39,6 +40,8 @@ class Container:
     decisions: DecisionService
     spend_totals: SpendTotals
     event_lookup: LineItemLookup | None = field(default=None)
+    request_log: RequestLog | None = field(default=None)
+    """The sampled request log the decision route feeds (``None``: not recorded)."""
 
     def replace_decisions(self, service: DecisionService) -> None:
         """Serve decisions from ``service`` from now on; the previous engine is stopped."""
@@ -48,6 +51,8 @@ class Container:
     def close(self) -> None:
         """Stop the engine's threads and release its stores (the lifespan's shutdown)."""
         self.decisions.close()
+        if self.request_log is not None:
+            self.request_log.close()
 
 
 def build_container(settings: Settings) -> Container:
@@ -58,6 +63,8 @@ def build_container(settings: Settings) -> Container:
     session_factory = open_catalog(settings)
     snapshot_store = snapshot_store_for(settings)
     event_store = open_event_store(settings)
+    request_log = open_request_log(settings)
+    request_log.start()
     return Container(
         settings=settings,
         session_factory=session_factory,
@@ -76,6 +83,7 @@ def build_container(settings: Settings) -> Container:
         ),
         spend_totals=spend_totals_reader(settings),
         event_lookup=catalog_lookup(session_factory),
+        request_log=request_log,
     )
 
 

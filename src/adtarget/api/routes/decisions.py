@@ -117,6 +117,8 @@ async def decisions_asgi(scope: Scope, receive: Receive, send: Send) -> None:
     except Exception:  # never a 500 on the decision path: answer empty and degraded
         log.exception("decision engine failed; answered empty and degraded")
         result = _degraded_empty()
+    if container.request_log is not None:
+        container.request_log.record(req, result)  # a hash and a queue put (request_log.py)
     METRICS.inc(metrics.DECISIONS)  # buffered: the guard flushes after the answer
     if result.decisions:
         METRICS.inc(metrics.DECISIONS_SERVED, len(result.decisions))

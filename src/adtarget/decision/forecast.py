@@ -1,0 +1,418 @@
+"""Forecast a line item before it is booked: replay the sampled requests through the real engine.
+
+Why a replay and not a model: the answer must be what the decision engine would do, so the
+forecast runs ``DecisionEngine.decide`` itself — the same index, eligibility (flights,
+dayparting, budgets, pacing), frequency caps and ranking — on an index holding the proposal and
+every live line item that competes for the same requests. Nothing is simplified; what differs
+from serving is only where the inputs come from:
+
+- requests: the sampled log (``request_log.py``), a logged day per flight day
+  (``forecast_window.py``), each row standing for ``1 / sample_rate`` users' worth;
+- counters: a fresh in-memory store (the replay's own impressions), exact per user because the
+  log keeps every request of a sampled user;
+- spend: delivered spend so far plus the replay's own spend scaled by ``1 / sample_rate``.
+
+Only the sampled users the proposal can reach (at least one of their requests matches it) are
+replayed, with all their requests, so their caps are exact; competitors' budgets see the spend
+they win on those users plus what they had delivered, not the spend on users the proposal cannot
+reach (see ``docs/forecasting.md``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from adtarget.decision.counters import MemoryCounters
+from adtarget.decision.eligibility import SpendSource, utc
+from adtarget.decision.engine import DecisionEngine, StaticIndex
+from adtarget.decision.forecast_spend import ReplaySpend
+from adtarget.decision.forecast_window import DayPlan, Replayed, plan_days, replay_rows
+from adtarget.decision.index import LineItemIndex
+from adtarget.decision.models import DecisionRequest, LiveLineItem
+from adtarget.decision.profiles import MemoryProfileStore, ProfileStore, merge_features
+from adtarget.decision.request_store import ParquetRequestStore
+from adtarget.errors import InvalidValue
+from adtarget.rules.eval_python import compile_rule
+
+Z95 = 1.959963984540054
+PROGRESS_EVERY = 10_000
+Progress = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``: the CLI's Rich bar, or nothing."""
+
+
+@dataclass(slots=True)
+class _Day:
+    plan: DayPlan
+    matched: float = 0.0
+    forecast: float = 0.0
+
+
+@dataclass(slots=True)
+class _Tally:
+    matched: float = 0.0
+    available: float = 0.0
+    forecast: float = 0.0
+    lost: dict[int, float] = field(default_factory=dict)
+    taken: dict[int, float] = field(default_factory=dict)
+    per_user: dict[str, float] = field(default_factory=dict)
+
+
+def flight_of(item: LiveLineItem) -> tuple[datetime, datetime]:
+    """Where the proposal may serve: its own flight inside its campaign's (both ends needed)."""
+    starts = [utc(t) for t in (item.start, item.campaign_start) if t is not None]
+    ends = [utc(t) for t in (item.end, item.campaign_end) if t is not None]
+    if not starts:
+        raise InvalidValue("a forecast needs a flight start", field="start")
+    if not ends:
+        raise InvalidValue("a forecast needs a flight end", field="end")
+    start, end = max(starts), min(ends)
+    if end <= start:
+        raise InvalidValue("the flight ends before it starts", field="end")
+    return start, end
+
+
+def no_history(message: str, *, sample_rate: float | None) -> dict[str, Any]:
+    """The answer when there is nothing to replay: no invented numbers, and why."""
+    return {
+        "matched_requests": 0,
+        "available_impressions": None,
+        "forecast_impressions": None,
+        "unique_users": None,
+        "contended": [],
+        "by_day": [],
+        "sample_rate": sample_rate,
+        "confidence": {"low": None, "high": None, "level": 0.95},
+        "no_history": True,
+        "message": message,
+    }
+
+
+def forecast(
+    *,
+    proposal: LiveLineItem,
+    live: LineItemIndex,
+    store: ParquetRequestStore,
+    profiles: ProfileStore,
+    spend: SpendSource,
+    lookback_days: int = 28,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """What ``proposal`` would serve over its flight, and whom it competes with.
+
+    Args:
+        proposal: the line item to forecast (a new one, or an existing one with changes: the
+            live item with the same id is left out of the competition).
+        live: the engine's current index (the competing line items).
+        store: the sampled request log.
+        profiles: user features (the engine's own store).
+        spend: delivered spend so far (budgets and pacing).
+        lookback_days: history projected onto the flight.
+        now: the current time (tests pin it).
+        progress: optional callback ``(stage, done, total)``.
+    """
+    start, end = flight_of(proposal)
+    today = utc(now).date()
+    history = [d for d in store.days() if today - timedelta(days=lookback_days) <= d < today]
+    if not history:
+        return no_history(
+            f"no sampled requests in the {lookback_days} days before {today.isoformat()} "
+            "(is ADTARGET_REQUEST_LOG_SAMPLE_RATE 0, or the service new?)",
+            sample_rate=None,
+        )
+    plan = plan_days(start, end, history)
+    rows = replay_rows(store, plan, start, end)
+    rate = min((r.sample_rate for r in rows), default=None)
+    if not rows:
+        return no_history("no sampled requests fall inside the flight", sample_rate=rate)
+    if not proposal.formats:  # any format: a placeholder creative in every format asked
+        asked = {f for r in rows if r.formats for f in r.formats}
+        creatives = {f: (0,) for f in asked | set(proposal.creatives) | {"*"}}
+        proposal = replace(proposal, creatives=creatives)
+    profile_of, features, matched_keys, reach = _reach(proposal, rows, profiles, progress)
+    if not reach:
+        users = len({r.user_id for r in rows})
+        return no_history(
+            f"none of the {len(rows)} sampled requests ({users} users) in the replayed days "
+            "match the targeting: there is no history for its users",
+            sample_rate=rate,
+        )
+    replayed = [r for r in rows if r.user_id in reach]
+    index, without = _indexes(proposal, live, replayed, features)
+    inputs = _Inputs(profile_of, matched_keys, spend, today, progress)
+    tally, by_day = _replay(proposal, index, without, replayed, inputs)
+    advertisers = {it.id: it.advertiser_id for it in index.items}
+    answer = _answer(proposal, tally, by_day, plan, replayed, rate, spend)
+    for row in answer["contended"]:
+        row["advertiser_id"] = advertisers.get(row["line_item_id"])
+    return answer
+
+
+def _key(r: Replayed) -> tuple[str, str]:
+    return (r.user_id, r.context)
+
+
+def _reach(
+    proposal: LiveLineItem,
+    rows: Sequence[Replayed],
+    profiles: ProfileStore,
+    progress: Progress | None,
+) -> tuple[
+    dict[str, dict[str, Any] | None],
+    dict[tuple[str, str], dict[str, Any]],
+    set[tuple[str, str]],
+    set[str],
+]:
+    """Profiles, features per (user, context), the keys the proposal matches, and their users."""
+    profile_of: dict[str, dict[str, Any] | None] = {}
+    contexts: dict[str, dict[str, Any]] = {}
+    features: dict[tuple[str, str], dict[str, Any]] = {}
+    matcher = compile_rule(proposal.rule) if proposal.rule is not None else None
+    matched: set[tuple[str, str]] = set()
+    reach: set[str] = set()
+    for i, r in enumerate(rows):
+        key = _key(r)
+        if key in features:
+            continue
+        if r.user_id not in profile_of:
+            profile_of[r.user_id] = profiles.get(r.user_id)
+        ctx = contexts.get(r.context)
+        if ctx is None:
+            ctx = contexts[r.context] = orjson.loads(r.context)
+        feats = features[key] = merge_features(profile_of[r.user_id], ctx)
+        if matcher is None or matcher(feats):
+            matched.add(key)
+            reach.add(r.user_id)
+        if progress is not None and i % PROGRESS_EVERY == 0:
+            progress("matching", i, len(rows))
+    return profile_of, features, matched, reach
+
+
+def _indexes(
+    proposal: LiveLineItem,
+    live: LineItemIndex,
+    rows: Sequence[Replayed],
+    features: dict[tuple[str, str], dict[str, Any]],
+) -> tuple[LineItemIndex, LineItemIndex]:
+    """Indexes of the competitors of the replayed requests, with and without the proposal.
+
+    A live line item that matches none of the replayed requests cannot change any of their
+    answers, so it is left out (the live index says which match, in one lookup per distinct
+    features); the one with the proposal's id is the proposal's old self, replaced.
+    """
+    seen: set[tuple[str, str]] = set()
+    positions = 0
+    for r in rows:
+        key = _key(r)
+        if key not in seen:
+            seen.add(key)
+            positions |= live.match(features[key]).bits
+    items = live.items
+    competitors = []
+    p = 0
+    while positions:
+        if positions & 1 and items[p].id != proposal.id:
+            competitors.append(items[p])
+        positions >>= 1
+        p += 1
+    return LineItemIndex([*competitors, proposal]), LineItemIndex(competitors)
+
+
+@dataclass(frozen=True, slots=True)
+class _Inputs:
+    profile_of: dict[str, dict[str, Any] | None]
+    matched_keys: set[tuple[str, str]]
+    spend: SpendSource
+    today: date
+    progress: Progress | None
+
+
+def _replay(
+    proposal: LiveLineItem,
+    index: LineItemIndex,
+    without: LineItemIndex,
+    rows: Sequence[Replayed],
+    inputs: _Inputs,
+) -> tuple[_Tally, list[tuple[float, float]]]:
+    """Run every replayed request through the engine, in time order, and count.
+
+    Returns the tally and, per flight day, (matched requests, forecast impressions).
+    """
+    profiles = MemoryProfileStore(
+        {u: p for u, p in inputs.profile_of.items() if p is not None}, version="forecast"
+    )
+    timezones = {it.campaign_id: it.timezone for it in index.items}
+    engine, sim = _engine(index, profiles, inputs, timezones)
+    served_with: dict[int, float] = {}
+    pid = proposal.id
+    rank = proposal.rank_key()
+    matched_keys, progress = inputs.matched_keys, inputs.progress
+    tally = _Tally()
+    by_day: dict[int, list[float]] = {}
+    contexts: dict[str, dict[str, Any]] = {}
+    for i, r in enumerate(rows):
+        ctx = contexts.get(r.context)
+        if ctx is None:
+            ctx = contexts[r.context] = orjson.loads(r.context)
+        when = datetime.fromtimestamp(r.ts, UTC)
+        req = DecisionRequest(r.user_id, ctx, r.limit, r.formats)
+        result = engine.decide(req, now=when)
+        weight = 1.0 / r.sample_rate
+        for d in result.decisions:
+            sim.charge(d.line_item_id, d.campaign_id, d.bid_cpm * weight / 1000.0, when)
+            served_with[d.line_item_id] = served_with.get(d.line_item_id, 0.0) + weight
+        if progress is not None and i % PROGRESS_EVERY == 0:
+            progress("replaying", i, len(rows))
+        if (r.user_id, r.context) not in matched_keys:
+            continue
+        day = by_day.setdefault(r.day, [0.0, 0.0])
+        tally.matched += weight
+        day[0] += weight
+        above = [d for d in result.decisions if (d.priority, -d.bid_cpm, d.line_item_id) < rank]
+        if len(above) < r.limit:
+            tally.available += weight
+        if any(d.line_item_id == pid for d in result.decisions):
+            tally.forecast += weight
+            day[1] += weight
+            tally.per_user[r.user_id] = tally.per_user.get(r.user_id, 0.0) + 1.0
+        else:
+            for d in above:
+                tally.lost[d.line_item_id] = tally.lost.get(d.line_item_id, 0.0) + weight
+    served_without = _served(without, rows, profiles, inputs, timezones)
+    for li, got in served_without.items():
+        if got > served_with.get(li, 0.0):
+            tally.taken[li] = got - served_with.get(li, 0.0)
+    if progress is not None:
+        progress("replaying", len(rows), len(rows))
+    span = range(max(by_day, default=-1) + 1)
+    return tally, [(by_day.get(i, [0.0, 0.0])[0], by_day.get(i, [0.0, 0.0])[1]) for i in span]
+
+
+def _engine(
+    index: LineItemIndex,
+    profiles: MemoryProfileStore,
+    inputs: _Inputs,
+    timezones: dict[int, str],
+) -> tuple[DecisionEngine, ReplaySpend]:
+    """The real engine on ``index``, with the replay's own counters and spend."""
+    sim = ReplaySpend(inputs.spend, today=inputs.today, timezones=timezones)
+    engine = DecisionEngine(
+        index_holder=StaticIndex(index), profiles=profiles, counters=MemoryCounters(), spend=sim
+    )
+    return engine, sim
+
+
+def _served(
+    index: LineItemIndex,
+    rows: Sequence[Replayed],
+    profiles: MemoryProfileStore,
+    inputs: _Inputs,
+    timezones: dict[int, str],
+) -> dict[int, float]:
+    """Impressions per line item when the same requests are replayed without the proposal.
+
+    What the proposal takes from a competitor is the difference to the replay with it: the net
+    effect, after the competitor's caps and budget let it serve elsewhere instead.
+    """
+    engine, sim = _engine(index, profiles, inputs, timezones)
+    served: dict[int, float] = {}
+    contexts: dict[str, dict[str, Any]] = {}
+    for i, r in enumerate(rows):
+        ctx = contexts.get(r.context)
+        if ctx is None:
+            ctx = contexts[r.context] = orjson.loads(r.context)
+        when = datetime.fromtimestamp(r.ts, UTC)
+        weight = 1.0 / r.sample_rate
+        for d in engine.decide(
+            DecisionRequest(r.user_id, ctx, r.limit, r.formats), now=when
+        ).decisions:
+            sim.charge(d.line_item_id, d.campaign_id, d.bid_cpm * weight / 1000.0, when)
+            served[d.line_item_id] = served.get(d.line_item_id, 0.0) + weight
+        if inputs.progress is not None and i % PROGRESS_EVERY == 0:
+            inputs.progress("replaying without it", i, len(rows))
+    return served
+
+
+def _interval(tally: _Tally, rows: Sequence[Replayed], cap: float | None) -> tuple[float, float]:
+    """A 95% interval for the forecast over the replayed users.
+
+    Two sources of error, added: sampling (which users were logged: the Horvitz-Thompson
+    variance ``sum((1 - p) * (y / p)^2)``) and the future itself (each user's impressions in the
+    flight are a fresh draw: ``sum((1 / p) * (y - mean)^2)``, the spread between users' counts).
+    """
+    rate_of: dict[str, float] = {}
+    for r in rows:
+        rate_of.setdefault(r.user_id, r.sample_rate)
+    counts = [tally.per_user.get(u, 0.0) for u in rate_of]
+    n = len(counts)
+    mean = sum(counts) / n if n else 0.0
+    var = 0.0
+    for u, y in zip(rate_of, counts, strict=True):
+        p = rate_of[u]
+        var += (1.0 - p) * (y / p) ** 2 + (y - mean) ** 2 / p
+    if n > 1:
+        var *= n / (n - 1)
+    half = Z95 * math.sqrt(var)
+    low, high = max(0.0, tally.forecast - half), tally.forecast + half
+    if cap is not None:
+        high = min(high, max(cap, tally.forecast))
+    return low, high
+
+
+def _answer(
+    proposal: LiveLineItem,
+    tally: _Tally,
+    by_day: list[tuple[float, float]],
+    plan: Sequence[DayPlan],
+    rows: Sequence[Replayed],
+    rate: float | None,
+    spend: SpendSource,
+) -> dict[str, Any]:
+    cap = None
+    if proposal.budget_total is not None and proposal.bid_cpm > 0:
+        left = max(0.0, proposal.budget_total - spend.spend(proposal.id))
+        cap = left / proposal.bid_cpm * 1000.0
+    low, high = _interval(tally, rows, cap)
+    rate_of = {r.user_id: r.sample_rate for r in rows}
+    unique = sum(1.0 / rate_of[u] for u, n in tally.per_user.items() if n > 0)
+    ids = sorted(set(tally.lost) | set(tally.taken))
+    contended = [
+        {
+            "line_item_id": li,
+            "impressions_lost_to_it": round(tally.lost.get(li, 0.0)),
+            "impressions_taken_from_it": round(tally.taken.get(li, 0.0)),
+        }
+        for li in ids
+    ]
+    contended.sort(key=lambda c: -(c["impressions_lost_to_it"] + c["impressions_taken_from_it"]))
+    days = []
+    for i, p in enumerate(plan):
+        matched, got = by_day[i] if i < len(by_day) else (0.0, 0.0)
+        days.append(
+            {
+                "date": p.flight_day.isoformat(),
+                "history_day": p.history_day.isoformat(),
+                "same_weekday": p.same_weekday,
+                "matched_requests": round(matched),
+                "forecast_impressions": round(got),
+            }
+        )
+    return {
+        "matched_requests": round(tally.matched),
+        "available_impressions": round(tally.available),
+        "forecast_impressions": round(tally.forecast),
+        "unique_users": round(unique),
+        "contended": contended,
+        "by_day": days,
+        "sample_rate": rate,
+        "confidence": {"low": math.floor(low), "high": math.ceil(high), "level": 0.95},
+        "no_history": False,
+        "replayed_requests": len(rows),
+        "replayed_users": len(rate_of),
+    }

@@ -1,0 +1,48 @@
+"""``forecast_line_item``: one call from a forecast body to the answer (route and CLI share it).
+
+Why here and not in the route: the CLI runs the same forecast without a server, on an engine it
+builds the same way (``DecisionEngine.from_settings``), so both answer alike.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from adtarget.catalog.service import ad_format_names
+from adtarget.decision.engine import DecisionEngine
+from adtarget.decision.forecast import Progress, forecast
+from adtarget.decision.proposal import build_proposal
+from adtarget.decision.request_store import ParquetRequestStore
+
+
+def forecast_line_item(
+    body: Any,
+    *,
+    session: Session,
+    engine: DecisionEngine,
+    store: ParquetRequestStore,
+    lookback_days: int,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Forecast the line item ``body`` describes against the engine's live line items.
+
+    Raises:
+        InvalidValue / NotFound: naming the field of ``body`` that is wrong.
+    """
+    proposal = build_proposal(body, session=session, known_formats=ad_format_names(session=session))
+    answer = forecast(
+        proposal=proposal,
+        live=engine.index_holder.current(),
+        store=store,
+        profiles=engine.profiles,
+        spend=engine.spend,
+        lookback_days=lookback_days,
+        now=now,
+        progress=progress,
+    )
+    answer["line_item_id"] = proposal.id
+    return answer

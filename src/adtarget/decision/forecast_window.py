@@ -1,0 +1,103 @@
+"""Which logged day stands in for each day of a flight, and the requests that replay on it.
+
+Why whole days, one per flight day: the replay runs every request of a sampled user through the
+real frequency caps, so a flight day must be fed one real day of those users' requests, not an
+average of several (an average has fractional requests and no caps). The day chosen is a logged
+day of the same weekday (day-of-week shape), the most recent first and the older ones in turn for
+later weeks of a long flight; when the history has no day of that weekday, the nearest logged
+day stands in and ``same_weekday`` says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+from adtarget.decision.request_store import ParquetRequestStore
+
+DAY_S = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class DayPlan:
+    """One flight day, the logged day replayed on it, and whether it is the same weekday."""
+
+    flight_day: date
+    history_day: date
+    same_weekday: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """One logged request moved onto its flight day (``ts`` already shifted)."""
+
+    ts: float
+    user_id: str
+    context: str
+    formats: tuple[str, ...] | None
+    limit: int
+    sample_rate: float
+    day: int
+    """Index of the flight day in the plan."""
+
+
+def flight_days(start: datetime, end: datetime) -> list[date]:
+    """The UTC days a flight ``[start, end)`` touches."""
+    first = start.astimezone(UTC).date()
+    last = (end.astimezone(UTC) - timedelta(microseconds=1)).date()
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def plan_days(start: datetime, end: datetime, history: Sequence[date]) -> list[DayPlan]:
+    """A logged day for every flight day (``history`` must not be empty)."""
+    by_weekday: dict[int, list[date]] = {}
+    for day in sorted(history, reverse=True):
+        by_weekday.setdefault(day.weekday(), []).append(day)
+    out: list[DayPlan] = []
+    for i, day in enumerate(flight_days(start, end)):
+        same = by_weekday.get(day.weekday())
+        if same:
+            out.append(DayPlan(day, same[(i // 7) % len(same)], True))
+        else:
+            nearest = min(history, key=lambda h: (abs((h - day).days), h))
+            out.append(DayPlan(day, nearest, False))
+    return out
+
+
+def replay_rows(
+    store: ParquetRequestStore, plan: Sequence[DayPlan], start: datetime, end: datetime
+) -> list[Replayed]:
+    """Every logged request of the planned days, moved onto its flight day, inside the flight,
+    in time order."""
+    lo, hi = start.timestamp(), end.timestamp()
+    cache: dict[date, tuple[list[object], ...]] = {}
+    rows: list[Replayed] = []
+    for i, p in enumerate(plan):
+        cols = cache.get(p.history_day)
+        if cols is None:
+            table = store.read_day(p.history_day)
+            cols = cache[p.history_day] = tuple(
+                table.column(name).to_pylist()
+                for name in ("ts", "user_id", "context", "formats", "limit", "sample_rate")
+            )
+        shift = (
+            datetime.combine(p.flight_day, time(), UTC)
+            - datetime.combine(p.history_day, time(), UTC)
+        ).total_seconds()
+        for ts, uid, ctx, fmts, limit, rate in zip(*cols, strict=True):
+            moved = float(ts) + shift
+            if lo <= moved < hi:
+                rows.append(
+                    Replayed(
+                        moved,
+                        str(uid),
+                        str(ctx),
+                        tuple(fmts) if fmts is not None else None,
+                        int(limit),
+                        float(rate),
+                        i,
+                    )
+                )
+    rows.sort(key=lambda r: r.ts)
+    return rows

@@ -1,0 +1,175 @@
+"""The sampled request log: a configurable share of users' ad requests, written off the hot path.
+
+Why users, not requests: the forecaster replays a user's requests through the frequency caps,
+so it needs *every* request of a sampled user; sampling by a hash of the user id keeps whole
+users (and a lower rate is a subset of a higher one). Why a queue and a thread: the decision
+route pays one hash and one ``put_nowait`` (no I/O, no lock held); a full queue drops the
+sample and counts it (``dropped``) instead of slowing the answer; a writer thread batches rows
+into one Parquet file per flush and applies retention.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from adtarget.decision.models import DecisionRequest, DecisionResult
+from adtarget.decision.request_store import ParquetRequestStore, SampledRequest
+from adtarget.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_SPACE = float(1 << 64)
+PRUNE_EVERY_S = 3600.0
+
+
+def user_fraction(user_id: str) -> float:
+    """A stable number in [0, 1) per user id (BLAKE2b); a user is sampled when it is < rate."""
+    digest = hashlib.blake2b(user_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / _SPACE
+
+
+class RequestLog:
+    """Samples requests of a share of users and writes them in the background.
+
+    Args:
+        store: where rows go (``ParquetRequestStore``).
+        sample_rate: share of users whose requests are kept (0 = off, 1 = everyone).
+        queue_size: rows waiting for the writer at most; beyond, samples are dropped.
+        flush_rows / flush_seconds: the writer writes a file when this many rows wait, or
+            this long after the first one arrived.
+        retention_days: days older than this are deleted (checked hourly by the writer).
+    """
+
+    def __init__(
+        self,
+        store: ParquetRequestStore,
+        *,
+        sample_rate: float,
+        queue_size: int = 100_000,
+        flush_rows: int = 50_000,
+        flush_seconds: float = 5.0,
+        retention_days: int = 35,
+    ) -> None:
+        self.store = store
+        self.sample_rate = sample_rate
+        self.flush_rows = flush_rows
+        self.flush_seconds = flush_seconds
+        self.retention_days = retention_days
+        self.dropped = 0
+        self.written = 0
+        self._queue: queue.Queue[SampledRequest | None] = queue.Queue(maxsize=queue_size)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._last_prune = -PRUNE_EVERY_S
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any request is sampled."""
+        return self.sample_rate > 0
+
+    def record(
+        self,
+        request: DecisionRequest,
+        result: DecisionResult,
+        *,
+        ts: float | None = None,
+        pod: dict[str, Any] | None = None,
+    ) -> bool:
+        """Queue the request if its user is sampled (never blocks, never raises); whether kept."""
+        rate = self.sample_rate
+        if rate <= 0 or (rate < 1 and user_fraction(request.user_id) >= rate):
+            return False
+        row = SampledRequest(
+            ts=time.time() if ts is None else ts,
+            user_id=request.user_id,
+            context=dict(request.context),
+            formats=request.formats,
+            limit=request.limit,
+            served=tuple(d.line_item_id for d in result.decisions),
+            sample_rate=rate,
+            pod=pod,
+        )
+        try:
+            self._queue.put_nowait(row)
+        except queue.Full:
+            self.dropped += 1
+            return False
+        return True
+
+    def start(self) -> None:
+        """Start the writer thread (idempotent)."""
+        if self._thread is None and self.enabled:
+            self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
+            self._thread.start()
+
+    def _drain(self, first: SampledRequest | None, deadline: float) -> tuple[list[Any], bool]:
+        rows: list[SampledRequest] = [first] if first is not None else []
+        stop = first is None
+        while not stop and len(rows) < self.flush_rows:
+            try:
+                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if item is None:
+                stop = True
+            else:
+                rows.append(item)
+        return rows, stop
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            rows, stop = self._drain(first, time.monotonic() + self.flush_seconds)
+            self._write(rows)
+            if stop:
+                return
+
+    def _write(self, rows: list[SampledRequest]) -> None:
+        with self._lock:
+            try:
+                if rows:
+                    self.written += self.store.write(rows)
+                now = time.monotonic()
+                if now - self._last_prune >= PRUNE_EVERY_S:
+                    self._last_prune = now
+                    self.store.prune(self.retention_days, datetime.now(UTC))
+            except Exception:  # a full disk must not stop decisions: the rows are lost, said so
+                log.exception("request log: %d sampled rows could not be written", len(rows))
+
+    def flush(self) -> int:
+        """Write whatever is queued now, in the caller's thread; rows written (tests, CLI)."""
+        rows: list[SampledRequest] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                rows.append(item)
+        self._write(rows)
+        return len(rows)
+
+    def close(self) -> None:
+        """Stop the writer after it wrote everything queued."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join(timeout=30)
+        self.flush()
+
+
+def open_request_log(settings: Settings) -> RequestLog:
+    """The log the app runs, per ``ADTARGET_REQUEST_LOG_*`` (not started: the caller starts it)."""
+    return RequestLog(
+        ParquetRequestStore(settings.requests_dir),
+        sample_rate=settings.request_log_sample_rate,
+        queue_size=settings.request_log_queue_size,
+        flush_seconds=settings.request_log_flush_seconds,
+        retention_days=settings.request_log_retention_days,
+    )

@@ -1,0 +1,133 @@
+"""Where sampled ad requests are kept: Parquet files by UTC day under ``data_dir/requests``.
+
+Why Parquet by day: the forecaster reads whole days (the history day it projects onto a flight
+day), retention deletes whole days, and a day directory is a dataset pyarrow reads in one call.
+Each writer flush is one file (``part-<ns>-<pid>.parquet``), so several worker processes append
+without coordinating; nothing is ever rewritten in place.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SCHEMA = pa.schema(
+    [
+        ("ts", pa.float64()),
+        ("user_id", pa.string()),
+        ("context", pa.string()),
+        ("formats", pa.list_(pa.string())),
+        ("limit", pa.int32()),
+        ("pod", pa.string()),
+        ("served", pa.list_(pa.int64())),
+        ("sample_rate", pa.float64()),
+    ]
+)
+"""One row per sampled request: epoch seconds, who, the context (JSON text), the formats asked
+(null = any), how many answers, the pod asked (JSON text or null), the line items served, and
+the sampling rate in force (the forecaster scales each row by ``1 / sample_rate``)."""
+
+DAY_PREFIX = "day="
+
+
+@dataclass(frozen=True, slots=True)
+class SampledRequest:
+    """One logged request (what ``RequestLog.record`` queues and the store writes)."""
+
+    ts: float
+    user_id: str
+    context: dict[str, Any]
+    formats: tuple[str, ...] | None
+    limit: int
+    served: tuple[int, ...]
+    sample_rate: float
+    pod: dict[str, Any] | None = None
+
+
+def day_of(ts: float) -> date:
+    """The UTC day of an epoch timestamp."""
+    return datetime.fromtimestamp(ts, UTC).date()
+
+
+class ParquetRequestStore:
+    """Sampled requests as Parquet files, one directory per UTC day.
+
+    Args:
+        root: the directory (``data_dir/requests`` in the app).
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self._seq = 0
+
+    def _day_dir(self, day: date) -> Path:
+        return self.root / f"{DAY_PREFIX}{day.isoformat()}"
+
+    def write(self, rows: Sequence[SampledRequest]) -> int:
+        """Append ``rows`` (one new file per day touched); the number of rows written."""
+        by_day: dict[date, list[SampledRequest]] = {}
+        for row in rows:
+            by_day.setdefault(day_of(row.ts), []).append(row)
+        for day, part in by_day.items():
+            table = pa.table(
+                {
+                    "ts": [r.ts for r in part],
+                    "user_id": [r.user_id for r in part],
+                    "context": [orjson.dumps(r.context).decode() for r in part],
+                    "formats": [list(r.formats) if r.formats is not None else None for r in part],
+                    "limit": [r.limit for r in part],
+                    "pod": [orjson.dumps(r.pod).decode() if r.pod else None for r in part],
+                    "served": [list(r.served) for r in part],
+                    "sample_rate": [r.sample_rate for r in part],
+                },
+                schema=SCHEMA,
+            )
+            folder = self._day_dir(day)
+            folder.mkdir(parents=True, exist_ok=True)
+            self._seq += 1
+            name = f"part-{time.time_ns()}-{os.getpid()}-{self._seq}.parquet"
+            tmp = folder / f".{name}.tmp"
+            pq.write_table(table, tmp)
+            os.replace(tmp, folder / name)  # readers never see a half-written file
+        return len(rows)
+
+    def days(self) -> list[date]:
+        """The days that hold at least one file, ascending."""
+        if not self.root.is_dir():
+            return []
+        out = []
+        for entry in self.root.iterdir():
+            if entry.is_dir() and entry.name.startswith(DAY_PREFIX):
+                try:
+                    day = date.fromisoformat(entry.name[len(DAY_PREFIX) :])
+                except ValueError:
+                    continue
+                if any(entry.glob("part-*.parquet")):
+                    out.append(day)
+        return sorted(out)
+
+    def read_day(self, day: date) -> pa.Table:
+        """Every request logged on ``day`` (an empty table when none)."""
+        files = sorted(self._day_dir(day).glob("part-*.parquet"))
+        if not files:
+            return SCHEMA.empty_table()
+        return pa.concat_tables([pq.read_table(f, schema=SCHEMA) for f in files])
+
+    def prune(self, retention_days: int, now: datetime | None = None) -> list[date]:
+        """Delete the days older than ``retention_days`` before ``now``; the days deleted."""
+        today = (now or datetime.now(UTC)).astimezone(UTC).date()
+        oldest = today - timedelta(days=retention_days)
+        gone = [d for d in self.days() if d < oldest]
+        for day in gone:
+            shutil.rmtree(self._day_dir(day), ignore_errors=True)
+        return gone

@@ -1,0 +1,120 @@
+"""``POST /v1/forecast`` and the request log behind it, through the app."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from adtarget.api.app import create_app
+from adtarget.api.container import container_of
+from adtarget.decision.request_store import ParquetRequestStore, SampledRequest
+from adtarget.settings import Settings
+
+
+@pytest.fixture
+def app(settings: Settings, started: Callable[..., TestClient]) -> FastAPI:
+    app = create_app(settings.model_copy(update={"request_log_sample_rate": 1.0}))
+    started(app)
+    return app
+
+
+def _seed(client: TestClient) -> dict[str, Any]:
+    adv = client.post("/v1/advertisers", json={"name": "acme"}).json()
+    start = datetime.now(UTC) - timedelta(days=30)
+    camp = client.post(
+        "/v1/campaigns",
+        json={
+            "advertiser_id": adv["id"],
+            "name": "c",
+            "budget_total": 1000,
+            "start": start.isoformat(),
+            "end": (start + timedelta(days=400)).isoformat(),
+        },
+    ).json()
+    li = client.post(
+        "/v1/line-items",
+        json={"campaign_id": camp["id"], "name": "li", "targeting": "", "priority": 2,
+              "bid_cpm": 3.0},
+    ).json()  # fmt: skip
+    cr = client.post(
+        "/v1/creatives", json={"advertiser_id": adv["id"], "name": "cr", "format": "video_15s"}
+    ).json()
+    client.post(f"/v1/line-items/{li['id']}/creatives", json={"creative_id": cr["id"]})
+    client.patch(f"/v1/campaigns/{camp['id']}", json={"status": "active"})
+    client.patch(f"/v1/line-items/{li['id']}", json={"status": "active"})
+    return {"advertiser": adv, "campaign": camp, "line_item": li}
+
+
+def test_decisions_are_sampled_into_the_log(app: FastAPI) -> None:
+    client = TestClient(app)
+    for i in range(20):
+        r = client.post("/v1/decisions", json={"user_id": f"u{i}", "context": {"device": "tv"}})
+        assert r.status_code == 200
+    log = container_of(app).request_log
+    assert log is not None
+    log.close()  # writes what is queued
+    store = ParquetRequestStore(container_of(app).settings.requests_dir)
+    table = store.read_day(store.days()[-1])
+    assert table.num_rows == 20
+    assert set(table.column("user_id").to_pylist()) == {f"u{i}" for i in range(20)}
+
+
+def test_forecast_a_proposal_and_an_existing_line_item(app: FastAPI) -> None:
+    client = TestClient(app)
+    seeded = _seed(client)
+    settings = container_of(app).settings
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    rows = [
+        SampledRequest(yesterday.replace(hour=h % 24).timestamp(), f"u{i}", {"device": "tv"},
+                       None, 1, (), 1.0)
+        for i in range(30) for h in range(3)
+    ]  # fmt: skip
+    ParquetRequestStore(settings.requests_dir).write(rows)
+    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    body = {
+        "targeting": "",
+        "start": (start + timedelta(days=1)).isoformat(),
+        "end": (start + timedelta(days=2)).isoformat(),
+        "priority": 1,
+        "bid_cpm": 2.0,
+        "frequency_cap": {"count": 2, "window_seconds": 86400},
+    }
+    r = client.post("/v1/forecast", json=body)
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    for key in ("matched_requests", "available_impressions", "forecast_impressions",
+                "unique_users", "contended", "by_day", "sample_rate", "confidence"):  # fmt: skip
+        assert key in answer
+    assert answer["matched_requests"] == 90
+    assert answer["forecast_impressions"] == 60  # the cap: 2 of each user's 3 requests
+    assert answer["unique_users"] == 30
+    taken = {c["line_item_id"]: c for c in answer["contended"]}
+    assert taken[seeded["line_item"]["id"]]["impressions_taken_from_it"] == 60
+    # the existing line item, with its priority changed
+    r = client.post(
+        "/v1/forecast",
+        json={"line_item_id": seeded["line_item"]["id"],
+              "changes": {"start": body["start"], "end": body["end"], "priority": 3}},
+    )  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert r.json()["forecast_impressions"] == 90
+
+
+def test_bad_forecast_bodies_are_4xx_naming_the_field(app: FastAPI) -> None:
+    client = TestClient(app)
+    r = client.post("/v1/forecast", json={"targeting": "country = ", "bid_cpm": 1,
+                                          "start": "2030-01-01T00:00:00Z",
+                                          "end": "2030-01-02T00:00:00Z"})  # fmt: skip
+    assert r.status_code == 422 and r.json()["error"]["field"] == "targeting"
+    r = client.post("/v1/forecast", json={"bid_cpm": 1, "start": "2030-01-01T00:00:00Z"})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "end"
+    r = client.post("/v1/forecast", json={"line_item_id": 999, "changes": {}})
+    assert r.status_code == 404
+    r = client.post("/v1/forecast", json={"bid_cpm": 1, "start": "2030-01-02T00:00:00Z",
+                                          "end": "2030-01-01T00:00:00Z"})  # fmt: skip
+    assert r.status_code == 422 and r.json()["error"]["field"] == "end"
