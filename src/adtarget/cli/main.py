@@ -71,6 +71,7 @@ def _register_all() -> None:
         commands,
         delivery,
         demo,
+        forecast,
         ingest,
         keys,
         profiles,
@@ -89,6 +90,7 @@ def _register_all() -> None:
         audience,
         profiles,
         delivery,
+        forecast,
         shards,
         stream,
     ):

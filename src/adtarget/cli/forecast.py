@@ -1,0 +1,150 @@
+"""``adtarget forecast``: what a proposed or changed line item would serve, from the shell.
+
+Why the app's composition root: the forecast replays the sampled request log through the same
+engine the server runs (``api.container.build_container``: the catalog, profile store, delivered
+spend and the live line items), so the shell and ``POST /v1/forecast`` answer alike. Exit codes:
+0 ok, 2 for a field that does not validate (named on stderr), 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from adtarget.cli.errors import fail
+from adtarget.errors import AdtargetError, InvalidValue
+from adtarget.settings import get_settings
+
+
+def _body(
+    line_item: int | None,
+    changes: str | None,
+    fields: dict[str, Any],
+) -> dict[str, Any]:
+    if line_item is not None:
+        try:
+            parsed = json.loads(changes) if changes else {}
+        except json.JSONDecodeError as exc:
+            raise InvalidValue(f"--changes is not JSON: {exc}", field="changes") from None
+        extra = {k: v for k, v in fields.items() if v is not None}
+        return {"line_item_id": line_item, "changes": {**parsed, **extra}}
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _print(answer: dict[str, Any], console: Console) -> None:
+    if answer.get("no_history"):
+        console.print(f"[bold]No forecast:[/bold] {answer['message']}")
+        return
+    conf = answer["confidence"]
+    console.print(
+        f"[bold]{answer['forecast_impressions']:,}[/bold] impressions "
+        f"(95%: {conf['low']:,}–{conf['high']:,}) to {answer['unique_users']:,} users; "
+        f"{answer['matched_requests']:,} requests match, "
+        f"{answer['available_impressions']:,} not taken by higher-ranked line items "
+        f"(sample rate {answer['sample_rate']})"
+    )
+    days = Table("day", "history day", "matched", "forecast")
+    for d in answer["by_day"]:
+        days.add_row(
+            d["date"], d["history_day"], f"{d['matched_requests']:,}",
+            f"{d['forecast_impressions']:,}",
+        )  # fmt: skip
+    console.print(days)
+    if answer["contended"]:
+        rivals = Table("line item", "lost to it", "taken from it")
+        for c in answer["contended"]:
+            rivals.add_row(
+                str(c["line_item_id"]),
+                f"{c['impressions_lost_to_it']:,}",
+                f"{c['impressions_taken_from_it']:,}",
+            )
+        console.print(rivals)
+
+
+def forecast(
+    line_item: Annotated[
+        int | None, typer.Option("--line-item", help="Forecast this catalog line item")
+    ] = None,
+    changes: Annotated[
+        str | None, typer.Option(help="JSON changes to --line-item, e.g. '{\"priority\": 3}'")
+    ] = None,
+    targeting: Annotated[str | None, typer.Option(help="Rule text")] = None,
+    start: Annotated[str | None, typer.Option(help="Flight start, ISO 8601 UTC")] = None,
+    end: Annotated[str | None, typer.Option(help="Flight end, ISO 8601 UTC")] = None,
+    priority: Annotated[int | None, typer.Option(help="1 (first) to 16")] = None,
+    bid_cpm: Annotated[float | None, typer.Option("--bid-cpm")] = None,
+    cap: Annotated[
+        str | None, typer.Option(help="Frequency cap COUNT/SECONDS, e.g. 3/86400")
+    ] = None,
+    formats: Annotated[str | None, typer.Option(help="Comma-separated ad formats")] = None,
+    budget: Annotated[float | None, typer.Option()] = None,
+    campaign: Annotated[int | None, typer.Option("--campaign", help="Campaign id")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+) -> None:
+    """Forecast impressions for a proposed line item (or --line-item ID with --changes)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from adtarget.api.container import build_container
+    from adtarget.decision.forecast_service import forecast_line_item
+    from adtarget.decision.request_store import ParquetRequestStore
+
+    try:
+        frequency_cap = None
+        if cap is not None:
+            count, _, window = cap.partition("/")
+            if not (count.isdigit() and window.isdigit()):
+                raise InvalidValue("--cap is COUNT/SECONDS, e.g. 3/86400", field="frequency_cap")
+            frequency_cap = {"count": int(count), "window_seconds": int(window)}
+        fields = {
+            "targeting": targeting, "start": start, "end": end, "priority": priority,
+            "bid_cpm": bid_cpm, "frequency_cap": frequency_cap, "budget": budget,
+            "formats": [f.strip() for f in formats.split(",") if f.strip()] if formats else None,
+            "campaign_id": campaign,
+        }  # fmt: skip
+        body = _body(line_item, changes, fields)
+        settings = get_settings()
+        container = build_container(settings.model_copy(update={"request_log_sample_rate": 0.0}))
+        try:
+            engine = container.decisions.engine
+            engine.index_holder.refresh()
+            bar = Progress(
+                TextColumn("{task.description:22s}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                console=Console(file=sys.stderr),
+                disable=as_json or not sys.stderr.isatty(),
+            )
+            tasks: dict[str, Any] = {}
+
+            def progress(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=total)
+                bar.update(tasks[stage], completed=done)
+
+            with bar, container.session_factory() as session:
+                answer = forecast_line_item(
+                    body,
+                    session=session,
+                    engine=engine,
+                    store=ParquetRequestStore(settings.requests_dir),
+                    lookback_days=settings.forecast_lookback_days,
+                    progress=progress,
+                )
+        finally:
+            container.close()
+    except AdtargetError as err:
+        raise fail(err, 2 if isinstance(err, InvalidValue) else 1) from None
+    if as_json:
+        typer.echo(json.dumps(answer, default=str))
+    else:
+        _print(answer, Console())
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``forecast`` to the ``adtarget`` command."""
+    app.command("forecast")(forecast)
