@@ -1,0 +1,183 @@
+"""Forecast benchmark: one forecast over N sampled requests and M live line items, beside a plain
+replay of every request through the per-user evaluator, and the request log's cost per decision.
+
+    flock /tmp/adtarget-heavy.lock python bench/bench_forecast.py \
+        --requests 1000000 --line-items 10000 [--users 100000] [--days 7] [--seed 7]
+
+Line items, users and rules come from ``bench_decision.py`` (8 dimensions; ``device`` is request
+context). N sampled requests over the last ``--days`` days are written to a Parquet request log;
+the proposal targets ``country in (C01, C02) and device = "tv"`` at priority 4 with a cap and a
+budget. Timed:
+
+- the forecast (``decision.forecast.forecast``: read the log, profiles, match, replay the reached
+  users through ``DecisionEngine.decide`` with and without the proposal); target ≤ 1 s at 1M/10k;
+- the baseline: every request's features through every line item's ``compile_rule`` (the
+  per-user evaluator), timed on ``--baseline-sample`` requests and scaled to N (labelled so);
+- the request log on the decision path: ``decide`` alone vs ``decide`` + ``RequestLog.record``
+  (writer thread running) at the default rate 0.01 and at 1.0; target overhead ≤ 2%.
+Timings are ratios against baselines in the same process (the machine is shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from adtarget.decision.counters import MemoryCounters  # noqa: E402
+from adtarget.decision.eligibility import ZeroSpend  # noqa: E402
+from adtarget.decision.engine import DecisionEngine, StaticIndex  # noqa: E402
+from adtarget.decision.forecast import forecast  # noqa: E402
+from adtarget.decision.index import LineItemIndex  # noqa: E402
+from adtarget.decision.models import DecisionRequest, FrequencyCap, LiveLineItem  # noqa: E402
+from adtarget.decision.profiles import MemoryProfileStore, merge_features  # noqa: E402
+from adtarget.decision.request_log import RequestLog  # noqa: E402
+from adtarget.decision.request_store import ParquetRequestStore, SampledRequest  # noqa: E402
+from adtarget.rules.eval_python import compile_rule  # noqa: E402
+from adtarget.rules.parse import parse  # noqa: E402
+from bench_decision import DEVICES, make_items, make_user  # noqa: E402
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def write_log(root: Path, users: list[str], requests: int, days: int, rng: random.Random) -> None:
+    """``requests`` sampled rows spread over the ``days`` before ``NOW`` (rate 0.01)."""
+    store = ParquetRequestStore(root)
+    start = (NOW - timedelta(days=days)).replace(hour=0).timestamp()
+    span = days * 86_400.0
+    chunk: list[SampledRequest] = []
+    for i in range(requests):
+        chunk.append(
+            SampledRequest(
+                start + rng.random() * span,
+                rng.choice(users),
+                {"device": rng.choice(DEVICES)},
+                ("video_30s",),
+                1,
+                (),
+                0.01,
+            )
+        )
+        if len(chunk) == 200_000 or i == requests - 1:
+            store.write(chunk)
+            chunk = []
+
+
+def proposal(n: int) -> LiveLineItem:
+    return LiveLineItem(
+        id=n + 1,
+        campaign_id=-1,
+        advertiser_id=-1,
+        priority=4,
+        bid_cpm=12.0,
+        rule=parse('country in ("C01", "C02") and device = "tv"'),
+        formats=("video_30s",),
+        creatives={"video_30s": (0,)},
+        caps=(FrequencyCap("line_item", n + 1, 3, 86_400),),
+        start=NOW + timedelta(days=1),
+        end=NOW + timedelta(days=8),
+        budget_total=50_000.0,
+    )
+
+
+def log_overhead(index: LineItemIndex, profiles: MemoryProfileStore, users: list[str],
+                 rng: random.Random, n: int, root: Path) -> dict[str, float]:  # fmt: skip
+    """``decide`` per second alone and with ``record`` at rates 0.01 and 1.0 (best of 3)."""
+    reqs = [DecisionRequest(rng.choice(users), {"device": rng.choice(DEVICES)}, 1, ("video_30s",))
+            for _ in range(n)]  # fmt: skip
+    out: dict[str, float] = {}
+    for label, rate in (("none", 0.0), ("0.01", 0.01), ("1.0", 1.0)):
+        best = 0.0
+        for attempt in range(3):
+            engine = DecisionEngine(
+                index_holder=StaticIndex(index), profiles=profiles, counters=MemoryCounters()
+            )
+            log = RequestLog(ParquetRequestStore(root / f"log-{label}-{attempt}"),
+                             sample_rate=rate, queue_size=n + 1)  # fmt: skip
+            log.start()
+            t = time.perf_counter()
+            for req in reqs:
+                result = engine.decide(req)
+                if rate:
+                    log.record(req, result)
+            elapsed = time.perf_counter() - t
+            log.close()
+            best = max(best, n / elapsed)
+        out[label] = best
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--requests", type=int, default=1_000_000)
+    p.add_argument("--line-items", type=int, default=10_000)
+    p.add_argument("--users", type=int, default=0, help="default: requests / 10")
+    p.add_argument("--days", type=int, default=7)
+    p.add_argument("--baseline-sample", type=int, default=2_000)
+    p.add_argument("--overhead-requests", type=int, default=20_000)
+    p.add_argument("--seed", type=int, default=7)
+    a = p.parse_args(argv)
+    rng = random.Random(a.seed)
+    n_users = a.users or max(10, a.requests // 10)
+    users = [f"u{i}" for i in range(n_users)]
+    profiles = MemoryProfileStore({u: make_user(rng) for u in users})
+    items = make_items(a.line_items, rng)
+    t = time.perf_counter()
+    index = LineItemIndex(items)
+    print(f"live index: {a.line_items:,} line items built in {time.perf_counter() - t:.2f} s "
+          "(once per catalog change, not per forecast)")  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        t = time.perf_counter()
+        write_log(root / "requests", users, a.requests, a.days, rng)
+        print(f"request log: {a.requests:,} sampled requests of {n_users:,} users over "
+              f"{a.days} days written in {time.perf_counter() - t:.1f} s")  # fmt: skip
+        store = ParquetRequestStore(root / "requests")
+        prop = proposal(a.line_items)
+        runs = []
+        answer: dict[str, object] = {}
+        for _ in range(3):
+            t = time.perf_counter()
+            answer = forecast(proposal=prop, live=index, store=store, profiles=profiles,
+                              spend=ZeroSpend(), now=NOW, lookback_days=a.days)  # fmt: skip
+            runs.append(time.perf_counter() - t)
+        fc = statistics.median(runs)
+        print(f"forecast: median {fc:.3f} s of 3 (min {min(runs):.3f} s); replayed "
+              f"{answer['replayed_requests']:,} requests of {answer['replayed_users']:,} users "
+              f"twice; matched {answer['matched_requests']:,}, forecast "
+              f"{answer['forecast_impressions']:,}, 95% {answer['confidence']}  "
+              f"[target <= 1 s at 1M requests / 10k line items]")  # fmt: skip
+        # baseline: every request through every line item's per-user evaluator
+        matchers = [compile_rule(it.rule) if it.rule is not None else None for it in items]
+        sample = [(rng.choice(users), {"device": rng.choice(DEVICES)})
+                  for _ in range(a.baseline_sample)]  # fmt: skip
+        t = time.perf_counter()
+        for uid, ctx in sample:
+            feats = merge_features(profiles.get(uid), ctx)
+            for m in matchers:
+                if m is None or m(feats):
+                    pass
+        per = (time.perf_counter() - t) / len(sample)
+        full = per * a.requests
+        print(f"baseline, per-user evaluator replay of all {a.requests:,} requests x "
+              f"{a.line_items:,} rules: {per * 1e3:.2f} ms per request, {full:.1f} s for all "
+              f"(scaled from {len(sample):,} requests); ratio baseline/forecast: "
+              f"{full / fc:.1f}x")  # fmt: skip
+        rates = log_overhead(index, profiles, users, rng, a.overhead_requests, root)
+        for label in ("0.01", "1.0"):
+            cost = (1 - rates[label] / rates["none"]) * 100
+            print(f"request log on the decision path, rate {label}: {rates[label]:,.0f} "
+                  f"decisions/s vs {rates['none']:,.0f} without: overhead {cost:.1f}%  "
+                  "[target <= 2%]")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
