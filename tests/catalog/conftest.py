@@ -60,8 +60,9 @@ T1 = datetime(2026, 4, 1, tzinfo=UTC)
 @pytest.fixture
 def world(session: Session) -> dict[str, Any]:
     """An advertiser, a campaign, dimensions and a creative: the usual starting point."""
-    adv = service.create_advertiser(session=session, data={"name": "Acme"})
-    camp = service.create_campaign(
+    adv = service.create(kind="advertiser", session=session, data={"name": "Acme"})
+    camp = service.create(
+        kind="campaign",
         session=session,
         data={
             "advertiser_id": adv.id,
@@ -72,13 +73,15 @@ def world(session: Session) -> dict[str, Any]:
             "end": T1,
         },
     )
-    service.create_dimension(
+    service.create(
+        kind="dimension",
         session=session,
         data={"name": "country", "type": "category", "allowed_values": ["US", "CA", "FR"]},
     )
-    service.create_dimension(session=session, data={"name": "age", "type": "number"})
-    service.create_dimension(session=session, data={"name": "genres", "type": "set"})
-    creative = service.create_creative(
+    service.create(kind="dimension", session=session, data={"name": "age", "type": "number"})
+    service.create(kind="dimension", session=session, data={"name": "genres", "type": "set"})
+    creative = service.create(
+        kind="creative",
         session=session,
         data={
             "advertiser_id": adv.id,

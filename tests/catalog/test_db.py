@@ -164,7 +164,10 @@ def test_concurrent_sqlite_writers_wait_instead_of_failing(tmp_path: Path) -> No
     eng = make_engine(url)
     factory = make_session_factory(eng)
     with factory() as s:
-        ids = [service.create_advertiser(session=s, data={"name": f"a{i}"}).id for i in range(4)]
+        ids = [
+            service.create(kind="advertiser", session=s, data={"name": f"a{i}"}).id
+            for i in range(4)
+        ]
         s.commit()
     errors: list[BaseException] = []
 
@@ -172,9 +175,12 @@ def test_concurrent_sqlite_writers_wait_instead_of_failing(tmp_path: Path) -> No
         try:
             for n in range(15):
                 with factory() as s:
-                    service.get_advertiser(session=s, advertiser_id=adv_id)
-                    service.update_advertiser(
-                        session=s, advertiser_id=adv_id, changes={"name": f"a{adv_id}-{n}"}
+                    service.get(kind="advertiser", session=s, obj_id=adv_id)
+                    service.update(
+                        kind="advertiser",
+                        session=s,
+                        obj_id=adv_id,
+                        changes={"name": f"a{adv_id}-{n}"},
                     )
                     s.commit()
         except BaseException as exc:  # noqa: BLE001 - collected and asserted below
@@ -187,5 +193,5 @@ def test_concurrent_sqlite_writers_wait_instead_of_failing(tmp_path: Path) -> No
         t.join()
     assert errors == []
     with factory() as s:
-        assert {service.get_advertiser(session=s, advertiser_id=i).version for i in ids} == {16}
+        assert {service.get(kind="advertiser", session=s, obj_id=i).version for i in ids} == {16}
     eng.dispose()

@@ -34,8 +34,9 @@ def test_service_follows_the_table(memory_engine: Engine, moves: list[str]) -> N
 
 
 def _check(s: Session, moves: list[str]) -> None:
-    adv = service.create_advertiser(session=s, data={"name": "p"})
-    camp = service.create_campaign(
+    adv = service.create(kind="advertiser", session=s, data={"name": "p"})
+    camp = service.create(
+        kind="campaign",
         session=s,
         data={"advertiser_id": adv.id, "name": "c", "budget_total": 1,
               "start": datetime(2026, 1, 1, tzinfo=UTC), "end": datetime(2026, 2, 1, tzinfo=UTC)},
@@ -52,4 +53,4 @@ def _check(s: Session, moves: list[str]) -> None:
         else:
             with pytest.raises(InvalidTransition):
                 service.change_status(session=s, kind="campaign", obj_id=camp.id, status=target)
-        assert service.get_campaign(session=s, campaign_id=camp.id).status == state
+        assert service.get(kind="campaign", session=s, obj_id=camp.id).status == state

@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from adtarget.catalog.db import open_catalog
-from adtarget.catalog.tables import MODELS
+from adtarget.catalog.kinds import KINDS
 from adtarget.settings import Settings
 
 
@@ -45,6 +45,6 @@ def test_demo_runs_twice_and_leaves_a_usable_data_dir(tmp_path: Path) -> None:
 
     factory = open_catalog(Settings(data_dir=data_dir))
     with factory() as session:
-        campaigns = list(session.scalars(select(MODELS["campaign"])))
+        campaigns = list(session.scalars(select(KINDS["campaign"].table)))
     assert [c.status for c in campaigns] == ["paused", "active"]
     assert all(float(c.budget_total) == 5000 for c in campaigns)

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from adtarget.catalog.tables import CommandLog, LineItem
 from adtarget.commands.catalog_commands import CatalogWriter
-from adtarget.commands.core import CommandAlreadyExecuted
+from adtarget.commands.persisted import CommandAlreadyExecuted
 from adtarget.commands.row_commands import Composite, UpdateObject
 from adtarget.delivery.service import ingest_events, open_event_store, spend_totals_reader
 from adtarget.errors import Conflict, InvalidTransition, InvalidValue, NothingToRedo, NothingToUndo

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from adtarget.catalog.tables import MODELS
+from adtarget.catalog.kinds import KINDS
 from adtarget.commands.catalog_commands import CatalogWriter
 from adtarget.errors import AdtargetError, NothingToRedo, NothingToUndo
 
@@ -70,7 +70,7 @@ TAIL = st.sampled_from(["", "", "u", "uu", "ur", "uur", "uuur", "r"])
 
 
 def _ids(fac: Factory, kind: str) -> list[int]:
-    model: Any = MODELS[kind]
+    model: Any = KINDS[kind].table
     with fac() as s:
         return list(s.scalars(select(model.id).order_by(model.id)))
 

@@ -15,7 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adtarget.catalog import checks
-from adtarget.catalog.models import CREATE_MODELS, UPDATE_MODELS, parse_input
+from adtarget.catalog.kinds import kind_named
+from adtarget.catalog.models import AdFormatCreate, parse_input
 from adtarget.catalog.rows import check_version, flush, get_object, model_for
 from adtarget.catalog.status import INITIAL_STATUS, TRANSITIONS, check_transition
 from adtarget.catalog.tables import (
@@ -129,7 +130,7 @@ def create(*, session: Session, kind: str, data: BaseModel | Mapping[str, Any]) 
     if kind == "ad_format":
         return create_ad_format(session=session, data=data)
     model = model_for(kind)
-    model_in = parse_input(CREATE_MODELS[kind], data)
+    model_in = parse_input(kind_named(kind).create, data)
     values = _values(model_in, exclude_unset=False)
     initial = INITIAL_STATUS[kind]
     status = values.pop("status", None) or initial
@@ -159,7 +160,7 @@ def update(
     """Apply ``changes`` (only the fields given) to one object; checks version and status."""
     obj = get_object(session=session, kind=kind, obj_id=obj_id)
     check_version(obj, expected_version, kind=kind)
-    values = _values(parse_input(UPDATE_MODELS[kind], changes), exclude_unset=True)
+    values = _values(parse_input(_update_model(kind), changes), exclude_unset=True)
     table = obj.__table__
     for key, value in values.items():
         if value is None and key in table.c and not table.c[key].nullable:
@@ -181,6 +182,12 @@ def update(
             raise
     flush(session, kind=kind)
     return obj
+
+
+def _update_model(kind: str) -> type[BaseModel]:
+    model = kind_named(kind, editable=True).update
+    assert model is not None
+    return model
 
 
 def get(*, session: Session, kind: str, obj_id: Any) -> Base:
@@ -292,7 +299,7 @@ def list_creative_ids(*, session: Session, line_item_id: int) -> list[int]:
 
 def create_ad_format(*, session: Session, data: BaseModel | Mapping[str, Any]) -> AdFormat:
     """Register a new ad type: a row with its JSON Schema (no code change, no downtime)."""
-    fmt_in = parse_input(CREATE_MODELS["ad_format"], data)
+    fmt_in = parse_input(AdFormatCreate, data)
     values = fmt_in.model_dump()
     checks.check_json_schema(values["json_schema"])
     if session.get(AdFormat, values["name"]) is not None:

@@ -330,34 +330,6 @@ class DimensionRead(_Out):
     updated_at: datetime
 
 
-CREATE_MODELS: dict[str, type[BaseModel]] = {
-    "advertiser": AdvertiserCreate,
-    "campaign": CampaignCreate,
-    "line_item": LineItemCreate,
-    "creative": CreativeCreate,
-    "segment": SegmentCreate,
-    "dimension": DimensionCreate,
-    "ad_format": AdFormatCreate,
-}
-UPDATE_MODELS: dict[str, type[BaseModel]] = {
-    "advertiser": AdvertiserUpdate,
-    "campaign": CampaignUpdate,
-    "line_item": LineItemUpdate,
-    "creative": CreativeUpdate,
-    "segment": SegmentUpdate,
-    "dimension": DimensionUpdate,
-}
-READ_MODELS: dict[str, type[BaseModel]] = {
-    "advertiser": AdvertiserRead,
-    "campaign": CampaignRead,
-    "line_item": LineItemRead,
-    "creative": CreativeRead,
-    "segment": SegmentRead,
-    "dimension": DimensionRead,
-    "ad_format": AdFormatRead,
-}
-
-
 def field_path(loc: tuple[int | str, ...]) -> str:
     """``("formats", 0)`` → ``formats[0]``; ``("frequency_cap", "count")`` → dotted."""
     out = ""

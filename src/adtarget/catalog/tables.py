@@ -366,15 +366,3 @@ class ApiKey(Base):
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-
-#: Catalog object kinds (as used by commands/API) -> their table class.
-MODELS: dict[str, type[Base]] = {
-    "advertiser": Advertiser,
-    "campaign": Campaign,
-    "line_item": LineItem,
-    "creative": Creative,
-    "segment": Segment,
-    "dimension": Dimension,
-    "ad_format": AdFormat,
-}

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from adtarget.catalog.kinds import EDITABLE_NAMES, to_json
 from adtarget.cli.errors import fail
 from adtarget.errors import AdtargetError, InvalidValue
 from adtarget.settings import get_settings
@@ -20,7 +21,7 @@ catalog_app = typer.Typer(
     help="Catalog objects: advertiser, campaign, line_item, creative, segment, dimension.",
     no_args_is_help=True,
 )
-KINDS = ("advertiser", "campaign", "line_item", "creative", "segment", "dimension")
+KINDS = EDITABLE_NAMES
 KindArg = Annotated[str, typer.Argument(help=" | ".join(KINDS))]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 
@@ -49,10 +50,7 @@ def _writer() -> Any:
 
 
 def _read(kind: str, obj: Any) -> dict[str, Any]:
-    from adtarget.catalog.models import READ_MODELS
-
-    out: dict[str, Any] = READ_MODELS[kind].model_validate(obj).model_dump(mode="json")
-    return out
+    return to_json(obj, kind)
 
 
 def _print(obj: dict[str, Any], as_json: bool) -> None:
@@ -139,16 +137,12 @@ def bulk(
 def show(kind: KindArg, obj_id: int, as_json: JsonOpt = False) -> None:
     """Print one object."""
     from adtarget.catalog.db import open_catalog
-    from adtarget.catalog.tables import MODELS
-    from adtarget.errors import NotFound
+    from adtarget.catalog.service import get
 
     def read() -> dict[str, Any]:
         k = _kind(kind)
         with open_catalog(get_settings())() as session:
-            obj = session.get(MODELS[k], obj_id)
-            if obj is None:
-                raise NotFound(f"{k} {obj_id} does not exist", field="id")
-            return _read(k, obj)
+            return _read(k, get(session=session, kind=k, obj_id=obj_id))
 
     _print(_run(read), as_json)
 
@@ -156,17 +150,13 @@ def show(kind: KindArg, obj_id: int, as_json: JsonOpt = False) -> None:
 @catalog_app.command("list")
 def list_(kind: KindArg, limit: int = 100, as_json: JsonOpt = False) -> None:
     """List objects of a kind (oldest first)."""
-    from sqlalchemy import select
-
     from adtarget.catalog.db import open_catalog
-    from adtarget.catalog.tables import MODELS
+    from adtarget.catalog.service import list_objects
 
     def read() -> list[dict[str, Any]]:
         k = _kind(kind)
-        model: Any = MODELS[k]
         with open_catalog(get_settings())() as session:
-            rows = session.scalars(select(model).order_by(model.id).limit(limit))
-            return [_read(k, r) for r in rows]
+            return [_read(k, r) for r in list_objects(session=session, kind=k, limit=limit)]
 
     rows = _run(read)
     if as_json:

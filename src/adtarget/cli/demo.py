@@ -93,17 +93,11 @@ def _audiences(settings: Settings) -> None:
 def _pause_earlier_runs(writer: Any, factory: Any) -> None:
     """Pause campaigns a previous demo run left active, so this run's line items are the ones
     that serve (one bulk command: ``adtarget undo`` would bring them back)."""
-    from sqlalchemy import select
+    from adtarget.catalog.service import list_objects
 
-    from adtarget.catalog.tables import MODELS
-
-    model: Any = MODELS["campaign"]
     with factory() as session:
-        ids = list(
-            session.scalars(
-                select(model.id).where(model.name.like("Winter launch %"), model.status == "active")
-            )
-        )
+        active = list_objects(session=session, kind="campaign", status="active", limit=1000)
+        ids = [c.id for c in active if c.name.startswith("Winter launch ")]  # type: ignore[attr-defined]
     if ids:
         writer.bulk("campaign", ids, {"status": "paused"})
         console.print(f"paused {len(ids)} campaign(s) left active by an earlier demo run")
@@ -172,10 +166,10 @@ def _undo(writer: Any, campaign: dict[str, Any]) -> None:
     console.print(f"oops: budget typed as {typo['budget_total']} (extra zero)")
     undone = writer.undo()
     from adtarget.catalog.db import open_catalog
-    from adtarget.catalog.tables import MODELS
+    from adtarget.catalog.service import get
 
     with open_catalog(get_settings())() as session:
-        budget = session.get(MODELS["campaign"], campaign["id"]).budget_total  # type: ignore[union-attr]
+        budget = get(session=session, kind="campaign", obj_id=campaign["id"]).budget_total  # type: ignore[attr-defined]
     console.print(
         f"adtarget undo -> undid '{undone['undone']['description']}'; budget is "
         f"{float(budget):,.2f} again"

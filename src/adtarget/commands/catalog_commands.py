@@ -1,7 +1,7 @@
 """``CatalogWriter``: every catalog mutation as a persisted, undoable command, per actor.
 
-The undo/redo stacks of ``core.CommandHistory`` live here in the ``command_log`` table instead
-of memory, so undo works across processes and restarts: an actor's undo stack is their
+The undo/redo stacks (why a stack: ``docs/undo.md``) live in the ``command_log`` table, not in
+memory, so undo works across processes and restarts: an actor's undo stack is their
 ``state = 'done'`` rows newest first, their redo stack their ``'undone'`` rows oldest first
 (undone rows are always newer than done ones, because a new command deletes the actor's undone
 rows: "a new command clears redo"). Each actor sees only their own rows, so one person's undo
@@ -39,7 +39,6 @@ from adtarget.commands.persisted import (
     stored_payload,
 )
 from adtarget.commands.row_commands import (
-    KINDS,
     Composite,
     CreateObject,
     LinkCreative,
@@ -52,7 +51,7 @@ from adtarget.commands.rows import set_inflight
 from adtarget.errors import Conflict, InvalidValue, NothingToRedo, NothingToUndo
 from adtarget.settings import Settings
 
-__all__ = ["KINDS", "CatalogWriter", "history_item"]
+__all__ = ["CatalogWriter", "history_item"]
 
 
 def history_item(entry: CommandLog) -> dict[str, Any]:

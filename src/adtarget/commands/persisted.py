@@ -1,9 +1,10 @@
 """The extension point for commands whose history lives in the catalog's ``command_log`` table.
 
-A persisted command differs from ``core.Command`` in two ways, both forced by "undo works across
-processes and restarts": it acts on storage handed to it (``CommandContext``) instead of objects
-it holds, and it can be written out (``to_payload``) and rebuilt (``from_payload``) from the
-JSON payload of its ``command_log`` row, by the ``kind`` it registered under. After ``execute``,
+Every catalog command is a persisted one. It differs from an in-memory command in two ways,
+both forced by "undo works across processes and restarts": it acts on storage handed to it
+(``CommandContext``) instead of objects it holds, and it can be written out (``to_payload``)
+and rebuilt (``from_payload``) from the JSON payload of its ``command_log`` row, by the
+``kind`` it registered under. After ``execute``,
 ``undo`` or ``redo`` the payload is written again, so a command can record what it learned
 (ids it created, the versions it left) for the next step, possibly in another process.
 
@@ -39,12 +40,18 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, TypeVar, runtime_checkable
 
-from adtarget.errors import InvalidValue, NotFound
+from adtarget.errors import Conflict, InvalidValue, NotFound
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from adtarget.settings import Settings
+
+
+class CommandAlreadyExecuted(Conflict):
+    """The same command object was executed while its previous execution is still in effect."""
+
+    code = "command_already_executed"
 
 
 @dataclass(frozen=True)

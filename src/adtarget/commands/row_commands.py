@@ -17,9 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
+from adtarget.catalog.kinds import kind_named
 from adtarget.commands import service_adapter as svc
-from adtarget.commands.core import CommandAlreadyExecuted
 from adtarget.commands.persisted import (
+    CommandAlreadyExecuted,
     CommandContext,
     PersistedCommand,
     command_from_payload,
@@ -27,18 +28,11 @@ from adtarget.commands.persisted import (
     stored_payload,
 )
 from adtarget.commands.rows import RowChange, diff, key_of, read_row, redo_changes, undo_changes
-from adtarget.errors import InvalidValue
-
-KINDS = ("advertiser", "campaign", "line_item", "creative", "segment", "dimension")
 
 
 def check_kind(kind: str) -> str:
-    """Return ``kind`` if commands support it, else ``InvalidValue`` listing the choices."""
-    if kind not in KINDS:
-        raise InvalidValue(
-            f"kind must be one of {', '.join(KINDS)}, got {kind!r}", field="kind", allowed=KINDS
-        )
-    return kind
+    """Return ``kind`` if commands change it, else ``InvalidValue`` listing the choices."""
+    return kind_named(kind, editable=True).name
 
 
 class RowCommand:

@@ -30,7 +30,8 @@ from sqlalchemy import Column, DateTime, Numeric, Table, and_, delete, func, ins
 from sqlalchemy.orm import Session
 
 from adtarget.catalog.coltypes import UTCDateTime, utcnow
-from adtarget.catalog.tables import MODELS, LineItemCreative
+from adtarget.catalog.kinds import KINDS
+from adtarget.catalog.tables import LineItemCreative
 from adtarget.commands.log_scan import (
     changes_in,
     deep_copy,
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 
 #: Row kinds a change may name -> their table. ``line_item_creative`` is the attach link.
 TABLES: dict[str, Table] = {
-    **{kind: model.__table__ for kind, model in MODELS.items()},  # type: ignore[misc]
+    **{name: kind.table.__table__ for name, kind in KINDS.items()},  # type: ignore[misc]
     "line_item_creative": LineItemCreative.__table__,  # type: ignore[dict-item]
 }
 #: Columns that record *that* a row changed, not *what* it holds: ignored in diffs.

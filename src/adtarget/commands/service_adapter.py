@@ -16,8 +16,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from adtarget.catalog import service
-from adtarget.catalog.models import READ_MODELS
-from adtarget.catalog.tables import MODELS, Base
+from adtarget.catalog.kinds import to_json
 
 
 def create(session: Session, kind: str, data: Mapping[str, Any]) -> Any:
@@ -52,15 +51,10 @@ def detach_creative(session: Session, line_item_id: int, creative_id: int) -> No
     service.detach_creative(session=session, line_item_id=line_item_id, creative_id=creative_id)
 
 
-def row_dict(session: Session, obj: Base) -> dict[str, Any]:
-    """The object as the API shows it (its ``XRead`` model in JSON mode)."""
+def row_dict(session: Session, obj: Any) -> dict[str, Any]:
+    """The object as the API shows it (``catalog.kinds.to_json``), after a flush."""
     session.flush()
-    kind = next((k for k, m in MODELS.items() if isinstance(obj, m)), None)
-    model = READ_MODELS.get(kind or "")
-    if model is None:
-        return jsonable(service.to_row_dict(obj))  # type: ignore[no-any-return]
-    read: BaseModel = model.model_validate(obj)
-    return read.model_dump(mode="json")
+    return to_json(obj)
 
 
 def jsonable(value: Any) -> Any:

@@ -31,6 +31,7 @@ from adtarget.rules.ast import (
     SegmentRef,
     Value,
 )
+from adtarget.rules.visitor import RuleVisitor
 
 MAX_CONJUNCTIONS = 64
 """Per-rule cap on the DNF blow-up; bigger rules are evaluated directly on every request."""
@@ -148,7 +149,7 @@ class Conjunction:
                     self.pos_any.setdefault(d, []).append(lit.values)
             elif lit.values:
                 self.neg_any[d] = self.neg_any.get(d, frozenset()) | lit.values
-        else:  # pragma: no cover - kinds are produced only by _leaf below
+        else:  # pragma: no cover - kinds are produced only by _Dnf below
             raise ValueError(f"unknown literal kind {lit.kind!r}")
 
 
@@ -172,51 +173,18 @@ def _interval_of(node: Compare | Between) -> Interval | None:
     }[node.op]
 
 
-def _leaf(node: Rule, positive: bool) -> list[Literal]:
-    """The literals (ANDed) a leaf becomes under a polarity; empty list = constant true."""
-    if isinstance(node, Compare):
-        if node.op in ("=", "!="):
-            pos = positive if node.op == "=" else not positive
-            return [Literal("eq", node.dim, pos, frozenset((node.value,)))]
-        iv = _interval_of(node)
-        if iv is None:
-            return [Literal("opaque", node.dim, positive)]
-        return [Literal("num", node.dim, positive, interval=iv)]
-    if isinstance(node, Between):
-        iv = _interval_of(node)
-        if iv is None:
-            return [Literal("opaque", node.dim, positive)]
-        return [Literal("num", node.dim, positive, interval=iv)]
-    if isinstance(node, InList):
-        pos = positive != node.negated
-        return [Literal("eq", node.dim, pos, frozenset(node.values))]
-    if isinstance(node, HasAny):
-        return [Literal("any", node.dim, positive, frozenset(node.values))]
-    if isinstance(node, IsMissing):
-        return [Literal("missing", node.dim, positive != node.negated)]
-    if isinstance(node, HasAll):
-        if positive and node.values:
-            # has all (a, b) == has any (a) and has any (b)
-            return [Literal("any", node.dim, True, frozenset((v,))) for v in node.values]
-        if positive:
-            return [Literal("any", node.dim, True, frozenset())]  # empty list matches none
-        return [Literal("opaque", node.dim, False)]
-    if isinstance(node, SegmentRef):
-        # the per-user evaluator reads list segments from SEGMENTS_FIELD: has any (name)
-        return [Literal("any", SEGMENTS_FIELD, positive, frozenset((node.name,)))]
-    raise TypeError(f"unknown rule node {type(node).__name__}")
-
-
 Term = tuple[Literal, ...]
 
 
-def _dnf(node: Rule, positive: bool) -> list[Term]:
-    """DNF of ``node`` (negated when not ``positive``) as a list of literal tuples."""
-    if isinstance(node, Not):
-        return _dnf(node.child, not positive)
-    if isinstance(node, And | Or):
+class _Dnf(RuleVisitor[list[Term]]):
+    """DNF of a node under a polarity: ``visit(node, positive)`` → literal tuples (ORed)."""
+
+    def visit_Not(self, node: Not, positive: bool) -> list[Term]:
+        return self.visit(node.child, not positive)
+
+    def visit_And(self, node: And | Or, positive: bool) -> list[Term]:
         conjunctive = isinstance(node, And) == positive
-        parts = [_dnf(c, positive) for c in node.children]
+        parts = [self.visit(c, positive) for c in node.children]
         if not conjunctive:
             out = [t for p in parts for t in p]
             if len(out) > MAX_CONJUNCTIONS:
@@ -228,7 +196,51 @@ def _dnf(node: Rule, positive: bool) -> list[Term]:
                 raise TooManyConjunctions
             acc = [a + b for a in acc for b in p]
         return acc
-    return [tuple(_leaf(node, positive))]
+
+    visit_Or = visit_And
+
+    # Leaves: one term of the literals (ANDed) the leaf becomes; () = constant true.
+
+    def visit_Compare(self, node: Compare, positive: bool) -> list[Term]:
+        if node.op in ("=", "!="):
+            pos = positive if node.op == "=" else not positive
+            return [(Literal("eq", node.dim, pos, frozenset((node.value,))),)]
+        return [(_numeric(node, positive),)]
+
+    def visit_Between(self, node: Between, positive: bool) -> list[Term]:
+        return [(_numeric(node, positive),)]
+
+    def visit_InList(self, node: InList, positive: bool) -> list[Term]:
+        pos = positive != node.negated
+        return [(Literal("eq", node.dim, pos, frozenset(node.values)),)]
+
+    def visit_HasAny(self, node: HasAny, positive: bool) -> list[Term]:
+        return [(Literal("any", node.dim, positive, frozenset(node.values)),)]
+
+    def visit_IsMissing(self, node: IsMissing, positive: bool) -> list[Term]:
+        return [(Literal("missing", node.dim, positive != node.negated),)]
+
+    def visit_HasAll(self, node: HasAll, positive: bool) -> list[Term]:
+        if positive and node.values:
+            # has all (a, b) == has any (a) and has any (b)
+            return [tuple(Literal("any", node.dim, True, frozenset((v,))) for v in node.values)]
+        if positive:
+            return [(Literal("any", node.dim, True, frozenset()),)]  # empty list matches none
+        return [(Literal("opaque", node.dim, False),)]
+
+    def visit_SegmentRef(self, node: SegmentRef, positive: bool) -> list[Term]:
+        # the per-user evaluator reads list segments from SEGMENTS_FIELD: has any (name)
+        return [(Literal("any", SEGMENTS_FIELD, positive, frozenset((node.name,))),)]
+
+
+def _numeric(node: Compare | Between, positive: bool) -> Literal:
+    iv = _interval_of(node)
+    if iv is None:
+        return Literal("opaque", node.dim, positive)
+    return Literal("num", node.dim, positive, interval=iv)
+
+
+_dnf = _Dnf().visit
 
 
 def to_conjunctions(rule: Rule | None) -> list[Conjunction]:

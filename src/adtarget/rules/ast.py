@@ -212,14 +212,40 @@ Rule: TypeAlias = (
 )
 Leaf: TypeAlias = Compare | Between | InList | HasAny | HasAll | IsMissing | SegmentRef
 
+NODE_TYPES: tuple[type, ...] = (
+    And,
+    Or,
+    Not,
+    Compare,
+    Between,
+    InList,
+    HasAny,
+    HasAll,
+    IsMissing,
+    SegmentRef,
+)
+"""Every node class; a walker (``visitor.RuleVisitor``) dispatches on exactly these."""
+LEAF_TYPES: tuple[type, ...] = NODE_TYPES[3:]
+
+
+class UnknownRuleNode(TypeError):
+    """A walker met a node it has no method for: a new node type, or not a rule node at all."""
+
+    def __init__(self, node: object, *, walker: str = "rule walker") -> None:
+        super().__init__(f"{walker} has no case for rule node {type(node).__name__}: {node!r}")
+        self.node = node
+        self.walker = walker
+
 
 def children(rule: Rule) -> tuple[Rule, ...]:
-    """The direct sub-rules of a node (empty for predicates)."""
+    """The direct sub-rules of a node (empty for predicates); ``UnknownRuleNode`` otherwise."""
     if isinstance(rule, And | Or):
         return rule.children
     if isinstance(rule, Not):
         return (rule.child,)
-    return ()
+    if isinstance(rule, LEAF_TYPES):
+        return ()
+    raise UnknownRuleNode(rule, walker="children")
 
 
 def walk(rule: Rule) -> Iterator[Rule]:

@@ -31,6 +31,7 @@ from adtarget.rules.ast import (
     Value,
 )
 from adtarget.rules.bitmap_memory import MemoryBitmapIndex
+from adtarget.rules.visitor import RuleVisitor
 
 __all__ = ["BitmapIndex", "Memo", "MemoryBitmapIndex", "count", "evaluate"]
 
@@ -95,9 +96,20 @@ def _eq(index: BitmapIndex, dim: str, v: Value) -> AbstractBitMap:
     return index.equals(dim, v)
 
 
-def _leaf(rule: Rule, index: BitmapIndex) -> AbstractBitMap:
-    """A positive predicate's bitmap (may be the index's own object: never mutate it)."""
-    if isinstance(rule, Compare):
+def _union(parts: list[AbstractBitMap]) -> AbstractBitMap:
+    if len(parts) == 1:
+        return parts[0]
+    return BitMap.union(*parts) if parts else BitMap()
+
+
+class _Leaves(RuleVisitor[AbstractBitMap]):
+    """A positive predicate's bitmap (may be the index's own object: never mutate it).
+
+    Only leaves: ``and``/``or``/``not`` are combined by ``_positive``/``_eval`` after the
+    polarity of each child is known, so they raise here like any unknown node.
+    """
+
+    def visit_Compare(self, rule: Compare, index: BitmapIndex) -> AbstractBitMap:
         v = rule.value
         if rule.op in ("=", "!="):
             return _eq(index, rule.dim, v)
@@ -109,28 +121,30 @@ def _leaf(rule: Rule, index: BitmapIndex) -> AbstractBitMap:
         if rule.op == ">":
             return index.range(rule.dim, fv, None, False, True)
         return index.range(rule.dim, fv, None, True, True)
-    if isinstance(rule, Between):
+
+    def visit_Between(self, rule: Between, index: BitmapIndex) -> AbstractBitMap:
         return index.range(rule.dim, float(rule.low), float(rule.high), True, True)
-    if isinstance(rule, InList):
-        parts = [_eq(index, rule.dim, v) for v in rule.values]
-        if len(parts) == 1:
-            return parts[0]
-        return BitMap.union(*parts) if parts else BitMap()
-    if isinstance(rule, HasAny):
-        parts = [index.contains(rule.dim, str(v)) for v in rule.values]
-        if len(parts) == 1:
-            return parts[0]
-        return BitMap.union(*parts) if parts else BitMap()
-    if isinstance(rule, HasAll):
+
+    def visit_InList(self, rule: InList, index: BitmapIndex) -> AbstractBitMap:
+        return _union([_eq(index, rule.dim, v) for v in rule.values])
+
+    def visit_HasAny(self, rule: HasAny, index: BitmapIndex) -> AbstractBitMap:
+        return _union([index.contains(rule.dim, str(v)) for v in rule.values])
+
+    def visit_HasAll(self, rule: HasAll, index: BitmapIndex) -> AbstractBitMap:
         parts = sorted((index.contains(rule.dim, str(v)) for v in rule.values), key=len)
         if len(parts) == 1:
             return parts[0]
         return BitMap.intersection(*parts) if parts else BitMap()
-    if isinstance(rule, IsMissing):
+
+    def visit_IsMissing(self, rule: IsMissing, index: BitmapIndex) -> AbstractBitMap:
         return index.present(rule.dim)
-    if isinstance(rule, SegmentRef):
+
+    def visit_SegmentRef(self, rule: SegmentRef, index: BitmapIndex) -> AbstractBitMap:
         return index.segment(rule.name)
-    raise TypeError(f"not a rule node: {rule!r}")
+
+
+_leaf = _Leaves().visit
 
 
 def _negative(rule: Rule) -> Rule | None:

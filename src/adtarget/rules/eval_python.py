@@ -12,6 +12,7 @@ false — a wrongly typed value never satisfies a comparison.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -32,6 +33,7 @@ from adtarget.rules.ast import (
     SegmentRef,
     depth,
 )
+from adtarget.rules.visitor import RuleVisitor
 
 Features = Mapping[str, Any]
 Predicate = Callable[[Features], bool]
@@ -45,7 +47,7 @@ def is_missing(value: Any) -> bool:
     return value is None or (type(value) in _CONTAINERS and not value)
 
 
-class _Codegen:
+class _Codegen(RuleVisitor[str]):
     """Builds one expression string; constants go to ``self.env`` under generated names."""
 
     def __init__(self) -> None:
@@ -62,44 +64,56 @@ class _Codegen:
         self.n += 1
         return f"_v{self.n}"
 
-    def expr(self, rule: Rule) -> str:
-        if isinstance(rule, And):
-            return "(" + " and ".join(self.expr(c) for c in rule.children) + ")"
-        if isinstance(rule, Or):
-            return "(" + " or ".join(self.expr(c) for c in rule.children) + ")"
-        if isinstance(rule, Not):
-            return f"(not {self.expr(rule.child)})"
-        if isinstance(rule, SegmentRef):
-            return f"({self.const(rule.name)} in (g({SEGMENTS_FIELD!r}) or ()))"
+    def visit_And(self, rule: And) -> str:
+        return "(" + " and ".join(self.visit(c) for c in rule.children) + ")"
+
+    def visit_Or(self, rule: Or) -> str:
+        return "(" + " or ".join(self.visit(c) for c in rule.children) + ")"
+
+    def visit_Not(self, rule: Not) -> str:
+        return f"(not {self.visit(rule.child)})"
+
+    def visit_SegmentRef(self, rule: SegmentRef) -> str:
+        return f"({self.const(rule.name)} in (g({SEGMENTS_FIELD!r}) or ()))"
+
+    def visit_Compare(self, rule: Compare) -> str:
         key = self.const(rule.dim)
-        if isinstance(rule, Compare):
-            if rule.op in ("=", "!="):
-                # None == v is False, None != v is True: exactly "not (missing = v)".
-                return f"(g({key}) {_PY_OPS[rule.op]} {self.const(rule.value)})"
-            v = self.var()
-            return f"(({v} := g({key})) is not None and {v} {rule.op} {self.const(rule.value)})"
-        if isinstance(rule, Between):
-            v = self.var()
-            lo, hi = self.const(rule.low), self.const(rule.high)
-            return f"(({v} := g({key})) is not None and {lo} <= {v} <= {hi})"
-        if isinstance(rule, InList):
-            if not rule.values:
-                return "True" if rule.negated else "False"
-            op = "not in" if rule.negated else "in"
-            return f"(g({key}) {op} {self.const(frozenset(rule.values))})"
-        if isinstance(rule, HasAny):
-            if not rule.values:
-                return "False"
-            return f"(not {self.const(frozenset(rule.values))}.isdisjoint(g({key}) or ()))"
-        if isinstance(rule, HasAll):
-            if not rule.values:
-                return "False"
-            return f"{self.const(frozenset(rule.values))}.issubset(g({key}) or ())"
-        if isinstance(rule, IsMissing):
-            v = self.var()
-            test = f"(({v} := g({key})) is None or ({v}.__class__ in _CONTAINERS and not {v}))"
-            return f"(not {test})" if rule.negated else test
-        raise TypeError(f"not a rule node: {rule!r}")
+        if rule.op in ("=", "!="):
+            # None == v is False, None != v is True: exactly "not (missing = v)".
+            return f"(g({key}) {_PY_OPS[rule.op]} {self.const(rule.value)})"
+        v = self.var()
+        return f"(({v} := g({key})) is not None and {v} {rule.op} {self.const(rule.value)})"
+
+    def visit_Between(self, rule: Between) -> str:
+        key = self.const(rule.dim)
+        v = self.var()
+        lo, hi = self.const(rule.low), self.const(rule.high)
+        return f"(({v} := g({key})) is not None and {lo} <= {v} <= {hi})"
+
+    def visit_InList(self, rule: InList) -> str:
+        key = self.const(rule.dim)
+        if not rule.values:
+            return "True" if rule.negated else "False"
+        op = "not in" if rule.negated else "in"
+        return f"(g({key}) {op} {self.const(frozenset(rule.values))})"
+
+    def visit_HasAny(self, rule: HasAny) -> str:
+        key = self.const(rule.dim)
+        if not rule.values:
+            return "False"
+        return f"(not {self.const(frozenset(rule.values))}.isdisjoint(g({key}) or ()))"
+
+    def visit_HasAll(self, rule: HasAll) -> str:
+        key = self.const(rule.dim)
+        if not rule.values:
+            return "False"
+        return f"{self.const(frozenset(rule.values))}.issubset(g({key}) or ())"
+
+    def visit_IsMissing(self, rule: IsMissing) -> str:
+        key = self.const(rule.dim)
+        v = self.var()
+        test = f"(({v} := g({key})) is None or ({v}.__class__ in _CONTAINERS and not {v}))"
+        return f"(not {test})" if rule.negated else test
 
 
 def compile_rule(rule: Rule) -> Predicate:
@@ -116,7 +130,7 @@ def compile_rule(rule: Rule) -> Predicate:
             column=0,
         )
     gen = _Codegen()
-    body = gen.expr(rule)
+    body = gen.visit(rule)
     gen.env["_interpret"] = _interpret
     gen.env["_rule"] = rule
     src = (
@@ -140,52 +154,66 @@ def matches(rule: Rule, features: Features) -> bool:
     return _interpret(rule, features)
 
 
-def _leaf(rule: Rule, features: Features) -> bool:
-    if isinstance(rule, SegmentRef):
-        return rule.name in (features.get(SEGMENTS_FIELD) or ())
-    x = features.get(rule.dim)  # type: ignore[union-attr]
-    if isinstance(rule, IsMissing):
-        return is_missing(x) != rule.negated
-    if isinstance(rule, Compare) and rule.op == "!=":
-        return not _leaf(Compare(rule.dim, "=", rule.value), features)
-    if isinstance(rule, InList) and rule.negated:
-        return not _leaf(InList(rule.dim, rule.values), features)
+def _holds(x: Any, check: Callable[[Any], Any]) -> bool:
+    """A predicate on a present value; a missing or wrongly typed value never satisfies it."""
     if x is None:
         return False
     try:
-        if isinstance(rule, Compare):
-            v = rule.value
-            op = rule.op
-            return bool(
-                x == v
-                if op == "="
-                else x < v
-                if op == "<"
-                else x <= v
-                if op == "<="
-                else x > v
-                if op == ">"
-                else x >= v
-            )
-        if isinstance(rule, Between):
-            return bool(rule.low <= x <= rule.high)
-        if isinstance(rule, InList):
-            return x in frozenset(rule.values)
-        if isinstance(rule, HasAny):
-            return bool(rule.values) and not frozenset(rule.values).isdisjoint(x)
-        if isinstance(rule, HasAll):
-            return bool(rule.values) and frozenset(rule.values).issubset(x)
+        return bool(check(x))
     except TypeError:
         return False
-    raise TypeError(f"not a rule node: {rule!r}")
+
+
+class _Interpreter(RuleVisitor[bool]):
+    """Reference tree walk with the compiled code's semantics (``matches`` and the fallback)."""
+
+    def visit_And(self, rule: And, features: Features) -> bool:
+        return all(self.visit(c, features) for c in rule.children)
+
+    def visit_Or(self, rule: Or, features: Features) -> bool:
+        return any(self.visit(c, features) for c in rule.children)
+
+    def visit_Not(self, rule: Not, features: Features) -> bool:
+        return not self.visit(rule.child, features)
+
+    def visit_SegmentRef(self, rule: SegmentRef, features: Features) -> bool:
+        return rule.name in (features.get(SEGMENTS_FIELD) or ())
+
+    def visit_IsMissing(self, rule: IsMissing, features: Features) -> bool:
+        return is_missing(features.get(rule.dim)) != rule.negated
+
+    def visit_Compare(self, rule: Compare, features: Features) -> bool:
+        x, v = features.get(rule.dim), rule.value
+        if rule.op == "!=":
+            return not _holds(x, lambda x: x == v)
+        return _holds(x, lambda x: _COMPARE[rule.op](x, v))
+
+    def visit_Between(self, rule: Between, features: Features) -> bool:
+        return _holds(features.get(rule.dim), lambda x: rule.low <= x <= rule.high)
+
+    def visit_InList(self, rule: InList, features: Features) -> bool:
+        found = _holds(features.get(rule.dim), lambda x: x in frozenset(rule.values))
+        return not found if rule.negated else found
+
+    def visit_HasAny(self, rule: HasAny, features: Features) -> bool:
+        values = frozenset(rule.values)
+        return bool(values) and _holds(features.get(rule.dim), lambda x: not values.isdisjoint(x))
+
+    def visit_HasAll(self, rule: HasAll, features: Features) -> bool:
+        values = frozenset(rule.values)
+        return bool(values) and _holds(features.get(rule.dim), values.issubset)
+
+
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "=": operator.eq,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+_INTERPRETER = _Interpreter()
 
 
 def _interpret(rule: Rule, features: Features) -> bool:
     """Reference tree walk with the same semantics; a wrongly typed value fails its predicate."""
-    if isinstance(rule, And):
-        return all(_interpret(c, features) for c in rule.children)
-    if isinstance(rule, Or):
-        return any(_interpret(c, features) for c in rule.children)
-    if isinstance(rule, Not):
-        return not _interpret(rule.child, features)
-    return _leaf(rule, features)
+    return _INTERPRETER.visit(rule, features)

@@ -33,6 +33,7 @@ from adtarget.rules.ast import (
     SegmentRef,
 )
 from adtarget.rules.registry import DimensionSpec
+from adtarget.rules.visitor import RuleVisitor
 
 Dialect = Literal["duckdb", "postgres", "spark"]
 DIALECTS: tuple[str, ...] = ("duckdb", "postgres", "spark")
@@ -41,7 +42,7 @@ DUCKDB_CHAIN_MAX = 16
 
 
 @dataclass
-class _Compiler:
+class _Compiler(RuleVisitor[str]):
     dialect: Dialect
     registry: Mapping[str, DimensionSpec]
     table_alias: str | None
@@ -81,41 +82,58 @@ class _Compiler:
             return f"ARRAY[{self.phs(values)}]::text[]"
         return f"array({self.phs(values)})"
 
-    def sql(self, rule: Rule) -> str:
-        if isinstance(rule, And):
-            return "(" + " AND ".join(self.sql(c) for c in rule.children) + ")"
-        if isinstance(rule, Or):
-            return "(" + " OR ".join(self.sql(c) for c in rule.children) + ")"
-        if isinstance(rule, Not):
-            return f"(NOT {self.sql(rule.child)})"
-        if isinstance(rule, SegmentRef):
-            return self.list_has(self.ident(SEGMENTS_FIELD), rule.name)
+    def leaf(self, rule: Compare | Between | InList | HasAny | HasAll | IsMissing) -> str:
+        """The quoted column of a leaf's dimension (``RuleValidationError`` if unknown)."""
         col = self.ident(rule.dim)
-        spec = self.spec(rule, rule.dim)
-        if isinstance(rule, IsMissing):
-            if spec.type == "set":
-                size = {"duckdb": "len", "postgres": "cardinality", "spark": "size"}[self.dialect]
-                test = f"({col} IS NULL OR {size}({col}) = 0)"
-            else:
-                test = f"({col} IS NULL)"
-            return f"(NOT {test})" if rule.negated else test
-        if isinstance(rule, Compare):
-            if rule.op == "!=":
-                return f"(NOT COALESCE({col} = {self.ph(rule.value)}, FALSE))"
-            return f"COALESCE({col} {rule.op} {self.ph(rule.value)}, FALSE)"
-        if isinstance(rule, Between):
-            lo, hi = self.ph(rule.low), self.ph(rule.high)
-            return f"COALESCE({col} BETWEEN {lo} AND {hi}, FALSE)"
-        if isinstance(rule, InList):
-            if not rule.values:
-                return "TRUE" if rule.negated else "FALSE"
-            test = f"COALESCE({col} IN ({self.phs(rule.values)}), FALSE)"
-            return f"(NOT {test})" if rule.negated else test
-        if isinstance(rule, HasAny | HasAll):
-            if not rule.values:
-                return "FALSE"
-            return self.set_op(col, rule.values, all_=isinstance(rule, HasAll))
-        raise TypeError(f"not a rule node: {rule!r}")
+        self.spec(rule, rule.dim)
+        return col
+
+    def visit_And(self, rule: And) -> str:
+        return "(" + " AND ".join(self.visit(c) for c in rule.children) + ")"
+
+    def visit_Or(self, rule: Or) -> str:
+        return "(" + " OR ".join(self.visit(c) for c in rule.children) + ")"
+
+    def visit_Not(self, rule: Not) -> str:
+        return f"(NOT {self.visit(rule.child)})"
+
+    def visit_SegmentRef(self, rule: SegmentRef) -> str:
+        return self.list_has(self.ident(SEGMENTS_FIELD), rule.name)
+
+    def visit_IsMissing(self, rule: IsMissing) -> str:
+        col = self.leaf(rule)
+        if self.spec(rule, rule.dim).type == "set":
+            size = {"duckdb": "len", "postgres": "cardinality", "spark": "size"}[self.dialect]
+            test = f"({col} IS NULL OR {size}({col}) = 0)"
+        else:
+            test = f"({col} IS NULL)"
+        return f"(NOT {test})" if rule.negated else test
+
+    def visit_Compare(self, rule: Compare) -> str:
+        col = self.leaf(rule)
+        if rule.op == "!=":
+            return f"(NOT COALESCE({col} = {self.ph(rule.value)}, FALSE))"
+        return f"COALESCE({col} {rule.op} {self.ph(rule.value)}, FALSE)"
+
+    def visit_Between(self, rule: Between) -> str:
+        col = self.leaf(rule)
+        lo, hi = self.ph(rule.low), self.ph(rule.high)
+        return f"COALESCE({col} BETWEEN {lo} AND {hi}, FALSE)"
+
+    def visit_InList(self, rule: InList) -> str:
+        col = self.leaf(rule)
+        if not rule.values:
+            return "TRUE" if rule.negated else "FALSE"
+        test = f"COALESCE({col} IN ({self.phs(rule.values)}), FALSE)"
+        return f"(NOT {test})" if rule.negated else test
+
+    def visit_HasAny(self, rule: HasAny | HasAll) -> str:
+        col = self.leaf(rule)
+        if not rule.values:
+            return "FALSE"
+        return self.set_op(col, rule.values, all_=isinstance(rule, HasAll))
+
+    visit_HasAll = visit_HasAny
 
     def list_has(self, col: str, value: str) -> str:
         if self.dialect == "duckdb":
@@ -156,4 +174,4 @@ def to_sql(
     if dialect not in DIALECTS:
         raise ValueError(f"unknown SQL dialect {dialect!r} (expected one of {DIALECTS})")
     compiler = _Compiler(dialect, registry, table_alias)
-    return compiler.sql(rule), compiler.params
+    return compiler.visit(rule), compiler.params

@@ -37,6 +37,7 @@ from adtarget.rules.ast import (
     Value,
     number_ok,
 )
+from adtarget.rules.visitor import RuleVisitor
 
 
 def quote(s: str) -> str:
@@ -76,66 +77,97 @@ def _values(vs: tuple[Value, ...]) -> str:
     return "(" + ", ".join(format_value(v) for v in vs) + ")"
 
 
-def to_text(rule: Rule) -> str:
-    """Canonical rule text; ``parse(to_text(r)) == r``."""
-    if isinstance(rule, Or):
+class _Text(RuleVisitor[str]):
+    def visit_Or(self, rule: Or) -> str:
         return " or ".join(
-            f"({to_text(c)})" if isinstance(c, Or) else to_text(c) for c in rule.children
+            f"({self.visit(c)})" if isinstance(c, Or) else self.visit(c) for c in rule.children
         )
-    if isinstance(rule, And):
+
+    def visit_And(self, rule: And) -> str:
         return " and ".join(
-            f"({to_text(c)})" if isinstance(c, And | Or) else to_text(c) for c in rule.children
+            f"({self.visit(c)})" if isinstance(c, And | Or) else self.visit(c)
+            for c in rule.children
         )
-    if isinstance(rule, Not):
-        inner = to_text(rule.child)
+
+    def visit_Not(self, rule: Not) -> str:
+        inner = self.visit(rule.child)
         return f"not ({inner})" if isinstance(rule.child, And | Or) else f"not {inner}"
-    if isinstance(rule, Compare):
+
+    def visit_Compare(self, rule: Compare) -> str:
         return f"{rule.dim} {rule.op} {format_value(rule.value)}"
-    if isinstance(rule, Between):
+
+    def visit_Between(self, rule: Between) -> str:
         return f"{rule.dim} between {format_value(rule.low)} and {format_value(rule.high)}"
-    if isinstance(rule, InList):
+
+    def visit_InList(self, rule: InList) -> str:
         return f"{rule.dim} {'not in' if rule.negated else 'in'} {_values(rule.values)}"
-    if isinstance(rule, HasAny):
+
+    def visit_HasAny(self, rule: HasAny) -> str:
         return f"{rule.dim} has any {_values(rule.values)}"
-    if isinstance(rule, HasAll):
+
+    def visit_HasAll(self, rule: HasAll) -> str:
         return f"{rule.dim} has all {_values(rule.values)}"
-    if isinstance(rule, IsMissing):
+
+    def visit_IsMissing(self, rule: IsMissing) -> str:
         return f"{rule.dim} is {'not ' if rule.negated else ''}missing"
-    if isinstance(rule, SegmentRef):
+
+    def visit_SegmentRef(self, rule: SegmentRef) -> str:
         return f"segment({quote(rule.name)})"
-    raise TypeError(f"not a rule node: {rule!r}")
 
 
-def to_json(rule: Rule) -> dict[str, Any]:
-    """The JSON-ready dict form of a rule (see the module docstring)."""
-    if isinstance(rule, And | Or):
+class _Json(RuleVisitor[dict[str, Any]]):
+    def visit_And(self, rule: And | Or) -> dict[str, Any]:
         return {
             "op": "and" if isinstance(rule, And) else "or",
-            "args": [to_json(c) for c in rule.children],
+            "args": [self.visit(c) for c in rule.children],
         }
-    if isinstance(rule, Not):
-        return {"op": "not", "arg": to_json(rule.child)}
-    if isinstance(rule, Compare):
+
+    visit_Or = visit_And
+
+    def visit_Not(self, rule: Not) -> dict[str, Any]:
+        return {"op": "not", "arg": self.visit(rule.child)}
+
+    def visit_Compare(self, rule: Compare) -> dict[str, Any]:
         return {"op": rule.op, "dim": rule.dim, "value": rule.value}
-    if isinstance(rule, Between):
+
+    def visit_Between(self, rule: Between) -> dict[str, Any]:
         return {"op": "between", "dim": rule.dim, "low": rule.low, "high": rule.high}
-    if isinstance(rule, InList):
+
+    def visit_InList(self, rule: InList) -> dict[str, Any]:
         return {
             "op": "not in" if rule.negated else "in",
             "dim": rule.dim,
             "values": list(rule.values),
         }
-    if isinstance(rule, HasAny | HasAll):
+
+    def visit_HasAny(self, rule: HasAny | HasAll) -> dict[str, Any]:
         return {
             "op": "has any" if isinstance(rule, HasAny) else "has all",
             "dim": rule.dim,
             "values": list(rule.values),
         }
-    if isinstance(rule, IsMissing):
+
+    visit_HasAll = visit_HasAny
+
+    def visit_IsMissing(self, rule: IsMissing) -> dict[str, Any]:
         return {"op": "is not missing" if rule.negated else "is missing", "dim": rule.dim}
-    if isinstance(rule, SegmentRef):
+
+    def visit_SegmentRef(self, rule: SegmentRef) -> dict[str, Any]:
         return {"op": "segment", "name": rule.name}
-    raise TypeError(f"not a rule node: {rule!r}")
+
+
+_TEXT = _Text()
+_JSON = _Json()
+
+
+def to_text(rule: Rule) -> str:
+    """Canonical rule text; ``parse(to_text(r)) == r``."""
+    return _TEXT.visit(rule)
+
+
+def to_json(rule: Rule) -> dict[str, Any]:
+    """The JSON-ready dict form of a rule (see the module docstring)."""
+    return _JSON.visit(rule)
 
 
 _KEYS: dict[str, frozenset[str]] = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from adtarget.errors import RuleValidationError
 from adtarget.rules.ast import (
@@ -36,6 +37,7 @@ from adtarget.rules.ast import (
 )
 from adtarget.rules.format import format_value
 from adtarget.rules.registry import DimensionSpec
+from adtarget.rules.visitor import RuleVisitor
 
 _OP_NAME = {HasAny: "has any", HasAll: "has all", Between: "between"}
 
@@ -100,15 +102,39 @@ def _check_value(node: Rule, index: int, v: Value, spec: DimensionSpec) -> None:
         )
 
 
-def _check_leaf(node: Rule, registry: Mapping[str, DimensionSpec]) -> None:
-    dim: str = getattr(node, "dim")  # noqa: B009 - every leaf but SegmentRef has .dim
-    spec = registry.get(dim)
-    if spec is None:
-        raise _node_fail(node, f"unknown dimension '{dim}'", did_you_mean(dim, registry))
-    if isinstance(node, IsMissing):
-        return
-    if isinstance(node, Compare):
-        op = node.op
+class _Checker(RuleVisitor[None]):
+    """Checks one node against the registry (``walk`` feeds it every node)."""
+
+    def __init__(
+        self, registry: Mapping[str, DimensionSpec], segments: Mapping[str, Rule | None] | None
+    ) -> None:
+        self.registry = registry
+        self.segments = segments
+
+    def visit_And(self, node: And | Or | Not) -> None:
+        """Nothing to check: ``walk`` visits the children."""
+
+    visit_Or = visit_Not = visit_And
+
+    def visit_SegmentRef(self, node: SegmentRef) -> None:
+        if self.segments is not None and node.name not in self.segments:
+            raise _node_fail(
+                node, f"unknown segment '{node.name}'", did_you_mean(node.name, self.segments)
+            )
+
+    def spec(self, node: Compare | Between | InList | HasAny | HasAll | IsMissing) -> DimensionSpec:
+        spec = self.registry.get(node.dim)
+        if spec is None:
+            raise _node_fail(
+                node, f"unknown dimension '{node.dim}'", did_you_mean(node.dim, self.registry)
+            )
+        return spec
+
+    def visit_IsMissing(self, node: IsMissing) -> None:
+        self.spec(node)
+
+    def visit_Compare(self, node: Compare) -> None:
+        spec, dim, op = self.spec(node), node.dim, node.op
         if op in ("=", "!=") and spec.type == "set":
             raise _node_fail(
                 node,
@@ -120,8 +146,9 @@ def _check_leaf(node: Rule, registry: Mapping[str, DimensionSpec]) -> None:
                 node, f"type mismatch: '{op}' needs a number dimension but '{dim}' is {spec.type}"
             )
         _check_value(node, 0, node.value, spec)
-        return
-    if isinstance(node, Between):
+
+    def visit_Between(self, node: Between) -> None:
+        spec, dim = self.spec(node), node.dim
         if spec.type != "number":
             raise _node_fail(
                 node,
@@ -135,31 +162,35 @@ def _check_leaf(node: Rule, registry: Mapping[str, DimensionSpec]) -> None:
                 f"'between' bounds are reversed ({format_value(node.low)} > "
                 f"{format_value(node.high)}) for '{dim}'",
             )
-        return
-    assert isinstance(node, InList | HasAny | HasAll)
-    if isinstance(node, InList):
-        name = "not in" if node.negated else "in"
-    else:
-        name = _OP_NAME[type(node)]
-    is_set_op = not isinstance(node, InList)
-    if is_set_op and spec.type != "set":
-        raise _node_fail(
-            node,
-            f"type mismatch: '{name}' needs a set dimension but '{dim}' is {spec.type}",
-            " (use 'in')" if spec.type == "category" else "",
-        )
-    if not is_set_op and spec.type == "set":
-        raise _node_fail(
-            node,
-            f"type mismatch: '{name}' does not apply to set dimension '{dim}'",
-            f" (use 'not {dim} has any (...)')" if name == "not in" else " (use 'has any')",
-        )
-    if not node.values:
-        raise _node_fail(node, f"empty value list for '{name}' on '{dim}'")
-    if len(node.values) > MAX_LIST_VALUES:
-        raise _node_fail(node, f"list has more than {MAX_LIST_VALUES} values")
-    for i, v in enumerate(node.values):
-        _check_value(node, i, v, spec)
+
+    def visit_InList(self, node: InList) -> None:
+        self._list(node, "not in" if node.negated else "in", is_set_op=False)
+
+    def visit_HasAny(self, node: HasAny | HasAll) -> None:
+        self._list(node, _OP_NAME[type(node)], is_set_op=True)
+
+    visit_HasAll = visit_HasAny
+
+    def _list(self, node: InList | HasAny | HasAll, name: str, *, is_set_op: bool) -> None:
+        spec, dim = self.spec(node), node.dim
+        if is_set_op and spec.type != "set":
+            raise _node_fail(
+                node,
+                f"type mismatch: '{name}' needs a set dimension but '{dim}' is {spec.type}",
+                " (use 'in')" if spec.type == "category" else "",
+            )
+        if not is_set_op and spec.type == "set":
+            raise _node_fail(
+                node,
+                f"type mismatch: '{name}' does not apply to set dimension '{dim}'",
+                f" (use 'not {dim} has any (...)')" if name == "not in" else " (use 'has any')",
+            )
+        if not node.values:
+            raise _node_fail(node, f"empty value list for '{name}' on '{dim}'")
+        if len(node.values) > MAX_LIST_VALUES:
+            raise _node_fail(node, f"list has more than {MAX_LIST_VALUES} values")
+        for i, v in enumerate(node.values):
+            _check_value(node, i, v, spec)
 
 
 def validate(
@@ -182,16 +213,9 @@ def validate(
         raise _node_fail(rule, f"rule is nested too deeply (more than {MAX_DEPTH} levels)")
     if size(rule) > MAX_NODES:
         raise _node_fail(rule, f"rule is too large (more than {MAX_NODES} nodes)")
+    checker = _Checker(registry, segments)
     for node in walk(rule):
-        if isinstance(node, And | Or | Not):
-            continue
-        if isinstance(node, SegmentRef):
-            if segments is not None and node.name not in segments:
-                raise _node_fail(
-                    node, f"unknown segment '{node.name}'", did_you_mean(node.name, segments)
-                )
-            continue
-        _check_leaf(node, registry)
+        checker.visit(node)
     if segments is not None:
         expand_segments(rule, segments.get)
 
@@ -203,50 +227,67 @@ def expand_segments(rule: Rule, resolve: Callable[[str], Rule | None]) -> Rule:
     segment, evaluated by membership). A cycle raises ``RuleValidationError`` naming it; so does
     an expansion beyond ``MAX_EXPANDED_DEPTH``/``MAX_EXPANDED_NODES`` (diamond blow-up).
     """
-    memo: dict[str, Rule] = {}
-    budget = [MAX_EXPANDED_NODES]
+    return _Expander(rule, resolve).visit(rule, (), 1, None)
 
-    def expand(node: Rule, stack: tuple[str, ...], d: int = 1, origin: Rule | None = None) -> Rule:
-        budget[0] -= 1
+
+class _Expander(RuleVisitor[Rule]):
+    """``expand_segments``' walk: ``visit(node, stack, depth, origin)``."""
+
+    def __init__(self, rule: Rule, resolve: Callable[[str], Rule | None]) -> None:
+        self.rule = rule
+        self.resolve = resolve
+        self.memo: dict[str, Rule] = {}
+        self.budget = MAX_EXPANDED_NODES
+
+    def visit(self, node: Rule, *args: Any) -> Rule:
+        """Count the node against the limits, then dispatch it."""
+        self.budget -= 1
+        d = args[1]
         if d > MAX_EXPANDED_DEPTH:
             raise _node_fail(
-                rule,
+                self.rule,
                 f"rule is nested too deeply once segments are inlined (more "
                 f"than {MAX_EXPANDED_DEPTH} levels)",
             )
-        if budget[0] < 0:
+        if self.budget < 0:
             raise _node_fail(
-                rule,
+                self.rule,
                 f"rule is too large once segments are inlined (more than "
                 f"{MAX_EXPANDED_NODES} nodes)",
             )
-        if isinstance(node, And):
-            return And(
-                tuple(expand(c, stack, d + 1, origin) for c in node.children),
-                line=node.line,
-                column=node.column,
-            )
-        if isinstance(node, Or):
-            return Or(
-                tuple(expand(c, stack, d + 1, origin) for c in node.children),
-                line=node.line,
-                column=node.column,
-            )
-        if isinstance(node, Not):
-            return Not(expand(node.child, stack, d + 1, origin), line=node.line, column=node.column)
-        if not isinstance(node, SegmentRef):
-            return node
+        return super().visit(node, *args)
+
+    def visit_And(self, node: And, stack: tuple[str, ...], d: int, origin: Rule | None) -> Rule:
+        kids = tuple(self.visit(c, stack, d + 1, origin) for c in node.children)
+        return And(kids, line=node.line, column=node.column)
+
+    def visit_Or(self, node: Or, stack: tuple[str, ...], d: int, origin: Rule | None) -> Rule:
+        kids = tuple(self.visit(c, stack, d + 1, origin) for c in node.children)
+        return Or(kids, line=node.line, column=node.column)
+
+    def visit_Not(self, node: Not, stack: tuple[str, ...], d: int, origin: Rule | None) -> Rule:
+        child = self.visit(node.child, stack, d + 1, origin)
+        return Not(child, line=node.line, column=node.column)
+
+    def visit_leaf(self, node: Rule, stack: tuple[str, ...], d: int, origin: Rule | None) -> Rule:
+        """Predicates stay as they are."""
+        return node
+
+    visit_Compare = visit_Between = visit_InList = visit_leaf
+    visit_HasAny = visit_HasAll = visit_IsMissing = visit_leaf
+
+    def visit_SegmentRef(
+        self, node: SegmentRef, stack: tuple[str, ...], d: int, origin: Rule | None
+    ) -> Rule:
         if node.name in stack:
             cycle = " -> ".join((*stack[stack.index(node.name) :], node.name))
             raise _node_fail(origin or node, f"segment cycle: {cycle}")
-        if node.name in memo:
-            budget[0] -= size(memo[node.name])
-            return memo[node.name]
-        target = resolve(node.name)
+        if node.name in self.memo:
+            self.budget -= size(self.memo[node.name])
+            return self.memo[node.name]
+        target = self.resolve(node.name)
         if target is None:
             return node
-        out = expand(target, (*stack, node.name), d, origin or node)
-        memo[node.name] = out
+        out = self.visit(target, (*stack, node.name), d, origin or node)
+        self.memo[node.name] = out
         return out
-
-    return expand(rule, ())

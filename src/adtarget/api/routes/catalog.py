@@ -14,7 +14,6 @@ missing one); readers may only GET; dimensions, advertisers and global segments 
 with an admin key.
 """
 
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -32,9 +31,9 @@ from adtarget.api.deps import (
     ensure_advertiser_scope,
 )
 from adtarget.api.scope import check_rule_text, scrub_conflict
-from adtarget.catalog import models
+from adtarget.catalog.kinds import EDITABLE, KINDS, Kind, kind_named, to_json
 from adtarget.catalog.service import list_creative_ids
-from adtarget.catalog.tables import Base, Campaign, Creative, LineItem
+from adtarget.catalog.tables import Campaign, Creative, LineItem
 from adtarget.commands.catalog_commands import CatalogWriter
 from adtarget.delivery.service import spend_totals_reader
 from adtarget.errors import Conflict, Forbidden, InvalidValue, NotFound
@@ -51,27 +50,6 @@ MAX_PAGE = 1000
 MAX_ID = 2**31 - 1  # catalog ids are 32-bit integers on PostgreSQL
 RULE_FIELDS = {"line_item": "targeting", "segment": "rule"}  # fields holding rule text
 ObjId = Annotated[int, Path(ge=1, le=MAX_ID, description="Object id")]
-
-
-@dataclass(frozen=True)
-class Kind:
-    """One catalog kind as the API sees it."""
-
-    name: str  # command-layer kind: line_item
-    path: str  # URL segment: line-items
-    plural: str  # list key: line_items
-    filters: tuple[str, ...]  # query filters besides status
-    admin_only_writes: bool = False
-
-
-KINDS = (
-    Kind("advertiser", "advertisers", "advertisers", (), admin_only_writes=True),
-    Kind("campaign", "campaigns", "campaigns", ("advertiser_id",)),
-    Kind("line_item", "line-items", "line_items", ("campaign_id", "advertiser_id")),
-    Kind("creative", "creatives", "creatives", ("advertiser_id", "format")),
-    Kind("segment", "segments", "segments", ("advertiser_id", "kind")),
-    Kind("dimension", "dimensions", "dimensions", ("type",), admin_only_writes=True),
-)
 
 
 def writer(
@@ -102,26 +80,16 @@ def owner_of(session: Session, kind: str, obj: Any) -> int | None:
 
 def load(session: Session, kind: str, obj_id: int, principal: Principal) -> Any:
     """The row, or 404 when missing or outside the caller's advertiser."""
-    model = models_table(kind)
-    obj = session.get(model, obj_id)
+    obj = session.get(kind_named(kind).table, obj_id)
     if obj is None:
         raise NotFound(f"{kind} {obj_id} does not exist", field="id")
     ensure_advertiser_scope(principal, owner_of(session, kind, obj))
     return obj
 
 
-def models_table(kind: str) -> type[Base]:
-    """The table class of a kind."""
-    from adtarget.catalog.tables import MODELS
-
-    return MODELS[kind]
-
-
 def render(kind: str, obj: Any) -> dict[str, Any]:
-    """The JSON view of a row (the ``XRead`` model of ``adtarget.catalog.models``)."""
-    read_model = models.READ_MODELS[kind]
-    out: dict[str, Any] = read_model.model_validate(obj).model_dump(mode="json")
-    return out
+    """The JSON view of a row (``catalog.kinds.to_json``)."""
+    return to_json(obj, kind)
 
 
 def check_write(kind: Kind, principal: Principal, owner: int | None) -> None:
@@ -210,11 +178,12 @@ def _apply_filters(
 
 
 def _register(kind: Kind) -> None:
-    create_model_cls = models.CREATE_MODELS[kind.name]
-    read_model = models.READ_MODELS[kind.name]
+    create_model_cls = kind.create
+    read_model = kind.read
+    assert kind.update is not None
     patch_model: type[BaseModel] = create_model(
-        f"{models.UPDATE_MODELS[kind.name].__name__}Patch",
-        __base__=models.UPDATE_MODELS[kind.name],
+        f"{kind.update.__name__}Patch",
+        __base__=kind.update,
         version=(int | None, Field(default=None, ge=1, le=MAX_ID)),
     )
     page_model: type[BaseModel] = create_model(  # type: ignore[call-overload]
@@ -222,7 +191,7 @@ def _register(kind: Kind) -> None:
         **{kind.plural: (list[read_model], ...)},  # type: ignore[valid-type]
         next_after=(int | None, None),
     )
-    table: Any = models_table(kind.name)
+    table: Any = kind.table
     label = kind.name.replace("_", " ")
 
     def create_endpoint(
@@ -337,7 +306,7 @@ def _register(kind: Kind) -> None:
     )
 
 
-for _kind in KINDS:
+for _kind in EDITABLE:
     _register(_kind)
 
 
@@ -370,7 +339,7 @@ def attach_creative(
     except NotFound:
         raise NotFound(f"creative {body.creative_id} does not exist", field="creative_id") from None
     owner = owner_of(session, "line_item", item)
-    check_write(KINDS[2], principal, owner)
+    check_write(KINDS["line_item"], principal, owner)
     if owner != creative.advertiser_id:
         raise InvalidValue(
             f"creative {body.creative_id} belongs to another advertiser than line item "
@@ -408,6 +377,6 @@ def detach_creative(
 ) -> dict[str, Any]:
     """The line item must be the caller's; a link that does not exist is a 404 naming it."""
     item = load(session, "line_item", line_item_id, principal)
-    check_write(KINDS[2], principal, owner_of(session, "line_item", item))
+    check_write(KINDS["line_item"], principal, owner_of(session, "line_item", item))
     writer(factory, settings, principal).detach_creative(line_item_id, creative_id)
     return {"line_item_id": line_item_id, "creative_id": creative_id, "attached": False}

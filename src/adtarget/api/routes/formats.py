@@ -15,7 +15,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path
 
 from adtarget.api.deps import SessionDep, allow
-from adtarget.catalog.models import AdFormatCreate, AdFormatRead
+from adtarget.catalog.kinds import to_json
+from adtarget.catalog.models import AdFormatCreate
 from adtarget.catalog.service import create_ad_format, get_ad_format, list_ad_formats
 
 router = APIRouter(
@@ -28,7 +29,7 @@ FormatName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,63}$", description=
 
 
 def _read(fmt: Any) -> dict[str, Any]:
-    return AdFormatRead.model_validate(fmt).model_dump(mode="json")
+    return to_json(fmt, "ad_format")
 
 
 @router.get("", summary="List the ad formats creatives and line items may use")
