@@ -142,6 +142,45 @@ export async function render(root, session) {
     } catch (err) { say(note, `Not exported: ${inWords(err)}`); }
   } }, "Export CSV");
 
+  // --- forecast beside the size -------------------------------------------------------------
+  const day = (d) => new Date(Date.now() + d * 86400000).toISOString().slice(0, 10);
+  const fStart = h("input", { type: "date", value: day(1), required: true });
+  const fEnd = h("input", { type: "date", value: day(8), required: true });
+  const fPriority = h("input", { type: "number", min: 1, max: 16, value: 5 });
+  const fBid = h("input", { type: "number", min: 0, step: "0.01", value: 4 });
+  const fCap = h("input", { type: "number", min: 1, placeholder: "none" });
+  const [fStartWrap] = field("Flight start", fStart);
+  const [fEndWrap] = field("Flight end", fEnd);
+  const [fPriorityWrap] = field("Priority", fPriority);
+  const [fBidWrap] = field("Bid CPM", fBid);
+  const [fCapWrap] = field("Cap per user per day", fCap);
+  const forecastOut = h("div", { class: "forecast", "aria-live": "polite" },
+    h("p", { class: "muted" }, "Impressions this rule could get, replaying sampled requests through the decision engine."));
+  const forecastBtn = h("button", { type: "button", onclick: async () => {
+    const body = {
+      targeting: rule.value.trim(),
+      start: `${fStart.value}T00:00:00Z`, end: `${fEnd.value}T00:00:00Z`,
+      priority: Number(fPriority.value), bid_cpm: Number(fBid.value),
+    };
+    if (fCap.value) body.frequency_cap = { count: Number(fCap.value), window_seconds: 86400 };
+    say(forecastOut, "Forecasting…");
+    try {
+      const res = await post("/v1/forecast", body);
+      if (res.no_history) {
+        forecastOut.replaceChildren(h("p", {}, `No forecast: ${res.message}`));
+        return;
+      }
+      forecastOut.replaceChildren(
+        h("p", {}, h("span", { class: "count", "data-forecast": res.forecast_impressions }, fmtInt(res.forecast_impressions)),
+          ` impressions to ${fmtInt(res.unique_users)} users`),
+        h("p", { class: "muted" },
+          `95%: ${fmtInt(res.confidence.low)}–${fmtInt(res.confidence.high)} · ${fmtInt(res.matched_requests)} matching requests, ` +
+          `${fmtInt(res.available_impressions)} not taken by higher-ranked line items · sample rate ${res.sample_rate}`));
+    } catch (err) {
+      forecastOut.replaceChildren(h("p", { class: "note" }, `No forecast: ${inWords(err)}`));
+    }
+  } }, "Forecast");
+
   // --- overlap --------------------------------------------------------------------------------
   const rules = h("textarea", { rows: 4, spellcheck: "false" });
   const [rulesWrap] = field("Audiences to compare, one per line", rules);
@@ -166,7 +205,12 @@ export async function render(root, session) {
         h("div", { class: "combo" }, ruleWrap, list),
         size, meta, alert,
         h("div", { class: "row" }, segWrap, h("div", {}, saveBtn), h("div", {}, exportBtn)),
-        note),
+        note,
+        h("section", { "aria-labelledby": "aud-forecast" },
+          h("h2", { id: "aud-forecast" }, "Forecast"),
+          h("div", { class: "row" }, fStartWrap, fEndWrap, fPriorityWrap, fBidWrap, fCapWrap),
+          h("div", { class: "toolbar" }, forecastBtn),
+          forecastOut)),
       h("section", { "aria-labelledby": "aud-overlap" },
         h("h2", { id: "aud-overlap" }, "Overlap"),
         rulesWrap,
