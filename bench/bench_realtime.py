@@ -38,7 +38,7 @@ from adtarget.audience.live import forget_followers  # noqa: E402
 from adtarget.audience.service import size_rule  # noqa: E402
 from adtarget.audience.stores import live_follower, snapshot_store_for  # noqa: E402
 from adtarget.catalog.db import open_catalog  # noqa: E402
-from adtarget.ingest.schema import register_dimensions  # noqa: E402
+from adtarget.catalog.dimensions import register_dimensions  # noqa: E402
 from adtarget.settings import Settings  # noqa: E402
 from population7 import COUNTRIES, DEVICES, GENRES, REGISTRY, RULE, generate  # noqa: E402
 

@@ -24,7 +24,7 @@ from adtarget.audience.live import forget_followers
 from adtarget.audience.store import SnapshotStore
 from adtarget.audience.stores import snapshot_store_for
 from adtarget.catalog.db import open_catalog
-from adtarget.ingest.schema import register_dimensions
+from adtarget.catalog.dimensions import register_dimensions
 from adtarget.rules.registry import DimensionSpec
 from adtarget.settings import Settings
 

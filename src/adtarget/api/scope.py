@@ -18,11 +18,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adtarget.api.deps import Principal
-from adtarget.catalog.tables import Segment
+from adtarget.catalog.segments import foreign_segment_names, segment_owner
 from adtarget.errors import Conflict
 
 
@@ -31,12 +30,7 @@ def hidden_segments(session: Session, principal: Principal) -> frozenset[str]:
     admin, reader and decisions keys, which see every segment."""
     if principal.role != "advertiser":
         return frozenset()
-    rows = session.scalars(
-        select(Segment.name).where(
-            Segment.advertiser_id.is_not(None), Segment.advertiser_id != principal.advertiser_id
-        )
-    )
-    return frozenset(rows)
+    return foreign_segment_names(session, advertiser_id=principal.advertiser_id)
 
 
 def visible_segment_names(names: Iterable[str], hidden: frozenset[str]) -> list[str]:
@@ -53,7 +47,7 @@ def scrub_conflict(err: Conflict, *, session: Session, principal: Principal, kin
     existing = err.details.get("existing_id")
     if kind != "segment" or principal.role != "advertiser" or existing is None:
         return err
-    owner = session.scalar(select(Segment.advertiser_id).where(Segment.id == existing))
+    owner = segment_owner(session, existing)
     if owner is None or owner == principal.advertiser_id:
         return err
     return Conflict("this segment name is not available; choose another", field="name")

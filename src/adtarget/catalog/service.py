@@ -24,7 +24,8 @@ from adtarget.catalog.crud import (
     list_objects,
     update,
 )
-from adtarget.catalog.tables import AdFormat, Campaign, LineItem, UploadJob
+from adtarget.catalog.tables import AdFormat, Campaign, LineItem
+from adtarget.catalog.upload_jobs import latest_published_snapshot
 from adtarget.errors import NotFound
 
 __all__ = [
@@ -78,26 +79,6 @@ def get_ad_format(*, session: Session, name: str) -> AdFormat:
 def list_ad_formats(*, session: Session) -> list[AdFormat]:
     """Every registered ad format, by name."""
     return list(session.scalars(select(AdFormat).order_by(AdFormat.name)))
-
-
-def latest_published_snapshot(*, session: Session) -> str | None:
-    """The snapshot the newest succeeded (non dry-run) upload published, or ``None`` if none has.
-
-    Why decisions ask: a process that finds no snapshot on disk cannot otherwise tell "nothing
-    uploaded yet" (context-only matching is right) from "the snapshot directory is missing"
-    (context-only matching would treat every user as unknown and serve rules such as
-    ``country not in ("CA")`` to Canadians).
-    """
-    return session.scalar(
-        select(UploadJob.snapshot)
-        .where(
-            UploadJob.status == "succeeded",
-            UploadJob.snapshot.is_not(None),
-            UploadJob.dry_run.is_(False),
-        )
-        .order_by(UploadJob.created_at.desc())
-        .limit(1)
-    )
 
 
 def ad_format_names(*, session: Session) -> frozenset[str]:

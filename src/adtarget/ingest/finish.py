@@ -8,12 +8,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from adtarget.audience.store import SnapshotStore
+from adtarget.catalog import segments
 from adtarget.catalog.coltypes import utcnow
-from adtarget.catalog.tables import Segment, UploadJob
+from adtarget.catalog.upload_jobs import UploadJob
 from adtarget.commands.catalog_commands import CatalogWriter
 from adtarget.errors import IngestFailed
 from adtarget.ingest.job_rows import Progress, update_job
@@ -76,13 +76,7 @@ def rule_segment_texts(session_factory: sessionmaker[Session]) -> list[tuple[str
     """The catalog's active rule segments as (name, rule text)."""
 
     with session_factory() as session:
-        return [
-            (s.name, s.rule)
-            for s in session.scalars(
-                select(Segment).where(Segment.kind == "rule", Segment.status != "archived")
-            )
-            if s.rule
-        ]
+        return segments.rule_segment_texts(session)
 
 
 def finish_report(

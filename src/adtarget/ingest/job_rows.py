@@ -12,8 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from adtarget.catalog.tables import UploadJob
-from adtarget.errors import NotFound
+from adtarget.catalog.upload_jobs import load_job
 from adtarget.settings import Settings
 
 Progress = Callable[[dict[str, Any]], None]
@@ -22,13 +21,6 @@ Progress = Callable[[dict[str, Any]], None]
 def job_dir(settings: Settings, job_id: str) -> Path:
     """The job's own directory under ``uploads_dir`` (quarantine, uploaded copy, work files)."""
     return settings.uploads_dir / job_id
-
-
-def load_job(session: Session, job_id: str) -> UploadJob:
-    job = session.get(UploadJob, job_id)
-    if job is None:
-        raise NotFound(f"upload job {job_id!r} does not exist", field="id")
-    return job
 
 
 def update_job(job_id: str, *, session_factory: sessionmaker[Session], **fields: Any) -> None:

@@ -19,15 +19,24 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from adtarget.audience.sharding import check_shards
 from adtarget.audience.stores import snapshot_store_for
 from adtarget.catalog.coltypes import utcnow
-from adtarget.catalog.tables import UPLOAD_MODES, UploadJob
+from adtarget.catalog.upload_jobs import (
+    UPLOAD_MODES,
+    UploadJob,
+    add_job,
+    find_job,
+    live_jobs_of_file,
+    load_job,
+    newest_jobs,
+    snapshot_owner,
+    unfinished_jobs,
+)
 from adtarget.errors import AdtargetError, IngestFailed, InvalidValue
-from adtarget.ingest.job_rows import Progress, job_dir, load_job, update_job
+from adtarget.ingest.job_rows import Progress, job_dir, update_job
 from adtarget.ingest.schema import load_schema_file, parse_schema
 from adtarget.ingest.service import execute_job
 from adtarget.process import pid_alive
@@ -81,8 +90,7 @@ def get_job(job_id: str, *, session_factory: sessionmaker[Session]) -> dict[str,
 def list_jobs(*, session_factory: sessionmaker[Session], limit: int = 50) -> list[dict[str, Any]]:
     """The newest upload jobs first (the console's uploads page, ``GET /v1/uploads``)."""
     with session_factory() as session:
-        stmt = select(UploadJob).order_by(UploadJob.created_at.desc()).limit(limit)
-        return [job_to_dict(job) for job in session.scalars(stmt)]
+        return [job_to_dict(job) for job in newest_jobs(session, limit)]
 
 
 def rejected_rows(
@@ -187,16 +195,7 @@ def submit_upload(
     }
     with session_factory() as session:
         if not dry_run:
-            done = session.scalars(
-                select(UploadJob)
-                .where(
-                    UploadJob.file_checksum == checksum,
-                    UploadJob.mode == mode,
-                    UploadJob.status.in_(("queued", "running", "succeeded")),
-                    UploadJob.dry_run.is_(False),
-                )
-                .order_by(UploadJob.created_at.desc())
-            ).all()
+            done = live_jobs_of_file(session, checksum=checksum, mode=mode)
             current = snapshot_store_for(settings)
             current_version = current.current_version()
             for job in done:
@@ -213,7 +212,8 @@ def submit_upload(
                     out = job_to_dict(job)
                     out["idempotent"] = True
                     return out
-        job = UploadJob(
+        job = add_job(
+            session,
             id=uuid.uuid4().hex,
             status="queued",
             mode=mode,
@@ -224,7 +224,6 @@ def submit_upload(
             actor=actor,
             report={"_options": options, "_pid": os.getpid(), "_host": HOST},
         )
-        session.add(job)
         session.commit()
         return job_to_dict(job)
 
@@ -269,9 +268,7 @@ def _undo_half_publish(
     current = store.current_version()
     if current is None or current == previous:
         return False
-    owned = session.scalar(
-        select(UploadJob.id).where(UploadJob.snapshot == current, UploadJob.id != job_id).limit(1)
-    )
+    owned = snapshot_owner(session, current, other_than=job_id)
     if owned is not None:
         return False
     if previous is not None and previous in store.versions():
@@ -284,7 +281,7 @@ def _undo_half_publish(
 def job_is_orphaned(job_id: str, *, session_factory: sessionmaker[Session]) -> bool:
     """True when a ``queued``/``running`` job was claimed on this host by a process now dead."""
     with session_factory() as session:
-        job = session.get(UploadJob, job_id)
+        job = find_job(session, job_id)
         if job is None or job.status not in ("queued", "running"):
             return False
         rep = job.report or {}
@@ -303,9 +300,7 @@ def recover_stale_jobs(*, settings: Settings, session_factory: sessionmaker[Sess
     snapshot_store_for(settings).clean_stale()
     failed: list[str] = []
     with session_factory() as session:
-        for job in session.scalars(
-            select(UploadJob).where(UploadJob.status.in_(("queued", "running")))
-        ):
+        for job in unfinished_jobs(session):
             rep = job.report or {}
             pid, host = rep.get("_pid"), rep.get("_host")
             if host != HOST or not isinstance(pid, int) or (pid != os.getpid() and pid_alive(pid)):

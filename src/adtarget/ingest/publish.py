@@ -14,17 +14,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Self
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adtarget.audience.store import SnapshotStore
 from adtarget.audience.stores import snapshot_store_for
+from adtarget.catalog import segments
 from adtarget.catalog.coltypes import utcnow
-from adtarget.catalog.tables import Segment, UploadJob
+from adtarget.catalog.dimensions import register_dimensions, remove_unused_dimensions
+from adtarget.catalog.upload_jobs import find_job
 from adtarget.commands.persisted import CommandContext, register_command
 from adtarget.errors import Conflict, NotFound
-from adtarget.ingest.schema import register_dimensions
-from adtarget.ingest.undo_dimensions import remove_unused_dimensions
 from adtarget.rules.registry import DimensionSpec, DimensionType
 from adtarget.settings import Settings, get_settings
 
@@ -46,8 +45,7 @@ def refresh_segment_sizes(session: Session, store: SnapshotStore) -> dict[str, i
     materialized = snap.segment_info()
     sizes: dict[str, int] = {}
     now = utcnow()
-    rows = session.scalars(select(Segment).where(Segment.status != "archived")).all()
-    for seg in rows:
+    for seg in segments.active_segments(session):
         size: int | None
         if seg.name in materialized:
             size = int(materialized[seg.name]["size"])
@@ -55,10 +53,9 @@ def refresh_segment_sizes(session: Session, store: SnapshotStore) -> dict[str, i
             size = 0
         else:
             size = _count_rule(seg.rule or "", snap)
-        if size is None:
-            continue
-        seg.last_size, seg.last_snapshot, seg.last_computed_at = size, snap.version, now
-        sizes[seg.name] = size
+        if size is not None:
+            sizes[seg.name] = size
+    segments.record_sizes(session, sizes, snapshot=snap.version, at=now)
     session.flush()
     return sizes
 
@@ -217,24 +214,12 @@ class PublishUpload:
             ) from None
 
     def _ensure_segment(self, session: Session) -> None:
-        seg = session.scalar(select(Segment).where(Segment.name == self.segment))
-        if seg is None:
-            session.add(
-                Segment(
-                    name=self.segment, kind="list", ttl_seconds=self.ttl_seconds, status="active"
-                )
-            )
-        elif seg.kind != "list":
-            raise Conflict(
-                f"segment {self.segment!r} is a rule segment, not a list", field="segment"
-            )
-        elif self.ttl_seconds is not None:
-            seg.ttl_seconds = self.ttl_seconds
-        session.flush()
+        assert self.segment is not None
+        segments.ensure_list_segment(session, self.segment, ttl_seconds=self.ttl_seconds)
 
     def _after(self, ctx: CommandContext, store: SnapshotStore, *, undone: bool) -> dict[str, Any]:
         sizes = refresh_segment_sizes(ctx.session, store)
-        job = ctx.session.get(UploadJob, self.job_id)
+        job = find_job(ctx.session, self.job_id)
         if job is not None:
             job.snapshot = self.snapshot
             job.previous_snapshot = self.previous

@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from adtarget.audience.store import SnapshotStore
-    from adtarget.catalog.tables import UploadJob
+    from adtarget.catalog.upload_jobs import UploadJob
     from adtarget.ingest.quarantine import QuarantineWriter
     from adtarget.settings import Settings
 

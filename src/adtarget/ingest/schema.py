@@ -12,9 +12,9 @@ from typing import Any, cast
 
 import orjson
 import pyarrow as pa
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from adtarget.catalog.service import dimension_registry
 from adtarget.errors import InvalidValue
 from adtarget.rules.registry import DIMENSION_TYPES, DimensionSpec, DimensionType
 
@@ -121,28 +121,4 @@ def resolve_dimensions(
 
 def load_registry(session: Session) -> dict[str, DimensionSpec]:
     """The catalog's dimension registry (every non-archived dimension)."""
-    from adtarget.catalog.service import dimension_registry
-
     return dict(dimension_registry(session=session))
-
-
-def register_dimensions(session: Session, specs: Sequence[DimensionSpec]) -> list[str]:
-    """Insert the dimensions not in the catalog yet (the caller commits); returns their names."""
-    from adtarget.catalog.tables import Dimension
-
-    created: list[str] = []
-    for spec in specs:
-        exists = session.scalar(select(Dimension).where(Dimension.name == spec.name))
-        if exists is None:
-            session.add(
-                Dimension(
-                    name=spec.name,
-                    type=spec.type,
-                    description=spec.description,
-                    allowed_values=None,
-                    status="active",
-                )
-            )
-            created.append(spec.name)
-    session.flush()
-    return created

@@ -26,7 +26,8 @@ from adtarget.audience.sharded import AnySnapshot, ShardedSnapshot
 from adtarget.audience.snapshot import Snapshot
 from adtarget.audience.store import UPDATES_THROUGH, SnapshotStore
 from adtarget.audience.stores import live_follower
-from adtarget.catalog.tables import UploadJob
+from adtarget.catalog.segments import segment_ttl
+from adtarget.catalog.upload_jobs import UploadJob
 from adtarget.errors import AdtargetError, Conflict, IngestFailed, InvalidValue
 from adtarget.ingest.finish import (
     RowCounter,
@@ -272,12 +273,8 @@ def _segment_ttl(
     """The upload's TTL, else the segment's own ``ttl_seconds``, else none."""
     if opts.get("ttl_seconds"):
         return int(opts["ttl_seconds"])
-    from sqlalchemy import select
-
-    from adtarget.catalog.tables import Segment
-
     with session_factory() as session:
-        ttl = session.scalar(select(Segment.ttl_seconds).where(Segment.name == job.segment))
+        ttl = segment_ttl(session, job.segment)
     return int(ttl) if ttl else None
 
 

@@ -13,7 +13,6 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 from starlette.responses import FileResponse
@@ -29,7 +28,7 @@ from adtarget.api.deps import (
 from adtarget.api.scope import hidden_segments, visible_segment_names
 from adtarget.audience import service
 from adtarget.audience.vocabulary import vocabulary as vocabulary_of
-from adtarget.catalog.tables import Segment
+from adtarget.catalog.segments import usable_segment_names
 
 router = APIRouter(prefix="/v1", tags=["audiences"])
 
@@ -85,14 +84,11 @@ def vocabulary(store: SnapshotStoreDep, session: SessionDep, principal: Principa
     """What a rule may name: for rule completion (dimension values from the current snapshot)."""
     from adtarget.catalog.service import dimension_registry
 
-    stmt = select(Segment.name).where(Segment.status != "archived")
-    if principal.role == "advertiser":
-        own = principal.advertiser_id
-        stmt = stmt.where((Segment.advertiser_id == own) | (Segment.advertiser_id.is_(None)))
+    own = principal.advertiser_id if principal.role == "advertiser" else None
     return vocabulary_of(
         snapshot=store.current(),
         registry=dimension_registry(session=session),
-        segments=session.scalars(stmt),
+        segments=usable_segment_names(session, advertiser_id=own),
     )
 
 

@@ -1,16 +1,16 @@
-"""Undoing an upload also takes back the dimensions it registered, unless someone relies on them.
+"""The dimension repository: register the dimensions an upload brings, and take them back.
 
-Why: an upload that brings a new column registers it as a dimension, so rules may use it. Undo
-restores the audience to its state before the upload; leaving the dimension behind would leave
-the catalog in a state no one made (a dimension rules may name but no snapshot holds). Removing
-it is only safe if nothing came to depend on it since: a line item or segment whose rule names
-it, or an edit of the dimension itself (its ``version`` moved). Those are kept, and the undo
-says which and why, rather than breaking someone else's later work.
+Registering: an upload that brings a new column registers it as a dimension, so rules may use
+it. Taking back (undo of that upload): leaving the dimension behind would leave the catalog in a
+state no one made (a dimension rules may name but no snapshot holds). Removing it is only safe
+if nothing came to depend on it since: a line item or segment whose rule names it, or an edit of
+the dimension itself (its ``version`` moved). Those are kept, and the undo says which and why,
+rather than breaking someone else's later work.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -18,6 +18,29 @@ from sqlalchemy.orm import Session
 from adtarget.catalog.tables import Dimension, LineItem, Segment
 from adtarget.rules.ast import dimensions
 from adtarget.rules.parse import parse
+from adtarget.rules.registry import DimensionSpec
+
+__all__ = ["register_dimensions", "remove_unused_dimensions"]
+
+
+def register_dimensions(session: Session, specs: Sequence[DimensionSpec]) -> list[str]:
+    """Insert the dimensions not in the catalog yet (the caller commits); returns their names."""
+    created: list[str] = []
+    for spec in specs:
+        exists = session.scalar(select(Dimension).where(Dimension.name == spec.name))
+        if exists is None:
+            session.add(
+                Dimension(
+                    name=spec.name,
+                    type=spec.type,
+                    description=spec.description,
+                    allowed_values=None,
+                    status="active",
+                )
+            )
+            created.append(spec.name)
+    session.flush()
+    return created
 
 
 def _users_of(session: Session, name: str) -> list[str]:
