@@ -10,8 +10,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from adtarget.catalog.db import make_engine, make_session_factory, migrate
+from adtarget.catalog.row_store import TABLES, dump_table
 from adtarget.commands.catalog_commands import CatalogWriter
-from adtarget.commands.rows import TABLES, dump_table
 from adtarget.settings import Settings
 
 Factory = sessionmaker[Session]

@@ -25,12 +25,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from adtarget.catalog.coltypes import utcnow
-from adtarget.catalog.tables import CommandLog
+from adtarget.catalog import command_log
+from adtarget.catalog.command_log import CommandLog
 from adtarget.commands.delivery_check import SpendTotals, affected_line_items, delivered
 from adtarget.commands.persisted import (
     CommandContext,
@@ -153,28 +152,21 @@ class CatalogWriter:
             result = command.execute(self._ctx(session))
             if is_noop(command):
                 return result
-            session.execute(
-                delete(CommandLog).where(
-                    CommandLog.actor == self.actor, CommandLog.state == "undone"
-                )
+            command_log.clear_redo(session, self.actor)
+            command_log.append(
+                session,
+                actor=self.actor,
+                kind=command.kind,
+                description=command.description,
+                payload=stored_payload(command),
             )
-            session.add(
-                CommandLog(
-                    actor=self.actor,
-                    kind=command.kind,
-                    description=command.description,
-                    payload=stored_payload(command),
-                    state="done",
-                )
-            )
-            session.flush()
-            self._prune(session)
+            command_log.prune(session, self.actor, self.depth)
         return result
 
     def undo(self) -> dict[str, Any]:
         """Undo this actor's newest command; ``NothingToUndo`` / ``Conflict`` otherwise."""
         with _transaction(self.session_factory) as session:
-            entry = self._top(session, "done")
+            entry = command_log.top(session, self.actor, "done")
             if entry is None:
                 raise NothingToUndo(f"nothing to undo for {self.actor!r}", actor=self.actor)
             command = command_from_payload(entry.kind, entry.payload)
@@ -188,7 +180,7 @@ class CatalogWriter:
     def redo(self) -> dict[str, Any]:
         """Redo this actor's most recently undone command; ``NothingToRedo`` / ``Conflict``."""
         with _transaction(self.session_factory) as session:
-            entry = self._top(session, "undone")
+            entry = command_log.top(session, self.actor, "undone")
             if entry is None:
                 raise NothingToRedo(f"nothing to redo for {self.actor!r}", actor=self.actor)
             command = command_from_payload(entry.kind, entry.payload)
@@ -202,68 +194,19 @@ class CatalogWriter:
     def history(self, limit: int = 50) -> list[dict[str, Any]]:
         """This actor's commands, newest first (undone ones included, marked by ``state``)."""
         with self.session_factory() as session:
-            rows = session.scalars(
-                select(CommandLog)
-                .where(CommandLog.actor == self.actor)
-                .order_by(CommandLog.id.desc())
-                .limit(max(1, min(limit, 1000)))
-            )
+            rows = command_log.history(session, self.actor, max(1, min(limit, 1000)))
             return [history_item(e) for e in rows]
 
     # --- helpers -------------------------------------------------------------------------------
 
-    def _top(self, session: Session, state: str) -> CommandLog | None:
-        order = CommandLog.id.desc() if state == "done" else CommandLog.id.asc()
-        stmt = (
-            select(CommandLog)
-            .where(CommandLog.actor == self.actor, CommandLog.state == state)
-            .order_by(order)
-            .limit(1)
-            .with_for_update()
-        )
-        return session.scalars(stmt).first()
-
     def _flip(
         self, session: Session, entry: CommandLog, command: PersistedCommand, old: str, new: str
     ) -> None:
-        res = session.execute(
-            update(CommandLog)
-            .where(CommandLog.id == entry.id, CommandLog.state == old)
-            .values(
-                state=new,
-                payload=stored_payload(command),
-                undone_at=utcnow() if new == "undone" else None,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        if res.rowcount != 1:  # type: ignore[attr-defined]
+        if not command_log.flip(session, entry, old=old, new=new, payload=stored_payload(command)):
             raise Conflict(
                 f"command {entry.id} ({entry.description!r}) was {new} concurrently "
                 "by another session of the same actor; nothing was changed",
                 field="id",
-            )
-        session.refresh(entry)
-
-    def _prune(self, session: Session) -> None:
-        keep = (
-            select(CommandLog.id)
-            .where(CommandLog.actor == self.actor, CommandLog.state == "done")
-            .order_by(CommandLog.id.desc())
-            .limit(self.depth)
-        )
-        count = session.scalar(
-            select(func.count())
-            .select_from(CommandLog)
-            .where(CommandLog.actor == self.actor, CommandLog.state == "done")
-        )
-        if (count or 0) > self.depth:
-            ids = list(session.scalars(keep))
-            session.execute(
-                delete(CommandLog).where(
-                    CommandLog.actor == self.actor,
-                    CommandLog.state == "done",
-                    CommandLog.id.not_in(ids),
-                )
             )
 
     def _answer(self, entry: CommandLog, result: dict[str, Any], verb: str) -> dict[str, Any]:

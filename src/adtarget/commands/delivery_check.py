@@ -21,10 +21,9 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adtarget.catalog.tables import Campaign, LineItem
+from adtarget.catalog.ownership import governed_line_items
 from adtarget.commands.rows import RowChange
 from adtarget.errors import AdtargetError
 
@@ -48,15 +47,9 @@ def affected_line_items(session: Session, changes: Iterable[RowChange]) -> list[
             campaigns.add(int(ch.key["id"]))
         elif ch.kind == "advertiser":
             advertisers.add(int(ch.key["id"]))
-    if advertisers:
-        campaigns.update(
-            session.scalars(select(Campaign.id).where(Campaign.advertiser_id.in_(advertisers)))
-        )
-    if campaigns:
-        items.update(
-            session.scalars(select(LineItem.id).where(LineItem.campaign_id.in_(campaigns)))
-        )
-    return sorted(items)
+    return governed_line_items(
+        session, line_items=items, campaigns=campaigns, advertisers=advertisers
+    )
 
 
 def delivered(spend_totals: SpendTotals, line_item_ids: list[int]) -> dict[str, Any] | None:

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adtarget.catalog.tables import CommandLog
+from adtarget.catalog import command_log
+from adtarget.catalog.command_log import CommandLog
 
 
 def log_entries(session: Session, exclude_id: int | None, state: str) -> list[CommandLog]:
     """Every logged command in ``state`` (all actors), oldest first, minus ``exclude_id``."""
-    stmt = select(CommandLog).where(CommandLog.state == state).order_by(CommandLog.id)
-    if exclude_id is not None:
-        stmt = stmt.where(CommandLog.id != exclude_id)
-    return list(session.scalars(stmt))
+    return command_log.entries(session, state, exclude_id=exclude_id)
 
 
 def changes_in(payload: Any) -> list[dict[str, Any]]:
@@ -83,13 +80,8 @@ def newer_changes(
     """
     if log_id is None:
         return []
-    stmt = (
-        select(CommandLog)
-        .where(CommandLog.state == "done", CommandLog.id > log_id)
-        .order_by(CommandLog.id)
-    )
     return [
         _label(entry)
-        for entry in session.scalars(stmt)
+        for entry in command_log.done_after(session, log_id)
         if any(d["kind"] == kind and d["key"] == key for d in changes_in(entry.payload))
     ]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
 from adtarget.catalog.kinds import kind_named
+from adtarget.catalog.row_store import key_of, read_row
 from adtarget.commands import service_adapter as svc
 from adtarget.commands.persisted import (
     CommandAlreadyExecuted,
@@ -27,7 +28,7 @@ from adtarget.commands.persisted import (
     register_command,
     stored_payload,
 )
-from adtarget.commands.rows import RowChange, diff, key_of, read_row, redo_changes, undo_changes
+from adtarget.commands.rows import RowChange, diff, redo_changes, undo_changes
 
 
 def check_kind(kind: str) -> str:

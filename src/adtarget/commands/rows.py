@@ -2,10 +2,10 @@
 
 A catalog command records, per row it touched, a ``RowChange``: the row's columns before and
 after (JSON-safe dicts incl. ``version``; ``None`` = the row did not exist). Undo writes
-``before`` back, redo writes ``after`` back, both through SQLAlchemy Core with the expected
-version in the WHERE clause, so a row someone else changed in between is never overwritten
-(``Conflict`` says which fields moved, between which versions, and who did it when the
-``command_log`` knows).
+``before`` back, redo writes ``after`` back, both through the catalog's row store
+(``catalog/row_store.py``) with the expected version in the WHERE clause, so a row someone
+else changed in between is never overwritten (``Conflict`` says which fields moved, between
+which versions, and who did it when the ``command_log`` knows).
 
 Versions only ever grow: undo/redo write a new version rather than rewinding it, so a client
 holding an old version can never write over the restored row by accident. The price is that
@@ -22,16 +22,18 @@ since "absent, as I left it" may be someone else's attach-then-detach.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Column, DateTime, Numeric, Table, and_, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from adtarget.catalog.coltypes import UTCDateTime, utcnow
-from adtarget.catalog.kinds import KINDS
-from adtarget.catalog.tables import LineItemCreative
+from adtarget.catalog.row_store import (
+    is_versioned,
+    key_text,
+    read_row,
+    referrers,
+    row_version,
+    write_row,
+)
 from adtarget.commands.log_scan import (
     changes_in,
     deep_copy,
@@ -39,16 +41,11 @@ from adtarget.commands.log_scan import (
     newer_changes,
     who_changed,
 )
-from adtarget.errors import Conflict, NotFound
+from adtarget.errors import Conflict
 
 if TYPE_CHECKING:
     from adtarget.commands.persisted import CommandContext
 
-#: Row kinds a change may name -> their table. ``line_item_creative`` is the attach link.
-TABLES: dict[str, Table] = {
-    **{name: kind.table.__table__ for name, kind in KINDS.items()},  # type: ignore[misc]
-    "line_item_creative": LineItemCreative.__table__,  # type: ignore[dict-item]
-}
 #: Columns that record *that* a row changed, not *what* it holds: ignored in diffs.
 META = frozenset({"version", "updated_at"})
 #: Columns the system recomputes from other data (a segment's size on the current audience
@@ -57,65 +54,6 @@ META = frozenset({"version", "updated_at"})
 #: otherwise any upload would make every segment change un-undoable, and an undo would
 #: rewind a size to a snapshot that is no longer served.
 DERIVED = frozenset({"last_size", "last_snapshot", "last_computed_at"})
-
-
-def _table(kind: str) -> Table:
-    try:
-        return TABLES[kind]
-    except KeyError:
-        raise NotFound(
-            f"unknown catalog kind {kind!r}; expected one of {', '.join(sorted(TABLES))}",
-            field="kind",
-        ) from None
-
-
-def _encode(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    return value
-
-
-def _decode(col: Column[Any], value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(col.type, UTCDateTime | DateTime) and isinstance(value, str):
-        return datetime.fromisoformat(value)
-    if isinstance(col.type, Numeric) and isinstance(value, str | int | float):
-        return Decimal(str(value))
-    return value
-
-
-def key_of(kind: str, row: dict[str, Any]) -> dict[str, Any]:
-    """The primary-key part of ``row``."""
-    return {c.name: row[c.name] for c in _table(kind).primary_key.columns}
-
-
-def key_text(kind: str, key: dict[str, Any]) -> str:
-    """``line_item 7`` / ``line_item_creative line_item_id=3 creative_id=4``, for messages."""
-    if len(key) == 1:
-        return f"{kind} {next(iter(key.values()))}"
-    return kind + " " + " ".join(f"{k}={v}" for k, v in key.items())
-
-
-def _where(table: Table, key: dict[str, Any]) -> Any:
-    return and_(*(table.c[name] == value for name, value in key.items()))
-
-
-def read_row(session: Session, kind: str, key: dict[str, Any]) -> dict[str, Any] | None:
-    """The row as a JSON-safe dict (all columns), or ``None`` if it does not exist."""
-    table = _table(kind)
-    session.flush()  # see what the ORM services of this transaction have written
-    row = session.execute(select(table).where(_where(table, key))).mappings().one_or_none()
-    return None if row is None else {k: _encode(v) for k, v in row.items()}
-
-
-def dump_table(session: Session, kind: str) -> list[dict[str, Any]]:
-    """Every row of one kind's table, ordered by primary key (tests and diagnostics)."""
-    table = _table(kind)
-    rows = session.execute(select(table).order_by(*table.primary_key.columns)).mappings()
-    return [{k: _encode(v) for k, v in row.items()} for row in rows]
 
 
 def diff(old: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, list[Any]]:
@@ -161,67 +99,6 @@ class RowChange:
         return key_text(self.kind, self.key)
 
 
-def _version(row: dict[str, Any] | None) -> int | None:
-    return None if row is None or "version" not in row else int(row["version"])
-
-
-def _write(
-    session: Session,
-    kind: str,
-    key: dict[str, Any],
-    cur: dict[str, Any] | None,
-    target: dict[str, Any] | None,
-) -> int | None:
-    """Make the row equal ``target`` (content), from ``cur``; return the version written."""
-    table = _table(kind)
-    versioned = "version" in table.c
-    if target is None:
-        stmt = delete(table).where(_where(table, key))
-        if versioned and cur is not None:
-            stmt = stmt.where(table.c.version == cur["version"])
-        session.execute(stmt)
-        return None
-    values = {c.name: _decode(c, target.get(c.name)) for c in table.columns if c.name in target}
-    if cur is None:
-        if versioned:
-            values["version"] = (_version(target) or 0) + 1
-            values["updated_at"] = utcnow()
-        session.execute(insert(table).values(**values))
-        return _version(values)
-    for name in key:
-        values.pop(name, None)
-    if not versioned:
-        session.execute(update(table).where(_where(table, key)).values(**values))
-        return None
-    new_version = int(cur["version"]) + 1
-    values.update(version=new_version, updated_at=utcnow())
-    res = session.execute(
-        update(table).where(_where(table, key), table.c.version == cur["version"]).values(**values)
-    )
-    if res.rowcount != 1:  # type: ignore[attr-defined]
-        raise Conflict(
-            f"{key_text(kind, key)} changed while being restored; try again", field="version"
-        )
-    return new_version
-
-
-def _referrers(session: Session, kind: str, key: dict[str, Any]) -> list[str]:
-    """Rows in other tables that point at this row (they block deleting it)."""
-    table = _table(kind)
-    found: list[str] = []
-    for ref_table in table.metadata.tables.values():
-        ref_kind = next((k for k, t in TABLES.items() if t is ref_table), ref_table.name)
-        for fk in ref_table.foreign_keys:
-            if fk.column.table is not table or fk.column.name not in key:
-                continue
-            n = session.execute(
-                select(func.count()).select_from(ref_table).where(fk.parent == key[fk.column.name])
-            ).scalar_one()
-            if n:
-                found.append(f"{n} {ref_kind} row(s) via {fk.parent.name}")
-    return found
-
-
 INFLIGHT = "adtarget.commands.inflight"
 
 
@@ -255,7 +132,7 @@ def _carry(
     def matches(kind: str, key: dict[str, Any], after: Any, undone_version: Any) -> bool:
         if kind != ch.kind or key != ch.key:
             return False
-        return (_version(after) == old) if undo else (undone_version == old)
+        return (row_version(after) == old) if undo else (undone_version == old)
 
     for other in session.info.get(INFLIGHT, []):
         if other is not ch and matches(other.kind, other.key, other.after, other.undone_version):
@@ -287,7 +164,7 @@ def _refuse(
     description: str,
 ) -> Conflict:
     """The conflict error for a row that is no longer as this command left it."""
-    exp_v, cur_v = _version(expected), _version(cur)
+    exp_v, cur_v = row_version(expected), row_version(cur)
     if cur is None:
         what = f"{ch.label} was deleted after this command"
     elif expected is None:
@@ -322,7 +199,7 @@ def undo_changes(ctx: CommandContext, changes: list[RowChange], description: str
             raise _refuse(ch, "undo", ch.after, cur, ctx, description)
         _refuse_if_touched_since(ctx, ch, "undo", description)
         if ch.before is None:
-            blockers = _referrers(ctx.session, ch.kind, ch.key)
+            blockers = referrers(ctx.session, ch.kind, ch.key)
             if blockers:
                 raise Conflict(
                     f"cannot undo {description!r}: {ch.label} is referenced by "
@@ -331,9 +208,9 @@ def undo_changes(ctx: CommandContext, changes: list[RowChange], description: str
                     field="id",
                     row=ch.label,
                 )
-        new_v = _write(ctx.session, ch.kind, ch.key, cur, _keep_derived(ch, ch.before, cur))
+        new_v = write_row(ctx.session, ch.kind, ch.key, cur, _keep_derived(ch, ch.before, cur))
         ch.undone_version = new_v
-        _carry(ctx.session, ch, _version(ch.before), new_v, ctx.log_id, undo=True)
+        _carry(ctx.session, ch, row_version(ch.before), new_v, ctx.log_id, undo=True)
 
 
 def redo_changes(ctx: CommandContext, changes: list[RowChange], description: str) -> None:
@@ -344,8 +221,8 @@ def redo_changes(ctx: CommandContext, changes: list[RowChange], description: str
         if not _same_version(cur, expected) and not _only_derived_moved(cur, expected):
             raise _refuse(ch, "redo", expected, cur, ctx, description)
         _refuse_if_touched_since(ctx, ch, "redo", description)
-        old_after_v = _version(ch.after)
-        new_v = _write(ctx.session, ch.kind, ch.key, cur, _keep_derived(ch, ch.after, cur))
+        old_after_v = row_version(ch.after)
+        new_v = write_row(ctx.session, ch.kind, ch.key, cur, _keep_derived(ch, ch.after, cur))
         _carry(ctx.session, ch, old_after_v, new_v, ctx.log_id, undo=False)
         if ch.before is not None and ch.undone_version is not None:
             ch.before = {**ch.before, "version": ch.undone_version}
@@ -365,14 +242,14 @@ def _same_version(cur: dict[str, Any] | None, expected: dict[str, Any] | None) -
         return cur is None and expected is None
     if "version" not in cur:
         return not diff(cur, expected)
-    return _version(cur) == _version(expected)
+    return row_version(cur) == row_version(expected)
 
 
 def _refuse_if_touched_since(
     ctx: CommandContext, ch: RowChange, verb: str, description: str
 ) -> None:
     """For rows without ``version``: refuse if a newer command still in effect touched it."""
-    if "version" in _table(ch.kind).c:
+    if is_versioned(ch.kind):
         return
     who = newer_changes(ctx.session, ch.kind, ch.key, ctx.log_id)
     if who:

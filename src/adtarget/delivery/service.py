@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from adtarget.catalog.ownership import line_item_owners
 from adtarget.delivery.models import MICROS, LineItemLookup, validate_events
 from adtarget.delivery.reports import run_report
 from adtarget.delivery.store import EventStore
@@ -143,23 +144,12 @@ def catalog_lookup(session_factory: Callable[[], Any]) -> LineItemLookup:
     """Resolve line items to ``(campaign_id, advertiser_id)`` from the catalog tables."""
 
     def lookup(ids: Sequence[str]) -> Mapping[str, tuple[str, str]]:
-        from sqlalchemy import select
-
-        from adtarget.catalog.tables import Campaign, LineItem
-
         keys = [int(i) for i in ids if i.isdigit()]  # catalog ids are integers
-        out: dict[str, tuple[str, str]] = {}
         if not keys:
-            return out
+            return {}
         with session_factory() as session:
-            stmt = (
-                select(LineItem.id, Campaign.id, Campaign.advertiser_id)
-                .join(Campaign, Campaign.id == LineItem.campaign_id)
-                .where(LineItem.id.in_(keys))
-            )
-            for li, camp, adv in session.execute(stmt):
-                out[str(li)] = (str(camp), str(adv))
-        return out
+            owners = line_item_owners(session, keys)
+        return {str(li): (str(camp), str(adv)) for li, (camp, adv) in owners.items()}
 
     return lookup
 
