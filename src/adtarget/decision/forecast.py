@@ -27,30 +27,27 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from adtarget.decision.bits import positions_list
 from adtarget.decision.counters import MemoryCounters
 from adtarget.decision.eligibility import SpendSource, utc
 from adtarget.decision.engine import DecisionEngine, StaticIndex
+from adtarget.decision.forecast_reach import Reach, find_reach
 from adtarget.decision.forecast_spend import ReplaySpend
-from adtarget.decision.forecast_window import DayPlan, Replayed, plan_days, replay_rows
-from adtarget.decision.index import LineItemIndex
+from adtarget.decision.forecast_window import DayPlan, Replayed, plan_days, replay_table, rows_of
+from adtarget.decision.index import CompiledRule, Facts, LineItemIndex, compile_item_rule, facts_of
 from adtarget.decision.models import DecisionRequest, LiveLineItem
-from adtarget.decision.profiles import MemoryProfileStore, ProfileStore, merge_features
+from adtarget.decision.profiles import MemoryProfileStore, ProfileStore
 from adtarget.decision.request_store import ParquetRequestStore
 from adtarget.errors import InvalidValue
-from adtarget.rules.eval_python import compile_rule
+from adtarget.rules.ast import Rule
 
 Z95 = 1.959963984540054
 PROGRESS_EVERY = 10_000
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: the CLI's Rich bar, or nothing."""
-
-
-@dataclass(slots=True)
-class _Day:
-    plan: DayPlan
-    matched: float = 0.0
-    forecast: float = 0.0
 
 
 @dataclass(slots=True)
@@ -103,6 +100,8 @@ def forecast(
     lookback_days: int = 28,
     now: datetime | None = None,
     progress: Progress | None = None,
+    compiler: Callable[[Rule | None], CompiledRule] = compile_item_rule,
+    facts: Callable[[LiveLineItem], Facts] = facts_of,
 ) -> dict[str, Any]:
     """What ``proposal`` would serve over its flight, and whom it competes with.
 
@@ -116,6 +115,8 @@ def forecast(
         lookback_days: history projected onto the flight.
         now: the current time (tests pin it).
         progress: optional callback ``(stage, done, total)``.
+        compiler / facts: memos for building the replay's index (the index holder's
+            ``RebuildCache``, so line items compiled for serving are not compiled again).
     """
     start, end = flight_of(proposal)
     today = utc(now).date()
@@ -127,25 +128,27 @@ def forecast(
             sample_rate=None,
         )
     plan = plan_days(start, end, history)
-    rows = replay_rows(store, plan, start, end)
-    rate = min((r.sample_rate for r in rows), default=None)
-    if not rows:
-        return no_history("no sampled requests fall inside the flight", sample_rate=rate)
+    table = replay_table(store, plan, start, end)
+    if table.num_rows == 0:
+        return no_history("no sampled requests fall inside the flight", sample_rate=None)
+    rate = float(pc.min(table.column("sample_rate")).as_py())
     if not proposal.formats:  # any format: a placeholder creative in every format asked
-        asked = {f for r in rows if r.formats for f in r.formats}
+        flat = pc.list_flatten(table.column("formats"))
+        asked = {f for f in pc.unique(flat).to_pylist() if f is not None}
         creatives = {f: (0,) for f in asked | set(proposal.creatives) | {"*"}}
         proposal = replace(proposal, creatives=creatives)
-    profile_of, features, matched_keys, reach = _reach(proposal, rows, profiles, progress)
-    if not reach:
-        users = len({r.user_id for r in rows})
+    reach = find_reach(proposal, table, profiles, progress)
+    if not reach.users:
+        users = len(pc.unique(table.column("user_id")))
         return no_history(
-            f"none of the {len(rows)} sampled requests ({users} users) in the replayed days "
-            "match the targeting: there is no history for its users",
+            f"none of the {table.num_rows} sampled requests ({users} users) in the replayed "
+            "days match the targeting: there is no history for its users",
             sample_rate=rate,
         )
-    replayed = [r for r in rows if r.user_id in reach]
-    index, without = _indexes(proposal, live, replayed, features)
-    inputs = _Inputs(profile_of, matched_keys, spend, today, progress)
+    reached = table.filter(pc.is_in(table.column("user_id"), pa.array(sorted(reach.users))))
+    replayed = rows_of(reached)
+    index, without = _indexes(proposal, live, replayed, reach, compiler, facts)
+    inputs = _Inputs(reach, spend, today, progress)
     tally, by_day = _replay(proposal, index, without, replayed, inputs)
     advertisers = {it.id: it.advertiser_id for it in index.items}
     answer = _answer(proposal, tally, by_day, plan, replayed, rate, spend)
@@ -154,80 +157,39 @@ def forecast(
     return answer
 
 
-def _key(r: Replayed) -> tuple[str, str]:
-    return (r.user_id, r.context)
-
-
-def _reach(
-    proposal: LiveLineItem,
-    rows: Sequence[Replayed],
-    profiles: ProfileStore,
-    progress: Progress | None,
-) -> tuple[
-    dict[str, dict[str, Any] | None],
-    dict[tuple[str, str], dict[str, Any]],
-    set[tuple[str, str]],
-    set[str],
-]:
-    """Profiles, features per (user, context), the keys the proposal matches, and their users."""
-    profile_of: dict[str, dict[str, Any] | None] = {}
-    contexts: dict[str, dict[str, Any]] = {}
-    features: dict[tuple[str, str], dict[str, Any]] = {}
-    matcher = compile_rule(proposal.rule) if proposal.rule is not None else None
-    matched: set[tuple[str, str]] = set()
-    reach: set[str] = set()
-    for i, r in enumerate(rows):
-        key = _key(r)
-        if key in features:
-            continue
-        if r.user_id not in profile_of:
-            profile_of[r.user_id] = profiles.get(r.user_id)
-        ctx = contexts.get(r.context)
-        if ctx is None:
-            ctx = contexts[r.context] = orjson.loads(r.context)
-        feats = features[key] = merge_features(profile_of[r.user_id], ctx)
-        if matcher is None or matcher(feats):
-            matched.add(key)
-            reach.add(r.user_id)
-        if progress is not None and i % PROGRESS_EVERY == 0:
-            progress("matching", i, len(rows))
-    return profile_of, features, matched, reach
-
-
 def _indexes(
     proposal: LiveLineItem,
     live: LineItemIndex,
     rows: Sequence[Replayed],
-    features: dict[tuple[str, str], dict[str, Any]],
+    reach: Reach,
+    compiler: Callable[[Rule | None], CompiledRule],
+    facts: Callable[[LiveLineItem], Facts],
 ) -> tuple[LineItemIndex, LineItemIndex]:
     """Indexes of the competitors of the replayed requests, with and without the proposal.
 
     A live line item that matches none of the replayed requests cannot change any of their
     answers, so it is left out (the live index says which match, in one lookup per distinct
-    features); the one with the proposal's id is the proposal's old self, replaced.
+    features); the one with the proposal's id is the proposal's old self, replaced. Without
+    the proposal, the live index itself answers the same (unless it holds the old self).
     """
     seen: set[tuple[str, str]] = set()
     positions = 0
     for r in rows:
-        key = _key(r)
+        key = (r.user_id, r.context)
         if key not in seen:
             seen.add(key)
-            positions |= live.match(features[key]).bits
+            positions |= live.match(reach.features(r.user_id, r.context)).bits
     items = live.items
-    competitors = []
-    p = 0
-    while positions:
-        if positions & 1 and items[p].id != proposal.id:
-            competitors.append(items[p])
-        positions >>= 1
-        p += 1
-    return LineItemIndex([*competitors, proposal]), LineItemIndex(competitors)
+    competitors = [items[p] for p in positions_list(positions) if items[p].id != proposal.id]
+    index = LineItemIndex([*competitors, proposal], compiler=compiler, facts=facts)
+    if proposal.id not in live.position_of:
+        return index, live
+    return index, LineItemIndex(competitors, compiler=compiler, facts=facts)
 
 
 @dataclass(frozen=True, slots=True)
 class _Inputs:
-    profile_of: dict[str, dict[str, Any] | None]
-    matched_keys: set[tuple[str, str]]
+    reach: Reach
     spend: SpendSource
     today: date
     progress: Progress | None
@@ -245,14 +207,14 @@ def _replay(
     Returns the tally and, per flight day, (matched requests, forecast impressions).
     """
     profiles = MemoryProfileStore(
-        {u: p for u, p in inputs.profile_of.items() if p is not None}, version="forecast"
+        {u: p for u, p in inputs.reach.profile_of.items() if p is not None}, version="forecast"
     )
     timezones = {it.campaign_id: it.timezone for it in index.items}
     engine, sim = _engine(index, profiles, inputs, timezones)
     served_with: dict[int, float] = {}
     pid = proposal.id
     rank = proposal.rank_key()
-    matched_keys, progress = inputs.matched_keys, inputs.progress
+    matches, progress = inputs.reach.matches, inputs.progress
     tally = _Tally()
     by_day: dict[int, list[float]] = {}
     contexts: dict[str, dict[str, Any]] = {}
@@ -269,7 +231,7 @@ def _replay(
             served_with[d.line_item_id] = served_with.get(d.line_item_id, 0.0) + weight
         if progress is not None and i % PROGRESS_EVERY == 0:
             progress("replaying", i, len(rows))
-        if (r.user_id, r.context) not in matched_keys:
+        if not matches(r.user_id, r.context):
             continue
         day = by_day.setdefault(r.day, [0.0, 0.0])
         tally.matched += weight

@@ -1,0 +1,116 @@
+"""Which sampled users a proposal can reach: its rule over each user's profile and context.
+
+Why per user first: the conjuncts of a rule that read no request-context key give the same
+answer for every request of a user, so they are evaluated once per distinct user (one profile
+read each); only the conjuncts that read a context key (``device``, say) are evaluated per
+distinct (user, context) pair, and only for the users the first part let through. Distinct
+users and pairs come from Arrow's hash grouping, not a Python loop over requests. The per-user
+evaluator (``rules.eval_python``) decides, as the index would for the same features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from adtarget.decision.models import LiveLineItem
+from adtarget.decision.profiles import ProfileStore, merge_features
+from adtarget.rules.ast import SEGMENTS_FIELD, And, Rule, dimensions, segment_names
+from adtarget.rules.eval_python import compile_rule
+
+Progress = Callable[[str, int, int], None]
+Matcher = Callable[[Any], bool]
+PROGRESS_EVERY = 10_000
+
+
+@dataclass(slots=True)
+class Reach:
+    """Profiles read, parsed contexts, and what the proposal's rule matches."""
+
+    profile_of: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    contexts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    users: set[str] = field(default_factory=set)
+    """Users with at least one matching request (all their requests are replayed)."""
+    pairs: set[tuple[str, str]] | None = None
+    """Matching (user, context) pairs; ``None``: the rule reads no context, every request of
+    a user in ``users`` matches."""
+
+    def matches(self, user_id: str, context: str) -> bool:
+        """Whether a request of ``user_id`` in ``context`` (JSON text) matches the rule."""
+        if self.pairs is None:
+            return user_id in self.users
+        return (user_id, context) in self.pairs
+
+    def features(self, user_id: str, context: str) -> dict[str, Any]:
+        """The features the engine sees for this request (profile, then context over it)."""
+        return merge_features(self.profile_of.get(user_id), self.contexts[context])
+
+
+def _profile(reach: Reach, profiles: ProfileStore, user_id: str) -> dict[str, Any] | None:
+    found = reach.profile_of.get(user_id, False)
+    if found is False:
+        found = reach.profile_of[user_id] = profiles.get(user_id)
+    return found  # type: ignore[return-value]
+
+
+def _reads(rule: Rule) -> set[str]:
+    return set(dimensions(rule)) | ({SEGMENTS_FIELD} if segment_names(rule) else set())
+
+
+def _split(rule: Rule | None, context_keys: set[str]) -> tuple[Matcher | None, Matcher | None]:
+    """The rule as (a part no request context can change, the rest), each compiled or ``None``.
+
+    A conjunct of a top-level ``and`` whose keys no logged context carries is decided by the
+    profile alone, once per user; only the other conjuncts need the (user, context) pair.
+    """
+    if rule is None:
+        return None, None
+    conjuncts = list(rule.children) if isinstance(rule, And) else [rule]
+    profile_part = [c for c in conjuncts if not _reads(c) & context_keys]
+    rest = [c for c in conjuncts if _reads(c) & context_keys]
+
+    def compiled(parts: list[Rule]) -> Matcher | None:
+        if not parts:
+            return None
+        return compile_rule(parts[0] if len(parts) == 1 else And(tuple(parts)))
+
+    return compiled(profile_part), compiled(rest)
+
+
+def find_reach(
+    proposal: LiveLineItem,
+    table: pa.Table,
+    profiles: ProfileStore,
+    progress: Progress | None = None,
+) -> Reach:
+    """The users (and requests) of ``table`` the proposal's rule matches."""
+    reach = Reach()
+    for text in pc.unique(table.column("context")).to_pylist():
+        reach.contexts[text] = orjson.loads(text)
+    context_keys = {k for ctx in reach.contexts.values() for k in ctx}
+    by_profile, by_pair = _split(proposal.rule, context_keys)
+    users = pc.unique(table.column("user_id")).to_pylist()
+    for i, uid in enumerate(users):
+        prof = _profile(reach, profiles, uid)
+        if by_profile is None or by_profile(merge_features(prof, {})):
+            reach.users.add(uid)
+        if progress is not None and i % PROGRESS_EVERY == 0:
+            progress("matching users", i, len(users))
+    if by_pair is None or not reach.users:
+        return reach
+    mine = table.filter(pc.is_in(table.column("user_id"), pa.array(sorted(reach.users))))
+    pairs = mine.select(["user_id", "context"]).group_by(["user_id", "context"]).aggregate([])
+    uids, ctxs = pairs.column("user_id").to_pylist(), pairs.column("context").to_pylist()
+    reach.pairs, reach.users = set(), set()
+    for i, (uid, ctx) in enumerate(zip(uids, ctxs, strict=True)):
+        if by_pair(merge_features(reach.profile_of[uid], reach.contexts[ctx])):
+            reach.pairs.add((uid, ctx))
+            reach.users.add(uid)
+        if progress is not None and i % PROGRESS_EVERY == 0:
+            progress("matching requests", i, len(uids))
+    return reach
