@@ -23,11 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from adtarget.catalog.tables import Advertiser, ApiKey
+from adtarget.catalog import api_keys
+from adtarget.catalog.api_keys import ApiKey
 from adtarget.errors import InvalidValue, NotFound, StoreUnavailable, Unauthorized
 
 log = logging.getLogger("adtarget.api")
@@ -83,7 +83,7 @@ def create_key(
     if role == "advertiser":
         if advertiser_id is None:
             raise InvalidValue("an advertiser key needs --advertiser ID", field="advertiser_id")
-        if session.get(Advertiser, advertiser_id) is None:
+        if not api_keys.advertiser_exists(session, advertiser_id):
             raise NotFound(f"advertiser {advertiser_id} does not exist", field="advertiser_id")
     elif advertiser_id is not None:
         raise InvalidValue(
@@ -91,29 +91,25 @@ def create_key(
             field="advertiser_id",
         )
     key = generate_key()
-    row = ApiKey(
+    row = api_keys.add_key(
+        session,
         name=name,
         key_hash=hash_key(key),
         key_prefix=key[:12],
         role=role,
         advertiser_id=advertiser_id,
     )
-    session.add(row)
-    session.flush()
     return row, key
 
 
 def list_keys(*, session: Session, include_revoked: bool = False) -> list[ApiKey]:
     """Every key, oldest first (hashes only; plaintext keys are never stored)."""
-    stmt = select(ApiKey).order_by(ApiKey.id)
-    if not include_revoked:
-        stmt = stmt.where(ApiKey.revoked_at.is_(None))
-    return list(session.scalars(stmt))
+    return api_keys.keys(session, include_revoked=include_revoked)
 
 
 def revoke_key(*, session: Session, key_id: int) -> ApiKey:
     """Mark a key revoked (kept for the audit trail); revoking twice is a no-op."""
-    row = session.get(ApiKey, key_id)
+    row = api_keys.find_key(session, key_id)
     if row is None:
         raise NotFound(f"api key {key_id} does not exist", field="id")
     if row.revoked_at is None:
@@ -209,12 +205,7 @@ class KeyResolver:
 
     def _live_keys(self) -> int:
         with self._factory()() as session:
-            return int(
-                session.scalar(
-                    select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_(None))
-                )
-                or 0
-            )
+            return api_keys.live_key_count(session)
 
     def _refuse(self, message: str) -> Unauthorized:
         """The 401 to raise; logs (at most once a minute) when no live key exists at all."""
@@ -283,9 +274,7 @@ class KeyResolver:
 
     def _lookup(self, digest: str) -> Principal | None:
         with self._factory()() as session:
-            row = session.scalar(
-                select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
-            )
+            row = api_keys.live_key_by_hash(session, digest)
             if row is None:
                 return None
             return Principal(actor=f"key:{row.id}", role=row.role, advertiser_id=row.advertiser_id)

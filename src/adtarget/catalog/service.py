@@ -9,6 +9,9 @@ and its caller owns the transaction, which keeps undo exact. One generic path se
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -24,7 +27,8 @@ from adtarget.catalog.crud import (
     list_objects,
     update,
 )
-from adtarget.catalog.tables import AdFormat, Campaign, LineItem
+from adtarget.catalog.kinds import kind_named
+from adtarget.catalog.tables import AdFormat, Base, Campaign, LineItem
 from adtarget.catalog.upload_jobs import latest_published_snapshot
 from adtarget.errors import NotFound
 
@@ -36,6 +40,7 @@ __all__ = [
     "create_ad_format",
     "detach_creative",
     "dimension_registry",
+    "find",
     "get",
     "get_ad_format",
     "latest_published_snapshot",
@@ -43,6 +48,7 @@ __all__ = [
     "list_creative_ids",
     "list_line_items",
     "list_objects",
+    "page",
     "update",
 ]
 
@@ -84,3 +90,50 @@ def list_ad_formats(*, session: Session) -> list[AdFormat]:
 def ad_format_names(*, session: Session) -> frozenset[str]:
     """The names in the ad-format registry (the decision route checks requested formats)."""
     return frozenset(session.scalars(select(AdFormat.name)))
+
+
+def find(*, session: Session, kind: str, obj_id: int) -> Base | None:
+    """One object by id, or ``None`` (the caller words its own 404)."""
+    return session.get(kind_named(kind).table, obj_id)
+
+
+def page(
+    *,
+    session: Session,
+    kind: str,
+    limit: int,
+    status: str | None = None,
+    after: int | None = None,
+    filters: Mapping[str, Any] | None = None,
+    advertiser_scope: int | None = None,
+) -> list[Base]:
+    """One page of ``kind`` by ascending id: ids above ``after``, equal ``filters`` (a line
+    item's ``advertiser_id`` is its campaign's), only ``advertiser_scope``'s objects when set
+    (its own advertiser, campaigns, creatives, line items; its own and global segments)."""
+    table: Any = kind_named(kind).table
+    stmt = select(table)
+    if status is not None:
+        stmt = stmt.where(table.status == status)
+    if after is not None:
+        stmt = stmt.where(table.id > after)
+    joined = False
+    for name, value in (filters or {}).items():
+        if kind == "line_item" and name == "advertiser_id":
+            stmt = stmt.join(Campaign, Campaign.id == LineItem.campaign_id)
+            stmt = stmt.where(Campaign.advertiser_id == value)
+            joined = True
+        else:
+            stmt = stmt.where(getattr(table, name) == value)
+    own = advertiser_scope
+    if own is not None:
+        if kind == "advertiser":
+            stmt = stmt.where(table.id == own)
+        elif kind == "line_item":
+            if not joined:
+                stmt = stmt.join(Campaign, Campaign.id == LineItem.campaign_id)
+            stmt = stmt.where(Campaign.advertiser_id == own)
+        elif kind == "segment":
+            stmt = stmt.where((table.advertiser_id == own) | (table.advertiser_id.is_(None)))
+        elif kind in ("campaign", "creative"):
+            stmt = stmt.where(table.advertiser_id == own)
+    return list(session.scalars(stmt.order_by(table.id).limit(limit)))

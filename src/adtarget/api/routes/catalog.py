@@ -18,7 +18,6 @@ from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field, create_model
-from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from adtarget.api.deps import (
@@ -31,9 +30,9 @@ from adtarget.api.deps import (
     ensure_advertiser_scope,
 )
 from adtarget.api.scope import check_rule_text, scrub_conflict
-from adtarget.catalog.kinds import EDITABLE, KINDS, Kind, kind_named, to_json
-from adtarget.catalog.service import list_creative_ids
-from adtarget.catalog.tables import Campaign, Creative, LineItem
+from adtarget.catalog.kinds import EDITABLE, KINDS, Kind, to_json
+from adtarget.catalog.ownership import campaign_owner
+from adtarget.catalog.service import find, list_creative_ids, page
 from adtarget.commands.catalog_commands import CatalogWriter
 from adtarget.delivery.service import spend_totals_reader
 from adtarget.errors import Conflict, Forbidden, InvalidValue, NotFound
@@ -70,8 +69,7 @@ def owner_of(session: Session, kind: str, obj: Any) -> int | None:
     if kind == "advertiser":
         return int(obj.id)
     if kind == "line_item":
-        campaign = session.get(Campaign, obj.campaign_id)
-        return None if campaign is None else int(campaign.advertiser_id)
+        return campaign_owner(session, obj.campaign_id)
     if kind == "dimension":
         return None
     value = getattr(obj, "advertiser_id", None)
@@ -80,7 +78,7 @@ def owner_of(session: Session, kind: str, obj: Any) -> int | None:
 
 def load(session: Session, kind: str, obj_id: int, principal: Principal) -> Any:
     """The row, or 404 when missing or outside the caller's advertiser."""
-    obj = session.get(kind_named(kind).table, obj_id)
+    obj = find(session=session, kind=kind, obj_id=obj_id)
     if obj is None:
         raise NotFound(f"{kind} {obj_id} does not exist", field="id")
     ensure_advertiser_scope(principal, owner_of(session, kind, obj))
@@ -104,12 +102,12 @@ def check_write(kind: Kind, principal: Principal, owner: int | None) -> None:
 def owner_of_payload(session: Session, kind: str, payload: dict[str, Any]) -> int | None:
     """The advertiser a new object would belong to (404 when its parent does not exist)."""
     if kind == "line_item":
-        campaign = session.get(Campaign, payload.get("campaign_id"))
-        if campaign is None:
+        owner = campaign_owner(session, payload.get("campaign_id"))
+        if owner is None:
             raise NotFound(
                 f"campaign {payload.get('campaign_id')} does not exist", field="campaign_id"
             )
-        return int(campaign.advertiser_id)
+        return owner
     value = payload.get("advertiser_id")
     return None if value is None else int(value)
 
@@ -139,10 +137,10 @@ def created_id(result: dict[str, Any]) -> Any:
     raise InvalidValue("the command layer did not report the new object's id", field="id")
 
 
-def _apply_filters(
-    stmt: Select[Any], kind: Kind, table: Any, request: Request, principal: Principal
-) -> Select[Any]:
+def _filters(kind: Kind, request: Request) -> dict[str, Any]:
+    """The kind's list filters given in the query, parsed (ids checked as 32-bit integers)."""
     params = request.query_params
+    out: dict[str, Any] = {}
     for name in kind.filters:
         raw = params.get(name)
         if raw is None:
@@ -156,25 +154,8 @@ def _apply_filters(
                 raise InvalidValue(f"{name} must be an integer id, got {raw!r}", field=name)
         else:
             value = raw
-        if kind.name == "line_item" and name == "advertiser_id":
-            stmt = stmt.join(Campaign, Campaign.id == LineItem.campaign_id).where(
-                Campaign.advertiser_id == value
-            )
-        else:
-            stmt = stmt.where(getattr(table, name) == value)
-    if principal.role == "advertiser":
-        own = principal.advertiser_id
-        if kind.name == "advertiser":
-            stmt = stmt.where(table.id == own)
-        elif kind.name == "line_item":
-            if "advertiser_id" not in params:
-                stmt = stmt.join(Campaign, Campaign.id == LineItem.campaign_id)
-            stmt = stmt.where(Campaign.advertiser_id == own)
-        elif kind.name == "segment":
-            stmt = stmt.where((table.advertiser_id == own) | (table.advertiser_id.is_(None)))
-        elif kind.name in ("campaign", "creative"):
-            stmt = stmt.where(table.advertiser_id == own)
-    return stmt
+        out[name] = value
+    return out
 
 
 def _register(kind: Kind) -> None:
@@ -191,7 +172,6 @@ def _register(kind: Kind) -> None:
         **{kind.plural: (list[read_model], ...)},  # type: ignore[valid-type]
         next_after=(int | None, None),
     )
-    table: Any = kind.table
     label = kind.name.replace("_", " ")
 
     def create_endpoint(
@@ -229,13 +209,15 @@ def _register(kind: Kind) -> None:
             int | None, Query(ge=0, le=MAX_ID, description="Return ids greater than this")
         ] = None,
     ) -> dict[str, Any]:
-        stmt = select(table)
-        if status is not None:
-            stmt = stmt.where(table.status == status)
-        if after is not None:
-            stmt = stmt.where(table.id > after)
-        stmt = _apply_filters(stmt, kind, table, request, principal)
-        rows = list(session.scalars(stmt.order_by(table.id).limit(limit)))
+        rows: list[Any] = page(
+            session=session,
+            kind=kind.name,
+            limit=limit,
+            status=status,
+            after=after,
+            filters=_filters(kind, request),
+            advertiser_scope=principal.advertiser_id if principal.role == "advertiser" else None,
+        )
         next_after = int(rows[-1].id) if len(rows) == limit else None
         return {kind.plural: [render(kind.name, r) for r in rows], "next_after": next_after}
 
@@ -331,7 +313,7 @@ def attach_creative(
 ) -> dict[str, Any]:
     """Both must belong to the same advertiser, and to the caller's when it is an advertiser."""
     item = load(session, "line_item", line_item_id, principal)
-    creative = session.get(Creative, body.creative_id)
+    creative: Any = find(session=session, kind="creative", obj_id=body.creative_id)
     if creative is None:
         raise NotFound(f"creative {body.creative_id} does not exist", field="creative_id")
     try:
@@ -359,7 +341,9 @@ def list_attached_creatives(
     ids = list_creative_ids(session=session, line_item_id=line_item_id)
     return {
         "line_item_id": line_item_id,
-        "creatives": [render("creative", session.get(Creative, i)) for i in ids],
+        "creatives": [
+            render("creative", find(session=session, kind="creative", obj_id=i)) for i in ids
+        ],
     }
 
 
