@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from adtarget.catalog.db import make_engine, make_session_factory, migrate  # noqa: E402
+from adtarget.catalog.live import catalog_marker  # noqa: E402
 from adtarget.catalog.tables import (  # noqa: E402
     Advertiser,
     Campaign,
@@ -46,7 +47,7 @@ from adtarget.catalog.tables import (  # noqa: E402
 )
 from adtarget.decision.index import LineItemIndex  # noqa: E402
 from adtarget.decision.index_holder import IndexHolder  # noqa: E402
-from adtarget.decision.loader import catalog_marker, load_catalog  # noqa: E402
+from adtarget.decision.loader import load_catalog  # noqa: E402
 from adtarget.decision.rebuild_cache import RebuildCache  # noqa: E402
 from adtarget.rules.format import to_json, to_text  # noqa: E402
 from bench_decision import make_rule, make_user  # noqa: E402

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from adtarget.catalog.live import catalog_marker
 from adtarget.catalog.tables import (
     Advertiser,
     Campaign,
@@ -17,7 +18,7 @@ from adtarget.catalog.tables import (
     Segment,
 )
 from adtarget.decision.index_holder import IndexHolder
-from adtarget.decision.loader import catalog_marker, load_catalog, load_live_line_items
+from adtarget.decision.loader import load_catalog, load_live_line_items
 from adtarget.decision.models import FrequencyCap
 from adtarget.rules.ast import SegmentRef
 

@@ -28,8 +28,9 @@ from collections.abc import Callable, Hashable, Sequence
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from adtarget.catalog.live import catalog_marker
 from adtarget.decision.index import LineItemIndex, compile_item_rule, facts_of
-from adtarget.decision.loader import LoadedCatalog, catalog_marker, load_catalog
+from adtarget.decision.loader import LoadedCatalog, load_catalog
 from adtarget.decision.models import LiveLineItem
 from adtarget.decision.rebuild_cache import RebuildCache
 

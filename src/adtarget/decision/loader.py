@@ -1,10 +1,8 @@
 """Load the servable line items from the catalog, denormalised into ``LiveLineItem``s.
 
-Why a few set-wide queries: the index is rebuilt whenever the catalog changes; one join (line
-item, campaign, advertiser) and one for the approved, active creatives keep the rebuild cost
-flat in the number of line items instead of one round trip per row. Plain column tuples, not ORM
-objects, and the stored rule fetched as text so ``RebuildCache`` can reuse the AST of every rule
-that did not change. Rule-based segments are inlined here (``expand_segments``) so the index
+The rows come from the catalog's few set-wide queries (``catalog/live.py``: plain column
+tuples, the stored rule as text, so ``RebuildCache`` can reuse the AST of every rule that did
+not change). Rule-based segments are inlined here (``expand_segments``) so the index
 sees plain predicates; list segments stay ``segment("x")``.
 """
 
@@ -17,17 +15,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Text, and_, cast, func, select
 from sqlalchemy.orm import Session
 
-from adtarget.catalog.tables import (
-    Advertiser,
-    Campaign,
-    Creative,
-    LineItem,
-    LineItemCreative,
-    Segment,
-)
+from adtarget.catalog import live as catalog_live
 from adtarget.decision.eligibility import parse_dayparting
 from adtarget.decision.models import CapLevel, FrequencyCap, LiveLineItem
 from adtarget.decision.rebuild_cache import RebuildCache
@@ -63,12 +53,7 @@ def _segment_rules(session: Session, cache: RebuildCache) -> tuple[dict[str, Rul
     """Rule-based segments' ASTs by name, and a fingerprint of them all (for the cache)."""
     out: dict[str, Rule] = {}
     state: list[tuple[str, str | None]] = []
-    rows = session.execute(
-        select(Segment.name, Segment.rule, cast(Segment.rule_json, Text))
-        .where(Segment.kind == "rule")
-        .order_by(Segment.name)
-    )
-    for name, text, json_text in rows:
+    for name, text, json_text in catalog_live.rule_segment_rows(session):
         stored = _stored_rule(json_text, text) or "text:"
         state.append((name, stored))
         try:
@@ -82,10 +67,7 @@ def _tiny_segments(session: Session, min_size: int) -> dict[str, int]:
     """Segments whose size at the last publish is below ``min_size`` (never computed: allowed)."""
     if min_size <= 0:
         return {}
-    rows = session.execute(
-        select(Segment.name, Segment.last_size).where(Segment.last_size < min_size)
-    )
-    return {name: int(size or 0) for name, size in rows}
+    return catalog_live.small_segments(session, min_size)
 
 
 def _rule_of(
@@ -159,12 +141,7 @@ def load_catalog(
     items = _load_live(session, skipped, cache, _tiny_segments(session, min_segment_size), tiny)
     live = {it.id for it in items}
     not_live: list[NotLive] = []
-    rows = session.execute(
-        select(LineItem.id, LineItem.status, Campaign.id, Campaign.status)
-        .join(Campaign, Campaign.id == LineItem.campaign_id)
-        .order_by(LineItem.id)
-    )
-    for li_id, li_status, camp_id, camp_status in rows:
+    for li_id, li_status, camp_id, camp_status in catalog_live.line_item_statuses(session):
         if li_id in live:
             continue
         if li_status != "active":
@@ -180,89 +157,6 @@ def load_catalog(
                 (li_id, "no_creative", "no approved, active creative in the line item's formats")
             )
     return LoadedCatalog(items, not_live)
-
-
-FETCH_ROWS = 2000
-"""Rows per driver fetch: one ``fetchall`` of 100,000 rows held the GIL (every request thread)
-for ~90 ms; fetching in chunks bounds each C call."""
-
-
-def _live_rows(session: Session) -> Sequence[Any]:
-    """One row per line item whose line item and campaign are both active.
-
-    Plain tuples, not ORM objects (materialising those was a third of a rebuild), and the JSON
-    columns as their stored text, so unchanged values are decoded once per ``RebuildCache``.
-    Campaign and advertiser columns come once per campaign (``_live_campaigns``), not once per
-    line item. Column order is what ``_live_item`` unpacks.
-    """
-    return session.execute(
-        select(
-            LineItem.id,
-            LineItem.priority,
-            LineItem.bid_cpm,
-            cast(LineItem.formats, Text),
-            LineItem.start,
-            LineItem.end,
-            LineItem.budget_total,
-            LineItem.pacing_mode,
-            LineItem.frequency_cap_count,
-            LineItem.frequency_cap_window_seconds,
-            LineItem.targeting,
-            cast(LineItem.targeting_json, Text),
-            LineItem.campaign_id,
-        )
-        .join(Campaign, Campaign.id == LineItem.campaign_id)
-        .where(LineItem.status == "active", Campaign.status == "active")
-        .order_by(LineItem.id)
-        .execution_options(yield_per=FETCH_ROWS)
-    ).all()
-
-
-def _live_campaigns(session: Session) -> dict[int, tuple[Any, ...]]:
-    """Active campaigns with their advertiser's caps, by id (order: what ``_live_item`` unpacks)."""
-    rows = session.execute(
-        select(
-            Campaign.id,
-            Campaign.start,
-            Campaign.end,
-            Campaign.budget_total,
-            Campaign.budget_daily,
-            Campaign.pacing_mode,
-            Campaign.timezone,
-            cast(Campaign.dayparting, Text),
-            Campaign.frequency_cap_count,
-            Campaign.frequency_cap_window_seconds,
-            Advertiser.id,
-            Advertiser.frequency_cap_count,
-            Advertiser.frequency_cap_window_seconds,
-        )
-        .join(Advertiser, Advertiser.id == Campaign.advertiser_id)
-        .where(Campaign.status == "active")
-    )
-    return {row[0]: tuple(row) for row in rows}
-
-
-def _live_creatives(session: Session) -> dict[int, list[tuple[int, str]]]:
-    """``(creative id, format)`` of approved, active creatives per active line item, ascending."""
-    rows = session.execute(
-        select(LineItemCreative.line_item_id, Creative.id, Creative.format)
-        .join(LineItem, LineItem.id == LineItemCreative.line_item_id)
-        .join(Campaign, Campaign.id == LineItem.campaign_id)
-        .join(
-            Creative,
-            and_(
-                Creative.id == LineItemCreative.creative_id,
-                Creative.status == "active",
-                Creative.approval_status == "approved",
-            ),
-        )
-        .where(LineItem.status == "active", Campaign.status == "active")
-        .order_by(LineItemCreative.line_item_id, Creative.id)
-    )
-    out: dict[int, list[tuple[int, str]]] = {}
-    for li_id, creative_id, fmt in rows:
-        out.setdefault(li_id, []).append((creative_id, fmt))
-    return out
 
 
 def _json_list(text: str | None) -> tuple[str, ...]:
@@ -331,10 +225,10 @@ def _load_live(
     cache.begin_rebuild()
     segments, segments_state = _segment_rules(session, cache)
     cache.use_segments(segments_state)
-    creatives_of = _live_creatives(session)
-    campaigns = _live_campaigns(session)
+    creatives_of = catalog_live.live_creatives(session)
+    campaigns = catalog_live.live_campaigns(session)
     out: list[LiveLineItem] = []
-    for row in _live_rows(session):
+    for row in catalog_live.live_rows(session):
         li_id, formats_text, targeting, targeting_json, campaign_id = (
             row[0], row[3], row[10], row[11], row[12]
         )  # fmt: skip
@@ -368,26 +262,3 @@ def _load_live(
             item = make()
         out.append(item)
     return out
-
-
-def catalog_marker(session: Session) -> tuple[Any, ...]:
-    """A cheap fingerprint of everything the live set depends on (one query).
-
-    Any insert, update or delete of a line item, campaign, advertiser, creative, attachment or
-    segment changes a count or a ``max(updated_at)``/``max(created_at)``.
-    """
-    parts: list[Any] = []
-    for table, col in (
-        (LineItem, LineItem.updated_at),
-        (Campaign, Campaign.updated_at),
-        (Advertiser, Advertiser.updated_at),
-        (Creative, Creative.updated_at),
-        (Segment, Segment.updated_at),
-        (LineItemCreative, LineItemCreative.created_at),
-    ):
-        parts.append(select(func.count()).select_from(table).scalar_subquery())
-        parts.append(select(func.max(col)).scalar_subquery())
-    parts.append(select(func.sum(LineItem.version)).scalar_subquery())
-    parts.append(select(func.sum(Campaign.version)).scalar_subquery())
-    row = session.execute(select(*parts)).one()
-    return tuple(row)
