@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from adtarget.catalog.checks import dimension_registry
@@ -48,6 +48,7 @@ __all__ = [
     "list_creative_ids",
     "list_line_items",
     "list_objects",
+    "max_id",
     "page",
     "update",
 ]
@@ -137,3 +138,9 @@ def page(
         elif kind in ("campaign", "creative"):
             stmt = stmt.where(table.advertiser_id == own)
     return list(session.scalars(stmt.order_by(table.id).limit(limit)))
+
+
+def max_id(*, session: Session, kind: str) -> int:
+    """The highest id of ``kind`` so far (0 when there is none)."""
+    table: Any = kind_named(kind).table
+    return int(session.scalar(select(func.max(table.id))) or 0)

@@ -16,13 +16,12 @@ from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from adtarget.catalog.checks import compile_targeting, segment_rules
 from adtarget.catalog.models import Bid, FrequencyCap, Id, Money, PacingMode, Priority
 from adtarget.catalog.models import UTCDatetime as UTCDatetimeIn
-from adtarget.catalog.tables import Campaign, LineItem
+from adtarget.catalog.service import find, max_id
 from adtarget.decision.eligibility import parse_dayparting
 from adtarget.decision.models import FrequencyCap as Cap
 from adtarget.decision.models import LiveLineItem
@@ -70,7 +69,7 @@ def _validated(model: type[BaseModel], body: Any, prefix: str) -> Any:
         raise InvalidValue(f"{where}: {err['msg']}", field=prefix + where) from None
 
 
-def _caps(li_id: int, cap: FrequencyCap | None, campaign: Campaign | None) -> tuple[Cap, ...]:
+def _caps(li_id: int, cap: FrequencyCap | None, campaign: Any) -> tuple[Cap, ...]:
     out = []
     if cap is not None:
         out.append(Cap("line_item", li_id, cap.count, cap.window_seconds))
@@ -115,17 +114,17 @@ def build_proposal(body: Any, *, session: Session, known_formats: Iterable[str])
         if isinstance(li_id, bool) or not isinstance(li_id, int):
             raise InvalidValue("line_item_id must be an integer", field="line_item_id")
         changes = _validated(ProposalChanges, body.get("changes") or {}, "changes.")
-        row = session.get(LineItem, li_id)
+        row = find(session=session, kind="line_item", obj_id=li_id)
         if row is None:
             raise NotFound(f"line item {li_id} not found", field="line_item_id")
         return _from_row(row, changes, session=session, known_formats=known_formats)
     spec = _validated(Proposal, body, "")
-    next_id = (session.scalar(select(func.max(LineItem.id))) or 0) + 1
+    next_id = max_id(session=session, kind="line_item") + 1
     return _assemble(next_id, spec, None, session=session, known_formats=known_formats)
 
 
 def _from_row(
-    row: LineItem, changes: ProposalChanges, *, session: Session, known_formats: Iterable[str]
+    row: Any, changes: ProposalChanges, *, session: Session, known_formats: Iterable[str]
 ) -> LiveLineItem:
     cap = None
     if row.frequency_cap_count and row.frequency_cap_window_seconds:
@@ -141,7 +140,7 @@ def _from_row(
         frequency_cap=cap,
         formats=list(row.formats or []),
         budget=row.budget_total,
-        pacing_mode=row.pacing_mode,  # type: ignore[arg-type]
+        pacing_mode=row.pacing_mode,
     ).model_copy(update=changes.model_dump(exclude_unset=True))
     if merged.campaign_id != row.campaign_id:
         raise InvalidValue(
@@ -153,13 +152,13 @@ def _from_row(
 def _assemble(
     li_id: int,
     spec: ProposalChanges,
-    campaign: Campaign | None,
+    campaign: Any,
     *,
     session: Session,
     known_formats: Iterable[str],
 ) -> LiveLineItem:
     if campaign is None and spec.campaign_id is not None:
-        campaign = session.get(Campaign, spec.campaign_id)
+        campaign = find(session=session, kind="campaign", obj_id=spec.campaign_id)
         if campaign is None:
             raise NotFound(f"campaign {spec.campaign_id} not found", field="campaign_id")
     if spec.bid_cpm is None:

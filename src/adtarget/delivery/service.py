@@ -141,7 +141,7 @@ def spend_totals_reader(settings: Settings) -> Callable[[], list[tuple[str, str,
 
 
 def catalog_lookup(session_factory: Callable[[], Any]) -> LineItemLookup:
-    """Resolve line items to ``(campaign_id, advertiser_id)`` from the catalog tables."""
+    """Resolve line items to ``(campaign_id, advertiser_id)`` through the catalog."""
 
     def lookup(ids: Sequence[str]) -> Mapping[str, tuple[str, str]]:
         keys = [int(i) for i in ids if i.isdigit()]  # catalog ids are integers

@@ -22,7 +22,8 @@ from adtarget.api.deps import (
     require_roles,
 )
 from adtarget.api.scope import check_rule_text
-from adtarget.catalog.tables import Campaign, LineItem
+from adtarget.catalog.ownership import campaign_owner
+from adtarget.catalog.service import find
 from adtarget.decision.forecast_service import forecast_line_item
 from adtarget.decision.request_store import ParquetRequestStore
 from adtarget.errors import InvalidValue
@@ -38,7 +39,7 @@ def _check_scope(body: Any, principal: Principal, session: Any) -> None:
         return
     campaign_id = None
     if isinstance(body.get("line_item_id"), int):
-        row = session.get(LineItem, body["line_item_id"])
+        row: Any = find(session=session, kind="line_item", obj_id=body["line_item_id"])
         campaign_id = row.campaign_id if row is not None else None
         changes = body.get("changes") or {}
         text = changes.get("targeting") if isinstance(changes, dict) else None
@@ -52,8 +53,7 @@ def _check_scope(body: Any, principal: Principal, session: Any) -> None:
             )
         check_rule_text(session, principal, body.get("targeting"), field="targeting")
     if campaign_id is not None:
-        campaign = session.get(Campaign, campaign_id)
-        ensure_advertiser_scope(principal, campaign.advertiser_id if campaign else None)
+        ensure_advertiser_scope(principal, campaign_owner(session, campaign_id))
 
 
 def _redact(answer: dict[str, Any], principal: Principal) -> dict[str, Any]:
