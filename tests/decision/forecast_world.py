@@ -85,6 +85,7 @@ def item(
     cap: int | None = None,
     budget: float | None = None,
     pacing: str = "even",
+    daily: float | None = None,
     start: datetime = FAR_PAST,
     end: datetime = FAR_FUTURE,
 ) -> LiveLineItem:
@@ -101,17 +102,29 @@ def item(
         end=end,
         budget_total=budget,
         pacing_mode="asap" if pacing == "asap" else "even",
+        campaign_budget_daily=daily,
+        campaign_pacing_mode="asap" if pacing == "asap" else "even",
     )
 
 
 class SpendLedger(DictSpend):
     """Delivered spend, charged as the engine serves (what the delivery log would report)."""
 
-    def charge(self, li: LiveLineItem, weight: float = 1.0) -> None:
-        self.line_items[li.id] = self.line_items.get(li.id, 0.0) + li.bid_cpm / 1000 * weight
-        self.campaigns[li.campaign_id] = (
-            self.campaigns.get(li.campaign_id, 0.0) + li.bid_cpm / 1000 * weight
-        )
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_day: dict[tuple[int, date], float] = {}
+
+    def charge(self, li: LiveLineItem, when: datetime) -> None:
+        cost = li.bid_cpm / 1000
+        self.line_items[li.id] = self.line_items.get(li.id, 0.0) + cost
+        self.campaigns[li.campaign_id] = self.campaigns.get(li.campaign_id, 0.0) + cost
+        key = (li.campaign_id, when.date())
+        self.by_day[key] = self.by_day.get(key, 0.0) + cost
+
+    def campaign_spend_today(
+        self, campaign_id: int, tz: str = "UTC", now: datetime | None = None
+    ) -> float:
+        return self.by_day.get((campaign_id, (now or FAR_PAST).astimezone(UTC).date()), 0.0)
 
 
 def serve(
@@ -140,7 +153,7 @@ def serve(
         result = engine.decide(x, now=when)
         for d in result.decisions:
             served[d.line_item_id] = served.get(d.line_item_id, 0) + 1
-            spend.charge(by_id[d.line_item_id])
+            spend.charge(by_id[d.line_item_id], when)
         if log is not None:
             log.record(x, result, ts=when.timestamp())
     return served

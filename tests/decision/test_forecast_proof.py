@@ -3,7 +3,8 @@
 History is served and logged (80% of the users sampled); then a future drawn from the same
 distribution is served by the real engine with the proposal booked. The forecast must be within
 10% of what the proposal actually got, and its 95% interval must contain it — with a frequency
-cap, a budget and higher- and lower-priority competitors in play.
+cap, budgets (a competitor's daily budget, spent by users the proposal cannot reach too, and the
+proposal's own total budget, paced evenly) and higher- and lower-priority competitors in play.
 """
 
 from __future__ import annotations
@@ -32,19 +33,20 @@ FLIGHT_END = FLIGHT_START + timedelta(days=7)
 def competitors() -> list:
     return [
         item(1, 'country = "US"', priority=2, bid=5.0, cap=2),  # above, capped per user
-        item(2, "age between 30 and 45", priority=4, bid=3.0, budget=40.0, pacing="asap"),
+        # above, on another audience, with a daily budget spent by 9 am on every user it reaches
+        item(2, "age between 30 and 45", priority=4, bid=3.0, daily=2.0, pacing="asap"),
         item(3, "", priority=10, bid=1.0),  # below: the proposal takes from it
     ]
 
 
-def proposal(li_id: int = 50):
+def proposal(li_id: int = 50, budget: float = 70.0):
     return item(
         li_id,
         'country in ("US", "CA") and device = "tv"',
         priority=5,
         bid=4.0,
         cap=3,
-        budget=70.0,
+        budget=budget,
         start=FLIGHT_START,
         end=FLIGHT_END,
     )
@@ -78,9 +80,14 @@ def _forecast(world, root: Path, items, prop) -> dict:
     )
 
 
-def test_forecast_within_ten_percent_of_what_the_engine_then_serves(world, logged) -> None:
-    answer = _forecast(world, logged, competitors(), proposal())
-    actual = serve(world, [*competitors(), proposal()], FLIGHT, seed=99)[50]
+@pytest.mark.parametrize("budget", [70.0, 8.0], ids=["competitor-budget-binds", "own-budget-binds"])
+def test_forecast_within_ten_percent_of_what_the_engine_then_serves(
+    world, logged, budget: float
+) -> None:
+    answer = _forecast(world, logged, competitors(), proposal(budget=budget))
+    served = serve(world, [*competitors(), proposal(budget=budget)], FLIGHT, seed=99)
+    actual = served[50]
+    assert served[2] <= 7 * (2.0 / 3.0 * 1000 + 1)  # the competitor's daily budget binds
     got = answer["forecast_impressions"]
     assert abs(got - actual) <= 0.10 * actual, (got, actual)
     assert answer["confidence"]["low"] <= actual <= answer["confidence"]["high"], (answer, actual)
@@ -89,11 +96,12 @@ def test_forecast_within_ten_percent_of_what_the_engine_then_serves(world, logge
     assert answer["matched_requests"] > answer["available_impressions"] > got
     lost = {c["line_item_id"]: c for c in answer["contended"]}
     assert lost[1]["impressions_lost_to_it"] > 0  # the higher-priority US item
-    assert lost[3]["impressions_taken_from_it"] > 0  # the lower-priority catch-all
+    assert lost[2]["impressions_lost_to_it"] > 0  # the higher-priority, budgeted one
+    assert lost[3]["impressions_taken_from_it"] == pytest.approx(got, abs=2)  # the catch-all
     assert len(answer["by_day"]) == 7
     assert sum(d["forecast_impressions"] for d in answer["by_day"]) == pytest.approx(got, abs=7)
-    # the budget binds: 70 at 4 CPM is 17,500 impressions at most
-    assert got <= 17_500
+    if budget == 8.0:  # 8 at 4 CPM is 2,000 impressions at most, paced evenly
+        assert got <= 2_002 and answer["confidence"]["high"] <= 2_003  # one over, as served
 
 
 def test_contention_a_higher_priority_item_lowers_the_forecast_by_what_it_takes(

@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 
 from adtarget.decision.bits import positions_list
 from adtarget.decision.counters import MemoryCounters
-from adtarget.decision.eligibility import SpendSource, utc
+from adtarget.decision.eligibility import SpendSource, has_budget, utc
 from adtarget.decision.engine import DecisionEngine, StaticIndex
 from adtarget.decision.forecast_reach import Reach, find_reach
 from adtarget.decision.forecast_spend import ReplaySpend
@@ -145,16 +145,63 @@ def forecast(
             "days match the targeting: there is no history for its users",
             sample_rate=rate,
         )
-    reached = table.filter(pc.is_in(table.column("user_id"), pa.array(sorted(reach.users))))
-    replayed = rows_of(reached)
+    replay_users = set(reach.users)
+    replayed = rows_of(_of_users(table, replay_users))
     index, without = _indexes(proposal, live, replayed, reach, compiler, facts)
-    inputs = _Inputs(reach, spend, today, progress)
+    budgeted = {it.id for it in index.items if has_budget(it) and it.id != proposal.id}
+    if budgeted:  # their budgets are spent on their other users too: replay those as well
+        replay_users |= _served_users(table, budgeted)
+        replayed = rows_of(_of_users(table, replay_users))
+        index, without = _indexes(proposal, live, replayed, reach, compiler, facts)
+    outside = _outside_spend(table, replay_users, index)
+    inputs = _Inputs(reach, spend, today, progress, outside)
     tally, by_day = _replay(proposal, index, without, replayed, inputs)
     advertisers = {it.id: it.advertiser_id for it in index.items}
-    answer = _answer(proposal, tally, by_day, plan, replayed, rate, spend)
+    answer = _answer(proposal, tally, by_day, plan, replayed, reach.users, rate, spend)
     for row in answer["contended"]:
         row["advertiser_id"] = advertisers.get(row["line_item_id"])
     return answer
+
+
+def _of_users(table: pa.Table, users: set[str]) -> pa.Table:
+    """The rows of ``table`` whose user is in ``users`` (time order kept)."""
+    return table.filter(pc.is_in(table.column("user_id"), pa.array(sorted(users), pa.string())))
+
+
+def _served_users(table: pa.Table, line_items: set[int]) -> set[str]:
+    """Users the log shows being served any of ``line_items`` (in the replayed days)."""
+    served = table.column("served").combine_chunks()
+    hit = pc.is_in(pc.list_flatten(served), pa.array(sorted(line_items), pa.int64()))
+    rows = pc.list_parent_indices(served).filter(hit)
+    return set(pc.unique(pc.take(table.column("user_id"), rows)).to_pylist())
+
+
+def _outside_spend(
+    table: pa.Table, reached: set[str], index: LineItemIndex
+) -> list[tuple[float, int, int, float]]:
+    """What budgeted competitors served, per the log, to the users the replay leaves out.
+
+    Their budgets and pacing are spent by all users, so the replay charges these impressions as
+    its clock passes them (``ReplaySpend.advance``): a competitor whose budget runs out on
+    other users stops competing when it would. Scaled by ``1 / sample_rate`` like the rest.
+    """
+    budgeted = {it.id: it for it in index.items if has_budget(it)}
+    if not budgeted:
+        return []
+    others = table.filter(pc.invert(pc.is_in(table.column("user_id"), pa.array(sorted(reached)))))
+    served = others.column("served").combine_chunks()
+    items = pc.list_flatten(served)
+    parents = pc.list_parent_indices(served)
+    keep = pc.is_in(items, pa.array(sorted(budgeted), pa.int64()))
+    ids = items.filter(keep).to_pylist()
+    rows = parents.filter(keep)
+    ts = pc.take(others.column("ts"), rows).to_pylist()
+    rates = pc.take(others.column("sample_rate"), rows).to_pylist()
+    out = []
+    for when, li, rate in zip(ts, ids, rates, strict=True):
+        item = budgeted[li]
+        out.append((when, li, item.campaign_id, item.bid_cpm / 1000.0 / rate))
+    return out
 
 
 def _indexes(
@@ -193,6 +240,7 @@ class _Inputs:
     spend: SpendSource
     today: date
     progress: Progress | None
+    outside: list[tuple[float, int, int, float]]
 
 
 def _replay(
@@ -224,6 +272,7 @@ def _replay(
             ctx = contexts[r.context] = orjson.loads(r.context)
         when = datetime.fromtimestamp(r.ts, UTC)
         req = DecisionRequest(r.user_id, ctx, r.limit, r.formats)
+        sim.advance(r.ts)
         result = engine.decide(req, now=when)
         weight = 1.0 / r.sample_rate
         for d in result.decisions:
@@ -264,6 +313,7 @@ def _engine(
 ) -> tuple[DecisionEngine, ReplaySpend]:
     """The real engine on ``index``, with the replay's own counters and spend."""
     sim = ReplaySpend(inputs.spend, today=inputs.today, timezones=timezones)
+    sim.spend_outside(inputs.outside)
     engine = DecisionEngine(
         index_holder=StaticIndex(index), profiles=profiles, counters=MemoryCounters(), spend=sim
     )
@@ -291,9 +341,9 @@ def _served(
             ctx = contexts[r.context] = orjson.loads(r.context)
         when = datetime.fromtimestamp(r.ts, UTC)
         weight = 1.0 / r.sample_rate
-        for d in engine.decide(
-            DecisionRequest(r.user_id, ctx, r.limit, r.formats), now=when
-        ).decisions:
+        sim.advance(r.ts)
+        req = DecisionRequest(r.user_id, ctx, r.limit, r.formats)
+        for d in engine.decide(req, now=when).decisions:
             sim.charge(d.line_item_id, d.campaign_id, d.bid_cpm * weight / 1000.0, when)
             served[d.line_item_id] = served.get(d.line_item_id, 0.0) + weight
         if inputs.progress is not None and i % PROGRESS_EVERY == 0:
@@ -301,8 +351,10 @@ def _served(
     return served
 
 
-def _interval(tally: _Tally, rows: Sequence[Replayed], cap: float | None) -> tuple[float, float]:
-    """A 95% interval for the forecast over the replayed users.
+def _interval(
+    tally: _Tally, rows: Sequence[Replayed], reached: set[str], cap: float | None
+) -> tuple[float, float]:
+    """A 95% interval for the forecast over the users the proposal reaches.
 
     Two sources of error, added: sampling (which users were logged: the Horvitz-Thompson
     variance ``sum((1 - p) * (y / p)^2)``) and the future itself (each user's impressions in the
@@ -310,7 +362,8 @@ def _interval(tally: _Tally, rows: Sequence[Replayed], cap: float | None) -> tup
     """
     rate_of: dict[str, float] = {}
     for r in rows:
-        rate_of.setdefault(r.user_id, r.sample_rate)
+        if r.user_id in reached:
+            rate_of.setdefault(r.user_id, r.sample_rate)
     counts = [tally.per_user.get(u, 0.0) for u in rate_of]
     n = len(counts)
     mean = sum(counts) / n if n else 0.0
@@ -333,6 +386,7 @@ def _answer(
     by_day: list[tuple[float, float]],
     plan: Sequence[DayPlan],
     rows: Sequence[Replayed],
+    reached: set[str],
     rate: float | None,
     spend: SpendSource,
 ) -> dict[str, Any]:
@@ -340,7 +394,7 @@ def _answer(
     if proposal.budget_total is not None and proposal.bid_cpm > 0:
         left = max(0.0, proposal.budget_total - spend.spend(proposal.id))
         cap = left / proposal.bid_cpm * 1000.0
-    low, high = _interval(tally, rows, cap)
+    low, high = _interval(tally, rows, reached, cap)
     rate_of = {r.user_id: r.sample_rate for r in rows}
     unique = sum(1.0 / rate_of[u] for u, n in tally.per_user.items() if n > 0)
     ids = sorted(set(tally.lost) | set(tally.taken))
@@ -377,4 +431,5 @@ def _answer(
         "no_history": False,
         "replayed_requests": len(rows),
         "replayed_users": len(rate_of),
+        "reached_users": len(reached),
     }

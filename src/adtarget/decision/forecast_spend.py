@@ -8,8 +8,8 @@ population; the replay's counters are a fresh ``MemoryCounters``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import date, datetime
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime
 
 from adtarget.decision.eligibility import SpendSource, zone
 
@@ -32,6 +32,24 @@ class ReplaySpend:
         self.daily: dict[tuple[int, date], float] = {}
         self._base_items: dict[int, float] = {}
         self._base_campaigns: dict[int, float] = {}
+        self.outside: Sequence[tuple[float, int, int, float]] = ()
+        self._next = 0
+
+    def spend_outside(self, events: Sequence[tuple[float, int, int, float]]) -> None:
+        """Spend the replay does not simulate, charged as the replay's clock passes each one:
+        ``(ts, line_item_id, campaign_id, cost)`` in time order (what budgeted competitors
+        served, per the log, to users the replay leaves out)."""
+        self.outside = events
+        self._next = 0
+
+    def advance(self, ts: float) -> None:
+        """Charge every outside event up to ``ts`` (call before deciding at ``ts``)."""
+        events, i = self.outside, self._next
+        while i < len(events) and events[i][0] <= ts:
+            when, li, campaign, cost = events[i]
+            self.charge(li, campaign, cost, datetime.fromtimestamp(when, UTC))
+            i += 1
+        self._next = i
 
     def charge(self, line_item_id: int, campaign_id: int, cost: float, when: datetime) -> None:
         """Add one replayed impression's cost (already scaled by ``1 / sample_rate``)."""

@@ -80,7 +80,9 @@ def replay_table(
     for i, p in enumerate(plan):
         table = cache.get(p.history_day)
         if table is None:
-            table = cache[p.history_day] = store.read_day(p.history_day).select(list(COLUMNS))
+            table = cache[p.history_day] = store.read_day(p.history_day).select(
+                [*COLUMNS, "served"]
+            )
         shift = (
             datetime.combine(p.flight_day, time(), UTC)
             - datetime.combine(p.history_day, time(), UTC)
@@ -90,7 +92,8 @@ def replay_table(
         moved = table.set_column(0, "ts", ts).filter(keep)
         parts.append(moved.append_column("day", pa.array([i] * moved.num_rows, pa.int32())))
     if not parts:
-        return pa.table({name: pa.array([], SCHEMA.field(name).type) for name in COLUMNS})
+        names = (*COLUMNS, "served")
+        return pa.table({name: pa.array([], SCHEMA.field(name).type) for name in names})
     return pa.concat_tables(parts).sort_by("ts")
 
 
