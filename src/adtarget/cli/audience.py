@@ -18,8 +18,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from adtarget.cli.container import cli_container
 from adtarget.errors import AdtargetError, InvalidValue, RuleSyntaxError
-from adtarget.settings import get_settings
 
 snapshots_app = typer.Typer(
     help="List kept audience snapshots or roll back to one.", no_args_is_help=True
@@ -43,22 +43,20 @@ def _errors() -> Iterator[None]:
 
 
 def _store() -> Any:
-    from adtarget.audience.stores import snapshot_store_for
-
-    return snapshot_store_for(get_settings())
+    return cli_container().snapshot_store
 
 
 def sizing_context() -> dict[str, Any]:
     """Snapshot, catalog registry and segments, and the minimum audience size."""
     from adtarget.audience.service import current_snapshot
     from adtarget.catalog.checks import segment_rules
-    from adtarget.catalog.db import open_catalog
     from adtarget.catalog.service import dimension_registry
 
-    settings = get_settings()
+    container = cli_container()
+    settings = container.settings
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     snapshot = current_snapshot(_store())
-    with open_catalog(settings)() as session:
+    with container.session_factory() as session:
         registry = dimension_registry(session=session)
         segments = segment_rules(session=session)
     return {

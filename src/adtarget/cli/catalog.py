@@ -2,7 +2,7 @@
 
 Why JSON bodies: the fields are exactly those of the HTTP API (``/work/shared/API.md``), so a
 script can move between ``curl`` and the CLI without translating names. Every change goes through
-the command layer as the CLI actor (``cli.commands.cli_actor``), so ``adtarget undo`` reverses it.
+the command layer as the CLI actor (``cli.container.cli_actor``), so ``adtarget undo`` reverses it.
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ from typing import Annotated, Any
 import typer
 
 from adtarget.catalog.kinds import EDITABLE_NAMES, to_json
+from adtarget.catalog.service import create_ad_format, get, list_ad_formats, list_objects
+from adtarget.cli.container import cli_container
 from adtarget.cli.errors import fail
+from adtarget.commands.catalog_commands import CatalogWriter
 from adtarget.errors import AdtargetError, InvalidValue
-from adtarget.settings import get_settings
 
 catalog_app = typer.Typer(
     help="Catalog objects: advertiser, campaign, line_item, creative, segment, dimension.",
@@ -43,10 +45,8 @@ def _body(text: str) -> dict[str, Any]:
     return value
 
 
-def _writer() -> Any:
-    from adtarget.cli.commands import _writer as commands_writer
-
-    return commands_writer()
+def _writer() -> CatalogWriter:
+    return cli_container().writer()
 
 
 def _read(kind: str, obj: Any) -> dict[str, Any]:
@@ -136,12 +136,10 @@ def bulk(
 @catalog_app.command("show")
 def show(kind: KindArg, obj_id: int, as_json: JsonOpt = False) -> None:
     """Print one object."""
-    from adtarget.catalog.db import open_catalog
-    from adtarget.catalog.service import get
 
     def read() -> dict[str, Any]:
         k = _kind(kind)
-        with open_catalog(get_settings())() as session:
+        with cli_container().session_factory() as session:
             return _read(k, get(session=session, kind=k, obj_id=obj_id))
 
     _print(_run(read), as_json)
@@ -150,12 +148,10 @@ def show(kind: KindArg, obj_id: int, as_json: JsonOpt = False) -> None:
 @catalog_app.command("list")
 def list_(kind: KindArg, limit: int = 100, as_json: JsonOpt = False) -> None:
     """List objects of a kind (oldest first)."""
-    from adtarget.catalog.db import open_catalog
-    from adtarget.catalog.service import list_objects
 
     def read() -> list[dict[str, Any]]:
         k = _kind(kind)
-        with open_catalog(get_settings())() as session:
+        with cli_container().session_factory() as session:
             return [_read(k, r) for r in list_objects(session=session, kind=k, limit=limit)]
 
     rows = _run(read)
@@ -169,11 +165,9 @@ def list_(kind: KindArg, limit: int = 100, as_json: JsonOpt = False) -> None:
 @catalog_app.command("formats")
 def formats(as_json: JsonOpt = False) -> None:
     """List the registry of ad formats (ad types) creatives and line items may use."""
-    from adtarget.catalog.db import open_catalog
-    from adtarget.catalog.service import list_ad_formats
 
     def read() -> list[dict[str, Any]]:
-        with open_catalog(get_settings())() as session:
+        with cli_container().session_factory() as session:
             return [_read("ad_format", f) for f in list_ad_formats(session=session)]
 
     rows = _run(read)
@@ -197,11 +191,9 @@ def add_format(
     Why not a command (no undo): formats are referenced by name from creatives and requests, so
     the registry only grows; a format nobody should use is simply not listed in line items.
     """
-    from adtarget.catalog.db import open_catalog
-    from adtarget.catalog.service import create_ad_format
 
     def write() -> dict[str, Any]:
-        with open_catalog(get_settings())() as session, session.begin():
+        with cli_container().session_factory() as session, session.begin():
             fmt = create_ad_format(
                 session=session,
                 data={

@@ -7,42 +7,21 @@ undo, a refused undo because someone changed the row since) go to stderr with ex
 
 from __future__ import annotations
 
-import getpass
 import json
 from typing import Annotated, Any
 
 import typer
 
+from adtarget.cli.container import cli_actor as cli_actor
+from adtarget.cli.container import cli_container
+from adtarget.commands.catalog_commands import CatalogWriter
 from adtarget.errors import AdtargetError
-from adtarget.settings import Settings, get_settings
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 
 
-def cli_actor(settings: Settings) -> str:
-    """``settings.actor`` or ``cli:<os user>``."""
-    if settings.actor:
-        return settings.actor
-    try:
-        user = getpass.getuser()
-    except Exception:  # no passwd entry / no env (containers)
-        user = "unknown"
-    return f"cli:{user}"
-
-
-def _writer() -> Any:
-    from adtarget.catalog.db import open_catalog
-    from adtarget.commands.catalog_commands import CatalogWriter
-    from adtarget.delivery.service import spend_totals_reader
-
-    settings = get_settings()
-    return CatalogWriter(
-        open_catalog(settings),
-        actor=cli_actor(settings),
-        depth=settings.history_depth,
-        settings=settings,
-        spend_totals=spend_totals_reader(settings),
-    )
+def _writer() -> CatalogWriter:
+    return cli_container().writer()
 
 
 def _fail(err: AdtargetError) -> None:

@@ -9,9 +9,9 @@ from typing import Annotated, Any
 
 import typer
 
+from adtarget.cli.container import cli_container
 from adtarget.cli.errors import fail
 from adtarget.errors import AdtargetError
-from adtarget.settings import get_settings
 
 REJECTED_EXIT = 3
 """``events import`` exit status when some rows were rejected (the others are recorded)."""
@@ -48,22 +48,15 @@ def import_events(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from adtarget.delivery.files import count_rows, read_batches
-    from adtarget.delivery.service import (
-        IngestResult,
-        catalog_lookup,
-        ingest_events,
-        open_event_store,
-    )
+    from adtarget.delivery.service import IngestResult, catalog_lookup, ingest_events
 
-    settings = get_settings()
+    container = cli_container()
     total = IngestResult()
     try:
         lookup = None
         if not no_catalog:
-            from adtarget.catalog.db import open_catalog
-
-            lookup = catalog_lookup(open_catalog(settings))
-        store = open_event_store(settings)
+            lookup = catalog_lookup(container.session_factory)
+        store = container.event_store()
         try:
             progress = Progress(
                 TextColumn("importing {task.description}"),
@@ -114,11 +107,12 @@ def prune(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Apply retention now: drop event days older than ADTARGET_EVENTS_RETENTION_DAYS."""
-    from adtarget.delivery.service import open_event_store, retention_today
+    from adtarget.delivery.service import retention_today
 
-    settings = get_settings()
+    container = cli_container()
+    settings = container.settings
     try:
-        store = open_event_store(settings, maintain=False)
+        store = container.event_store(maintain=False)
         try:
             dropped = store.apply_retention(retention_today())
         finally:
@@ -182,7 +176,6 @@ def report(
     """Delivery report: any grouping of hour/day/advertiser/campaign/line item/creative/geo."""
     from adtarget.delivery.chart import draw_chart
     from adtarget.delivery.reports import report_columns, report_names, rows_to_csv, run_report
-    from adtarget.delivery.service import open_event_store
 
     if as_csv and as_json:
         _fail(AdtargetError("--csv and --json exclude each other", field="format"))
@@ -191,7 +184,7 @@ def report(
         _fail(AdtargetError(f"--format must be table, csv or json, got {fmt!r}", field="format"))
     try:
         columns = report_columns(group_by, metrics)
-        store = open_event_store(get_settings())
+        store = cli_container().event_store()
         try:
             rows = run_report(
                 store=store,

@@ -17,7 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from adtarget.settings import Settings, get_settings
+from adtarget.cli.container import cli_container
+from adtarget.settings import Settings
 
 console = Console()
 
@@ -165,10 +166,9 @@ def _undo(writer: Any, campaign: dict[str, Any]) -> None:
     typo = writer.update("campaign", campaign["id"], {"budget_total": 50000})
     console.print(f"oops: budget typed as {typo['budget_total']} (extra zero)")
     undone = writer.undo()
-    from adtarget.catalog.db import open_catalog
     from adtarget.catalog.service import get
 
-    with open_catalog(get_settings())() as session:
+    with cli_container().session_factory() as session:
         budget = get(session=session, kind="campaign", obj_id=campaign["id"]).budget_total  # type: ignore[attr-defined]
     console.print(
         f"adtarget undo -> undid '{undone['undone']['description']}'; budget is "
@@ -186,10 +186,10 @@ def _decisions(
 ) -> list[dict[str, Any]]:
     from adtarget.decision.engine import DecisionEngine
     from adtarget.decision.models import DecisionRequest
-    from adtarget.delivery.service import DeliverySpend, open_event_store
+    from adtarget.delivery.service import DeliverySpend
 
     engine = DecisionEngine.from_settings(
-        settings, session_factory=factory, spend=DeliverySpend(open_event_store(settings))
+        settings, session_factory=factory, spend=DeliverySpend(cli_container().event_store())
     )
     try:
         engine.index_holder.refresh()  # type: ignore[attr-defined]
@@ -241,9 +241,9 @@ def _delivery(
     from adtarget.cli.demo_data import delivery_events
     from adtarget.delivery.chart import draw_chart
     from adtarget.delivery.reports import report_names, run_report
-    from adtarget.delivery.service import catalog_lookup, ingest_events, open_event_store
+    from adtarget.delivery.service import catalog_lookup, ingest_events
 
-    store = open_event_store(settings)
+    store = cli_container().event_store()
     result = ingest_events(
         store=store, events=delivery_events(served), lookup=catalog_lookup(factory)
     )
@@ -286,13 +286,10 @@ def demo(
     users: Annotated[int, typer.Option("--users", help="Size of the sample population.")] = 20_000,
 ) -> None:
     """Run the whole product once on the embedded default (SQLite + files, no server)."""
-    from adtarget.catalog.db import open_catalog
-    from adtarget.commands.catalog_commands import CatalogWriter
-    from adtarget.delivery.service import spend_totals_reader
-
-    settings = get_settings()
+    container = cli_container()
+    settings = container.settings
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    factory = open_catalog(settings)
+    factory = container.session_factory
     suffix = datetime.now(UTC).strftime("%H%M%S")
     console.print(f"adtarget demo in [bold]{Path(settings.data_dir).resolve()}[/]")
     _step("1. Upload user features (Parquet) -> audience snapshot")
@@ -300,13 +297,7 @@ def demo(
     _step("2. Exact audiences in milliseconds")
     _audiences(settings)
     _step("3. Catalog: advertiser, campaign, creative, line items")
-    writer = CatalogWriter(
-        factory,
-        actor="demo",
-        depth=settings.history_depth,
-        settings=settings,
-        spend_totals=spend_totals_reader(settings),
-    )
+    writer = container.writer("demo")
     _pause_earlier_runs(writer, factory)
     objs = _catalog(writer, suffix)
     _step("4. Undo a mistake")

@@ -16,9 +16,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from adtarget.cli.container import cli_container
 from adtarget.cli.errors import fail
 from adtarget.errors import AdtargetError, InvalidValue
-from adtarget.settings import get_settings
 
 
 def _body(
@@ -107,7 +107,7 @@ def forecast(
             "campaign_id": campaign,
         }  # fmt: skip
         body = _body(line_item, changes, fields)
-        settings = get_settings()
+        settings = cli_container().settings
         container = build_container(settings.model_copy(update={"request_log_sample_rate": 0.0}))
         try:
             engine = container.decisions.engine

@@ -14,10 +14,9 @@ from typing import Annotated, Any
 
 import typer
 
-from adtarget.cli.commands import cli_actor
+from adtarget.cli.container import cli_actor, cli_container
 from adtarget.cli.errors import fail
 from adtarget.errors import AdtargetError
-from adtarget.settings import get_settings
 
 
 def _summary(job: dict[str, Any]) -> str:
@@ -102,13 +101,13 @@ def ingest(
     ] = None,
 ) -> None:
     """Upload user features (or a segment list) and publish a new audience snapshot."""
-    from adtarget.catalog.db import open_catalog
     from adtarget.ingest.jobs import recover_stale_jobs, submit_upload
 
-    settings = get_settings()
+    container = cli_container()
+    settings = container.settings
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        factory = open_catalog(settings)
+        factory = container.session_factory
         recover_stale_jobs(settings=settings, session_factory=factory)
         job = submit_upload(
             settings=settings,

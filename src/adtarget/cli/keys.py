@@ -7,9 +7,10 @@ from typing import Annotated
 
 import typer
 
+from adtarget.api.auth import create_key, key_to_dict, list_keys, revoke_key
+from adtarget.cli.container import cli_container
 from adtarget.cli.errors import fail
 from adtarget.errors import AdtargetError
-from adtarget.settings import get_settings
 
 keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
 
@@ -28,10 +29,7 @@ def create(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Create a key and print it once; only its hash is stored."""
-    from adtarget.api.auth import create_key, key_to_dict
-    from adtarget.catalog.db import open_catalog
-
-    factory = open_catalog(get_settings())
+    factory = cli_container().session_factory
     try:
         with factory() as session, session.begin():
             row, key = create_key(session=session, role=role, advertiser_id=advertiser, name=name)
@@ -52,10 +50,7 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """List keys (id, prefix, role, advertiser); never the keys themselves."""
-    from adtarget.api.auth import key_to_dict, list_keys
-    from adtarget.catalog.db import open_catalog
-
-    factory = open_catalog(get_settings())
+    factory = cli_container().session_factory
     with factory() as session:
         rows = [key_to_dict(r) for r in list_keys(session=session, include_revoked=all_)]
     if as_json:
@@ -73,10 +68,7 @@ def list_(
 @keys_app.command("revoke")
 def revoke(key_id: Annotated[int, typer.Argument(help="The key id (see `keys list`).")]) -> None:
     """Revoke a key; every worker stops accepting it within a few seconds."""
-    from adtarget.api.auth import revoke_key
-    from adtarget.catalog.db import open_catalog
-
-    factory = open_catalog(get_settings())
+    factory = cli_container().session_factory
     try:
         with factory() as session, session.begin():
             revoke_key(session=session, key_id=key_id)

@@ -3,7 +3,9 @@
 Why a callback sets the environment: every subcommand reads configuration through
 ``adtarget.settings.get_settings()``; ``--data-dir`` exports ``ADTARGET_DATA_DIR`` and clears the
 cached settings before any subcommand runs, so all of them (and worker processes started by
-``serve``) see the same data dir.
+``serve``) see the same data dir. It then starts the CLI's composition root
+(``cli/container.py``): the one place that builds the catalog sessions, the command writer and
+the stores the subcommands use.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Annotated
 import typer
 
 from adtarget import __version__
+from adtarget.cli.container import start
 from adtarget.cli.errors import fail
 from adtarget.errors import AdtargetError, InvalidValue
 from adtarget.settings import get_settings
@@ -62,6 +65,7 @@ def main(
             )
     except AdtargetError as err:
         raise fail(err, 2) from None
+    start(settings)  # the composition root every subcommand reads (cli/container.py)
 
 
 def _register_all() -> None:

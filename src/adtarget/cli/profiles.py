@@ -16,9 +16,9 @@ from typing import Annotated, Any
 
 import typer
 
+from adtarget.cli.container import cli_container
 from adtarget.cli.errors import fail
 from adtarget.errors import AdtargetError, InvalidValue
-from adtarget.settings import get_settings
 
 profiles_app = typer.Typer(
     help="User profiles for decisions: push the snapshot into Redis.", no_args_is_help=True
@@ -32,7 +32,7 @@ def _push(redis_url: str, prefix: str, quiet: bool) -> dict[str, Any]:
     from adtarget.audience.redis_profiles import push_current_profiles
     from adtarget.audience.store import SnapshotStore
 
-    settings = get_settings()
+    settings = cli_container().settings
     store = SnapshotStore(settings.snapshots_dir, keep=settings.snapshots_keep)
     snapshot = store.current()
     bar = Progress(
@@ -76,7 +76,7 @@ def push(
     ] = None,
 ) -> None:
     """Copy every user of the current snapshot into Redis (ADTARGET_REDIS_URL)."""
-    settings = get_settings()
+    settings = cli_container().settings
     try:
         if not settings.redis_url:
             raise InvalidValue(

@@ -15,6 +15,8 @@ from typing import Annotated
 
 import typer
 
+from adtarget.api.auth import KeyResolver
+from adtarget.cli.container import CliContainer, cli_container
 from adtarget.settings import Settings, get_settings
 
 APP_FACTORY = "adtarget.api.app:create_app"
@@ -30,16 +32,13 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def open_mode(settings: Settings) -> bool:
+def open_mode(container: CliContainer) -> bool:
     """True when no API key exists at all (no admin env key, no live key in the catalog)."""
-    from adtarget.api.auth import KeyResolver
-    from adtarget.catalog.db import open_catalog
-
-    factory = open_catalog(settings)
+    factory = container.session_factory
     resolver = KeyResolver(
         session_factory=lambda: factory,
-        admin_key=settings.admin_key,
-        allow_open=settings.allow_open,
+        admin_key=container.settings.admin_key,
+        allow_open=container.settings.allow_open,
     )
     return resolver.open_mode()
 
@@ -64,8 +63,9 @@ def serve(
     """Serve the HTTP API (catalog, audiences, decisions, events, reports)."""
     import uvicorn
 
-    settings = get_settings()
-    run_open = open_mode(settings)
+    container = cli_container()
+    settings = container.settings
+    run_open = open_mode(container)
     if run_open:
         if not is_loopback(host):
             typer.echo(

@@ -13,9 +13,9 @@ from typing import Annotated
 
 import typer
 
+from adtarget.cli.container import cli_container
 from adtarget.cli.errors import fail
 from adtarget.errors import AdtargetError
-from adtarget.settings import get_settings
 
 
 def stream(
@@ -47,7 +47,7 @@ def stream(
 
     try:
         stats = run_consumer(
-            get_settings(),
+            cli_container().settings,
             url=url,
             stream=stream_name,
             subject=subject,
