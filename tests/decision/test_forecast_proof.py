@@ -30,16 +30,23 @@ FLIGHT = days_from(FLIGHT_START.date(), 7)
 FLIGHT_END = FLIGHT_START + timedelta(days=7)
 
 
-def competitors() -> list:
+def competitors(budgets: bool = True) -> list:
     return [
         item(1, 'country = "US"', priority=2, bid=5.0, cap=2),  # above, capped per user
         # above, on another audience, with a daily budget spent by 9 am on every user it reaches
-        item(2, "age between 30 and 45", priority=4, bid=3.0, daily=2.0, pacing="asap"),
+        item(
+            2,
+            "age between 30 and 45",
+            priority=4,
+            bid=3.0,
+            daily=2.0 if budgets else None,
+            pacing="asap",
+        ),  # fmt: skip
         item(3, "", priority=10, bid=1.0),  # below: the proposal takes from it
     ]
 
 
-def proposal(li_id: int = 50, budget: float = 70.0):
+def proposal(li_id: int = 50, budget: float | None = 70.0):
     return item(
         li_id,
         'country in ("US", "CA") and device = "tv"',
@@ -104,22 +111,26 @@ def test_forecast_within_ten_percent_of_what_the_engine_then_serves(
         assert got <= 2_002 and answer["confidence"]["high"] <= 2_003  # one over, as served
 
 
+@pytest.mark.parametrize("budgets", [True, False], ids=["with-budgets", "without-budgets"])
 def test_contention_a_higher_priority_item_lowers_the_forecast_by_what_it_takes(
-    world, logged
+    world, logged, budgets: bool
 ) -> None:
-    base = competitors()
-    before = _forecast(world, logged, base, proposal())["forecast_impressions"]
+    base = competitors(budgets)
+    budget = 70.0 if budgets else None
+    before = _forecast(world, logged, base, proposal(budget=budget))["forecast_impressions"]
     rival = item(60, 'country = "CA" and device = "tv"', priority=3, bid=2.0, cap=4,
                  start=FLIGHT_START, end=FLIGHT_END)  # fmt: skip
     # what the rival would take from the booked proposal, forecast for the rival
-    rival_answer = _forecast(world, logged, [*base, proposal()], rival)
+    rival_answer = _forecast(world, logged, [*base, proposal(budget=budget)], rival)
     takes = {c["line_item_id"]: c for c in rival_answer["contended"]}[50]
     taken = takes["impressions_taken_from_it"]
-    after = _forecast(world, logged, [*base, rival], proposal())["forecast_impressions"]
+    after = _forecast(world, logged, [*base, rival], proposal(budget=budget))[
+        "forecast_impressions"
+    ]
     assert taken > 0
     assert abs((before - after) - taken) <= 0.10 * taken, (before, after, taken)
     # and the engine agrees: with the rival booked it serves the proposal what was forecast
-    served_after = serve(world, [*base, rival, proposal()], FLIGHT, seed=5)[50]
+    served_after = serve(world, [*base, rival, proposal(budget=budget)], FLIGHT, seed=5)[50]
     assert abs(after - served_after) <= 0.10 * served_after, (after, served_after)
 
 
@@ -135,3 +146,21 @@ def test_an_empty_log_says_so(world, tmp_path: Path) -> None:
     answer = _forecast(world, tmp_path, competitors(), proposal())
     assert answer["no_history"] is True and answer["forecast_impressions"] is None
     assert "no sampled requests" in answer["message"]
+
+
+def test_replaying_only_served_users_without_budgets_equals_the_full_replay(
+    world, logged, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no budget coupling users, the replay without the proposal skips users it never
+    served; forcing the full replay gives the same answer."""
+    import adtarget.decision.forecast as forecast_module
+
+    prop = proposal(budget=None)
+    short = _forecast(world, logged, competitors(False), prop)
+    full_inputs = forecast_module._Inputs
+    monkeypatch.setattr(
+        forecast_module,
+        "_Inputs",
+        lambda *args, **kw: full_inputs(*args, **{**kw, "coupled": True}),
+    )
+    assert _forecast(world, logged, competitors(False), prop) == short

@@ -154,7 +154,7 @@ def forecast(
         replayed = rows_of(_of_users(table, replay_users))
         index, without = _indexes(proposal, live, replayed, reach, compiler, facts)
     outside = _outside_spend(table, replay_users, index)
-    inputs = _Inputs(reach, spend, today, progress, outside)
+    inputs = _Inputs(reach, spend, today, progress, outside, coupled=bool(budgeted))
     tally, by_day = _replay(proposal, index, without, replayed, inputs)
     advertisers = {it.id: it.advertiser_id for it in index.items}
     answer = _answer(proposal, tally, by_day, plan, replayed, reach.users, rate, spend)
@@ -241,6 +241,9 @@ class _Inputs:
     today: date
     progress: Progress | None
     outside: list[tuple[float, int, int, float]]
+    coupled: bool = True
+    """Whether users' replays are coupled through budgets (a budgeted competitor); if not, a
+    user the proposal never served gets the same answers without it, and is not replayed."""
 
 
 def _replay(
@@ -259,7 +262,7 @@ def _replay(
     )
     timezones = {it.campaign_id: it.timezone for it in index.items}
     engine, sim = _engine(index, profiles, inputs, timezones)
-    served_with: dict[int, float] = {}
+    served_rows: list[tuple[str, float, list[int]]] = []  # (user, weight, line items served)
     pid = proposal.id
     rank = proposal.rank_key()
     matches, progress = inputs.reach.matches, inputs.progress
@@ -277,7 +280,7 @@ def _replay(
         weight = 1.0 / r.sample_rate
         for d in result.decisions:
             sim.charge(d.line_item_id, d.campaign_id, d.bid_cpm * weight / 1000.0, when)
-            served_with[d.line_item_id] = served_with.get(d.line_item_id, 0.0) + weight
+        served_rows.append((r.user_id, weight, [d.line_item_id for d in result.decisions]))
         if progress is not None and i % PROGRESS_EVERY == 0:
             progress("replaying", i, len(rows))
         if not matches(r.user_id, r.context):
@@ -295,6 +298,14 @@ def _replay(
         else:
             for d in above:
                 tally.lost[d.line_item_id] = tally.lost.get(d.line_item_id, 0.0) + weight
+    if not inputs.coupled:  # only users the proposal served can differ without it
+        rows = [r for r in rows if r.user_id in tally.per_user]
+    again = {r.user_id for r in rows}
+    served_with: dict[int, float] = {}
+    for user_id, weight, ids in served_rows:
+        if user_id in again:
+            for li in ids:
+                served_with[li] = served_with.get(li, 0.0) + weight
     served_without = _served(without, rows, profiles, inputs, timezones)
     for li, got in served_without.items():
         if got > served_with.get(li, 0.0):
