@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 from pyroaring import AbstractBitMap
 
-from adtarget.audience.sizing import count_rule
+from adtarget.audience.sizing import count_rule, overlap_matrix
 from adtarget.audience.snapshot import Snapshot
 from adtarget.rules.ast import Rule
 from adtarget.rules.eval_bitmap import evaluate
@@ -67,14 +67,7 @@ class ShardWork:
 
     def overlap(self, rules: Sequence[Rule]) -> list[list[int]]:
         """This shard's intersection matrix (diagonal: each rule's size)."""
-        bitmaps = [evaluate(r, self.snapshot.index) for r in rules]
-        n = len(bitmaps)
-        out = [[0] * n for _ in range(n)]
-        for i in range(n):
-            for j in range(i, n):
-                c = len(bitmaps[i]) if i == j else bitmaps[i].intersection_cardinality(bitmaps[j])
-                out[i][j] = out[j][i] = int(c)
-        return out
+        return overlap_matrix([evaluate(r, self.snapshot.index) for r in rules])
 
     def _bitmap(self, rule: Rule) -> AbstractBitMap:
         if self._last is None or self._last[0] != rule:

@@ -17,10 +17,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from pyroaring import AbstractBitMap
 
 from adtarget.audience.sharded import AnySnapshot, ShardedSnapshot
-from adtarget.audience.sizing import count_rule
+from adtarget.audience.sizing import count_rule, overlap_matrix
 from adtarget.audience.store import SnapshotStore
 from adtarget.errors import InvalidValue, NotFound
 from adtarget.rules.ast import Rule
@@ -222,14 +221,7 @@ def overlap_rules(
 def _overlap_counts(rules: Sequence[Rule], index: Any, memo: Memo | None) -> list[list[int]]:
     """Each rule evaluated once (shared, not copied: nothing here mutates them); cells use
     ``intersection_cardinality`` (no bitmap is built)."""
-    bitmaps: list[AbstractBitMap] = [evaluate_shared(r, index, memo) for r in rules]
-    n = len(bitmaps)
-    out = [[0] * n for _ in range(n)]
-    for i in range(n):
-        for j in range(i, n):
-            c = len(bitmaps[i]) if i == j else bitmaps[i].intersection_cardinality(bitmaps[j])
-            out[i][j] = out[j][i] = int(c)
-    return out
+    return overlap_matrix([evaluate_shared(r, index, memo) for r in rules])
 
 
 def export_rule(

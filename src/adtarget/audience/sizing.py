@@ -17,6 +17,8 @@ anyway, so then we intersect smallest-first as usual.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pyroaring import AbstractBitMap, BitMap
 
 from adtarget.rules.ast import And, Not, Rule
@@ -51,3 +53,15 @@ def count_rule(rule: Rule, index: BitmapIndex, memo: Memo | None = None) -> int:
     a, b = tail
     both = acc.intersection_cardinality(a) + acc.intersection_cardinality(b)
     return both - acc.intersection_cardinality(a | b)
+
+
+def overlap_matrix(bitmaps: Sequence[AbstractBitMap]) -> list[list[int]]:
+    """Pairwise intersection sizes (diagonal: each bitmap's size), with
+    ``intersection_cardinality`` so no bitmap is built."""
+    n = len(bitmaps)
+    out = [[0] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(i, n):
+            c = len(bitmaps[i]) if i == j else bitmaps[i].intersection_cardinality(bitmaps[j])
+            out[i][j] = out[j][i] = int(c)
+    return out

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from adtarget.audience.sharded import AnySnapshot, ShardedSnapshot, open_snapshot
 from adtarget.audience.snapshot import MANIFEST, Snapshot
 from adtarget.errors import Conflict, InvalidValue, NotFound
-from adtarget.process import pid_alive
+from adtarget.process import fsync_dir, pid_alive
 
 if TYPE_CHECKING:
     from adtarget.audience.fanout import Fanout
@@ -43,14 +43,6 @@ VERSION_RE = re.compile(r"v(\d{6,})\Z")
 def format_version(number: int) -> str:
     """``7`` -> ``"v000007"``."""
     return f"v{number:06d}"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 log = logging.getLogger("adtarget.audience")
@@ -223,7 +215,7 @@ class SnapshotStore:
                     if not (self.root / version).exists():
                         raise
                     number += 1
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
             self._point_to(version)
             self._prune()
             self._switched(version)
@@ -325,7 +317,7 @@ class SnapshotStore:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.root / CURRENT)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
 
     def _prune(self) -> None:
         current = self.current_version()

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy.orm import Session, sessionmaker
 
 from adtarget.audience.store import SnapshotStore
+from adtarget.catalog.upload_jobs import latest_published_snapshot
 from adtarget.decision.bits import Matches
 from adtarget.decision.breaker import CircuitBreaker
 from adtarget.decision.counters import CounterStore, cap_key
@@ -418,7 +419,5 @@ def _breaker(store: object, name: str, kw: dict[str, Any]) -> Any:
 
 def _published(session_factory: sessionmaker[Session]) -> str | None:
     """The snapshot the catalog records as published (``SnapshotProfileStore`` asks)."""
-    from adtarget.catalog.service import latest_published_snapshot
-
     with session_factory() as session:
         return latest_published_snapshot(session=session)

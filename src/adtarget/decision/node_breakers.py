@@ -41,13 +41,9 @@ class NodeBreakers:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
-        self._kw = {
-            "failure_threshold": failure_threshold,
-            "cooldown_s": cooldown_s,
-            "clock": clock,
-        }
         self._by_node: dict[str, CircuitBreaker] = {}
         self._lock = threading.Lock()
+        self.configure(failure_threshold=failure_threshold, cooldown_s=cooldown_s, clock=clock)
 
     def configure(
         self, *, failure_threshold: int, cooldown_s: float, clock: Callable[[], float]

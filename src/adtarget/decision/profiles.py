@@ -76,7 +76,33 @@ SNAPSHOT_CHECK_S = 0.05
 
 
 EXPECTED_CHECK_S = 5.0
-"""How often a ``SnapshotProfileStore`` with no snapshot on disk asks whether one should exist."""
+"""How often a store with nothing to serve asks the catalog whether something should exist."""
+
+
+class PublishedCheck:
+    """ "Should there be a snapshot?": the catalog's newest published one, asked at most every
+    ``EXPECTED_CHECK_S`` while a store has nothing to serve (both profile stores use it).
+
+    A catalog that cannot be asked counts as "none expected": the store keeps its old answer
+    rather than failing because of another store.
+    """
+
+    def __init__(self, published: Callable[[], str | None] | None) -> None:
+        self._published = published
+        self._expected: tuple[float, str | None] | None = None
+
+    def expected(self, now: float) -> str | None:
+        """The published version that should be there, or ``None``."""
+        if self._published is None:
+            return None
+        if self._expected is None or now - self._expected[0] >= EXPECTED_CHECK_S:
+            try:
+                expected = self._published()
+            except Exception as exc:  # catalog down: cannot tell, keep the old behaviour
+                log.warning("cannot ask the catalog whether a snapshot exists: %s", exc)
+                expected = None
+            self._expected = (now, expected)
+        return self._expected[1]
 
 
 class SnapshotProfileStore:
@@ -103,8 +129,7 @@ class SnapshotProfileStore:
     ) -> None:
         self.snapshot_store = snapshot_store
         self.check_s = check_s
-        self._published = published
-        self._expected: tuple[float, str | None] | None = None
+        self._published = PublishedCheck(published)
         self._snap: AnySnapshot | None = None
         self._checked_at = 0.0
 
@@ -119,16 +144,7 @@ class SnapshotProfileStore:
         return snap
 
     def _check_nothing_expected(self, now: float) -> None:
-        if self._published is None:
-            return
-        if self._expected is None or now - self._expected[0] >= EXPECTED_CHECK_S:
-            try:
-                expected = self._published()
-            except Exception as exc:  # catalog down: cannot tell, keep the old behaviour
-                log.warning("cannot ask the catalog whether a snapshot exists: %s", exc)
-                expected = None
-            self._expected = (now, expected)
-        version = self._expected[1]
+        version = self._published.expected(now)
         if version is not None:
             raise StoreUnavailable(
                 f"the catalog records snapshot {version} as published, but "

@@ -28,13 +28,11 @@ from adtarget.audience.redis_profiles import (
     user_key,
 )
 from adtarget.decision.node_breakers import NodeBreakers
+from adtarget.decision.profiles import PublishedCheck
 from adtarget.decision.redis_client import connect, node_of
 from adtarget.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
-
-EXPECTED_CHECK_S = 5.0
-"""How often a store with no live version asks the catalog whether one should exist."""
 
 
 class RedisProfileStore:
@@ -63,8 +61,7 @@ class RedisProfileStore:
         )
         self.breakers = NodeBreakers("profiles")
         self._version: tuple[float, str | None] | None = None
-        self._published = published
-        self._expected: tuple[float, str | None] | None = None
+        self._published = PublishedCheck(published)
 
     def version(self) -> str | None:
         """The live version; re-read at most every ``VERSION_TTL_S`` seconds.
@@ -96,18 +93,11 @@ class RedisProfileStore:
         return value
 
     def _check_nothing_expected(self, now: float) -> None:
-        if self._published is None:
-            return
-        if self._expected is None or now - self._expected[0] >= EXPECTED_CHECK_S:
-            try:
-                expected = self._published()
-            except Exception:  # catalog down: cannot tell, keep answering
-                expected = None
-            self._expected = (now, expected)
-        if self._expected[1] is not None:
+        expected = self._published.expected(now)
+        if expected is not None:
             raise StoreUnavailable(
                 f"Redis holds no live profile version but the catalog records snapshot "
-                f"{self._expected[1]} as published: Redis lost its data (restarted empty?); "
+                f"{expected} as published: Redis lost its data (restarted empty?); "
                 "reload it with `adtarget profiles push`",
                 field="profiles",
             )

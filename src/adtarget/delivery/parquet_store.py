@@ -48,6 +48,7 @@ from adtarget.delivery.models import EVENT_SCHEMA, ROLLUP_DIMS
 from adtarget.delivery.reports import raw_report_sql
 from adtarget.delivery.rollup import COUNTERS, ROLLUP_SCHEMA, rollup_batch, rollup_select_sql
 from adtarget.delivery.store import ReportQuery
+from adtarget.process import fsync_dir
 
 log = logging.getLogger("adtarget.delivery")
 
@@ -92,14 +93,6 @@ def _to_arrow(rows: list[tuple[Any, ...]], names: list[str]) -> pa.Table:
         else:
             data[name] = pa.array(values, pa.int64())
     return pa.table(data)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class ParquetEventStore:
@@ -225,7 +218,7 @@ class ParquetEventStore:
             os.replace(tmp, final)
             for p in small:
                 p.unlink(missing_ok=True)
-            _fsync_dir(folder)
+            fsync_dir(folder)
         with self._lock:
             self._db.execute("DELETE FROM pending WHERE tmp = ?", (str(tmp),))
             self._db.executemany("DELETE FROM retired WHERE path = ?", [(str(p),) for p in small])
@@ -307,7 +300,7 @@ class ParquetEventStore:
             except FileNotFoundError:  # another process's recover() already moved it
                 if not final.exists():
                     raise
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
         with self._lock:
             self._db.executemany("DELETE FROM pending WHERE tmp = ?", [(str(t),) for t, _ in moves])
 

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from adtarget.ingest.readers import CsvReader, FileFormat, JsonlReader, ReadBatch
+from adtarget.ingest.readers import CsvReader, FileFormat, JsonlReader, ReadBatch, line_chunks
 
 DEFAULT_PIECE_BYTES = 32 << 20
 SCAN = 1 << 16
@@ -171,14 +171,7 @@ class _RangeJsonl(JsonlReader):
         self.columns = columns
 
     def _chunks(self) -> Iterator[tuple[int, list[bytes]]]:
-        fh = io.BytesIO(self._data)
-        line_no = 1
-        while True:
-            lines = fh.readlines(max(1 << 16, self.batch_rows * 48))
-            if not lines:
-                return
-            yield line_no, lines
-            line_no += len(lines)
+        return line_chunks(io.BytesIO(self._data), self.batch_rows)
 
     def batches(self) -> Iterator[ReadBatch]:
         """The read batches, as ``JsonlReader`` yields them for a whole file."""

@@ -16,7 +16,7 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 import orjson
@@ -167,6 +167,17 @@ class ParquetReader:
             yield ReadBatch(batch, lines)
 
 
+def line_chunks(fh: BinaryIO, batch_rows: int) -> Iterator[tuple[int, list[bytes]]]:
+    """``(first line number, lines)`` of about ``batch_rows`` lines at a time (JSONL reading)."""
+    line_no = 1
+    while True:
+        lines = fh.readlines(max(1 << 16, batch_rows * 48))
+        if not lines:
+            return
+        yield line_no, lines
+        line_no += len(lines)
+
+
 class JsonlReader:
     """JSON Lines in chunks: pyarrow parses a clean chunk; a chunk with a bad line is parsed line
     by line so only that line is quarantined (bad JSON, bad UTF-8, not an object)."""
@@ -195,13 +206,7 @@ class JsonlReader:
 
     def _chunks(self) -> Iterator[tuple[int, list[bytes]]]:
         with self.path.open("rb") as fh:
-            line_no = 1
-            while True:
-                lines = fh.readlines(max(1 << 16, self.batch_rows * 48))
-                if not lines:
-                    return
-                yield line_no, lines
-                line_no += len(lines)
+            yield from line_chunks(fh, self.batch_rows)
 
     def __iter__(self) -> Iterator[ReadBatch]:
         for first, lines in self._chunks():
