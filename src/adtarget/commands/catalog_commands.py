@@ -165,29 +165,27 @@ class CatalogWriter:
 
     def undo(self) -> dict[str, Any]:
         """Undo this actor's newest command; ``NothingToUndo`` / ``Conflict`` otherwise."""
-        with _transaction(self.session_factory) as session:
-            entry = command_log.top(session, self.actor, "done")
-            if entry is None:
-                raise NothingToUndo(f"nothing to undo for {self.actor!r}", actor=self.actor)
-            command = command_from_payload(entry.kind, entry.payload)
-            set_inflight(session, all_changes(command))
-            result = command.undo(self._ctx(session, entry.id))
-            self._flip(session, entry, command, "done", "undone")
-            answer = self._answer(entry, result, "undone")
-            affected = affected_line_items(session, all_changes(command))
-        return self._with_delivery(answer, affected)
+        return self._step("done", "undone")
 
     def redo(self) -> dict[str, Any]:
         """Redo this actor's most recently undone command; ``NothingToRedo`` / ``Conflict``."""
+        return self._step("undone", "done")
+
+    def _step(self, old: str, new: str) -> dict[str, Any]:
+        """Pop the top of the ``old`` stack, undo or redo it, push it on the ``new`` one."""
+        undoing = old == "done"
         with _transaction(self.session_factory) as session:
-            entry = command_log.top(session, self.actor, "undone")
+            entry = command_log.top(session, self.actor, old)
             if entry is None:
+                if undoing:
+                    raise NothingToUndo(f"nothing to undo for {self.actor!r}", actor=self.actor)
                 raise NothingToRedo(f"nothing to redo for {self.actor!r}", actor=self.actor)
             command = command_from_payload(entry.kind, entry.payload)
             set_inflight(session, all_changes(command))
-            result = command.redo(self._ctx(session, entry.id))
-            self._flip(session, entry, command, "undone", "done")
-            answer = self._answer(entry, result, "redone")
+            ctx = self._ctx(session, entry.id)
+            result = command.undo(ctx) if undoing else command.redo(ctx)
+            self._flip(session, entry, command, old, new)
+            answer = self._answer(entry, result, "undone" if undoing else "redone")
             affected = affected_line_items(session, all_changes(command))
         return self._with_delivery(answer, affected)
 

@@ -12,6 +12,7 @@ import dataclasses
 import os
 import shutil
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from adtarget.audience.sharding import shard_name
 from adtarget.audience.snapshot import Snapshot
 from adtarget.errors import AdtargetError
 from adtarget.ingest.pieces import Piece, read_piece
+from adtarget.ingest.readers import ReadBatch
 from adtarget.ingest.validate import DUPLICATE_ID, BatchValidator, Reject, ValidationOptions
 from adtarget.rules.registry import DimensionSpec
 
@@ -70,10 +72,9 @@ def _id_text(value: Any) -> str:
     return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)
 
 
-def read_piece_task(ctx: BuildContext, item: dict[str, Any]) -> dict[str, Any]:
-    """Ray Data map: read + validate one piece, write its rows per shard and its rejects."""
-    piece = ctx.pieces[int(item["piece"])]
-    batches, newlines = read_piece(
+def _read(ctx: BuildContext, piece: Piece) -> tuple[Iterator[ReadBatch], int]:
+    """``read_piece`` with the build's reading options."""
+    return read_piece(
         piece,
         columns=ctx.columns,
         batch_rows=ctx.batch_rows,
@@ -81,6 +82,12 @@ def read_piece_task(ctx: BuildContext, item: dict[str, Any]) -> dict[str, Any]:
         set_separator=ctx.set_separator,
         header=ctx.header,
     )
+
+
+def read_piece_task(ctx: BuildContext, item: dict[str, Any]) -> dict[str, Any]:
+    """Ray Data map: read + validate one piece, write its rows per shard and its rejects."""
+    piece = ctx.pieces[int(item["piece"])]
+    batches, newlines = _read(ctx, piece)
     validator = _validator(ctx)
     idc = ctx.options.id_column
     tables: list[pa.Table] = []
@@ -226,14 +233,7 @@ def duplicate_rejects_task(ctx: BuildContext, piece: int, lines: list[int]) -> l
     """Ray task: the quarantine rows of duplicate ids, as the single-process validator words
     them (the row as read, its original id value)."""
     wanted = set(lines)
-    batches, _ = read_piece(
-        ctx.pieces[piece],
-        columns=ctx.columns,
-        batch_rows=ctx.batch_rows,
-        delimiter=ctx.delimiter,
-        set_separator=ctx.set_separator,
-        header=ctx.header,
-    )
+    batches, _ = _read(ctx, ctx.pieces[piece])
     validator = _validator(ctx)
     idc = ctx.options.id_column
     out: list[Reject] = []
