@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     request_log_sample_rate: float = Field(default=0.01, ge=0.0, le=1.0)
     """Share of users whose ad requests the decision route logs for forecasting (by a stable
     hash of the user id, so a sampled user's every request is kept); 0 turns the log off."""
+    request_log_store: Literal["parquet", "postgres"] = "parquet"
+    """Where sampled requests are kept: Parquet by day in the data dir, or a PostgreSQL table
+    (``request_log_url``) that every node of a fleet writes and every forecast reads."""
+    request_log_url: str | None = None
+    """The PostgreSQL URL of the request log (default: the catalog's, when it is PostgreSQL)."""
     request_log_queue_size: int = Field(default=100_000, ge=1)
     """Sampled rows waiting for the writer thread at most; beyond, samples are dropped (counted),
     never the decision slowed."""

@@ -91,7 +91,7 @@ def forecast(
 
     from adtarget.api.container import build_container
     from adtarget.decision.forecast_service import forecast_line_item
-    from adtarget.decision.request_store import ParquetRequestStore
+    from adtarget.decision.request_stores import request_store_for
 
     try:
         frequency_cap = None
@@ -131,7 +131,7 @@ def forecast(
                     body,
                     session=session,
                     engine=engine,
-                    store=ParquetRequestStore(settings.requests_dir),
+                    store=request_store_for(settings),
                     lookback_days=settings.forecast_lookback_days,
                     progress=progress,
                 )

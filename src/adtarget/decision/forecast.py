@@ -40,7 +40,7 @@ from adtarget.decision.forecast_window import DayPlan, Replayed, plan_days, repl
 from adtarget.decision.index import CompiledRule, Facts, LineItemIndex, compile_item_rule, facts_of
 from adtarget.decision.models import DecisionRequest, LiveLineItem
 from adtarget.decision.profiles import MemoryProfileStore, ProfileStore
-from adtarget.decision.request_store import ParquetRequestStore
+from adtarget.decision.request_store import RequestStore
 from adtarget.errors import InvalidValue
 from adtarget.rules.ast import Rule
 
@@ -94,7 +94,7 @@ def forecast(
     *,
     proposal: LiveLineItem,
     live: LineItemIndex,
-    store: ParquetRequestStore,
+    store: RequestStore,
     profiles: ProfileStore,
     spend: SpendSource,
     lookback_days: int = 28,

@@ -15,7 +15,7 @@ from adtarget.catalog.service import ad_format_names
 from adtarget.decision.engine import DecisionEngine
 from adtarget.decision.forecast import Progress, forecast
 from adtarget.decision.proposal import build_proposal
-from adtarget.decision.request_store import ParquetRequestStore
+from adtarget.decision.request_store import RequestStore
 
 
 def forecast_line_item(
@@ -23,7 +23,7 @@ def forecast_line_item(
     *,
     session: Session,
     engine: DecisionEngine,
-    store: ParquetRequestStore,
+    store: RequestStore,
     lookback_days: int,
     now: datetime | None = None,
     progress: Progress | None = None,

@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from adtarget.decision.request_store import SCHEMA, ParquetRequestStore
+from adtarget.decision.request_store import SCHEMA, RequestStore
 
 DAY_S = 86_400.0
 COLUMNS = ("ts", "user_id", "context", "formats", "limit", "sample_rate")
@@ -70,7 +70,7 @@ def plan_days(start: datetime, end: datetime, history: Sequence[date]) -> list[D
 
 
 def replay_table(
-    store: ParquetRequestStore, plan: Sequence[DayPlan], start: datetime, end: datetime
+    store: RequestStore, plan: Sequence[DayPlan], start: datetime, end: datetime
 ) -> pa.Table:
     """Every logged request of the planned days, moved onto its flight day, inside the flight,
     in time order, with the flight day's index in ``day`` (vectorized: no Python per row)."""

@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from adtarget.decision.models import DecisionRequest, DecisionResult
-from adtarget.decision.request_store import ParquetRequestStore, SampledRequest
+from adtarget.decision.request_store import RequestStore, SampledRequest
+from adtarget.decision.request_stores import request_store_for
 from adtarget.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class RequestLog:
     """Samples requests of a share of users and writes them in the background.
 
     Args:
-        store: where rows go (``ParquetRequestStore``).
+        store: where rows go (``request_store_for(settings)``).
         sample_rate: share of users whose requests are kept (0 = off, 1 = everyone).
         queue_size: rows waiting for the writer at most; beyond, samples are dropped.
         flush_rows / flush_seconds: the writer writes a file when this many rows wait, or
@@ -53,7 +54,7 @@ class RequestLog:
 
     def __init__(
         self,
-        store: ParquetRequestStore,
+        store: RequestStore,
         *,
         sample_rate: float,
         queue_size: int = 100_000,
@@ -172,7 +173,7 @@ class RequestLog:
 def open_request_log(settings: Settings) -> RequestLog:
     """The log the app runs, per ``ADTARGET_REQUEST_LOG_*`` (not started: the caller starts it)."""
     return RequestLog(
-        ParquetRequestStore(settings.requests_dir),
+        request_store_for(settings),
         sample_rate=settings.request_log_sample_rate,
         queue_size=settings.request_log_queue_size,
         flush_seconds=settings.request_log_flush_seconds,

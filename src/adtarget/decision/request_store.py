@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import pyarrow as pa
@@ -52,6 +52,27 @@ class SampledRequest:
     served: tuple[int, ...]
     sample_rate: float
     pod: dict[str, Any] | None = None
+
+
+class RequestStore(Protocol):
+    """Where sampled requests are kept: Parquet by day here, PostgreSQL in
+    ``request_store_pg.py`` (a fleet's nodes share one log there)."""
+
+    def write(self, rows: Sequence[SampledRequest]) -> int:
+        """Append rows; how many were written."""
+        ...
+
+    def days(self) -> list[date]:
+        """Days holding at least one row, ascending."""
+        ...
+
+    def read_day(self, day: date) -> pa.Table:
+        """Every row of ``day`` as a table of ``SCHEMA``."""
+        ...
+
+    def prune(self, retention_days: int, now: datetime | None = None) -> list[date]:
+        """Delete days older than ``retention_days``; the days deleted."""
+        ...
 
 
 def day_of(ts: float) -> date:

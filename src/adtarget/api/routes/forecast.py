@@ -25,7 +25,7 @@ from adtarget.api.scope import check_rule_text
 from adtarget.catalog.ownership import campaign_owner
 from adtarget.catalog.service import find
 from adtarget.decision.forecast_service import forecast_line_item
-from adtarget.decision.request_store import ParquetRequestStore
+from adtarget.decision.request_stores import request_store_for
 from adtarget.errors import InvalidValue
 
 router = APIRouter(prefix="/v1", tags=["forecast"])
@@ -102,7 +102,7 @@ async def post_forecast(
         body,
         session=session,
         engine=container.decisions.engine,
-        store=ParquetRequestStore(settings.requests_dir),
+        store=request_store_for(settings),
         lookback_days=settings.forecast_lookback_days,
     )
     return _redact(answer, principal)
