@@ -85,9 +85,12 @@ class RequestLog:
         result: DecisionResult,
         *,
         ts: float | None = None,
-        pod: dict[str, Any] | None = None,
+        pod: Any = None,
     ) -> bool:
-        """Queue the request if its user is sampled (never blocks, never raises); whether kept."""
+        """Queue the request if its user is sampled (never blocks, never raises); whether kept.
+
+        ``pod`` defaults to the request's own ``pod`` when it has one (ad breaks).
+        """
         rate = self.sample_rate
         if rate <= 0 or (rate < 1 and zlib.crc32(request.user_id.encode()) >= rate * _SPACE):
             return False
@@ -99,7 +102,7 @@ class RequestLog:
             limit=request.limit,
             served=tuple(d.line_item_id for d in result.decisions),
             sample_rate=rate,
-            pod=pod,
+            pod=pod if pod is not None else getattr(request, "pod", None),
         )
         try:
             self._queue.put_nowait(row)

@@ -51,7 +51,8 @@ class SampledRequest:
     limit: int
     served: tuple[int, ...]
     sample_rate: float
-    pod: dict[str, Any] | None = None
+    pod: Any = None
+    """The pod asked (a mapping or dataclass, stored as JSON), or ``None``."""
 
 
 class RequestStore(Protocol):
