@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from adtarget.api.deps import Principal
+from adtarget.catalog.checks import compile_targeting
 from adtarget.catalog.segments import foreign_segment_names, segment_owner
 from adtarget.errors import Conflict
 
@@ -68,7 +69,6 @@ def check_rule_text(
     """
     if principal.role != "advertiser" or not isinstance(text, str) or not text.strip():
         return
-    from adtarget.catalog.checks import compile_targeting
 
     compile_targeting(
         text,

@@ -28,6 +28,7 @@ from adtarget.audience.columns import (
     encode_set,
     encode_strings,
 )
+from adtarget.audience.diff import diff_snapshots
 from adtarget.audience.snapshot import Snapshot
 from adtarget.audience.writer import (
     PendingSegment,
@@ -256,7 +257,6 @@ class SnapshotBuilder:
 
     def diff(self) -> dict[str, Any]:
         """What publishing this build would change against ``base`` (for dry runs)."""
-        from adtarget.audience.diff import diff_snapshots
 
         staged = self.finish()
         return diff_snapshots(self.base, Snapshot(staged), mode=self.mode)

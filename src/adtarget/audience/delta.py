@@ -24,6 +24,7 @@ from pyroaring import AbstractBitMap, BitMap, FrozenBitMap
 from adtarget.audience.snapshot import Snapshot
 from adtarget.rules.ast import SEGMENTS_FIELD, Rule
 from adtarget.rules.eval_bitmap import evaluate
+from adtarget.rules.parse import parse
 
 EMPTY = FrozenBitMap()
 Scalar = str | int | float | bool
@@ -275,7 +276,6 @@ class Delta:
 
 
 def _rule_segments(base: Snapshot) -> dict[str, Rule]:
-    from adtarget.rules.parse import parse
 
     out: dict[str, Rule] = {}
     for name, meta in base.manifest.get("segments", {}).items():

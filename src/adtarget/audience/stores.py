@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from adtarget.audience.fanout import Fanout
 from adtarget.audience.live import LiveFollower, follower_for
-from adtarget.audience.redis_profiles import push_current_profiles
+from adtarget.audience.redis_profiles import push_current_profiles, write_live_users
 from adtarget.audience.sharded import ShardedSnapshot
 from adtarget.audience.snapshot import Snapshot
 from adtarget.audience.store import SnapshotStore
@@ -80,8 +80,6 @@ def profile_writer(settings: Settings) -> Callable[[list[str]], None] | None:
     if settings.profile_store != "redis" or not redis_url:
         return None
     import redis
-
-    from adtarget.audience.redis_profiles import write_live_users
 
     client = redis.Redis.from_url(redis_url)
     prefix = settings.redis_profile_prefix

@@ -47,6 +47,8 @@ from adtarget.audience.ordinals import (
     resolve_ids,
 )
 from adtarget.audience.snapshot import Snapshot
+from adtarget.rules.eval_bitmap import evaluate
+from adtarget.rules.format import to_text
 from adtarget.rules.registry import DimensionSpec
 
 if TYPE_CHECKING:
@@ -379,8 +381,6 @@ class SnapshotWriter:
                 i += 1
 
     def _materialize_rules(self, rules: dict[str, Rule], blobs: list[FrozenBitMap]) -> None:
-        from adtarget.rules.eval_bitmap import evaluate
-        from adtarget.rules.format import to_text
 
         self._write_manifest(final=False)
         index = _Overlay(Snapshot(self.staged).index, {})

@@ -18,6 +18,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from adtarget.audience.service import current_snapshot, export_rule, overlap_rules, size_rule
+from adtarget.catalog.checks import segment_rules
+from adtarget.catalog.service import dimension_registry
 from adtarget.cli.container import cli_container
 from adtarget.errors import AdtargetError, InvalidValue, RuleSyntaxError
 
@@ -48,9 +51,6 @@ def _store() -> Any:
 
 def sizing_context() -> dict[str, Any]:
     """Snapshot, catalog registry and segments, and the minimum audience size."""
-    from adtarget.audience.service import current_snapshot
-    from adtarget.catalog.checks import segment_rules
-    from adtarget.catalog.service import dimension_registry
 
     container = cli_container()
     settings = container.settings
@@ -76,7 +76,6 @@ def size(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Exact number of users matching RULE on the current snapshot."""
-    from adtarget.audience.service import size_rule
 
     with _errors():
         result = size_rule(rule_text=rule, **sizing_context())
@@ -96,7 +95,6 @@ def overlap(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Pairwise overlap (intersection sizes) of any number of rules."""
-    from adtarget.audience.service import overlap_rules
 
     with _errors():
         result = overlap_rules(rules=rules, **sizing_context())
@@ -120,7 +118,6 @@ def export(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Write the ids of users matching RULE to a CSV or Parquet file."""
-    from adtarget.audience.service import export_rule
 
     with _errors():
         if fmt not in ("csv", "parquet"):

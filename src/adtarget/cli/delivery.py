@@ -11,6 +11,10 @@ import typer
 
 from adtarget.cli.container import cli_container
 from adtarget.cli.errors import fail
+from adtarget.delivery.chart import draw_chart
+from adtarget.delivery.files import count_rows, read_batches
+from adtarget.delivery.reports import report_columns, report_names, rows_to_csv, run_report
+from adtarget.delivery.service import IngestResult, catalog_lookup, ingest_events, retention_today
 from adtarget.errors import AdtargetError
 
 REJECTED_EXIT = 3
@@ -46,9 +50,6 @@ def import_events(
 ) -> None:
     """Import delivery events; duplicates are counted once, bad rows are listed with reasons."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    from adtarget.delivery.files import count_rows, read_batches
-    from adtarget.delivery.service import IngestResult, catalog_lookup, ingest_events
 
     container = cli_container()
     total = IngestResult()
@@ -107,7 +108,6 @@ def prune(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Apply retention now: drop event days older than ADTARGET_EVENTS_RETENTION_DAYS."""
-    from adtarget.delivery.service import retention_today
 
     container = cli_container()
     settings = container.settings
@@ -174,8 +174,6 @@ def report(
     ] = None,
 ) -> None:
     """Delivery report: any grouping of hour/day/advertiser/campaign/line item/creative/geo."""
-    from adtarget.delivery.chart import draw_chart
-    from adtarget.delivery.reports import report_columns, report_names, rows_to_csv, run_report
 
     if as_csv and as_json:
         _fail(AdtargetError("--csv and --json exclude each other", field="format"))

@@ -17,7 +17,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from adtarget.audience.service import overlap_rules, size_rule
+from adtarget.catalog.service import get, list_objects
+from adtarget.cli.audience import sizing_context
 from adtarget.cli.container import cli_container
+from adtarget.cli.demo_data import delivery_events, write_population
+from adtarget.cli.ingest import run_with_bar
+from adtarget.decision.engine import DecisionEngine
+from adtarget.decision.models import DecisionRequest
+from adtarget.delivery.chart import draw_chart
+from adtarget.delivery.reports import report_names, run_report
+from adtarget.delivery.service import DeliverySpend, catalog_lookup, ingest_events
+from adtarget.ingest.jobs import recover_stale_jobs, submit_upload
 from adtarget.settings import Settings
 
 console = Console()
@@ -43,9 +54,6 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
 
 
 def _upload(settings: Settings, factory: Any, users: int) -> dict[str, Any]:
-    from adtarget.cli.demo_data import write_population
-    from adtarget.cli.ingest import run_with_bar
-    from adtarget.ingest.jobs import recover_stale_jobs, submit_upload
 
     path = write_population(settings.data_dir / "demo" / f"users-{users}.parquet", users)
     recover_stale_jobs(settings=settings, session_factory=factory)
@@ -66,8 +74,6 @@ def _upload(settings: Settings, factory: Any, users: int) -> dict[str, Any]:
 
 
 def _audiences(settings: Settings) -> None:
-    from adtarget.audience.service import overlap_rules, size_rule
-    from adtarget.cli.audience import sizing_context
 
     ctx = sizing_context()
     rows = []
@@ -94,7 +100,6 @@ def _audiences(settings: Settings) -> None:
 def _pause_earlier_runs(writer: Any, factory: Any) -> None:
     """Pause campaigns a previous demo run left active, so this run's line items are the ones
     that serve (one bulk command: ``adtarget undo`` would bring them back)."""
-    from adtarget.catalog.service import list_objects
 
     with factory() as session:
         active = list_objects(session=session, kind="campaign", status="active", limit=1000)
@@ -166,7 +171,6 @@ def _undo(writer: Any, campaign: dict[str, Any]) -> None:
     typo = writer.update("campaign", campaign["id"], {"budget_total": 50000})
     console.print(f"oops: budget typed as {typo['budget_total']} (extra zero)")
     undone = writer.undo()
-    from adtarget.catalog.service import get
 
     with cli_container().session_factory() as session:
         budget = get(session=session, kind="campaign", obj_id=campaign["id"]).budget_total  # type: ignore[attr-defined]
@@ -184,9 +188,6 @@ def _undo(writer: Any, campaign: dict[str, Any]) -> None:
 def _decisions(
     settings: Settings, factory: Any, items: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    from adtarget.decision.engine import DecisionEngine
-    from adtarget.decision.models import DecisionRequest
-    from adtarget.delivery.service import DeliverySpend
 
     engine = DecisionEngine.from_settings(
         settings, session_factory=factory, spend=DeliverySpend(cli_container().event_store())
@@ -238,10 +239,6 @@ def _decisions(
 def _delivery(
     settings: Settings, factory: Any, served: list[dict[str, Any]], advertiser_id: int
 ) -> None:
-    from adtarget.cli.demo_data import delivery_events
-    from adtarget.delivery.chart import draw_chart
-    from adtarget.delivery.reports import report_names, run_report
-    from adtarget.delivery.service import catalog_lookup, ingest_events
 
     store = cli_container().event_store()
     result = ingest_events(

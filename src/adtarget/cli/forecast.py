@@ -16,8 +16,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from adtarget.api.container import build_container
 from adtarget.cli.container import cli_container
 from adtarget.cli.errors import fail
+from adtarget.decision.forecast_service import forecast_line_item
+from adtarget.decision.request_stores import request_store_for
 from adtarget.errors import AdtargetError, InvalidValue
 
 
@@ -88,10 +91,6 @@ def forecast(
 ) -> None:
     """Forecast impressions for a proposed line item (or --line-item ID with --changes)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    from adtarget.api.container import build_container
-    from adtarget.decision.forecast_service import forecast_line_item
-    from adtarget.decision.request_stores import request_store_for
 
     try:
         frequency_cap = None

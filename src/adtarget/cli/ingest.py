@@ -17,6 +17,7 @@ import typer
 from adtarget.cli.container import cli_actor, cli_container
 from adtarget.cli.errors import fail
 from adtarget.errors import AdtargetError
+from adtarget.ingest.jobs import get_job, recover_stale_jobs, run_upload, submit_upload
 
 
 def _summary(job: dict[str, Any]) -> str:
@@ -101,7 +102,6 @@ def ingest(
     ] = None,
 ) -> None:
     """Upload user features (or a segment list) and publish a new audience snapshot."""
-    from adtarget.ingest.jobs import recover_stale_jobs, submit_upload
 
     container = cli_container()
     settings = container.settings
@@ -156,8 +156,6 @@ def run_with_bar(job_id: str, settings: Any, factory: Any, *, quiet: bool) -> di
         TimeElapsedColumn,
     )
 
-    from adtarget.ingest.jobs import run_upload
-
     bar = Progress(
         TextColumn("{task.fields[stage]:10s}"),
         BarColumn(),
@@ -192,8 +190,6 @@ def _wait_for(job_id: str, settings: Any, factory: Any, poll_s: float = 0.5) -> 
     """Poll a job another process is running until it ends (same file submitted twice); if
     that process dies, ``recover_stale_jobs`` marks the job failed and the wait ends."""
     import time
-
-    from adtarget.ingest.jobs import get_job, recover_stale_jobs
 
     typer.echo(
         f"upload {job_id}: the same file is already being ingested; waiting for it", err=True

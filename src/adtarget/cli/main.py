@@ -17,6 +17,20 @@ from typing import Annotated
 import typer
 
 from adtarget import __version__
+from adtarget.cli import (
+    audience,
+    catalog,
+    commands,
+    delivery,
+    demo,
+    forecast,
+    ingest,
+    keys,
+    profiles,
+    serve,
+    shards,
+    stream,
+)
 from adtarget.cli.container import start
 from adtarget.cli.errors import fail
 from adtarget.errors import AdtargetError, InvalidValue
@@ -69,20 +83,6 @@ def main(
 
 
 def _register_all() -> None:
-    from adtarget.cli import (
-        audience,
-        catalog,
-        commands,
-        delivery,
-        demo,
-        forecast,
-        ingest,
-        keys,
-        profiles,
-        serve,
-        shards,
-        stream,
-    )
 
     for module in (
         demo,

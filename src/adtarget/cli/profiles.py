@@ -16,6 +16,8 @@ from typing import Annotated, Any
 
 import typer
 
+from adtarget.audience.redis_profiles import push_current_profiles
+from adtarget.audience.store import SnapshotStore
 from adtarget.cli.container import cli_container
 from adtarget.cli.errors import fail
 from adtarget.errors import AdtargetError, InvalidValue
@@ -28,9 +30,6 @@ profiles_app = typer.Typer(
 def _push(redis_url: str, prefix: str, quiet: bool) -> dict[str, Any]:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    from adtarget.audience.redis_profiles import push_current_profiles
-    from adtarget.audience.store import SnapshotStore
 
     settings = cli_container().settings
     store = SnapshotStore(settings.snapshots_dir, keep=settings.snapshots_keep)

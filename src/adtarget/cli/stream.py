@@ -16,6 +16,7 @@ import typer
 from adtarget.cli.container import cli_container
 from adtarget.cli.errors import fail
 from adtarget.errors import AdtargetError
+from adtarget.ingest.stream import StreamStats, run_consumer
 
 
 def stream(
@@ -34,7 +35,6 @@ def stream(
     quiet: Annotated[bool, typer.Option(help="No progress line on stderr.")] = False,
 ) -> None:
     """Consume update objects (one JSON object per message), log them durably, then ack."""
-    from adtarget.ingest.stream import StreamStats, run_consumer
 
     def progress(stats: StreamStats) -> None:
         if not quiet:

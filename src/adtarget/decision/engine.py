@@ -38,7 +38,9 @@ from adtarget.decision.eligibility import (
     utc,
 )
 from adtarget.decision.explain import failed_part
+from adtarget.decision.factory import counters_from_settings, profiles_from_settings
 from adtarget.decision.index import LineItemIndex
+from adtarget.decision.index_holder import IndexHolder
 from adtarget.decision.models import Decision, DecisionRequest, DecisionResult, LiveLineItem
 from adtarget.decision.node_breakers import NodeBreakers
 from adtarget.decision.profiles import ProfileStore, merge_features
@@ -147,8 +149,6 @@ class DecisionEngine:
         ``store_timeout_ms``, ``spend`` handed in by the caller (the delivery log's
         ``DeliverySpend`` in the app), and an index that follows the catalog.
         """
-        from adtarget.decision.factory import counters_from_settings, profiles_from_settings
-        from adtarget.decision.index_holder import IndexHolder
 
         holder = IndexHolder.from_session_factory(
             session_factory,

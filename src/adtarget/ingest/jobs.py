@@ -37,6 +37,8 @@ from adtarget.catalog.upload_jobs import (
 )
 from adtarget.errors import AdtargetError, IngestFailed, InvalidValue
 from adtarget.ingest.job_rows import Progress, job_dir, update_job
+from adtarget.ingest.publish import publish_empty
+from adtarget.ingest.quarantine import read_quarantine
 from adtarget.ingest.schema import load_schema_file, parse_schema
 from adtarget.ingest.service import execute_job
 from adtarget.process import pid_alive
@@ -97,7 +99,6 @@ def rejected_rows(
     job_id: str, *, session_factory: sessionmaker[Session], limit: int = 200
 ) -> dict[str, Any]:
     """The first ``limit`` quarantined rows of a job with their reasons, and how many there are."""
-    from adtarget.ingest.quarantine import read_quarantine
 
     job = get_job(job_id, session_factory=session_factory)
     path = job["quarantine"]
@@ -262,7 +263,6 @@ def _undo_half_publish(
 ) -> bool:
     """A job killed between the snapshot rename and its catalog commit left its version
     current with no job or command owning it: point ``CURRENT`` back to ``previous``."""
-    from adtarget.ingest.publish import publish_empty
 
     store = snapshot_store_for(settings)
     current = store.current_version()

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Self
 
 from sqlalchemy.orm import Session
 
+from adtarget.audience.build import SnapshotBuilder
 from adtarget.audience.store import SnapshotStore
 from adtarget.audience.stores import snapshot_store_for
 from adtarget.catalog import segments
@@ -91,7 +92,6 @@ def _store(ctx: CommandContext) -> SnapshotStore:
 
 def publish_empty(store: SnapshotStore) -> str:
     """Publish a snapshot with no users (what "before the first upload" sizes like)."""
-    from adtarget.audience.build import SnapshotBuilder
 
     builder = SnapshotBuilder(store=store, base=None, registry={}, mode="replace")
     return store.publish(builder.finish())

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from adtarget.audience.stores import live_follower, profile_writer, snapshot_store_for
+from adtarget.catalog.db import open_catalog
 from adtarget.errors import AdtargetError, InvalidValue
 from adtarget.ingest.updates import accept_updates, refuse_sharded
 from adtarget.settings import Settings
@@ -69,7 +70,6 @@ class _Registry:
     """The dimension registry, re-read from the catalog every few seconds."""
 
     def __init__(self, settings: Settings) -> None:
-        from adtarget.catalog.db import open_catalog
 
         self.factory = open_catalog(settings)
         self.store = snapshot_store_for(settings)

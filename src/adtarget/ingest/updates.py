@@ -16,7 +16,8 @@ from typing import Any
 
 from adtarget.audience.delta import Update
 from adtarget.audience.live import LiveFollower, encode
-from adtarget.errors import InvalidValue
+from adtarget.audience.sharded import ShardedSnapshot
+from adtarget.errors import Conflict, InvalidValue
 from adtarget.rules.registry import DimensionSpec
 
 log = logging.getLogger("adtarget.ingest")
@@ -184,8 +185,6 @@ def _as_update(seq: int, u: dict[str, Any]) -> Update:
 def refuse_sharded(snap: Any) -> None:
     """Real-time updates are applied as deltas over one snapshot; over a sharded snapshot they
     would be logged but not served, so they are refused (409) until shards carry deltas."""
-    from adtarget.audience.sharded import ShardedSnapshot
-    from adtarget.errors import Conflict
 
     if isinstance(snap, ShardedSnapshot):
         raise Conflict(

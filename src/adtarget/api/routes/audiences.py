@@ -28,7 +28,9 @@ from adtarget.api.deps import (
 from adtarget.api.scope import hidden_segments, visible_segment_names
 from adtarget.audience import service
 from adtarget.audience.vocabulary import vocabulary as vocabulary_of
+from adtarget.catalog.checks import segment_rules
 from adtarget.catalog.segments import usable_segment_names
+from adtarget.catalog.service import dimension_registry
 
 router = APIRouter(prefix="/v1", tags=["audiences"])
 
@@ -66,8 +68,6 @@ class RollbackIn(BaseModel):
 
 def _context(session: Session, principal: Principal) -> dict[str, Any]:
     """Registry, segments and the segments this caller may not see (``api/scope.py``)."""
-    from adtarget.catalog.checks import segment_rules
-    from adtarget.catalog.service import dimension_registry
 
     hidden = hidden_segments(session, principal)
     return {
@@ -82,7 +82,6 @@ def _context(session: Session, principal: Principal) -> dict[str, Any]:
 )
 def vocabulary(store: SnapshotStoreDep, session: SessionDep, principal: PrincipalDep) -> Any:
     """What a rule may name: for rule completion (dimension values from the current snapshot)."""
-    from adtarget.catalog.service import dimension_registry
 
     own = principal.advertiser_id if principal.role == "advertiser" else None
     return vocabulary_of(

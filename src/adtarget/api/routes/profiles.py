@@ -14,7 +14,10 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from adtarget.api.deps import SessionFactoryDep, SettingsDep, SnapshotStoreDep
+from adtarget.audience.stores import live_follower
 from adtarget.errors import InvalidValue
+from adtarget.ingest.schema import load_registry
+from adtarget.ingest.updates import accept_updates, refuse_sharded
 from adtarget.settings import Settings
 
 router = APIRouter(tags=["audiences"])
@@ -31,8 +34,6 @@ def _writer(request: Request, settings: Settings) -> Any:
 
 
 def _registry(store: Any, factory: Any) -> dict[str, Any]:
-    from adtarget.ingest.schema import load_registry
-    from adtarget.ingest.updates import refuse_sharded
 
     snap = store.current()
     refuse_sharded(snap)
@@ -45,8 +46,6 @@ def _registry(store: Any, factory: Any) -> dict[str, Any]:
 def _accept(
     updates: list[Any], settings: Settings, store: Any, factory: Any, writer: Any
 ) -> dict[str, Any]:
-    from adtarget.audience.stores import live_follower
-    from adtarget.ingest.updates import accept_updates
 
     registry = _registry(store, factory)  # also opens the live audience this node serves
     result = accept_updates(
