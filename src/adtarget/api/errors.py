@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import Send
@@ -177,7 +178,6 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
 
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers; ``Exception`` is last-resort logging, never a bare 500 page."""
-    from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
     app.add_exception_handler(AdtargetError, _on_adtarget_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)

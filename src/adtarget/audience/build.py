@@ -37,6 +37,7 @@ from adtarget.audience.writer import (
     resolve_ids,
 )
 from adtarget.errors import InvalidValue
+from adtarget.rules.parse import parse
 from adtarget.rules.registry import DimensionSpec
 
 if TYPE_CHECKING:
@@ -219,8 +220,6 @@ class SnapshotBuilder:
         """A rule-based segment, materialized as a bitmap when the build finishes."""
         self._check_open()
         if isinstance(rule, str):
-            from adtarget.rules.parse import parse
-
             rule = parse(rule)
         self._rule_segments[name] = rule
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from adtarget.audience.fanout import LocalFanout
 from adtarget.audience.index import now_seconds
 from adtarget.audience.layout import FORMAT, MANIFEST, file_checksum, registry_from_json
 from adtarget.audience.sharding import shard_name, shard_of
@@ -98,8 +99,6 @@ class ShardedSnapshot:
         """What answers sizes, overlaps and exports over the shards (created on first use)."""
         if self._fanout is None:
             if self._fanout_factory is None:
-                from adtarget.audience.fanout import LocalFanout
-
                 self._fanout = LocalFanout(self)
             else:
                 self._fanout = self._fanout_factory(self)

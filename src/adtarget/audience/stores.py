@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from adtarget.audience.compaction import compact_quietly
 from adtarget.audience.fanout import Fanout
 from adtarget.audience.live import LiveFollower, follower_for
-from adtarget.audience.redis_profiles import push_current_profiles, write_live_users
+from adtarget.audience.redis_profiles import open_client, push_current_profiles, write_live_users
 from adtarget.audience.sharded import ShardedSnapshot
 from adtarget.audience.snapshot import Snapshot
 from adtarget.audience.store import SnapshotStore
@@ -56,8 +57,6 @@ def live_follower(settings: Settings) -> LiveFollower:
         poll_s=settings.updates_poll_ms / 1000,
     )
     if follower.compactor is None:
-        from adtarget.audience.compaction import compact_quietly
-
         store = snapshot_store_for(settings)  # publishes followed in Redis like any other
         follower.compact_after = settings.compact_after_updates
         follower.dedup_seconds = settings.updates_dedup_seconds
@@ -79,9 +78,7 @@ def profile_writer(settings: Settings) -> Callable[[list[str]], None] | None:
     redis_url = settings.redis_url
     if settings.profile_store != "redis" or not redis_url:
         return None
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
+    client = open_client(redis_url, cluster=settings.redis_cluster)
     prefix = settings.redis_profile_prefix
     follower = live_follower(settings)
 

@@ -49,6 +49,7 @@ from adtarget.audience.ordinals import (
 from adtarget.audience.snapshot import Snapshot
 from adtarget.rules.eval_bitmap import evaluate
 from adtarget.rules.format import to_text
+from adtarget.rules.parse import parse
 from adtarget.rules.registry import DimensionSpec
 
 if TYPE_CHECKING:
@@ -339,8 +340,6 @@ class SnapshotWriter:
         groups: dict[str, list[tuple[int | None, FrozenBitMap]]] = {}
         rule_segments: dict[str, Rule] = {}
         if self.base is not None:
-            from adtarget.rules.parse import parse
-
             for name, meta in self.base.manifest["segments"].items():
                 if meta.get("kind") == "rule" and name not in pending:
                     rule_segments[name] = parse(meta["rule"])

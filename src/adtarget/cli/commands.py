@@ -11,6 +11,8 @@ import json
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from adtarget.cli.container import cli_actor as cli_actor
 from adtarget.cli.container import cli_container
@@ -91,8 +93,6 @@ def history(
     if not rows:
         typer.echo("no commands yet")
         return
-    from rich.console import Console
-    from rich.table import Table
 
     table = Table(title=f"history of {rows[0]['actor']} (newest first)")
     for name, justify in (("id", "right"), ("when (UTC)", "left"), ("state", "left")):

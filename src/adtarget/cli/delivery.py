@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
 
 from adtarget.cli.container import cli_container
 from adtarget.cli.errors import fail
@@ -49,7 +52,6 @@ def import_events(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Import delivery events; duplicates are counted once, bad rows are listed with reasons."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     container = cli_container()
     total = IngestResult()
@@ -130,14 +132,11 @@ def prune(
 
 
 def _stderr_console() -> Any:
-    from rich.console import Console
 
     return Console(stderr=True)
 
 
 def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    from rich.console import Console
-    from rich.table import Table
 
     table = Table(show_lines=False)
     for c in columns:

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from adtarget.api.container import build_container
@@ -90,7 +91,6 @@ def forecast(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
     """Forecast impressions for a proposed line item (or --line-item ID with --changes)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     try:
         frequency_cap = None

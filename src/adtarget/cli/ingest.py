@@ -9,10 +9,20 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from adtarget.cli.container import cli_actor, cli_container
 from adtarget.cli.errors import fail
@@ -146,15 +156,6 @@ def ingest(
 
 def run_with_bar(job_id: str, settings: Any, factory: Any, *, quiet: bool) -> dict[str, Any]:
     """Run the job with a rich progress bar (rows and rows/s) on stderr."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TaskProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
 
     bar = Progress(
         TextColumn("{task.fields[stage]:10s}"),
@@ -189,7 +190,6 @@ def run_with_bar(job_id: str, settings: Any, factory: Any, *, quiet: bool) -> di
 def _wait_for(job_id: str, settings: Any, factory: Any, poll_s: float = 0.5) -> dict[str, Any]:
     """Poll a job another process is running until it ends (same file submitted twice); if
     that process dies, ``recover_stale_jobs`` marks the job failed and the wait ends."""
-    import time
 
     typer.echo(
         f"upload {job_id}: the same file is already being ingested; waiting for it", err=True

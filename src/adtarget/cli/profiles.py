@@ -15,6 +15,8 @@ import sys
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from adtarget.audience.redis_profiles import push_current_profiles
 from adtarget.audience.store import SnapshotStore
@@ -28,8 +30,6 @@ profiles_app = typer.Typer(
 
 
 def _push(redis_url: str, prefix: str, quiet: bool) -> dict[str, Any]:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     settings = cli_container().settings
     store = SnapshotStore(settings.snapshots_dir, keep=settings.snapshots_keep)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,8 +24,6 @@ def hashed_to_ids(digests: pa.Array, base: Any) -> pa.Array:
     Advertisers hash *normalized* emails (trimmed, lower-case), so an id that differs from its
     normalized form also matches the digest of that form.
     """
-    import duckdb
-
     if base is None or len(digests) == 0:
         return pa.array([], pa.string())
     ids = pa.table(

@@ -23,6 +23,7 @@ import dataclasses
 import functools
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -157,7 +158,6 @@ def run_ray_build(
 
 
 def _now() -> float:
-    import time
 
     return time.time()
 

@@ -22,6 +22,7 @@ import orjson
 from adtarget.audience.stores import live_follower, profile_writer, snapshot_store_for
 from adtarget.catalog.db import open_catalog
 from adtarget.errors import AdtargetError, InvalidValue
+from adtarget.ingest.schema import load_registry
 from adtarget.ingest.updates import accept_updates, refuse_sharded
 from adtarget.settings import Settings
 
@@ -80,8 +81,6 @@ class _Registry:
     def get(self) -> dict[str, Any]:
         now = time.monotonic()
         if now - self._at >= REGISTRY_TTL_S:
-            from adtarget.ingest.schema import load_registry
-
             snap = self.store.current()  # also opens the live audience this process applies to
             refuse_sharded(snap)
             merged: dict[str, Any] = dict(snap.registry) if snap is not None else {}

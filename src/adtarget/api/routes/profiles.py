@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from adtarget.api.deps import SessionFactoryDep, SettingsDep, SnapshotStoreDep
-from adtarget.audience.stores import live_follower
+from adtarget.audience.stores import live_follower, profile_writer
 from adtarget.errors import InvalidValue
 from adtarget.ingest.schema import load_registry
 from adtarget.ingest.updates import accept_updates, refuse_sharded
@@ -27,8 +27,6 @@ def _writer(request: Request, settings: Settings) -> Any:
     """The app's Redis profile writer (made once, kept on ``app.state``), or ``None``."""
     state = request.app.state
     if not hasattr(state, "profile_writer"):
-        from adtarget.audience.stores import profile_writer
-
         state.profile_writer = profile_writer(settings)
     return state.profile_writer
 
