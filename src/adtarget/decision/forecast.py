@@ -24,7 +24,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pyarrow as pa
@@ -34,15 +34,15 @@ from adtarget.decision.bits import positions_list
 from adtarget.decision.counters import MemoryCounters
 from adtarget.decision.eligibility import SpendSource, has_budget, utc
 from adtarget.decision.engine import DecisionEngine, StaticIndex
+from adtarget.decision.forecast_index import LiveMatches, ReplayIndex
 from adtarget.decision.forecast_reach import Reach, find_reach
 from adtarget.decision.forecast_spend import ReplaySpend
 from adtarget.decision.forecast_window import DayPlan, Replayed, plan_days, replay_table, rows_of
-from adtarget.decision.index import CompiledRule, Facts, LineItemIndex, compile_item_rule, facts_of
+from adtarget.decision.index import LineItemIndex
 from adtarget.decision.models import DecisionRequest, LiveLineItem
 from adtarget.decision.profiles import MemoryProfileStore, ProfileStore
 from adtarget.decision.request_store import RequestStore
 from adtarget.errors import InvalidValue
-from adtarget.rules.ast import Rule
 
 Z95 = 1.959963984540054
 PROGRESS_EVERY = 10_000
@@ -100,8 +100,6 @@ def forecast(
     lookback_days: int = 28,
     now: datetime | None = None,
     progress: Progress | None = None,
-    compiler: Callable[[Rule | None], CompiledRule] = compile_item_rule,
-    facts: Callable[[LiveLineItem], Facts] = facts_of,
 ) -> dict[str, Any]:
     """What ``proposal`` would serve over its flight, and whom it competes with.
 
@@ -115,8 +113,6 @@ def forecast(
         lookback_days: history projected onto the flight.
         now: the current time (tests pin it).
         progress: optional callback ``(stage, done, total)``.
-        compiler / facts: memos for building the replay's index (the index holder's
-            ``RebuildCache``, so line items compiled for serving are not compiled again).
     """
     start, end = flight_of(proposal)
     today = utc(now).date()
@@ -145,18 +141,23 @@ def forecast(
             "days match the targeting: there is no history for its users",
             sample_rate=rate,
         )
+    live_matches = LiveMatches(live)
     replay_users = set(reach.users)
     replayed = rows_of(_of_users(table, replay_users))
-    index, without = _indexes(proposal, live, replayed, reach, compiler, facts)
-    budgeted = {it.id for it in index.items if has_budget(it) and it.id != proposal.id}
+    competitors = _competitors(live_matches, replayed, reach, proposal.id)
+    budgeted = {it.id for it in competitors if has_budget(it)}
     if budgeted:  # their budgets are spent on their other users too: replay those as well
         replay_users |= _served_users(table, budgeted)
         replayed = rows_of(_of_users(table, replay_users))
-        index, without = _indexes(proposal, live, replayed, reach, compiler, facts)
-    outside = _outside_spend(table, replay_users, index)
+        competitors = _competitors(live_matches, replayed, reach, proposal.id)
+    outside = _outside_spend(table, replay_users, competitors)
+    drop = proposal.id if proposal.id in live.position_of else None
+    index = ReplayIndex(live_matches, proposal, drop)
+    without = ReplayIndex(live_matches, None, drop)
     inputs = _Inputs(reach, spend, today, progress, outside, coupled=bool(budgeted))
-    tally, by_day = _replay(proposal, index, without, replayed, inputs)
-    advertisers = {it.id: it.advertiser_id for it in index.items}
+    timezones = {it.campaign_id: it.timezone for it in (*competitors, proposal)}
+    tally, by_day = _replay(proposal, index, without, replayed, inputs, timezones)
+    advertisers = {it.id: it.advertiser_id for it in competitors}
     answer = _answer(proposal, tally, by_day, plan, replayed, reach.users, rate, spend)
     for row in answer["contended"]:
         row["advertiser_id"] = advertisers.get(row["line_item_id"])
@@ -177,7 +178,7 @@ def _served_users(table: pa.Table, line_items: set[int]) -> set[str]:
 
 
 def _outside_spend(
-    table: pa.Table, reached: set[str], index: LineItemIndex
+    table: pa.Table, reached: set[str], competitors: Sequence[LiveLineItem]
 ) -> list[tuple[float, int, int, float]]:
     """What budgeted competitors served, per the log, to the users the replay leaves out.
 
@@ -185,7 +186,7 @@ def _outside_spend(
     its clock passes them (``ReplaySpend.advance``): a competitor whose budget runs out on
     other users stops competing when it would. Scaled by ``1 / sample_rate`` like the rest.
     """
-    budgeted = {it.id: it for it in index.items if has_budget(it)}
+    budgeted = {it.id: it for it in competitors if has_budget(it)}
     if not budgeted:
         return []
     others = table.filter(pc.invert(pc.is_in(table.column("user_id"), pa.array(sorted(reached)))))
@@ -204,34 +205,20 @@ def _outside_spend(
     return out
 
 
-def _indexes(
-    proposal: LiveLineItem,
-    live: LineItemIndex,
-    rows: Sequence[Replayed],
-    reach: Reach,
-    compiler: Callable[[Rule | None], CompiledRule],
-    facts: Callable[[LiveLineItem], Facts],
-) -> tuple[LineItemIndex, LineItemIndex]:
-    """Indexes of the competitors of the replayed requests, with and without the proposal.
-
-    A live line item that matches none of the replayed requests cannot change any of their
-    answers, so it is left out (the live index says which match, in one lookup per distinct
-    features); the one with the proposal's id is the proposal's old self, replaced. Without
-    the proposal, the live index itself answers the same (unless it holds the old self).
-    """
+def _competitors(
+    live: LiveMatches, rows: Sequence[Replayed], reach: Reach, proposal_id: int
+) -> list[LiveLineItem]:
+    """The live line items any replayed request matches (they are the competition; the
+    proposal's old self is not). One memoized ``match`` per distinct (user, context)."""
     seen: set[tuple[str, str]] = set()
     positions = 0
     for r in rows:
         key = (r.user_id, r.context)
         if key not in seen:
             seen.add(key)
-            positions |= live.match(reach.features(r.user_id, r.context)).bits
-    items = live.items
-    competitors = [items[p] for p in positions_list(positions) if items[p].id != proposal.id]
-    index = LineItemIndex([*competitors, proposal], compiler=compiler, facts=facts)
-    if proposal.id not in live.position_of:
-        return index, live
-    return index, LineItemIndex(competitors, compiler=compiler, facts=facts)
+            positions |= live.of(key, reach.features(r.user_id, r.context))
+    items = live.live.items
+    return [items[p] for p in positions_list(positions) if items[p].id != proposal_id]
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,10 +235,11 @@ class _Inputs:
 
 def _replay(
     proposal: LiveLineItem,
-    index: LineItemIndex,
-    without: LineItemIndex,
+    index: ReplayIndex,
+    without: ReplayIndex,
     rows: Sequence[Replayed],
     inputs: _Inputs,
+    timezones: dict[int, str],
 ) -> tuple[_Tally, list[tuple[float, float]]]:
     """Run every replayed request through the engine, in time order, and count.
 
@@ -260,7 +248,6 @@ def _replay(
     profiles = MemoryProfileStore(
         {u: p for u, p in inputs.reach.profile_of.items() if p is not None}, version="forecast"
     )
-    timezones = {it.campaign_id: it.timezone for it in index.items}
     engine, sim = _engine(index, profiles, inputs, timezones)
     served_rows: list[tuple[str, float, list[int]]] = []  # (user, weight, line items served)
     pid = proposal.id
@@ -276,6 +263,8 @@ def _replay(
         when = datetime.fromtimestamp(r.ts, UTC)
         req = DecisionRequest(r.user_id, ctx, r.limit, r.formats)
         sim.advance(r.ts)
+        hit = matches(r.user_id, r.context)
+        index.use((r.user_id, r.context), hit)
         result = engine.decide(req, now=when)
         weight = 1.0 / r.sample_rate
         for d in result.decisions:
@@ -283,7 +272,7 @@ def _replay(
         served_rows.append((r.user_id, weight, [d.line_item_id for d in result.decisions]))
         if progress is not None and i % PROGRESS_EVERY == 0:
             progress("replaying", i, len(rows))
-        if not matches(r.user_id, r.context):
+        if not hit:
             continue
         day = by_day.setdefault(r.day, [0.0, 0.0])
         tally.matched += weight
@@ -317,7 +306,7 @@ def _replay(
 
 
 def _engine(
-    index: LineItemIndex,
+    index: ReplayIndex,
     profiles: MemoryProfileStore,
     inputs: _Inputs,
     timezones: dict[int, str],
@@ -326,13 +315,16 @@ def _engine(
     sim = ReplaySpend(inputs.spend, today=inputs.today, timezones=timezones)
     sim.spend_outside(inputs.outside)
     engine = DecisionEngine(
-        index_holder=StaticIndex(index), profiles=profiles, counters=MemoryCounters(), spend=sim
+        index_holder=StaticIndex(cast(LineItemIndex, index)),
+        profiles=profiles,
+        counters=MemoryCounters(),
+        spend=sim,
     )
     return engine, sim
 
 
 def _served(
-    index: LineItemIndex,
+    index: ReplayIndex,
     rows: Sequence[Replayed],
     profiles: MemoryProfileStore,
     inputs: _Inputs,
@@ -354,6 +346,7 @@ def _served(
         weight = 1.0 / r.sample_rate
         sim.advance(r.ts)
         req = DecisionRequest(r.user_id, ctx, r.limit, r.formats)
+        index.use((r.user_id, r.context), False)
         for d in engine.decide(req, now=when).decisions:
             sim.charge(d.line_item_id, d.campaign_id, d.bid_cpm * weight / 1000.0, when)
             served[d.line_item_id] = served.get(d.line_item_id, 0.0) + weight

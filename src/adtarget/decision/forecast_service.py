@@ -34,10 +34,6 @@ def forecast_line_item(
         InvalidValue / NotFound: naming the field of ``body`` that is wrong.
     """
     proposal = build_proposal(body, session=session, known_formats=ad_format_names(session=session))
-    memo: dict[str, Any] = {}
-    cache = getattr(engine.index_holder, "rebuild_cache", None)
-    if cache is not None:  # the serving index's compiled rules, not compiled again
-        memo = {"compiler": cache.compiled, "facts": cache.facts}
     answer = forecast(
         proposal=proposal,
         live=engine.index_holder.current(),
@@ -47,7 +43,6 @@ def forecast_line_item(
         lookback_days=lookback_days,
         now=now,
         progress=progress,
-        **memo,
     )
     answer["line_item_id"] = proposal.id
     return answer

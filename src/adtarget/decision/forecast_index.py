@@ -1,0 +1,102 @@
+"""The serving index as the replay sees it: with the proposal added, or without it.
+
+Why not build a new ``LineItemIndex`` per forecast: the serving index already holds every live
+line item, and building another (10,000 items: ~0.5 s; 100,000: seconds) would cost more than
+the replay. The replay asks the serving index's ``match`` once per distinct (user, context) —
+memoized, since a user's features are fixed during a forecast — and moves the answer's bits to
+the replay's positions: the proposal's old self (an existing line item) taken out, the proposal
+put in at its rank, matched by its rule as the reach step decided (the per-user evaluator, which
+the index is property-tested to equal). The engine walks these positions with the same
+``LiveLineItem``s and ``Facts`` as serving.
+
+The replay loop names the request before each ``decide`` (``use(key, proposal_matches)``):
+the replay is single-threaded, one engine per ``ReplayIndex``.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Mapping
+from typing import Any
+
+from adtarget.decision.bits import Matches
+from adtarget.decision.index import Facts, LineItemIndex, compile_item_rule, facts_of
+from adtarget.decision.models import LiveLineItem
+
+Key = tuple[str, str]
+
+
+class LiveMatches:
+    """``live.match`` per (user, context) key, computed once per forecast."""
+
+    def __init__(self, live: LineItemIndex) -> None:
+        self.live = live
+        self.bits: dict[Key, int] = {}
+
+    def of(self, key: Key, features: Mapping[str, Any]) -> int:
+        """The live index's match bits for this key (computed on first use)."""
+        found = self.bits.get(key)
+        if found is None:
+            found = self.bits[key] = self.live.match(features).bits
+        return found
+
+
+class ReplayIndex:
+    """What the engine needs of an index (``items``, ``facts``, ``rule_dims``, ``match``).
+
+    Args:
+        live: the memoized serving index.
+        proposal: the line item to add at its rank, or ``None`` (the replay without it).
+        drop_id: a live line item to leave out (the proposal's old self), or ``None``.
+    """
+
+    def __init__(
+        self, live: LiveMatches, proposal: LiveLineItem | None, drop_id: int | None
+    ) -> None:
+        index = live.live
+        self.live = live
+        self.version = f"{index.version}+forecast"
+        self.not_live = index.not_live
+        items = list(index.items)
+        facts: list[Facts] = list(index.facts)
+        dims = list(index.rule_dims)
+        self._drop = index.position_of.get(drop_id) if drop_id is not None else None
+        if self._drop is not None:
+            del items[self._drop], facts[self._drop], dims[self._drop]
+        self._at: int | None = None
+        if proposal is not None:
+            keys = [it.rank_key() for it in items]
+            self._at = bisect_left(keys, proposal.rank_key())
+            items.insert(self._at, proposal)
+            facts.insert(self._at, facts_of(proposal))
+            dims.insert(self._at, compile_item_rule(proposal.rule).reads)
+        self.items: tuple[LiveLineItem, ...] = tuple(items)
+        self.facts: tuple[Facts, ...] = tuple(facts)
+        self.rule_dims: tuple[frozenset[str], ...] = tuple(dims)
+        self.position_of = {it.id: p for p, it in enumerate(self.items)}
+        self._key: Key = ("", "")
+        self._hit = False
+        self._memo: dict[Key, Matches] = {}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def use(self, key: Key, proposal_matches: bool) -> None:
+        """The request the next ``match`` is for, and whether the proposal's rule holds."""
+        self._key = key
+        self._hit = proposal_matches
+
+    def match(self, features: Mapping[str, Any]) -> Matches:
+        """The live index's answer at this index's positions (see the module docstring)."""
+        found = self._memo.get(self._key)
+        if found is not None:
+            return found
+        bits = self.live.of(self._key, features)
+        if self._drop is not None:
+            r = self._drop
+            bits = (bits & ((1 << r) - 1)) | ((bits >> (r + 1)) << r)
+        if self._at is not None:
+            q = self._at
+            bits = (bits & ((1 << q) - 1)) | ((bits >> q) << (q + 1)) | (int(self._hit) << q)
+        found = self._memo[self._key] = Matches(bits)
+        return found

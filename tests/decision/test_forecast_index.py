@@ -1,0 +1,44 @@
+"""``ReplayIndex``: the serving index's answer moved to the replay's positions equals a real
+``LineItemIndex`` built with the proposal in (and its old self out)."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tests.decision.strategies import line_item, rules, users
+
+from adtarget.decision.forecast_index import LiveMatches, ReplayIndex
+from adtarget.decision.index import LineItemIndex
+from adtarget.rules.eval_python import compile_rule
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    live_rules=st.lists(rules(), min_size=1, max_size=8),
+    proposal_rule=rules(),
+    priority=st.integers(1, 5),
+    replaces=st.booleans(),
+    people=st.lists(users(), min_size=1, max_size=5),
+)
+def test_replay_index_equals_a_built_index(
+    live_rules, proposal_rule, priority, replaces, people
+) -> None:
+    live_items = [line_item(i + 1, r) for i, r in enumerate(live_rules)]
+    live = LineItemIndex(live_items)
+    pid = 1 if replaces else 99  # an existing line item with changes, or a new one
+    proposal = line_item(pid, proposal_rule, priority=priority, bid_cpm=12.5)
+    built = LineItemIndex([*(it for it in live_items if it.id != pid), proposal])
+    built_without = LineItemIndex([it for it in live_items if it.id != pid])
+    memo = LiveMatches(live)
+    drop = pid if replaces else None
+    with_it, without = ReplayIndex(memo, proposal, drop), ReplayIndex(memo, None, drop)
+    assert [it.id for it in with_it.items] == [it.id for it in built.items]
+    assert with_it.facts == built.facts and with_it.rule_dims == built.rule_dims
+    assert [it.id for it in without.items] == [it.id for it in built_without.items]
+    hit = compile_rule(proposal_rule)
+    for n, features in enumerate(people):
+        key = (f"u{n}", "{}")
+        with_it.use(key, hit(features))
+        without.use(key, False)
+        assert with_it.match(features).tolist() == built.match(features).tolist()
+        assert without.match(features).tolist() == built_without.match(features).tolist()
