@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adtarget.api import metrics
 from adtarget.audience.store import SnapshotStore
-from adtarget.catalog.service import ad_format_names
+from adtarget.catalog.repo import SqlCatalogReader
 from adtarget.decision.engine import DecisionEngine
 from adtarget.decision.models import DecisionRequest, DecisionResult
 from adtarget.delivery.service import DeliverySpend
@@ -103,16 +103,14 @@ def build_decision_service(
     store the engine may block on the network, so the route runs it in a thread.
     """
 
-    def format_names() -> frozenset[str]:
-        with session_factory() as session:
-            return ad_format_names(session=session)
-
+    catalog = SqlCatalogReader(session_factory)
     engine = DecisionEngine.from_settings(
         settings,
         session_factory=session_factory,
+        catalog=catalog,
         snapshot_store=snapshot_store,
         spend=DeliverySpend(event_store),
         on_index_rebuild=metrics.record_index_rebuild,
     )
     inline = settings.profile_store != "redis" and settings.counter_store != "redis"
-    return DecisionService(engine, inline=inline, format_names=format_names)
+    return DecisionService(engine, inline=inline, format_names=catalog.format_names)

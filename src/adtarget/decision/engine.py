@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy.orm import Session, sessionmaker
 
 from adtarget.audience.store import SnapshotStore
-from adtarget.catalog.upload_jobs import latest_published_snapshot
+from adtarget.catalog.repo import CatalogReader, SqlCatalogReader
 from adtarget.decision.bits import Matches
 from adtarget.decision.breaker import CircuitBreaker
 from adtarget.decision.counters import CounterStore, cap_key
@@ -143,15 +143,18 @@ class DecisionEngine:
         snapshot_store: SnapshotStore | None = None,
         poll_seconds: float = 2.0,
         on_index_rebuild: RebuildHook | None = None,
+        catalog: CatalogReader | None = None,
     ) -> DecisionEngine:
         """The engine the service runs: stores picked by ``ADTARGET_PROFILE_STORE`` /
         ``ADTARGET_COUNTER_STORE`` (Redis at ``ADTARGET_REDIS_URL``), timeouts from
         ``store_timeout_ms``, ``spend`` handed in by the caller (the delivery log's
-        ``DeliverySpend`` in the app), and an index that follows the catalog.
+        ``DeliverySpend`` in the app), and an index that follows the catalog (read through
+        ``catalog``, by default ``SqlCatalogReader(session_factory)``).
         """
+        catalog = catalog if catalog is not None else SqlCatalogReader(session_factory)
 
-        holder = IndexHolder.from_session_factory(
-            session_factory,
+        holder = IndexHolder.from_catalog(
+            catalog,
             poll_seconds=poll_seconds,
             min_segment_size=settings.min_audience_size,
             freeze_gc=settings.index_freeze_gc,
@@ -160,7 +163,7 @@ class DecisionEngine:
         engine = cls(
             index_holder=holder,
             profiles=profiles_from_settings(
-                settings, snapshot_store, published=partial(_published, session_factory)
+                settings, snapshot_store, published=catalog.published_snapshot
             ),
             counters=counters_from_settings(settings),
             spend=spend,
@@ -415,9 +418,3 @@ def _breaker(store: object, name: str, kw: dict[str, Any]) -> Any:
         own.configure(**kw)
         return own
     return CircuitBreaker(name, **kw)
-
-
-def _published(session_factory: sessionmaker[Session]) -> str | None:
-    """The snapshot the catalog records as published (``SnapshotProfileStore`` asks)."""
-    with session_factory() as session:
-        return latest_published_snapshot(session=session)

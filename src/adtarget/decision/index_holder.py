@@ -28,7 +28,7 @@ from collections.abc import Callable, Hashable, Sequence
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from adtarget.catalog.live import catalog_marker
+from adtarget.catalog.repo import CatalogReader, SqlCatalogReader
 from adtarget.decision.index import LineItemIndex, compile_item_rule, facts_of
 from adtarget.decision.loader import LoadedCatalog, load_catalog
 from adtarget.decision.models import LiveLineItem
@@ -94,20 +94,35 @@ class IndexHolder:
         on_rebuild: RebuildHook | None = None,
     ) -> IndexHolder:
         """A holder reading the catalog through ``session_factory`` (one session per call)."""
+        return cls.from_catalog(
+            SqlCatalogReader(session_factory),
+            poll_seconds=poll_seconds,
+            min_segment_size=min_segment_size,
+            freeze_gc=freeze_gc,
+            on_rebuild=on_rebuild,
+        )
+
+    @classmethod
+    def from_catalog(
+        cls,
+        catalog: CatalogReader,
+        *,
+        poll_seconds: float = 2.0,
+        min_segment_size: int = 0,
+        freeze_gc: bool = False,
+        on_rebuild: RebuildHook | None = None,
+    ) -> IndexHolder:
+        """A holder reading the catalog through the ``CatalogReader`` it is handed."""
 
         cache = RebuildCache()
 
         def load() -> LoadedCatalog:
-            with session_factory() as session:
-                return load_catalog(session, min_segment_size=min_segment_size, cache=cache)
-
-        def marker() -> Hashable:
-            with session_factory() as session:
-                return catalog_marker(session)
+            with catalog.live() as rows:
+                return load_catalog(rows, min_segment_size=min_segment_size, cache=cache)
 
         return cls(
             load=load,
-            marker=marker,
+            marker=catalog.marker,
             poll_seconds=poll_seconds,
             rebuild_cache=cache,
             freeze_gc=freeze_gc,

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from adtarget.catalog import live as catalog_live
+from adtarget.catalog.repo import LiveCatalog, SqlLiveCatalog
 from adtarget.decision.eligibility import parse_dayparting
 from adtarget.decision.models import CapLevel, FrequencyCap, LiveLineItem
 from adtarget.decision.rebuild_cache import RebuildCache
@@ -49,11 +49,11 @@ def _parse_stored(stored: str) -> Rule:
     return from_json(json.loads(body)) if kind == "json" else parse(body)
 
 
-def _segment_rules(session: Session, cache: RebuildCache) -> tuple[dict[str, Rule], Hashable]:
+def _segment_rules(source: LiveCatalog, cache: RebuildCache) -> tuple[dict[str, Rule], Hashable]:
     """Rule-based segments' ASTs by name, and a fingerprint of them all (for the cache)."""
     out: dict[str, Rule] = {}
     state: list[tuple[str, str | None]] = []
-    for name, text, json_text in catalog_live.rule_segment_rows(session):
+    for name, text, json_text in source.rule_segment_rows():
         stored = _stored_rule(json_text, text) or "text:"
         state.append((name, stored))
         try:
@@ -63,11 +63,11 @@ def _segment_rules(session: Session, cache: RebuildCache) -> tuple[dict[str, Rul
     return out, tuple(state)
 
 
-def _tiny_segments(session: Session, min_size: int) -> dict[str, int]:
+def _tiny_segments(source: LiveCatalog, min_size: int) -> dict[str, int]:
     """Segments whose size at the last publish is below ``min_size`` (never computed: allowed)."""
     if min_size <= 0:
         return {}
-    return catalog_live.small_segments(session, min_size)
+    return source.small_segments(min_size)
 
 
 def _rule_of(
@@ -115,8 +115,12 @@ class LoadedCatalog:
     not_live: list[NotLive] = field(default_factory=list)
 
 
+def _as_source(catalog: LiveCatalog | Session) -> LiveCatalog:
+    return SqlLiveCatalog(catalog) if isinstance(catalog, Session) else catalog
+
+
 def load_live_line_items(
-    session: Session, *, cache: RebuildCache | None = None
+    catalog: LiveCatalog | Session, *, cache: RebuildCache | None = None
 ) -> list[LiveLineItem]:
     """Line items and campaigns both ``active`` with at least one approved, active creative.
 
@@ -124,11 +128,14 @@ def load_live_line_items(
     correctly, and must not take the others down). ``cache`` (kept by ``IndexHolder`` across
     rebuilds) skips re-parsing rules whose stored text did not change.
     """
-    return _load_live(session, {}, cache)
+    return _load_live(_as_source(catalog), {}, cache)
 
 
 def load_catalog(
-    session: Session, *, min_segment_size: int = 0, cache: RebuildCache | None = None
+    catalog: LiveCatalog | Session,
+    *,
+    min_segment_size: int = 0,
+    cache: RebuildCache | None = None,
 ) -> LoadedCatalog:
     """``load_live_line_items`` and the first reason each other line item cannot serve.
 
@@ -138,10 +145,11 @@ def load_catalog(
     """
     skipped: dict[int, str] = {}
     tiny: dict[int, str] = {}
-    items = _load_live(session, skipped, cache, _tiny_segments(session, min_segment_size), tiny)
+    source = _as_source(catalog)
+    items = _load_live(source, skipped, cache, _tiny_segments(source, min_segment_size), tiny)
     live = {it.id for it in items}
     not_live: list[NotLive] = []
-    for li_id, li_status, camp_id, camp_status in catalog_live.line_item_statuses(session):
+    for li_id, li_status, camp_id, camp_status in source.line_item_statuses():
         if li_id in live:
             continue
         if li_status != "active":
@@ -215,7 +223,7 @@ def _live_item(
 
 
 def _load_live(
-    session: Session,
+    source: LiveCatalog,
     skipped: dict[int, str],
     cache: RebuildCache | None = None,
     tiny_segments: Mapping[str, int] | None = None,
@@ -223,12 +231,12 @@ def _load_live(
 ) -> list[LiveLineItem]:
     cache = cache if cache is not None else RebuildCache()
     cache.begin_rebuild()
-    segments, segments_state = _segment_rules(session, cache)
+    segments, segments_state = _segment_rules(source, cache)
     cache.use_segments(segments_state)
-    creatives_of = catalog_live.live_creatives(session)
-    campaigns = catalog_live.live_campaigns(session)
+    creatives_of = source.live_creatives()
+    campaigns = source.live_campaigns()
     out: list[LiveLineItem] = []
-    for row in catalog_live.live_rows(session):
+    for row in source.live_rows():
         li_id, formats_text, targeting, targeting_json, campaign_id = (
             row[0], row[3], row[10], row[11], row[12]
         )  # fmt: skip

@@ -1,0 +1,120 @@
+"""What the decision side reads from the catalog, as small interfaces: one ``Protocol`` per role.
+
+Why Protocols (the shape of Feast's per-role stores): the decision engine and its index holder
+are handed a ``CatalogReader`` by the composition root and never see a session, a table or SQL;
+a test or another backend can hand them anything with these methods. The SQL implementations
+below delegate to the catalog's repository modules (``live.py``, ``upload_jobs.py``, the ad
+formats of ``service.py``), so the queries exist once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from adtarget.catalog import live
+from adtarget.catalog.service import ad_format_names
+from adtarget.catalog.upload_jobs import latest_published_snapshot
+
+__all__ = ["CatalogReader", "LiveCatalog", "SqlCatalogReader", "SqlLiveCatalog"]
+
+
+class LiveCatalog(Protocol):
+    """The rows one index rebuild reads, from one consistent view (column orders as in
+    ``catalog/live.py``)."""
+
+    def rule_segment_rows(self) -> list[tuple[str, str | None, str | None]]:
+        """``(name, rule text, rule JSON as stored text)`` of every rule segment, by name."""
+        ...
+
+    def small_segments(self, min_size: int) -> dict[str, int]:
+        """Segments whose last computed size is below ``min_size``."""
+        ...
+
+    def line_item_statuses(self) -> list[tuple[int, str, int, str]]:
+        """``(line item id, status, campaign id, campaign status)`` of every line item."""
+        ...
+
+    def live_rows(self) -> Sequence[Any]:
+        """One row per line item whose line item and campaign are both active."""
+        ...
+
+    def live_campaigns(self) -> dict[int, tuple[Any, ...]]:
+        """Active campaigns with their advertiser's caps, by id."""
+        ...
+
+    def live_creatives(self) -> dict[int, list[tuple[int, str]]]:
+        """``(creative id, format)`` of approved, active creatives per active line item."""
+        ...
+
+
+class CatalogReader(Protocol):
+    """The catalog as the decision engine needs it; each call opens what it needs."""
+
+    def live(self) -> AbstractContextManager[LiveCatalog]:
+        """A consistent ``LiveCatalog`` for one rebuild (``with reader.live() as rows:``)."""
+        ...
+
+    def marker(self) -> Hashable:
+        """A cheap fingerprint that changes whenever the live set may have changed."""
+        ...
+
+    def format_names(self) -> frozenset[str]:
+        """The names in the ad-format registry."""
+        ...
+
+    def published_snapshot(self) -> str | None:
+        """The snapshot the newest succeeded upload published, or ``None``."""
+        ...
+
+
+class SqlLiveCatalog:
+    """``LiveCatalog`` over one catalog session."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def rule_segment_rows(self) -> list[tuple[str, str | None, str | None]]:
+        return live.rule_segment_rows(self._session)
+
+    def small_segments(self, min_size: int) -> dict[str, int]:
+        return live.small_segments(self._session, min_size)
+
+    def line_item_statuses(self) -> list[tuple[int, str, int, str]]:
+        return live.line_item_statuses(self._session)
+
+    def live_rows(self) -> Sequence[Any]:
+        return live.live_rows(self._session)
+
+    def live_campaigns(self) -> dict[int, tuple[Any, ...]]:
+        return live.live_campaigns(self._session)
+
+    def live_creatives(self) -> dict[int, list[tuple[int, str]]]:
+        return live.live_creatives(self._session)
+
+
+class SqlCatalogReader:
+    """``CatalogReader`` over a session factory (one session per call)."""
+
+    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+        self._factory = session_factory
+
+    @contextmanager
+    def live(self) -> Iterator[SqlLiveCatalog]:
+        with self._factory() as session:
+            yield SqlLiveCatalog(session)
+
+    def marker(self) -> Hashable:
+        with self._factory() as session:
+            return live.catalog_marker(session)
+
+    def format_names(self) -> frozenset[str]:
+        with self._factory() as session:
+            return ad_format_names(session=session)
+
+    def published_snapshot(self) -> str | None:
+        with self._factory() as session:
+            return latest_published_snapshot(session=session)
