@@ -20,6 +20,7 @@ from adtarget import __version__
 from adtarget.cli import (
     audience,
     catalog,
+    catalog_code,
     commands,
     delivery,
     demo,
@@ -89,6 +90,7 @@ def _register_all() -> None:
         serve,
         keys,
         catalog,
+        catalog_code,
         commands,
         ingest,
         audience,
