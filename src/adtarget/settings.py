@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     history_depth: int = Field(default=200, ge=1)
     ingest_max_error_ratio: float = Field(default=0.05, ge=0.0, le=1.0)
     ingest_batch_rows: int = Field(default=262_144, ge=1)
+    ingest_max_dimensions: int = Field(default=1000, ge=1, le=10_000)
+    """Dimension columns one upload may carry (and an upsert's snapshot may end up with). Each
+    dimension is a few memory-mapped files in every open snapshot, and the kernel bounds the
+    mappings of a process (``vm.max_map_count``, 65,530 by default), so width is capped at the
+    door with an error naming the file instead of failing somewhere inside a build."""
     admin_key: str | None = None
     allow_open: bool = True
     """``False``: never run open, even with no API key at all. ``adtarget serve`` sets it for its

@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 from adtarget import __version__
 from adtarget.api.container import Container, build_container
 from adtarget.api.deps import allow
+from adtarget.api.docs import install_docs
 from adtarget.api.errors import install_error_handlers
 from adtarget.api.middleware import GuardMiddleware
 from adtarget.api.openapi import install_openapi
@@ -174,10 +175,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=_lifespan,
+        docs_url=None,  # served from an installed package by install_docs, not from a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     install_error_handlers(app)
     install_openapi(app)
+    install_docs(app)
     app.install_guard(max_inflight=settings.max_inflight, max_body_bytes=settings.max_body_bytes)
     app.include_router(health.router)
     decisions.mount(app)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 from pyroaring import AbstractBitMap, BitMap, FrozenBitMap
 
 from adtarget.rules.registry import DimensionSpec
@@ -41,21 +42,41 @@ def save_npy(path: Path, arr: npt.NDArray[Any]) -> None:
         np.save(fh, np.ascontiguousarray(arr), allow_pickle=False)
 
 
+def map_file(path: Path) -> pa.Buffer:
+    """Memory-map a whole file read-only and close its descriptor at once.
+
+    Why not ``np.load(mmap_mode="r")`` / ``np.memmap``: Python's ``mmap`` keeps a duplicate of
+    the file descriptor for the life of the mapping, so a snapshot held ~4 descriptors per
+    dimension and a wide upload (10,000 columns) exhausted the process's file limit: every
+    later open, sizing included, failed until a restart. Arrow's memory map gives the region to
+    the buffers it hands out and closes the descriptor on ``close()``; the mapping stays valid
+    (and keeps an unlinked, pruned version readable) until the last buffer is released.
+    """
+    with pa.memory_map(str(path), "r") as mapped:
+        return mapped.read_buffer()
+
+
 def load_npy(path: Path) -> npt.NDArray[Any]:
-    """Memory-map a ``.npy`` file read-only (empty arrays are loaded, they cannot be mapped)."""
-    arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    # a plain ndarray view of the mapping (it keeps the mapping alive): indexing a ``memmap``
-    # subclass costs a Python-level __getitem__ per element, visible on the decision path
-    if isinstance(arr, np.memmap):
-        arr = arr.view(np.ndarray)
-    return arr  # type: ignore[no-any-return]
+    """A read-only ``.npy`` array over the file's mapping (no descriptor stays open)."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+        start = fh.tell()
+    count = int(np.prod(shape, dtype=np.int64))
+    if count == 0:
+        return np.zeros(shape, dtype=dtype)
+    flat = np.frombuffer(map_file(path), dtype=dtype, count=count, offset=start)
+    return flat.reshape(shape, order="F" if fortran else "C")
 
 
 def load_bytes(path: Path) -> npt.NDArray[np.uint8]:
-    """Memory-map a raw byte file read-only (an empty file is an empty array)."""
+    """A raw byte file as a read-only array over its mapping (an empty file is empty)."""
     if os.path.getsize(path) == 0:
         return np.zeros(0, dtype=np.uint8)
-    return np.memmap(path, dtype=np.uint8, mode="r").view(np.ndarray)
+    return np.frombuffer(map_file(path), dtype=np.uint8)
 
 
 def write_bitmaps(path: Path, bitmaps: Sequence[AbstractBitMap]) -> npt.NDArray[np.int64]:

@@ -39,7 +39,8 @@ from adtarget.errors import AdtargetError, IngestFailed, InvalidValue
 from adtarget.ingest.job_rows import Progress, job_dir, update_job
 from adtarget.ingest.publish import publish_empty
 from adtarget.ingest.quarantine import read_quarantine
-from adtarget.ingest.schema import load_schema_file, parse_schema
+from adtarget.ingest.readers import open_reader
+from adtarget.ingest.schema import check_width, load_schema_file, parse_schema
 from adtarget.ingest.service import execute_job
 from adtarget.process import pid_alive
 from adtarget.settings import Settings
@@ -104,6 +105,18 @@ def rejected_rows(
     path = job["quarantine"]
     rows = read_quarantine(Path(path)) if path and Path(path).exists() else []
     return {"id": job_id, "total": job["rows_rejected"], "rows": rows[:limit]}
+
+
+def _header_width(src: Path, id_column: str, delimiter: str, set_separator: str) -> int:
+    """Dimension columns named by the file's header; 0 when it cannot be read (the job then
+    fails with the reader's own message, as for any unreadable file)."""
+    try:
+        reader = open_reader(
+            src, batch_rows=1, delimiter=delimiter or ",", set_separator=set_separator
+        )
+    except AdtargetError:
+        return 0
+    return sum(1 for c in reader.columns if c != id_column)
 
 
 def submit_upload(
@@ -180,6 +193,12 @@ def submit_upload(
     if engine == "ray" and shards is None:
         raise InvalidValue(
             "--engine ray builds a sharded snapshot: give --shards N", field="shards"
+        )
+    if mode != "segment":  # a file too wide is refused before it becomes a job
+        check_width(
+            dimensions=_header_width(src, id_column, delimiter, set_separator),
+            limit=settings.ingest_max_dimensions,
+            source=src.name,
         )
     options = {
         "id_column": id_column,

@@ -119,6 +119,22 @@ def resolve_dimensions(
     return specs, new
 
 
+def check_width(*, dimensions: int, limit: int, source: str, upsert: bool = False) -> None:
+    """Refuse an upload with more dimension columns than ``ADTARGET_INGEST_MAX_DIMENSIONS``."""
+    if dimensions <= limit:
+        return
+    whose = "the snapshot after this upsert would have" if upsert else f"{source} has"
+    raise InvalidValue(
+        f"{whose} {dimensions:,} dimension columns; at most {limit:,} are allowed per upload "
+        "(ADTARGET_INGEST_MAX_DIMENSIONS): split the file into narrower uploads or drop "
+        "columns nobody targets",
+        field="columns",
+        source=source,
+        dimensions=dimensions,
+        limit=limit,
+    )
+
+
 def load_registry(session: Session) -> dict[str, DimensionSpec]:
     """The catalog's dimension registry (every non-archived dimension)."""
     return dict(dimension_registry(session=session))

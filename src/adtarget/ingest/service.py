@@ -43,7 +43,7 @@ from adtarget.ingest.publish import snapshot_store
 from adtarget.ingest.quarantine import QuarantineWriter
 from adtarget.ingest.ray_build import run_ray_build
 from adtarget.ingest.readers import open_reader
-from adtarget.ingest.schema import load_registry, resolve_dimensions
+from adtarget.ingest.schema import check_width, load_registry, resolve_dimensions
 from adtarget.ingest.validate import USER_ID, BatchValidator, ValidationOptions
 from adtarget.settings import Settings
 
@@ -119,6 +119,7 @@ def execute_job(
         arrow_schema=reader.arrow_schema,
         declared=opts.get("schema") or {},
     )
+    check_width(dimensions=len(specs), limit=settings.ingest_max_dimensions, source=path.name)
     hashed = bool(opts.get("hashed"))
     vopts = ValidationOptions(
         id_column=id_column,
@@ -144,6 +145,13 @@ def execute_job(
     )
     shards = opts.get("shards") or (base.num_shards if isinstance(base, ShardedSnapshot) else None)
     build_mode: Mode = "replace" if job.mode == "replace" else "upsert"
+    if build_mode == "upsert" and base is not None and not segment_mode:
+        check_width(
+            dimensions=len(set(specs) | set(base.registry)),
+            limit=settings.ingest_max_dimensions,
+            source=path.name,
+            upsert=True,
+        )
     if opts.get("engine") == "ray" and not segment_mode:
         run_ray_build(
             job,
