@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from adtarget.catalog.kinds import EDITABLE_NAMES, to_json
+from adtarget.catalog.kinds import EDITABLE, EDITABLE_NAMES, to_json
 from adtarget.catalog.service import create_ad_format, get, list_ad_formats, list_objects
 from adtarget.cli.container import cli_container
 from adtarget.cli.errors import fail
@@ -24,6 +24,7 @@ catalog_app = typer.Typer(
     no_args_is_help=True,
 )
 KINDS = EDITABLE_NAMES
+REQUIRED = "; ".join(f"{k.name}: {', '.join(k.required)}" for k in EDITABLE)
 KindArg = Annotated[str, typer.Argument(help=" | ".join(KINDS))]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 
@@ -71,7 +72,7 @@ def _run(fn: Any) -> Any:
 @catalog_app.command("create")
 def create(
     kind: KindArg,
-    body: Annotated[str, typer.Argument(help="JSON object")],
+    body: Annotated[str, typer.Argument(help=f"JSON object. Required fields: {REQUIRED}")],
     as_json: JsonOpt = False,
 ) -> None:
     """Create an object, e.g. ``catalog create advertiser '{"name": "Acme"}'``."""
