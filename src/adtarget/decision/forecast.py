@@ -21,6 +21,7 @@ reach (see ``docs/forecasting.md``).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -35,7 +36,7 @@ from adtarget.decision.counters import MemoryCounters
 from adtarget.decision.eligibility import SpendSource, has_budget, utc
 from adtarget.decision.engine import DecisionEngine, StaticIndex
 from adtarget.decision.forecast_index import LiveMatches, ReplayIndex
-from adtarget.decision.forecast_reach import Reach, find_reach
+from adtarget.decision.forecast_reach import PROGRESS_EVERY, Reach, find_reach
 from adtarget.decision.forecast_spend import ReplaySpend
 from adtarget.decision.forecast_window import DayPlan, Replayed, plan_days, replay_table, rows_of
 from adtarget.decision.index import LineItemIndex
@@ -45,7 +46,6 @@ from adtarget.decision.request_store import RequestStore
 from adtarget.errors import InvalidValue
 
 Z95 = 1.959963984540054
-PROGRESS_EVERY = 10_000
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: the CLI's Rich bar, or nothing."""
 
@@ -114,6 +114,7 @@ def forecast(
         now: the current time (tests pin it).
         progress: optional callback ``(stage, done, total)``.
     """
+    began = time.perf_counter()
     start, end = flight_of(proposal)
     today = utc(now).date()
     history = [d for d in store.days() if today - timedelta(days=lookback_days) <= d < today]
@@ -161,6 +162,7 @@ def forecast(
     answer = _answer(proposal, tally, by_day, plan, replayed, reach.users, rate, spend)
     for row in answer["contended"]:
         row["advertiser_id"] = advertisers.get(row["line_item_id"])
+    answer["elapsed_ms"] = round((time.perf_counter() - began) * 1000, 1)
     return answer
 
 

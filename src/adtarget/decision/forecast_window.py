@@ -19,7 +19,6 @@ import pyarrow.compute as pc
 
 from adtarget.decision.request_store import SCHEMA, RequestStore
 
-DAY_S = 86_400.0
 COLUMNS = ("ts", "user_id", "context", "formats", "limit", "sample_rate")
 
 
