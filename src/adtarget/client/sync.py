@@ -1,0 +1,389 @@
+"""``adtarget.client.Client``: the typed, synchronous HTTP client (httpx + tenacity).
+
+Example::
+
+    from adtarget.client import Client
+
+    with Client("http://127.0.0.1:8000", api_key="...") as api:
+        acme = api.advertisers.create(name="Acme")
+        for campaign in api.campaigns.iter(advertiser_id=acme.id):
+            print(campaign.name, campaign.budget_total)
+        print(api.report(group_by="campaign").rows)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import httpx
+from pydantic import BaseModel
+from tenacity import Retrying
+
+from adtarget.catalog import models as m
+from adtarget.catalog.kinds import KINDS, Kind
+from adtarget.client import _calls as calls
+from adtarget.client._base import Call, RetryableStatus, check, decode, error_from, headers_for
+from adtarget.client._base import retry_policy as policy
+from adtarget.client.models import (
+    BatchResult,
+    CommandStep,
+    DecisionResult,
+    HistoryItem,
+    Page,
+    Report,
+    SizeResult,
+    UploadJob,
+)
+
+C = TypeVar("C", bound=BaseModel)
+U = TypeVar("U", bound=BaseModel)
+R = TypeVar("R", bound=BaseModel)
+
+
+class Resource(Generic[C, U, R]):
+    """One catalog kind: ``create``, ``get``, ``update``, ``list`` (a page), ``iter`` (all)."""
+
+    def __init__(self, client: Client, kind: Kind) -> None:
+        self._client = client
+        self.kind = kind
+
+    def create(self, data: C | Mapping[str, Any] | None = None, /, **fields: Any) -> R:
+        """Create one object (an undoable command); answers it with its ``id``."""
+        out: R = self._client.send(calls.create(self.kind, data, **fields))
+        return out
+
+    def get(self, obj_id: int) -> R:
+        """Read one object (``NotFound`` if missing or not yours)."""
+        out: R = self._client.send(calls.get(self.kind, obj_id))
+        return out
+
+    def update(
+        self,
+        obj_id: int,
+        changes: U | Mapping[str, Any] | None = None,
+        /,
+        *,
+        version: int | None = None,
+        **fields: Any,
+    ) -> R:
+        """Change fields (``status`` too); ``version`` refuses with ``Conflict`` if it moved."""
+        out: R = self._client.send(calls.update(self.kind, obj_id, changes, version, **fields))
+        return out
+
+    def list(self, *, limit: int = 100, after: int | None = None, **filters: Any) -> Page[R]:
+        """One page of objects by id; pass ``page.next_after`` as ``after`` for the next."""
+        raw = self._client.send(calls.list_page(self.kind, limit, after, filters))
+        items = [self.kind.read.model_validate(x) for x in raw[self.kind.plural]]
+        return Page[R](items=items, next_after=raw.get("next_after"))  # type: ignore[arg-type]
+
+    def iter(self, *, page_size: int = 500, **filters: Any) -> Iterator[R]:
+        """Every object matching ``filters``, page after page (the ``after`` cursor)."""
+        after: int | None = None
+        while True:
+            page = self.list(limit=page_size, after=after, **filters)
+            yield from page.items
+            if page.next_after is None:
+                return
+            after = page.next_after
+
+
+class Client:
+    """Every public route of adtarget, typed with the package's own pydantic models.
+
+    Args:
+        base_url: e.g. ``http://127.0.0.1:8000``.
+        api_key: a key from ``adtarget keys create`` (``None``: an open loopback server).
+        timeout: seconds per attempt.
+        retries: extra attempts for idempotent calls (and for any call that never connected).
+        backoff: first wait between attempts, doubled each time (seconds).
+        transport: an ``httpx`` transport (tests, proxies); ``None`` is the network.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff: float = 0.2,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.retries = retries
+        self.backoff = backoff
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers=headers_for(api_key),
+            timeout=timeout,
+            transport=transport,
+        )
+        self.advertisers: Resource[m.AdvertiserCreate, m.AdvertiserUpdate, m.AdvertiserRead] = (
+            Resource(self, KINDS["advertiser"])
+        )
+        self.campaigns: Resource[m.CampaignCreate, m.CampaignUpdate, m.CampaignRead] = Resource(
+            self, KINDS["campaign"]
+        )
+        self.line_items: Resource[m.LineItemCreate, m.LineItemUpdate, m.LineItemRead] = Resource(
+            self, KINDS["line_item"]
+        )
+        self.creatives: Resource[m.CreativeCreate, m.CreativeUpdate, m.CreativeRead] = Resource(
+            self, KINDS["creative"]
+        )
+        self.segments: Resource[m.SegmentCreate, m.SegmentUpdate, m.SegmentRead] = Resource(
+            self, KINDS["segment"]
+        )
+        self.dimensions: Resource[m.DimensionCreate, m.DimensionUpdate, m.DimensionRead] = Resource(
+            self, KINDS["dimension"]
+        )
+
+    # --- plumbing
+
+    def send(self, call: Call) -> Any:
+        """Send ``call`` with its retry policy; the decoded answer or a typed error."""
+        try:
+            for attempt in Retrying(**policy(call, self.retries, self.backoff)):
+                with attempt:
+                    response = self._http.request(
+                        call.method,
+                        call.path,
+                        params=call.params,
+                        json=call.json if call.files is None else None,
+                        files=call.files,
+                        data=call.data,
+                        headers=call.headers or None,
+                    )
+                    check(call, response)
+        except RetryableStatus as exc:
+            raise error_from(exc.response) from None
+        return decode(call, response)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- catalog extras and commands
+
+    def attach_creative(self, line_item_id: int, creative_id: int) -> dict[str, Any]:
+        """Let a line item show a creative (undoable)."""
+        out: dict[str, Any] = self.send(calls.attach_creative(line_item_id, creative_id))
+        return out
+
+    def detach_creative(self, line_item_id: int, creative_id: int) -> dict[str, Any]:
+        """Stop a line item showing a creative (undoable)."""
+        out: dict[str, Any] = self.send(calls.detach_creative(line_item_id, creative_id))
+        return out
+
+    def line_item_creatives(self, line_item_id: int) -> dict[str, Any]:
+        """The creatives attached to a line item."""
+        out: dict[str, Any] = self.send(calls.line_item_creatives(line_item_id))
+        return out
+
+    def ad_formats(self) -> dict[str, Any]:
+        """The ad-format registry."""
+        out: dict[str, Any] = self.send(calls.ad_formats())
+        return out
+
+    def ad_format(self, name: str) -> dict[str, Any]:
+        """One ad format."""
+        out: dict[str, Any] = self.send(calls.ad_format(name))
+        return out
+
+    def add_ad_format(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Register an ad type (admin keys)."""
+        out: dict[str, Any] = self.send(calls.add_ad_format(data))
+        return out
+
+    def undo(self) -> CommandStep:
+        """Undo your newest change (``NothingToUndo`` when there is none)."""
+        out: CommandStep = self.send(calls.undo())
+        return out
+
+    def redo(self) -> CommandStep:
+        """Redo your most recently undone change."""
+        out: CommandStep = self.send(calls.redo())
+        return out
+
+    def history(self) -> list[HistoryItem]:
+        """Your commands, newest first."""
+        out: list[HistoryItem] = self.send(calls.history())
+        return out
+
+    # --- audiences, uploads, profiles
+
+    def size(self, rule: str) -> SizeResult:
+        """Exact audience size of a rule (``count`` is ``None`` below the threshold)."""
+        out: SizeResult = self.send(calls.size(rule))
+        return out
+
+    def overlap(self, rules: Sequence[str]) -> dict[str, Any]:
+        """Pairwise overlap of rules."""
+        out: dict[str, Any] = self.send(calls.overlap(rules))
+        return out
+
+    def export_audience(self, rule: str, **options: Any) -> dict[str, Any]:
+        """The user ids matching a rule."""
+        out: dict[str, Any] = self.send(calls.export_audience(rule, **options))
+        return out
+
+    def vocabulary(self) -> dict[str, Any]:
+        """Dimensions, their values and segments (for completion)."""
+        out: dict[str, Any] = self.send(calls.vocabulary())
+        return out
+
+    def snapshots(self) -> dict[str, Any]:
+        """The audience snapshots kept."""
+        out: dict[str, Any] = self.send(calls.snapshots())
+        return out
+
+    def rollback_snapshot(self, snapshot: str) -> dict[str, Any]:
+        """Serve an older snapshot (admin keys)."""
+        out: dict[str, Any] = self.send(calls.rollback_snapshot(snapshot))
+        return out
+
+    def upload(
+        self,
+        file: str | Path,
+        *,
+        mode: str = "replace",
+        segment: str | None = None,
+        server_path: bool = False,
+    ) -> UploadJob:
+        """Start an upload: send the local ``file``, or (``server_path``) name a path the
+        server reads itself (``s3://bucket/users.parquet`` too)."""
+        if server_path:
+            out: UploadJob = self.send(calls.upload_path(str(file), mode, segment))
+            return out
+        path = Path(file)
+        out = self.send(calls.upload_file(path.name, path.read_bytes(), mode, segment))
+        return out
+
+    def upload_job(self, job_id: str) -> UploadJob:
+        """An upload job's status and counts."""
+        out: UploadJob = self.send(calls.upload(job_id))
+        return out
+
+    def wait_for_upload(self, job_id: str, *, timeout: float = 600, poll: float = 0.2) -> UploadJob:
+        """Poll until the job succeeded or failed (``TimeoutError`` after ``timeout`` s)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.upload_job(job_id)
+            if job.finished:
+                return job
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"upload {job_id} still {job.status} after {timeout} s")
+            time.sleep(poll)
+
+    def uploads(self) -> dict[str, Any]:
+        """Upload jobs, newest first."""
+        out: dict[str, Any] = self.send(calls.uploads())
+        return out
+
+    def upload_rejected(self, job_id: str) -> dict[str, Any]:
+        """A job's rejected rows with their reasons."""
+        out: dict[str, Any] = self.send(calls.upload_rejected(job_id))
+        return out
+
+    def profile_updates(self, updates: Sequence[Mapping[str, Any]]) -> BatchResult:
+        """Real-time profile updates (deduplicated by ``update_id``)."""
+        out: BatchResult = self.send(calls.profile_updates(updates))
+        return out
+
+    # --- decisions, delivery, forecast
+
+    def decide(
+        self,
+        user_id: str,
+        context: Mapping[str, Any] | None = None,
+        *,
+        limit: int = 1,
+        formats: Sequence[str] | None = None,
+        **extra: Any,
+    ) -> DecisionResult:
+        """Ranked ads for a user in a context."""
+        out: DecisionResult = self.send(calls.decide(user_id, context, limit, formats, **extra))
+        return out
+
+    def post_events(self, events: Sequence[Mapping[str, Any]]) -> BatchResult:
+        """Record delivery events (deduplicated by ``event_id``, so retried safely)."""
+        out: BatchResult = self.send(calls.post_events(events))
+        return out
+
+    def report(
+        self,
+        start: date | datetime | str | None = None,
+        end: date | datetime | str | None = None,
+        *,
+        group_by: str | Sequence[str] = "day",
+        metrics: str | Sequence[str] = "impressions,clicks,spend",
+        advertiser_id: int | None = None,
+    ) -> Report:
+        """A delivery report; without dates, the last 7 days through today."""
+        out: Report = self.send(calls.report(start, end, group_by, metrics, advertiser_id))
+        return out
+
+    def report_csv(
+        self,
+        start: date | datetime | str | None = None,
+        end: date | datetime | str | None = None,
+        *,
+        group_by: str | Sequence[str] = "day",
+        metrics: str | Sequence[str] = "impressions,clicks,spend",
+        advertiser_id: int | None = None,
+    ) -> str:
+        """The same report as CSV text."""
+        out: str = self.send(calls.report(start, end, group_by, metrics, advertiser_id, "csv"))
+        return out
+
+    def forecast(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Forecast a proposed or changed line item."""
+        out: dict[str, Any] = self.send(calls.forecast(data))
+        return out
+
+    # --- keys, me, health
+
+    def create_key(
+        self, role: str, *, advertiser_id: int | None = None, name: str | None = None
+    ) -> dict[str, Any]:
+        """Make an API key (admin keys); the key itself is only in this answer."""
+        out: dict[str, Any] = self.send(calls.create_key(role, advertiser_id, name))
+        return out
+
+    def keys(self) -> dict[str, Any]:
+        """List keys (never the keys themselves)."""
+        out: dict[str, Any] = self.send(calls.keys())
+        return out
+
+    def revoke_key(self, key_id: int) -> dict[str, Any]:
+        """Revoke a key."""
+        out: dict[str, Any] = self.send(calls.revoke_key(key_id))
+        return out
+
+    def me(self) -> dict[str, Any]:
+        """Who the server thinks you are."""
+        out: dict[str, Any] = self.send(calls.me())
+        return out
+
+    def healthz(self) -> dict[str, Any]:
+        """Liveness."""
+        out: dict[str, Any] = self.send(calls.healthz())
+        return out
+
+    def readyz(self) -> dict[str, Any]:
+        """Readiness."""
+        out: dict[str, Any] = self.send(calls.readyz())
+        return out
+
+    def metrics(self) -> str:
+        """Prometheus metrics text."""
+        out: str = self.send(calls.metrics())
+        return out
