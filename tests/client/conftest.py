@@ -34,12 +34,22 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data = tmp_path_factory.mktemp("client") / "data"
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("ADTARGET_")
-    } | {"ADTARGET_DATA_DIR": str(data), "ADTARGET_ADMIN_KEY": ADMIN_KEY}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADTARGET_")} | {
+        "ADTARGET_DATA_DIR": str(data),
+        "ADTARGET_ADMIN_KEY": ADMIN_KEY,
+    }
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "adtarget.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "adtarget.cli.main",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.cli.test_catalog_code import CATALOG
+from tests.client.conftest import ADMIN_KEY, Server
 
 from adtarget.api.app import create_app
 from adtarget.catalog.models import AdvertiserRead, CampaignCreate, CampaignRead
@@ -22,11 +24,9 @@ from adtarget.client import (
     NotFound,
     NothingToUndo,
     Unauthorized,
+    _calls,
 )
-from adtarget.client import _calls
 from adtarget.errors import Overloaded, RuleSyntaxError
-from tests.cli.test_catalog_code import CATALOG
-from tests.client.conftest import ADMIN_KEY, Server
 
 
 def unique(prefix: str) -> str:
