@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 NAMESPACE = "adtarget"
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 STARTUP_S = 60.0
+NODE_VIEW_WAIT_S = 10.0  # how long placement waits for new nodes to reach the scheduler
 _init_lock = threading.Lock()
 
 
@@ -178,8 +179,9 @@ class RayFanout:
         self.snapshot = snapshot
         self.deadline_s = deadline_s
         cls = _actor_class()
+        nodes = self._schedulable_nodes()
         self.actors = [
-            cls.options(scheduling_strategy=self._placement(k), num_cpus=0).remote(
+            cls.options(scheduling_strategy=self._placement(k, nodes), num_cpus=0).remote(
                 str(snapshot.shard_path(k))
             )
             for k in range(snapshot.num_shards)
@@ -188,15 +190,31 @@ class RayFanout:
         # waits for that (once per publish) instead of failing on the request deadline
         self._gather([a.ping.remote() for a in self.actors], "its start", timeout=startup_s)
 
-    def _placement(self, k: int) -> Any:
-        """Shard ``k`` on the k-th alive node, round robin (``SPREAD`` alone may stack them);
-        soft, so Ray restarts the actor on another node when that one dies."""
+    def _placement(self, k: int, nodes: list[str]) -> Any:
+        """Shard ``k`` on the k-th schedulable node, round robin (``SPREAD`` alone may stack
+        them); soft, so Ray restarts the actor on another node when that one dies."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        nodes = sorted(n["NodeID"] for n in self.ray.nodes() if n.get("Alive"))
         if not nodes:
             return "SPREAD"
         return NodeAffinitySchedulingStrategy(node_id=nodes[k % len(nodes)], soft=True)
+
+    def _schedulable_nodes(self, wait_s: float = NODE_VIEW_WAIT_S) -> list[str]:
+        """Alive nodes that the scheduler's resource view already holds.
+
+        Why wait: a node joins the node table before its resources reach the scheduler; a soft
+        affinity to a node the scheduler does not know yet silently lands elsewhere, stacking
+        every shard on one node. Bounded: after ``wait_s`` the nodes it knows are used.
+        """
+        from ray._private.state import state
+
+        give_up = time.monotonic() + wait_s
+        while True:
+            alive = {n["NodeID"] for n in self.ray.nodes() if n.get("Alive")}
+            known = alive & set(state.available_resources_per_node())  # type: ignore[no-untyped-call]
+            if known == alive or time.monotonic() >= give_up:
+                return sorted(known or alive)
+            time.sleep(0.05)
 
     def _gather(self, refs: Sequence[Any], what: str, *, timeout: float | None = None) -> list[Any]:
         """Every shard's answer within the deadline, or ``ShardUnavailable`` naming a shard."""
