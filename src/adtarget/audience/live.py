@@ -22,6 +22,7 @@ import orjson
 import pyarrow as pa
 
 from adtarget.audience.delta import Delta, DeltaIndex, DeltaView, Update, UserState
+from adtarget.audience.gcpause import gc_paused
 from adtarget.audience.results import ResultCache
 from adtarget.audience.snapshot import Snapshot
 from adtarget.audience.store import UPDATES_THROUGH as THROUGH
@@ -222,7 +223,8 @@ class LiveFollower:
             rows = self._read(delta.seq)
             if not rows:
                 break
-            delta.apply(decode(r) for r in rows)
+            with gc_paused():
+                delta.apply(decode(r) for r in rows)
             total += len(rows)
             if len(rows) < READ_BATCH:
                 break
@@ -253,7 +255,8 @@ class LiveFollower:
                 self._catch_up_locked()
                 return
             before = delta.applied
-            delta.apply(decode(r) for r in rows if r.seq > delta.seq)
+            with gc_paused():
+                delta.apply(decode(r) for r in rows if r.seq > delta.seq)
             if len(rows) >= READ_BATCH:
                 self._catch_up_locked()
             if delta.applied != before:

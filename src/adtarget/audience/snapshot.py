@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from adtarget.audience.idhash import hash_id
+from adtarget.audience.idhash import hash_id, hash_ids
 from adtarget.audience.index import (
     BitmapCache,
     DimReader,
@@ -119,6 +119,34 @@ class Snapshot:
                 return ordinal if ordinal in self.index.universe() else None
             i += 1
         return None
+
+    def ordinals_of(self, user_ids: list[str]) -> dict[str, int]:
+        """``ordinal_of`` for many ids at once: the live ones found, by id (absent: unknown).
+
+        Hashes and searches vectorized (a batch of real-time updates resolves thousands of ids;
+        one at a time, the pure-Python hash was an eighth of the update path), then compares
+        the candidate's bytes like ``ordinal_of``.
+        """
+        if not user_ids:
+            return {}
+        hashes = (hash_ids(pa.array(user_ids, pa.large_string())) >> np.uint64(32)).astype(
+            self._id_hash.dtype
+        )
+        starts = np.searchsorted(self._id_hash, hashes).tolist()
+        found: dict[str, int] = {}
+        view, offsets, data = self._hash_view, self._off_view, self._data_view
+        universe = self.index.universe()
+        n = len(view)
+        for user_id, h, i in zip(user_ids, hashes.tolist(), starts, strict=True):
+            key = user_id.encode("utf-8")
+            while i < n and view[i] == h:
+                ordinal = self._sorted_view[i]
+                if data[offsets[ordinal] : offsets[ordinal + 1]] == key:
+                    if ordinal in universe:
+                        found[user_id] = ordinal
+                    break
+                i += 1
+        return found
 
     def is_alive(self, ordinal: int) -> bool:
         """Whether the ordinal belongs to a current user (removed users keep their slot)."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adtarget.audience.delta import Update
+from adtarget.audience.gcpause import gc_paused
 from adtarget.audience.live import LiveFollower, encode
 from adtarget.audience.sharded import ShardedSnapshot
 from adtarget.errors import Conflict, InvalidValue
@@ -149,6 +150,16 @@ def accept_updates(
     """
     if len(updates) > MAX_BATCH:
         raise InvalidValue(f"at most {MAX_BATCH} updates per batch", field="updates")
+    with gc_paused():
+        return _accept(updates, registry, follower, profiles)
+
+
+def _accept(
+    updates: Sequence[Any],
+    registry: Mapping[str, DimensionSpec],
+    follower: LiveFollower,
+    profiles: Callable[[list[str]], None] | None,
+) -> UpdateResult:
     result = UpdateResult()
     valid: list[tuple[int, dict[str, Any]]] = []
     for index, obj in enumerate(updates):
