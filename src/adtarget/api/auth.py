@@ -225,6 +225,28 @@ class KeyResolver:
                 )
         return Unauthorized(message, field="authorization")
 
+    def resolve_cached(self, header: str | None) -> Principal | None:
+        """The caller's principal when it is known without touching the catalog, else ``None``
+        (then ``resolve`` decides, in a worker thread): lets the event loop authenticate a
+        request with no thread hand-off on the hot path. Never raises."""
+        try:
+            key = parse_bearer(header)
+        except Unauthorized:
+            return None
+        now = time.monotonic()
+        if key is None:
+            if self._open is True and self._open_checked_until > now:
+                return OPEN_PRINCIPAL
+            return None
+        if self._open is None:
+            return None
+        if self._admin_key and hmac.compare_digest(key.encode(), self._admin_key.encode()):
+            return Principal(actor="admin-env", role="admin")
+        hit = self._cache.get(hash_key(key))
+        if hit is not None and hit[1] > now and hit[0] is not None:
+            return hit[0]
+        return None
+
     def resolve(self, header: str | None) -> Principal:
         """The caller's principal; raises ``Unauthorized`` for a missing or unknown key."""
         if self._open is None:  # the first request decides, if start-up did not

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
+from adtarget.api.audience_context import AudienceContextCache
 from adtarget.api.auth import KeyResolver
 from adtarget.api.decision_service import DecisionService, build_decision_service
 from adtarget.audience.store import SnapshotStore
@@ -39,6 +40,7 @@ class Container:
     event_store: EventStore
     decisions: DecisionService
     spend_totals: SpendTotals
+    audience_context: AudienceContextCache
     event_lookup: LineItemLookup | None = field(default=None)
     request_log: RequestLog | None = field(default=None)
     """The sampled request log the decision route feeds (``None``: not recorded)."""
@@ -53,6 +55,7 @@ class Container:
         self.decisions.close()
         if self.request_log is not None:
             self.request_log.close()
+        self.audience_context.close()
 
 
 def build_container(settings: Settings) -> Container:
@@ -84,6 +87,7 @@ def build_container(settings: Settings) -> Container:
         spend_totals=spend_totals_reader(settings),
         event_lookup=catalog_lookup(session_factory),
         request_log=request_log,
+        audience_context=AudienceContextCache(session_factory),
     )
 
 

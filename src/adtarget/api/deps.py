@@ -8,11 +8,12 @@ They only hand out what the lifespan built (``api.container``); nothing is creat
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from adtarget.api.auth import OPEN_PRINCIPAL, ROLES, KeyResolver, Principal
 from adtarget.api.container import Container, container_of
@@ -30,7 +31,7 @@ def app_settings(app: FastAPI) -> Settings:
     return settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """Dependency: the app's settings; override per app by passing them to ``create_app``."""
     return app_settings(request.app)
 
@@ -50,12 +51,12 @@ def app_snapshot_store(app: FastAPI) -> SnapshotStore:
     return container_of(app).snapshot_store
 
 
-def get_container(request: Request) -> Container:
+async def get_container(request: Request) -> Container:
     """Dependency: everything the worker built once (503 while it could not build it)."""
     return container_of(request.app)
 
 
-def get_session_factory(request: Request) -> sessionmaker[Session]:
+async def get_session_factory(request: Request) -> sessionmaker[Session]:
     """Dependency: the catalog session factory (for the command layer, which owns commits)."""
     return app_session_factory(request.app)
 
@@ -73,27 +74,35 @@ def get_session(request: Request) -> Iterator[Session]:
         session.close()
 
 
-def get_principal(request: Request) -> Principal:
-    """Dependency: the caller, from ``Authorization: Bearer KEY`` (401 when missing/unknown)."""
+async def get_principal(request: Request) -> Principal:
+    """Dependency: the caller, from ``Authorization: Bearer KEY`` (401 when missing/unknown).
+
+    Async on purpose: FastAPI runs a sync dependency in the threadpool, one hand-off each; a
+    key already in the resolver's cache is answered on the event loop, and only a lookup that
+    needs the catalog goes to a thread."""
     cached = request.scope.get("adtarget.principal")
     if cached is not None:
         return cached  # type: ignore[no-any-return]
-    principal = app_key_resolver(request.app).resolve(request.headers.get("authorization"))
+    resolver = app_key_resolver(request.app)
+    header = request.headers.get("authorization")
+    principal = resolver.resolve_cached(header)
+    if principal is None:
+        principal = await run_in_threadpool(resolver.resolve, header)
     request.scope["adtarget.principal"] = principal
     return principal
 
 
-def get_actor(principal: Annotated[Principal, Depends(get_principal)]) -> str:
+async def get_actor(principal: Annotated[Principal, Depends(get_principal)]) -> str:
     """Dependency: the actor string recorded in command history."""
     return principal.actor
 
 
-def get_snapshot_store(request: Request) -> SnapshotStore:
+async def get_snapshot_store(request: Request) -> SnapshotStore:
     """Dependency: the app's snapshot store."""
     return app_snapshot_store(request.app)
 
 
-def require_roles(*roles: str) -> Callable[..., Principal]:
+def require_roles(*roles: str) -> Callable[..., Awaitable[Principal]]:
     """Dependency factory: the principal, or 403 unless its role is one of ``roles``.
 
     Admin is always allowed. Use as ``Depends(require_roles("advertiser", "reader"))``.
@@ -103,7 +112,7 @@ def require_roles(*roles: str) -> Callable[..., Principal]:
         raise ValueError(f"unknown roles {sorted(unknown)}")
     allowed = frozenset(roles) | {"admin"}
 
-    def dependency(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    async def dependency(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if principal.role not in allowed:
             raise Forbidden(
                 f"role {principal.role!r} may not call this route "
@@ -117,7 +126,7 @@ def require_roles(*roles: str) -> Callable[..., Principal]:
 
 def allow(
     *, read: tuple[str, ...], write: tuple[str, ...], writers_read: bool = True
-) -> Callable[..., Principal]:
+) -> Callable[..., Awaitable[Principal]]:
     """Router-level dependency: ``read`` roles may GET, ``write`` roles may also mutate.
 
     ``writers_read=False`` makes ``write`` roles write-only (ad servers post delivery events
@@ -126,7 +135,7 @@ def allow(
     readers = frozenset(read) | (frozenset(write) if writers_read else frozenset()) | {"admin"}
     writers = frozenset(write) | {"admin"}
 
-    def dependency(
+    async def dependency(
         request: Request, principal: Annotated[Principal, Depends(get_principal)]
     ) -> Principal:
         ok = writers if request.method not in READ_METHODS else readers
@@ -164,7 +173,7 @@ SnapshotStoreDep = Annotated[SnapshotStore, Depends(get_snapshot_store)]
 ContainerDep = Annotated[Container, Depends(get_container)]
 
 
-def get_event_store(container: ContainerDep) -> EventStore:
+async def get_event_store(container: ContainerDep) -> EventStore:
     """Dependency: the delivery event store (intake, reports; the spend feed shares it)."""
     return container.event_store
 

@@ -19,10 +19,10 @@ import numpy as np
 import pyarrow as pa
 from pyroaring import AbstractBitMap
 
-from adtarget.audience.sizing import count_rule, overlap_matrix
+from adtarget.audience.sizing import count_rule, overlap_counts
 from adtarget.audience.snapshot import Snapshot
 from adtarget.rules.ast import Rule
-from adtarget.rules.eval_bitmap import evaluate
+from adtarget.rules.eval_bitmap import Memo, evaluate
 
 EXPORT_CHUNK = 1_000_000
 
@@ -37,11 +37,12 @@ class ShardSet(Protocol):
 class Fanout(Protocol):
     """Sizes, overlaps and exports of compiled rules over every shard of one snapshot."""
 
-    def count(self, rule: Rule) -> int:
-        """Exact number of users matching ``rule`` (sum over shards)."""
+    def count(self, rule: Rule, use_cache: bool = True) -> int:
+        """Exact number of users matching ``rule`` (sum over shards); ``use_cache``: each
+        shard reuses the sub-expression results it keeps (``Snapshot.results``)."""
         ...
 
-    def overlap(self, rules: Sequence[Rule]) -> list[list[int]]:
+    def overlap(self, rules: Sequence[Rule], use_cache: bool = True) -> list[list[int]]:
         """The N x N intersection matrix of ``rules`` (sum of the shards' matrices)."""
         ...
 
@@ -61,13 +62,18 @@ class ShardWork:
         self.snapshot = snapshot
         self._last: tuple[Rule, AbstractBitMap] | None = None
 
-    def count(self, rule: Rule) -> int:
-        """Users of this shard matching ``rule``."""
-        return count_rule(rule, self.snapshot.index)
+    def _memo(self, use_cache: bool) -> Memo | None:
+        """The shard's own sub-expression results (one cache per shard snapshot, so a shard
+        answers from what it kept, in this process or in its Ray actor)."""
+        return self.snapshot.results if use_cache else None
 
-    def overlap(self, rules: Sequence[Rule]) -> list[list[int]]:
+    def count(self, rule: Rule, use_cache: bool = True) -> int:
+        """Users of this shard matching ``rule``."""
+        return count_rule(rule, self.snapshot.index, self._memo(use_cache))
+
+    def overlap(self, rules: Sequence[Rule], use_cache: bool = True) -> list[list[int]]:
         """This shard's intersection matrix (diagonal: each rule's size)."""
-        return overlap_matrix([evaluate(r, self.snapshot.index) for r in rules])
+        return overlap_counts(rules, self.snapshot.index, self._memo(use_cache))
 
     def _bitmap(self, rule: Rule) -> AbstractBitMap:
         if self._last is None or self._last[0] != rule:
@@ -94,13 +100,13 @@ class LocalFanout:
     def _work(self) -> list[ShardWork]:
         return [ShardWork(s) for s in self.snapshot.shards]
 
-    def count(self, rule: Rule) -> int:
+    def count(self, rule: Rule, use_cache: bool = True) -> int:
         """Sum of the shards' counts."""
-        return sum(w.count(rule) for w in self._work())
+        return sum(w.count(rule, use_cache) for w in self._work())
 
-    def overlap(self, rules: Sequence[Rule]) -> list[list[int]]:
+    def overlap(self, rules: Sequence[Rule], use_cache: bool = True) -> list[list[int]]:
         """Element-wise sum of the shards' matrices."""
-        return add_matrices([w.overlap(rules) for w in self._work()], len(rules))
+        return add_matrices([w.overlap(rules, use_cache) for w in self._work()], len(rules))
 
     def export(self, rule: Rule, chunk_size: int = EXPORT_CHUNK) -> Iterator[pa.Array]:
         """Each shard's matching ids in turn, chunked."""

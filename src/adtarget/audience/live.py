@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -76,15 +77,18 @@ class LiveSnapshot(Snapshot):
     read the delta's current state (a decision sees an update at once).
     """
 
-    def __init__(self, base: Snapshot, delta: Delta, view: DeltaView) -> None:  # noqa: D107
+    def __init__(  # noqa: D107
+        self, base: Snapshot, delta: Delta, view: DeltaView, results: ResultCache | None = None
+    ) -> None:
         self.__dict__.update(base.__dict__)
         self.base = base
         self.delta = delta
         self.view = view
         self.updates_seq = view.seq
         self.index = DeltaIndex(base.index, view, delta.rules)  # type: ignore[assignment]
-        # sub-expression results of this view only: the base's cache holds base answers
-        self.results = ResultCache()
+        # sub-expression results of this view only (the base's cache holds base answers); the
+        # follower hands every handle of one view the same cache, and a new view a new one
+        self.results = results if results is not None else ResultCache()
         self.num_ordinals = delta.n0 + len(delta.new_list)
         self.__dict__.pop("num_users", None)  # a property here: counted only when asked
 
@@ -165,6 +169,7 @@ class LiveFollower:
         self.dedup_seconds = 7 * 86_400.0
         """How long a compacted update stays in the log (its ``update_id`` a duplicate)."""
         self._compacting: threading.Thread | None = None
+        self._results: tuple[DeltaView, ResultCache] | None = None
 
     # -- reading ------------------------------------------------------------------------
 
@@ -180,7 +185,11 @@ class LiveFollower:
                 else:  # the same version reopened: keep the delta, move it to the new handle
                     delta.base = base
             self._ensure_thread()
-            return LiveSnapshot(base, delta, delta.view())
+            view = delta.view()
+            kept = self._results
+            if kept is None or kept[0] is not view:  # updates applied: answers changed
+                kept = self._results = (view, ResultCache())
+            return LiveSnapshot(base, delta, view, kept[1])
 
     def frozen_state(self) -> tuple[int, dict[int, UserState], list[str]]:
         """``(seq, users, new ids)`` as of one moment (what a compaction folds in)."""
@@ -314,10 +323,16 @@ def log_for(url: str) -> UpdateLog:
         return got
 
 
+@lru_cache(maxsize=64)
+def _resolved(root: str) -> str:
+    """``root`` made absolute once (every ``store.current()`` asks: no realpath per request)."""
+    return str(Path(root).resolve())
+
+
 def follower_for(root: Path, url: str, *, poll_s: float = 0.1) -> LiveFollower:
     """The process's one follower per (snapshot dir, log): every store of that data dir
     shares it, so an update applied through one store is seen through all of them."""
-    key = (str(Path(root).resolve()), url)
+    key = (_resolved(str(root)), url)
     with _registry_lock:
         got = _followers.get(key)
     if got is None:

@@ -136,11 +136,11 @@ class _ShardActor:
 
         return str(ray.get_runtime_context().get_node_id())
 
-    def count(self, rule: Rule) -> int:
-        return self.work.count(rule)
+    def count(self, rule: Rule, use_cache: bool = True) -> int:
+        return self.work.count(rule, use_cache)
 
-    def overlap(self, rules: list[Rule]) -> list[list[int]]:
-        return self.work.overlap(rules)
+    def overlap(self, rules: list[Rule], use_cache: bool = True) -> list[list[int]]:
+        return self.work.overlap(rules, use_cache)
 
     def export_count(self, rule: Rule) -> int:
         return self.work.export_count(rule)
@@ -262,14 +262,16 @@ class RayFanout:
             shard=k,
         )
 
-    def count(self, rule: Rule) -> int:
-        """Sum of the shard actors' counts."""
-        return sum(self._gather([a.count.remote(rule) for a in self.actors], "a size"))
+    def count(self, rule: Rule, use_cache: bool = True) -> int:
+        """Sum of the shard actors' counts (each actor reuses its shard's kept results)."""
+        calls = [a.count.remote(rule, use_cache) for a in self.actors]
+        return sum(self._gather(calls, "a size"))
 
-    def overlap(self, rules: Sequence[Rule]) -> list[list[int]]:
+    def overlap(self, rules: Sequence[Rule], use_cache: bool = True) -> list[list[int]]:
         """Element-wise sum of the shard actors' matrices."""
         rules = list(rules)
-        parts = self._gather([a.overlap.remote(rules) for a in self.actors], "an overlap")
+        calls = [a.overlap.remote(rules, use_cache) for a in self.actors]
+        parts = self._gather(calls, "an overlap")
         return add_matrices(parts, len(rules))
 
     def export(self, rule: Rule, chunk_size: int = EXPORT_CHUNK) -> Iterator[pa.Array]:

@@ -19,11 +19,11 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from adtarget.audience.sharded import AnySnapshot, ShardedSnapshot
-from adtarget.audience.sizing import count_rule, overlap_matrix
+from adtarget.audience.sizing import count_rule, overlap_counts
 from adtarget.audience.store import SnapshotStore
 from adtarget.errors import InvalidValue, NotFound
 from adtarget.rules.ast import Rule
-from adtarget.rules.eval_bitmap import Memo, evaluate, evaluate_shared
+from adtarget.rules.eval_bitmap import evaluate
 from adtarget.rules.format import from_json
 from adtarget.rules.parse import parse
 from adtarget.rules.registry import DimensionSpec
@@ -163,7 +163,7 @@ def size_rule(
     """
     rule = _compile_any(rule_text, snapshot, registry, segments, hidden)
     if isinstance(snapshot, ShardedSnapshot):
-        n = snapshot.fanout.count(rule)
+        n = snapshot.fanout.count(rule, use_cache)
     else:
         n = count_rule(rule, snapshot.index, snapshot.results if use_cache else None)
     return _with_shards(_gate(n, min_size, snapshot.version), snapshot)
@@ -195,9 +195,9 @@ def overlap_rules(
             raise
     n = len(compiled)
     counts = (
-        snapshot.fanout.overlap(compiled)
+        snapshot.fanout.overlap(compiled, use_cache)
         if isinstance(snapshot, ShardedSnapshot)
-        else _overlap_counts(compiled, snapshot.index, snapshot.results if use_cache else None)
+        else overlap_counts(compiled, snapshot.index, snapshot.results if use_cache else None)
     )
     matrix: list[list[int | None]] = [[None] * n for _ in range(n)]
     low_cells: list[list[bool]] = [[False] * n for _ in range(n)]
@@ -216,12 +216,6 @@ def overlap_rules(
         "min_size": min_size,
     }
     return _with_shards(answer, snapshot)
-
-
-def _overlap_counts(rules: Sequence[Rule], index: Any, memo: Memo | None) -> list[list[int]]:
-    """Each rule evaluated once (shared, not copied: nothing here mutates them); cells use
-    ``intersection_cardinality`` (no bitmap is built)."""
-    return overlap_matrix([evaluate_shared(r, index, memo) for r in rules])
 
 
 def export_rule(

@@ -18,6 +18,7 @@ anyway, so then we intersect smallest-first as usual.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from pyroaring import AbstractBitMap, BitMap
 
@@ -65,3 +66,17 @@ def overlap_matrix(bitmaps: Sequence[AbstractBitMap]) -> list[list[int]]:
             c = len(bitmaps[i]) if i == j else bitmaps[i].intersection_cardinality(bitmaps[j])
             out[i][j] = out[j][i] = int(c)
     return out
+
+
+class _CallMemo(dict[Any, AbstractBitMap]):
+    """Sub-expression results of one call (a ``Memo``: ``get`` and item assignment)."""
+
+
+def overlap_counts(rules: Sequence[Rule], index: BitmapIndex, memo: Memo | None) -> list[list[int]]:
+    """The N x N intersection matrix of ``rules`` (diagonal: each rule's size).
+
+    Each rule is evaluated once (shared, not copied: nothing here mutates them); sub-expressions
+    the rules have in common are evaluated once per call even without ``memo`` (a dict for this
+    call)."""
+    local: Memo = memo if memo is not None else _CallMemo()
+    return overlap_matrix([evaluate_shared(r, index, local) for r in rules])

@@ -11,8 +11,9 @@ rather than breaking someone else's later work.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from adtarget.catalog.tables import Dimension, LineItem, Segment
@@ -20,7 +21,18 @@ from adtarget.rules.ast import dimensions
 from adtarget.rules.parse import parse
 from adtarget.rules.registry import DimensionSpec
 
-__all__ = ["register_dimensions", "remove_unused_dimensions"]
+__all__ = ["register_dimensions", "remove_unused_dimensions", "rule_catalog_fingerprint"]
+
+
+def rule_catalog_fingerprint(session: Session) -> tuple[Any, ...]:
+    """One row that changes whenever a dimension or a segment is inserted, updated or deleted
+    (row counts, newest ``updated_at``, sum of ``version``): what rule validation reads."""
+    parts: list[Any] = []
+    for table in (Dimension, Segment):
+        parts.append(select(func.count()).select_from(table).scalar_subquery())
+        parts.append(select(func.max(table.updated_at)).scalar_subquery())
+        parts.append(select(func.sum(table.version)).scalar_subquery())
+    return tuple(session.execute(select(*parts)).one())
 
 
 def register_dimensions(session: Session, specs: Sequence[DimensionSpec]) -> list[str]:

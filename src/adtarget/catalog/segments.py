@@ -19,7 +19,9 @@ from adtarget.errors import Conflict
 
 __all__ = [
     "SegmentDef",
+    "SegmentScope",
     "active_segments",
+    "all_segment_scopes",
     "ensure_list_segment",
     "foreign_segment_names",
     "record_sizes",
@@ -45,6 +47,25 @@ def active_segments(session: Session) -> list[SegmentDef]:
         select(Segment.name, Segment.kind, Segment.rule).where(Segment.status != "archived")
     )
     return [SegmentDef(name, kind, rule) for name, kind, rule in rows]
+
+
+@dataclass(frozen=True)
+class SegmentScope:
+    """A segment as rule validation sees it: definition, owner and whether it is archived."""
+
+    name: str
+    kind: str
+    rule: str | None
+    advertiser_id: int | None
+    archived: bool
+
+
+def all_segment_scopes(session: Session) -> list[SegmentScope]:
+    """Every segment, archived ones too (another advertiser's archived segment stays hidden)."""
+    rows = session.execute(
+        select(Segment.name, Segment.kind, Segment.rule, Segment.advertiser_id, Segment.status)
+    )
+    return [SegmentScope(n, k, r, a, status == "archived") for n, k, r, a, status in rows]
 
 
 def rule_segment_texts(session: Session) -> list[tuple[str, str]]:
