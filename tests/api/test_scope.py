@@ -160,3 +160,24 @@ def test_rules_cannot_name_another_advertisers_segment(
         json={**li, "name": "y", "targeting": f'segment("{theirs_seg}")'},
     )
     assert admin.status_code == 201
+
+
+def test_only_admins_decide_a_creatives_approval(client: TestClient, world: dict[str, Any]) -> None:
+    """An advertiser cannot approve its creative after an admin rejected it, nor pre-set it."""
+    creative = world["mine"]["creative"]
+    path = f"/v1/creatives/{creative['id']}"
+    rejected = client.patch(path, json={"approval_status": "rejected"}, headers=world["admin"])
+    assert rejected.status_code == 200, rejected.text
+    res = client.patch(path, json={"approval_status": "approved"}, headers=world["key"])
+    assert res.status_code == 403 and res.json()["error"]["field"] == "approval_status"
+    assert client.get(path, headers=world["admin"]).json()["approval_status"] == "rejected"
+    body = {
+        "advertiser_id": world["mine"]["advertiser"]["id"],
+        "name": "self-approved",
+        "format": creative["format"],
+        "approval_status": "approved",
+    }
+    res = client.post("/v1/creatives", json=body, headers=world["key"])
+    assert res.status_code == 403 and res.json()["error"]["field"] == "approval_status"
+    renamed = client.patch(path, json={"name": "still mine"}, headers=world["key"])
+    assert renamed.status_code == 200 and renamed.json()["approval_status"] == "rejected"

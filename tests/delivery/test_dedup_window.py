@@ -48,3 +48,31 @@ def age_ids(store: object, *, hours: int) -> None:
     store.connection.execute(  # type: ignore[attr-defined]
         "UPDATE delivery_event_ids SET seen_at = seen_at - make_interval(hours => %s)", [hours]
     )
+
+
+def test_ids_stored_before_dedup_by_id_are_carried_over(make_store: StoreFactory) -> None:
+    """A store written before the upgrade knew ids only by ``(day, event_id)``: reopened, a retry
+    of such an event across midnight is still a duplicate."""
+    store = make_store()
+    midnight = NOW.replace(hour=0, minute=0, second=0, microsecond=0)
+    ev = make_events(1, seed=34, prefix="before")[0]
+    assert ingest_events(store=store, events=[_at(ev, midnight - timedelta(seconds=1))]).accepted
+    forget_ids_as_before_the_upgrade(store)
+    store.close()
+    reopened = make_store()
+    retry = ingest_events(store=reopened, events=[_at(ev, midnight + timedelta(seconds=1))])
+    assert (retry.accepted, retry.duplicates) == (0, 1)
+
+
+def forget_ids_as_before_the_upgrade(store: object) -> None:
+    """Leave the store as the code before dedup by id alone left it."""
+    db = getattr(store, "_db", None)
+    if db is not None:  # Parquet: ids lived in seen(day, event_id)
+        db.execute(
+            "INSERT INTO seen (day, event_id) SELECT date(seen_at - 1, 'unixepoch'), event_id "
+            "FROM seen_ids"
+        )
+        db.execute("DELETE FROM seen_ids")
+        db.commit()
+        return
+    store.connection.execute("DROP TABLE delivery_event_ids")  # type: ignore[attr-defined]

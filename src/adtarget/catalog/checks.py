@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adtarget.audience.privacy import check_targetable
+from adtarget.catalog.db import MIN_AUDIENCE_SIZE
 from adtarget.catalog.tables import AdFormat, Campaign, Creative, Dimension, LineItem, Segment
 from adtarget.errors import InvalidValue, RuleSyntaxError
 from adtarget.rules.ast import segment_names
@@ -99,8 +100,9 @@ def check_line_item_targeting(
     names = segment_names(rule)
     if not names:
         return
-    if min_size is None:
-        min_size = get_settings().min_audience_size
+    if min_size is None:  # the opener's settings (catalog.db.open_catalog), else the process's
+        opened = session.info.get(MIN_AUDIENCE_SIZE)
+        min_size = int(opened) if opened is not None else get_settings().min_audience_size
     rows = session.execute(select(Segment.name, Segment.last_size).where(Segment.name.in_(names)))
     check_targetable(rule, {name: size for name, size in rows}, min_size, field=field)
 

@@ -26,6 +26,8 @@ from adtarget.settings import Settings
 if TYPE_CHECKING:
     from alembic.config import Config
 
+#: ``session.info`` key: the minimum audience size of the settings the catalog was opened with.
+MIN_AUDIENCE_SIZE = "min_audience_size"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 HEAD_REVISION = "0001"
 """The newest migration's revision (a test checks it against Alembic's own head)."""
@@ -88,9 +90,16 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return engine
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    """Sessions whose objects stay readable after commit (services return them to callers)."""
-    return sessionmaker(bind=engine, expire_on_commit=False)
+def make_session_factory(
+    engine: Engine, *, info: dict[str, Any] | None = None
+) -> sessionmaker[Session]:
+    """Sessions whose objects stay readable after commit (services return them to callers).
+
+    ``info`` becomes every session's ``session.info``: the catalog opened for a ``Settings``
+    carries the values its checks enforce (``MIN_AUDIENCE_SIZE``), so a service applies the
+    settings of the app or CLI that opened it, not whatever the process environment says.
+    """
+    return sessionmaker(bind=engine, expire_on_commit=False, info=dict(info or {}))
 
 
 def alembic_config(url: str) -> Config:
@@ -190,7 +199,7 @@ def open_catalog(settings: Settings) -> sessionmaker[Session]:
                     field="ADTARGET_CATALOG_URL",
                 ) from None
             _migrated.add(url)
-    return make_session_factory(engine)
+    return make_session_factory(engine, info={MIN_AUDIENCE_SIZE: settings.min_audience_size})
 
 
 def check_data_dir(data_dir: Path) -> None:

@@ -169,6 +169,7 @@ class PostgresEventStore:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('adtarget_delivery_ddl'))")
             conn.execute(DDL)
+            self._carry_over_ids(conn)
             conn.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS incoming (event_id text, type text, "
                 "ts timestamptz, day date, user_id text, line_item_id text, campaign_id text, "
@@ -176,6 +177,24 @@ class PostgresEventStore:
                 "cost_micros bigint) ON COMMIT DELETE ROWS"
             )
         return conn
+
+    def _carry_over_ids(self, conn: psycopg.Connection[Any]) -> None:
+        """Ids stored before dedup by id alone (only ``(day, event_id)`` then) are recorded in
+        ``delivery_event_ids``, stamped with the end of their day as the Parquet store does, so
+        a retry of an event sent before the upgrade is still a duplicate inside the window.
+
+        Runs under the DDL lock while the table is still empty: once, on the first connection
+        after the upgrade, before any append can claim an id.
+        """
+        if conn.execute("SELECT 1 FROM delivery_event_ids LIMIT 1").fetchone() is not None:
+            return
+        conn.execute(
+            "INSERT INTO delivery_event_ids (event_id, seen_at) "
+            "SELECT event_id, (max(day) + 1)::timestamptz FROM delivery_events "
+            "WHERE day >= (now() - make_interval(hours => %s))::date - 1 "
+            "GROUP BY event_id ON CONFLICT (event_id) DO NOTHING",
+            [self.dedup_hours],
+        )
 
     def _call(self, fn: Callable[[psycopg.Connection[Any]], _T]) -> _T:
         """Run ``fn`` on the connection; if the server dropped it, reconnect and run it again.

@@ -99,6 +99,19 @@ def check_write(kind: Kind, principal: Principal, owner: int | None) -> None:
     ensure_advertiser_scope(principal, owner)
 
 
+#: Fields only an admin key may set: a creative's review outcome is the ad server operator's
+#: call, so an advertiser cannot approve a creative an admin rejected (or pre-approve its own).
+ADMIN_FIELDS: dict[str, frozenset[str]] = {"creative": frozenset({"approval_status"})}
+
+
+def check_admin_fields(kind: str, principal: Principal, payload: dict[str, Any]) -> None:
+    """Raise 403 naming the field when a non-admin key sets an admin-only field."""
+    if principal.is_admin:
+        return
+    for name in sorted(ADMIN_FIELDS.get(kind, frozenset()) & set(payload)):
+        raise Forbidden(f"only an admin key may set {name}", field=name)
+
+
 def owner_of_payload(session: Session, kind: str, payload: dict[str, Any]) -> int | None:
     """The advertiser a new object would belong to (404 when its parent does not exist)."""
     if kind == "line_item":
@@ -185,6 +198,7 @@ def _register(kind: Kind) -> None:
         if kind.name == "segment" and principal.role == "advertiser":
             payload.setdefault("advertiser_id", principal.advertiser_id)
         check_write(kind, principal, owner_of_payload(session, kind.name, payload))
+        check_admin_fields(kind.name, principal, payload)
         own = payload.get("name") if kind.name == "segment" else None
         check_rules(session, kind.name, principal, payload, own_name=own)
         try:
@@ -235,6 +249,7 @@ def _register(kind: Kind) -> None:
         version = changes.pop("version", None)
         if not changes:
             raise InvalidValue("nothing to change: send at least one field", field="body")
+        check_admin_fields(kind.name, principal, changes)
         own = obj.name if kind.name == "segment" else None
         check_rules(session, kind.name, principal, changes, own_name=own)
         try:
