@@ -445,3 +445,17 @@ def test_lists_filter_and_page(session: Session, world: dict[str, Any]) -> None:
     with pytest.raises(NotFound) as info:
         service.get(kind="campaign", session=session, obj_id=12345)
     assert info.value.field == "id"
+
+
+def test_page_scopes_to_one_advertiser(session: Session, world: dict[str, Any]) -> None:
+    aid = world["advertiser"].id
+    service.create(kind="line_item", session=session, data=_line_item(world, name="li"))
+    own = service.page(session=session, kind="line_item", limit=10, scoped=True, advertiser_id=aid)
+    assert [li.name for li in own] == ["li"]  # type: ignore[attr-defined]
+    other = service.page(
+        session=session, kind="campaign", limit=10, scoped=True, advertiser_id=aid + 1
+    )
+    assert other == []
+    # an advertiser key without an advertiser sees nothing, never everything
+    assert service.page(session=session, kind="campaign", limit=10, scoped=True) == []
+    assert len(service.page(session=session, kind="campaign", limit=10)) == 1

@@ -106,11 +106,13 @@ def page(
     status: str | None = None,
     after: int | None = None,
     filters: Mapping[str, Any] | None = None,
-    advertiser_scope: int | None = None,
+    scoped: bool = False,
+    advertiser_id: int | None = None,
 ) -> list[Base]:
     """One page of ``kind`` by ascending id: ids above ``after``, equal ``filters`` (a line
-    item's ``advertiser_id`` is its campaign's), only ``advertiser_scope``'s objects when set
-    (its own advertiser, campaigns, creatives, line items; its own and global segments)."""
+    item's ``advertiser_id`` is its campaign's); when ``scoped``, only ``advertiser_id``'s
+    objects (its own advertiser, campaigns, creatives, line items; its own and global
+    segments; an advertiser key without an advertiser sees none of them)."""
     table: Any = kind_named(kind).table
     stmt = select(table)
     if status is not None:
@@ -125,8 +127,8 @@ def page(
             joined = True
         else:
             stmt = stmt.where(getattr(table, name) == value)
-    own = advertiser_scope
-    if own is not None:
+    own = advertiser_id
+    if scoped:
         if kind == "advertiser":
             stmt = stmt.where(table.id == own)
         elif kind == "line_item":

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from adtarget.catalog.kinds import EDITABLE, EDITABLE_NAMES, to_json
-from adtarget.catalog.service import create_ad_format, get, list_ad_formats, list_objects
+from adtarget.catalog.service import create_ad_format, get, list_ad_formats, page
 from adtarget.cli.container import cli_container
 from adtarget.cli.errors import fail
 from adtarget.commands.catalog_commands import CatalogWriter
@@ -153,7 +153,7 @@ def list_(kind: KindArg, limit: int = 100, as_json: JsonOpt = False) -> None:
     def read() -> list[dict[str, Any]]:
         k = _kind(kind)
         with cli_container().session_factory() as session:
-            return [_read(k, r) for r in list_objects(session=session, kind=k, limit=limit)]
+            return [_read(k, r) for r in page(session=session, kind=k, limit=limit)]
 
     rows = _run(read)
     if as_json:

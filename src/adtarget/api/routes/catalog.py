@@ -230,7 +230,8 @@ def _register(kind: Kind) -> None:
             status=status,
             after=after,
             filters=_filters(kind, request),
-            advertiser_scope=principal.advertiser_id if principal.role == "advertiser" else None,
+            scoped=principal.role == "advertiser",
+            advertiser_id=principal.advertiser_id,
         )
         next_after = int(rows[-1].id) if len(rows) == limit else None
         return {kind.plural: [render(kind.name, r) for r in rows], "next_after": next_after}
