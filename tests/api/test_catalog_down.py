@@ -55,7 +55,7 @@ def _seed_live_line_item(client: TestClient, admin: dict[str, str]) -> int:
 def _age_key_cache(app: FastAPI) -> None:
     """Make every cached key lookup due for a re-check, as after the cache's TTL."""
     resolver: Any = app_key_resolver(app)
-    resolver._cache = {k: (p, 0.0) for k, (p, _) in resolver._cache.items()}
+    resolver._cache.clear()  # the fresh TTL cache; the last-known principals stay (stale)
     resolver._any_keys = None
 
 

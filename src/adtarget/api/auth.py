@@ -22,7 +22,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
+from cachetools import LRUCache, TTLCache
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -35,6 +37,7 @@ log = logging.getLogger("adtarget.api")
 ROLES = ("admin", "advertiser", "reader", "decisions")
 KEY_PREFIX = "adt_"
 _CACHE_MAX = 10_000
+_MISS: Any = object()
 KEYLESS_LOG_INTERVAL_S = 60.0
 """How often a service whose keys are all gone repeats why it refuses everyone."""
 
@@ -168,13 +171,19 @@ class KeyResolver:
         self._open: bool | None = None if allow_open and not admin_key else False
         self._open_checked_until = 0.0
         self._keyless_logged_at: float | None = None
-        self._cache: dict[str, tuple[Principal | None, float]] = {}
+        # Fresh lookups for ``ttl_seconds`` (cachetools' TTLCache, bounded), and the last
+        # principal each key resolved to, kept to serve stale while the catalog is down.
+        self._cache: TTLCache[str, Principal | None] = TTLCache(
+            maxsize=_CACHE_MAX, ttl=ttl_seconds, timer=time.monotonic
+        )
+        self._known: LRUCache[str, Principal] = LRUCache(maxsize=_CACHE_MAX)
 
     def invalidate(self) -> None:
         """Forget cached lookups (after creating or revoking a key in this process)."""
         with self._lock:
             self._open_checked_until = 0.0
             self._cache.clear()
+            self._known.clear()
         # A key made while the service runs open closes it for good, even if it is revoked
         # before any request asked: look now, not at the next unauthenticated call.
         if self._open is not None:
@@ -259,36 +268,39 @@ class KeyResolver:
         if self._admin_key and hmac.compare_digest(key.encode(), self._admin_key.encode()):
             return Principal(actor="admin-env", role="admin")
         digest = hash_key(key)
-        now = time.monotonic()
-        hit = self._cache.get(digest)
-        if hit is not None and hit[1] > now:
-            principal = hit[0]
+        with self._lock:
+            hit = self._cache.get(digest, _MISS)
+        principal: Principal | None
+        if hit is not _MISS:
+            principal = hit
         else:
             try:
                 principal = self._lookup(digest)
             except SQLAlchemyError:
-                principal = self._stale(digest, hit, now)
+                principal = self._stale(digest)
             with self._lock:
-                if len(self._cache) >= _CACHE_MAX:
-                    self._cache.clear()
-                self._cache[digest] = (principal, now + self._ttl)
+                self._cache[digest] = principal
+                if principal is None:
+                    self._known.pop(digest, None)
+                else:
+                    self._known[digest] = principal
         if principal is None:
             if self.open_mode():
                 return OPEN_PRINCIPAL
             raise self._refuse("unknown or revoked API key")
         return principal
 
-    def _stale(
-        self, digest: str, hit: tuple[Principal | None, float] | None, now: float
-    ) -> Principal | None:
+    def _stale(self, digest: str) -> Principal | None:
         """While the catalog is down, a key seen recently keeps working (serve-stale).
 
         Why: ad servers must keep getting answers from the in-memory index when the catalog
         database is unreachable; the price is that a revocation waits for the catalog to return.
         A key never seen before cannot be checked, so that request gets a 503, not a 500.
         """
-        if hit is not None and hit[0] is not None:
-            return hit[0]
+        with self._lock:
+            known: Principal | None = self._known.get(digest)
+        if known is not None:
+            return known
         raise StoreUnavailable(
             "the catalog database is unavailable, so this API key cannot be checked; retry",
             field="authorization",

@@ -4,6 +4,12 @@ Why: with Redis down every call would wait ``store_timeout_ms`` before failing; 
 requests per second that is the whole latency budget. After ``failure_threshold`` consecutive
 failures the breaker *opens*: calls fail fast (the engine answers degraded) for ``cooldown_s``;
 then one probe call is let through (*half-open*) — success closes the breaker, failure re-opens it.
+
+Why ours and not pybreaker (issue 21 asked to replace it unless a benchmark shows ours is
+needed): on the decision hot path, measured in one process (timeit, closed breaker around
+``lambda: 1``), ours costs 0.097 µs per call and pybreaker 1.4.1 1.153 µs (a lock and listener
+dispatch per call), 12× more, two to four times per request; the figures and method are in
+``node_breakers.py``.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ batch goes through the same intake as the HTTP route, with row numbers that run 
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,7 +62,8 @@ def read_batches(
         for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
             yield _columns(batch)
     elif fmt == "csv":
-        header = path.open(encoding="utf-8").readline().strip().split(",")
+        with path.open(encoding="utf-8", newline="") as fh:  # csv: quoted names with commas
+            header = [name.strip() for name in next(csv.reader(fh), [])]
         opts = pcsv.ConvertOptions(
             column_types={c: pa.string() for c in _STRING_COLUMNS if c in header},
             strings_can_be_null=True,

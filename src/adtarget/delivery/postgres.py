@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeVar
 
 import pyarrow as pa
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
 from adtarget.delivery.models import EVENT_COUNTERS, EVENT_SCHEMA, ROLLUP_DIMS
 from adtarget.delivery.reports import report_sql
@@ -238,12 +239,15 @@ class PostgresEventStore:
 
         def run(conn: psycopg.Connection[Any]) -> int:
             self._ensure_days(conn, days)
-            for attempt in range(_RETRIES):
-                try:
+            # Rows are locked in key order, so a deadlock is rare; the whole batch is retried
+            # (tenacity: at most _RETRIES attempts, no wait, the last error re-raised).
+            for attempt in Retrying(
+                stop=stop_after_attempt(_RETRIES),
+                retry=retry_if_exception_type(psycopg.errors.DeadlockDetected),
+                reraise=True,
+            ):
+                with attempt:
                     return self._append_once(conn, cols, self.dedup_hours)
-                except psycopg.errors.DeadlockDetected:  # rows are locked in key order, so
-                    if attempt == _RETRIES - 1:  # this is rare; the whole batch is retried
-                        raise
             return 0  # pragma: no cover - the loop returns or raises
 
         return self._call(run)
