@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     max_inflight: int = Field(default=512, ge=1)
     request_deadline_ms: int = Field(default=50, ge=1)
     store_timeout_ms: int = Field(default=20, ge=1)
+    index_check_seconds: float = Field(default=300.0, gt=0)
+    """How often each decision process rebuilds its index from scratch and checks that the
+    index patched from catalog changes agrees (a disagreement is logged, counted, healed)."""
+    index_poll_seconds: float = Field(default=2.0, gt=0)
+    """The safety-net read of the catalog change log when no change was announced."""
     index_freeze_gc: bool = True
     """After each decision-index rebuild, move live objects out of the cyclic GC's scans
     (``gc.freeze``): at 100,000 line items a full collection otherwise stalls every request

@@ -34,6 +34,7 @@ TABLES = {
     "line_item_creatives",
     "segments",
     "dimensions",
+    "catalog_changes",
     "upload_jobs",
     "command_log",
     "api_keys",

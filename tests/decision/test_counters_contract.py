@@ -62,6 +62,23 @@ def test_fixed_window_key_rolls_over(store: CounterStore) -> None:
     assert store.counts([k1, k2], NOW + 20) == [1, 0]  # the next window starts from zero
 
 
+def test_release_gives_one_back_never_below_zero(store: CounterStore) -> None:
+    store.record(["r", "r", "s"], NOW, 3600)
+    store.release(["r", "s"], NOW + 1)
+    assert store.counts(["r", "s"], NOW + 1) == [1, 0]
+    store.release(["s", "never"], NOW + 1)  # nothing to give back: stays at zero
+    assert store.counts(["s", "never"], NOW + 2) == [0, 0]
+    store.release([], NOW)
+    assert store.record(["s"], NOW + 3, 3600) == [1]
+
+
+def test_release_of_an_expired_key_does_not_revive_it(store: CounterStore) -> None:
+    store.record(["x"], NOW, 60)
+    store.release(["x"], NOW + 61)
+    assert store.counts(["x"], NOW + 62) == [0]
+    assert store.record(["x"], NOW + 62, 60) == [1]
+
+
 def test_memory_and_sqlite_expire_at_window_end(tmp_path: Path) -> None:
     for s in (MemoryCounters(), SqliteCounters(tmp_path / "x.sqlite3")):
         s.record(["e"], NOW + 5, 60)

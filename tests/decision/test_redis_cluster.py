@@ -122,11 +122,12 @@ def test_forced_mode_matches_detection(redis_cluster: LocalRedisCluster, redis_p
         store.close()
 
 
+RACE_CAPS = (FrequencyCap("line_item", 9, 25, 3600), FrequencyCap("advertiser", 1, 1000, 3600))
+
+
 def _serve(url: str, prefix: str, user: str, start: Any, results: Any) -> None:
     engine = DecisionEngine(
-        index_holder=StaticIndex(
-            LineItemIndex([line_item(9, None, caps=(FrequencyCap("line_item", 9, 25, 3600),))])
-        ),
+        index_holder=StaticIndex(LineItemIndex([line_item(9, None, caps=RACE_CAPS)])),
         profiles=RedisProfileStore(url, prefix=prefix + "p:", timeout=0.5),
         counters=RedisCounters(url, prefix=prefix + "c:", timeout=0.5),
     )
@@ -154,6 +155,15 @@ def test_cap_never_exceeded_across_two_processes(
     for p in procs:
         p.join(timeout=30)
     assert sum(totals) == 25  # the cap, never more, and no slot left unused
+    # the increments of answers withdrawn after losing the race were given back: the
+    # advertiser's cap counts exactly the 25 impressions served, not the 120 attempts
+    counters = RedisCounters(redis_cluster.url, prefix=redis_prefix + "c:", timeout=0.5)
+    try:
+        now = time.time()
+        keys = [cap_key(c, "u7", now) for c in RACE_CAPS]
+        assert counters.counts(keys, now) == [25, 25]
+    finally:
+        counters.close()
 
 
 @pytest.fixture

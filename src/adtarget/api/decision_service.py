@@ -111,6 +111,10 @@ def build_decision_service(
         snapshot_store=snapshot_store,
         spend=DeliverySpend(event_store),
         on_index_rebuild=metrics.record_index_rebuild,
+        index_hooks={
+            "on_patch": metrics.record_index_patch,
+            "on_disagreement": metrics.record_index_disagreement,
+        },
     )
     inline = settings.profile_store != "redis" and settings.counter_store != "redis"
     return DecisionService(engine, inline=inline, format_names=catalog.format_names)

@@ -77,6 +77,15 @@ INDEX_BUILT_AT = Gauge(
     "Unix time of the last successful decision index rebuild (freshness: now minus this).",
     multiprocess_mode="max",
 )
+INDEX_PATCH = Histogram(
+    "adtarget_index_patch_seconds",
+    "Decision index patches after a catalog change (reload the reached line items + swap).",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+INDEX_DISAGREEMENTS = Counter(
+    "adtarget_index_disagreements_total",
+    "Agreement checks where a rebuild differed from the patched index (healed by the rebuild).",
+)
 INFLIGHT = Gauge(
     "adtarget_requests_inflight", "Requests being processed.", multiprocess_mode="livesum"
 )
@@ -88,6 +97,16 @@ def record_index_rebuild(seconds: float, index: Any) -> None:
     if index is not None:
         INDEX_LINE_ITEMS.set(len(index))
         INDEX_BUILT_AT.set(time.time())
+
+
+def record_index_patch(seconds: float, reloaded: int) -> None:
+    """``IndexHolder``'s patch hook: how long a patch took (``reloaded`` is not a label)."""
+    INDEX_PATCH.observe(seconds)
+
+
+def record_index_disagreement(wrong: set[int]) -> None:
+    """``IndexHolder``'s disagreement hook: one more check that found a wrong patch."""
+    INDEX_DISAGREEMENTS.inc()
 
 
 def render_metrics() -> tuple[bytes, str]:

@@ -10,10 +10,10 @@ column order of each function is part of its contract.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Collection, Sequence
+from typing import Any, TypeVar
 
-from sqlalchemy import Text, and_, cast, func, select
+from sqlalchemy import Select, Text, and_, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from adtarget.catalog.tables import (
@@ -27,6 +27,7 @@ from adtarget.catalog.tables import (
 
 __all__ = [
     "FETCH_ROWS",
+    "affected_line_items",
     "catalog_marker",
     "line_item_statuses",
     "live_campaigns",
@@ -39,6 +40,15 @@ __all__ = [
 FETCH_ROWS = 2000
 """Rows per driver fetch: one ``fetchall`` of 100,000 rows held the GIL (every request thread)
 for ~90 ms; fetching in chunks bounds each C call."""
+
+
+_S = TypeVar("_S", bound="Select[*tuple[Any, ...]]")
+
+
+def _only(query: _S, ids: Collection[int] | None) -> _S:
+    """``query`` restricted to the line items ``ids`` (``None``: all of them; an index patch
+    reads the same rows for a few line items, so a patched item equals a rebuilt one)."""
+    return query if ids is None else query.where(LineItem.id.in_(sorted(ids)))
 
 
 def rule_segment_rows(session: Session) -> list[tuple[str, str | None, str | None]]:
@@ -59,17 +69,22 @@ def small_segments(session: Session, min_size: int) -> dict[str, int]:
     return {name: int(size or 0) for name, size in rows}
 
 
-def line_item_statuses(session: Session) -> list[tuple[int, str, int, str]]:
+def line_item_statuses(
+    session: Session, ids: Collection[int] | None = None
+) -> list[tuple[int, str, int, str]]:
     """``(line item id, its status, campaign id, campaign status)`` of every line item, by id."""
     rows = session.execute(
-        select(LineItem.id, LineItem.status, Campaign.id, Campaign.status)
-        .join(Campaign, Campaign.id == LineItem.campaign_id)
-        .order_by(LineItem.id)
+        _only(
+            select(LineItem.id, LineItem.status, Campaign.id, Campaign.status)
+            .join(Campaign, Campaign.id == LineItem.campaign_id)
+            .order_by(LineItem.id),
+            ids,
+        )
     )
     return [tuple(r) for r in rows]  # type: ignore[misc]
 
 
-def live_rows(session: Session) -> Sequence[Any]:
+def live_rows(session: Session, ids: Collection[int] | None = None) -> Sequence[Any]:
     """One row per line item whose line item and campaign are both active.
 
     Plain tuples, not ORM objects (materialising those was a third of a rebuild), and the JSON
@@ -77,7 +92,7 @@ def live_rows(session: Session) -> Sequence[Any]:
     Campaign and advertiser columns come once per campaign (``live_campaigns``), not once per
     line item. Column order is what ``decision/loader.py`` unpacks.
     """
-    return session.execute(
+    query = _only(
         select(
             LineItem.id,
             LineItem.priority,
@@ -95,14 +110,17 @@ def live_rows(session: Session) -> Sequence[Any]:
         )
         .join(Campaign, Campaign.id == LineItem.campaign_id)
         .where(LineItem.status == "active", Campaign.status == "active")
-        .order_by(LineItem.id)
-        .execution_options(yield_per=FETCH_ROWS)
-    ).all()
+        .order_by(LineItem.id),
+        ids,
+    )
+    return session.execute(query.execution_options(yield_per=FETCH_ROWS)).all()
 
 
-def live_campaigns(session: Session) -> dict[int, tuple[Any, ...]]:
+def live_campaigns(
+    session: Session, campaign_ids: Collection[int] | None = None
+) -> dict[int, tuple[Any, ...]]:
     """Active campaigns with their advertiser's caps, by id (column order: the loader's)."""
-    rows = session.execute(
+    query = (
         select(
             Campaign.id,
             Campaign.start,
@@ -121,12 +139,16 @@ def live_campaigns(session: Session) -> dict[int, tuple[Any, ...]]:
         .join(Advertiser, Advertiser.id == Campaign.advertiser_id)
         .where(Campaign.status == "active")
     )
-    return {row[0]: tuple(row) for row in rows}
+    if campaign_ids is not None:
+        query = query.where(Campaign.id.in_(sorted(campaign_ids)))
+    return {row[0]: tuple(row) for row in session.execute(query)}
 
 
-def live_creatives(session: Session) -> dict[int, list[tuple[int, str]]]:
+def live_creatives(
+    session: Session, ids: Collection[int] | None = None
+) -> dict[int, list[tuple[int, str]]]:
     """``(creative id, format)`` of approved, active creatives per active line item, ascending."""
-    rows = session.execute(
+    query = _only(
         select(LineItemCreative.line_item_id, Creative.id, Creative.format)
         .join(LineItem, LineItem.id == LineItemCreative.line_item_id)
         .join(Campaign, Campaign.id == LineItem.campaign_id)
@@ -139,10 +161,11 @@ def live_creatives(session: Session) -> dict[int, list[tuple[int, str]]]:
             ),
         )
         .where(LineItem.status == "active", Campaign.status == "active")
-        .order_by(LineItemCreative.line_item_id, Creative.id)
+        .order_by(LineItemCreative.line_item_id, Creative.id),
+        ids,
     )
     out: dict[int, list[tuple[int, str]]] = {}
-    for li_id, creative_id, fmt in rows:
+    for li_id, creative_id, fmt in session.execute(query):
         out.setdefault(li_id, []).append((creative_id, fmt))
     return out
 
@@ -168,3 +191,50 @@ def catalog_marker(session: Session) -> tuple[Any, ...]:
     parts.append(select(func.sum(Campaign.version)).scalar_subquery())
     row = session.execute(select(*parts)).one()
     return tuple(row)
+
+
+def affected_line_items(
+    session: Session, changes: Collection[tuple[str, int]], *, at_most: int
+) -> set[int] | None:
+    """The line items whose live state a set of ``(kind, id)`` writes can change; ``None`` when
+    more than ``at_most`` (a full rebuild is then cheaper than a patch).
+
+    A campaign reaches its line items, an advertiser those of its campaigns, a creative the
+    line items linked to it, and a segment every line item whose stored rule mentions a
+    segment at all (segments nest, so a superset: reloading an unchanged item is harmless).
+    """
+    by_kind: dict[str, set[int]] = {}
+    for kind, entity_id in changes:
+        by_kind.setdefault(kind, set()).add(entity_id)
+    found = set(by_kind.get("line_item", ()))
+    queries: list[Select[int]] = []
+    if "campaign" in by_kind:
+        queries.append(
+            select(LineItem.id).where(LineItem.campaign_id.in_(sorted(by_kind["campaign"])))
+        )
+    if "advertiser" in by_kind:
+        queries.append(
+            select(LineItem.id)
+            .join(Campaign, Campaign.id == LineItem.campaign_id)
+            .where(Campaign.advertiser_id.in_(sorted(by_kind["advertiser"])))
+        )
+    if "creative" in by_kind:
+        queries.append(
+            select(LineItemCreative.line_item_id).where(
+                LineItemCreative.creative_id.in_(sorted(by_kind["creative"]))
+            )
+        )
+    if "segment" in by_kind:
+        queries.append(
+            select(LineItem.id).where(
+                or_(
+                    func.lower(LineItem.targeting).like("%segment%"),
+                    cast(LineItem.targeting_json, Text).like("%segment%"),
+                )
+            )
+        )
+    for query in queries:
+        found.update(session.execute(query.limit(at_most + 1)).scalars())
+        if len(found) > at_most:
+            return None
+    return found

@@ -9,17 +9,19 @@ formats of ``service.py``), so the queries exist once.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Collection, Hashable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
+from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
-from adtarget.catalog import live
+from adtarget.catalog import changes, live
+from adtarget.catalog.changes import Change
 from adtarget.catalog.service import ad_format_names
 from adtarget.catalog.upload_jobs import latest_published_snapshot
 
-__all__ = ["CatalogReader", "LiveCatalog", "SqlCatalogReader", "SqlLiveCatalog"]
+__all__ = ["CatalogReader", "ChangeLog", "LiveCatalog", "SqlCatalogReader", "SqlLiveCatalog"]
 
 
 class LiveCatalog(Protocol):
@@ -34,19 +36,26 @@ class LiveCatalog(Protocol):
         """Segments whose last computed size is below ``min_size``."""
         ...
 
-    def line_item_statuses(self) -> list[tuple[int, str, int, str]]:
-        """``(line item id, status, campaign id, campaign status)`` of every line item."""
+    def line_item_statuses(
+        self, ids: Collection[int] | None = None
+    ) -> list[tuple[int, str, int, str]]:
+        """``(line item id, status, campaign id, campaign status)`` of every line item (or of
+        the line items ``ids``: an index patch)."""
         ...
 
-    def live_rows(self) -> Sequence[Any]:
+    def live_rows(self, ids: Collection[int] | None = None) -> Sequence[Any]:
         """One row per line item whose line item and campaign are both active."""
         ...
 
-    def live_campaigns(self) -> dict[int, tuple[Any, ...]]:
+    def live_campaigns(
+        self, campaign_ids: Collection[int] | None = None
+    ) -> dict[int, tuple[Any, ...]]:
         """Active campaigns with their advertiser's caps, by id."""
         ...
 
-    def live_creatives(self) -> dict[int, list[tuple[int, str]]]:
+    def live_creatives(
+        self, ids: Collection[int] | None = None
+    ) -> dict[int, list[tuple[int, str]]]:
         """``(creative id, format)`` of approved, active creatives per active line item."""
         ...
 
@@ -71,6 +80,29 @@ class CatalogReader(Protocol):
         ...
 
 
+class ChangeLog(Protocol):
+    """The catalog's change log (``catalog/changes.py``), for index patching."""
+
+    @property
+    def url(self) -> URL | None:
+        """The database URL (``LISTEN`` on PostgreSQL, ``PRAGMA data_version`` on SQLite)."""
+        ...
+
+    def latest_change(self) -> int:
+        """The newest sequence number in the log."""
+        ...
+
+    def changes_after(self, floor: int, limit: int) -> list[Change]:
+        """Logged changes after ``floor``, oldest first."""
+        ...
+
+    def affected_line_items(
+        self, writes: Collection[tuple[str, int]], at_most: int
+    ) -> set[int] | None:
+        """The line items ``(kind, id)`` writes can change (``None``: more than ``at_most``)."""
+        ...
+
+
 class SqlLiveCatalog:
     """``LiveCatalog`` over one catalog session."""
 
@@ -83,21 +115,27 @@ class SqlLiveCatalog:
     def small_segments(self, min_size: int) -> dict[str, int]:
         return live.small_segments(self._session, min_size)
 
-    def line_item_statuses(self) -> list[tuple[int, str, int, str]]:
-        return live.line_item_statuses(self._session)
+    def line_item_statuses(
+        self, ids: Collection[int] | None = None
+    ) -> list[tuple[int, str, int, str]]:
+        return live.line_item_statuses(self._session, ids)
 
-    def live_rows(self) -> Sequence[Any]:
-        return live.live_rows(self._session)
+    def live_rows(self, ids: Collection[int] | None = None) -> Sequence[Any]:
+        return live.live_rows(self._session, ids)
 
-    def live_campaigns(self) -> dict[int, tuple[Any, ...]]:
-        return live.live_campaigns(self._session)
+    def live_campaigns(
+        self, campaign_ids: Collection[int] | None = None
+    ) -> dict[int, tuple[Any, ...]]:
+        return live.live_campaigns(self._session, campaign_ids)
 
-    def live_creatives(self) -> dict[int, list[tuple[int, str]]]:
-        return live.live_creatives(self._session)
+    def live_creatives(
+        self, ids: Collection[int] | None = None
+    ) -> dict[int, list[tuple[int, str]]]:
+        return live.live_creatives(self._session, ids)
 
 
 class SqlCatalogReader:
-    """``CatalogReader`` over a session factory (one session per call)."""
+    """``CatalogReader`` and ``ChangeLog`` over a session factory (one session per call)."""
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self._factory = session_factory
@@ -118,3 +156,22 @@ class SqlCatalogReader:
     def published_snapshot(self) -> str | None:
         with self._factory() as session:
             return latest_published_snapshot(session=session)
+
+    @property
+    def url(self) -> URL | None:
+        bind = self._factory.kw.get("bind")
+        return getattr(bind, "url", None)
+
+    def latest_change(self) -> int:
+        with self._factory() as session:
+            return changes.latest_seq(session)
+
+    def changes_after(self, floor: int, limit: int) -> list[Change]:
+        with self._factory() as session:
+            return changes.changes_after(session, floor, limit=limit)
+
+    def affected_line_items(
+        self, writes: Collection[tuple[str, int]], at_most: int
+    ) -> set[int] | None:
+        with self._factory() as session:
+            return live.affected_line_items(session, writes, at_most=at_most)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -56,6 +57,7 @@ UPLOAD_STATUSES = ("queued", "running", "succeeded", "failed")
 UPLOAD_MODES = ("replace", "upsert", "segment")
 COMMAND_STATES = ("done", "undone")
 API_ROLES = ("admin", "advertiser", "reader", "decisions")
+CHANGE_KINDS = ("advertiser", "campaign", "line_item", "creative", "segment")
 
 
 class Base(DeclarativeBase):
@@ -345,6 +347,30 @@ class CommandLog(Base):
     state: Mapped[str] = mapped_column(String(8), nullable=False, default="done")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     undone_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class CatalogChange(Base):
+    """One row per catalog row written, filled by database triggers (migration 0002), read by
+    every decision process to patch its index: the change log behind ``catalog/changes.py``.
+
+    Why triggers and not the command layer: every write counts, a raw ``UPDATE`` included,
+    exactly as the index rebuild would see it. ``seq`` orders the log; ``kind`` and
+    ``entity_id`` name the row (a creative link is logged as its line item).
+    """
+
+    __tablename__ = "catalog_changes"
+    __table_args__ = (
+        CheckConstraint(f"kind IN ({sql_in(CHANGE_KINDS)})", name="kind"),
+        {"sqlite_autoincrement": True},
+    )
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    entity_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    changed_at: Mapped[float] = mapped_column(Float, nullable=False)
+    """Epoch seconds of the write (database clock): pruning and the propagation benchmark."""
 
 
 class ApiKey(Base):

@@ -54,6 +54,15 @@ class CounterStore(Protocol):
         """
         ...
 
+    def release(self, keys: Sequence[str], now: float) -> None:
+        """Take back one impression from each key (never below zero; expired keys untouched).
+
+        Why: an answer withdrawn because another process took the last slot first had already
+        incremented every cap key of its line item; without giving those back, the user's
+        other caps (campaign, advertiser) would count an impression that was never served.
+        """
+        ...
+
 
 class MemoryCounters:
     """Per-process counters (tests, single-process embedded use); expired keys purged lazily."""
@@ -86,6 +95,14 @@ class MemoryCounters:
             if self._ops % 10_000 == 0:
                 self._data = {k: v for k, v in self._data.items() if v[1] > now}
         return out
+
+    def release(self, keys: Sequence[str], now: float) -> None:
+        """Decrement each live key by one (not below zero)."""
+        with self._lock:
+            for k in keys:
+                hit = self._data.get(k)
+                if hit is not None and hit[1] > now and hit[0] > 0:
+                    self._data[k] = (hit[0] - 1, hit[1])
 
 
 class SqliteCounters:
@@ -146,10 +163,37 @@ class SqliteCounters:
                 raise
         return out
 
+    def release(self, keys: Sequence[str], now: float) -> None:
+        """Decrement each live key by one (not below zero), in one transaction."""
+        if not keys:
+            return
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(
+                    "UPDATE cap_counters SET count = count - 1 "
+                    "WHERE key = ? AND expires_at > ? AND count > 0",
+                    [(k, now) for k in keys],
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
     def close(self) -> None:
         """Close the connection."""
         with self._lock:
             self._conn.close()
+
+
+_RELEASE = """
+for _, key in ipairs(KEYS) do
+  local v = redis.call('GET', key)
+  if v and tonumber(v) > 0 then redis.call('DECR', key) end
+end
+return 0
+"""
+"""Decrement unless missing or zero (``DECR`` alone would recreate an expired key at -1)."""
 
 
 class RedisCounters:
@@ -216,6 +260,23 @@ class RedisCounters:
             for i, count in zip(where, replies[::2], strict=True):
                 out[i] = int(count)
         return out
+
+    def release(self, keys: Sequence[str], now: float) -> None:
+        """Decrement each key by one, atomically never below zero: one script per user (their
+        keys share a hash tag, hence a slot; a key that expired meanwhile is not recreated)."""
+        if not keys:
+            return
+        client = self._client
+        by_tag: dict[str, list[str]] = {}
+        for k in keys:
+            tag = k[: k.find("}") + 1] if k.startswith("{") else k
+            by_tag.setdefault(tag, []).append(self.prefix + k)
+        for names in by_tag.values():
+            node = node_of(client, names[0])
+            self.breakers.guard(
+                node,
+                lambda n=names: client.eval(_RELEASE, len(n), *n),  # type: ignore[misc]
+            )
 
     def close(self) -> None:
         """Release the connection pool."""

@@ -39,7 +39,7 @@ from adtarget.decision.eligibility import (
 )
 from adtarget.decision.explain import failed_part
 from adtarget.decision.factory import counters_from_settings, profiles_from_settings
-from adtarget.decision.index import LineItemIndex
+from adtarget.decision.index import DecisionIndex, LineItemIndex
 from adtarget.decision.index_holder import IndexHolder
 from adtarget.decision.models import Decision, DecisionRequest, DecisionResult, LiveLineItem
 from adtarget.decision.node_breakers import NodeBreakers
@@ -58,7 +58,7 @@ max(8, 4 × limit) matched line items are read with it in one round trip."""
 class IndexSource(Protocol):
     """Anything holding the current index (``decision.index_holder.IndexHolder``)."""
 
-    def current(self) -> LineItemIndex:
+    def current(self) -> DecisionIndex:
         """The index to answer this request with (one reference read)."""
         ...
 
@@ -141,9 +141,10 @@ class DecisionEngine:
         session_factory: sessionmaker[Session],
         spend: SpendSource,
         snapshot_store: SnapshotStore | None = None,
-        poll_seconds: float = 2.0,
+        poll_seconds: float | None = None,
         on_index_rebuild: RebuildHook | None = None,
         catalog: CatalogReader | None = None,
+        index_hooks: dict[str, Any] | None = None,
     ) -> DecisionEngine:
         """The engine the service runs: stores picked by ``ADTARGET_PROFILE_STORE`` /
         ``ADTARGET_COUNTER_STORE`` (Redis at ``ADTARGET_REDIS_URL``), timeouts from
@@ -155,10 +156,12 @@ class DecisionEngine:
 
         holder = IndexHolder.from_catalog(
             catalog,
-            poll_seconds=poll_seconds,
+            poll_seconds=poll_seconds if poll_seconds is not None else settings.index_poll_seconds,
             min_segment_size=settings.min_audience_size,
             freeze_gc=settings.index_freeze_gc,
             on_rebuild=on_index_rebuild,
+            check_seconds=settings.index_check_seconds,
+            **(index_hooks or {}),
         )
         engine = cls(
             index_holder=holder,
@@ -266,7 +269,8 @@ class DecisionEngine:
 
         The read-then-record of a cap is not atomic across processes, but each ``INCR`` is:
         an item whose increment came back above its cap lost the race and is withdrawn, so
-        decision processes sharing the counters never exceed a cap together.
+        decision processes sharing the counters never exceed a cap together; the increments
+        of a withdrawn item are released, so its other caps do not count an unserved slot.
         """
         by_window: dict[int, list[str]] = {}
         owners: dict[int, list[tuple[int, int]]] = {}
@@ -284,6 +288,12 @@ class DecisionEngine:
             for (item_id, limit), count in zip(owners[window], counts or (), strict=False):
                 if count > limit:
                     over.add(item_id)
+        if over:  # give back every slot a withdrawn item took, on all of its caps
+            back = [k for item, keys in served if item.id in over for k in keys]
+            try:
+                self.counter_breaker.call(partial(self.counters.release, back, ts))
+            except Exception:
+                st.degraded = True
         return over
 
     # -- the request -----------------------------------------------------------------------
@@ -384,7 +394,7 @@ class DecisionEngine:
 
     def _explain(
         self,
-        index: LineItemIndex,
+        index: DecisionIndex,
         matched: Matches,
         features: Mapping[str, Any],
         not_served: list[dict[str, Any]],
@@ -392,7 +402,7 @@ class DecisionEngine:
     ) -> dict[str, Any]:
         out = not_served[: self.explain_max]
         hit = set(matched.tolist())
-        for pos, item in enumerate(index.items):
+        for pos, item in index.live_positions():
             if len(out) >= self.explain_max:
                 break
             if pos in hit:
@@ -406,7 +416,7 @@ class DecisionEngine:
             if len(out) >= self.explain_max:
                 break
             out.append({"line_item_id": li_id, "reason": reason, "detail": detail})
-        total = len(index.items) - len(matched) + len(not_served) + len(index.not_live)
+        total = len(index) - len(matched) + len(not_served) + len(index.not_live)
         return {"not_served": out, "truncated": len(out) < total}
 
 

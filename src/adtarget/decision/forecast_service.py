@@ -36,7 +36,7 @@ def forecast_line_item(
     proposal = build_proposal(body, session=session, known_formats=ad_format_names(session=session))
     answer = forecast(
         proposal=proposal,
-        live=engine.index_holder.current(),
+        live=engine.index_holder.current().flat(),
         store=store,
         profiles=engine.profiles,
         spend=engine.spend,

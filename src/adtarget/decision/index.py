@@ -19,9 +19,9 @@ engine can stop after ``limit`` servable items.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 from pyroaring import BitMap
@@ -233,6 +233,14 @@ class LineItemIndex:
         for d in conj.must_have:
             self._dims[d].must_have.add(cid)
 
+    def live_positions(self) -> Iterable[tuple[int, LiveLineItem]]:
+        """``(position, item)`` of every line item the index serves (all of them here)."""
+        return enumerate(self.items)
+
+    def flat(self) -> LineItemIndex:
+        """This index as one ``LineItemIndex`` (it is one)."""
+        return self
+
     def explain_parts(self, pos: int) -> list[Part]:
         """The precompiled conjuncts of the rule at ``pos`` (built on first explain, kept)."""
         parts = self._explain_parts.get(pos)
@@ -286,6 +294,29 @@ class LineItemIndex:
         """Line item ids whose rule holds (for tests and benchmarks)."""
         items = self.items
         return {items[p].id for p in self.match(features)}
+
+
+class DecisionIndex(Protocol):
+    """What the engine reads of an index: a ``LineItemIndex``, or one patched in place
+    (``decision/patched_index.py``). Positions index ``items``/``facts``/``rule_dims``;
+    ``match`` yields them in rank order; ``live_positions`` lists the ones served."""
+
+    @property
+    def version(self) -> str: ...
+    @property
+    def items(self) -> Sequence[LiveLineItem]: ...
+    @property
+    def facts(self) -> Sequence[Facts]: ...
+    @property
+    def rule_dims(self) -> Sequence[frozenset[str]]: ...
+    @property
+    def not_live(self) -> Sequence[tuple[int, str, str]]: ...
+    def __len__(self) -> int: ...
+    def match(self, features: Mapping[str, Any]) -> Matches: ...
+    def match_ids(self, features: Mapping[str, Any]) -> set[int]: ...
+    def live_positions(self) -> Iterable[tuple[int, LiveLineItem]]: ...
+    def explain_parts(self, pos: int) -> list[Part]: ...
+    def flat(self) -> LineItemIndex: ...
 
 
 def scan_match_ids(

@@ -1,4 +1,4 @@
-"""Keeps the current ``LineItemIndex`` fresh: rebuilt when the catalog changes, swapped whole.
+"""Keeps the current decision index fresh: patched per catalog change, rebuilt now and then.
 
 Why a single reference: a request reads ``holder.current()`` once and uses that index to the
 end; a rebuild constructs a complete new index off to the side and publishes it with one
@@ -6,6 +6,16 @@ attribute assignment (atomic under the GIL), so no request ever sees half an ind
 waits for a rebuild. Freshness: a cheap marker query every ``poll_seconds`` (background thread
 or ``check()``), ``wake()`` to check at once after a change committed in this process (the
 API calls it after catalog writes), and ``refresh()`` for an immediate rebuild.
+
+Patching (``follow`` with ``load_changed``): a ``ChangeFeed`` delivers the catalog's change log
+(PostgreSQL ``NOTIFY``, SQLite ``PRAGMA data_version``) and ``apply_changes`` reloads only the
+line items the changes reach and publishes a ``PatchedIndex`` over the same base (milliseconds,
+not a rebuild). A full rebuild stays for start-up, when a patch would reach more than
+``patch_max`` line items or the patched set outgrows ``patch_max``, and every
+``check_seconds`` as the agreement check: the rebuild is compared with the patched index, a
+disagreement is logged and counted (``disagreements``, ``on_disagreement``) and healed by
+publishing the rebuild. A rebuild does not block patches: changes applied while it loads are
+recorded and applied again on top of it before it is published.
 
 Garbage collection: a rebuild creates only long-lived objects, hundreds of thousands of them at
 100,000 line items, and CPython's cyclic collector would scan them all, in collections that
@@ -25,19 +35,30 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from adtarget.catalog.changes import Change
 from adtarget.catalog.repo import CatalogReader, SqlCatalogReader
+from adtarget.decision.change_feed import ChangeFeed
 from adtarget.decision.index import LineItemIndex, compile_item_rule, facts_of
 from adtarget.decision.loader import LoadedCatalog, load_catalog
 from adtarget.decision.models import LiveLineItem
+from adtarget.decision.patched_index import PatchedIndex, differences
+from adtarget.decision.patching import load_changed
 from adtarget.decision.rebuild_cache import RebuildCache
 
 log = logging.getLogger(__name__)
 
-RebuildHook = Callable[[float, LineItemIndex | None], None]
+RebuildHook = Callable[[float, PatchedIndex | None], None]
 """``(seconds, index)`` after a rebuild; ``index`` is ``None`` when the rebuild failed."""
+PatchHook = Callable[[float, int], None]
+"""``(seconds, line items reloaded)`` after each patch (the service's ``/metrics``)."""
+DisagreementHook = Callable[[set[int]], None]
+"""Ids of the line items a rebuild found patched wrongly (logged, counted, then healed)."""
+LoadChanged = Callable[[Sequence[Change], int], "tuple[frozenset[int], LoadedCatalog] | None"]
+"""``(changes, at_most)`` -> the line items they reach and their fresh state, or ``None``."""
 
 
 class IndexHolder:
@@ -66,8 +87,26 @@ class IndexHolder:
         rebuild_cache: RebuildCache | None = None,
         freeze_gc: bool = False,
         on_rebuild: RebuildHook | None = None,
+        load_changed: LoadChanged | None = None,
+        feed: Callable[[IndexHolder], ChangeFeed] | None = None,
+        check_seconds: float = 300.0,
+        patch_max: int = 2000,
+        on_patch: PatchHook | None = None,
+        on_disagreement: DisagreementHook | None = None,
     ) -> None:
         self._load = load
+        self._load_changed = load_changed
+        self.check_seconds = check_seconds
+        self.patch_max = patch_max
+        self.on_patch = on_patch
+        self.on_disagreement = on_disagreement
+        self.disagreements = 0
+        self.patches = 0
+        self._swap_lock = threading.Lock()
+        self._recording: list[Change] | None = None
+        self._want_rebuild = threading.Event()
+        self._last_check = clock()
+        self.feed = feed(self) if feed is not None else None
         self.on_rebuild = on_rebuild
         self.rebuild_cache = rebuild_cache
         self.freeze_gc = freeze_gc
@@ -78,29 +117,18 @@ class IndexHolder:
         self._last_marker: Hashable | None = None
         self._last_poll = -float("inf")
         self._generation = 0
-        self._index = LineItemIndex([], version="empty")
+        self._index = PatchedIndex.of(LineItemIndex([], version="empty"))
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     @classmethod
     def from_session_factory(
-        cls,
-        session_factory: sessionmaker[Session],
-        *,
-        poll_seconds: float = 2.0,
-        min_segment_size: int = 0,
-        freeze_gc: bool = False,
-        on_rebuild: RebuildHook | None = None,
+        cls, session_factory: sessionmaker[Session], **kwargs: Any
     ) -> IndexHolder:
-        """A holder reading the catalog through ``session_factory`` (one session per call)."""
-        return cls.from_catalog(
-            SqlCatalogReader(session_factory),
-            poll_seconds=poll_seconds,
-            min_segment_size=min_segment_size,
-            freeze_gc=freeze_gc,
-            on_rebuild=on_rebuild,
-        )
+        """A holder reading the catalog through ``session_factory`` (one session per call);
+        ``kwargs`` as for ``from_catalog``."""
+        return cls.from_catalog(SqlCatalogReader(session_factory), **kwargs)
 
     @classmethod
     def from_catalog(
@@ -111,10 +139,36 @@ class IndexHolder:
         min_segment_size: int = 0,
         freeze_gc: bool = False,
         on_rebuild: RebuildHook | None = None,
+        follow: bool = True,
+        check_seconds: float = 300.0,
+        patch_max: int = 2000,
+        on_patch: PatchHook | None = None,
+        on_disagreement: DisagreementHook | None = None,
     ) -> IndexHolder:
-        """A holder reading the catalog through the ``CatalogReader`` it is handed."""
+        """A holder reading the catalog through the ``CatalogReader`` it is handed.
+
+        ``follow``: when the reader also keeps the change log (``ChangeLog``, as
+        ``SqlCatalogReader`` does), the index is patched from it once ``start()``ed; otherwise
+        (or with ``follow=False``) it is rebuilt when ``marker`` changes.
+        """
 
         cache = RebuildCache()
+        patch_cache = RebuildCache()  # the patch path's own: it runs beside a rebuild
+        source = catalog if follow and isinstance(catalog, SqlCatalogReader) else None
+
+        def changed(changes: Sequence[Change], at_most: int) -> Any:
+            assert source is not None
+            return load_changed(
+                source,
+                changes,
+                at_most=at_most,
+                min_segment_size=min_segment_size,
+                cache=patch_cache,
+            )
+
+        def feed(holder: IndexHolder) -> ChangeFeed:
+            assert source is not None
+            return ChangeFeed(source, holder.apply_changes, poll_seconds=poll_seconds)
 
         def load() -> LoadedCatalog:
             with catalog.live() as rows:
@@ -127,9 +181,15 @@ class IndexHolder:
             rebuild_cache=cache,
             freeze_gc=freeze_gc,
             on_rebuild=on_rebuild,
+            load_changed=changed if source is not None else None,
+            feed=feed if source is not None else None,
+            check_seconds=check_seconds,
+            patch_max=patch_max,
+            on_patch=on_patch,
+            on_disagreement=on_disagreement,
         )
 
-    def current(self) -> LineItemIndex:
+    def current(self) -> PatchedIndex:
         """The index to serve with (never blocks on a rebuild)."""
         return self._index
 
@@ -138,19 +198,23 @@ class IndexHolder:
         """How many indexes have been published (tests and ``/metrics``)."""
         return self._generation
 
-    def refresh(self) -> LineItemIndex:
-        """Rebuild now from the catalog and publish; returns the new index."""
+    def refresh(self, *, check: bool = False) -> PatchedIndex:
+        """Rebuild now from the catalog and publish; returns the new index.
+
+        ``check``: first compare the rebuild with the patched index being served (the
+        agreement check; see the module docstring).
+        """
         with self._rebuild_lock:
             marker = self._marker()
-            return self._rebuild(marker)
+            return self._rebuild(marker, check=check)
 
-    def _rebuild(self, marker: Hashable) -> LineItemIndex:
+    def _rebuild(self, marker: Hashable, *, check: bool = False) -> PatchedIndex:
         collecting = gc.isenabled()
         gc.disable()  # no stop-the-world scans of a half-built index (module docstring)
         started = time.perf_counter()
-        built: LineItemIndex | None = None
+        built: PatchedIndex | None = None
         try:
-            index = built = self._build_and_swap(marker)
+            index = built = self._build_and_swap(marker, check)
         finally:
             if collecting:
                 gc.enable()
@@ -159,7 +223,7 @@ class IndexHolder:
             gc.freeze()  # no collection first: at 100k line items gc.collect(1) stalled 0.3 s
         return index
 
-    def _report(self, seconds: float, index: LineItemIndex | None) -> None:
+    def _report(self, seconds: float, index: PatchedIndex | None) -> None:
         if self.on_rebuild is None:
             return
         try:
@@ -167,25 +231,101 @@ class IndexHolder:
         except Exception:  # metrics must never stop the index from being served
             log.exception("index rebuild hook failed")
 
-    def _build_and_swap(self, marker: Hashable) -> LineItemIndex:
-        loaded = self._load()
-        generation = self._generation + 1
-        cache = self.rebuild_cache
-        items, not_live = (
-            (loaded.items, loaded.not_live) if isinstance(loaded, LoadedCatalog) else (loaded, [])
-        )
-        index = LineItemIndex(
-            items,
-            version=f"g{generation}",
-            not_live=not_live,
-            compiler=cache.compiled if cache is not None else compile_item_rule,
-            facts=cache.facts if cache is not None else facts_of,
-        )
-        self._index = index  # the atomic swap
-        self._generation = generation
-        self._last_marker = marker
-        self._last_poll = self._clock()
+    def _build_and_swap(self, marker: Hashable, check: bool) -> PatchedIndex:
+        feed = self.feed
+        floor = feed.latest() if feed is not None and self._generation == 0 else None
+        with self._swap_lock:
+            self._recording = []  # patches applied from now on are applied again on top
+        try:
+            loaded = self._load()
+            cache = self.rebuild_cache
+            items, not_live = (
+                (loaded.items, loaded.not_live)
+                if isinstance(loaded, LoadedCatalog)
+                else (loaded, [])
+            )
+            base = LineItemIndex(
+                items,
+                version=f"g{self._generation + 1}",
+                not_live=not_live,
+                compiler=cache.compiled if cache is not None else compile_item_rule,
+                facts=cache.facts if cache is not None else facts_of,
+            )
+            if check and feed is not None:
+                feed.poll_once()  # deliver what committed during the load before comparing
+        except BaseException:
+            with self._swap_lock:
+                self._recording = None
+            raise
+        with self._swap_lock:
+            recorded, self._recording = self._recording, None
+            index = PatchedIndex.of(base)
+            if recorded:
+                index = self._patch(index, recorded, f"g{self._generation + 1}") or index
+            if check and self._generation > 0:
+                self._compare(self._index, index)
+            self._index = index  # the atomic swap
+            self._generation += 1
+            self._last_marker = marker
+            self._last_poll = self._last_check = self._clock()
+        if floor is not None and feed is not None:
+            feed.reset(floor)
         return index
+
+    def _compare(self, patched: PatchedIndex, rebuilt: PatchedIndex) -> None:
+        wrong = differences(patched, rebuilt)
+        if not wrong:
+            return
+        self.disagreements += 1
+        log.warning(
+            "the patched decision index disagreed with a rebuild on %d line items (%s); "
+            "serving the rebuild",
+            len(wrong),
+            ", ".join(str(i) for i in sorted(wrong)[:20]),
+        )
+        if self.on_disagreement is not None:
+            try:
+                self.on_disagreement(wrong)
+            except Exception:
+                log.exception("index disagreement hook failed")
+
+    # -- patching ----------------------------------------------------------------------------
+
+    def apply_changes(self, changes: Sequence[Change]) -> None:
+        """Patch the served index with ``changes`` (the ``ChangeFeed`` calls this); a change
+        reaching more than ``patch_max`` line items asks the background thread to rebuild."""
+        if not changes:
+            return
+        started = time.perf_counter()
+        with self._swap_lock:
+            if self._recording is not None:
+                self._recording.extend(changes)
+            if self._generation == 0:
+                return  # nothing published yet: the first rebuild will include them
+            index = self._patch(self._index, changes, f"g{self._generation}p{self.patches + 1}")
+            if index is None or index.patch_size > self.patch_max:
+                self._want_rebuild.set()
+                self._wake.set()
+            if index is not None:
+                self._index = index  # the atomic swap
+                self.patches += 1
+                reloaded = len(index.gone)
+        if self.on_patch is not None and index is not None:
+            try:
+                self.on_patch(time.perf_counter() - started, reloaded)
+            except Exception:
+                log.exception("index patch hook failed")
+
+    def _patch(
+        self, index: PatchedIndex, changes: Sequence[Change], version: str
+    ) -> PatchedIndex | None:
+        if self._load_changed is None:
+            return None
+        found = self._load_changed(changes, self.patch_max)
+        if found is None:
+            return None
+        ids, loaded = found
+        return index.patched(ids, loaded, version) if ids else index
 
     def check(self, *, now: bool = False) -> bool:
         """If ``poll_seconds`` passed (or ``now``), compare the marker and rebuild on change.
@@ -203,8 +343,10 @@ class IndexHolder:
             return True
 
     def start(self) -> None:
-        """Build once, then poll in a daemon thread until ``stop()``."""
+        """Build once, then follow the change log (or poll) in daemon threads until ``stop()``."""
         self.refresh()
+        if self.feed is not None:
+            self.feed.start()
         if self._thread is not None:
             return
         self._stop.clear()
@@ -215,18 +357,29 @@ class IndexHolder:
         """A catalog change was just committed in this process: check now, not at the next poll.
 
         Cheap and coalescing (an ``Event``): the poll thread runs one ``check`` for any number of
-        wakes; other processes still see the change at their next poll.
+        wakes; other processes still see the change at their next poll. Following the change
+        log, the feed reads it now instead (every other process is told by the log itself).
         """
-        self._wake.set()
+        if self.feed is not None:
+            self.feed.wake()
+        else:
+            self._wake.set()
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            woken = self._wake.wait(self.poll_seconds)
+            wait = self.check_seconds if self.feed is not None else self.poll_seconds
+            woken = self._wake.wait(wait)
             self._wake.clear()
             if self._stop.is_set():
                 return
             try:
-                self.check(now=woken)
+                if self.feed is None:
+                    self.check(now=woken)
+                elif self._want_rebuild.is_set() or (
+                    self._clock() - self._last_check >= self.check_seconds
+                ):
+                    self._want_rebuild.clear()
+                    self.refresh(check=True)
             except Exception:  # keep serving the last good index; try again next poll
                 log.exception("decision index refresh failed; serving the previous index")
 
@@ -234,6 +387,8 @@ class IndexHolder:
         """Stop the background thread (the current index stays usable)."""
         self._stop.set()
         self._wake.set()
+        if self.feed is not None:
+            self.feed.stop()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None

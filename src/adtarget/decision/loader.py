@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -136,20 +136,24 @@ def load_catalog(
     *,
     min_segment_size: int = 0,
     cache: RebuildCache | None = None,
+    ids: Collection[int] | None = None,
 ) -> LoadedCatalog:
     """``load_live_line_items`` and the first reason each other line item cannot serve.
 
     Reasons: ``status`` (line item or campaign not active), ``no_creative`` (no approved, active
     creative in its formats), ``invalid`` (stored rule or dayparting unreadable). One extra
     query over ids and statuses, so explain can name them without touching the request path.
+    ``ids`` restricts everything to those line items (an index patch: ``decision/patching.py``).
     """
     skipped: dict[int, str] = {}
     tiny: dict[int, str] = {}
     source = _as_source(catalog)
-    items = _load_live(source, skipped, cache, _tiny_segments(source, min_segment_size), tiny)
+    tiny_segments = _tiny_segments(source, min_segment_size)
+    items = _load_live(source, skipped, cache, tiny_segments, tiny, ids)
     live = {it.id for it in items}
     not_live: list[NotLive] = []
-    for li_id, li_status, camp_id, camp_status in source.line_item_statuses():
+    statuses = source.line_item_statuses() if ids is None else source.line_item_statuses(ids)
+    for li_id, li_status, camp_id, camp_status in statuses:
         if li_id in live:
             continue
         if li_status != "active":
@@ -228,15 +232,22 @@ def _load_live(
     cache: RebuildCache | None = None,
     tiny_segments: Mapping[str, int] | None = None,
     tiny: dict[int, str] | None = None,
+    ids: Collection[int] | None = None,
 ) -> list[LiveLineItem]:
     cache = cache if cache is not None else RebuildCache()
     cache.begin_rebuild()
     segments, segments_state = _segment_rules(source, cache)
     cache.use_segments(segments_state)
-    creatives_of = source.live_creatives()
-    campaigns = source.live_campaigns()
+    if ids is None:
+        creatives_of = source.live_creatives()
+        rows = source.live_rows()
+        campaigns = source.live_campaigns()
+    else:  # a patch: the same queries for a few line items and their campaigns
+        creatives_of = source.live_creatives(ids)
+        rows = source.live_rows(ids)
+        campaigns = source.live_campaigns({r[12] for r in rows})
     out: list[LiveLineItem] = []
-    for row in source.live_rows():
+    for row in rows:
         li_id, formats_text, targeting, targeting_json, campaign_id = (
             row[0], row[3], row[10], row[11], row[12]
         )  # fmt: skip
