@@ -33,6 +33,8 @@ Deliver = Callable[[Sequence[Change]], None]
 offer them again"."""
 
 BATCH = 5000
+STOP_SLICE = 0.25
+"""Longest wait inside ``LISTEN`` before looking at ``stop()`` / ``wake()`` again."""
 GAPS_MAX = 10_000
 
 
@@ -187,12 +189,18 @@ class ChangeFeed:
                 with psycopg.connect(dsn, autocommit=True) as conn:
                     conn.execute(f'LISTEN "{CHANNEL}"')
                     self._safe_poll()  # anything committed before LISTEN took effect
+                    last_read = time.monotonic()
                     while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=self.poll_seconds, stop_after=1):
-                            pass  # a notification or the safety-net timeout: read the log
+                        told = False  # waits in short slices so that stop() is prompt
+                        for _ in conn.notifies(timeout=STOP_SLICE, stop_after=1):
+                            told = True
                         if self._stop.is_set():
                             return
+                        due = time.monotonic() - last_read >= self.poll_seconds
+                        if not (told or due or self._wake.is_set()):
+                            continue
                         self._wake.clear()
+                        last_read = time.monotonic()
                         # one read per wake-up; a notification that arrives while reading is
                         # kept by psycopg and ends the next wait at once (never drained unread)
                         self._safe_poll()
