@@ -229,8 +229,10 @@ def wait_ready(port: int, path: str, timeout: float = 60.0) -> None:
     raise RuntimeError(f"server on port {port} not ready after {timeout} s")
 
 
-def start_adtarget(data_dir: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "ADTARGET_DATA_DIR": str(data_dir)}
+def start_adtarget(
+    data_dir: Path, port: int, workers: int, extra: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "ADTARGET_DATA_DIR": str(data_dir), **(extra or {})}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     cmd = [
         sys.executable,
@@ -451,6 +453,65 @@ def measure(
     return result
 
 
+def redis_legs(
+    data_dir: Path,
+    args: argparse.Namespace,
+    bodies: list[bytes],
+    headers: dict[str, str],
+    tmp: Path,
+) -> dict[str, dict[str, float]]:
+    """The same load with ``ADTARGET_PROFILE_STORE=redis`` and ``ADTARGET_COUNTER_STORE=redis``
+    on a single Redis, then on a Redis Cluster (both private to this run, then stopped)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.decision.redis_cluster import LocalRedisCluster, free_ports
+
+    from adtarget.audience.redis_profiles import push_current_profiles
+    from adtarget.audience.store import SnapshotStore
+
+    out: dict[str, dict[str, float]] = {}
+    store = SnapshotStore(data_dir / "snapshots")
+    single_port = free_ports(1)[0]
+    single = subprocess.Popen(
+        ["redis-server", "--port", str(single_port), "--bind", "127.0.0.1", "--save", ""],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    cluster = LocalRedisCluster()
+    try:
+        cluster.start()
+        for name, url in (
+            ("single Redis", f"redis://127.0.0.1:{single_port}/0"),
+            ("Redis Cluster (3+3)", cluster.url),
+        ):
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    push_current_profiles(store, url)
+                    break
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+            extra = {
+                "ADTARGET_REDIS_URL": url,
+                "ADTARGET_PROFILE_STORE": "redis",
+                "ADTARGET_COUNTER_STORE": "redis",
+            }
+            port = free_port()
+            proc = start_adtarget(data_dir, port, args.workers, extra)
+            out[name] = measure(
+                f"adtarget, {name}", proc, port, "/readyz", args, bodies, headers, tmp
+            )
+    finally:
+        single.terminate()
+        single.wait(timeout=10)
+        cluster.stop()
+    one, many = out.get("single Redis"), out.get("Redis Cluster (3+3)")
+    if one and many and one["rps"]:
+        print(f"ratio: Redis Cluster = {many['rps'] / one['rps']:.2f} x single-Redis throughput")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -460,6 +521,12 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", action="store_true", help="also print one JSON line")
+    parser.add_argument(
+        "--redis",
+        action="store_true",
+        help="also serve profiles and counters from a single Redis and from a Redis Cluster "
+        "(3 masters + 3 replicas), each started on free loopback ports for the run",
+    )
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="adtarget-bench-http-"))
@@ -498,13 +565,14 @@ def main() -> None:
             headers,
             tmp,
         )
+        redis = redis_legs(data_dir, args, bodies, headers, tmp) if args.redis else {}
         ratio = ours["rps"] / base["rps"] if base["rps"] else float("nan")
         print(
             f"ratio: adtarget = {ratio:.2f} x hello-world throughput "
             f"(target >= 8,000 req/s, p99 <= 5 ms)"
         )
         if args.json:
-            print(json.dumps({"adtarget": ours, "hello": base, "ratio": ratio}))
+            print(json.dumps({"adtarget": ours, "hello": base, "ratio": ratio, "redis": redis}))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -41,3 +42,26 @@ def test_bench_http_smoke() -> None:
         assert figures[name]["rps"] > 0
         assert figures[name]["non_2xx"] == 0
     assert figures["ratio"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+def test_bench_http_redis_cluster_smoke() -> None:
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        pytest.skip("redis-server / redis-cli not installed")
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH),
+            *("--seconds", "1", "--concurrency", "4", "--workers", "1"),
+            *("--line-items", "50", "--users", "500", "--redis", "--json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
+    assert "Redis Cluster = " in out
+    figures = json.loads(out.strip().splitlines()[-1])["redis"]
+    for name in ("single Redis", "Redis Cluster (3+3)"):
+        assert figures[name]["rps"] > 0 and figures[name]["non_2xx"] == 0
