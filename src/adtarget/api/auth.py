@@ -251,10 +251,9 @@ class KeyResolver:
             return None
         if self._admin_key and hmac.compare_digest(key.encode(), self._admin_key.encode()):
             return Principal(actor="admin-env", role="admin")
-        hit = self._cache.get(hash_key(key))
-        if hit is not None and hit[1] > now and hit[0] is not None:
-            return hit[0]
-        return None
+        with self._lock:
+            known: Principal | None = self._cache.get(hash_key(key))
+        return known
 
     def resolve(self, header: str | None) -> Principal:
         """The caller's principal; raises ``Unauthorized`` for a missing or unknown key."""
