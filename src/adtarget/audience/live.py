@@ -88,7 +88,7 @@ class LiveSnapshot(Snapshot):
         self.index = DeltaIndex(base.index, view, delta.rules)  # type: ignore[assignment]
         # sub-expression results of this view only (the base's cache holds base answers); the
         # follower hands every handle of one view the same cache, and a new view a new one
-        self.results = results if results is not None else ResultCache()
+        self._results = results if results is not None else ResultCache()
         self.num_ordinals = delta.n0 + len(delta.new_list)
         self.__dict__.pop("num_users", None)  # a property here: counted only when asked
 

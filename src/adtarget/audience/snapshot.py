@@ -80,7 +80,27 @@ class Snapshot:
         }
         self.segments = SegmentReader(self.path, self.manifest["segments"], clock)
         self.index = SnapshotIndex(self.path, self.dims, self.segments)
-        self.results = ResultCache()
+        self._results = ResultCache()
+        self._clock = clock
+        # Segment memberships that expire change answers without a publish: the kept results
+        # are dropped as each expiry time passes (checked per call: one clock read).
+        self._expiries = sorted(
+            {
+                int(g["expires_at"])
+                for meta in self.manifest["segments"].values()
+                for g in meta.get("groups", [])
+                if g.get("expires_at") is not None
+            }
+        )
+
+    @property
+    def results(self) -> ResultCache:
+        """Kept sub-expression results, valid now (dropped once a segment membership expired)."""
+        if self._expiries and self._clock() >= self._expiries[0]:
+            now = self._clock()
+            self._expiries = [t for t in self._expiries if t > now]
+            self._results.invalidate()
+        return self._results
 
     def invalidate_results(self) -> None:
         """Drop kept sub-expression results: call when what this snapshot answers changes
