@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     index_check_seconds: float = Field(default=300.0, gt=0)
     """How often each decision process rebuilds its index from scratch and checks that the
     index patched from catalog changes agrees (a disagreement is logged, counted, healed)."""
+    catalog_changes_keep_seconds: float = Field(default=86_400.0, gt=0)
+    """How long a row of the catalog change log is kept: catalog writes prune older rows (at
+    most every few minutes per process). A decision process further behind than this heals by
+    its periodic full rebuild (``index_check_seconds``), so keep it well above that."""
     index_poll_seconds: float = Field(default=2.0, gt=0)
     """The safety-net read of the catalog change log when no change was announced."""
     index_freeze_gc: bool = True

@@ -10,6 +10,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import delete, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -156,3 +157,35 @@ def test_agreement_check_finds_a_missed_change_and_heals(factory: sessionmaker[S
     assert holder.current().match_ids({"country": "CA"}) == {ids["li"]}  # healed
     holder.refresh(check=True)
     assert holder.disagreements == 1  # agreeing again
+
+
+def test_catalog_writes_prune_old_change_log_rows(
+    factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The log does not grow forever: a catalog write deletes rows older than the keep window
+    (and only those), at most every few minutes per process."""
+    from adtarget.commands import catalog_commands
+    from adtarget.commands.catalog_commands import CatalogWriter
+    from adtarget.settings import Settings
+
+    with factory() as s:
+        _live_item(s)
+        old = latest_seq(s)
+        s.execute(text("UPDATE catalog_changes SET changed_at = changed_at - 7200"))
+        s.commit()
+    monkeypatch.setattr(catalog_commands, "_last_change_prune", float("-inf"))
+    writer = CatalogWriter(
+        factory, actor="tester", settings=Settings(catalog_changes_keep_seconds=3600)
+    )
+    writer.create("advertiser", {"name": "after-prune"})
+    with factory() as s:
+        left = changes_after(s, 0)
+    assert left and all(c.seq > old for c in left)  # old rows gone, the new write kept
+    assert [c.kind for c in left] == ["advertiser"]
+
+    with factory() as s:  # within the interval: no second prune
+        s.execute(text("UPDATE catalog_changes SET changed_at = changed_at - 7200"))
+        s.commit()
+    writer.create("advertiser", {"name": "again"})
+    with factory() as s:
+        assert len(changes_after(s, 0)) == 2

@@ -22,13 +22,15 @@ catalog transaction); the catalog is restored either way, delivery history is ne
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from adtarget.catalog import command_log
+from adtarget.catalog import changes, command_log
 from adtarget.catalog.command_log import CommandLog
 from adtarget.commands.delivery_check import SpendTotals, affected_line_items, delivered
 from adtarget.commands.persisted import (
@@ -48,7 +50,13 @@ from adtarget.commands.row_commands import (
 )
 from adtarget.commands.rows import set_inflight
 from adtarget.errors import Conflict, InvalidValue, NothingToRedo, NothingToUndo
-from adtarget.settings import Settings
+from adtarget.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+CHANGE_PRUNE_EVERY_S = 300.0
+"""Seconds between two prunes of the catalog change log by one process."""
+_last_change_prune = float("-inf")
 
 __all__ = ["CatalogWriter", "history_item"]
 
@@ -161,7 +169,24 @@ class CatalogWriter:
                 payload=stored_payload(command),
             )
             command_log.prune(session, self.actor, self.depth)
+        self._prune_change_log()
         return result
+
+    def _prune_change_log(self) -> None:
+        """Delete change-log rows older than ``catalog_changes_keep_seconds``, at most every
+        ``CHANGE_PRUNE_EVERY_S`` per process: the log grows with every write and is only read
+        from each decision process's recent floor. A failure is logged, never the write's."""
+        global _last_change_prune
+        now = time.monotonic()
+        if now - _last_change_prune < CHANGE_PRUNE_EVERY_S:
+            return
+        _last_change_prune = now
+        keep = (self.settings or get_settings()).catalog_changes_keep_seconds
+        try:
+            with _transaction(self.session_factory) as session:
+                changes.prune_changes(session, before=time.time() - keep)
+        except SQLAlchemyError:
+            log.warning("pruning the catalog change log failed", exc_info=True)
 
     def undo(self) -> dict[str, Any]:
         """Undo this actor's newest command; ``NothingToUndo`` / ``Conflict`` otherwise."""
