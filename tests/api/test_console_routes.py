@@ -77,10 +77,19 @@ def test_vocabulary_offers_uploaded_values_and_visible_segments(
     assert dims["country"]["values"] == ["CA", "FR", "US"]
     assert (dims["age"]["type"], dims["age"]["min"], dims["age"]["max"]) == ("number", 18, 77)
     assert {one["segment"]["name"], two["segment"]["name"]} <= set(vocab["segments"])
-    key = make_key("advertiser", one["advertiser"]["id"])
-    scoped = client.get("/v1/audiences/vocabulary", headers={"Authorization": f"Bearer {key}"})
-    assert two["segment"]["name"] not in scoped.json()["segments"]
-    assert one["segment"]["name"] in scoped.json()["segments"]
+    shared = client.post("/v1/segments", json={"name": "shared_seg", "kind": "list"})
+    assert shared.status_code == 201, shared.text
+    for own, other in ((one, two), (two, one)):
+        key = make_key("advertiser", own["advertiser"]["id"])
+        scoped = client.get("/v1/audiences/vocabulary", headers={"Authorization": f"Bearer {key}"})
+        assert scoped.status_code == 200, scoped.text
+        assert scoped.json()["segments"] == sorted([own["segment"]["name"], "shared_seg"])
+        assert other["segment"]["name"] not in scoped.json()["segments"]
+    reader = make_key("reader")
+    unscoped = client.get("/v1/audiences/vocabulary", headers={"Authorization": f"Bearer {reader}"})
+    assert {one["segment"]["name"], two["segment"]["name"], "shared_seg"} <= set(
+        unscoped.json()["segments"]
+    )
 
 
 def test_vocabulary_of_a_sharded_snapshot_is_the_union_of_its_shards(client: TestClient) -> None:

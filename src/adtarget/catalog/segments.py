@@ -105,11 +105,17 @@ def segment_ttl(session: Session, name: str | None) -> int | None:
     return session.scalar(select(Segment.ttl_seconds).where(Segment.name == name))
 
 
-def usable_segment_names(session: Session, *, advertiser_id: int | None) -> list[str]:
-    """Names of the segments not archived that an advertiser may use (its own and the global
-    ones); every one for ``advertiser_id=None``."""
+def usable_segment_names(session: Session, *, scoped: bool, advertiser_id: int | None) -> list[str]:
+    """Names of the segments not archived that a caller may use in a rule.
+
+    ``scoped`` (advertiser keys): the global segments plus ``advertiser_id``'s own, so one
+    advertiser never learns another's private segment names; with ``advertiser_id=None`` only
+    the global ones. Unscoped (admin, reader): every one.
+    """
     stmt = select(Segment.name).where(Segment.status != "archived")
-    if advertiser_id is not None:
+    if scoped and advertiser_id is None:
+        stmt = stmt.where(Segment.advertiser_id.is_(None))
+    elif scoped:
         stmt = stmt.where(
             (Segment.advertiser_id == advertiser_id) | (Segment.advertiser_id.is_(None))
         )

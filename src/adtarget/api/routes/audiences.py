@@ -80,11 +80,14 @@ def _context(container: Container, principal: Principal) -> dict[str, Any]:
 def vocabulary(store: SnapshotStoreDep, session: SessionDep, principal: PrincipalDep) -> Any:
     """What a rule may name: for rule completion (dimension values from the current snapshot)."""
 
-    own = principal.advertiser_id if principal.role == "advertiser" else None
     return vocabulary_of(
         snapshot=store.current(),
         registry=dimension_registry(session=session),
-        segments=usable_segment_names(session, advertiser_id=own),
+        segments=usable_segment_names(
+            session,
+            scoped=principal.role == "advertiser",
+            advertiser_id=principal.advertiser_id,
+        ),
     )
 
 
