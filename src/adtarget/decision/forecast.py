@@ -40,7 +40,7 @@ from adtarget.decision.forecast_reach import PROGRESS_EVERY, Reach, find_reach
 from adtarget.decision.forecast_spend import ReplaySpend
 from adtarget.decision.forecast_window import DayPlan, Replayed, plan_days, replay_table, rows_of
 from adtarget.decision.index import LineItemIndex
-from adtarget.decision.models import DecisionRequest, LiveLineItem
+from adtarget.decision.models import DecisionRequest, DecisionResult, LiveLineItem
 from adtarget.decision.profiles import MemoryProfileStore, ProfileStore
 from adtarget.decision.request_store import RequestStore
 from adtarget.errors import InvalidValue
@@ -259,18 +259,9 @@ def _replay(
     by_day: dict[int, list[float]] = {}
     contexts: dict[str, dict[str, Any]] = {}
     for i, r in enumerate(rows):
-        ctx = contexts.get(r.context)
-        if ctx is None:
-            ctx = contexts[r.context] = orjson.loads(r.context)
-        when = datetime.fromtimestamp(r.ts, UTC)
-        req = DecisionRequest(r.user_id, ctx, r.limit, r.formats)
-        sim.advance(r.ts)
         hit = matches(r.user_id, r.context)
-        index.use((r.user_id, r.context), hit)
-        result = engine.decide(req, now=when)
+        result = _decide(engine, sim, index, r, hit=hit, contexts=contexts)
         weight = 1.0 / r.sample_rate
-        for d in result.decisions:
-            sim.charge(d.line_item_id, d.campaign_id, d.bid_cpm * weight / 1000.0, when)
         served_rows.append((r.user_id, weight, [d.line_item_id for d in result.decisions]))
         if progress is not None and i % PROGRESS_EVERY == 0:
             progress("replaying", i, len(rows))
@@ -325,6 +316,33 @@ def _engine(
     return engine, sim
 
 
+def _decide(
+    engine: DecisionEngine,
+    sim: ReplaySpend,
+    index: ReplayIndex,
+    r: Replayed,
+    *,
+    hit: bool,
+    contexts: dict[str, dict[str, Any]],
+) -> DecisionResult:
+    """One logged request through the engine at its own time, its wins charged at the row's
+    weight: the step both replays (with and without the proposal) share.
+
+    ``hit`` says whether the proposal may match this request; ``contexts`` caches decoded
+    contexts (many rows share one)."""
+    ctx = contexts.get(r.context)
+    if ctx is None:
+        ctx = contexts[r.context] = orjson.loads(r.context)
+    when = datetime.fromtimestamp(r.ts, UTC)
+    sim.advance(r.ts)
+    index.use((r.user_id, r.context), hit)
+    result = engine.decide(DecisionRequest(r.user_id, ctx, r.limit, r.formats), now=when)
+    weight = 1.0 / r.sample_rate
+    for d in result.decisions:
+        sim.charge(d.line_item_id, d.campaign_id, d.bid_cpm * weight / 1000.0, when)
+    return result
+
+
 def _served(
     index: ReplayIndex,
     rows: Sequence[Replayed],
@@ -341,16 +359,8 @@ def _served(
     served: dict[int, float] = {}
     contexts: dict[str, dict[str, Any]] = {}
     for i, r in enumerate(rows):
-        ctx = contexts.get(r.context)
-        if ctx is None:
-            ctx = contexts[r.context] = orjson.loads(r.context)
-        when = datetime.fromtimestamp(r.ts, UTC)
         weight = 1.0 / r.sample_rate
-        sim.advance(r.ts)
-        req = DecisionRequest(r.user_id, ctx, r.limit, r.formats)
-        index.use((r.user_id, r.context), False)
-        for d in engine.decide(req, now=when).decisions:
-            sim.charge(d.line_item_id, d.campaign_id, d.bid_cpm * weight / 1000.0, when)
+        for d in _decide(engine, sim, index, r, hit=False, contexts=contexts).decisions:
             served[d.line_item_id] = served.get(d.line_item_id, 0.0) + weight
         if inputs.progress is not None and i % PROGRESS_EVERY == 0:
             inputs.progress("replaying without it", i, len(rows))
