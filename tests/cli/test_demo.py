@@ -12,6 +12,8 @@ from sqlalchemy import select
 
 from adtarget.catalog.db import open_catalog
 from adtarget.catalog.kinds import KINDS
+from adtarget.cli.demo import DEMO_CAMPAIGN, _pause_earlier_runs
+from adtarget.commands.catalog_commands import CatalogWriter
 from adtarget.settings import Settings
 
 
@@ -48,3 +50,36 @@ def test_demo_runs_twice_and_leaves_a_usable_data_dir(tmp_path: Path) -> None:
         campaigns = list(session.scalars(select(KINDS["campaign"].table)))
     assert [c.status for c in campaigns] == ["paused", "active"]
     assert all(float(c.budget_total) == 5000 for c in campaigns)
+
+
+def test_pausing_earlier_runs_walks_every_page_and_only_demo_campaigns(tmp_path: Path) -> None:
+    """More active campaigns than one page: every demo one is paused, one bounded bulk command
+    per page, and a campaign that is not the demo's keeps serving."""
+    factory = open_catalog(Settings(data_dir=tmp_path))
+    writer = CatalogWriter(factory, actor="demo")
+    adv = writer.create("advertiser", {"name": "a"})
+    flight = {"start": "2026-01-01T00:00:00Z", "end": "2099-01-01T00:00:00Z"}
+    names = [f"{DEMO_CAMPAIGN}{i}" for i in range(5)] + ["Spring sale"]
+    ids = [
+        writer.create(
+            "campaign", {"advertiser_id": adv["id"], "name": n, "budget_total": 10, **flight}
+        )["id"]
+        for n in names
+    ]
+    draft = writer.create(
+        "campaign",
+        {"advertiser_id": adv["id"], "name": f"{DEMO_CAMPAIGN}draft", "budget_total": 10, **flight},
+    )
+    writer.bulk("campaign", ids, {"status": "active"})
+    before = len(writer.history())
+
+    assert _pause_earlier_runs(writer, factory, page_size=2) == 5
+    with factory() as session:
+        status = {c.name: c.status for c in session.scalars(select(KINDS["campaign"].table))}
+    assert status == {
+        **{n: "paused" for n in names[:5]},
+        "Spring sale": "active",
+        draft["name"]: "draft",
+    }
+    assert len(writer.history()) - before == 3  # pages of 2, 2 and 1 demo campaigns
+    assert _pause_earlier_runs(writer, factory, page_size=2) == 0  # nothing left to pause

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from adtarget.audience.service import overlap_rules, size_rule
-from adtarget.catalog.service import get, list_objects
+from adtarget.catalog.service import get, page
 from adtarget.cli.audience import sizing_context
 from adtarget.cli.container import cli_container
 from adtarget.cli.demo_data import delivery_events, write_population
@@ -97,16 +97,36 @@ def _audiences(settings: Settings) -> None:
     )
 
 
-def _pause_earlier_runs(writer: Any, factory: Any) -> None:
-    """Pause campaigns a previous demo run left active, so this run's line items are the ones
-    that serve (one bulk command: ``adtarget undo`` would bring them back)."""
+#: Active campaigns read per page, and so at most this many paused per bulk command: a data dir
+#: with many campaigns is walked in bounded steps instead of one unbounded read and transaction.
+PAUSE_PAGE = 500
+DEMO_CAMPAIGN = "Winter launch "
 
-    with factory() as session:
-        active = list_objects(session=session, kind="campaign", status="active", limit=1000)
-        ids = [c.id for c in active if c.name.startswith("Winter launch ")]  # type: ignore[attr-defined]
-    if ids:
-        writer.bulk("campaign", ids, {"status": "paused"})
-        console.print(f"paused {len(ids)} campaign(s) left active by an earlier demo run")
+
+def _pause_earlier_runs(writer: Any, factory: Any, *, page_size: int = PAUSE_PAGE) -> int:
+    """Pause campaigns a previous demo run left active, so this run's line items are the ones
+    that serve; returns how many were paused.
+
+    Active campaigns are read a page at a time by ascending id (keyset, so pausing does not shift
+    the pages) and each page's demo campaigns are paused as one bulk command (``adtarget undo``
+    brings a page back)."""
+    paused = 0
+    after: int | None = None
+    while True:
+        with factory() as session:
+            rows: list[Any] = page(
+                session=session, kind="campaign", status="active", after=after, limit=page_size
+            )
+            ids = [c.id for c in rows if c.name.startswith(DEMO_CAMPAIGN)]
+        if ids:
+            writer.bulk("campaign", ids, {"status": "paused"})
+            paused += len(ids)
+        if len(rows) < page_size:
+            break
+        after = rows[-1].id
+    if paused:
+        console.print(f"paused {paused} campaign(s) left active by an earlier demo run")
+    return paused
 
 
 def _catalog(writer: Any, suffix: str) -> dict[str, Any]:
@@ -116,7 +136,7 @@ def _catalog(writer: Any, suffix: str) -> dict[str, Any]:
         "campaign",
         {
             "advertiser_id": adv["id"],
-            "name": f"Winter launch {suffix}",
+            "name": f"{DEMO_CAMPAIGN}{suffix}",
             "budget_total": 5000,
             "start": (now - timedelta(days=8)).isoformat(),
             "end": (now + timedelta(days=30)).isoformat(),
