@@ -14,9 +14,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.markup import escape
 
+from adtarget.catalog.export import dump_yaml, export_document
+from adtarget.catalog.spec import parse_document, read_document
 from adtarget.cli.container import cli_container
 from adtarget.cli.errors import fail
+from adtarget.commands.apply_catalog import ApplyCatalog, check_apply
 from adtarget.errors import AdtargetError
 
 FileOpt = Annotated[
@@ -35,8 +40,6 @@ MARK = {"create": ("+", "green"), "update": ("~", "yellow"), "archive": ("-", "r
 
 
 def _command(path: Path, archive: bool) -> Any:
-    from adtarget.catalog.spec import parse_document, read_document
-    from adtarget.commands.apply_catalog import ApplyCatalog
 
     document = read_document(path)
     parse_document(document, source=str(path))  # file and field errors before the database
@@ -50,8 +53,6 @@ def _show(value: Any) -> str:
 
 def print_plan(plan: dict[str, Any], *, applied: bool) -> None:
     """The plan for people: one line per step, fields indented below it."""
-    from rich.console import Console
-    from rich.markup import escape
 
     console = Console(highlight=False)
     if not plan["actions"]:
@@ -88,7 +89,6 @@ def print_plan(plan: dict[str, Any], *, applied: bool) -> None:
 
 def plan(file: FileOpt, archive: ArchiveOpt = True, as_json: JsonOpt = False) -> None:
     """Show what ``apply -f FILE`` would change (create / update / archive, field by field)."""
-    from adtarget.commands.apply_catalog import check_apply
 
     container = cli_container()
     try:
@@ -126,7 +126,6 @@ def export_catalog(
     ] = None,
 ) -> None:
     """Write the current catalog (archived objects left out) in the ``apply -f`` format."""
-    from adtarget.catalog.export import dump_yaml, export_document
 
     try:
         with cli_container().session_factory() as session:

@@ -25,6 +25,8 @@ from adtarget.catalog.dimensions import register_dimensions, remove_unused_dimen
 from adtarget.catalog.upload_jobs import find_job
 from adtarget.commands.persisted import CommandContext, register_command
 from adtarget.errors import Conflict, NotFound
+from adtarget.rules.eval_bitmap import count
+from adtarget.rules.parse import parse
 from adtarget.rules.registry import DimensionSpec, DimensionType
 from adtarget.settings import Settings, get_settings
 
@@ -64,9 +66,6 @@ def refresh_segment_sizes(session: Session, store: SnapshotStore) -> dict[str, i
 def _count_rule(text: str, snap: Any) -> int | None:
     """Exact size of a rule segment, or None when the rule no longer validates."""
     try:
-        from adtarget.rules.eval_bitmap import count
-        from adtarget.rules.parse import parse
-
         return int(count(parse(text), snap.index))
     except Exception:  # noqa: BLE001 - a stale rule must not block a publish
         return None
