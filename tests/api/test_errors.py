@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
 from adtarget.api.errors import json_path
@@ -105,6 +106,16 @@ def test_unknown_route_and_method_keep_the_shape(client: TestClient) -> None:
     method = client.delete("/v1/advertisers")
     assert method.status_code == 405
     assert method.json()["error"]["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize("method", ["DELETE", "PUT", "OPTIONS"])
+def test_405_allow_names_every_method_of_the_path(client: TestClient, method: str) -> None:
+    """FastAPI's router named only the first matching route's method (``Allow: GET``)."""
+    resp = client.request(method, "/v1/advertisers")
+    assert resp.status_code == 405
+    assert resp.headers["allow"] == "GET, POST"  # HEAD is not served here
+    one = client.request(method, "/v1/forecast")  # a path with one method
+    assert one.status_code == 405 and one.headers["allow"] == "POST"
 
 
 def test_empty_patch_is_422(client: TestClient) -> None:

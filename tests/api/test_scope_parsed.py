@@ -136,3 +136,54 @@ def test_derived_segment_fields_are_read_only(
     assert resp.json()["error"]["field"] == next(iter(field))
     after = client.get(f"/v1/segments/{seg['id']}", headers=world["admin"]).json()
     assert after["last_size"] == seg["last_size"]
+
+
+def test_forecast_authorizes_the_rule_it_forecasts(
+    client: TestClient, world: dict[str, Any]
+) -> None:
+    """The forecaster's own compiled rule is checked: a proposal, changes to a line item, and a
+    line item whose stored targeting names a segment the key may not see (an admin wrote it)
+    answer as a missing segment would, never 200 and never 5xx."""
+    a, admin, camp = world["a"], world["admin"], world["campaign"]
+    flight = {"start": "2029-01-01T00:00:00Z", "end": "2029-01-02T00:00:00Z"}
+    proposal = {"campaign_id": camp["id"], "priority": 8, "bid_cpm": 1, **flight}
+    li = client.post(
+        "/v1/line-items",
+        json={
+            "campaign_id": camp["id"],
+            "name": "li",
+            "priority": 1,
+            "bid_cpm": 1,
+            "targeting": 'segment("s1")',
+        },  # fmt: skip
+        headers=admin,
+    )
+    assert li.status_code == 201, li.text
+    plain = client.post(
+        "/v1/line-items",
+        json={"campaign_id": camp["id"], "name": "li2", "priority": 1, "bid_cpm": 1},
+        headers=admin,
+    ).json()
+    attempts: list[tuple[dict[str, Any], str]] = [
+        ({**proposal, "targeting": 'segment("s1")'}, "targeting"),
+        ({**proposal, "targeting": ' not segment("s1") '}, "targeting"),
+        (
+            {"line_item_id": plain["id"], "changes": {"targeting": 'segment("s1")'}},
+            "changes.targeting",
+        ),  # fmt: skip
+        ({"line_item_id": li.json()["id"], "changes": {"bid_cpm": 2}}, "targeting"),
+        ({"line_item_id": li.json()["id"]}, "targeting"),
+    ]
+    for body, field in attempts:
+        resp = client.post("/v1/forecast", json=body, headers=a)
+        assert resp.status_code == 422, (body, resp.text)
+        err = resp.json()["error"]
+        assert err["code"] == "rule_invalid" and err["field"] == field, (body, resp.text)
+        assert "s1" in err["message"], resp.text  # names the segment, as a missing one
+    # An admin forecasts it; so does the key with a segment it may see.
+    ok = client.post("/v1/forecast", json={"line_item_id": li.json()["id"]}, headers=admin)
+    assert ok.status_code == 200, ok.text
+    mine = client.post("/v1/segments", json={"name": "s2", "kind": "list"}, headers=a)
+    assert mine.status_code == 201, mine.text
+    own = client.post("/v1/forecast", json={**proposal, "targeting": 'segment("s2")'}, headers=a)
+    assert own.status_code == 200, own.text

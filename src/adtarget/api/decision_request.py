@@ -8,7 +8,7 @@ limits below.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from pydantic import BaseModel, Field
@@ -93,8 +93,16 @@ def parse_request(raw: bytes, known_formats: frozenset[str] | None) -> DecisionR
 class DecisionRequestBody(BaseModel):
     """Body of ``POST /v1/decisions``."""
 
-    user_id: str = Field(max_length=MAX_USER_ID)
-    context: dict[str, str | int | float | bool | list[str] | None] = Field(default_factory=dict)
+    # As parse_request accepts them: an integer user_id is read as its decimal text, a null
+    # context as no context.
+    user_id: Annotated[str, Field(max_length=MAX_USER_ID)] | int
+    context: (
+        Annotated[
+            dict[str, str | int | float | bool | list[str] | None],
+            Field(max_length=MAX_CONTEXT_KEYS),
+        ]
+        | None
+    ) = None
     limit: int = Field(default=1, ge=1, le=MAX_LIMIT)
     formats: list[str] | None = Field(default=None, max_length=MAX_FORMATS)
     explain: bool = False

@@ -27,13 +27,18 @@ def forecast_line_item(
     lookback_days: int,
     now: datetime | None = None,
     progress: Progress | None = None,
+    hidden: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """Forecast the line item ``body`` describes against the engine's live line items.
+
+    ``hidden``: segments the caller may not see; the proposal's rule is compiled without them.
 
     Raises:
         InvalidValue / NotFound: naming the field of ``body`` that is wrong.
     """
-    proposal = build_proposal(body, session=session, known_formats=ad_format_names(session=session))
+    proposal = build_proposal(
+        body, session=session, known_formats=ad_format_names(session=session), hidden=hidden
+    )
     answer = forecast(
         proposal=proposal,
         live=engine.index_holder.current().flat(),

@@ -93,11 +93,21 @@ def _creatives(formats: Iterable[str]) -> dict[str, tuple[int, ...]]:
     return {fmt: (PLACEHOLDER_CREATIVE,) for fmt in formats}
 
 
-def build_proposal(body: Any, *, session: Session, known_formats: Iterable[str]) -> LiveLineItem:
+def build_proposal(
+    body: Any,
+    *,
+    session: Session,
+    known_formats: Iterable[str],
+    hidden: frozenset[str] = frozenset(),
+) -> LiveLineItem:
     """The ``LiveLineItem`` a forecast body describes (``POST /v1/forecast``).
 
     ``{"line_item_id": ID, "changes": {...}}`` starts from that catalog line item (any status)
     and applies the changes; anything else is a proposal. Errors name the field.
+
+    ``hidden``: segments the caller may not see. They are left out when *this* rule (the one
+    the forecast replays, after changes are merged) is compiled, so naming one answers as a
+    missing segment does: authorization on the very rule used, never on a second parse.
 
     Raises:
         InvalidValue: a field that does not validate (422); NotFound: an unknown id.
@@ -117,14 +127,25 @@ def build_proposal(body: Any, *, session: Session, known_formats: Iterable[str])
         row = find(session=session, kind="line_item", obj_id=li_id)
         if row is None:
             raise NotFound(f"line item {li_id} not found", field="line_item_id")
-        return _from_row(row, changes, session=session, known_formats=known_formats)
+        field = "changes.targeting" if "targeting" in changes.model_fields_set else "targeting"
+        return _from_row(
+            row, changes, session=session, known_formats=known_formats, hidden=hidden, field=field
+        )
     spec = _validated(Proposal, body, "")
     next_id = max_id(session=session, kind="line_item") + 1
-    return _assemble(next_id, spec, None, session=session, known_formats=known_formats)
+    return _assemble(
+        next_id, spec, None, session=session, known_formats=known_formats, hidden=hidden
+    )
 
 
 def _from_row(
-    row: Any, changes: ProposalChanges, *, session: Session, known_formats: Iterable[str]
+    row: Any,
+    changes: ProposalChanges,
+    *,
+    session: Session,
+    known_formats: Iterable[str],
+    hidden: frozenset[str],
+    field: str,
 ) -> LiveLineItem:
     cap = None
     if row.frequency_cap_count and row.frequency_cap_window_seconds:
@@ -146,7 +167,15 @@ def _from_row(
         raise InvalidValue(
             "a line item cannot move to another campaign", field="changes.campaign_id"
         )
-    return _assemble(row.id, merged, row.campaign, session=session, known_formats=known_formats)
+    return _assemble(
+        row.id,
+        merged,
+        row.campaign,
+        session=session,
+        known_formats=known_formats,
+        hidden=hidden,
+        field=field,
+    )
 
 
 def _assemble(
@@ -156,6 +185,8 @@ def _assemble(
     *,
     session: Session,
     known_formats: Iterable[str],
+    hidden: frozenset[str],
+    field: str = "targeting",
 ) -> LiveLineItem:
     if campaign is None and spec.campaign_id is not None:
         campaign = find(session=session, kind="campaign", obj_id=spec.campaign_id)
@@ -163,10 +194,10 @@ def _assemble(
             raise NotFound(f"campaign {spec.campaign_id} not found", field="campaign_id")
     if spec.bid_cpm is None:
         raise InvalidValue("bid_cpm is required", field="bid_cpm")
-    rule_json = compile_targeting(spec.targeting or "", session=session)
+    rule_json = compile_targeting(spec.targeting or "", session=session, field=field, hidden=hidden)
     rule = None
     if rule_json is not None:
-        segments = segment_rules(session=session)
+        segments = segment_rules(session=session, hidden=hidden)
         rule = expand_segments(from_json(rule_json), segments.get)
     formats = tuple(spec.formats or ())
     start: datetime | None = spec.start
