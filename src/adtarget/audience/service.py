@@ -22,6 +22,7 @@ from adtarget.audience.sharded import AnySnapshot, ShardedSnapshot
 from adtarget.audience.sizing import count_rule, overlap_counts
 from adtarget.audience.store import SnapshotStore
 from adtarget.errors import InvalidValue, NotFound
+from adtarget.objectstore import Location, resolve
 from adtarget.rules.ast import Rule
 from adtarget.rules.eval_bitmap import evaluate
 from adtarget.rules.format import from_json
@@ -276,9 +277,13 @@ def _export_sharded(
 
 
 def _write_ids(chunks: Iterator[pa.Array], out_path: Path | str, fmt: ExportFormat) -> int:
-    """Write id chunks to ``out_path`` (column ``user_id``) via a ``.partial`` file."""
+    """Write id chunks to ``out_path`` (column ``user_id``) via a ``.partial`` file, or streamed
+    to an object store (``s3://...``: the object appears only once the upload completes)."""
     schema = pa.schema([("user_id", pa.large_string())])
-    out = Path(out_path)
+    target = resolve(out_path)
+    if target.local is None:
+        return _write_remote(chunks, target, fmt, schema)
+    out = target.local
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
     writer: Any = (
@@ -295,4 +300,30 @@ def _write_ids(chunks: Iterator[pa.Array], out_path: Path | str, fmt: ExportForm
         raise
     writer.close()
     tmp.replace(out)
+    return written
+
+
+def _write_remote(
+    chunks: Iterator[pa.Array], target: Location, fmt: ExportFormat, schema: pa.Schema
+) -> int:
+    """Stream the ids to a remote object; a failed write deletes what was uploaded."""
+    sink = target.open_output()
+    written = 0
+    try:
+        writer: Any = (
+            pacsv.CSVWriter(sink, schema) if fmt == "csv" else pq.ParquetWriter(sink, schema)
+        )
+        for ids in chunks:
+            written += len(ids)
+            writer.write_table(pa.table({"user_id": ids.cast(pa.large_string())}, schema=schema))
+        writer.close()
+        sink.close()
+    except OSError as exc:
+        sink.close()
+        target.delete()
+        raise InvalidValue(f"cannot write {target.uri}: {exc}", field="out") from None
+    except BaseException:
+        sink.close()
+        target.delete()
+        raise
     return written

@@ -11,7 +11,6 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -113,7 +112,7 @@ def overlap(
 
 def export(
     rule: Annotated[str, typer.Argument(help="Rule text.")],
-    out: Annotated[Path, typer.Option("--out", help="File to write.")],
+    out: Annotated[str, typer.Option("--out", help="File to write: a path or s3://bucket/key.")],
     fmt: Annotated[str, typer.Option("--format", help="csv | parquet")] = "csv",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:

@@ -15,7 +15,7 @@ from rich.table import Table
 from adtarget.cli.container import cli_container
 from adtarget.cli.errors import fail
 from adtarget.delivery.chart import draw_chart
-from adtarget.delivery.files import count_rows, read_batches
+from adtarget.delivery.files import count_rows, open_events, read_batches
 from adtarget.delivery.reports import report_columns, report_names, rows_to_csv, run_report
 from adtarget.delivery.service import IngestResult, catalog_lookup, ingest_events, retention_today
 from adtarget.errors import AdtargetError
@@ -33,12 +33,10 @@ def _fail(err: AdtargetError) -> None:
 @events_app.command("import")
 def import_events(
     file: Annotated[
-        Path,
+        str,
         typer.Argument(
-            exists=True,
-            dir_okay=False,
-            readable=True,
-            help="NDJSON, JSON array, CSV or Parquet file.",
+            help="NDJSON, JSON array, CSV or Parquet file: a path or s3://bucket/key.",
+            show_default=False,
         ),
     ],
     no_catalog: Annotated[
@@ -56,6 +54,7 @@ def import_events(
     container = cli_container()
     total = IngestResult()
     try:
+        source = open_events(file)
         lookup = None
         if not no_catalog:
             lookup = catalog_lookup(container.session_factory)
@@ -70,9 +69,9 @@ def import_events(
                 disable=as_json,
             )
             with progress:
-                task = progress.add_task(file.name, total=count_rows(file))
+                task = progress.add_task(source.name, total=count_rows(source))
                 offset = 0
-                for batch in read_batches(file):
+                for batch in read_batches(source):
                     size = (
                         len(next(iter(batch.values()), []))
                         if isinstance(batch, dict)
@@ -89,12 +88,13 @@ def import_events(
         _fail(err)
         return
     if as_json:
-        typer.echo(json.dumps({"file": str(file), **total.to_dict()}))
+        shown = str(source.local) if source.local is not None else source.uri
+        typer.echo(json.dumps({"file": shown, **total.to_dict()}))
         if total.rejected:
             raise typer.Exit(REJECTED_EXIT)
         return
     typer.echo(
-        f"{file.name}: {total.accepted} accepted, {total.duplicates} duplicates, "
+        f"{source.name}: {total.accepted} accepted, {total.duplicates} duplicates, "
         f"{len(total.rejected)} rejected"
     )
     for item in total.rejected[:20]:

@@ -58,7 +58,13 @@ def _summary(job: dict[str, Any]) -> str:
 
 
 def ingest(
-    file: Annotated[Path, typer.Argument(help="CSV, Parquet or JSON Lines file of user rows.")],
+    file: Annotated[
+        str,
+        typer.Argument(
+            help="CSV, Parquet or JSON Lines file of user rows: a path or s3://bucket/key.",
+            show_default=False,
+        ),
+    ],
     mode: Annotated[str, typer.Option("--mode", help="replace | upsert | segment")] = "replace",
     segment: Annotated[
         str | None, typer.Option("--segment", help="Segment name (mode segment).")

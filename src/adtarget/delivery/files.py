@@ -7,6 +7,7 @@ batch goes through the same intake as the HTTP route, with row numbers that run 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,12 +19,13 @@ import pyarrow.parquet as pq
 
 from adtarget.delivery.models import ID_FIELDS
 from adtarget.errors import InvalidValue
+from adtarget.objectstore import Location, resolve
 
 BATCH_ROWS = 50_000
 _STRING_COLUMNS = (*ID_FIELDS, "type", "ts", "country", "device", "dims")
 
 
-def file_format(path: Path) -> str:
+def file_format(path: Path | Location) -> str:
     """``ndjson`` | ``json`` | ``csv`` | ``parquet`` from the file name."""
     name = path.name.lower()
     for suffix, fmt in (
@@ -42,10 +44,19 @@ def file_format(path: Path) -> str:
     )
 
 
-def count_rows(path: Path) -> int | None:
+def open_events(path: Path | str | Location) -> Location:
+    """The event file's location (local path or ``s3://...``); ``InvalidValue`` if it is absent."""
+    loc = resolve(path)
+    if not loc.is_file():
+        raise InvalidValue(f"event file {loc.uri!r} does not exist", field="file")
+    return loc
+
+
+def count_rows(path: Path | str | Location) -> int | None:
     """Rows in the file when cheap to know (Parquet metadata), else ``None``."""
-    if file_format(path) == "parquet":
-        return int(pq.ParquetFile(path).metadata.num_rows)
+    loc = resolve(path)
+    if file_format(loc) == "parquet":
+        return int(pq.ParquetFile(loc.parquet_source()).metadata.num_rows)
     return None
 
 
@@ -54,35 +65,39 @@ def _columns(table: pa.Table | pa.RecordBatch) -> dict[str, list[Any]]:
 
 
 def read_batches(
-    path: Path, batch_rows: int = BATCH_ROWS
+    path: Path | str | Location, batch_rows: int = BATCH_ROWS
 ) -> Iterator[list[Any] | dict[str, list[Any]]]:
     """Yield batches: lists of objects (JSON kinds; ``None`` for a bad line) or columns."""
-    fmt = file_format(path)
+    loc = resolve(path)
+    fmt = file_format(loc)
     if fmt == "parquet":
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+        for batch in pq.ParquetFile(loc.parquet_source()).iter_batches(batch_size=batch_rows):
             yield _columns(batch)
     elif fmt == "csv":
-        with path.open(encoding="utf-8", newline="") as fh:  # csv: quoted names with commas
-            header = [name.strip() for name in next(csv.reader(fh), [])]
+        with loc.open_input() as raw:  # csv: quoted names with commas
+            text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+            header = [name.strip() for name in next(csv.reader(text), [])]
         opts = pcsv.ConvertOptions(
             column_types={c: pa.string() for c in _STRING_COLUMNS if c in header},
             strings_can_be_null=True,
         )
         reader = pcsv.open_csv(
-            path, convert_options=opts, read_options=pcsv.ReadOptions(block_size=8 << 20)
+            loc.arrow_input(),
+            convert_options=opts,
+            read_options=pcsv.ReadOptions(block_size=8 << 20),
         )
         for batch in reader:
             yield _columns(batch)
     elif fmt == "json":
-        with path.open("rb") as fh:
+        with loc.open_input() as fh:
             data = json.load(fh)
         if not isinstance(data, list):
-            raise InvalidValue(f"{path.name}: expected a JSON array of events", field="file")
+            raise InvalidValue(f"{loc.name}: expected a JSON array of events", field="file")
         for i in range(0, len(data), batch_rows):
             yield data[i : i + batch_rows]
     else:
         chunk: list[Any] = []
-        with path.open("rb") as fh:
+        with loc.open_input() as fh:
             for line in fh:
                 if not line.strip():
                     continue

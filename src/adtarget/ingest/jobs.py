@@ -42,16 +42,18 @@ from adtarget.ingest.quarantine import read_quarantine
 from adtarget.ingest.readers import open_reader
 from adtarget.ingest.schema import check_width, load_schema_file, parse_schema
 from adtarget.ingest.service import execute_job
+from adtarget.objectstore import Location, resolve
 from adtarget.process import pid_alive
 from adtarget.settings import Settings
 
 HOST = socket.gethostname()
 
 
-def file_checksum(path: Path) -> str:
-    """SHA-256 of the file, streamed in 4 MiB chunks."""
+def file_checksum(path: Path | Location) -> str:
+    """SHA-256 of the file (local or in an object store), streamed in 4 MiB chunks."""
     digest = hashlib.sha256()
-    with path.open("rb") as fh:
+    loc = resolve(path)
+    with loc.open_input() as fh:
         while chunk := fh.read(1 << 22):
             digest.update(chunk)
     return digest.hexdigest()
@@ -107,7 +109,7 @@ def rejected_rows(
     return {"id": job_id, "total": job["rows_rejected"], "rows": rows[:limit]}
 
 
-def _header_width(src: Path, id_column: str, delimiter: str, set_separator: str) -> int:
+def _header_width(src: Location, id_column: str, delimiter: str, set_separator: str) -> int:
     """Dimension columns named by the file's header; 0 when it cannot be read (the job then
     fails with the reader's own message, as for any unreadable file)."""
     try:
@@ -150,6 +152,7 @@ def submit_upload(
     re-submitting always ends with the file's audience in place.
 
     Args:
+        path: a local path or an object-store URI (``s3://bucket/key``; see ``objectstore``).
         mode: ``replace`` (the file is the whole population), ``upsert`` or ``segment``.
         segment: the list segment's name (``segment`` mode only).
         schema: ``{"dimension": "type"}`` for columns not yet registered, or a JSON file of it.
@@ -163,7 +166,7 @@ def submit_upload(
         engine: ``local`` (this process) or ``ray`` (Ray Data reads, Ray tasks build shards).
         ray_address: the Ray cluster to build on (else ``ADTARGET_RAY_ADDRESS``, else local).
     """
-    src = Path(path)
+    src = resolve(path)
     if mode not in UPLOAD_MODES:
         raise InvalidValue(f"mode {mode!r} is not one of {', '.join(UPLOAD_MODES)}", field="mode")
     if mode == "segment" and not segment:
@@ -173,7 +176,7 @@ def submit_upload(
     if ttl_seconds is not None and ttl_seconds <= 0:
         raise InvalidValue("ttl_seconds must be positive", field="ttl_seconds")
     if not src.is_file():
-        raise InvalidValue(f"upload file {str(src)!r} does not exist", field="path")
+        raise InvalidValue(f"upload file {src.uri!r} does not exist", field="path")
     declared = (
         load_schema_file(schema)
         if isinstance(schema, str | Path)
@@ -238,7 +241,7 @@ def submit_upload(
             status="queued",
             mode=mode,
             segment=segment,
-            source_path=str(src.resolve()),
+            source_path=str(src.local.resolve()) if src.local is not None else src.uri,
             file_checksum=checksum,
             dry_run=dry_run,
             actor=actor,

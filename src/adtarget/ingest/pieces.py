@@ -21,6 +21,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from adtarget.ingest.readers import CsvReader, FileFormat, JsonlReader, ReadBatch, line_chunks
+from adtarget.objectstore import resolve
 
 DEFAULT_PIECE_BYTES = 32 << 20
 SCAN = 1 << 16
@@ -40,11 +41,12 @@ class Piece:
 
 
 def open_fs(uri: str) -> tuple[pafs.FileSystem, str]:
-    """The pyarrow filesystem and path of ``uri`` (a plain path is the local filesystem)."""
-    if "://" not in uri:
-        return pafs.LocalFileSystem(), uri
-    fs, path = pafs.FileSystem.from_uri(uri)
-    return fs, path
+    """The pyarrow filesystem and path of ``uri`` (a plain path is the local filesystem);
+    ``objectstore`` resolves it, so S3 takes its endpoint and keys from the AWS environment."""
+    loc = resolve(uri)
+    if loc.local is not None:
+        return pafs.LocalFileSystem(), str(loc.local)
+    return loc.fs, loc.path
 
 
 def plan_pieces(

@@ -26,6 +26,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from adtarget.errors import InvalidValue
+from adtarget.objectstore import Location, resolve
 
 FileFormat = Literal["csv", "parquet", "jsonl"]
 SUFFIXES: dict[str, FileFormat] = {
@@ -59,7 +60,7 @@ class ReadBatch:
     rejects: list[ParseReject] = field(default_factory=list)
 
 
-def detect_format(path: Path, fmt: str | None = None) -> FileFormat:
+def detect_format(path: Path | Location, fmt: str | None = None) -> FileFormat:
     """The file format from ``fmt`` or the file suffix (``.gz`` ignored)."""
     if fmt:
         if fmt not in ("csv", "parquet", "jsonl"):
@@ -82,11 +83,11 @@ class CsvReader:
 
     format: FileFormat = "csv"
 
-    def __init__(self, path: Path, *, batch_rows: int, delimiter: str = ",") -> None:
-        self.path = path
+    def __init__(self, path: Path | Location, *, batch_rows: int, delimiter: str = ",") -> None:
+        self.path = path = resolve(path)
         self.batch_rows = batch_rows
         self.delimiter = delimiter
-        with path.open("rb") as fh:
+        with path.open_input() as fh:
             header = fh.readline()
         if not header.strip():
             raise InvalidValue(f"{path.name}: the first line must be a header row", field="path")
@@ -95,6 +96,13 @@ class CsvReader:
         if len(set(self.columns)) != len(self.columns):
             raise InvalidValue(f"{path.name}: duplicate column names in the header", field="path")
         self.arrow_schema: pa.Schema | None = None
+
+    def _source(self) -> Any:
+        """What ``pyarrow.csv.open_csv`` reads: a local path, a remote stream, or (pieces) bytes."""
+        src: Any = self.path
+        if isinstance(src, Location):
+            return src.arrow_input()
+        return src
 
     def __iter__(self) -> Iterator[ReadBatch]:
         skipped: list[int] = []  # physical lines of rows the parser skipped, ascending
@@ -118,7 +126,7 @@ class CsvReader:
         # Roughly batch_rows rows per block: pyarrow streams block by block.
         block = max(1 << 16, min(1 << 26, self.batch_rows * 64))
         reader = pacsv.open_csv(
-            self.path,
+            self._source(),
             read_options=pacsv.ReadOptions(
                 use_threads=False, block_size=block, skip_rows=1, column_names=self.columns
             ),
@@ -152,10 +160,10 @@ class ParquetReader:
 
     format: FileFormat = "parquet"
 
-    def __init__(self, path: Path, *, batch_rows: int) -> None:
-        self.path = path
+    def __init__(self, path: Path | Location, *, batch_rows: int) -> None:
+        self.path = path = resolve(path)
         self.batch_rows = batch_rows
-        self._file = pq.ParquetFile(path)
+        self._file = pq.ParquetFile(path.parquet_source())
         self.arrow_schema: pa.Schema | None = self._file.schema_arrow
         self.columns: list[str] = list(self.arrow_schema.names)
 
@@ -184,8 +192,8 @@ class JsonlReader:
 
     format: FileFormat = "jsonl"
 
-    def __init__(self, path: Path, *, batch_rows: int, set_separator: str = "|") -> None:
-        self.path = path
+    def __init__(self, path: Path | Location, *, batch_rows: int, set_separator: str = "|") -> None:
+        self.path = path = resolve(path)
         self.batch_rows = batch_rows
         self.set_separator = set_separator
         self.arrow_schema: pa.Schema | None = None
@@ -194,7 +202,7 @@ class JsonlReader:
     def _peek_columns(self) -> list[str]:
         """Column names from the first lines (more may appear later; they are added then)."""
         seen: dict[str, None] = {}
-        with self.path.open("rb") as fh:
+        with self.path.open_input() as fh:
             for _, raw in zip(range(1000), fh, strict=False):
                 try:
                     obj = orjson.loads(raw)
@@ -205,7 +213,7 @@ class JsonlReader:
         return list(seen)
 
     def _chunks(self) -> Iterator[tuple[int, list[bytes]]]:
-        with self.path.open("rb") as fh:
+        with self.path.open_input() as fh:
             yield from line_chunks(fh, self.batch_rows)
 
     def __iter__(self) -> Iterator[ReadBatch]:
@@ -293,7 +301,7 @@ Reader = CsvReader | ParquetReader | JsonlReader
 
 
 def open_reader(
-    path: Path,
+    path: Path | str | Location,
     *,
     batch_rows: int,
     fmt: str | None = None,
@@ -303,19 +311,20 @@ def open_reader(
     """A streaming reader for ``path``.
 
     Args:
-        path: the upload file.
+        path: the upload file: a local path or a URI (``s3://bucket/key``, see ``objectstore``).
         batch_rows: rows per yielded batch (bounds memory).
         fmt: ``csv``/``parquet``/``jsonl``; by default taken from the suffix.
         delimiter: CSV field delimiter.
         set_separator: JSONL lines mixing lists and joined strings in a set column split on it.
     """
-    if not path.is_file():
-        raise InvalidValue(f"upload file {str(path)!r} does not exist", field="path")
-    kind = detect_format(path, fmt)
+    loc = resolve(path)
+    if not loc.is_file():
+        raise InvalidValue(f"upload file {loc.uri!r} does not exist", field="path")
+    kind = detect_format(loc, fmt)
     if kind == "csv":
         if len(delimiter) != 1:
             raise InvalidValue("the CSV delimiter must be one character", field="delimiter")
-        return CsvReader(path, batch_rows=batch_rows, delimiter=delimiter)
+        return CsvReader(loc, batch_rows=batch_rows, delimiter=delimiter)
     if kind == "parquet":
-        return ParquetReader(path, batch_rows=batch_rows)
-    return JsonlReader(path, batch_rows=batch_rows, set_separator=set_separator)
+        return ParquetReader(loc, batch_rows=batch_rows)
+    return JsonlReader(loc, batch_rows=batch_rows, set_separator=set_separator)

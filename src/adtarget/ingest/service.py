@@ -13,7 +13,6 @@ import contextlib
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pyarrow as pa
@@ -45,6 +44,7 @@ from adtarget.ingest.ray_build import run_ray_build
 from adtarget.ingest.readers import open_reader
 from adtarget.ingest.schema import check_width, load_registry, resolve_dimensions
 from adtarget.ingest.validate import USER_ID, BatchValidator, ValidationOptions
+from adtarget.objectstore import resolve
 from adtarget.settings import Settings
 
 T = TypeVar("T")
@@ -86,7 +86,7 @@ def execute_job(
     """Run one claimed job; raises ``AdtargetError`` on failure (the caller marks it failed)."""
     opts: dict[str, Any] = dict((job.report or {}).get("_options", {}))
     id_column = str(opts.get("id_column") or USER_ID)
-    path = Path(job.source_path)
+    path = resolve(job.source_path)  # a local path or an object-store URI
     separator = str(opts.get("set_separator") or "|")
     reader = open_reader(
         path,

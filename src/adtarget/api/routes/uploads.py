@@ -127,6 +127,7 @@ async def create_upload(
 ) -> JSONResponse:
     """Queue an upload job (multipart ``file`` or JSON ``{"path", "mode", ...}``); 202."""
     ctype = request.headers.get("content-type", "")
+    path: Path | str
     if ctype.startswith("multipart/form-data"):
         form = await request.form()
         upload = form.get("file")
@@ -150,7 +151,7 @@ async def create_upload(
                 field="path",
             )
         options = _options(body)
-        path = Path(str(body["path"]))
+        path = str(body["path"])  # a server path or an object-store URI (s3://...)
 
     def submit() -> dict[str, Any]:
         recover_stale_jobs(settings=settings, session_factory=factory)
