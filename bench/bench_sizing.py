@@ -38,7 +38,7 @@ from population7 import GENRES, REGISTRY, RULE, generate  # noqa: E402,F401  (be
 from sizing_data import REGISTRY as SHAPE_REGISTRY  # noqa: E402
 from sizing_data import RULES, Shape  # noqa: E402
 from sizing_data import generate as generate_shape  # noqa: E402
-from sizing_peers import ChBitmapPeer, DuckPeer, chdb_available, pct, timed  # noqa: E402
+from sizing_peers import ChBitmapPeer, DuckPeer, chdb_available, pct, timed, timed_cpu  # noqa: E402
 
 
 def peak_rss_mb() -> float:
@@ -169,12 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     worst50 = worst99 = 0.0
     try:
         print(
-            f"{'rule':<4} {'count':>10} {'p50 ms':>8} {'p99 ms':>8} {'http p50':>9} "
+            f"{'rule':<4} {'count':>10} {'p50 ms':>8} {'p99 ms':>8} {'cpu p50':>8} {'http p50':>9} "
             f"{'http p99':>9} {'duckdb':>8} {'chdb bm':>8} {'x duck':>7} {'x chdb':>7}"
         )
         for i, rule in enumerate(rules):
             size_rule(snapshot=snap, rule_text=rule, min_size=0, use_cache=False)  # warm
-            times, n = timed(
+            times, cpu, n = timed_cpu(
                 lambda r=rule: size_rule(  # type: ignore[misc]
                     snapshot=snap, rule_text=r, min_size=0, use_cache=False
                 )["count"],
@@ -198,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
                 counts.add(cn)
             d50 = pct(dt, 50)
             print(
-                f"R{i + 1:<3} {n:>10,} {p50:8.3f} {p99:8.3f} {h50:9.3f} {h99:9.3f} "
+                f"R{i + 1:<3} {n:>10,} {p50:8.3f} {p99:8.3f} {pct(cpu, 50):8.3f} "
+                f"{h50:9.3f} {h99:9.3f} "
                 f"{d50:8.1f} {c50:8.1f} {d50 / p50:7.0f} {c50 / p50:7.0f}"
             )
             if len(counts) != 1:
@@ -226,11 +227,14 @@ def main(argv: list[str] | None = None) -> int:
         _typing(snap, args.queries)
         over = [rules[i % len(rules)] + f" and age >= {13 + i}" for i in range(20)]
         overlap_rules(snapshot=snap, rules=over, min_size=0, use_cache=False)
-        ot, _ = timed(
+        ot, oc, _ = timed_cpu(
             lambda: len(overlap_rules(snapshot=snap, rules=over, min_size=0, use_cache=False)),
             max(3, args.queries // 20),
         )
-        print(f"overlap 20 audiences (20x20 matrix, cache off): p50 {pct(ot, 50):.1f} ms")
+        print(
+            f"overlap 20 audiences (20x20 matrix, cache off): p50 {pct(ot, 50):.1f} ms, "
+            f"CPU p50 {pct(oc, 50):.1f} ms"
+        )
     finally:
         if server is not None:
             server.close()

@@ -27,10 +27,13 @@ from pyroaring import AbstractBitMap, BitMap, FrozenBitMap
 
 
 def bitmap_from_sorted(ordinals: npt.NDArray[np.uint32]) -> FrozenBitMap:
-    """Build a bitmap from a uint32 array in one C call (the array.array fast path)."""
+    """Build a bitmap from a uint32 array in one C call (the array.array fast path).
+
+    Not run-optimized: ``layout.compact_bitmap`` picks the stored form once, at write time.
+    """
     buf = array.array("I")
     buf.frombytes(np.ascontiguousarray(ordinals, dtype=np.uint32).tobytes())
-    return FrozenBitMap(buf)
+    return FrozenBitMap(buf, optimize=False)
 
 
 def encode_ranks(
@@ -137,7 +140,10 @@ def build_number(
         ]
     if len(starts) == k:  # one bucket per rank: a slice is the union of its ranks' members
         slices = [
-            FrozenBitMap(BitMap.union(BitMap(), *(m for r, m in enumerate(members) if r >> j & 1)))
+            FrozenBitMap(
+                BitMap.union(BitMap(), *(m for r, m in enumerate(members) if r >> j & 1)),
+                optimize=False,
+            )
             for j in range(bits)
         ]
     else:
@@ -146,7 +152,7 @@ def build_number(
     acc = BitMap()
     for m in members:
         acc |= m
-        cumulative.append(FrozenBitMap(acc))
+        cumulative.append(FrozenBitMap(acc, optimize=False))
     present = bitmap_from_sorted(ordinals)
     meta: dict[str, object] = {"bits": bits, "buckets": starts}
     return slices + members + cumulative + [present], meta
@@ -181,7 +187,9 @@ class NumberBitmaps:
         b = bisect_right(self.starts, c) - 1
         if c == self._bucket_end(b):
             return self.cumulative(b)
-        part = _le(self.slices(), BitMap(self.members(b)), BitMap(), c, self.bits - 1)
+        # optimize=False: a copy to mutate, not a stored form (run_optimize costs ~40x the copy)
+        members = BitMap(self.members(b), optimize=False)
+        part = _le(self.slices(), members, BitMap(), c, self.bits - 1)
         if b == 0:
             return part
         return self.cumulative(b - 1) | part

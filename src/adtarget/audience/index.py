@@ -227,7 +227,8 @@ class SegmentReader:
         key = (name, keep)
         hit = self._union_cache.get(key)
         if hit is None:
-            hit = FrozenBitMap(BitMap.union(BitMap(), *(groups[i][1] for i in keep)))
+            union = BitMap.union(BitMap(), *(groups[i][1] for i in keep))
+            hit = FrozenBitMap(union, optimize=False)
             with self._lock:
                 self._union_cache[key] = hit
         return hit

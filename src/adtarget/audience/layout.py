@@ -79,21 +79,46 @@ def load_bytes(path: Path) -> npt.NDArray[np.uint8]:
     return np.frombuffer(map_file(path), dtype=np.uint8)
 
 
+RUN_GAIN = 8
+
+
+def _bytes(bm: AbstractBitMap) -> int:
+    st = bm.get_statistics()
+    return int(
+        st["n_bytes_array_containers"]
+        + st["n_bytes_run_containers"]
+        + st["n_bytes_bitset_containers"]
+    )
+
+
+def compact_bitmap(bm: AbstractBitMap) -> BitMap:
+    """The form a bitmap is stored in: run containers only where they are far smaller.
+
+    Why not plain ``run_optimize()``: Roaring picks runs whenever they save any bytes, and a
+    container of ~2,000 short runs (a near-full bitmap with random gaps, like ``present`` or a
+    high cumulative of ages) is 7.6 KB against an 8 KB bitset yet makes every AND/ANDNOT with
+    it ~40x slower (1.4 ms against 0.035 ms for one difference over 3M users). Runs are kept
+    only when the whole bitmap shrinks ``RUN_GAIN``-fold (sorted data, full universes), where
+    they are fast too.
+    """
+    plain = BitMap(bm, optimize=False)
+    if plain.get_statistics()["n_run_containers"]:
+        plain = BitMap(plain.to_array(), optimize=False)  # back to array/bitset containers
+    runs = BitMap(plain, optimize=False)
+    if runs.run_optimize() and _bytes(runs) * RUN_GAIN <= _bytes(plain):
+        return runs
+    return plain
+
+
 def write_bitmaps(path: Path, bitmaps: Sequence[AbstractBitMap]) -> npt.NDArray[np.int64]:
     """Serialize bitmaps back to back into ``path``; returns the ``len+1`` offsets.
 
-    Each is run-compressed first where runs make it smaller (data sorted by a dimension,
-    near-full cumulative bitmaps): Roaring picks run containers per 65,536 ordinals.
+    Every bitmap goes through ``compact_bitmap`` (the one place the stored form is chosen).
     """
     offsets = np.zeros(len(bitmaps) + 1, dtype=np.int64)
     with open(path, "wb") as fh:
         for i, bm in enumerate(bitmaps):
-            if isinstance(bm, BitMap):
-                bm.run_optimize()
-            else:
-                bm = BitMap(bm)
-                bm.run_optimize()
-            data = bm.serialize()
+            data = compact_bitmap(bm).serialize()
             fh.write(data)
             offsets[i + 1] = offsets[i] + len(data)
     return offsets

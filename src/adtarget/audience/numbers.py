@@ -14,8 +14,9 @@ range must touch as few dense bitmaps as possible. All three work over value *ra
   the (at most two) partial buckets at its ends.
 - ``bsi`` (very many distinct values): bit-sliced ranks plus buckets (``bsi.build_number``).
 
-Every stored bitmap is run-compressed where that makes it smaller (``layout.write_bitmaps``),
-so data sorted by a dimension costs a fraction of the memory above.
+Every stored bitmap is run-compressed where that makes it far smaller (``layout.compact_bitmap``),
+so data sorted by a dimension costs a fraction of the memory above; bitmaps built here are not
+run-optimized (the write picks the stored form once).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def build(
         acc = BitMap()
         for r in range(k - 1):
             acc |= eq[r]
-            cumulative.append(FrozenBitMap(acc))
+            cumulative.append(FrozenBitMap(acc, optimize=False))
         return cumulative + [present], {"layout": "range", "bits": 0, "buckets": []}
     starts = bsi.bucket_starts(np.bincount(ranks, minlength=k), max_buckets)
     ends = [s - 1 for s in starts[1:]] + [k - 1]
@@ -72,7 +73,7 @@ def build(
     acc = BitMap()
     for s, e in zip(starts, ends, strict=True):
         acc |= BitMap.union(BitMap(), *eq[s : e + 1])
-        cum.append(FrozenBitMap(acc))
+        cum.append(FrozenBitMap(acc, optimize=False))
     return eq + cum + [present], {"layout": "buckets", "bits": 0, "buckets": starts}
 
 

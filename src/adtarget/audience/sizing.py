@@ -44,7 +44,7 @@ def count_rule(rule: Rule, index: BitmapIndex, memo: Memo | None = None) -> int:
     tail = pos[-2:] if len(pos) >= 3 else pos[-1:]
     head = pos[: len(pos) - len(tail)]
     # Only bitmaps created here are mutated; clause results may belong to the index.
-    acc: AbstractBitMap = head[0] & head[1] if len(head) >= 2 else BitMap(head[0])
+    acc: AbstractBitMap = head[0] & head[1] if len(head) >= 2 else BitMap(head[0], optimize=False)
     for bm in head[2:]:
         acc &= bm
     for bm in negs:

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyroaring import AbstractBitMap, BitMap, FrozenBitMap
+from pyroaring import AbstractBitMap, FrozenBitMap
 
 from adtarget.audience import bsi, numbers
 from adtarget.audience.columns import MISSING, ColumnChunks, Dictionary, group_bitmaps
@@ -384,7 +384,7 @@ class SnapshotWriter:
         self._write_manifest(final=False)
         index = _Overlay(Snapshot(self.staged).index, {})
         for name, rule in rules.items():
-            bm = FrozenBitMap(BitMap(evaluate(rule, index)) & BitMap(index.universe()))
+            bm = FrozenBitMap(evaluate(rule, index) & index.universe(), optimize=False)
             index._extra[name] = bm
             self.segments_meta[name] = {
                 "kind": "rule",

@@ -231,7 +231,8 @@ def evaluate(rule: Rule, index: BitmapIndex) -> BitMap:
     """
     result = _eval(rule, index)
     # BitMap(x) copies; cheap next to the set algebra, and keeps index bitmaps safe.
-    return BitMap(result)
+    # optimize=False: the default run_optimize + shrink_to_fit costs ~40x the copy itself.
+    return BitMap(result, optimize=False)
 
 
 def evaluate_shared(rule: Rule, index: BitmapIndex, memo: Memo | None = None) -> AbstractBitMap:
