@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from serving import wait_until_serving
+
 from .conftest import make_live
 from .test_serve import CLI, env_for, free_port
 
@@ -45,15 +47,7 @@ def _serve(tmp_path: Path, name: str, catalog_url: str) -> tuple[str, subprocess
 
 
 def _ready(base: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
-        time.sleep(0.2)
+    wait_until_serving(base, proc, path="/readyz")
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from adtarget.decision.profiles import SnapshotProfileStore
 from adtarget.ingest.updates import accept_updates
 from adtarget.rules.registry import DimensionSpec
 from adtarget.settings import Settings
+from serving import wait_until_serving
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -134,15 +135,7 @@ def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
             start_new_session=True,
         )
         procs.append(proc)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
-            time.sleep(0.2)
+        wait_until_serving(f"http://127.0.0.1:{port}", proc, path="/readyz")
 
     start()
     try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from typer.testing import CliRunner, Result
 
 from adtarget.cli.main import app as main_app
 from adtarget.settings import get_settings
+from serving import free_port, wait_until_serving
 
 CLI = [sys.executable, "-m", "adtarget.cli.main"]
 
@@ -34,12 +34,6 @@ def env_for(data_dir: Path, **extra: str) -> dict[str, str]:
         if not k.startswith("ADTARGET_") and k != "PROMETHEUS_MULTIPROC_DIR"
     }
     return {**env, "ADTARGET_DATA_DIR": str(data_dir), **extra}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -97,16 +91,7 @@ def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            assert time.monotonic() < deadline, "serve did not start"
-            time.sleep(0.2)
+        wait_until_serving(base, proc)
         yield {
             "base": base,
             "headers": {"Authorization": "Bearer bootstrap-admin-key"},

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +27,8 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
+
+from serving import free_port, wait_until_serving
 
 CHROMIUM = Path(os.environ.get("ADTARGET_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -59,12 +59,6 @@ class LiveServer:
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _adtarget() -> list[str]:
     script = Path(sys.executable).with_name("adtarget")
     return [str(script)] if script.exists() else [sys.executable, "-m", "adtarget.cli.main"]
@@ -81,7 +75,7 @@ def live_server() -> Iterator[LiveServer]:
         [*_adtarget(), "demo"], env=env, capture_output=True, text=True, timeout=180
     )
     assert demo.returncode == 0, f"adtarget demo failed:\n{demo.stdout[-3000:]}\n{demo.stderr}"
-    port = _free_port()
+    port = free_port()
     log = (data_dir / "serve.log").open("wb")
     proc = subprocess.Popen(
         [*_adtarget(), "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -91,18 +85,7 @@ def live_server() -> Iterator[LiveServer]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"adtarget serve did not start:\n{(data_dir / 'serve.log').read_text()}"
-                )
-            time.sleep(0.2)
+        wait_until_serving(url, proc, log=data_dir / "serve.log")
         yield LiveServer(url=url, admin_key=key, data_dir=data_dir)
     finally:
         proc.terminate()
