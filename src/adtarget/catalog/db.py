@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 #: ``session.info`` key: the minimum audience size of the settings the catalog was opened with.
 MIN_AUDIENCE_SIZE = "min_audience_size"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 """The newest migration's revision (a test checks it against Alembic's own head)."""
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 #: Any constant works; it only has to be the same in every process migrating one database.

@@ -49,6 +49,12 @@ Status = Literal["draft", "active", "paused", "archived"]
 PacingMode = Literal["even", "asap"]
 Objective = Literal["awareness", "reach", "completion", "clicks", "conversions"]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+#: Competitive category (``"auto"``, ``"telecom"``): trimmed and lower-cased, so ``"Auto"`` and
+#: ``"auto"`` are one category when an ad pod keeps competitors apart.
+Category = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=64),
+]
 Priority = Annotated[int, Field(ge=1, le=16)]
 MAX_INT32 = 2**31 - 1
 """Catalog integers are 32-bit columns on PostgreSQL: every input integer is bounded by it, so
@@ -96,18 +102,21 @@ class AdvertiserCreate(_In):
     name: Name
     status: Status | None = None
     frequency_cap: FrequencyCap | None = None
+    category: Category | None = None
 
 
 class AdvertiserUpdate(_In):
     name: Name | None = None
     status: Status | None = None
     frequency_cap: FrequencyCap | None = None
+    category: Category | None = None
 
 
 class AdvertiserRead(_Capped):
     id: int
     name: str
     status: str
+    category: str | None = None
     version: int
     created_at: datetime
     updated_at: datetime
@@ -130,6 +139,7 @@ class CampaignCreate(_In):
     dayparting: dict[str, list[int]] | None = None
     frequency_cap: FrequencyCap | None = None
     pacing_mode: PacingMode = "even"
+    category: Category | None = None
 
 
 class CampaignUpdate(_In):
@@ -145,6 +155,7 @@ class CampaignUpdate(_In):
     dayparting: dict[str, list[int]] | None = None
     frequency_cap: FrequencyCap | None = None
     pacing_mode: PacingMode | None = None
+    category: Category | None = None
 
 
 class CampaignRead(_Capped):
@@ -161,6 +172,7 @@ class CampaignRead(_Capped):
     timezone: str
     dayparting: dict[str, list[int]] | None
     pacing_mode: str
+    category: str | None = None
     version: int
     created_at: datetime
     updated_at: datetime

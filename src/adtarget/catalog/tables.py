@@ -49,6 +49,7 @@ NAMING_CONVENTION = {
 MONEY = Numeric(18, 6)  # 12 integer digits: up to 999 billion in any currency, exact
 BID = Numeric(12, 6)  # CPM bids: up to 999,999 per mille
 NAME = 200
+CATEGORY = 64  # competitive category (ad pods keep two of one category apart)
 PACING_MODES = ("even", "asap")
 OBJECTIVES = ("awareness", "reach", "completion", "clicks", "conversions")
 SEGMENT_KINDS = ("rule", "list")
@@ -103,6 +104,7 @@ class Advertiser(Versioned, Base):
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="active")
     frequency_cap_count: Mapped[int | None] = mapped_column(Integer)
     frequency_cap_window_seconds: Mapped[int | None] = mapped_column(Integer)
+    category: Mapped[str | None] = mapped_column(String(CATEGORY))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
 
     campaigns: Mapped[list[Campaign]] = relationship(back_populates="advertiser", viewonly=True)
@@ -145,6 +147,7 @@ class Campaign(Versioned, Base):
     frequency_cap_count: Mapped[int | None] = mapped_column(Integer)
     frequency_cap_window_seconds: Mapped[int | None] = mapped_column(Integer)
     pacing_mode: Mapped[str] = mapped_column(String(8), nullable=False, default="even")
+    category: Mapped[str | None] = mapped_column(String(CATEGORY))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
 
     advertiser: Mapped[Advertiser] = relationship(back_populates="campaigns", viewonly=True)
