@@ -6,6 +6,7 @@ check notices a change the patches missed and heals it.
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -157,6 +158,40 @@ def test_agreement_check_finds_a_missed_change_and_heals(factory: sessionmaker[S
     assert holder.current().match_ids({"country": "CA"}) == {ids["li"]}  # healed
     holder.refresh(check=True)
     assert holder.disagreements == 1  # agreeing again
+
+
+def test_the_agreement_check_compares_outside_the_patch_lock(
+    factory: sessionmaker[Session],
+) -> None:
+    """At 100k line items the comparison is a pass over every item; patches arriving meanwhile
+    must not wait for it (they take the same lock the swap takes)."""
+    with factory() as s:
+        ids = _live_item(s)
+    free_during_compare: list[bool] = []
+
+    def on_disagreement(_wrong: set[int]) -> None:  # runs inside the comparison
+        got: list[bool] = []
+        probe = threading.Thread(target=lambda: got.append(holder._swap_lock.acquire(timeout=2)))
+        probe.start()
+        probe.join()
+        if got[0]:
+            holder._swap_lock.release()
+        free_during_compare.append(got[0])
+
+    holder = IndexHolder.from_session_factory(factory, on_disagreement=on_disagreement)
+    holder.refresh()
+    assert holder.feed is not None
+    holder.feed.reset(holder.feed.latest())
+    with factory() as s:  # a change the patches cannot see, so the check finds a difference
+        s.execute(
+            text("UPDATE line_items SET targeting = :t WHERE id = :i"),
+            {"t": 'country = "CA"', "i": ids["li"]},
+        )
+        s.execute(delete(CatalogChange))
+        s.commit()
+    holder.refresh(check=True)
+    assert free_during_compare == [True]
+    assert holder.current().match_ids({"country": "CA"}) == {ids["li"]}
 
 
 def test_catalog_writes_prune_old_change_log_rows(

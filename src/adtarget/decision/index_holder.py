@@ -262,12 +262,16 @@ class IndexHolder:
             index = PatchedIndex.of(base)
             if recorded:
                 index = self._patch(index, recorded, f"g{self._generation + 1}") or index
-            if check and self._generation > 0:
-                self._compare(self._index, index)
+            # Both indexes are immutable and stand at the same point of the change stream here;
+            # the comparison (a pass over every line item) runs after the lock is let go, so
+            # patches arriving meanwhile are not held up by it. The rebuild is served either way.
+            served = self._index if check and self._generation > 0 else None
             self._index = index  # the atomic swap
             self._generation += 1
             self._last_marker = marker
             self._last_poll = self._last_check = self._clock()
+        if served is not None:
+            self._compare(served, index)
         if floor is not None and feed is not None:
             feed.reset(floor)
         return index
