@@ -46,10 +46,28 @@ class MemoryLiveCatalog:
         return [row(1, 'country = "US" and segment("fans")'), row(2, 'country = "US"')]
 
     def live_campaigns(self) -> dict[int, tuple[Any, ...]]:
-        return {10: (10, T0, T1, Decimal(1000), None, "even", "UTC", None, 3, 3600, 7, None, None)}
+        return {
+            10: (
+                10,
+                T0,
+                T1,
+                Decimal(1000),
+                None,
+                "even",
+                "UTC",
+                None,
+                3,
+                3600,
+                7,
+                None,
+                None,
+                None,
+                "auto",
+            )  # fmt: skip
+        }
 
-    def live_creatives(self) -> dict[int, list[tuple[int, str]]]:
-        return {1: [(100, "video_15s")]}
+    def live_creatives(self) -> dict[int, list[tuple[int, str, str | None]]]:
+        return {1: [(100, "video_15s", '{"duration": 15}')]}
 
 
 class MemoryCatalog:

@@ -14,6 +14,7 @@ import orjson
 from pydantic import BaseModel, Field
 
 from adtarget.decision.models import DecisionRequest
+from adtarget.decision.pods import MAX_POD_SECONDS, MAX_POD_SLOTS, parse_pod
 from adtarget.errors import AdtargetError, InvalidValue
 
 MAX_LIMIT = 100
@@ -85,9 +86,38 @@ def parse_request(raw: bytes, known_formats: frozenset[str] | None) -> DecisionR
     explain = body.get("explain", False)
     if not isinstance(explain, bool):
         raise InvalidValue("explain must be true or false", field="explain")
+    pod = body.get("pod")
+    if pod is not None:  # an ad break: its slots take the place of limit
+        pod = parse_pod(pod)
+        limit = pod.slots
     return DecisionRequest(
-        user_id=user_id, context=context, limit=limit, formats=formats, explain=explain
+        user_id=user_id, context=context, limit=limit, formats=formats, explain=explain, pod=pod
     )
+
+
+class PodBody(BaseModel):
+    """An ad break: up to ``slots`` ads, their creatives' durations summing to at most
+    ``max_duration`` seconds and, when given, at least ``min_duration`` (else an empty break)."""
+
+    slots: int = Field(ge=1, le=MAX_POD_SLOTS)
+    max_duration: float = Field(gt=0, le=MAX_POD_SECONDS)
+    min_duration: float | None = Field(default=None, gt=0, le=MAX_POD_SECONDS)
+
+
+class UnfilledSlot(BaseModel):
+    """A slot of the break left empty, and why."""
+
+    slot: int
+    reason: str
+    detail: str
+
+
+class PodOut(BaseModel):
+    """How the break was filled."""
+
+    filled: int
+    duration: float
+    unfilled: list[UnfilledSlot]
 
 
 class DecisionRequestBody(BaseModel):
@@ -106,6 +136,7 @@ class DecisionRequestBody(BaseModel):
     limit: int = Field(default=1, ge=1, le=MAX_LIMIT)
     formats: list[str] | None = Field(default=None, max_length=MAX_FORMATS)
     explain: bool = False
+    pod: PodBody | None = None
 
 
 class DecisionOut(BaseModel):
@@ -124,4 +155,5 @@ class DecisionResponseBody(BaseModel):
     decisions: list[DecisionOut]
     snapshot: str | None
     degraded: bool
+    pod: PodOut | None = None
     explain: dict[str, Any] | None = None

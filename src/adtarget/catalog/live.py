@@ -119,7 +119,8 @@ def live_rows(session: Session, ids: Collection[int] | None = None) -> Sequence[
 def live_campaigns(
     session: Session, campaign_ids: Collection[int] | None = None
 ) -> dict[int, tuple[Any, ...]]:
-    """Active campaigns with their advertiser's caps, by id (column order: the loader's)."""
+    """Active campaigns with their advertiser's caps and both competitive categories, by id
+    (column order: the loader's)."""
     query = (
         select(
             Campaign.id,
@@ -135,6 +136,8 @@ def live_campaigns(
             Advertiser.id,
             Advertiser.frequency_cap_count,
             Advertiser.frequency_cap_window_seconds,
+            Campaign.category,
+            Advertiser.category,
         )
         .join(Advertiser, Advertiser.id == Campaign.advertiser_id)
         .where(Campaign.status == "active")
@@ -146,10 +149,16 @@ def live_campaigns(
 
 def live_creatives(
     session: Session, ids: Collection[int] | None = None
-) -> dict[int, list[tuple[int, str]]]:
-    """``(creative id, format)`` of approved, active creatives per active line item, ascending."""
+) -> dict[int, list[tuple[int, str, str | None]]]:
+    """``(creative id, format, attributes as stored JSON text)`` of approved, active creatives
+    per active line item, ascending (the attributes give a pod its creatives' durations)."""
     query = _only(
-        select(LineItemCreative.line_item_id, Creative.id, Creative.format)
+        select(
+            LineItemCreative.line_item_id,
+            Creative.id,
+            Creative.format,
+            cast(Creative.attributes, Text),
+        )
         .join(LineItem, LineItem.id == LineItemCreative.line_item_id)
         .join(Campaign, Campaign.id == LineItem.campaign_id)
         .join(
@@ -164,9 +173,9 @@ def live_creatives(
         .order_by(LineItemCreative.line_item_id, Creative.id),
         ids,
     )
-    out: dict[int, list[tuple[int, str]]] = {}
-    for li_id, creative_id, fmt in session.execute(query):
-        out.setdefault(li_id, []).append((creative_id, fmt))
+    out: dict[int, list[tuple[int, str, str | None]]] = {}
+    for li_id, creative_id, fmt, attributes in session.execute(query):
+        out.setdefault(li_id, []).append((creative_id, fmt, attributes))
     return out
 
 

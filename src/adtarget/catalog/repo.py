@@ -55,8 +55,9 @@ class LiveCatalog(Protocol):
 
     def live_creatives(
         self, ids: Collection[int] | None = None
-    ) -> dict[int, list[tuple[int, str]]]:
-        """``(creative id, format)`` of approved, active creatives per active line item."""
+    ) -> dict[int, list[tuple[int, str, str | None]]]:
+        """``(creative id, format, attributes JSON text)`` of approved, active creatives per
+        active line item."""
         ...
 
 
@@ -130,7 +131,7 @@ class SqlLiveCatalog:
 
     def live_creatives(
         self, ids: Collection[int] | None = None
-    ) -> dict[int, list[tuple[int, str]]]:
+    ) -> dict[int, list[tuple[int, str, str | None]]]:
         return live.live_creatives(self._session, ids)
 
 

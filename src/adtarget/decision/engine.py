@@ -43,6 +43,7 @@ from adtarget.decision.index import DecisionIndex, LineItemIndex
 from adtarget.decision.index_holder import IndexHolder
 from adtarget.decision.models import Decision, DecisionRequest, DecisionResult, LiveLineItem
 from adtarget.decision.node_breakers import NodeBreakers
+from adtarget.decision.pods import PodFill
 from adtarget.decision.profiles import ProfileStore, merge_features
 from adtarget.settings import Settings
 
@@ -328,12 +329,14 @@ class DecisionEngine:
         matched = index.match(features)
         served: list[tuple[LiveLineItem, list[str]]] = []
         decisions: list[Decision] = []
-        limit = max(0, request.limit)
+        pod = PodFill(request.pod) if request.pod is not None else None
+        limit = request.pod.slots if request.pod is not None else max(0, request.limit)
         items, facts = index.items, index.facts
         head = list(islice(matched, max(PREFETCH_MIN, PREFETCH_PER_LIMIT * limit)))
         walk: Iterable[int] = chain(head, islice(matched, len(head), None))
         for i, pos in enumerate(walk):
-            if len(decisions) >= limit and not explaining:
+            full = len(decisions) >= limit or (pod is not None and pod.full(len(decisions)))
+            if full and not explaining:
                 break
             item = items[pos]
             if profile_down and not index.rule_dims[pos] <= context_keys:
@@ -366,31 +369,69 @@ class DecisionEngine:
                     "no creative in " + (", ".join(sorted(formats)) if formats else "any format"),
                 )
                 continue
-            if len(decisions) >= limit:
-                st.reason(item, "rank", f"outranked (limit {limit})")
+            if full:
+                st.reason(item, "rank", f"outranked ({'break full' if pod else f'limit {limit}'})")
                 continue
+            if pod is not None:
+                picked = pod.pick(item, formats)
+                if isinstance(picked, tuple):
+                    st.reason(item, *picked)
+                    continue
+                creative = picked
             keys: list[str] = []
             if item.caps:
                 keys = [cap_key(c, user_id, ts) for c in item.caps]
                 ahead = (items[p] for p in head[i + 1 :])
                 capped = self._cap_reason(item, keys, ts, st, ahead, user_id)
                 if capped is not None:
+                    if pod is not None:
+                        pod.skip("frequency_cap", capped)
                     st.reason(item, "frequency_cap", capped)
                     continue
                 for k in keys:
                     st.pending[k] = st.pending.get(k, 0) + 1
                 served.append((item, keys))
+            if pod is not None:
+                pod.add(item, creative)
             decisions.append(
                 Decision(item.id, item.campaign_id, creative, item.priority, item.bid_cpm)
             )
+        if pod is not None and decisions and pod.below_minimum():  # nothing served or counted
+            pod.short, decisions, served = True, [], []
         if served:
             over = self._record(served, ts, st)
             if over:  # capped out by another process between our read and our increment
                 decisions = [d for d in decisions if d.line_item_id not in over]
+                if pod is not None:
+                    self._withdraw_pod(pod, over, served, decisions, ts, st)
         explain = None
         if st.not_served is not None:
             explain = self._explain(index, matched, features, st.not_served, profile_down)
-        return DecisionResult(decisions, snapshot, st.degraded, explain)
+        summary = pod.summary(len(decisions)) if pod is not None else None
+        return DecisionResult(decisions, snapshot, st.degraded, explain, summary)
+
+    def _withdraw_pod(
+        self,
+        pod: PodFill,
+        over: set[int],
+        served: list[tuple[LiveLineItem, list[str]]],
+        decisions: list[Decision],
+        ts: float,
+        st: _Request,
+    ) -> None:
+        """Ads of a break lost to another process leave their seconds free; when the rest falls
+        below ``min_duration`` the whole break is withdrawn and its counts given back."""
+        for li_id in over:
+            pod.withdraw(li_id)
+        if not pod.below_minimum():
+            return
+        back = [k for item, keys in served if item.id not in over for k in keys]
+        decisions.clear()
+        pod.short = True
+        try:
+            self.counter_breaker.call(partial(self.counters.release, back, ts))
+        except Exception:
+            st.degraded = True
 
     def _explain(
         self,

@@ -41,6 +41,7 @@ from adtarget.decision.forecast_spend import ReplaySpend
 from adtarget.decision.forecast_window import DayPlan, Replayed, plan_days, replay_table, rows_of
 from adtarget.decision.index import LineItemIndex
 from adtarget.decision.models import DecisionRequest, DecisionResult, LiveLineItem
+from adtarget.decision.pods import replayed_pod
 from adtarget.decision.profiles import MemoryProfileStore, ProfileStore
 from adtarget.decision.request_store import RequestStore
 from adtarget.errors import InvalidValue
@@ -336,7 +337,9 @@ def _decide(
     when = datetime.fromtimestamp(r.ts, UTC)
     sim.advance(r.ts)
     index.use((r.user_id, r.context), hit)
-    result = engine.decide(DecisionRequest(r.user_id, ctx, r.limit, r.formats), now=when)
+    pod = replayed_pod(r.pod) if r.pod else None
+    request = DecisionRequest(r.user_id, ctx, r.limit, r.formats, pod=pod)
+    result = engine.decide(request, now=when)
     weight = 1.0 / r.sample_rate
     for d in result.decisions:
         sim.charge(d.line_item_id, d.campaign_id, d.bid_cpm * weight / 1000.0, when)

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from adtarget.decision.request_store import SCHEMA, RequestStore
 
-COLUMNS = ("ts", "user_id", "context", "formats", "limit", "sample_rate")
+COLUMNS = ("ts", "user_id", "context", "formats", "limit", "sample_rate", "pod")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +43,8 @@ class Replayed:
     sample_rate: float
     day: int
     """Index of the flight day in the plan."""
+    pod: str | None = None
+    """The ad break asked (JSON text), replayed as one (``decision/pods.py``)."""
 
 
 def flight_days(start: datetime, end: datetime) -> list[date]:
@@ -100,6 +102,6 @@ def rows_of(table: pa.Table) -> list[Replayed]:
     """``Replayed`` objects for the rows of ``table`` (only the rows that will be replayed)."""
     cols = [table.column(name).to_pylist() for name in (*COLUMNS, "day")]
     return [
-        Replayed(ts, uid, ctx, tuple(fmts) if fmts is not None else None, limit, rate, day)
-        for ts, uid, ctx, fmts, limit, rate, day in zip(*cols, strict=True)
+        Replayed(ts, uid, ctx, tuple(fmts) if fmts is not None else None, limit, rate, day, pod)
+        for ts, uid, ctx, fmts, limit, rate, pod, day in zip(*cols, strict=True)
     ]

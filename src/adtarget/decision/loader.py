@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -180,6 +181,24 @@ def _dayparting(text: str | None) -> frozenset[int] | None:
     return parse_dayparting(json.loads(text) if text else None)
 
 
+def _duration(text: str | None) -> float | None:
+    """``attributes.duration`` of a creative when it is a positive, finite number of seconds."""
+    try:
+        value = json.loads(text) if text else None
+    except ValueError:
+        return None
+    found = value.get("duration") if isinstance(value, dict) else None
+    if isinstance(found, bool) or not isinstance(found, int | float):
+        return None
+    return float(found) if 0 < found < math.inf else None
+
+
+def _category(campaign: str | None, advertiser: str | None) -> str | None:
+    """The competitive category a line item competes in: its campaign's, else its advertiser's
+    (the catalog stores both trimmed and lower-cased)."""
+    return campaign or advertiser or None
+
+
 def _live_item(
     row: Sequence[Any],
     campaign: Sequence[Any],
@@ -187,6 +206,7 @@ def _live_item(
     formats: tuple[str, ...],
     creatives: dict[str, tuple[int, ...]],
     daypart: frozenset[int] | None,
+    durations: dict[int, float],
 ) -> LiveLineItem:
     (
         li_id, priority, bid_cpm, _formats, start, end, budget_total, pacing_mode,
@@ -195,7 +215,7 @@ def _live_item(
     (
         camp_id, camp_start, camp_end, camp_budget_total, camp_budget_daily, camp_pacing_mode,
         camp_timezone, _daypart, camp_cap_count, camp_cap_window,
-        adv_id, adv_cap_count, adv_cap_window,
+        adv_id, adv_cap_count, adv_cap_window, camp_category, adv_category,
     ) = campaign  # fmt: skip
     caps = (
         _cap("line_item", li_id, cap_count, cap_window)
@@ -223,6 +243,8 @@ def _live_item(
         campaign_pacing_mode="asap" if camp_pacing_mode == "asap" else "even",
         timezone=camp_timezone or "UTC",
         dayparting=daypart,
+        category=_category(camp_category, adv_category),
+        durations=durations,
     )
 
 
@@ -257,9 +279,13 @@ def _load_live(
         daypart_text = campaign[7]
         formats = cache.value("formats", formats_text, partial(_json_list, formats_text))
         grouped: dict[str, list[int]] = {}
-        for creative_id, fmt in creatives_of.get(li_id, ()):
+        durations: dict[int, float] = {}
+        for creative_id, fmt, attributes in creatives_of.get(li_id, ()):
             if not formats or fmt in formats:
                 grouped.setdefault(fmt, []).append(creative_id)
+                seconds = cache.value("duration", attributes, partial(_duration, attributes))
+                if seconds is not None:
+                    durations[creative_id] = seconds
         if not grouped:
             continue
         creatives = {k: tuple(v) for k, v in grouped.items()}
@@ -274,8 +300,8 @@ def _load_live(
             log.warning("line item %s skipped: %s", li_id, exc)
             skipped[li_id] = f"unreadable targeting or dayparting: {exc}"
             continue
-        key = (tuple(row), campaign, tuple(creatives.items()), id(rule))
-        make = partial(_live_item, row, campaign, rule, formats, creatives, daypart)
+        key = (tuple(row), campaign, tuple(creatives.items()), tuple(durations.items()), id(rule))
+        make = partial(_live_item, row, campaign, rule, formats, creatives, daypart, durations)
         item = cache.value("item", key, make)
         if item.rule is not rule:  # the key pins nothing of the rule's; never trust an id alone
             item = make()

@@ -28,6 +28,9 @@ REASONS: tuple[str, ...] = (
     "budget",
     "pacing",
     "format",
+    "no_duration",
+    "duration",
+    "separation",
     "frequency_cap",
     "rank",
 )
@@ -74,6 +77,11 @@ class LiveLineItem:
     timezone: str = "UTC"
     dayparting: frozenset[int] | None = None
     """Allowed hours of the week (0 = Monday 00:00-00:59 local time); ``None`` = always."""
+    category: str | None = None
+    """Competitive category: the campaign's, else the advertiser's (ad pods keep one of each)."""
+    durations: Mapping[int, float] = field(default_factory=dict)
+    """Creative id → ``attributes.duration`` in seconds, for creatives that have a usable one
+    (a positive number); only these can fill a pod slot."""
 
     def rank_key(self) -> tuple[int, float, int]:
         """Priority ascending (1 first), bid CPM descending, id ascending."""
@@ -91,14 +99,36 @@ class LiveLineItem:
 
 
 @dataclass(frozen=True, slots=True)
+class PodSpec:
+    """An ad break: up to ``slots`` ads whose creatives' durations sum to at most
+    ``max_duration`` seconds, and (when set) at least ``min_duration`` or nothing at all
+    (``decision/pods.py`` checks the values and fills the break)."""
+
+    slots: int
+    max_duration: float
+    min_duration: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of the request's ``pod`` (also what the request log stores)."""
+        out: dict[str, Any] = {"slots": self.slots, "max_duration": self.max_duration}
+        if self.min_duration is not None:
+            out["min_duration"] = self.min_duration
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class DecisionRequest:
-    """One ad request: who, in which context, how many answers, which ad formats fit the slot."""
+    """One ad request: who, in which context, how many answers, which ad formats fit the slot.
+
+    With ``pod`` the answer is an ad break of up to ``pod.slots`` ads and ``limit`` is unused.
+    """
 
     user_id: str
     context: Mapping[str, Any] = field(default_factory=dict)
     limit: int = 1
     formats: tuple[str, ...] | None = None
     explain: bool = False
+    pod: PodSpec | None = None
 
     def __post_init__(self) -> None:
         if self.formats is not None:
@@ -137,6 +167,8 @@ class DecisionResult:
     snapshot: str | None
     degraded: bool = False
     explain: dict[str, Any] | None = None
+    pod: dict[str, Any] | None = None
+    """For an ad break: ``{"filled", "duration", "unfilled": [{"slot", "reason", "detail"}]}``."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON body of ``POST /v1/decisions``."""
@@ -145,6 +177,8 @@ class DecisionResult:
             "snapshot": self.snapshot,
             "degraded": self.degraded,
         }
+        if self.pod is not None:
+            body["pod"] = self.pod
         if self.explain is not None:
             body["explain"] = self.explain
         return body

@@ -225,4 +225,7 @@ def _assemble(
         ),
         timezone=campaign.timezone if campaign is not None else "UTC",
         dayparting=parse_dayparting(campaign.dayparting) if campaign is not None else None,
+        category=(
+            (campaign.category or campaign.advertiser.category) if campaign is not None else None
+        ),
     )

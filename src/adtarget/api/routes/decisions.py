@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 
 import orjson
 from fastapi import APIRouter, FastAPI
@@ -31,6 +32,7 @@ from adtarget.api.decision_service import DecisionService
 from adtarget.api.errors import send_error, send_json
 from adtarget.api.middleware import DEADLINE_SCOPE_KEY, METRICS
 from adtarget.decision.models import DecisionRequest, DecisionResult
+from adtarget.decision.pods import empty_pod
 from adtarget.errors import AdtargetError, Forbidden, PayloadTooLarge, StoreUnavailable
 
 log = logging.getLogger("adtarget.api")
@@ -117,6 +119,8 @@ async def decisions_asgi(scope: Scope, receive: Receive, send: Send) -> None:
     except Exception:  # never a 500 on the decision path: answer empty and degraded
         log.exception("decision engine failed; answered empty and degraded")
         result = _degraded_empty()
+    if req.pod is not None and result.pod is None:  # degraded before the engine answered
+        result = replace(result, pod=empty_pod(req.pod, "degraded", "the engine did not answer"))
     if container.request_log is not None:
         container.request_log.record(req, result)  # a hash and a queue put (request_log.py)
     METRICS.inc(metrics.DECISIONS)  # buffered: the guard flushes after the answer
