@@ -143,7 +143,7 @@ def test_every_cli_catalog_change_is_one_undoable_command(
         "create",
     ]
     r = runner.invoke(app, ["undo"])  # the whole bulk edit, as one
-    assert r.exit_code == 0 and r.stdout.count("restored (status: 'archived' -> 'draft')") == 2
+    assert r.exit_code == 0 and r.stdout.count("restored (status: archived -> draft)") == 2
     for _ in range(8):
         assert runner.invoke(app, ["undo"]).exit_code == 0
     assert run("catalog", "list", "advertiser")["items"] == []

@@ -9,7 +9,7 @@ and its caller owns the transaction, which keeps undo exact. One generic path se
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import func, select
@@ -49,6 +49,7 @@ __all__ = [
     "list_line_items",
     "list_objects",
     "max_id",
+    "names_by_id",
     "page",
     "update",
 ]
@@ -140,6 +141,23 @@ def page(
         elif kind in ("campaign", "creative"):
             stmt = stmt.where(table.advertiser_id == own)
     return list(session.scalars(stmt.order_by(table.id).limit(limit)))
+
+
+def names_by_id(
+    *, session: Session, kind: str, ids: Iterable[int], column: str = "name"
+) -> dict[int, Any]:
+    """``{id: name}`` (or another ``column``) of the ``kind`` objects among ``ids`` that exist;
+    one query, for printing names beside ids (CLI tables, report rows, chart legends)."""
+    wanted = sorted({int(i) for i in ids})
+    if not wanted:
+        return {}
+    table: Any = kind_named(kind).table
+    out: dict[int, Any] = {}
+    for start in range(0, len(wanted), 500):  # SQLite binds at most 999 parameters
+        chunk = wanted[start : start + 500]
+        stmt = select(table.id, getattr(table, column)).where(table.id.in_(chunk))
+        out.update({int(i): value for i, value in session.execute(stmt).all()})
+    return out
 
 
 def max_id(*, session: Session, kind: str) -> int:

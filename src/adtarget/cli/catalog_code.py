@@ -88,7 +88,7 @@ def print_plan(plan: dict[str, Any], *, applied: bool) -> None:
 
 
 def plan(file: FileOpt, archive: ArchiveOpt = True, as_json: JsonOpt = False) -> None:
-    """Show what ``apply -f FILE`` would change (create / update / archive, field by field)."""
+    """Show what 'apply -f FILE' would change (create / update / archive, field by field)."""
 
     container = cli_container()
     try:
@@ -107,7 +107,7 @@ def plan(file: FileOpt, archive: ArchiveOpt = True, as_json: JsonOpt = False) ->
 
 
 def apply(file: FileOpt, archive: ArchiveOpt = True, as_json: JsonOpt = False) -> None:
-    """Apply a catalog file as ONE command: all or nothing; ``adtarget undo`` reverses it."""
+    """Apply a catalog file as ONE command: all or nothing; 'adtarget undo' reverses it."""
     try:
         result = cli_container().writer().execute(_command(file, archive))
     except AdtargetError as err:
@@ -125,7 +125,7 @@ def export_catalog(
         Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
     ] = None,
 ) -> None:
-    """Write the current catalog (archived objects left out) in the ``apply -f`` format."""
+    """Write the current catalog (archived objects left out) in the 'apply -f' format."""
 
     try:
         with cli_container().session_factory() as session:

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from adtarget.cli import show as display
 from adtarget.cli.container import cli_actor as cli_actor
 from adtarget.cli.container import cli_container
 from adtarget.commands.catalog_commands import CatalogWriter
@@ -45,7 +46,10 @@ def _step(verb: str, as_json: bool) -> None:
     typer.echo(f"{verb} #{item['id']}: {item['description']}")
     for row in _rows(out["result"]):
         what = "removed" if not row["exists"] else "restored" if verb == "undone" else "re-applied"
-        fields = ", ".join(f"{k}: {v[0]!r} -> {v[1]!r}" for k, v in row["fields"].items())
+        fields = ", ".join(
+            f"{k}: {display.text(k, v[0])} -> {display.text(k, v[1])}"
+            for k, v in row["fields"].items()
+        )
         label = " ".join(str(v) for v in row["key"].values())
         typer.echo(f"  {row['kind']} {label} {what}" + (f" ({fields})" if fields else ""))
     result = out.get("result") or {}
