@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from adtarget.catalog.db import open_catalog
 from adtarget.catalog.kinds import KINDS
-from adtarget.cli.demo import DEMO_CAMPAIGN, _pause_earlier_runs
+from adtarget.cli.demo import DEFAULT_USERS, DEMO_CAMPAIGN, DEMO_REQUESTS, _pause_earlier_runs
 from adtarget.commands.catalog_commands import CatalogWriter
 from adtarget.settings import Settings
 
@@ -40,6 +40,9 @@ def test_demo_runs_twice_and_leaves_a_usable_data_dir(tmp_path: Path) -> None:
     assert served is not None and int(served.group(1)) > 0, first
     assert "budget is 5,000.00 again" in first
     assert (data_dir / "demo" / "report.png").stat().st_size > 10_000
+
+    assert "demo steps done in" in first and "'" not in first.split("6. Delivery")[1]
+    assert re.search(r"spend \(USD\)", first) and "sci-fi fans in North America" in first
 
     second = _run_demo(data_dir)
     assert "nothing published twice" in second, second
@@ -83,3 +86,13 @@ def test_pausing_earlier_runs_walks_every_page_and_only_demo_campaigns(tmp_path:
     }
     assert len(writer.history()) - before == 3  # pages of 2, 2 and 1 demo campaigns
     assert _pause_earlier_runs(writer, factory, page_size=2) == 0  # nothing left to pause
+
+
+def test_the_readme_says_what_the_demo_does() -> None:
+    """The README's figures are the demo's: its population, requests and time."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    users = re.search(r"population of ([\d,]+) users", readme)
+    requests = re.search(r"answers (\d+) ad requests", readme)
+    assert users and requests and "about three seconds" in readme
+    assert int(users.group(1).replace(",", "")) == DEFAULT_USERS
+    assert int(requests.group(1)) == DEMO_REQUESTS

@@ -35,6 +35,7 @@ from adtarget.errors import NotFound
 __all__ = [
     "ad_format_names",
     "attach_creative",
+    "campaign_currencies",
     "change_status",
     "create",
     "create_ad_format",
@@ -158,6 +159,14 @@ def names_by_id(
         stmt = select(table.id, getattr(table, column)).where(table.id.in_(chunk))
         out.update({int(i): value for i, value in session.execute(stmt).all()})
     return out
+
+
+def campaign_currencies(*, session: Session, advertiser_id: int | None = None) -> set[str]:
+    """The currencies campaigns are in (of one advertiser when given): a chart's spend unit."""
+    stmt = select(Campaign.currency).distinct()
+    if advertiser_id is not None:
+        stmt = stmt.where(Campaign.advertiser_id == advertiser_id)
+    return {str(c) for c in session.scalars(stmt)}
 
 
 def max_id(*, session: Session, kind: str) -> int:

@@ -10,13 +10,27 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
 
 from adtarget.cli.container import cli_container
 from adtarget.cli.errors import fail
+from adtarget.cli.report_view import (
+    chart_title,
+    print_report_table,
+    report_currency,
+    report_labels,
+    report_table,
+    window_text,
+)
 from adtarget.delivery.chart import draw_chart
 from adtarget.delivery.files import count_rows, open_events, read_batches
-from adtarget.delivery.reports import report_columns, report_names, rows_to_csv, run_report
+from adtarget.delivery.reports import (
+    default_window,
+    report_columns,
+    report_names,
+    rows_to_arrow,
+    rows_to_csv,
+    run_report,
+)
 from adtarget.delivery.service import IngestResult, catalog_lookup, ingest_events, retention_today
 from adtarget.errors import AdtargetError
 
@@ -136,25 +150,26 @@ def _stderr_console() -> Any:
     return Console(stderr=True)
 
 
-def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-
-    table = Table(show_lines=False)
-    for c in columns:
-        table.add_column(
-            c,
-            justify="left"
-            if c in ("day", "hour") or c.endswith("_id") or c in ("country", "device")
-            else "right",
-        )
-    for r in rows:
-        table.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
-    Console(width=max(100, 14 * len(columns))).print(table)
+FORMATS = ("table", "csv", "json", "parquet")
 
 
 def report(
-    from_: Annotated[str, typer.Option("--from", help="First day (YYYY-MM-DD) or hour, UTC.")],
-    to: Annotated[str, typer.Option("--to", help="Last day included, or the exclusive end hour.")],
-    group_by: Annotated[str, typer.Option("--group-by", help="e.g. campaign,day")] = "day",
+    from_: Annotated[
+        str | None,
+        typer.Option("--from", help="First day (YYYY-MM-DD) or hour, UTC. Default: 6 days ago."),
+    ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="Last day included, or the exclusive end hour. Default: today."),
+    ] = None,
+    group_by: Annotated[
+        str,
+        typer.Option(
+            "--group-by",
+            help="Comma-separated: hour, day, advertiser, campaign, line_item, creative, "
+            "geo (the event's country), device; e.g. campaign,day.",
+        ),
+    ] = "day",
     metrics: Annotated[
         str,
         typer.Option(
@@ -164,7 +179,9 @@ def report(
     advertiser: Annotated[
         str | None, typer.Option("--advertiser", help="Only this advertiser.")
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
+    fmt: Annotated[
+        str, typer.Option("--format", help="table | csv | json | parquet (parquet needs --out)")
+    ] = "table",
     as_csv: Annotated[bool, typer.Option("--csv", help="Same as --format csv.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Write to this file.")] = None,
@@ -172,49 +189,80 @@ def report(
         Path | None, typer.Option("--chart", help="Also draw a PNG time series.")
     ] = None,
 ) -> None:
-    """Delivery report: any grouping of hour/day/advertiser/campaign/line item/creative/geo."""
+    """Delivery report over any grouping: time, advertiser, campaign, line item, creative, geo.
+
+    Without --from/--to it covers the last 7 days up to today (UTC). Tables name the
+    advertisers, campaigns, line items and creatives beside their ids.
+    """
 
     if as_csv and as_json:
         _fail(AdtargetError("--csv and --json exclude each other", field="format"))
     fmt = "csv" if as_csv else "json" if as_json else fmt
-    if fmt not in ("table", "csv", "json"):
-        _fail(AdtargetError(f"--format must be table, csv or json, got {fmt!r}", field="format"))
+    if fmt not in FORMATS:
+        _fail(
+            AdtargetError(
+                f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}", field="format"
+            )
+        )
+    if fmt == "parquet" and out is None:
+        _fail(AdtargetError("--format parquet writes a file: add --out FILE.parquet", field="out"))
+    first, last = default_window()
+    start = from_ if from_ is not None else first.isoformat()
+    end = to if to is not None else last.isoformat()
     try:
         columns = report_columns(group_by, metrics)
+        groups, names = report_names(group_by, metrics)
         store = cli_container().event_store()
         try:
             rows = run_report(
                 store=store,
-                start=from_,
-                end=to,
+                start=start,
+                end=end,
                 group_by=group_by,
                 metrics=metrics,
                 advertiser_id=advertiser,
             )
         finally:
             store.close()
+        needs_names = chart is not None or (fmt == "table" and out is None)
+        labels = report_labels(rows, groups) if needs_names else {}
+        currency = report_currency(advertiser) if needs_names and "spend" in names else None
         if chart is not None:
-            groups, names = report_names(group_by, metrics)
             draw_chart(
-                rows, group_by=groups, metrics=names, path=chart, title=f"Delivery {from_} .. {to}"
+                rows,
+                group_by=groups,
+                metrics=names,
+                path=chart,
+                title=chart_title(groups, names, start, end),
+                labels=labels,
+                currency=currency,
             )
     except AdtargetError as err:
         _fail(err)
         return
-    if fmt == "json":
-        text = json.dumps({"rows": rows}, default=str) + "\n"
-    elif fmt == "csv":
-        text = rows_to_csv(rows, columns)
-    elif out is None:
-        _print_table(rows, columns)
-        text = ""
-    else:
-        text = rows_to_csv(rows, columns).replace(",", "\t")
-    if out is not None:
-        out.write_text(text, encoding="utf-8")
+    if not rows:
+        typer.echo(f"no delivery events from {window_text(start, end)}", err=True)
+    if fmt == "parquet" and out is not None:
+        import pyarrow.parquet as pq
+
+        pq.write_table(rows_to_arrow(rows, columns), out)
         typer.echo(f"wrote {len(rows)} rows to {out}", err=True)
-    elif text:
-        sys.stdout.write(text)
+    elif fmt == "table" and out is None:
+        if rows:
+            title = f"delivery {window_text(start, end)}"
+            print_report_table(report_table(rows, columns, labels, title=title, currency=currency))
+    else:
+        if fmt == "json":
+            text = json.dumps({"rows": rows}, default=str) + "\n"
+        elif fmt == "csv":
+            text = rows_to_csv(rows, columns)
+        else:
+            text = rows_to_csv(rows, columns).replace(",", "\t")
+        if out is not None:
+            out.write_text(text, encoding="utf-8")
+            typer.echo(f"wrote {len(rows)} rows to {out}", err=True)
+        else:
+            sys.stdout.write(text)
     if chart is not None:
         typer.echo(f"chart saved to {chart}", err=True)
 

@@ -23,10 +23,18 @@ from adtarget.cli.audience import sizing_context
 from adtarget.cli.container import cli_container
 from adtarget.cli.demo_data import delivery_events, write_population
 from adtarget.cli.ingest import run_with_bar
+from adtarget.cli.report_view import (
+    chart_title,
+    print_report_table,
+    report_currency,
+    report_labels,
+    report_table,
+    window_text,
+)
 from adtarget.decision.engine import DecisionEngine
 from adtarget.decision.models import DecisionRequest
 from adtarget.delivery.chart import draw_chart
-from adtarget.delivery.reports import report_names, run_report
+from adtarget.delivery.reports import default_window, report_names, run_report
 from adtarget.delivery.service import DeliverySpend, catalog_lookup, ingest_events
 from adtarget.ingest.jobs import recover_stale_jobs, submit_upload
 from adtarget.settings import Settings
@@ -101,6 +109,10 @@ def _audiences(settings: Settings) -> None:
 #: with many campaigns is walked in bounded steps instead of one unbounded read and transaction.
 PAUSE_PAGE = 500
 DEMO_CAMPAIGN = "Winter launch "
+DEFAULT_USERS = 20_000
+"""The demo population (the README says this figure)."""
+DEMO_REQUESTS = 201
+"""Ad requests the demo answers: 200 known users and one unknown (the README says it)."""
 
 
 def _pause_earlier_runs(writer: Any, factory: Any, *, page_size: int = PAUSE_PAGE) -> int:
@@ -176,10 +188,20 @@ def _catalog(writer: Any, suffix: str) -> dict[str, Any]:
         ["kind", "id", "name", "detail"],
         [
             ["advertiser", adv["id"], adv["name"], ""],
-            ["campaign", camp["id"], camp["name"], f"budget {camp['budget_total']} USD"],
+            [
+                "campaign",
+                camp["id"],
+                camp["name"],
+                f"budget {float(camp['budget_total']):,.2f} {camp['currency']}",
+            ],
             ["creative", creative["id"], creative["name"], "video_30s"],
             *[
-                ["line item", li["id"], li["name"], f"p{li['priority']} ${li['bid_cpm']} CPM"]
+                [
+                    "line item",
+                    li["id"],
+                    li["name"],
+                    f"priority {li['priority']}, bid {float(li['bid_cpm']):,.2f} CPM",
+                ]
                 for li in items
             ],
         ],
@@ -189,7 +211,7 @@ def _catalog(writer: Any, suffix: str) -> dict[str, Any]:
 
 def _undo(writer: Any, campaign: dict[str, Any]) -> None:
     typo = writer.update("campaign", campaign["id"], {"budget_total": 50000})
-    console.print(f"oops: budget typed as {typo['budget_total']} (extra zero)")
+    console.print(f"oops: budget typed as {float(typo['budget_total']):,.2f} (extra zero)")
     undone = writer.undo()
 
     with cli_container().session_factory() as session:
@@ -217,7 +239,7 @@ def _decisions(
         mine = {li["id"] for li in items}
         served: list[dict[str, Any]] = []
         rows: list[list[Any]] = []
-        users = [f"u{i:07d}" for i in range(200)]
+        users = [f"u{i:07d}" for i in range(DEMO_REQUESTS - 1)]
         for user in [*users, "nobody-known"]:
             ctx = {"device": "tv"}
             result = engine.decide(
@@ -239,7 +261,7 @@ def _decisions(
                         user,
                         ", ".join(str(d.line_item_id) for d in result.decisions) or "-",
                         "; ".join(why),
-                        result.degraded,
+                        "yes" if result.degraded else "no",
                     ]
                 )
         console.print(
@@ -265,44 +287,56 @@ def _delivery(
         store=store, events=delivery_events(served), lookup=catalog_lookup(factory)
     )
     body = result.to_dict()
+    rejected = "; ".join(f"row {r['index']}: {r['reason']}" for r in body["rejected"][:1])
     console.print(
-        f"POST /v1/events -> accepted {body['accepted']}, duplicates "
-        f"{body['duplicates']}, rejected {body['rejected'][:1]}"
+        f"POST /v1/events -> accepted {body['accepted']}, duplicates {body['duplicates']}, "
+        f"rejected {len(body['rejected'])}" + (f" ({rejected})" if rejected else "")
     )
-    today = datetime.now(UTC).date()
+    first, last = default_window()
     group_by, metrics = (
         ["day", "line_item"],
         ["impressions", "completes", "clicks", "spend", "reach"],
     )
     rows = run_report(
         store=store,
-        start=today - timedelta(days=7),
-        end=today,
+        start=first,
+        end=last,
         group_by=group_by,
         metrics=metrics,
         advertiser_id=str(advertiser_id),
     )
-    columns = list(rows[0]) if rows else [*group_by, *metrics]
-    _table(
-        f"adtarget report --from {today - timedelta(days=7)} --to {today} --group-by "
-        f"day,line_item --advertiser {advertiser_id}  (last 8 rows)",
-        columns,
-        [[r.get(c) for c in columns] for r in rows[-8:]],
+    groups, names = report_names(group_by, metrics)
+    labels = report_labels(rows, groups)
+    currency = report_currency(str(advertiser_id))
+    print_report_table(
+        report_table(
+            rows[-8:],
+            [*groups, *names],
+            labels,
+            title=f"adtarget report --group-by day,line_item --advertiser {advertiser_id}"
+            f"  ({window_text(first, last)}, last 8 rows)",
+            currency=currency,
+        )
     )
-    groups, _ = report_names(group_by, metrics)
     chart = draw_chart(
         rows,
         group_by=groups,
         metrics=["impressions", "spend"],
         path=settings.data_dir / "demo" / "report.png",
+        title=chart_title(groups, ["impressions", "spend"], first, last),
+        labels=labels,
+        currency=currency,
     )
     console.print(f"chart: {chart}")
 
 
 def demo(
-    users: Annotated[int, typer.Option("--users", help="Size of the sample population.")] = 20_000,
+    users: Annotated[
+        int, typer.Option("--users", help="Size of the sample population.")
+    ] = DEFAULT_USERS,
 ) -> None:
     """Run the whole product once on the embedded default (SQLite + files, no server)."""
+    began = time.perf_counter()
     container = cli_container()
     settings = container.settings
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -324,6 +358,10 @@ def demo(
     if served:
         _step("6. Delivery events -> report and chart")
         _delivery(settings, factory, served, objs["advertiser"]["id"])
+    console.print(
+        f"\ndemo steps done in {time.perf_counter() - began:.1f} s "
+        "(plus the start-up of Python and the adtarget command)"
+    )
     _step("Next")
     console.print(
         "adtarget serve   # the HTTP API (decisions, catalog, audiences, reports)\n"

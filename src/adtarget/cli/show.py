@@ -153,5 +153,7 @@ def objects_table(
 
 
 def console() -> Console:
-    """The console objects print on (stdout; wide enough that tables do not fold needlessly)."""
-    return Console(width=max(Console().width, 120), highlight=False)
+    """The console objects print on: stdout at the terminal's width, or 120 columns when
+    piped (a file or a pager has no width to fit, and folded cells read worse)."""
+    found = Console(highlight=False)
+    return found if found.is_terminal else Console(width=max(found.width, 120), highlight=False)

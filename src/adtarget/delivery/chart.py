@@ -6,7 +6,7 @@ easy to miss in a table. Matplotlib runs headless (Agg), so this works on server
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,9 @@ from adtarget.errors import InvalidValue
 
 MAX_SERIES = 12
 RATIOS = frozenset({"ctr", "completion_rate", "ecpm"})
+MONEY = frozenset({"spend", "ecpm"})
+Labels = Mapping[str, Mapping[str, str]]
+"""``{group key: {value: name}}``, e.g. ``{"line_item_id": {"12": "Spring US"}}``."""
 
 
 def _x(value: str, hourly: bool) -> datetime | date:
@@ -30,10 +33,47 @@ def draw_chart(
     metrics: Sequence[str],
     path: Path,
     title: str = "Delivery",
+    labels: Labels | None = None,
+    currency: str | None = None,
 ) -> Path:
-    """Save a PNG of ``metrics`` over time; ``group_by`` must include ``day`` or ``hour``.
+    """Save a PNG of ``metrics`` over time (``build_figure``) to ``path``."""
+    fig = build_figure(
+        rows, group_by=group_by, metrics=metrics, title=title, labels=labels, currency=currency
+    )
+    import matplotlib.pyplot as plt
 
-    Series beyond the ``MAX_SERIES`` largest (by the first metric) are summed into "other".
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _series_label(row: dict[str, Any], keys: Sequence[str], labels: Labels) -> str:
+    parts = []
+    for k in keys:
+        value = row.get(k)
+        name = labels.get(k, {}).get(str(value))
+        parts.append(f"{name} ({value})" if name is not None else str(value))
+    return " / ".join(parts) or "all"
+
+
+def build_figure(
+    rows: Sequence[dict[str, Any]],
+    *,
+    group_by: Sequence[str],
+    metrics: Sequence[str],
+    title: str = "Delivery",
+    labels: Labels | None = None,
+    currency: str | None = None,
+) -> Any:
+    """A matplotlib figure: one panel per metric, one line per group; ``group_by`` must include
+    ``day`` or ``hour``.
+
+    Series are named through ``labels`` (``Spring US (12)``) and listed in the legend in name
+    order, so a line item keeps its place from one report to the next; beyond the ``MAX_SERIES``
+    largest (by the first metric), the rest are summed into "other", listed last. Money axes
+    say the ``currency``.
     """
     time_key = "hour" if "hour" in group_by else "day" if "day" in group_by else None
     if time_key is None:
@@ -50,12 +90,12 @@ def draw_chart(
     keys = [g for g in group_by if g != time_key]
     series: dict[str, dict[Any, dict[str, float]]] = {}
     for row in rows:
-        label = " / ".join(str(row.get(k)) for k in keys) or "all"
+        label = _series_label(row, keys, labels or {})
         point = series.setdefault(label, {}).setdefault(_x(row[time_key], time_key == "hour"), {})
         for m in numeric:
             point[m] = point.get(m, 0.0) + float(row.get(m) or 0.0)
     first = numeric[0]
-    ranked = sorted(series, key=lambda s: -sum(p.get(first, 0.0) for p in series[s].values()))
+    ranked = sorted(series, key=lambda s: (-sum(p.get(first, 0.0) for p in series[s].values()), s))
     if len(ranked) > MAX_SERIES:
         other: dict[Any, dict[str, float]] = {}
         for label in ranked[MAX_SERIES - 1 :]:
@@ -63,8 +103,10 @@ def draw_chart(
                 acc = other.setdefault(x, {})
                 for m, v in point.items():
                     acc[m] = acc.get(m, 0.0) + v  # ratios summed are meaningless: counts only
+        ranked = [*sorted(ranked[: MAX_SERIES - 1], key=str.casefold), "other"]
         series["other"] = other
-        ranked = [*ranked[: MAX_SERIES - 1], "other"]
+    else:
+        ranked = sorted(ranked, key=str.casefold)
 
     fig, axes = plt.subplots(
         len(numeric), 1, figsize=(10, 2.8 * len(numeric) + 0.8), sharex=True, squeeze=False
@@ -76,20 +118,18 @@ def draw_chart(
         for label in ranked:
             ys = [series[label][x].get(metric, gap) if x in series[label] else gap for x in xs]
             ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.6, label=label)
-        ax.set_ylabel(metric)
+        unit = currency if metric in MONEY and currency else None
+        ax.set_ylabel(f"{metric} ({unit})" if unit else metric)
         ax.grid(True, alpha=0.3)
     axes[0, 0].set_title(title)
     if len(ranked) > 1 or keys:
+        legend_title = " / ".join(k.removesuffix("_id").replace("_", " ") for k in keys) or None
         axes[0, 0].legend(
-            loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title=" / ".join(keys) or None
+            loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title=legend_title
         )
     bottom = axes[-1, 0]
     pattern = "%m-%d %H:00" if time_key == "hour" else "%Y-%m-%d"
     bottom.xaxis.set_major_formatter(mdates.DateFormatter(pattern))  # type: ignore[no-untyped-call]
     fig.autofmt_xdate()
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return fig

@@ -31,8 +31,13 @@ GROUPS: dict[str, str] = {
     "creative": "creative_id",
     "creative_id": "creative_id",
     "country": "country",
+    "geo": "country",
     "device": "device",
 }
+"""Accepted ``group_by`` names and the column each groups on (``geo`` is the event's country)."""
+DEFAULT_DAYS = 7
+"""Without dates, a report covers the last 7 days up to today (UTC), as the client does."""
+FLOAT_METRICS = frozenset({"spend", "ctr", "completion_rate", "ecpm"})
 COUNTER_METRICS: tuple[str, ...] = tuple(EVENT_COUNTERS.values())
 #: The issue's words for two counters, accepted as metric names of their own.
 ALIASES: dict[str, str] = {"served": "requests", "completions": "completes"}
@@ -276,6 +281,44 @@ def report_columns(group_by: Sequence[str] | str, metrics: Sequence[str] | str) 
     """The output columns of a report (group keys then metrics), e.g. for a CSV header."""
     groups, names = report_names(group_by, metrics)
     return [*groups, *names]
+
+
+def default_window(today: date | None = None) -> tuple[date, date]:
+    """``(first, last)`` day of the default report window: the last ``DEFAULT_DAYS`` days."""
+    last = today if today is not None else datetime.now(UTC).date()
+    return last - timedelta(days=DEFAULT_DAYS - 1), last
+
+
+def rows_to_arrow(rows: list[dict[str, Any]], columns: Sequence[str]) -> Any:
+    """Report rows as a typed ``pyarrow.Table`` (for Parquet): ``hour`` a UTC timestamp, ``day``
+    a date, other keys text, counters int64, money and ratios float64; typed when empty too."""
+    import pyarrow as pa
+
+    fields = []
+    for c in columns:
+        if c == "hour":
+            kind: Any = pa.timestamp("us", tz="UTC")
+        elif c == "day":
+            kind = pa.date32()
+        elif c in GROUPS.values():
+            kind = pa.string()
+        else:
+            kind = pa.float64() if c in FLOAT_METRICS else pa.int64()
+        fields.append(pa.field(c, kind))
+
+    def value(c: str, v: Any) -> Any:
+        if v is None:
+            return None
+        if c == "hour":
+            return datetime.fromisoformat(str(v).replace("Z", "+00:00"))
+        if c == "day":
+            return date.fromisoformat(str(v))
+        if c in GROUPS.values():
+            return str(v)
+        return v
+
+    data = {c: [value(c, r.get(c)) for r in rows] for c in columns}
+    return pa.table(data, schema=pa.schema(fields))
 
 
 def rows_to_csv(rows: list[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
