@@ -72,6 +72,7 @@ def test_size_below_threshold_hides_count(cli: typer.Typer, users: list[dict]) -
     assert out["count"] is None and out["below_threshold"] is True
     human = runner.invoke(cli, ["size", rule])
     assert "below the minimum audience size of 100" in human.stdout
+    assert "ADTARGET_MIN_AUDIENCE_SIZE" in human.stdout  # the setting that decides it
     r = runner.invoke(cli, ["export", rule, "--out", "x.csv"])
     assert r.exit_code == 2 and "below the minimum size" in r.stderr
 

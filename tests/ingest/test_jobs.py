@@ -152,6 +152,7 @@ def test_error_ratio_fails_job_and_publishes_nothing(
     job = ingest(write_csv(tmp_path / "b.csv", "user_id,country,age,genres", *rows))
     assert job["status"] == "failed"
     assert "5 of 15 rows rejected" in job["error"]
+    assert "ADTARGET_INGEST_MAX_ERROR_RATIO" in job["error"]  # the setting that decides it
     assert job["rows_rejected"] == 5 and job["quarantine"] is not None
     assert job["snapshot"] is None
     assert store.current_version() == first["snapshot"]

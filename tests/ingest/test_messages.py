@@ -5,7 +5,12 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import pytest
+
 from adtarget.api.app import create_app
+from adtarget.audience.privacy import check_targetable
+from adtarget.errors import InvalidValue
+from adtarget.rules.parse import parse
 from adtarget.settings import Settings
 
 with warnings.catch_warnings():
@@ -30,3 +35,27 @@ def test_creating_in_a_status_names_creation_not_a_change(settings: Settings) ->
     message = resp.json()["error"]["message"]
     assert "cannot be created with status 'draft'" in message and "from 'active'" not in message
     assert resp.json()["error"]["field"] == "status"
+
+
+def test_a_semicolon_csv_suggests_the_delimiter_that_reads_it(
+    ingest: Runner, tmp_path: Path
+) -> None:
+    semi = tmp_path / "semi.csv"
+    semi.write_text("user_id;country\nu1;US\nu2;CA\n")
+    job = ingest(semi)
+    assert job["status"] == "failed"
+    assert "the header looks ';'-separated: use --delimiter ';'" in job["error"]
+    tab = tmp_path / "tab.csv"
+    tab.write_text("user_id\tcountry\nu1\tUS\n")
+    assert "use --delimiter '\\t'" in ingest(tab)["error"]
+    other = tmp_path / "other.csv"
+    other.write_text("uid,country\nu1,US\n")
+    assert "--id-column" in ingest(other)["error"] and "--delimiter" not in ingest(other)["error"]
+    fixed = ingest(semi, delimiter=";", schema={"country": "category"})
+    assert fixed["status"] == "succeeded", fixed
+
+
+def test_below_the_minimum_audience_size_names_the_setting() -> None:
+    with pytest.raises(InvalidValue) as err:
+        check_targetable(parse('segment("tiny")'), {"tiny": 3}, 100, field="targeting")
+    assert "ADTARGET_MIN_AUDIENCE_SIZE" in err.value.message and "tiny" in err.value.message

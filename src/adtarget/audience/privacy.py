@@ -38,7 +38,8 @@ def check_targetable(
         if size is not None and below_threshold(size, min_size):
             raise InvalidValue(
                 f"segment {name!r} has fewer than {min_size} users (the minimum audience "
-                "size) and cannot be targeted; grow the segment or target something broader",
+                "size, ADTARGET_MIN_AUDIENCE_SIZE) and cannot be targeted; grow the segment or "
+                "target something broader",
                 field=field,
                 segment=name,
                 below_threshold=True,

@@ -254,7 +254,8 @@ def export_rule(
 def _check_exportable(n: int, min_size: int) -> None:
     if n < min_size:
         raise InvalidValue(
-            f"audience is below the minimum size of {min_size} users and cannot be exported",
+            f"audience is below the minimum size of {min_size} users "
+            "(ADTARGET_MIN_AUDIENCE_SIZE) and cannot be exported",
             field="rule",
             below_threshold=True,
         )

@@ -82,8 +82,8 @@ def size(
         _print_json(result)
     elif result["count"] is None:
         typer.echo(
-            f"below the minimum audience size of {result['min_size']} "
-            f"(snapshot {result['snapshot']})"
+            f"below the minimum audience size of {result['min_size']} users "
+            f"(ADTARGET_MIN_AUDIENCE_SIZE; snapshot {result['snapshot']})"
         )
     else:
         typer.echo(f"{result['count']:,} users (snapshot {result['snapshot']})")
@@ -100,7 +100,10 @@ def overlap(
     if as_json:
         _print_json(result)
         return
-    table = Table(title=f"overlap (snapshot {result['snapshot']}; - = below {result['min_size']})")
+    table = Table(
+        title=f"overlap (snapshot {result['snapshot']}; - = below {result['min_size']} users, "
+        "ADTARGET_MIN_AUDIENCE_SIZE)"
+    )
     table.add_column("#")
     table.add_column("rule")
     for i in range(len(rules)):

@@ -76,7 +76,9 @@ def ingest(
     id_column: Annotated[
         str, typer.Option("--id-column", help="Column holding the user id.")
     ] = "user_id",
-    delimiter: Annotated[str, typer.Option("--delimiter", help="CSV delimiter.")] = ",",
+    delimiter: Annotated[
+        str, typer.Option("--delimiter", help="CSV delimiter, e.g. ';' (tab: '\\t' or tab).")
+    ] = ",",
     set_separator: Annotated[
         str, typer.Option("--set-separator", help="Splits set values in CSV cells.")
     ] = "|",
@@ -138,7 +140,7 @@ def ingest(
             ttl_seconds=ttl,
             hashed=hashed,
             append=append,
-            delimiter=delimiter,
+            delimiter="\t" if delimiter in ("\\t", "tab") else delimiter,
             set_separator=set_separator,
             max_field_chars=max_field_chars,
             shards=shards,

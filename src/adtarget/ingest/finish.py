@@ -103,8 +103,9 @@ def check_ratio(settings: Settings, counter: RowCounter, report: dict[str, Any])
     if report["error_ratio"] > settings.ingest_max_error_ratio:
         raise IngestFailed(
             f"{counter.rejected} of {counter.read} rows rejected "
-            f"({report['error_ratio']:.2%} > {settings.ingest_max_error_ratio:.2%}); "
-            "nothing was published, see the quarantine file",
+            f"({report['error_ratio']:.2%} > {settings.ingest_max_error_ratio:.2%}, the limit "
+            "ADTARGET_INGEST_MAX_ERROR_RATIO sets); nothing was published: fix the rows in the "
+            "quarantine file, or raise the limit if these rows may be dropped",
             field="rows_rejected",
         )
 

@@ -76,6 +76,20 @@ class _Stopwatch:
             yield item
 
 
+_DELIMITERS = (";", "\t", "|", ",")
+
+
+def _header_hint(columns: list[str], delimiter: str) -> str:
+    """What to change when the id column is missing: a header read as one column that holds
+    another delimiter means the file is not ``delimiter``-separated (``--delimiter ';'``)."""
+    if len(columns) == 1:
+        for other in _DELIMITERS:
+            if other != delimiter and other in columns[0]:
+                shown = "'\\t'" if other == "\t" else repr(other)
+                return f"the header looks {shown}-separated: use --delimiter {shown}"
+    return "name the id column with --id-column"
+
+
 def execute_job(
     job: UploadJob,
     *,
@@ -106,7 +120,8 @@ def execute_job(
     if id_column not in reader.columns:
         raise InvalidValue(
             f"the file has no id column {id_column!r} (columns: "
-            f"{', '.join(reader.columns)}); use --id-column",
+            f"{', '.join(reader.columns)}); "
+            + _header_hint(reader.columns, str(opts.get("delimiter") or ",")),
             field="id_column",
         )
     with session_factory() as session:
