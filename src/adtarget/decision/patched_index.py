@@ -69,6 +69,17 @@ class MergedMatches(Matches):
         return list(self)
 
 
+def _mask(base: LineItemIndex, ids: frozenset[int]) -> int:
+    """The base positions of ``ids`` as one int bitset (ids the base does not hold: none)."""
+    positions = [p for li_id in ids if (p := base.position_of.get(li_id)) is not None]
+    if not positions:
+        return 0
+    bits = bytearray((max(positions) >> 3) + 1)  # one allocation, not one big int per id
+    for p in positions:
+        bits[p >> 3] |= 1 << (p & 7)
+    return int.from_bytes(bits, "little")
+
+
 class PatchedIndex:
     """A base ``LineItemIndex`` with some of its line items replaced (see module docstring).
 
@@ -78,6 +89,8 @@ class PatchedIndex:
         gone: ids of line items changed since, live or not (masked out of the base).
         not_live: the catalog line items outside the live set, as of the last patch.
         compiler / facts: memos for the delta's rules and facts (a ``RebuildCache``).
+        removed: the base positions of ``gone`` as an int bitset, when the caller has it (a
+            patch extends its parent's instead of re-deriving it from every id).
     """
 
     def __init__(
@@ -90,6 +103,7 @@ class PatchedIndex:
         version: str | None = None,
         compiler: Callable[[Rule | None], CompiledRule] = compile_item_rule,
         facts: Callable[[LiveLineItem], Facts] = facts_of,
+        removed: int | None = None,
     ) -> None:
         self.base = base
         self.version = version if version is not None else base.version
@@ -100,12 +114,7 @@ class PatchedIndex:
         self._flat: LineItemIndex | None = None
         n = len(base.items)
         self._n = n
-        removed = 0
-        for li_id in gone:
-            pos = base.position_of.get(li_id)
-            if pos is not None:
-                removed |= 1 << pos
-        self._removed = removed
+        self._removed = removed = _mask(base, gone) if removed is None else removed
         self.delta = LineItemIndex(
             list(self.changed.values()), version="delta", compiler=compiler, facts=facts
         )
@@ -130,6 +139,7 @@ class PatchedIndex:
         not_live.sort()
         return PatchedIndex(
             self.base,
+            removed=self._removed | _mask(self.base, ids - self.gone),
             changed=changed,
             gone=self.gone | ids,
             not_live=not_live,
