@@ -17,7 +17,7 @@ from rich.text import Text
 
 from adtarget.catalog.service import campaign_currencies, names_by_id
 from adtarget.cli.container import cli_container
-from adtarget.cli.show import REFS, console
+from adtarget.cli.show import REFS, console, money
 
 Labels = dict[str, dict[str, str]]
 """``{group key: {id as text: name}}`` (report ids are text: the event log's)."""
@@ -84,7 +84,7 @@ def report_table(
             elif value is None:
                 cells.append("-")
             elif isinstance(value, float):
-                cells.append(f"{value:,.2f}" if c == "spend" else f"{value:g}")
+                cells.append(money(value) if c == "spend" else f"{value:g}")
             elif isinstance(value, int):
                 cells.append(f"{value:,}")
             else:

@@ -63,7 +63,8 @@ def _window(seconds: int) -> str:
     return f"{seconds} s"
 
 
-def _money(value: float) -> str:
+def money(value: float) -> str:
+    """``1,000.00``, ``0.0165``: two decimals at least, up to six (bids and spend are small)."""
     whole = f"{value:,.6f}".rstrip("0")
     decimals = len(whole.partition(".")[2])
     return whole + "0" * max(0, 2 - decimals)
@@ -83,7 +84,7 @@ def text(field: str, value: Any, names: Names | None = None) -> str:
         return f"{value.get('count')} per {_window(int(value.get('window_seconds') or 0))}"
     if field in MONEY and isinstance(value, int | float | str):
         try:
-            return _money(float(value))  # a Decimal arrives as a string from undo's diff
+            return money(float(value))  # a Decimal arrives as a string from undo's diff
         except ValueError:
             return str(value)
     if isinstance(value, Mapping):
