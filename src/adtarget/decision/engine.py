@@ -347,6 +347,11 @@ class DecisionEngine:
                     + ", ".join(sorted(index.rule_dims[pos] - context_keys)),
                 )
                 continue
+            if pod is not None and not full:  # two dict lookups: before the eligibility work
+                conflict = pod.conflict(item)
+                if conflict is not None:
+                    st.reason(item, *conflict)
+                    continue
             lo, hi, slow, by_format, any_creative = facts[pos]
             if slow or not lo <= ts < hi:
                 if now_dt is None:
@@ -373,7 +378,7 @@ class DecisionEngine:
                 st.reason(item, "rank", f"outranked ({'break full' if pod else f'limit {limit}'})")
                 continue
             if pod is not None:
-                picked = pod.pick(item, formats)
+                picked = pod.creative(item, formats)
                 if isinstance(picked, tuple):
                     st.reason(item, *picked)
                     continue

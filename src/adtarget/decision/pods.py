@@ -5,7 +5,8 @@ changes *which* candidate may take the next slot and which creative it shows. ``
 that per-request state and the rules, so the engine adds three calls to its walk and the same
 code serves ``POST /v1/decisions``, the request log and the forecast replay.
 
-The rules, in the order they are checked for a candidate that matched and is eligible:
+The rules, for a candidate that matched (separation is checked before the eligibility work,
+the creative's duration after it):
 
 - **separation**: no two ads of one advertiser, nor of one competitive category, in a break. A
   line item's category is its campaign's, or else its advertiser's (``decision/loader.py``);
@@ -138,9 +139,9 @@ class PodFill:
         """No further slot can be filled: every slot taken or no second left."""
         return filled >= self.spec.slots or self.remaining <= 0
 
-    def pick(self, item: LiveLineItem, formats: frozenset[str] | None) -> int | tuple[str, str]:
-        """The creative ``item`` would show in the next slot, or ``(reason, detail)`` why it
-        cannot take it (separation, then duration)."""
+    def conflict(self, item: LiveLineItem) -> tuple[str, str] | None:
+        """``("separation", detail)`` when an ad of ``item``'s advertiser or competitive
+        category is already in the break (checked first: two dict lookups)."""
         holder = self.advertisers.get(item.advertiser_id)
         if holder is not None:
             return self.skip(
@@ -152,6 +153,11 @@ class PodFill:
             return self.skip(
                 "separation", f"category {category!r} already in the break (line item {holder})"
             )
+        return None
+
+    def creative(self, item: LiveLineItem, formats: frozenset[str] | None) -> int | tuple[str, str]:
+        """The creative ``item`` shows in the next slot (the lowest id in an accepted format
+        whose duration fits), or ``(reason, detail)``: ``no_duration`` or ``duration``."""
         best: int | None = None
         shortest = math.inf
         without: list[int] = []
@@ -201,6 +207,8 @@ class PodFill:
     def summary(self, filled: int) -> dict[str, Any]:
         """The answer's ``pod``: ``{"filled", "duration", "unfilled": [{"slot", "reason",
         "detail"}]}``; slots are numbered from 1 in play order."""
+        if filled >= self.spec.slots:
+            return {"filled": filled, "duration": round(self.duration, 3), "unfilled": []}
         reason, detail = self._unfilled_reason()
         return {
             "filled": filled,
