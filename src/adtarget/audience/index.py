@@ -39,6 +39,10 @@ from adtarget.errors import InvalidValue
 
 EMPTY = FrozenBitMap()
 BITMAP_CACHE_BYTES = 1 << 30
+UNION_CACHE_ENTRIES = 1024
+"""Unions of a segment's live expiry groups kept per snapshot. A key is (segment, groups still
+alive); as groups expire a segment moves to a new key and the old one is never asked for again,
+so without a bound a long-running server kept every union it ever made."""
 
 
 class BitmapCache:
@@ -198,8 +202,11 @@ class SegmentReader:
         self.meta = meta
         self._blob = load_bytes(root / SEGMENTS)
         self._clock = clock
+        # one entry per segment of this (immutable) snapshot: bounded by the manifest
         self._groups: dict[str, list[tuple[int | None, FrozenBitMap]]] = {}
-        self._union_cache: dict[tuple[str, tuple[int, ...]], FrozenBitMap] = {}
+        self._union_cache: LRUCache[tuple[str, tuple[int, ...]], FrozenBitMap] = LRUCache(
+            maxsize=UNION_CACHE_ENTRIES
+        )
         self._lock = threading.Lock()
 
     def names(self) -> list[str]:
@@ -225,7 +232,8 @@ class SegmentReader:
         if len(keep) == len(groups) == 1:
             return groups[0][1]
         key = (name, keep)
-        hit = self._union_cache.get(key)
+        with self._lock:  # an LRU read reorders it: not safe to race with a write
+            hit = self._union_cache.get(key)
         if hit is None:
             union = BitMap.union(BitMap(), *(groups[i][1] for i in keep))
             hit = FrozenBitMap(union, optimize=False)
