@@ -118,3 +118,7 @@ def test_bad_forecast_bodies_are_4xx_naming_the_field(app: FastAPI) -> None:
     r = client.post("/v1/forecast", json={"bid_cpm": 1, "start": "2030-01-02T00:00:00Z",
                                           "end": "2030-01-01T00:00:00Z"})  # fmt: skip
     assert r.status_code == 422 and r.json()["error"]["field"] == "end"
+    r = client.post("/v1/forecast", json={"bid_cpm": 1, "start": "2030-01-01T00:00:00Z",
+                                          "end": "2030-01-02T00:00:00Z",
+                                          "creative_duration": 0})  # fmt: skip
+    assert r.status_code == 422 and r.json()["error"]["field"] == "creative_duration"

@@ -5,7 +5,8 @@ beside the live line items, so it must be built exactly as the loader builds the
 line item, campaign and advertiser; flights; budgets; the campaign's time zone and dayparting),
 with its rule parsed, validated against the dimension registry and its rule segments inlined.
 A proposal has no creatives yet: it is given a placeholder creative (id 0) in each of its
-formats, or in every format the catalog knows when it names none.
+formats, or in every format the catalog knows when it names none; ``creative_duration`` gives
+that creative a duration, so the proposal can fill slots of logged ad breaks.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ class ProposalChanges(BaseModel):
     formats: list[str] | None = None
     budget: Money | None = None
     pacing_mode: PacingMode | None = None
+    creative_duration: float | None = Field(default=None, gt=0, le=3600)
+    """Seconds of the creative it will run: without one the proposal fills no ad-break slot
+    (a break adds up creative durations, ``decision/pods.py``)."""
 
 
 class Proposal(ProposalChanges):
@@ -211,6 +215,11 @@ def _assemble(
         rule=rule,
         formats=formats,
         creatives=_creatives(formats or known_formats),
+        durations=(
+            {PLACEHOLDER_CREATIVE: float(spec.creative_duration)}
+            if spec.creative_duration is not None
+            else {}
+        ),
         caps=_caps(li_id, spec.frequency_cap, campaign),
         start=start,
         end=end,
