@@ -125,3 +125,46 @@ def test_reconnects_after_the_server_drops_the_connection(pg_url: str) -> None:
     store.close()
     with pytest.raises(StoreUnavailable):
         store.spend_totals()
+
+
+def _fail_appends(store: object, times: int) -> None:
+    """The next ``times`` appends fail as PostgreSQL deadlock victims (SQLSTATE 40P01); a
+    sequence counts them because it is not rolled back with the failed transaction."""
+    conn = store.connection  # type: ignore[attr-defined]
+    with conn.transaction():
+        conn.execute("DROP SEQUENCE IF EXISTS deadlock_victims")
+        conn.execute("CREATE SEQUENCE deadlock_victims")
+        conn.execute(
+            "CREATE OR REPLACE FUNCTION victim() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF nextval('deadlock_victims') <= {int(times)} THEN "
+            "RAISE EXCEPTION 'chosen as deadlock victim' USING ERRCODE = '40P01'; END IF; "
+            "RETURN NULL; END $$"
+        )
+        conn.execute("DROP TRIGGER IF EXISTS victim ON delivery_event_ids")
+        conn.execute(
+            "CREATE TRIGGER victim BEFORE INSERT ON delivery_event_ids "
+            "FOR EACH STATEMENT EXECUTE FUNCTION victim()"
+        )
+
+
+def test_a_deadlocked_append_is_retried_whole_and_counted_once(pg_url: str) -> None:
+    import psycopg
+
+    from adtarget.delivery.postgres import _RETRIES, PostgresEventStore
+
+    store = PostgresEventStore(pg_url)
+    try:
+        events = make_events(50, seed=7)
+        _fail_appends(store, _RETRIES - 1)  # every attempt but the last is a victim
+        result = ingest_events(store=store, events=events)
+        assert result.accepted == 50 and result.duplicates == 0
+        count = store.connection.execute("SELECT count(*) FROM delivery_events").fetchone()
+        assert count == (50,)
+
+        _fail_appends(store, _RETRIES)  # every attempt fails: the error comes out, nothing kept
+        with pytest.raises(psycopg.errors.DeadlockDetected):
+            ingest_events(store=store, events=make_events(10, seed=8, prefix="x"))
+        count = store.connection.execute("SELECT count(*) FROM delivery_events").fetchone()
+        assert count == (50,)
+    finally:
+        store.close()
