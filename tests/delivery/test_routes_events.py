@@ -207,3 +207,21 @@ def test_real_advertiser_key_sees_only_its_own_advertiser(
     assert [row["impressions"] for row in r.json()["rows"]] == [4, 3]
     r = client.post("/v1/events", json=events, headers={"Authorization": f"Bearer {adv_b}"})
     assert r.status_code == 403
+
+
+def test_reports_default_to_the_last_7_days_and_group_by_geo(
+    setup: tuple[TestClient, FastAPI, dict[str, int], bool],
+) -> None:
+    client, _, ids, _ = setup
+    now = datetime.now(UTC)
+    old = (now - timedelta(days=10)).isoformat()
+    events = [_ev(i, ids["li_a"], ts=now.isoformat()) for i in range(4)]
+    events += [_ev(10 + i, ids["li_a"], ts=now.isoformat(), country="CA") for i in range(2)]
+    events += [_ev(20 + i, ids["li_a"], ts=old) for i in range(5)]  # outside the window
+    assert client.post("/v1/events", json=events).json()["accepted"] == 11
+    r = client.get("/v1/reports", params={"group_by": "geo", "metrics": "impressions"})
+    assert r.status_code == 200, r.text
+    assert r.json()["rows"] == [
+        {"country": "CA", "impressions": 2},
+        {"country": "US", "impressions": 4},
+    ]

@@ -17,7 +17,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from adtarget.api.deps import ContainerDep, EventStoreDep, PrincipalDep
-from adtarget.delivery.reports import report_columns, rows_to_csv, run_report
+from adtarget.delivery.reports import default_window, report_columns, rows_to_csv, run_report
 from adtarget.delivery.service import ingest_events
 from adtarget.errors import InvalidValue, PayloadTooLarge
 
@@ -81,8 +81,14 @@ async def post_events(request: Request, container: ContainerDep) -> dict[str, An
 def get_reports(
     store: EventStoreDep,
     principal: PrincipalDep,
-    from_: Annotated[str, Query(alias="from", description="First day (YYYY-MM-DD) or hour")],
-    to: Annotated[str, Query(description="Last day included, or the exclusive end hour")],
+    from_: Annotated[
+        str | None,
+        Query(alias="from", description="First day (YYYY-MM-DD) or hour; default 6 days ago"),
+    ] = None,
+    to: Annotated[
+        str | None,
+        Query(description="Last day included, or the exclusive end hour; default today (UTC)"),
+    ] = None,
     group_by: Annotated[str, Query(description="e.g. campaign,day")] = "day",
     metrics: Annotated[str, Query(description="e.g. impressions,clicks,spend")] = (
         "impressions,clicks,spend"
@@ -95,10 +101,11 @@ def get_reports(
         raise InvalidValue(f"format: must be json or csv, got {format!r}", field="format")
     if principal.role == "advertiser":
         advertiser_id = str(principal.advertiser_id)
+    first, last = default_window()
     rows = run_report(
         store=store,
-        start=from_,
-        end=to,
+        start=from_ if from_ is not None else first.isoformat(),
+        end=to if to is not None else last.isoformat(),
         group_by=group_by,
         metrics=metrics,
         advertiser_id=advertiser_id,
