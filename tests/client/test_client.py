@@ -178,3 +178,46 @@ def test_new_user_path_yaml_catalog_then_report_through_the_client(
         row = next(r for r in report.rows if str(r["line_item_id"]) == str(items["US"].id))
         assert row["impressions"] == 4 and row["spend"] == pytest.approx(0.02)
         assert "impressions" in api.report_csv(group_by="day").splitlines()[0]
+
+
+def test_an_ad_break_through_the_client(server: Server) -> None:
+    name = unique("PodCo")
+    with Client(server.url, ADMIN_KEY) as api:
+        adv = api.advertisers.create({"name": name, "category": "Auto"})
+        assert adv.category == "auto"
+        camp = api.campaigns.create(
+            {
+                "advertiser_id": adv.id,
+                "name": "breaks",
+                "budget_total": 100,
+                "start": "2026-01-01T00:00:00Z",
+                "end": "2099-01-01T00:00:00Z",
+            }
+        )
+        creative = api.creatives.create(
+            {
+                "advertiser_id": adv.id,
+                "name": "spot",
+                "format": "video_15s",
+                "attributes": {"media_url": "https://cdn.example/s.mp4", "duration": 15},
+            }
+        )
+        li = api.line_items.create(
+            {"campaign_id": camp.id, "name": "li", "targeting": "", "bid_cpm": 99, "priority": 1}
+        )
+        api.attach_creative(li.id, creative.id)
+        api.line_items.update(li.id, {"status": "active"})
+        api.campaigns.update(camp.id, {"status": "active"})
+        pod = {"slots": 2, "max_duration": 30}
+        deadline = datetime.now(UTC).timestamp() + 10
+        while True:  # the write reaches the index within the poll at the latest
+            result = api.decide(unique("u"), pod=pod)
+            served = [d.line_item_id for d in result.decisions]
+            if li.id in served or datetime.now(UTC).timestamp() > deadline:
+                break
+        assert served[0] == li.id and result.pod is not None
+        assert result.pod.filled == len(served) and result.pod.duration >= 15
+        assert [u.slot for u in result.pod.unfilled] == list(range(len(served) + 1, 3))
+        with pytest.raises(InvalidValue) as err:
+            api.decide("u", pod={"slots": 0, "max_duration": 30})
+        assert err.value.field == "pod.slots"

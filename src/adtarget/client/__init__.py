@@ -17,8 +17,10 @@ from adtarget.client.models import (
     DecisionResult,
     HistoryItem,
     Page,
+    PodAnswer,
     Report,
     SizeResult,
+    UnfilledSlot,
     UploadJob,
 )
 from adtarget.client.sync import Client, Resource
@@ -50,9 +52,11 @@ __all__ = [
     "NothingToRedo",
     "NothingToUndo",
     "Page",
+    "PodAnswer",
     "Report",
     "Resource",
     "SizeResult",
     "Unauthorized",
+    "UnfilledSlot",
     "UploadJob",
 ]

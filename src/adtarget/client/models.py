@@ -44,12 +44,29 @@ class Decision(_Open):
     bid_cpm: float
 
 
+class UnfilledSlot(_Open):
+    """A slot of an ad break left empty, and why (``docs/pods.md``)."""
+
+    slot: int
+    reason: str
+    detail: str = ""
+
+
+class PodAnswer(_Open):
+    """How an ad break was filled: ``filled`` slots, their total ``duration`` in seconds."""
+
+    filled: int
+    duration: float
+    unfilled: list[UnfilledSlot] = Field(default_factory=list)
+
+
 class DecisionResult(_Open):
-    """``POST /v1/decisions``."""
+    """``POST /v1/decisions``; ``pod`` is set when the request asked for an ad break."""
 
     decisions: list[Decision]
     snapshot: str | None = None
     degraded: bool = False
+    pod: PodAnswer | None = None
 
 
 class Rejected(_Open):
