@@ -198,3 +198,29 @@ def test_bad_pods_name_the_field(body: Any, field: str) -> None:
 def test_a_good_pod_parses() -> None:
     assert parse_pod({"slots": 4, "max_duration": 120, "min_duration": 60}) == PodSpec(4, 120, 60)
     assert parse_pod({"slots": 1, "max_duration": 15.5}) == PodSpec(1, 15.5, None)
+
+
+class StaleReads(MemoryCounters):
+    """Counters whose reads predate another process's increments (a lost cap race)."""
+
+    def counts(self, keys: Any, now: float) -> list[int]:
+        return [0 for _ in keys]
+
+
+def test_an_ad_lost_to_a_cap_race_leaves_its_slot_or_the_whole_break_below_the_floor() -> None:
+    a_cap = FrequencyCap("line_item", 1, 1, 3600)
+    b_cap = FrequencyCap("line_item", 2, 5, 3600)
+    a_key, b_key = (cap_key(c, "u1", NOW.timestamp()) for c in (a_cap, b_cap))
+    items = [ad(1, caps=(a_cap,)), ad(2, caps=(b_cap,))]
+    counters = StaleReads()
+    counters.record([a_key], NOW.timestamp(), 3600)  # another process served 1 already
+    kept = engine(items, counters).decide(pod(2, 60))
+    assert ids(kept) == [2]
+    assert kept.pod["unfilled"][0]["reason"] == "frequency_cap"
+    assert kept.pod["duration"] == 15.0
+    live = MemoryCounters.counts(counters, [a_key, b_key], NOW.timestamp())
+    assert live == [1, 1]  # 1's increment given back, 2's kept
+    dropped = engine(items, counters).decide(pod(2, 60, 30))
+    assert dropped.decisions == [] and dropped.pod["unfilled"][0]["reason"] == "min_duration"
+    live = MemoryCounters.counts(counters, [a_key, b_key], NOW.timestamp())
+    assert live == [1, 1]  # both given back: nothing of the dropped break counted

@@ -290,12 +290,14 @@ class DecisionEngine:
                 if count > limit:
                     over.add(item_id)
         if over:  # give back every slot a withdrawn item took, on all of its caps
-            back = [k for item, keys in served if item.id in over for k in keys]
-            try:
-                self.counter_breaker.call(partial(self.counters.release, back, ts))
-            except Exception:
-                st.degraded = True
+            self._release([k for item, keys in served if item.id in over for k in keys], ts, st)
         return over
+
+    def _release(self, keys: list[str], ts: float, st: _Request) -> None:
+        try:
+            self.counter_breaker.call(partial(self.counters.release, keys, ts))
+        except Exception:
+            st.degraded = True
 
     # -- the request -----------------------------------------------------------------------
 
@@ -407,36 +409,14 @@ class DecisionEngine:
             over = self._record(served, ts, st)
             if over:  # capped out by another process between our read and our increment
                 decisions = [d for d in decisions if d.line_item_id not in over]
-                if pod is not None:
-                    self._withdraw_pod(pod, over, served, decisions, ts, st)
+                if pod is not None and pod.lost(over):  # the rest is below min_duration
+                    decisions = []
+                    self._release([k for it, ks in served if it.id not in over for k in ks], ts, st)
         explain = None
         if st.not_served is not None:
             explain = self._explain(index, matched, features, st.not_served, profile_down)
         summary = pod.summary(len(decisions)) if pod is not None else None
         return DecisionResult(decisions, snapshot, st.degraded, explain, summary)
-
-    def _withdraw_pod(
-        self,
-        pod: PodFill,
-        over: set[int],
-        served: list[tuple[LiveLineItem, list[str]]],
-        decisions: list[Decision],
-        ts: float,
-        st: _Request,
-    ) -> None:
-        """Ads of a break lost to another process leave their seconds free; when the rest falls
-        below ``min_duration`` the whole break is withdrawn and its counts given back."""
-        for li_id in over:
-            pod.withdraw(li_id)
-        if not pod.below_minimum():
-            return
-        back = [k for item, keys in served if item.id not in over for k in keys]
-        decisions.clear()
-        pod.short = True
-        try:
-            self.counter_breaker.call(partial(self.counters.release, back, ts))
-        except Exception:
-            st.degraded = True
 
     def _explain(
         self,

@@ -194,10 +194,16 @@ class PodFill:
         if item.category is not None:
             self.categories[item.category] = item.id
 
-    def withdraw(self, line_item_id: int) -> None:
-        """A served ad lost its cap race to another process: its seconds are free again."""
-        self.duration -= self.durations.pop(line_item_id, 0.0)
-        self.skipped["frequency_cap"] = self.skipped.get("frequency_cap", 0) + 1
+    def lost(self, line_item_ids: set[int]) -> bool:
+        """Ads that lost their cap race to another process leave the break (their seconds are
+        free again); whether what is left falls below ``min_duration`` (then the whole break
+        is withdrawn and the caller gives back its counts)."""
+        for li_id in line_item_ids:
+            self.duration -= self.durations.pop(li_id, 0.0)
+            self.skipped["frequency_cap"] = self.skipped.get("frequency_cap", 0) + 1
+        if self.durations and self.below_minimum():
+            self.short = True
+        return self.short
 
     def below_minimum(self) -> bool:
         """Whether the fill misses ``min_duration`` (the break is then answered empty)."""
