@@ -61,9 +61,13 @@ def import_events(
             "carry campaign_id and advertiser_id).",
         ),
     ] = False,
+    delimiter: Annotated[
+        str, typer.Option("--delimiter", help="CSV delimiter, e.g. ';' (tab: '\\t' or tab).")
+    ] = ",",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Import delivery events; duplicates are counted once, bad rows are listed with reasons."""
+    delimiter = "\t" if delimiter in ("\\t", "tab") else delimiter
 
     container = cli_container()
     total = IngestResult()
@@ -85,7 +89,7 @@ def import_events(
             with progress:
                 task = progress.add_task(source.name, total=count_rows(source))
                 offset = 0
-                for batch in read_batches(source):
+                for batch in read_batches(source, delimiter=delimiter):
                     size = (
                         len(next(iter(batch.values()), []))
                         if isinstance(batch, dict)

@@ -22,6 +22,7 @@ from adtarget.errors import InvalidValue
 from adtarget.objectstore import Location, resolve
 
 BATCH_ROWS = 50_000
+_DELIMITERS = (";", "\t", "|", ",")
 _STRING_COLUMNS = (*ID_FIELDS, "type", "ts", "country", "device", "dims")
 
 
@@ -52,6 +53,17 @@ def open_events(path: Path | str | Location) -> Location:
     return loc
 
 
+def delimiter_hint(columns: list[str], delimiter: str) -> str | None:
+    """``use --delimiter ';'`` when a CSV header read with ``delimiter`` came out as one column
+    holding another delimiter (the file is ``;``- or tab-separated); else ``None``."""
+    if len(columns) == 1:
+        for other in _DELIMITERS:
+            if other != delimiter and other in columns[0]:
+                shown = "'\\t'" if other == "\t" else repr(other)
+                return f"the header looks {shown}-separated: use --delimiter {shown}"
+    return None
+
+
 def count_rows(path: Path | str | Location) -> int | None:
     """Rows in the file when cheap to know (Parquet metadata), else ``None``."""
     loc = resolve(path)
@@ -65,9 +77,15 @@ def _columns(table: pa.Table | pa.RecordBatch) -> dict[str, list[Any]]:
 
 
 def read_batches(
-    path: Path | str | Location, batch_rows: int = BATCH_ROWS
+    path: Path | str | Location, batch_rows: int = BATCH_ROWS, delimiter: str = ","
 ) -> Iterator[list[Any] | dict[str, list[Any]]]:
-    """Yield batches: lists of objects (JSON kinds; ``None`` for a bad line) or columns."""
+    """Yield batches: lists of objects (JSON kinds; ``None`` for a bad line) or columns.
+
+    A CSV whose header has no ``event_id`` and reads as one column holding another delimiter
+    is refused with the ``--delimiter`` that reads it, not a "required" error on every row.
+    """
+    if len(delimiter) != 1:
+        raise InvalidValue("the CSV delimiter must be one character", field="delimiter")
     loc = resolve(path)
     fmt = file_format(loc)
     if fmt == "parquet":
@@ -76,7 +94,10 @@ def read_batches(
     elif fmt == "csv":
         with loc.open_input() as raw:  # csv: quoted names with commas
             text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-            header = [name.strip() for name in next(csv.reader(text), [])]
+            header = [name.strip() for name in next(csv.reader(text, delimiter=delimiter), [])]
+        hint = delimiter_hint(header, delimiter) if "event_id" not in header else None
+        if hint is not None:
+            raise InvalidValue(f"{loc.name}: no event_id column; {hint}", field="delimiter")
         opts = pcsv.ConvertOptions(
             column_types={c: pa.string() for c in _STRING_COLUMNS if c in header},
             strings_can_be_null=True,
@@ -84,6 +105,7 @@ def read_batches(
         reader = pcsv.open_csv(
             loc.arrow_input(),
             convert_options=opts,
+            parse_options=pcsv.ParseOptions(delimiter=delimiter),
             read_options=pcsv.ReadOptions(block_size=8 << 20),
         )
         for batch in reader:

@@ -27,6 +27,7 @@ from adtarget.audience.store import UPDATES_THROUGH, SnapshotStore
 from adtarget.audience.stores import live_follower
 from adtarget.catalog.segments import segment_ttl
 from adtarget.catalog.upload_jobs import UploadJob
+from adtarget.delivery.files import delimiter_hint
 from adtarget.errors import AdtargetError, Conflict, IngestFailed, InvalidValue
 from adtarget.ingest.finish import (
     RowCounter,
@@ -76,18 +77,9 @@ class _Stopwatch:
             yield item
 
 
-_DELIMITERS = (";", "\t", "|", ",")
-
-
 def _header_hint(columns: list[str], delimiter: str) -> str:
-    """What to change when the id column is missing: a header read as one column that holds
-    another delimiter means the file is not ``delimiter``-separated (``--delimiter ';'``)."""
-    if len(columns) == 1:
-        for other in _DELIMITERS:
-            if other != delimiter and other in columns[0]:
-                shown = "'\\t'" if other == "\t" else repr(other)
-                return f"the header looks {shown}-separated: use --delimiter {shown}"
-    return "name the id column with --id-column"
+    """What to change when the id column is missing: the delimiter, or the id column's name."""
+    return delimiter_hint(columns, delimiter) or "name the id column with --id-column"
 
 
 def execute_job(
