@@ -152,3 +152,20 @@ def test_a_bad_setting_is_one_error_line_naming_the_variable(
     assert "ADTARGET_INDEX_FREEZE_GC: Input should be a valid boolean" in line
     assert "(got 'maybe')" in line and "ADTARGET_MAX_INFLIGHT: " in line and "(got 'lots')" in line
     assert "Traceback" not in result.output
+
+
+def test_starting_the_cli_loads_no_web_framework_or_duckdb() -> None:
+    """FastAPI (with the API's container) and DuckDB cost ~0.2 s each at import; only the
+    commands that use them (serve, forecast, hashed uploads, the Parquet event store) load them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from adtarget.cli.main import app\n"
+        "heavy = [m for m in ('fastapi', 'starlette', 'duckdb', 'matplotlib', 'ray', 'uvicorn')"
+        " if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

@@ -17,7 +17,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from adtarget.api.container import build_container
 from adtarget.cli.container import cli_container
 from adtarget.cli.errors import fail
 from adtarget.decision.forecast_service import forecast_line_item
@@ -107,6 +106,9 @@ def forecast(
         }  # fmt: skip
         body = _body(line_item, changes, fields)
         settings = cli_container().settings
+        # FastAPI comes with the API's container (~0.2 s): loaded by forecast, not every command
+        from adtarget.api.container import build_container
+
         container = build_container(settings.model_copy(update={"request_log_sample_rate": 0.0}))
         try:
             engine = container.decisions.engine

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,6 +29,8 @@ def hashed_to_ids(digests: pa.Array, base: Any) -> pa.Array:
         {"uid": base.ids_array(), "ord": pa.array(np.arange(base.num_ordinals, dtype=np.int64))}
     )
     wanted = pa.table({"h": pc.utf8_lower(digests)})
+    import duckdb  # ~0.2 s at import: only uploads of hashed ids pay it, not every CLI start
+
     con = duckdb.connect()
     try:
         con.register("ids", ids)
