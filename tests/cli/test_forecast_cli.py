@@ -65,6 +65,11 @@ def test_forecast_bad_input_exit_2_naming_the_field(data_dir: Path) -> None:
               *_flight()],
     )  # fmt: skip
     assert result.exit_code == 2 and "targeting" in result.stderr
+    result = runner.invoke(
+        app, ["--data-dir", str(data_dir), "forecast", "--bid-cpm", "2",
+              "--creative-duration", "-5", *_flight()],
+    )  # fmt: skip
+    assert result.exit_code == 2 and "creative_duration" in result.stderr
 
 
 def test_forecast_with_no_history_says_so(data_dir: Path) -> None:

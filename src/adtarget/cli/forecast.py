@@ -86,6 +86,10 @@ def forecast(
     ] = None,
     formats: Annotated[str | None, typer.Option(help="Comma-separated ad formats")] = None,
     budget: Annotated[float | None, typer.Option()] = None,
+    creative_duration: Annotated[
+        float | None,
+        typer.Option(help="Seconds of its creative: lets it fill slots of logged ad breaks"),
+    ] = None,
     campaign: Annotated[int | None, typer.Option("--campaign", help="Campaign id")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
@@ -102,7 +106,7 @@ def forecast(
             "targeting": targeting, "start": start, "end": end, "priority": priority,
             "bid_cpm": bid_cpm, "frequency_cap": frequency_cap, "budget": budget,
             "formats": [f.strip() for f in formats.split(",") if f.strip()] if formats else None,
-            "campaign_id": campaign,
+            "campaign_id": campaign, "creative_duration": creative_duration,
         }  # fmt: skip
         body = _body(line_item, changes, fields)
         settings = cli_container().settings
