@@ -107,6 +107,7 @@ def run_size(url: str, n: int, changes: int, runs: int, seed: int) -> dict[str, 
         check_seconds=3600.0,
         patch_max=max(2000, changes * 2),
         on_patch=lambda s, _n: patch_s.append(s),
+        freeze_gc=True,  # as `adtarget serve` runs it (ADTARGET_INDEX_FREEZE_GC, default on)
     )
     holder.start()
     served: list[float] = []
