@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, Text, and_, cast, func, or_, select
+from sqlalchemy import Select, Text, and_, cast, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from adtarget.catalog.tables import (
@@ -45,6 +45,22 @@ for ~90 ms; fetching in chunks bounds each C call."""
 _S = TypeVar("_S", bound="Select[*tuple[Any, ...]]")
 
 
+def _set_wide(session: Session) -> None:
+    """Before a query over the whole catalog on PostgreSQL: no nested-loop joins until the
+    transaction ends (``SET LOCAL``).
+
+    Why: with missing or stale statistics (a catalog just bulk-loaded, autovacuum off or not yet
+    run) the planner estimates one row per table and nests loops over 1,000 campaigns x 1,000
+    creatives x 100,000 line items: ``live_creatives`` ran for minutes inside the rebuild's
+    transaction (the long-open transactions seen under load; measured 133 ms with hash joins on
+    the same 100k catalog). A set-wide read of every row never wants nested loops; a patch's
+    reads of a few ids (``ids`` given) keep them.
+    """
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        session.execute(text("SET LOCAL enable_nestloop = off"))
+
+
 def _only(query: _S, ids: Collection[int] | None) -> _S:
     """``query`` restricted to the line items ``ids`` (``None``: all of them; an index patch
     reads the same rows for a few line items, so a patched item equals a rebuilt one)."""
@@ -73,6 +89,8 @@ def line_item_statuses(
     session: Session, ids: Collection[int] | None = None
 ) -> list[tuple[int, str, int, str]]:
     """``(line item id, its status, campaign id, campaign status)`` of every line item, by id."""
+    if ids is None:
+        _set_wide(session)
     rows = session.execute(
         _only(
             select(LineItem.id, LineItem.status, Campaign.id, Campaign.status)
@@ -92,6 +110,8 @@ def live_rows(session: Session, ids: Collection[int] | None = None) -> Sequence[
     Campaign and advertiser columns come once per campaign (``live_campaigns``), not once per
     line item. Column order is what ``decision/loader.py`` unpacks.
     """
+    if ids is None:
+        _set_wide(session)
     query = _only(
         select(
             LineItem.id,
@@ -152,6 +172,8 @@ def live_creatives(
 ) -> dict[int, list[tuple[int, str, str | None]]]:
     """``(creative id, format, attributes as stored JSON text)`` of approved, active creatives
     per active line item, ascending (the attributes give a pod its creatives' durations)."""
+    if ids is None:
+        _set_wide(session)
     query = _only(
         select(
             LineItemCreative.line_item_id,
