@@ -65,3 +65,29 @@ def test_bench_http_redis_cluster_smoke() -> None:
     figures = json.loads(out.strip().splitlines()[-1])["redis"]
     for name in ("single Redis", "Redis Cluster (3+3)"):
         assert figures[name]["rps"] > 0 and figures[name]["non_2xx"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_bench_http_fleet_smoke(pg_server_url: str) -> None:
+    """Two serve processes on one PostgreSQL catalog under load while changes commit."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server not installed")
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH),
+            *("--seconds", "2", "--concurrency", "4", "--change-every", "0.2"),
+            *("--line-items", "50", "--users", "500", "--fleet", "--json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
+    assert "fleet: 2 x adtarget serve" in out and "fleet: 2 x hello-world" in out
+    figures = json.loads(out.strip().splitlines()[-1])["fleet"]
+    for name in ("adtarget", "hello"):
+        assert figures[name]["rps"] > 0 and figures[name]["non_2xx"] == 0
+    assert figures["changes"] > 0 and figures["ratio"] > 0
