@@ -9,9 +9,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.audience.conftest import build, population
+from tests.audience.conftest import build, population, to_batch
+from tests.rules.strategies import REGISTRY, SEGMENTS
 
+from adtarget.audience.build import SnapshotBuilder
 from adtarget.audience.store import SnapshotStore
+from adtarget.rules.ast import SEGMENTS_FIELD
 from adtarget.settings import Settings
 
 MakeKey = Callable[..., str]
@@ -170,7 +173,7 @@ def test_forecast_authorizes_the_rule_it_forecasts(
         (
             {"line_item_id": plain["id"], "changes": {"targeting": 'segment("s1")'}},
             "changes.targeting",
-        ),  # fmt: skip
+        ),
         ({"line_item_id": li.json()["id"], "changes": {"bid_cpm": 2}}, "targeting"),
         ({"line_item_id": li.json()["id"]}, "targeting"),
     ]
@@ -187,3 +190,100 @@ def test_forecast_authorizes_the_rule_it_forecasts(
     assert mine.status_code == 201, mine.text
     own = client.post("/v1/forecast", json={**proposal, "targeting": 'segment("s2")'}, headers=a)
     assert own.status_code == 200, own.text
+
+
+def _publish_with_rule_segment(settings: Settings, name: str, rule: str) -> None:
+    """Publish a snapshot of the same users with ``name`` materialized as a bitmap, as an
+    upload does for every catalog rule segment."""
+    store = SnapshotStore(settings.snapshots_dir)
+    users = population(500, seed=2)
+    b = SnapshotBuilder(store=store, base=None, registry=REGISTRY, mode="replace")
+    b.add_batch(to_batch(users))
+    for seg in SEGMENTS:
+        b.set_segment(seg, [u["user_id"] for u in users if seg in u.get(SEGMENTS_FIELD, ())])
+    b.add_rule_segment(name, rule)
+    store.publish(b.finish())
+
+
+def test_a_visible_rule_segment_cannot_carry_a_hidden_one(
+    client: TestClient, world: dict[str, Any], settings: Settings
+) -> None:
+    """Authorization on the rule as it is evaluated, i.e. with rule segments expanded: the key's
+    own rule segment ``w`` and a global one ``g`` whose stored rules (written by an admin) read
+    B's private ``s1`` are refused wherever a rule arrives, naming both segments, with the
+    segment inlined and with it materialized in the snapshot; an admin still uses them."""
+    a, admin, camp = world["a"], world["admin"], world["campaign"]
+    a_id = camp["advertiser_id"]
+    for body in (
+        {"name": "w", "kind": "rule", "rule": 'segment("s1")', "advertiser_id": a_id},
+        {"name": "g", "kind": "rule", "rule": 'not segment("s1")'},
+        {"name": "s2", "kind": "list", "advertiser_id": a_id},
+    ):
+        made = client.post("/v1/segments", json=body, headers=admin)
+        assert made.status_code == 201, made.text
+    own = client.post(
+        "/v1/segments", json={"name": "r", "kind": "rule", "rule": 'segment("s2")'}, headers=a
+    )
+    assert own.status_code == 201, own.text
+    li = {"campaign_id": camp["id"], "name": "li", "priority": 1, "bid_cpm": 1}
+    made_li = client.post("/v1/line-items", json=li, headers=a)
+    assert made_li.status_code == 201, made_li.text
+    flight = {"start": "2029-01-01T00:00:00Z", "end": "2029-01-02T00:00:00Z"}
+    proposal = {"campaign_id": camp["id"], "priority": 8, "bid_cpm": 1, **flight}
+
+    def attempts(s: str) -> list[tuple[str, str, dict[str, Any], str]]:
+        return [
+            ("POST", "/v1/audiences/size", {"rule": f'segment("{s}")'}, "rule"),
+            ("POST", "/v1/audiences/size", {"rule": {"op": "segment", "name": s}}, "rule"),
+            ("POST", "/v1/audiences/overlap", {"rules": ["age > 1", f'segment("{s}")']}, "rule"),
+            ("POST", "/v1/audiences/export", {"rule": f'not segment("{s}")'}, "rule"),
+            ("POST", "/v1/line-items", {**li, "targeting": f'segment("{s}")'}, "targeting"),
+            (
+                "PATCH",
+                f"/v1/line-items/{made_li.json()['id']}",
+                {"targeting": f'segment("{s}")'},
+                "targeting",
+            ),
+            (
+                "POST",
+                "/v1/segments",
+                {"name": "w2", "kind": "rule", "rule": f'segment("{s}")'},
+                "rule",
+            ),
+            (
+                "PATCH",
+                f"/v1/segments/{own.json()['id']}",
+                {"rule": f'segment("s2") or segment("{s}")'},
+                "rule",
+            ),
+            ("POST", "/v1/forecast", {**proposal, "targeting": f'segment("{s}")'}, "targeting"),
+        ]
+
+    def refused_everywhere(name: str) -> None:
+        for method, path, body, field in attempts(name):
+            resp = client.request(method, path, json=body, headers=a)
+            assert resp.status_code == 422, (method, path, name, resp.text)
+            err = resp.json()["error"]
+            assert err["code"] == "rule_invalid" and err["field"] == field, (path, resp.text)
+            assert f"'{name}'" in err["message"] and "'s1'" in err["message"], resp.text
+            assert "user-" not in resp.text
+
+    refused_everywhere("w")
+    refused_everywhere("g")
+    # Nested one level deeper: an own rule segment the admin pointed at ``w``.
+    deeper = client.post(
+        "/v1/segments",
+        json={"name": "w3", "kind": "rule", "rule": 'segment("w")', "advertiser_id": a_id},
+        headers=admin,
+    )
+    assert deeper.status_code == 201, deeper.text
+    resp = client.post("/v1/audiences/size", json={"rule": 'segment("w3")'}, headers=a)
+    assert resp.status_code == 422 and "w3 -> w -> s1" in resp.text, resp.text
+    # Materialized in the snapshot (as an upload does), it is read as a bitmap, not inlined.
+    _publish_with_rule_segment(settings, "w", 'segment("s1")')
+    refused_everywhere("w")
+    # An admin uses them; the key still uses its own segments.
+    ok = client.post("/v1/audiences/size", json={"rule": 'segment("w")'}, headers=admin)
+    assert ok.status_code == 200 and ok.json()["count"] > 100, ok.text
+    mine = client.post("/v1/audiences/size", json={"rule": 'segment("r")'}, headers=a)
+    assert mine.status_code == 200, mine.text

@@ -32,6 +32,7 @@ from adtarget.catalog.segments import all_segment_scopes
 from adtarget.rules.ast import Rule
 from adtarget.rules.parse import parse
 from adtarget.rules.registry import DimensionSpec
+from adtarget.rules.validate import hidden_reach
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +55,8 @@ class CatalogView:
     by_scope: dict[int | None, dict[str, Any]] = field(default_factory=dict)
 
     def context(self, principal: Principal) -> dict[str, Any]:
-        """``registry``, ``segments`` and ``hidden`` for ``principal`` (shared: do not mutate)."""
+        """``registry``, ``segments``, ``hidden`` and ``reach`` (the visible rule segments whose
+        stored rule reaches a hidden one) for ``principal`` (shared: do not mutate)."""
         scope = principal.advertiser_id if principal.role == "advertiser" else None
         got = self.by_scope.get(scope)
         if got is None:
@@ -67,12 +69,14 @@ class CatalogView:
                 if principal.role == "advertiser"
                 else frozenset()
             )
+            definitions = {s.name: s.rule for s in self.segments if s.name not in hidden}
             got = {
                 "registry": self.registry,
                 "segments": {
                     s.name: s.rule for s in self.segments if not s.archived and s.name not in hidden
                 },
                 "hidden": hidden,
+                "reach": hidden_reach(definitions, hidden),
             }
             self.by_scope[scope] = got
         return got
@@ -129,7 +133,8 @@ class AudienceContextCache:
             return None  # the file went away or is locked: fall back to the fingerprint
 
     def context(self, principal: Principal) -> dict[str, Any]:
-        """Keyword arguments ``registry``, ``segments``, ``hidden`` for ``audience.service``."""
+        """Keyword arguments ``registry``, ``segments``, ``hidden``, ``reach`` for
+        ``audience.service``."""
         marker = self._probe_marker()  # read before the view is loaded: never newer than it
         view = self._view
         if marker is not None and view is not None and view.marker == marker:

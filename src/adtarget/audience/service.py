@@ -28,11 +28,12 @@ from adtarget.rules.eval_bitmap import evaluate
 from adtarget.rules.format import from_json
 from adtarget.rules.parse import parse
 from adtarget.rules.registry import DimensionSpec
-from adtarget.rules.validate import expand_segments, validate
+from adtarget.rules.validate import expand_segments, refuse_hidden, validate
 
 RuleInput = str | Rule | Mapping[str, Any]
 ExportFormat = Literal["csv", "parquet"]
 EXPORT_CHUNK = 1_000_000
+Reach = Mapping[str, tuple[str, ...]]
 
 
 def current_snapshot(store: SnapshotStore) -> AnySnapshot:
@@ -51,15 +52,18 @@ def _compile(
     registry: Mapping[str, DimensionSpec] | None,
     segments: Mapping[str, Rule | None] | None,
     hidden: frozenset[str] = frozenset(),
+    reach: Reach | None = None,
 ) -> Rule:
     """Parse, validate and inline rule segments not materialized in the snapshot.
 
     ``hidden``: segments the caller may not see. The rule is validated as if they did not
     exist, so naming one fails exactly as naming a missing one, on the very rule that would
-    otherwise be evaluated. Errors name the request field ``rule`` (the parser's default is
-    ``targeting``)."""
+    otherwise be evaluated. ``reach`` (``rules.validate.hidden_reach``): the visible rule
+    segments whose stored rule reaches a hidden one, refused too, whether they are inlined or
+    read materialized from the snapshot. Errors name the request field ``rule`` (the parser's
+    default is ``targeting``)."""
     try:
-        return _compile_checked(rule, snapshot, registry, segments, hidden)
+        return _compile_checked(rule, snapshot, registry, segments, hidden, reach or {})
     except InvalidValue as exc:
         if exc.field in (None, "targeting"):
             exc.field = "rule"
@@ -72,6 +76,7 @@ def _compile_checked(
     registry: Mapping[str, DimensionSpec] | None,
     segments: Mapping[str, Rule | None] | None,
     hidden: frozenset[str],
+    reach: Reach,
 ) -> Rule:
     if isinstance(rule, str):
         parsed = parse(rule)
@@ -87,6 +92,7 @@ def _compile_checked(
     if segments:
         known.update({k: v for k, v in segments.items() if k not in known and k not in hidden})
     validate(parsed, merged, segments=known)
+    refuse_hidden(parsed, hidden, reach)
     if segments and any(v is not None for k, v in segments.items() if k not in stored):
         parsed = expand_segments(parsed, lambda n: None if n in stored else known.get(n))
     return parsed
@@ -103,13 +109,14 @@ def _compile_any(
     registry: Mapping[str, DimensionSpec] | None,
     segments: Mapping[str, Rule | None] | None,
     hidden: frozenset[str] = frozenset(),
+    reach: Reach | None = None,
 ) -> Rule:
     """``_compile``, memoized for rule text: parsing and validating cost ~0.4 ms, more than
     sizing itself. The key holds the snapshot's path and version (the segment names it
     materialized are part of what validation sees) and the catalog's registry and segments;
     never the snapshot object, so a cached rule does not keep an old snapshot mapped."""
     if not isinstance(rule, str):
-        return _compile(rule, snapshot, registry, segments, hidden)
+        return _compile(rule, snapshot, registry, segments, hidden, reach)
     key = (
         rule,
         str(snapshot.path),
@@ -117,10 +124,11 @@ def _compile_any(
         frozenset((registry or {}).items()),
         frozenset((segments or {}).items()),
         hidden,
+        frozenset((reach or {}).items()),
     )
     hit = _compiled.get(key)
     if hit is None:
-        hit = _compile(rule, snapshot, registry, segments, hidden)
+        hit = _compile(rule, snapshot, registry, segments, hidden, reach)
         with _compiled_lock:
             if len(_compiled) >= COMPILE_CACHE_SIZE:
                 _compiled.clear()
@@ -149,6 +157,7 @@ def size_rule(
     min_size: int = 100,
     segments: Mapping[str, Rule | None] | None = None,
     hidden: frozenset[str] = frozenset(),
+    reach: Reach | None = None,
     use_cache: bool = True,
 ) -> dict[str, Any]:
     """Exact number of users matching a rule: ``{"count": N, "snapshot": v}``.
@@ -160,9 +169,10 @@ def size_rule(
         min_size: counts below it come back as ``count: None, below_threshold: True``.
         segments: catalog segments, name -> rule (rule-based) or ``None`` (list).
         hidden: segments the caller may not see (treated as missing).
+        reach: visible rule segments that reach a hidden one (``rules.validate.hidden_reach``).
         use_cache: reuse sub-expression results kept on the snapshot (``audience/results``).
     """
-    rule = _compile_any(rule_text, snapshot, registry, segments, hidden)
+    rule = _compile_any(rule_text, snapshot, registry, segments, hidden, reach)
     if isinstance(snapshot, ShardedSnapshot):
         n = snapshot.fanout.count(rule, use_cache)
     else:
@@ -178,6 +188,7 @@ def overlap_rules(
     min_size: int = 100,
     segments: Mapping[str, Rule | None] | None = None,
     hidden: frozenset[str] = frozenset(),
+    reach: Reach | None = None,
     use_cache: bool = True,
 ) -> dict[str, Any]:
     """N x N matrix of intersection sizes (diagonal = each rule's size), thresholded per cell:
@@ -190,7 +201,7 @@ def overlap_rules(
     compiled: list[Rule] = []
     for i, r in enumerate(rules):
         try:
-            compiled.append(_compile_any(r, snapshot, registry, segments, hidden))
+            compiled.append(_compile_any(r, snapshot, registry, segments, hidden, reach))
         except InvalidValue as exc:
             exc.details.setdefault("index", i)
             raise
@@ -230,6 +241,7 @@ def export_rule(
     segments: Mapping[str, Rule | None] | None = None,
     chunk_size: int = EXPORT_CHUNK,
     hidden: frozenset[str] = frozenset(),
+    reach: Reach | None = None,
 ) -> dict[str, Any]:
     """Write the matching user ids (column ``user_id``) to CSV or Parquet, streamed in chunks.
 
@@ -237,7 +249,7 @@ def export_rule(
     """
     if fmt not in ("csv", "parquet"):
         raise InvalidValue(f"export format {fmt!r} is not csv or parquet", field="format")
-    rule = _compile(rule_text, snapshot, registry, segments, hidden)
+    rule = _compile(rule_text, snapshot, registry, segments, hidden, reach)
     if isinstance(snapshot, ShardedSnapshot):
         return _export_sharded(snapshot, rule, out_path, fmt, min_size, chunk_size)
     bm = evaluate(rule, snapshot.index)

@@ -22,7 +22,7 @@ from adtarget.rules.ast import segment_names
 from adtarget.rules.format import from_json, to_json
 from adtarget.rules.parse import parse
 from adtarget.rules.registry import DimensionSpec, check_dimension_name
-from adtarget.rules.validate import validate
+from adtarget.rules.validate import hidden_reach, refuse_hidden, validate
 from adtarget.settings import get_settings
 
 if TYPE_CHECKING:
@@ -60,6 +60,16 @@ def segment_rules(
     return out
 
 
+def segment_definitions(*, session: Session, hidden: frozenset[str]) -> dict[str, Any]:
+    """Every segment the caller may see, archived ones too, name -> parsed rule or ``None``: what
+    ``hidden_reach`` follows to find a hidden segment behind a visible rule segment."""
+    out: dict[str, Any] = {}
+    for name, kind, text in session.execute(select(Segment.name, Segment.kind, Segment.rule)):
+        if name not in hidden:
+            out[name] = parse(text) if kind == "rule" and text else None
+    return out
+
+
 def compile_targeting(
     text: str,
     *,
@@ -70,7 +80,8 @@ def compile_targeting(
 ) -> dict[str, Any] | None:
     """Parse + validate rule text; return its JSON form (``None`` for empty = everyone).
 
-    ``hidden``: segments the caller may not see; naming one fails as naming a missing one.
+    ``hidden``: segments the caller may not see; naming one fails as naming a missing one, and
+    naming a rule segment whose stored rule reaches one (however deep) fails naming both.
     """
     if not text.strip():
         return None
@@ -80,6 +91,11 @@ def compile_targeting(
         if own_name is not None:
             segments[own_name] = rule  # lets validate() see a cycle through this segment
         validate(rule, dimension_registry(session=session), segments=segments)
+        if hidden:  # authorize the rule as it will be evaluated: rule segments expanded
+            definitions = segment_definitions(session=session, hidden=hidden)
+            if own_name is not None:
+                definitions[own_name] = rule
+            refuse_hidden(rule, hidden, hidden_reach(definitions, hidden))
     except RuleSyntaxError as err:
         err.field = field
         raise

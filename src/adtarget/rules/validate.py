@@ -9,7 +9,8 @@ where it was written (line/column are 0 when the rule came from JSON and has no 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterable, Mapping
+from collections import deque
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from adtarget.errors import RuleValidationError
@@ -32,6 +33,7 @@ from adtarget.rules.ast import (
     SegmentRef,
     Value,
     depth,
+    segment_names,
     size,
     walk,
 )
@@ -291,3 +293,68 @@ class _Expander(RuleVisitor[Rule]):
         out = self.visit(target, (*stack, node.name), d, origin or node)
         self.memo[node.name] = out
         return out
+
+
+def hidden_reach(
+    definitions: Mapping[str, Rule | None], hidden: Collection[str]
+) -> dict[str, tuple[str, ...]]:
+    """Every visible segment whose definition reaches a hidden one, with the path to it.
+
+    Why: a caller's rule may name only segments it may see, but a rule segment it may see (its
+    own, or a global one) can name another advertiser's segment in its *stored* rule (an admin
+    wrote it). That rule is inlined, or read from the snapshot where it was materialized, when
+    the caller's rule is evaluated; authorization must therefore decide on the rule as it will
+    be evaluated, i.e. after expansion. ``definitions`` holds every segment the caller may see,
+    archived ones too (a materialized archived segment still counts), name -> its rule or
+    ``None`` (a list segment). Result: name -> ``(name, ..., hidden_name)``.
+    """
+    if not hidden:
+        return {}
+    refs = {name: sorted(segment_names(r)) for name, r in definitions.items() if r is not None}
+    out: dict[str, tuple[str, ...]] = {}
+    for start in definitions:
+        if start in hidden or start not in refs:
+            continue
+        parent: dict[str, str] = {start: ""}
+        queue = deque([start])
+        while queue:  # breadth first: the shortest path, and cycles cannot loop
+            name = queue.popleft()
+            for ref in refs.get(name, ()):
+                if ref in parent:
+                    continue
+                parent[ref] = name
+                if ref in hidden:
+                    path = [ref]
+                    while path[-1] != start:
+                        path.append(parent[path[-1]])
+                    out[start] = tuple(reversed(path))
+                    queue.clear()
+                    break
+                queue.append(ref)
+    return out
+
+
+def refuse_hidden(
+    rule: Rule, hidden: Collection[str], reach: Mapping[str, tuple[str, ...]]
+) -> None:
+    """Raise ``RuleValidationError`` when ``rule``, once rule segments are expanded, would read a
+    hidden segment (``reach`` from ``hidden_reach``).
+
+    A hidden name written in the rule itself fails exactly as a missing one; one reached
+    through a visible rule segment names that segment and the hidden one it uses, as unknown.
+    The one check every route that evaluates or stores a caller's rule goes through.
+    """
+    if not hidden and not reach:
+        return
+    for node in walk(rule):
+        if not isinstance(node, SegmentRef):
+            continue
+        if node.name in hidden:
+            raise _node_fail(node, f"unknown segment '{node.name}'")
+        path = reach.get(node.name)
+        if path is not None:
+            via = " -> ".join(path)
+            raise _node_fail(
+                node,
+                f"segment '{node.name}' uses unknown segment '{path[-1]}' ({via})",
+            )
