@@ -11,7 +11,8 @@ change.
 
 Why levels and shared position lists (the cost of a patch must not grow with the index or with
 the changes before it): ``items`` / ``facts`` / ``rule_dims`` are lists shared by every index
-patched from the same base, and a patch only *appends* the new versions' entries (positions
+patched from the same base (made by the first patch; the unpatched view serves the base's
+own tuples), and a patch only *appends* the new versions' entries (positions
 already handed out never change, so an older index still being read stays valid; the holder
 patches under its lock). A patch builds a ``LineItemIndex`` over just the line items it
 reloaded; levels are merged size-tiered (``MERGE_RATIO``), so each delta entry is rebuilt a
@@ -148,11 +149,13 @@ class PatchedIndex:
         self._compiler, self._facts = compiler, facts
         self._flat: LineItemIndex | None = None
         self._n = len(base.items)
-        shared = _shared or _Shared(list(base.items), list(base.facts), list(base.rule_dims))
-        self._shared = shared
-        self.items: Sequence[LiveLineItem] = shared.items
-        self.facts: Sequence[Facts] = shared.facts
-        self.rule_dims: Sequence[frozenset[str]] = shared.rule_dims
+        # unpatched: the base's own tuples; the shared lists start with the first patch
+        self._shared = _shared
+        self.items: Sequence[LiveLineItem] = base.items if _shared is None else _shared.items
+        self.facts: Sequence[Facts] = base.facts if _shared is None else _shared.facts
+        self.rule_dims: Sequence[frozenset[str]] = (
+            base.rule_dims if _shared is None else _shared.rule_dims
+        )
         self._removed = _removed  # base positions masked out
         self.levels = _levels
         self._where: dict[int, int] = _where or {}  # id -> shared position of its delta version
@@ -171,10 +174,11 @@ class PatchedIndex:
         """An unpatched view of ``base`` (``compiler`` / ``facts``: memos for the deltas)."""
         return cls(base, compiler=compiler, facts=facts)
 
-    def _level(self, items: Sequence[LiveLineItem], where: dict[int, int]) -> Level:
+    def _level(
+        self, items: Sequence[LiveLineItem], where: dict[int, int], shared: _Shared
+    ) -> Level:
         """A new level over ``items``, its entries appended to the shared lists."""
         index = LineItemIndex(items, version="delta", compiler=self._compiler, facts=self._facts)
-        shared = self._shared
         offset = len(shared.items)
         shared.items.extend(index.items)
         shared.facts.extend(index.facts)
@@ -186,10 +190,12 @@ class PatchedIndex:
     def patched(self, ids: frozenset[int], loaded: LoadedCatalog, version: str) -> PatchedIndex:
         """A new index where line items ``ids`` are as in ``loaded`` (their fresh state: the
         live ones in ``loaded.items``, the others in ``loaded.not_live`` or deleted)."""
+        base = self.base
+        shared = self._shared or _Shared(list(base.items), list(base.facts), list(base.rule_dims))
         where = dict(self._where)
         superseded: list[int] = []
         base_pos: list[int] = []
-        position_of = self.base.position_of
+        position_of = base.position_of
         for li_id in ids:
             p = where.pop(li_id, None)
             if p is not None:
@@ -206,7 +212,7 @@ class PatchedIndex:
             levels = [lv for lv in levels if lv.live]
         fresh = [it for it in loaded.items if it.id in ids]
         if fresh:
-            levels.append(self._level(fresh, where))
+            levels.append(self._level(fresh, where, shared))
         while len(levels) >= 2 and levels[-2].live <= MERGE_RATIO * levels[-1].live:
             newer, older = levels.pop(), levels.pop()
             merged = [
@@ -215,7 +221,7 @@ class PatchedIndex:
                 for p, it in enumerate(lv.delta.items, lv.offset)
                 if where.get(it.id) == p
             ]
-            levels.append(self._level(merged, where))
+            levels.append(self._level(merged, where, shared))
         not_live = [row for row in self.not_live if row[0] not in ids]
         not_live.extend(row for row in loaded.not_live if row[0] in ids)
         not_live.sort()
@@ -225,7 +231,7 @@ class PatchedIndex:
             version=version,
             compiler=self._compiler,
             facts=self._facts,
-            _shared=self._shared,
+            _shared=shared,
             _removed=self._removed | _mask(base_pos),
             _levels=tuple(levels),
             _where=where,
