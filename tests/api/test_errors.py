@@ -113,7 +113,7 @@ def test_405_allow_names_every_method_of_the_path(client: TestClient, method: st
     """FastAPI's router named only the first matching route's method (``Allow: GET``)."""
     resp = client.request(method, "/v1/advertisers")
     assert resp.status_code == 405
-    assert resp.headers["allow"] == "GET, POST"  # HEAD is not served here
+    assert resp.headers["allow"] == "GET, HEAD, POST"  # HEAD: the GET without a body
     one = client.request(method, "/v1/forecast")  # a path with one method
     assert one.status_code == 405 and one.headers["allow"] == "POST"
 
@@ -122,3 +122,21 @@ def test_empty_patch_is_422(client: TestClient) -> None:
     adv = client.post("/v1/advertisers", json={"name": "acme"}).json()
     resp = client.patch(f"/v1/advertisers/{adv['id']}", json={})
     assert resp.status_code == 422 and resp.json()["error"]["field"] == "body"
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/v1/advertisers", "/v1/me"])
+def test_head_answers_as_get_without_a_body(client: TestClient, path: str) -> None:
+    """``HEAD`` on a ``GET`` route was a 405; now the GET's status and headers, no body."""
+    client.post("/v1/advertisers", json={"name": "acme"})
+    got = client.get(path)
+    head = client.head(path)
+    assert head.status_code == got.status_code == 200, head.text
+    assert head.content == b""
+    assert head.headers["content-type"] == got.headers["content-type"]
+    if path != "/metrics":  # metrics move between the two calls
+        assert head.headers["content-length"] == got.headers["content-length"]
+
+
+def test_head_is_still_405_where_get_is_not_served(client: TestClient) -> None:
+    resp = client.head("/v1/forecast")
+    assert resp.status_code == 405 and resp.headers["allow"] == "POST"

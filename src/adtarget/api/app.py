@@ -24,6 +24,7 @@ from adtarget.api.container import Container, build_container
 from adtarget.api.deps import allow
 from adtarget.api.docs import install_docs
 from adtarget.api.errors import install_error_handlers
+from adtarget.api.head import head_as_get, serves_get_only
 from adtarget.api.middleware import GuardMiddleware
 from adtarget.api.openapi import install_openapi
 from adtarget.api.routes import (
@@ -159,6 +160,9 @@ class AdtargetAPI(FastAPI):
         ):
             scope["app"] = self
             await decisions.decisions_asgi(scope, receive, send)
+            return
+        if scope["type"] == "http" and scope["method"] == "HEAD" and serves_get_only(self, scope):
+            await head_as_get(super().__call__, scope, receive, send)
             return
         await super().__call__(scope, receive, send)
 

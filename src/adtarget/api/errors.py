@@ -154,14 +154,18 @@ def allowed_methods(request: Request) -> list[str]:
 
     Why not Starlette's own ``Allow``: FastAPI makes one route per method, and the router's 405
     names only the first route whose path matched, so ``GET``+``POST`` paths said ``Allow: POST``.
-    Each method is tried through the routes' own ``matches`` (included routers too).
+    ``HEAD`` is listed wherever ``GET`` is. Each method is tried through the routes' own
+    ``matches`` (included routers too).
     """
     routes = request.app.router.routes
-    return sorted(
+    methods = {
         m
         for m in _METHODS
         if any(r.matches({**request.scope, "method": m})[0] == Match.FULL for r in routes)
-    )
+    }
+    if "GET" in methods:
+        methods.add("HEAD")  # answered as the GET without a body (``api/head.py``)
+    return sorted(methods)
 
 
 async def _on_http_error(request: Request, exc: Exception) -> Response:
