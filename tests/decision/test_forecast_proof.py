@@ -151,8 +151,9 @@ def test_an_empty_log_says_so(world, tmp_path: Path) -> None:
 def test_replaying_only_served_users_without_budgets_equals_the_full_replay(
     world, logged, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With no budget coupling users, the replay without the proposal skips users it never
-    served; forcing the full replay gives the same answer."""
+    """With no budget coupling users, the replay without the proposal decides a user's requests
+    only from the first one the proposal served (before it, it is told what was served);
+    forcing it to decide every request gives the same answer."""
     import adtarget.decision.forecast as forecast_module
 
     prop = proposal(budget=None)

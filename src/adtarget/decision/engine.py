@@ -299,6 +299,18 @@ class DecisionEngine:
         except Exception:
             st.degraded = True
 
+    def record_served(self, items: Iterable[LiveLineItem], user_id: str, ts: float) -> None:
+        """Count impressions of ``items`` served to ``user_id`` at ``ts`` in the frequency caps,
+        through the same ``_record`` as ``decide``.
+
+        Why: the forecast replays without the proposal only where it can differ from the replay
+        with it (``decision/forecast.py``); until a user's answers part, the twin engine is
+        told what the first one served instead of deciding it again.
+        """
+        served = [(it, [cap_key(c, user_id, ts) for c in it.caps]) for it in items if it.caps]
+        if served:
+            self._record(served, ts, _Request())
+
     # -- the request -----------------------------------------------------------------------
 
     def decide(self, request: DecisionRequest, now: datetime | None = None) -> DecisionResult:

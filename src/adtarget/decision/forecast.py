@@ -40,7 +40,7 @@ from adtarget.decision.forecast_reach import PROGRESS_EVERY, Reach, find_reach
 from adtarget.decision.forecast_spend import ReplaySpend
 from adtarget.decision.forecast_window import DayPlan, Replayed, plan_days, replay_table, rows_of
 from adtarget.decision.index import LineItemIndex
-from adtarget.decision.models import DecisionRequest, DecisionResult, LiveLineItem
+from adtarget.decision.models import Decision, DecisionRequest, DecisionResult, LiveLineItem
 from adtarget.decision.pods import replayed_pod
 from adtarget.decision.profiles import MemoryProfileStore, ProfileStore
 from adtarget.decision.request_store import RequestStore
@@ -205,6 +205,7 @@ def _outside_spend(
     for when, li, rate in zip(ts, ids, rates, strict=True):
         item = budgeted[li]
         out.append((when, li, item.campaign_id, item.bid_cpm / 1000.0 / rate))
+    out.sort(key=lambda event: event[0])  # the table is not in time order (replay_table)
     return out
 
 
@@ -244,26 +245,56 @@ def _replay(
     inputs: _Inputs,
     timezones: dict[int, str],
 ) -> tuple[_Tally, list[tuple[float, float]]]:
-    """Run every replayed request through the engine, in time order, and count.
+    """Run every replayed request through the engine, in time order, and count; beside it, a
+    twin engine without the proposal, for what the proposal takes from each competitor.
+
+    The twin decides only where its answer can differ. A user's requests give the same answers
+    with and without the proposal until the proposal is first served to them: until then the
+    twin is told what was served (``record_served``: the same frequency-cap counting, and the
+    same spend) instead of deciding again, and only the later requests count towards what was
+    taken (an ad break the proposal matches parts them too: without it the break may fill
+    otherwise). When users are coupled through a budgeted competitor, the twin decides every
+    request.
 
     Returns the tally and, per flight day, (matched requests, forecast impressions).
     """
-    profiles = MemoryProfileStore(
+    profiles = _Profiles(
         {u: p for u, p in inputs.reach.profile_of.items() if p is not None}, version="forecast"
     )
     engine, sim = _engine(index, profiles, inputs, timezones)
-    served_rows: list[tuple[str, float, list[int]]] = []  # (user, weight, line items served)
+    twin, twin_sim = _engine(without, profiles, inputs, timezones)
+    items = index.items
+    at = index.position_of
+    parted: set[str] = set()  # users whose answers without the proposal may differ
+    served_with: dict[int, float] = {}
+    served_without: dict[int, float] = {}
     pid = proposal.id
     rank = proposal.rank_key()
     matches, progress = inputs.reach.matches, inputs.progress
     tally = _Tally()
     by_day: dict[int, list[float]] = {}
     contexts: dict[str, dict[str, Any]] = {}
+    twin_contexts: dict[str, dict[str, Any]] = {}
     for i, r in enumerate(rows):
         hit = matches(r.user_id, r.context)
         result = _decide(engine, sim, index, r, hit=hit, contexts=contexts)
         weight = 1.0 / r.sample_rate
-        served_rows.append((r.user_id, weight, [d.line_item_id for d in result.decisions]))
+        decisions = result.decisions
+        got = any(d.line_item_id == pid for d in decisions)
+        if got or inputs.coupled or (hit and r.pod):
+            # a break the proposal was walked in may fill otherwise without it (below its
+            # min_duration a break is withdrawn whole), so a pod it matches parts the user too
+            parted.add(r.user_id)
+        if r.user_id in parted:
+            for d in decisions:
+                served_with[d.line_item_id] = served_with.get(d.line_item_id, 0.0) + weight
+            alone = _decide(twin, twin_sim, without, r, hit=False, contexts=twin_contexts)
+            for d in alone.decisions:
+                served_without[d.line_item_id] = served_without.get(d.line_item_id, 0.0) + weight
+        elif decisions:  # the same answer without the proposal: count it, do not decide it
+            twin_sim.advance(r.ts)
+            _charge(twin_sim, decisions, r)
+            twin.record_served([items[at[d.line_item_id]] for d in decisions], r.user_id, r.ts)
         if progress is not None and i % PROGRESS_EVERY == 0:
             progress("replaying", i, len(rows))
         if not hit:
@@ -271,32 +302,33 @@ def _replay(
         day = by_day.setdefault(r.day, [0.0, 0.0])
         tally.matched += weight
         day[0] += weight
-        above = [d for d in result.decisions if (d.priority, -d.bid_cpm, d.line_item_id) < rank]
+        above = [d for d in decisions if (d.priority, -d.bid_cpm, d.line_item_id) < rank]
         if len(above) < r.limit:
             tally.available += weight
-        if any(d.line_item_id == pid for d in result.decisions):
+        if got:
             tally.forecast += weight
             day[1] += weight
             tally.per_user[r.user_id] = tally.per_user.get(r.user_id, 0.0) + 1.0
         else:
             for d in above:
                 tally.lost[d.line_item_id] = tally.lost.get(d.line_item_id, 0.0) + weight
-    if not inputs.coupled:  # only users the proposal served can differ without it
-        rows = [r for r in rows if r.user_id in tally.per_user]
-    again = {r.user_id for r in rows}
-    served_with: dict[int, float] = {}
-    for user_id, weight, ids in served_rows:
-        if user_id in again:
-            for li in ids:
-                served_with[li] = served_with.get(li, 0.0) + weight
-    served_without = _served(without, rows, profiles, inputs, timezones)
-    for li, got in served_without.items():
-        if got > served_with.get(li, 0.0):
-            tally.taken[li] = got - served_with.get(li, 0.0)
+    for li, n in served_without.items():
+        if n > served_with.get(li, 0.0):
+            tally.taken[li] = n - served_with.get(li, 0.0)
     if progress is not None:
         progress("replaying", len(rows), len(rows))
     span = range(max(by_day, default=-1) + 1)
     return tally, [(by_day.get(i, [0.0, 0.0])[0], by_day.get(i, [0.0, 0.0])[1]) for i in span]
+
+
+class _Profiles(MemoryProfileStore):
+    """The replay's profiles, handed to the engine without a copy per request (the engine's
+    ``merge_features`` copies before it changes anything)."""
+
+    def get(self, user_id: str) -> dict[str, Any] | None:
+        """The user's features (not a copy)."""
+        found = self.profiles.get(user_id)
+        return cast(dict[str, Any], found) if found is not None else None
 
 
 def _engine(
@@ -340,34 +372,19 @@ def _decide(
     pod = replayed_pod(r.pod) if r.pod else None
     request = DecisionRequest(r.user_id, ctx, r.limit, r.formats, pod=pod)
     result = engine.decide(request, now=when)
-    weight = 1.0 / r.sample_rate
-    for d in result.decisions:
-        sim.charge(d.line_item_id, d.campaign_id, d.bid_cpm * weight / 1000.0, when)
+    if result.decisions:
+        _charge(sim, result.decisions, r, when)
     return result
 
 
-def _served(
-    index: ReplayIndex,
-    rows: Sequence[Replayed],
-    profiles: MemoryProfileStore,
-    inputs: _Inputs,
-    timezones: dict[int, str],
-) -> dict[int, float]:
-    """Impressions per line item when the same requests are replayed without the proposal.
-
-    What the proposal takes from a competitor is the difference to the replay with it: the net
-    effect, after the competitor's caps and budget let it serve elsewhere instead.
-    """
-    engine, sim = _engine(index, profiles, inputs, timezones)
-    served: dict[int, float] = {}
-    contexts: dict[str, dict[str, Any]] = {}
-    for i, r in enumerate(rows):
-        weight = 1.0 / r.sample_rate
-        for d in _decide(engine, sim, index, r, hit=False, contexts=contexts).decisions:
-            served[d.line_item_id] = served.get(d.line_item_id, 0.0) + weight
-        if inputs.progress is not None and i % PROGRESS_EVERY == 0:
-            inputs.progress("replaying without it", i, len(rows))
-    return served
+def _charge(
+    sim: ReplaySpend, decisions: Sequence[Decision], r: Replayed, when: datetime | None = None
+) -> None:
+    """Charge what ``r`` served to the replay's spend, at the row's weight."""
+    when = when if when is not None else datetime.fromtimestamp(r.ts, UTC)
+    weight = 1.0 / r.sample_rate
+    for d in decisions:
+        sim.charge(d.line_item_id, d.campaign_id, d.bid_cpm * weight / 1000.0, when)
 
 
 def _interval(
