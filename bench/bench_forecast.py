@@ -251,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         fc = statistics.median(runs)
         print(f"forecast: median {fc:.3f} s of 3 (min {min(runs):.3f} s); replayed "
               f"{answer['replayed_requests']:,} requests of {answer['replayed_users']:,} users "
-              f"twice; matched {answer['matched_requests']:,}, forecast "
+              f"(the twin without the proposal from each user's first serve); matched "
+              f"{answer['matched_requests']:,}, forecast "
               f"{answer['forecast_impressions']:,}, 95% {answer['confidence']}  "
               f"[target <= 1 s at 1M requests / 10k line items]")  # fmt: skip
         # baseline: every request through every line item's per-user evaluator
