@@ -49,6 +49,14 @@ class Settings(BaseSettings):
     dimension is a few memory-mapped files in every open snapshot, and the kernel bounds the
     mappings of a process (``vm.max_map_count``, 65,530 by default), so width is capped at the
     door with an error naming the file instead of failing somewhere inside a build."""
+    tracking_keys: str | None = None
+    """Keys that sign tracking URLs, comma-separated: the first signs, every one listed verifies
+    (rotate by putting the new key first and dropping the old one after one TTL). Unset: one key
+    generated in the data dir (one machine); a fleet of hosts must share this setting."""
+    tracking_ttl_seconds: int = Field(default=86_400, ge=60)
+    """How long a tracking URL is accepted after its decision."""
+    tracking_base_url: str = ""
+    """Prefix of tracking URLs, e.g. ``https://ads.example.com``; empty: root-relative."""
     admin_key: str | None = None
     allow_open: bool = True
     """``False``: never run open, even with no API key at all. ``adtarget serve`` sets it for its

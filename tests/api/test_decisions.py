@@ -22,6 +22,7 @@ from adtarget.settings import Settings
 from .conftest import make_live
 
 Seed = Callable[..., dict[str, Any]]
+API_MD_FIELDS = ("line_item_id", "campaign_id", "creative_id", "priority", "bid_cpm")
 FLIGHT = {"start": "2026-01-01T00:00:00Z", "end": "2099-01-01T00:00:00Z"}
 
 
@@ -41,13 +42,23 @@ def test_ranked_decisions_with_api_md_fields(client: TestClient, live: dict[str,
     body = resp.json()
     assert body["degraded"] is False and "snapshot" in body
     assert [d["line_item_id"] for d in body["decisions"]] == [live["us"]["id"], live["all"]["id"]]
-    assert body["decisions"][0] == {
+    first = body["decisions"][0]
+    assert {k: first[k] for k in API_MD_FIELDS} == {
         "line_item_id": live["us"]["id"],
         "campaign_id": live["campaign"]["id"],
         "creative_id": live["creative"]["id"],
         "priority": 1,
         "bid_cpm": 2.0,
     }
+    # playable (API.md, ad breaks and tracking): the creative as registered, signed beacons
+    assert first["creative"]["id"] == live["creative"]["id"]
+    assert first["creative"]["format"] == live["creative"]["format"]
+    assert first["creative"]["attributes"] == live["creative"].get("attributes", {})
+    assert len({d["decision_id"] for d in body["decisions"]}) == 2
+    assert set(first["tracking"]) == {
+        "impression", "start", "first_quartile", "midpoint", "third_quartile", "complete", "click"
+    }  # fmt: skip
+    assert all(u.startswith("/v1/track/") for u in first["tracking"].values())
     one = client.post("/v1/decisions", json={"user_id": "u1", "context": {"country": "FR"}})
     assert [d["line_item_id"] for d in one.json()["decisions"]] == [live["all"]["id"]]
 

@@ -65,12 +65,15 @@ def test_rank_by_priority_then_bid_then_id_and_limit() -> None:
     assert _ids(engine) == [3]
     result = engine.decide(DecisionRequest("u1", limit=2))
     assert result.snapshot == "v000007" and not result.degraded
-    assert result.to_dict()["decisions"][0] == {
+    first = result.to_dict()["decisions"][0]
+    assert len(first.pop("decision_id")) == 24
+    assert first == {
         "line_item_id": 3,
         "campaign_id": 100,
         "creative_id": 5003,
         "priority": 1,
         "bid_cpm": 7.5,
+        "creative": {"id": 5003, "format": "video", "attributes": {}},
     }
 
 

@@ -83,7 +83,9 @@ def test_engine_from_settings_serves_the_catalog(settings: Settings) -> None:
     try:
         assert engine.status()["line_items"] == 1
         result = engine.decide(DecisionRequest("u1", context={"device": "tv"}))
-        assert result.to_dict() == {
+        body = result.to_dict()
+        assert [len(d.pop("decision_id")) for d in body["decisions"]] == [24]
+        assert body == {
             "decisions": [
                 {
                     "line_item_id": li_id,
@@ -91,6 +93,7 @@ def test_engine_from_settings_serves_the_catalog(settings: Settings) -> None:
                     "creative_id": cr_id,
                     "priority": 3,
                     "bid_cpm": 4.5,
+                    "creative": {"id": cr_id, "format": "video_30s", "attributes": {}},
                 }
             ],
             "snapshot": None,

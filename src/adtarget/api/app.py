@@ -39,6 +39,7 @@ from adtarget.api.routes import (
     keys,
     me,
     profiles,
+    tracking,
     uploads,
 )
 from adtarget.console.mount import mount_console
@@ -189,6 +190,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.install_guard(max_inflight=settings.max_inflight, max_body_bytes=settings.max_body_bytes)
     app.include_router(health.router)
     decisions.mount(app)
+    app.router.routes.append(tracking.ROUTE)
     app.include_router(catalog.router)
     app.include_router(keys.router)
     app.include_router(me.router)

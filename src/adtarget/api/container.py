@@ -22,6 +22,8 @@ from adtarget.audience.stores import snapshot_store_for
 from adtarget.catalog.db import open_catalog
 from adtarget.commands.delivery_check import SpendTotals
 from adtarget.decision.request_log import RequestLog, open_request_log
+from adtarget.delivery.beacon_intake import BeaconIntake
+from adtarget.delivery.beacons import TrackingSigner, load_keys
 from adtarget.delivery.models import LineItemLookup
 from adtarget.delivery.service import catalog_lookup, open_event_store, spend_totals_reader
 from adtarget.delivery.store import EventStore
@@ -44,6 +46,10 @@ class Container:
     event_lookup: LineItemLookup | None = field(default=None)
     request_log: RequestLog | None = field(default=None)
     """The sampled request log the decision route feeds (``None``: not recorded)."""
+    tracking: TrackingSigner | None = field(default=None)
+    """Signs the tracking URLs of every decision and verifies beacons (``delivery/beacons``)."""
+    beacons: BeaconIntake | None = field(default=None)
+    """Beacons into the event log by group commit."""
 
     def replace_decisions(self, service: DecisionService) -> None:
         """Serve decisions from ``service`` from now on; the previous engine is stopped."""
@@ -88,6 +94,17 @@ def build_container(settings: Settings) -> Container:
         event_lookup=catalog_lookup(session_factory),
         request_log=request_log,
         audience_context=AudienceContextCache(session_factory),
+        tracking=tracking_signer(settings),
+        beacons=BeaconIntake(event_store),
+    )
+
+
+def tracking_signer(settings: Settings) -> TrackingSigner:
+    """The signer for ``settings``' tracking keys (generated in the data dir when unset)."""
+    return TrackingSigner(
+        load_keys(settings.tracking_keys, settings.data_dir),
+        ttl_seconds=settings.tracking_ttl_seconds,
+        base_url=settings.tracking_base_url,
     )
 
 

@@ -58,6 +58,16 @@ DEGRADED = Counter(
 SHED = Counter(
     "adtarget_requests_shed_total", "Requests refused with 503 because too many were in flight."
 )
+BEACONS = Counter(
+    "adtarget_beacons_total",
+    "Tracking beacons accepted (duplicates included), by event.",
+    ["event"],
+)
+BEACONS_REFUSED = Counter(
+    "adtarget_beacons_refused_total",
+    "Tracking beacons refused (forged, tampered, wrong key, expired), by reason.",
+    ["reason"],
+)
 DEADLINE_EXCEEDED = Counter(
     "adtarget_requests_deadline_exceeded_total", "Requests answered early because of a deadline."
 )

@@ -41,7 +41,14 @@ from adtarget.decision.explain import failed_part
 from adtarget.decision.factory import counters_from_settings, profiles_from_settings
 from adtarget.decision.index import DecisionIndex, LineItemIndex
 from adtarget.decision.index_holder import IndexHolder
-from adtarget.decision.models import Decision, DecisionRequest, DecisionResult, LiveLineItem
+from adtarget.decision.models import (
+    NO_ATTRIBUTES,
+    Decision,
+    DecisionRequest,
+    DecisionResult,
+    LiveLineItem,
+    new_decision_id,
+)
 from adtarget.decision.node_breakers import NodeBreakers
 from adtarget.decision.pods import PodFill
 from adtarget.decision.profiles import ProfileStore, merge_features
@@ -413,7 +420,17 @@ class DecisionEngine:
             if pod is not None:
                 pod.add(item, creative)
             decisions.append(
-                Decision(item.id, item.campaign_id, creative, item.priority, item.bid_cpm)
+                Decision(
+                    item.id,
+                    item.campaign_id,
+                    creative,
+                    item.priority,
+                    item.bid_cpm,
+                    new_decision_id(),
+                    item.advertiser_id,
+                    item.format_of(creative),
+                    item.attributes.get(creative, NO_ATTRIBUTES),
+                )
             )
         if pod is not None and decisions and pod.below_minimum():  # nothing served or counted
             pod.short, decisions, served = True, [], []

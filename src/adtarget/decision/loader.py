@@ -193,6 +193,15 @@ def _duration(text: str | None) -> float | None:
     return float(found) if 0 < found < math.inf else None
 
 
+def _attributes(text: str | None) -> Mapping[str, Any]:
+    """A creative's ``attributes`` as registered (an object; anything else reads as empty)."""
+    try:
+        value = json.loads(text) if text else None
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def _category(campaign: str | None, advertiser: str | None) -> str | None:
     """The competitive category a line item competes in: its campaign's, else its advertiser's
     (the catalog stores both trimmed and lower-cased)."""
@@ -207,6 +216,7 @@ def _live_item(
     creatives: dict[str, tuple[int, ...]],
     daypart: frozenset[int] | None,
     durations: dict[int, float],
+    attributes: dict[int, Mapping[str, Any]],
 ) -> LiveLineItem:
     (
         li_id, priority, bid_cpm, _formats, start, end, budget_total, pacing_mode,
@@ -245,6 +255,7 @@ def _live_item(
         dayparting=daypart,
         category=_category(camp_category, adv_category),
         durations=durations,
+        attributes=attributes,
     )
 
 
@@ -280,12 +291,18 @@ def _load_live(
         formats = cache.value("formats", formats_text, partial(_json_list, formats_text))
         grouped: dict[str, list[int]] = {}
         durations: dict[int, float] = {}
+        attrs: dict[int, Mapping[str, Any]] = {}
+        texts: list[tuple[int, str | None]] = []
         for creative_id, fmt, attributes in creatives_of.get(li_id, ()):
             if not formats or fmt in formats:
                 grouped.setdefault(fmt, []).append(creative_id)
                 seconds = cache.value("duration", attributes, partial(_duration, attributes))
                 if seconds is not None:
                     durations[creative_id] = seconds
+                attrs[creative_id] = cache.value(
+                    "attributes", attributes, partial(_attributes, attributes)
+                )
+                texts.append((creative_id, attributes))
         if not grouped:
             continue
         creatives = {k: tuple(v) for k, v in grouped.items()}
@@ -300,8 +317,10 @@ def _load_live(
             log.warning("line item %s skipped: %s", li_id, exc)
             skipped[li_id] = f"unreadable targeting or dayparting: {exc}"
             continue
-        key = (tuple(row), campaign, tuple(creatives.items()), tuple(durations.items()), id(rule))
-        make = partial(_live_item, row, campaign, rule, formats, creatives, daypart, durations)
+        key = (tuple(row), campaign, tuple(creatives.items()), tuple(texts), id(rule))
+        make = partial(
+            _live_item, row, campaign, rule, formats, creatives, daypart, durations, attrs
+        )
         item = cache.value("item", key, make)
         if item.rule is not rule:  # the key pins nothing of the rule's; never trust an id alone
             item = make()

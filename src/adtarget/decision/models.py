@@ -6,6 +6,7 @@ as one reference, so what it holds must be immutable and detached from any datab
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -82,10 +83,20 @@ class LiveLineItem:
     durations: Mapping[int, float] = field(default_factory=dict)
     """Creative id → ``attributes.duration`` in seconds, for creatives that have a usable one
     (a positive number); only these can fill a pod slot."""
+    attributes: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
+    """Creative id → its ``attributes`` as registered (media URL, duration, ...), for the
+    playable answer; shared between line items with the same creative, never mutated."""
 
     def rank_key(self) -> tuple[int, float, int]:
         """Priority ascending (1 first), bid CPM descending, id ascending."""
         return (self.priority, -self.bid_cpm, self.id)
+
+    def format_of(self, creative_id: int) -> str:
+        """The ad format ``creative_id`` is registered in (one of ``creatives``' keys)."""
+        for fmt, ids in self.creatives.items():
+            if creative_id in ids:
+                return fmt
+        return ""
 
     def creative_for(self, formats: frozenset[str] | None) -> int | None:
         """The lowest creative id in an accepted format (any format when ``formats`` is None)."""
@@ -135,24 +146,44 @@ class DecisionRequest:
             object.__setattr__(self, "formats", tuple(self.formats))
 
 
+NO_ATTRIBUTES: Mapping[str, Any] = {}
+
+
+def new_decision_id() -> str:
+    """A unique, unguessable id for one served ad (its beacons are deduplicated by it)."""
+    return os.urandom(12).hex()
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """One served line item and the creative chosen for it."""
+    """One served line item, the creative chosen for it, and what makes the answer playable:
+    ``decision_id`` (the key its beacons are deduplicated by), the creative's format and
+    registered attributes. The API adds signed ``tracking`` URLs (``delivery/beacons.py``)."""
 
     line_item_id: int
     campaign_id: int
     creative_id: int
     priority: int
     bid_cpm: float
+    decision_id: str = ""
+    advertiser_id: int = 0
+    creative_format: str = ""
+    creative_attributes: Mapping[str, Any] = field(default_factory=lambda: NO_ATTRIBUTES)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of ``API.md``'s ``decisions[]`` element."""
         return {
+            "decision_id": self.decision_id,
             "line_item_id": self.line_item_id,
             "campaign_id": self.campaign_id,
             "creative_id": self.creative_id,
             "priority": self.priority,
             "bid_cpm": self.bid_cpm,
+            "creative": {
+                "id": self.creative_id,
+                "format": self.creative_format,
+                "attributes": self.creative_attributes,
+            },
         }
 
 

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 from dataclasses import replace
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, FastAPI
@@ -31,8 +32,9 @@ from adtarget.api.decision_request import DecisionRequestBody, DecisionResponseB
 from adtarget.api.decision_service import DecisionService
 from adtarget.api.errors import send_error, send_json
 from adtarget.api.middleware import DEADLINE_SCOPE_KEY, METRICS
-from adtarget.decision.models import DecisionRequest, DecisionResult
+from adtarget.decision.models import Decision, DecisionRequest, DecisionResult
 from adtarget.decision.pods import empty_pod
+from adtarget.delivery.beacons import TrackingSigner
 from adtarget.errors import AdtargetError, Forbidden, PayloadTooLarge, StoreUnavailable
 
 log = logging.getLogger("adtarget.api")
@@ -128,7 +130,32 @@ async def decisions_asgi(scope: Scope, receive: Receive, send: Send) -> None:
         METRICS.inc(metrics.DECISIONS_SERVED, len(result.decisions))
     if result.degraded:
         METRICS.inc(metrics.DEGRADED)
-    await send_json(send, 200, orjson.dumps(result.to_dict()))
+    body = result.to_dict()
+    if result.decisions and container.tracking is not None:
+        add_tracking(body["decisions"], result.decisions, req, container.tracking)
+    await send_json(send, 200, orjson.dumps(body))
+
+
+def add_tracking(
+    out: list[dict[str, Any]],
+    decisions: list[Decision],
+    req: DecisionRequest,
+    signer: TrackingSigner,
+) -> None:
+    """Each answered ad's signed beacon URLs, as ``tracking`` beside it (``API.md``)."""
+    now = time.time()
+    for body, d in zip(out, decisions, strict=True):
+        body["tracking"] = signer.urls(
+            decision_id=d.decision_id,
+            line_item_id=d.line_item_id,
+            creative_id=d.creative_id,
+            campaign_id=d.campaign_id,
+            advertiser_id=d.advertiser_id,
+            user_id=req.user_id,
+            bid_cpm=d.bid_cpm,
+            context=req.context,
+            now=now,
+        )
 
 
 class _DecisionsApp:
