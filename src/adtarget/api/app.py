@@ -41,6 +41,7 @@ from adtarget.api.routes import (
     profiles,
     tracking,
     uploads,
+    vast,
 )
 from adtarget.console.mount import mount_console
 from adtarget.ingest.jobs import recover_stale_jobs
@@ -191,6 +192,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     decisions.mount(app)
     app.router.routes.append(tracking.ROUTE)
+    app.include_router(vast.router)
     app.include_router(catalog.router)
     app.include_router(keys.router)
     app.include_router(me.router)

@@ -18,7 +18,8 @@ from adtarget.api import metrics
 from adtarget.audience.store import SnapshotStore
 from adtarget.catalog.repo import SqlCatalogReader
 from adtarget.decision.engine import DecisionEngine
-from adtarget.decision.models import DecisionRequest, DecisionResult
+from adtarget.decision.models import Decision, DecisionRequest, DecisionResult
+from adtarget.delivery.beacons import TrackingSigner
 from adtarget.delivery.service import DeliverySpend
 from adtarget.delivery.store import EventStore
 from adtarget.settings import Settings
@@ -118,3 +119,25 @@ def build_decision_service(
     )
     inline = settings.profile_store != "redis" and settings.counter_store != "redis"
     return DecisionService(engine, inline=inline, format_names=catalog.format_names)
+
+
+def add_tracking(
+    out: list[dict[str, Any]],
+    decisions: list[Decision],
+    req: DecisionRequest,
+    signer: TrackingSigner,
+) -> None:
+    """Each answered ad's signed beacon URLs, as ``tracking`` beside it (``API.md``)."""
+    now = time.time()
+    for body, d in zip(out, decisions, strict=True):
+        body["tracking"] = signer.urls(
+            decision_id=d.decision_id,
+            line_item_id=d.line_item_id,
+            creative_id=d.creative_id,
+            campaign_id=d.campaign_id,
+            advertiser_id=d.advertiser_id,
+            user_id=req.user_id,
+            bid_cpm=d.bid_cpm,
+            context=req.context,
+            now=now,
+        )

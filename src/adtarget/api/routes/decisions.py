@@ -19,7 +19,6 @@ import asyncio
 import logging
 import time
 from dataclasses import replace
-from typing import Any
 
 import orjson
 from fastapi import APIRouter, FastAPI
@@ -29,12 +28,11 @@ from starlette.types import Receive, Scope, Send
 from adtarget.api import metrics
 from adtarget.api.container import container_of
 from adtarget.api.decision_request import DecisionRequestBody, DecisionResponseBody, parse_request
-from adtarget.api.decision_service import DecisionService
+from adtarget.api.decision_service import DecisionService, add_tracking
 from adtarget.api.errors import send_error, send_json
 from adtarget.api.middleware import DEADLINE_SCOPE_KEY, METRICS
-from adtarget.decision.models import Decision, DecisionRequest, DecisionResult
+from adtarget.decision.models import DecisionRequest, DecisionResult
 from adtarget.decision.pods import empty_pod
-from adtarget.delivery.beacons import TrackingSigner
 from adtarget.errors import AdtargetError, Forbidden, PayloadTooLarge, StoreUnavailable
 
 log = logging.getLogger("adtarget.api")
@@ -134,28 +132,6 @@ async def decisions_asgi(scope: Scope, receive: Receive, send: Send) -> None:
     if result.decisions and container.tracking is not None:
         add_tracking(body["decisions"], result.decisions, req, container.tracking)
     await send_json(send, 200, orjson.dumps(body))
-
-
-def add_tracking(
-    out: list[dict[str, Any]],
-    decisions: list[Decision],
-    req: DecisionRequest,
-    signer: TrackingSigner,
-) -> None:
-    """Each answered ad's signed beacon URLs, as ``tracking`` beside it (``API.md``)."""
-    now = time.time()
-    for body, d in zip(out, decisions, strict=True):
-        body["tracking"] = signer.urls(
-            decision_id=d.decision_id,
-            line_item_id=d.line_item_id,
-            creative_id=d.creative_id,
-            campaign_id=d.campaign_id,
-            advertiser_id=d.advertiser_id,
-            user_id=req.user_id,
-            bid_cpm=d.bid_cpm,
-            context=req.context,
-            now=now,
-        )
 
 
 class _DecisionsApp:

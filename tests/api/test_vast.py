@@ -1,0 +1,147 @@
+"""``GET /v1/vast``: the same ad break as ``POST /v1/decisions``, as VAST 4 a player can read.
+
+Read twice: with ``xml.etree`` for the exact structure, and with a real player-side client
+(``@dailymotion/vast-client`` under Node.js, installed by ``.ci/run`` into tests/vast_client).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree as ET
+
+import pytest
+from fastapi import FastAPI
+
+from adtarget.api.container import container_of
+
+from .conftest import FLIGHT, TestClient
+
+CLIENT_DIR = Path(__file__).resolve().parents[1] / "vast_client"
+
+
+@pytest.fixture
+def breaks(client: TestClient, app: FastAPI) -> dict[str, Any]:
+    """Three advertisers (two in one category), 15 s and 30 s spots, all live for the US."""
+    assert client.post("/v1/dimensions", json={"name": "country", "type": "category"}).is_success
+    made: dict[str, Any] = {}
+    for name, category, seconds, bid in (
+        ("ford", "auto", 30, 20),
+        ("kia", "auto", 15, 18),
+        ("pepsi", None, 15, 10),
+    ):
+        adv = client.post("/v1/advertisers", json={"name": name, "category": category}).json()
+        camp = client.post(
+            "/v1/campaigns",
+            json={"advertiser_id": adv["id"], "name": name, "budget_total": 1000, **FLIGHT},
+        ).json()
+        cr = client.post(
+            "/v1/creatives",
+            json={
+                "advertiser_id": adv["id"],
+                "name": f"{name} spot",
+                "format": "video_30s" if seconds == 30 else "video_15s",
+                "attributes": {
+                    "media_url": f"https://cdn.example.com/{name}.mp4?a=1&b=2",
+                    "duration": seconds,
+                },
+            },
+        ).json()
+        li = client.post(
+            "/v1/line-items",
+            json={
+                "campaign_id": camp["id"],
+                "name": name,
+                "targeting": 'country = "US"',
+                "priority": 1,
+                "bid_cpm": bid,
+            },
+        ).json()
+        client.post(f"/v1/line-items/{li['id']}/creatives", json={"creative_id": cr["id"]})
+        assert client.patch(f"/v1/line-items/{li['id']}", json={"status": "active"}).is_success
+        assert client.patch(f"/v1/campaigns/{camp['id']}", json={"status": "active"}).is_success
+        made[name] = {"line_item": li, "creative": cr}
+    container_of(app).decisions.engine.index_holder.refresh()
+    return made
+
+
+def _vast(client: TestClient, **params: Any) -> ET.Element:
+    resp = client.get("/v1/vast", params=params)
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"].startswith("application/xml")
+    return ET.fromstring(resp.content)
+
+
+def test_a_break_as_vast_matches_the_json_answer_and_its_urls_count(
+    client: TestClient, app: FastAPI, breaks: dict[str, Any]
+) -> None:
+    root = _vast(client, user_id="u1", slots=3, max_duration=60, country="US")
+    assert root.tag == "VAST" and root.get("version") == "4.2"
+    ads = root.findall("Ad")
+    # ford (30 s, auto) first; kia kept out by ford's category; pepsi's 15 s fits
+    assert [a.get("id") for a in ads] == [
+        str(breaks["ford"]["line_item"]["id"]),
+        str(breaks["pepsi"]["line_item"]["id"]),
+    ]
+    assert [a.get("sequence") for a in ads] == ["1", "2"]
+    first = ads[0].find("InLine")
+    assert first is not None
+    assert first.findtext("AdSystem") == "adtarget"
+    linear = first.find("Creatives/Creative/Linear")
+    assert linear is not None and linear.findtext("Duration") == "00:00:30.000"
+    media = linear.find("MediaFiles/MediaFile")
+    assert media is not None and media.text == "https://cdn.example.com/ford.mp4?a=1&b=2"
+    assert media.get("type") == "video/mp4"
+    events = {t.get("event"): t.text for t in linear.findall("TrackingEvents/Tracking")}
+    assert set(events) == {"start", "firstQuartile", "midpoint", "thirdQuartile", "complete"}
+    impression = first.findtext("Impression")
+    assert impression is not None and impression.startswith("/v1/track/impression/")
+    assert client.get(impression).status_code == 204  # the signed URLs are real beacons
+    assert client.get(events["complete"] or "").status_code == 204
+    rows = container_of(app).event_store.scan().to_pylist()
+    assert sorted(r["type"] for r in rows) == ["complete", "impression"]
+    assert {r["event_id"].split(".")[0] for r in rows} == {first.findtext("AdServingId")}
+
+
+def test_nothing_to_serve_is_an_empty_vast_and_a_bad_query_a_422(
+    client: TestClient, breaks: dict[str, Any]
+) -> None:
+    empty = _vast(client, user_id="u1", slots=2, max_duration=60, country="FR")
+    assert empty.tag == "VAST" and list(empty) == []
+    bad = client.get("/v1/vast", params={"user_id": "u1", "slots": 0, "max_duration": 60})
+    assert bad.status_code == 422 and "slots" in bad.text
+    missing = client.get("/v1/vast", params={"user_id": "u1"})
+    assert missing.status_code == 422 and "max_duration" in missing.text
+
+
+@pytest.mark.skipif(
+    shutil.which("node") is None or not (CLIENT_DIR / "node_modules").exists(),
+    reason="Node.js or tests/vast_client/node_modules missing (.ci/run installs it with npm)",
+)
+def test_a_real_player_side_vast_client_reads_the_break(
+    client: TestClient, breaks: dict[str, Any]
+) -> None:
+    xml = client.get(
+        "/v1/vast", params={"user_id": "u1", "slots": 3, "max_duration": 60, "country": "US"}
+    ).content
+    out = subprocess.run(
+        ["node", str(CLIENT_DIR / "read_vast.js")],
+        input=xml,
+        capture_output=True,
+        timeout=60,
+        check=True,
+        cwd=CLIENT_DIR,
+    )
+    read = json.loads(out.stdout)
+    assert read["version"] == "4.2"
+    assert [a["sequence"] for a in read["ads"]] == ["1", "2"]
+    ford, pepsi = (a["creatives"][0] for a in read["ads"])
+    assert ford["type"] == "linear" and ford["duration"] == 30 and pepsi["duration"] == 15
+    assert ford["media"][0]["url"] == "https://cdn.example.com/ford.mp4?a=1&b=2"
+    assert set(ford["tracking"]) >= {"start", "firstQuartile", "midpoint", "thirdQuartile"}
+    assert ford["tracking"]["complete"][0].startswith("/v1/track/complete/")
+    assert ford["clickTracking"][0].startswith("/v1/track/click/")
+    assert read["ads"][0]["impressions"][0].startswith("/v1/track/impression/")
