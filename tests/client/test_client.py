@@ -221,3 +221,9 @@ def test_an_ad_break_through_the_client(server: Server) -> None:
         with pytest.raises(InvalidValue) as err:
             api.decide("u", pod={"slots": 0, "max_duration": 30})
         assert err.value.field == "pod.slots"
+
+
+def test_vast_returns_the_break_as_xml(server: Server) -> None:
+    with Client(server.url, ADMIN_KEY) as api:
+        xml = api.vast(unique("viewer"), slots=2, max_duration=60, context={"country": "ZZ"})
+    assert xml.startswith("<?xml") and '<VAST version="4.2"' in xml

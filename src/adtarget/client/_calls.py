@@ -261,6 +261,24 @@ def decide(
     return Call("POST", "/v1/decisions", json=payload, answer=DecisionResult, idempotent=True)
 
 
+def vast(
+    user_id: str,
+    slots: int,
+    max_duration: float,
+    context: Mapping[str, Any] | None,
+    min_duration: float | None,
+    formats: Sequence[str] | None,
+) -> Call:
+    """``GET /v1/vast``: the ad break as a VAST 4 document (XML text)."""
+    params: dict[str, Any] = {**dict(context or {}), "user_id": user_id, "slots": slots}
+    params["max_duration"] = max_duration
+    if min_duration is not None:
+        params["min_duration"] = min_duration
+    if formats is not None:
+        params["formats"] = ",".join(formats)
+    return Call("GET", "/v1/vast", params=params, answer=str, idempotent=True)
+
+
 def post_events(events: Sequence[Mapping[str, Any]]) -> Call:
     """``POST /v1/events``: deduplicated by ``event_id``, so safe to retry."""
     return Call("POST", "/v1/events", json=list(events), answer=BatchResult, idempotent=True)
@@ -300,6 +318,7 @@ def forecast(data: Mapping[str, Any]) -> Call:
 
 for _m, _p in (
     ("POST", "/v1/decisions"),
+    ("GET", "/v1/vast"),
     ("POST", "/v1/events"),
     ("GET", "/v1/reports"),
     ("POST", "/v1/forecast"),

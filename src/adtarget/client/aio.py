@@ -321,6 +321,22 @@ class AsyncClient:
         )
         return out
 
+    async def vast(
+        self,
+        user_id: str,
+        *,
+        slots: int,
+        max_duration: float,
+        context: Mapping[str, Any] | None = None,
+        min_duration: float | None = None,
+        formats: Sequence[str] | None = None,
+    ) -> str:
+        """An ad break as VAST 4 XML (what a player or SSAI reads)."""
+        out: str = await self.send(
+            calls.vast(user_id, slots, max_duration, context, min_duration, formats)
+        )
+        return out
+
     async def post_events(self, events: Sequence[Mapping[str, Any]]) -> BatchResult:
         """Record delivery events (deduplicated by ``event_id``, so retried safely)."""
         out: BatchResult = await self.send(calls.post_events(events))

@@ -313,6 +313,22 @@ class Client:
         out: DecisionResult = self.send(calls.decide(user_id, context, limit, formats, **extra))
         return out
 
+    def vast(
+        self,
+        user_id: str,
+        *,
+        slots: int,
+        max_duration: float,
+        context: Mapping[str, Any] | None = None,
+        min_duration: float | None = None,
+        formats: Sequence[str] | None = None,
+    ) -> str:
+        """An ad break as VAST 4 XML (what a player or SSAI reads)."""
+        out: str = self.send(
+            calls.vast(user_id, slots, max_duration, context, min_duration, formats)
+        )
+        return out
+
     def post_events(self, events: Sequence[Mapping[str, Any]]) -> BatchResult:
         """Record delivery events (deduplicated by ``event_id``, so retried safely)."""
         out: BatchResult = self.send(calls.post_events(events))
