@@ -78,6 +78,23 @@ def test_a_decision_is_playable_and_its_beacons_count_once(
     assert all(r["cost_micros"] == 0 for r in rows if r["type"] != "impression")
 
 
+def _signed(
+    signer: TrackingSigner, live: dict[str, Any], now: float | None = None
+) -> dict[str, str]:
+    """URLs for the live US line item, signed by ``signer`` outside any decision."""
+    return signer.urls(
+        decision_id="e" * 24,
+        line_item_id=live["us"]["id"],
+        creative_id=live["creative"]["id"],
+        campaign_id=live["campaign"]["id"],
+        advertiser_id=1,
+        user_id="u1",
+        bid_cpm=2.0,
+        context={},
+        now=now,
+    )
+
+
 def _tampered(url: str, index: int) -> str:
     head, token = url.rsplit("/", 1)
     kid, payload, sig = token.split(".")
@@ -106,17 +123,7 @@ def test_forged_tampered_and_foreign_urls_are_refused_and_never_counted(
         f"{head}/{kid}.{payload}.not*base64",
     ]
     foreign = TrackingSigner([b"someone-else's-key"], ttl_seconds=3600)
-    forged = foreign.urls(
-        decision_id="f" * 24,
-        line_item_id=live["us"]["id"],
-        creative_id=live["creative"]["id"],
-        campaign_id=live["campaign"]["id"],
-        advertiser_id=1,
-        user_id="u1",
-        bid_cpm=2.0,
-        context={},
-    )
-    bad.append(forged["impression"])
+    bad.append(_signed(foreign, live)["impression"])
     for wrong in bad:
         resp = client.get(wrong)
         assert resp.status_code == 403, (wrong, resp.text)
@@ -130,17 +137,7 @@ def test_forged_tampered_and_foreign_urls_are_refused_and_never_counted(
 def test_expired_urls_are_refused(client: TestClient, app: FastAPI, live: dict[str, Any]) -> None:
     signer = container_of(app).tracking
     assert signer is not None
-    old = signer.urls(
-        decision_id="e" * 24,
-        line_item_id=live["us"]["id"],
-        creative_id=live["creative"]["id"],
-        campaign_id=live["campaign"]["id"],
-        advertiser_id=1,
-        user_id="u1",
-        bid_cpm=2.0,
-        context={},
-        now=time.time() - signer.ttl_seconds - 5,
-    )
+    old = _signed(signer, live, now=time.time() - signer.ttl_seconds - 5)
     resp = client.get(old["impression"])
     assert resp.status_code == 403 and "expired" in resp.json()["error"]["message"]
     assert _events(app) == []
