@@ -88,7 +88,7 @@ def test_incremental_rollups_equal_rebuild_from_raw_log(store: EventStore) -> No
 
 
 def test_reach_is_exact_unique_users_not_a_sum(store: EventStore) -> None:
-    ts = (NOW - timedelta(hours=1)).isoformat()
+    ts = NOW.isoformat()  # the top of this hour: today even at 00:xx UTC (an hour back is not)
     base = {
         "type": "impression",
         "ts": ts,
