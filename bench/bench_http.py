@@ -229,6 +229,26 @@ def wait_ready(port: int, path: str, timeout: float = 60.0) -> None:
     raise RuntimeError(f"server on port {port} not ready after {timeout} s")
 
 
+def start_own(start: Any, ready_path: str, tries: int = 3) -> tuple[int, subprocess.Popen[bytes]]:
+    """Start a server on a free port and wait until *it* answers there.
+
+    A port free a moment ago may be taken by another process before the server binds it (the
+    test suite starts servers in parallel); then the server exits and the port answers for
+    someone else, so readiness alone would load the wrong server. Retried on a new port."""
+    for _ in range(tries):
+        port = free_port()
+        proc: subprocess.Popen[bytes] = start(port)
+        try:
+            wait_ready(port, ready_path)
+        except RuntimeError:
+            stop(proc)
+            continue
+        time.sleep(0.2)
+        if proc.poll() is None:
+            return port, proc
+    raise RuntimeError(f"no server of ours became ready after {tries} ports")
+
+
 def start_adtarget(
     data_dir: Path, port: int, workers: int, extra: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
@@ -585,6 +605,7 @@ def fleet_leg(
             committed[0] += 1
 
     procs: list[subprocess.Popen[bytes]] = []
+    ports: list[int] = []
     try:
         deadline = time.monotonic() + 10
         while True:
@@ -600,10 +621,10 @@ def fleet_leg(
             "ADTARGET_PROFILE_STORE": "redis",
             "ADTARGET_COUNTER_STORE": "redis",
         }
-        ports = [free_port(), free_port()]
-        procs = [start_adtarget(data_dir, port, 1, extra) for port in ports]
-        for port in ports:
-            wait_ready(port, "/readyz")
+        for _ in range(2):
+            port, proc = start_own(lambda p: start_adtarget(data_dir, p, 1, extra), "/readyz")
+            ports.append(port)
+            procs.append(proc)
         run_parallel_load(ports, _short(args), bodies, headers, tmp)  # warm up
         changes = threading.Thread(target=change_stream, daemon=True)
         changes.start()
@@ -617,11 +638,12 @@ def fleet_leg(
         redis.terminate()
         redis.wait(timeout=10)
         engine.dispose()
-    ports = [free_port(), free_port()]
-    procs = [start_hello(port, 1) for port in ports]
+    ports, procs = [], []
     try:
-        for port in ports:
-            wait_ready(port, "/")
+        for _ in range(2):
+            port, proc = start_own(lambda p: start_hello(p, 1), "/")
+            ports.append(port)
+            procs.append(proc)
         run_parallel_load(ports, _short(args), bodies, headers, tmp)
         base = run_parallel_load(ports, args, bodies, headers, tmp)
     finally:
