@@ -21,7 +21,6 @@ import asyncio
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,8 +30,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_http  # noqa: E402
 from bench_http import (  # noqa: E402
-    _ms,
     build_catalog,
     build_snapshot,
     free_port,
@@ -60,6 +59,7 @@ def tracking_paths(port: int, key: str, bodies: list[bytes], n: int) -> list[str
 
 
 def run_wrk(port: int, seconds: float, concurrency: int, paths: list[str], tmp: Path) -> dict:
+    """``bench_http``'s wrk run, with a script that GETs the tracking paths round-robin."""
     script = tmp / "beacons.lua"
     listed = ",\n".join(f'"{p}"' for p in paths)
     script.write_text(
@@ -67,24 +67,7 @@ def run_wrk(port: int, seconds: float, concurrency: int, paths: list[str], tmp: 
         "request = function()\n  i = (i % #paths) + 1\n"
         '  return wrk.format("GET", paths[i])\nend\n'
     )
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--latency",
-         "-s", str(script), f"http://127.0.0.1:{port}/"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    import re
-
-    def grab(pattern: str) -> str:
-        found = re.search(pattern, out)
-        return found.group(1) if found else "nan"
-
-    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return {
-        "rps": float(grab(r"Requests/sec:\s+([\d.]+)")),
-        "p50_ms": _ms(grab(r"\s50%\s+(\S+)")),
-        "p99_ms": _ms(grab(r"\s99%\s+(\S+)")),
-        "non_2xx": float(bad.group(1)) if bad else 0.0,
-    }
+    return bench_http.run_wrk(port, seconds, concurrency, script)
 
 
 async def _client_load(port: int, seconds: float, concurrency: int, paths: list[str]) -> dict:
