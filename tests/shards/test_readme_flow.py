@@ -1,5 +1,6 @@
-"""The README's path, as a user runs it: ``adtarget ray-cluster`` (3 nodes on loopback), a Ray
-upload with ``--shards``, a size through the shard actors, then Ctrl-C stops every process."""
+"""The path docs/scaling.md gives, as a user runs it: ``adtarget ray-cluster`` (3 nodes on
+loopback), a Ray upload with ``--shards``, a size through the shard actors, then Ctrl-C stops
+every process."""
 
 from __future__ import annotations
 
