@@ -14,6 +14,7 @@ import contextlib
 import io
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
@@ -59,10 +60,7 @@ class Location:
             return self.local.is_file()
         from pyarrow.fs import FileType
 
-        try:
-            info = self.fs.get_file_info(self.path)
-        except OSError as exc:
-            raise InvalidValue(f"cannot read {self.uri}: {_short(exc)}", field="path") from None
+        info = self._remote("read", "path", self.fs.get_file_info)
         return bool(info.type == FileType.File)
 
     def open_input(self) -> BinaryIO:
@@ -75,28 +73,19 @@ class Location:
         """What pyarrow's CSV reader streams from: the local path, or a remote input stream."""
         if self.local is not None:
             return self.local
-        try:
-            return self.fs.open_input_stream(self.path)
-        except OSError as exc:
-            raise InvalidValue(f"cannot read {self.uri}: {_short(exc)}", field="path") from None
+        return self._remote("read", "path", self.fs.open_input_stream)
 
     def parquet_source(self) -> Any:
         """What ``pyarrow.parquet.ParquetFile`` takes: the path, or a random-access file."""
         if self.local is not None:
             return self.local
-        try:
-            return self.fs.open_input_file(self.path)
-        except OSError as exc:
-            raise InvalidValue(f"cannot read {self.uri}: {_short(exc)}", field="path") from None
+        return self._remote("read", "path", self.fs.open_input_file)
 
     def open_output(self) -> Any:
         """A pyarrow output stream for a remote object (the object appears when it is closed)."""
         if self.local is not None:
             raise TypeError("local files are written through their Path")
-        try:
-            return self.fs.open_output_stream(self.path)
-        except OSError as exc:
-            raise InvalidValue(f"cannot write {self.uri}: {_short(exc)}", field="out") from None
+        return self._remote("write", "out", self.fs.open_output_stream)
 
     def delete(self) -> None:
         """Remove a remote object (a write that failed half way)."""
@@ -105,6 +94,14 @@ class Location:
             return
         with contextlib.suppress(OSError):
             self.fs.delete_file(self.path)
+
+    def _remote(self, verb: str, field: str, call: Callable[[str], Any]) -> Any:
+        """``call(self.path)`` on the remote filesystem; an ``OSError`` (missing object or bucket,
+        unreachable store) becomes ``InvalidValue`` naming the URI and the field."""
+        try:
+            return call(self.path)
+        except OSError as exc:
+            raise InvalidValue(f"cannot {verb} {self.uri}: {_short(exc)}", field=field) from None
 
     def __str__(self) -> str:
         return self.uri

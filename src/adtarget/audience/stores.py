@@ -16,6 +16,7 @@ from collections.abc import Callable
 from adtarget.audience.compaction import compact_quietly
 from adtarget.audience.fanout import Fanout
 from adtarget.audience.live import LiveFollower, follower_for
+from adtarget.audience.ray_runtime import RayFanout
 from adtarget.audience.redis_profiles import open_client, push_current_profiles, write_live_users
 from adtarget.audience.sharded import ShardedSnapshot
 from adtarget.audience.snapshot import Snapshot
@@ -40,8 +41,6 @@ def snapshot_store_for(settings: Settings) -> SnapshotStore:
         address, deadline_s = settings.ray_address, settings.shard_deadline_ms / 1000
 
         def ray_fanout(snapshot: ShardedSnapshot) -> Fanout:
-            from adtarget.audience.ray_runtime import RayFanout  # Ray only when it is used
-
             return RayFanout(snapshot, address=address, deadline_s=deadline_s)
 
         store.fanout_factory = ray_fanout

@@ -95,11 +95,3 @@ def export_document(session: Session) -> dict[str, Any]:
     if segments:
         doc["segments"] = segments
     return doc
-
-
-def dump_yaml(doc: dict[str, Any]) -> str:
-    """The document as YAML, keys in the order written, long rules unwrapped."""
-    import yaml
-
-    header = "# adtarget catalog (adtarget export-catalog); apply with: adtarget apply -f FILE\n"
-    return header + str(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=1000))

@@ -107,6 +107,14 @@ def fail(source: str, where: str, message: str, field: str | None = None) -> Cat
     return CatalogFileError(prefix + message, field=field, file=source, object=where)
 
 
+def dump_yaml(doc: dict[str, Any]) -> str:
+    """The document as YAML, keys in the order written, long rules unwrapped."""
+    import yaml
+
+    header = "# adtarget catalog (adtarget export-catalog); apply with: adtarget apply -f FILE\n"
+    return header + str(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=1000))
+
+
 def read_document(path: str | Path) -> Any:
     """The file's YAML as plain dicts and lists (timestamps as ISO text); errors name the file
     and, for YAML syntax, the line and column."""

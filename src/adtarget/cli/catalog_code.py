@@ -17,8 +17,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from adtarget.catalog.export import dump_yaml, export_document
-from adtarget.catalog.spec import parse_document, read_document
+from adtarget.catalog.export import export_document
+from adtarget.catalog.spec import dump_yaml, parse_document, read_document
 from adtarget.cli.container import cli_container
 from adtarget.cli.errors import fail
 from adtarget.commands.apply_catalog import ApplyCatalog, check_apply

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+import pyarrow.parquet as pq
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -247,8 +248,6 @@ def report(
     if not rows:
         typer.echo(f"no delivery events from {window_text(start, end)}", err=True)
     if fmt == "parquet" and out is not None:
-        import pyarrow.parquet as pq
-
         pq.write_table(rows_to_arrow(rows, columns), out)
         typer.echo(f"wrote {len(rows)} rows to {out}", err=True)
     elif fmt == "table" and out is None:

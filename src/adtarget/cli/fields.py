@@ -14,6 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
+from rich import box
+from rich.console import Console
+from rich.table import Table
 
 from adtarget.catalog.kinds import Kind
 from adtarget.catalog.models import MAX_INT32
@@ -129,10 +132,6 @@ def create_fields(kind: Kind) -> list[FieldHelp]:
 
 def fields_table(kind: Kind, width: int = 100) -> str:
     """``create_fields`` as an aligned plain-text table (for the end of a command's help)."""
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(
         title=f"Fields of a {kind.name} (BODY is a JSON object of these)",
         title_justify="left",

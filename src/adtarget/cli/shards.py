@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from adtarget.audience.ray_runtime import start_local_cluster
 from adtarget.cli.errors import fail
 from adtarget.errors import AdtargetError
 
@@ -25,8 +26,6 @@ def ray_cluster(
     ] = 200,
 ) -> None:
     """Start a local multi-node Ray cluster on 127.0.0.1 and keep it up until Ctrl-C."""
-    from adtarget.audience.ray_runtime import start_local_cluster
-
     try:
         cluster = start_local_cluster(nodes, object_store_mb=object_store_mb)
     except AdtargetError as err:

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+import pyarrow as pa
+
 from adtarget.delivery.models import EVENT_COUNTERS, MICROS
 from adtarget.delivery.store import EventStore, ReportQuery
 from adtarget.errors import InvalidValue
@@ -292,8 +294,6 @@ def default_window(today: date | None = None) -> tuple[date, date]:
 def rows_to_arrow(rows: list[dict[str, Any]], columns: Sequence[str]) -> Any:
     """Report rows as a typed ``pyarrow.Table`` (for Parquet): ``hour`` a UTC timestamp, ``day``
     a date, other keys text, counters int64, money and ratios float64; typed when empty too."""
-    import pyarrow as pa
-
     fields = []
     for c in columns:
         if c == "hour":
