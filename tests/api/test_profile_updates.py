@@ -268,3 +268,23 @@ def test_redis_backed_decisions_see_an_update_at_once(
         assert fresh is not None and fresh["country"] == "CA"
     finally:
         forget_followers()
+
+
+def test_updates_on_a_sharded_snapshot_show_at_once(app: FastAPI, settings: Settings) -> None:
+    """Each update goes to its user's shard; the sharded size, with ``"shards"``, counts it."""
+    from tests.audience.test_sharded import build_sharded
+
+    build_sharded(SnapshotStore(settings.snapshots_dir), population(300, seed=3), 4)
+    c = TestClient(app, raise_server_exceptions=False)
+    assert c.post("/v1/dimensions", json={"name": "age", "type": "number"}).status_code == 201
+    before = c.post("/v1/audiences/size", json={"rule": "age >= 1000"}).json()
+    assert before["shards"] == 4
+    updates = [
+        {"update_id": f"s{i}", "user_id": f"user-{i:05d}", "set": {"age": 2000}} for i in range(40)
+    ]
+    updates.append({"update_id": "s-new", "user_id": "new-on-shards", "set": {"age": 3000}})
+    r = c.post("/v1/profiles/updates", json={"updates": updates})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"accepted": 41, "duplicates": 0, "rejected": []}
+    after = c.post("/v1/audiences/size", json={"rule": "age >= 1000"}).json()
+    assert after["count"] == before["count"] + 41 and after["shards"] == 4

@@ -3,7 +3,8 @@
 After every step the live audience must size every rule exactly as DuckDB counts it over the
 rows a plain model says the users have now, and export and per-user features must agree too.
 The model: a version is the rows it was built with plus the number of updates it holds; what is
-served is those rows with every later accepted update applied in order.
+served is those rows with every later accepted update applied in order. The same interleavings
+run over sharded snapshots (updates routed to their user's shard, compaction shard by shard).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 from adtarget.audience.compaction import compact
 from adtarget.audience.live import forget_followers
 from adtarget.audience.service import export_rule, size_rule
+from adtarget.audience.sharded import ShardedSnapshot
 from adtarget.audience.stores import live_follower, snapshot_store_for
 from adtarget.catalog.db import open_catalog
 from adtarget.commands.catalog_commands import CatalogWriter
@@ -192,8 +194,9 @@ def _duck_ids(expected: dict[str, dict[str, Any]], rule: str) -> set[str]:
 class World:
     """A data dir with a catalog, the live store and the model, driven step by step."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, shards: int | None = None) -> None:
         self.root = root
+        self.shards = shards
         self.settings = Settings(data_dir=root / "data", actor="tester", snapshots_keep=100)
         self.settings.data_dir.mkdir(parents=True)
         self.catalog = open_catalog(self.settings)
@@ -232,6 +235,8 @@ class World:
     def upload(self, mode: str, file_rows: dict[str, dict[str, Any]], during: list[Any]) -> None:
         if not self.model.log and not self.model.undo_stack and mode == "upsert":
             mode = "replace"
+        if self.shards and not isinstance(self.store().current_base(), ShardedSnapshot):
+            mode = "replace"  # an upsert cannot turn an unsharded audience into shards
         self.n += 1
         path = _csv(self.root / f"f{self.n}.csv", file_rows)
         job = submit_upload(
@@ -241,6 +246,7 @@ class World:
             mode=mode,
             actor="tester",
             schema=SCHEMA,
+            shards=self.shards,
         )
         start = len(self.model.log)
         before = self.model.served()
@@ -277,6 +283,8 @@ class World:
         if snap is None:
             assert not expected
             return
+        if self.shards and self.model.undo_stack:  # not the empty pre-upload version
+            assert isinstance(snap, ShardedSnapshot) or not expected
         assert snap.num_users == len(expected)
         for rule in RULES:
             got = size_rule(snapshot=snap, rule_text=rule, registry=REGISTRY, min_size=0)
@@ -301,10 +309,22 @@ class World:
 @settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
 @given(first=rows, steps=st.lists(step, min_size=1, max_size=9))
 def test_random_interleavings_size_like_duckdb(first: dict[str, Any], steps: list[Any]) -> None:
+    _run(first, steps, shards=None)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
+@given(first=rows, steps=st.lists(step, min_size=1, max_size=9))
+def test_random_interleavings_on_shards_size_like_duckdb(
+    first: dict[str, Any], steps: list[Any]
+) -> None:
+    _run(first, steps, shards=3)
+
+
+def _run(first: dict[str, Any], steps: list[Any], *, shards: int | None) -> None:
     root = Path(tempfile.mkdtemp(prefix="rt-prop-"))
     forget_followers()
     try:
-        world = World(root)
+        world = World(root, shards)
         world.upload("replace", first, [])
         world.check()
         for s in steps:

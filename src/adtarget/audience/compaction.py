@@ -6,7 +6,9 @@ so a compaction killed at any point leaves the old version serving and its stagi
 ``clean_stale``. The new version records ``updates_through`` (the last update folded in) and
 ``compacted_from``; every follower then replays only the log after that number. Readers and
 writers never wait: the build reads a frozen copy of the delta while updates keep arriving, and
-a publish that would replace an upload published meanwhile is refused (``expect``).
+a publish that would replace an upload published meanwhile is refused (``expect``). A sharded
+version is compacted shard by shard: shards with pending updates are rebuilt, the others
+hard-linked, and one new top manifest names them (``build_sharded``).
 """
 
 from __future__ import annotations
@@ -16,15 +18,21 @@ import fcntl
 import json
 import logging
 import os
-from collections.abc import Iterator
+import shutil
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from adtarget.audience.build import SnapshotBuilder
-from adtarget.audience.delta import value_kind
-from adtarget.audience.live import LiveFollower, LiveSnapshot
+from adtarget.audience.delta import Delta, UserState, value_kind
+from adtarget.audience.live import LiveFollower
+from adtarget.audience.shard_build import FixedDir
+from adtarget.audience.sharded import ShardedSnapshot, write_manifest
+from adtarget.audience.sharded_live import ShardedDelta
+from adtarget.audience.sharding import shard_name
 from adtarget.audience.snapshot import MANIFEST, Snapshot
 from adtarget.audience.store import COMPACTED_FROM, UPDATES_THROUGH, SnapshotStore
 from adtarget.errors import Conflict
@@ -75,66 +83,145 @@ def compact(
 ) -> dict[str, Any] | None:
     """Publish base + deltas as a new version; ``None`` when nothing is pending or another
     compaction runs (``wait``: run after it instead). Raises ``Conflict`` when an upload was
-    published while it built."""
+    published while it built. A sharded base is compacted shard by shard (``build_sharded``)."""
     with _exclusive(store.root, wait) as mine:
         if not mine:
             return None
         base = store.current_base()
-        if not isinstance(base, Snapshot):  # none yet, or sharded (no deltas over shards yet)
+        if base is None:
             return None
-        live = follower.live(base)
-        assert isinstance(live, LiveSnapshot)
-        seq, users, new_list = follower.frozen_state()
-        if not users:
+        follower.live(base)
+        seq, parts = follower.frozen_parts()
+        if not any(users for users, _ in parts):
             return None
-        delta = live.delta
-        registry: dict[str, DimensionSpec] = dict(base.registry)
-        for dim, kind in live.view.kinds.items():
-            registry.setdefault(dim, DimensionSpec(dim, kind))  # type: ignore[arg-type]
-        builder = SnapshotBuilder(store=store, base=base, registry=registry, mode="upsert")
-        rows: list[tuple[str, dict[str, Any]]] = []
-        removed: list[str] = []
-        for ordinal, state in users.items():
-            user_id = (
-                new_list[ordinal - delta.n0] if ordinal >= delta.n0 else base.user_id_of(ordinal)
+        delta = follower.delta
+        assert delta is not None
+        discard: Callable[[], None]
+        if isinstance(base, ShardedSnapshot):
+            assert isinstance(delta, ShardedDelta)
+            staged = build_sharded(store, base, delta, parts)
+
+            def discard() -> None:
+                shutil.rmtree(staged, ignore_errors=True)
+
+        else:
+            assert isinstance(delta, Delta)
+            builder = SnapshotBuilder(
+                store=store, base=base, registry=live_registry(base, [delta]), mode="upsert"
             )
-            if not state.alive:
-                if ordinal < delta.n0:
-                    removed.append(user_id)
-                continue
-            if state.fresh and ordinal < delta.n0:
-                builder.leave_segments.append(user_id)
-            feats = {} if state.fresh else base.features(ordinal)
-            feats.pop(SEGMENTS_FIELD, None)
-            for dim, value in state.over.items():
-                if value is None:
-                    feats.pop(dim, None)
-                else:
-                    feats[dim] = value
-            rows.append((user_id, feats))
-            if len(rows) >= BATCH_ROWS:
-                builder.add_batch(_batch(rows, registry))
-                rows = []
-        if rows:
-            builder.add_batch(_batch(rows, registry))
-        if removed:
-            builder.remove_users(removed)
-        staged = builder.finish()
+            fold_into(builder, base, delta, *parts[0])
+            staged = builder.finish()
+            discard = builder.discard
         try:
             stamp_manifest(staged, **{UPDATES_THROUGH: seq, COMPACTED_FROM: base.version})
             version = store.publish(staged, expect=base.version)
         except BaseException:
-            builder.discard()
+            discard()
             raise
-        log.info("compacted %d updated users into %s (through %d)", len(users), version, seq)
+        users = sum(len(u) for u, _ in parts)
+        log.info("compacted %d updated users into %s (through %d)", users, version, seq)
         pruned = prune_log(store, follower)
         return {
             "version": version,
             "compacted_from": base.version,
             "through": seq,
-            "users": len(users),
+            "users": users,
             "pruned": pruned,
         }
+
+
+def live_registry(base: Any, deltas: list[Delta]) -> dict[str, DimensionSpec]:
+    """The base's registry plus every dimension the updates introduced (catalog dimensions
+    the base had not seen yet)."""
+    registry: dict[str, DimensionSpec] = dict(base.registry)
+    for delta in deltas:
+        for dim, kind in delta.view().kinds.items():
+            registry.setdefault(dim, DimensionSpec(dim, kind))  # type: ignore[arg-type]
+    return registry
+
+
+def fold_into(
+    builder: SnapshotBuilder,
+    base: Snapshot,
+    delta: Delta,
+    users: dict[int, UserState],
+    new_list: list[str],
+) -> None:
+    """Hand ``builder`` (an upsert over ``base``) every updated user's full row, and remove
+    the deleted ones: the frozen ``users`` of ``delta`` folded into a new version."""
+    registry = builder.registry
+    rows: list[tuple[str, dict[str, Any]]] = []
+    removed: list[str] = []
+    for ordinal, state in users.items():
+        user_id = new_list[ordinal - delta.n0] if ordinal >= delta.n0 else base.user_id_of(ordinal)
+        if not state.alive:
+            if ordinal < delta.n0:
+                removed.append(user_id)
+            continue
+        if state.fresh and ordinal < delta.n0:
+            builder.leave_segments.append(user_id)
+        feats = {} if state.fresh else base.features(ordinal)
+        feats.pop(SEGMENTS_FIELD, None)
+        for dim, value in state.over.items():
+            if value is None:
+                feats.pop(dim, None)
+            else:
+                feats[dim] = value
+        rows.append((user_id, feats))
+        if len(rows) >= BATCH_ROWS:
+            builder.add_batch(_batch(rows, registry))
+            rows = []
+    if rows:
+        builder.add_batch(_batch(rows, registry))
+    if removed:
+        builder.remove_users(removed)
+
+
+def build_sharded(
+    store: SnapshotStore,
+    base: ShardedSnapshot,
+    delta: ShardedDelta,
+    parts: list[tuple[dict[int, UserState], list[str]]],
+) -> Path:
+    """Stage a sharded version: each shard with pending updates rebuilt (an upsert over that
+    shard, one shard at a time so memory stays one shard's), every other shard hard-linked
+    from the base (its files are immutable), then the top manifest, written last.
+
+    Nothing is visible until ``publish`` renames the staged directory; a crash leaves a
+    ``.tmp-<pid>-`` directory that ``clean_stale`` removes.
+    """
+    registry = live_registry(base, delta.parts)
+    new_dims = set(registry) != set(base.registry)  # every shard must list every dimension
+    staged = store.staging_dir()
+    try:
+        dirs: list[Path] = []
+        for k, (users, new_list) in enumerate(parts):
+            shard = base.shard(k)
+            target = staged / shard_name(k)
+            if users or new_dims:
+                builder = SnapshotBuilder(
+                    store=FixedDir(target), base=shard, registry=registry, mode="upsert"
+                )
+                fold_into(builder, shard, delta.parts[k], users, new_list)
+                dirs.append(builder.finish())
+            else:
+                shutil.copytree(base.shard_path(k), target, copy_function=_link_or_copy)
+                dirs.append(target)
+        write_manifest(
+            staged, shard_dirs=dirs, mode="upsert", base_version=base.version, now=time.time()
+        )
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    return staged
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """A hard link (no bytes copied) where the file system allows it, else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def _batch(
@@ -180,4 +267,4 @@ def compact_quietly(store: SnapshotStore, follower: LiveFollower) -> None:
         log.exception("compaction failed; the deltas keep serving")
 
 
-__all__ = ["compact", "compact_quietly", "stamp_manifest"]
+__all__ = ["compact", "compact_quietly", "fold_into", "live_registry", "stamp_manifest"]

@@ -127,6 +127,11 @@ class Delta:
             return None
         return ordinal
 
+    def features_of(self, user_id: str) -> dict[str, Any] | None:
+        """A user's current features by id, ``None`` when unknown or deleted."""
+        ordinal = self.ordinal_of(user_id)
+        return None if ordinal is None else self.features(ordinal)
+
     def _any_ordinal(self, user_id: str, create: bool) -> int | None:
         ordinal = self.new_ids.get(user_id)
         if ordinal is None:

@@ -17,24 +17,23 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import orjson
-import pyarrow as pa
 
-from adtarget.audience.delta import Delta, DeltaIndex, DeltaView, Update, UserState
+from adtarget.audience.delta import Delta, DeltaView, Update, UserState
 from adtarget.audience.gcpause import gc_paused
+from adtarget.audience.live_snapshot import LiveSnapshot
 from adtarget.audience.results import ResultCache
+from adtarget.audience.sharded import AnySnapshot, ShardedSnapshot
+from adtarget.audience.sharded_live import LiveShardedSnapshot, ShardedDelta, ShardResults
 from adtarget.audience.snapshot import Snapshot
 from adtarget.audience.store import UPDATES_THROUGH as THROUGH
 from adtarget.audience.update_log import LoggedUpdate, UpdateLog
-from adtarget.rules.ast import SEGMENTS_FIELD
 
 log = logging.getLogger("adtarget.audience")
 READ_BATCH = 50_000
 
 
-def updates_through(snapshot: Snapshot) -> int:
+def updates_through(snapshot: AnySnapshot) -> int:
     """The last log sequence number a snapshot version already contains."""
     return int(snapshot.manifest.get(THROUGH) or 0)
 
@@ -69,83 +68,6 @@ def encode(update: Mapping[str, Any]) -> str:
     return orjson.dumps(out).decode()
 
 
-class LiveSnapshot(Snapshot):
-    """A ``Snapshot`` whose index, users and features include the delta (same interface).
-
-    Shares every memory-mapped array with its base (the attributes are copied, not the data);
-    the bitmaps are the frozen ``view`` (one consistent state per handle), per-user features
-    read the delta's current state (a decision sees an update at once).
-    """
-
-    def __init__(  # noqa: D107
-        self, base: Snapshot, delta: Delta, view: DeltaView, results: ResultCache | None = None
-    ) -> None:
-        self.__dict__.update(base.__dict__)
-        self.base = base
-        self.delta = delta
-        self.view = view
-        self.updates_seq = view.seq
-        self.index = DeltaIndex(base.index, view, delta.rules)  # type: ignore[assignment]
-        # sub-expression results of this view only (the base's cache holds base answers); the
-        # follower hands every handle of one view the same cache, and a new view a new one
-        self._results = results if results is not None else ResultCache()
-        self.num_ordinals = delta.n0 + len(delta.new_list)
-        self.__dict__.pop("num_users", None)  # a property here: counted only when asked
-
-    @property
-    def num_users(self) -> int:  # type: ignore[override]
-        """Live users: the base's, less deleted, plus created (counted on first use)."""
-        return len(self.index.universe())
-
-    def __repr__(self) -> str:
-        return f"LiveSnapshot({self.version!r}, seq={self.updates_seq})"
-
-    def ordinal_of(self, user_id: str) -> int | None:
-        """The live user's ordinal (base or created by an update), else ``None``."""
-        return self.delta.ordinal_of(user_id)
-
-    def is_alive(self, ordinal: int) -> bool:
-        """Whether the ordinal is a current user."""
-        return ordinal in self.index.universe()
-
-    def user_id_of(self, ordinal: int) -> str:
-        """The user id at an ordinal."""
-        if ordinal >= self.delta.n0:
-            return self.delta.new_list[ordinal - self.delta.n0]
-        return self.base.user_id_of(ordinal)
-
-    def features(self, ordinal: int) -> dict[str, Any]:
-        """Current features (base overlaid by updates)."""
-        got = self.delta.features(ordinal)
-        return got if got is not None else {SEGMENTS_FIELD: frozenset()}
-
-    def features_of(self, user_id: str) -> dict[str, Any] | None:
-        """Current features by user id, or ``None`` for an unknown or deleted user."""
-        ordinal = self.delta.ordinal_of(user_id)
-        return None if ordinal is None else self.delta.features(ordinal)
-
-    def ids_array(self) -> pa.LargeStringArray:
-        """All user ids by ordinal, base ids then users created by updates."""
-        base_ids = self.base.ids_array()
-        extra = self.delta.new_list[: self.num_ordinals - self.delta.n0]
-        if not extra:
-            return base_ids
-        return pa.concat_arrays([base_ids, pa.array(extra, pa.large_string())])
-
-    def user_ids(self, ordinals: npt.NDArray[np.uint32]) -> pa.Array:
-        """User ids for many ordinals (export)."""
-        if not len(ordinals) or int(ordinals.max()) < self.delta.n0:
-            return self.base.user_ids(ordinals)
-        return self.ids_array().take(pa.array(ordinals, type=pa.uint32()))
-
-    def segment_info(self) -> dict[str, dict[str, Any]]:
-        """Per segment: kind, rule and current size (users deleted since the base left out)."""
-        info = self.base.segment_info()
-        for name, meta in info.items():
-            meta["size"] = len(self.index.segment(name))
-        return info
-
-
 class LiveFollower:
     """One process's delta over the current base, kept up to date from the log.
 
@@ -158,7 +80,7 @@ class LiveFollower:
         self.log = log
         self.poll_s = poll_s
         self._lock = threading.RLock()
-        self._delta: Delta | None = None
+        self._delta: Delta | ShardedDelta | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.on_change: list[Callable[[], None]] = []
@@ -170,21 +92,28 @@ class LiveFollower:
         """How long a compacted update stays in the log (its ``update_id`` a duplicate)."""
         self._compacting: threading.Thread | None = None
         self._results: tuple[DeltaView, ResultCache] | None = None
+        self._shard_results = ShardResults()
 
     # -- reading ------------------------------------------------------------------------
 
-    def live(self, base: Snapshot) -> Snapshot:
-        """``base`` with every logged update after its ``updates_through`` applied."""
+    def live(self, base: AnySnapshot) -> AnySnapshot:
+        """``base`` with every logged update after its ``updates_through`` applied (a sharded
+        base: each update in its user's shard)."""
         with self._lock:
             delta = self._delta
             if delta is None or delta.base is not base:
                 if delta is None or delta.base.path != base.path:
-                    delta = Delta(base, updates_through(base))
+                    delta = new_delta(base)
                     self._delta = delta
                     self._catch_up_locked()
                 else:  # the same version reopened: keep the delta, move it to the new handle
                     delta.base = base
             self._ensure_thread()
+            if isinstance(delta, ShardedDelta):
+                assert isinstance(base, ShardedSnapshot)
+                sview = delta.view()
+                return LiveShardedSnapshot(base, delta, sview, self._shard_results.for_view(sview))
+            assert isinstance(base, Snapshot)
             view = delta.view()
             kept = self._results
             if kept is None or kept[0] is not view:  # updates applied: answers changed
@@ -193,14 +122,22 @@ class LiveFollower:
 
     def frozen_state(self) -> tuple[int, dict[int, UserState], list[str]]:
         """``(seq, users, new ids)`` as of one moment (what a compaction folds in)."""
+        seq, parts = self.frozen_parts()
+        if len(parts) != 1:
+            raise TypeError("frozen_state of a sharded delta: use frozen_parts")
+        return seq, parts[0][0], parts[0][1]
+
+    def frozen_parts(self) -> tuple[int, list[tuple[dict[int, UserState], list[str]]]]:
+        """``(seq, [(users, new ids) per shard])`` as of one moment (one part unsharded)."""
         with self._lock:
             delta = self._delta
             if delta is None:
-                return 0, {}, []
-            return delta.seq, dict(delta.users), list(delta.new_list)
+                return 0, [({}, [])]
+            parts = delta.parts if isinstance(delta, ShardedDelta) else [delta]
+            return delta.seq, [(dict(p.users), list(p.new_list)) for p in parts]
 
     @property
-    def delta(self) -> Delta | None:
+    def delta(self) -> Delta | ShardedDelta | None:
         """The current delta (``None`` before the first ``live`` call)."""
         return self._delta
 
@@ -309,6 +246,13 @@ class LiveFollower:
             thread.join(timeout=5)
 
 
+def new_delta(base: AnySnapshot) -> Delta | ShardedDelta:
+    """An empty delta over ``base`` at its ``updates_through`` (one per shard when sharded)."""
+    if isinstance(base, ShardedSnapshot):
+        return ShardedDelta(base, updates_through(base))
+    return Delta(base, updates_through(base))
+
+
 _followers: dict[tuple[str, str], LiveFollower] = {}
 _logs: dict[str, UpdateLog] = {}
 _registry_lock = threading.Lock()
@@ -350,3 +294,16 @@ def forget_followers(items: Iterable[LiveFollower] | None = None) -> None:
             if items is None or follower in items:
                 follower.stop()
                 del _followers[key]
+
+
+__all__ = [
+    "LiveFollower",
+    "LiveSnapshot",
+    "decode",
+    "encode",
+    "follower_for",
+    "forget_followers",
+    "log_for",
+    "new_delta",
+    "updates_through",
+]

@@ -249,8 +249,7 @@ def write_live_users(
     n = 0
     for user_id in set(user_ids):
         key = user_key(prefix, version, user_id)
-        ordinal = delta.ordinal_of(user_id)
-        features = delta.features(ordinal) if ordinal is not None else None
+        features = delta.features_of(user_id)  # a Delta, or a ShardedDelta routing by user
         pipe.delete(key)
         mapping = {k: _encode(v) for k, v in (features or {}).items() if v is not None}
         if mapping:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from adtarget.audience.sharded import AnySnapshot, ShardedSnapshot, open_snapshot
-from adtarget.audience.snapshot import MANIFEST, Snapshot
+from adtarget.audience.snapshot import MANIFEST
 from adtarget.errors import Conflict, InvalidValue, NotFound
 from adtarget.process import fsync_dir, pid_alive
 
@@ -75,10 +75,10 @@ class SnapshotStore:
         self.keep = keep
         self.on_switch = on_switch
         self.fanout_factory = fanout_factory
-        self.overlay: Callable[[Snapshot], Snapshot] | None = None
+        self.overlay: Callable[[AnySnapshot], AnySnapshot] | None = None
         """Set by ``stores.snapshot_store_for``: turns the base into the live audience (the
-        base plus real-time profile updates, ``audience.live``); ``None`` serves the base.
-        Sharded snapshots are served without it (not implemented for shards yet)."""
+        base plus real-time profile updates, ``audience.live``, per shard when sharded);
+        ``None`` serves the base."""
         self.root.mkdir(parents=True, exist_ok=True)
         self._mutex = threading.Lock()
         self._pointer_key: tuple[int, int, int] | None = None
@@ -105,7 +105,7 @@ class SnapshotStore:
         """The live snapshot: the base ``CURRENT`` points at, with the overlay applied."""
         snap = self.current_base()
         overlay = self.overlay
-        if snap is None or overlay is None or not isinstance(snap, Snapshot):
+        if snap is None or overlay is None:
             return snap
         return overlay(snap)
 

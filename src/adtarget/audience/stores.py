@@ -18,8 +18,7 @@ from adtarget.audience.fanout import Fanout
 from adtarget.audience.live import LiveFollower, follower_for
 from adtarget.audience.ray_runtime import RayFanout
 from adtarget.audience.redis_profiles import open_client, push_current_profiles, write_live_users
-from adtarget.audience.sharded import ShardedSnapshot
-from adtarget.audience.snapshot import Snapshot
+from adtarget.audience.sharded import AnySnapshot, ShardedSnapshot
 from adtarget.audience.store import SnapshotStore
 from adtarget.settings import Settings
 
@@ -66,7 +65,7 @@ def live_follower(settings: Settings) -> LiveFollower:
 def attach_live(store: SnapshotStore, settings: Settings) -> None:
     """Serve ``store.current()`` as the live audience: the base plus real-time updates."""
 
-    def overlay(base: Snapshot) -> Snapshot:
+    def overlay(base: AnySnapshot) -> AnySnapshot:
         return live_follower(settings).live(base)
 
     store.overlay = overlay

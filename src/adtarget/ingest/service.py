@@ -22,7 +22,6 @@ from adtarget.audience.build import Mode, SnapshotBuilder
 from adtarget.audience.compaction import compact, stamp_manifest
 from adtarget.audience.shard_build import ShardedBuilder
 from adtarget.audience.sharded import AnySnapshot, ShardedSnapshot
-from adtarget.audience.snapshot import Snapshot
 from adtarget.audience.store import UPDATES_THROUGH, SnapshotStore
 from adtarget.audience.stores import live_follower
 from adtarget.catalog.segments import segment_ttl
@@ -320,10 +319,9 @@ def updates_at_start(store: SnapshotStore, settings: Settings, mode: str) -> int
     base = store.current_base()
     if base is None:
         return 0
-    if not isinstance(base, Snapshot):  # sharded: no live deltas over shards (yet)
-        return int(base.manifest.get(UPDATES_THROUGH) or 0)
     follower.live(base)
-    seq, users, _ = follower.frozen_state()
-    if not users:  # what is pending changes nobody on this base (deletes of unknown users)
+    seq, parts = follower.frozen_parts()
+    # what is pending changes nobody on this base (deletes of unknown users)
+    if not any(users for users, _ in parts):
         return seq
     return int(base.manifest.get(UPDATES_THROUGH) or 0)

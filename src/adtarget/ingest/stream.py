@@ -23,7 +23,7 @@ from adtarget.audience.stores import live_follower, profile_writer, snapshot_sto
 from adtarget.catalog.db import open_catalog
 from adtarget.errors import AdtargetError, InvalidValue
 from adtarget.ingest.schema import load_registry
-from adtarget.ingest.updates import accept_updates, refuse_sharded
+from adtarget.ingest.updates import accept_updates
 from adtarget.settings import Settings
 
 log = logging.getLogger("adtarget.stream")
@@ -82,7 +82,6 @@ class _Registry:
         now = time.monotonic()
         if now - self._at >= REGISTRY_TTL_S:
             snap = self.store.current()  # also opens the live audience this process applies to
-            refuse_sharded(snap)
             merged: dict[str, Any] = dict(snap.registry) if snap is not None else {}
             with self.factory() as session:
                 merged.update(load_registry(session))

@@ -17,8 +17,7 @@ from typing import Any
 from adtarget.audience.delta import Update
 from adtarget.audience.gcpause import gc_paused
 from adtarget.audience.live import LiveFollower, encode
-from adtarget.audience.sharded import ShardedSnapshot
-from adtarget.errors import Conflict, InvalidValue
+from adtarget.errors import InvalidValue
 from adtarget.rules.registry import DimensionSpec
 
 log = logging.getLogger("adtarget.ingest")
@@ -191,15 +190,3 @@ def _as_update(seq: int, u: dict[str, Any]) -> Update:
         unset=tuple(u.get("unset") or ()),
         delete=bool(u.get("delete")),
     )
-
-
-def refuse_sharded(snap: Any) -> None:
-    """Real-time updates are applied as deltas over one snapshot; over a sharded snapshot they
-    would be logged but not served, so they are refused (409) until shards carry deltas."""
-
-    if isinstance(snap, ShardedSnapshot):
-        raise Conflict(
-            f"snapshot {snap.version} is sharded; real-time profile updates are not applied to "
-            "sharded snapshots yet (upload the changes instead)",
-            field="snapshot",
-        )

@@ -17,7 +17,7 @@ from adtarget.api.deps import SessionFactoryDep, SettingsDep, SnapshotStoreDep
 from adtarget.audience.stores import live_follower, profile_writer
 from adtarget.errors import InvalidValue
 from adtarget.ingest.schema import load_registry
-from adtarget.ingest.updates import accept_updates, refuse_sharded
+from adtarget.ingest.updates import accept_updates
 from adtarget.settings import Settings
 
 router = APIRouter(tags=["audiences"])
@@ -34,7 +34,6 @@ def _writer(request: Request, settings: Settings) -> Any:
 def _registry(store: Any, factory: Any) -> dict[str, Any]:
 
     snap = store.current()
-    refuse_sharded(snap)
     merged: dict[str, Any] = dict(snap.registry) if snap is not None else {}
     with factory() as session:
         merged.update(load_registry(session))
