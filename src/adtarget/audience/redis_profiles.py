@@ -176,6 +176,32 @@ def load_snapshot_into_redis(
     )
 
 
+def _redis(
+    missing: str = "Redis profiles need the redis client: pip install 'adtarget[redis]'",
+) -> Any:
+    """The ``redis`` module, imported here only: an extra the embedded default never loads."""
+    try:
+        import redis
+    except ImportError as exc:  # pragma: no cover - the redis extra installs it
+        raise ImportError(missing) from exc
+    return redis
+
+
+def bounded_retry(attempts: int, *, base_s: float, cap_s: float, missing: str) -> Any:
+    """redis-py's ``Retry``: ``attempts`` extra tries, backing off from ``base_s`` to ``cap_s``."""
+    _redis(missing)
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    return Retry(ExponentialBackoff(cap=cap_s, base=base_s), attempts)
+
+
+def connection_errors() -> tuple[type[Exception], ...]:
+    """What redis-py raises when the server cannot be reached (down, or too slow)."""
+    redis = _redis()
+    return (redis.ConnectionError, redis.TimeoutError)
+
+
 def open_client(url: str, *, cluster: bool | None = None, **options: Any) -> Any:
     """A ``redis.Redis``, or a ``redis.cluster.RedisCluster`` when ``url`` names a cluster node.
 
@@ -184,12 +210,7 @@ def open_client(url: str, *, cluster: bool | None = None, **options: Any) -> Any
     (``ADTARGET_REDIS_CLUSTER``). ``options`` go to the client (timeouts, ``retry``). The writer
     here and the decision stores (``decision/redis_client.py``) open Redis only through this.
     """
-    try:
-        import redis
-    except ImportError as exc:  # pragma: no cover - the redis extra installs it
-        raise ImportError(
-            "Redis profiles need the redis client: pip install 'adtarget[redis]'"
-        ) from exc
+    redis = _redis()
     if cluster is None:
         probe = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
         try:
@@ -214,8 +235,7 @@ def push_current_profiles(
     cluster: bool | None = None,
 ) -> RedisLoad:
     """Make Redis serve the snapshot ``CURRENT`` points at (a no-op pointer move if loaded)."""
-    import redis
-
+    redis = _redis()
     snapshot = store.current()
     if snapshot is None:
         raise InvalidValue(

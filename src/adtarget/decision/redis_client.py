@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from adtarget.audience.redis_profiles import open_client
+from adtarget.audience.redis_profiles import bounded_retry, connection_errors, open_client
 
 RETRIES = 2
 """Extra attempts per command (after a redirect, a refreshed slot map or a dropped socket)."""
@@ -33,16 +33,12 @@ def connect(
         needed_by: named in the error when the ``redis`` extra is missing.
         cluster: ``True``/``False`` to force the mode; ``None`` asks the node.
     """
-    try:
-        from redis.backoff import ExponentialBackoff
-        from redis.retry import Retry
-    except ImportError as exc:  # pragma: no cover - the redis extra installs it
-        raise ImportError(
-            f"{needed_by} needs the redis client: pip install 'adtarget[redis]'"
-        ) from exc
-    from redis.exceptions import ConnectionError, TimeoutError
-
-    retry = Retry(ExponentialBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), RETRIES)
+    retry = bounded_retry(
+        RETRIES,
+        base_s=BACKOFF_BASE_S,
+        cap_s=BACKOFF_CAP_S,
+        missing=f"{needed_by} needs the redis client: pip install 'adtarget[redis]'",
+    )
     options: dict[str, Any] = {
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
@@ -54,7 +50,7 @@ def connect(
 
     try:
         return open_now()
-    except (ConnectionError, TimeoutError):
+    except connection_errors():
         # Redis down at start-up: the node cannot say whether it is a cluster yet. Serve
         # degraded (each call fails through the breaker) and ask again on the next call.
         return DeferredClient(open_now)
