@@ -14,7 +14,7 @@ import shutil
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict
 
 import numpy as np
 import pyarrow as pa
@@ -28,7 +28,7 @@ from adtarget.audience.columns import (
     encode_set,
     encode_strings,
 )
-from adtarget.audience.diff import diff_snapshots
+from adtarget.audience.diff import SnapshotDiff, diff_snapshots
 from adtarget.audience.snapshot import Snapshot
 from adtarget.audience.writer import (
     PendingSegment,
@@ -45,6 +45,18 @@ if TYPE_CHECKING:
 
 Mode = Literal["replace", "upsert"]
 ID_COLUMN = "user_id"
+
+
+class SegmentMatch(TypedDict):
+    """How a list segment's ids matched the users of the build (``set_segment``)."""
+
+    segment: str
+    ids_received: int
+    ids_unique: int
+    matched: int
+    unmatched: int
+    match_rate: float
+    expires_at: int | None
 
 
 class StagingArea(Protocol):
@@ -178,7 +190,7 @@ class SnapshotBuilder:
         ttl_seconds: int | None = None,
         now: float | None = None,
         append: bool = False,
-    ) -> dict[str, Any]:
+    ) -> SegmentMatch:
         """Make ``name`` a list segment of these users (replacing it unless ``append``).
 
         Returns match statistics against the users this build will hold (base users for an
@@ -254,7 +266,7 @@ class SnapshotBuilder:
         self._staged = writer.staged
         return writer.staged
 
-    def diff(self) -> dict[str, Any]:
+    def diff(self) -> SnapshotDiff:
         """What publishing this build would change against ``base`` (for dry runs)."""
 
         staged = self.finish()

@@ -7,7 +7,7 @@ order-independent sum of mixed codes per user, all vectorized.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +17,25 @@ from adtarget.audience.index import DimReader
 from adtarget.audience.snapshot import Snapshot
 
 U64 = np.uint64
+
+
+class SegmentDelta(TypedDict):
+    """One segment's size before and after a build."""
+
+    before: int
+    after: int
+    delta: int
+
+
+class SnapshotDiff(TypedDict):
+    """What publishing a build would change (a dry run's ``diff``)."""
+
+    users_before: int
+    users_after: int
+    users_added: int
+    users_changed: int
+    users_removed: int
+    segments: dict[str, SegmentDelta]
 
 
 def _alive(s: Snapshot) -> npt.NDArray[np.bool_]:
@@ -53,10 +72,10 @@ def _column_key(reader: DimReader | None, ords: npt.NDArray[np.int64]) -> npt.ND
     return (codes.astype(np.int64) + 1).astype(U64)
 
 
-def diff_snapshots(base: Snapshot | None, new: Snapshot, *, mode: str) -> dict[str, Any]:
+def diff_snapshots(base: Snapshot | None, new: Snapshot, *, mode: str) -> SnapshotDiff:
     """Counts of users added, changed and removed, and per-segment size deltas."""
     new_alive = _alive(new)
-    segments: dict[str, dict[str, int]] = {}
+    segments: dict[str, SegmentDelta] = {}
     base_names = set(base.segment_names()) if base is not None else set()
     for name in sorted(base_names | set(new.segment_names())):
         before = len(base.index.segment(name)) if base is not None else 0

@@ -14,12 +14,13 @@ import shutil
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
-from adtarget.audience.build import ID_COLUMN, Mode, SnapshotBuilder, _as_id_array
+from adtarget.audience.build import ID_COLUMN, Mode, SegmentMatch, SnapshotBuilder, _as_id_array
+from adtarget.audience.diff import SegmentDelta, SnapshotDiff
 from adtarget.audience.sharded import AnySnapshot, ShardedSnapshot, write_manifest
 from adtarget.audience.sharding import check_shards, shard_name, shards_of
 from adtarget.audience.snapshot import Snapshot
@@ -138,24 +139,26 @@ class ShardedBuilder:
         ttl_seconds: int | None = None,
         now: float | None = None,
         append: bool = False,
-    ) -> dict[str, Any]:
+    ) -> SegmentMatch:
         """A list segment, each member set in its own shard; statistics summed over shards."""
         ids = _as_id_array(user_ids)
         where = shards_of(ids, self.n)
-        stats: dict[str, Any] = {}
-        for k, builder in enumerate(self._builders):
-            part = builder.set_segment(
+        parts = [
+            builder.set_segment(
                 name,
                 ids.filter(pa.array(where == k)),
                 ttl_seconds=ttl_seconds,
                 now=now,
                 append=append,
             )
-            if not stats:
-                stats = dict(part)
-                continue
-            for key in ("ids_received", "ids_unique", "matched", "unmatched"):
-                stats[key] += part[key]
+            for k, builder in enumerate(self._builders)
+        ]
+        stats = parts[0].copy()
+        for part in parts[1:]:
+            stats["ids_received"] += part["ids_received"]
+            stats["ids_unique"] += part["ids_unique"]
+            stats["matched"] += part["matched"]
+            stats["unmatched"] += part["unmatched"]
         unique = stats["ids_unique"]
         stats["match_rate"] = stats["matched"] / unique if unique else 0.0
         return stats
@@ -184,7 +187,7 @@ class ShardedBuilder:
         self._staged = self._root
         return self._root
 
-    def diff(self) -> dict[str, Any]:
+    def diff(self) -> SnapshotDiff:
         """Per-shard diffs added up (only against a base of the same shard count, or none)."""
         if self.base is not None and not (
             isinstance(self.base, ShardedSnapshot) and self.base.num_shards == self.n
@@ -218,16 +221,25 @@ def split_by_shard(batch: pa.RecordBatch, n: int) -> list[tuple[int, pa.RecordBa
     return out
 
 
-def add_diffs(diffs: list[dict[str, Any]]) -> dict[str, Any]:
+def add_diffs(diffs: list[SnapshotDiff]) -> SnapshotDiff:
     """Sum of per-shard ``diff_snapshots`` answers."""
-    out: dict[str, Any] = {"segments": {}}
+    out = SnapshotDiff(
+        segments={},
+        users_before=0,
+        users_after=0,
+        users_added=0,
+        users_changed=0,
+        users_removed=0,
+    )
     for d in diffs:
-        for key, value in d.items():
-            if key == "segments":
-                for name, seg in value.items():
-                    acc = out["segments"].setdefault(name, {"before": 0, "after": 0, "delta": 0})
-                    for k2 in acc:
-                        acc[k2] += seg[k2]
-            else:
-                out[key] = out.get(key, 0) + value
+        out["users_before"] += d["users_before"]
+        out["users_after"] += d["users_after"]
+        out["users_added"] += d["users_added"]
+        out["users_changed"] += d["users_changed"]
+        out["users_removed"] += d["users_removed"]
+        for name, seg in d["segments"].items():
+            acc = out["segments"].setdefault(name, SegmentDelta(before=0, after=0, delta=0))
+            acc["before"] += seg["before"]
+            acc["after"] += seg["after"]
+            acc["delta"] += seg["delta"]
     return out

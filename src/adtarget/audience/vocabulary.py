@@ -9,7 +9,7 @@ of guessing a spelling (``GET /v1/audiences/vocabulary``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 from adtarget.audience.index import DimReader
 from adtarget.audience.sharded import ShardedSnapshot
@@ -52,13 +52,21 @@ def _dimension(
     return out
 
 
+class Vocabulary(TypedDict):
+    """What a rule may name: the snapshot's dimensions (with values or ranges) and segments."""
+
+    snapshot: str | None
+    dimensions: list[dict[str, Any]]
+    segments: list[str]
+
+
 def vocabulary(
     *,
     snapshot: Snapshot | ShardedSnapshot | None,
     registry: Mapping[str, DimensionSpec],
     segments: Iterable[str],
     max_values: int = MAX_VALUES,
-) -> dict[str, Any]:
+) -> Vocabulary:
     """``{"snapshot", "dimensions": [{"name", "type", "values" | "min"/"max"}], "segments"}``.
 
     Args:

@@ -15,7 +15,7 @@ inside its own transaction and acts on exactly what it read.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -37,6 +37,14 @@ from adtarget.catalog.tables import (
 Path = tuple[str, ...]
 #: Archive children before parents, so no step sees an archived parent with live children.
 ARCHIVE_ORDER = ("line_item", "campaign", "creative", "segment", "advertiser")
+
+
+class PlanDict(TypedDict):
+    """A plan as JSON (``adtarget plan --json``, the apply command's result)."""
+
+    file: str
+    actions: list[dict[str, Any]]
+    summary: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -99,7 +107,7 @@ class Plan:
             f"{self.count('archive')} to archive, {links} link change{'s' * (links != 1)}"
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> PlanDict:
         """JSON for ``adtarget plan --json``."""
         return {
             "file": self.source,

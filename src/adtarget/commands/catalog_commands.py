@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -61,7 +61,19 @@ _last_change_prune = float("-inf")
 __all__ = ["CatalogWriter", "history_item"]
 
 
-def history_item(entry: CommandLog) -> dict[str, Any]:
+class HistoryItem(TypedDict):
+    """One entry of an actor's command history."""
+
+    id: int
+    kind: str
+    description: str
+    state: str
+    created_at: str
+    undone_at: str | None
+    actor: str
+
+
+def history_item(entry: CommandLog) -> HistoryItem:
     """The public shape of one history entry (``GET /v1/commands``, ``adtarget history``)."""
     return {
         "id": entry.id,
@@ -214,7 +226,7 @@ class CatalogWriter:
             affected = affected_line_items(session, all_changes(command))
         return self._with_delivery(answer, affected)
 
-    def history(self, limit: int = 50) -> list[dict[str, Any]]:
+    def history(self, limit: int = 50) -> list[HistoryItem]:
         """This actor's commands, newest first (undone ones included, marked by ``state``)."""
         with self.session_factory() as session:
             rows = command_log.history(session, self.actor, max(1, min(limit, 1000)))

@@ -22,7 +22,7 @@ since "absent, as I left it" may be someone else's attach-then-detach.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from sqlalchemy.orm import Session
 
@@ -67,6 +67,16 @@ def diff(old: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, li
     }
 
 
+class RowChangeDict(TypedDict):
+    """A ``RowChange`` as stored in ``command_log.payload``."""
+
+    kind: str
+    key: dict[str, Any]
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    undone_version: int | None
+
+
 @dataclass
 class RowChange:
     """One row's state before and after a command (``None`` = absent)."""
@@ -78,7 +88,7 @@ class RowChange:
     #: The version undo left the row at (``None`` when undo deleted it or never ran).
     undone_version: int | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> RowChangeDict:
         """JSON form for ``command_log.payload``."""
         return {
             "kind": self.kind,

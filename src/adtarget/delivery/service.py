@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 from zoneinfo import ZoneInfo
 
 from adtarget.catalog.ownership import line_item_owners
@@ -35,6 +35,14 @@ __all__ = [
 ]
 
 
+class IngestCounts(TypedDict):
+    """``IngestResult`` as JSON (the events route's answer)."""
+
+    accepted: int
+    duplicates: int
+    rejected: list[dict[str, Any]]
+
+
 @dataclass
 class IngestResult:
     """What happened to a batch: ``accepted + duplicates + len(rejected)`` = events sent."""
@@ -43,7 +51,7 @@ class IngestResult:
     duplicates: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> IngestCounts:
         return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
 
     def merge(self, other: IngestResult) -> None:

@@ -17,7 +17,7 @@ import socket
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -98,9 +98,17 @@ def list_jobs(*, session_factory: sessionmaker[Session], limit: int = 50) -> lis
         return [job_to_dict(job) for job in newest_jobs(session, limit)]
 
 
+class RejectedRows(TypedDict):
+    """A job's first quarantined rows (``rows``) and how many it rejected (``total``)."""
+
+    id: str
+    total: int
+    rows: list[dict[str, Any]]
+
+
 def rejected_rows(
     job_id: str, *, session_factory: sessionmaker[Session], limit: int = 200
-) -> dict[str, Any]:
+) -> RejectedRows:
     """The first ``limit`` quarantined rows of a job with their reasons, and how many there are."""
 
     job = get_job(job_id, session_factory=session_factory)

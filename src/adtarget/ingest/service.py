@@ -225,11 +225,9 @@ def execute_job(
                 append=bool(opts.get("append")),
             )
             if hashed:
-                stats.update(
-                    ids_received=received,
-                    unmatched=received - stats["matched"],
-                    match_rate=(stats["matched"] / received) if received else 0.0,
-                )
+                stats["ids_received"] = received
+                stats["unmatched"] = received - stats["matched"]
+                stats["match_rate"] = (stats["matched"] / received) if received else 0.0
             report["segment"] = stats
             report["match_rate"] = stats["match_rate"]
         if job.dry_run:

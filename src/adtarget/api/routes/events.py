@@ -72,7 +72,7 @@ async def post_events(request: Request, container: ContainerDep) -> dict[str, An
         for item in result.rejected:
             if item["index"] in bad:
                 item["field"], item["reason"] = "event", bad[item["index"]]
-        return result.to_dict()
+        return dict(result.to_dict())
 
     return await run_in_threadpool(work)
 

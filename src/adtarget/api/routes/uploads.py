@@ -200,5 +200,5 @@ async def read_rejected(
 ) -> dict[str, Any]:
     """``{"id", "total", "rows": [{"line", "field", "reason", "row"}, ...]}`` (first ``limit``)."""
     return await run_in_threadpool(
-        lambda: rejected_rows(job_id, session_factory=factory, limit=limit)
+        lambda: dict(rejected_rows(job_id, session_factory=factory, limit=limit))
     )
