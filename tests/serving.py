@@ -26,7 +26,7 @@ def wait_until_serving(
     proc: subprocess.Popen[bytes],
     *,
     path: str = "/healthz",
-    timeout: float = 60.0,
+    timeout: float = 120.0,
     log: Path | None = None,
 ) -> None:
     """Poll ``base + path`` until it answers 200; fail with the server's own words if it dies.
