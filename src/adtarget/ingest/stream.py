@@ -67,7 +67,7 @@ def _nats() -> Any:
     return nats
 
 
-class _Registry:
+class UpdateRegistry:
     """The dimension registry, re-read from the catalog every few seconds."""
 
     def __init__(self, settings: Settings) -> None:
@@ -104,7 +104,7 @@ async def consume(
 ) -> StreamStats:
     """Consume update messages until ``max_messages`` or ``idle_exit_s`` without any."""
     nats = _nats()
-    registry = _Registry(settings)
+    registry = UpdateRegistry(settings)
     follower = live_follower(settings)
     stats = StreamStats()
     nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=3)
@@ -141,7 +141,9 @@ async def consume(
     return stats
 
 
-async def _apply(msgs: list[Any], registry: _Registry, follower: Any, stats: StreamStats) -> None:
+async def _apply(
+    msgs: list[Any], registry: UpdateRegistry, follower: Any, stats: StreamStats
+) -> None:
     """Log one fetched batch durably, then ack it (bad messages are terminated, not retried)."""
     updates: list[Any] = []
     kept: list[Any] = []
@@ -175,5 +177,5 @@ async def _apply(msgs: list[Any], registry: _Registry, follower: Any, stats: Str
 def run_consumer(settings: Settings, **kwargs: Any) -> StreamStats:
     """``consume`` from synchronous code (the CLI)."""
     if not kwargs.get("stream") or not kwargs.get("subject"):
-        raise InvalidValue("give --stream and --subject", field="stream")
+        raise InvalidValue("give --stream and --subject (NATS)", field="subject")
     return asyncio.run(consume(settings, **kwargs))
