@@ -79,3 +79,48 @@ def test_compiled_rules_follow_the_snapshot(store: SnapshotStore) -> None:
         assert size_rule(snapshot=second, rule_text=text, min_size=0)["count"] == want
     with pytest.raises(InvalidValue):
         size_rule(snapshot=first, rule_text=text, min_size=0)
+
+
+def _members(rule: Rule, users: list[dict[str, Any]]) -> set[int]:
+    return {
+        i
+        for i, u in enumerate(users)
+        if matches(rule, {k: v for k, v in u.items() if k != "user_id"})
+    }
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rules=st.lists(
+        st.one_of(RULES, st.lists(CLAUSES, min_size=2, max_size=5).map(lambda k: And(tuple(k)))),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_overlap_matrix_is_exact(
+    world: tuple[Snapshot, list[dict[str, Any]]], rules: list[Rule]
+) -> None:
+    snap, users = world
+    sets = [_members(r, users) for r in rules]
+    got = sizing.overlap_counts(rules, snap.index, None)
+    assert got == [[len(a & b) for b in sets] for a in sets]
+
+
+def test_sparse_conjunction_is_kept_as_its_dense_complement(
+    world: tuple[Snapshot, list[dict[str, Any]]],
+) -> None:
+    snap, users = world
+    texts = [
+        # each clause holds ~30-85% of the users, all of them together ~2%
+        'segment("s1") and segment("s2") and segment("s3") and age >= 0 and not device = "web"',
+        'not premium = true and age >= 0 and genres has any ("scifi", "comedy")',
+        "age >= 0",
+    ]
+    rules = [parse(t) for t in texts]
+    forms = [sizing.dense_form(r, snap.index, sizing._CallMemo()) for r in rules]
+    assert forms[0].negated  # sparse result: its complement was built
+    assert not forms[2].negated  # dense: kept as it is
+    sets = [_members(r, users) for r in rules]
+    got = sizing.overlap_counts(rules, snap.index, None)
+    assert got == [[len(a & b) for b in sets] for a in sets]
+    assert all(len(s) for s in sets)

@@ -33,7 +33,15 @@ from adtarget.rules.ast import (
 from adtarget.rules.bitmap_memory import MemoryBitmapIndex
 from adtarget.rules.visitor import RuleVisitor
 
-__all__ = ["BitmapIndex", "Memo", "MemoryBitmapIndex", "count", "evaluate"]
+__all__ = [
+    "BitmapIndex",
+    "Memo",
+    "MemoryBitmapIndex",
+    "count",
+    "evaluate",
+    "evaluate_shared",
+    "split",
+]
 
 
 class Memo(Protocol):
@@ -169,7 +177,7 @@ def _polarity(rule: Rule) -> tuple[bool, Rule]:
     return negated, rule
 
 
-def _split(children: tuple[Rule, ...]) -> tuple[list[Rule], list[Rule]]:
+def split(children: tuple[Rule, ...]) -> tuple[list[Rule], list[Rule]]:
     """Children of an And as (positive cores, cores of the negated ones)."""
     pos: list[Rule] = []
     neg: list[Rule] = []
@@ -193,7 +201,7 @@ def _positive(rule: Rule, index: BitmapIndex, memo: Memo | None = None) -> Abstr
 
 def _positive_uncached(rule: Rule, index: BitmapIndex, memo: Memo | None) -> AbstractBitMap:
     if isinstance(rule, And):
-        pos, neg = _split(rule.children)
+        pos, neg = split(rule.children)
         if pos:
             bms = sorted((_eval(c, index, memo) for c in pos), key=len)
             acc = bms[0] if len(bms) == 1 else BitMap.intersection(*bms)
@@ -252,7 +260,7 @@ def count(rule: Rule, index: BitmapIndex, memo: Memo | None = None) -> int:
         a, b = core.children
         return _eval(a, index, memo).union_cardinality(_eval(b, index, memo))
     if isinstance(core, And):
-        pos, neg = _split(core.children)
+        pos, neg = split(core.children)
         if len(pos) >= 2 and not neg:
             bms = sorted((_positive(c, index, memo) for c in pos), key=len)
             head = bms[0] if len(bms) == 2 else BitMap.intersection(*bms[:-1])
