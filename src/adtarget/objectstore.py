@@ -17,10 +17,16 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 from urllib.parse import urlparse
 
 from adtarget.errors import InvalidValue
+
+if TYPE_CHECKING:
+    from pyarrow import NativeFile
+    from pyarrow.fs import S3FileSystem
+
+T = TypeVar("T")
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -67,21 +73,21 @@ class Location:
         """A buffered binary file object with ``readline`` (header peeks, JSON Lines, checksums)."""
         if self.local is not None:
             return self.local.open("rb")
-        return io.BufferedReader(self.arrow_input(), 1 << 20)
+        return io.BufferedReader(self._remote("read", "path", self.fs.open_input_stream), 1 << 20)
 
-    def arrow_input(self) -> Any:
+    def arrow_input(self) -> Path | NativeFile:
         """What pyarrow's CSV reader streams from: the local path, or a remote input stream."""
         if self.local is not None:
             return self.local
         return self._remote("read", "path", self.fs.open_input_stream)
 
-    def parquet_source(self) -> Any:
+    def parquet_source(self) -> Path | NativeFile:
         """What ``pyarrow.parquet.ParquetFile`` takes: the path, or a random-access file."""
         if self.local is not None:
             return self.local
         return self._remote("read", "path", self.fs.open_input_file)
 
-    def open_output(self) -> Any:
+    def open_output(self) -> NativeFile:
         """A pyarrow output stream for a remote object (the object appears when it is closed)."""
         if self.local is not None:
             raise TypeError("local files are written through their Path")
@@ -95,7 +101,7 @@ class Location:
         with contextlib.suppress(OSError):
             self.fs.delete_file(self.path)
 
-    def _remote(self, verb: str, field: str, call: Callable[[str], Any]) -> Any:
+    def _remote(self, verb: str, field: str, call: Callable[[str], T]) -> T:
         """``call(self.path)`` on the remote filesystem; an ``OSError`` (missing object or bucket,
         unreachable store) becomes ``InvalidValue`` naming the URI and the field."""
         try:
@@ -111,7 +117,7 @@ def _short(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-def s3_filesystem(environ: dict[str, str] | None = None) -> Any:
+def s3_filesystem(environ: dict[str, str] | None = None) -> S3FileSystem:
     """``S3FileSystem`` configured from the AWS environment variables (endpoint override too)."""
     from pyarrow.fs import S3FileSystem
 

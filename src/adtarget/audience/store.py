@@ -20,7 +20,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NotRequired, TypedDict
 
 from adtarget.audience.sharded import AnySnapshot, ShardedSnapshot, open_snapshot
 from adtarget.audience.snapshot import MANIFEST
@@ -38,6 +38,17 @@ COMPACTED_FROM = "compacted_from"
 LOCK = ".lock"
 TMP_PREFIX = ".tmp-"
 VERSION_RE = re.compile(r"v(\d{6,})\Z")
+
+
+class VersionEntry(TypedDict):
+    """One published version as listed (``snapshots list``, ``GET /v1/audiences/snapshots``)."""
+
+    version: str
+    created_at: str | None
+    num_users: int | None
+    segments: list[str]
+    current: bool
+    shards: NotRequired[int]
 
 
 def format_version(number: int) -> str:
@@ -157,16 +168,16 @@ class SnapshotStore:
         self._check_version(version)
         return self._open(version)
 
-    def manifests(self) -> list[dict[str, object]]:
+    def manifests(self) -> list[VersionEntry]:
         """The manifest of every published version, oldest first, with ``current`` marked."""
         current = self.current_version()
-        out: list[dict[str, object]] = []
+        out: list[VersionEntry] = []
         for version in self.versions():
             try:
                 manifest = json.loads((self.root / version / MANIFEST).read_text())
             except (FileNotFoundError, json.JSONDecodeError):
                 continue
-            entry: dict[str, object] = {
+            entry: VersionEntry = {
                 "version": version,
                 "created_at": manifest.get("created_at"),
                 "num_users": manifest.get("num_users"),

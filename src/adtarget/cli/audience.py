@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from adtarget.audience.service import current_snapshot, export_rule, overlap_rules, size_rule
+from adtarget.audience.store import SnapshotStore
 from adtarget.catalog.checks import segment_rules
 from adtarget.catalog.service import dimension_registry
 from adtarget.cli.container import cli_container
@@ -44,7 +45,7 @@ def _errors() -> Iterator[None]:
         raise _fail(err) from None
 
 
-def _store() -> Any:
+def _store() -> SnapshotStore:
     return cli_container().snapshot_store
 
 

@@ -39,8 +39,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on 
 MARK = {"create": ("+", "green"), "update": ("~", "yellow"), "archive": ("-", "red")}
 
 
-def _command(path: Path, archive: bool) -> Any:
-
+def _command(path: Path, archive: bool) -> ApplyCatalog:
     document = read_document(path)
     parse_document(document, source=str(path))  # file and field errors before the database
     return ApplyCatalog(document=document, source=str(path), archive=archive)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import pyarrow.parquet as pq
 import typer
@@ -150,8 +150,7 @@ def prune(
         typer.echo(f"dropped {len(days)} day(s)" + (f": {', '.join(days)}" if days else ""))
 
 
-def _stderr_console() -> Any:
-
+def _stderr_console() -> Console:
     return Console(stderr=True)
 
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adtarget.errors import InvalidValue
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 MAX_SERIES = 12
 RATIOS = frozenset({"ctr", "completion_rate", "ecpm"})
@@ -66,7 +69,7 @@ def build_figure(
     title: str = "Delivery",
     labels: Labels | None = None,
     currency: str | None = None,
-) -> Any:
+) -> Figure:
     """A matplotlib figure: one panel per metric, one line per group; ``group_by`` must include
     ``day`` or ``hour``.
 

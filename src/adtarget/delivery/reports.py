@@ -291,7 +291,7 @@ def default_window(today: date | None = None) -> tuple[date, date]:
     return last - timedelta(days=DEFAULT_DAYS - 1), last
 
 
-def rows_to_arrow(rows: list[dict[str, Any]], columns: Sequence[str]) -> Any:
+def rows_to_arrow(rows: list[dict[str, Any]], columns: Sequence[str]) -> pa.Table:
     """Report rows as a typed ``pyarrow.Table`` (for Parquet): ``hour`` a UTC timestamp, ``day``
     a date, other keys text, counters int64, money and ratios float64; typed when empty too."""
     fields = []

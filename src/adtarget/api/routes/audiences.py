@@ -177,7 +177,7 @@ def list_snapshots(
     manifests = store.manifests()[::-1]
     if hidden:
         for m in manifests:
-            m["segments"] = visible_segment_names(m.get("segments", []), hidden)  # type: ignore[arg-type]
+            m["segments"] = visible_segment_names(m.get("segments", []), hidden)
     return {"current": store.current_version(), "snapshots": manifests}
 
 
