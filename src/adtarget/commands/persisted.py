@@ -1,37 +1,10 @@
 """The extension point for commands whose history lives in the catalog's ``command_log`` table.
 
-Every catalog command is a persisted one. It differs from an in-memory command in two ways,
-both forced by "undo works across processes and restarts": it acts on storage handed to it
-(``CommandContext``) instead of objects it holds, and it can be written out (``to_payload``)
-and rebuilt (``from_payload``) from the JSON payload of its ``command_log`` row, by the
-``kind`` it registered under. After ``execute``,
-``undo`` or ``redo`` the payload is written again, so a command can record what it learned
-(ids it created, the versions it left) for the next step, possibly in another process.
-
-Contract for implementers (``CatalogWriter`` runs each call in one DB transaction and writes the
-``command_log`` row in the same transaction, so a raise anywhere leaves no trace):
-- ``execute(ctx)`` applies the change, snapshots what undo needs into ``self``, returns a JSON
-  dict for the caller (the object created/changed).
-- ``undo(ctx)`` reverses it, refusing with ``adtarget.errors.Conflict`` if what it would
-  overwrite was changed by someone since; returns a JSON dict saying what was undone.
-- ``redo(ctx)`` re-applies after an undo (default: ``execute`` again); same refusal rule.
-- ``kind`` is a stable name (it is stored); register the class with ``@register_command``.
-
-Example (the ingest module's "publish an upload" command)::
-
-    @register_command
-    @dataclass
-    class PublishUpload(PersistedCommandBase):
-        kind: ClassVar[str] = "ingest.publish"
-        snapshot: str
-        previous: str | None = None
-        description: str = "publish snapshot"
-
-        def execute(self, ctx): ...
-        def undo(self, ctx): ...
-        def to_payload(self): return {"snapshot": self.snapshot, "previous": self.previous}
-        @classmethod
-        def from_payload(cls, payload): return cls(**payload)
+Why persisted: undo works across processes and restarts, so a command acts on storage handed to
+it (``CommandContext``), not objects it holds, and is written out (``to_payload``) and rebuilt
+(``from_payload``) by the ``kind`` it registered under (``@register_command``). The contract
+for implementers (execute / undo / redo, refusals, one transaction) and an example are in
+docs/undo.md, "Writing a new command".
 """
 
 from __future__ import annotations
