@@ -8,8 +8,16 @@ Beside baselines run in the same process, on the same generated population
 - sizing the 5-clause rule: one unsharded snapshot in process vs the S shard actors (p50/p99,
   equal counts asserted), and the pure fan-out cost (a no-op call to every actor);
 - overlap of 10 rules through the actors; the same rule counted by DuckDB over the Parquet file;
+- sizing edited rules (the age bound changes every query, the other clauses stay, as an
+  audience builder sends them) both ways, so no answer is a repeat of the one before;
+- ``--http``: the same sizes through a running ``adtarget serve`` with
+  ``ADTARGET_AUDIENCE_BACKEND=ray`` beside ``adtarget serve`` on the single-process snapshot
+  (or on the shards in process with ``--skip-single``), plus an overlap and an export;
 - ``--workers-sweep``: the Ray build again on clusters of 1 and 2 one-CPU nodes (rows/s per
   worker, for the scaling line).
+
+Every socket of this process and of every process it started (Ray nodes, workers, actors, the
+served API) is checked to stay on loopback after each stage; one that does not fails the run.
 
 The cluster is Ray's own ``cluster_utils.Cluster`` (head + N-1 workers), every node on
 127.0.0.1. ``--skip-single`` leaves out the single-process build and sizing (100M users do not
@@ -20,6 +28,7 @@ fit one process on this machine). Run under ``flock /tmp/adtarget-heavy.lock``:
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import shutil
 import sys
@@ -32,6 +41,7 @@ from typing import Any
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # drivers stay on loopback
 
 import duckdb
+import httpx
 import numpy as np
 import psutil
 
@@ -45,6 +55,7 @@ from adtarget.ingest.jobs import run_upload, submit_upload  # noqa: E402
 from adtarget.rules.eval_sql import to_sql  # noqa: E402
 from adtarget.rules.parse import parse  # noqa: E402
 from adtarget.settings import Settings  # noqa: E402
+from bench_http import start_adtarget, start_own, stop  # noqa: E402
 from population7 import GENRES, REGISTRY, RULE, generate  # noqa: E402
 
 SCHEMA = {name: spec.type for name, spec in REGISTRY.items()}
@@ -99,6 +110,128 @@ class WorkerPeak:
                     self.peak_worker = max(self.peak_worker, rss)
             self.peak_total = max(self.peak_total, total)
             time.sleep(0.2)
+
+
+def edited_rules(n: int) -> list[str]:
+    """``RULE`` with a different age bound each time: four clauses repeat, one changes."""
+    return [RULE.replace("between 18 and 34", f"between 18 and {35 + i % 60}") for i in range(n)]
+
+
+def time_edits(snapshot: Any, queries: int) -> tuple[list[int], list[float]]:
+    counts: list[int] = []
+    times: list[float] = []
+    for rule in edited_rules(queries):
+        t = time.perf_counter()
+        counts.append(
+            size_rule(snapshot=snapshot, rule_text=rule, registry=REGISTRY, min_size=0)["count"]
+        )
+        times.append(time.perf_counter() - t)
+    return counts, times
+
+
+def _loopback(ip: str) -> bool:
+    addr = ipaddress.ip_address(ip.split("%")[0])
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr.is_loopback
+
+
+def off_loopback() -> list[str]:
+    """Sockets of this process and its descendants bound to, or talking to, a non-loopback
+    address (what ``ss -tnp`` would show for them)."""
+    me = psutil.Process()
+    bad: list[str] = []
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            conns = proc.net_connections(kind="inet")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        for c in conns:
+            for end in (c.laddr, c.raddr):
+                if end and not _loopback(end.ip):
+                    bad.append(f"{proc.pid} {c.laddr} -> {c.raddr} {c.status}")
+    return bad
+
+
+def check_loopback(stage: str) -> int:
+    """Print the sockets count and the off-loopback ones; returns how many left loopback."""
+    bad = off_loopback()
+    me = psutil.Process()
+    socks = 0
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            socks += len(proc.net_connections(kind="inet"))
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    print(f"loopback {stage}: {socks} sockets, {len(bad)} off loopback {bad[:5]}")
+    return len(bad)
+
+
+def http_sizes(port: int, queries: int) -> tuple[dict[str, Any], list[float]]:
+    """``queries`` sizes of ``RULE`` through ``POST /v1/audiences/size`` (keep-alive)."""
+    times: list[float] = []
+    body: dict[str, Any] = {}
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
+        client.post("/v1/audiences/size", json={"rule": RULE})  # a new version's actors start
+        for _ in range(queries):
+            t = time.perf_counter()
+            r = client.post("/v1/audiences/size", json={"rule": RULE})
+            times.append(time.perf_counter() - t)
+            if r.status_code != 200:
+                raise SystemExit(f"size over HTTP: {r.status_code} {r.text}")
+            body = r.json()
+    return body, times
+
+
+def http_stage(data_dir: Path, base_dir: Path, address: str, queries: int) -> tuple[bool, int]:
+    """Sizes, an overlap and an export through ``adtarget serve`` on the Ray backend, beside
+    ``adtarget serve`` (embedded backend) on ``base_dir``; returns whether every count matched
+    and how many sockets left loopback while the Ray-backed server answered."""
+    ray_env = {
+        "ADTARGET_AUDIENCE_BACKEND": "ray",
+        "ADTARGET_RAY_ADDRESS": address,
+        "ADTARGET_SHARD_DEADLINE_MS": "30000",
+    }
+    port, proc = start_own(lambda p: start_adtarget(base_dir, p, 1), "/healthz")
+    try:
+        base, base_times = http_sizes(port, queries)
+    finally:
+        stop(proc)
+    port, proc = start_own(lambda p: start_adtarget(data_dir, p, 1, ray_env), "/healthz")
+    try:
+        via, ray_times = http_sizes(port, queries)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
+            t = time.perf_counter()
+            ov = client.post("/v1/audiences/overlap", json={"rules": OVERLAP_RULES}).json()
+            ov_s = time.perf_counter() - t
+            t = time.perf_counter()
+            with client.stream("POST", "/v1/audiences/export", json={"rule": RULE}) as r:
+                header = r.headers.get("X-Adtarget-Count")
+                lines = sum(chunk.count(b"\n") for chunk in r.iter_bytes())
+            ex_s = time.perf_counter() - t
+        off = check_loopback("with adtarget serve on ray")
+    finally:
+        stop(proc)
+    print(
+        f"http   serve (embedded backend): count {base['count']:,}, p50 "
+        f"{pct(base_times, 50):.2f} ms, p99 {pct(base_times, 99):.2f} ms"
+    )
+    print(
+        f"http   serve (ADTARGET_AUDIENCE_BACKEND=ray): count {via['count']:,}, shards "
+        f"{via.get('shards')}, p50 {pct(ray_times, 50):.2f} ms, p99 {pct(ray_times, 99):.2f} ms; "
+        f"added {pct(ray_times, 50) - pct(base_times, 50):+.2f} ms at p50"
+    )
+    print(
+        f"http   overlap of {len(OVERLAP_RULES)} rules: {ov_s * 1000:.0f} ms, shards "
+        f"{ov.get('shards')}; export: {lines:,} lines (header {header}) in {ex_s:.2f} s"
+    )
+    ok = (
+        via["count"] == base["count"]
+        and via.get("shards") is not None
+        and header == str(via["count"])
+        and lines >= via["count"]
+    )
+    return ok, off
 
 
 def start_cluster(nodes: int, object_store_mb: int) -> tuple[Any, Any]:
@@ -163,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reuse", action="store_true", help="keep an existing population.parquet")
     ap.add_argument("--skip-single", action="store_true", help="no single-process baseline")
     ap.add_argument("--workers-sweep", action="store_true", help="Ray build on 1 and 2 nodes")
+    ap.add_argument("--http", action="store_true", help="sizes through adtarget serve on ray")
     args = ap.parse_args(argv)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-shards-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -174,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
 
     single_count = None
     single_times: list[float] = []
+    single_edits: tuple[list[int], list[float]] | None = None
+    off = 0
     if not args.skip_single:
         cfg = Settings(data_dir=work / "single", actor="bench")
         job, secs = upload(cfg, data, schema=SCHEMA)
@@ -186,6 +322,11 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"size   single process: count {single_count:,}, p50 {pct(single_times, 50):.2f} ms,"
             f" p99 {pct(single_times, 99):.2f} ms"
+        )
+        single_edits = time_edits(single, args.queries)
+        print(
+            f"size   single process, edited rules: p50 {pct(single_edits[1], 50):.2f} ms,"
+            f" p99 {pct(single_edits[1], 99):.2f} ms"
         )
 
     cluster, ray = start_cluster(args.nodes, args.object_store_mb)
@@ -224,15 +365,23 @@ def main(argv: list[str] | None = None) -> int:
             f" ms, p99 {pct(ray_times, 99):.2f} ms; fan-out alone (no-op call to every actor)"
             f" p50 {pct(pings, 50):.2f} ms, p99 {pct(pings, 99):.2f} ms"
         )
-        if single_times:
+        ray_edits = time_edits(sharded, args.queries)
+        print(
+            f"size   ray {args.shards} actors, edited rules: p50 {pct(ray_edits[1], 50):.2f} ms,"
+            f" p99 {pct(ray_edits[1], 99):.2f} ms"
+        )
+        if single_times and single_edits:
             added = pct(ray_times, 50) - pct(single_times, 50)
             print(
                 f"fan-out vs single process: {added:+.2f} ms at p50, "
-                f"{pct(ray_times, 99) - pct(single_times, 99):+.2f} ms at p99"
+                f"{pct(ray_times, 99) - pct(single_times, 99):+.2f} ms at p99; edited rules "
+                f"{pct(ray_edits[1], 50) - pct(single_edits[1], 50):+.2f} ms at p50"
             )
         mismatch = ray_count != local_count or (
             single_count is not None and ray_count != single_count
         )
+        mismatch |= single_edits is not None and ray_edits[0] != single_edits[0]
+        off += check_loopback("after sizing through the actors")
         t = time.perf_counter()
         ov = overlap_rules(snapshot=sharded, rules=OVERLAP_RULES, min_size=0)
         print(
@@ -254,6 +403,14 @@ def main(argv: list[str] | None = None) -> int:
             f"ray actors {pct(duck_times, 50) / pct(ray_times, 50):.0f}x faster"
         )
         fan.close()
+        if args.http:
+            base_dir = work / ("sharded-local" if args.skip_single else "single")
+            if args.skip_single:
+                shutil.rmtree(base_dir, ignore_errors=True)
+                shutil.copytree(built["cfg"].data_dir, base_dir)
+            ok, off_http = http_stage(built["cfg"].data_dir, base_dir, address, args.queries)
+            mismatch |= not ok
+            off += off_http
     finally:
         stop_cluster(cluster, ray)
 
@@ -270,9 +427,13 @@ def main(argv: list[str] | None = None) -> int:
                     f"{rate / n:,.0f} rows/s per worker, peak RSS per worker "
                     f"{built['peak'].peak_worker / 2**20:,.0f} MB"
                 )
+                off += check_loopback(f"after the {n}-worker build")
             finally:
                 stop_cluster(cluster, ray)
         print(f"sweep  2 workers / 1 worker: {rates[2] / rates[1]:.2f}x")
+    if off:
+        print("SOCKETS OFF LOOPBACK", file=sys.stderr)
+        return 1
     if mismatch:
         print("COUNT MISMATCH", file=sys.stderr)
         return 1

@@ -31,13 +31,18 @@ def test_bench_shards_small(tmp_path: Path) -> None:
             "80",
             "--workdir",
             str(tmp_path),
+            "--http",
         ],
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=360,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for words in ("build  single process", "build  ray 2 shards", "size   ray 2 actors"):
         assert words in proc.stdout
     assert "fan-out alone" in proc.stdout and "overlap 10 rules" in proc.stdout
+    assert "edited rules" in proc.stdout
+    assert "http   serve (ADTARGET_AUDIENCE_BACKEND=ray): count" in proc.stdout
+    assert "shards 2" in proc.stdout and "export:" in proc.stdout
+    assert " 0 off loopback" in proc.stdout and "SOCKETS OFF LOOPBACK" not in proc.stderr
     assert "COUNT MISMATCH" not in proc.stderr
