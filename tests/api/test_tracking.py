@@ -48,7 +48,11 @@ def live(client: TestClient, app: FastAPI) -> dict[str, Any]:
 
 
 def _events(app: FastAPI) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = container_of(app).event_store.scan().to_pylist()
+    """The event log, once this worker's answered beacons are moved into it."""
+    container = container_of(app)
+    assert container.beacons is not None
+    container.beacons.flush()
+    rows: list[dict[str, Any]] = container.event_store.scan().to_pylist()
     return rows
 
 

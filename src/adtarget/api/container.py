@@ -49,7 +49,7 @@ class Container:
     tracking: TrackingSigner | None = field(default=None)
     """Signs the tracking URLs of every decision and verifies beacons (``delivery/beacons``)."""
     beacons: BeaconIntake | None = field(default=None)
-    """Beacons into the event log by group commit."""
+    """Beacons into the event log, through a write-ahead file (``delivery/beacon_intake``)."""
 
     def replace_decisions(self, service: DecisionService) -> None:
         """Serve decisions from ``service`` from now on; the previous engine is stopped."""
@@ -62,6 +62,8 @@ class Container:
         if self.request_log is not None:
             self.request_log.close()
         self.audience_context.close()
+        if self.beacons is not None:
+            self.beacons.close()  # its last answered beacons into the event log
 
 
 def build_container(settings: Settings) -> Container:
@@ -95,7 +97,7 @@ def build_container(settings: Settings) -> Container:
         request_log=request_log,
         audience_context=AudienceContextCache(session_factory),
         tracking=tracking_signer(settings),
-        beacons=BeaconIntake(event_store),
+        beacons=BeaconIntake(event_store, settings.data_dir / "beacon-wal"),
     )
 
 
