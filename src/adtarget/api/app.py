@@ -163,6 +163,10 @@ class AdtargetAPI(FastAPI):
             scope["app"] = self
             await decisions.decisions_asgi(scope, receive, send)
             return
+        if tracking.beacon_params(scope) is not None:  # beacons too (api/routes/tracking.py)
+            scope["app"] = self
+            await tracking.track_asgi(scope, receive, send)
+            return
         if scope["type"] == "http" and scope["method"] == "HEAD" and serves_get_only(self, scope):
             await head_as_get(super().__call__, scope, receive, send)
             return
