@@ -97,7 +97,8 @@ def test_wrong_key_is_unauthorized_and_nothing_to_undo_is_typed(server: Server) 
     with Client(server.url, "not-a-key") as api, pytest.raises(Unauthorized):
         api.advertisers.list()
     with Client(server.url, ADMIN_KEY) as admin:
-        key = admin.create_key("advertiser", advertiser_id=admin.advertisers.list().items[0].id)
+        adv = admin.advertisers.create(name=unique("NoHistory"))  # not another test's
+        key = admin.create_key("advertiser", advertiser_id=adv.id)
     with Client(server.url, key["key"]) as api, pytest.raises(NothingToUndo):
         api.undo()
 

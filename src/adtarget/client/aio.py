@@ -165,6 +165,11 @@ class AsyncClient:
             raise error_from(exc.response) from None
         return decode(call, response)
 
+    async def _object(self, call: Call) -> dict[str, Any]:
+        """``send`` for the routes that answer a JSON object."""
+        out: dict[str, Any] = await self.send(call)
+        return out
+
     async def close(self) -> None:
         """Close the connection pool."""
         await self._http.aclose()
@@ -179,33 +184,27 @@ class AsyncClient:
 
     async def attach_creative(self, line_item_id: int, creative_id: int) -> dict[str, Any]:
         """Let a line item show a creative (undoable)."""
-        out: dict[str, Any] = await self.send(calls.attach_creative(line_item_id, creative_id))
-        return out
+        return await self._object(calls.attach_creative(line_item_id, creative_id))
 
     async def detach_creative(self, line_item_id: int, creative_id: int) -> dict[str, Any]:
         """Stop a line item showing a creative (undoable)."""
-        out: dict[str, Any] = await self.send(calls.detach_creative(line_item_id, creative_id))
-        return out
+        return await self._object(calls.detach_creative(line_item_id, creative_id))
 
     async def line_item_creatives(self, line_item_id: int) -> dict[str, Any]:
         """The creatives attached to a line item."""
-        out: dict[str, Any] = await self.send(calls.line_item_creatives(line_item_id))
-        return out
+        return await self._object(calls.line_item_creatives(line_item_id))
 
     async def ad_formats(self) -> dict[str, Any]:
         """The ad-format registry."""
-        out: dict[str, Any] = await self.send(calls.ad_formats())
-        return out
+        return await self._object(calls.ad_formats())
 
     async def ad_format(self, name: str) -> dict[str, Any]:
         """One ad format."""
-        out: dict[str, Any] = await self.send(calls.ad_format(name))
-        return out
+        return await self._object(calls.ad_format(name))
 
     async def add_ad_format(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Register an ad type (admin keys)."""
-        out: dict[str, Any] = await self.send(calls.add_ad_format(data))
-        return out
+        return await self._object(calls.add_ad_format(data))
 
     async def undo(self) -> CommandStep:
         """Undo your newest change (``NothingToUndo`` when there is none)."""
@@ -231,28 +230,23 @@ class AsyncClient:
 
     async def overlap(self, rules: Sequence[str]) -> dict[str, Any]:
         """Pairwise overlap of rules."""
-        out: dict[str, Any] = await self.send(calls.overlap(rules))
-        return out
+        return await self._object(calls.overlap(rules))
 
     async def export_audience(self, rule: str, **options: Any) -> dict[str, Any]:
         """The user ids matching a rule."""
-        out: dict[str, Any] = await self.send(calls.export_audience(rule, **options))
-        return out
+        return await self._object(calls.export_audience(rule, **options))
 
     async def vocabulary(self) -> dict[str, Any]:
         """Dimensions, their values and segments (for completion)."""
-        out: dict[str, Any] = await self.send(calls.vocabulary())
-        return out
+        return await self._object(calls.vocabulary())
 
     async def snapshots(self) -> dict[str, Any]:
         """The audience snapshots kept."""
-        out: dict[str, Any] = await self.send(calls.snapshots())
-        return out
+        return await self._object(calls.snapshots())
 
     async def rollback_snapshot(self, snapshot: str) -> dict[str, Any]:
         """Serve an older snapshot (admin keys)."""
-        out: dict[str, Any] = await self.send(calls.rollback_snapshot(snapshot))
-        return out
+        return await self._object(calls.rollback_snapshot(snapshot))
 
     async def upload(
         self,
@@ -291,13 +285,11 @@ class AsyncClient:
 
     async def uploads(self) -> dict[str, Any]:
         """Upload jobs, newest first."""
-        out: dict[str, Any] = await self.send(calls.uploads())
-        return out
+        return await self._object(calls.uploads())
 
     async def upload_rejected(self, job_id: str) -> dict[str, Any]:
         """A job's rejected rows with their reasons."""
-        out: dict[str, Any] = await self.send(calls.upload_rejected(job_id))
-        return out
+        return await self._object(calls.upload_rejected(job_id))
 
     async def profile_updates(self, updates: Sequence[Mapping[str, Any]]) -> BatchResult:
         """Real-time profile updates (deduplicated by ``update_id``)."""
@@ -372,8 +364,7 @@ class AsyncClient:
 
     async def forecast(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Forecast a proposed or changed line item."""
-        out: dict[str, Any] = await self.send(calls.forecast(data))
-        return out
+        return await self._object(calls.forecast(data))
 
     # --- keys, me, health
 
@@ -381,33 +372,27 @@ class AsyncClient:
         self, role: str, *, advertiser_id: int | None = None, name: str | None = None
     ) -> dict[str, Any]:
         """Make an API key (admin keys); the key itself is only in this answer."""
-        out: dict[str, Any] = await self.send(calls.create_key(role, advertiser_id, name))
-        return out
+        return await self._object(calls.create_key(role, advertiser_id, name))
 
     async def keys(self) -> dict[str, Any]:
         """List keys (never the keys themselves)."""
-        out: dict[str, Any] = await self.send(calls.keys())
-        return out
+        return await self._object(calls.keys())
 
     async def revoke_key(self, key_id: int) -> dict[str, Any]:
         """Revoke a key."""
-        out: dict[str, Any] = await self.send(calls.revoke_key(key_id))
-        return out
+        return await self._object(calls.revoke_key(key_id))
 
     async def me(self) -> dict[str, Any]:
         """Who the server thinks you are."""
-        out: dict[str, Any] = await self.send(calls.me())
-        return out
+        return await self._object(calls.me())
 
     async def healthz(self) -> dict[str, Any]:
         """Liveness."""
-        out: dict[str, Any] = await self.send(calls.healthz())
-        return out
+        return await self._object(calls.healthz())
 
     async def readyz(self) -> dict[str, Any]:
         """Readiness."""
-        out: dict[str, Any] = await self.send(calls.readyz())
-        return out
+        return await self._object(calls.readyz())
 
     async def metrics(self) -> str:
         """Prometheus metrics text."""
