@@ -1,6 +1,8 @@
 """``GET /v1/vast``: the same ad break as ``POST /v1/decisions``, as VAST 4 a player can read.
 
-Read twice: with ``xml.etree`` for the exact structure, and with a real player-side client
+Read three ways: with ``xml.etree`` for the exact structure, against the IAB's VAST 4.2 XSD with
+``xmlschema`` (the XSD is downloaded by ``.ci/run`` into tests/vast_xsd: its license grants no
+redistribution, so it is not in the repository), and with a real player-side client
 (``@dailymotion/vast-client`` under Node.js, installed by ``.ci/run`` into tests/vast_client).
 """
 
@@ -21,6 +23,8 @@ from adtarget.api.container import container_of
 from .conftest import FLIGHT, TestClient
 
 CLIENT_DIR = Path(__file__).resolve().parents[1] / "vast_client"
+XSD = Path(__file__).resolve().parents[1] / "vast_xsd" / "vast_4.2.xsd"
+NS = {"": "http://www.iab.com/VAST"}  # every element is in the IAB's namespace
 
 
 @pytest.fixture
@@ -79,25 +83,25 @@ def test_a_break_as_vast_matches_the_json_answer_and_its_urls_count(
     client: TestClient, app: FastAPI, breaks: dict[str, Any]
 ) -> None:
     root = _vast(client, user_id="u1", slots=3, max_duration=60, country="US")
-    assert root.tag == "VAST" and root.get("version") == "4.2"
-    ads = root.findall("Ad")
+    assert root.tag == "{http://www.iab.com/VAST}VAST" and root.get("version") == "4.2"
+    ads = root.findall("Ad", NS)
     # ford (30 s, auto) first; kia kept out by ford's category; pepsi's 15 s fits
     assert [a.get("id") for a in ads] == [
         str(breaks["ford"]["line_item"]["id"]),
         str(breaks["pepsi"]["line_item"]["id"]),
     ]
     assert [a.get("sequence") for a in ads] == ["1", "2"]
-    first = ads[0].find("InLine")
+    first = ads[0].find("InLine", NS)
     assert first is not None
-    assert first.findtext("AdSystem") == "adtarget"
-    linear = first.find("Creatives/Creative/Linear")
-    assert linear is not None and linear.findtext("Duration") == "00:00:30.000"
-    media = linear.find("MediaFiles/MediaFile")
+    assert first.findtext("AdSystem", namespaces=NS) == "adtarget"
+    linear = first.find("Creatives/Creative/Linear", NS)
+    assert linear is not None and linear.findtext("Duration", namespaces=NS) == "00:00:30.000"
+    media = linear.find("MediaFiles/MediaFile", NS)
     assert media is not None and media.text == "https://cdn.example.com/ford.mp4?a=1&b=2"
     assert media.get("type") == "video/mp4"
-    events = {t.get("event"): t.text for t in linear.findall("TrackingEvents/Tracking")}
+    events = {t.get("event"): t.text for t in linear.findall("TrackingEvents/Tracking", NS)}
     assert set(events) == {"start", "firstQuartile", "midpoint", "thirdQuartile", "complete"}
-    impression = first.findtext("Impression")
+    impression = first.findtext("Impression", namespaces=NS)
     assert impression is not None and impression.startswith("/v1/track/impression/")
     assert client.get(impression).status_code == 204  # the signed URLs are real beacons
     assert client.get(events["complete"] or "").status_code == 204
@@ -106,18 +110,69 @@ def test_a_break_as_vast_matches_the_json_answer_and_its_urls_count(
     container.beacons.flush()  # this worker's answered beacons into the event log
     rows = container.event_store.scan().to_pylist()
     assert sorted(r["type"] for r in rows) == ["complete", "impression"]
-    assert {r["event_id"].split(".")[0] for r in rows} == {first.findtext("AdServingId")}
+    assert {r["event_id"].split(".")[0] for r in rows} == {
+        first.findtext("AdServingId", namespaces=NS)
+    }
 
 
 def test_nothing_to_serve_is_an_empty_vast_and_a_bad_query_a_422(
     client: TestClient, breaks: dict[str, Any]
 ) -> None:
     empty = _vast(client, user_id="u1", slots=2, max_duration=60, country="FR")
-    assert empty.tag == "VAST" and list(empty) == []
+    assert empty.tag == "{http://www.iab.com/VAST}VAST" and list(empty) == []
     bad = client.get("/v1/vast", params={"user_id": "u1", "slots": 0, "max_duration": 60})
     assert bad.status_code == 422 and "slots" in bad.text
     missing = client.get("/v1/vast", params={"user_id": "u1"})
     assert missing.status_code == 422 and "max_duration" in missing.text
+
+
+@pytest.mark.skipif(
+    not XSD.exists(), reason="tests/vast_xsd/vast_4.2.xsd missing (.ci/run downloads it)"
+)
+def test_filled_partial_and_empty_breaks_are_valid_vast_4_2(
+    client: TestClient, app: FastAPI, breaks: dict[str, Any]
+) -> None:
+    import xmlschema
+
+    schema = xmlschema.XMLSchema(XSD)
+    # a creative with its optional attributes, and one whose width is not a number
+    client.patch(
+        f"/v1/creatives/{breaks['ford']['creative']['id']}",
+        json={
+            "attributes": {
+                "media_url": "https://cdn.example.com/ford.webm",
+                "duration": 30,
+                "width": 1280,
+                "height": 720,
+                "bitrate": 4000,
+                "click_url": "https://ford.example/?a=1&b=2",
+                "title": "Ford <spring> & co",
+            }
+        },
+    )
+    client.patch(
+        f"/v1/creatives/{breaks['pepsi']['creative']['id']}",
+        json={"attributes": {"media_url": "https://cdn.example.com/p.mp4", "duration": 15,
+                             "width": "wide"}},
+    )  # fmt: skip
+    container_of(app).decisions.engine.index_holder.refresh()
+    cases = {  # query -> ads expected
+        "filled": ({"slots": 2, "max_duration": 45}, 2),
+        "partial": ({"slots": 3, "max_duration": 60}, 2),  # kia shares ford's category
+        "empty": ({"slots": 2, "max_duration": 60, "country": "FR"}, 0),
+    }
+    for name, (query, n_ads) in cases.items():
+        params = {"user_id": f"u-{name}", "country": "US", **query}
+        xml = client.get("/v1/vast", params=params).content
+        errors = [f"{e.path}: {e.reason}" for e in schema.iter_errors(xml.decode())]
+        assert errors == [], (name, errors, xml)
+        assert len(ET.fromstring(xml).findall("Ad", NS)) == n_ads, name
+    break_ = client.post(
+        "/v1/decisions",
+        json={"user_id": "u-json", "context": {"country": "US"}, "pod": {"slots": 3,
+              "max_duration": 60}, "explain": True},
+    ).json()  # fmt: skip
+    assert break_["pod"]["unfilled"], break_  # the partial break says why a slot is empty
 
 
 @pytest.mark.skipif(
