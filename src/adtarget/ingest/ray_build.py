@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow.ipc as ipc
 
 from adtarget.audience.build import Mode
+from adtarget.audience.ray_runtime import TaskFailed, connect, map_pieces, run_tasks
 from adtarget.audience.shard_build import shard_bases
 from adtarget.audience.sharded import AnySnapshot, write_manifest
 from adtarget.audience.sharding import shard_name
@@ -82,8 +83,6 @@ def run_ray_build(
     opts: dict[str, Any],
 ) -> None:
     """The Ray engine's part of ``execute_job``: build, check, publish once (or nothing)."""
-    from adtarget.audience.ray_runtime import TaskFailed, connect, map_pieces, run_tasks
-
     if job.dry_run:
         raise InvalidValue("--dry-run is not available with --engine ray", field="engine")
     ray = connect(opts.get("ray_address") or settings.ray_address)
