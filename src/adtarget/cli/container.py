@@ -22,7 +22,8 @@ from adtarget.audience.store import SnapshotStore
 from adtarget.audience.stores import snapshot_store_for
 from adtarget.catalog.db import open_catalog
 from adtarget.commands.catalog_commands import CatalogWriter
-from adtarget.delivery.service import open_event_store, spend_totals_reader
+from adtarget.decision.engine import DecisionEngine
+from adtarget.delivery.service import DeliverySpend, open_event_store, spend_totals_reader
 from adtarget.delivery.store import EventStore
 from adtarget.settings import Settings, get_settings
 
@@ -60,6 +61,17 @@ class CliContainer:
     def event_store(self, *, maintain: bool = True) -> EventStore:
         """The delivery event store (``maintain=False``: no background compaction)."""
         return open_event_store(self.settings, maintain=maintain)
+
+    def decision_engine(self) -> DecisionEngine:
+        """A decision engine wired as ``serve`` wires it (``DecisionEngine.from_settings`` on
+        this invocation's catalog, snapshots and delivery spend), for ``adtarget forecast``;
+        the caller closes it."""
+        return DecisionEngine.from_settings(
+            self.settings,
+            session_factory=self.session_factory,
+            snapshot_store=self.snapshot_store,
+            spend=DeliverySpend(self.event_store()),
+        )
 
     @property
     def actor(self) -> str:

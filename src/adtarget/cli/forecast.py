@@ -20,6 +20,7 @@ from rich.table import Table
 from adtarget.cli.container import cli_container
 from adtarget.cli.errors import fail
 from adtarget.decision.forecast_service import forecast_line_item
+from adtarget.decision.index_holder import IndexHolder
 from adtarget.decision.request_stores import request_store_for
 from adtarget.errors import AdtargetError, InvalidValue
 
@@ -109,14 +110,13 @@ def forecast(
             "campaign_id": campaign, "creative_duration": creative_duration,
         }  # fmt: skip
         body = _body(line_item, changes, fields)
-        settings = cli_container().settings
-        # FastAPI comes with the API's container (~0.2 s): loaded by forecast, not every command
-        from adtarget.api.container import build_container
-
-        container = build_container(settings.model_copy(update={"request_log_sample_rate": 0.0}))
+        container = cli_container()
+        settings = container.settings
+        engine = container.decision_engine()
         try:
-            engine = container.decisions.engine
-            engine.index_holder.refresh()
+            holder = engine.index_holder
+            assert isinstance(holder, IndexHolder)  # what from_settings builds
+            holder.refresh()
             bar = Progress(
                 TextColumn("{task.description:22s}"),
                 BarColumn(),
@@ -141,7 +141,7 @@ def forecast(
                     progress=progress,
                 )
         finally:
-            container.close()
+            engine.close()
     except AdtargetError as err:
         raise fail(err, 2 if isinstance(err, InvalidValue) else 1) from None
     if as_json:
