@@ -18,7 +18,7 @@ from adtarget.audience.privacy import check_targetable
 from adtarget.catalog.db import MIN_AUDIENCE_SIZE
 from adtarget.catalog.tables import AdFormat, Campaign, Creative, Dimension, LineItem, Segment
 from adtarget.errors import InvalidValue, RuleSyntaxError
-from adtarget.rules.ast import segment_names
+from adtarget.rules.ast import Rule, segment_names
 from adtarget.rules.format import from_json, to_json
 from adtarget.rules.parse import parse
 from adtarget.rules.registry import DimensionSpec, check_dimension_name
@@ -47,12 +47,12 @@ def dimension_registry(*, session: Session) -> dict[str, DimensionSpec]:
 
 def segment_rules(
     *, session: Session, exclude: str | None = None, hidden: frozenset[str] = frozenset()
-) -> dict[str, Any]:
+) -> dict[str, Rule | None]:
     """Segment name → its parsed rule (rule segments) or ``None`` (list segments).
 
     ``hidden`` names (segments the caller may not see) are left out, as if they did not exist.
     """
-    out: dict[str, Any] = {}
+    out: dict[str, Rule | None] = {}
     for seg in session.scalars(select(Segment).where(Segment.status != "archived")):
         if seg.name == exclude or seg.name in hidden:
             continue
@@ -60,10 +60,10 @@ def segment_rules(
     return out
 
 
-def segment_definitions(*, session: Session, hidden: frozenset[str]) -> dict[str, Any]:
+def segment_definitions(*, session: Session, hidden: frozenset[str]) -> dict[str, Rule | None]:
     """Every segment the caller may see, archived ones too, name -> parsed rule or ``None``: what
     ``hidden_reach`` follows to find a hidden segment behind a visible rule segment."""
-    out: dict[str, Any] = {}
+    out: dict[str, Rule | None] = {}
     for name, kind, text in session.execute(select(Segment.name, Segment.kind, Segment.rule)):
         if name not in hidden:
             out[name] = parse(text) if kind == "rule" and text else None

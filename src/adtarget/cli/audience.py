@@ -11,18 +11,21 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from adtarget.audience.service import current_snapshot, export_rule, overlap_rules, size_rule
+from adtarget.audience.sharded import AnySnapshot
 from adtarget.audience.store import SnapshotStore
 from adtarget.catalog.checks import segment_rules
 from adtarget.catalog.service import dimension_registry
 from adtarget.cli.container import cli_container
 from adtarget.errors import AdtargetError, InvalidValue, RuleSyntaxError
+from adtarget.rules.ast import Rule
+from adtarget.rules.registry import DimensionSpec
 
 snapshots_app = typer.Typer(
     help="List kept audience snapshots or roll back to one.", no_args_is_help=True
@@ -49,7 +52,16 @@ def _store() -> SnapshotStore:
     return cli_container().snapshot_store
 
 
-def sizing_context() -> dict[str, Any]:
+class SizingContext(TypedDict):
+    """What ``size``, ``overlap`` and ``export`` take besides the rule."""
+
+    snapshot: AnySnapshot
+    registry: dict[str, DimensionSpec]
+    segments: dict[str, Rule | None]
+    min_size: int
+
+
+def sizing_context() -> SizingContext:
     """Snapshot, catalog registry and segments, and the minimum audience size."""
 
     container = cli_container()
