@@ -45,7 +45,7 @@ class Facts(NamedTuple):
     ``lo <= now < hi`` (epoch seconds) is the intersection of both flights; ``slow`` means
     dayparting or a budget applies, so the full ``eligibility`` check must run; ``by_format``
     is the lowest creative id per ad format and ``any_creative`` the lowest overall
-    (``LiveLineItem.creative_for`` precomputed).
+    (precomputed from ``LiveLineItem.creatives``, ids ascending per format).
     """
 
     lo: float

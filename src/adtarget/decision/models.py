@@ -98,16 +98,6 @@ class LiveLineItem:
                 return fmt
         return ""
 
-    def creative_for(self, formats: frozenset[str] | None) -> int | None:
-        """The lowest creative id in an accepted format (any format when ``formats`` is None)."""
-        best: int | None = None
-        for fmt, ids in self.creatives.items():
-            if not ids or (formats is not None and fmt not in formats):
-                continue
-            if best is None or ids[0] < best:
-                best = ids[0]
-        return best
-
 
 @dataclass(frozen=True, slots=True)
 class PodSpec:

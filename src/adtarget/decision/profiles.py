@@ -40,18 +40,6 @@ def merge_features(profile: Mapping[str, Any] | None, context: Mapping[str, Any]
     return out
 
 
-class EmptyProfileStore:
-    """No profiles at all: every user gets context-only matching (no snapshot published yet)."""
-
-    def get(self, user_id: str) -> dict[str, Any] | None:
-        """Always unknown."""
-        return None
-
-    def version(self) -> str | None:
-        """No snapshot."""
-        return None
-
-
 class MemoryProfileStore:
     """Profiles from a dict (embedding, tests, benchmarks)."""
 
