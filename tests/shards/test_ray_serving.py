@@ -4,6 +4,7 @@ snapshot, spread over nodes, loopback only, and a node lost mid-stream gives exa
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import warnings
@@ -14,9 +15,9 @@ import pyarrow.csv as pacsv
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.audience.conftest import build, population
+from tests.audience.conftest import build, population, to_batch
 from tests.audience.test_sharded import build_sharded
-from tests.rules.strategies import RULES
+from tests.rules.strategies import REGISTRY, RULES
 from tests.shards.conftest import RayCluster, non_loopback_connections
 
 from adtarget.api.app import create_app
@@ -24,6 +25,7 @@ from adtarget.api.deps import app_snapshot_store
 from adtarget.audience.fanout import Fanout
 from adtarget.audience.ray_runtime import RayFanout
 from adtarget.audience.service import export_rule, overlap_rules, size_rule
+from adtarget.audience.shard_build import ShardedBuilder
 from adtarget.audience.sharded import ShardedSnapshot
 from adtarget.audience.snapshot import Snapshot
 from adtarget.audience.store import SnapshotStore
@@ -177,3 +179,30 @@ def test_node_loss_gives_exact_or_shard_unavailable_then_recovers(
         assert non_loopback_connections() == []
     finally:
         ray_cluster.add_worker()  # later tests get three nodes again
+
+
+def test_kept_answers_follow_segment_expiry(ray_cluster: RayCluster, tmp_path: Path) -> None:
+    """Shard actors keep their answers per rule, but a segment membership that expires (no
+    publish) changes the answer: the next size counts without the expired members."""
+
+    def fanout(snap: ShardedSnapshot) -> Fanout:
+        return RayFanout(snap, address=ray_cluster.address, deadline_s=5.0)
+
+    users = population(300, seed=5)
+    store = SnapshotStore(tmp_path / "many", fanout_factory=fanout)
+    b = ShardedBuilder(store=store, base=None, registry=REGISTRY, shards=SHARDS, mode="replace")
+    b.add_batch(to_batch(users))
+    now = time.time()
+    ttl = 20  # the actors start (seconds on a loaded box) and answer before it passes
+    b.set_segment("soon", [u["user_id"] for u in users[:120]], ttl_seconds=ttl, now=now)
+    store.publish(b.finish())
+    snap = store.current()
+    assert isinstance(snap, ShardedSnapshot)
+    rule, segs = 'segment("soon")', {"soon": None}
+    assert isinstance(snap.fanout, RayFanout)  # the actors are up
+    for _ in range(3):  # asked again: answered from what the actors kept
+        assert size_rule(snapshot=snap, rule_text=rule, min_size=0, segments=segs)["count"] == 120
+    assert time.time() < now + ttl, "the actors took longer to answer than the TTL"
+    time.sleep(max(0.0, math.ceil(now + ttl) - time.time()) + 0.2)
+    assert size_rule(snapshot=snap, rule_text=rule, min_size=0, segments=segs)["count"] == 0
+    snap.fanout.close()

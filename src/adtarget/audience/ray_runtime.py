@@ -134,11 +134,15 @@ class _ShardActor:
     Rules arrive as the bytes ``RayFanout`` pickled once per distinct rule (Ray's own argument
     serialization pickles a rule AST again for every actor on every call, ~0.25 ms each);
     the actor keeps the rules it has unpickled, so a repeated rule is a dictionary lookup.
+    It also keeps its answers per rule for as long as its shard's kept results are valid
+    (``ResultCache.generation``: a segment membership expiring or real-time deltas changing
+    the shard start a new generation), so the same question asked again costs no bitmap work.
     """
 
     def __init__(self, path: str) -> None:
         self.work = ShardWork(Snapshot(path))
         self._rules: LRUCache[bytes, Any] = LRUCache(maxsize=RULES_KEPT)
+        self._answers: LRUCache[tuple[str, bytes, int], Any] = LRUCache(maxsize=RULES_KEPT)
 
     def _rule(self, blob: bytes) -> Any:
         rule = self._rules.get(blob)
@@ -146,16 +150,29 @@ class _ShardActor:
             rule = self._rules[blob] = pickle.loads(blob)  # noqa: S301 (our own driver's bytes)
         return rule
 
+    def _answer(self, kind: str, blob: bytes, use_cache: bool, compute: Callable[[], Any]) -> Any:
+        if not use_cache:
+            return compute()
+        key = (kind, blob, self.work.snapshot.results.generation)  # after the expiry check
+        hit = self._answers.get(key)
+        if hit is None:
+            hit = self._answers[key] = compute()
+        return hit
+
     def ping(self) -> str:
         import ray
 
         return str(ray.get_runtime_context().get_node_id())
 
     def count(self, blob: bytes, use_cache: bool = True) -> int:
-        return self.work.count(self._rule(blob), use_cache)
+        rule = self._rule(blob)
+        return int(self._answer("count", blob, use_cache, lambda: self.work.count(rule, use_cache)))
 
     def overlap(self, blob: bytes, use_cache: bool = True) -> list[list[int]]:
-        return self.work.overlap(self._rule(blob), use_cache)
+        rules = self._rule(blob)
+        return list(
+            self._answer("overlap", blob, use_cache, lambda: self.work.overlap(rules, use_cache))
+        )
 
     def export_count(self, blob: bytes) -> int:
         return self.work.export_count(self._rule(blob))
