@@ -14,7 +14,6 @@ copies only the keys changed since the last view.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,15 +22,16 @@ from pyroaring import AbstractBitMap, BitMap, FrozenBitMap
 
 from adtarget.audience.snapshot import Snapshot
 from adtarget.rules.ast import SEGMENTS_FIELD, Rule
-from adtarget.rules.eval_bitmap import evaluate
 from adtarget.rules.parse import parse
 
 EMPTY = FrozenBitMap()
 EMPTY_SET: frozenset[Any] = frozenset()
+_PRESENT = object()
+"""Key of a dimension's present bitmap among its (dimension, value) bitmaps in a batch."""
 Scalar = str | int | float | bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: its __init__ ran once per update (profiled); never mutated
 class UserState:
     """One touched user: alive or deleted, whether base features are void, the overrides.
 
@@ -45,7 +45,7 @@ class UserState:
     over: Mapping[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen, like UserState: built once per update, never mutated
 class Update:
     """One accepted update as the log replays it (values already validated)."""
 
@@ -171,104 +171,131 @@ class Delta:
     # -- applying -----------------------------------------------------------------------
 
     def apply(self, updates: Iterable[Update]) -> None:
-        """Apply updates in order (each one's ``seq`` must be past ``self.seq``)."""
+        """Apply updates in order (each one's ``seq`` must be past ``self.seq``).
+
+        Two passes, because per-update bitmap edits were most of the cost (profiled): first
+        each update changes its user's state (plain dict work, in order), then each user's
+        bitmaps go from the state before the batch to the state after it, with one bulk
+        ``difference_update`` / ``update`` per (dimension, value).
+        """
         todo = [up for up in updates if up.seq > self.seq]  # else applied (replay overlap)
         if not todo:
             return
         new_ids = self.new_ids
         lookup = list({up.user_id for up in todo if up.user_id not in new_ids})
         self._resolved = self.base.ordinals_of(lookup) if len(lookup) > 8 else None
+        before: dict[int, UserState] = {}
         try:
             for up in todo:
                 if up.seq <= self.seq:
                     continue
-                self._apply_one(up)
+                self._apply_one(up, before)
                 self.seq = up.seq
                 self.applied += 1
         finally:
             self._resolved = None
             self._view = None
+            self._rebitmap(before)
 
-    def _apply_one(self, up: Update) -> None:
+    def _apply_one(self, up: Update, before: dict[int, UserState]) -> None:
+        """Change one user's state; ``before`` keeps each user's state from before the batch."""
         ordinal = self._any_ordinal(up.user_id, create=not up.delete)
         if ordinal is None:
             return  # deleting a user nobody knows: nothing to do
-        state = self.users.get(ordinal)
+        users = self.users
+        state = users.get(ordinal)
         if state is None:
             is_base = ordinal < self.n0 and self.base.is_alive(ordinal)
             state = UserState(alive=is_base, fresh=not is_base, over={})
+        if ordinal not in before:
+            before[ordinal] = state
         if up.delete:
-            self._retract(ordinal, state.over)
-            self.users[ordinal] = UserState(alive=False, fresh=True, over={})
-            self._void.add(ordinal)
-            self._born.discard(ordinal)
-            if ordinal < self.n0:
-                self._dead.add(ordinal)
-            self._dirty.add(("*", ""))
+            users[ordinal] = UserState(alive=False, fresh=True, over={})
             return
-        over = dict(state.over)
-        if not state.alive:  # deleted, now created again: starts empty
-            self._retract(ordinal, over)
-            over = {}
-            state = UserState(alive=True, fresh=True, over={})
-        changes: dict[str, Any] = dict.fromkeys(up.unset)
+        if state.alive:
+            over = dict(state.over)
+            fresh = state.fresh
+        else:  # deleted, now created again: starts empty
+            over, fresh = {}, True
+        touched, dirty, kinds = self._touched, self._dirty, self.kinds
+        for dim in up.unset:
+            over[dim] = None
         for dim, value in up.set.items():
-            changes[dim] = None if value is None or value == EMPTY_SET else value
-        touched, dirty = self._touched, self._dirty
-        for dim, value in changes.items():
-            old = over.get(dim)
-            if old is not None:
-                self._retract_one(ordinal, dim, old)
+            if value is None or value == EMPTY_SET:
+                value = None
+            elif dim not in kinds:
+                kinds[dim] = value_kind(value)
             over[dim] = value
+        for dim in (*up.unset, *up.set):
             bm = touched.get(dim)
             if bm is None:
                 bm = touched[dim] = BitMap()
+                dirty.add(("t", dim))
+            elif ("t", dim) not in dirty:
+                dirty.add(("t", dim))
             bm.add(ordinal)
-            dirty.add(("t", dim))
-            if value is not None:
-                self._add(ordinal, dim, value)
-        self.users[ordinal] = UserState(alive=True, fresh=state.fresh, over=over)
-        if state.fresh:
-            self._void.add(ordinal)
-            self._born.add(ordinal)
-            self._dead.discard(ordinal)
-            self._dirty.add(("*", ""))
+        users[ordinal] = UserState(alive=True, fresh=fresh, over=over)
 
-    def _add(self, ordinal: int, dim: str, value: Any) -> None:
-        # no ``setdefault(k, BitMap())``: building a throwaway BitMap per call was most of
-        # the cost of applying an update (profiled)
-        if dim not in self.kinds:
-            self.kinds[dim] = value_kind(value)
+    def _rebitmap(self, before: dict[int, UserState]) -> None:
+        """Move each user's bitmap bits from its state before the batch to its state now."""
+        gone: dict[tuple[str, Any], list[int]] = {}
+        came: dict[tuple[str, Any], list[int]] = {}
+        void_add: list[int] = []
+        void_users = False
+        for ordinal, old in before.items():
+            new = self.users[ordinal]
+            for dim, value in old.over.items():
+                if value is not None:
+                    for v in value if isinstance(value, frozenset) else (value,):
+                        gone.setdefault((dim, v), []).append(ordinal)
+                    gone.setdefault((dim, _PRESENT), []).append(ordinal)
+            if new.alive:
+                for dim, value in new.over.items():
+                    if value is not None:
+                        for v in value if isinstance(value, frozenset) else (value,):
+                            came.setdefault((dim, v), []).append(ordinal)
+                        came.setdefault((dim, _PRESENT), []).append(ordinal)
+            if not new.alive:
+                void_users = True
+                void_add.append(ordinal)
+                self._born.discard(ordinal)
+                if ordinal < self.n0:
+                    self._dead.add(ordinal)
+            elif new.fresh:
+                void_users = True
+                void_add.append(ordinal)
+                self._born.add(ordinal)
+                self._dead.discard(ordinal)
+        if void_users:
+            self._void.update(void_add)
+            self._dirty.add(("*", ""))
+        for (dim, v), ordinals in gone.items():
+            bm = self._bitmap(dim, v, create=False)
+            if bm is not None:
+                bm.difference_update(BitMap(ordinals))
+            self._dirty.add(("v", dim))
+        for (dim, v), ordinals in came.items():
+            bm = self._bitmap(dim, v, create=True)
+            assert bm is not None
+            bm.update(ordinals)
+            self._dirty.add(("v", dim))
+
+    def _bitmap(self, dim: str, v: Any, *, create: bool) -> BitMap | None:
+        """The added bitmap of (dim, v), or the dimension's present bitmap (``_PRESENT``)."""
+        if v is _PRESENT:
+            bm = self._present.get(dim)
+            if bm is None and create:
+                bm = self._present[dim] = BitMap()
+            return bm
         values = self._added.get(dim)
         if values is None:
+            if not create:
+                return None
             values = self._added[dim] = {}
-        for v in value if isinstance(value, frozenset) else (value,):
-            bm = values.get(v)
-            if bm is None:
-                bm = values[v] = BitMap()
-            bm.add(ordinal)
-        present = self._present.get(dim)
-        if present is None:
-            present = self._present[dim] = BitMap()
-        present.add(ordinal)
-        self._dirty.add(("v", dim))
-
-    def _retract(self, ordinal: int, over: Mapping[str, Any]) -> None:
-        for dim, value in over.items():
-            if value is not None:
-                self._retract_one(ordinal, dim, value)
-
-    def _retract_one(self, ordinal: int, dim: str, value: Any) -> None:
-        values = self._added.get(dim)
-        if values is not None:
-            for v in value if isinstance(value, frozenset) else (value,):
-                bm = values.get(v)
-                if bm is not None:
-                    bm.discard(ordinal)
-        present = self._present.get(dim)
-        if present is not None:
-            present.discard(ordinal)
-        self._dirty.add(("v", dim))
+        bm = values.get(v)
+        if bm is None and create:
+            bm = values[v] = BitMap()
+        return bm
 
     # -- reading ------------------------------------------------------------------------
 
@@ -327,92 +354,3 @@ def _rule_segments(base: Snapshot) -> dict[str, Rule]:
             except Exception:  # noqa: BLE001 - a stored rule that no longer parses stays stored
                 continue
     return out
-
-
-class DeltaIndex:
-    """``BitmapIndex`` of base + frozen deltas: ``(base - void - touched[dim]) | added``."""
-
-    def __init__(self, base: Any, view: DeltaView, rules: Mapping[str, Rule] | None = None) -> None:
-        self._base = base
-        self._view = view
-        self._rules = rules or {}
-        self._memo = view.memo
-
-    def _mask(self, dim: str) -> AbstractBitMap:
-        mask = self._memo.get(dim)
-        if mask is None:
-            touched = self._view.touched.get(dim)
-            mask = self._view.void if touched is None else self._view.void | touched
-            self._memo[dim] = mask
-        return mask
-
-    def _patch(self, base_bm: AbstractBitMap, dim: str, added: AbstractBitMap) -> AbstractBitMap:
-        if self._view.empty:
-            return base_bm
-        mask = self._mask(dim)
-        out = base_bm - mask if mask else base_bm
-        return out | added if added else out
-
-    def universe(self) -> AbstractBitMap:
-        """Every live user: base users not deleted, plus users created by updates."""
-        got = self._memo.get(None)
-        if got is None:
-            v = self._view
-            base = self._base.universe()
-            got = self._memo[None] = base if v.empty else (base - v.dead) | v.born
-        return got
-
-    def _is_number(self, dim: str) -> bool:
-        return self._view.kinds.get(dim) == "number"
-
-    def equals(self, dim: str, value: Any) -> AbstractBitMap:
-        """Users whose category/bool value equals ``value`` (numbers go through ``range``)."""
-        if self._is_number(dim):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                return EMPTY
-            return self.range(dim, value, value, True, True)
-        if self._view.kinds.get(dim) == "set":
-            return self.contains(dim, value)
-        added = self._view.added.get(dim, {}).get(value, EMPTY)
-        return self._patch(self._base.equals(dim, value), dim, added)
-
-    def present(self, dim: str) -> AbstractBitMap:
-        """Users with a value for ``dim``."""
-        added = self._view.present.get(dim, EMPTY)
-        return self._patch(self._base.present(dim), dim, added)
-
-    def contains(self, dim: str, value: Any) -> AbstractBitMap:
-        """Users whose set holds ``value``."""
-        added = self._view.added.get(dim, {}).get(value, EMPTY)
-        return self._patch(self._base.contains(dim, value), dim, added)
-
-    def range(
-        self,
-        dim: str,
-        low: float | None,
-        high: float | None,
-        low_inclusive: bool = True,
-        high_inclusive: bool = True,
-    ) -> AbstractBitMap:
-        """Users whose number lies between the bounds (``None`` = unbounded)."""
-        base_bm = self._base.range(dim, low, high, low_inclusive, high_inclusive)
-        keys, bms = self._view.numbers.get(dim, ([], []))
-        lo = 0 if low is None else (bisect_left if low_inclusive else bisect_right)(keys, low)
-        hi = (
-            len(keys)
-            if high is None
-            else (bisect_right if high_inclusive else bisect_left)(keys, high)
-        )
-        added: AbstractBitMap = EMPTY
-        if hi > lo:
-            added = bms[lo] if hi - lo == 1 else BitMap.union(*bms[lo:hi])
-        return self._patch(base_bm, dim, added)
-
-    def segment(self, name: str) -> AbstractBitMap:
-        """List segment members less users deleted or re-created since the base; a rule
-        segment is evaluated over the live bitmaps (its stored copy predates the updates)."""
-        rule = self._rules.get(name)
-        if rule is not None and not self._view.empty:
-            return evaluate(rule, self)
-        bm: AbstractBitMap = self._base.segment(name)
-        return bm - self._view.void if self._view.void else bm

@@ -53,6 +53,22 @@ def decode(row: LoggedUpdate) -> Update:
     )
 
 
+def decode_all(rows: list[LoggedUpdate]) -> list[Update]:
+    """``decode`` of many rows, their bodies parsed by one ``orjson.loads`` of a JSON array
+    (a reader applying another process's batch spent most of its time per-row parsing)."""
+    if not rows:
+        return []
+    bodies: list[dict[str, Any]] = orjson.loads("[" + ",".join(r.body for r in rows) + "]")
+    out: list[Update] = []
+    for row, body in zip(rows, bodies, strict=True):
+        got = body.get("s")
+        values = {k: frozenset(v) if type(v) is list else v for k, v in got.items()} if got else {}
+        out.append(
+            Update(row.seq, row.user_id, values, tuple(body.get("u") or ()), bool(body.get("d")))
+        )
+    return out
+
+
 def encode(update: Mapping[str, Any]) -> str:
     """The log body of a validated update (``decode`` reverses it)."""
     out: dict[str, Any] = {}
@@ -170,7 +186,7 @@ class LiveFollower:
             if not rows:
                 break
             with gc_paused():
-                delta.apply(decode(r) for r in rows)
+                delta.apply(decode_all(rows))
             total += len(rows)
             if len(rows) < READ_BATCH:
                 break
@@ -202,7 +218,7 @@ class LiveFollower:
                 return
             before = delta.applied
             with gc_paused():
-                delta.apply(decode(r) for r in rows if r.seq > delta.seq)
+                delta.apply(decode_all([r for r in rows if r.seq > delta.seq]))
             if len(rows) >= READ_BATCH:
                 self._catch_up_locked()
             if delta.applied != before:
@@ -300,6 +316,7 @@ __all__ = [
     "LiveFollower",
     "LiveSnapshot",
     "decode",
+    "decode_all",
     "encode",
     "follower_for",
     "forget_followers",

@@ -12,7 +12,8 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from adtarget.audience.delta import Delta, DeltaIndex, DeltaView
+from adtarget.audience.delta import Delta, DeltaView
+from adtarget.audience.delta_index import DeltaIndex
 from adtarget.audience.results import ResultCache
 from adtarget.audience.snapshot import Snapshot
 from adtarget.rules.ast import SEGMENTS_FIELD

@@ -10,6 +10,7 @@ update committed late under a lower number.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -34,7 +35,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import NullPool, StaticPool
 
 metadata = MetaData()
 profile_updates = Table(
@@ -87,15 +88,19 @@ class UpdateLog:
         self.engine: Engine = self._make_engine(write=True)
         self.reader: Engine = self._make_engine(write=False) if self.is_sqlite else self.engine
         self._local = threading.Lock()
+        self._pid = os.getpid()
         metadata.create_all(self.engine, checkfirst=True)
 
     def _make_engine(self, *, write: bool) -> Engine:
         if not self.is_sqlite:
             return create_engine(self.url, pool_pre_ping=True, pool_size=4, max_overflow=4)
+        # the writer keeps one connection (appends are serialized by ``_local``; a new
+        # connection per batch, with its pragmas, was a tenth of an append, profiled); readers
+        # (poll threads, catch-ups) open their own
         engine = create_engine(
             self.url,
             connect_args={"check_same_thread": False, "isolation_level": None},
-            poolclass=NullPool,
+            poolclass=StaticPool if write else NullPool,
         )
 
         @event.listens_for(engine, "connect")
@@ -120,7 +125,7 @@ class UpdateLog:
         """
         if not entries:
             return AppendResult([], [])
-        with self._local, self.engine.begin() as conn:
+        with self._local, self._writer().begin() as conn:
             if not self.is_sqlite:
                 conn.exec_driver_sql("LOCK TABLE profile_updates IN EXCLUSIVE MODE")
             seen = self._seen(conn, list({e[0] for e in entries}))
@@ -166,6 +171,14 @@ class UpdateLog:
         seen.update(r[0] for r in got)
         return seen
 
+    def _writer(self) -> Engine:
+        """The write engine, made again in a forked child (its one SQLite connection is the
+        parent's)."""
+        if self._pid != os.getpid() and self.is_sqlite:
+            self.engine = self._make_engine(write=True)
+            self._pid = os.getpid()
+        return self.engine
+
     def read_after(self, seq: int, limit: int = 100_000) -> list[LoggedUpdate]:
         """Logged updates with a sequence number above ``seq``, oldest first."""
         mark = "?" if self.is_sqlite else "%s"
@@ -188,7 +201,7 @@ class UpdateLog:
         ``older_than_s`` (their ``update_id`` stops being recognized as a duplicate then)."""
         t = profile_updates
         cutoff = time.time() - older_than_s
-        with self._local, self.engine.begin() as conn:
+        with self._local, self._writer().begin() as conn:
             newest = conn.scalar(select(func.coalesce(func.max(t.c.seq), 0)))
             # the newest row always stays: sequence numbers continue from it
             through = min(through, int(newest or 0) - 1)

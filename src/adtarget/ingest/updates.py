@@ -18,6 +18,7 @@ from adtarget.audience.delta import Update
 from adtarget.audience.gcpause import gc_paused
 from adtarget.audience.live import LiveFollower, encode
 from adtarget.errors import InvalidValue
+from adtarget.ingest.quick_check import Checked, compiled
 from adtarget.rules.registry import DimensionSpec
 
 log = logging.getLogger("adtarget.ingest")
@@ -57,6 +58,8 @@ def _check_value(spec: DimensionSpec, value: Any) -> Any:
     if spec.type == "number":
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise Rejected(f"{name}: expected a number, got {value!r}")
+        if isinstance(value, int) and not -(1 << 63) <= value < 1 << 63:
+            raise Rejected(f"{name}: {value} is outside the 64-bit integer range")
         if not math.isfinite(value):
             raise Rejected(f"{name}: {value!r} is not a finite number")
         return value
@@ -160,17 +163,24 @@ def _accept(
     profiles: Callable[[list[str]], None] | None,
 ) -> UpdateResult:
     result = UpdateResult()
-    valid: list[tuple[int, dict[str, Any]]] = []
+    valid: list[Checked] = []
+    quick = compiled(registry)
     for index, obj in enumerate(updates):
-        try:
-            valid.append((index, validate_update(obj, registry)))
-        except Rejected as exc:
-            result.rejected.append({"index": index, "reason": str(exc)})
-    entries = [(u["update_id"], u["user_id"], encode(u)) for _, u in valid]
-    appended = follower.log.append(entries)
+        got = quick(obj)
+        if got is None:  # not plainly valid: the full check, which names the reason
+            try:
+                got = _checked(validate_update(obj, registry))
+            except Rejected as exc:
+                result.rejected.append({"index": index, "reason": str(exc)})
+                continue
+        valid.append(got)
+    appended = follower.log.append([(c[0], c[1], c[2]) for c in valid])
     result.accepted = len(appended.accepted)
     result.duplicates = len(appended.duplicates)
-    applied = [_as_update(seq, valid[i][1]) for i, seq in appended.accepted]
+    applied = [
+        Update(seq, valid[i][1], valid[i][3], valid[i][4], valid[i][5])
+        for i, seq in appended.accepted
+    ]
     result.seqs = [u.seq for u in applied]
     follower.applied_locally(applied)
     if profiles is not None and applied:
@@ -181,12 +191,13 @@ def _accept(
     return result
 
 
-def _as_update(seq: int, u: dict[str, Any]) -> Update:
-    """A validated update as the delta applies it (what ``decode`` gives back from the log)."""
-    return Update(
-        seq=seq,
-        user_id=u["user_id"],
-        set=u.get("set") or {},
-        unset=tuple(u.get("unset") or ()),
-        delete=bool(u.get("delete")),
+def _checked(u: dict[str, Any]) -> Checked:
+    """A ``validate_update`` answer as the tuple the batch path logs and applies."""
+    return (
+        u["update_id"],
+        u["user_id"],
+        encode(u),
+        u.get("set") or {},
+        tuple(u.get("unset") or ()),
+        bool(u.get("delete")),
     )
