@@ -78,3 +78,40 @@ def test_forecast_with_no_history_says_so(data_dir: Path) -> None:
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
     assert answer["no_history"] is True and answer["forecast_impressions"] is None
+
+
+def test_forecast_through_a_server_as_a_job(
+    settings, started, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--server``: the CLI asks a running server with ``"async": true`` and follows the job
+    (here the app in process, through FastAPI's test client, which is an ``httpx.Client``)."""
+    from fastapi.testclient import TestClient
+
+    import adtarget.cli.forecast as cli_forecast
+    from adtarget.api.app import create_app
+
+    server = create_app(settings.model_copy(update={"request_log_sample_rate": 0.0}))
+    started(server)
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    rows = [
+        SampledRequest(yesterday.replace(hour=h).timestamp(), f"u{i}", {}, None, 1, (), 1.0)
+        for i in range(12) for h in range(2)
+    ]  # fmt: skip
+    ParquetRequestStore(settings.data_dir / "requests").write(rows)
+    seen: list[str] = []
+
+    def client(*, base_url: str, headers: dict[str, str], timeout: float) -> TestClient:
+        seen.append(base_url)
+        tc = TestClient(server, base_url=base_url)
+        tc.headers.update(headers)
+        return tc
+
+    monkeypatch.setattr(cli_forecast.httpx, "Client", client)
+    args = ["forecast", "--server", "http://127.0.0.1:9/", "--bid-cpm", "2", *_flight()]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    assert seen == ["http://127.0.0.1:9"]
+    answer = json.loads(result.stdout)
+    assert answer["matched_requests"] == 48 and answer["forecast_impressions"] == 48
+    bad = runner.invoke(app, [*args, "--targeting", "country = "])
+    assert bad.exit_code == 2 and "(targeting)" in bad.output

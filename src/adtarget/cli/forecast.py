@@ -2,16 +2,21 @@
 
 Why the app's composition root: the forecast replays the sampled request log through the same
 engine the server runs (``api.container.build_container``: the catalog, profile store, delivered
-spend and the live line items), so the shell and ``POST /v1/forecast`` answer alike. Exit codes:
-0 ok, 2 for a field that does not validate (named on stderr), 1 otherwise.
+spend and the live line items), so the shell and ``POST /v1/forecast`` answer alike. With
+``--server URL`` it asks a running server instead, as an async forecast job, and follows the
+job's progress (``GET /v1/forecast/jobs/{id}``). Exit codes: 0 ok, 2 for a field that does not
+validate (named on stderr), 1 otherwise.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
+import httpx
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -38,6 +43,67 @@ def _body(
         extra = {k: v for k, v in fields.items() if v is not None}
         return {"line_item_id": line_item, "changes": {**parsed, **extra}}
     return {k: v for k, v in fields.items() if v is not None}
+
+
+POLL_S = 0.2
+
+
+def _bar(as_json: bool) -> Progress:
+    """The Rich progress bar on stderr (only on a terminal, never with ``--json``)."""
+    return Progress(
+        TextColumn("{task.description:22s}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=Console(file=sys.stderr),
+        disable=as_json or not sys.stderr.isatty(),
+    )
+
+
+def _stage_bar(bar: Progress) -> Callable[[str, int, int], None]:
+    """``progress(stage, done, total)`` drawing one bar per stage."""
+    tasks: dict[str, Any] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total)
+        bar.update(tasks[stage], completed=done, total=total)
+
+    return progress
+
+
+def _answer_of(response: httpx.Response) -> dict[str, Any]:
+    """The JSON of a 2xx answer; an error answer raised as the error it names."""
+    if response.status_code < 400:
+        out: dict[str, Any] = response.json()
+        return out
+    try:
+        error = response.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        error = {"message": f"HTTP {response.status_code}: {response.text[:200]}"}
+    cls = InvalidValue if response.status_code == 422 else AdtargetError
+    raise cls(str(error.get("message")), field=error.get("field"))
+
+
+def _remote(body: dict[str, Any], server: str, api_key: str | None, as_json: bool) -> Any:
+    """Ask ``server`` for the forecast as a job and follow its progress until it ends."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        with httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=30) as http:
+            job = _answer_of(http.post("/v1/forecast", json={**body, "async": True}))
+            with _bar(as_json) as bar:
+                progress = _stage_bar(bar)
+                while job["status"] not in ("done", "failed"):
+                    time.sleep(POLL_S)
+                    job = _answer_of(http.get(job["status_url"]))
+                    p = job.get("progress") or {}
+                    if p.get("total"):
+                        progress(p["stage"], p["done"], p["total"])
+    except httpx.HTTPError as exc:
+        raise AdtargetError(f"cannot reach {server}: {exc}", field="server") from None
+    if job["status"] == "failed":
+        error = job.get("error") or {}
+        raise AdtargetError(str(error.get("message")), field=error.get("field"))
+    return job["result"]
 
 
 def _print(answer: dict[str, Any], console: Console) -> None:
@@ -92,6 +158,16 @@ def forecast(
         typer.Option(help="Seconds of its creative: lets it fill slots of logged ad breaks"),
     ] = None,
     campaign: Annotated[int | None, typer.Option("--campaign", help="Campaign id")] = None,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            envvar="ADTARGET_URL",
+            help="Ask this running server (e.g. http://127.0.0.1:8000) as an async job",
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option("--api-key", envvar="ADTARGET_API_KEY", help="With --server")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
     """Forecast impressions for a proposed line item (or --line-item ID with --changes)."""
@@ -110,6 +186,13 @@ def forecast(
             "campaign_id": campaign, "creative_duration": creative_duration,
         }  # fmt: skip
         body = _body(line_item, changes, fields)
+        if server is not None:
+            answer = _remote(body, server, api_key, as_json)
+            if as_json:
+                typer.echo(json.dumps(answer, default=str))
+            else:
+                _print(answer, Console())
+            return
         container = cli_container()
         settings = container.settings
         engine = container.decision_engine()
@@ -117,20 +200,8 @@ def forecast(
             holder = engine.index_holder
             assert isinstance(holder, IndexHolder)  # what from_settings builds
             holder.refresh()
-            bar = Progress(
-                TextColumn("{task.description:22s}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                console=Console(file=sys.stderr),
-                disable=as_json or not sys.stderr.isatty(),
-            )
-            tasks: dict[str, Any] = {}
-
-            def progress(stage: str, done: int, total: int) -> None:
-                if stage not in tasks:
-                    tasks[stage] = bar.add_task(stage, total=total)
-                bar.update(tasks[stage], completed=done)
-
+            bar = _bar(as_json)
+            progress = _stage_bar(bar)
             with bar, container.session_factory() as session:
                 answer = forecast_line_item(
                     body,

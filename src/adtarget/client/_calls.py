@@ -312,8 +312,13 @@ def report(
 
 
 def forecast(data: Mapping[str, Any]) -> Call:
-    """``POST /v1/forecast`` (reads only)."""
+    """``POST /v1/forecast`` (reads only; with ``"async": true`` it answers a job)."""
     return Call("POST", "/v1/forecast", json=dict(data), idempotent=True)
+
+
+def forecast_job(job_id: str) -> Call:
+    """``GET /v1/forecast/jobs/{id}``: an async forecast's status, progress and answer."""
+    return Call("GET", f"/v1/forecast/jobs/{job_id}", idempotent=True)
 
 
 for _m, _p in (
@@ -322,6 +327,7 @@ for _m, _p in (
     ("POST", "/v1/events"),
     ("GET", "/v1/reports"),
     ("POST", "/v1/forecast"),
+    ("GET", "/v1/forecast/jobs/{job_id}"),
 ):
     _route(_m, _p)
 

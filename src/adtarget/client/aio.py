@@ -366,6 +366,11 @@ class AsyncClient:
         """Forecast a proposed or changed line item."""
         return await self._object(calls.forecast(data))
 
+    async def forecast_job(self, job_id: str) -> dict[str, Any]:
+        """An async forecast's job (``forecast({..., "async": True})`` answers its ``id``)."""
+        out: dict[str, Any] = await self.send(calls.forecast_job(job_id))
+        return out
+
     # --- keys, me, health
 
     async def create_key(

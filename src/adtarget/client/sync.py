@@ -356,6 +356,11 @@ class Client:
         """Forecast a proposed or changed line item."""
         return self._object(calls.forecast(data))
 
+    def forecast_job(self, job_id: str) -> dict[str, Any]:
+        """An async forecast's job (``forecast({..., "async": True})`` answers its ``id``)."""
+        out: dict[str, Any] = self.send(calls.forecast_job(job_id))
+        return out
+
     # --- keys, me, health
 
     def create_key(

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from typing import Any, cast
 
 import orjson
@@ -35,6 +36,7 @@ from adtarget.decision.bits import positions_list
 from adtarget.decision.counters import MemoryCounters
 from adtarget.decision.eligibility import SpendSource, has_budget, utc
 from adtarget.decision.engine import DecisionEngine, StaticIndex
+from adtarget.decision.forecast_cache import cache_for
 from adtarget.decision.forecast_index import LiveMatches, ReplayIndex
 from adtarget.decision.forecast_reach import PROGRESS_EVERY, Reach, find_reach
 from adtarget.decision.forecast_spend import ReplaySpend
@@ -143,7 +145,8 @@ def forecast(
             "days match the targeting: there is no history for its users",
             sample_rate=rate,
         )
-    live_matches = LiveMatches(live)
+    cache = cache_for(live)
+    live_matches = LiveMatches(live, cache, reach.profile_of)
     replay_users = set(reach.users)
     replayed = rows_of(_of_users(table, replay_users))
     competitors = _competitors(live_matches, replayed, reach, proposal.id)
@@ -156,7 +159,9 @@ def forecast(
     drop = proposal.id if proposal.id in live.position_of else None
     index = ReplayIndex(live_matches, proposal, drop)
     without = ReplayIndex(live_matches, None, drop)
-    inputs = _Inputs(reach, spend, today, progress, outside, coupled=bool(budgeted))
+    window = _window(store, plan, start, end, drop)
+    twins = cache.twins_of(window) if window is not None and not budgeted else None
+    inputs = _Inputs(reach, spend, today, progress, outside, coupled=bool(budgeted), twins=twins)
     timezones = {it.campaign_id: it.timezone for it in (*competitors, proposal)}
     tally, by_day = _replay(proposal, index, without, replayed, inputs, timezones)
     advertisers = {it.id: it.advertiser_id for it in competitors}
@@ -165,6 +170,20 @@ def forecast(
         row["advertiser_id"] = advertisers.get(row["line_item_id"])
     answer["elapsed_ms"] = round((time.perf_counter() - began) * 1000, 1)
     return answer
+
+
+def _window(
+    store: RequestStore, plan: Sequence[DayPlan], start: datetime, end: datetime, drop: int | None
+) -> tuple[Any, ...] | None:
+    """What a user's replay without the proposal depends on besides the live index and the
+    user's profile (``forecast_cache``), or ``None`` when the store cannot say (not cached)."""
+    day_version = getattr(store, "day_version", None)
+    if day_version is None:
+        return None
+    days = tuple((p.flight_day, p.history_day) for p in plan)
+    versions = tuple(day_version(d) for d in sorted({p.history_day for p in plan}))
+    root = str(getattr(store, "root", ""))
+    return (root, start.timestamp(), end.timestamp(), drop, days, versions)
 
 
 def _of_users(table: pa.Table, users: set[str]) -> pa.Table:
@@ -220,7 +239,7 @@ def _competitors(
         key = (r.user_id, r.context)
         if key not in seen:
             seen.add(key)
-            positions |= live.of(key, reach.features(r.user_id, r.context))
+            positions |= live.of(key, partial(reach.features, r.user_id, r.context))
     items = live.live.items
     return [items[p] for p in positions_list(positions) if items[p].id != proposal_id]
 
@@ -235,6 +254,9 @@ class _Inputs:
     coupled: bool = True
     """Whether users' replays are coupled through budgets (a budgeted competitor); if not, a
     user the proposal never served gets the same answers without it, and is not replayed."""
+    twins: dict[str, tuple[dict[str, Any] | None, dict[int, float]]] | None = None
+    """Per user, what the replay without the proposal served them (weighted) and the profile
+    it was computed from, kept for this window (``forecast_cache``); ``None``: not kept."""
 
 
 def _replay(
@@ -251,50 +273,71 @@ def _replay(
     The twin decides only where its answer can differ. A user's requests give the same answers
     with and without the proposal until the proposal is first served to them: until then the
     twin is told what was served (``record_served``: the same frequency-cap counting, and the
-    same spend) instead of deciding again, and only the later requests count towards what was
-    taken (an ad break the proposal matches parts them too: without it the break may fill
-    otherwise). When users are coupled through a budgeted competitor, the twin decides every
-    request.
+    same spend) instead of deciding again (an ad break the proposal matches parts them too:
+    without it the break may fill otherwise). When users are coupled through a budgeted
+    competitor, the twin decides every request. When they are not, a user's twin totals do not
+    depend on the proposal: those kept from an earlier forecast of the same window are used
+    (``inputs.twins``, while the user's profile is unchanged) and the new ones are kept.
 
     Returns the tally and, per flight day, (matched requests, forecast impressions).
     """
-    profiles = _Profiles(
-        {u: p for u, p in inputs.reach.profile_of.items() if p is not None}, version="forecast"
-    )
+    profile_of = inputs.reach.profile_of
+    profiles = _Profiles({u: p for u, p in profile_of.items() if p is not None}, version="forecast")
     engine, sim = _engine(index, profiles, inputs, timezones)
     twin, twin_sim = _engine(without, profiles, inputs, timezones)
     items = index.items
     at = index.position_of
+    budgeted = frozenset(it.id for it in items if has_budget(it))
+    kept = inputs.twins if not inputs.coupled else None
+    known: dict[str, dict[int, float]] = {}
+    if kept is not None:
+        for uid in {r.user_id for r in rows}:
+            found = kept.get(uid)
+            if found is not None and found[0] == profile_of.get(uid):
+                known[uid] = found[1]
+    fresh: dict[str, dict[int, float]] = {}  # twin totals of the users not known
     parted: set[str] = set()  # users whose answers without the proposal may differ
     served_with: dict[int, float] = {}
     served_without: dict[int, float] = {}
     pid = proposal.id
     rank = proposal.rank_key()
     matches, progress = inputs.reach.matches, inputs.progress
+    coupled = inputs.coupled
     tally = _Tally()
     by_day: dict[int, list[float]] = {}
     contexts: dict[str, dict[str, Any]] = {}
     twin_contexts: dict[str, dict[str, Any]] = {}
     for i, r in enumerate(rows):
-        hit = matches(r.user_id, r.context)
-        result = _decide(engine, sim, index, r, hit=hit, contexts=contexts)
+        uid = r.user_id
+        hit = matches(uid, r.context)
+        result = _decide(engine, sim, index, r, hit=hit, contexts=contexts, budgeted=budgeted)
         weight = 1.0 / r.sample_rate
         decisions = result.decisions
-        got = any(d.line_item_id == pid for d in decisions)
-        if got or inputs.coupled or (hit and r.pod):
-            # a break the proposal was walked in may fill otherwise without it (below its
-            # min_duration a break is withdrawn whole), so a pod it matches parts the user too
-            parted.add(r.user_id)
-        if r.user_id in parted:
-            for d in decisions:
-                served_with[d.line_item_id] = served_with.get(d.line_item_id, 0.0) + weight
-            alone = _decide(twin, twin_sim, without, r, hit=False, contexts=twin_contexts)
-            for d in alone.decisions:
-                served_without[d.line_item_id] = served_without.get(d.line_item_id, 0.0) + weight
-        elif decisions:  # the same answer without the proposal: count it, do not decide it
-            twin_sim.advance(r.ts)
-            _charge(twin_sim, decisions, r)
-            twin.record_served([items[at[d.line_item_id]] for d in decisions], r.user_id, r.ts)
+        got = False
+        for d in decisions:
+            li = d.line_item_id
+            got = got or li == pid
+            served_with[li] = served_with.get(li, 0.0) + weight
+        if uid not in known:
+            mine = fresh.get(uid)
+            if mine is None:
+                mine = fresh[uid] = {}
+            if got or coupled or (hit and r.pod):
+                # a break the proposal was walked in may fill otherwise without it (below its
+                # min_duration a break is withdrawn whole), so a pod it matches parts the user
+                parted.add(uid)
+            if uid in parted:
+                alone = _decide(
+                    twin, twin_sim, without, r, hit=False, contexts=twin_contexts, budgeted=budgeted
+                )
+                for d in alone.decisions:
+                    mine[d.line_item_id] = mine.get(d.line_item_id, 0.0) + weight
+            elif decisions:  # the same answer without the proposal: count it, do not decide it
+                twin_sim.advance(r.ts)
+                _charge(twin_sim, decisions, r, budgeted)
+                twin.record_served([items[at[d.line_item_id]] for d in decisions], uid, r.ts)
+                for d in decisions:
+                    mine[d.line_item_id] = mine.get(d.line_item_id, 0.0) + weight
         if progress is not None and i % PROGRESS_EVERY == 0:
             progress("replaying", i, len(rows))
         if not hit:
@@ -308,10 +351,16 @@ def _replay(
         if got:
             tally.forecast += weight
             day[1] += weight
-            tally.per_user[r.user_id] = tally.per_user.get(r.user_id, 0.0) + 1.0
+            tally.per_user[uid] = tally.per_user.get(uid, 0.0) + 1.0
         else:
             for d in above:
                 tally.lost[d.line_item_id] = tally.lost.get(d.line_item_id, 0.0) + weight
+    for totals in (*known.values(), *fresh.values()):
+        for li, n in totals.items():
+            served_without[li] = served_without.get(li, 0.0) + n
+    if kept is not None and not coupled:
+        for uid, totals in fresh.items():
+            kept[uid] = (profile_of.get(uid), totals)
     for li, n in served_without.items():
         if n > served_with.get(li, 0.0):
             tally.taken[li] = n - served_with.get(li, 0.0)
@@ -329,6 +378,10 @@ class _Profiles(MemoryProfileStore):
         """The user's features (not a copy)."""
         found = self.profiles.get(user_id)
         return cast(dict[str, Any], found) if found is not None else None
+
+    def lookup(self, user_id: str) -> tuple[dict[str, Any] | None, str | None]:
+        """``(get(user_id), version())`` in one call (what the engine asks a store that has it)."""
+        return cast(dict[str, Any] | None, self.profiles.get(user_id)), "forecast"
 
 
 def _engine(
@@ -357,12 +410,13 @@ def _decide(
     *,
     hit: bool,
     contexts: dict[str, dict[str, Any]],
+    budgeted: frozenset[int],
 ) -> DecisionResult:
     """One logged request through the engine at its own time, its wins charged at the row's
     weight: the step both replays (with and without the proposal) share.
 
     ``hit`` says whether the proposal may match this request; ``contexts`` caches decoded
-    contexts (many rows share one)."""
+    contexts (many rows share one); ``budgeted``: the line items whose spend is read."""
     ctx = contexts.get(r.context)
     if ctx is None:
         ctx = contexts[r.context] = orjson.loads(r.context)
@@ -372,19 +426,28 @@ def _decide(
     pod = replayed_pod(r.pod) if r.pod else None
     request = DecisionRequest(r.user_id, ctx, r.limit, r.formats, pod=pod)
     result = engine.decide(request, now=when)
-    if result.decisions:
-        _charge(sim, result.decisions, r, when)
+    if result.decisions and budgeted:
+        _charge(sim, result.decisions, r, budgeted, when)
     return result
 
 
 def _charge(
-    sim: ReplaySpend, decisions: Sequence[Decision], r: Replayed, when: datetime | None = None
+    sim: ReplaySpend,
+    decisions: Sequence[Decision],
+    r: Replayed,
+    budgeted: frozenset[int],
+    when: datetime | None = None,
 ) -> None:
-    """Charge what ``r`` served to the replay's spend, at the row's weight."""
-    when = when if when is not None else datetime.fromtimestamp(r.ts, UTC)
+    """Charge what ``r`` served to the replay's spend, at the row's weight.
+
+    Only line items with a budget (their own or their campaign's: ``has_budget``) are charged:
+    the engine reads spend for no other, and a campaign with a budget makes each of its line
+    items budgeted, so its spend is complete."""
     weight = 1.0 / r.sample_rate
     for d in decisions:
-        sim.charge(d.line_item_id, d.campaign_id, d.bid_cpm * weight / 1000.0, when)
+        if d.line_item_id in budgeted:
+            when = when if when is not None else datetime.fromtimestamp(r.ts, UTC)
+            sim.charge(d.line_item_id, d.campaign_id, d.bid_cpm * weight / 1000.0, when)
 
 
 def _interval(

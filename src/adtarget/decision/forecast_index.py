@@ -16,10 +16,11 @@ the replay is single-threaded, one engine per ``ReplayIndex``.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from adtarget.decision.bits import Matches
+from adtarget.decision.forecast_cache import LiveCache
 from adtarget.decision.index import Facts, LineItemIndex, compile_item_rule, facts_of
 from adtarget.decision.models import LiveLineItem
 
@@ -27,17 +28,40 @@ Key = tuple[str, str]
 
 
 class LiveMatches:
-    """``live.match`` per (user, context) key, computed once per forecast."""
+    """``live.match`` per (user, context) key, computed once per forecast.
 
-    def __init__(self, live: LineItemIndex) -> None:
+    Args:
+        live: the serving index.
+        cache: matches kept from earlier forecasts on the same index (``forecast_cache``), used
+            only where the user's profile (``profile_of``) is equal to the one they came from.
+        profile_of: the user's current profile (needed with ``cache``).
+    """
+
+    def __init__(
+        self,
+        live: LineItemIndex,
+        cache: LiveCache | None = None,
+        profile_of: Mapping[str, dict[str, Any] | None] | None = None,
+    ) -> None:
         self.live = live
         self.bits: dict[Key, int] = {}
+        self.cache = cache
+        self.profile_of = profile_of if profile_of is not None else {}
 
-    def of(self, key: Key, features: Mapping[str, Any]) -> int:
-        """The live index's match bits for this key (computed on first use)."""
+    def of(self, key: Key, features: Mapping[str, Any] | Callable[[], Mapping[str, Any]]) -> int:
+        """The live index's match bits for this key (computed on first use; ``features`` may
+        be a function making them, called only then)."""
         found = self.bits.get(key)
         if found is None:
-            found = self.bits[key] = self.live.match(features).bits
+            cache = self.cache
+            profile = self.profile_of.get(key[0])
+            if cache is not None:
+                found = cache.matched(key, profile)
+            if found is None:
+                found = self.live.match(features() if callable(features) else features).bits
+                if cache is not None:
+                    cache.keep_match(key, profile, found)
+            self.bits[key] = found
         return found
 
 

@@ -50,13 +50,6 @@ class Reach:
         return merge_features(self.profile_of.get(user_id), self.contexts[context])
 
 
-def _profile(reach: Reach, profiles: ProfileStore, user_id: str) -> dict[str, Any] | None:
-    found = reach.profile_of.get(user_id, False)
-    if found is False:
-        found = reach.profile_of[user_id] = profiles.get(user_id)
-    return found  # type: ignore[return-value]
-
-
 def _reads(rule: Rule) -> set[str]:
     return set(dimensions(rule)) | ({SEGMENTS_FIELD} if segment_names(rule) else set())
 
@@ -95,7 +88,7 @@ def _by_projection(rule: Rule) -> Callable[[dict[str, Any] | None], bool]:
 
     def match(profile: dict[str, Any] | None) -> bool:
         features = profile or {}
-        key = tuple(features.get(n) for n in names)
+        key = tuple(map(features.get, names))
         try:
             found = memo.get(key)
         except TypeError:
@@ -122,12 +115,14 @@ def find_reach(
     profile_part = _by_projection(profile_rule) if profile_rule is not None else None
     by_pair = compile_rule(pair_rule) if pair_rule is not None else None
     users = pc.unique(table.column("user_id")).to_pylist()
-    for i, uid in enumerate(users):
-        prof = _profile(reach, profiles, uid)
-        if profile_part is None or profile_part(prof):
-            reach.users.add(uid)
-        if progress is not None and i % PROGRESS_EVERY == 0:
-            progress("matching users", i, len(users))
+    profile_of, get = reach.profile_of, profiles.get
+    for start in range(0, len(users), PROGRESS_EVERY):
+        if progress is not None:
+            progress("matching users", start, len(users))
+        for uid in users[start : start + PROGRESS_EVERY]:
+            prof = profile_of[uid] = get(uid)
+            if profile_part is None or profile_part(prof):
+                reach.users.add(uid)
     if by_pair is None or not reach.users:
         return reach
     mine = table.filter(pc.is_in(table.column("user_id"), pa.array(sorted(reach.users))))

@@ -14,8 +14,45 @@ from sqlalchemy.orm import Session
 from adtarget.catalog.service import ad_format_names
 from adtarget.decision.engine import DecisionEngine
 from adtarget.decision.forecast import Progress, forecast
+from adtarget.decision.models import LiveLineItem
 from adtarget.decision.proposal import build_proposal
 from adtarget.decision.request_store import RequestStore
+
+
+def proposal_of(
+    body: Any, *, session: Session, hidden: frozenset[str] = frozenset()
+) -> LiveLineItem:
+    """The line item ``body`` describes (validated: errors name the field of ``body``).
+
+    ``hidden``: segments the caller may not see; the proposal's rule is compiled without them.
+    """
+    return build_proposal(
+        body, session=session, known_formats=ad_format_names(session=session), hidden=hidden
+    )
+
+
+def forecast_proposal(
+    proposal: LiveLineItem,
+    *,
+    engine: DecisionEngine,
+    store: RequestStore,
+    lookback_days: int,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Forecast ``proposal`` against the engine's live line items (as they are when it runs)."""
+    answer = forecast(
+        proposal=proposal,
+        live=engine.index_holder.current().flat(),
+        store=store,
+        profiles=engine.profiles,
+        spend=engine.spend,
+        lookback_days=lookback_days,
+        now=now,
+        progress=progress,
+    )
+    answer["line_item_id"] = proposal.id
+    return answer
 
 
 def forecast_line_item(
@@ -36,18 +73,12 @@ def forecast_line_item(
     Raises:
         InvalidValue / NotFound: naming the field of ``body`` that is wrong.
     """
-    proposal = build_proposal(
-        body, session=session, known_formats=ad_format_names(session=session), hidden=hidden
-    )
-    answer = forecast(
-        proposal=proposal,
-        live=engine.index_holder.current().flat(),
+    proposal = proposal_of(body, session=session, hidden=hidden)
+    return forecast_proposal(
+        proposal,
+        engine=engine,
         store=store,
-        profiles=engine.profiles,
-        spend=engine.spend,
         lookback_days=lookback_days,
         now=now,
         progress=progress,
     )
-    answer["line_item_id"] = proposal.id
-    return answer

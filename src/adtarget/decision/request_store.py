@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -38,6 +40,10 @@ SCHEMA = pa.schema(
 the sampling rate in force (the forecaster scales each row by ``1 / sample_rate``)."""
 
 DAY_PREFIX = "day="
+DAYS_KEPT_ROWS = 5_000_000
+"""Rows of read days ``ParquetRequestStore.read_day`` keeps in memory (the last days read)."""
+_READ: OrderedDict[tuple[str, tuple[str, ...]], pa.Table] = OrderedDict()
+_READ_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +80,12 @@ class RequestStore(Protocol):
     def prune(self, retention_days: int, now: datetime | None = None) -> list[date]:
         """Delete days older than ``retention_days``; the days deleted."""
         ...
+
+
+def forget_read_days() -> None:
+    """Drop the days ``ParquetRequestStore.read_day`` keeps (a benchmark's cold start)."""
+    with _READ_LOCK:
+        _READ.clear()
 
 
 def day_of(ts: float) -> date:
@@ -138,12 +150,32 @@ class ParquetRequestStore:
                     out.append(day)
         return sorted(out)
 
+    def day_version(self, day: date) -> tuple[str, ...]:
+        """What ``day`` holds, as the names of its files: a file is never rewritten (each flush
+        writes a new one, retention deletes whole days), so equal names mean equal rows."""
+        return tuple(sorted(f.name for f in self._day_dir(day).glob("part-*.parquet")))
+
     def read_day(self, day: date) -> pa.Table:
-        """Every request logged on ``day`` (an empty table when none)."""
-        files = sorted(self._day_dir(day).glob("part-*.parquet"))
-        if not files:
+        """Every request logged on ``day`` (an empty table when none).
+
+        Kept in memory by (directory, file names) for the next forecast: a past day is read
+        once, not per forecast (``DAYS_KEPT_ROWS`` rows at most)."""
+        names = self.day_version(day)
+        if not names:
             return SCHEMA.empty_table()
-        return pa.concat_tables([pq.read_table(f, schema=SCHEMA) for f in files])
+        key = (str(self._day_dir(day).resolve()), names)
+        with _READ_LOCK:
+            found = _READ.get(key)
+            if found is not None:
+                _READ.move_to_end(key)
+                return found
+        folder = self._day_dir(day)
+        table = pa.concat_tables([pq.read_table(folder / n, schema=SCHEMA) for n in names])
+        with _READ_LOCK:
+            _READ[key] = table
+            while sum(t.num_rows for t in _READ.values()) > DAYS_KEPT_ROWS and len(_READ) > 1:
+                _READ.popitem(last=False)
+        return table
 
     def prune(self, retention_days: int, now: datetime | None = None) -> list[date]:
         """Delete the days older than ``retention_days`` before ``now``; the days deleted."""
