@@ -149,3 +149,22 @@ def test_nan_is_never_a_bound() -> None:
     for bad in (math.nan, math.inf):
         with pytest.raises(InvalidValue):
             from_json({"op": "between", "dim": "age", "low": bad, "high": 3})
+
+
+def test_buckets_take_a_tail_bucket_whole_and_remove_the_few_ranks_below() -> None:
+    # 600 users on 0..9, then a tail of 200 values with one user each: the last of 4
+    # equal-population buckets spans ~100 ranks
+    values: list[float | None] = [float(i % 10) for i in range(600)] + [
+        10.0 + i for i in range(200)
+    ]
+    distinct, r = _reader(values, "buckets", 4)
+    assert isinstance(r, numbers.BucketedEquality)
+    last = r.starts[-1]
+    assert r.k - last > 50
+    r.range(0, 0)  # no stored sizes here: the first range reads the cardinalities
+    fetched: list[int] = []
+    get = r._get
+    r._get = lambda i: fetched.append(i) or get(i)
+    lo = distinct[last + 2]
+    assert _query(distinct, r, lo, None, True, True) == _brute(values, lo, None, True, True)
+    assert len([i for i in fetched if i < r.k]) == 2  # two ranks removed, not ~100 unioned

@@ -130,7 +130,8 @@ class DimReader:
         self.layout: str | None = meta.get("layout", "bsi") if self.type == "number" else None
         self.numbers: numbers.NumberIndex | None = None
         if self.type == "number":
-            self.numbers = numbers.reader(self.bitmap, meta, len(self._bm_off) - 1)
+            sizes = (np.diff(self._bm_off) // 2).tolist()  # ~users of an array-stored bitmap
+            self.numbers = numbers.reader(self.bitmap, meta, len(self._bm_off) - 1, sizes)
 
     @property
     def values(self) -> list[Any]:

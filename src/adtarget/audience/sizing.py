@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 from pyroaring import AbstractBitMap, BitMap
 
 from adtarget.rules.ast import And, Not, Rule
-from adtarget.rules.eval_bitmap import BitmapIndex, Memo, count, evaluate_shared, split
+from adtarget.rules.eval_bitmap import BitmapIndex, Memo, count, evaluate_shared, split, union_all
 
 # A clause counts as dense when it holds at least 1/16 of the users: Roaring keeps a container
 # as a bitset above 4096 of 65536 values (1/16), so dense-by-dense results stay bitsets.
@@ -52,7 +52,9 @@ def count_rule(rule: Rule, index: BitmapIndex, memo: Memo | None = None) -> int:
     tail = pos[-2:] if len(pos) >= 3 else pos[-1:]
     head = pos[: len(pos) - len(tail)]
     # Only bitmaps created here are mutated; clause results may belong to the index.
-    acc: AbstractBitMap = head[0] & head[1] if len(head) >= 2 else BitMap(head[0], optimize=False)
+    acc: AbstractBitMap = (
+        _and(head[0], head[1]) if len(head) >= 2 else BitMap(head[0], optimize=False)
+    )
     for bm in head[2:]:
         acc &= bm
     for bm in negs:
@@ -133,7 +135,7 @@ def dense_form(rule: Rule, index: BitmapIndex, memo: Memo) -> Form:
                     comp |= evaluate_shared(c, index, memo)
                 return Form(comp, True)
             negs = [evaluate_shared(c, index, memo) for c in neg_rules]
-            return _choose(acc - BitMap.union(*negs) if negs else acc, universe)
+            return _choose(acc - union_all(negs) if negs else acc, universe)
     return _choose(evaluate_shared(rule, index, memo), universe)
 
 

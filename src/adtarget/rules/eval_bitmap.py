@@ -12,6 +12,7 @@ cardinality shortcut exists (``len(a & b)`` → ``a.intersection_cardinality(b)`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from pyroaring import AbstractBitMap, BitMap
@@ -104,10 +105,27 @@ def _eq(index: BitmapIndex, dim: str, v: Value) -> AbstractBitMap:
     return index.equals(dim, v)
 
 
-def _union(parts: list[AbstractBitMap]) -> AbstractBitMap:
+PAIRWISE_UNION_MAX = 4
+"""Up to this many parts are OR-ed pairwise: ``BitMap.union`` (CRoaring's lazy or-many) turns
+every container into a bitset and back, a fixed ~0.4 ms on 10M users even for three sparse
+bitmaps (0.07 ms pairwise); past a handful of parts its lazy merge wins by far."""
+
+
+def union_all(parts: Sequence[AbstractBitMap]) -> AbstractBitMap:
+    """The union of ``parts`` (may be one of them: never mutate the result)."""
     if len(parts) == 1:
         return parts[0]
-    return BitMap.union(*parts) if parts else BitMap()
+    if not parts:
+        return BitMap()
+    if len(parts) <= PAIRWISE_UNION_MAX:
+        acc = parts[0] | parts[1]
+        for p in parts[2:]:
+            acc = acc | p
+        return acc
+    return BitMap.union(*parts)
+
+
+_union = union_all
 
 
 class _Leaves(RuleVisitor[AbstractBitMap]):
@@ -209,10 +227,10 @@ def _positive_uncached(rule: Rule, index: BitmapIndex, memo: Memo | None) -> Abs
             acc = index.universe()
         if neg:
             # a and not b = a - b: no universe-sized complement is built.
-            acc = acc - BitMap.union(*(_positive(n, index, memo) for n in neg))
+            acc = acc - union_all([_positive(n, index, memo) for n in neg])
         return acc
     if isinstance(rule, Or):
-        return BitMap.union(*(_eval(c, index, memo) for c in rule.children))
+        return union_all([_eval(c, index, memo) for c in rule.children])
     return _leaf(rule, index)
 
 
@@ -259,6 +277,13 @@ def count(rule: Rule, index: BitmapIndex, memo: Memo | None = None) -> int:
     if isinstance(core, Or) and len(core.children) == 2:
         a, b = core.children
         return _eval(a, index, memo).union_cardinality(_eval(b, index, memo))
+    if isinstance(core, HasAll) and len(core.values) >= 2:
+        # all-of over dense sets: count the last AND, never build its (sparse) result
+        parts = sorted((index.contains(core.dim, str(v)) for v in core.values), key=len)
+        head = parts[0]
+        for p in parts[1:-1]:
+            head = head & p
+        return head.intersection_cardinality(parts[-1])
     if isinstance(core, And):
         pos, neg = split(core.children)
         if len(pos) >= 2 and not neg:
