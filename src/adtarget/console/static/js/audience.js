@@ -1,5 +1,5 @@
 // Audience builder: type a rule, see its exact size live, errors marked, overlap, save, export.
-import { api, download, get, inWords, post } from "./api.js";
+import { api, ApiError, download, get, inWords, post } from "./api.js";
 import { suggest } from "./complete.js";
 import { debounce, field, fmtInt, h, say, uid } from "./dom.js";
 
@@ -154,8 +154,45 @@ export async function render(root, session) {
   const [fPriorityWrap] = field("Priority", fPriority);
   const [fBidWrap] = field("Bid CPM", fBid);
   const [fCapWrap] = field("Cap per user per day", fCap);
+  // the campaign the proposal would be booked in: its flight, budget and category apply, and an
+  // advertiser key may forecast only inside its own campaigns (the API lists only those to it)
+  const scoped = session.me?.role === "advertiser";
+  const fCampaign = h("select", {});
+  const [fCampaignWrap] = field("Campaign", fCampaign, {
+    hint: scoped ? "One of your campaigns." : "Optional: forecast inside a campaign (its flight and budget apply).",
+  });
   const forecastOut = h("div", { class: "forecast", "aria-live": "polite" },
     h("p", { class: "muted" }, "Impressions this rule could get, replaying sampled requests through the decision engine."));
+  const forecastBar = h("progress", { max: 1, value: 0, "aria-label": "Forecast progress", hidden: true });
+  async function loadCampaigns() {
+    let camps = [];
+    try {
+      camps = (await get("/v1/campaigns?limit=1000")).campaigns.filter((c) => c.status !== "archived");
+    } catch { /* no campaigns to offer: the forecast still runs without one (not for advertiser keys) */ }
+    fCampaign.replaceChildren(
+      ...(scoped ? [] : [h("option", { value: "" }, "No campaign")]),
+      ...camps.map((c) => h("option", { value: String(c.id) }, `${c.name} (#${c.id})`)));
+    if (scoped && !camps.length) {
+      fCampaign.append(h("option", { value: "", disabled: true, selected: true }, "You have no campaigns yet"));
+      forecastBtn.disabled = true;
+    }
+  }
+  /** The forecast as a job (POST {"async": true}), its progress drawn until it is done. */
+  async function forecastJob(body) {
+    let job = await post("/v1/forecast", { ...body, async: true });
+    forecastBar.hidden = false;
+    forecastBar.value = 0;
+    while (job.status !== "done" && job.status !== "failed") {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      job = await get(job.status_url);
+      const p = job.progress || {};
+      forecastBar.value = p.fraction || 0;
+      if (p.stage && job.status === "running") say(forecastOut, `Forecasting… ${p.stage}`);
+    }
+    forecastBar.hidden = true;
+    if (job.status === "failed") throw new ApiError(422, job.error || {});
+    return job.result;
+  }
   const forecastBtn = h("button", { type: "button", onclick: async () => {
     const body = {
       targeting: rule.value.trim(),
@@ -163,9 +200,10 @@ export async function render(root, session) {
       priority: Number(fPriority.value), bid_cpm: Number(fBid.value),
     };
     if (fCap.value) body.frequency_cap = { count: Number(fCap.value), window_seconds: 86400 };
+    if (fCampaign.value) body.campaign_id = Number(fCampaign.value);
     say(forecastOut, "Forecasting…");
     try {
-      const res = await post("/v1/forecast", body);
+      const res = await forecastJob(body);
       if (res.no_history) {
         forecastOut.replaceChildren(h("p", {}, `No forecast: ${res.message}`));
         return;
@@ -177,6 +215,7 @@ export async function render(root, session) {
           `95%: ${fmtInt(res.confidence.low)}–${fmtInt(res.confidence.high)} · ${fmtInt(res.matched_requests)} matching requests, ` +
           `${fmtInt(res.available_impressions)} not taken by higher-ranked line items · sample rate ${res.sample_rate}`));
     } catch (err) {
+      forecastBar.hidden = true;
       forecastOut.replaceChildren(h("p", { class: "note" }, `No forecast: ${inWords(err)}`));
     }
   } }, "Forecast");
@@ -208,8 +247,8 @@ export async function render(root, session) {
         note,
         h("section", { "aria-labelledby": "aud-forecast" },
           h("h2", { id: "aud-forecast" }, "Forecast"),
-          h("div", { class: "row" }, fStartWrap, fEndWrap, fPriorityWrap, fBidWrap, fCapWrap),
-          h("div", { class: "toolbar" }, forecastBtn),
+          h("div", { class: "row" }, fCampaignWrap, fStartWrap, fEndWrap, fPriorityWrap, fBidWrap, fCapWrap),
+          h("div", { class: "toolbar" }, forecastBtn, forecastBar),
           forecastOut)),
       h("section", { "aria-labelledby": "aud-overlap" },
         h("h2", { id: "aud-overlap" }, "Overlap"),
@@ -217,6 +256,7 @@ export async function render(root, session) {
         h("div", { class: "toolbar" }, addBtn, overlapBtn),
         heat)),
   );
+  loadCampaigns();
   vocab = await get("/v1/audiences/vocabulary").catch(() => null);
   if (document.activeElement === rule && rule.value) refreshSuggestions(); // typed before it came
   if (!vocab?.snapshot) meta.textContent = "No audience snapshot yet: upload a feature file on the Uploads page.";
