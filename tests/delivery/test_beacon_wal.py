@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from adtarget.delivery.beacon_intake import BeaconIntake
 from adtarget.delivery.parquet_store import ParquetEventStore
 from adtarget.delivery.wal import WriteAheadLog
@@ -128,10 +130,35 @@ def test_a_live_writers_segment_is_never_taken_for_an_orphan(tmp_path: Path) -> 
 def test_a_torn_last_line_was_never_answered_and_is_dropped(tmp_path: Path) -> None:
     wal = WriteAheadLog(tmp_path)
     wal.append([_row(1), _row(2)])
-    seg = wal.seal()
-    assert seg is not None
+    (seg,) = wal.seal()
     with open(seg.path, "ab") as fh:
         fh.write(b'{"event_id": "x3.cl')  # the process died inside this write
     wal.abandon(seg)
     (found,) = list(WriteAheadLog(tmp_path).orphans())
     assert [r["event_id"] for r in found.rows] == ["x1.click", "x2.click"]
+
+
+def test_after_a_failed_write_the_next_rows_go_to_a_new_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that fails half-way (disk full) leaves part of a line at the end of the file;
+    rows written after it in the same file would be glued to it and lost on replay."""
+    wal = WriteAheadLog(tmp_path)
+    wal.append([_row(1)])
+    real_write = os.write
+
+    def half_then_full(fd: int, data: Any) -> int:
+        real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", half_then_full)
+    with pytest.raises(OSError):
+        wal.append([_row(2)])  # answered with an error: the player retries it
+    monkeypatch.setattr(os, "write", real_write)
+    wal.append([_row(3)])
+    sealed = wal.seal()
+    assert [[r["event_id"] for r in seg.rows] for seg in sealed] == [["x1.click"], ["x3.click"]]
+    for seg in sealed:
+        wal.abandon(seg)
+    replayed = sorted(r["event_id"] for seg in WriteAheadLog(tmp_path).orphans() for r in seg.rows)
+    assert replayed == ["x1.click", "x3.click"]  # the torn half of x2 dropped, x3 intact

@@ -138,9 +138,7 @@ class BeaconIntake:
         queued (and on disk) and the error is raised.
         """
         with self._move_lock:
-            seg = self._wal.seal()
-            if seg is not None:
-                self._sealed.append(seg)
+            self._sealed.extend(self._wal.seal())
             return self._move_sealed()
 
     def replay(self) -> IngestResult:

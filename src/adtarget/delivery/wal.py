@@ -61,17 +61,26 @@ class WriteAheadLog:
         self._prefix = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._seq = 0
         self._own: set[Path] = set()
+        self._broken: list[Segment] = []  # segments a write failed in (see ``append``)
 
     def append(self, rows: list[dict[str, Any]]) -> None:
         """Write ``rows`` as one NDJSON chunk and fsync it: durable when this returns."""
         data = b"".join([orjson.dumps(row) + b"\n" for row in rows])
         with self._lock:
             seg = self._current or self._open()
-            view = memoryview(data)
-            while view:
-                view = view[os.write(seg.fd, view) :]
-            if self._sync:
-                os.fdatasync(seg.fd)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(seg.fd, view) :]
+                if self._sync:
+                    os.fdatasync(seg.fd)
+            except OSError:
+                # Disk full, I/O error: the file may now end in part of this batch, and after a
+                # failed fsync its state is unknown. Write nothing more after it: the next rows
+                # go to a new segment, this one is sealed with the rows it surely holds.
+                self._current = None
+                self._broken.append(seg)
+                raise
             seg.rows.extend(rows)
 
     def pending(self) -> int:
@@ -79,14 +88,15 @@ class WriteAheadLog:
         seg = self._current
         return len(seg.rows) if seg is not None else 0
 
-    def seal(self) -> Segment | None:
-        """Take the current segment (``None`` when it has no rows); new rows open the next."""
+    def seal(self) -> list[Segment]:
+        """Take the current segment (and any a write failed in); new rows open the next."""
         with self._lock:
+            sealed, self._broken = self._broken, []
             seg = self._current
-            if seg is None or not seg.rows:
-                return None
-            self._current = None
-            return seg
+            if seg is not None and seg.rows:
+                self._current = None
+                sealed.append(seg)
+            return sealed
 
     def release(self, seg: Segment) -> None:
         """The segment's rows are in the event log: delete it, then drop its lock."""
