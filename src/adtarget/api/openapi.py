@@ -13,6 +13,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from adtarget.api.openapi_bodies import ANSWERS, REQUEST_BODIES
+
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["error"],
@@ -74,6 +76,19 @@ def install_openapi(app: FastAPI) -> None:
                     statuses = dict(COMMON)
                     if method in ("get", "patch", "delete", "post"):
                         statuses.update(OBJECT_STATUSES)
+                key = (path, method)
+                if key in REQUEST_BODIES:
+                    op["requestBody"] = REQUEST_BODIES[key]
+                if key in ANSWERS:  # a hand-parsed route: its exact statuses and answer
+                    ok, body, errors = ANSWERS[key]
+                    statuses = {s: {**COMMON, **OBJECT_STATUSES}[s] for s in errors}
+                    op["responses"] = {
+                        ok: {
+                            "description": "Successful Response",
+                            "content": {"application/json": {"schema": body}},
+                        }
+                    }
+                    responses = op["responses"]
                 for status, why in statuses.items():
                     responses[status] = {"description": why, **ref}
         schema.get("components", {}).get("schemas", {}).pop("HTTPValidationError", None)

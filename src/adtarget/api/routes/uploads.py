@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from adtarget.api.deps import PrincipalDep, SessionFactoryDep, SettingsDep
+from adtarget.api.openapi_bodies import check_upload_options
 from adtarget.errors import Forbidden, InvalidValue
 from adtarget.ingest.jobs import (
     get_job,
@@ -52,14 +53,36 @@ OPTION_FIELDS = (
 )
 
 
-def _flag(value: Any) -> bool:
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+def _flag(name: str, value: Any) -> bool:
+    """A JSON boolean, or a form's text for one; anything else is a 422 (``maybe`` was false)."""
     if isinstance(value, bool):
         return value
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise InvalidValue(f"{name} must be true or false, got {value!r}", field=name)
 
 
-def _options(raw: dict[str, Any]) -> dict[str, Any]:
-    """Job options from a JSON body or form fields (form values arrive as strings)."""
+def _int(name: str, value: Any) -> int:
+    """An integer, or a form's text for one; ``true`` and ``1.5`` are not (they became 1)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise InvalidValue(f"{name} must be an integer", field=name)
+
+
+def _options(raw: dict[str, Any], *, form: bool) -> dict[str, Any]:
+    """Job options from a JSON body or form fields (form values arrive as strings), checked
+    against the published schema (``api/openapi_bodies.py``): what it refuses is a 422 here."""
     unknown = set(raw) - set(OPTION_FIELDS) - {"path"}
     if unknown:
         raise InvalidValue(
@@ -70,7 +93,7 @@ def _options(raw: dict[str, Any]) -> dict[str, Any]:
         out["segment"] = str(raw["segment"])
     for name in ("dry_run", "hashed", "append"):
         if name in raw:
-            out[name] = _flag(raw[name])
+            out[name] = _flag(name, raw[name])
     if raw.get("id_column"):
         out["id_column"] = str(raw["id_column"])
     if raw.get("delimiter"):
@@ -81,18 +104,16 @@ def _options(raw: dict[str, Any]) -> dict[str, Any]:
         out["engine"] = str(raw["engine"])
     for name in ("ttl_seconds", "max_field_chars", "shards"):
         if raw.get(name) not in (None, ""):
-            try:
-                out[name] = int(raw[name])
-            except (TypeError, ValueError):
-                raise InvalidValue(f"{name} must be an integer", field=name) from None
+            out[name] = _int(name, raw[name])
     schema = raw.get("schema")
     if isinstance(schema, str) and schema:
         try:
             schema = orjson.loads(schema)
         except orjson.JSONDecodeError:
             raise InvalidValue("schema must be a JSON object", field="schema") from None
-    if schema:
+    if schema not in (None, ""):
         out["schema"] = schema
+    check_upload_options(out, form=form)
     return out
 
 
@@ -134,7 +155,7 @@ async def create_upload(
         if not isinstance(upload, UploadFile):
             raise InvalidValue("multipart upload needs a 'file' part", field="file")
         fields = {k: v for k, v in form.items() if k != "file" and isinstance(v, str)}
-        options = _options(fields)
+        options = _options(fields, form=True)
         path = await _save(upload, settings)
     else:
         try:
@@ -150,7 +171,7 @@ async def create_upload(
                 "only admin keys may ingest a server-side path; send the file as multipart instead",
                 field="path",
             )
-        options = _options(body)
+        options = _options(body, form=False)
         path = str(body["path"])  # a server path or an object-store URI (s3://...)
 
     def submit() -> dict[str, Any]:
