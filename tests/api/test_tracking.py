@@ -9,11 +9,17 @@ with 403 and records nothing.
 from __future__ import annotations
 
 import base64
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from fastapi import FastAPI
@@ -21,6 +27,7 @@ from fastapi import FastAPI
 from adtarget.api.container import container_of
 from adtarget.delivery.beacons import TRACKED_EVENTS, TrackingSigner
 from adtarget.settings import Settings
+from serving import free_port, wait_until_serving
 
 from .conftest import TestClient, make_live
 
@@ -202,3 +209,67 @@ def test_concurrent_duplicates_count_once_and_reports_equal_the_beacons(
     assert sum(r["impressions"] for r in totals) == 12
     assert sum(r["completes"] for r in totals) == 5
     assert sum(r["spend"] for r in totals) == pytest.approx(12 * 0.002)
+
+
+METRICS = "impressions,starts,first_quartiles,midpoints,third_quartiles,completes,clicks"
+
+
+def _serve(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """``adtarget serve`` (one worker) on ``data_dir``, in its own process group."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADTARGET_")}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env.update(ADTARGET_DATA_DIR=str(data_dir), ADTARGET_ADMIN_KEY="crash-admin")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "adtarget.cli.main", "serve", "--port", str(port), "--workers", "1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    wait_until_serving(base, proc, path="/readyz")
+    return proc, base
+
+
+@pytest.mark.slow
+def test_a_server_killed_right_after_its_204s_loses_no_beacon(tmp_path: Path) -> None:
+    """SIGKILL the whole server right after the last 204: the restarted server replays the
+    write-ahead file, and the report holds every answered beacon exactly once."""
+    headers = {"Authorization": "Bearer crash-admin"}
+    proc, base = _serve(tmp_path)
+    try:
+        with httpx.Client(base_url=base, headers=headers, timeout=10) as c:
+            make_live(c, [("all", "", 1)])  # type: ignore[arg-type]  # same calls as TestClient
+            decisions: list[dict[str, Any]] = []
+            for _ in range(100):  # the worker's index picks the new line item up
+                decisions = c.post("/v1/decisions", json={"user_id": "u1"}).json()["decisions"]
+                if decisions:
+                    break
+                time.sleep(0.1)
+            assert decisions
+            for url in decisions[0]["tracking"].values():
+                for _ in range(2):  # a player's retry
+                    assert c.get(url).status_code == 204
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    proc, base = _serve(tmp_path)
+    try:
+        report = httpx.get(
+            f"{base}/v1/reports",
+            params={
+                "from": "2026-01-01T00:00:00Z",
+                "to": "2099-01-01T00:00:00Z",
+                "metrics": METRICS,
+            },
+            headers=headers,
+            timeout=10,
+        )
+        assert report.status_code == 200, report.text
+        (row,) = report.json()["rows"]
+        counted = {k: row[k] for k in METRICS.split(",")}
+        assert counted == dict.fromkeys(counted, 1), row  # each answered beacon, once
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
