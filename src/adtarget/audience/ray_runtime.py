@@ -16,6 +16,7 @@ import os
 import pickle
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,9 @@ LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 STARTUP_S = 60.0
 RULES_KEPT = 256  # distinct rules whose wire form each side keeps (an audience builder's edits)
 NODE_VIEW_WAIT_S = 10.0  # how long placement waits for new nodes to reach the scheduler
+# A placement-group bundle must reserve some resource; one byte of ``memory`` takes nothing a
+# build task needs (a fraction of a CPU would keep 1-CPU tasks off the node).
+SHARD_BUNDLE = {"memory": 1}
 _init_lock = threading.Lock()
 
 
@@ -212,32 +216,45 @@ class RayFanout:
         self.deadline_s = deadline_s
         self._blobs: LRUCache[Any, bytes] = LRUCache(maxsize=RULES_KEPT)
         cls = _actor_class()
-        nodes = self._schedulable_nodes()
+        self._schedulable_nodes()  # so that the spread below sees every node that has joined
+        group = self._spread_group(snapshot.num_shards)
+        # the group goes with this fan-out (its actors too), when it is closed or collected
+        self._release = weakref.finalize(self, _remove_group, group)
         self.actors = [
-            cls.options(scheduling_strategy=self._placement(k, nodes), num_cpus=0).remote(
-                str(snapshot.shard_path(k))
-            )
+            cls.options(
+                scheduling_strategy=self._placement(group, k), num_cpus=0, **SHARD_BUNDLE
+            ).remote(str(snapshot.shard_path(k)))
             for k in range(snapshot.num_shards)
         ]
         # a new version's actors start worker processes and map their shard: the first answer
         # waits for that (once per publish) instead of failing on the request deadline
         self._gather([a.ping.remote() for a in self.actors], "its start", timeout=startup_s)
 
-    def _placement(self, k: int, nodes: list[str]) -> Any:
-        """Shard ``k`` on the k-th schedulable node, round robin (``SPREAD`` alone may stack
-        them); soft, so Ray restarts the actor on another node when that one dies."""
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    def _spread_group(self, shards: int) -> Any:
+        """One placement group, a tiny bundle per shard, spread over the nodes (best effort).
 
-        if not nodes:
-            return "SPREAD"
-        return NodeAffinitySchedulingStrategy(node_id=nodes[k % len(nodes)], soft=True)
+        Why a placement group: a soft node affinity per actor did not place shards as asked on
+        a loopback cluster (two actors aimed at two nodes landed swapped, or both on one), and
+        ``SPREAD`` per actor may stack them. Bundles of a ``SPREAD`` group are put on distinct
+        nodes while there are nodes, and when a node dies Ray re-places its bundles on the
+        others and restarts their actors there (``max_restarts=-1``).
+        """
+        from ray.util.placement_group import placement_group
+
+        return placement_group([dict(SHARD_BUNDLE) for _ in range(shards)], strategy="SPREAD")
+
+    @staticmethod
+    def _placement(group: Any, k: int) -> Any:
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        return PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=k)
 
     def _schedulable_nodes(self, wait_s: float = NODE_VIEW_WAIT_S) -> list[str]:
         """Alive nodes that the scheduler's resource view already holds.
 
-        Why wait: a node joins the node table before its resources reach the scheduler; a soft
-        affinity to a node the scheduler does not know yet silently lands elsewhere, stacking
-        every shard on one node. Bounded: after ``wait_s`` the nodes it knows are used.
+        Why wait: a node joins the node table before its resources reach the scheduler; a
+        spread placed before then leaves that node out and stacks its shards on the others.
+        Bounded: after ``wait_s`` the nodes it knows are used.
         """
         from ray._private.state import state
 
@@ -345,10 +362,20 @@ class RayFanout:
         return list(self._gather([a.ping.remote() for a in self.actors], "a ping"))
 
     def close(self) -> None:
-        """Stop the actors (they also stop when the last handle is dropped)."""
+        """Stop the actors and release their placement group (both also go when this fan-out
+        is garbage collected)."""
         for actor in self.actors:
             self.ray.kill(actor, no_restart=True)
         self.actors = []
+        self._release()
+
+
+def _remove_group(group: Any) -> None:
+    """Release a fan-out's placement group (best effort: Ray may be shut down already)."""
+    with contextlib.suppress(Exception):
+        from ray.util import remove_placement_group
+
+        remove_placement_group(group)
 
 
 # -- building: Ray Data for the read, one task per shard ------------------------------------
