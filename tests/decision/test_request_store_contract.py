@@ -48,6 +48,21 @@ def test_rows_round_trip_by_day_in_time_order(make_store: Callable[[], RequestSt
     assert store.read_day(date(2026, 3, 5)).num_rows == 0
 
 
+def test_a_day_read_again_after_more_rows_has_them(
+    make_store: Callable[[], RequestStore],
+) -> None:
+    """Days read are kept for the next forecast, by the day's version: rows appended since
+    (another writer) are read, never an old copy."""
+    store = make_store()
+    store.write(ROWS[:1])
+    assert store.read_day(date(2026, 3, 2)).num_rows == 1
+    assert store.read_day(date(2026, 3, 2)).num_rows == 1  # kept
+    make_store().write([SampledRequest(DAY1 + 9, "d", {}, None, 1, (), 0.5)])
+    assert sorted(store.read_day(date(2026, 3, 2)).column("user_id").to_pylist()) == ["b", "d"]
+    assert store.prune(0, datetime(2026, 3, 4, tzinfo=UTC)) == [date(2026, 3, 2)]
+    assert store.read_day(date(2026, 3, 2)).num_rows == 0
+
+
 def test_retention_deletes_whole_days(make_store: Callable[[], RequestStore]) -> None:
     store = make_store()
     store.write(ROWS)

@@ -182,8 +182,8 @@ def _window(
         return None
     days = tuple((p.flight_day, p.history_day) for p in plan)
     versions = tuple(day_version(d) for d in sorted({p.history_day for p in plan}))
-    root = str(getattr(store, "root", ""))
-    return (root, start.timestamp(), end.timestamp(), drop, days, versions)
+    where = str(getattr(store, "root", None) or getattr(store, "url", ""))
+    return (where, start.timestamp(), end.timestamp(), drop, days, versions)
 
 
 def _of_users(table: pa.Table, users: set[str]) -> pa.Table:

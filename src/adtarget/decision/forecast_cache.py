@@ -28,8 +28,9 @@ INDEXES_KEPT = 2
 """Live indexes whose caches are kept (the current one and the one it replaced)."""
 WINDOWS_KEPT = 8
 """Windows (flight, days, replaced line item) whose twins are kept per index."""
-MATCHES_KEPT = 2_000_000
-"""(user, context) keys whose matches are kept per index at most (then the memo starts over)."""
+MATCHES_KEPT_BYTES = 128 * 1024 * 1024
+"""Bytes of match bits kept per index at most, then the memo starts over (a match is one bit
+per live line item: 10,000 line items make ~1.3 kB per (user, context))."""
 
 
 class LiveCache:
@@ -38,6 +39,7 @@ class LiveCache:
     def __init__(self, live: LineItemIndex) -> None:
         self.live = live
         self.matches: dict[Key, tuple[Profile, int]] = {}
+        self._match_bytes = 0
         self.twins: OrderedDict[Hashable, dict[str, tuple[Profile, dict[int, float]]]] = (
             OrderedDict()
         )
@@ -63,9 +65,12 @@ class LiveCache:
 
     def keep_match(self, key: Key, profile: Profile, bits: int) -> None:
         """Keep ``bits`` for ``key`` (computed from ``profile``)."""
-        if len(self.matches) >= MATCHES_KEPT:
+        size = bits.bit_length() // 8 + 64
+        if self._match_bytes + size > MATCHES_KEPT_BYTES:
             self.matches.clear()
+            self._match_bytes = 0
         self.matches[key] = (profile, bits)
+        self._match_bytes += size
 
 
 _LOCK = threading.Lock()

@@ -13,7 +13,7 @@ import shutil
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -40,9 +40,9 @@ SCHEMA = pa.schema(
 the sampling rate in force (the forecaster scales each row by ``1 / sample_rate``)."""
 
 DAY_PREFIX = "day="
-DAYS_KEPT_ROWS = 5_000_000
+DAYS_KEPT_ROWS = 2_000_000
 """Rows of read days ``ParquetRequestStore.read_day`` keeps in memory (the last days read)."""
-_READ: OrderedDict[tuple[str, tuple[str, ...]], pa.Table] = OrderedDict()
+_READ: OrderedDict[Hashable, pa.Table] = OrderedDict()
 _READ_LOCK = threading.Lock()
 
 
@@ -80,6 +80,22 @@ class RequestStore(Protocol):
     def prune(self, retention_days: int, now: datetime | None = None) -> list[date]:
         """Delete days older than ``retention_days``; the days deleted."""
         ...
+
+
+def remember_day(key: Hashable, read: Callable[[], pa.Table]) -> pa.Table:
+    """The table kept for ``key`` (a day and its version), or ``read()`` kept under it: the
+    last days read, ``DAYS_KEPT_ROWS`` rows at most (older ones dropped first)."""
+    with _READ_LOCK:
+        found = _READ.get(key)
+        if found is not None:
+            _READ.move_to_end(key)
+            return found
+    table = read()
+    with _READ_LOCK:
+        _READ[key] = table
+        while sum(t.num_rows for t in _READ.values()) > DAYS_KEPT_ROWS and len(_READ) > 1:
+            _READ.popitem(last=False)
+    return table
 
 
 def forget_read_days() -> None:
@@ -159,23 +175,15 @@ class ParquetRequestStore:
         """Every request logged on ``day`` (an empty table when none).
 
         Kept in memory by (directory, file names) for the next forecast: a past day is read
-        once, not per forecast (``DAYS_KEPT_ROWS`` rows at most)."""
+        once, not per forecast (``DAYS_KEPT_ROWS`` rows at most, ~100 bytes each)."""
         names = self.day_version(day)
         if not names:
             return SCHEMA.empty_table()
-        key = (str(self._day_dir(day).resolve()), names)
-        with _READ_LOCK:
-            found = _READ.get(key)
-            if found is not None:
-                _READ.move_to_end(key)
-                return found
         folder = self._day_dir(day)
-        table = pa.concat_tables([pq.read_table(folder / n, schema=SCHEMA) for n in names])
-        with _READ_LOCK:
-            _READ[key] = table
-            while sum(t.num_rows for t in _READ.values()) > DAYS_KEPT_ROWS and len(_READ) > 1:
-                _READ.popitem(last=False)
-        return table
+        return remember_day(
+            (str(folder.resolve()), names),
+            lambda: pa.concat_tables([pq.read_table(folder / n, schema=SCHEMA) for n in names]),
+        )
 
     def prune(self, retention_days: int, now: datetime | None = None) -> list[date]:
         """Delete the days older than ``retention_days`` before ``now``; the days deleted."""

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from adtarget.decision.request_store import SCHEMA, SampledRequest, day_of
+from adtarget.decision.request_store import SCHEMA, SampledRequest, day_of, remember_day
 from adtarget.errors import StoreUnavailable
 
 try:
@@ -85,8 +85,25 @@ class PostgresRequestStore:
             found = conn.execute(f"SELECT DISTINCT day FROM {TABLE} ORDER BY day").fetchall()
         return [row[0] for row in found]
 
+    def day_version(self, day: date) -> tuple[Any, ...]:
+        """What ``day`` holds, as (database, rows, last time): rows are only appended and
+        days deleted whole, so an equal answer means equal rows (one index scan of the day)."""
+        with self._connect() as conn:
+            found = conn.execute(
+                f"SELECT count(*), max(ts) FROM {TABLE} WHERE day = %s", (day,)
+            ).fetchone()
+        count, last = found if found is not None else (0, None)
+        return (self.url, int(count), last)
+
     def read_day(self, day: date) -> pa.Table:
-        """Every row of ``day``, in time order."""
+        """Every row of ``day``, in time order; kept in memory while ``day_version`` is
+        unchanged (a past day is fetched once, not per forecast)."""
+        version = self.day_version(day)
+        if not version[1]:
+            return SCHEMA.empty_table()
+        return remember_day(("pg", str(day), version), lambda: self._fetch_day(day))
+
+    def _fetch_day(self, day: date) -> pa.Table:
         with self._connect() as conn:
             rows = conn.execute(
                 f'SELECT ts, user_id, context, formats, "limit", pod, served, sample_rate '
