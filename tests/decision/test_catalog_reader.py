@@ -31,6 +31,9 @@ class MemoryLiveCatalog:
     def small_segments(self, min_size: int) -> dict[str, int]:
         return {}
 
+    def segment_owners(self) -> dict[str, int]:
+        return {}
+
     def line_item_statuses(self) -> list[tuple[int, str, int, str]]:
         return [
             (1, "active", 10, "active"),

@@ -77,6 +77,15 @@ def rule_segment_rows(session: Session) -> list[tuple[str, str | None, str | Non
     return [(name, text, json_text) for name, text, json_text in rows]
 
 
+def segment_owners(session: Session) -> dict[str, int]:
+    """Advertiser-owned segments (any kind, any status) -> their advertiser; global ones are
+    absent. The loader refuses a line item whose targeting reaches another advertiser's."""
+    rows = session.execute(
+        select(Segment.name, Segment.advertiser_id).where(Segment.advertiser_id.is_not(None))
+    )
+    return {name: int(owner) for name, owner in rows if owner is not None}
+
+
 def small_segments(session: Session, min_size: int) -> dict[str, int]:
     """Segments whose size at the last publish is below ``min_size`` (never computed: absent)."""
     rows = session.execute(

@@ -36,6 +36,10 @@ class LiveCatalog(Protocol):
         """Segments whose last computed size is below ``min_size``."""
         ...
 
+    def segment_owners(self) -> dict[str, int]:
+        """Advertiser-owned segments -> their advertiser id (global segments are absent)."""
+        ...
+
     def line_item_statuses(
         self, ids: Collection[int] | None = None
     ) -> list[tuple[int, str, int, str]]:
@@ -115,6 +119,9 @@ class SqlLiveCatalog:
 
     def small_segments(self, min_size: int) -> dict[str, int]:
         return live.small_segments(self._session, min_size)
+
+    def segment_owners(self) -> dict[str, int]:
+        return live.segment_owners(self._session)
 
     def line_item_statuses(
         self, ids: Collection[int] | None = None

@@ -100,6 +100,64 @@ class TinySegment(Exception):
         self.name = name
 
 
+class ForeignSegment(Exception):
+    """A line item whose targeting, once rule segments are expanded, reads a segment owned by
+    another advertiser (an admin wrote that segment's rule, or the targeting itself). Writes by
+    advertiser keys are refused at the API; this is the serving side of the same rule, decided
+    on the rule the engine will use, whoever wrote it."""
+
+    def __init__(self, path: tuple[str, ...], owner: int, advertiser: int) -> None:
+        via = " -> ".join(path)
+        super().__init__(
+            f"targeting reaches segment {path[-1]!r} of advertiser {owner}, not of advertiser "
+            f"{advertiser} ({via})"
+        )
+
+
+def _foreign_path(
+    rule: Rule, advertiser: int, owners: Mapping[str, int], segments: Mapping[str, Rule]
+) -> tuple[tuple[str, ...], int] | None:
+    """The shortest path from ``rule`` to a segment another advertiser owns, through rule
+    segments' definitions (breadth first, so cycles cannot loop), and that owner."""
+    queue: list[tuple[str, ...]] = [(name,) for name in sorted(segment_names(rule))]
+    seen = {path[0] for path in queue}
+    while queue:
+        path = queue.pop(0)
+        owner = owners.get(path[-1])
+        if owner is not None and owner != advertiser:
+            return path, owner
+        definition = segments.get(path[-1])
+        for ref in sorted(segment_names(definition)) if definition is not None else ():
+            if ref not in seen:
+                seen.add(ref)
+                queue.append((*path, ref))
+    return None
+
+
+def _check_owners(
+    stored: str | None,
+    advertiser: int,
+    owners: Mapping[str, int],
+    segments: Mapping[str, Rule],
+    cache: RebuildCache,
+    memo: dict[tuple[str, int], tuple[tuple[str, ...], int] | None],
+) -> None:
+    """Raise ``ForeignSegment`` when the stored rule reaches another advertiser's segment.
+
+    ``memo`` lives for one rebuild: the answer depends on every segment's owner and rule."""
+    if stored is None or not owners:
+        return
+    rule = cache.parsed(stored, partial(_parse_stored, stored))
+    if not cache.references_segments(rule):
+        return
+    key = (stored, advertiser)
+    if key not in memo:
+        memo[key] = _foreign_path(rule, advertiser, owners, segments)
+    found = memo[key]
+    if found is not None:
+        raise ForeignSegment(found[0], found[1], advertiser)
+
+
 def _f(value: Any) -> float | None:
     return None if value is None else float(value)
 
@@ -148,9 +206,10 @@ def load_catalog(
     """
     skipped: dict[int, str] = {}
     tiny: dict[int, str] = {}
+    foreign: dict[int, str] = {}
     source = _as_source(catalog)
     tiny_segments = _tiny_segments(source, min_segment_size)
-    items = _load_live(source, skipped, cache, tiny_segments, tiny, ids)
+    items = _load_live(source, skipped, cache, tiny_segments, tiny, ids, foreign)
     live = {it.id for it in items}
     not_live: list[NotLive] = []
     statuses = source.line_item_statuses() if ids is None else source.line_item_statuses(ids)
@@ -161,6 +220,8 @@ def load_catalog(
             not_live.append((li_id, "status", f"line item is {li_status}"))
         elif camp_status != "active":
             not_live.append((li_id, "status", f"campaign {camp_id} is {camp_status}"))
+        elif li_id in foreign:
+            not_live.append((li_id, "foreign_segment", foreign[li_id]))
         elif li_id in tiny:
             not_live.append((li_id, "segment_below_minimum", tiny[li_id]))
         elif li_id in skipped:
@@ -266,11 +327,14 @@ def _load_live(
     tiny_segments: Mapping[str, int] | None = None,
     tiny: dict[int, str] | None = None,
     ids: Collection[int] | None = None,
+    foreign: dict[int, str] | None = None,
 ) -> list[LiveLineItem]:
     cache = cache if cache is not None else RebuildCache()
     cache.begin_rebuild()
     segments, segments_state = _segment_rules(source, cache)
-    cache.use_segments(segments_state)
+    owners = source.segment_owners()
+    memo: dict[tuple[str, int], tuple[tuple[str, ...], int] | None] = {}
+    cache.use_segments((segments_state, tuple(sorted(owners.items()))))
     if ids is None:
         creatives_of = source.live_creatives()
         rows = source.live_rows()
@@ -306,12 +370,19 @@ def _load_live(
         if not grouped:
             continue
         creatives = {k: tuple(v) for k, v in grouped.items()}
+        stored = _stored_rule(targeting_json, targeting)
         try:
-            rule = _rule_of(_stored_rule(targeting_json, targeting), segments, cache, tiny_segments)
+            _check_owners(stored, campaign[10], owners, segments, cache, memo)
+            rule = _rule_of(stored, segments, cache, tiny_segments)
             daypart = cache.value("dayparting", daypart_text, partial(_dayparting, daypart_text))
         except TinySegment as exc:
             if tiny is not None:
                 tiny[li_id] = str(exc)
+            continue
+        except ForeignSegment as exc:
+            log.warning("line item %s not served: %s", li_id, exc)
+            if foreign is not None:
+                foreign[li_id] = str(exc)
             continue
         except Exception as exc:
             log.warning("line item %s skipped: %s", li_id, exc)
