@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import warnings
 from collections.abc import Callable
+from itertools import product
 
 import pyarrow.parquet as pq
 import pytest
@@ -135,3 +136,42 @@ def test_reader_key_may_size_but_not_roll_back(
     r = client.post("/v1/snapshots/rollback", json={"version": "v000001"}, headers=h)
     assert r.status_code == 403
     assert client.post("/v1/audiences/size", json={"rule": "age > 1"}).status_code == 401
+
+
+def test_size_is_answered_by_the_raw_handler_with_fastapis_errors(
+    client: TestClient, users: list[dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    raw = audiences.size_asgi
+
+    async def spy(scope, receive, send):  # type: ignore[no-untyped-def]
+        calls.append(scope["path"])
+        await raw(scope, receive, send)
+
+    monkeypatch.setattr(audiences, "size_asgi", spy)
+    ok = client.post("/v1/audiences/size", json={"rule": "not premium = true"})
+    assert ok.status_code == 200 and calls == ["/v1/audiences/size"]
+    assert (
+        ok.json()["count"]
+        == client.post("/v1/audiences/overlap", json={"rules": ["not premium = true"]}).json()[
+            "sizes"
+        ][0]
+    )
+    # the same bad bodies give the same answers as FastAPI's validation on the overlap route
+    pairs = [
+        (b"{", b"{"),
+        (b"", b""),
+        (b"{}", b"{}"),
+        (b'{"rule": 3}', b'{"rules": [3]}'),
+        (b"[]", b"[]"),
+    ]
+    for (size_body, overlap_body), ctype in product(
+        pairs, [None, "application/json", "application/x+json", "text/plain"]
+    ):
+        headers = {"content-type": ctype} if ctype else {}
+        a = client.post("/v1/audiences/size", content=size_body, headers=headers)
+        b = client.post("/v1/audiences/overlap", content=overlap_body, headers=headers)
+        assert a.status_code == b.status_code, (size_body, ctype, a.json(), b.json())
+        assert a.json()["error"]["code"] == b.json()["error"]["code"]
+    assert client.get("/v1/audiences/size").status_code == 405
+    assert client.post("/v1/audiences/size", json={}).json()["error"]["field"] == "rule"

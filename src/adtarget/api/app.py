@@ -107,6 +107,7 @@ def _include_domain_routers(app: FastAPI) -> None:
     # Sizing/overlap/export: the router checks roles per route (readers may size); an
     # advertiser key's rules may not name another advertiser's segments (checked on the parsed
     # rule, in the audience service: see api/scope.py).
+    app.router.routes.append(audiences.SIZE_ROUTE)  # ahead of its documented twin
     app.include_router(audiences.router)
     # The ad-format registry: everyone but ad servers reads, admins add (the router says so).
     app.include_router(formats.router)
