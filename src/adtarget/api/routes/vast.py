@@ -3,6 +3,9 @@
 The query is the decision request: ``user_id``, ``slots``, ``max_duration`` (seconds; also
 ``min_duration`` and ``formats`` comma-separated); every other parameter is a context dimension
 (a value that reads as a finite number is passed as one, so ``age=34`` compares as a number).
+The pod's own parameters are bounded in the query declaration too (the published ranges; an
+unbounded ``slots`` of 10**21 could not be re-encoded for the parser and was a 500, and a NaN
+``min_duration`` was silently dropped).
 It is checked by the same parser as ``POST /v1/decisions`` and decided by the same engine, so
 the XML and the JSON answer are one break; every URL in it is a signed tracking URL.
 """
@@ -21,6 +24,7 @@ from adtarget.api.decision_request import parse_request
 from adtarget.api.decision_service import add_tracking
 from adtarget.api.deps import ContainerDep, require_roles
 from adtarget.api.vast import vast_document
+from adtarget.decision.pods import MAX_POD_SECONDS, MAX_POD_SLOTS
 
 router = APIRouter(tags=["decisions"])
 RESERVED = frozenset({"user_id", "slots", "max_duration", "min_duration", "formats"})
@@ -47,9 +51,11 @@ async def vast(
     request: Request,
     container: ContainerDep,
     user_id: Annotated[str, Query(min_length=1)],
-    max_duration: Annotated[float, Query()],
-    slots: Annotated[int, Query()] = 1,
-    min_duration: Annotated[float | None, Query()] = None,
+    max_duration: Annotated[float, Query(gt=0, le=MAX_POD_SECONDS, allow_inf_nan=False)],
+    slots: Annotated[int, Query(ge=1, le=MAX_POD_SLOTS)] = 1,
+    min_duration: Annotated[
+        float | None, Query(gt=0, le=MAX_POD_SECONDS, allow_inf_nan=False)
+    ] = None,
     formats: Annotated[str | None, Query()] = None,
 ) -> Response:
     """The break ``POST /v1/decisions`` would answer for the same user, context and pod."""
