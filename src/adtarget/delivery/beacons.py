@@ -12,14 +12,19 @@ Keys rotate with a grace period: ``ADTARGET_TRACKING_KEYS`` lists keys, the firs
 listed key verifies (each token names its key by a short fingerprint), so a new key goes first
 and the old one stays listed for one TTL before it is dropped.
 
-Why the standard library's ``hmac.digest`` and not itsdangerous: this runs seven times per ad on
-the decision hot path; the one-shot C digest is ~1 µs, itsdangerous' serializer (JSON, key
-derivation and base64 per call) ~15 µs.
+Why hand-held HMAC states and not ``hmac.digest`` or itsdangerous: this runs seven times per ad
+on the decision hot path. HMAC-SHA256 is ``H(key ^ opad || H(key ^ ipad || message))``; the two
+padded-key hash states (and, per event, the inner state already fed with ``event "."``) are
+computed once per key, so each signature is two ``hashlib`` state copies and two short hashes —
+the same bytes as ``hmac.digest`` (tests check), at about a third of its cost on Python 3.11,
+whose ``hmac.digest`` sets up an OpenSSL HMAC context per call. itsdangerous' serializer (JSON,
+key derivation and base64 per call) costs ~15 µs per token.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import os
@@ -48,6 +53,8 @@ TRACKED_EVENTS: tuple[str, ...] = (
 PATH_PREFIX = "/v1/track"
 _VERSION = 1
 _SIG_BYTES = 16
+_SIG_CHARS = 22  # base64 of 16 bytes without its "==" padding
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 class BeaconRefused(Forbidden):
@@ -117,11 +124,12 @@ class TrackingSigner:
     def __init__(self, keys: Sequence[bytes], *, ttl_seconds: int, base_url: str = "") -> None:
         if not keys:
             raise ValueError("at least one tracking key is needed")
-        self._keys = {fingerprint(k): k for k in keys}
+        self._keys = {fingerprint(k): _KeyStates(k) for k in keys}
         self._kid = fingerprint(keys[0])
-        self._key = keys[0]
+        self._signing = self._keys[self._kid]
         self.ttl_seconds = ttl_seconds
-        self._prefix = f"{base_url.rstrip('/')}{PATH_PREFIX}/"
+        prefix = f"{base_url.rstrip('/')}{PATH_PREFIX}/"
+        self._heads = tuple((e, f"{prefix}{e}/{self._kid}.") for e in TRACKED_EVENTS)
 
     def urls(
         self,
@@ -153,11 +161,9 @@ class TrackingSigner:
             expires,
         ]
         payload = _b64(orjson.dumps(fields))
-        key, prefix, kid = self._key, self._prefix, self._kid
-        return {
-            event: f"{prefix}{event}/{kid}.{payload}.{_b64(_sign(key, event, payload))}"
-            for event in TRACKED_EVENTS
-        }
+        raw = payload.encode("ascii")
+        sign = self._signing.sign
+        return {event: f"{head}{payload}.{sign(event, raw)}" for event, head in self._heads}
 
     def verify(self, event: str, token: str, *, now: float | None = None) -> Beacon:
         """The beacon ``/v1/track/{event}/{token}`` stands for.
@@ -171,14 +177,15 @@ class TrackingSigner:
         if len(parts) != 3:
             raise BeaconRefused("tracking token: expected key.payload.signature", "malformed")
         kid, payload, sig = parts
-        key = self._keys.get(kid)
-        if key is None:
+        states = self._keys.get(kid)
+        if states is None:
             raise BeaconRefused("tracking token signed with a key not configured", "unknown_key")
         try:
-            given = _unb64(sig)
-        except ValueError:
-            raise BeaconRefused("tracking token: signature is not base64url", "malformed") from None
-        if not hmac.compare_digest(given, _sign(key, event, payload)):
+            raw = payload.encode("ascii")
+        except UnicodeEncodeError:
+            raise BeaconRefused("tracking token: payload is not base64url", "malformed") from None
+        given = sig.encode("ascii", "replace")  # compared as text: only the canonical form
+        if not hmac.compare_digest(given, states.sign(event, raw).encode("ascii")):
             raise BeaconRefused("tracking token: signature does not match", "bad_signature")
         try:
             fields = orjson.loads(_unb64(payload))
@@ -198,8 +205,33 @@ class TrackingSigner:
         )  # fmt: skip
 
 
-def _sign(key: bytes, event: str, payload: str) -> bytes:
-    return hmac.digest(key, f"{event}.{payload}".encode(), "sha256")[:_SIG_BYTES]
+class _KeyStates:
+    """One key's HMAC-SHA256 precomputed: the outer padded-key state and, per event, the inner
+    state already fed with ``event "."`` (RFC 2104 with the pads hashed once, not per call)."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        block = hashlib.sha256().block_size
+        if len(key) > block:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(block, b"\0")
+        inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+        self._inner: dict[str, Any] = {}
+        for event in TRACKED_EVENTS:
+            state = inner.copy()
+            state.update(f"{event}.".encode())
+            self._inner[event] = state
+
+    def sign(self, event: str, payload: bytes) -> str:
+        """base64url of ``HMAC-SHA256(key, event "." payload)`` truncated to 128 bits."""
+        inner = self._inner[event].copy()
+        inner.update(payload)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        tag = binascii.b2a_base64(outer.digest()[:_SIG_BYTES], newline=False)
+        return tag[:_SIG_CHARS].translate(_URLSAFE).decode("ascii")
 
 
 def load_keys(configured: str | None, data_dir: Path) -> list[bytes]:
