@@ -3,11 +3,12 @@
 A reader process (a serving node: it follows the update log like any API worker) sizes the
 5-clause rule of ``bench_sizing.py`` in a loop, first with no updates running (the baseline,
 same run), then while this process sends updates: over HTTP in batches to ``adtarget serve``,
-then through ``adtarget stream``'s consumer from NATS JetStream. The reader records when each
-update sequence number became visible to it; update -> visible latency is that time minus the
-moment the sender got its answer (same clock). Then the pending updates are compacted into a
-new snapshot version (time, peak RSS) and the live sizes are checked equal to the compacted
-snapshot's. Run: ``python bench/bench_realtime.py --users 10000000`` (under the heavy flock).
+then through ``adtarget stream``'s consumers from NATS JetStream and from a Redis Stream. The
+reader records when each update sequence number became visible to it; update -> visible
+latency is that time minus the moment the sender got its answer (same clock). Then the pending
+updates are compacted into a new snapshot version (time, peak RSS) and the live sizes are
+checked equal to the compacted snapshot's. Run: ``python bench/bench_realtime.py --users
+10000000`` (under the heavy flock).
 """
 
 from __future__ import annotations
@@ -230,6 +231,45 @@ def stream_phase(work: Path, args: argparse.Namespace, rng: random.Random) -> di
     return {"updates": stats.accepted, "seconds": time.perf_counter() - t0, "commits": commits}
 
 
+def redis_phase(work: Path, args: argparse.Namespace, rng: random.Random) -> dict[str, Any]:
+    """``adtarget stream --broker redis``'s consumer over a Redis Stream of the updates."""
+    import redis
+
+    from adtarget.ingest.redis_stream import consume_redis
+
+    key = f"adt:bench:{os.getpid()}:{int(time.time())}"
+    client = redis.Redis.from_url(args.redis)
+    ups = make_updates(rng, args.users, args.redis_updates, "r", 0)
+    for i in range(0, len(ups), 5000):
+        pipe = client.pipeline(transaction=False)
+        for u in ups[i : i + 5000]:
+            pipe.xadd(key, {"update": orjson.dumps(u)})
+        pipe.execute()
+    commits: list[tuple[float, int, int]] = []
+    settings = settings_for(work)
+    snapshot_store_for(settings).current()
+
+    def on_batch(stats: Any) -> None:
+        commits.append((time.time(), 0, stats.accepted))
+
+    t0 = time.perf_counter()
+    try:
+        stats = consume_redis(
+            settings,
+            url=args.redis,
+            stream=key,
+            group="bench",
+            consumer="bench-1",
+            batch=args.batch,
+            max_messages=len(ups),
+            on_batch=on_batch,
+        )
+    finally:
+        client.delete(key)
+        client.close()
+    return {"updates": stats.accepted, "seconds": time.perf_counter() - t0, "commits": commits}
+
+
 def latencies(
     commits: list[tuple[float, int, int]], first_seq: int, seen: list[tuple[float, int]]
 ) -> list[float]:
@@ -251,7 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compact-updates", type=int, default=1_000_000)
     ap.add_argument("--batch", type=int, default=5000)
     ap.add_argument("--baseline-s", type=float, default=5.0)
+    ap.add_argument("--redis-updates", type=int, default=300_000)
     ap.add_argument("--nats", default="nats://127.0.0.1:4222")
+    ap.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--reader", nargs=3, metavar=("WORK", "OUT", "STOP"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -291,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
         marks["http_end"] = time.time()
         first_stream = live_follower(settings).log.last_seq()
         streamed = stream_phase(work, args, rng) if args.stream_updates else None
+        first_redis = live_follower(settings).log.last_seq()
+        redised = redis_phase(work, args, rng) if args.redis_updates else None
         marks["updates_end"] = time.time()
         time.sleep(1.5)
     finally:
@@ -313,7 +357,12 @@ def main(argv: list[str] | None = None) -> int:
         f"p99 {pct(during_ms, 99):.3f} ms  ({len(during_ms)} sizings); "
         f"ratio {pct(during_ms, 50) / pct(base_ms, 50):.2f}x"
     )
-    for label, res, first in (("http", http, first_http), ("stream", streamed, first_stream)):
+    phases = (
+        ("http", http, first_http),
+        ("nats", streamed, first_stream),
+        ("redis", redised, first_redis),
+    )
+    for label, res, first in phases:
         if res is None:
             continue
         lat = latencies(res["commits"], first, seen)

@@ -32,6 +32,8 @@ def test_bench_realtime_small(tmp_path: Path) -> None:
             "4000",
             "--stream-updates",
             "2000",
+            "--redis-updates",
+            "2000",
             "--compact-updates",
             "5000",
             "--batch",
@@ -48,6 +50,6 @@ def test_bench_realtime_small(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     assert "no updates running" in out and "updates running" in out
-    assert "http " in out and "stream " in out and "update -> visible" in out
+    assert "http " in out and "nats " in out and "redis " in out and "update -> visible" in out
     assert "compact " in out and "peak RSS" in out
     assert "COUNT MISMATCH" not in proc.stderr
