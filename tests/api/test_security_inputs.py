@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -31,3 +34,17 @@ def test_vast_pod_ranges_are_published(client: TestClient) -> None:
     }
     assert params["slots"]["maximum"] == 20 and params["slots"]["minimum"] == 1
     assert params["max_duration"]["exclusiveMinimum"] == 0
+
+
+def test_a_forecast_of_an_id_no_row_can_have_names_the_field(
+    client: TestClient, make_key: Callable[..., str], seed: Callable[..., dict[str, Any]]
+) -> None:
+    """``line_item_id`` past 32 bits was a 422 with ``field: null`` (the database's overflow),
+    for an advertiser key before its scope check even ran."""
+    admin = {"Authorization": f"Bearer {make_key('admin')}"}
+    own = seed("A", admin)
+    adv = {"Authorization": f"Bearer {make_key('advertiser', own['advertiser']['id'])}"}
+    for headers in (admin, adv):
+        resp = client.post("/v1/forecast", json={"line_item_id": 10**30}, headers=headers)
+        assert resp.status_code == 422, resp.text
+        assert resp.json()["error"]["field"] == "line_item_id", resp.text

@@ -16,13 +16,14 @@ from typing import Any
 import jsonschema
 
 from adtarget.audience.sharding import MAX_SHARDS
+from adtarget.catalog.models import MAX_INT32
 from adtarget.catalog.upload_jobs import UPLOAD_MODES
 from adtarget.delivery.models import EVENT_TYPES, MAX_ID_LENGTH
 from adtarget.errors import InvalidValue
 from adtarget.ingest.updates import MAX_BATCH, MAX_ID_CHARS, MAX_SET_VALUES, MAX_UPDATE_ID_CHARS
 from adtarget.rules.registry import DIMENSION_TYPES
 
-INT32 = 2**31 - 1
+INT32 = MAX_INT32
 _ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
 _WIRE_ID = {"anyOf": [_ID, {"type": "integer", "minimum": 0, "maximum": INT32}]}
 

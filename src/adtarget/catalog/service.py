@@ -28,6 +28,7 @@ from adtarget.catalog.crud import (
     update,
 )
 from adtarget.catalog.kinds import kind_named
+from adtarget.catalog.models import MAX_INT32
 from adtarget.catalog.tables import AdFormat, Base, Campaign, LineItem
 from adtarget.catalog.upload_jobs import latest_published_snapshot
 from adtarget.errors import NotFound
@@ -96,7 +97,10 @@ def ad_format_names(*, session: Session) -> frozenset[str]:
 
 
 def find(*, session: Session, kind: str, obj_id: int) -> Base | None:
-    """One object by id, or ``None`` (the caller words its own 404)."""
+    """One object by id, or ``None`` (the caller words its own 404). An id no row can have
+    (outside 1..2**31-1) is ``None`` too, not a database error with no field named."""
+    if not 1 <= obj_id <= MAX_INT32:
+        return None
     return session.get(kind_named(kind).table, obj_id)
 
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session
 
 from adtarget.catalog.checks import compile_targeting, segment_rules
-from adtarget.catalog.models import Bid, FrequencyCap, Id, Money, PacingMode, Priority
+from adtarget.catalog.models import MAX_INT32, Bid, FrequencyCap, Id, Money, PacingMode, Priority
 from adtarget.catalog.models import UTCDatetime as UTCDatetimeIn
 from adtarget.catalog.service import find, max_id
 from adtarget.decision.eligibility import parse_dayparting
@@ -125,8 +125,10 @@ def build_proposal(
                 f"unknown field {sorted(extra)[0]!r} beside line_item_id", field=sorted(extra)[0]
             )
         li_id = body["line_item_id"]
-        if isinstance(li_id, bool) or not isinstance(li_id, int):
-            raise InvalidValue("line_item_id must be an integer", field="line_item_id")
+        if isinstance(li_id, bool) or not isinstance(li_id, int) or not 1 <= li_id <= MAX_INT32:
+            raise InvalidValue(
+                f"line_item_id must be an integer from 1 to {MAX_INT32}", field="line_item_id"
+            )
         changes = _validated(ProposalChanges, body.get("changes") or {}, "changes.")
         row = find(session=session, kind="line_item", obj_id=li_id)
         if row is None:
