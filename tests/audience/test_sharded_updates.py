@@ -19,6 +19,7 @@ from tests.audience.conftest import REGISTRY, population
 from tests.audience.test_sharded import build_sharded
 
 from adtarget.audience.compaction import compact
+from adtarget.audience.fanout import LocalFanout
 from adtarget.audience.live import forget_followers
 from adtarget.audience.service import export_rule, overlap_rules, size_rule
 from adtarget.audience.sharded import ShardedSnapshot
@@ -195,3 +196,37 @@ def test_compaction_killed_half_way_leaves_the_old_version_serving(settings: Set
     assert _size(store.current(), "age = 900") == want
     manifest = json.loads((store.root / done["version"] / "manifest.json").read_text())
     assert manifest[COMPACTED_FROM] == base.version
+
+
+def test_a_base_fanout_like_ray_actors_never_hides_a_pending_update(settings: Settings) -> None:
+    """Ray shard actors map the base shards; while updates are pending the live shards answer
+    in process, and once compacted the base's own fan-out answers again (here a fan-out over
+    the base shards, what each actor's ``ShardWork`` computes)."""
+    _sharded(settings)
+    made: list[ShardedSnapshot] = []
+
+    def base_fanout(snap: ShardedSnapshot) -> LocalFanout:
+        made.append(snap)
+        return LocalFanout(BaseShards(snap))
+
+    store = snapshot_store_for(settings)
+    store.fanout_factory = base_fanout
+    before = _size(store.current(), "age = 4242")
+    assert made and before == 0
+    _send(settings, [{"update_id": "r1", "user_id": "user-00001", "set": {"age": 4242}}])
+    assert _size(store.current(), "age = 4242") == 1  # in process over the live shards
+    compact(store, live_follower(settings))
+    made.clear()
+    assert _size(store.current(), "age = 4242") == 1  # the new base's fan-out, no delta left
+    assert made, "the compacted version's own fan-out answered"
+
+
+class BaseShards:
+    """The base shards of a sharded snapshot, as a shard actor maps them."""
+
+    def __init__(self, snap: ShardedSnapshot) -> None:
+        self.snap = snap
+
+    @property
+    def shards(self) -> list[Any]:
+        return [self.snap.shard(k) for k in range(self.snap.num_shards)]

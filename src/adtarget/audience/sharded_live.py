@@ -96,9 +96,7 @@ class ShardedDelta:
 class LiveShardedSnapshot(ShardedSnapshot):
     """A ``ShardedSnapshot`` whose shards are live (base shard + its delta); same interface.
 
-    The fan-out runs over the live shards in this process. With a Ray backend the shard actors
-    map the base shards only, so answers go through the base's fan-out until a compaction
-    publishes the updates (see ``docs/realtime.md``).
+    The fan-out runs over the live shards in this process (see ``fanout`` for the Ray backend).
     """
 
     def __init__(  # noqa: D107
@@ -140,8 +138,10 @@ class LiveShardedSnapshot(ShardedSnapshot):
 
     @property
     def fanout(self) -> Fanout:
-        """In process over the live shards; a base with its own fan-out (Ray) keeps it."""
-        if self._fanout_factory is not None:
+        """In process over the live shards. A base with its own fan-out (Ray actors, which map
+        the base shards) answers through it only while no update is pending, so a size never
+        leaves out an accepted update; after the next compaction the actors serve again."""
+        if self._fanout_factory is not None and not any(p.users for p in self.delta.parts):
             return self.base.fanout
         if self._fanout is None:
             self._fanout = LocalFanout(self)
