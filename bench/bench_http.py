@@ -17,6 +17,7 @@ those of server + client together, as the issue asks.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -38,6 +40,7 @@ HERE = Path(__file__).resolve().parent
 COUNTRIES = ["US", "CA", "GB", "DE", "FR", "BR", "IN", "JP"]
 DEVICES = ["tv", "mobile", "desktop", "tablet"]
 GENRES = ["scifi", "drama", "comedy", "horror", "kids", "news", "sports", "docs"]
+FLEET_STORES = {"single": "single Redis", "cluster": "Redis Cluster (3+3)"}
 
 
 async def hello_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -299,10 +302,37 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def _wrk_script(bodies: list[bytes], headers: dict[str, str], path: Path) -> None:
+STATUS_LUA = """
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) bad = {} sample = {} end
+function response(status, headers, body)
+  if status < 200 or status >= 300 then
+    bad[status] = (bad[status] or 0) + 1
+    if sample[status] == nil then sample[status] = body end
+  end
+end
+function done(summary, latency, requests)
+  for _, t in ipairs(threads) do
+    local b, s = t:get("bad"), t:get("sample")
+    for code, n in pairs(b) do
+      local one = string.gsub(s[code] or "", "%s+", " ")
+      io.write(string.format("STATUS %d %d %s\\n", code, n, one))
+    end
+  end
+end
+"""
+"""wrk Lua that counts the answers outside 2xx by status, with one body of each (``--statuses``)."""
+
+
+def _wrk_script(
+    bodies: list[bytes], headers: dict[str, str], path: Path, statuses: bool = False
+) -> None:
     lua_bodies = ",\n".join("[[" + b.decode() + "]]" for b in bodies)
     hdrs = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items())
-    path.write_text(f"""wrk.method = "POST"
+    path.write_text(
+        (STATUS_LUA if statuses else "")
+        + f"""wrk.method = "POST"
 {hdrs}
 local bodies = {{
 {lua_bodies}
@@ -312,7 +342,8 @@ request = function()
   i = (i % #bodies) + 1
   return wrk.format(nil, "/v1/decisions", nil, bodies[i])
 end
-""")
+"""
+    )
 
 
 def _ms(value: str) -> float:
@@ -323,7 +354,7 @@ def _ms(value: str) -> float:
     return float(m.group(1)) * scale
 
 
-def run_wrk(port: int, seconds: float, concurrency: int, script: Path) -> dict[str, float]:
+def run_wrk(port: int, seconds: float, concurrency: int, script: Path) -> dict[str, Any]:
     out = subprocess.run(
         [
             "wrk",
@@ -344,13 +375,19 @@ def run_wrk(port: int, seconds: float, concurrency: int, script: Path) -> dict[s
     p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors:.*", out)
-    return {
+    result: dict[str, Any] = {
         "rps": rps,
         "p50_ms": p50,
         "p99_ms": p99,
         "non_2xx": float(bad.group(1)) if bad else 0.0,
         "socket_errors": 0.0 if errors is None else 1.0,
     }
+    seen: dict[str, Any] = {}
+    for code, n, body in re.findall(r"^STATUS (\d+) (\d+) ?(.*)$", out, re.M):
+        seen[code] = {"count": seen.get(code, {}).get("count", 0) + int(n), "body": body[:300]}
+    if seen:
+        result["statuses"] = seen
+    return result
 
 
 def _python_client() -> bool:
@@ -364,11 +401,15 @@ def run_load(
     bodies: list[bytes],
     headers: dict[str, str],
     tmp: Path,
-) -> dict[str, float]:
-    """wrk when installed (and not ``--python-client``), else ``run_socket_load``."""
+    statuses: bool = False,
+) -> dict[str, Any]:
+    """wrk when installed (and not ``--python-client``), else ``run_socket_load``.
+
+    ``statuses``: count every answer outside 2xx by status, with one body of each (the socket
+    client always does)."""
     if not _python_client():
-        script = tmp / "decisions.lua"
-        _wrk_script(bodies, headers, script)
+        script = tmp / f"decisions-{port}.lua"
+        _wrk_script(bodies, headers, script, statuses)
         return run_wrk(port, seconds, concurrency, script)
     return run_socket_load(port, "/v1/decisions", bodies, headers, seconds, concurrency)
 
@@ -420,7 +461,7 @@ def run_socket_load(
     headers: dict[str, str],
     seconds: float,
     concurrency: int,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """A bounded keep-alive client in a separate process (used when wrk is not installed)."""
     import multiprocessing
 
@@ -447,7 +488,16 @@ def run_socket_load(
         "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1000 if n else float("nan"),
         "non_2xx": float(sum(1 for s in status if not 200 <= s < 300)),
         "socket_errors": 0.0,
+        **({"statuses": bad} if (bad := _bad_statuses(status)) else {}),
     }
+
+
+def _bad_statuses(status: list[int]) -> dict[str, Any]:
+    counts: dict[str, Any] = {}
+    for code in status:
+        if not 200 <= code < 300:
+            counts.setdefault(str(code), {"count": 0, "body": ""})["count"] += 1
+    return counts
 
 
 def measure(
@@ -459,16 +509,25 @@ def measure(
     bodies: list[bytes],
     headers: dict[str, str],
     tmp: Path,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     try:
         wait_ready(port, ready_path)
         run_load(port, min(1.0, args.seconds), args.concurrency, bodies, headers, tmp)  # warm up
-        result = run_load(port, args.seconds, args.concurrency, bodies, headers, tmp)
+        result = run_load(
+            port,
+            args.seconds,
+            args.concurrency,
+            bodies,
+            headers,
+            tmp,
+            getattr(args, "statuses", False),
+        )
     finally:
         stop(proc)
     print(
         f"{name:<22} {result['rps']:>10,.0f} req/s   p50 {result['p50_ms']:6.2f} ms   "
         f"p99 {result['p99_ms']:6.2f} ms   non-2xx {result['non_2xx']:.0f}"
+        + (f"  statuses {result['statuses']}" if result.get("statuses") else "")
     )
     return result
 
@@ -482,27 +541,13 @@ def redis_legs(
 ) -> dict[str, dict[str, float]]:
     """The same load with ``ADTARGET_PROFILE_STORE=redis`` and ``ADTARGET_COUNTER_STORE=redis``
     on a single Redis, then on a Redis Cluster (both private to this run, then stopped)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.decision.redis_cluster import LocalRedisCluster, free_ports
-
     from adtarget.audience.redis_profiles import push_current_profiles
     from adtarget.audience.store import SnapshotStore
 
     out: dict[str, dict[str, float]] = {}
     store = SnapshotStore(data_dir / "snapshots")
-    single_port = free_ports(1)[0]
-    single = subprocess.Popen(
-        ["redis-server", "--port", str(single_port), "--bind", "127.0.0.1", "--save", ""],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    cluster = LocalRedisCluster()
-    try:
-        cluster.start()
-        for name, url in (
-            ("single Redis", f"redis://127.0.0.1:{single_port}/0"),
-            ("Redis Cluster (3+3)", cluster.url),
-        ):
+    for kind, name in FLEET_STORES.items():
+        with private_redis(kind) as url:
             deadline = time.monotonic() + 10
             while True:
                 try:
@@ -522,10 +567,6 @@ def redis_legs(
             out[name] = measure(
                 f"adtarget, {name}", proc, port, "/readyz", args, bodies, headers, tmp
             )
-    finally:
-        single.terminate()
-        single.wait(timeout=10)
-        cluster.stop()
     one, many = out.get("single Redis"), out.get("Redis Cluster (3+3)")
     if one and many and one["rps"]:
         print(f"ratio: Redis Cluster = {many['rps'] / one['rps']:.2f} x single-Redis throughput")
@@ -546,15 +587,56 @@ def run_parallel_load(
     each = max(1, args.concurrency // len(ports))
     with ThreadPoolExecutor(len(ports)) as pool:
         runs = list(
-            pool.map(lambda port: run_load(port, args.seconds, each, bodies, headers, tmp), ports)
+            pool.map(
+                lambda port: run_load(
+                    port, args.seconds, each, bodies, headers, tmp, getattr(args, "statuses", False)
+                ),
+                ports,
+            )
         )
-    return {
+    out: dict[str, Any] = {
         "rps": sum(r["rps"] for r in runs),
         "p50_ms": sum(r["p50_ms"] for r in runs) / len(runs),
         "p99_ms": max(r["p99_ms"] for r in runs),
         "non_2xx": sum(r["non_2xx"] for r in runs),
         "socket_errors": sum(r["socket_errors"] for r in runs),
     }
+    statuses: dict[str, Any] = {}
+    for r in runs:
+        for code, seen in r.get("statuses", {}).items():
+            known = statuses.setdefault(code, {"count": 0, "body": seen["body"]})
+            known["count"] += seen["count"]
+    if statuses:
+        out["statuses"] = statuses
+    return out
+
+
+@contextlib.contextmanager
+def private_redis(kind: str) -> Iterator[str]:
+    """A Redis private to this run, stopped after: ``single`` (one ``redis-server``) or
+    ``cluster`` (3 masters + 3 replicas by ``redis-cli --cluster create``); yields its URL."""
+    sys.path.insert(0, str(HERE.parent))
+    from tests.decision.redis_cluster import LocalRedisCluster, free_ports
+
+    if kind == "cluster":
+        cluster = LocalRedisCluster()
+        try:
+            cluster.start()
+            yield cluster.url
+        finally:
+            cluster.stop()
+        return
+    port = free_ports(1)[0]
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def fleet_leg(
@@ -567,26 +649,70 @@ def fleet_leg(
 ) -> dict[str, Any]:
     """The documented multi-node shape on one box: two ``adtarget serve --workers 1`` on one
     PostgreSQL catalog (``ADTARGET_CATALOG_URL``, changes by ``LISTEN/NOTIFY``) with profiles
-    and counters in Redis (a private ``redis-server``), loaded at once through both ports while
-    a thread commits a catalog change (pause or resume of a random line item) every
-    ``--change-every`` seconds; then two hello-world processes under the same load."""
-    import threading
+    and counters in Redis, loaded at once through both ports while a thread commits a catalog
+    change (pause or resume of a random line item) every ``--change-every`` seconds — once with
+    a single Redis and once with a Redis Cluster (each private to the run), then two
+    hello-world processes under the same load."""
+    legs: dict[str, dict[str, float]] = {}
+    changes = 0
+    for kind in args.fleet_stores:
+        with private_redis(kind) as url:
+            legs[kind], committed = _fleet_store_leg(
+                url, data_dir, line_items, args, bodies, headers, tmp
+            )
+        changes += committed
+    ports: list[int] = []
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(2):
+            port, proc = start_own(lambda p: start_hello(p, 1), "/")
+            ports.append(port)
+            procs.append(proc)
+        run_parallel_load(ports, _short(args), bodies, headers, tmp)
+        base = run_parallel_load(ports, args, bodies, headers, tmp)
+    finally:
+        for proc in procs:
+            stop(proc)
+    rows = [(f"fleet: 2 x adtarget serve, {FLEET_STORES[k]}", r) for k, r in legs.items()]
+    for name, r in [*rows, ("fleet: 2 x hello-world", base)]:
+        print(
+            f"{name:<46} {r['rps']:>10,.0f} req/s   p50 {r['p50_ms']:6.2f} ms   "
+            f"p99 {r['p99_ms']:6.2f} ms   non-2xx {r['non_2xx']:.0f}"
+            + (f"  statuses {r['statuses']}" if r.get("statuses") else "")
+        )
+    out: dict[str, Any] = {"hello": base, "changes": changes}
+    for kind, r in legs.items():
+        ratio = r["rps"] / base["rps"] if base["rps"] else float("nan")
+        met = r["rps"] >= 8000 and r["p99_ms"] <= 5.0
+        print(
+            f"fleet, {FLEET_STORES[kind]}: ratio adtarget / hello-world = {ratio:.2f}; "
+            f"target >= 8,000 req/s at p99 <= 5 ms: {'met' if met else 'NOT met'}"
+        )
+        out[kind] = {**r, "ratio": ratio}
+    print(
+        f"fleet: {changes} catalog changes committed during the runs (one every "
+        f"{args.change_every:g} s)"
+    )
+    return out
 
-    sys.path.insert(0, str(HERE.parent))
-    from tests.decision.redis_cluster import free_ports
+
+def _fleet_store_leg(
+    url: str,
+    data_dir: Path,
+    line_items: int,
+    args: argparse.Namespace,
+    bodies: list[bytes],
+    headers: dict[str, str],
+    tmp: Path,
+) -> tuple[dict[str, float], int]:
+    """Two serve processes on ``url``'s Redis under load while catalog changes stream."""
+    import threading
 
     from adtarget.audience.redis_profiles import push_current_profiles
     from adtarget.audience.store import SnapshotStore
     from adtarget.catalog.db import make_engine, make_session_factory
     from bench_propagation import set_status
 
-    redis_port = free_ports(1)[0]
-    redis = subprocess.Popen(
-        ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{redis_port}/0"
     engine = make_engine(os.environ["ADTARGET_CATALOG_URL"])
     factory = make_session_factory(engine)
     halt = threading.Event()
@@ -603,6 +729,8 @@ def fleet_leg(
                 set_status(factory, paused, "active")
                 paused = None
             committed[0] += 1
+        if paused is not None:  # the next leg starts from the same catalog
+            set_status(factory, paused, "active")
 
     procs: list[subprocess.Popen[bytes]] = []
     ports: list[int] = []
@@ -635,32 +763,8 @@ def fleet_leg(
         halt.set()
         for proc in procs:
             stop(proc)
-        redis.terminate()
-        redis.wait(timeout=10)
         engine.dispose()
-    ports, procs = [], []
-    try:
-        for _ in range(2):
-            port, proc = start_own(lambda p: start_hello(p, 1), "/")
-            ports.append(port)
-            procs.append(proc)
-        run_parallel_load(ports, _short(args), bodies, headers, tmp)
-        base = run_parallel_load(ports, args, bodies, headers, tmp)
-    finally:
-        for proc in procs:
-            stop(proc)
-    for name, r in (("fleet: 2 x adtarget serve", ours), ("fleet: 2 x hello-world", base)):
-        print(
-            f"{name:<26} {r['rps']:>10,.0f} req/s   p50 {r['p50_ms']:6.2f} ms   "
-            f"p99 {r['p99_ms']:6.2f} ms   non-2xx {r['non_2xx']:.0f}"
-        )
-    ratio = ours["rps"] / base["rps"] if base["rps"] else float("nan")
-    print(
-        f"fleet: {committed[0]} catalog changes committed during the run "
-        f"(one every {args.change_every:g} s); ratio adtarget / hello-world = {ratio:.2f} "
-        f"(target >= 8,000 req/s, p99 <= 5 ms)"
-    )
-    return {"adtarget": ours, "hello": base, "ratio": ratio, "changes": committed[0]}
+    return ours, committed[0]
 
 
 def _short(args: argparse.Namespace) -> argparse.Namespace:
@@ -690,6 +794,19 @@ def main() -> None:
         "beside two hello-world processes",
     )
     parser.add_argument("--change-every", type=float, default=0.1, help="seconds (--fleet)")
+    parser.add_argument(
+        "--fleet-stores",
+        type=lambda v: [k for k in v.split(",") if k],
+        default=list(FLEET_STORES),
+        help="comma-separated legs of --fleet: single (one redis-server), cluster (3+3); "
+        "default both, in the same run",
+    )
+    parser.add_argument(
+        "--statuses",
+        action="store_true",
+        help="wrk counts the status of every answer that is not 2xx and keeps one body of each "
+        "(slows wrk a little; the smoke tests use it so a failure says what was answered)",
+    )
     args = parser.parse_args()
     if args.fleet:
         fleet_main(args)

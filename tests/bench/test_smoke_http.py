@@ -71,23 +71,29 @@ def test_bench_http_redis_cluster_smoke() -> None:
 @pytest.mark.redis
 @pytest.mark.postgres
 def test_bench_http_fleet_smoke(pg_server_url: str) -> None:
-    """Two serve processes on one PostgreSQL catalog under load while changes commit."""
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server not installed")
+    """Two serve processes on one PostgreSQL catalog under load while changes commit, on a
+    single Redis and on a Redis Cluster in the same run."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        pytest.skip("redis-server / redis-cli not installed")
     out = subprocess.run(
         [
             sys.executable,
             str(BENCH),
             *("--seconds", "2", "--concurrency", "4", "--change-every", "0.2"),
-            *("--line-items", "50", "--users", "500", "--fleet", "--json"),
+            *("--line-items", "50", "--users", "500", "--fleet", "--json", "--statuses"),
         ],
         capture_output=True,
         text=True,
         timeout=300,
         check=True,
     ).stdout
-    assert "fleet: 2 x adtarget serve" in out and "fleet: 2 x hello-world" in out
+    assert "fleet: 2 x adtarget serve, single Redis" in out, out
+    assert "fleet: 2 x adtarget serve, Redis Cluster (3+3)" in out, out
+    assert "fleet: 2 x hello-world" in out, out
     figures = json.loads(out.strip().splitlines()[-1])["fleet"]
-    for name in ("adtarget", "hello"):
-        assert figures[name]["rps"] > 0 and figures[name]["non_2xx"] == 0
-    assert figures["changes"] > 0 and figures["ratio"] > 0
+    for name in ("single", "cluster", "hello"):
+        # statuses (status -> count and one body) say what was answered when this fails
+        assert figures[name]["rps"] > 0, out
+        assert figures[name]["non_2xx"] == 0, figures[name].get("statuses")
+    assert figures["changes"] > 0
+    assert figures["single"]["ratio"] > 0 and figures["cluster"]["ratio"] > 0
