@@ -124,3 +124,20 @@ def test_sparse_conjunction_is_kept_as_its_dense_complement(
     got = sizing.overlap_counts(rules, snap.index, None)
     assert got == [[len(a & b) for b in sets] for a in sets]
     assert all(len(s) for s in sets)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'not premium = true or not genres has any ("scifi")',
+        "age is missing or not (age between 1 and 3)",
+        'country = "US" or not device = "web"',
+        'not segment("s1") or country in ("US", "CA")',
+    ],
+)
+def test_or_with_negations_counts_exactly(
+    world: tuple[Snapshot, list[dict[str, Any]]], text: str
+) -> None:
+    snap, users = world
+    rule = parse(text)
+    assert count(rule, snap.index) == len(_members(rule, users)) > 0

@@ -276,6 +276,17 @@ def count(rule: Rule, index: BitmapIndex, memo: Memo | None = None) -> int:
         return len(index.universe()) - count(core, index, memo)
     if isinstance(core, Or) and len(core.children) == 2:
         a, b = core.children
+        (neg_a, core_a), (neg_b, core_b) = _polarity(a), _polarity(b)
+        if neg_a and neg_b:  # not A or not B = not (A and B): no complement is built
+            both = _positive(core_a, index, memo).intersection_cardinality(
+                _positive(core_b, index, memo)
+            )
+            return len(index.universe()) - both
+        if neg_a or neg_b:  # A or not B = not (B - A)
+            kept, dropped = (core_b, core_a) if neg_a else (core_a, core_b)
+            return len(index.universe()) - _positive(dropped, index, memo).difference_cardinality(
+                _positive(kept, index, memo)
+            )
         return _eval(a, index, memo).union_cardinality(_eval(b, index, memo))
     if isinstance(core, HasAll) and len(core.values) >= 2:
         # all-of over dense sets: count the last AND, never build its (sparse) result
