@@ -31,11 +31,11 @@ from adtarget.cli.report_view import (
     report_table,
     window_text,
 )
-from adtarget.decision.engine import DecisionEngine
+from adtarget.decision.index_holder import IndexHolder
 from adtarget.decision.models import DecisionRequest
 from adtarget.delivery.chart import draw_chart
 from adtarget.delivery.reports import default_window, report_names, run_report
-from adtarget.delivery.service import DeliverySpend, catalog_lookup, ingest_events
+from adtarget.delivery.service import catalog_lookup, ingest_events
 from adtarget.ingest.jobs import recover_stale_jobs, submit_upload
 from adtarget.settings import Settings
 
@@ -227,15 +227,12 @@ def _undo(writer: Any, campaign: dict[str, Any]) -> None:
         console.print(f"  history: {entry['description']}{mark}")
 
 
-def _decisions(
-    settings: Settings, factory: Any, items: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
-
-    engine = DecisionEngine.from_settings(
-        settings, session_factory=factory, spend=DeliverySpend(cli_container().event_store())
-    )
+def _decisions(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    engine = cli_container().decision_engine()  # wired as `serve` and `forecast` wire it
     try:
-        engine.index_holder.refresh()  # type: ignore[attr-defined]
+        holder = engine.index_holder
+        assert isinstance(holder, IndexHolder)  # what from_settings builds
+        holder.refresh()
         mine = {li["id"] for li in items}
         served: list[dict[str, Any]] = []
         rows: list[list[Any]] = []
@@ -354,7 +351,7 @@ def demo(
     _step("4. Undo a mistake")
     _undo(writer, objs["campaign"])
     _step("5. Ad decisions")
-    served = _decisions(settings, factory, objs["items"])
+    served = _decisions(objs["items"])
     if served:
         _step("6. Delivery events -> report and chart")
         _delivery(settings, factory, served, objs["advertiser"]["id"])

@@ -1,8 +1,8 @@
 """``adtarget forecast``: what a proposed or changed line item would serve, from the shell.
 
-Why the app's composition root: the forecast replays the sampled request log through the same
-engine the server runs (``api.container.build_container``: the catalog, profile store, delivered
-spend and the live line items), so the shell and ``POST /v1/forecast`` answer alike. With
+Why the CLI's composition root: the forecast replays the sampled request log through an engine
+wired as the server wires it (``CliContainer.decision_engine``: the catalog, profile store,
+delivered spend and the live line items), so the shell and ``POST /v1/forecast`` answer alike. With
 ``--server URL`` it asks a running server instead, as an async forecast job, and follows the
 job's progress (``GET /v1/forecast/jobs/{id}``). Exit codes: 0 ok, 2 for a field that does not
 validate (named on stderr), 1 otherwise.
