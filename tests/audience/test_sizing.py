@@ -141,3 +141,21 @@ def test_or_with_negations_counts_exactly(
     snap, users = world
     rule = parse(text)
     assert count(rule, snap.index) == len(_members(rule, users)) > 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'country in ("US", "CA", "US")',
+        'country not in ("US", "DE")',
+        "age in (1, 1.0, 2.5, -1, 99)",
+        "age not in (0, 3)",
+        "premium in (true, false)",
+    ],
+)
+def test_in_lists_count_as_sums_exactly(
+    world: tuple[Snapshot, list[dict[str, Any]]], text: str
+) -> None:
+    snap, users = world
+    rule = parse(text)
+    assert sizing.count_rule(rule, snap.index) == len(_members(rule, users)) > 0

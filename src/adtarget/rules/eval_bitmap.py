@@ -195,6 +195,9 @@ def _polarity(rule: Rule) -> tuple[bool, Rule]:
     return negated, rule
 
 
+polarity = _polarity
+
+
 def split(children: tuple[Rule, ...]) -> tuple[list[Rule], list[Rule]]:
     """Children of an And as (positive cores, cores of the negated ones)."""
     pos: list[Rule] = []
