@@ -7,13 +7,16 @@ list; a kind added in one place and not another failed at run time. The fields, 
 required flags are the pydantic ``create`` / ``update`` / ``read`` models of ``models.py``.
 
 ``to_json`` is the one row → JSON converter: the kind's ``read`` model in JSON mode, as the API
-shows it (the CLI prints the same, the commands return it).
+shows it (the CLI prints the same, the commands return it). ``jsonable`` makes the loose values
+around it (command payloads, raw table rows kept for undo) JSON-safe the same way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel
@@ -165,6 +168,21 @@ def kind_named(name: str, *, editable: bool = False) -> Kind:
 def kind_of_row(obj: object) -> Kind | None:
     """The kind of an ORM row, ``None`` for rows that are not catalog objects (links, logs)."""
     return _BY_TABLE.get(type(obj))  # type: ignore[arg-type]
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with datetimes, Decimals and pydantic models made JSON-safe."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude_unset=True)
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
 
 
 def to_json(obj: object, kind: str | None = None) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from sqlalchemy import Column, DateTime, Numeric, Table, and_, delete, func, ins
 from sqlalchemy.orm import Session
 
 from adtarget.catalog.coltypes import UTCDateTime, utcnow
-from adtarget.catalog.kinds import KINDS
+from adtarget.catalog.kinds import KINDS, jsonable
 from adtarget.catalog.tables import LineItemCreative
 from adtarget.errors import Conflict, NotFound
 
@@ -61,14 +61,6 @@ def _table(kind: str) -> Table:
         ) from None
 
 
-def _encode(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    return value
-
-
 def _decode(col: Column[Any], value: Any) -> Any:
     if value is None:
         return None
@@ -100,14 +92,14 @@ def read_row(session: Session, kind: str, key: dict[str, Any]) -> dict[str, Any]
     table = _table(kind)
     session.flush()  # see what the ORM services of this transaction have written
     row = session.execute(select(table).where(_where(table, key))).mappings().one_or_none()
-    return None if row is None else {k: _encode(v) for k, v in row.items()}
+    return None if row is None else {k: jsonable(v) for k, v in row.items()}
 
 
 def dump_table(session: Session, kind: str) -> list[dict[str, Any]]:
     """Every row of one kind's table, ordered by primary key (tests and diagnostics)."""
     table = _table(kind)
     rows = session.execute(select(table).order_by(*table.primary_key.columns)).mappings()
-    return [{k: _encode(v) for k, v in row.items()} for row in rows]
+    return [{k: jsonable(v) for k, v in row.items()} for row in rows]
 
 
 def write_row(

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
-from adtarget.catalog.kinds import kind_named
+from adtarget.catalog.kinds import jsonable, kind_named
 from adtarget.catalog.row_store import key_of, read_row
 from adtarget.commands import service_adapter as svc
 from adtarget.commands.persisted import (
@@ -95,7 +95,7 @@ class CreateObject(RowCommand):
 
     def __post_init__(self) -> None:
         check_kind(self.obj_kind)
-        self.data = svc.jsonable(self.data)
+        self.data = jsonable(self.data)
         if not self.description:
             name = self.data.get("name")
             self.description = f"create {self.obj_kind}" + (f" {name!r}" if name else "")
@@ -140,7 +140,7 @@ class UpdateObject(RowCommand):
 
     def __post_init__(self) -> None:
         check_kind(self.obj_kind)
-        self.patch = svc.jsonable(self.patch)
+        self.patch = jsonable(self.patch)
         if not self.description:
             fields = ", ".join(f"{k}={v!r}" for k, v in sorted(self.patch.items()))
             self.description = f"update {self.obj_kind} {self.obj_id}: {fields}"

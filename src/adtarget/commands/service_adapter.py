@@ -8,11 +8,8 @@ calls here means a change of that service's signatures is fixed once.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from adtarget.catalog import service
@@ -55,18 +52,3 @@ def row_dict(session: Session, obj: Any) -> dict[str, Any]:
     """The object as the API shows it (``catalog.kinds.to_json``), after a flush."""
     session.flush()
     return to_json(obj)
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` with datetimes, Decimals and pydantic models made JSON-safe (for payloads)."""
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json", exclude_unset=True)
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    return value
