@@ -105,7 +105,11 @@ SIZE_PATH = "/v1/audiences/size"
 SIZE_ROLES = frozenset({"reader", "advertiser", "admin"})
 
 
-@router.post(SIZE_PATH, dependencies=[Readers], summary="Exact audience size of a rule")
+@router.post(
+    SIZE_PATH.removeprefix(router.prefix),
+    dependencies=[Readers],
+    summary="Exact audience size of a rule",
+)
 async def size(
     body: SizeIn, container: ContainerDep, settings: SettingsDep, principal: PrincipalDep
 ) -> dict[str, Any]:
