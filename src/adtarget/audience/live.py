@@ -31,6 +31,8 @@ from adtarget.audience.update_log import LoggedUpdate, UpdateLog
 
 log = logging.getLogger("adtarget.audience")
 READ_BATCH = 50_000
+APPLY_CHUNK = 500
+"""Updates a poll applies per hold of the lock (readers wait at most one chunk)."""
 
 
 def updates_through(snapshot: AnySnapshot) -> int:
@@ -210,19 +212,28 @@ class LiveFollower:
         rows = self._read(delta.seq)
         if not rows:
             return
-        with self._lock:
-            if self._delta is not delta:
-                return
-            if rows[0].seq > delta.seq + 1:  # a gap: something moved meanwhile, read again
-                self._catch_up_locked()
-                return
-            before = delta.applied
-            with gc_paused():
-                delta.apply(decode_all([r for r in rows if r.seq > delta.seq]))
-            if len(rows) >= READ_BATCH:
-                self._catch_up_locked()
-            if delta.applied != before:
+        updates = decode_all(rows)
+        for start in range(0, len(updates), APPLY_CHUNK):
+            # the lock is let go between chunks: a reader waiting in ``live`` gets the state
+            # after a chunk instead of waiting for the whole read (a 5,000-update batch at
+            # 10M users held sizing up by ~70 ms at the p99, RT3)
+            chunk = updates[start : start + APPLY_CHUNK]
+            with self._lock:
+                if self._delta is not delta:
+                    return
+                todo = [u for u in chunk if u.seq > delta.seq]
+                if not todo:
+                    continue
+                if todo[0].seq > delta.seq + 1:  # a gap: something moved meanwhile, read again
+                    self._catch_up_locked()
+                    return
+                with gc_paused():
+                    delta.apply(todo)
                 self._changed()
+        if len(rows) >= READ_BATCH:
+            with self._lock:
+                if self._delta is delta:
+                    self._catch_up_locked()
 
     def _changed(self) -> None:
         delta = self._delta
