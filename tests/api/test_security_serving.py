@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from tests.api.conftest import make_live
 
+from adtarget.api.container import container_of
 from adtarget.api.deps import app_session_factory
 from adtarget.decision.loader import load_catalog
 
@@ -46,7 +47,9 @@ def test_a_line_item_reaching_another_advertisers_segment_does_not_serve(
     reason, detail = reasons[made["via_rule"]["id"]]
     assert reason == "foreign_segment"
     assert "g2 -> g -> s1" in detail and f"advertiser {other['id']}" in detail
-    # The served index and explain say the same.
+    # The served index and explain say the same (built now, as the test_decisions fixture
+    # does: the background rebuild may still be on an older catalog under load).
+    container_of(app).decisions.engine.index_holder.refresh()
     resp = client.post(
         "/v1/decisions",
         json={"user_id": "u1", "context": {"country": "US"}, "explain": True, "limit": 5},
