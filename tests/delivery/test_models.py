@@ -32,6 +32,7 @@ GOOD = make_events(1, seed=2)[0]
         ({"event_id": None}, "event_id", "required"),
         ({"event_id": ""}, "event_id", "required"),
         ({"event_id": 1.5}, "event_id", "string or integer"),
+        ({"event_id": float(10**29)}, "event_id", "past 64 bits"),  # orjson: a float
         ({"event_id": "x" * 300}, "event_id", "longer than"),
         ({"user_id": None}, "user_id", "required"),
         ({"line_item_id": None}, "line_item_id", "required"),

@@ -135,6 +135,8 @@ def test_zero_impressions_give_null_ratios_and_empty_ranges(loaded: EventStore) 
         ({"metrics": "impressions,profit"}, "metrics"),
         ({"start": "2026-13-01"}, "from"),
         ({"end": "2020-01-01"}, "to"),
+        ({"end": "9999-12-31"}, "to"),
+        ({"start": "0001-01-01", "end": "9999-12-31"}, "to"),
     ],
 )
 def test_unknown_names_and_bad_ranges_name_the_field(

@@ -91,3 +91,13 @@ def test_huge_integers_are_rejected_with_a_reason() -> None:
         assert "64-bit" in str(exc)
     else:
         raise AssertionError("accepted an integer JSON cannot log")
+
+
+def test_delete_takes_only_a_json_boolean() -> None:
+    for value in (0, 1, 0.0, "true", None):
+        try:
+            validate_update({"update_id": "e", "user_id": "u", "delete": value}, REGISTRY)
+        except Rejected as exc:
+            assert "delete must be true or false" in str(exc)
+        else:
+            raise AssertionError(f"accepted delete={value!r}")

@@ -122,6 +122,15 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _not_an_id(value: Any) -> str:
+    """Why ``value`` is no id; JSON integers past 64 bits arrive as floats, so say so."""
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 2**63:
+        return (
+            "must be a string or integer; an integer past 64 bits loses digits: send it as a string"
+        )
+    return f"must be a string or integer, got {type(value).__name__}"
+
+
 def _id_column(values: list[Any], name: str, required: bool, why: _Reasons) -> list[str]:
     """Ids as strings; ints are accepted and printed; ``""`` stands for missing."""
     try:
@@ -135,7 +144,7 @@ def _id_column(values: list[Any], name: str, required: bool, why: _Reasons) -> l
             elif _is_int(v):
                 out.append(str(v))
             else:
-                why.add(i, name, f"must be a string or integer, got {type(v).__name__}")
+                why.add(i, name, _not_an_id(v))
                 out.append("")
     for i, s in enumerate(out):
         if required and not s:

@@ -65,7 +65,12 @@ def _as_datetime(value: date | datetime | str, fld: str, *, end: bool) -> dateti
     if isinstance(value, datetime):
         dt = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
         return dt.replace(minute=0, second=0, microsecond=0)
-    day = value + timedelta(days=1) if end else value
+    try:
+        day = value + timedelta(days=1) if end else value
+    except OverflowError:
+        raise InvalidValue(
+            f"{fld}: {value} is past the last day a report can end", field=fld
+        ) from None
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 

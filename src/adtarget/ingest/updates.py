@@ -108,7 +108,7 @@ def validate_update(obj: Any, registry: Mapping[str, DimensionSpec]) -> dict[str
     update_id = _check_id(obj, "update_id", MAX_UPDATE_ID_CHARS)
     user_id = _check_id(obj, "user_id", MAX_ID_CHARS)
     delete = obj.get("delete", False)
-    if delete not in (True, False):
+    if not isinstance(delete, bool):  # 0 and 1 equal False and True in Python; JSON says neither
         raise Rejected("delete must be true or false")
     raw_set = obj.get("set") or {}
     raw_unset = obj.get("unset") or []
