@@ -815,17 +815,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="adtarget-bench-http-"))
     try:
         data_dir = tmp / "data"
-        t0 = time.perf_counter()
-        key = build_catalog(data_dir, args.line_items, args.seed)
-        version = build_snapshot(data_dir, args.users, args.seed)
-        print(
-            f"setup: {args.line_items} line items, {args.users} users (snapshot {version}) "
-            f"in {time.perf_counter() - t0:.1f} s; {args.workers} workers, "
-            f"concurrency {args.concurrency}, {args.seconds:g} s, "
-            f"load generator: {'python sockets' if _python_client() else 'wrk'}"
+        bodies, headers = prepare(
+            data_dir, args, f"{args.line_items} line items", f"{args.workers} workers"
         )
-        bodies = request_bodies(args.users, 64, args.seed)
-        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
         port = free_port()
         ours = measure(
             "adtarget /v1/decisions",
@@ -860,6 +852,27 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def prepare(
+    data_dir: Path,
+    args: argparse.Namespace,
+    catalog_label: str,
+    workers: str,
+    client_note: str = "",
+) -> tuple[list[bytes], dict[str, str]]:
+    """Catalog, snapshot and request bodies of a run, with the setup line both modes print."""
+    t0 = time.perf_counter()
+    key = build_catalog(data_dir, args.line_items, args.seed)
+    version = build_snapshot(data_dir, args.users, args.seed)
+    client = "python sockets" if _python_client() else "wrk"
+    print(
+        f"setup: {catalog_label}, {args.users} users (snapshot {version}) "
+        f"in {time.perf_counter() - t0:.1f} s; {workers}, concurrency {args.concurrency}, "
+        f"{args.seconds:g} s, load generator: {client} {client_note}".rstrip()
+    )
+    bodies = request_bodies(args.users, 64, args.seed)
+    return bodies, {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+
+
 def fleet_main(args: argparse.Namespace) -> None:
     """``--fleet``: a throwaway PostgreSQL catalog, then ``fleet_leg``."""
     sys.path.insert(0, str(HERE))
@@ -870,17 +883,13 @@ def fleet_main(args: argparse.Namespace) -> None:
         with catalog(True, tmp) as url:
             os.environ["ADTARGET_CATALOG_URL"] = url
             data_dir = tmp / "data"
-            t0 = time.perf_counter()
-            key = build_catalog(data_dir, args.line_items, args.seed)
-            version = build_snapshot(data_dir, args.users, args.seed)
-            print(
-                f"setup: {args.line_items} line items (PostgreSQL), {args.users} users "
-                f"(snapshot {version}) in {time.perf_counter() - t0:.1f} s; 2 x 1 worker, "
-                f"concurrency {args.concurrency}, {args.seconds:g} s, load generator: "
-                f"{'python sockets' if _python_client() else 'wrk'} (one per process)"
+            bodies, headers = prepare(
+                data_dir,
+                args,
+                f"{args.line_items} line items (PostgreSQL)",
+                "2 x 1 worker",
+                "(one per process)",
             )
-            bodies = request_bodies(args.users, 64, args.seed)
-            headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
             result = fleet_leg(data_dir, args.line_items, args, bodies, headers, tmp)
             if args.json:
                 print(json.dumps({"fleet": result}))
