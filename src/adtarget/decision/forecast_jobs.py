@@ -23,6 +23,7 @@ import orjson
 
 from adtarget.decision.forecast import Progress
 from adtarget.errors import AdtargetError
+from adtarget.process import pid_alive
 
 KEEP_SECONDS = 24 * 3600
 """How long a finished job's answer stays readable."""
@@ -32,16 +33,6 @@ WRITE_EVERY_S = 0.2
 """Progress is written at most this often (a stage's end always is)."""
 
 Run = Callable[[Progress], dict[str, Any]]
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class ForecastJobs:
@@ -133,7 +124,7 @@ class ForecastJobs:
             job: dict[str, Any] = orjson.loads(self._path(job_id).read_bytes())
         except FileNotFoundError:
             return None
-        if job["status"] in ("queued", "running") and not _pid_alive(int(job["pid"])):
+        if job["status"] in ("queued", "running") and not pid_alive(int(job["pid"])):
             job["status"] = "failed"
             job["error"] = {
                 "code": "job_lost",
