@@ -31,8 +31,8 @@ from adtarget.api.deps import (
     SessionDep,
     SettingsDep,
     SnapshotStoreDep,
-    app_key_resolver,
     app_settings,
+    get_principal,
     require_roles,
 )
 from adtarget.api.errors import send_json
@@ -132,7 +132,7 @@ async def size_asgi(scope: Scope, receive: Receive, send: Send) -> None:
     """
     scope["route"] = SIZE_ROUTE  # the metrics label (FastAPI routes set it themselves)
     request = Request(scope, receive)
-    principal = await _principal(request)
+    principal = await get_principal(request)  # the dependency itself: one cache, one rule
     if principal.role not in SIZE_ROLES:
         raise Forbidden(
             f"role {principal.role!r} may not call this route "
@@ -144,20 +144,6 @@ async def size_asgi(scope: Scope, receive: Receive, send: Send) -> None:
     body = _size_body(await request.body(), request.headers.get("content-type"))
     answer = await run_in_threadpool(_size, container, settings, principal, body.rule)
     await send_json(send, 200, orjson.dumps(answer))
-
-
-async def _principal(request: Request) -> Principal:
-    """``get_principal`` for a raw handler (same cache in the scope, same thread rule)."""
-    cached: Principal | None = request.scope.get("adtarget.principal")
-    if cached is not None:
-        return cached
-    resolver = app_key_resolver(request.app)
-    header = request.headers.get("authorization")
-    principal = resolver.resolve_cached(header)
-    if principal is None:
-        principal = await run_in_threadpool(resolver.resolve, header)
-    request.scope["adtarget.principal"] = principal
-    return principal
 
 
 def _size_body(raw: bytes, content_type: str | None) -> SizeIn:
