@@ -10,6 +10,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -50,3 +51,34 @@ def wait_until_serving(
             state = "exited" if proc.poll() is not None else f"not ready after {timeout:.0f} s"
             raise RuntimeError(f"adtarget serve {state}:\n{said[-3000:]}")
         time.sleep(0.2)
+
+
+def seed_line_item(client: Any) -> dict[str, Any]:
+    """An advertiser, a campaign and one line item on ``country = "US"`` (the dimension must
+    exist), for tests that need the catalog's routes to find real objects; ``client`` is an
+    ``httpx.Client`` or a Starlette ``TestClient`` already carrying an admin key. Answers the
+    advertiser."""
+    adv = client.post("/v1/advertisers", json={"name": "acme"})
+    adv.raise_for_status()
+    camp = client.post(
+        "/v1/campaigns",
+        json={
+            "advertiser_id": adv.json()["id"],
+            "name": "c",
+            "budget_total": 100,
+            "start": "2026-01-01T00:00:00Z",
+            "end": "2030-01-01T00:00:00Z",
+        },
+    )
+    camp.raise_for_status()
+    client.post(
+        "/v1/line-items",
+        json={
+            "campaign_id": camp.json()["id"],
+            "name": "li",
+            "targeting": 'country = "US"',
+            "priority": 1,
+            "bid_cpm": 1,
+        },
+    ).raise_for_status()
+    return dict(adv.json())

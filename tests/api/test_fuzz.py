@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 
 from adtarget.api.app import create_app
 from adtarget.settings import Settings
+from serving import seed_line_item
 
 MAX_EXAMPLES = 15
 
@@ -33,27 +34,7 @@ def seed_data(fuzz_app: Any) -> None:
 
     client = TestClient(fuzz_app)
     client.post("/v1/dimensions", json={"name": "country", "type": "category"})
-    adv = client.post("/v1/advertisers", json={"name": "acme"}).json()
-    camp = client.post(
-        "/v1/campaigns",
-        json={
-            "advertiser_id": adv["id"],
-            "name": "c",
-            "budget_total": 100,
-            "start": "2026-01-01T00:00:00Z",
-            "end": "2030-01-01T00:00:00Z",
-        },
-    ).json()
-    client.post(
-        "/v1/line-items",
-        json={
-            "campaign_id": camp["id"],
-            "name": "li",
-            "targeting": 'country = "US"',
-            "priority": 1,
-            "bid_cpm": 1,
-        },
-    )
+    adv = seed_line_item(client)
     client.post(
         "/v1/creatives", json={"advertiser_id": adv["id"], "name": "cr", "format": "video_15s"}
     )

@@ -30,7 +30,7 @@ from schemathesis.specs.openapi.checks import (
 )
 from tests.api.test_serve import CLI, env_for
 
-from serving import free_port, wait_until_serving
+from serving import free_port, seed_line_item, wait_until_serving
 
 ADMIN = "k-live-admin"
 CHECKS = [
@@ -83,27 +83,7 @@ def _seed(base: str, tmp: Path) -> None:
         for _ in range(100):
             if c.get(f"/v1/uploads/{job['id']}").json()["status"] in ("succeeded", "failed"):
                 break
-        adv = c.post("/v1/advertisers", json={"name": "acme"}).json()
-        camp = c.post(
-            "/v1/campaigns",
-            json={
-                "advertiser_id": adv["id"],
-                "name": "c",
-                "budget_total": 100,
-                "start": "2026-01-01T00:00:00Z",
-                "end": "2030-01-01T00:00:00Z",
-            },
-        ).json()
-        c.post(
-            "/v1/line-items",
-            json={
-                "campaign_id": camp["id"],
-                "name": "li",
-                "targeting": 'country = "US"',
-                "priority": 1,
-                "bid_cpm": 1,
-            },
-        ).raise_for_status()
+        seed_line_item(c)
 
 
 def _run(base: str, selected: Any) -> list[str]:

@@ -14,13 +14,12 @@ import re
 import shlex
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from tests.client.conftest import free_port
+
+from serving import free_port, wait_until_serving
 
 PAGE = Path(__file__).parents[2] / "docs" / "getting-started.md"
 BLOCK = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)
@@ -54,17 +53,8 @@ def _serve(line: str, cwd: Path, env: dict[str, str], port: int) -> subprocess.P
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            err = proc.stderr.read().decode() if proc.stderr else ""
-            raise RuntimeError(f"adtarget serve did not start: {err[-2000:]}")
-        time.sleep(0.2)
+    wait_until_serving(f"http://127.0.0.1:{port}", proc)
+    return proc
 
 
 def _env_after(state: Path) -> dict[str, str]:
