@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     """How long a tracking URL is accepted after its decision."""
     tracking_base_url: str = ""
     """Prefix of tracking URLs, e.g. ``https://ads.example.com``; empty: root-relative."""
+    beacon_backlog_mb: int = Field(default=512, ge=1)
+    """Beacons answered but not yet in the event log, per worker, at most (its write-ahead
+    file, ``delivery/wal.py``): past it, beacons are answered 503 until the log catches up,
+    rather than filling the disk and memory while the event log is down."""
     admin_key: str | None = None
     allow_open: bool = True
     """``False``: never run open, even with no API key at all. ``adtarget serve`` sets it for its

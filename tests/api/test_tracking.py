@@ -25,7 +25,10 @@ import pytest
 from fastapi import FastAPI
 
 from adtarget.api.container import container_of
+from adtarget.delivery import beacon_intake
+from adtarget.delivery.beacon_intake import BeaconIntake
 from adtarget.delivery.beacons import TRACKED_EVENTS, TrackingSigner
+from adtarget.errors import StoreUnavailable
 from adtarget.settings import Settings
 from serving import free_port, wait_until_serving
 
@@ -273,3 +276,61 @@ def test_a_server_killed_right_after_its_204s_loses_no_beacon(tmp_path: Path) ->
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_a_full_backlog_answers_503_and_loses_nothing_once_the_log_is_back(
+    client: TestClient,
+    app: FastAPI,
+    live: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The event log is down: answered beacons wait in the write-ahead file up to its bound,
+    then beacons are refused with 503 (never a 500, never an unbounded file); once the log is
+    back, the players' retries are taken and every beacon counts exactly once."""
+    container = container_of(app)
+    assert container.beacons is not None
+    assert container.beacons._wal.max_bytes == container.settings.beacon_backlog_mb * 2**20
+    container.beacons.close()
+    container.beacons = BeaconIntake(
+        container.event_store, tmp_path / "wal", flush_interval_s=0.05, max_backlog_bytes=3000
+    )
+    down = True
+    real_ingest = beacon_intake.ingest_events
+
+    def event_log(**kwargs: Any) -> Any:
+        if down:
+            raise StoreUnavailable("event log down (test)")
+        return real_ingest(**kwargs)
+
+    monkeypatch.setattr(beacon_intake, "ingest_events", event_log)
+    urls = [_decide(client, user=f"b{i}")[0]["tracking"]["impression"] for i in range(30)]
+    codes = {url: client.get(url).status_code for url in urls}
+    refused = [url for url, code in codes.items() if code == 503]
+    assert set(codes.values()) == {204, 503} and 3 <= len(refused) < 30
+    resp = client.get(refused[0])
+    assert resp.status_code == 503 and resp.headers["retry-after"]
+    assert resp.json()["error"]["code"] == "store_unavailable"
+    assert "retry" in resp.json()["error"]["message"]
+    deferred = [
+        line
+        for line in client.get("/metrics").text.splitlines()
+        if line.startswith("adtarget_beacons_deferred_total ")
+    ]
+    assert deferred and float(deferred[0].split()[1]) >= len(refused) + 1
+    assert list((tmp_path / "wal").glob("*.wal"))  # the answered ones wait on disk
+
+    down = False
+    container.beacons.flush()
+    assert not list((tmp_path / "wal").glob("*.wal"))
+    for url in urls:  # players retry what was refused (and some what was taken)
+        for _ in range(100):  # a full backlog again wakes the mover; the player retries
+            if (code := client.get(url).status_code) != 503:
+                break
+            time.sleep(0.02)
+        assert code == 204
+    rows = _events(app)
+    assert sorted(r["event_id"] for r in rows if r["type"] == "impression") == sorted(
+        {r["event_id"] for r in rows if r["type"] == "impression"}
+    )
+    assert sum(r["type"] == "impression" for r in rows) == 30

@@ -115,6 +115,41 @@ def test_a_break_as_vast_matches_the_json_answer_and_its_urls_count(
     }
 
 
+def test_a_creative_without_media_never_takes_a_vast_slot(
+    client: TestClient, app: FastAPI, breaks: dict[str, Any]
+) -> None:
+    """Ford's spot loses its media URL: the JSON break still shows it first (an ad server may
+    have its own media), but the VAST break — which could not play it — fills its place with
+    the next playable ad instead of answering one ``<Ad>`` short."""
+    ford = breaks["ford"]
+    assert client.patch(
+        f"/v1/creatives/{ford['creative']['id']}", json={"attributes": {"duration": 30}}
+    ).is_success
+    container_of(app).decisions.engine.index_holder.refresh()
+    body = {"user_id": "u9", "context": {"country": "US"}, "explain": True}
+    plain = client.post("/v1/decisions", json={**body, "pod": {"slots": 3, "max_duration": 60}})
+    assert plain.status_code == 200, plain.text
+    assert plain.json()["decisions"][0]["line_item_id"] == ford["line_item"]["id"]
+    playable = client.post(
+        "/v1/decisions", json={**body, "pod": {"slots": 3, "max_duration": 60, "playable": True}}
+    ).json()
+    assert [d["line_item_id"] for d in playable["decisions"]] == [
+        breaks["kia"]["line_item"]["id"],  # ford's category no longer blocks kia
+        breaks["pepsi"]["line_item"]["id"],
+    ]
+    skipped = {e["line_item_id"]: e["reason"] for e in playable["explain"]["not_served"]}
+    assert skipped[ford["line_item"]["id"]] == "no_media"
+    root = _vast(client, user_id="u10", slots=3, max_duration=60, country="US")
+    assert [a.get("id") for a in root.findall("Ad", NS)] == [
+        str(breaks["kia"]["line_item"]["id"]),
+        str(breaks["pepsi"]["line_item"]["id"]),
+    ]
+    bad = client.post(
+        "/v1/decisions", json={**body, "pod": {"slots": 1, "max_duration": 9, "playable": 1}}
+    )
+    assert bad.status_code == 422 and "pod.playable" in bad.text
+
+
 def test_nothing_to_serve_is_an_empty_vast_and_a_bad_query_a_422(
     client: TestClient, breaks: dict[str, Any]
 ) -> None:

@@ -29,7 +29,7 @@ CATEGORIES = ("auto", "telecom", "food")
 @st.composite
 def catalogs(draw: st.DrawFn) -> list[LiveLineItem]:
     """Up to 12 line items over 4 advertisers (each with its campaigns), categories and caps
-    at every level, creatives of 0-3 with and without durations."""
+    at every level, creatives of 0-3 with and without durations and media URLs."""
     n = draw(st.integers(0, 12))
     adv_cap = {
         a: draw(st.none() | st.integers(1, 2)) for a in range(ADVERTISERS)
@@ -43,6 +43,11 @@ def catalogs(draw: st.DrawFn) -> list[LiveLineItem]:
             c: float(d)
             for c in creatives
             if (d := draw(st.none() | st.sampled_from([5, 10, 15, 20, 30, 45]))) is not None
+        }
+        media = {
+            c: {"media_url": f"https://cdn.example/{c}.mp4"}
+            for c in creatives
+            if draw(st.booleans())
         }
         caps: list[FrequencyCap] = []
         if draw(st.booleans()):
@@ -59,6 +64,7 @@ def catalogs(draw: st.DrawFn) -> list[LiveLineItem]:
                 rule=draw(st.none() | rules()),
                 creatives={"video": tuple(sorted(creatives))} if creatives else {"video": (99,)},
                 durations=durations,
+                attributes=media,
                 caps=tuple(caps),
                 category=draw(st.none() | st.sampled_from(CATEGORIES)),
                 **FLIGHT,
@@ -72,6 +78,7 @@ pods = st.builds(
     st.integers(1, 6),
     st.sampled_from([5.0, 15.0, 30.0, 45.0, 60.0, 120.0]),
     st.none() | st.sampled_from([5.0, 20.0, 40.0]),
+    st.booleans(),  # playable: only creatives with a media URL (a VAST break)
 ).filter(lambda p: p.min_duration is None or p.min_duration <= p.max_duration)
 
 
@@ -92,7 +99,10 @@ def greedy(
         if item.advertiser_id in advertisers or (item.category in categories):
             continue
         fits = [
-            c for ids in item.creatives.values() for c in ids if item.durations.get(c, 1e9) <= left
+            c
+            for ids in item.creatives.values()
+            for c in ids
+            if item.durations.get(c, 1e9) <= left and (not pod.playable or c in item.attributes)
         ]
         if not fits:
             continue
@@ -143,6 +153,8 @@ def test_every_break_keeps_the_rules_and_is_as_full_as_a_greedy_fill(
         assert result.pod["filled"] == len(got) and result.pod["duration"] == sum(seconds)
         empty = [u["slot"] for u in result.pod["unfilled"]]
         assert empty == list(range(len(got) + 1, pod.slots + 1))
+        if pod.playable:  # every ad of a VAST break can be played
+            assert all(c in it.attributes for it, (_, c) in zip(served, got, strict=True))
         # separation and one-per-pod
         assert len({it.id for it in served}) == len(served)
         assert len({it.advertiser_id for it in served}) == len(served)

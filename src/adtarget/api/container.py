@@ -97,7 +97,11 @@ def build_container(settings: Settings) -> Container:
         request_log=request_log,
         audience_context=AudienceContextCache(session_factory),
         tracking=tracking_signer(settings),
-        beacons=BeaconIntake(event_store, settings.data_dir / "beacon-wal"),
+        beacons=BeaconIntake(
+            event_store,
+            settings.data_dir / "beacon-wal",
+            max_backlog_bytes=settings.beacon_backlog_mb * 1024 * 1024,
+        ),
     )
 
 

@@ -102,6 +102,10 @@ class PodBody(BaseModel):
     slots: int = Field(ge=1, le=MAX_POD_SLOTS)
     max_duration: float = Field(gt=0, le=MAX_POD_SECONDS)
     min_duration: float | None = Field(default=None, gt=0, le=MAX_POD_SECONDS)
+    playable: bool = Field(
+        default=False,
+        description="Only creatives with attributes.media_url fill it (what GET /v1/vast asks).",
+    )
 
 
 class UnfilledSlot(BaseModel):

@@ -69,6 +69,10 @@ BEACONS_REFUSED = Counter(
     "Tracking beacons refused (forged, tampered, wrong key, expired), by reason.",
     ["reason"],
 )
+BEACONS_DEFERRED = Counter(
+    "adtarget_beacons_deferred_total",
+    "Valid beacons answered 503 (write-ahead backlog full or its disk failing); players retry.",
+)
 DEADLINE_EXCEEDED = Counter(
     "adtarget_requests_deadline_exceeded_total", "Requests answered early because of a deadline."
 )

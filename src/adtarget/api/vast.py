@@ -13,8 +13,9 @@ and in its namespace (``xmlns="http://www.iab.com/VAST"``, as the IAB's samples 
 ``attributes.duration``), ``MediaFiles`` (``media_url``; ``mime_type``, ``width``, ``height``,
 ``bitrate`` when registered as such, else the type guessed from the URL and 1920x1080),
 ``VideoClicks`` (``ClickTracking``; ``ClickThrough`` when the creative has ``click_url``) — then
-its ``UniversalAdId``. A decision whose creative has no ``media_url`` cannot be played and is
-left out (the XSD requires a ``MediaFile``). No ad: an empty ``<VAST version="4.2"/>``, which
+its ``UniversalAdId``. The route asks the engine for a ``playable`` break, so every decision
+has a ``media_url``; one without (an embedding caller's) cannot be played and is left out (the
+XSD requires a ``MediaFile``). No ad: an empty ``<VAST version="4.2"/>``, which
 players read as "no fill".
 """
 
@@ -24,6 +25,8 @@ import mimetypes
 from collections.abc import Mapping, Sequence
 from typing import Any
 from xml.etree import ElementTree as ET
+
+from adtarget.decision.pods import media_url
 
 VAST_VERSION = "4.2"
 #: The IAB's VAST 4 namespace: its XSD declares every element in it, as its samples do.
@@ -53,11 +56,6 @@ def _text(parent: ET.Element, tag: str, text: str, **attrs: str) -> ET.Element:
     return child
 
 
-def _media_url(ad: Mapping[str, Any]) -> str | None:
-    url = (ad["creative"].get("attributes") or {}).get("media_url")
-    return url if isinstance(url, str) and url else None
-
-
 def _pixels(value: Any, default: int) -> str:
     """The XSD wants integers: a registered value that is not one falls back to the default."""
     ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
@@ -84,7 +82,9 @@ def vast_document(ads: Sequence[Mapping[str, Any]]) -> bytes:
     """The VAST 4 XML for ``ads``: decisions as ``POST /v1/decisions`` answers them (with
     ``creative`` and ``tracking``), in play order."""
     root = ET.Element("VAST", {"version": VAST_VERSION, "xmlns": NAMESPACE})
-    playable = [(ad, url) for ad in ads if (url := _media_url(ad)) is not None]
+    playable = [
+        (ad, url) for ad in ads if (url := media_url(ad["creative"].get("attributes"))) is not None
+    ]
     for n, (ad, url) in enumerate(playable, start=1):
         creative = ad["creative"]
         attributes: Mapping[str, Any] = creative.get("attributes") or {}

@@ -30,6 +30,7 @@ REASONS: tuple[str, ...] = (
     "pacing",
     "format",
     "no_duration",
+    "no_media",
     "duration",
     "separation",
     "frequency_cap",
@@ -108,12 +109,17 @@ class PodSpec:
     slots: int
     max_duration: float
     min_duration: float | None = None
+    playable: bool = False
+    """Only creatives a player can play fill it: those with an ``attributes.media_url`` (a VAST
+    break, ``GET /v1/vast``, sets it, so no slot goes to an ad it would have to leave out)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of the request's ``pod`` (also what the request log stores)."""
         out: dict[str, Any] = {"slots": self.slots, "max_duration": self.max_duration}
         if self.min_duration is not None:
             out["min_duration"] = self.min_duration
+        if self.playable:
+            out["playable"] = True
         return out
 
 

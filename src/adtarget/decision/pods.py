@@ -14,7 +14,8 @@ the creative's duration after it):
   index yields each line item once).
 - **duration**: the creative shown is the lowest-id creative in an accepted format whose
   ``attributes.duration`` fits the seconds left; creatives without a duration never fill a
-  slot (reason ``no_duration``), and when none fits the reason is ``duration``.
+  slot (reason ``no_duration``), and when none fits the reason is ``duration``. A ``playable``
+  break (VAST) takes only creatives with an ``attributes.media_url`` (reason ``no_media``).
 - frequency caps are the engine's: every ad of the break counts (``pending``), so a cap of 1
   never serves twice in one break, and all of them are recorded together.
 
@@ -43,7 +44,7 @@ MAX_POD_SLOTS = 20
 MAX_POD_SECONDS = 3600.0
 """The longest break, in seconds."""
 log = logging.getLogger(__name__)
-POD_REASONS = ("no_duration", "duration", "separation", "frequency_cap")
+POD_REASONS = ("no_duration", "no_media", "duration", "separation", "frequency_cap")
 """Why a candidate was skipped while the break still had room (counted for ``unfilled``)."""
 
 
@@ -59,6 +60,12 @@ def _seconds(value: Any, field: str, *, required: bool) -> float | None:
     return float(value)
 
 
+def media_url(attributes: Mapping[str, Any] | None) -> str | None:
+    """The creative's ``attributes.media_url`` when it is a usable one (a non-empty string)."""
+    url = (attributes or {}).get("media_url")
+    return url if isinstance(url, str) and url else None
+
+
 def parse_pod(value: Any, *, field: str = "pod") -> PodSpec:
     """A request's ``pod`` object checked; ``InvalidValue`` (422) naming ``pod.slots`` etc."""
     if not isinstance(value, Mapping):
@@ -66,7 +73,7 @@ def parse_pod(value: Any, *, field: str = "pod") -> PodSpec:
             f"{field} must be an object with slots and max_duration (min_duration optional)",
             field=field,
         )
-    unknown = sorted(set(value) - {"slots", "max_duration", "min_duration"})
+    unknown = sorted(set(value) - {"slots", "max_duration", "min_duration", "playable"})
     if unknown:
         raise InvalidValue(f"{field}.{unknown[0]}: unknown field", field=f"{field}.{unknown[0]}")
     slots = value.get("slots")
@@ -83,7 +90,10 @@ def parse_pod(value: Any, *, field: str = "pod") -> PodSpec:
             f"{field}.max_duration ({max_duration:g})",
             field=f"{field}.min_duration",
         )
-    return PodSpec(slots, max_duration, min_duration)
+    playable = value.get("playable", False)
+    if not isinstance(playable, bool):
+        raise InvalidValue(f"{field}.playable must be true or false", field=f"{field}.playable")
+    return PodSpec(slots, max_duration, min_duration, playable)
 
 
 @lru_cache(maxsize=256)
@@ -157,15 +167,21 @@ class PodFill:
 
     def creative(self, item: LiveLineItem, formats: frozenset[str] | None) -> int | tuple[str, str]:
         """The creative ``item`` shows in the next slot (the lowest id in an accepted format
-        whose duration fits), or ``(reason, detail)``: ``no_duration`` or ``duration``."""
+        whose duration fits), or ``(reason, detail)``: ``no_duration``, ``no_media`` (a
+        playable break) or ``duration``."""
         best: int | None = None
         shortest = math.inf
         without: list[int] = []
+        no_media: list[int] = []
         durations, left = item.durations, self.remaining
+        playable, attributes = self.spec.playable, item.attributes
         for fmt, ids in item.creatives.items():
             if formats is not None and fmt not in formats:
                 continue
             for cid in ids:
+                if playable and media_url(attributes.get(cid)) is None:
+                    no_media.append(cid)
+                    continue
                 seconds = durations.get(cid)
                 if seconds is None:
                     without.append(cid)
@@ -175,6 +191,9 @@ class PodFill:
                     best = cid
         if best is not None:
             return best
+        if shortest == math.inf and no_media and not without:
+            shown = ", ".join(str(c) for c in sorted(no_media)[:5])
+            return self.skip("no_media", f"creative {shown} has no attributes.media_url")
         if shortest == math.inf:
             shown = ", ".join(str(c) for c in sorted(without)[:5])
             return self.skip("no_duration", f"creative {shown} has no attributes.duration")

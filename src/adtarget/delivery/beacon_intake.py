@@ -32,7 +32,8 @@ from typing import Any
 from adtarget.delivery.models import validate_events
 from adtarget.delivery.service import IngestResult, ingest_events
 from adtarget.delivery.store import EventStore
-from adtarget.delivery.wal import Segment, WriteAheadLog
+from adtarget.delivery.wal import BacklogFull, Segment, WriteAheadLog
+from adtarget.errors import StoreUnavailable
 
 log = logging.getLogger("adtarget.delivery")
 _Waiting = tuple[dict[str, Any], "asyncio.Future[None]"]
@@ -54,9 +55,10 @@ class BeaconIntake:
         flush_interval_s: float = 0.25,
         flush_rows: int = 20_000,
         sync: bool = True,
+        max_backlog_bytes: int | None = None,
     ) -> None:
         self._store = store
-        self._wal = WriteAheadLog(wal_dir, sync=sync)
+        self._wal = WriteAheadLog(wal_dir, sync=sync, max_bytes=max_backlog_bytes)
         self._max_batch = max_batch
         self._max_wait_s = max_wait_s
         self._flush_interval_s = flush_interval_s
@@ -126,8 +128,17 @@ class BeaconIntake:
 
     def _append(self, rows: list[dict[str, Any]]) -> None:
         """Write the rows durably (no validation here: each row is built from a token whose
-        every field we signed, and the event log validates them again when they move)."""
-        self._wal.append(rows)
+        every field we signed, and the event log validates them again when they move).
+
+        A full backlog (the event log has been down a while) or a failing disk is a 503: the
+        player retries, and its retry counts once."""
+        try:
+            self._wal.append(rows)
+        except BacklogFull as full:
+            self._wake.set()
+            raise StoreUnavailable(f"beacons are not being stored for now: {full}; retry") from full
+        except OSError as err:
+            raise StoreUnavailable(f"the beacon write-ahead file failed: {err}; retry") from err
         if self._wal.pending() >= self._flush_rows:
             self._wake.set()
 

@@ -17,6 +17,11 @@ unlink replays rows the log has seen, and the log drops them by ``event_id`` (it
 ``ADTARGET_EVENTS_DEDUP_HOURS``, so a segment must be replayed within it: at the next start).
 A segment is created as ``.tmp`` and renamed only once locked, so no scanner can take a live
 writer's new segment for an orphan.
+
+Bounded: while the event log is down nothing is released, so the file (and the rows the mover
+keeps in memory) would grow without end. ``max_bytes`` caps what one process holds unreleased;
+past it ``append`` raises ``BacklogFull`` and the beacon is answered 503 (the player retries, and
+a retry counts once) instead of filling the disk or memory.
 """
 
 from __future__ import annotations
@@ -40,6 +45,10 @@ log = logging.getLogger("adtarget.delivery")
 SUFFIX = ".wal"
 
 
+class BacklogFull(Exception):
+    """More than ``max_bytes`` of rows wait for the event log: refuse new ones for now."""
+
+
 @dataclass
 class Segment:
     """One locked segment file and the rows it holds (in memory: the flusher never re-reads)."""
@@ -47,13 +56,16 @@ class Segment:
     path: Path
     fd: int
     rows: list[dict[str, Any]] = field(default_factory=list)
+    size: int = 0  # bytes written (counted against ``max_bytes`` until released)
 
 
 class WriteAheadLog:
     """One process's segments under ``root``; ``append`` is thread-safe."""
 
-    def __init__(self, root: Path, *, sync: bool = True) -> None:
+    def __init__(self, root: Path, *, sync: bool = True, max_bytes: int | None = None) -> None:
         self.root = Path(root)
+        self.max_bytes = max_bytes
+        self.held = 0  # bytes in segments written or adopted here and not yet released
         self.root.mkdir(parents=True, exist_ok=True)
         self._sync = sync
         self._lock = threading.Lock()
@@ -67,6 +79,11 @@ class WriteAheadLog:
         """Write ``rows`` as one NDJSON chunk and fsync it: durable when this returns."""
         data = b"".join([orjson.dumps(row) + b"\n" for row in rows])
         with self._lock:
+            if self.max_bytes is not None and self.held + len(data) > self.max_bytes:
+                raise BacklogFull(
+                    f"{self.held:,} bytes of events wait for the event log "
+                    f"(limit {self.max_bytes:,})"
+                )
             seg = self._current or self._open()
             try:
                 view = memoryview(data)
@@ -81,6 +98,10 @@ class WriteAheadLog:
                 self._current = None
                 self._broken.append(seg)
                 raise
+            finally:
+                written = os.lseek(seg.fd, 0, os.SEEK_END) - seg.size
+                seg.size += written
+                self.held += written
             seg.rows.extend(rows)
 
     def pending(self) -> int:
@@ -103,11 +124,15 @@ class WriteAheadLog:
         seg.path.unlink(missing_ok=True)
         os.close(seg.fd)
         self._own.discard(seg.path)
+        with self._lock:
+            self.held -= seg.size
 
     def abandon(self, seg: Segment) -> None:
         """Drop the lock but keep the file: its rows are replayed by the next to find it."""
         os.close(seg.fd)
         self._own.discard(seg.path)
+        with self._lock:
+            self.held -= seg.size
 
     def close(self) -> None:
         """Release an empty current segment (a non-empty one stays for the next start)."""
@@ -140,7 +165,10 @@ class WriteAheadLog:
             if os.fstat(fd).st_nlink == 0:  # released between our open and our lock
                 os.close(fd)
                 continue
-            yield Segment(path, fd, _read_rows(path, fd))
+            size = os.fstat(fd).st_size
+            with self._lock:
+                self.held += size
+            yield Segment(path, fd, _read_rows(path, fd), size)
 
     def _open(self) -> Segment:
         self._seq += 1

@@ -61,7 +61,11 @@ async def track_asgi(scope: Scope, receive: Receive, send: Send) -> None:
         except BeaconRefused as refused:
             METRICS.inc(metrics.BEACONS_REFUSED.labels(refused.reason))
             raise
-        await container.beacons.record(beacon.event_row(now))
+        try:
+            await container.beacons.record(beacon.event_row(now))
+        except StoreUnavailable:
+            METRICS.inc(metrics.BEACONS_DEFERRED)
+            raise
         METRICS.inc(metrics.BEACONS.labels(beacon.event))
     except AdtargetError as err:
         await send_error(send, err)

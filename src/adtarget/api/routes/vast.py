@@ -7,7 +7,9 @@ The pod's own parameters are bounded in the query declaration too (the published
 unbounded ``slots`` of 10**21 could not be re-encoded for the parser and was a 500, and a NaN
 ``min_duration`` was silently dropped).
 It is checked by the same parser as ``POST /v1/decisions`` and decided by the same engine, so
-the XML and the JSON answer are one break; every URL in it is a signed tracking URL.
+the XML and the JSON answer are one break; every URL in it is a signed tracking URL. The break
+is asked ``playable``: only creatives with a media URL fill it, so every filled slot is an
+``<Ad>`` (a creative without one would have taken a slot the XML must leave out).
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ async def vast(
     formats: Annotated[str | None, Query()] = None,
 ) -> Response:
     """The break ``POST /v1/decisions`` would answer for the same user, context and pod."""
-    pod: dict[str, Any] = {"slots": slots, "max_duration": max_duration}
+    pod: dict[str, Any] = {"slots": slots, "max_duration": max_duration, "playable": True}
     if min_duration is not None:
         pod["min_duration"] = min_duration
     body: dict[str, Any] = {
