@@ -26,6 +26,8 @@ from cachetools import LRUCache
 from pyroaring import AbstractBitMap, BitMap, FrozenBitMap
 
 from adtarget.audience import bsi, numbers
+from adtarget.audience.dense import DenseCache
+from adtarget.audience.dense_rules import DenseIndex
 from adtarget.audience.layout import (
     SEGMENTS,
     UNIVERSE,
@@ -166,9 +168,18 @@ class DimReader:
             self._cache.put(key, bm, end - start)
         return bm
 
+    def raw(self, i: int) -> npt.NDArray[np.uint8]:
+        """The i-th bitmap as stored (Roaring's portable serialization, in the mapping)."""
+        return self._blob[int(self._bm_off[i]) : int(self._bm_off[i + 1])]
+
+    @property
+    def present_index(self) -> int:
+        """Which stored bitmap is ``present`` (the last)."""
+        return len(self._bm_off) - 2
+
     def present(self) -> FrozenBitMap:
         """Users with a value (for sets: a non-empty set)."""
-        return self.bitmap(len(self._bm_off) - 2)
+        return self.bitmap(self.present_index)
 
     def value_at(self, ordinal: int) -> Any:
         """This user's value, or ``None`` when missing."""
@@ -187,13 +198,20 @@ class DimReader:
         self, low: float | None, high: float | None, low_inc: bool, high_inc: bool
     ) -> AbstractBitMap:
         """Users whose number lies in the interval (by the dimension's layout, over ranks)."""
+        bounds = self.rank_bounds(low, high, low_inc, high_inc)
+        if bounds is None:
+            return EMPTY
+        assert self.numbers is not None
+        return self.numbers.range(bounds[0], bounds[1])
+
+    def rank_bounds(
+        self, low: float | None, high: float | None, low_inc: bool, high_inc: bool
+    ) -> tuple[int, int] | None:
+        """The inclusive rank interval of a value interval (``None``: no value inside)."""
         if self.numbers is None:
             raise InvalidValue(f"dimension {self.name!r} is not a number", field=self.name)
         assert self._distinct_list is not None
-        bounds = bsi.rank_bounds(self._distinct_list, low, high, low_inc, high_inc)
-        if bounds is None:
-            return EMPTY
-        return self.numbers.range(bounds[0], bounds[1])
+        return bsi.rank_bounds(self._distinct_list, low, high, low_inc, high_inc)
 
 
 class SegmentReader:
@@ -262,12 +280,30 @@ class SnapshotIndex:
         root: Path,
         dims: dict[str, DimReader],
         segments: SegmentReader,
+        num_ordinals: int | None = None,
     ) -> None:
         keep_freed_heap()
         self._dims = dims
         self._segments = segments
         blob = load_bytes(root / UNIVERSE)
         self._universe = read_bitmap(blob, 0, len(blob))
+        self._num_ordinals = num_ordinals
+        self._dense: DenseIndex | None = None
+        self.dense_enabled = True  # off: every count through Roaring (the bench's baseline)
+
+    @property
+    def dense(self) -> DenseIndex | None:
+        """Dense evaluation over this snapshot (``audience/dense_rules``), made on first use;
+        ``None`` when the ordinal count is unknown."""
+        if not self.dense_enabled:
+            return None
+        if self._dense is None and self._num_ordinals is not None:
+            self._dense = DenseIndex(self, self._num_ordinals, DenseCache())
+        return self._dense
+
+    def dim(self, name: str) -> DimReader | None:
+        """One dimension's reader, or ``None``."""
+        return self._dims.get(name)
 
     def universe(self) -> FrozenBitMap:
         """Every live user."""

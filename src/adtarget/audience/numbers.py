@@ -87,9 +87,13 @@ class RangeEncoded:
         self.k = k
         self._present = present
 
+    def le_index(self, c: int) -> int:
+        """Which stored bitmap is ``rank <= c``."""
+        return c if c < self.k - 1 else self._present
+
     def le(self, c: int) -> AbstractBitMap:
         """Users with rank <= c."""
-        return self._get(c if c < self.k - 1 else self._present)
+        return self._get(self.le_index(c))
 
     def range(self, lo: int, hi: int) -> AbstractBitMap:
         """Users with lo <= rank <= hi."""
@@ -141,9 +145,17 @@ class BucketedEquality:
             self._dense = self._prefix[-1] // DENSE_SHARE
         return self._prefix[hi + 1] - self._prefix[lo] + RANK_COST * (hi - lo + 1)
 
+    def cum_index(self, end: int) -> int:
+        """Which stored bitmap is ``rank <= end`` for a bucket end."""
+        return self.k + bisect_right(self.starts, end) - 1
+
     def _cum(self, end: int) -> AbstractBitMap:
         """``rank <= end`` for a bucket end."""
-        return self._get(self.k + bisect_right(self.starts, end) - 1)
+        return self._get(self.cum_index(end))
+
+    def union(self, spans: list[tuple[int, int]]) -> AbstractBitMap | None:
+        """The equality bitmaps of the ranks in ``spans`` OR'd (``None``: no rank)."""
+        return self._union(spans)
 
     def _union(self, spans: list[tuple[int, int]]) -> AbstractBitMap | None:
         parts = [self._get(r) for lo, hi in spans for r in range(lo, hi + 1)]
@@ -159,25 +171,31 @@ class BucketedEquality:
         b = bisect_right(self.starts, c) - 1
         return [self.ends[b], self.ends[b - 1] if b else -1]
 
-    def range(self, lo: int, hi: int) -> AbstractBitMap:
-        """Users with lo <= rank <= hi."""
+    def plan(self, lo: int, hi: int) -> tuple[int, int] | None:
+        """The bucket ends ``(le, ue)`` to start ``[lo, hi]`` from, or ``None``: the union of
+        its equality bitmaps alone touches the fewest users."""
         best = self._cost(lo, hi)
         plan: tuple[int, int] | None = None
         for ue in self._around(hi):
             for le in self._around(lo - 1):
                 if le >= ue:
                     continue
-                add, rem = _spans(lo, hi, le, ue)
+                add, rem = spans(lo, hi, le, ue)
                 cost = self._dense * (1 + (le >= 0) + bool(add) + bool(rem))
                 cost += sum(self._cost(a, b) for a, b in add + rem)
                 if cost < best:
                     best, plan = cost, (le, ue)
+        return plan
+
+    def range(self, lo: int, hi: int) -> AbstractBitMap:
+        """Users with lo <= rank <= hi."""
+        plan = self.plan(lo, hi)
         if plan is None:
             whole = self._union([(lo, hi)])
             assert whole is not None
             return whole
         le, ue = plan
-        add, rem = _spans(lo, hi, le, ue)
+        add, rem = spans(lo, hi, le, ue)
         acc = self._cum(ue) if le < 0 else self._cum(ue) - self._cum(le)
         removed = self._union(rem)
         if removed is not None:
@@ -186,7 +204,7 @@ class BucketedEquality:
         return acc if added is None else acc | added
 
 
-def _spans(
+def spans(
     lo: int, hi: int, le: int, ue: int
 ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """Rank spans to add to and remove from ``(le, ue]`` to make ``[lo, hi]``."""

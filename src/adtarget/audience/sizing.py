@@ -54,6 +54,11 @@ def count_rule(rule: Rule, index: BitmapIndex, memo: Memo | None = None) -> int:
     if isinstance(core, InList) and len(core.values) >= 2:
         n = _in_list_count(core, index, memo)
         return len(index.universe()) - n if negated else n
+    dense = getattr(index, "dense", None)  # a snapshot's own index (not a live overlay)
+    if dense is not None:
+        n = dense.count(rule)
+        if n is not None:
+            return n
     if not isinstance(rule, And) or len(rule.children) < 3:
         return count(rule, index, memo)
     negs = [evaluate_shared(c.child, index, memo) for c in rule.children if isinstance(c, Not)]

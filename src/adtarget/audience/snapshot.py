@@ -79,7 +79,7 @@ class Snapshot:
             for name, meta in self.manifest["dims"].items()
         }
         self.segments = SegmentReader(self.path, self.manifest["segments"], clock)
-        self.index = SnapshotIndex(self.path, self.dims, self.segments)
+        self.index = SnapshotIndex(self.path, self.dims, self.segments, self.num_ordinals)
         self._results = ResultCache()
         self._clock = clock
         # Segment memberships that expire change answers without a publish: the kept results
