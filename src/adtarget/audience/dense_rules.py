@@ -14,7 +14,7 @@ added or removed as sparse members; bit-sliced — Roaring's range, then expande
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from pyroaring import AbstractBitMap
@@ -38,8 +38,9 @@ from adtarget.rules.ast import (
 )
 from adtarget.rules.eval_bitmap import polarity, split
 
-if TYPE_CHECKING:
-    from adtarget.audience.index import DimReader, SnapshotIndex
+# ``audience.index`` builds a ``DenseIndex``: its readers are typed loosely to keep one way.
+DimReader = Any
+SnapshotIndex = Any
 
 SPARSE_SHARE = 512
 """A bitmap with fewer members than 1/512 of the ordinals is scattered per block (a member
