@@ -58,7 +58,7 @@ def count_rule(rule: Rule, index: BitmapIndex, memo: Memo | None = None) -> int:
     if dense is not None:
         n = dense.count(rule)
         if n is not None:
-            return n
+            return int(n)
     if not isinstance(rule, And) or len(rule.children) < 3:
         return count(rule, index, memo)
     negs = [evaluate_shared(c.child, index, memo) for c in rule.children if isinstance(c, Not)]
