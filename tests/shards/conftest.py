@@ -56,6 +56,18 @@ class RayCluster:
         self.cluster.wait_for_nodes()
         return node
 
+    def shard_sets(self) -> list[str]:
+        """Names of the shard-set keepers alive on the cluster (one per served version)."""
+        names = self.ray.util.list_named_actors()
+        return sorted({n.split("/")[0] for n in names if n.startswith("adtarget-shards-")})
+
+    def retire_all(self) -> None:
+        """Stop every version's shard hosts (they are detached: they outlive a test)."""
+        from adtarget.audience.ray_runtime import retire_set
+
+        for name in self.shard_sets():
+            retire_set(self.ray, name)
+
     def shutdown(self) -> None:
         self.ray.shutdown()
         self.cluster.shutdown()

@@ -21,6 +21,7 @@ from tests.audience.conftest import build, population
 from tests.audience.test_sharded import build_sharded
 from tests.shards.conftest import RayCluster, non_loopback_connections
 
+from adtarget.audience.ray_runtime import set_name
 from adtarget.audience.service import export_rule, overlap_rules, size_rule
 from adtarget.audience.store import SnapshotStore
 from serving import free_port, wait_until_serving
@@ -70,21 +71,14 @@ def serve(ray_cluster: RayCluster, tmp_path: Path) -> Iterator[tuple[str, Path]]
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        ray_cluster.retire_all()  # the hosts are detached: they outlive the server
 
 
-def shard_actor_process(data_dir: Path, k: int) -> psutil.Process:
-    """The Ray worker process that has shard ``k`` of this data dir's snapshot mapped."""
-    want = f"{data_dir}/snapshots/"
-    tail = f"/shard-{k:03d}/"
-    for proc in psutil.process_iter(["cmdline"]):
-        if "_ShardActor" not in " ".join(proc.info["cmdline"] or []):
-            continue
-        try:
-            if any(want in m.path and tail in m.path for m in proc.memory_maps()):
-                return proc
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    raise AssertionError(f"no shard actor maps shard {k} of {data_dir}")
+def shard_host_process(ray_cluster: RayCluster, data_dir: Path, k: int) -> psutil.Process:
+    """The Ray worker process of the shard host serving shard ``k`` of the current version."""
+    name = set_name(data_dir / "snapshots" / "v000001")
+    host = ray_cluster.ray.get_actor(f"{name}/{k % SHARDS}")  # one host per node: shard k
+    return psutil.Process(ray_cluster.ray.get(host.pid.remote(), timeout=30))
 
 
 def test_served_answers_sum_the_shard_actors(serve: tuple[str, Path], tmp_path: Path) -> None:
@@ -113,13 +107,15 @@ def test_served_answers_sum_the_shard_actors(serve: tuple[str, Path], tmp_path: 
     assert non_loopback_connections() == []
 
 
-def test_a_stalled_shard_is_a_503_naming_it_then_exact_again(serve: tuple[str, Path]) -> None:
+def test_a_stalled_shard_is_a_503_naming_it_then_exact_again(
+    ray_cluster: RayCluster, serve: tuple[str, Path]
+) -> None:
     base, data_dir = serve
     with httpx.Client(base_url=base, timeout=90) as client:
         first = client.post("/v1/audiences/size", json={"rule": RULE})  # starts the actors
         assert first.status_code == 200, first.text
         want = first.json()["count"]
-        actor = shard_actor_process(data_dir, 1)
+        actor = shard_host_process(ray_cluster, data_dir, 1)
         actor.suspend()  # SIGSTOP: shard 1 is alive but cannot answer within the deadline
         try:
             t = time.monotonic()

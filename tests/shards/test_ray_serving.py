@@ -4,10 +4,15 @@ snapshot, spread over nodes, loopback only, and a node lost mid-stream gives exa
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +27,17 @@ from tests.shards.conftest import RayCluster, non_loopback_connections
 
 from adtarget.api.app import create_app
 from adtarget.api.deps import app_snapshot_store
-from adtarget.audience.fanout import Fanout
+from adtarget.audience.fanout import Fanout, LocalFanout
 from adtarget.audience.ray_runtime import RayFanout
 from adtarget.audience.service import export_rule, overlap_rules, size_rule
 from adtarget.audience.shard_build import ShardedBuilder
 from adtarget.audience.sharded import ShardedSnapshot
+from adtarget.audience.sharded_live import LiveShardedSnapshot
 from adtarget.audience.snapshot import Snapshot
 from adtarget.audience.store import SnapshotStore
 from adtarget.errors import ShardUnavailable
 from adtarget.rules.ast import Rule
+from adtarget.rules.parse import parse
 from adtarget.settings import Settings
 
 with warnings.catch_warnings():
@@ -44,7 +51,7 @@ SHARDS = 4
 @pytest.fixture(scope="module")
 def served(
     ray_cluster: RayCluster, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Snapshot, ShardedSnapshot, SnapshotStore]:
+) -> Iterator[tuple[Snapshot, ShardedSnapshot, SnapshotStore]]:
     users = population(900, seed=23)
     one = build(SnapshotStore(tmp_path_factory.mktemp("one")), users)
 
@@ -54,7 +61,10 @@ def served(
     store = SnapshotStore(tmp_path_factory.mktemp("many"), fanout_factory=fanout)
     many = build_sharded(store, users, SHARDS)
     assert isinstance(many, ShardedSnapshot)
-    return one, many, store
+    yield one, many, store
+    fan = many.fanout
+    assert isinstance(fan, RayFanout)
+    fan.retire()
 
 
 def test_actors_spread_over_nodes_on_loopback(
@@ -65,6 +75,8 @@ def test_actors_spread_over_nodes_on_loopback(
     assert isinstance(fan, RayFanout)
     assert ray_cluster.alive_nodes() == 3
     assert len(set(fan.nodes())) == 3  # 4 shards on 3 nodes: every node holds one or two
+    assert len(fan.actors) == 3  # one host per node: three calls per answer, not four
+    assert sorted(k for shards in fan.assignment for k in shards) == list(range(SHARDS))
     assert non_loopback_connections() == []
 
 
@@ -99,8 +111,11 @@ def test_export_streams_every_shard(
     assert sorted(ids_a) == sorted(ids_b)
 
 
-def test_http_answers_through_ray(ray_cluster: RayCluster, tmp_path: Path) -> None:
-    """``ADTARGET_AUDIENCE_BACKEND=ray``: the served API sums shard actors, says ``shards``."""
+def test_http_answers_through_ray_and_hosts_follow_updates(
+    ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    """``ADTARGET_AUDIENCE_BACKEND=ray``: the served API sums shard hosts, says ``shards``,
+    and real-time profile updates are counted by the hosts themselves (they follow the log)."""
     cfg = Settings(
         data_dir=tmp_path / "data",
         actor="tester",
@@ -111,17 +126,38 @@ def test_http_answers_through_ray(ray_cluster: RayCluster, tmp_path: Path) -> No
     one = build(SnapshotStore(tmp_path / "one"), users)
     build_sharded(SnapshotStore(cfg.snapshots_dir), users, 3)
     app = create_app(cfg)
+    rule = "premium = true"
     with TestClient(app, raise_server_exceptions=False) as client:
-        r = client.post("/v1/audiences/size", json={"rule": "premium = true"})
+        r = client.post("/v1/audiences/size", json={"rule": rule})
         assert r.status_code == 200, r.text
-        want = size_rule(snapshot=one, rule_text="premium = true")["count"]
+        want = size_rule(snapshot=one, rule_text=rule)["count"]
         assert r.json() == {"count": want, "snapshot": "v000001", "shards": 3}
-        r = client.post("/v1/audiences/overlap", json={"rules": ["premium = true", "age < 30"]})
+        r = client.post("/v1/audiences/overlap", json={"rules": [rule, "age < 30"]})
         assert r.status_code == 200 and r.json()["shards"] == 3
-        r = client.post("/v1/audiences/export", json={"rule": "premium = true"})
+        r = client.post("/v1/audiences/export", json={"rule": rule})
         assert r.status_code == 200 and r.headers["X-Adtarget-Count"] == str(want)
-        served = app_snapshot_store(app).current()
-        assert isinstance(served, ShardedSnapshot) and isinstance(served.fanout, RayFanout)
+
+        flip = [u["user_id"] for u in users if u.get("premium") is False][:6]
+        body = [
+            {"update_id": f"p{i}", "user_id": uid, "set": {"premium": True}}
+            for i, uid in enumerate(flip)
+        ]
+        body.append({"update_id": "n1", "user_id": "new-user-1", "set": {"premium": True}})
+        r = client.post("/v1/profiles/updates", json={"updates": body})
+        assert r.status_code == 200 and r.json()["accepted"] == 7, r.text
+        r = client.post("/v1/audiences/size", json={"rule": rule})
+        assert r.status_code == 200 and r.json()["count"] == want + 7, r.text
+        live = app_snapshot_store(app).current()
+        assert isinstance(live, LiveShardedSnapshot) and live.updates_seq >= 7
+        hosts = live.base.fanout
+        assert isinstance(hosts, RayFanout) and not isinstance(live.fanout, LocalFanout)
+        compiled = parse(rule)
+        # asked directly: the hosts themselves count the updates (as of the asker's sequence)
+        assert hosts.count(compiled, use_cache=False, seq=live.updates_seq) == want + 7
+        r = client.post("/v1/audiences/export", json={"rule": rule})
+        assert r.headers["X-Adtarget-Count"] == str(want + 7) and b"new-user-1" in r.content
+    assert non_loopback_connections() == []
+    hosts.retire()
 
 
 def test_node_loss_gives_exact_or_shard_unavailable_then_recovers(
@@ -179,6 +215,7 @@ def test_node_loss_gives_exact_or_shard_unavailable_then_recovers(
         assert non_loopback_connections() == []
     finally:
         ray_cluster.add_worker()  # later tests get three nodes again
+        fan.retire()
 
 
 def test_kept_answers_follow_segment_expiry(ray_cluster: RayCluster, tmp_path: Path) -> None:
@@ -205,4 +242,58 @@ def test_kept_answers_follow_segment_expiry(ray_cluster: RayCluster, tmp_path: P
     assert time.time() < now + ttl, "the actors took longer to answer than the TTL"
     time.sleep(max(0.0, math.ceil(now + ttl) - time.time()) + 0.2)
     assert size_rule(snapshot=snap, rule_text=rule, min_size=0, segments=segs)["count"] == 0
-    snap.fanout.close()
+    snap.fanout.retire()
+
+
+def test_processes_share_one_set_of_hosts_retired_after_a_switch(
+    ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    """``serve --workers N`` on many processes or nodes: every process serving a version gets
+    the same hosts (one copy of the shards, not N), and once a newer version is current the
+    old version's hosts stop by themselves."""
+
+    def fanout(snap: ShardedSnapshot) -> Fanout:
+        return RayFanout(snap, address=ray_cluster.address, deadline_s=5.0, retire_s=1.0)
+
+    store = SnapshotStore(tmp_path / "many", fanout_factory=fanout)
+    first = build_sharded(store, population(300, seed=3), SHARDS)
+    assert isinstance(first, ShardedSnapshot)
+    fan = first.fanout
+    assert isinstance(fan, RayFanout)
+    other = (
+        "import json, sys\n"
+        "from adtarget.audience.ray_runtime import RayFanout\n"
+        "from adtarget.audience.sharded import ShardedSnapshot\n"
+        "f = RayFanout(ShardedSnapshot(sys.argv[1]), address=sys.argv[2], deadline_s=30)\n"
+        "print(json.dumps([a._actor_id.hex() for a in f.actors]))\n"
+    )
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    env.pop("RAY_ADDRESS", None)
+    done = subprocess.run(
+        [sys.executable, "-c", other, str(first.path), ray_cluster.address],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    )
+    theirs = json.loads(done.stdout.strip().splitlines()[-1])
+    assert theirs == [a._actor_id.hex() for a in fan.actors]
+    assert ray_cluster.shard_sets().count(fan.name) == 1
+    named = [n for n in ray_cluster.ray.util.list_named_actors() if n.startswith(fan.name)]
+    assert len(named) == 1 + len(fan.actors)  # the keeper and one host per node, once
+
+    second = build_sharded(store, population(200, seed=4), SHARDS)
+    assert isinstance(second, ShardedSnapshot)
+    newer = second.fanout
+    assert isinstance(newer, RayFanout)
+    assert size_rule(snapshot=second, rule_text="premium = true", min_size=0)["shards"] == SHARDS
+    deadline = time.monotonic() + 60
+    while fan.name in ray_cluster.shard_sets() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    try:
+        assert fan.name not in ray_cluster.shard_sets()  # retired: not current for 1 s
+        assert newer.name in ray_cluster.shard_sets()
+    finally:
+        newer.retire()
+        fan.retire()

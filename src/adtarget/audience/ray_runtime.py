@@ -11,26 +11,29 @@ naming the shard.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ipaddress
 import os
 import pickle
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 from cachetools import LRUCache
 
-from adtarget.audience.fanout import EXPORT_CHUNK, ShardWork, add_matrices
+from adtarget.audience.fanout import EXPORT_CHUNK, Fanout, ShardWork, add_matrices
+from adtarget.audience.layout import MANIFEST
+from adtarget.audience.shard_follow import ShardFollower
+from adtarget.audience.sharded import ShardedSnapshot
 from adtarget.audience.snapshot import Snapshot
+from adtarget.audience.store import CURRENT
+from adtarget.audience.update_log import UpdateLog
 from adtarget.errors import AdtargetError, InvalidValue, ShardUnavailable
 from adtarget.rules.ast import Rule
-
-if TYPE_CHECKING:
-    from adtarget.audience.sharded import ShardedSnapshot
 
 NAMESPACE = "adtarget"
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
@@ -40,6 +43,8 @@ NODE_VIEW_WAIT_S = 10.0  # how long placement waits for new nodes to reach the s
 # A placement-group bundle must reserve some resource; one byte of ``memory`` takes nothing a
 # build task needs (a fraction of a CPU would keep 1-CPU tasks off the node).
 SHARD_BUNDLE = {"memory": 1}
+RETIRE_S = 60.0  # a version's hosts stay this long after it stopped being CURRENT
+KEEPER_CHECK_S = 2.0
 _init_lock = threading.Lock()
 
 
@@ -129,24 +134,36 @@ def start_local_cluster(nodes: int, *, object_store_mb: int = 200) -> Any:
     return cluster
 
 
-# -- serving: one actor per shard -----------------------------------------------------------
+# -- serving: shard hosts, one per node, shared by every process of a version ---------------
 
 
-class _ShardActor:
-    """One shard, memory-mapped from shared storage by whichever node runs the actor.
+class _ShardHost:
+    """Several shards of one version on one node, answering their sum in one call.
 
-    Rules arrive as the bytes ``RayFanout`` pickled once per distinct rule (Ray's own argument
-    serialization pickles a rule AST again for every actor on every call, ~0.25 ms each);
-    the actor keeps the rules it has unpickled, so a repeated rule is a dictionary lookup.
-    It also keeps its answers per rule for as long as its shard's kept results are valid
-    (``ResultCache.generation``: a segment membership expiring or real-time deltas changing
-    the shard start a new generation), so the same question asked again costs no bitmap work.
+    Why several shards per actor: the driver pays Ray's per-call cost (≈ 0.4–0.7 ms on this
+    VM) once per actor, so one actor per node instead of one per shard is fewer calls for the
+    same work (a node's shards share its cores either way). Each shard is memory-mapped from
+    shared storage; with an update log it is followed (``ShardFollower``), so answers include
+    real-time updates. Rules arrive as the bytes ``RayFanout`` pickled once per distinct rule
+    (Ray's own argument serialization pickled a rule AST again for every actor on every call);
+    the host keeps the rules it has unpickled and its answers per rule for as long as its
+    shards' state is the same (kept results' ``generation``, each shard's update view), so
+    the same question asked again costs no bitmap work.
     """
 
-    def __init__(self, path: str) -> None:
-        self.work = ShardWork(Snapshot(path))
+    def __init__(
+        self, path: str, shards: list[int], updates_url: str | None, poll_s: float
+    ) -> None:
+        base = ShardedSnapshot(path)
+        self.base = base
+        self.mine = list(shards)
+        self.follower: ShardFollower | None = None
+        if updates_url:
+            self.follower = ShardFollower(base, shards, UpdateLog(updates_url), poll_s=poll_s)
+            self.follower.start()
         self._rules: LRUCache[bytes, Any] = LRUCache(maxsize=RULES_KEPT)
-        self._answers: LRUCache[tuple[str, bytes, int], Any] = LRUCache(maxsize=RULES_KEPT)
+        self._answers: LRUCache[tuple[Any, ...], Any] = LRUCache(maxsize=RULES_KEPT)
+        self._exports: LRUCache[tuple[bytes, int], dict[int, ShardWork]] = LRUCache(maxsize=8)
 
     def _rule(self, blob: bytes) -> Any:
         rule = self._rules.get(blob)
@@ -154,13 +171,25 @@ class _ShardActor:
             rule = self._rules[blob] = pickle.loads(blob)  # noqa: S301 (our own driver's bytes)
         return rule
 
-    def _answer(self, kind: str, blob: bytes, use_cache: bool, compute: Callable[[], Any]) -> Any:
+    def _shards(self, seq: int) -> list[Snapshot]:
+        if self.follower is None:
+            return [self.base.shard(k) for k in self.mine]
+        self.follower.ensure(seq)
+        return self.follower.snapshots()
+
+    def _answer(
+        self, kind: str, blob: bytes, seq: int, use_cache: bool, fn: Callable[[ShardWork], Any]
+    ) -> list[Any]:
+        snaps = self._shards(seq)
         if not use_cache:
-            return compute()
-        key = (kind, blob, self.work.snapshot.results.generation)  # after the expiry check
+            return [fn(ShardWork(s)) for s in snaps]
+        # the state every answer depends on: each shard's kept results (checked for expiry
+        # first) and, when followed, its update view
+        state = tuple((s.results.generation, getattr(s, "updates_seq", 0), id(s)) for s in snaps)
+        key = (kind, blob, state)
         hit = self._answers.get(key)
         if hit is None:
-            hit = self._answers[key] = compute()
+            hit = self._answers[key] = [fn(ShardWork(s)) for s in snaps]
         return hit
 
     def ping(self) -> str:
@@ -168,39 +197,186 @@ class _ShardActor:
 
         return str(ray.get_runtime_context().get_node_id())
 
-    def count(self, blob: bytes, use_cache: bool = True) -> int:
+    def pid(self) -> int:
+        """This host's process id (tests stop it with SIGSTOP)."""
+        return os.getpid()
+
+    def count(self, blob: bytes, use_cache: bool = True, seq: int = 0) -> int:
+        """Users of this host's shards matching the rule."""
         rule = self._rule(blob)
-        return int(self._answer("count", blob, use_cache, lambda: self.work.count(rule, use_cache)))
+        return sum(self._answer("count", blob, seq, use_cache, lambda w: w.count(rule, use_cache)))
 
-    def overlap(self, blob: bytes, use_cache: bool = True) -> list[list[int]]:
+    def overlap(self, blob: bytes, use_cache: bool = True, seq: int = 0) -> list[list[int]]:
+        """The sum of this host's shards' intersection matrices."""
         rules = self._rule(blob)
-        return list(
-            self._answer("overlap", blob, use_cache, lambda: self.work.overlap(rules, use_cache))
-        )
+        parts = self._answer("overlap", blob, seq, use_cache, lambda w: w.overlap(rules, use_cache))
+        return add_matrices(parts, len(rules))
 
-    def export_count(self, blob: bytes) -> int:
-        return self.work.export_count(self._rule(blob))
+    def export_counts(self, blob: bytes, seq: int = 0) -> list[tuple[int, int]]:
+        """``(shard, users it exports)`` per shard; pins this state for the chunks."""
+        rule = self._rule(blob)
+        works = {k: ShardWork(s) for k, s in zip(self.mine, self._shards(seq), strict=True)}
+        self._exports[(blob, seq)] = works
+        return [(k, w.export_count(rule)) for k, w in works.items()]
 
-    def export_chunk(self, blob: bytes, start: int, size: int) -> pa.Array:
-        return self.work.export_chunk(self._rule(blob), start, size)
+    def export_chunk(self, blob: bytes, seq: int, k: int, start: int, size: int) -> pa.Array:
+        """User ids ``start .. start+size`` of shard ``k``'s matches, as pinned above."""
+        works = self._exports.get((blob, seq))
+        if works is None:  # restarted meanwhile: the state as of now
+            works = {k: ShardWork(s) for k, s in zip(self.mine, self._shards(seq), strict=True)}
+            self._exports[(blob, seq)] = works
+        return works[k].export_chunk(self._rule(blob), start, size)
+
+
+class _VersionKeeper:
+    """Creates (once per cluster) the shard hosts of one snapshot version, and retires them.
+
+    Why a named, detached actor: every serving process (``adtarget serve --workers N``, and
+    API nodes on other machines) asks for the keeper by the version's name and gets the same
+    hosts, so N workers hold one copy of the shards, not N. Ray serializes the get-or-create
+    of a named actor, so two workers starting at once still make one set. The hosts outlive
+    the process that created them; the keeper retires them (and itself) once its version
+    has not been ``CURRENT`` for ``retire_s`` or its directory changed or went away.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        name: str,
+        hosts: int,
+        updates_url: str | None,
+        poll_s: float,
+        retire_s: float,
+    ) -> None:
+        from ray.util.placement_group import get_placement_group, placement_group
+
+        self.path, self.name, self.retire_s = Path(path), name, retire_s
+        self.fingerprint = _fingerprint(self.path)
+        shards = ShardedSnapshot(path).num_shards
+        try:  # restarted on another node: the group and hosts of before
+            group = get_placement_group(name)
+        except ValueError:
+            group = placement_group(
+                [dict(SHARD_BUNDLE) for _ in range(hosts)],
+                strategy="SPREAD",
+                name=name,
+                lifetime="detached",
+            )
+        cls = _host_class()
+        self.hosts = [
+            cls.options(
+                name=f"{name}/{j}",
+                get_if_exists=True,
+                lifetime="detached",
+                num_cpus=0,
+                scheduling_strategy=_placement(group, j),
+                **SHARD_BUNDLE,
+            ).remote(path, list(range(j, shards, hosts)), updates_url, poll_s)
+            for j in range(hosts)
+        ]
+        self.assignment = [list(range(j, shards, hosts)) for j in range(hosts)]
+        threading.Thread(target=self._watch, name="adtarget-keeper", daemon=True).start()
+
+    def hosts_of(self) -> tuple[list[Any], list[list[int]]]:
+        """The host handles and the shards each serves."""
+        return self.hosts, self.assignment
+
+    def _watch(self) -> None:
+        stale_since: float | None = None
+        while True:
+            time.sleep(KEEPER_CHECK_S)
+            if _fingerprint(self.path) != self.fingerprint:
+                break  # the directory was replaced or removed: these shards are not it
+            if _is_current(self.path):
+                stale_since = None
+                continue
+            stale_since = stale_since or time.monotonic()
+            if time.monotonic() - stale_since >= self.retire_s:
+                break
+        import ray
+
+        retire(ray, self.name, self.hosts)
+        ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
+
+
+def _fingerprint(path: Path) -> str | None:
+    """What identifies one version directory's content: its top manifest's bytes."""
+    try:
+        return hashlib.sha1((path / MANIFEST).read_bytes(), usedforsecurity=False).hexdigest()
+    except OSError:
+        return None
+
+
+def _is_current(path: Path) -> bool:
+    """Whether the store's ``CURRENT`` names this version (a directory outside a store is)."""
+    try:
+        return (path.parent / CURRENT).read_text().strip() == path.name
+    except FileNotFoundError:
+        return True
+
+
+def set_name(path: Path) -> str:
+    """The cluster-wide name of one version's shard set: its path and manifest, hashed (a
+    data dir wiped and built again gets new hosts, not the old files' ones)."""
+    digest = hashlib.sha1(str(path.resolve()).encode(), usedforsecurity=False)
+    digest.update((_fingerprint(path) or "").encode())
+    return f"adtarget-shards-{digest.hexdigest()[:20]}"
+
+
+def retire(ray: Any, name: str, hosts: Sequence[Any] | None = None) -> None:
+    """Stop a version's shard hosts and release their placement group (best effort; the
+    hosts are looked up by name when not given)."""
+    from ray.util.placement_group import get_placement_group, remove_placement_group
+
+    if hosts is None:
+        names = [n for n in ray.util.list_named_actors() if n.startswith(f"{name}/")]
+        hosts = [ray.get_actor(n) for n in names]
+    for handle in hosts:
+        with contextlib.suppress(Exception):
+            ray.kill(handle, no_restart=True)
+    with contextlib.suppress(Exception):
+        remove_placement_group(get_placement_group(name))
+
+
+def retire_set(ray: Any, name: str) -> None:
+    """Stop the keeper named ``name`` and the set it keeps (tests, the bench)."""
+    with contextlib.suppress(Exception):
+        ray.kill(ray.get_actor(name), no_restart=True)
+    retire(ray, name)
 
 
 @cache
-def _actor_class() -> Any:
+def _host_class() -> Any:
     ray = ray_module()
     # restarted without limit on another node when its node dies; a call that was running when
     # it died is not retried (the request answers shard_unavailable, the next one is exact)
-    return ray.remote(max_restarts=-1, max_task_retries=0)(_ShardActor)
+    return ray.remote(max_restarts=-1, max_task_retries=0)(_ShardHost)
+
+
+@cache
+def _keeper_class() -> Any:
+    ray = ray_module()
+    return ray.remote(max_restarts=-1, max_task_retries=-1)(_VersionKeeper)
+
+
+def _placement(group: Any, k: int) -> Any:
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    return PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=k)
 
 
 class RayFanout:
-    """``Fanout`` over one Ray actor per shard, spread over the cluster's nodes.
+    """``Fanout`` over the shard hosts of one version (one per node), shared cluster-wide.
 
     Args:
-        snapshot: the sharded snapshot; each actor opens ``snapshot.shard_path(k)``, so the
-            version directory must be on storage every node mounts at the same path.
+        snapshot: the sharded snapshot; each host opens its shards under ``snapshot.path``,
+            so the version directory must be on storage every node mounts at the same path.
         address: the cluster (``ADTARGET_RAY_ADDRESS``).
         deadline_s: how long one answer waits for all shards.
+        updates_url: the profile update log the hosts follow (``None``: they serve the
+            published shards only, and a live snapshot with pending updates is answered in
+            process).
+        hosts: how many shard hosts (default: one per node, at most one per shard).
     """
 
     def __init__(
@@ -210,44 +386,31 @@ class RayFanout:
         address: str | None,
         deadline_s: float,
         startup_s: float = STARTUP_S,
+        updates_url: str | None = None,
+        poll_s: float = 0.1,
+        hosts: int | None = None,
+        retire_s: float = RETIRE_S,
     ) -> None:
         self.ray = connect(address)
         self.snapshot = snapshot
         self.deadline_s = deadline_s
+        self.follows_updates = updates_url is not None
         self._blobs: LRUCache[Any, bytes] = LRUCache(maxsize=RULES_KEPT)
-        cls = _actor_class()
-        self._schedulable_nodes()  # so that the spread below sees every node that has joined
-        group = self._spread_group(snapshot.num_shards)
-        # the group goes with this fan-out (its actors too), when it is closed or collected
-        self._release = weakref.finalize(self, _remove_group, group)
-        self.actors = [
-            cls.options(
-                scheduling_strategy=self._placement(group, k), num_cpus=0, **SHARD_BUNDLE
-            ).remote(str(snapshot.shard_path(k)))
-            for k in range(snapshot.num_shards)
-        ]
-        # a new version's actors start worker processes and map their shard: the first answer
-        # waits for that (once per publish) instead of failing on the request deadline
+        self.name = set_name(snapshot.path)
+        if hosts is None:  # so the spread sees every node that has joined
+            hosts = len(self._schedulable_nodes())
+        hosts = max(1, min(hosts, snapshot.num_shards))
+        keeper = (
+            _keeper_class()
+            .options(name=self.name, get_if_exists=True, lifetime="detached", num_cpus=0)
+            .remote(str(snapshot.path), self.name, hosts, updates_url, poll_s, retire_s)
+        )
+        # a new version's hosts start worker processes and map their shards: the first answer
+        # waits for that (once per version, cluster-wide) instead of failing on the deadline
+        self.actors, self.assignment = self._gather(
+            [keeper.hosts_of.remote()], "its start", timeout=startup_s
+        )[0]
         self._gather([a.ping.remote() for a in self.actors], "its start", timeout=startup_s)
-
-    def _spread_group(self, shards: int) -> Any:
-        """One placement group, a tiny bundle per shard, spread over the nodes (best effort).
-
-        Why a placement group: a soft node affinity per actor did not place shards as asked on
-        a loopback cluster (two actors aimed at two nodes landed swapped, or both on one), and
-        ``SPREAD`` per actor may stack them. Bundles of a ``SPREAD`` group are put on distinct
-        nodes while there are nodes, and when a node dies Ray re-places its bundles on the
-        others and restarts their actors there (``max_restarts=-1``).
-        """
-        from ray.util.placement_group import placement_group
-
-        return placement_group([dict(SHARD_BUNDLE) for _ in range(shards)], strategy="SPREAD")
-
-    @staticmethod
-    def _placement(group: Any, k: int) -> Any:
-        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
-        return PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=k)
 
     def _schedulable_nodes(self, wait_s: float = NODE_VIEW_WAIT_S) -> list[str]:
         """Alive nodes that the scheduler's resource view already holds.
@@ -266,8 +429,12 @@ class RayFanout:
                 return sorted(known or alive)
             time.sleep(0.05)
 
+    def _shard_of_call(self, j: int) -> int:
+        assignment = getattr(self, "assignment", None)
+        return assignment[j][0] if assignment else j
+
     def _gather(self, refs: Sequence[Any], what: str, *, timeout: float | None = None) -> list[Any]:
-        """Every shard's answer within the deadline, or ``ShardUnavailable`` naming a shard."""
+        """Every host's answer within the deadline, or ``ShardUnavailable`` naming a shard."""
         ray = self.ray
         wait_s = self.deadline_s if timeout is None else timeout
         start = time.monotonic()
@@ -279,7 +446,8 @@ class RayFanout:
         ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=left)
         done = {r.hex() for r in ready}
         out: list[Any] = []
-        for k, ref in enumerate(refs):
+        for j, ref in enumerate(refs):
+            k = self._shard_of_call(j)
             if ref.hex() not in done:
                 for late in refs:
                     with contextlib.suppress(Exception):  # best effort: it may have finished
@@ -313,39 +481,53 @@ class RayFanout:
         )
 
     def _blob(self, rule: Rule | tuple[Rule, ...]) -> bytes:
-        """The rule pickled once, sent as bytes to every actor (Ray would pickle it per call)."""
+        """The rule pickled once, sent as bytes to every host (Ray would pickle it per call)."""
         blob = self._blobs.get(rule)
         if blob is None:
             blob = self._blobs[rule] = pickle.dumps(rule, protocol=pickle.HIGHEST_PROTOCOL)
         return blob
 
-    def count(self, rule: Rule, use_cache: bool = True) -> int:
-        """Sum of the shard actors' counts (each actor reuses its shard's kept results)."""
+    def at_seq(self, seq: int) -> Fanout | None:
+        """This fan-out answering as of at least update ``seq`` (``None`` when the hosts do
+        not follow the update log)."""
+        return _AtSeq(self, seq) if self.follows_updates else None
+
+    def count(self, rule: Rule, use_cache: bool = True, seq: int = 0) -> int:
+        """Sum of the hosts' counts (each host reuses its shards' kept results)."""
         blob = self._blob(rule)
-        calls = [a.count.remote(blob, use_cache) for a in self.actors]
+        calls = [a.count.remote(blob, use_cache, seq) for a in self.actors]
         return sum(self._gather(calls, "a size"))
 
-    def overlap(self, rules: Sequence[Rule], use_cache: bool = True) -> list[list[int]]:
-        """Element-wise sum of the shard actors' matrices."""
+    def overlap(
+        self, rules: Sequence[Rule], use_cache: bool = True, seq: int = 0
+    ) -> list[list[int]]:
+        """Element-wise sum of the hosts' matrices."""
         blob = self._blob(tuple(rules))
-        calls = [a.overlap.remote(blob, use_cache) for a in self.actors]
-        parts = self._gather(calls, "an overlap")
-        return add_matrices(parts, len(rules))
+        calls = [a.overlap.remote(blob, use_cache, seq) for a in self.actors]
+        return add_matrices(self._gather(calls, "an overlap"), len(rules))
 
-    def export(self, rule: Rule, chunk_size: int = EXPORT_CHUNK) -> Iterator[pa.Array]:
+    def export(
+        self, rule: Rule, chunk_size: int = EXPORT_CHUNK, seq: int = 0
+    ) -> Iterator[pa.Array]:
         """Shard after shard, chunk after chunk; the next chunk is asked for while one is
         written, so an export streams instead of collecting every id first."""
         blob = self._blob(rule)
-        counts = self._gather([a.export_count.remote(blob) for a in self.actors], "an export")
-        for k, (actor, n) in enumerate(zip(self.actors, counts, strict=True)):
-            starts = list(range(0, n, chunk_size))
-            pending = actor.export_chunk.remote(blob, starts[0], chunk_size) if starts else None
-            for i in range(len(starts)):
-                ref = pending
-                if i + 1 < len(starts):
-                    pending = actor.export_chunk.remote(blob, starts[i + 1], chunk_size)
-                [chunk] = self._gather_one(ref, k)
-                yield chunk
+        counts = self._gather([a.export_counts.remote(blob, seq) for a in self.actors], "an export")
+        jobs = [
+            (actor, k, start)
+            for actor, per_shard in zip(self.actors, counts, strict=True)
+            for k, n in per_shard
+            for start in range(0, n, chunk_size)
+        ]
+        pending = None
+        for i, (actor, k, start) in enumerate(jobs):
+            ref = pending or actor.export_chunk.remote(blob, seq, k, start, chunk_size)
+            pending = None
+            if i + 1 < len(jobs):
+                nxt_actor, nxt_k, nxt_start = jobs[i + 1]
+                pending = nxt_actor.export_chunk.remote(blob, seq, nxt_k, nxt_start, chunk_size)
+            [chunk] = self._gather_one(ref, k)
+            yield chunk
 
     def _gather_one(self, ref: Any, k: int) -> list[Any]:
         ready, _ = self.ray.wait([ref], timeout=self.deadline_s)
@@ -358,24 +540,43 @@ class RayFanout:
         return [self._get(self.ray, ref, k, "an export")]
 
     def nodes(self) -> list[str]:
-        """The node id each shard actor runs on (tests and the bench check the spread)."""
-        return list(self._gather([a.ping.remote() for a in self.actors], "a ping"))
+        """The node id each shard is served on (tests and the bench check the spread)."""
+        per_host = self._gather([a.ping.remote() for a in self.actors], "a ping")
+        out = [""] * self.snapshot.num_shards
+        for node, shards in zip(per_host, self.assignment, strict=True):
+            for k in shards:
+                out[k] = node
+        return out
 
     def close(self) -> None:
-        """Stop the actors and release their placement group (both also go when this fan-out
-        is garbage collected)."""
-        for actor in self.actors:
-            self.ray.kill(actor, no_restart=True)
+        """Drop this process's handles; the hosts stay for the other processes serving this
+        version (the keeper retires them once the version is no longer current)."""
         self.actors = []
-        self._release()
+
+    def retire(self) -> None:
+        """Stop this version's hosts, keeper and placement group cluster-wide (tests, the
+        bench; serving processes leave it to the keeper)."""
+        retire_set(self.ray, self.name)
+        self.actors = []
 
 
-def _remove_group(group: Any) -> None:
-    """Release a fan-out's placement group (best effort: Ray may be shut down already)."""
-    with contextlib.suppress(Exception):
-        from ray.util import remove_placement_group
+class _AtSeq:
+    """A ``RayFanout`` whose answers include every update up to ``seq`` (a live snapshot's)."""
 
-        remove_placement_group(group)
+    def __init__(self, fan: RayFanout, seq: int) -> None:
+        self.fan, self.seq = fan, seq
+
+    def count(self, rule: Rule, use_cache: bool = True) -> int:
+        return self.fan.count(rule, use_cache, self.seq)
+
+    def overlap(self, rules: Sequence[Rule], use_cache: bool = True) -> list[list[int]]:
+        return self.fan.overlap(rules, use_cache, self.seq)
+
+    def export(self, rule: Rule, chunk_size: int = EXPORT_CHUNK) -> Iterator[pa.Array]:
+        return self.fan.export(rule, chunk_size, self.seq)
+
+    def close(self) -> None:
+        """Nothing of its own to release."""
 
 
 # -- building: Ray Data for the read, one task per shard ------------------------------------

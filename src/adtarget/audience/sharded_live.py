@@ -31,6 +31,21 @@ VECTOR_ROUTING = 64
 """From this many updates on, shards are computed for the batch at once (Arrow + NumPy)."""
 
 
+def route(user_ids: Sequence[str], n: int) -> list[int]:
+    """The shard of each user id among ``n`` (the stable hash every sharded build uses)."""
+    if len(user_ids) >= VECTOR_ROUTING:
+        return [int(k) for k in shards_of(pa.array(user_ids, pa.large_string()), n)]
+    return [shard_of(u, n) for u in user_ids]
+
+
+def group_by_shard(updates: Sequence[Update], n: int) -> list[list[Update]]:
+    """``updates`` split by their user's shard among ``n``, each group in sequence order."""
+    groups: list[list[Update]] = [[] for _ in range(n)]
+    for up, k in zip(updates, route([up.user_id for up in updates], n), strict=True):
+        groups[k].append(up)
+    return groups
+
+
 @dataclass(frozen=True)
 class ShardedView:
     """Every shard's frozen delta as of one global sequence number."""
@@ -58,18 +73,14 @@ class ShardedDelta:
 
     def route(self, user_ids: Sequence[str]) -> list[int]:
         """The shard of each user id (the stable hash every sharded build uses)."""
-        if len(user_ids) >= VECTOR_ROUTING:
-            return [int(k) for k in shards_of(pa.array(user_ids, pa.large_string()), self.n)]
-        return [shard_of(u, self.n) for u in user_ids]
+        return route(user_ids, self.n)
 
     def apply(self, updates: Iterable[Update]) -> None:
         """Apply updates in order, each in its user's shard."""
         todo = [up for up in updates if up.seq > self.seq]
         if not todo:
             return
-        groups: list[list[Update]] = [[] for _ in range(self.n)]
-        for up, k in zip(todo, self.route([up.user_id for up in todo]), strict=True):
-            groups[k].append(up)
+        groups = group_by_shard(todo, self.n)
         for k, group in enumerate(groups):
             if group:
                 self.parts[k].apply(group)
@@ -138,11 +149,19 @@ class LiveShardedSnapshot(ShardedSnapshot):
 
     @property
     def fanout(self) -> Fanout:
-        """In process over the live shards. A base with its own fan-out (Ray actors, which map
-        the base shards) answers through it only while no update is pending, so a size never
-        leaves out an accepted update; after the next compaction the actors serve again."""
-        if self._fanout_factory is not None and not any(p.users for p in self.delta.parts):
-            return self.base.fanout
+        """In process over the live shards, unless the base has its own fan-out: Ray shard
+        hosts that follow the update log themselves answer as of at least this view's
+        sequence number (``RayFanout.at_seq``), so a size never leaves out an update this
+        process accepted; a fan-out that does not follow the log answers only while no
+        update is pending."""
+        if self._fanout is None and self._fanout_factory is not None:
+            base = self.base.fanout
+            at_seq = getattr(base, "at_seq", None)
+            following = at_seq(self.updates_seq) if at_seq is not None else None
+            if following is not None:
+                self._fanout = following
+            elif not any(p.users for p in self.delta.parts):
+                return base
         if self._fanout is None:
             self._fanout = LocalFanout(self)
         return self._fanout
@@ -165,4 +184,11 @@ class ShardResults:
         return [c for _, c in kept]
 
 
-__all__ = ["LiveShardedSnapshot", "ShardResults", "ShardedDelta", "ShardedView"]
+__all__ = [
+    "LiveShardedSnapshot",
+    "ShardResults",
+    "ShardedDelta",
+    "ShardedView",
+    "group_by_shard",
+    "route",
+]

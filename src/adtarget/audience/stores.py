@@ -38,9 +38,17 @@ def snapshot_store_for(settings: Settings) -> SnapshotStore:
         store.on_switch = follow
     if settings.audience_backend == "ray":
         address, deadline_s = settings.ray_address, settings.shard_deadline_ms / 1000
+        updates_url, poll_s = settings.resolved_updates_url, settings.updates_poll_ms / 1000
 
         def ray_fanout(snapshot: ShardedSnapshot) -> Fanout:
-            return RayFanout(snapshot, address=address, deadline_s=deadline_s)
+            # the shard hosts follow the update log themselves (real-time updates counted)
+            return RayFanout(
+                snapshot,
+                address=address,
+                deadline_s=deadline_s,
+                updates_url=updates_url,
+                poll_s=poll_s,
+            )
 
         store.fanout_factory = ray_fanout
     return store
