@@ -13,8 +13,14 @@ Beside baselines run in the same process, on the same generated population
 - ``--http``: the same sizes through a running ``adtarget serve`` with
   ``ADTARGET_AUDIENCE_BACKEND=ray`` beside ``adtarget serve`` on the single-process snapshot
   (or on the shards in process with ``--skip-single``), plus an overlap and an export;
+- ``--updates N``: N real-time profile updates in an update log; sizes through shard hosts
+  that follow the log beside the same live shards answered in this process (equal counts);
 - ``--workers-sweep``: the Ray build again on clusters of 1 and 2 one-CPU nodes (rows/s per
   worker, for the scaling line).
+
+The served path is one shard host per node (each answering its shards' sum in one call),
+shared by every serving process: with ``--http`` the Ray-backed ``adtarget serve`` runs two
+workers and the bench prints how many host actors the cluster holds afterwards.
 
 Every socket of this process and of every process it started (Ray nodes, workers, actors, the
 served API) is checked to stay on loopback after each stage; one that does not fails the run.
@@ -36,6 +42,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # drivers stay on loopback
@@ -46,12 +53,17 @@ import numpy as np
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from adtarget.audience.ray_runtime import RayFanout  # noqa: E402
+from adtarget.audience.fanout import LocalFanout  # noqa: E402
+from adtarget.audience.live import encode  # noqa: E402
+from adtarget.audience.ray_runtime import RayFanout, retire_set  # noqa: E402
 from adtarget.audience.service import overlap_rules, size_rule  # noqa: E402
+from adtarget.audience.shard_follow import ShardFollower  # noqa: E402
 from adtarget.audience.sharded import ShardedSnapshot  # noqa: E402
 from adtarget.audience.store import SnapshotStore  # noqa: E402
+from adtarget.audience.update_log import UpdateLog  # noqa: E402
 from adtarget.catalog.db import open_catalog  # noqa: E402
 from adtarget.ingest.jobs import run_upload, submit_upload  # noqa: E402
+from adtarget.rules.ast import Rule  # noqa: E402
 from adtarget.rules.eval_sql import to_sql  # noqa: E402
 from adtarget.rules.parse import parse  # noqa: E402
 from adtarget.settings import Settings  # noqa: E402
@@ -186,6 +198,90 @@ def check_loopback(stage: str) -> int:
     return len(bad)
 
 
+def shard_sets(ray: Any) -> dict[str, int]:
+    """Shard sets on the cluster: keeper name -> how many host actors it has."""
+    sets: dict[str, int] = {}
+    for name in ray.util.list_named_actors():
+        if name.startswith("adtarget-shards-"):
+            key = name.split("/")[0]
+            sets[key] = sets.get(key, 0) + ("/" in name)
+    return sets
+
+
+def retire_all(ray: Any) -> None:
+    """Stop every shard set (they are detached: they outlive the processes that used them)."""
+    for name in shard_sets(ray):
+        retire_set(ray, name)
+
+
+def write_updates(url: str, users: int, n: int) -> int:
+    """``n`` real-time updates (age, country, device changed; one in 20 a new user) logged at
+    ``url``; returns the last sequence number."""
+    log = UpdateLog(url)
+    rng = np.random.default_rng(11)
+    ids = rng.integers(0, users, size=n)
+    ages = rng.integers(18, 81, size=n)
+    entries = []
+    for i in range(n):
+        uid = f"new{i}" if i % 20 == 0 else f"u{int(ids[i])}"
+        body = {"set": {"age": int(ages[i]), "country": "US", "device": "tv", "premium": False}}
+        entries.append((f"bench-{i}", uid, encode(body)))
+    for start in range(0, n, 5000):
+        log.append(entries[start : start + 5000])
+    last = log.last_seq()
+    log.close()
+    return last
+
+
+def time_counts(fan: Any, rule: Rule, queries: int, **kw: Any) -> tuple[int, list[float]]:
+    """``queries`` counts of ``rule`` through a fan-out (no rule parsing, no service)."""
+    times: list[float] = []
+    count = -1
+    for _ in range(queries):
+        t = time.perf_counter()
+        count = fan.count(rule, **kw)
+        times.append(time.perf_counter() - t)
+    return count, times
+
+
+def updates_stage(
+    work: Path, sharded: ShardedSnapshot, address: str, users: int, n: int, queries: int
+) -> bool:
+    """Sizes with ``n`` pending updates: shard hosts following the log vs the same live shards
+    in this process (what the Ray backend fell back to before the hosts followed the log)."""
+    path = work / "updates-bench.sqlite3"
+    for leftover in work.glob("updates-bench.sqlite3*"):
+        leftover.unlink()
+    url = f"sqlite:///{path}"
+    t = time.perf_counter()
+    last = write_updates(url, users, n)
+    print(f"update log: {n:,} updates logged in {time.perf_counter() - t:.1f}s (seq {last})")
+    rule = parse(RULE)
+    here = ShardFollower(sharded, range(sharded.num_shards), UpdateLog(url))
+    t = time.perf_counter()
+    here.ensure(last)
+    applied_s = time.perf_counter() - t
+    local = LocalFanout(SimpleNamespace(shards=here.snapshots()))
+    local_count, local_times = time_counts(local, rule, queries)
+    t = time.perf_counter()
+    fan = RayFanout(sharded, address=address, deadline_s=60.0, updates_url=url)
+    first = fan.count(rule, seq=last)
+    first_s = time.perf_counter() - t
+    ray_count, ray_times = time_counts(fan, rule, queries, seq=last)
+    fan.retire()
+    print(
+        f"size   with {n:,} pending updates, in process over the live shards: count "
+        f"{local_count:,}, p50 {pct(local_times, 50):.2f} ms, p99 {pct(local_times, 99):.2f} ms"
+        f" (applying the log here {applied_s:.1f}s)"
+    )
+    print(
+        f"size   with {n:,} pending updates, shard hosts following the log: count "
+        f"{ray_count:,}, p50 {pct(ray_times, 50):.2f} ms, p99 {pct(ray_times, 99):.2f} ms "
+        f"(hosts started and caught up in {first_s:.1f}s)"
+    )
+    return local_count == ray_count == first
+
+
 def http_sizes(port: int, queries: int) -> tuple[dict[str, Any], list[float]]:
     """``queries`` sizes of ``RULE`` through ``POST /v1/audiences/size`` (keep-alive)."""
     times: list[float] = []
@@ -211,14 +307,16 @@ def http_stage(data_dir: Path, base_dir: Path, address: str, queries: int) -> tu
         "ADTARGET_RAY_ADDRESS": address,
         "ADTARGET_SHARD_DEADLINE_MS": "30000",
     }
-    port, proc = start_own(lambda p: start_adtarget(base_dir, p, 1), "/healthz")
+    port, proc = start_own(lambda p: start_adtarget(base_dir, p, 2), "/healthz")
     try:
         base, base_times = http_sizes(port, queries)
     finally:
         stop(proc)
-    port, proc = start_own(lambda p: start_adtarget(data_dir, p, 1, ray_env), "/healthz")
+    port, proc = start_own(lambda p: start_adtarget(data_dir, p, 2, ray_env), "/healthz")
     try:
         via, ray_times = http_sizes(port, queries)
+        for _ in range(20):  # new connections: both workers answer (each joins the set)
+            httpx.post(f"http://127.0.0.1:{port}/v1/audiences/size", json={"rule": RULE})
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
             t = time.perf_counter()
             ov = client.post("/v1/audiences/overlap", json={"rules": OVERLAP_RULES}).json()
@@ -229,10 +327,18 @@ def http_stage(data_dir: Path, base_dir: Path, address: str, queries: int) -> tu
                 lines = sum(chunk.count(b"\n") for chunk in r.iter_bytes())
             ex_s = time.perf_counter() - t
         off = check_loopback("with adtarget serve on ray")
+        import ray
+
+        sets = shard_sets(ray)
     finally:
         stop(proc)
     print(
-        f"http   serve (embedded backend): count {base['count']:,}, p50 "
+        f"http   serve --workers 2 on ray: {len(sets)} shard set(s) on the cluster, "
+        f"{sum(sets.values())} host actors"
+    )
+    retire_all(ray)
+    print(
+        f"http   serve --workers 2 (embedded backend): count {base['count']:,}, p50 "
         f"{pct(base_times, 50):.2f} ms, p99 {pct(base_times, 99):.2f} ms"
     )
     print(
@@ -316,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-single", action="store_true", help="no single-process baseline")
     ap.add_argument("--workers-sweep", action="store_true", help="Ray build on 1 and 2 nodes")
     ap.add_argument("--http", action="store_true", help="sizes through adtarget serve on ray")
+    ap.add_argument("--updates", type=int, default=0, help="real-time updates to follow")
     args = ap.parse_args(argv)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-shards-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -372,7 +479,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         fan = RayFanout(sharded, address=address, deadline_s=30.0)
         sharded._fanout = fan  # the served path: sizes go through the shard actors
-        print(f"actors on {len(set(fan.nodes()))} nodes")
+        print(
+            f"{len(fan.actors)} shard hosts (one call each per answer) on "
+            f"{len(set(fan.nodes()))} nodes for {args.shards} shards"
+        )
         ray_count, ray_times = time_sizes(sharded, args.queries)
         pings: list[float] = []
         for _ in range(args.queries):
@@ -380,13 +490,14 @@ def main(argv: list[str] | None = None) -> int:
             fan.nodes()
             pings.append(time.perf_counter() - t)
         print(
-            f"size   ray {args.shards} actors: count {ray_count:,}, p50 {pct(ray_times, 50):.2f}"
-            f" ms, p99 {pct(ray_times, 99):.2f} ms; fan-out alone (no-op call to every actor)"
+            f"size   ray {args.shards} shards / {len(fan.actors)} hosts: count {ray_count:,}, "
+            f"p50 {pct(ray_times, 50):.2f} ms, p99 {pct(ray_times, 99):.2f} ms; "
+            "fan-out alone (no-op call to every host)"
             f" p50 {pct(pings, 50):.2f} ms, p99 {pct(pings, 99):.2f} ms"
         )
         ray_edits = time_edits(sharded, args.queries)
         print(
-            f"size   ray {args.shards} actors, edited rules: p50 {pct(ray_edits[1], 50):.2f} ms,"
+            f"size   ray {args.shards} shards, edited rules: p50 {pct(ray_edits[1], 50):.2f} ms,"
             f" p99 {pct(ray_edits[1], 99):.2f} ms"
         )
         if single_times and single_edits:
@@ -428,7 +539,12 @@ def main(argv: list[str] | None = None) -> int:
             f"size   duckdb parquet: count {duck_count:,}, p50 {pct(duck_times, 50):.1f} ms; "
             f"ray actors {pct(duck_times, 50) / pct(ray_times, 50):.0f}x faster"
         )
-        fan.close()
+        fan.retire()
+        if args.updates:
+            mismatch |= not updates_stage(
+                work, sharded, address, args.users, args.updates, args.queries
+            )
+            off += check_loopback("after sizing with pending updates")
         if args.http:
             base_dir = work / ("sharded-local" if args.skip_single else "single")
             if args.skip_single:

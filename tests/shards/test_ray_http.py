@@ -24,6 +24,7 @@ from tests.shards.conftest import RayCluster, non_loopback_connections
 from adtarget.audience.ray_runtime import set_name
 from adtarget.audience.service import export_rule, overlap_rules, size_rule
 from adtarget.audience.store import SnapshotStore
+from adtarget.settings import Settings
 from serving import free_port, wait_until_serving
 
 pytestmark = pytest.mark.slow
@@ -76,7 +77,9 @@ def serve(ray_cluster: RayCluster, tmp_path: Path) -> Iterator[tuple[str, Path]]
 
 def shard_host_process(ray_cluster: RayCluster, data_dir: Path, k: int) -> psutil.Process:
     """The Ray worker process of the shard host serving shard ``k`` of the current version."""
-    name = set_name(data_dir / "snapshots" / "v000001")
+    name = set_name(
+        data_dir / "snapshots" / "v000001", Settings(data_dir=data_dir).resolved_updates_url
+    )
     host = ray_cluster.ray.get_actor(f"{name}/{k % SHARDS}")  # one host per node: shard k
     return psutil.Process(ray_cluster.ray.get(host.pid.remote(), timeout=30))
 

@@ -15,6 +15,7 @@ import hashlib
 import ipaddress
 import os
 import pickle
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -43,6 +44,9 @@ NODE_VIEW_WAIT_S = 10.0  # how long placement waits for new nodes to reach the s
 # A placement-group bundle must reserve some resource; one byte of ``memory`` takes nothing a
 # build task needs (a fraction of a CPU would keep 1-CPU tasks off the node).
 SHARD_BUNDLE = {"memory": 1}
+QUESTION = struct.Struct("<BBqB")  # kind, use_cache, seq, whether the rule's bytes follow
+COUNT, OVERLAP = 0, 1
+DIGEST = 16  # bytes of the blake2b digest naming a rule
 RETIRE_S = 60.0  # a version's hosts stay this long after it stopped being CURRENT
 KEEPER_CHECK_S = 2.0
 _init_lock = threading.Lock()
@@ -161,7 +165,7 @@ class _ShardHost:
         if updates_url:
             self.follower = ShardFollower(base, shards, UpdateLog(updates_url), poll_s=poll_s)
             self.follower.start()
-        self._rules: LRUCache[bytes, Any] = LRUCache(maxsize=RULES_KEPT)
+        self._rules: LRUCache[bytes, Any] = LRUCache(maxsize=RULES_KEPT)  # digest or blob
         self._answers: LRUCache[tuple[Any, ...], Any] = LRUCache(maxsize=RULES_KEPT)
         self._exports: LRUCache[tuple[bytes, int], dict[int, ShardWork]] = LRUCache(maxsize=8)
 
@@ -178,7 +182,7 @@ class _ShardHost:
         return self.follower.snapshots()
 
     def _answer(
-        self, kind: str, blob: bytes, seq: int, use_cache: bool, fn: Callable[[ShardWork], Any]
+        self, kind: str, rule_key: bytes, seq: int, use_cache: bool, fn: Callable[[ShardWork], Any]
     ) -> list[Any]:
         snaps = self._shards(seq)
         if not use_cache:
@@ -186,7 +190,7 @@ class _ShardHost:
         # the state every answer depends on: each shard's kept results (checked for expiry
         # first) and, when followed, its update view
         state = tuple((s.results.generation, getattr(s, "updates_seq", 0), id(s)) for s in snaps)
-        key = (kind, blob, state)
+        key = (kind, rule_key, state)
         hit = self._answers.get(key)
         if hit is None:
             hit = self._answers[key] = [fn(ShardWork(s)) for s in snaps]
@@ -201,16 +205,27 @@ class _ShardHost:
         """This host's process id (tests stop it with SIGSTOP)."""
         return os.getpid()
 
-    def count(self, blob: bytes, use_cache: bool = True, seq: int = 0) -> int:
-        """Users of this host's shards matching the rule."""
-        rule = self._rule(blob)
-        return sum(self._answer("count", blob, seq, use_cache, lambda w: w.count(rule, use_cache)))
+    def ask(self, msg: bytes) -> Any:
+        """A size (``COUNT``) or an overlap (``OVERLAP``) of this host's shards, the question
+        packed by ``RayFanout._message`` in one bytes argument (Ray's submission cost grows
+        with the number of arguments: one instead of three was ≈ 0.15 ms less per call here).
 
-    def overlap(self, blob: bytes, use_cache: bool = True, seq: int = 0) -> list[list[int]]:
-        """The sum of this host's shards' intersection matrices."""
-        rules = self._rule(blob)
-        parts = self._answer("overlap", blob, seq, use_cache, lambda w: w.overlap(rules, use_cache))
-        return add_matrices(parts, len(rules))
+        Returns ``None`` when the message names a rule by digest that this host does not
+        keep (restarted, or evicted): the driver asks again with the rule's bytes.
+        """
+        kind, use_cache, seq, has_blob = QUESTION.unpack_from(msg)
+        digest = msg[QUESTION.size : QUESTION.size + DIGEST]
+        rule = self._rules.get(digest)
+        if rule is None:
+            if not has_blob:
+                return None
+            blob = msg[QUESTION.size + DIGEST :]
+            rule = self._rules[digest] = pickle.loads(blob)  # noqa: S301 (our own driver's bytes)
+        flag = bool(use_cache)
+        if kind == COUNT:
+            return sum(self._answer("count", digest, seq, flag, lambda w: w.count(rule, flag)))
+        parts = self._answer("overlap", digest, seq, flag, lambda w: w.overlap(rule, flag))
+        return add_matrices(parts, len(rule))
 
     def export_counts(self, blob: bytes, seq: int = 0) -> list[tuple[int, int]]:
         """``(shard, users it exports)`` per shard; pins this state for the chunks."""
@@ -315,11 +330,13 @@ def _is_current(path: Path) -> bool:
         return True
 
 
-def set_name(path: Path) -> str:
-    """The cluster-wide name of one version's shard set: its path and manifest, hashed (a
-    data dir wiped and built again gets new hosts, not the old files' ones)."""
+def set_name(path: Path, updates_url: str | None = None) -> str:
+    """The cluster-wide name of one version's shard set: its path, manifest and update log,
+    hashed (a data dir wiped and built again gets new hosts, not the old files' ones; hosts
+    following a log are not handed to a process that asked for hosts following none)."""
     digest = hashlib.sha1(str(path.resolve()).encode(), usedforsecurity=False)
     digest.update((_fingerprint(path) or "").encode())
+    digest.update(f"\0{updates_url or ''}".encode())
     return f"adtarget-shards-{digest.hexdigest()[:20]}"
 
 
@@ -396,7 +413,9 @@ class RayFanout:
         self.deadline_s = deadline_s
         self.follows_updates = updates_url is not None
         self._blobs: LRUCache[Any, bytes] = LRUCache(maxsize=RULES_KEPT)
-        self.name = set_name(snapshot.path)
+        self._digests: LRUCache[bytes, bytes] = LRUCache(maxsize=RULES_KEPT)
+        """Rules every host was sent (by their bytes): later asked by digest alone."""
+        self.name = set_name(snapshot.path, updates_url)
         if hosts is None:  # so the spread sees every node that has joined
             hosts = len(self._schedulable_nodes())
         hosts = max(1, min(hosts, snapshot.num_shards))
@@ -433,7 +452,14 @@ class RayFanout:
         assignment = getattr(self, "assignment", None)
         return assignment[j][0] if assignment else j
 
-    def _gather(self, refs: Sequence[Any], what: str, *, timeout: float | None = None) -> list[Any]:
+    def _gather(
+        self,
+        refs: Sequence[Any],
+        what: str,
+        *,
+        timeout: float | None = None,
+        hosts: Sequence[int] | None = None,
+    ) -> list[Any]:
         """Every host's answer within the deadline, or ``ShardUnavailable`` naming a shard."""
         ray = self.ray
         wait_s = self.deadline_s if timeout is None else timeout
@@ -447,7 +473,7 @@ class RayFanout:
         done = {r.hex() for r in ready}
         out: list[Any] = []
         for j, ref in enumerate(refs):
-            k = self._shard_of_call(j)
+            k = self._shard_of_call(j if hosts is None else hosts[j])
             if ref.hex() not in done:
                 for late in refs:
                     with contextlib.suppress(Exception):  # best effort: it may have finished
@@ -487,6 +513,29 @@ class RayFanout:
             blob = self._blobs[rule] = pickle.dumps(rule, protocol=pickle.HIGHEST_PROTOCOL)
         return blob
 
+    def _ask(
+        self, kind: int, rule: Rule | tuple[Rule, ...], use_cache: bool, seq: int
+    ) -> list[Any]:
+        """Every host's answer to one question: the rule named by its digest once the hosts
+        have its bytes (a host that lost them answers ``None`` and is asked again with them)."""
+        blob = self._blob(rule)
+        digest = self._digests.get(blob)
+        known = digest is not None
+        if digest is None:
+            digest = hashlib.blake2b(blob, digest_size=DIGEST).digest()
+        what = "a size" if kind == COUNT else "an overlap"
+        head = QUESTION.pack(kind, use_cache, seq, not known) + digest
+        msg = head if known else head + blob
+        answers = self._gather([a.ask.remote(msg) for a in self.actors], what)
+        lost = [j for j, a in enumerate(answers) if a is None]
+        if lost:
+            full = QUESTION.pack(kind, use_cache, seq, True) + digest + blob
+            again = self._gather([self.actors[j].ask.remote(full) for j in lost], what, hosts=lost)
+            for j, answer in zip(lost, again, strict=True):
+                answers[j] = answer
+        self._digests[blob] = digest
+        return answers
+
     def at_seq(self, seq: int) -> Fanout | None:
         """This fan-out answering as of at least update ``seq`` (``None`` when the hosts do
         not follow the update log)."""
@@ -494,17 +543,13 @@ class RayFanout:
 
     def count(self, rule: Rule, use_cache: bool = True, seq: int = 0) -> int:
         """Sum of the hosts' counts (each host reuses its shards' kept results)."""
-        blob = self._blob(rule)
-        calls = [a.count.remote(blob, use_cache, seq) for a in self.actors]
-        return sum(self._gather(calls, "a size"))
+        return sum(self._ask(COUNT, rule, use_cache, seq))
 
     def overlap(
         self, rules: Sequence[Rule], use_cache: bool = True, seq: int = 0
     ) -> list[list[int]]:
         """Element-wise sum of the hosts' matrices."""
-        blob = self._blob(tuple(rules))
-        calls = [a.overlap.remote(blob, use_cache, seq) for a in self.actors]
-        return add_matrices(self._gather(calls, "an overlap"), len(rules))
+        return add_matrices(self._ask(OVERLAP, tuple(rules), use_cache, seq), len(rules))
 
     def export(
         self, rule: Rule, chunk_size: int = EXPORT_CHUNK, seq: int = 0
