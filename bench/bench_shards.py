@@ -37,6 +37,7 @@ import argparse
 import ipaddress
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -233,6 +234,37 @@ def write_updates(url: str, users: int, n: int) -> int:
     return last
 
 
+def spy_hosts(fan: RayFanout, out: Path, seconds: float) -> list[subprocess.Popen[bytes]]:
+    """``py-spy record`` of every shard host for ``seconds`` (raw stacks, one file per host):
+    where a host's time goes while the stage after this call runs."""
+    import ray
+
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    out.mkdir(parents=True, exist_ok=True)
+    pids = ray.get([a.pid.remote() for a in fan.actors])
+    return [
+        subprocess.Popen(
+            [
+                spy,
+                "record",
+                "-p",
+                str(pid),
+                "-d",
+                f"{seconds:.0f}",
+                "-r",
+                "250",
+                "-f",
+                "raw",
+                "-o",
+                str(out / f"host-{j}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for j, pid in enumerate(pids)
+    ]
+
+
 def time_counts(fan: Any, rule: Rule, queries: int, **kw: Any) -> tuple[int, list[float]]:
     """``queries`` counts of ``rule`` through a fan-out (no rule parsing, no service)."""
     times: list[float] = []
@@ -423,6 +455,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers-sweep", action="store_true", help="Ray build on 1 and 2 nodes")
     ap.add_argument("--http", action="store_true", help="sizes through adtarget serve on ray")
     ap.add_argument("--updates", type=int, default=0, help="real-time updates to follow")
+    ap.add_argument("--py-spy", type=Path, default=None, help="profile the hosts (edited rules)")
+    ap.add_argument("--py-spy-seconds", type=float, default=10.0)
     args = ap.parse_args(argv)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-shards-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -495,7 +529,10 @@ def main(argv: list[str] | None = None) -> int:
             "fan-out alone (no-op call to every host)"
             f" p50 {pct(pings, 50):.2f} ms, p99 {pct(pings, 99):.2f} ms"
         )
+        spies = spy_hosts(fan, args.py_spy, args.py_spy_seconds) if args.py_spy else []
         ray_edits = time_edits(sharded, args.queries)
+        for spy in spies:
+            spy.wait()
         print(
             f"size   ray {args.shards} shards, edited rules: p50 {pct(ray_edits[1], 50):.2f} ms,"
             f" p99 {pct(ray_edits[1], 99):.2f} ms"

@@ -85,10 +85,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     audience_backend: Literal["local", "ray"] = "local"
     """Where a sharded snapshot's sizes, overlaps and exports are computed: in this process,
-    or in one Ray actor per shard on the cluster at ``ray_address``."""
+    or in Ray shard hosts (one per node, each serving several shards) at ``ray_address``."""
     ray_address: str | None = None
     """A Ray cluster address (``host:port`` of the GCS, ``ray://...``), or ``local`` to start
     Ray in this process. Unset: ``local``."""
+    ray_shard_hosts: int | None = Field(default=None, ge=1)
+    """How many Ray shard hosts serve a version (default: one per node, at most one per
+    shard). More hosts run more shards at once on nodes with several cores; each costs the
+    serving process one more Ray call per answer."""
     shard_deadline_ms: int = Field(default=2000, ge=1)
     """How long an audience answer waits for every shard actor before answering 503
     ``shard_unavailable`` (the Ray backend; a partial sum is never returned)."""

@@ -39,6 +39,7 @@ def snapshot_store_for(settings: Settings) -> SnapshotStore:
     if settings.audience_backend == "ray":
         address, deadline_s = settings.ray_address, settings.shard_deadline_ms / 1000
         updates_url, poll_s = settings.resolved_updates_url, settings.updates_poll_ms / 1000
+        hosts = settings.ray_shard_hosts
 
         def ray_fanout(snapshot: ShardedSnapshot) -> Fanout:
             # the shard hosts follow the update log themselves (real-time updates counted)
@@ -48,6 +49,7 @@ def snapshot_store_for(settings: Settings) -> SnapshotStore:
                 deadline_s=deadline_s,
                 updates_url=updates_url,
                 poll_s=poll_s,
+                hosts=hosts,
             )
 
         store.fanout_factory = ray_fanout
