@@ -122,3 +122,21 @@ def test_bad_forecast_bodies_are_4xx_naming_the_field(app: FastAPI) -> None:
                                           "end": "2030-01-02T00:00:00Z",
                                           "creative_duration": 0})  # fmt: skip
     assert r.status_code == 422 and r.json()["error"]["field"] == "creative_duration"
+    r = client.post("/v1/forecast", json={"bid_cpm": 1, "start": "0001-01-01T00:00:00Z",
+                                          "end": "9999-12-31T00:00:00Z"})  # fmt: skip
+    assert r.status_code == 422 and r.json()["error"]["field"] == "end"
+    assert "at most 366 days" in r.json()["error"]["message"]
+    endless = {"bid_cpm": 1, "start": "0001-01-01T00:00:00Z", "end": "9999-12-31T00:00:00Z"}
+    r = client.post("/v1/forecast", json={**endless, "async": True})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "end"  # before a job starts
+
+
+def test_changes_must_be_an_object(app: FastAPI) -> None:
+    client = TestClient(app)
+    seeded = _seed(client)
+    for bad in ([], None, "priority=3", 3):
+        r = client.post(
+            "/v1/forecast", json={"line_item_id": seeded["line_item"]["id"], "changes": bad}
+        )
+        assert r.status_code == 422, (bad, r.text)
+        assert r.json()["error"]["field"] == "changes"

@@ -49,6 +49,9 @@ from adtarget.decision.request_store import RequestStore
 from adtarget.errors import InvalidValue
 
 Z95 = 1.959963984540054
+MAX_FLIGHT_DAYS = 366
+"""The longest flight a forecast replays (a logged day per flight day): longer ones are a 422
+naming ``end``, not hours of replay (``0001-01-01`` to ``9999-12-31`` was accepted)."""
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: the CLI's Rich bar, or nothing."""
 
@@ -74,6 +77,13 @@ def flight_of(item: LiveLineItem) -> tuple[datetime, datetime]:
     start, end = max(starts), min(ends)
     if end <= start:
         raise InvalidValue("the flight ends before it starts", field="end")
+    if end - start > timedelta(days=MAX_FLIGHT_DAYS):
+        raise InvalidValue(
+            f"a forecast covers at most {MAX_FLIGHT_DAYS} days of flight; this one is "
+            f"{(end - start).days:,} days ({start.date().isoformat()} to "
+            f"{end.date().isoformat()}): forecast a shorter flight",
+            field="end",
+        )
     return start, end
 
 

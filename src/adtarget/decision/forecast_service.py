@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from adtarget.catalog.service import ad_format_names
 from adtarget.decision.engine import DecisionEngine
-from adtarget.decision.forecast import Progress, forecast
+from adtarget.decision.forecast import Progress, flight_of, forecast
 from adtarget.decision.models import LiveLineItem
 from adtarget.decision.proposal import build_proposal
 from adtarget.decision.request_store import RequestStore
@@ -26,9 +26,11 @@ def proposal_of(
 
     ``hidden``: segments the caller may not see; the proposal's rule is compiled without them.
     """
-    return build_proposal(
+    proposal = build_proposal(
         body, session=session, known_formats=ad_format_names(session=session), hidden=hidden
     )
+    flight_of(proposal)  # a flight the forecast cannot replay is a 422 before any job starts
+    return proposal
 
 
 def forecast_proposal(

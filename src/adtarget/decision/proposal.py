@@ -129,7 +129,13 @@ def build_proposal(
             raise InvalidValue(
                 f"line_item_id must be an integer from 1 to {MAX_INT32}", field="line_item_id"
             )
-        changes = _validated(ProposalChanges, body.get("changes") or {}, "changes.")
+        raw = body.get("changes", {})
+        if not isinstance(raw, dict):  # `[]` or `null` is not "no changes": say so
+            raise InvalidValue(
+                "changes must be an object of line item fields (omit it for no changes)",
+                field="changes",
+            )
+        changes = _validated(ProposalChanges, raw, "changes.")
         row = find(session=session, kind="line_item", obj_id=li_id)
         if row is None:
             raise NotFound(f"line item {li_id} not found", field="line_item_id")
