@@ -122,13 +122,28 @@ def test_bad_forecast_bodies_are_4xx_naming_the_field(app: FastAPI) -> None:
                                           "end": "2030-01-02T00:00:00Z",
                                           "creative_duration": 0})  # fmt: skip
     assert r.status_code == 422 and r.json()["error"]["field"] == "creative_duration"
+    ended = {"bid_cpm": 1, "start": "2001-01-01T00:00:00Z", "end": "2001-02-01T00:00:00Z"}
+    for body in (ended, {**ended, "async": True}):  # checked before a job starts, too
+        r = client.post("/v1/forecast", json=body)
+        assert r.status_code == 422 and r.json()["error"]["field"] == "end", r.text
+        assert "nothing left to forecast" in r.json()["error"]["message"]
+
+
+def test_a_flight_is_forecast_from_now_for_at_most_366_days(app: FastAPI) -> None:
+    client = TestClient(app)
+    _seed(client)
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    rows = [SampledRequest(yesterday.timestamp(), f"u{i}", {}, None, 1, (), 1.0) for i in range(5)]
+    ParquetRequestStore(container_of(app).settings.requests_dir).write(rows)
+    began = datetime.now(UTC)
     r = client.post("/v1/forecast", json={"bid_cpm": 1, "start": "0001-01-01T00:00:00Z",
                                           "end": "9999-12-31T00:00:00Z"})  # fmt: skip
-    assert r.status_code == 422 and r.json()["error"]["field"] == "end"
-    assert "at most 366 days" in r.json()["error"]["message"]
-    endless = {"bid_cpm": 1, "start": "0001-01-01T00:00:00Z", "end": "9999-12-31T00:00:00Z"}
-    r = client.post("/v1/forecast", json={**endless, "async": True})
-    assert r.status_code == 422 and r.json()["error"]["field"] == "end"  # before a job starts
+    assert r.status_code == 200, r.text
+    window = r.json()["window"]
+    start, end = (datetime.fromisoformat(window[k]) for k in ("start", "end"))
+    assert window["whole_flight"] is False
+    assert began <= start <= datetime.now(UTC) and end - start == timedelta(days=366)
+    assert len(r.json()["by_day"]) == 367  # the rest of today and 366 more days (partly)
 
 
 def test_changes_must_be_an_object(app: FastAPI) -> None:

@@ -76,7 +76,7 @@ def logged(world, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _forecast(world, root: Path, items, prop) -> dict:
+def _forecast(world, root: Path, items, prop, **kw) -> dict:
     return forecast(
         proposal=prop,
         live=LineItemIndex(items),
@@ -84,6 +84,7 @@ def _forecast(world, root: Path, items, prop) -> dict:
         profiles=MemoryProfileStore(world.profiles),
         spend=ZeroSpend(),
         now=NOW,
+        **kw,
     )
 
 

@@ -21,7 +21,9 @@ reach (see ``docs/forecasting.md``).
 from __future__ import annotations
 
 import math
+import os
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -37,9 +39,17 @@ from adtarget.decision.counters import MemoryCounters
 from adtarget.decision.eligibility import SpendSource, has_budget, utc
 from adtarget.decision.engine import DecisionEngine, StaticIndex
 from adtarget.decision.forecast_cache import cache_for
+from adtarget.decision.forecast_fork import can_fork, run_forked
 from adtarget.decision.forecast_index import LiveMatches, ReplayIndex
 from adtarget.decision.forecast_reach import PROGRESS_EVERY, Reach, find_reach
-from adtarget.decision.forecast_spend import ReplaySpend
+from adtarget.decision.forecast_spend import (
+    Charge,
+    FixedSpend,
+    Read,
+    ReplaySpend,
+    line_item_budgets_only,
+    parts_agree,
+)
 from adtarget.decision.forecast_window import DayPlan, Replayed, plan_days, replay_table, rows_of
 from adtarget.decision.index import LineItemIndex
 from adtarget.decision.models import Decision, DecisionRequest, DecisionResult, LiveLineItem
@@ -49,9 +59,12 @@ from adtarget.decision.request_store import RequestStore
 from adtarget.errors import InvalidValue
 
 Z95 = 1.959963984540054
-MAX_FLIGHT_DAYS = 366
-"""The longest flight a forecast replays (a logged day per flight day): longer ones are a 422
-naming ``end``, not hours of replay (``0001-01-01`` to ``9999-12-31`` was accepted)."""
+MAX_WINDOW_DAYS = 366
+"""The most days of a flight one forecast replays (``window_of``)."""
+MAX_PROCESSES = 4
+"""Forked processes a replay is split across at most (one per core up to this)."""
+PARALLEL_MIN_ROWS = 10_000
+"""Fewer replayed rows than this replay in process (a fork costs more than it saves)."""
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: the CLI's Rich bar, or nothing."""
 
@@ -64,10 +77,13 @@ class _Tally:
     lost: dict[int, float] = field(default_factory=dict)
     taken: dict[int, float] = field(default_factory=dict)
     per_user: dict[str, float] = field(default_factory=dict)
+    processes: int = 1
+    """Processes the replay ran in (its parts' answers were used)."""
 
 
-def flight_of(item: LiveLineItem) -> tuple[datetime, datetime]:
-    """Where the proposal may serve: its own flight inside its campaign's (both ends needed)."""
+def flight_of(item: LiveLineItem, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """Where the proposal may serve: its own flight inside its campaign's (both ends needed,
+    and, with ``now``, an end after it: a flight that is over has nothing to forecast)."""
     starts = [utc(t) for t in (item.start, item.campaign_start) if t is not None]
     ends = [utc(t) for t in (item.end, item.campaign_end) if t is not None]
     if not starts:
@@ -77,14 +93,21 @@ def flight_of(item: LiveLineItem) -> tuple[datetime, datetime]:
     start, end = max(starts), min(ends)
     if end <= start:
         raise InvalidValue("the flight ends before it starts", field="end")
-    if end - start > timedelta(days=MAX_FLIGHT_DAYS):
+    if now is not None and end <= utc(now):
         raise InvalidValue(
-            f"a forecast covers at most {MAX_FLIGHT_DAYS} days of flight; this one is "
-            f"{(end - start).days:,} days ({start.date().isoformat()} to "
-            f"{end.date().isoformat()}): forecast a shorter flight",
+            f"the flight ended at {end.isoformat()}, before now: there is nothing left to forecast",
             field="end",
         )
     return start, end
+
+
+def window_of(start: datetime, end: datetime, now: datetime) -> tuple[datetime, datetime]:
+    """The part of the flight a forecast replays: from ``now`` on (what is past cannot be
+    served any more), at most ``MAX_WINDOW_DAYS`` (each day replays a logged day; a flight
+    from 0001 to 9999 was a 200 that replayed millions of days). ``window`` in the answer
+    says which part was forecast."""
+    lo = max(start, utc(now))
+    return lo, min(end, lo + timedelta(days=MAX_WINDOW_DAYS))
 
 
 def no_history(message: str, *, sample_rate: float | None) -> dict[str, Any]:
@@ -113,6 +136,7 @@ def forecast(
     lookback_days: int = 28,
     now: datetime | None = None,
     progress: Progress | None = None,
+    processes: int | None = None,
 ) -> dict[str, Any]:
     """What ``proposal`` would serve over its flight, and whom it competes with.
 
@@ -126,10 +150,14 @@ def forecast(
         lookback_days: history projected onto the flight.
         now: the current time (tests pin it).
         progress: optional callback ``(stage, done, total)``.
+        processes: forked processes to split the replay across (``None``: one per core, up
+            to ``MAX_PROCESSES``, from ``PARALLEL_MIN_ROWS`` replayed rows; 1: in process).
     """
     began = time.perf_counter()
-    start, end = flight_of(proposal)
-    today = utc(now).date()
+    now = utc(now)
+    flight_start, flight_end = flight_of(proposal, now)
+    start, end = window_of(flight_start, flight_end, now)
+    today = now.date()
     history = [d for d in store.days() if today - timedelta(days=lookback_days) <= d < today]
     if not history:
         return no_history(
@@ -173,11 +201,16 @@ def forecast(
     twins = cache.twins_of(window) if window is not None and not budgeted else None
     inputs = _Inputs(reach, spend, today, progress, outside, coupled=bool(budgeted), twins=twins)
     timezones = {it.campaign_id: it.timezone for it in (*competitors, proposal)}
-    tally, by_day = _replay(proposal, index, without, replayed, inputs, timezones)
+    tally, by_day = _replay(proposal, index, without, replayed, inputs, timezones, processes)
     advertisers = {it.id: it.advertiser_id for it in competitors}
     answer = _answer(proposal, tally, by_day, plan, replayed, reach.users, rate, spend)
     for row in answer["contended"]:
         row["advertiser_id"] = advertisers.get(row["line_item_id"])
+    answer["window"] = {
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "whole_flight": (start, end) == (flight_start, flight_end),
+    }
     answer["elapsed_ms"] = round((time.perf_counter() - began) * 1000, 1)
     return answer
 
@@ -276,6 +309,7 @@ def _replay(
     rows: Sequence[Replayed],
     inputs: _Inputs,
     timezones: dict[int, str],
+    processes: int | None = None,
 ) -> tuple[_Tally, list[tuple[float, float]]]:
     """Run every replayed request through the engine, in time order, and count; beside it, a
     twin engine without the proposal, for what the proposal takes from each competitor.
@@ -289,15 +323,13 @@ def _replay(
     depend on the proposal: those kept from an earlier forecast of the same window are used
     (``inputs.twins``, while the user's profile is unchanged) and the new ones are kept.
 
+    Users are split across forked processes (``_parts``) when the rows are many; budgets
+    couple users, so the parts' answers are used only if every budget check agrees with the
+    whole replay's spend (``parts_agree``), else the rows are replayed here in one part.
+
     Returns the tally and, per flight day, (matched requests, forecast impressions).
     """
     profile_of = inputs.reach.profile_of
-    profiles = _Profiles({u: p for u, p in profile_of.items() if p is not None}, version="forecast")
-    engine, sim = _engine(index, profiles, inputs, timezones)
-    twin, twin_sim = _engine(without, profiles, inputs, timezones)
-    items = index.items
-    at = index.position_of
-    budgeted = frozenset(it.id for it in items if has_budget(it))
     kept = inputs.twins if not inputs.coupled else None
     known: dict[str, dict[int, float]] = {}
     if kept is not None:
@@ -305,22 +337,161 @@ def _replay(
             found = kept.get(uid)
             if found is not None and found[0] == profile_of.get(uid):
                 known[uid] = found[1]
+    budgeted = frozenset(it.id for it in index.items if has_budget(it))
+    progress = inputs.progress
+    parts: list[_Part] | None = None
+
+    def done(n: int) -> None:
+        if progress is not None:
+            progress("replaying", n, len(rows))
+
+    split = _parts(rows, index, without, budgeted, processes)
+    if split is not None:
+        base = FixedSpend({li: inputs.spend.spend(li) for li in budgeted})
+        forked = replace(inputs, spend=base)
+        tasks = [
+            partial(_replay_part, proposal, index, without, part, forked, timezones, known, True)
+            for part in split
+        ]
+        answers = run_forked(tasks, done)
+        if answers is not None and (not budgeted or _agree(index, without, answers)):
+            parts = answers
+    if parts is None:
+        whole = _replay_part(proposal, index, without, rows, inputs, timezones, known, False, done)
+        parts = [whole]
+    done(len(rows))
+    tally = _Tally()
+    by_day: dict[int, list[float]] = {}
+    served_with: dict[int, float] = {}
+    served_without: dict[int, float] = {}
+    for totals in known.values():
+        _add_to(served_without, totals)
+    for part in parts:
+        tally.matched += part.tally.matched
+        tally.available += part.tally.available
+        tally.forecast += part.tally.forecast
+        _add_to(tally.lost, part.tally.lost)
+        tally.per_user.update(part.tally.per_user)
+        for day, (matched, served) in part.by_day.items():
+            sums = by_day.setdefault(day, [0.0, 0.0])
+            sums[0] += matched
+            sums[1] += served
+        _add_to(served_with, part.served_with)
+        for uid, totals in part.fresh.items():
+            _add_to(served_without, totals)
+            if kept is not None:
+                kept[uid] = (profile_of.get(uid), totals)
+    for li, n in served_without.items():
+        if n > served_with.get(li, 0.0):
+            tally.taken[li] = n - served_with.get(li, 0.0)
+    tally.processes = len(parts)
+    span = range(max(by_day, default=-1) + 1)
+    return tally, [(by_day.get(i, [0.0, 0.0])[0], by_day.get(i, [0.0, 0.0])[1]) for i in span]
+
+
+def _add_to(totals: dict[int, float], more: dict[int, float]) -> None:
+    for li, n in more.items():
+        totals[li] = totals.get(li, 0.0) + n
+
+
+def _parts(
+    rows: Sequence[Replayed],
+    index: ReplayIndex,
+    without: ReplayIndex,
+    budgeted: frozenset[int],
+    processes: int | None,
+) -> list[list[Replayed]] | None:
+    """The rows split by user into one part per process, the heaviest users first onto the
+    lightest part; ``None``: replay in this process (few rows, one core, no fork, or a
+    campaign budget, which ``parts_agree`` cannot check)."""
+    if processes is None:
+        processes = min(MAX_PROCESSES, _cores()) if len(rows) >= PARALLEL_MIN_ROWS else 1
+    if processes < 2 or not can_fork():
+        return None
+    items = [it for it in (*index.items, *without.items) if it.id in budgeted]
+    if not line_item_budgets_only(items):
+        return None
+    counts = Counter(r.user_id for r in rows)
+    loads = [0] * processes
+    owner: dict[str, int] = {}
+    for uid, n in counts.most_common():
+        k = loads.index(min(loads))
+        owner[uid] = k
+        loads[k] += n
+    split: list[list[Replayed]] = [[] for _ in range(processes)]
+    for r in rows:
+        split[owner[r.user_id]].append(r)
+    return [part for part in split if part]
+
+
+def _cores() -> int:
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+
+
+def _agree(index: ReplayIndex, without: ReplayIndex, parts: Sequence[_Part]) -> bool:
+    """Whether the parts' budget checks agree with one whole replay's, in both replays."""
+    return parts_agree(
+        {it.id: it for it in index.items}, [(p.reads, p.charges) for p in parts]
+    ) and parts_agree(
+        {it.id: it for it in without.items}, [(p.twin_reads, p.twin_charges) for p in parts]
+    )
+
+
+@dataclass(slots=True)
+class _Part:
+    """What one part of the replay counted (its users only), and the spend it read and
+    charged (``parts_agree``)."""
+
+    tally: _Tally
+    by_day: dict[int, list[float]]
+    served_with: dict[int, float]
+    fresh: dict[str, dict[int, float]]
+    """Twin totals of this part's users not ``known``."""
+    reads: list[Read]
+    charges: list[Charge]
+    twin_reads: list[Read]
+    twin_charges: list[Charge]
+
+
+def _replay_part(
+    proposal: LiveLineItem,
+    index: ReplayIndex,
+    without: ReplayIndex,
+    rows: Sequence[Replayed],
+    inputs: _Inputs,
+    timezones: dict[int, str],
+    known: dict[str, dict[int, float]],
+    record: bool,
+    done: Callable[[int], None],
+) -> _Part:
+    """The replay of ``rows`` (all the requests of some users), with and without the proposal
+    (see ``_replay``); ``known``: twin totals kept from an earlier forecast; ``record``: keep
+    the spend read and charged; ``done(rows)``: progress."""
+    profile_of = inputs.reach.profile_of
+    profiles = _Profiles({u: p for u, p in profile_of.items() if p is not None}, version="forecast")
+    engine, sim = _engine(index, profiles, inputs, timezones, record)
+    twin, twin_sim = _engine(without, profiles, inputs, timezones, record)
+    items = index.items
+    at = index.position_of
+    budgeted = frozenset(it.id for it in items if has_budget(it))
     fresh: dict[str, dict[int, float]] = {}  # twin totals of the users not known
     parted: set[str] = set()  # users whose answers without the proposal may differ
     served_with: dict[int, float] = {}
-    served_without: dict[int, float] = {}
     pid = proposal.id
     rank = proposal.rank_key()
-    matches, progress = inputs.reach.matches, inputs.progress
+    matches = inputs.reach.matches
     coupled = inputs.coupled
     tally = _Tally()
     by_day: dict[int, list[float]] = {}
     contexts: dict[str, dict[str, Any]] = {}
-    twin_contexts: dict[str, dict[str, Any]] = {}
+    asked: dict[tuple[Any, ...], DecisionRequest] = {}
     for i, r in enumerate(rows):
         uid = r.user_id
         hit = matches(uid, r.context)
-        result = _decide(engine, sim, index, r, hit=hit, contexts=contexts, budgeted=budgeted)
+        result = _decide(
+            engine, sim, index, r, hit=hit, contexts=contexts, budgeted=budgeted, requests=asked
+        )
         weight = 1.0 / r.sample_rate
         decisions = result.decisions
         got = False
@@ -338,8 +509,9 @@ def _replay(
                 parted.add(uid)
             if uid in parted:
                 alone = _decide(
-                    twin, twin_sim, without, r, hit=False, contexts=twin_contexts, budgeted=budgeted
-                )
+                    twin, twin_sim, without, r, hit=False, contexts=contexts,
+                    budgeted=budgeted, requests=asked,
+                )  # fmt: skip
                 for d in alone.decisions:
                     mine[d.line_item_id] = mine.get(d.line_item_id, 0.0) + weight
             elif decisions:  # the same answer without the proposal: count it, do not decide it
@@ -348,8 +520,8 @@ def _replay(
                 twin.record_served([items[at[d.line_item_id]] for d in decisions], uid, r.ts)
                 for d in decisions:
                     mine[d.line_item_id] = mine.get(d.line_item_id, 0.0) + weight
-        if progress is not None and i % PROGRESS_EVERY == 0:
-            progress("replaying", i, len(rows))
+        if i % PROGRESS_EVERY == 0:
+            done(i)
         if not hit:
             continue
         day = by_day.setdefault(r.day, [0.0, 0.0])
@@ -365,19 +537,10 @@ def _replay(
         else:
             for d in above:
                 tally.lost[d.line_item_id] = tally.lost.get(d.line_item_id, 0.0) + weight
-    for totals in (*known.values(), *fresh.values()):
-        for li, n in totals.items():
-            served_without[li] = served_without.get(li, 0.0) + n
-    if kept is not None and not coupled:
-        for uid, totals in fresh.items():
-            kept[uid] = (profile_of.get(uid), totals)
-    for li, n in served_without.items():
-        if n > served_with.get(li, 0.0):
-            tally.taken[li] = n - served_with.get(li, 0.0)
-    if progress is not None:
-        progress("replaying", len(rows), len(rows))
-    span = range(max(by_day, default=-1) + 1)
-    return tally, [(by_day.get(i, [0.0, 0.0])[0], by_day.get(i, [0.0, 0.0])[1]) for i in span]
+    done(len(rows))
+    return _Part(
+        tally, by_day, served_with, fresh, sim.reads, sim.charges, twin_sim.reads, twin_sim.charges
+    )
 
 
 class _Profiles(MemoryProfileStore):
@@ -394,14 +557,29 @@ class _Profiles(MemoryProfileStore):
         return cast(dict[str, Any] | None, self.profiles.get(user_id)), "forecast"
 
 
+class _Unguarded:
+    """The breaker of a store that cannot fail (the replay's dict profiles and in-memory
+    counters): ``call`` runs the function. A breaker's lock-free check and ``try`` per call
+    were 5% of a forecast; spend keeps its real breaker (its base is the delivery log)."""
+
+    state = "closed"
+
+    @staticmethod
+    def call(fn: Callable[[], Any]) -> Any:
+        """``fn()``."""
+        return fn()
+
+
 def _engine(
     index: ReplayIndex,
     profiles: MemoryProfileStore,
     inputs: _Inputs,
     timezones: dict[int, str],
+    record: bool = False,
 ) -> tuple[DecisionEngine, ReplaySpend]:
-    """The real engine on ``index``, with the replay's own counters and spend."""
-    sim = ReplaySpend(inputs.spend, today=inputs.today, timezones=timezones)
+    """The real engine on ``index``, with the replay's own counters and spend (``record``:
+    the spend keeps what it read and charged, ``parts_agree``)."""
+    sim = ReplaySpend(inputs.spend, today=inputs.today, timezones=timezones, record=record)
     sim.spend_outside(inputs.outside)
     engine = DecisionEngine(
         index_holder=StaticIndex(cast(LineItemIndex, index)),
@@ -409,6 +587,7 @@ def _engine(
         counters=MemoryCounters(),
         spend=sim,
     )
+    engine.profile_breaker = engine.counter_breaker = _Unguarded()
     return engine, sim
 
 
@@ -421,20 +600,25 @@ def _decide(
     hit: bool,
     contexts: dict[str, dict[str, Any]],
     budgeted: frozenset[int],
+    requests: dict[tuple[Any, ...], DecisionRequest],
 ) -> DecisionResult:
     """One logged request through the engine at its own time, its wins charged at the row's
     weight: the step both replays (with and without the proposal) share.
 
     ``hit`` says whether the proposal may match this request; ``contexts`` caches decoded
-    contexts (many rows share one); ``budgeted``: the line items whose spend is read."""
-    ctx = contexts.get(r.context)
-    if ctx is None:
-        ctx = contexts[r.context] = orjson.loads(r.context)
+    contexts (many rows share one), ``requests`` the ``DecisionRequest`` of each distinct
+    request; ``budgeted``: the line items whose spend is read."""
+    key = (r.user_id, r.context, r.limit, r.formats, r.pod)
+    request = requests.get(key)
+    if request is None:  # one per distinct request (immutable; both replays share it)
+        ctx = contexts.get(r.context)
+        if ctx is None:
+            ctx = contexts[r.context] = orjson.loads(r.context)
+        pod = replayed_pod(r.pod) if r.pod else None
+        request = requests[key] = DecisionRequest(r.user_id, ctx, r.limit, r.formats, pod=pod)
     when = datetime.fromtimestamp(r.ts, UTC)
     sim.advance(r.ts)
     index.use((r.user_id, r.context), hit)
-    pod = replayed_pod(r.pod) if r.pod else None
-    request = DecisionRequest(r.user_id, ctx, r.limit, r.formats, pod=pod)
     result = engine.decide(request, now=when)
     if result.decisions and budgeted:
         _charge(sim, result.decisions, r, budgeted, when)
@@ -541,4 +725,5 @@ def _answer(
         "replayed_requests": len(rows),
         "replayed_users": len(rate_of),
         "reached_users": len(reached),
+        "replay_processes": tally.processes,
     }

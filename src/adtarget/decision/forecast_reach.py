@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import Any
 
 import orjson
@@ -87,8 +88,7 @@ def _by_projection(rule: Rule) -> Callable[[dict[str, Any] | None], bool]:
     memo: dict[tuple[Any, ...], bool] = {}
 
     def match(profile: dict[str, Any] | None) -> bool:
-        features = profile or {}
-        key = tuple(map(features.get, names))
+        key = tuple(map(profile.get, names)) if profile else ()
         try:
             found = memo.get(key)
         except TypeError:
@@ -119,10 +119,13 @@ def find_reach(
     for start in range(0, len(users), PROGRESS_EVERY):
         if progress is not None:
             progress("matching users", start, len(users))
-        for uid in users[start : start + PROGRESS_EVERY]:
-            prof = profile_of[uid] = get(uid)
-            if profile_part is None or profile_part(prof):
-                reach.users.add(uid)
+        chunk = users[start : start + PROGRESS_EVERY]
+        profs = list(map(get, chunk))  # C loops: a Python loop per user was 10% of a forecast
+        profile_of.update(zip(chunk, profs, strict=True))
+        if profile_part is None:
+            reach.users.update(chunk)
+        else:
+            reach.users.update(compress(chunk, map(profile_part, profs)))
     if by_pair is None or not reach.users:
         return reach
     mine = table.filter(pc.is_in(table.column("user_id"), pa.array(sorted(reach.users))))

@@ -6,7 +6,7 @@ builds the same way (``DecisionEngine.from_settings``), so both answer alike.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -29,7 +29,7 @@ def proposal_of(
     proposal = build_proposal(
         body, session=session, known_formats=ad_format_names(session=session), hidden=hidden
     )
-    flight_of(proposal)  # a flight the forecast cannot replay is a 422 before any job starts
+    flight_of(proposal, datetime.now(UTC))  # a flight that is over: 422 before a job starts
     return proposal
 
 

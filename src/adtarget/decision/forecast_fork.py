@@ -1,0 +1,124 @@
+"""Run a forecast's replay parts in forked child processes and collect their answers.
+
+Why fork, and not a pool: a part needs the live index, the profiles, the replayed rows and the
+memoized index matches, hundreds of megabytes that a fork shares copy-on-write at no cost and a
+pool would have to pickle per forecast (or keep per catalog version). Why processes at all:
+users no budget ties are independent, so their replays run on every core at once; and while
+children replay, the asking process waits in ``os.read`` without the GIL, so the decisions a
+serving worker answers meanwhile are not held up for the seconds a replay takes.
+
+A child runs only pure-Python replay code on objects it inherited (no Arrow, no threads, no
+store connections), with the garbage collector off (a collection would walk, and so copy, the
+whole inherited heap), writes its pickled answer to a pipe and leaves with ``os._exit``. Its
+progress (rows done) goes to a shared anonymous ``mmap`` the parent reads while it waits. Any
+failure of a child (an exception, a kill, an empty pipe) makes ``run_forked`` return ``None``:
+the caller then replays in process, so a forecast never fails because a fork did.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import mmap
+import os
+import pickle
+import select
+import struct
+from collections.abc import Callable, Sequence
+from typing import Any
+
+Task = Callable[[Callable[[int], None]], Any]
+"""A part of the replay: called in the child with ``done(rows)`` to report progress."""
+POLL_S = 0.2
+"""How often the parent reports the children's progress while it waits."""
+
+
+def can_fork() -> bool:
+    """Whether this platform forks (not on Windows: the caller replays in process)."""
+    return hasattr(os, "fork")
+
+
+def run_forked(
+    tasks: Sequence[Task], progress: Callable[[int], None] | None = None
+) -> list[Any] | None:
+    """Each task's return value, in order, each computed in its own forked child; ``None``
+    if any child failed (the caller replays in process).
+
+    ``progress(rows)``: the children's rows done so far, summed, every ``POLL_S``."""
+    shared = mmap.mmap(-1, 8 * max(1, len(tasks)))
+    children: list[tuple[int, int]] = []
+    try:
+        for slot, task in enumerate(tasks):
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child: never returns
+                os.close(r)
+                _child(task, w, shared, slot)
+            os.close(w)
+            children.append((pid, r))
+        return _collect(children, shared, progress)
+    finally:
+        for pid, r in children:
+            _close(r)
+            _reap(pid)
+        shared.close()
+
+
+def _child(task: Task, w: int, shared: mmap.mmap, slot: int) -> None:
+    gc.disable()
+    code = 0
+    try:
+
+        def done(rows: int) -> None:
+            struct.pack_into("q", shared, 8 * slot, rows)
+
+        out = pickle.dumps((True, task(done)), protocol=pickle.HIGHEST_PROTOCOL)
+    except BaseException as exc:  # noqa: BLE001  (reported to the parent, which replays itself)
+        out = pickle.dumps((False, repr(exc)))
+        code = 1
+    try:
+        view = memoryview(out)
+        while view:
+            view = view[os.write(w, view) :]
+    finally:
+        os._exit(code)
+
+
+def _collect(
+    children: list[tuple[int, int]],
+    shared: mmap.mmap,
+    progress: Callable[[int], None] | None,
+) -> list[Any] | None:
+    """Read every child's pipe to its end (all at once: a child blocks on a full pipe)."""
+    chunks: dict[int, list[bytes]] = {r: [] for _, r in children}
+    open_fds = set(chunks)
+    while open_fds:
+        ready, _, _ = select.select(list(open_fds), [], [], POLL_S)
+        for r in ready:
+            data = os.read(r, 1 << 20)
+            if data:
+                chunks[r].append(data)
+            else:
+                open_fds.discard(r)
+        if progress is not None:
+            progress(sum(struct.unpack_from("q", shared, 8 * i)[0] for i in range(len(children))))
+    out = []
+    for _, r in children:
+        data = b"".join(chunks[r])
+        if not data:
+            return None  # killed before it answered
+        ok, value = pickle.loads(data)
+        if not ok:
+            return None
+        out.append(value)
+    return out
+
+
+def _close(fd: int) -> None:
+    with contextlib.suppress(OSError):  # already closed
+        os.close(fd)
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):  # already reaped
+        os.waitpid(pid, 0)
