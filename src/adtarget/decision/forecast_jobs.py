@@ -28,7 +28,7 @@ from adtarget.process import pid_alive
 KEEP_SECONDS = 24 * 3600
 """How long a finished job's answer stays readable."""
 RUNNING_AT_ONCE = 1
-"""Forecasts replaying at once per process (each holds the GIL while it replays)."""
+"""Forecasts replaying at once per process (each holds the GIL outside its forked replay)."""
 WRITE_EVERY_S = 0.2
 """Progress is written at most this often (a stage's end always is)."""
 
