@@ -124,3 +124,18 @@ def test_many_valued_floats_at_every_bound(
                         and (hi is None or (v <= hi if hinc else v < hi))
                     )
                     assert got == want, (lo, hi, li, hinc)
+
+
+@pytest.mark.parametrize("density", [0.0, 0.001, 0.06, 0.5, 1.0])
+def test_words_become_the_same_bitmap(density: float) -> None:
+    """Dense words back to Roaring: all-bitset images in one copy, mixed ones per container."""
+    rng = np.random.default_rng(int(density * 100))
+    n = 3 * 65536 + 43_210
+    bits = rng.random(n) < density
+    bits[70_000:71_000] = True  # one container dense, whatever the density
+    members = np.flatnonzero(bits).astype(np.uint32)
+    nwords = (n + 63) // 64
+    image = dense.BitsetImage(nwords)
+    image.words[:] = _expected_words(BitMap(members), nwords)
+    assert list(image.bitmap()) == members.tolist()
+    assert list(dense.bitmap_of_words(image.words)) == members.tolist()

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from cachetools import LRUCache
-from pyroaring import AbstractBitMap
+from pyroaring import AbstractBitMap, FrozenBitMap
 
 Words = npt.NDArray[np.uint64]
 
@@ -263,16 +263,17 @@ def count(term: Term, nwords: int) -> int:
     return total
 
 
-def materialize(term: Term, nwords: int) -> Words:
+def materialize(term: Term, nwords: int, out: Words | None = None) -> Words:
     """``term`` as one fresh array of words (for results that are used again).
 
     Its own scratch blocks: it may run lazily inside another evaluation on this thread (a
     kept leaf made on first read), whose blocks must not be overwritten."""
-    if isinstance(term, Leaf):
-        return term.block(0, nwords, [])
+    if out is None:
+        if isinstance(term, Leaf):
+            return term.block(0, nwords, [])
+        out = np.empty(nwords, dtype=np.uint64)
     slots = _assign(term, 0)
     bufs = [np.empty(BLOCK, dtype=np.uint64) for _ in range(slots)]
-    out = np.empty(nwords, dtype=np.uint64)
     for s in range(0, nwords, BLOCK):
         e = min(nwords, s + BLOCK)
         out[s:e] = term.block(s, e, bufs)
@@ -304,31 +305,67 @@ class DenseCache:
         return self._lru.currsize
 
 
-def overlap(terms: Sequence[Term | None], nwords: int) -> list[list[int]]:
-    """Pairwise intersection sizes of ``terms`` (diagonal: each size; ``None`` = nobody).
+class BitsetImage:
+    """Dense words laid out as Roaring's portable serialization of bitset containers, so a
+    rule evaluated into ``words`` becomes a ``FrozenBitMap`` with one copy (``deserialize``),
+    when every container holds over 4,096 members (else ``bitmap_of_words`` per container)."""
 
-    Block by block: every term's block lands in one row of a small scratch matrix, then each
-    row is AND-ed with all the rows after it in one broadcast call and popcounted per row, so
-    no term is ever materialized whole and every operand is read once."""
-    k = len(terms)
-    live = [(i, t) for i, t in enumerate(terms) if t is not None]
-    slots = max((_assign(t, 0) for _, t in live), default=0)
-    bufs = _buffers.take(slots)
-    out = np.zeros((k, k), dtype=np.int64)
-    step = max(1, min(BLOCK, (1 << 20) // max(1, len(live)) // 8))  # ~1 MB of rows per block
-    rows = np.empty((len(live), step), dtype=np.uint64)
-    both = np.empty((len(live), step), dtype=np.uint64)
-    cnt = np.empty((len(live), step), dtype=np.uint8)
-    idx = np.array([i for i, _ in live], dtype=np.int64)
-    for s in range(0, nwords, step):
-        e = min(nwords, s + step)
-        w = e - s
-        for r, (_, t) in enumerate(live):
-            rows[r, :w] = t.block(s, e, bufs)
-        for r in range(len(live)):
-            m = len(live) - r
-            np.bitwise_and(rows[r, :w], rows[r:, :w], out=both[:m, :w])
-            got = np.bitwise_count(both[:m, :w], out=cnt[:m, :w]).sum(axis=1, dtype=np.int64)
-            out[idx[r], idx[r:]] += got
-    full = out + np.triu(out, 1).T
-    return [[int(x) for x in row] for row in full]
+    def __init__(self, nwords: int) -> None:
+        self.ncont = (nwords + 1023) // 1024
+        self.head = 8 + 8 * self.ncont
+        self.buf = np.zeros(self.head + 8192 * self.ncont, dtype=np.uint8)
+        self.nwords = nwords
+        self.words: Words = self.buf[self.head :].view(np.uint64)[:nwords]
+
+    def cards(self) -> npt.NDArray[np.int64]:
+        """Members per container."""
+        full = self.buf[self.head :].view(np.uint64).reshape(self.ncont, 1024)
+        out: npt.NDArray[np.int64] = np.bitwise_count(full).sum(axis=1, dtype=np.int64)
+        return out
+
+    def bitmap(self) -> FrozenBitMap:
+        cards = self.cards()
+        if cards.min() <= 4096:
+            return bitmap_of_words(self.words)
+        meta = self.buf[: self.head].view("<u4")
+        meta[0], meta[1] = _COOKIE_PLAIN, self.ncont
+        head = self.buf[8 : 8 + 4 * self.ncont].view("<u2")
+        head[0::2] = np.arange(self.ncont)
+        head[1::2] = cards - 1
+        offsets = self.buf[8 + 4 * self.ncont : self.head].view("<u4")
+        offsets[:] = self.head + 8192 * np.arange(self.ncont, dtype=np.int64)
+        return FrozenBitMap.deserialize(self.buf.data)  # type: ignore[arg-type]
+
+
+def bitmap_of_words(words: Words) -> FrozenBitMap:
+    """A Roaring bitmap of dense words, through the portable serialization: a container with
+    over 4,096 members is its words as they are, a smaller one the positions of its bits
+    (found in its non-zero words only). No per-member work for dense containers."""
+    ncont = (len(words) + 1023) // 1024  # general: any mix of containers
+    blocks = np.zeros((ncont, 1024), dtype=np.uint64)
+    blocks.reshape(-1)[: len(words)] = words
+    cards = np.bitwise_count(blocks).sum(axis=1, dtype=np.int64)
+    keep = np.flatnonzero(cards)
+    head = np.empty(2 * len(keep), dtype="<u2")
+    head[0::2] = keep
+    head[1::2] = cards[keep] - 1
+    parts: list[bytes] = []
+    sizes = np.empty(len(keep), dtype=np.int64)
+    for j, k in enumerate(keep.tolist()):
+        if cards[k] > 4096:
+            parts.append(blocks[k].tobytes())
+        else:
+            parts.append(_positions(blocks[k]).tobytes())
+        sizes[j] = len(parts[-1])
+    offsets = 8 + 8 * len(keep) + np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    top = np.array([_COOKIE_PLAIN, len(keep)], dtype="<u4").tobytes()
+    data = top + head.tobytes() + offsets.astype("<u4").tobytes() + b"".join(parts)
+    return FrozenBitMap.deserialize(data)
+
+
+def _positions(container: Words) -> npt.NDArray[np.uint16]:
+    """Positions (0..65535) of the set bits of one container's 1,024 words, ascending."""
+    nz = np.flatnonzero(container)
+    bits = np.unpackbits(container[nz].view(np.uint8), bitorder="little").reshape(-1, 64)
+    rows, cols = np.nonzero(bits)
+    return ((nz[rows] << 6) | cols).astype("<u2")

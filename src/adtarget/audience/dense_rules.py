@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from pyroaring import AbstractBitMap
+from pyroaring import AbstractBitMap, FrozenBitMap
 
 from adtarget.audience import dense, numbers
 from adtarget.audience.dense import AndNot, Leaf, Or, Sparse, Term
@@ -45,6 +45,8 @@ SnapshotIndex = Any
 SPARSE_SHARE = 512
 """A bitmap with fewer members than 1/512 of the ordinals is scattered per block (a member
 costs ~10 ns) rather than read as words (1.25 MB per 10M users, ~0.06 ms)."""
+DENSE_FRACTION = 16
+"""At least 1/16 of the users: Roaring keeps the containers as bitsets (see ``sizing``)."""
 DENSE_MIN_READS = 3
 """Fewer dense operands than this: Roaring's own cardinality calls are as fast (one bitset
 pass, no result built), unless it must build a difference first."""
@@ -263,6 +265,25 @@ class DenseIndex:
         if not _pays(t) or t.upper * 64 < self.users:
             return None
         return dense.count(t, self.nwords)
+
+    def form(self, rule: Rule) -> tuple[FrozenBitMap, bool]:
+        """``rule``'s result for the overlap matrix as ``(bitmap, negated)``: its members when
+        dense, else the users it leaves out — so Roaring keeps it as bitset containers, made
+        from the words as they are, and every cell is one bitset-by-bitset
+        ``intersection_cardinality`` (AND and popcount fused, nothing built: the fastest
+        pairwise count here, ~0.08 ms on 10M users)."""
+        t = self.term(rule)
+        if t is None:
+            return FrozenBitMap(), False
+        image = dense.BitsetImage(self.nwords)
+        words = dense.materialize(t, self.nwords, image.words)
+        size = int(image.cards().sum())
+        if size * DENSE_FRACTION < self.users:
+            u = self.universe()
+            assert u is not None
+            np.bitwise_and(u.block(0, self.nwords, []), np.invert(words, out=words), out=words)
+            return image.bitmap(), True
+        return image.bitmap(), False
 
 
 def _pays(t: Term) -> bool:

@@ -201,6 +201,10 @@ def overlap_counts(rules: Sequence[Rule], index: BitmapIndex, memo: Memo | None)
     Each rule is evaluated once, in ``dense_form``; sub-expressions (and clause complements)
     the rules have in common are evaluated once per call even without ``memo`` (a dict for
     this call)."""
+    dense = getattr(index, "dense", None)  # a snapshot's own index (not a live overlay)
+    if dense is not None:
+        forms = [Form(*dense.form(r)) for r in rules]
+        return overlap_matrix(forms, len(index.universe()))
     local: Memo = memo if memo is not None else _CallMemo()
     forms = [dense_form(r, index, local) for r in rules]
     return overlap_matrix(forms, len(index.universe()))
