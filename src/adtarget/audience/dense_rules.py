@@ -14,7 +14,7 @@ added or removed as sparse members; bit-sliced — Roaring's range, then expande
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from pyroaring import AbstractBitMap, FrozenBitMap
@@ -57,6 +57,17 @@ def _or(parts: Sequence[Term | None]) -> Term | None:
     if not kept:
         return None
     return kept[0] if len(kept) == 1 else Or(kept)
+
+
+class KeptWords(NamedTuple):
+    """A clause's words kept in a snapshot's ``ResultCache`` (``size``: an upper bound)."""
+
+    words: dense.Words
+    size: int
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.words.nbytes)
 
 
 def _and(pos: Sequence[Term | None], neg: Sequence[Term | None] = ()) -> Term | None:
@@ -147,11 +158,40 @@ class DenseIndex:
         return _and(more, plain)
 
     # ---- the rule -----------------------------------------------------------------------
-    def term(self, rule: Rule) -> Term | None:
-        """``rule`` as a term (``None``: matches nobody)."""
+    def term(self, rule: Rule, memo: Any = None) -> Term | None:
+        """``rule`` as a term (``None``: matches nobody). With ``memo`` (a snapshot's
+        ``ResultCache``) the words of each clause of a top-level ``and`` are kept there, so a
+        rule edited in one clause reads the other clauses' results (one array each)."""
         negated, core = polarity(rule)
-        t = self._positive(core)
+        if memo is not None and isinstance(core, And):
+            pos, neg = split(core.children)
+            p = [self._clause(c, memo) for c in pos] if pos else [self.universe()]
+            t = self._and(p, [self._clause(c, memo) for c in neg])
+        else:
+            t = self._positive(core)
         return _and([self.universe()], [t]) if negated else t
+
+    def _clause(self, rule: Rule, memo: Any) -> Term | None:
+        key = (KeptWords, rule)
+        hit = memo.get(key)
+        if isinstance(hit, KeptWords):
+            leaf = Leaf(lambda: hit.words, hit.size)
+            leaf.made = True
+            return leaf
+        t = self._positive(rule)
+        if not isinstance(t, Or | AndNot):
+            return t  # one stored or kept bitmap already
+        nwords, term = self.nwords, t
+
+        def make() -> dense.Words:
+            words = dense.materialize(term, nwords)
+            words.setflags(write=False)
+            memo[key] = KeptWords(words, term.upper)
+            return words
+
+        leaf = Leaf(make, t.upper)
+        leaf.made = True
+        return leaf
 
     def _positive(self, rule: Rule) -> Term | None:
         if isinstance(rule, And):
@@ -251,12 +291,12 @@ class DenseIndex:
             (reader.slot, "ge", lo), lambda: dense.materialize(term, nwords), present.upper
         )
 
-    def count(self, rule: Rule) -> int | None:
+    def count(self, rule: Rule, memo: Any = None) -> int | None:
         """The count of ``rule`` when dense evaluation pays; ``None``: leave it to Roaring.
 
         A complement (``not x``, ``a or not b``) is counted as the users minus what it leaves
         out (every stored bitmap lies within the universe), so the universe is never read."""
-        t = self.term(rule)
+        t = self.term(rule, memo)
         if t is None:
             return 0
         if isinstance(t, AndNot) and t.neg and len(t.pos) == 1 and t.pos[0].universe:

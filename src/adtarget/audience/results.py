@@ -23,7 +23,11 @@ DEFAULT_MAX_BYTES = 256 << 20
 
 
 def bitmap_bytes(bm: AbstractBitMap) -> int:
-    """Heap bytes of a bitmap's containers (plus a little for the object)."""
+    """Heap bytes of a bitmap's containers (plus a little for the object); a dense result
+    (``dense_rules.KeptWords``) says its own."""
+    nbytes = getattr(bm, "nbytes", None)
+    if nbytes is not None:
+        return 64 + int(nbytes)
     st: dict[str, Any] = bm.get_statistics()  # type: ignore[assignment]
     return 64 + int(
         st["n_bytes_array_containers"]

@@ -56,7 +56,7 @@ def count_rule(rule: Rule, index: BitmapIndex, memo: Memo | None = None) -> int:
         return len(index.universe()) - n if negated else n
     dense = getattr(index, "dense", None)  # a snapshot's own index (not a live overlay)
     if dense is not None:
-        n = dense.count(rule)
+        n = dense.count(rule, memo)
         if n is not None:
             return int(n)
     if not isinstance(rule, And) or len(rule.children) < 3:
