@@ -27,6 +27,8 @@ from adtarget.rules.parse import parse
 EMPTY = FrozenBitMap()
 EMPTY_SET: frozenset[Any] = frozenset()
 _PRESENT = object()
+_MISSING = object()
+"""A dimension absent from a user's overrides (``None`` there means "unset")."""
 """Key of a dimension's present bitmap among its (dimension, value) bitmaps in a batch."""
 Scalar = str | int | float | bool
 
@@ -109,7 +111,10 @@ class Delta:
         self._touched: dict[str, BitMap] = {}
         self._added: dict[str, dict[Any, BitMap]] = {}
         self._present: dict[str, BitMap] = {}
-        self._dirty: set[tuple[str, str]] = set()
+        self._dirty: set[tuple[str, str, Any]] = set()
+        """What changed since the last view: ``("*", "", None)`` (void/dead/born), ``("t",
+        dim, None)`` (touched), ``("v", dim, value)`` (one added bitmap; ``_PRESENT`` for the
+        present one), so a view re-freezes only the bitmaps that changed."""
         self._view: DeltaView | None = None
         self.rules: dict[str, Rule] = _rule_segments(base)
 
@@ -131,22 +136,6 @@ class Delta:
         """A user's current features by id, ``None`` when unknown or deleted."""
         ordinal = self.ordinal_of(user_id)
         return None if ordinal is None else self.features(ordinal)
-
-    def _any_ordinal(self, user_id: str, create: bool) -> int | None:
-        ordinal = self.new_ids.get(user_id)
-        if ordinal is None:
-            resolved = self._resolved
-            ordinal = (
-                resolved.get(user_id) if resolved is not None else self.base.ordinal_of(user_id)
-            )
-        if ordinal is None and create:
-            ordinal = self.n0 + len(self.new_list)
-            self.new_ids[user_id] = ordinal
-            self.new_list.append(user_id)
-        return ordinal
-
-    _resolved: dict[str, int] | None = None
-    """Base ordinals of the ids of the batch being applied (looked up together)."""
 
     def features(self, ordinal: int) -> dict[str, Any] | None:
         """A user's current features (base overlaid), ``None`` when not alive."""
@@ -181,104 +170,127 @@ class Delta:
         todo = [up for up in updates if up.seq > self.seq]  # else applied (replay overlap)
         if not todo:
             return
-        new_ids = self.new_ids
+        new_ids, new_list, users, kinds = self.new_ids, self.new_list, self.users, self.kinds
         lookup = list({up.user_id for up in todo if up.user_id not in new_ids})
-        self._resolved = self.base.ordinals_of(lookup) if len(lookup) > 8 else None
+        base = self.base
+        resolved = (
+            base.ordinals_of(lookup)
+            if len(lookup) > 8
+            else {u: o for u in lookup if (o := base.ordinal_of(u)) is not None}
+        )
+        universe = base.index.universe()
+        n0 = self.n0
         before: dict[int, UserState] = {}
+        touched_now: dict[str, list[int]] = {}
+        last, done = self.seq, 0
         try:
-            for up in todo:
-                if up.seq <= self.seq:
+            for up in todo:  # inlined: this loop runs once per update (profiled)
+                if up.seq <= last:
                     continue
-                self._apply_one(up, before)
-                self.seq = up.seq
-                self.applied += 1
+                uid = up.user_id
+                ordinal = new_ids.get(uid)
+                if ordinal is None:
+                    ordinal = resolved.get(uid)
+                    if ordinal is None:
+                        if up.delete:  # deleting a user nobody knows: nothing to do
+                            last, done = up.seq, done + 1
+                            continue
+                        ordinal = new_ids[uid] = n0 + len(new_list)
+                        new_list.append(uid)
+                state = users.get(ordinal)
+                if state is None:
+                    is_base = ordinal < n0 and ordinal in universe
+                    state = before[ordinal] = UserState(is_base, not is_base, {})
+                elif ordinal not in before:
+                    before[ordinal] = state
+                if up.delete:
+                    users[ordinal] = UserState(False, True, {})
+                else:
+                    if state.alive:
+                        over, fresh = dict(state.over), state.fresh
+                    else:  # deleted, now created again: starts empty
+                        over, fresh = {}, True
+                    for dim in up.unset:
+                        over[dim] = None
+                        got = touched_now.get(dim)
+                        if got is None:
+                            touched_now[dim] = [ordinal]
+                        else:
+                            got.append(ordinal)
+                    for dim, value in up.set.items():
+                        if value is None or value == EMPTY_SET:
+                            value = None
+                        elif dim not in kinds:
+                            kinds[dim] = value_kind(value)
+                        over[dim] = value
+                        got = touched_now.get(dim)
+                        if got is None:
+                            touched_now[dim] = [ordinal]
+                        else:
+                            got.append(ordinal)
+                    users[ordinal] = UserState(True, fresh, over)
+                last, done = up.seq, done + 1
         finally:
-            self._resolved = None
+            self.seq, self.applied = last, self.applied + done
             self._view = None
+            for dim, ordinals in touched_now.items():
+                bm = self._touched.get(dim)
+                if bm is None:
+                    bm = self._touched[dim] = BitMap()
+                bm.update(ordinals)
+                self._dirty.add(("t", dim, None))
             self._rebitmap(before)
 
-    def _apply_one(self, up: Update, before: dict[int, UserState]) -> None:
-        """Change one user's state; ``before`` keeps each user's state from before the batch."""
-        ordinal = self._any_ordinal(up.user_id, create=not up.delete)
-        if ordinal is None:
-            return  # deleting a user nobody knows: nothing to do
-        users = self.users
-        state = users.get(ordinal)
-        if state is None:
-            is_base = ordinal < self.n0 and self.base.is_alive(ordinal)
-            state = UserState(alive=is_base, fresh=not is_base, over={})
-        if ordinal not in before:
-            before[ordinal] = state
-        if up.delete:
-            users[ordinal] = UserState(alive=False, fresh=True, over={})
-            return
-        if state.alive:
-            over = dict(state.over)
-            fresh = state.fresh
-        else:  # deleted, now created again: starts empty
-            over, fresh = {}, True
-        touched, dirty, kinds = self._touched, self._dirty, self.kinds
-        for dim in up.unset:
-            over[dim] = None
-        for dim, value in up.set.items():
-            if value is None or value == EMPTY_SET:
-                value = None
-            elif dim not in kinds:
-                kinds[dim] = value_kind(value)
-            over[dim] = value
-        for dim in (*up.unset, *up.set):
-            bm = touched.get(dim)
-            if bm is None:
-                bm = touched[dim] = BitMap()
-                dirty.add(("t", dim))
-            elif ("t", dim) not in dirty:
-                dirty.add(("t", dim))
-            bm.add(ordinal)
-        users[ordinal] = UserState(alive=True, fresh=fresh, over=over)
-
     def _rebitmap(self, before: dict[int, UserState]) -> None:
-        """Move each user's bitmap bits from its state before the batch to its state now."""
+        """Move each user's bitmap bits from its state before the batch to its state now
+        (a value the batch left as it was keeps its bits)."""
         gone: dict[tuple[str, Any], list[int]] = {}
         came: dict[tuple[str, Any], list[int]] = {}
         void_add: list[int] = []
-        void_users = False
+        users, n0 = self.users, self.n0
         for ordinal, old in before.items():
-            new = self.users[ordinal]
-            for dim, value in old.over.items():
-                if value is not None:
-                    for v in value if isinstance(value, frozenset) else (value,):
-                        gone.setdefault((dim, v), []).append(ordinal)
-                    gone.setdefault((dim, _PRESENT), []).append(ordinal)
-            if new.alive:
-                for dim, value in new.over.items():
-                    if value is not None:
-                        for v in value if isinstance(value, frozenset) else (value,):
-                            came.setdefault((dim, v), []).append(ordinal)
-                        came.setdefault((dim, _PRESENT), []).append(ordinal)
+            new = users[ordinal]
+            old_over = old.over
+            new_over = new.over if new.alive else {}
+            for dim, value in old_over.items():
+                if value is None or new_over.get(dim, _MISSING) == value:
+                    continue
+                for v in value if type(value) is frozenset else (value,):
+                    _push(gone, (dim, v), ordinal)
+                if new_over.get(dim) is None:
+                    _push(gone, (dim, _PRESENT), ordinal)
+            for dim, value in new_over.items():
+                if value is None:
+                    continue
+                was = old_over.get(dim, _MISSING)
+                if was == value:
+                    continue
+                for v in value if type(value) is frozenset else (value,):
+                    _push(came, (dim, v), ordinal)
+                if was is _MISSING or was is None:
+                    _push(came, (dim, _PRESENT), ordinal)
             if not new.alive:
-                void_users = True
                 void_add.append(ordinal)
                 self._born.discard(ordinal)
-                if ordinal < self.n0:
+                if ordinal < n0:
                     self._dead.add(ordinal)
             elif new.fresh:
-                void_users = True
                 void_add.append(ordinal)
                 self._born.add(ordinal)
                 self._dead.discard(ordinal)
-        if void_users:
+        if void_add:
             self._void.update(void_add)
-            self._dirty.add(("*", ""))
+            self._dirty.add(("*", "", None))
         for (dim, v), ordinals in gone.items():
             bm = self._bitmap(dim, v, create=False)
             if bm is not None:
                 bm.difference_update(BitMap(ordinals))
-            self._dirty.add(("v", dim))
+            self._dirty.add(("v", dim, v))
         for (dim, v), ordinals in came.items():
             bm = self._bitmap(dim, v, create=True)
             assert bm is not None
             bm.update(ordinals)
-            self._dirty.add(("v", dim))
+            self._dirty.add(("v", dim, v))
 
     def _bitmap(self, dim: str, v: Any, *, create: bool) -> BitMap | None:
         """The added bitmap of (dim, v), or the dimension's present bitmap (``_PRESENT``)."""
@@ -309,7 +321,8 @@ class Delta:
         present = dict(old.present) if old else {}
         numbers = dict(old.numbers) if old else {}
         void, dead, born = (old.void, old.dead, old.born) if old else (EMPTY, EMPTY, EMPTY)
-        for kind, dim in self._dirty:
+        changed: dict[str, set[Any]] = {}
+        for kind, dim, v in self._dirty:
             if kind == "*":
                 void, dead, born = (
                     FrozenBitMap(self._void),
@@ -319,13 +332,31 @@ class Delta:
             elif kind == "t":
                 touched[dim] = FrozenBitMap(self._touched[dim])
             else:
-                values = self._added.get(dim, {})
+                changed.setdefault(dim, set()).add(v)
+        for dim, vs in changed.items():
+            if _PRESENT in vs:
                 present[dim] = FrozenBitMap(self._present.get(dim, BitMap()))
-                if self.kinds.get(dim) == "number":
-                    keys = sorted(v for v, bm in values.items() if bm)
-                    numbers[dim] = (keys, [FrozenBitMap(values[k]) for k in keys])
+                vs.discard(_PRESENT)
+            if not vs:
+                continue
+            values = self._added.get(dim, {})
+            number = self.kinds.get(dim) == "number"
+            if number:
+                keys, bms = numbers.get(dim, ([], []))
+                frozen = dict(zip(keys, bms, strict=True))
+            else:
+                frozen = dict(added.get(dim, {}))
+            for v in vs:
+                bm = values.get(v)
+                if bm:
+                    frozen[v] = FrozenBitMap(bm)
                 else:
-                    added[dim] = {v: FrozenBitMap(bm) for v, bm in values.items() if bm}
+                    frozen.pop(v, None)
+            if number:
+                order = sorted(frozen)
+                numbers[dim] = (order, [frozen[k] for k in order])
+            else:
+                added[dim] = frozen
         self._dirty.clear()
         self._view = self._last = DeltaView(
             seq=self.seq,
@@ -342,6 +373,14 @@ class Delta:
         return self._view
 
     _last: DeltaView | None = None
+
+
+def _push(into: dict[tuple[str, Any], list[int]], key: tuple[str, Any], ordinal: int) -> None:
+    got = into.get(key)
+    if got is None:
+        into[key] = [ordinal]
+    else:
+        got.append(ordinal)
 
 
 def _rule_segments(base: Snapshot) -> dict[str, Rule]:
