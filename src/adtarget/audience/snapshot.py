@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from adtarget.audience.idhash import hash_id, hash_ids
 from adtarget.audience.index import (
@@ -143,29 +144,37 @@ class Snapshot:
     def ordinals_of(self, user_ids: list[str]) -> dict[str, int]:
         """``ordinal_of`` for many ids at once: the live ones found, by id (absent: unknown).
 
-        Hashes and searches vectorized (a batch of real-time updates resolves thousands of ids;
-        one at a time, the pure-Python hash was an eighth of the update path), then compares
-        the candidate's bytes like ``ordinal_of``.
+        Vectorized end to end (a batch of real-time updates resolves thousands of ids; one at a
+        time this was a fifth of applying an update): hash, search (needles sorted, which the
+        search walks faster), compare each first candidate's stored id with Arrow; only ids
+        whose first candidate is another id with the same hash prefix are looked up one by one.
         """
         if not user_ids:
             return {}
-        hashes = (hash_ids(pa.array(user_ids, pa.large_string())) >> np.uint64(32)).astype(
-            self._id_hash.dtype
+        ids = pa.array(user_ids, pa.large_string())
+        hashes = (hash_ids(ids) >> np.uint64(32)).astype(self._id_hash.dtype)
+        order = np.argsort(hashes, kind="stable")
+        starts = np.empty(len(hashes), dtype=np.int64)
+        starts[order] = np.searchsorted(self._id_hash, hashes[order])
+        n = len(self._id_hash)
+        pos = np.minimum(starts, n - 1) if n else starts
+        hit = (starts < n) & (self._id_hash[pos] == hashes) if n else starts < 0
+        where = np.flatnonzero(hit)
+        ordinals = np.asarray(self._id_sorted)[pos[where]].astype(np.uint32)
+        same = pc.equal(self.user_ids(ordinals), ids.take(pa.array(where))).to_numpy(
+            zero_copy_only=False
         )
-        starts = np.searchsorted(self._id_hash, hashes).tolist()
-        found: dict[str, int] = {}
-        view, offsets, data = self._hash_view, self._off_view, self._data_view
         universe = self.index.universe()
-        n = len(view)
-        for user_id, h, i in zip(user_ids, hashes.tolist(), starts, strict=True):
-            key = user_id.encode("utf-8")
-            while i < n and view[i] == h:
-                ordinal = self._sorted_view[i]
-                if data[offsets[ordinal] : offsets[ordinal + 1]] == key:
-                    if ordinal in universe:
-                        found[user_id] = ordinal
-                    break
-                i += 1
+        found = {
+            user_ids[i]: o
+            for i, o in zip(where[same].tolist(), ordinals[same].tolist(), strict=True)
+            if o in universe
+        }
+        for j in np.flatnonzero(~same).tolist():  # a hash-prefix collision: walk the run
+            user_id = user_ids[int(where[j])]
+            got = self.ordinal_of(user_id)
+            if got is not None:
+                found[user_id] = got
         return found
 
     def is_alive(self, ordinal: int) -> bool:

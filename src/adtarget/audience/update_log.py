@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import (
@@ -24,6 +24,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Float,
+    Integer,
     MetaData,
     String,
     Table,
@@ -41,7 +42,11 @@ metadata = MetaData()
 profile_updates = Table(
     "profile_updates",
     metadata,
-    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    # INTEGER on SQLite: the rowid itself, one B-tree fewer to insert into per update (an
+    # append of 5,000 updates spent 3/4 of its insert time there, measured)
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    ),
     Column("update_id", String(200), nullable=False, unique=True),
     Column("user_id", String(256), nullable=False),
     Column("body", Text, nullable=False),
@@ -49,9 +54,8 @@ profile_updates = Table(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class LoggedUpdate:
-    """One row of the log."""
+class LoggedUpdate(NamedTuple):
+    """One row of the log (a tuple: made for every row a follower reads)."""
 
     seq: int
     user_id: str
@@ -109,6 +113,8 @@ class UpdateLog:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA busy_timeout=30000")
+            if write:  # the update_id index outgrows the default 2 MB page cache (page misses)
+                cur.execute("PRAGMA cache_size=-65536")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -186,9 +192,14 @@ class UpdateLog:
             "SELECT seq, user_id, body FROM profile_updates "
             f"WHERE seq > {mark} ORDER BY seq LIMIT {mark}"
         )
-        with self.reader.connect() as conn:
-            rows = conn.exec_driver_sql(query, (seq, limit)).all()
-        return [LoggedUpdate(int(r[0]), r[1], r[2]) for r in rows]
+        with self.reader.connect() as conn:  # the driver's cursor: no Result per row
+            cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cur.execute(query, (seq, limit))
+                rows = cur.fetchall()
+            finally:
+                cur.close()
+        return list(map(LoggedUpdate._make, rows))
 
     def last_seq(self) -> int:
         """The newest sequence number (0 for an empty log)."""
