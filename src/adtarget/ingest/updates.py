@@ -174,15 +174,16 @@ def _accept(
                 result.rejected.append({"index": index, "reason": str(exc)})
                 continue
         valid.append(got)
-    appended = follower.log.append([(c[0], c[1], c[2]) for c in valid])
-    result.accepted = len(appended.accepted)
-    result.duplicates = len(appended.duplicates)
-    applied = [
-        Update(seq, valid[i][1], valid[i][3], valid[i][4], valid[i][5])
-        for i, seq in appended.accepted
-    ]
-    result.seqs = [u.seq for u in applied]
-    follower.applied_locally(applied)
+    with follower.local_batch():
+        appended = follower.log.append([(c[0], c[1], c[2]) for c in valid])
+        result.accepted = len(appended.accepted)
+        result.duplicates = len(appended.duplicates)
+        applied = [
+            Update(seq, valid[i][1], valid[i][3], valid[i][4], valid[i][5])
+            for i, seq in appended.accepted
+        ]
+        result.seqs = [u.seq for u in applied]
+        follower.applied_locally(applied)
     if profiles is not None and applied:
         try:  # the log is the truth; a Redis hiccup only delays Redis until the next switch
             profiles([u.user_id for u in applied])

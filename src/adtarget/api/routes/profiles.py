@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from adtarget.api.deps import SessionFactoryDep, SettingsDep, SnapshotStoreDep
+from adtarget.audience.gcpause import gc_paused
 from adtarget.audience.stores import live_follower, profile_writer
 from adtarget.errors import InvalidValue
 from adtarget.ingest.schema import load_registry
@@ -41,17 +42,26 @@ def _registry(store: Any, factory: Any) -> dict[str, Any]:
 
 
 def _accept(
-    updates: list[Any], settings: Settings, store: Any, factory: Any, writer: Any
+    raw: bytes, settings: Settings, store: Any, factory: Any, writer: Any
 ) -> dict[str, Any]:
-
-    registry = _registry(store, factory)  # also opens the live audience this node serves
-    result = accept_updates(
-        updates,
-        registry=registry,
-        follower=live_follower(settings),
-        profiles=writer,
-    )
-    return result.to_dict()
+    """Parse, validate, log and apply one batch, off the event loop: a 5,000-update body is
+    milliseconds of parsing that would hold up every other request on the loop, and the
+    collector stays paused while the batch's many small objects come and go."""
+    with gc_paused():
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise InvalidValue("body must be JSON", field="body") from None
+        if not isinstance(body, dict) or not isinstance(body.get("updates"), list):
+            raise InvalidValue('body must be {"updates": [...]}', field="updates")
+        registry = _registry(store, factory)  # also opens the live audience this node serves
+        result = accept_updates(
+            body["updates"],
+            registry=registry,
+            follower=live_follower(settings),
+            profiles=writer,
+        )
+        return result.to_dict()
 
 
 @router.post("/v1/profiles/updates")
@@ -63,11 +73,6 @@ async def post_updates(
     Each update is validated on its own; a rejected one names its index and reason and the
     others still apply. An ``update_id`` seen before is a duplicate and applies once.
     """
-    try:
-        body = orjson.loads(await request.body())
-    except orjson.JSONDecodeError:
-        raise InvalidValue("body must be JSON", field="body") from None
-    if not isinstance(body, dict) or not isinstance(body.get("updates"), list):
-        raise InvalidValue('body must be {"updates": [...]}', field="updates")
+    raw = await request.body()
     writer = _writer(request, settings)
-    return await run_in_threadpool(_accept, body["updates"], settings, store, factory, writer)
+    return await run_in_threadpool(_accept, raw, settings, store, factory, writer)
