@@ -191,3 +191,36 @@ def test_several_consumers_of_a_group_share_the_stream(tmp_path: Path) -> None:
         forget_followers()
         client.delete(key)
         client.close()
+
+
+def test_an_entry_may_carry_a_batch_of_updates(tmp_path: Path) -> None:
+    from adtarget.ingest.redis_stream import consume_redis
+
+    settings, _env = _setup(tmp_path)
+    client = redis.Redis.from_url(REDIS_URL)
+    tag = uuid.uuid4().hex[:10]
+    key, group = f"adt:test:{tag}", f"g{tag}"
+    ups = [
+        {"update_id": f"{tag}-{r}-{u}", "user_id": f"user-{u:05d}", "set": {"age": r}}
+        for r in range(ROUNDS)
+        for u in range(USERS)
+    ]
+    bad = {"update_id": f"{tag}-bad", "user_id": "x", "set": {"age": "old"}}
+    # a hundred updates per entry (one bad among them), a batch that is not a list, and the
+    # last hundred one per entry
+    entries = [orjson.dumps({"updates": ups[i : i + 100]}) for i in range(0, len(ups) - 100, 100)]
+    entries[1] = orjson.dumps({"updates": [*ups[100:200], bad]})
+    entries.insert(3, orjson.dumps({"updates": "not a list"}))
+    entries.extend(orjson.dumps(u) for u in ups[len(ups) - 100 :])
+    try:
+        _publish(client, key, entries)
+        stats = consume_redis(
+            settings, url=REDIS_URL, stream=key, group=group, consumer="c1", batch=7, idle_exit_s=1
+        )
+        assert stats.accepted == USERS * ROUNDS and stats.rejected == 1 and stats.malformed == 1
+        _check_applied_once(settings)
+        assert client.xpending(key, group)["pending"] == 0
+    finally:
+        forget_followers()
+        client.delete(key)
+        client.close()

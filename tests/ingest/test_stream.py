@@ -162,3 +162,53 @@ def test_consumer_killed_mid_stream_applies_every_update_once(tmp_path: Path) ->
     finally:
         forget_followers()
         _run(_drop(stream))
+
+
+def test_a_message_may_carry_a_batch_of_updates(tmp_path: Path) -> None:
+    from adtarget.ingest.stream import consume
+
+    settings = Settings(data_dir=tmp_path / "data", min_audience_size=0)
+    build(SnapshotStore(settings.snapshots_dir), population(USERS, seed=8))
+    factory = open_catalog(settings)
+    with factory() as session:
+        register_dimensions(session, [DimensionSpec("age", "number")])
+        session.commit()
+    tag = uuid.uuid4().hex[:10]
+    stream, subject = f"adt_test_{tag}", f"adt.test.{tag}"
+    ups = [
+        {"update_id": f"{tag}-{r}-{u}", "user_id": f"user-{u:05d}", "set": {"age": r}}
+        for r in range(ROUNDS)
+        for u in range(USERS)
+    ]
+    bad = {"update_id": f"{tag}-bad", "user_id": "x", "set": {"age": "old"}}
+    # a hundred updates per message (one bad among them), a batch that is not a list, and the
+    # last hundred one per message
+    msgs = [orjson.dumps({"updates": ups[i : i + 100]}) for i in range(0, len(ups) - 100, 100)]
+    msgs[1] = orjson.dumps({"updates": [*ups[100:200], bad]})
+    msgs.insert(3, orjson.dumps({"updates": "not a list"}))
+    msgs.extend(orjson.dumps(u) for u in ups[len(ups) - 100 :])
+    try:
+        _run(_publish(stream, subject, msgs))
+        stats = _run(
+            consume(
+                settings,
+                url=NATS_URL,
+                stream=stream,
+                subject=subject,
+                durable="batched",
+                batch=7,
+                idle_exit_s=1.0,
+            )
+        )
+        assert stats.accepted == USERS * ROUNDS and stats.rejected == 1 and stats.malformed == 1
+        ids = [row[0] for row in _logged(settings)]
+        assert len(ids) == len(set(ids)) == USERS * ROUNDS
+        forget_followers()
+        snap = snapshot_store_for(settings).current()
+        assert snap is not None
+        for u in range(USERS):
+            feats = snap.features_of(f"user-{u:05d}")
+            assert feats is not None and feats["age"] == ROUNDS - 1, (u, feats)
+    finally:
+        forget_followers()
+        _run(_drop(stream))

@@ -11,7 +11,8 @@ left pending by a consumer that never comes back are taken over (``XAUTOCLAIM``)
 once idle for ``claim_idle_s``.
 
 Each entry carries one update object as JSON in its ``update`` field:
-``XADD PROFILES * update '{"update_id": "e1", "user_id": "u42", "set": {"plan": "premium"}}'``.
+``XADD PROFILES * update '{"update_id": "e1", "user_id": "u42", "set": {"plan": "premium"}}'``,
+or a batch of them as the HTTP route takes it: ``update '{"updates": [{...}, {...}]}'``.
 """
 
 from __future__ import annotations
@@ -22,13 +23,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
 from adtarget.audience.redis_profiles import open_client
 from adtarget.audience.stores import live_follower
 from adtarget.errors import InvalidValue
-from adtarget.ingest.stream import StreamStats, UpdateRegistry
-from adtarget.ingest.updates import accept_updates
+from adtarget.ingest.stream import StreamStats, UpdateRegistry, accept_all, updates_of
 from adtarget.settings import Settings
 
 log = logging.getLogger("adtarget.stream")
@@ -128,22 +126,14 @@ def _apply(
     updates: list[Any] = []
     for entry_id, fields in entries:
         raw = (fields or {}).get(FIELD)  # fields are None for an entry trimmed meanwhile
-        try:
-            if raw is None:
-                raise ValueError("no 'update' field")
-            updates.append(orjson.loads(raw))
-        except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
+        got = None if raw is None else updates_of(raw)
+        if got is None:
             stats.malformed += 1
-            log.warning("stream entry %s is not an update (%s); dropped", entry_id, exc)
+            log.warning("stream entry %s is not an update or a batch; dropped", entry_id)
+            continue
+        updates.extend(got)
     if updates:
-        result = accept_updates(
-            updates, registry=registry.get(), follower=follower, profiles=registry.profiles
-        )
-        stats.accepted += result.accepted
-        stats.duplicates += result.duplicates
-        stats.rejected += len(result.rejected)
-        for r in result.rejected:
-            log.warning("update rejected: %s", r["reason"])
+        accept_all(updates, registry, follower, stats)
     client.xack(stream, group, *[entry_id for entry_id, _ in entries])  # only now: all logged
     stats.messages += len(entries)
     stats.batches += 1
