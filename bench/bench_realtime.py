@@ -19,12 +19,15 @@ import json
 import os
 import random
 import resource
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -168,13 +171,21 @@ def http_phase(work: Path, args: argparse.Namespace, rng: random.Random) -> dict
             for i in range(0, args.http_updates, args.batch)
         ]
         total = 0
+        lock = threading.Lock()
+
+        def send(part: list[bytes]) -> None:
+            nonlocal total
+            with httpx.Client(base_url=base, headers=h, timeout=60) as c:
+                for body in part:
+                    r = c.post("/v1/profiles/updates", content=body)
+                    r.raise_for_status()
+                    with lock:  # cumulative count as the log numbers them (commit order)
+                        total += r.json()["accepted"]
+                        commits.append((time.time(), r.json()["accepted"], total))
+
         t0 = time.perf_counter()
-        with httpx.Client(base_url=base, headers=h, timeout=60) as c:
-            for body in batches:
-                r = c.post("/v1/profiles/updates", content=body)
-                r.raise_for_status()
-                total += r.json()["accepted"]
-                commits.append((time.time(), r.json()["accepted"], total))
+        with ThreadPoolExecutor(args.senders) as pool:
+            list(pool.map(send, [batches[k :: args.senders] for k in range(args.senders)]))
         secs = time.perf_counter() - t0
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -189,7 +200,7 @@ def stream_phase(work: Path, args: argparse.Namespace, rng: random.Random) -> di
 
     tag = f"{os.getpid()}{int(time.time())}"
     stream, subject = f"adt_bench_{tag}", f"adt.bench.{tag}"
-    msgs = [orjson.dumps(u) for u in make_updates(rng, args.users, args.stream_updates, "s", 0)]
+    msgs = as_messages(make_updates(rng, args.users, args.stream_updates, "s", 0), args)
 
     async def publish() -> None:
         nc = await nats.connect(args.nats)
@@ -221,7 +232,7 @@ def stream_phase(work: Path, args: argparse.Namespace, rng: random.Random) -> di
                 stream=stream,
                 subject=subject,
                 durable="bench",
-                batch=args.batch,
+                batch=max(1, args.batch // args.message_updates),
                 max_messages=len(msgs),
                 on_batch=on_batch,
             )
@@ -239,11 +250,11 @@ def redis_phase(work: Path, args: argparse.Namespace, rng: random.Random) -> dic
 
     key = f"adt:bench:{os.getpid()}:{int(time.time())}"
     client = redis.Redis.from_url(args.redis)
-    ups = make_updates(rng, args.users, args.redis_updates, "r", 0)
+    ups = as_messages(make_updates(rng, args.users, args.redis_updates, "r", 0), args)
     for i in range(0, len(ups), 5000):
         pipe = client.pipeline(transaction=False)
         for u in ups[i : i + 5000]:
-            pipe.xadd(key, {"update": orjson.dumps(u)})
+            pipe.xadd(key, {"update": u})
         pipe.execute()
     commits: list[tuple[float, int, int]] = []
     settings = settings_for(work)
@@ -260,7 +271,7 @@ def redis_phase(work: Path, args: argparse.Namespace, rng: random.Random) -> dic
             stream=key,
             group="bench",
             consumer="bench-1",
-            batch=args.batch,
+            batch=max(1, args.batch // args.message_updates),
             max_messages=len(ups),
             on_batch=on_batch,
         )
@@ -268,6 +279,15 @@ def redis_phase(work: Path, args: argparse.Namespace, rng: random.Random) -> dic
         client.delete(key)
         client.close()
     return {"updates": stats.accepted, "seconds": time.perf_counter() - t0, "commits": commits}
+
+
+def as_messages(ups: list[dict[str, Any]], args: argparse.Namespace) -> list[bytes]:
+    """Broker messages of ``--message-updates`` updates each (``{"updates": [...]}``), or one
+    update per message when that is 1."""
+    n = args.message_updates
+    if n <= 1:
+        return [orjson.dumps(u) for u in ups]
+    return [orjson.dumps({"updates": ups[i : i + n]}) for i in range(0, len(ups), n)]
 
 
 def latencies(
@@ -283,31 +303,22 @@ def latencies(
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--users", type=int, default=10_000_000)
-    ap.add_argument("--http-updates", type=int, default=500_000)
-    ap.add_argument("--stream-updates", type=int, default=300_000)
-    ap.add_argument("--compact-updates", type=int, default=1_000_000)
-    ap.add_argument("--batch", type=int, default=5000)
-    ap.add_argument("--baseline-s", type=float, default=5.0)
-    ap.add_argument("--redis-updates", type=int, default=300_000)
-    ap.add_argument("--nats", default="nats://127.0.0.1:4222")
-    ap.add_argument("--redis", default="redis://127.0.0.1:6379/0")
-    ap.add_argument("--workdir", type=Path, default=None)
-    ap.add_argument("--reader", nargs=3, metavar=("WORK", "OUT", "STOP"), help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
-    if args.reader:
-        reader(Path(args.reader[0]), Path(args.reader[1]), Path(args.reader[2]))
-        return 0
-    rng = random.Random(18)
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-realtime-"))
-    work.mkdir(parents=True, exist_ok=True)
-    settings = settings_for(work)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+def copy_data(src: Path, dst: Path) -> None:
+    """A data dir copied: snapshot versions hard-linked (immutable), databases copied."""
+    dst.mkdir(parents=True)
+    for item in src.iterdir():
+        if item.name == "snapshots":
+            subprocess.run(["cp", "-al", str(item), str(dst / item.name)], check=True)
+        elif item.is_dir():
+            shutil.copytree(item, dst / item.name)
+        else:
+            shutil.copy2(item, dst / item.name)
+
+
+def build(work: Path, settings: Settings, users: int) -> None:
+    """Generate the population and publish it as the data dir's first snapshot."""
     data = work / "population.parquet"
-    t = time.perf_counter()
-    generate(data, args.users)
+    generate(data, users)
     store = snapshot_store_for(settings)
     builder = SnapshotBuilder(store=store, base=None, registry=REGISTRY, mode="replace")
     keep = ["country", "plan", "device", "genres.list.element", "languages.list.element"]
@@ -318,9 +329,61 @@ def main(argv: list[str] | None = None) -> int:
     with factory() as session:
         register_dimensions(session, list(REGISTRY.values()))
         session.commit()
-    print(f"setup  {args.users:,} users generated and built in {time.perf_counter() - t:.1f}s")
+    forget_followers()
+    data.unlink()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--users", type=int, default=10_000_000)
+    ap.add_argument("--http-updates", type=int, default=500_000)
+    ap.add_argument("--stream-updates", type=int, default=300_000)
+    ap.add_argument("--compact-updates", type=int, default=1_000_000)
+    ap.add_argument("--batch", type=int, default=5000)
+    ap.add_argument("--baseline-s", type=float, default=5.0)
+    ap.add_argument("--redis-updates", type=int, default=300_000)
+    ap.add_argument(
+        "--message-updates",
+        type=int,
+        default=100,
+        help='updates per broker message ({"updates": [...]}); 1 = one update per message',
+    )
+    ap.add_argument("--senders", type=int, default=1, help="HTTP clients sending at once")
+    ap.add_argument("--nats", default="nats://127.0.0.1:4222")
+    ap.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the built data dir in --workdir and start each run from a copy of it",
+    )
+    ap.add_argument("--reader", nargs=3, metavar=("WORK", "OUT", "STOP"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.reader:
+        reader(Path(args.reader[0]), Path(args.reader[1]), Path(args.reader[2]))
+        return 0
+    rng = random.Random(18)
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-realtime-"))
+    work.mkdir(parents=True, exist_ok=True)
+    settings = settings_for(work)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    pristine = work / f"pristine-{args.users}"
+    if args.reuse and pristine.exists():
+        # a copy of the data dir as built (snapshot files hard-linked: versions are immutable)
+        shutil.rmtree(settings.data_dir)
+        copy_data(pristine, settings.data_dir)
+        print(f"setup  {args.users:,} users reused from {pristine}")
+    else:
+        build(work, settings, args.users)
+        if args.reuse:
+            shutil.rmtree(pristine, ignore_errors=True)
+            copy_data(settings.data_dir, pristine)
+        print(f"setup  {args.users:,} users generated and built in {time.perf_counter() - t:.1f}s")
 
     out, stop = work / "reader.json", work / "reader.stop"
+    for leftover in (out, stop, stop.with_suffix(".ready")):  # a reused --workdir
+        leftover.unlink(missing_ok=True)
     node = subprocess.Popen([sys.executable, __file__, "--reader", str(work), str(out), str(stop)])
     while not stop.with_suffix(".ready").exists():
         assert node.poll() is None, "the reader process died"
@@ -374,6 +437,9 @@ def main(argv: list[str] | None = None) -> int:
             f"p99 {pct(lat, 99) * 1000:.0f} ms ({len(lat)} batches)"
         )
 
+    if not args.compact_updates:
+        print(json.dumps({"marks": marks}))
+        return 0
     # Compaction: top up the pending updates to --compact-updates, then fold them in.
     from adtarget.ingest.updates import accept_updates
 
