@@ -175,6 +175,31 @@ class LocalRedisCluster:
                     return int(parts[1].split(":")[1].split("@")[0])
         raise LookupError(f"no master for slot {slot}")
 
+    def master_ports(self) -> list[int]:
+        """The ports of the masters serving now."""
+        alive = next(p for p in self.ports if self.procs[p].poll() is None)
+        out = []
+        for line in self._cli(alive, "cluster", "nodes").splitlines():
+            parts = line.split()
+            if "master" in parts[2] and "fail" not in parts[2]:
+                out.append(int(parts[1].split(":")[1].split("@")[0]))
+        return sorted(out)
+
+    def migrate_slot(self, key: str, to: int) -> None:
+        """Move the slot of ``key`` with its keys to the master on port ``to``, as
+        ``redis-cli --cluster reshard`` does for each slot (IMPORTING/MIGRATING, ``MIGRATE``,
+        then ``SETSLOT NODE`` everywhere): clients still on the old map get ``MOVED``/``ASK``."""
+        source = self.master_of(key)
+        slot = self._cli(source, "cluster", "keyslot", key).strip()
+        src_id = self._cli(source, "cluster", "myid").strip()
+        dst_id = self._cli(to, "cluster", "myid").strip()
+        self._cli(to, "cluster", "setslot", slot, "importing", src_id)
+        self._cli(source, "cluster", "setslot", slot, "migrating", dst_id)
+        while keys := self._cli(source, "cluster", "getkeysinslot", slot, "100").split():
+            self._cli(source, "migrate", "127.0.0.1", str(to), "", "0", "5000", "keys", *keys)
+        for port in self.master_ports():
+            self._cli(port, "cluster", "setslot", slot, "node", dst_id)
+
     def kill(self, port: int) -> None:
         """SIGKILL one node (a crashed machine: no goodbye to the cluster)."""
         proc = self.procs[port]

@@ -47,10 +47,15 @@ def _items() -> list[LiveLineItem]:
 
 
 def _engine(url: str, prefix: str, *, cluster: bool | None = None, **kw: Any) -> DecisionEngine:
+    """Wired as ``DecisionEngine.from_settings`` does: the profile store reads each user's
+    counters with the profile (one round trip)."""
+    counters = RedisCounters(url, prefix=prefix + "c:", timeout=0.2, cluster=cluster)
     return DecisionEngine(
         index_holder=StaticIndex(LineItemIndex(_items())),
-        profiles=RedisProfileStore(url, prefix=prefix + "p:", timeout=0.2, cluster=cluster),
-        counters=RedisCounters(url, prefix=prefix + "c:", timeout=0.2, cluster=cluster),
+        profiles=RedisProfileStore(
+            url, prefix=prefix + "p:", timeout=0.2, cluster=cluster, counters=counters
+        ),
+        counters=counters,
         clock=lambda: NOW,
         **kw,
     )
@@ -126,10 +131,11 @@ RACE_CAPS = (FrequencyCap("line_item", 9, 25, 3600), FrequencyCap("advertiser", 
 
 
 def _serve(url: str, prefix: str, user: str, start: Any, results: Any) -> None:
+    counters = RedisCounters(url, prefix=prefix + "c:", timeout=0.5)
     engine = DecisionEngine(
         index_holder=StaticIndex(LineItemIndex([line_item(9, None, caps=RACE_CAPS)])),
-        profiles=RedisProfileStore(url, prefix=prefix + "p:", timeout=0.5),
-        counters=RedisCounters(url, prefix=prefix + "c:", timeout=0.5),
+        profiles=RedisProfileStore(url, prefix=prefix + "p:", timeout=0.5, counters=counters),
+        counters=counters,
     )
     start.wait(timeout=60)  # both engines built: they race from the first request
     served = 0
@@ -211,5 +217,30 @@ def test_dead_master_degrades_only_its_users_until_failover(
         for user in sorted(USERS):
             res = engine.decide(DecisionRequest(user, {}, limit=3))
             assert not res.degraded and res.snapshot == "v000001"
+    finally:
+        engine.close()
+
+
+def test_slot_migration_is_ridden_through(own_cluster: LocalRedisCluster) -> None:
+    """A user's slot moves to another master between two of their requests: the engine's
+    connections still point at the old node, get ``MOVED``, and the answer comes from the new
+    one — not degraded, and the caps count on across the move."""
+    prefix = "m:"
+    _load(own_cluster.url, prefix)
+    engine = _engine(own_cluster.url, prefix)
+    user = "u0"  # US, 18, kids: line items 1 (cap 2 per hour) and 4 (cap 1 per minute) match
+    try:
+        served = [engine.decide(DecisionRequest(user, {"device": "tv"}, limit=3))]
+        key = user_key(prefix + "p:", "v000001", user)
+        source = own_cluster.master_of(key)
+        own_cluster.migrate_slot(key, next(p for p in own_cluster.master_ports() if p != source))
+        assert own_cluster.master_of(key) != source
+        served += [
+            engine.decide(DecisionRequest(user, {"device": "tv"}, limit=3)) for _ in range(4)
+        ]
+        assert not any(r.degraded for r in served)
+        ids = [d.line_item_id for r in served for d in r.decisions]
+        assert ids.count(1) == 2 and ids.count(4) == 1  # each cap exactly, across the move
+        assert engine.status()["profiles"] == "closed"
     finally:
         engine.close()

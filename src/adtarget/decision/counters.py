@@ -3,30 +3,33 @@
 Window semantics (documented choice): **fixed windows**. A cap of N per W seconds counts
 impressions in the bucket ``floor(now / W)``; the bucket number is part of the key, so a counter
 never needs resetting — it simply expires after its window. A fixed window can let up to 2N
-through across a bucket boundary; in exchange a check is one read per key (a Redis ``MGET``), and
-a record is one ``INCR`` + ``EXPIRE``, which a sliding log (a sorted set per user) cannot match.
+through across a bucket boundary; in exchange a check is one read (in Redis a field of the
+user's counter hash, read with the profile) and a record one increment, which a sliding log (a
+sorted set per user) cannot match.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from adtarget.decision.models import FrequencyCap
 from adtarget.decision.node_breakers import NodeBreakers
-from adtarget.decision.redis_client import connect, node_of
+from adtarget.decision.redis_client import FastPath, connect
 
 
 def cap_key(cap: FrequencyCap, user_id: str, now: float) -> str:
     """The counter key of ``cap`` for ``user_id`` in the window containing ``now`` (epoch s).
 
-    The user id leads, as the key's hash tag: in a Redis Cluster every counter of a user and
-    their profile (``audience/redis_profiles.user_key``, the same tag) share one slot, so the
-    ``MGET`` of a decision's candidates and its record pipeline each go to one node.
+    The user id leads, as the key's hash tag: in Redis every counter of a user is a field of one
+    hash (``split_key``), and in a Redis Cluster that hash and the user's profile
+    (``audience/redis_profiles.user_key``, the same tag) share one slot, so a decision reads
+    both in one round trip to one node and records with one script there.
     """
     bucket = int(now // cap.window_seconds)
     return f"{{{user_id}}}:{cap.level}:{cap.owner_id}:{cap.window_seconds}:{bucket}"
@@ -186,22 +189,61 @@ class SqliteCounters:
             self._conn.close()
 
 
+def split_key(key: str) -> tuple[str, str]:
+    """A counter key as (its Redis hash, its field in that hash).
+
+    Why: one hash per user (``{<user_id>}``, the key's hash tag) holds every counter of that
+    user as fields ``:<level>:<owner>:<window>:<bucket>``, so a decision reads all of a user's
+    counters with the profile in one round trip (``profiles_redis.RedisProfileStore
+    .lookup_user``), whichever line items it ends up walking. A key without a leading tag is a
+    hash of its own with the field ``""``. ``hash + field`` is the key again.
+    """
+    end = key.find("}") + 1 if key.startswith("{") else 0
+    return (key[:end], key[end:]) if end > 1 else (key, "")
+
+
+_RECORD = """
+local key, ttl, now = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+local out = {}
+for i = 3, #ARGV do out[#out + 1] = redis.call('HINCRBY', key, ARGV[i], 1) end
+if redis.call('HLEN', key) > #ARGV - 2 then
+  for _, f in ipairs(redis.call('HKEYS', key)) do
+    local w, b = string.match(f, ':(%d+):(%d+)$')
+    if w and (tonumber(b) + 1) * tonumber(w) <= now then redis.call('HDEL', key, f) end
+  end
+end
+if redis.call('TTL', key) < ttl then redis.call('EXPIRE', key, ttl) end
+return out
+"""
+"""Increment the fields; drop the fields of windows that have ended (the hash lives as long as
+its longest window, so a busy user's ended buckets would pile up); keep the longest TTL."""
+
 _RELEASE = """
-for _, key in ipairs(KEYS) do
-  local v = redis.call('GET', key)
-  if v and tonumber(v) > 0 then redis.call('DECR', key) end
+for i = 1, #ARGV do
+  local v = redis.call('HGET', KEYS[1], ARGV[i])
+  if v and tonumber(v) > 0 then redis.call('HINCRBY', KEYS[1], ARGV[i], -1) end
 end
 return 0
 """
-"""Decrement unless missing or zero (``DECR`` alone would recreate an expired key at -1)."""
+"""Decrement unless missing or zero (``HINCRBY -1`` alone would create the field at -1)."""
+
+
+class _Script:
+    """A Lua script run by ``EVALSHA`` on the fast path; on ``NOSCRIPT`` (a restarted or
+    promoted node) the slow path sends the source with ``EVAL``, which caches it again."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
 
 
 class RedisCounters:
-    """Counters in Redis or a Redis Cluster (``MGET`` to read, pipelined ``INCR``+``EXPIRE``
-    to record), each call through the circuit breaker of the node holding the user's slot.
+    """Counters in Redis or a Redis Cluster: one hash per user (``split_key``), read with
+    ``HMGET``, recorded and released by Lua scripts, each call one round trip to the node
+    holding the user's slot, through that node's circuit breaker.
 
-    A decision's keys are one user's (``cap_key``), hence one slot: one round trip to one node
-    either way. Keys of several users in one call are grouped by node.
+    Calls go through ``redis_client.FastPath`` (one write and one read on this thread's own
+    connection; redis-py's full path on anything unusual).
     """
 
     def __init__(
@@ -216,68 +258,70 @@ class RedisCounters:
         self._client: Any = connect(
             url, timeout=timeout, needed_by="RedisCounters", cluster=cluster
         )
+        self._fast = FastPath(self._client)
         self.breakers = NodeBreakers("counters")
+        self._record = _Script(_RECORD)
+        self._release = _Script(_RELEASE)
 
-    def _by_node(self, keys: Sequence[str]) -> dict[str, list[int]]:
-        """Positions of ``keys`` per node (one entry for a single user's keys)."""
-        groups: dict[str, list[int]] = {}
-        client, prefix = self._client, self.prefix
-        slot_of: dict[str, str] = {}
+    def user_hash(self, user_id: str) -> str:
+        """The Redis key of the hash holding ``user_id``'s counters (``cap_key``'s tag)."""
+        return self.prefix + split_key(f"{{{user_id}}}:")[0]
+
+    def _by_hash(self, keys: Sequence[str]) -> dict[str, list[tuple[int, str]]]:
+        """(position, field) of ``keys`` per hash (one entry for a single user's keys)."""
+        groups: dict[str, list[tuple[int, str]]] = {}
         for i, k in enumerate(keys):
-            tag = k[: k.find("}") + 1] if k.startswith("{") else k
-            node = slot_of.get(tag)
-            if node is None:
-                node = slot_of[tag] = node_of(client, prefix + k)
-            groups.setdefault(node, []).append(i)
+            name, field = split_key(k)
+            groups.setdefault(self.prefix + name, []).append((i, field))
         return groups
 
+    def _call(self, name: str, command: tuple[Any, ...], slow: Callable[[], Any]) -> Any:
+        target = self._fast.target(name)
+        return self.breakers.guard(
+            target[0], lambda: self._fast.run(target, [command], lambda: [slow()])[0]
+        )
+
+    def _eval(self, script: _Script, name: str, args: list[Any]) -> Any:
+        client = self._client
+        return self._call(
+            name,
+            ("EVALSHA", script.sha, 1, name, *args),
+            lambda: client.eval(script.source, 1, name, *args),
+        )
+
     def counts(self, keys: Sequence[str], now: float) -> list[int]:
-        """Current count per key (one round trip per node; one node per user)."""
-        if not keys:
-            return []
+        """Current count per key (one ``HMGET`` per user)."""
         out = [0] * len(keys)
         client = self._client
-        for node, where in self._by_node(keys).items():
-            names = [self.prefix + keys[i] for i in where]
-            raw = self.breakers.guard(node, lambda n=names: client.mget(n))  # type: ignore[misc]
-            for i, v in zip(where, raw, strict=True):
+        for name, where in self._by_hash(keys).items():
+            fields = [f for _, f in where]
+            raw = self._call(
+                name,
+                ("HMGET", name, *fields),
+                lambda n=name, f=fields: client.hmget(n, f),  # type: ignore[misc]
+            )
+            for (i, _), v in zip(where, raw, strict=True):
                 out[i] = int(v) if v is not None else 0
         return out
 
     def record(self, keys: Sequence[str], now: float, window: int) -> list[int]:
-        """Increment each key and set it to expire when its window ends (one round trip per
-        node); the counts ``INCR`` returned."""
-        if not keys:
-            return []
+        """Increment each key, the user's hash to expire when its longest window ends (one
+        script per user); the counts the increments returned."""
         ttl = max(1, math.ceil(expiry_of(now, window) - now)) + 1  # relative: clock-skew safe
         out = [0] * len(keys)
-        for node, where in self._by_node(keys).items():
-            pipe = self._client.pipeline(transaction=False)
-            for i in where:
-                pipe.incr(self.prefix + keys[i])
-                pipe.expire(self.prefix + keys[i], ttl)
-            replies = self.breakers.guard(node, pipe.execute)
-            for i, count in zip(where, replies[::2], strict=True):
+        for name, where in self._by_hash(keys).items():
+            replies = self._eval(self._record, name, [ttl, repr(now), *(f for _, f in where)])
+            for (i, _), count in zip(where, replies, strict=True):
                 out[i] = int(count)
         return out
 
     def release(self, keys: Sequence[str], now: float) -> None:
-        """Decrement each key by one, atomically never below zero: one script per user (their
-        keys share a hash tag, hence a slot; a key that expired meanwhile is not recreated)."""
-        if not keys:
-            return
-        client = self._client
-        by_tag: dict[str, list[str]] = {}
-        for k in keys:
-            tag = k[: k.find("}") + 1] if k.startswith("{") else k
-            by_tag.setdefault(tag, []).append(self.prefix + k)
-        for names in by_tag.values():
-            node = node_of(client, names[0])
-            self.breakers.guard(
-                node,
-                lambda n=names: client.eval(_RELEASE, len(n), *n),  # type: ignore[misc]
-            )
+        """Decrement each key by one, atomically never below zero: one script per user (a
+        counter that is gone is not recreated)."""
+        for name, where in self._by_hash(keys).items():
+            self._eval(self._release, name, [f for _, f in where])
 
     def close(self) -> None:
-        """Release the connection pool."""
+        """Release the connections."""
+        self._fast.close()
         self._client.close()

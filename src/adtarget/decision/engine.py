@@ -85,10 +85,19 @@ class StaticIndex:
 class _Request:
     """Per-request scratch state (kept off the engine so ``decide`` is thread-safe)."""
 
-    __slots__ = ("degraded", "not_served", "pending", "counts", "counters_down", "spend_down")
+    __slots__ = (
+        "degraded",
+        "not_served",
+        "pending",
+        "counts",
+        "all_counts",
+        "counters_down",
+        "spend_down",
+    )
 
     def __init__(self) -> None:
         self.degraded = False
+        self.all_counts = False  # counts holds every counter of the user (read with the profile)
         self.counters_down = False
         self.spend_down = False
         self.not_served: list[dict[str, Any]] | None = None
@@ -171,12 +180,13 @@ class DecisionEngine:
             check_seconds=settings.index_check_seconds,
             **(index_hooks or {}),
         )
+        counters = counters_from_settings(settings)
         engine = cls(
             index_holder=holder,
             profiles=profiles_from_settings(
-                settings, snapshot_store, published=catalog.published_snapshot
+                settings, snapshot_store, published=catalog.published_snapshot, counters=counters
             ),
-            counters=counters_from_settings(settings),
+            counters=counters,
             spend=spend,
         )
         holder.start()
@@ -205,6 +215,16 @@ class DecisionEngine:
     # -- stores, behind breakers -----------------------------------------------------------
 
     def _profile(self, user_id: str, st: _Request) -> tuple[dict[str, Any] | None, str | None]:
+        with_counts = getattr(self.profiles, "lookup_user", None)
+        if with_counts is not None:  # profile and every counter of the user in one round trip
+            try:
+                profile, version, counts = self.profile_breaker.call(partial(with_counts, user_id))
+            except Exception:
+                st.degraded = True
+                return None, None
+            if counts is not None:
+                st.counts, st.all_counts = counts, True
+            return profile, version
         lookup = getattr(self.profiles, "lookup", None)
         fetch: Callable[[], tuple[dict[str, Any] | None, str | None]]
         if lookup is not None:  # one snapshot handle for both (SnapshotProfileStore)
@@ -251,7 +271,7 @@ class DecisionEngine:
         if st.counters_down:
             return "counters unavailable"
         counts = st.counts
-        missing = [k for k in keys if k not in counts]
+        missing = [] if st.all_counts else [k for k in keys if k not in counts]
         if missing:
             for other in ahead:
                 if other.caps:
@@ -266,7 +286,7 @@ class DecisionEngine:
             counts.update(zip(missing, got, strict=True))
         pending = st.pending
         for cap, key in zip(item.caps, keys, strict=True):
-            if counts[key] + pending.get(key, 0) >= cap.count:
+            if counts.get(key, 0) + pending.get(key, 0) >= cap.count:
                 return f"{cap.level} {cap.owner_id}: {cap.count} per {cap.window_seconds}s reached"
         return None
 

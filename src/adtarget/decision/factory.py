@@ -29,10 +29,14 @@ def profiles_from_settings(
     snapshot_store: SnapshotStore | None = None,
     *,
     published: Callable[[], str | None] | None = None,
+    counters: CounterStore | None = None,
 ) -> ProfileStore:
     """``snapshot`` (default: the data dir's published snapshots) or ``redis``.
 
     ``published`` names the snapshot the catalog says is live (``SnapshotProfileStore``).
+    ``counters``: the engine's counter store; when it is Redis too (the same
+    ``ADTARGET_REDIS_URL``), the profile store reads a user's counters with their profile in
+    one round trip (``RedisProfileStore.lookup_user``).
     """
     if settings.profile_store == "redis":
         return RedisProfileStore(
@@ -41,6 +45,7 @@ def profiles_from_settings(
             timeout=settings.store_timeout_ms / 1000.0,
             cluster=settings.redis_cluster,
             published=published,
+            counters=counters if isinstance(counters, RedisCounters) else None,
         )
     if snapshot_store is None:
         snapshot_store = SnapshotStore(settings.snapshots_dir, keep=settings.snapshots_keep)

@@ -6,10 +6,12 @@ live version for ``VERSION_TTL_S``, so after a switch it may read the previous v
 the writer keeps whole for exactly that reason.
 
 Redis Cluster: the user id is the hash tag of the profile key (``user_key``), so a user's
-profile and frequency counters share one slot and one node. Each read goes through the breaker
-of that node (``NodeBreakers``): a dead master degrades only its users. The version pointer is
-one key on one node; when it cannot be read the last value read stays in use (the writer keeps
-that version whole), so the pointer's node failing degrades nobody but its own users.
+profile and frequency counters share one slot and one node, and ``lookup_user`` reads both in
+one round trip (two ``HGETALL`` written at once through ``redis_client.FastPath``). Each read
+goes through the breaker of that node (``NodeBreakers``): a dead master degrades only its
+users. The version pointer is one key on one node; when it cannot be read the last value read
+stays in use (the writer keeps that version whole), so the pointer's node failing degrades
+nobody but its own users.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from adtarget.audience.redis_profiles import (
     DEFAULT_PREFIX,
     VERSION_KEY,
@@ -27,9 +31,10 @@ from adtarget.audience.redis_profiles import (
     decode_value,
     user_key,
 )
+from adtarget.decision.counters import RedisCounters
 from adtarget.decision.node_breakers import NodeBreakers
 from adtarget.decision.profiles import PublishedCheck
-from adtarget.decision.redis_client import connect, node_of
+from adtarget.decision.redis_client import FastPath, connect, node_of
 from adtarget.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -44,6 +49,8 @@ class RedisProfileStore:
     Args:
         url: a single Redis, or any node of a Redis Cluster.
         cluster: force cluster mode on or off; ``None`` asks the node.
+        counters: the counter store on the same Redis, so ``lookup_user`` reads the user's
+            counters with the profile (``factory.stores_from_settings`` passes it).
     """
 
     def __init__(
@@ -54,11 +61,14 @@ class RedisProfileStore:
         timeout: float = 0.02,
         cluster: bool | None = None,
         published: Callable[[], str | None] | None = None,
+        counters: RedisCounters | None = None,
     ) -> None:
         self.prefix = prefix
         self._client: Any = connect(
             url, timeout=timeout, needed_by="RedisProfileStore", cluster=cluster
         )
+        self._fast = FastPath(self._client)
+        self._counters = counters
         self.breakers = NodeBreakers("profiles")
         self._version: tuple[float, str | None] | None = None
         self._published = PublishedCheck(published)
@@ -112,22 +122,71 @@ class RedisProfileStore:
 
     def lookup(self, user_id: str) -> tuple[dict[str, Any] | None, str | None]:
         """The user's features and the version they came from (one ``HGETALL``)."""
+        profile, version, _counts = self._read(user_id, None)
+        return profile, version
+
+    def lookup_user(
+        self, user_id: str
+    ) -> tuple[dict[str, Any] | None, str | None, dict[str, int] | None]:
+        """The user's features, their version and — when this store was given the counter
+        store (``counters=``) — every frequency-cap counter of the user by ``cap_key``: one
+        round trip (``HGETALL`` of the profile and of the user's counter hash, written at once
+        to the node of the user's slot). Counts are ``None`` without a counter store or a
+        live version (the engine then reads counters itself)."""
+        return self._read(user_id, self._counters)
+
+    def _read(
+        self, user_id: str, counters: RedisCounters | None
+    ) -> tuple[dict[str, Any] | None, str | None, dict[str, int] | None]:
         version = self.version()
         if version is None:
-            return None, None
+            return None, None, None
         key = user_key(self.prefix, version, user_id)
         client = self._client
-        raw: dict[bytes, bytes] = self.breakers.guard(
-            node_of(client, key), lambda: client.hgetall(key)
-        )
-        if not raw:
-            return None, version
-        return {k.decode(): decode_value(v) for k, v in raw.items()}, version
+        commands: list[tuple[Any, ...]] = [("HGETALL", key)]
+        if counters is not None:
+            hashed = counters.user_hash(user_id)
+            commands.append(("HGETALL", hashed))
+
+        def slow() -> list[Any]:
+            return [client.hgetall(c[1]) for c in commands]
+
+        target = self._fast.target(key)
+        replies = self.breakers.guard(target[0], lambda: self._fast.run(target, commands, slow))
+        profile = _features(replies[0])
+        if counters is None:
+            return profile, version, None
+        tag = hashed[len(counters.prefix) :]
+        counts = {tag + f.decode(): int(v) for f, v in _pairs(replies[1])}
+        return profile, version, counts
 
     def get(self, user_id: str) -> dict[str, Any] | None:
         """The user's features in the live version, or ``None`` if unknown."""
         return self.lookup(user_id)[0]
 
     def close(self) -> None:
-        """Release the connection pool."""
+        """Release the connections."""
+        self._fast.close()
         self._client.close()
+
+
+def _pairs(raw: Any) -> Any:
+    """A hash reply's (field, value) pairs: a dict in RESP3, a flat list in RESP2."""
+    if isinstance(raw, dict):
+        return raw.items()
+    return zip(raw[::2], raw[1::2], strict=True)
+
+
+def _features(raw: Any) -> dict[str, Any] | None:
+    """A profile hash back to features (JSON values; a JSON list is a set dimension): the
+    writer's ``decode_value``, with orjson."""
+    if not raw:
+        return None
+    out: dict[str, Any] = {}
+    for k, v in _pairs(raw):
+        try:
+            value = orjson.loads(v)
+        except orjson.JSONDecodeError:  # what orjson refuses and json takes (NaN, Infinity)
+            value = decode_value(v)
+        out[k.decode()] = frozenset(value) if isinstance(value, list) else value
+    return out

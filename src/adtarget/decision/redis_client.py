@@ -10,6 +10,7 @@ answer degraded for the users of a shard that stays down until a replica is prom
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -94,3 +95,76 @@ def node_of(client: Any, key: str) -> str:
     except Exception:  # no owner for the slot right now: the breaker of the unowned slots
         return "?"
     return str(node.name)
+
+
+Command = tuple[Any, ...]
+
+
+class FastPath:
+    """The commands of one decision step written at once on this thread's own connection to the
+    node of ``key``, their replies read back; anything unusual goes to redis-py's full path.
+
+    Why: redis-py 8's per-command path (retry wrapper, pool checkout with a readability poll,
+    observability counters, response callbacks) costs ~37 µs of CPU per command on this box,
+    against ~13 µs for the same command written and read on a connection (measured 2026-12-06,
+    ``GET`` in a loop on loopback, hiredis parser); a decision used to spend three quarters of
+    its CPU there. The happy path is only that write and read. A missing connection, a timeout,
+    a redirect (``MOVED``/``ASK`` during a slot migration), ``TRYAGAIN``, ``CLUSTERDOWN`` or
+    ``NOSCRIPT``: the connection is dropped and ``slow`` runs the same step through the
+    library client, which follows redirects, refreshes its slot map after a failover and
+    retries (``RETRIES``) exactly as before. Replies are raw (RESP3 by default: a hash is a
+    dict), not passed through redis-py's response callbacks.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._local = threading.local()
+        self._opened: list[Any] = []
+        self._lock = threading.Lock()
+
+    def target(self, key: str) -> tuple[str, Any]:
+        """The node serving ``key`` (its breaker's name, as ``node_of``) and its connection
+        pool; the pool is ``None`` when the slot map has no owner (the slow path decides)."""
+        client = self._client
+        try:
+            nodes = getattr(client, "nodes_manager", None)
+            if nodes is None:
+                return "", client.connection_pool
+            node = client.get_node_from_key(key)
+        except Exception:  # no owner for the slot right now, or Redis not reachable yet
+            return "?", None
+        return str(node.name), node.redis_connection.connection_pool
+
+    def run(
+        self, target: tuple[str, Any], commands: list[Command], slow: Callable[[], list[Any]]
+    ) -> list[Any]:
+        """Replies to ``commands`` (all on one node), one write and one read when all goes
+        well, else ``slow()``."""
+        pool = target[1]
+        if pool is None:
+            return slow()
+        conns = getattr(self._local, "conns", None)
+        if conns is None:
+            conns = self._local.conns = {}
+        conn = conns.get(pool)  # by pool: a promoted replica is another node, another pool
+        if conn is None:
+            conn = conns[pool] = pool.connection_class(**pool.connection_kwargs)
+            with self._lock:
+                self._opened.append(conn)
+        try:
+            if len(commands) == 1:
+                conn.send_command(*commands[0], check_health=False)
+                return [conn.read_response()]
+            conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            return [conn.read_response() for _ in commands]
+        except Exception:  # whatever it was, the library's path knows what to do with it
+            conn.disconnect()
+            return slow()
+
+    def close(self) -> None:
+        """Disconnect every connection this object opened (any thread's)."""
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for conn in opened:
+            with contextlib.suppress(Exception):
+                conn.disconnect()
