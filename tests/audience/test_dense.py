@@ -8,6 +8,8 @@ with and without the offset header).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -166,3 +168,44 @@ def test_kept_clauses_answer_like_fresh_ones(tmp_path_factory: pytest.TempPathFa
 def _forced_count_memo(index: dense_rules.DenseIndex, rule: Rule, memo: object) -> int:
     t = index.term(rule, memo)
     return 0 if t is None else dense.count(t, index.nwords)
+
+
+def test_overlap_forms_equal_roaring_on_full_containers(tmp_path: Path) -> None:
+    """Enough users that forms are bitset images (> 4,096 members per container), with results
+    kept as themselves and as complements: the matrix equals the Roaring-only one."""
+    import pyarrow as pa
+    from tests.rules.strategies import REGISTRY
+
+    from adtarget.audience.build import SnapshotBuilder
+    from adtarget.audience.sizing import overlap_counts
+    from adtarget.rules.parse import parse
+
+    n = 3 * 65536 + 5000
+    rng = np.random.default_rng(4)
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "user_id": pa.array([f"u{i}" for i in range(n)]),
+            "country": pa.array(rng.choice(["US", "CA", "FR", "DE"], n)),
+            "age": pa.array(rng.integers(0, 6, n).astype(float)),
+            "premium": pa.array(rng.random(n) < 0.5),
+        }
+    )
+    store = SnapshotStore(tmp_path / "s")
+    builder = SnapshotBuilder(store=store, base=None, registry=REGISTRY, mode="replace")
+    builder.add_batch(batch)
+    store.publish(builder.finish())
+    snap = store.current()
+    assert snap is not None
+    rules = [
+        parse(t)
+        for t in (
+            'country = "US"',
+            'country in ("US","CA") and age >= 1 and premium = true',
+            'country = "FR" and age between 2 and 2 and premium = false',  # ~2%: a complement
+            'not (country = "DE")',
+            "age < 3 or premium = true",
+        )
+    ]
+    got = overlap_counts(rules, snap.index, None)
+    snap.index.dense_enabled = False
+    assert got == overlap_counts(rules, snap.index, None)

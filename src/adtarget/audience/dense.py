@@ -340,8 +340,10 @@ class BitsetImage:
         out: npt.NDArray[np.int64] = np.bitwise_count(full).sum(axis=1, dtype=np.int64)
         return out
 
-    def bitmap(self) -> FrozenBitMap:
-        cards = self.cards()
+    def bitmap(self, cards: npt.NDArray[np.int64] | None = None) -> FrozenBitMap:
+        """The bitmap of ``words`` (``cards``: its members per container, when known)."""
+        if cards is None:
+            cards = self.cards()
         if cards.min() <= 4096:
             return bitmap_of_words(self.words)
         meta = self.buf[: self.head].view("<u4")

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 from pyroaring import AbstractBitMap, FrozenBitMap
 
 from adtarget.audience import dense, numbers
@@ -88,6 +89,7 @@ class DenseIndex:
         self.nwords = (num_ordinals + 63) // 64
         self.cache = cache
         self.users = len(index.universe())
+        self._ucards: npt.NDArray[np.int64] | None = None
 
     # ---- leaves -------------------------------------------------------------------------
     def stored(self, reader: DimReader, i: int) -> Term | None:
@@ -317,13 +319,24 @@ class DenseIndex:
             return FrozenBitMap(), False
         image = dense.BitsetImage(self.nwords)
         words = dense.materialize(t, self.nwords, image.words)
-        size = int(image.cards().sum())
-        if size * DENSE_FRACTION < self.users:
+        cards = image.cards()
+        if int(cards.sum()) * DENSE_FRACTION < self.users:
             u = self.universe()
             assert u is not None
-            np.bitwise_and(u.block(0, self.nwords, []), np.invert(words, out=words), out=words)
-            return image.bitmap(), True
-        return image.bitmap(), False
+            # the result lies within the universe: its complement there is one XOR
+            np.bitwise_xor(u.block(0, self.nwords, []), words, out=words)
+            return image.bitmap(self._universe_cards() - cards), True
+        return image.bitmap(cards), False
+
+    def _universe_cards(self) -> npt.NDArray[np.int64]:
+        """Users per 65,536 ordinals (one popcount, kept)."""
+        if self._ucards is None:
+            image = dense.BitsetImage(self.nwords)
+            u = self.universe()
+            if u is not None:
+                image.words[:] = u.block(0, self.nwords, [])
+            self._ucards = image.cards()
+        return self._ucards
 
 
 def _pays(t: Term) -> bool:
