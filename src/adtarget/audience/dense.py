@@ -91,12 +91,13 @@ def words_from_serialized(buf: bytes | memoryview | npt.NDArray[np.uint8], nword
 
 
 def _set_runs(out: Words, base: int, pairs: npt.NDArray[np.uint16]) -> None:
-    """Set the bits of run container ``(start, length - 1)`` pairs at word ``base``."""
-    delta = np.zeros(65537, dtype=np.int32)
-    starts = pairs[:, 0].astype(np.int64)
-    np.add.at(delta, starts, 1)
-    np.add.at(delta, starts + pairs[:, 1].astype(np.int64) + 1, -1)
-    bits = np.cumsum(delta[:65536]) > 0
+    """Set the bits of run container ``(start, length - 1)`` pairs at word ``base``.
+
+    A loop over runs: a stored run container has few (``layout.compact_bitmap`` keeps runs only
+    where they are 8x smaller), often one covering the whole container (the universe)."""
+    bits = np.zeros(65536, dtype=np.uint8)
+    for start, last in pairs.tolist():
+        bits[start : start + last + 1] = 1
     packed = np.packbits(bits, bitorder="little").view("<u8")
     end = min(len(out), base + 1024)
     out[base:end] |= packed[: end - base]
