@@ -38,7 +38,7 @@ def test_bench_shards_small(tmp_path: Path) -> None:
         timeout=360,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    for words in ("build  single process", "build  ray 2 shards", "size   ray 2 actors"):
+    for words in ("build  single process", "build  ray 2 shards", "size   ray 2 shards /"):
         assert words in proc.stdout
     assert "fan-out alone" in proc.stdout and "overlap 10 rules" in proc.stdout
     assert "edited rules" in proc.stdout
