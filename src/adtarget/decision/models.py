@@ -145,9 +145,25 @@ class DecisionRequest:
 NO_ATTRIBUTES: Mapping[str, Any] = {}
 
 
+_ID_BATCH = 256
+_ids: list[str] = []
+os.register_at_fork(after_in_child=_ids.clear)  # a forked worker must not reuse the parent's
+
+
 def new_decision_id() -> str:
-    """A unique, unguessable id for one served ad (its beacons are deduplicated by it)."""
-    return os.urandom(12).hex()
+    """A unique, unguessable id for one served ad (its beacons are deduplicated by it): 96 bits
+    from ``os.urandom``, drawn 256 ids at a time.
+
+    Why batches: one ``getrandom`` call per ad was 1.5-2.6 % of a decision worker's profile
+    (1.8 µs per id on this box). ``list.pop`` is atomic, so threads never share an id; the
+    batch left in a parent is dropped in a forked child.
+    """
+    try:
+        return _ids.pop()
+    except IndexError:
+        raw = os.urandom(12 * _ID_BATCH).hex()
+        _ids.extend(raw[i : i + 24] for i in range(24, len(raw), 24))
+        return raw[:24]
 
 
 @dataclass(frozen=True, slots=True)
