@@ -1,8 +1,8 @@
 """The app's decision engine and how the raw route runs it (inline or in a thread).
 
 Why a wrapper around the engine: the route also needs the catalog's format names (refreshed every
-few seconds, not per request) and whether the engine may block on a network store (then it runs
-in a thread under the request's deadline). The engine itself is built by ``build_decision_service``
+few seconds, not per request) and whether the engine runs inline or in a thread under the
+request's deadline (``decide_in_thread``). The engine itself is built by ``build_decision_service``
 from the container's stores, so every part is shared with the rest of the app.
 """
 
@@ -100,8 +100,9 @@ def build_decision_service(
 ) -> DecisionService:
     """The engine per settings (``DecisionEngine.from_settings``) on the app's own catalog
     sessions, snapshot store and delivery event store: profiles (snapshot | redis), counters
-    (memory | sqlite | redis), an index holder polling the catalog for changes. With a Redis
-    store the engine may block on the network, so the route runs it in a thread.
+    (memory | sqlite | redis), an index holder polling the catalog for changes. The route runs
+    the engine inline, also with Redis stores (one round trip of at most ``store_timeout_ms``
+    per step); ``decide_in_thread`` moves it to a thread under the request deadline.
     """
 
     catalog = SqlCatalogReader(session_factory)
@@ -117,7 +118,8 @@ def build_decision_service(
             "on_disagreement": metrics.record_index_disagreement,
         },
     )
-    inline = settings.profile_store != "redis" and settings.counter_store != "redis"
+    remote = settings.profile_store == "redis" or settings.counter_store == "redis"
+    inline = not (remote and settings.decide_in_thread)
     return DecisionService(engine, inline=inline, format_names=catalog.format_names)
 
 
