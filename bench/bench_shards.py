@@ -15,6 +15,8 @@ Beside baselines run in the same process, on the same generated population
   (or on the shards in process with ``--skip-single``), plus an overlap and an export;
 - ``--updates N``: N real-time profile updates in an update log; sizes through shard hosts
   that follow the log beside the same live shards answered in this process (equal counts);
+- ``--hosts-sweep``: sizes (same and edited rules) through 1, 2, ... ``--nodes`` shard hosts, so
+  the added cost per host call can be read off;
 - ``--workers-sweep``: the Ray build again on clusters of 1 and 2 one-CPU nodes (rows/s per
   worker, for the scaling line).
 
@@ -455,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers-sweep", action="store_true", help="Ray build on 1 and 2 nodes")
     ap.add_argument("--http", action="store_true", help="sizes through adtarget serve on ray")
     ap.add_argument("--updates", type=int, default=0, help="real-time updates to follow")
+    ap.add_argument("--hosts-sweep", action="store_true", help="sizes with 1..nodes hosts")
     ap.add_argument("--py-spy", type=Path, default=None, help="profile the hosts (edited rules)")
     ap.add_argument("--py-spy-seconds", type=float, default=10.0)
     args = ap.parse_args(argv)
@@ -577,6 +580,19 @@ def main(argv: list[str] | None = None) -> int:
             f"ray actors {pct(duck_times, 50) / pct(ray_times, 50):.0f}x faster"
         )
         fan.retire()
+        if args.hosts_sweep:
+            for h in range(1, args.nodes + 1):
+                swept = RayFanout(sharded, address=address, deadline_s=30.0, hosts=h)
+                sharded._fanout = swept
+                _, h_times = time_sizes(sharded, args.queries)
+                h_counts, h_edits = time_edits(sharded, args.queries)
+                mismatch |= single_edits is not None and h_counts != single_edits[0]
+                base = f"; one process {pct(single_times, 50):.2f} ms" if single_times else ""
+                print(
+                    f"hosts  {h} host(s) for {args.shards} shards: same rule p50 "
+                    f"{pct(h_times, 50):.2f} ms, edited p50 {pct(h_edits, 50):.2f} ms{base}"
+                )
+                swept.retire()
         if args.updates:
             mismatch |= not updates_stage(
                 work, sharded, address, args.users, args.updates, args.queries
