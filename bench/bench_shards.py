@@ -453,6 +453,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--object-store-mb", type=int, default=200)
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--reuse", action="store_true", help="keep an existing population.parquet")
+    ap.add_argument(
+        "--reuse-build", action="store_true", help="keep the snapshots of an earlier run"
+    )
     ap.add_argument("--skip-single", action="store_true", help="no single-process baseline")
     ap.add_argument("--workers-sweep", action="store_true", help="Ray build on 1 and 2 nodes")
     ap.add_argument("--http", action="store_true", help="sizes through adtarget serve on ray")
@@ -475,11 +478,14 @@ def main(argv: list[str] | None = None) -> int:
     off = 0
     if not args.skip_single:
         cfg = Settings(data_dir=work / "single", actor="bench")
-        job, secs = upload(cfg, data, schema=SCHEMA)
-        print(
-            f"build  single process: {secs:.1f}s ({job['rows_accepted'] / secs:,.0f} rows/s), "
-            f"accepted {job['rows_accepted']:,}, rejected {job['rows_rejected']:,}"
-        )
+        if args.reuse_build and SnapshotStore(cfg.snapshots_dir).current_version():
+            print("build  single process: reused from an earlier run")
+        else:
+            job, secs = upload(cfg, data, schema=SCHEMA)
+            print(
+                f"build  single process: {secs:.1f}s ({job['rows_accepted'] / secs:,.0f} "
+                f"rows/s), accepted {job['rows_accepted']:,}, rejected {job['rows_rejected']:,}"
+            )
         single = SnapshotStore(cfg.snapshots_dir).current()
         single_count, single_times = time_sizes(single, args.queries)
         print(
@@ -497,15 +503,20 @@ def main(argv: list[str] | None = None) -> int:
         address = str(cluster.address)
         cpus = int(ray.cluster_resources().get("CPU", 0))
         print(f"cluster {args.nodes} nodes on 127.0.0.1 ({cpus} CPUs) at {address}")
-        built = ray_build(work, data, address, args.shards, "ray")
-        job, secs, peak = built["job"], built["seconds"], built["peak"]
-        print(
-            f"build  ray {args.shards} shards: {secs:.1f}s ({job['rows_accepted'] / secs:,.0f} "
-            f"rows/s, {job['report']['pieces']} pieces), accepted {job['rows_accepted']:,}, "
-            f"rejected {job['rows_rejected']:,}; peak RSS per worker "
-            f"{peak.peak_worker / 2**20:,.0f} MB, "
-            f"all Ray processes {peak.peak_total / 2**30:.1f} GB"
-        )
+        kept = Settings(data_dir=work / "ray", actor="bench", ray_address=address)
+        if args.reuse_build and SnapshotStore(kept.snapshots_dir).current_version():
+            built = {"cfg": kept}
+            print(f"build  ray {args.shards} shards: reused from an earlier run")
+        else:
+            built = ray_build(work, data, address, args.shards, "ray")
+            job, secs, peak = built["job"], built["seconds"], built["peak"]
+            print(
+                f"build  ray {args.shards} shards: {secs:.1f}s "
+                f"({job['rows_accepted'] / secs:,.0f} rows/s, {job['report']['pieces']} pieces), "
+                f"accepted {job['rows_accepted']:,}, rejected {job['rows_rejected']:,}; peak RSS "
+                f"per worker {peak.peak_worker / 2**20:,.0f} MB, "
+                f"all Ray processes {peak.peak_total / 2**30:.1f} GB"
+            )
         store = SnapshotStore(built["cfg"].snapshots_dir)
         sharded = store.current()
         assert isinstance(sharded, ShardedSnapshot)
