@@ -461,6 +461,12 @@ class RayFanout:
         hosts: Sequence[int] | None = None,
     ) -> list[Any]:
         """Every host's answer within the deadline, or ``ShardUnavailable`` naming a shard."""
+        if not refs:  # closed or retired: no hosts is no answer, never a sum of nothing
+            raise ShardUnavailable(
+                f"the shard hosts of snapshot {self.snapshot.version} were released; retry",
+                field="shard",
+                shard=0,
+            )
         ray = self.ray
         wait_s = self.deadline_s if timeout is None else timeout
         start = time.monotonic()
