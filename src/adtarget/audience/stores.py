@@ -56,12 +56,14 @@ def snapshot_store_for(settings: Settings) -> SnapshotStore:
     return store
 
 
-def live_follower(settings: Settings) -> LiveFollower:
+def live_follower(settings: Settings, *, url: str | None = None) -> LiveFollower:
     """This process's follower of the update log for the settings' data dir; it compacts
-    (in a background thread) once ``compact_after_updates`` updates are pending."""
+    (in a background thread) once ``compact_after_updates`` updates are pending. ``url``: the
+    settings' ``resolved_updates_url`` when the caller has it (resolving it is a filesystem
+    call)."""
     follower = follower_for(
         settings.snapshots_dir,
-        settings.resolved_updates_url,
+        url or settings.resolved_updates_url,
         poll_s=settings.updates_poll_ms / 1000,
     )
     if follower.compactor is None:
@@ -75,8 +77,10 @@ def live_follower(settings: Settings) -> LiveFollower:
 def attach_live(store: SnapshotStore, settings: Settings) -> None:
     """Serve ``store.current()`` as the live audience: the base plus real-time updates."""
 
+    url = settings.resolved_updates_url  # once: every ``store.current()`` comes through here
+
     def overlay(base: AnySnapshot) -> AnySnapshot:
-        return live_follower(settings).live(base)
+        return live_follower(settings, url=url).live(base)
 
     store.overlay = overlay
 
