@@ -23,7 +23,7 @@ def app(settings: Settings, started: Callable[..., TestClient]) -> FastAPI:
     return app
 
 
-def _seed(client: TestClient) -> dict[str, Any]:
+def _seed(client: TestClient, budget: float | None = 1000) -> dict[str, Any]:
     adv = client.post("/v1/advertisers", json={"name": "acme"}).json()
     start = datetime.now(UTC) - timedelta(days=30)
     camp = client.post(
@@ -31,7 +31,7 @@ def _seed(client: TestClient) -> dict[str, Any]:
         json={
             "advertiser_id": adv["id"],
             "name": "c",
-            "budget_total": 1000,
+            **({"budget_total": budget} if budget is not None else {}),
             "start": start.isoformat(),
             "end": (start + timedelta(days=400)).isoformat(),
         },
@@ -155,3 +155,39 @@ def test_changes_must_be_an_object(app: FastAPI) -> None:
         )
         assert r.status_code == 422, (bad, r.text)
         assert r.json()["error"]["field"] == "changes"
+
+
+def test_a_forecast_split_across_processes_from_the_server_answers_alike(
+    app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The replay forked from a worker thread of the serving app (its event loop running in
+    another thread) answers as the one replayed in process."""
+    import adtarget.decision.forecast as forecast_module
+
+    client = TestClient(app)
+    seeded = _seed(client, budget=None)  # a campaign budget would keep the replay in process
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    rows = [
+        SampledRequest(yesterday.replace(hour=h).timestamp(), f"u{i}", {"device": "tv"},
+                       None, 1, (), 1.0)
+        for i in range(40) for h in range(4)
+    ]  # fmt: skip
+    ParquetRequestStore(container_of(app).settings.requests_dir).write(rows)
+    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    body = {"targeting": "", "start": (start + timedelta(days=1)).isoformat(),
+            "end": (start + timedelta(days=2)).isoformat(), "priority": 1, "bid_cpm": 2.0,
+            "frequency_cap": {"count": 3, "window_seconds": 86400}}  # fmt: skip
+    answers = []
+    for min_rows, cores in ((10**9, 1), (1, 2)):
+        monkeypatch.setattr(forecast_module, "PARALLEL_MIN_ROWS", min_rows)
+        monkeypatch.setattr(forecast_module, "_cores", lambda cores=cores: cores)
+        r = client.post("/v1/forecast", json=body)
+        assert r.status_code == 200, r.text
+        answers.append(r.json())
+    assert [a.pop("replay_processes") for a in answers] == [1, 2]
+    for a in answers:
+        a.pop("elapsed_ms")
+    assert answers[0] == answers[1]
+    assert answers[0]["forecast_impressions"] == 120
+    taken = {c["line_item_id"]: c for c in answers[0]["contended"]}
+    assert taken[seeded["line_item"]["id"]]["impressions_taken_from_it"] == 120
