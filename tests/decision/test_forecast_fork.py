@@ -4,6 +4,8 @@ back to one when the parts' budget checks could differ from the whole's."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
+from datetime import date
 
 import pytest
 from tests.decision.forecast_world import item
@@ -16,7 +18,7 @@ from tests.decision.test_forecast_proof import (
 )
 
 from adtarget.decision.forecast_fork import run_forked
-from adtarget.decision.forecast_spend import parts_agree
+from adtarget.decision.forecast_spend import CAMPAIGN, DAY, LINE_ITEM, parts_agree
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
 
@@ -28,15 +30,16 @@ def _answer(w, root, items, prop, processes: int) -> dict:
 
 
 @pytest.mark.parametrize("budget", [None, 70.0, 8.0], ids=["no-budget", "budget", "budget-binds"])
-def test_forked_parts_answer_as_one_replay(world, logged, budget) -> None:  # noqa: F811
+@pytest.mark.parametrize("daily", [False, True], ids=["", "campaign-daily-budget"])
+def test_forked_parts_answer_as_one_replay(world, logged, budget, daily) -> None:  # noqa: F811
     prop = proposal(budget=budget)
-    one = _answer(world, logged, competitors(False), prop, 1)
+    one = _answer(world, logged, competitors(daily), prop, 1)
     assert one.pop("replay_processes") == 1
     for n in (2, 3):
-        split = _answer(world, logged, competitors(False), prop, n)
+        split = _answer(world, logged, competitors(daily), prop, n)
         used = split.pop("replay_processes")
         assert split == one
-        if budget is None:  # nothing couples users: the parts' answers are used
+        if budget is None and not daily:  # nothing couples users: the parts' answers are used
             assert used == n
 
 
@@ -49,19 +52,40 @@ def test_a_binding_budget_falls_back_to_one_replay(world, logged) -> None:  # no
     assert split["replay_processes"] == 1
 
 
-def test_a_campaign_budget_replays_in_process(world, logged) -> None:  # noqa: F811
-    answer = _answer(world, logged, competitors(True), proposal(), 2)
-    assert answer["replay_processes"] == 1
+def test_a_loose_campaign_budget_is_split(world, logged) -> None:  # noqa: F811
+    """Every catalog line item has a campaign budget (a campaign's total is required): one
+    that never binds must not keep the replay in process."""
+    loose = [replace(it, campaign_budget_total=1e9) for it in competitors(False)]
+    one = _answer(world, logged, loose, proposal(budget=None), 1)
+    split = _answer(world, logged, loose, proposal(budget=None), 2)
+    assert split.pop("replay_processes") == 2
+    one.pop("replay_processes")
+    assert split == one
 
 
 def test_parts_agree_only_when_no_check_changes() -> None:
-    li = item(7, "", priority=1, bid=1.0, budget=1.0, pacing="asap")
-    items = {7: li}
-    read_at_10 = [(10.0, 7, 0.5)]  # part 0 read 0.5 of a 1.0 budget at t=10: passed
-    assert parts_agree(items, [(read_at_10, []), ([], [(20.0, 7, 0.6)])])  # charged after
-    assert not parts_agree(items, [(read_at_10, []), ([], [(5.0, 7, 0.6)])])  # before: 1.1
-    assert parts_agree(items, [(read_at_10, []), ([], [(5.0, 7, 0.4)])])  # 0.9: still passes
-    assert parts_agree(items, [([(10.0, 7, 1.2)], []), ([], [(5.0, 7, 0.6)])])  # failed in both
+    li = item(7, "", priority=1, bid=1.0, budget=1.0, pacing="asap")  # campaign 107
+    items = [li]
+    day = date(2026, 3, 9)
+
+    def charged(ts: float, cost: float) -> list:
+        return [(ts, 7, 107, day, cost)]
+
+    read_at_10 = [(10.0, (LINE_ITEM, 7), 0.5)]  # part 0 read 0.5 of a 1.0 budget: passed
+    assert parts_agree(items, [(read_at_10, []), ([], charged(20.0, 0.6))])  # charged after
+    assert not parts_agree(items, [(read_at_10, []), ([], charged(5.0, 0.6))])  # before: 1.1
+    assert parts_agree(items, [(read_at_10, []), ([], charged(5.0, 0.4))])  # 0.9: passes
+    failed = [(10.0, (LINE_ITEM, 7), 1.2)]
+    assert parts_agree(items, [(failed, []), ([], charged(5.0, 0.6))])  # failed in both
+    # a campaign's daily budget: the other part's charges on that local day count
+    daily = [replace(li, budget_total=None, campaign_budget_daily=1.0)]
+    read_day = [(10.0, (DAY, (107, day)), 0.5)]
+    assert not parts_agree(daily, [(read_day, []), ([], charged(5.0, 0.6))])
+    other_day = [(5.0, 7, 107, date(2026, 3, 8), 0.6)]
+    assert parts_agree(daily, [(read_day, []), ([], other_day)])
+    total = [replace(li, budget_total=None, campaign_budget_total=1.0)]
+    read_campaign = [(10.0, (CAMPAIGN, 107), 0.5)]
+    assert not parts_agree(total, [(read_campaign, []), ([], other_day)])
 
 
 def test_a_failed_or_killed_child_makes_the_caller_replay_itself() -> None:

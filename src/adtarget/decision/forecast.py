@@ -44,14 +44,7 @@ from adtarget.decision.forecast_cache import cache_for
 from adtarget.decision.forecast_fork import can_fork, run_forked
 from adtarget.decision.forecast_index import LiveMatches, ReplayIndex
 from adtarget.decision.forecast_reach import PROGRESS_EVERY, Reach, find_reach
-from adtarget.decision.forecast_spend import (
-    Charge,
-    FixedSpend,
-    Read,
-    ReplaySpend,
-    line_item_budgets_only,
-    parts_agree,
-)
+from adtarget.decision.forecast_spend import Charge, FixedSpend, Read, ReplaySpend, parts_agree
 from adtarget.decision.forecast_window import DayPlan, Replayed, plan_days, replay_table, rows_of
 from adtarget.decision.index import LineItemIndex
 from adtarget.decision.models import Decision, DecisionRequest, DecisionResult, LiveLineItem
@@ -246,7 +239,9 @@ def _forecast(
     without = ReplayIndex(live_matches, None, drop)
     window = _window(store, plan, start, end, drop)
     twins = cache.twins_of(window) if window is not None and not budgeted else None
-    inputs = _Inputs(reach, spend, today, progress, outside, coupled=bool(budgeted), twins=twins)
+    inputs = _Inputs(
+        reach, spend, today, progress, outside, coupled=bool(budgeted), twins=twins, now=now
+    )
     timezones = {it.campaign_id: it.timezone for it in (*competitors, proposal)}
     tally, by_day = _replay(proposal, index, without, replayed, inputs, timezones, processes)
     advertisers = {it.id: it.advertiser_id for it in competitors}
@@ -344,6 +339,8 @@ class _Inputs:
     coupled: bool = True
     """Whether users' replays are coupled through budgets (a budgeted competitor); if not, a
     user the proposal never served gets the same answers without it, and is not replayed."""
+    now: datetime | None = None
+    """The forecast's current time (delivered spend is read as of it for forked parts)."""
     twins: dict[str, tuple[dict[str, Any] | None, dict[int, float]]] | None = None
     """Per user, what the replay without the proposal served them (weighted) and the profile
     it was computed from, kept for this window (``forecast_cache``); ``None``: not kept."""
@@ -394,8 +391,9 @@ def _replay(
 
     split = _parts(rows, index, without, budgeted, processes)
     if split is not None:
-        base = FixedSpend({li: inputs.spend.spend(li) for li in budgeted})
-        forked = replace(inputs, spend=base)
+        now = inputs.now if inputs.now is not None else datetime.now(UTC)
+        budgeted_items = [it for it in (*index.items, *without.items) if it.id in budgeted]
+        forked = replace(inputs, spend=FixedSpend.read(inputs.spend, budgeted_items, now))
         tasks = [
             partial(_replay_part, proposal, index, without, part, forked, timezones, known, True)
             for part in split
@@ -449,14 +447,10 @@ def _parts(
     processes: int | None,
 ) -> list[list[Replayed]] | None:
     """The rows split by user into one part per process, the heaviest users first onto the
-    lightest part; ``None``: replay in this process (few rows, one core, no fork, or a
-    campaign budget, which ``parts_agree`` cannot check)."""
+    lightest part; ``None``: replay in this process (few rows, one core, or no fork)."""
     if processes is None:
         processes = min(MAX_PROCESSES, _cores()) if len(rows) >= PARALLEL_MIN_ROWS else 1
     if processes < 2 or not can_fork():
-        return None
-    items = [it for it in (*index.items, *without.items) if it.id in budgeted]
-    if not line_item_budgets_only(items):
         return None
     counts = Counter(r.user_id for r in rows)
     loads = [0] * processes
@@ -478,10 +472,8 @@ def _cores() -> int:
 
 def _agree(index: ReplayIndex, without: ReplayIndex, parts: Sequence[_Part]) -> bool:
     """Whether the parts' budget checks agree with one whole replay's, in both replays."""
-    return parts_agree(
-        {it.id: it for it in index.items}, [(p.reads, p.charges) for p in parts]
-    ) and parts_agree(
-        {it.id: it for it in without.items}, [(p.twin_reads, p.twin_charges) for p in parts]
+    return parts_agree(index.items, [(p.reads, p.charges) for p in parts]) and parts_agree(
+        without.items, [(p.twin_reads, p.twin_charges) for p in parts]
     )
 
 

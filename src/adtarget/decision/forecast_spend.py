@@ -8,18 +8,24 @@ population; the replay's counters are a fresh ``MemoryCounters``.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from itertools import accumulate
+from typing import Any, cast
 
-from adtarget.decision.eligibility import SpendSource, budget_reason, zone
+from adtarget.decision.eligibility import SpendSource, budget_reason, has_budget, zone
 from adtarget.decision.models import LiveLineItem
 
-Read = tuple[float, int, float]
-"""A line item's spend as the engine read it: ``(ts, line_item_id, spend)``."""
-Charge = tuple[float, int, float]
-"""A replayed impression's cost: ``(ts, line_item_id, cost)``."""
+LINE_ITEM, CAMPAIGN, DAY = 0, 1, 2
+"""What a spend read or charge is counted on: a line item, a campaign, a campaign's local day."""
+Key = tuple[int, Any]
+"""``(LINE_ITEM, id)``, ``(CAMPAIGN, id)`` or ``(DAY, (campaign id, local date))``."""
+Read = tuple[float, Key, float]
+"""A spend as the engine read it: ``(ts, key, spend)``."""
+Charge = tuple[float, int, int, date, float]
+"""A replayed impression's cost: ``(ts, line_item_id, campaign_id, local date, cost)``."""
 
 
 class ReplaySpend:
@@ -75,16 +81,17 @@ class ReplaySpend:
 
     def charge(self, line_item_id: int, campaign_id: int, cost: float, when: datetime) -> None:
         """Add one replayed impression's cost (already scaled by ``1 / sample_rate``)."""
+        local = self._add(line_item_id, campaign_id, cost, when)
         if self.record:
-            self.charges.append((when.timestamp(), line_item_id, cost))
-        self._add(line_item_id, campaign_id, cost, when)
+            self.charges.append((when.timestamp(), line_item_id, campaign_id, local, cost))
 
-    def _add(self, line_item_id: int, campaign_id: int, cost: float, when: datetime) -> None:
+    def _add(self, line_item_id: int, campaign_id: int, cost: float, when: datetime) -> date:
         self.line_items[line_item_id] = self.line_items.get(line_item_id, 0.0) + cost
         self.campaigns[campaign_id] = self.campaigns.get(campaign_id, 0.0) + cost
         local = when.astimezone(zone(self.timezones.get(campaign_id, "UTC"))).date()
         key = (campaign_id, local)
         self.daily[key] = self.daily.get(key, 0.0) + cost
+        return local
 
     def spend(self, line_item_id: int) -> float:
         """Delivered plus replayed spend of a line item."""
@@ -93,7 +100,7 @@ class ReplaySpend:
             base = self._base_items[line_item_id] = self.base.spend(line_item_id)
         got = base + self.line_items.get(line_item_id, 0.0)
         if self.record:
-            self.reads.append((self.now, line_item_id, got))
+            self.reads.append((self.now, (LINE_ITEM, line_item_id), got))
         return got
 
     def campaign_spend(self, campaign_id: int) -> float:
@@ -101,7 +108,10 @@ class ReplaySpend:
         base = self._base_campaigns.get(campaign_id)
         if base is None:
             base = self._base_campaigns[campaign_id] = self.base.campaign_spend(campaign_id)
-        return base + self.campaigns.get(campaign_id, 0.0)
+        got = base + self.campaigns.get(campaign_id, 0.0)
+        if self.record:
+            self.reads.append((self.now, (CAMPAIGN, campaign_id), got))
+        return got
 
     def campaign_spend_today(
         self, campaign_id: int, tz: str = "UTC", now: datetime | None = None
@@ -113,91 +123,118 @@ class ReplaySpend:
         got = self.daily.get((campaign_id, local), 0.0)
         if local == self.today:
             got += self.base.campaign_spend_today(campaign_id, tz, now)
+        if self.record:
+            self.reads.append((now.timestamp(), (DAY, (campaign_id, local)), got))
         return got
 
 
-def line_item_budgets_only(items: Iterable[LiveLineItem]) -> bool:
-    """Whether no item has a campaign budget: then ``budget_reason`` of an item reads only
-    ``spend(item.id)``, the one read ``parts_agree`` checks."""
-    return all(
-        it.campaign_budget_total is None and it.campaign_budget_daily is None for it in items
-    )
-
-
 class FixedSpend:
-    """Base spend read once in the asking process, for forked replay parts (the delivery
+    """Delivered spend read once in the asking process, for forked replay parts (the delivery
     log's source may reload in a thread, or hold connections, neither of which forks)."""
 
-    def __init__(self, spend: Mapping[int, float]) -> None:
-        self.values = dict(spend)
+    def __init__(
+        self,
+        line_items: Mapping[int, float],
+        campaigns: Mapping[int, float],
+        today: Mapping[int, float],
+    ) -> None:
+        self.line_items = dict(line_items)
+        self.campaigns = dict(campaigns)
+        self.today = dict(today)
+
+    @classmethod
+    def read(cls, base: SpendSource, items: Iterable[LiveLineItem], now: datetime) -> FixedSpend:
+        """What ``base`` says of ``items`` (the budgeted ones) and their campaigns, now."""
+        items = list(items)
+        camps = {it.campaign_id: it.timezone for it in items}
+        return cls(
+            {it.id: base.spend(it.id) for it in items},
+            {c: base.campaign_spend(c) for c in camps},
+            {c: base.campaign_spend_today(c, tz, now) for c, tz in camps.items()},
+        )
 
     def spend(self, line_item_id: int) -> float:
-        """The spend read for ``line_item_id``."""
-        return self.values[line_item_id]
+        """The line item's delivered spend."""
+        return self.line_items[line_item_id]
 
     def campaign_spend(self, campaign_id: int) -> float:
-        """Never asked (``line_item_budgets_only``)."""
-        raise LookupError(f"campaign {campaign_id}: no campaign budgets in a forked replay")
+        """The campaign's delivered spend."""
+        return self.campaigns[campaign_id]
 
     def campaign_spend_today(
         self, campaign_id: int, tz: str = "UTC", now: datetime | None = None
     ) -> float:
-        """Never asked (``line_item_budgets_only``)."""
-        raise LookupError(f"campaign {campaign_id}: no campaign budgets in a forked replay")
+        """The campaign's delivered spend today (``ReplaySpend`` asks only for today)."""
+        return self.today[campaign_id]
 
 
 def parts_agree(
-    items: Mapping[int, LiveLineItem], parts: Sequence[tuple[Sequence[Read], Sequence[Charge]]]
+    items: Sequence[LiveLineItem], parts: Sequence[tuple[Sequence[Read], Sequence[Charge]]]
 ) -> bool:
     """Whether replay parts run apart (disjoint users, each seeing only its own spend) decided
     every budget check as one replay of all of them would.
 
-    Why this is enough: a part's budget check read its own spend; the whole replay's spend at
-    that moment is that plus what the other parts charged before it (counted up to and
-    including the same second: an upper bound). A budget check only fails more as spend grows,
-    so a check that failed in its part fails in the whole too, and one that passed passes in
-    the whole if it passes at the upper bound. If every check agrees, every decision is the
-    same, so the parts' answers are the whole replay's. Needs ``line_item_budgets_only``.
+    Why this is enough: a part's budget check read its own spend (of the line item, its
+    campaign, the campaign's local day); the whole replay's at that moment is that plus what
+    the other parts charged to the same thing before it (counted up to and including the same
+    second: an upper bound). Each of a check's limits (a total, a daily budget, an even pace)
+    only fails more as spend grows, so a read that failed a limit in its part fails it in the
+    whole too, and one that passed passes in the whole if it passes at the upper bound. If no
+    read changes sides on any limit, every check and so every decision is the same, and the
+    parts' answers are the whole replay's.
     """
-    times: list[dict[int, list[float]]] = []
-    sums: list[dict[int, list[float]]] = []
+    of_item = {it.id: it for it in items if has_budget(it)}
+    of_campaign = {it.campaign_id: it for it in of_item.values()}
+    times: list[dict[Key, list[float]]] = []
+    sums: list[dict[Key, list[float]]] = []
     for _, charges in parts:
-        by_item: dict[int, list[tuple[float, float]]] = {}
-        for ts, li, cost in charges:
-            by_item.setdefault(li, []).append((ts, cost))
-        times.append({li: [t for t, _ in ev] for li, ev in by_item.items()})
-        sums.append({li: list(accumulate(c for _, c in ev)) for li, ev in by_item.items()})
+        by_key: dict[Key, list[tuple[float, float]]] = {}
+        for ts, li, campaign, local, cost in charges:
+            for key in ((LINE_ITEM, li), (CAMPAIGN, campaign), (DAY, (campaign, local))):
+                by_key.setdefault(key, []).append((ts, cost))
+        times.append({k: [t for t, _ in ev] for k, ev in by_key.items()})
+        sums.append({k: list(accumulate(c for _, c in ev)) for k, ev in by_key.items()})
     for p, (reads, _) in enumerate(parts):
-        for ts, li, got in reads:
+        for ts, key, got in reads:
             more = 0.0
             for q in range(len(parts)):
-                at = times[q].get(li)
+                at = times[q].get(key)
                 if q != p and at:
                     n = bisect_right(at, ts)
-                    more += sums[q][li][n - 1] if n else 0.0
+                    more += sums[q][key][n - 1] if n else 0.0
             if more <= 0.0:
                 continue
+            kind, which = key[0], cast(Any, key[1])
+            item = (
+                of_item[which]
+                if kind == LINE_ITEM
+                else of_campaign[which[0] if kind == DAY else which]
+            )
             now = datetime.fromtimestamp(ts, UTC)
-            item = items[li]
-            passed = budget_reason(item, _Read(got), now) is None
-            if passed and budget_reason(item, _Read(got + more), now) is not None:
+            passed = budget_reason(item, _One(kind, got), now) is None
+            if passed and budget_reason(item, _One(kind, got + more), now) is not None:
                 return False
     return True
 
 
-class _Read:
-    """One line item's spend, as ``budget_reason`` reads it (``line_item_budgets_only``)."""
+class _One:
+    """One spend read, the others below every limit: ``budget_reason`` then fails only if
+    this read's own limits do (the others of a real check fail alike in part and whole)."""
 
-    def __init__(self, value: float) -> None:
+    def __init__(self, kind: int, value: float) -> None:
+        self.kind = kind
         self.value = value
 
+    def _of(self, kind: int) -> float:
+        return self.value if kind == self.kind else -math.inf
+
     def spend(self, line_item_id: int) -> float:
-        return self.value
+        return self._of(LINE_ITEM)
 
     def campaign_spend(self, campaign_id: int) -> float:
-        raise LookupError("no campaign budgets here")
+        return self._of(CAMPAIGN)
 
     def campaign_spend_today(
         self, campaign_id: int, tz: str = "UTC", now: datetime | None = None
     ) -> float:
-        raise LookupError("no campaign budgets here")
+        return self._of(DAY)
