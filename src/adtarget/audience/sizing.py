@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 from pyroaring import AbstractBitMap, BitMap
 
-from adtarget.rules.ast import And, Compare, InList, Not, Rule, Value
+from adtarget.rules.ast import And, Compare, InList, IsMissing, Not, Rule, SegmentRef, Value
 from adtarget.rules.eval_bitmap import (
     BitmapIndex,
     Memo,
@@ -55,7 +55,7 @@ def count_rule(rule: Rule, index: BitmapIndex, memo: Memo | None = None) -> int:
         n = _in_list_count(core, index, memo)
         return len(index.universe()) - n if negated else n
     dense = getattr(index, "dense", None)  # a snapshot's own index (not a live overlay)
-    if dense is not None:
+    if dense is not None and not _stored_leaf(core):
         n = dense.count(rule, memo)
         if n is not None:
             return int(n)
@@ -81,6 +81,18 @@ def count_rule(rule: Rule, index: BitmapIndex, memo: Memo | None = None) -> int:
     a, b = tail
     both = acc.intersection_cardinality(a) + acc.intersection_cardinality(b)
     return both - acc.intersection_cardinality(a | b)
+
+
+def _stored_leaf(rule: Rule) -> bool:
+    """One stored bitmap (a value, a set member, present, a segment): Roaring's ``len`` is
+    the count, no dense plan needed. Ranges and ``has any``/``has all`` are not this."""
+    if isinstance(rule, Compare):
+        return rule.op in ("=", "!=") and not _is_number(rule.value)
+    return isinstance(rule, IsMissing | SegmentRef)
+
+
+def _is_number(v: Value) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
 
 
 class Form(NamedTuple):
