@@ -32,6 +32,9 @@ def test_bench_shards_small(tmp_path: Path) -> None:
             "--workdir",
             str(tmp_path),
             "--http",
+            "--updates",
+            "300",
+            "--hosts-sweep",
         ],
         capture_output=True,
         text=True,
@@ -42,6 +45,8 @@ def test_bench_shards_small(tmp_path: Path) -> None:
         assert words in proc.stdout
     assert "fan-out alone" in proc.stdout and "overlap 10 rules" in proc.stdout
     assert "edited rules" in proc.stdout
+    assert "shard hosts following the log" in proc.stdout and "hosts  2 host(s)" in proc.stdout
+    assert "1 shard set(s) on the cluster" in proc.stdout  # serve --workers 2 shares one set
     assert "http   serve (ADTARGET_AUDIENCE_BACKEND=ray): count" in proc.stdout
     assert "shards 2" in proc.stdout and "export:" in proc.stdout
     assert " 0 off loopback" in proc.stdout and "SOCKETS OFF LOOPBACK" not in proc.stderr
