@@ -104,3 +104,21 @@ def test_a_failed_or_killed_child_makes_the_caller_replay_itself() -> None:
     assert pids is not None and len(set(pids)) == 2 and os.getpid() not in pids
     assert run_forked([ok, fails]) is None
     assert run_forked([killed, ok]) is None
+
+
+def test_children_are_read_when_the_process_has_over_1024_files_open() -> None:
+    """A serving process can hold more than 1,024 descriptors (``select()`` fails above it)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if max(soft, hard) < 1200:
+        pytest.skip("cannot open 1,200 files here")
+    if soft < 1200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 2048), hard))
+    held = [os.dup(0) for _ in range(1100)]
+    try:
+        assert run_forked([lambda done: 1, lambda done: 2]) == [1, 2]
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

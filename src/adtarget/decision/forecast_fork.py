@@ -22,7 +22,7 @@ import gc
 import mmap
 import os
 import pickle
-import select
+import selectors
 import struct
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -91,17 +91,19 @@ def _collect(
 ) -> list[Any] | None:
     """Read every child's pipe to its end (all at once: a child blocks on a full pipe)."""
     chunks: dict[int, list[bytes]] = {r: [] for _, r in children}
-    open_fds = set(chunks)
-    while open_fds:
-        ready, _, _ = select.select(list(open_fds), [], [], POLL_S)
-        for r in ready:
-            data = os.read(r, 1 << 20)
-            if data:
-                chunks[r].append(data)
-            else:
-                open_fds.discard(r)
-        if progress is not None:
-            progress(sum(struct.unpack_from("q", shared, 8 * i)[0] for i in range(len(children))))
+    with selectors.DefaultSelector() as waiting:  # epoll: a server's fds pass select()'s 1024
+        for r in chunks:
+            waiting.register(r, selectors.EVENT_READ)
+        while waiting.get_map():
+            for key, _ in waiting.select(POLL_S):
+                data = os.read(key.fd, 1 << 20)
+                if data:
+                    chunks[key.fd].append(data)
+                else:
+                    waiting.unregister(key.fd)
+            if progress is not None:
+                done = (struct.unpack_from("q", shared, 8 * i)[0] for i in range(len(children)))
+                progress(sum(done))
     out = []
     for _, r in children:
         data = b"".join(chunks[r])
