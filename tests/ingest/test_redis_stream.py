@@ -15,15 +15,10 @@ from pathlib import Path
 import orjson
 import pytest
 import redis
-from tests.audience.conftest import build, population
-from tests.ingest.test_stream import CLI, _logged
+from tests.ingest.test_stream import CLI, _logged, batched_messages, seeded_settings
 
 from adtarget.audience.live import forget_followers
-from adtarget.audience.store import SnapshotStore
 from adtarget.audience.stores import snapshot_store_for
-from adtarget.catalog.db import open_catalog
-from adtarget.catalog.dimensions import register_dimensions
-from adtarget.rules.registry import DimensionSpec
 from adtarget.settings import Settings
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -42,12 +37,7 @@ pytestmark = pytest.mark.skipif(not _redis_up(), reason="Redis not answering on 
 
 
 def _setup(tmp_path: Path) -> tuple[Settings, dict[str, str]]:
-    settings = Settings(data_dir=tmp_path / "data", min_audience_size=0)
-    build(SnapshotStore(settings.snapshots_dir), population(USERS, seed=8))
-    factory = open_catalog(settings)
-    with factory() as session:
-        register_dimensions(session, [DimensionSpec("age", "number")])
-        session.commit()
+    settings = seeded_settings(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ADTARGET_")}
     env["ADTARGET_DATA_DIR"] = str(settings.data_dir)
     return settings, env
@@ -200,18 +190,7 @@ def test_an_entry_may_carry_a_batch_of_updates(tmp_path: Path) -> None:
     client = redis.Redis.from_url(REDIS_URL)
     tag = uuid.uuid4().hex[:10]
     key, group = f"adt:test:{tag}", f"g{tag}"
-    ups = [
-        {"update_id": f"{tag}-{r}-{u}", "user_id": f"user-{u:05d}", "set": {"age": r}}
-        for r in range(ROUNDS)
-        for u in range(USERS)
-    ]
-    bad = {"update_id": f"{tag}-bad", "user_id": "x", "set": {"age": "old"}}
-    # a hundred updates per entry (one bad among them), a batch that is not a list, and the
-    # last hundred one per entry
-    entries = [orjson.dumps({"updates": ups[i : i + 100]}) for i in range(0, len(ups) - 100, 100)]
-    entries[1] = orjson.dumps({"updates": [*ups[100:200], bad]})
-    entries.insert(3, orjson.dumps({"updates": "not a list"}))
-    entries.extend(orjson.dumps(u) for u in ups[len(ups) - 100 :])
+    entries = batched_messages(tag)  # a hundred updates per entry, as with NATS
     try:
         _publish(client, key, entries)
         stats = consume_redis(

@@ -86,13 +86,35 @@ def _logged(settings: Settings) -> list[tuple[str, str]]:
             return []
 
 
-def test_consumer_killed_mid_stream_applies_every_update_once(tmp_path: Path) -> None:
+def seeded_settings(tmp_path: Path) -> Settings:
+    """A data dir with USERS users published and ``age`` registered as a number."""
     settings = Settings(data_dir=tmp_path / "data", min_audience_size=0)
     build(SnapshotStore(settings.snapshots_dir), population(USERS, seed=8))
     factory = open_catalog(settings)
     with factory() as session:
         register_dimensions(session, [DimensionSpec("age", "number")])
         session.commit()
+    return settings
+
+
+def batched_messages(tag: str) -> list[bytes]:
+    """ROUNDS updates per user as broker messages: a hundred per message (one bad among them),
+    a batch that is not a list, and the last hundred one per message."""
+    ups = [
+        {"update_id": f"{tag}-{r}-{u}", "user_id": f"user-{u:05d}", "set": {"age": r}}
+        for r in range(ROUNDS)
+        for u in range(USERS)
+    ]
+    bad = {"update_id": f"{tag}-bad", "user_id": "x", "set": {"age": "old"}}
+    msgs = [orjson.dumps({"updates": ups[i : i + 100]}) for i in range(0, len(ups) - 100, 100)]
+    msgs[1] = orjson.dumps({"updates": [*ups[100:200], bad]})
+    msgs.insert(3, orjson.dumps({"updates": "not a list"}))
+    msgs.extend(orjson.dumps(u) for u in ups[len(ups) - 100 :])
+    return msgs
+
+
+def test_consumer_killed_mid_stream_applies_every_update_once(tmp_path: Path) -> None:
+    settings = seeded_settings(tmp_path)
     tag = uuid.uuid4().hex[:10]
     stream, subject = f"adt_test_{tag}", f"adt.test.{tag}"
     # every user gets ROUNDS updates in order; the last one (age = ROUNDS - 1) must win
@@ -167,26 +189,10 @@ def test_consumer_killed_mid_stream_applies_every_update_once(tmp_path: Path) ->
 def test_a_message_may_carry_a_batch_of_updates(tmp_path: Path) -> None:
     from adtarget.ingest.stream import consume
 
-    settings = Settings(data_dir=tmp_path / "data", min_audience_size=0)
-    build(SnapshotStore(settings.snapshots_dir), population(USERS, seed=8))
-    factory = open_catalog(settings)
-    with factory() as session:
-        register_dimensions(session, [DimensionSpec("age", "number")])
-        session.commit()
+    settings = seeded_settings(tmp_path)
     tag = uuid.uuid4().hex[:10]
     stream, subject = f"adt_test_{tag}", f"adt.test.{tag}"
-    ups = [
-        {"update_id": f"{tag}-{r}-{u}", "user_id": f"user-{u:05d}", "set": {"age": r}}
-        for r in range(ROUNDS)
-        for u in range(USERS)
-    ]
-    bad = {"update_id": f"{tag}-bad", "user_id": "x", "set": {"age": "old"}}
-    # a hundred updates per message (one bad among them), a batch that is not a list, and the
-    # last hundred one per message
-    msgs = [orjson.dumps({"updates": ups[i : i + 100]}) for i in range(0, len(ups) - 100, 100)]
-    msgs[1] = orjson.dumps({"updates": [*ups[100:200], bad]})
-    msgs.insert(3, orjson.dumps({"updates": "not a list"}))
-    msgs.extend(orjson.dumps(u) for u in ups[len(ups) - 100 :])
+    msgs = batched_messages(tag)
     try:
         _run(_publish(stream, subject, msgs))
         stats = _run(
