@@ -47,6 +47,7 @@ from adtarget.decision.models import (
     DecisionRequest,
     DecisionResult,
     LiveLineItem,
+    PodSpec,
     new_decision_id,
 )
 from adtarget.decision.node_breakers import NodeBreakers
@@ -340,47 +341,61 @@ class DecisionEngine:
 
     # -- the request -----------------------------------------------------------------------
 
-    def decide(self, request: DecisionRequest, now: datetime | None = None) -> DecisionResult:
-        """Answer one ad request (never raises for store failures; see module docstring).
+    def serve_matched(
+        self,
+        index: DecisionIndex,
+        matched: Matches,
+        user_id: str,
+        ts: float,
+        formats: frozenset[str] | None,
+        single: str | None,
+        limit: int,
+        pod: PodSpec | None = None,
+    ) -> list[tuple[LiveLineItem, int]]:
+        """What ``decide`` serves once the match is known: ``(item, creative)`` in rank order,
+        the frequency caps counted (``formats``/``single`` from ``formats_of``).
 
-        Hot path: per candidate, the flight is two float compares on precomputed epoch bounds
-        (``LineItemIndex.facts``) and the creative one dict lookup; the full eligibility check
-        (with its aware datetime) runs only for items with dayparting or a budget, or to word
-        a reason.
+        Why public: the forecast replays logged requests whose profile, features and match it
+        already holds (``decision/forecast.py``); it calls the same walk — eligibility, pods,
+        creatives, caps, recording — without the profile read, the ``Decision`` objects and their
+        ids, so the engine that decides is the engine that forecasts.
         """
-        now_dt: datetime | None = None
-        if now is None and self.clock is None:
-            ts = time.time()
-        else:
-            now_dt = utc(now if now is not None else (self.clock() if self.clock else None))
-            ts = now_dt.timestamp()
-        index = self.index_holder.current()
-        st = _Request()
-        explaining = request.explain
-        if explaining:
-            st.not_served = []
-        user_id = request.user_id
-        profile, snapshot = self._profile(user_id, st)
-        profile_down = st.degraded
-        features = merge_features(profile, request.context)
-        context_keys = frozenset(request.context) if profile_down else frozenset()
-        req_formats = request.formats
-        formats = frozenset(req_formats) if req_formats is not None else None
-        single = req_formats[0] if req_formats is not None and len(formats or ()) == 1 else None
-        matched = index.match(features)
+        fill = PodFill(pod) if pod is not None else None
+        limit = pod.slots if pod is not None else max(0, limit)
+        return self._serve(
+            index, matched, user_id, ts, None, formats, single, limit, fill, _Request(), None
+        )
+
+    def _serve(
+        self,
+        index: DecisionIndex,
+        matched: Matches,
+        user_id: str,
+        ts: float,
+        now_dt: datetime | None,
+        formats: frozenset[str] | None,
+        single: str | None,
+        limit: int,
+        pod: PodFill | None,
+        st: _Request,
+        context_keys: frozenset[str] | None,
+    ) -> list[tuple[LiveLineItem, int]]:
+        """Walk ``matched`` in rank order and pick up to ``limit`` servable items (``decide``'s
+        hot path; ``context_keys``: the profile was unavailable, only rules reading nothing
+        but these keys may serve). Their caps are recorded; an item another process capped out
+        meanwhile is withdrawn."""
+        explaining = st.not_served is not None
         served: list[tuple[LiveLineItem, list[str]]] = []
-        decisions: list[Decision] = []
-        pod = PodFill(request.pod) if request.pod is not None else None
-        limit = request.pod.slots if request.pod is not None else max(0, request.limit)
+        picks: list[tuple[LiveLineItem, int]] = []
         items, facts = index.items, index.facts
         head = list(islice(matched, max(PREFETCH_MIN, PREFETCH_PER_LIMIT * limit)))
         walk: Iterable[int] = chain(head, islice(matched, len(head), None))
         for i, pos in enumerate(walk):
-            full = len(decisions) >= limit or (pod is not None and pod.full(len(decisions)))
+            full = len(picks) >= limit or (pod is not None and pod.full(len(picks)))
             if full and not explaining:
                 break
             item = items[pos]
-            if profile_down and not index.rule_dims[pos] <= context_keys:
+            if context_keys is not None and not index.rule_dims[pos] <= context_keys:
                 st.reason(
                     item,
                     "targeting",
@@ -424,7 +439,6 @@ class DecisionEngine:
                     st.reason(item, *picked)
                     continue
                 creative = picked
-            keys: list[str] = []
             if item.caps:
                 keys = [cap_key(c, user_id, ts) for c in item.caps]
                 ahead = (items[p] for p in head[i + 1 :])
@@ -439,28 +453,63 @@ class DecisionEngine:
                 served.append((item, keys))
             if pod is not None:
                 pod.add(item, creative)
-            decisions.append(
-                Decision(
-                    item.id,
-                    item.campaign_id,
-                    creative,
-                    item.priority,
-                    item.bid_cpm,
-                    new_decision_id(),
-                    item.advertiser_id,
-                    item.format_of(creative),
-                    item.attributes.get(creative, NO_ATTRIBUTES),
-                )
-            )
-        if pod is not None and decisions and pod.below_minimum():  # nothing served or counted
-            pod.short, decisions, served = True, [], []
+            picks.append((item, creative))
+        if pod is not None and picks and pod.below_minimum():  # nothing served or counted
+            pod.short, picks, served = True, [], []
         if served:
             over = self._record(served, ts, st)
             if over:  # capped out by another process between our read and our increment
-                decisions = [d for d in decisions if d.line_item_id not in over]
+                picks = [p for p in picks if p[0].id not in over]
                 if pod is not None and pod.lost(over):  # the rest is below min_duration
-                    decisions = []
+                    picks = []
                     self._release([k for it, ks in served if it.id not in over for k in ks], ts, st)
+        return picks
+
+    def decide(self, request: DecisionRequest, now: datetime | None = None) -> DecisionResult:
+        """Answer one ad request (never raises for store failures; see module docstring).
+
+        Hot path: per candidate, the flight is two float compares on precomputed epoch bounds
+        (``LineItemIndex.facts``) and the creative one dict lookup; the full eligibility check
+        (with its aware datetime) runs only for items with dayparting or a budget, or to word
+        a reason.
+        """
+        now_dt: datetime | None = None
+        if now is None and self.clock is None:
+            ts = time.time()
+        else:
+            now_dt = utc(now if now is not None else (self.clock() if self.clock else None))
+            ts = now_dt.timestamp()
+        index = self.index_holder.current()
+        st = _Request()
+        explaining = request.explain
+        if explaining:
+            st.not_served = []
+        user_id = request.user_id
+        profile, snapshot = self._profile(user_id, st)
+        profile_down = st.degraded
+        features = merge_features(profile, request.context)
+        context_keys = frozenset(request.context) if profile_down else None
+        formats, single = formats_of(request.formats)
+        matched = index.match(features)
+        pod = PodFill(request.pod) if request.pod is not None else None
+        limit = request.pod.slots if request.pod is not None else max(0, request.limit)
+        picks = self._serve(
+            index, matched, user_id, ts, now_dt, formats, single, limit, pod, st, context_keys
+        )
+        decisions = [
+            Decision(
+                item.id,
+                item.campaign_id,
+                creative,
+                item.priority,
+                item.bid_cpm,
+                new_decision_id(),
+                item.advertiser_id,
+                item.format_of(creative),
+                item.attributes.get(creative, NO_ATTRIBUTES),
+            )
+            for item, creative in picks
+        ]
         explain = None
         if st.not_served is not None:
             explain = self._explain(index, matched, features, st.not_served, profile_down)
@@ -493,6 +542,15 @@ class DecisionEngine:
             out.append({"line_item_id": li_id, "reason": reason, "detail": detail})
         total = len(index) - len(matched) + len(not_served) + len(index.not_live)
         return {"not_served": out, "truncated": len(out) < total}
+
+
+def formats_of(asked: tuple[str, ...] | None) -> tuple[frozenset[str] | None, str | None]:
+    """The formats a request asks as a set (``None``: any), and the one format when only one
+    is asked (one dict lookup per candidate instead of a scan)."""
+    if asked is None:
+        return None, None
+    formats = frozenset(asked)
+    return formats, asked[0] if len(formats) == 1 else None
 
 
 def _breaker(store: object, name: str, kw: dict[str, Any]) -> Any:

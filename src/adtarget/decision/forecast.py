@@ -25,21 +25,20 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from adtarget.decision.bits import positions_list
 from adtarget.decision.counters import MemoryCounters
 from adtarget.decision.eligibility import SpendSource, has_budget, utc
-from adtarget.decision.engine import DecisionEngine, StaticIndex
+from adtarget.decision.engine import DecisionEngine, StaticIndex, formats_of
 from adtarget.decision.forecast_cache import cache_for
 from adtarget.decision.forecast_fork import can_fork, run_forked
 from adtarget.decision.forecast_index import LiveMatches, ReplayIndex
@@ -47,7 +46,7 @@ from adtarget.decision.forecast_reach import PROGRESS_EVERY, Reach, find_reach
 from adtarget.decision.forecast_spend import Charge, FixedSpend, Read, ReplaySpend, parts_agree
 from adtarget.decision.forecast_window import DayPlan, Replayed, plan_days, replay_table, rows_of
 from adtarget.decision.index import LineItemIndex
-from adtarget.decision.models import Decision, DecisionRequest, DecisionResult, LiveLineItem
+from adtarget.decision.models import LiveLineItem, PodSpec
 from adtarget.decision.pods import replayed_pod
 from adtarget.decision.profiles import MemoryProfileStore, ProfileStore
 from adtarget.decision.request_store import RequestStore
@@ -507,35 +506,31 @@ def _replay_part(
     """The replay of ``rows`` (all the requests of some users), with and without the proposal
     (see ``_replay``); ``known``: twin totals kept from an earlier forecast; ``record``: keep
     the spend read and charged; ``done(rows)``: progress."""
-    profile_of = inputs.reach.profile_of
-    profiles = _Profiles({u: p for u, p in profile_of.items() if p is not None}, version="forecast")
-    engine, sim = _engine(index, profiles, inputs, timezones, record)
-    twin, twin_sim = _engine(without, profiles, inputs, timezones, record)
-    items = index.items
-    at = index.position_of
-    budgeted = frozenset(it.id for it in items if has_budget(it))
+    engine, sim = _engine(index, inputs, timezones, record)
+    twin, twin_sim = _engine(without, inputs, timezones, record)
+    budgeted = frozenset(it.id for it in index.items if has_budget(it))
     fresh: dict[str, dict[int, float]] = {}  # twin totals of the users not known
     parted: set[str] = set()  # users whose answers without the proposal may differ
     served_with: dict[int, float] = {}
     pid = proposal.id
     rank = proposal.rank_key()
     matches = inputs.reach.matches
+    features = inputs.reach.features
     coupled = inputs.coupled
     tally = _Tally()
     by_day: dict[int, list[float]] = {}
-    contexts: dict[str, dict[str, Any]] = {}
-    asked: dict[tuple[Any, ...], DecisionRequest] = {}
+    shapes: dict[tuple[Any, ...], _Shape] = {}
     for i, r in enumerate(rows):
         uid = r.user_id
         hit = matches(uid, r.context)
-        result = _decide(
-            engine, sim, index, r, hit=hit, contexts=contexts, budgeted=budgeted, requests=asked
-        )
+        shape = shapes.get((r.formats, r.pod))
+        if shape is None:  # one per distinct (formats, pod) asked
+            shape = shapes[(r.formats, r.pod)] = _shape(r)
+        picks = _decide(engine, sim, index, r, shape, hit, features, budgeted)
         weight = 1.0 / r.sample_rate
-        decisions = result.decisions
         got = False
-        for d in decisions:
-            li = d.line_item_id
+        for it, _ in picks:
+            li = it.id
             got = got or li == pid
             served_with[li] = served_with.get(li, 0.0) + weight
         if uid not in known:
@@ -547,18 +542,15 @@ def _replay_part(
                 # min_duration a break is withdrawn whole), so a pod it matches parts the user
                 parted.add(uid)
             if uid in parted:
-                alone = _decide(
-                    twin, twin_sim, without, r, hit=False, contexts=contexts,
-                    budgeted=budgeted, requests=asked,
-                )  # fmt: skip
-                for d in alone.decisions:
-                    mine[d.line_item_id] = mine.get(d.line_item_id, 0.0) + weight
-            elif decisions:  # the same answer without the proposal: count it, do not decide it
+                alone = _decide(twin, twin_sim, without, r, shape, False, features, budgeted)
+                for it, _ in alone:
+                    mine[it.id] = mine.get(it.id, 0.0) + weight
+            elif picks:  # the same answer without the proposal: count it, do not decide it
                 twin_sim.advance(r.ts)
-                _charge(twin_sim, decisions, r, budgeted)
-                twin.record_served([items[at[d.line_item_id]] for d in decisions], uid, r.ts)
-                for d in decisions:
-                    mine[d.line_item_id] = mine.get(d.line_item_id, 0.0) + weight
+                _charge(twin_sim, picks, r, budgeted)
+                twin.record_served([it for it, _ in picks], uid, r.ts)
+                for it, _ in picks:
+                    mine[it.id] = mine.get(it.id, 0.0) + weight
         if i % PROGRESS_EVERY == 0:
             done(i)
         if not hit:
@@ -566,7 +558,7 @@ def _replay_part(
         day = by_day.setdefault(r.day, [0.0, 0.0])
         tally.matched += weight
         day[0] += weight
-        above = [d for d in decisions if (d.priority, -d.bid_cpm, d.line_item_id) < rank]
+        above = [it for it, _ in picks if it.rank_key() < rank]
         if len(above) < r.limit:
             tally.available += weight
         if got:
@@ -574,32 +566,18 @@ def _replay_part(
             day[1] += weight
             tally.per_user[uid] = tally.per_user.get(uid, 0.0) + 1.0
         else:
-            for d in above:
-                tally.lost[d.line_item_id] = tally.lost.get(d.line_item_id, 0.0) + weight
+            for it in above:
+                tally.lost[it.id] = tally.lost.get(it.id, 0.0) + weight
     done(len(rows))
     return _Part(
         tally, by_day, served_with, fresh, sim.reads, sim.charges, twin_sim.reads, twin_sim.charges
     )
 
 
-class _Profiles(MemoryProfileStore):
-    """The replay's profiles, handed to the engine without a copy per request (the engine's
-    ``merge_features`` copies before it changes anything)."""
-
-    def get(self, user_id: str) -> dict[str, Any] | None:
-        """The user's features (not a copy)."""
-        found = self.profiles.get(user_id)
-        return cast(dict[str, Any], found) if found is not None else None
-
-    def lookup(self, user_id: str) -> tuple[dict[str, Any] | None, str | None]:
-        """``(get(user_id), version())`` in one call (what the engine asks a store that has it)."""
-        return cast(dict[str, Any] | None, self.profiles.get(user_id)), "forecast"
-
-
 class _Unguarded:
-    """The breaker of a store that cannot fail (the replay's dict profiles and in-memory
-    counters): ``call`` runs the function. A breaker's lock-free check and ``try`` per call
-    were 5% of a forecast; spend keeps its real breaker (its base is the delivery log)."""
+    """The breaker of a store that cannot fail (the replay's in-memory counters): ``call``
+    runs the function. A breaker's lock-free check and ``try`` per call were 5% of a forecast;
+    spend keeps its real breaker (its base is the delivery log)."""
 
     state = "closed"
 
@@ -609,9 +587,13 @@ class _Unguarded:
         return fn()
 
 
+_NO_PROFILES = MemoryProfileStore({}, version="forecast")
+"""The replay engines' profile store: never read, the replay hands ``serve_matched`` the
+match it computed from the profiles the reach step read (``Reach.profile_of``)."""
+
+
 def _engine(
     index: ReplayIndex,
-    profiles: MemoryProfileStore,
     inputs: _Inputs,
     timezones: dict[int, str],
     record: bool = False,
@@ -622,7 +604,7 @@ def _engine(
     sim.spend_outside(inputs.outside)
     engine = DecisionEngine(
         index_holder=StaticIndex(cast(LineItemIndex, index)),
-        profiles=profiles,
+        profiles=_NO_PROFILES,
         counters=MemoryCounters(),
         spend=sim,
     )
@@ -630,46 +612,53 @@ def _engine(
     return engine, sim
 
 
+class _Shape(NamedTuple):
+    """What a logged request asks besides who and where: the formats (as ``formats_of``
+    gives them) and the ad break."""
+
+    formats: frozenset[str] | None
+    single: str | None
+    pod: PodSpec | None
+
+
+def _shape(r: Replayed) -> _Shape:
+    formats, single = formats_of(r.formats)
+    return _Shape(formats, single, replayed_pod(r.pod) if r.pod else None)
+
+
 def _decide(
     engine: DecisionEngine,
     sim: ReplaySpend,
     index: ReplayIndex,
     r: Replayed,
-    *,
+    shape: _Shape,
     hit: bool,
-    contexts: dict[str, dict[str, Any]],
+    features: Callable[[str, str], Mapping[str, Any]],
     budgeted: frozenset[int],
-    requests: dict[tuple[Any, ...], DecisionRequest],
-) -> DecisionResult:
+) -> list[tuple[LiveLineItem, int]]:
     """One logged request through the engine at its own time, its wins charged at the row's
     weight: the step both replays (with and without the proposal) share.
 
-    ``hit`` says whether the proposal may match this request; ``contexts`` caches decoded
-    contexts (many rows share one), ``requests`` the ``DecisionRequest`` of each distinct
-    request; ``budgeted``: the line items whose spend is read."""
-    key = (r.user_id, r.context, r.limit, r.formats, r.pod)
-    request = requests.get(key)
-    if request is None:  # one per distinct request (immutable; both replays share it)
-        ctx = contexts.get(r.context)
-        if ctx is None:
-            ctx = contexts[r.context] = orjson.loads(r.context)
-        pod = replayed_pod(r.pod) if r.pod else None
-        request = requests[key] = DecisionRequest(r.user_id, ctx, r.limit, r.formats, pod=pod)
-    when = datetime.fromtimestamp(r.ts, UTC)
+    The engine's own walk (``DecisionEngine.serve_matched``: eligibility, pods, creatives,
+    caps) on the replay index's match for (user, context), memoized; ``hit`` says whether the
+    proposal's rule holds there, ``features(user, context)`` makes the features on the first
+    match of a key; ``budgeted``: the line items whose spend is read."""
     sim.advance(r.ts)
-    index.use((r.user_id, r.context), hit)
-    result = engine.decide(request, now=when)
-    if result.decisions and budgeted:
-        _charge(sim, result.decisions, r, budgeted, when)
-    return result
+    matched = index.matched((r.user_id, r.context), hit, features)
+    walked = cast(LineItemIndex, index)  # what the walk reads: items, facts, rule_dims
+    picks = engine.serve_matched(
+        walked, matched, r.user_id, r.ts, shape.formats, shape.single, r.limit, shape.pod
+    )
+    if picks and budgeted:
+        _charge(sim, picks, r, budgeted)
+    return picks
 
 
 def _charge(
     sim: ReplaySpend,
-    decisions: Sequence[Decision],
+    picks: Sequence[tuple[LiveLineItem, int]],
     r: Replayed,
     budgeted: frozenset[int],
-    when: datetime | None = None,
 ) -> None:
     """Charge what ``r`` served to the replay's spend, at the row's weight.
 
@@ -677,10 +666,11 @@ def _charge(
     the engine reads spend for no other, and a campaign with a budget makes each of its line
     items budgeted, so its spend is complete."""
     weight = 1.0 / r.sample_rate
-    for d in decisions:
-        if d.line_item_id in budgeted:
+    when: datetime | None = None
+    for it, _ in picks:
+        if it.id in budgeted:
             when = when if when is not None else datetime.fromtimestamp(r.ts, UTC)
-            sim.charge(d.line_item_id, d.campaign_id, d.bid_cpm * weight / 1000.0, when)
+            sim.charge(it.id, it.campaign_id, it.bid_cpm * weight / 1000.0, when)
 
 
 def _interval(

@@ -9,14 +9,16 @@ put in at its rank, matched by its rule as the reach step decided (the per-user 
 the index is property-tested to equal). The engine walks these positions with the same
 ``LiveLineItem``s and ``Facts`` as serving.
 
-The replay loop names the request before each ``decide`` (``use(key, proposal_matches)``):
-the replay is single-threaded, one engine per ``ReplayIndex``.
+The replay asks ``matched(key, proposal_matches, features)`` per request and hands the answer to
+``DecisionEngine.serve_matched`` (the engine's own walk); ``use`` + ``match`` is the same for a
+caller that goes through ``DecisionEngine.decide`` (single-threaded: ``use`` names the request).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 from adtarget.decision.bits import Matches
@@ -111,16 +113,24 @@ class ReplayIndex:
         self._hit = proposal_matches
 
     def match(self, features: Mapping[str, Any]) -> Matches:
-        """The live index's answer at this index's positions (see the module docstring)."""
-        found = self._memo.get(self._key)
+        """The live index's answer at this index's positions (see the module docstring), for
+        the request named by ``use``."""
+        return self.matched(self._key, self._hit, lambda _uid, _ctx: features)
+
+    def matched(
+        self, key: Key, proposal_matches: bool, features: Callable[[str, str], Mapping[str, Any]]
+    ) -> Matches:
+        """``match`` for the request ``key`` (user, context), memoized per key; ``features(
+        user, context)`` is called only when the serving index has not matched the key yet."""
+        found = self._memo.get(key)
         if found is not None:
             return found
-        bits = self.live.of(self._key, features)
+        bits = self.live.of(key, partial(features, *key))
         if self._drop is not None:
             r = self._drop
             bits = (bits & ((1 << r) - 1)) | ((bits >> (r + 1)) << r)
         if self._at is not None:
             q = self._at
-            bits = (bits & ((1 << q) - 1)) | ((bits >> q) << (q + 1)) | (int(self._hit) << q)
-        found = self._memo[self._key] = Matches(bits)
+            bits = (bits & ((1 << q) - 1)) | ((bits >> q) << (q + 1)) | (int(proposal_matches) << q)
+        found = self._memo[key] = Matches(bits)
         return found
