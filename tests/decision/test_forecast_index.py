@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+from itertools import islice
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.decision.strategies import line_item, rules, users
 
-from adtarget.decision.forecast_index import LiveMatches, ReplayIndex
+from adtarget.decision.bits import Matches
+from adtarget.decision.forecast_index import Listed, LiveMatches, ReplayIndex
 from adtarget.decision.index import LineItemIndex
+from adtarget.decision.profiles import MemoryProfileStore, merge_features
 from adtarget.rules.eval_python import compile_rule
 
 
@@ -42,3 +46,35 @@ def test_replay_index_equals_a_built_index(
         without.use(key, False)
         assert with_it.match(features).tolist() == built.match(features).tolist()
         assert without.match(features).tolist() == built_without.match(features).tolist()
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    live_rules=st.lists(rules(), min_size=1, max_size=8),
+    person=users(),
+    contexts=st.lists(users(), min_size=1, max_size=4),
+)
+def test_matches_split_by_context_keys_equal_the_index(live_rules, person, contexts) -> None:
+    """The profile's dimensions ORed once per user, the context's per request: the same bits
+    as the index's own ``match`` of the merged features, in every context."""
+    live = LineItemIndex([line_item(i + 1, r) for i, r in enumerate(live_rules)])
+    memo = LiveMatches(live, context_keys={k for ctx in contexts for k in ctx})
+    for n, ctx in enumerate(contexts):
+        features = merge_features(person, ctx)
+        assert memo.of(("u", str(n)), features) == live.match(features).bits
+
+
+@given(bits=st.integers(0, 1 << 2_000), skip=st.integers(0, 40))
+def test_listed_matches_iterate_as_matches(bits, skip) -> None:
+    listed, plain = Listed(bits), Matches(bits)
+    assert list(listed) == list(plain)
+    assert list(islice(listed, skip, None)) == list(islice(plain, skip, None))
+    assert len(listed) == len(plain)
+
+
+def test_profiles_read_in_a_batch_equal_one_by_one() -> None:
+    store = MemoryProfileStore({"a": {"country": "US"}, "b": {"age": 30}})
+    many = store.get_many(["b", "nobody", "a"])
+    assert many == [store.get("b"), None, store.get("a")]
+    many[0]["age"] = 99  # copies: the store is not changed through them
+    assert store.get("b") == {"age": 30}

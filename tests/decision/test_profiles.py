@@ -58,6 +58,8 @@ def test_snapshot_profiles(store: SnapshotStore) -> None:
     assert "fans" in u1[SEGMENTS_FIELD]
     assert profiles.get("nobody") is None
     assert profiles.version() == store.current_version()
+    ids = ["u2", "nobody", "u1", "u3"]
+    assert profiles.get_many(ids) == [profiles.get(u) for u in ids]
 
 
 def test_redis_profiles_loaded_from_snapshot_match(

@@ -223,7 +223,8 @@ def _forecast(
             sample_rate=rate,
         )
     cache = cache_for(live)
-    live_matches = LiveMatches(live, cache, reach.profile_of)
+    context_keys = {k for ctx in reach.contexts.values() for k in ctx}
+    live_matches = LiveMatches(live, cache, reach.profile_of, context_keys)
     replay_users = set(reach.users)
     replayed = rows_of(_of_users(table, replay_users))
     competitors = _competitors(live_matches, replayed, reach, proposal.id)

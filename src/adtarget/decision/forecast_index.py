@@ -17,8 +17,10 @@ caller that goes through ``DecisionEngine.decide`` (single-threaded: ``use`` nam
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from functools import partial
+from itertools import chain, islice
 from typing import Any
 
 from adtarget.decision.bits import Matches
@@ -37,6 +39,9 @@ class LiveMatches:
         cache: matches kept from earlier forecasts on the same index (``forecast_cache``), used
             only where the user's profile (``profile_of``) is equal to the one they came from.
         profile_of: the user's current profile (needed with ``cache``).
+        context_keys: every key a logged context carries: the index's other dimensions read
+            the profile alone, so their lookups are ORed once per user, not per request
+            (``LineItemIndex.lookup_some``), then only these per (user, context).
     """
 
     def __init__(
@@ -44,11 +49,14 @@ class LiveMatches:
         live: LineItemIndex,
         cache: LiveCache | None = None,
         profile_of: Mapping[str, dict[str, Any] | None] | None = None,
+        context_keys: AbstractSet[str] | None = None,
     ) -> None:
         self.live = live
         self.bits: dict[Key, int] = {}
         self.cache = cache
         self.profile_of = profile_of if profile_of is not None else {}
+        self._by_user: dict[str, tuple[int, int]] = {}
+        self._split = live.split_lookups(context_keys) if context_keys is not None else None
 
     def of(self, key: Key, features: Mapping[str, Any] | Callable[[], Mapping[str, Any]]) -> int:
         """The live index's match bits for this key (computed on first use; ``features`` may
@@ -60,11 +68,40 @@ class LiveMatches:
             if cache is not None:
                 found = cache.matched(key, profile)
             if found is None:
-                found = self.live.match(features() if callable(features) else features).bits
+                found = self._match(key[0], features() if callable(features) else features)
                 if cache is not None:
                     cache.keep_match(key, profile, found)
             self.bits[key] = found
         return found
+
+    def _match(self, user_id: str, features: Mapping[str, Any]) -> int:
+        live, split = self.live, self._split
+        if split is None:
+            return live.match(features).bits
+        mine = self._by_user.get(user_id)
+        if mine is None:  # the dimensions no context carries: the same for all of them
+            mine = self._by_user[user_id] = live.lookup_some(features, split[0])
+        fail, verify = live.lookup_some(features, split[1])
+        return live.match_from(features, fail | mine[0], verify | mine[1]).bits
+
+
+class Listed(Matches):
+    """``Matches`` with its first ``HEAD`` positions listed once: the replay walks a key's
+    match for every request of it (with and without the proposal), and the engine's walk
+    rarely goes past its first few candidates, so iterating is a tuple's C iterator."""
+
+    __slots__ = ("head",)
+
+    HEAD = 8
+
+    def __init__(self, bits: int) -> None:
+        super().__init__(bits)
+        self.head = tuple(islice(Matches.__iter__(self), self.HEAD))
+
+    def __iter__(self) -> Iterator[int]:
+        if len(self.head) < self.HEAD:
+            return iter(self.head)
+        return chain(self.head, islice(Matches.__iter__(self), self.HEAD, None))
 
 
 class ReplayIndex:
@@ -132,5 +169,5 @@ class ReplayIndex:
         if self._at is not None:
             q = self._at
             bits = (bits & ((1 << q) - 1)) | ((bits >> q) << (q + 1)) | (int(proposal_matches) << q)
-        found = self._memo[key] = Matches(bits)
+        found = self._memo[key] = Listed(bits)
         return found

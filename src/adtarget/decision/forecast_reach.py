@@ -115,12 +115,16 @@ def find_reach(
     profile_part = _by_projection(profile_rule) if profile_rule is not None else None
     by_pair = compile_rule(pair_rule) if pair_rule is not None else None
     users = pc.unique(table.column("user_id")).to_pylist()
-    profile_of, get = reach.profile_of, profiles.get
+    profile_of = reach.profile_of
+    get_many = getattr(profiles, "get_many", None)  # a batch read, when the store has one
+    if get_many is None:
+        get = profiles.get
+        get_many = lambda ids: list(map(get, ids))  # noqa: E731  (C loop, not a Python one)
     for start in range(0, len(users), PROGRESS_EVERY):
         if progress is not None:
             progress("matching users", start, len(users))
         chunk = users[start : start + PROGRESS_EVERY]
-        profs = list(map(get, chunk))  # C loops: a Python loop per user was 10% of a forecast
+        profs = get_many(chunk)
         profile_of.update(zip(chunk, profs, strict=True))
         if profile_part is None:
             reach.users.update(chunk)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import NamedTuple
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -96,9 +97,14 @@ def replay_table(
             - datetime.combine(p.history_day, time(), UTC)
         ).total_seconds()
         ts = pc.add(table.column("ts"), shift)
-        keep = pc.and_(pc.greater_equal(ts, lo), pc.less(ts, hi))
-        moved = table.set_column(0, "ts", ts).filter(keep)
-        parts.append(moved.append_column("day", pa.array([i] * moved.num_rows, pa.int32())))
+        moved = table.set_column(0, "ts", ts)
+        bounds = pc.min_max(ts).as_py()
+        if bounds["min"] is not None and not lo <= bounds["min"] <= bounds["max"] < hi:
+            # only a flight's first and last days are cut: filtering whole days copied every
+            # column of every row (~6% of a forecast)
+            moved = moved.filter(pc.and_(pc.greater_equal(ts, lo), pc.less(ts, hi)))
+        day = pa.array(np.full(moved.num_rows, i, np.int32))
+        parts.append(moved.append_column("day", day))
     if not parts:
         names = (*COLUMNS, "served")
         return pa.table({name: pa.array([], SCHEMA.field(name).type) for name in names})

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
 
@@ -35,6 +36,8 @@ from adtarget.rules.ast import SEGMENTS_FIELD, Rule, dimensions, segment_names
 from adtarget.rules.eval_python import compile_rule
 
 Matcher = Callable[[Mapping[str, Any]], bool]
+Lookups = list[tuple[str, Callable[[Any], tuple[int, int]]]]
+"""(dimension, its ``DimIndex.lookup_bits``) pairs."""
 LAYERS_MAX = 8
 """Rules with more DNF conjunctions than this are evaluated directly (keeps id space ≤ 8n)."""
 
@@ -266,12 +269,41 @@ class LineItemIndex:
         that needs ``limit`` line items does not pay for listing all matches.
         """
         fail = 0
-        verify = self._opaque_bits
+        verify = 0
         get = features.get
         for d, lookup in self._lookups:
             f, v = lookup(get(d))
             fail |= f
             verify |= v
+        return self.match_from(features, fail, verify)
+
+    def split_lookups(self, keys: AbstractSet[str]) -> tuple[Lookups, Lookups]:
+        """The per-dimension lookups as (dimensions not in ``keys``, those in it): for
+        ``lookup_some`` + ``match_from``, which together are ``match``."""
+        return (
+            [(d, f) for d, f in self._lookups if d not in keys],
+            [(d, f) for d, f in self._lookups if d in keys],
+        )
+
+    @staticmethod
+    def lookup_some(features: Mapping[str, Any], lookups: Lookups) -> tuple[int, int]:
+        """``(fail, verify)`` of ``features`` over some dimensions (``split_lookups``).
+
+        Why split: the forecast matches each sampled user in several request contexts, and the
+        dimensions no context carries give one answer per user (``decision/forecast_index.py``
+        ORs them once per user, then only the context dimensions per request)."""
+        fail = 0
+        verify = 0
+        get = features.get
+        for d, lookup in lookups:
+            f, v = lookup(get(d))
+            fail |= f
+            verify |= v
+        return fail, verify
+
+    def match_from(self, features: Mapping[str, Any], fail: int, verify: int) -> Matches:
+        """``match`` once every dimension's lookup is ORed into ``fail`` and ``verify``."""
+        verify |= self._opaque_bits
         all_bits = self._all_bits
         cand = all_bits ^ (all_bits & fail)  # all & ~fail without a negative int (bits.py)
         need = cand & verify

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from adtarget.audience.sharded import AnySnapshot
@@ -53,6 +53,11 @@ class MemoryProfileStore:
         """A copy of the user's features, or ``None``."""
         found = self.profiles.get(user_id)
         return dict(found) if found is not None else None
+
+    def get_many(self, user_ids: Iterable[str]) -> list[dict[str, Any] | None]:
+        """``get`` of each user (copies), in one call: the forecast reads every sampled user's
+        profile, and a method call per user was most of that read."""
+        return [None if p is None else dict(p) for p in map(self.profiles.get, user_ids)]
 
     def version(self) -> str | None:
         """The label given at construction."""
@@ -146,6 +151,14 @@ class SnapshotProfileStore:
         if snap is None:
             return None
         return snap.features_of(user_id)  # a sharded snapshot reads the user's shard
+
+    def get_many(self, user_ids: Iterable[str]) -> list[dict[str, Any] | None]:
+        """``get`` of each user from one snapshot handle (one version for the whole batch: the
+        forecast reads every sampled user's profile at once)."""
+        snap = self._current()
+        if snap is None:
+            return [None for _ in user_ids]
+        return list(map(snap.features_of, user_ids))
 
     def version(self) -> str | None:
         """The current snapshot's version."""
