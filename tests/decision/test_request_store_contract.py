@@ -75,3 +75,20 @@ def test_postgres_store_needs_a_postgres_url(tmp_path: Path) -> None:
     with pytest.raises(InvalidValue) as err:
         request_store_for(settings)
     assert err.value.field == "ADTARGET_REQUEST_LOG_URL"
+
+
+def test_a_parquet_file_written_before_a_column_existed_reads_with_it_empty(
+    tmp_path: Path,
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "requests" / "day=2026-03-02"
+    folder.mkdir(parents=True)
+    old = pa.table({"ts": [DAY1], "user_id": ["a"], "context": ["{}"], "formats": [None],
+                    "limit": pa.array([1], pa.int32()), "served": [[4]],
+                    "sample_rate": [0.5]})  # fmt: skip
+    pq.write_table(old, folder / "part-1-1-1.parquet")  # no "pod" column yet
+    table = ParquetRequestStore(tmp_path / "requests").read_day(date(2026, 3, 2))
+    assert table.column("pod").to_pylist() == [None]
+    assert table.column("served").to_pylist() == [[4]]

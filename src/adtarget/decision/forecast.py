@@ -425,13 +425,18 @@ def _replay(
         for uid, totals in part.fresh.items():
             _add_to(served_without, totals)
             if kept is not None:
-                kept[uid] = (profile_of.get(uid), totals)
+                kept[uid] = (_copy(profile_of.get(uid)), totals)
     for li, n in served_without.items():
         if n > served_with.get(li, 0.0):
             tally.taken[li] = n - served_with.get(li, 0.0)
     tally.processes = len(parts)
     span = range(max(by_day, default=-1) + 1)
     return tally, [(by_day.get(i, [0.0, 0.0])[0], by_day.get(i, [0.0, 0.0])[1]) for i in span]
+
+
+def _copy(profile: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A profile kept past this forecast: a copy (the reach read the store's own mappings)."""
+    return dict(profile) if profile is not None else None
 
 
 def _add_to(totals: dict[int, float], more: dict[int, float]) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 from adtarget.decision.index import LineItemIndex
@@ -56,20 +56,20 @@ class LiveCache:
                 self.twins.move_to_end(window)
             return found
 
-    def matched(self, key: Key, profile: Profile) -> int | None:
+    def matched(self, key: Key, profile: Mapping[str, Any] | None) -> int | None:
         """The kept match bits of ``key`` if computed from an equal profile, else ``None``."""
         found = self.matches.get(key)
         if found is None or found[0] != profile:
             return None
         return found[1]
 
-    def keep_match(self, key: Key, profile: Profile, bits: int) -> None:
+    def keep_match(self, key: Key, profile: Mapping[str, Any] | None, bits: int) -> None:
         """Keep ``bits`` for ``key`` (computed from ``profile``)."""
         size = bits.bit_length() // 8 + 64
         if self._match_bytes + size > MATCHES_KEPT_BYTES:
             self.matches.clear()
             self._match_bytes = 0
-        self.matches[key] = (profile, bits)
+        self.matches[key] = (dict(profile) if profile is not None else None, bits)  # kept: a copy
         self._match_bytes += size
 
 

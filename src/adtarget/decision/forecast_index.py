@@ -48,7 +48,7 @@ class LiveMatches:
         self,
         live: LineItemIndex,
         cache: LiveCache | None = None,
-        profile_of: Mapping[str, dict[str, Any] | None] | None = None,
+        profile_of: Mapping[str, Mapping[str, Any] | None] | None = None,
         context_keys: AbstractSet[str] | None = None,
     ) -> None:
         self.live = live

@@ -10,7 +10,7 @@ evaluator (``rules.eval_python``) decides, as the index would for the same featu
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from itertools import compress
 from typing import Any
@@ -32,7 +32,8 @@ PROGRESS_EVERY = 10_000
 class Reach:
     """Profiles read, parsed contexts, and what the proposal's rule matches."""
 
-    profile_of: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    profile_of: dict[str, Mapping[str, Any] | None] = field(default_factory=dict)
+    """Each sampled user's features as the store holds them (read-only: ``get_many``)."""
     contexts: dict[str, dict[str, Any]] = field(default_factory=dict)
     users: set[str] = field(default_factory=set)
     """Users with at least one matching request (all their requests are replayed)."""

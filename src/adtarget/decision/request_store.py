@@ -182,7 +182,7 @@ class ParquetRequestStore:
         folder = self._day_dir(day)
         return remember_day(
             (str(folder.resolve()), names),
-            lambda: pa.concat_tables([pq.read_table(folder / n, schema=SCHEMA) for n in names]),
+            lambda: pa.concat_tables([_read_file(folder / n) for n in names]),
         )
 
     def prune(self, retention_days: int, now: datetime | None = None) -> list[date]:
@@ -193,3 +193,11 @@ class ParquetRequestStore:
         for day in gone:
             shutil.rmtree(self._day_dir(day), ignore_errors=True)
         return gone
+
+
+def _read_file(path: Path) -> pa.Table:
+    """One log file as ``SCHEMA``: read directly when written with it (``read_table``'s
+    dataset layer cost a fifth more per file, and its import half a second on the first
+    forecast), else through ``read_table``, which fills the columns an older file lacks."""
+    table = pq.ParquetFile(path).read()
+    return table if table.schema.equals(SCHEMA) else pq.read_table(path, schema=SCHEMA)
