@@ -14,6 +14,7 @@ copies only the keys changed since the last view.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,8 @@ _MISSING = object()
 """A dimension absent from a user's overrides (``None`` there means "unset")."""
 """Key of a dimension's present bitmap among its (dimension, value) bitmaps in a batch."""
 Scalar = str | int | float | bool
+HISTORY = 64
+"""Views whose changed ordinals a delta remembers (``Delta.changed_between``)."""
 
 
 @dataclass(slots=True)  # not frozen: its __init__ ran once per update (profiled); never mutated
@@ -83,6 +86,10 @@ class DeltaView:
     numbers: Mapping[str, tuple[list[float], list[FrozenBitMap]]]
     kinds: Mapping[str, str]
     empty: bool
+    number: int = 0
+    """This view's place among its delta's views (``Delta.changed_between`` counts by it)."""
+    owner: object = None
+    """A token of the delta that made this view."""
     memo: dict[Any, AbstractBitMap] = field(default_factory=dict, compare=False)
     """Derived bitmaps of this view (universe, masks), shared by every reader of it."""
 
@@ -117,6 +124,14 @@ class Delta:
         present one), so a view re-freezes only the bitmaps that changed."""
         self._view: DeltaView | None = None
         self.rules: dict[str, Rule] = _rule_segments(base)
+        self._changed = BitMap()
+        """Ordinals whose state any update touched since the last view."""
+        self._history: deque[tuple[int, FrozenBitMap]] = deque(maxlen=HISTORY)
+        """``(view number, ordinals changed since the view before)`` of the latest views."""
+        self._views = 0
+        self._token = object()
+        self.base_memo: dict[Any, AbstractBitMap] = {}
+        """Results of the immutable base index worth keeping across views (``DeltaIndex``)."""
 
     # -- lookups ------------------------------------------------------------------------
 
@@ -233,6 +248,7 @@ class Delta:
         finally:
             self.seq, self.applied = last, self.applied + done
             self._view = None
+            self._changed.update(before)
             for dim, ordinals in touched_now.items():
                 bm = self._touched.get(dim)
                 if bm is None:
@@ -358,6 +374,9 @@ class Delta:
             else:
                 added[dim] = frozen
         self._dirty.clear()
+        self._views += 1
+        self._history.append((self._views, FrozenBitMap(self._changed)))
+        self._changed = BitMap()
         self._view = self._last = DeltaView(
             seq=self.seq,
             void=void,
@@ -369,8 +388,25 @@ class Delta:
             numbers=numbers,
             kinds=dict(self.kinds),
             empty=not self.users,
+            number=self._views,
+            owner=self._token,
         )
         return self._view
+
+    def changed_between(self, old: DeltaView, new: DeltaView) -> AbstractBitMap | None:
+        """Every ordinal whose state may differ between two views of this delta (a superset),
+        or ``None`` when the history no longer reaches back to ``old``."""
+        if old.owner is not self._token or new.owner is not self._token:
+            return None
+        if new.number < old.number or not self._history:
+            return None
+        if new.number == old.number:
+            return BitMap()
+        first = self._history[0][0]
+        if old.number + 1 < first:
+            return None
+        parts = [bm for n, bm in self._history if old.number < n <= new.number]
+        return BitMap.union(*parts) if parts else BitMap()
 
     _last: DeltaView | None = None
 

@@ -16,25 +16,53 @@ from adtarget.audience.delta import EMPTY, DeltaView
 from adtarget.rules.ast import Rule
 from adtarget.rules.eval_bitmap import evaluate
 
+BASE_MEMO_MAX = 16
+"""Base range results a delta keeps across its views (each up to a 10M-user bitmap)."""
+
 
 class DeltaIndex:
-    """``BitmapIndex`` of base + frozen deltas: ``(base - void - touched[dim]) | added``."""
+    """``BitmapIndex`` of base + frozen deltas: ``(base - void - touched[dim]) | added``.
 
-    def __init__(self, base: Any, view: DeltaView, rules: Mapping[str, Rule] | None = None) -> None:
+    With ``within``, every answer is restricted to those ordinals (``audience.carry`` brings a
+    result of the previous view up to date by re-evaluating the rule over the changed users
+    only); ``base_memo`` keeps base range results, which do not change, across views.
+    """
+
+    def __init__(
+        self,
+        base: Any,
+        view: DeltaView,
+        rules: Mapping[str, Rule] | None = None,
+        *,
+        within: AbstractBitMap | None = None,
+        base_memo: dict[Any, AbstractBitMap] | None = None,
+    ) -> None:
         self._base = base
         self._view = view
         self._rules = rules or {}
-        self._memo = view.memo
+        self._within = within
+        self._base_memo = base_memo
+        # restricted: its own masks and universe (small, and not the view's)
+        self._memo = view.memo if within is None else {}
+        self._masks: dict[Any, AbstractBitMap] = view.memo if within is None else {}
 
     def _mask(self, dim: str) -> AbstractBitMap:
-        mask = self._memo.get(dim)
+        mask = self._masks.get(dim)
         if mask is None:
-            touched = self._view.touched.get(dim)
-            mask = self._view.void if touched is None else self._view.void | touched
-            self._memo[dim] = mask
+            touched: AbstractBitMap | None = self._view.touched.get(dim)
+            void: AbstractBitMap = self._view.void
+            if self._within is not None:
+                void = self._masks.get(None) or self._masks.setdefault(None, void & self._within)
+                touched = touched & self._within if touched is not None else None
+            mask = void if touched is None else void | touched
+            self._masks[dim] = mask
         return mask
 
     def _patch(self, base_bm: AbstractBitMap, dim: str, added: AbstractBitMap) -> AbstractBitMap:
+        within = self._within
+        if within is not None:
+            base_bm = base_bm & within
+            added = added & within if added else added
         if self._view.empty:
             return base_bm
         mask = self._mask(dim)
@@ -47,7 +75,24 @@ class DeltaIndex:
         if got is None:
             v = self._view
             base = self._base.universe()
-            got = self._memo[None] = base if v.empty else (base - v.dead) | v.born
+            if self._within is not None:
+                base = base & self._within
+                born = v.born & self._within
+            else:
+                born = v.born
+            got = self._memo[None] = base if v.empty else (base - v.dead) | born
+        return got
+
+    def _base_range(self, key: tuple[Any, ...]) -> AbstractBitMap:
+        memo = self._base_memo
+        if memo is None:
+            return self._base.range(*key)  # type: ignore[no-any-return]
+        got = memo.get(key)
+        if got is None:
+            got = self._base.range(*key)
+            while len(memo) >= BASE_MEMO_MAX:  # oldest first (dicts keep insertion order)
+                memo.pop(next(iter(memo), None), None)  # another reader may pop it first
+            memo[key] = got
         return got
 
     def _is_number(self, dim: str) -> bool:
@@ -83,7 +128,7 @@ class DeltaIndex:
         high_inclusive: bool = True,
     ) -> AbstractBitMap:
         """Users whose number lies between the bounds (``None`` = unbounded)."""
-        base_bm = self._base.range(dim, low, high, low_inclusive, high_inclusive)
+        base_bm = self._base_range((dim, low, high, low_inclusive, high_inclusive))
         keys, bms = self._view.numbers.get(dim, ([], []))
         lo = 0 if low is None else (bisect_left if low_inclusive else bisect_right)(keys, low)
         hi = (
@@ -92,7 +137,9 @@ class DeltaIndex:
             else (bisect_right if high_inclusive else bisect_left)(keys, high)
         )
         added: AbstractBitMap = EMPTY
-        if hi > lo:
+        if hi > lo and self._within is not None:
+            added = BitMap.union(*(bm & self._within for bm in bms[lo:hi]))
+        elif hi > lo:
             added = bms[lo] if hi - lo == 1 else BitMap.union(*bms[lo:hi])
         return self._patch(base_bm, dim, added)
 
@@ -103,4 +150,6 @@ class DeltaIndex:
         if rule is not None and not self._view.empty:
             return evaluate(rule, self)
         bm: AbstractBitMap = self._base.segment(name)
+        if self._within is not None:
+            bm = bm & self._within
         return bm - self._view.void if self._view.void else bm

@@ -39,7 +39,7 @@ def bitmap_bytes(bm: AbstractBitMap) -> int:
 class ResultCache:
     """``rule node -> bitmap``; results are shared, so nobody may mutate what ``get`` returns."""
 
-    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES, *, stamp: int | None = None) -> None:
         self._lru: LRUCache[Any, tuple[AbstractBitMap, int]] = LRUCache(
             maxsize=max(1, max_bytes), getsizeof=lambda item: item[1]
         )
@@ -47,6 +47,10 @@ class ResultCache:
         self.generation = 0
         self.hits = 0
         self.misses = 0
+        self.stamp = stamp
+        """With a stamp (a live view's number), each key remembers the stamp of its last use,
+        so ``audience.carry`` brings only recently used results to the next view."""
+        self.used: dict[Any, int] = {}
 
     def get(self, key: Any) -> AbstractBitMap | None:
         """The cached result of ``key``, or ``None``."""
@@ -56,19 +60,42 @@ class ResultCache:
                 self.misses += 1
                 return None
             self.hits += 1
+            if self.stamp is not None:
+                self.used[key] = self.stamp
             return hit[0]
 
     def __setitem__(self, key: Any, bm: AbstractBitMap) -> None:
+        self.put(key, bm, self.stamp)
+
+    def put(self, key: Any, bm: AbstractBitMap, used: int | None) -> None:
+        """Keep ``bm`` as ``key``'s result, last used at stamp ``used`` (a carried result keeps
+        the stamp of its last real use)."""
         size = bitmap_bytes(bm)
         if size > self._lru.maxsize:
             return
         with self._lock:
             self._lru[key] = (bm, size)
+            if used is not None:
+                self.used[key] = used
+
+    def recent(self, since: int) -> list[tuple[Any, AbstractBitMap, int]]:
+        """``(key, result, stamp)`` of every kept result last used at ``since`` or later,
+        newest use first."""
+        with self._lock:
+            out = []
+            for key, stamp in self.used.items():
+                if stamp >= since:
+                    hit = self._lru.get(key)
+                    if hit is not None:
+                        out.append((key, hit[0], stamp))
+        out.sort(key=lambda item: -item[2])
+        return out
 
     def invalidate(self) -> None:
         """Forget every result (the snapshot's answers changed: real-time deltas)."""
         with self._lock:
             self._lru.clear()
+            self.used.clear()
             self.generation += 1
 
     @property
