@@ -1,8 +1,9 @@
 """Forecast a line item before it is booked: replay the sampled requests through the real engine.
 
 Why a replay and not a model: the answer must be what the decision engine would do, so the
-forecast runs ``DecisionEngine.decide`` itself — the same index, eligibility (flights,
-dayparting, budgets, pacing), frequency caps and ranking — on an index holding the proposal and
+forecast runs the engine's own walk (``DecisionEngine.serve_matched``: what ``decide`` runs after
+its match) — the same index, eligibility (flights, dayparting, budgets, pacing), frequency caps
+and ranking — on an index holding the proposal and
 every live line item that competes for the same requests. Nothing is simplified; what differs
 from serving is only where the inputs come from:
 
