@@ -55,6 +55,34 @@ def encode_ranks(
     return dictionary[order], rank_of_code[codes]
 
 
+INT_SPAN_MAX = 1 << 20
+
+
+def int_ranks(
+    parts: Sequence[npt.NDArray[np.integer[Any]]],
+    valid: Sequence[npt.NDArray[np.bool_]],
+    max_span: int = INT_SPAN_MAX,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]] | None:
+    """Sorted distinct values of integer ``parts`` (where ``valid``) and their ranks by
+    ``value - distinct[0]``, when the values span at most ``max_span`` integers (ages, counts);
+    else ``None`` (use ``encode_ranks``). One pass per part, no full-size copy or hash table."""
+    lo = hi = None
+    for part, ok in zip(parts, valid, strict=True):
+        if ok.any():
+            present = part[ok]
+            a, b = int(present.min()), int(present.max())
+            lo, hi = (a, b) if lo is None or hi is None else (min(lo, a), max(hi, b))
+    if lo is None or hi is None or hi - lo >= max_span:
+        return None
+    seen = np.zeros(hi - lo + 1, dtype=bool)
+    for part, ok in zip(parts, valid, strict=True):
+        seen[part[ok].astype(np.int64) - lo] = True
+    offsets = np.flatnonzero(seen)
+    rank_of = np.full(hi - lo + 1, -1, dtype=np.int32)
+    rank_of[offsets] = np.arange(len(offsets), dtype=np.int32)
+    return offsets + lo, rank_of
+
+
 def num_bits(num_distinct: int) -> int:
     """Slices needed for ranks ``0..num_distinct-1`` (at least one)."""
     return max(1, int(num_distinct - 1).bit_length())

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -27,6 +28,7 @@ from adtarget.audience.columns import (
     encode_number,
     encode_set,
     encode_strings,
+    narrow,
 )
 from adtarget.audience.diff import SnapshotDiff, diff_snapshots
 from adtarget.audience.snapshot import Snapshot
@@ -129,6 +131,7 @@ class SnapshotBuilder:
                 self._dicts[name] = Dictionary(seed)
             self._chunks[name] = ColumnChunks(spec.type)
         self._ids: list[pa.Array] = []
+        self._hashes: list[npt.NDArray[np.uint64]] | None = []
         self._rows = 0
         self._removed: list[pa.Array] = []
         self._segments: dict[str, PendingSegment] = {}
@@ -142,8 +145,14 @@ class SnapshotBuilder:
         """Rows added so far."""
         return self._rows
 
-    def add_batch(self, batch: pa.RecordBatch) -> None:
-        """Encode one validated batch: ``user_id`` plus one column per registered dimension."""
+    def add_batch(
+        self, batch: pa.RecordBatch, hashes: npt.NDArray[np.uint64] | None = None
+    ) -> None:
+        """Encode one validated batch: ``user_id`` plus one column per registered dimension.
+
+        ``hashes``: ``idhash.hash_ids`` of the batch's ids when the caller has them (the upload
+        validator does), so the ids are hashed once per upload.
+        """
         self._check_open()
         names = batch.schema.names
         if ID_COLUMN not in names:
@@ -156,25 +165,29 @@ class SnapshotBuilder:
             raise InvalidValue("user_id is null in a batch row", field=ID_COLUMN)
         self._ids.append(pc.cast(ids, pa.large_string()))
         n = batch.num_rows
+        if self._hashes is not None and hashes is not None and len(hashes) == n:
+            self._hashes.append(hashes)
+        else:
+            self._hashes = None
         for name, chunks in self._chunks.items():
             if name not in names:
                 chunks.add_absent(n)
                 continue
             arr = batch.column(name)
-            chunks.provided.append(np.ones(n, dtype=bool))
+            chunks.add_provided(n)
             if chunks.type == "category":
-                chunks.codes.append(encode_strings(arr, self._dicts[name], name))
+                chunks.codes.append(narrow(encode_strings(arr, self._dicts[name], name)))
             elif chunks.type == "bool":
-                chunks.codes.append(encode_bool(arr, name))
+                chunks.codes.append(narrow(encode_bool(arr, name)))
             elif chunks.type == "number":
                 vals, valid = encode_number(arr, name)
                 chunks.is_float |= vals.dtype.kind == "f"
-                chunks.codes.append(vals)
+                chunks.codes.append(narrow(vals))
                 chunks.valid.append(valid)
             else:
                 lengths, codes = encode_set(arr, self._dicts[name], name)
-                chunks.lengths.append(lengths)
-                chunks.codes.append(codes)
+                chunks.lengths.append(narrow(lengths))
+                chunks.codes.append(narrow(codes))
         self._rows += n
 
     def remove_users(self, user_ids: Iterable[str] | pa.Array) -> None:
@@ -240,8 +253,16 @@ class SnapshotBuilder:
         if self._staged is not None:
             return self._staged
         resolved: ResolvedIds = resolve_ids(
-            new_ids=self._ids, removed=self._removed, base=self.base, mode=self.mode
+            new_ids=self._ids,
+            removed=self._removed,
+            base=self.base,
+            mode=self.mode,
+            new_hashes=self._hashes,
         )
+        if resolved.n_base == 0 and len(resolved.all_ids) == self._rows:
+            # the batches, combined: keep that one copy (not both) while the files are written
+            self._ids = [resolved.all_ids]
+            self._hashes = None if resolved.hashes is None else [resolved.hashes]
         staged = self.store.staging_dir()
         try:
             writer = SnapshotWriter(

@@ -32,6 +32,7 @@ from pyroaring import AbstractBitMap, BitMap, FrozenBitMap
 
 from adtarget.audience import bsi
 from adtarget.audience.columns import group_bitmaps
+from adtarget.audience.dense_build import bitmap_from_mask, cumulative_bitmaps
 from adtarget.rules.eval_bitmap import union_all
 
 RANGE_MAX = 128
@@ -46,6 +47,15 @@ def choose_layout(k: int, *, range_max: int = RANGE_MAX, equality_max: int = EQU
     if k <= equality_max:
         return "buckets"
     return "bsi"
+
+
+def build_range(
+    codes: npt.NDArray[np.signedinteger[Any]], k: int
+) -> tuple[list[FrozenBitMap], dict[str, Any]]:
+    """``build(..., layout="range")`` from the ranks by ordinal (negative: no value), one mask
+    per rank (``dense_build``) instead of sorting the ordinals by rank."""
+    bitmaps = cumulative_bitmaps(codes, k) + [bitmap_from_mask(codes >= 0)]
+    return bitmaps, {"layout": "range", "bits": 0, "buckets": []}
 
 
 def build(

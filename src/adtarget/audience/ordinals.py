@@ -13,6 +13,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from adtarget.audience.idhash import hash_ids
 from adtarget.audience.snapshot import Snapshot
 from adtarget.errors import InvalidValue
 
@@ -36,13 +37,26 @@ class ResolvedIds:
     row_ordinals: npt.NDArray[np.int64]
     n_base: int
     alive: npt.NDArray[np.bool_]
+    hashes: npt.NDArray[np.uint64] | None = None
+    """``idhash.hash_ids(all_ids)`` when the batches came with their hashes."""
 
 
 def resolve_ids(
-    *, new_ids: list[pa.Array], removed: list[pa.Array], base: Snapshot | None, mode: str
+    *,
+    new_ids: list[pa.Array],
+    removed: list[pa.Array],
+    base: Snapshot | None,
+    mode: str,
+    new_hashes: list[npt.NDArray[np.uint64]] | None = None,
 ) -> ResolvedIds:
-    """Assign ordinals: upsert keeps base ordinals and appends new ids; replace starts at 0."""
+    """Assign ordinals: upsert keeps base ordinals and appends new ids; replace starts at 0.
+
+    ``new_hashes``: the ``hash_ids`` of each batch of ``new_ids``, when known (else None).
+    """
     ids = pa.chunked_array(new_ids, pa.large_string()).combine_chunks()
+    hashes = np.concatenate(new_hashes) if new_hashes else None
+    if hashes is not None and len(hashes) != len(ids):
+        hashes = None
     if base is not None and mode == "upsert":
         base_ids = base.ids_array()
         n_base = base.num_ordinals
@@ -51,6 +65,8 @@ def resolve_ids(
         fresh = row_ordinals < 0
         row_ordinals[fresh] = n_base + np.arange(int(fresh.sum()), dtype=np.int64)
         all_ids = pa.concat_arrays([base_ids, ids.filter(pa.array(fresh))])
+        if hashes is not None:
+            hashes = np.concatenate([hash_ids(base_ids), hashes[fresh]])
         alive = np.zeros(len(all_ids), dtype=bool)
         alive[np.frombuffer(base.index.universe().to_array(), dtype=U32)] = True
         alive[row_ordinals] = True
@@ -65,7 +81,9 @@ def resolve_ids(
         gone = pa.chunked_array(removed, pa.large_string()).combine_chunks()
         idx = pc.index_in(gone, value_set=all_ids).drop_null().to_numpy(zero_copy_only=False)
         alive[idx.astype(np.int64)] = False
-    return ResolvedIds(all_ids=all_ids, row_ordinals=row_ordinals, n_base=n_base, alive=alive)
+    return ResolvedIds(
+        all_ids=all_ids, row_ordinals=row_ordinals, n_base=n_base, alive=alive, hashes=hashes
+    )
 
 
 def check_duplicates(

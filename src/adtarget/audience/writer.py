@@ -23,6 +23,12 @@ from pyroaring import AbstractBitMap, FrozenBitMap
 
 from adtarget.audience import bsi, numbers
 from adtarget.audience.columns import MISSING, ColumnChunks, Dictionary, group_bitmaps
+from adtarget.audience.dense_build import (
+    DENSE_MAX,
+    bitmap_from_mask,
+    set_value_bitmaps,
+    value_bitmaps,
+)
 from adtarget.audience.idhash import hash_ids, offsets_and_data
 from adtarget.audience.layout import (
     FORMAT,
@@ -69,6 +75,13 @@ def code_dtype(k: int) -> type[np.signedinteger[Any]]:
     return np.int32
 
 
+def _concat(parts: list[npt.NDArray[Any]], dtype: Any) -> npt.NDArray[Any]:
+    """Per-batch arrays as one array of ``dtype``, cast while copying (no full-size temporary)."""
+    if not parts:
+        return np.zeros(0, dtype=dtype)
+    return np.concatenate(parts, dtype=dtype, casting="unsafe")
+
+
 class _Overlay:
     """A ``BitmapIndex`` that sees rule segments materialized earlier in the same build."""
 
@@ -113,12 +126,12 @@ class SnapshotWriter:
         self.dims_meta: dict[str, dict[str, Any]] = {}
         self.segments_meta: dict[str, dict[str, Any]] = {}
         self._known_sums: dict[str, str] = {}
-        self._alive_ords = np.flatnonzero(resolved.alive).astype(U32)
+        self._num_users = int(np.count_nonzero(resolved.alive))
         if link_base:
             self._link_base()
             return
         self._write_ids()
-        write_bitmaps(staged / UNIVERSE, [bsi.bitmap_from_sorted(self._alive_ords)])
+        write_bitmaps(staged / UNIVERSE, [bitmap_from_mask(resolved.alive)])
 
     def _link_base(self) -> None:
         """Segments-only change: hard-link the base's immutable user files instead of rewriting
@@ -143,13 +156,20 @@ class SnapshotWriter:
         ``argsort``; lookups compare the id bytes, so 32-bit collisions cost nothing.
         """
         ids = self.r.all_ids
-        packed = hash_ids(ids)
-        packed &= np.uint64(0xFFFFFFFF00000000)
-        packed |= np.arange(self.n, dtype=np.uint64)
+        top = np.uint64(0xFFFFFFFF00000000)
+        if self.r.hashes is not None:  # hashed once, by the upload's duplicate check
+            packed = self.r.hashes & top
+        else:
+            packed = hash_ids(ids)
+            packed &= top
+        step = 1 << 20  # ordinals in slices: no 10M-entry int64 temporary
+        for lo in range(0, self.n, step):
+            packed[lo : lo + step] |= np.arange(lo, min(lo + step, self.n), dtype=np.uint64)
         packed.sort()
-        keys = (packed >> np.uint64(32)).astype(U32)
-        order = packed.astype(U32)
-        del packed
+        halves = packed.view(U32)  # little-endian: (ordinal, key) pairs of uint32
+        keys = np.ascontiguousarray(halves[1::2])
+        order = np.ascontiguousarray(halves[0::2])
+        del packed, halves
         offsets, data = offsets_and_data(ids)
         check_duplicates(keys, order, offsets, data)
         save_npy(self.staged / IDS_OFFSETS, offsets)
@@ -186,24 +206,28 @@ class SnapshotWriter:
         """Final code column + bitmaps of one dimension; returns its manifest entry."""
         spec = self.registry[name]
         provided = chunks.concat_provided()
-        rows = self.r.row_ordinals[provided]
         base = self._base_dim(name, spec.type)
+        # rows -> ordinals is the identity for a plain replace: no 10M-entry gather then
+        rows = None if base is None and self._simple(provided) else self.r.row_ordinals[provided]
         meta: dict[str, Any] = {"slot": slot, "type": spec.type}
         if spec.type in ("category", "bool"):
             assert dictionary is not None
             k = len(dictionary.values)
-            new_codes = np.concatenate(chunks.codes) if chunks.codes else np.zeros(0, np.int32)
-            if base is None and self._simple(provided):
-                final = new_codes.astype(code_dtype(k))
+            if rows is None:  # straight to the stored dtype (int8 for most): no int32 copy
+                final = _concat(chunks.codes, code_dtype(k))
             else:
+                new_codes = _concat(chunks.codes, np.int32)
                 final = np.full(self.n, MISSING, dtype=code_dtype(k))
                 if base is not None:
                     final[: self.r.n_base] = base.codes
                 final[rows] = new_codes[provided]
                 final[~self.r.alive] = MISSING
             valid = final >= 0
-            ords = np.flatnonzero(valid).astype(U32)
-            bitmaps = group_bitmaps(ords, final[valid], k) + [bsi.bitmap_from_sorted(ords)]
+            if k <= DENSE_MAX:
+                bitmaps = value_bitmaps(final, k) + [bitmap_from_mask(valid)]
+            else:
+                ords = np.flatnonzero(valid).astype(U32)
+                bitmaps = group_bitmaps(ords, final[valid], k) + [bsi.bitmap_from_sorted(ords)]
             save_npy(self.staged / dim_file(slot, "codes.npy"), final)
             write_json(self.staged / dim_file(slot, "dict.json"), dictionary.values)
             meta["num_values"] = k
@@ -230,8 +254,18 @@ class SnapshotWriter:
     ) -> list[FrozenBitMap]:
         is_float = chunks.is_float or (base is not None and base.distinct.dtype.kind == "f")
         dtype = np.float64 if is_float else np.int64
-        if base is None and chunks.codes and self._simple(provided):
-            vals = np.concatenate(chunks.codes).astype(dtype, copy=False)
+        if rows is None and chunks.codes:
+            small = None if is_float else bsi.int_ranks(chunks.codes, chunks.valid)
+            if small is not None:  # ranks chunk by chunk, no 10M-entry int64 copies
+                distinct, rank_of = small
+                codes = np.full(self.n, MISSING, dtype=code_dtype(len(distinct)))
+                at = 0
+                for part, ok in zip(chunks.codes, chunks.valid, strict=True):
+                    seg = codes[at : at + len(part)]
+                    seg[ok] = rank_of[part[ok].astype(np.int64) - int(distinct[0])]
+                    at += len(part)
+                return self._number_files(slot, codes, distinct, dtype, meta)
+            vals = _concat(chunks.codes, dtype)
             valid = np.concatenate(chunks.valid)
             return self._number_bitmaps(slot, vals, valid, dtype, meta)
         vals = np.zeros(self.n, dtype=dtype)
@@ -250,35 +284,52 @@ class SnapshotWriter:
     def _number_bitmaps(
         self, slot: str, vals: Any, valid: Any, dtype: Any, meta: dict[str, Any]
     ) -> list[FrozenBitMap]:
-        ords = np.flatnonzero(valid).astype(U32)
         distinct, ranks = bsi.encode_ranks(vals[valid])
         codes = np.full(self.n, MISSING, dtype=code_dtype(len(distinct)))
         codes[valid] = ranks
+        return self._number_files(slot, codes, distinct, dtype, meta)
+
+    def _number_files(
+        self, slot: str, codes: Any, distinct: Any, dtype: Any, meta: dict[str, Any]
+    ) -> list[FrozenBitMap]:
+        """Codes and values files of a number dimension (ranks by ordinal); its bitmaps."""
+        k = len(distinct)
         save_npy(self.staged / dim_file(slot, "codes.npy"), codes)
         save_npy(self.staged / dim_file(slot, "values.npy"), distinct.astype(dtype))
-        bitmaps, extra = numbers.build(ords, ranks, len(distinct), self.number_layout)
-        meta.update(extra, num_values=len(distinct), dtype=np.dtype(dtype).name)
+        if k and (self.number_layout or numbers.choose_layout(k)) == "range":
+            bitmaps, extra = numbers.build_range(codes, k)  # from masks: no ordinals needed
+        else:
+            ords = np.flatnonzero(codes >= 0)
+            ranks = codes[ords].astype(np.int32)
+            bitmaps, extra = numbers.build(ords.astype(U32), ranks, k, self.number_layout)
+        meta.update(extra, num_values=k, dtype=np.dtype(dtype).name)
         return bitmaps
 
     def _set(
         self, slot: str, chunks: ColumnChunks, provided: Any, rows: Any, base: Any, k: int
     ) -> list[FrozenBitMap]:
-        new_len = np.concatenate(chunks.lengths) if chunks.lengths else np.zeros(0, np.int64)
-        new_flat = np.concatenate(chunks.codes) if chunks.codes else np.zeros(0, np.int32)
-        new_off = np.zeros(len(new_len) + 1, dtype=np.int64)
-        np.cumsum(new_len, out=new_off[1:])
-        if base is None and self._simple(provided):
-            offsets, flat, lengths = new_off, new_flat.astype(code_dtype(k)), new_len
+        if rows is None:  # lengths as held (int8 mostly), offsets straight in the stored dtype
+            lengths = np.concatenate(chunks.lengths) if chunks.lengths else np.zeros(0, np.int8)
+            total = sum(int(part.sum(dtype=np.int64)) for part in chunks.lengths)
+            offsets = np.zeros(len(lengths) + 1, dtype=np.uint32 if total < 2**32 else np.int64)
+            np.cumsum(lengths, dtype=offsets.dtype, out=offsets[1:])
+            flat = _concat(chunks.codes, code_dtype(k))
         else:
+            new_len = _concat(chunks.lengths, np.int64)
+            new_off = np.zeros(len(new_len) + 1, dtype=np.int64)
+            np.cumsum(new_len, out=new_off[1:])
+            new_flat = _concat(chunks.codes, np.int32)
             offsets, flat, lengths = self._merge_sets(
                 chunks, provided, rows, base, k, new_len, new_flat, new_off
             )
         total = int(offsets[-1])
         off_dtype = np.uint32 if total < 2**32 else np.int64
-        save_npy(self.staged / dim_file(slot, "offsets.npy"), offsets.astype(off_dtype))
+        save_npy(self.staged / dim_file(slot, "offsets.npy"), offsets.astype(off_dtype, copy=False))
         save_npy(self.staged / dim_file(slot, "codes.npy"), flat)
         owners = np.repeat(np.arange(self.n, dtype=U32), lengths)
-        present = bsi.bitmap_from_sorted(np.flatnonzero(lengths > 0).astype(U32))
+        present = bitmap_from_mask(lengths > 0)
+        if k <= DENSE_MAX:
+            return set_value_bitmaps(owners, flat, self.n, k) + [present]
         return group_bitmaps(owners, flat, k) + [present]
 
     def _simple(self, provided: npt.NDArray[np.bool_]) -> bool:
@@ -401,7 +452,7 @@ class SnapshotWriter:
             "created_at": dt.datetime.fromtimestamp(self.now, dt.UTC).isoformat(),
             "mode": self.mode,
             "base_version": self.base.version if self.base is not None else None,
-            "num_users": int(len(self._alive_ords)),
+            "num_users": self._num_users,
             "num_ordinals": self.n,
             "registry": registry_to_json(self.registry),
             "dims": self.dims_meta,

@@ -36,12 +36,22 @@ class SeenIds:
     def offer(self, ids: pa.Array) -> npt.NDArray[np.bool_]:
         """For non-null string ``ids`` (in file order): True where the id occurred earlier
         (in an earlier batch or earlier in this one). All of them are remembered."""
+        return self.offer_hashed(ids)[0]
+
+    def clear(self) -> None:
+        """Forget every id (frees the buckets and the kept id arrays once a file is read)."""
+        self._buckets = [np.zeros(0, dtype=np.uint64) for _ in self._buckets]
+        self._chunks = []
+        self.count = 0
+
+    def offer_hashed(self, ids: pa.Array) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.uint64]]:
+        """``offer``, and the ``idhash.hash_ids`` of the ids: the snapshot's lookup keys, so
+        the builder need not hash the ids a second time."""
         n = len(ids)
         dup = np.zeros(n, dtype=bool)
         if n == 0:
-            return dup
-        ids = ids.cast(pa.large_string())
-        hashes = hash_ids(ids)
+            return dup, np.zeros(0, dtype=np.uint64)
+        hashes = hash_ids(ids.cast(pa.large_string()))  # kept as given: int32 offsets are half
         hs = np.sort(hashes)
         same = hs[1:] == hs[:-1]
         hit_values = [hs[1:][same]] if same.any() else []
@@ -59,15 +69,11 @@ class SeenIds:
                 self._buckets[k] = merged
             else:
                 self._buckets[k] = part.copy()
-        if not hit_values:
-            self._chunks.append(ids)
-            self.count += n
-            return dup
-        # rare: map the few colliding hash values back to rows, then compare the strings
-        self._resolve(ids, np.isin(hashes, np.concatenate(hit_values)), dup)
+        if hit_values:  # rare: map the colliding hash values back to rows, compare strings
+            self._resolve(ids, np.isin(hashes, np.concatenate(hit_values)), dup)
         self._chunks.append(ids)
         self.count += n
-        return dup
+        return dup, hashes
 
     def _bounds(self, hs: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
         top = (hs >> self._shift).astype(np.int64)
@@ -81,8 +87,9 @@ class SeenIds:
         values: list[Any] = ids.take(pa.array(rows)).to_pylist()
         earlier: set[Any] = set()
         if self._chunks:
-            probe = pa.array(sorted(set(values)), pa.large_string())
+            wanted = sorted(set(values))
             for chunk in self._chunks:
+                probe = pa.array(wanted, chunk.type)
                 found = chunk.filter(pc.is_in(chunk, value_set=probe))
                 earlier.update(found.to_pylist())
         local: set[Any] = set()

@@ -196,9 +196,12 @@ def execute_job(
             with clock("build"):
                 if segment_mode:
                     seg_ids.append(good.column(USER_ID))
+                elif isinstance(builder, SnapshotBuilder) and good.num_rows:
+                    builder.add_batch(good, hashes=vb.hashes)
                 elif good.num_rows:
                     builder.add_batch(good)
             counter.add(good.num_rows, len(vb.rejects))
+        validator.forget_ids()
         counter.add(0, 0, stage="building")
         quarantine.close()
         report = finish_report(job, settings, counter, quarantine, specs, new_dims)

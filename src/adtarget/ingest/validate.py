@@ -70,6 +70,8 @@ class ValidatedBatch:
 
     good: pa.RecordBatch
     rejects: list[Reject] = field(default_factory=list)
+    #: ``idhash.hash_ids`` of the good rows' ids (None when duplicates are not checked)
+    hashes: np.ndarray[Any, np.dtype[np.uint64]] | None = None
 
 
 def output_schema(dims: Sequence[DimensionSpec]) -> pa.Schema:
@@ -162,6 +164,32 @@ def _too_long(strings: pa.Array, limit: int) -> BoolArray:
     if longest is None or longest <= limit:
         return np.zeros(len(strings), dtype=bool)
     return _mask(pc.greater(pc.utf8_length(strings), limit))
+
+
+def _blank(strings: pa.Array) -> BoolArray:
+    """Rows that ``utf8_trim_whitespace`` would empty (empty or only whitespace).
+
+    Trimming every id copies all of them (a third of validating 10M ids); a string whose first
+    byte is ASCII and not a space or control character keeps that character, so only the rest
+    (empty, leading space or control byte, non-ASCII start) are trimmed to check exactly.
+    """
+    n = len(strings)
+    width = np.int64 if pa.types.is_large_string(strings.type) else np.int32
+    offsets = np.frombuffer(strings.buffers()[1], dtype=width)[
+        strings.offset : strings.offset + n + 1
+    ]
+    buf = strings.buffers()[2]
+    data = np.frombuffer(buf, dtype=np.uint8) if buf is not None else np.zeros(0, np.uint8)
+    if not len(data):
+        return _mask(pc.equal(pc.utf8_trim_whitespace(strings), ""))
+    first = data[np.minimum(offsets[:-1], len(data) - 1)]
+    maybe = (offsets[1:] == offsets[:-1]) | (first <= 0x20) | (first >= 0x7F)
+    out = np.zeros(n, dtype=bool)
+    rows = np.flatnonzero(maybe)
+    if len(rows):
+        picked = strings.take(pa.array(rows))
+        out[rows] = _mask(pc.equal(pc.utf8_trim_whitespace(picked), ""))
+    return out
 
 
 def _check_length(arr: pa.Array, limit: int, probs: _Problems, col: int) -> None:
@@ -314,14 +342,20 @@ class BatchValidator:
         )
         for j, name in enumerate(extra, start=len(names)):
             probs.add(_mask(batch.column(name).is_valid()), j, UNKNOWN_COLUMN)
-        self._duplicates(ids, probs)
+        hashes = self._duplicates(ids, probs)
         if probs.bad.any():
             rejects.extend(self._describe(batch, rb.lines, probs, [*names, *extra]))
         names[0] = USER_ID
         good = pa.RecordBatch.from_arrays(out, names=names)
         if probs.bad.any():
             good = good.filter(pa.array(~probs.bad))
-        return ValidatedBatch(good, rejects)
+            if hashes is not None:
+                hashes = hashes[~probs.bad]
+        return ValidatedBatch(good, rejects, hashes)
+
+    def forget_ids(self) -> None:
+        """Drop the ids remembered for the duplicate check (the file is read: frees memory)."""
+        self._seen.clear()
 
     def _ids(self, batch: pa.RecordBatch, probs: _Problems) -> pa.Array:
         idc = self.options.id_column
@@ -338,22 +372,28 @@ class BatchValidator:
         if self.options.id_pattern:
             ok = _mask(pc.match_substring_regex(arr, self.options.id_pattern))
             probs.add(_mask(arr.is_valid()) & ~ok, 0, WRONG_TYPE)
-        empty = _mask(pc.equal(pc.utf8_trim_whitespace(arr), ""))
-        probs.add(empty | ~_mask(arr.is_valid()), 0, MISSING_ID)
+        probs.add(_blank(arr) | ~_mask(arr.is_valid()), 0, MISSING_ID)
         return arr
 
-    def _duplicates(self, ids: pa.Array, probs: _Problems) -> None:
-        """First occurrence in the file wins; later ones are rejected (see ``ingest.dedupe``)."""
+    def _duplicates(
+        self, ids: pa.Array, probs: _Problems
+    ) -> np.ndarray[Any, np.dtype[np.uint64]] | None:
+        """First occurrence in the file wins; later ones are rejected (see ``ingest.dedupe``).
+
+        Returns the id hashes (zero where the id is unusable), reused as the snapshot's keys.
+        """
         if not self.options.check_duplicates:
-            return
+            return None
         usable = _mask(ids.is_valid()) & ~(probs.bad & (probs.column == 0))
         if usable.all():
-            dup = self._seen.offer(ids)
+            dup, hashes = self._seen.offer_hashed(ids)
         else:
             idx = np.flatnonzero(usable)
             dup = np.zeros(len(ids), dtype=bool)
-            dup[idx] = self._seen.offer(ids.take(pa.array(idx)))
+            hashes = np.zeros(len(ids), dtype=np.uint64)
+            dup[idx], hashes[idx] = self._seen.offer_hashed(ids.take(pa.array(idx)))
         probs.add(dup, 0, DUPLICATE_ID)
+        return hashes
 
     def _describe(
         self, batch: pa.RecordBatch, lines: np.ndarray[Any, Any], probs: _Problems, names: list[str]
