@@ -105,3 +105,18 @@ def test_redis_counter_keys_expire(redis_url: str, redis_prefix: str) -> None:
     assert 0 < ttl <= 32
     r._client.delete(redis_prefix + "ttl")
     r.close()
+
+
+def test_sqlite_user_counts_reads_exactly_one_users_live_counters(tmp_path: Path) -> None:
+    store = SqliteCounters(tmp_path / "caps.sqlite3")
+    hour, minute = FrequencyCap("line_item", 7, 2, 3600), FrequencyCap("campaign", 3, 1, 60)
+    mine = [cap_key(hour, "u1", NOW), cap_key(minute, "u1", NOW)]
+    store.record(mine, NOW, 60)  # both keys expire with the minute window
+    store.record([mine[0]], NOW, 3600)  # the hourly key now lives the hour
+    # neighbours in key order: u10 and u1x share the "u1" prefix but are other users
+    store.record([cap_key(hour, "u10", NOW), cap_key(hour, "u1x", NOW), "u1:untagged"], NOW, 3600)
+    assert store.user_counts("u1", NOW + 1) == {mine[0]: 2, mine[1]: 1}
+    assert store.user_counts("u1", NOW + 61) == {mine[0]: 2}  # the minute's counter expired
+    assert store.user_counts("u2", NOW) == {}
+    assert store.counts(mine, NOW + 1) == [2, 1]  # the same figures as the per-key read
+    store.close()

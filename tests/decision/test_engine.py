@@ -216,6 +216,41 @@ def test_counters_of_the_first_candidates_are_read_in_one_round_trip() -> None:
     assert store.reads == 2
 
 
+class CountingSqlite(SqliteCounters):
+    """Real SQLite counters that count reads of either kind (per key, per user)."""
+
+    reads = 0
+
+    def counts(self, keys: Any, now: float) -> list[int]:
+        self.reads += 1
+        return super().counts(keys, now)
+
+    def user_counts(self, user_id: str, now: float) -> dict[str, int]:
+        self.reads += 1
+        return super().user_counts(user_id, now)
+
+
+def test_a_walk_past_many_capped_candidates_reads_the_users_counters_once(
+    tmp_path: Path,
+) -> None:
+    """Beyond the prefetched head every capped candidate used to cost a read of its own; a
+    store that lists a user's counters (SQLite) is read once per request, whatever the walk."""
+    items = [
+        line_item(
+            i, None, priority=1, bid_cpm=50.0 - i, caps=(FrequencyCap("line_item", i, 1, 60),)
+        )
+        for i in range(1, 41)
+    ]
+    store = CountingSqlite(tmp_path / "c.sqlite3")
+    engine = _engine(items, store)
+    assert _ids(engine, limit=1) == [1] and store.reads == 1
+    first_30 = _ids(engine, limit=30)  # walks past item 1 (capped out) to 2..31
+    assert first_30 == list(range(2, 32)) and store.reads == 2
+    assert _ids(engine, limit=40) == list(range(32, 41)) and store.reads == 3
+    assert _ids(engine, limit=40) == [] and store.reads == 4
+    store.close()
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(rules(), min_size=1, max_size=10),

@@ -139,6 +139,22 @@ class SqliteCounters:
         found = dict(rows)
         return [int(found.get(k, 0)) for k in keys]
 
+    def user_counts(self, user_id: str, now: float) -> dict[str, int]:
+        """Every live counter of ``user_id`` (one range read on the primary key).
+
+        Why: a break walks past many capped candidates; reading the user's few counters once
+        (every ``cap_key`` of the user starts with ``{user_id}:``) replaces one ``IN`` query per
+        capped candidate, as the Redis store's ``lookup_user`` does with the profile.
+        """
+        low = f"{{{user_id}}}:"
+        high = low[:-1] + ";"  # the next character after ":": every key of the user sorts below
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT key, count FROM cap_counters WHERE key >= ? AND key < ? AND expires_at > ?",
+                (low, high, now),
+            ).fetchall()
+        return {k: int(c) for k, c in rows}
+
     def record(self, keys: Sequence[str], now: float, window: int) -> list[int]:
         """Upsert-increment each key in one transaction; expired rows restart at 1."""
         if not keys:

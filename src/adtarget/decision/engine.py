@@ -267,12 +267,22 @@ class DecisionEngine:
         Counters are read only when a capped item is about to serve (an answer whose items are
         all uncapped costs no counter round trip); that read also fetches the keys of the
         capped items among the next few candidates (``ahead``), so a walk past a capped-out
-        item usually needs no second round trip.
+        item usually needs no second round trip. A store that can list a user's counters in one
+        read (``user_counts``, SQLite) is asked once for all of them: a break that walks past
+        several capped candidates then costs one read, not one per candidate.
         """
         if st.counters_down:
             return "counters unavailable"
         counts = st.counts
         missing = [] if st.all_counts else [k for k in keys if k not in counts]
+        per_user = getattr(self.counters, "user_counts", None) if missing else None
+        if per_user is not None:
+            try:
+                counts = st.counts = self.counter_breaker.call(partial(per_user, user_id, ts))
+            except Exception:
+                st.degraded = st.counters_down = True
+                return "counters unavailable"
+            st.all_counts, missing = True, []
         if missing:
             for other in ahead:
                 if other.caps:
