@@ -15,6 +15,7 @@ pay for it.
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 from pyroaring import AbstractBitMap
 
@@ -22,22 +23,10 @@ from adtarget.audience.delta import Delta, DeltaView
 from adtarget.audience.delta_index import DeltaIndex
 from adtarget.audience.results import ResultCache
 from adtarget.audience.snapshot import Snapshot
-from adtarget.rules.ast import (
-    And,
-    Between,
-    Compare,
-    HasAll,
-    HasAny,
-    InList,
-    IsMissing,
-    Not,
-    Or,
-    SegmentRef,
-)
+from adtarget.rules.ast import NODE_TYPES, Rule
 from adtarget.rules.eval_bitmap import evaluate_shared
 
 log = logging.getLogger("adtarget.audience")
-RULE_NODES = (And, Or, Not, Compare, Between, InList, HasAny, HasAll, IsMissing, SegmentRef)
 CARRY_MAX = 32
 """At most this many results are carried to a new view (most recently used first)."""
 CARRY_VIEWS = 50
@@ -67,10 +56,10 @@ def carry_results(
         new_view.memo[None] = _moved(universe, changed, within.universe())
     recent = old_cache.recent(new_view.number - CARRY_VIEWS)
     for key, result, stamp in recent[:CARRY_MAX]:
-        if not isinstance(key, RULE_NODES):
+        if not isinstance(key, NODE_TYPES):
             continue
         try:
-            part = evaluate_shared(key, within)
+            part = evaluate_shared(cast(Rule, key), within)  # a node: checked above
         except Exception as exc:  # noqa: BLE001 - the reader evaluates it in full instead
             log.debug("result not carried to the new view: %s", exc)
             continue
