@@ -370,8 +370,7 @@ class DecisionEngine:
         creatives, caps, recording — without the profile read, the ``Decision`` objects and their
         ids, so the engine that decides is the engine that forecasts.
         """
-        fill = PodFill(pod) if pod is not None else None
-        limit = pod.slots if pod is not None else max(0, limit)
+        fill, limit = _break_of(pod, limit)
         return self._serve(
             index, matched, user_id, ts, None, formats, single, limit, fill, _Request(), None
         )
@@ -501,8 +500,7 @@ class DecisionEngine:
         context_keys = frozenset(request.context) if profile_down else None
         formats, single = formats_of(request.formats)
         matched = index.match(features)
-        pod = PodFill(request.pod) if request.pod is not None else None
-        limit = request.pod.slots if request.pod is not None else max(0, request.limit)
+        pod, limit = _break_of(request.pod, request.limit)
         picks = self._serve(
             index, matched, user_id, ts, now_dt, formats, single, limit, pod, st, context_keys
         )
@@ -552,6 +550,13 @@ class DecisionEngine:
             out.append({"line_item_id": li_id, "reason": reason, "detail": detail})
         total = len(index) - len(matched) + len(not_served) + len(index.not_live)
         return {"not_served": out, "truncated": len(out) < total}
+
+
+def _break_of(pod: PodSpec | None, limit: int) -> tuple[PodFill | None, int]:
+    """The break being filled and how many ads to pick: a pod's slots replace ``limit``."""
+    if pod is None:
+        return None, max(0, limit)
+    return PodFill(pod), pod.slots
 
 
 def formats_of(asked: tuple[str, ...] | None) -> tuple[frozenset[str] | None, str | None]:
