@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     by default: the hop cost 60-160 µs of CPU per request on a 2-core box (2026-12-06), and a
     Redis call on the loop is bounded by ``store_timeout_ms`` (a hung node blocks the loop for
     at most its timeout times the retries, until its breaker opens)."""
+    redis_async_reads: bool = True
+    """With Redis profiles and the engine on the event loop, the route reads the user's profile
+    and counters on the loop before deciding (``decision/redis_async.py``: pipelined per node,
+    one write per loop turn) instead of blocking the loop for the round trip inside ``decide``.
+    ``False`` keeps the blocking read (the benchmark compares both)."""
     index_check_seconds: float = Field(default=300.0, gt=0)
     """How often each decision process rebuilds its index from scratch and checks that the
     index patched from catalog changes agrees (a disagreement is logged, counted, healed)."""

@@ -19,6 +19,8 @@ from adtarget.audience.store import SnapshotStore
 from adtarget.catalog.repo import SqlCatalogReader
 from adtarget.decision.engine import DecisionEngine
 from adtarget.decision.models import Decision, DecisionRequest, DecisionResult
+from adtarget.decision.profiles_redis import RedisProfileStore
+from adtarget.decision.redis_async import AsyncUserReads
 from adtarget.delivery.beacons import TrackingSigner
 from adtarget.delivery.service import DeliverySpend
 from adtarget.delivery.store import EventStore
@@ -42,9 +44,11 @@ class DecisionService:
         *,
         inline: bool = True,
         format_names: Callable[[], frozenset[str]] | None = None,
+        reads: AsyncUserReads | None = None,
     ) -> None:
         self.engine: Any = engine
         self.inline = inline
+        self.reads = reads
         self._format_names = format_names
         self._formats: frozenset[str] | None = None
         self._formats_at = 0.0
@@ -84,6 +88,7 @@ class DecisionService:
             (getattr(self.engine, "index_holder", None), "stop"),
             (getattr(self.engine, "profiles", None), "close"),
             (getattr(self.engine, "counters", None), "close"),
+            (self.reads, "close"),
             (self.engine, "close"),
         ):
             method = getattr(owner, name, None)
@@ -101,8 +106,9 @@ def build_decision_service(
     """The engine per settings (``DecisionEngine.from_settings``) on the app's own catalog
     sessions, snapshot store and delivery event store: profiles (snapshot | redis), counters
     (memory | sqlite | redis), an index holder polling the catalog for changes. The route runs
-    the engine inline, also with Redis stores (one round trip of at most ``store_timeout_ms``
-    per step); ``decide_in_thread`` moves it to a thread under the request deadline.
+    the engine inline, also with Redis stores, the user's profile and counters read on the event
+    loop first (``redis_async_reads``: ``decision/redis_async.py``); ``decide_in_thread`` moves
+    the engine to a thread under the request deadline.
     """
 
     catalog = SqlCatalogReader(session_factory)
@@ -120,7 +126,10 @@ def build_decision_service(
     )
     remote = settings.profile_store == "redis" or settings.counter_store == "redis"
     inline = not (remote and settings.decide_in_thread)
-    return DecisionService(engine, inline=inline, format_names=catalog.format_names)
+    reads = None
+    if inline and settings.redis_async_reads and isinstance(engine.profiles, RedisProfileStore):
+        reads = AsyncUserReads(engine.profiles, timeout=settings.store_timeout_ms / 1000.0)
+    return DecisionService(engine, inline=inline, format_names=catalog.format_names, reads=reads)
 
 
 def add_tracking(

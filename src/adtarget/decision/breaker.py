@@ -64,6 +64,19 @@ class CircuitBreaker:
             return "half_open"
         return "open"
 
+    @property
+    def closed(self) -> bool:
+        """Closed (no lock): a caller outside ``call`` (the event loop's read,
+        ``redis_async.py``) only goes ahead while the store is healthy and leaves probing to
+        ``call``."""
+        return self._opened_at is None
+
+    def succeeded(self) -> None:
+        """A call made outside ``call`` succeeded: reset the failures counted below the
+        threshold, as ``call`` does."""
+        if self._failures:
+            self._record(ok=True)
+
     def call(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` unless open; any exception it raises counts as a store failure.
 

@@ -53,6 +53,7 @@ from adtarget.decision.models import (
 from adtarget.decision.node_breakers import NodeBreakers
 from adtarget.decision.pods import PodFill
 from adtarget.decision.profiles import ProfileStore, merge_features
+from adtarget.decision.profiles_redis import UserRead
 from adtarget.settings import Settings
 
 if TYPE_CHECKING:
@@ -215,7 +216,14 @@ class DecisionEngine:
 
     # -- stores, behind breakers -----------------------------------------------------------
 
-    def _profile(self, user_id: str, st: _Request) -> tuple[dict[str, Any] | None, str | None]:
+    def _profile(
+        self, user_id: str, st: _Request, user: UserRead | None
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        if user is not None:  # read already, on the event loop (decision/redis_async.py)
+            profile, version, counts = user
+            if counts is not None:
+                st.counts, st.all_counts = counts, True
+            return profile, version
         with_counts = getattr(self.profiles, "lookup_user", None)
         if with_counts is not None:  # profile and every counter of the user in one round trip
             try:
@@ -474,8 +482,14 @@ class DecisionEngine:
                     self._release([k for it, ks in served if it.id not in over for k in ks], ts, st)
         return picks
 
-    def decide(self, request: DecisionRequest, now: datetime | None = None) -> DecisionResult:
+    def decide(
+        self, request: DecisionRequest, now: datetime | None = None, user: UserRead | None = None
+    ) -> DecisionResult:
         """Answer one ad request (never raises for store failures; see module docstring).
+
+        ``user``: the user's profile, version and counters when the caller read them already
+        (the HTTP route reads them on the event loop, ``decision/redis_async.py``, exactly as
+        the profile store's ``lookup_user`` would); else the engine reads them itself.
 
         Hot path: per candidate, the flight is two float compares on precomputed epoch bounds
         (``LineItemIndex.facts``) and the creative one dict lookup; the full eligibility check
@@ -494,7 +508,7 @@ class DecisionEngine:
         if explaining:
             st.not_served = []
         user_id = request.user_id
-        profile, snapshot = self._profile(user_id, st)
+        profile, snapshot = self._profile(user_id, st, user)
         profile_down = st.degraded
         features = merge_features(profile, request.context)
         context_keys = frozenset(request.context) if profile_down else None

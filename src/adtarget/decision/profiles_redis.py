@@ -39,6 +39,12 @@ from adtarget.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
+UserRead = tuple[dict[str, Any] | None, str | None, dict[str, int] | None]
+"""A user's features, the profile version they came from, and every frequency-cap counter of
+the user by ``cap_key`` (``None`` when counters were not read with the profile)."""
+ReadPlan = tuple[str, str, list[tuple[Any, ...]]]
+"""What reading a user takes: the live version, the profile key, the commands."""
+
 
 class RedisProfileStore:
     """Reads one hash per user from the version ``{prefix}__version__`` names.
@@ -135,30 +141,51 @@ class RedisProfileStore:
         live version (the engine then reads counters itself)."""
         return self._read(user_id, self._counters)
 
-    def _read(
-        self, user_id: str, counters: RedisCounters | None
-    ) -> tuple[dict[str, Any] | None, str | None, dict[str, int] | None]:
+    def plan_read(self, user_id: str) -> ReadPlan | None:
+        """The live version, the profile key of ``user_id`` and the commands reading the user (the profile's
+        ``HGETALL``, and the counter hash's when this store reads counters); ``None`` without a
+        live version. Shared by the synchronous read and the event loop's
+        (``redis_async.AsyncUserReads``), so both read exactly the same keys."""
         version = self.version()
         if version is None:
-            return None, None, None
+            return None
         key = user_key(self.prefix, version, user_id)
-        client = self._client
         commands: list[tuple[Any, ...]] = [("HGETALL", key)]
-        if counters is not None:
-            hashed = counters.user_hash(user_id)
-            commands.append(("HGETALL", hashed))
+        if self._counters is not None:
+            commands.append(("HGETALL", self._counters.user_hash(user_id)))
+        return version, key, commands
+
+    def target(self, key: str) -> tuple[str, Any]:
+        """The node serving ``key`` (its breaker's name) and its connection pool
+        (``FastPath.target``)."""
+        return self._fast.target(key)
+
+    def decode_read(self, plan: ReadPlan, replies: list[Any]) -> UserRead:
+        """The replies to ``plan_read``'s commands as (features, version, counts by
+        ``cap_key``); counts are ``None`` when no counters were read."""
+        version, _key, commands = plan
+        profile = _features(replies[0])
+        if len(commands) < 2 or self._counters is None:
+            return profile, version, None
+        tag = commands[1][1][len(self._counters.prefix) :]
+        counts = {tag + f.decode(): int(v) for f, v in _pairs(replies[1])}
+        return profile, version, counts
+
+    def _read(self, user_id: str, counters: RedisCounters | None) -> UserRead:
+        plan = self.plan_read(user_id)
+        if plan is None:
+            return None, None, None
+        version, key, commands = plan
+        if counters is None:
+            commands = commands[:1]
+        client = self._client
 
         def slow() -> list[Any]:
             return [client.hgetall(c[1]) for c in commands]
 
         target = self._fast.target(key)
         replies = self.breakers.guard(target[0], lambda: self._fast.run(target, commands, slow))
-        profile = _features(replies[0])
-        if counters is None:
-            return profile, version, None
-        tag = hashed[len(counters.prefix) :]
-        counts = {tag + f.decode(): int(v) for f, v in _pairs(replies[1])}
-        return profile, version, counts
+        return self.decode_read((version, key, commands), replies)
 
     def get(self, user_id: str) -> dict[str, Any] | None:
         """The user's features in the live version, or ``None`` if unknown."""

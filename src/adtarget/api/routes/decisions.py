@@ -8,9 +8,11 @@ FastAPI twin of the route, never reached (the raw route matches first), document
 contract in ``/openapi.json``.
 
 Deadline: the request's ``X-Request-Deadline-Ms`` (or ``settings.request_deadline_ms``). The
-engine runs inline: with in-process stores it is sub-millisecond, and with Redis one round trip
-per step bounded by ``store_timeout_ms`` (measured 2026-12-06: the thread hop cost 60-160 µs of
-CPU per request, more than the Redis work). With ``ADTARGET_DECIDE_IN_THREAD=true`` and a Redis
+engine runs inline: with in-process stores it is sub-millisecond; with Redis profiles the user's
+profile and counters are first read on the event loop (``decision/redis_async.py``, the worker
+serving other requests meanwhile), and the rest (the increment script when a capped item
+serves) is one round trip bounded by ``store_timeout_ms`` (measured 2026-12-06: the thread hop
+cost 60-160 µs of CPU per request, more than the Redis work). With ``ADTARGET_DECIDE_IN_THREAD=true`` and a Redis
 store it runs in a thread under ``asyncio.wait_for`` and a late answer becomes an empty
 ``"degraded": true`` one.
 """
@@ -66,7 +68,14 @@ def _degraded_empty(snapshot: str | None = None) -> DecisionResult:
 
 async def _decide(service: DecisionService, req: DecisionRequest, timeout: float) -> DecisionResult:
     if service.inline:
-        result: DecisionResult = service.engine.decide(req)
+        result: DecisionResult
+        reads = service.reads
+        if reads is not None:  # the user read on the loop; None: the engine reads it itself
+            user = await reads.read(req.user_id)
+            if user is not None:
+                result = service.engine.decide(req, user=user)
+                return result
+        result = service.engine.decide(req)
         return result
     try:
         # An executor future, not anyio's to_thread: cancelling it must not wait for the thread.
