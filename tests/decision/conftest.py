@@ -40,3 +40,16 @@ def redis_cluster() -> Iterator[LocalRedisCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[LocalRedisCluster]:
+    """A Redis Cluster of the test's own (3 + 3), for tests that kill or move its nodes."""
+    why = available()
+    if why is not None:
+        pytest.skip(why)
+    cluster = LocalRedisCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

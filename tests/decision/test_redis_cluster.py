@@ -21,7 +21,7 @@ from adtarget.decision.profiles_redis import RedisProfileStore
 from adtarget.decision.redis_client import connect, node_of
 from adtarget.rules.parse import parse
 
-from .redis_cluster import LocalRedisCluster, available
+from .redis_cluster import LocalRedisCluster
 from .strategies import line_item
 
 pytestmark = pytest.mark.redis
@@ -170,16 +170,6 @@ def test_cap_never_exceeded_across_two_processes(
         assert counters.counts(keys, now) == [25, 25]
     finally:
         counters.close()
-
-
-@pytest.fixture
-def own_cluster() -> Any:
-    why = available()
-    if why is not None:
-        pytest.skip(why)
-    cluster = LocalRedisCluster().start()
-    yield cluster
-    cluster.stop()
 
 
 def test_dead_master_degrades_only_its_users_until_failover(

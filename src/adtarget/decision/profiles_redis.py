@@ -142,9 +142,9 @@ class RedisProfileStore:
         return self._read(user_id, self._counters)
 
     def plan_read(self, user_id: str) -> ReadPlan | None:
-        """The live version, the profile key of ``user_id`` and the commands reading the user (the profile's
-        ``HGETALL``, and the counter hash's when this store reads counters); ``None`` without a
-        live version. Shared by the synchronous read and the event loop's
+        """The live version, the profile key of ``user_id`` and the commands reading the user
+        (the profile's ``HGETALL``, and the counter hash's when this store reads counters);
+        ``None`` without a live version. Shared by the synchronous read and the event loop's
         (``redis_async.AsyncUserReads``), so both read exactly the same keys."""
         version = self.version()
         if version is None:

@@ -71,6 +71,7 @@ class NodeConnection(asyncio.Protocol):
         self._flush_armed = False
         self._timer: asyncio.TimerHandle | None = None
         self.closed = False
+        self.writes = 0  # how many writes carried the requests (batching is visible in tests)
         self.ready: asyncio.Future[None] = loop.create_future()
 
     # -- asyncio.Protocol --------------------------------------------------------------------
@@ -133,6 +134,7 @@ class NodeConnection(asyncio.Protocol):
             self.ready.add_done_callback(lambda _f: self._flush())
             return
         out, self._out = self._out, []
+        self.writes += 1
         self._transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def _check_late(self) -> None:
@@ -275,6 +277,10 @@ class AsyncUserReads:
             if isinstance(conn, NodeConnection):
                 with contextlib.suppress(Exception):
                     conn.abort(ConnectionError("event loop changed"))
+
+    def connections(self) -> list[NodeConnection]:
+        """The connections open now (one per node read from)."""
+        return [c for c in self._conns.values() if isinstance(c, NodeConnection) and not c.closed]
 
     def close(self) -> None:
         """Abort every connection (in flight requests fall back)."""

@@ -12,9 +12,9 @@ engine runs inline: with in-process stores it is sub-millisecond; with Redis pro
 profile and counters are first read on the event loop (``decision/redis_async.py``, the worker
 serving other requests meanwhile), and the rest (the increment script when a capped item
 serves) is one round trip bounded by ``store_timeout_ms`` (measured 2026-12-06: the thread hop
-cost 60-160 µs of CPU per request, more than the Redis work). With ``ADTARGET_DECIDE_IN_THREAD=true`` and a Redis
-store it runs in a thread under ``asyncio.wait_for`` and a late answer becomes an empty
-``"degraded": true`` one.
+cost 60-160 µs of CPU per request, more than the Redis work). With
+``ADTARGET_DECIDE_IN_THREAD=true`` and a Redis store it runs in a thread under
+``asyncio.wait_for`` and a late answer becomes an empty ``"degraded": true`` one.
 """
 
 from __future__ import annotations
