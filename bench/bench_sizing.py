@@ -40,6 +40,7 @@ from sizing_data import REGISTRY as SHAPE_REGISTRY  # noqa: E402
 from sizing_data import RULES, Shape  # noqa: E402
 from sizing_data import generate as generate_shape  # noqa: E402
 from sizing_peers import ChBitmapPeer, DuckPeer, chdb_available, pct, timed, timed_cpu  # noqa: E402
+from sizing_targets import RuleRow, verdict  # noqa: E402
 
 
 def peak_rss_mb() -> float:
@@ -168,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     server = None if args.no_http else Server(work)
     mismatch = False
     worst50 = worst99 = 0.0
+    rows: list[RuleRow] = []
+    fixed: float | None = None
     try:
         print(
             f"{'rule':<4} {'count':>10} {'p50 ms':>8} {'p99 ms':>8} {'cpu p50':>8} {'roar cpu':>8} "
@@ -209,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                 c50 = pct(ct, 50)
                 counts.add(cn)
             d50 = pct(dt, 50)
+            rows.append(RuleRow(f"R{i + 1}", p50, p99, h50, h99, c50))
             print(
                 f"R{i + 1:<3} {n:>10,} {p50:8.3f} {p99:8.3f} {pct(cpu, 50):8.3f} {roaring50:8.3f} "
                 f"{h50:9.3f} {h99:9.3f} "
@@ -253,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             f"overlap 20 audiences (20x20 matrix, cache off): p50 {pct(ot, 50):.1f} ms, "
             f"CPU p50 {pct(oc, 50):.1f} ms (Roaring only: CPU p50 {pct(rc, 50):.1f} ms)"
         )
+        print("\n".join(verdict(rows, fixed, pct(ot, 50))))
     finally:
         if server is not None:
             server.close()

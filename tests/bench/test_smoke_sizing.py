@@ -36,4 +36,7 @@ def test_bench_sizing_small(tmp_path: Path) -> None:
     assert "fixed cost over hello-world" in out
     assert "typing one clause changed per call, cache on" in out
     assert "overlap 20 audiences" in out
+    verdicts = out[out.index("targets (load average") :].splitlines()[1:]
+    assert len(verdicts) == 7  # p50, p99 tail, HTTP p50, HTTP tail, fixed cost, x chDB, overlap
+    assert all(" met " in v or " NOT MET " in v for v in verdicts), out
     assert "COUNT MISMATCH" not in proc.stderr
