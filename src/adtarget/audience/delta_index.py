@@ -46,6 +46,19 @@ class DeltaIndex:
         self._memo = view.memo if within is None else {}
         self._masks: dict[Any, AbstractBitMap] = view.memo if within is None else {}
 
+    @property
+    def dense(self) -> Any:
+        """The base's dense evaluation (``audience/dense_rules``) while no user changed since
+        the base (an empty view, not restricted): every answer is then the base's own.
+
+        Why: the server reads every snapshot through a live view, so without this each sizing
+        over HTTP recombined Roaring bitmaps (R12 of the sizing bench: ~1 ms against 0.35 ms
+        dense) until the first update. ``None`` once users changed: the evaluators patch base
+        bitmaps with the delta (``sizing`` then takes the Roaring path)."""
+        if self._within is None and self._view.empty:
+            return getattr(self._base, "dense", None)
+        return None
+
     def _mask(self, dim: str) -> AbstractBitMap:
         mask = self._masks.get(dim)
         if mask is None:
