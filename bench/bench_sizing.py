@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                 c50 = pct(ct, 50)
                 counts.add(cn)
             d50 = pct(dt, 50)
-            rows.append(RuleRow(f"R{i + 1}", p50, p99, h50, h99, c50))
+            rows.append(RuleRow(f"R{i + 1}", p50, p99, h50, h99, c50, pct(cpu, 50), pct(cpu, 99)))
             print(
                 f"R{i + 1:<3} {n:>10,} {p50:8.3f} {p99:8.3f} {pct(cpu, 50):8.3f} {roaring50:8.3f} "
                 f"{h50:9.3f} {h99:9.3f} "

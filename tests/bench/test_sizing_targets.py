@@ -54,11 +54,14 @@ def test_each_miss_is_named(targets: ModuleType) -> None:
     rows = [
         targets.RuleRow("R1", 0.5, 1.2, 1.9, 5.0, 30.0),  # HTTP tail 2.6x; 60x chDB
         targets.RuleRow("R10", 1.2, 3.0, 2.4, 3.0, 70.0),  # p50 and HTTP p50 missed; 58x
-        targets.RuleRow("R4", 0.1, 0.5, 0.9, 1.0, 4.0),  # tail 5x; 40x chDB
+        targets.RuleRow("R4", 0.1, 0.5, 0.9, 1.0, 4.0, 0.1, 0.16),  # tail 5x (CPU 1.6x); 40x
     ]
     lines = targets.verdict(rows, 0.31, 63.0)
     assert _state(lines, "in process p50 <=") == "NOT MET" and "worst R10 1.200" in lines[1]
-    assert _state(lines, "in process p99 <=") == "NOT MET" and "worst R4 5.0x" in lines[2]
+    assert (
+        _state(lines, "in process p99 <=") == "NOT MET"
+        and "worst R4 5.0x (CPU time: worst R4 1.6x)" in lines[2]
+    )
     assert _state(lines, "HTTP p50 <=") == "NOT MET"
     assert _state(lines, "HTTP p99 <=") == "met"
     assert _state(lines, "fixed cost") == "NOT MET"
