@@ -112,10 +112,7 @@ def test_live_view_sizes_dense_until_an_update(
         live = store.current()
         assert isinstance(live, LiveSnapshot)
         assert live.index.dense is not None and live.index.dense is live.base.index.dense
-        for rule in rules:
-            want = sum(1 for u in users if compile_rule(rule)(u))
-            got = size_rule(snapshot=live, rule_text=rule, min_size=0, use_cache=False)
-            assert got["count"] == want, to_text(rule)
+        _sizes_and_overlap_exact(live, users, rules)
         changed = dict(users[0], country="US", premium=True)
         accept_updates(
             [
@@ -131,9 +128,19 @@ def test_live_view_sizes_dense_until_an_update(
         after = store.current()
         assert isinstance(after, LiveSnapshot) and after.index.dense is None
         users[0] = changed
-        for rule in rules:
-            want = sum(1 for u in users if compile_rule(rule)(u))
-            got = size_rule(snapshot=after, rule_text=rule, min_size=0, use_cache=False)
-            assert got["count"] == want, to_text(rule)
+        _sizes_and_overlap_exact(after, users, rules)
     finally:
         forget_followers()
+
+
+def _sizes_and_overlap_exact(
+    snap: LiveSnapshot, users: list[dict[str, object]], rules: list[Rule]
+) -> None:
+    """Each rule's size and the overlap matrix equal the per-user evaluator's (cache off)."""
+    members = [[compile_rule(r)(u) for u in users] for r in rules]
+    for rule, m in zip(rules, members, strict=True):
+        got = size_rule(snapshot=snap, rule_text=rule, min_size=0, use_cache=False)
+        assert got["count"] == sum(m), to_text(rule)
+    over = overlap_rules(snapshot=snap, rules=rules, min_size=0, use_cache=False)
+    want = [[sum(x and y for x, y in zip(a, b, strict=True)) for b in members] for a in members]
+    assert over["matrix"] == want
