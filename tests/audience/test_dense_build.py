@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 from pyroaring import BitMap
 
-from adtarget.audience import bsi, dense_build
+from adtarget.audience import bsi, columns, dense_build
 from adtarget.audience.build import SnapshotBuilder
 from adtarget.audience.idhash import hash_ids
 from adtarget.audience.layout import IDS_HASH, load_npy
@@ -72,3 +72,18 @@ def test_hashes_given_to_the_builder_are_the_ones_it_would_compute(tmp_path) -> 
         sums.append(load_npy(snap.path / IDS_HASH).tolist())
         assert snap.ordinal_of("u7") == 7
     assert sums[0] == sums[1]
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 1_000, 100_003])
+@pytest.mark.parametrize("empty", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("dtypes", [(np.int8, np.uint32), (np.int64, np.int64)])
+def test_owners_equal_repeat(n: int, empty: float, dtypes: tuple[type, type]) -> None:
+    """The owner of every set element, as the writer holds lengths and offsets (narrow or
+    merged), equals ``np.repeat``'s, with empty rows anywhere (the first ones included)."""
+    rng = np.random.default_rng(n)
+    lengths = np.where(rng.random(n) < empty, 0, rng.integers(1, 5, n)).astype(dtypes[0])
+    offsets = np.zeros(n + 1, dtype=dtypes[1])
+    np.cumsum(lengths, dtype=offsets.dtype, out=offsets[1:])
+    got = columns.owners_of(offsets, lengths)
+    assert got.dtype == np.uint32
+    assert np.array_equal(got, np.repeat(np.arange(n, dtype=np.uint32), lengths))

@@ -164,6 +164,21 @@ class ColumnChunks:
         return np.concatenate(self.provided) if self.provided else np.zeros(0, dtype=bool)
 
 
+def owners_of(offsets: npt.NDArray[Any], lengths: npt.NDArray[Any]) -> npt.NDArray[np.uint32]:
+    """The row of every element of a set column (``np.repeat(arange(n), lengths)``).
+
+    Why not ``np.repeat``: with lengths of 0-4 it is a per-row loop, 0.21-0.26 s for 10M rows
+    here; this is ~0.07 s: the step from one non-empty row to the next is written at that row's
+    first element and a cumulative sum fills in the rest."""
+    out = np.zeros(int(offsets[-1]), dtype=np.uint32)
+    holders = np.flatnonzero(lengths)  # rows with elements, ascending; the first starts at 0
+    if len(holders):
+        out[offsets[holders[1:]]] = np.diff(holders)
+        out[0] = holders[0]
+        np.cumsum(out, dtype=np.uint32, out=out)
+    return out
+
+
 def group_bitmaps(
     ordinals: npt.NDArray[np.uint32], codes: npt.NDArray[np.int32], k: int
 ) -> list[FrozenBitMap]:

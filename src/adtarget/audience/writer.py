@@ -22,7 +22,13 @@ import pyarrow.compute as pc
 from pyroaring import AbstractBitMap, FrozenBitMap
 
 from adtarget.audience import bsi, numbers
-from adtarget.audience.columns import MISSING, ColumnChunks, Dictionary, group_bitmaps
+from adtarget.audience.columns import (
+    MISSING,
+    ColumnChunks,
+    Dictionary,
+    group_bitmaps,
+    owners_of,
+)
 from adtarget.audience.dense_build import (
     DENSE_MAX,
     bitmap_from_mask,
@@ -326,7 +332,7 @@ class SnapshotWriter:
         off_dtype = np.uint32 if total < 2**32 else np.int64
         save_npy(self.staged / dim_file(slot, "offsets.npy"), offsets.astype(off_dtype, copy=False))
         save_npy(self.staged / dim_file(slot, "codes.npy"), flat)
-        owners = np.repeat(np.arange(self.n, dtype=U32), lengths)
+        owners = owners_of(offsets, lengths)
         present = bitmap_from_mask(lengths > 0)
         if k <= DENSE_MAX:
             return set_value_bitmaps(owners, flat, self.n, k) + [present]
