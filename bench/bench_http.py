@@ -657,10 +657,12 @@ def fleet_leg(
     changes = 0
     for kind in args.fleet_stores:
         with private_redis(kind) as url:
-            legs[kind], committed = _fleet_store_leg(
-                url, data_dir, line_items, args, bodies, headers, tmp
-            )
-        changes += committed
+            for reads in args.fleet_reads:
+                leg = kind if reads == "loop" else f"{kind}, blocking reads"
+                legs[leg], committed = _fleet_store_leg(
+                    url, data_dir, line_items, args, bodies, headers, tmp, reads
+                )
+                changes += committed
     ports: list[int] = []
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -673,10 +675,10 @@ def fleet_leg(
     finally:
         for proc in procs:
             stop(proc)
-    rows = [(f"fleet: 2 x adtarget serve, {FLEET_STORES[k]}", r) for k, r in legs.items()]
+    rows = [(f"fleet: 2 x adtarget serve, {_leg_name(k)}", r) for k, r in legs.items()]
     for name, r in [*rows, ("fleet: 2 x hello-world", base)]:
         print(
-            f"{name:<46} {r['rps']:>10,.0f} req/s   p50 {r['p50_ms']:6.2f} ms   "
+            f"{name:<58} {r['rps']:>10,.0f} req/s   p50 {r['p50_ms']:6.2f} ms   "
             f"p99 {r['p99_ms']:6.2f} ms   non-2xx {r['non_2xx']:.0f}"
             + (f"  statuses {r['statuses']}" if r.get("statuses") else "")
         )
@@ -685,7 +687,7 @@ def fleet_leg(
         ratio = r["rps"] / base["rps"] if base["rps"] else float("nan")
         met = r["rps"] >= 8000 and r["p99_ms"] <= 5.0
         print(
-            f"fleet, {FLEET_STORES[kind]}: ratio adtarget / hello-world = {ratio:.2f}; "
+            f"fleet, {_leg_name(kind)}: ratio adtarget / hello-world = {ratio:.2f}; "
             f"target >= 8,000 req/s at p99 <= 5 ms: {'met' if met else 'NOT met'}"
         )
         out[kind] = {**r, "ratio": ratio}
@@ -696,6 +698,12 @@ def fleet_leg(
     return out
 
 
+def _leg_name(leg: str) -> str:
+    """``cluster, blocking reads`` -> ``Redis Cluster (3+3), blocking reads``."""
+    kind, _, rest = leg.partition(", ")
+    return FLEET_STORES[kind] + (f", {rest}" if rest else "")
+
+
 def _fleet_store_leg(
     url: str,
     data_dir: Path,
@@ -704,8 +712,11 @@ def _fleet_store_leg(
     bodies: list[bytes],
     headers: dict[str, str],
     tmp: Path,
+    reads: str = "loop",
 ) -> tuple[dict[str, float], int]:
-    """Two serve processes on ``url``'s Redis under load while catalog changes stream."""
+    """Two serve processes on ``url``'s Redis under load while catalog changes stream;
+    ``reads``: ``loop`` (the user read on the event loop, the default) or ``blocking``
+    (``ADTARGET_REDIS_ASYNC_READS=false``: read inside ``decide``, blocking the loop)."""
     import threading
 
     from adtarget.audience.redis_profiles import push_current_profiles
@@ -748,6 +759,7 @@ def _fleet_store_leg(
             "ADTARGET_REDIS_URL": url,
             "ADTARGET_PROFILE_STORE": "redis",
             "ADTARGET_COUNTER_STORE": "redis",
+            "ADTARGET_REDIS_ASYNC_READS": "true" if reads == "loop" else "false",
         }
         for _ in range(2):
             port, proc = start_own(lambda p: start_adtarget(data_dir, p, 1, extra), "/readyz")
@@ -800,6 +812,14 @@ def main() -> None:
         default=list(FLEET_STORES),
         help="comma-separated legs of --fleet: single (one redis-server), cluster (3+3); "
         "default both, in the same run",
+    )
+    parser.add_argument(
+        "--fleet-reads",
+        type=lambda v: [k for k in v.split(",") if k],
+        default=["loop"],
+        help="comma-separated ways of reading the user in each --fleet leg: loop (on the event "
+        "loop before deciding, the default) and/or blocking (ADTARGET_REDIS_ASYNC_READS=false, "
+        "the read before 2026-12-06 20:45), each with the same Redis, in the same run",
     )
     parser.add_argument(
         "--statuses",

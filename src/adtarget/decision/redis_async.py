@@ -203,9 +203,16 @@ class AsyncUserReads:
         name, pool = store.target(key)
         if pool is None or not store.breakers.breaker(name).closed:
             return None
-        conn = await self._conn(pool)
-        if conn is None:
-            return None
+        conn = self._conns.get(pool)  # the common case: open, on this loop, no await
+        if (
+            not isinstance(conn, NodeConnection)
+            or conn.closed
+            or not conn.ready.done()
+            or self._loop is not asyncio.get_running_loop()
+        ):
+            conn = await self._conn(pool)
+            if conn is None:
+                return None
         try:
             replies = await conn.send(b"".join(pack(*c) for c in commands), len(commands))
         except (OSError, TimeoutError, ConnectionError):
