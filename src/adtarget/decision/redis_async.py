@@ -249,6 +249,10 @@ class AsyncUserReads:
         ):
             self._conns[pool] = UNSUPPORTED  # TLS or a custom class: redis-py's path only
             return None
+        # a slot-map refresh may bring new pools: forget the connections that died meanwhile
+        self._conns = {
+            p: c for p, c in self._conns.items() if not (isinstance(c, NodeConnection) and c.closed)
+        }
         conn = NodeConnection(loop, self._timeout)
         self._conns[pool] = conn
         hello: list[bytes] = []
