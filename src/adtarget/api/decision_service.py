@@ -8,6 +8,7 @@ from the container's stores, so every part is shared with the rest of the app.
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -127,7 +128,12 @@ def build_decision_service(
     remote = settings.profile_store == "redis" or settings.counter_store == "redis"
     inline = not (remote and settings.decide_in_thread)
     reads = None
-    if inline and settings.redis_async_reads and isinstance(engine.profiles, RedisProfileStore):
+    if (
+        inline
+        and settings.redis_async_reads
+        and isinstance(engine.profiles, RedisProfileStore)
+        and importlib.util.find_spec("hiredis") is not None  # the loop's reply parser
+    ):
         reads = AsyncUserReads(engine.profiles, timeout=settings.store_timeout_ms / 1000.0)
     return DecisionService(engine, inline=inline, format_names=catalog.format_names, reads=reads)
 

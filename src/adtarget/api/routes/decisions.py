@@ -71,7 +71,11 @@ async def _decide(service: DecisionService, req: DecisionRequest, timeout: float
         result: DecisionResult
         reads = service.reads
         if reads is not None:  # the user read on the loop; None: the engine reads it itself
-            user = await reads.read(req.user_id)
+            try:
+                user = await reads.read(req.user_id)
+            except Exception:  # a fault of the loop's read must not cost the answer
+                log.exception("reading the user on the event loop failed; the engine reads it")
+                user = None
             if user is not None:
                 result = service.engine.decide(req, user=user)
                 return result
