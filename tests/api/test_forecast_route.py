@@ -162,7 +162,7 @@ def test_a_forecast_split_across_processes_from_the_server_answers_alike(
 ) -> None:
     """The replay forked from a worker thread of the serving app (its event loop running in
     another thread) answers as the one replayed in process."""
-    import adtarget.decision.forecast as forecast_module
+    import adtarget.decision.forecast_replay as forecast_module
 
     client = TestClient(app)
     seeded = _seed(client)  # its campaign's budget is checked across the parts

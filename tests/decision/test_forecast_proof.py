@@ -149,23 +149,37 @@ def test_an_empty_log_says_so(world, tmp_path: Path) -> None:
     assert "no sampled requests" in answer["message"]
 
 
-def test_replaying_only_served_users_without_budgets_equals_the_full_replay(
+def test_the_twin_deciding_only_where_answers_can_differ_equals_the_full_replay(
     world, logged, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With no budget coupling users, the replay without the proposal decides a user's requests
-    only from the first one the proposal served (before it, it is told what was served);
-    forcing it to decide every request gives the same answer."""
+    """The replay without the proposal decides only the requests whose answer can differ
+    (``forecast_twin``: the proposal served, or a candidate whose counters or spend the two
+    replays made different; elsewhere it is told what was served); forcing it to decide every
+    request gives the same answer, with no budget, with the binding daily budget of a
+    competitor, and with capped competitors the proposal takes impressions from."""
     import adtarget.decision.forecast as forecast_module
 
-    prop = proposal(budget=None)
-    short = _forecast(world, logged, competitors(False), prop)
-    short.pop("elapsed_ms")
-    full_inputs = forecast_module._Inputs
-    monkeypatch.setattr(
-        forecast_module,
-        "_Inputs",
-        lambda *args, **kw: full_inputs(*args, **{**kw, "coupled": True}),
-    )
-    full = _forecast(world, logged, competitors(False), prop)
-    full.pop("elapsed_ms")
-    assert full == short
+    capped = [*competitors(), item(4, 'country = "CA"', priority=7, bid=2.0, cap=1)]
+    # below the proposal, on everyone, a daily budget that runs out: what the proposal takes
+    # from it is spent on other users' requests instead (its spend parts the two replays)
+    spent = [*competitors(), item(5, "", priority=8, bid=2.0, daily=1.0, pacing="asap")]
+    cases = [
+        (competitors(False), proposal(budget=None)),
+        (competitors(), proposal()),
+        (capped, proposal(budget=None)),
+        (spent, proposal(budget=None)),
+    ]
+    full_inputs = forecast_module.Inputs
+    for items, prop in cases:
+        monkeypatch.setattr(forecast_module, "Inputs", full_inputs)
+        short = _forecast(world, logged, items, prop)
+        short.pop("elapsed_ms")
+        monkeypatch.setattr(
+            forecast_module,
+            "Inputs",
+            lambda *args, **kw: full_inputs(*args, **{**kw, "twin_full": True}),
+        )
+        full = _forecast(world, logged, items, prop)
+        full.pop("elapsed_ms")
+        assert full == short
+        assert any(c["impressions_taken_from_it"] for c in short["contended"])
