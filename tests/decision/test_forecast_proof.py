@@ -154,9 +154,11 @@ def test_the_twin_deciding_only_where_answers_can_differ_equals_the_full_replay(
 ) -> None:
     """The replay without the proposal decides only the requests whose answer can differ
     (``forecast_twin``: the proposal served, or a candidate whose counters or spend the two
-    replays made different; elsewhere it is told what was served); forcing it to decide every
-    request gives the same answer, with no budget, with the binding daily budget of a
-    competitor, and with capped competitors the proposal takes impressions from."""
+    replays made different; elsewhere it is told what was served), and a request whose walk
+    examined only steady candidates is decided once per user (``forecast_walks``); forcing
+    both replays to decide every request gives the same answer, with no budget, with the
+    binding daily budget of a competitor, with capped competitors the proposal takes
+    impressions from, and with a budget spent elsewhere."""
     import adtarget.decision.forecast as forecast_module
 
     capped = [*competitors(), item(4, 'country = "CA"', priority=7, bid=2.0, cap=1)]
@@ -177,7 +179,7 @@ def test_the_twin_deciding_only_where_answers_can_differ_equals_the_full_replay(
         monkeypatch.setattr(
             forecast_module,
             "Inputs",
-            lambda *args, **kw: full_inputs(*args, **{**kw, "twin_full": True}),
+            lambda *args, **kw: full_inputs(*args, **{**kw, "twin_full": True, "walks_off": True}),
         )
         full = _forecast(world, logged, items, prop)
         full.pop("elapsed_ms")

@@ -140,6 +140,8 @@ class ReplayIndex:
         self._key: Key = ("", "")
         self._hit = False
         self._memo: dict[Key, Matches] = {}
+        # the positions at and after the proposal's: moving them up one is adding them again
+        self._above = ~((1 << self._at) - 1) if self._at is not None else 0
 
     def __len__(self) -> int:
         return len(self.items)
@@ -166,8 +168,7 @@ class ReplayIndex:
         if self._drop is not None:
             r = self._drop
             bits = (bits & ((1 << r) - 1)) | ((bits >> (r + 1)) << r)
-        if self._at is not None:
-            q = self._at
-            bits = (bits & ((1 << q) - 1)) | ((bits >> q) << (q + 1)) | (int(proposal_matches) << q)
+        if self._at is not None:  # (bits below q) | (bits from q) << 1 | proposal at q
+            bits += (bits & self._above) + (int(proposal_matches) << self._at)
         found = self._memo[key] = Listed(bits)
         return found

@@ -26,6 +26,7 @@ from adtarget.decision.forecast_index import ReplayIndex
 from adtarget.decision.forecast_reach import PROGRESS_EVERY, Reach
 from adtarget.decision.forecast_spend import Charge, FixedSpend, Read, ReplaySpend, parts_agree
 from adtarget.decision.forecast_twin import Divergence
+from adtarget.decision.forecast_walks import Walks
 from adtarget.decision.forecast_window import Replayed
 from adtarget.decision.index import LineItemIndex
 from adtarget.decision.models import LiveLineItem, PodSpec
@@ -66,6 +67,8 @@ class Inputs:
     """Competitors whose budget may bind in this replay (``forecast_twin.binding``)."""
     twin_full: bool = False
     """The replay without the proposal decides every request (tests: it answers the same)."""
+    walks_off: bool = False
+    """Every request is decided, none reuses a kept answer (tests: it answers the same)."""
     now: datetime | None = None
     """The forecast's current time (delivered spend is read as of it for forked parts)."""
     twins: dict[str, tuple[dict[str, Any] | None, dict[int, float]]] | None = None
@@ -240,10 +243,17 @@ def _replay_part(
     the spend read and charged; ``done(rows)``: progress."""
     engine, sim = _engine(index, inputs, timezones, record)
     twin, twin_sim = _engine(without, inputs, timezones, record)
-    budgeted = frozenset(it.id for it in index.items if has_budget(it))
+    # spend is charged where a check could notice it: a budget that cannot bind passes every
+    # check whatever the replay charges it (``forecast_twin.binding`` bounds all it could)
+    budgeted = inputs.binding | ({proposal.id} if has_budget(proposal) else frozenset())
     fresh: dict[str, dict[int, float]] = {}  # twin totals of the users not known
     differ = Divergence(index.items, proposal.id, inputs.binding, inputs.twin_full)
     same = differ.same
+    of_user = differ.of_user
+    first, last = (rows[0].ts, rows[-1].ts) if rows else (0.0, 0.0)
+    ours = inputs.binding | {proposal.id}  # the proposal's own budget may bind
+    walks = Walks(index.items, index.facts, ours, first, last, inputs.walks_off)
+    twin_walks = Walks(without.items, without.facts, ours, first, last, inputs.walks_off)
     reads = sim.reads
     served_with: dict[int, float] = {}
     pid = proposal.id
@@ -261,7 +271,14 @@ def _replay_part(
             shape = shapes[(r.formats, r.pod)] = _shape(r)
         was_read = len(reads)
         matched = index.matched((uid, r.context), hit, features)
-        picks = _decide(engine, sim, index, r, shape, matched, budgeted)
+        walk = (uid, r.context, r.formats, r.limit) if r.pod is None else None
+        picks = walks.kept.get(walk) if walk is not None else None
+        if picks is None:
+            picks = _decide(engine, sim, index, r, shape, matched, budgeted)
+            if walk is not None:
+                walks.keep(walk, matched.bits, picks, r.limit)
+        elif picks and budgeted:  # decided before, by a walk nothing can change: charge it
+            _charge(sim, picks, r, budgeted)
         weight = 1.0 / r.sample_rate
         got = False
         for it, _ in picks:
@@ -277,10 +294,19 @@ def _replay_part(
             if (
                 got
                 or (hit and r.pod)
-                or not same(uid, matched.bits, picks, r.limit, r.pod is not None)
+                or (
+                    (uid in of_user or differ.spent)
+                    and not same(uid, matched.bits, picks, r.limit, r.pod is not None)
+                )
             ):
                 bare = without.matched((uid, r.context), False, features)
-                alone = _decide(twin, twin_sim, without, r, shape, bare, budgeted)
+                alone = twin_walks.kept.get(walk) if walk is not None else None
+                if alone is None:
+                    alone = _decide(twin, twin_sim, without, r, shape, bare, budgeted)
+                    if walk is not None:
+                        twin_walks.keep(walk, bare.bits, alone, r.limit)
+                elif alone and budgeted:
+                    _charge(twin_sim, alone, r, budgeted)
                 differ.parted(uid, picks, alone)
                 for it, _ in alone:
                     mine[it.id] = mine.get(it.id, 0.0) + weight
@@ -288,9 +314,12 @@ def _replay_part(
                 if record:  # the twin would have read what this walk read (parts_agree)
                     twin_sim.reads.extend(reads[was_read:])
                 if picks:
-                    twin_sim.advance(r.ts)
-                    _charge(twin_sim, picks, r, budgeted)
-                    twin.record_served([it for it, _ in picks], uid, r.ts)
+                    if budgeted:
+                        twin_sim.advance(r.ts)
+                        _charge(twin_sim, picks, r, budgeted)
+                    capped = [it for it, _ in picks if it.caps]
+                    if capped:
+                        twin.record_served(capped, uid, r.ts)
                     for it, _ in picks:
                         mine[it.id] = mine.get(it.id, 0.0) + weight
         if i % PROGRESS_EVERY == 0:
@@ -382,7 +411,7 @@ def _decide(
 
     The engine's own walk (``DecisionEngine.serve_matched``: eligibility, pods, creatives,
     caps) on ``matched``, the replay index's match for (user, context), memoized
-    (``ReplayIndex.matched``); ``budgeted``: the line items whose spend is read."""
+    (``ReplayIndex.matched``); ``budgeted``: the line items whose spend is charged."""
     sim.advance(r.ts)
     walked = cast(LineItemIndex, index)  # what the walk reads: items, facts, rule_dims
     picks = engine.serve_matched(
@@ -401,9 +430,11 @@ def _charge(
 ) -> None:
     """Charge what ``r`` served to the replay's spend, at the row's weight.
 
-    Only line items with a budget (their own or their campaign's: ``has_budget``) are charged:
-    the engine reads spend for no other, and a campaign with a budget makes each of its line
-    items budgeted, so its spend is complete."""
+    Only ``budgeted`` line items are charged: those whose budget (their own or their
+    campaign's) may bind in the replay (``forecast_twin.binding``), and the proposal's. The
+    engine reads spend for no other line item, or for one whose every check passes whatever the
+    replay charges it; a campaign with a budget makes each of its line items budgeted and binds
+    for all of them alike, so its spend is complete."""
     weight = 1.0 / r.sample_rate
     when: datetime | None = None
     for it, _ in picks:

@@ -31,10 +31,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from adtarget.decision.eligibility import PACING_HEADROOM, SpendSource, has_budget
+from adtarget.decision.forecast_walks import examined
 from adtarget.decision.models import LiveLineItem
 from adtarget.decision.pods import replayed_pod
 
-Picks = Sequence[tuple[LiveLineItem, int]]
+Picks = list[tuple[LiveLineItem, int]]
 
 
 class Divergence:
@@ -87,11 +88,8 @@ class Divergence:
         diverged = self.of_user.get(user_id, 0) | self.spent
         if not diverged:
             return True
-        if not pod and picks and len(picks) >= limit:
-            last = self.position_of[picks[-1][0].id]
-            matched &= (2 << last) - 1
-        elif not pod and limit <= 0:
-            return True  # the walk stops before its first candidate
+        if not pod:
+            matched = examined(matched, picks, limit, self.position_of)
         return not matched & diverged
 
     def parted(self, user_id: str, with_it: Picks, without: Picks) -> None:
