@@ -82,6 +82,8 @@ def test_redis_profiles_loaded_from_snapshot_match(
         }
     assert from_redis.get("nobody") is None
     assert from_redis.version() == snap.version
+    ids = ["u3", "nobody", "u1", "u2"] * 700  # several pipelines of GET_MANY_BATCH
+    assert from_redis.get_many(ids) == [from_redis.get(u) for u in ids]
     from_redis.close()
     client.close()
 

@@ -114,6 +114,10 @@ def test_decisions_and_caps_equal_single_redis(
             u["country"] == "US" for u in USERS.values()
         )  # line item 1: exactly its cap of 2 per US user
         assert on_cluster.status()["profiles"] == "closed"
+        ids = [*sorted(USERS), "nobody"]  # a batch read spans every master
+        many = on_cluster.profiles.get_many(ids)  # type: ignore[attr-defined]
+        assert many == [on_single.profiles.get(u) for u in ids] and many[-1] is None
+        assert sum(p is not None for p in many) == len(USERS)
     finally:
         on_cluster.close()
         on_single.close()

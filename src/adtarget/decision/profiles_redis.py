@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -44,6 +44,8 @@ UserRead = tuple[dict[str, Any] | None, str | None, dict[str, int] | None]
 the user by ``cap_key`` (``None`` when counters were not read with the profile)."""
 ReadPlan = tuple[str, str, list[tuple[Any, ...]]]
 """What reading a user takes: the live version, the profile key, the commands."""
+GET_MANY_BATCH = 1000
+"""Profiles ``RedisProfileStore.get_many`` asks for in one round trip."""
 
 
 class RedisProfileStore:
@@ -190,6 +192,22 @@ class RedisProfileStore:
     def get(self, user_id: str) -> dict[str, Any] | None:
         """The user's features in the live version, or ``None`` if unknown."""
         return self.lookup(user_id)[0]
+
+    def get_many(self, user_ids: Iterable[str]) -> list[dict[str, Any] | None]:
+        """``get`` of many users from one version, ``GET_MANY_BATCH`` ``HGETALL`` per round
+        trip (a pipeline; in a cluster, one per node): the forecast reads every sampled user's
+        profile, 100,000 of them, which one round trip each made seconds of waiting."""
+        ids = list(user_ids)
+        version = self.version()
+        if version is None:
+            return [None] * len(ids)
+        out: list[dict[str, Any] | None] = []
+        for start in range(0, len(ids), GET_MANY_BATCH):
+            pipe = self._client.pipeline(transaction=False)
+            for uid in ids[start : start + GET_MANY_BATCH]:
+                pipe.hgetall(user_key(self.prefix, version, uid))
+            out.extend(map(_features, pipe.execute()))
+        return out
 
     def close(self) -> None:
         """Release the connections."""
