@@ -19,6 +19,7 @@ from tests.audience.conftest import build, population
 from tests.rules.strategies import RULES
 
 from adtarget.audience import dense, dense_rules
+from adtarget.audience.results import ResultCache
 from adtarget.audience.store import SnapshotStore
 from adtarget.rules.ast import Rule
 from adtarget.rules.eval_python import compile_rule
@@ -144,8 +145,9 @@ def test_words_become_the_same_bitmap(density: float) -> None:
 
 
 def test_kept_clauses_answer_like_fresh_ones(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """With a snapshot's result cache, each clause of an ``and`` is kept as words: a rule
-    edited in one clause reads the others from there and still counts exactly."""
+    """With a snapshot's result cache, a clause of an ``and`` is kept as words from its second
+    use on (the first only marks it seen): a rule edited in one clause reads the others from
+    there, a clause asked once keeps no words, and every count is exact."""
     from adtarget.rules.parse import parse
 
     users = population(700, seed=8)
@@ -156,13 +158,34 @@ def test_kept_clauses_answer_like_fresh_ones(tmp_path_factory: pytest.TempPathFa
         'country in ("US","CA") and age between 1 and 4 and not (genres has any ("news"))',
         'country in ("US","CA") and age between 1 and 3 and not (genres has any ("news"))',
         'country in ("US","CA") and age between 1 and 3 and not (genres has any ("news"))',
+        'country in ("US","CA") and age between 1 and 3 and not (genres has any ("news"))',
     ]
+    kept_after: list[list[str]] = []
     for text in texts:
         rule = parse(text)
         fn = compile_rule(rule)
         kept = _forced_count_memo(index, rule, snap.results)
         assert kept == sum(1 for u in users if fn(u)), text
-    assert snap.results.hits >= 3  # `in` kept for the edit, `in` and the range for the repeat
+        kept_after.append(_kept_clauses(snap.results, rule))
+    assert kept_after == [
+        [],  # first sight of every clause: nothing kept
+        ['country in ("US", "CA")'],  # the `in` asked again; the new range only marked
+        ['age between 1 and 3', 'country in ("US", "CA")'],
+        ['age between 1 and 3', 'country in ("US", "CA")'],
+    ]
+    assert len(snap.results) == 3  # the two kept clauses and the range asked once (a marker)
+
+
+def _kept_clauses(results: ResultCache, rule: Rule) -> list[str]:
+    """The clauses of ``rule`` whose words ``results`` keeps."""
+    from adtarget.rules.ast import And
+
+    assert isinstance(rule, And)
+    out = []
+    for c in rule.children:
+        if isinstance(results.peek((dense_rules.KeptWords, c)), dense_rules.KeptWords):
+            out.append(to_text(c))
+    return sorted(out)
 
 
 def _forced_count_memo(index: dense_rules.DenseIndex, rule: Rule, memo: object) -> int:

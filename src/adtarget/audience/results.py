@@ -64,6 +64,12 @@ class ResultCache:
                 self.used[key] = self.stamp
             return hit[0]
 
+    def peek(self, key: Any) -> AbstractBitMap | None:
+        """The cached result of ``key`` without counting a hit or a miss (tests)."""
+        with self._lock:
+            hit = self._lru.get(key)
+        return None if hit is None else hit[0]
+
     def __setitem__(self, key: Any, bm: AbstractBitMap) -> None:
         self.put(key, bm, self.stamp)
 
