@@ -17,6 +17,10 @@ Beside baselines run in the same process, on the same generated population
   that follow the log beside the same live shards answered in this process (equal counts);
 - ``--hosts-sweep``: sizes (same and edited rules) through 1, 2, ... ``--nodes`` shard hosts, so
   the added cost per host call can be read off;
+- ``--breakdown``: where one fan-out request's time goes (the driver's submissions, the hosts
+  starting, their own work, the answers coming back), for the same rule and for new edited rules;
+- ``--shard-alone``: edited rules on one shard in this process (fresh caches, as a host opens
+  it): the per-shard work a host does once per shard it serves;
 - ``--workers-sweep``: the Ray build again on clusters of 1 and 2 one-CPU nodes (rows/s per
   worker, for the scaling line).
 
@@ -36,8 +40,10 @@ fit one process on this machine). Run under ``flock /tmp/adtarget-heavy.lock``:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import ipaddress
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -58,7 +64,13 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from adtarget.audience.fanout import LocalFanout  # noqa: E402
 from adtarget.audience.live import encode  # noqa: E402
-from adtarget.audience.ray_runtime import RayFanout, retire_set  # noqa: E402
+from adtarget.audience.ray_runtime import (  # noqa: E402
+    COUNT,
+    DIGEST,
+    QUESTION,
+    RayFanout,
+    retire_set,
+)
 from adtarget.audience.service import overlap_rules, size_rule  # noqa: E402
 from adtarget.audience.shard_follow import ShardFollower  # noqa: E402
 from adtarget.audience.sharded import ShardedSnapshot  # noqa: E402
@@ -144,6 +156,32 @@ def duckdb_overlap(con: Any, data: Path) -> tuple[list[list[int]], float]:
     for (i, j), c in zip(cells, row, strict=True):
         out[i][j] = out[j][i] = int(c)
     return out, secs
+
+
+def duckdb_stage(
+    data: Path, matrix: list[list[int]], ray_count: int, ray_times: list[float], queries: int
+) -> bool:
+    """The overlap matrix in one DuckDB scan and the rule counted ``queries`` times by DuckDB
+    over the Parquet file, beside the sharded answers; returns whether anything differed."""
+    con = duckdb.connect()
+    duck_ov, duck_ov_s = duckdb_overlap(con, data)
+    print(
+        f"overlap duckdb (one scan) {duck_ov_s * 1000:.0f} ms, "
+        f"{'same' if duck_ov == matrix else 'DIFFERENT'} matrix"
+    )
+    where, params = to_sql(parse(RULE), registry=REGISTRY, dialect="duckdb")
+    duck_times = []
+    duck_count = -1
+    for _ in range(queries):
+        t = time.perf_counter()
+        sql = f"SELECT count(*) FROM read_parquet('{data}') WHERE {where}"
+        duck_count = con.execute(sql, params).fetchone()[0]  # type: ignore[index]
+        duck_times.append(time.perf_counter() - t)
+    print(
+        f"size   duckdb parquet: count {duck_count:,}, p50 {pct(duck_times, 50):.1f} ms; "
+        f"ray actors {pct(duck_times, 50) / pct(ray_times, 50):.0f}x faster"
+    )
+    return duck_ov != matrix or duck_count != ray_count
 
 
 def edited_rules(n: int) -> list[str]:
@@ -281,6 +319,57 @@ def time_counts(fan: Any, rule: Rule, queries: int, **kw: Any) -> tuple[int, lis
         count = fan.count(rule, **kw)
         times.append(time.perf_counter() - t)
     return count, times
+
+
+def breakdown(fan: RayFanout, rules: list[Rule], label: str) -> None:
+    """Where one fan-out request's time goes, p50 over ``rules`` (one request each): the
+    driver submitting every host's call, the first and the last host starting it, the
+    longest host's own work, and the last answer reaching the driver. Host times come from
+    ``_ShardHost.ask_timed`` (wall clock: every process is on this one machine)."""
+    import ray
+
+    rows = []
+    for rule in rules:
+        blob = pickle.dumps(rule, protocol=pickle.HIGHEST_PROTOCOL)
+        digest = hashlib.blake2b(blob, digest_size=DIGEST).digest()
+        msg = QUESTION.pack(COUNT, True, 0, True) + digest + blob
+        t0 = time.time()
+        refs = [a.ask_timed.remote(msg) for a in fan.actors]
+        t1 = time.time()
+        answers = ray.get(refs)
+        t2 = time.time()
+        starts = [a[1] - t0 for a in answers]
+        rows.append(
+            (
+                t2 - t0,
+                t1 - t0,
+                min(starts),
+                max(starts),
+                max(a[2] - a[1] for a in answers),
+                t2 - t0 - max(a[2] - t0 for a in answers),
+            )
+        )
+    p50 = np.percentile(np.array(rows) * 1000, 50, axis=0)
+    print(
+        f"where  {label}, {len(fan.actors)} hosts, p50 of {len(rules)}: request {p50[0]:.2f} ms ="
+        f" submit {p50[1]:.2f}, first host starts {p50[2]:.2f}, last host starts {p50[3]:.2f},"
+        f" longest host work {p50[4]:.2f}, last answer back {p50[5]:.2f} ms after it ended"
+    )
+
+
+def shard_alone(sharded: ShardedSnapshot, queries: int) -> None:
+    """The per-shard work of an edited rule, in this process: shard 0 opened afresh (its own
+    caches, as a host opens it), every edited rule new to it, beside the same shard asked
+    the same rule again."""
+    shard = ShardedSnapshot(sharded.path).shard(0)
+    _, same = time_sizes(shard, max(10, queries // 4))
+    _, edits = time_edits(shard, queries)
+    print(
+        f"shard  one shard in this process ({shard.num_users:,} users): edited rules p50 "
+        f"{pct(edits, 50):.2f} ms, p99 {pct(edits, 99):.2f} ms; the same rule again p50 "
+        f"{pct(same, 50):.2f} ms; x{sharded.num_shards} shards = "
+        f"{pct(edits, 50) * sharded.num_shards:.1f} ms of work for an edited rule in all"
+    )
 
 
 def updates_stage(
@@ -454,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shards", type=int, default=4)
     ap.add_argument("--nodes", type=int, default=3)
     ap.add_argument("--queries", type=int, default=200)
-    ap.add_argument("--duckdb-queries", type=int, default=3)
+    ap.add_argument("--duckdb-queries", type=int, default=3, help="0: no DuckDB stage")
     ap.add_argument("--object-store-mb", type=int, default=200)
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--reuse", action="store_true", help="keep an existing population.parquet")
@@ -466,6 +555,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--http", action="store_true", help="sizes through adtarget serve on ray")
     ap.add_argument("--updates", type=int, default=0, help="real-time updates to follow")
     ap.add_argument("--hosts-sweep", action="store_true", help="sizes with 1..nodes hosts")
+    ap.add_argument("--breakdown", action="store_true", help="where a fan-out's time goes")
+    ap.add_argument(
+        "--shard-alone", action="store_true", help="edited rules on one shard in this process"
+    )
     ap.add_argument("--py-spy", type=Path, default=None, help="profile the hosts (edited rules)")
     ap.add_argument("--py-spy-seconds", type=float, default=10.0)
     args = ap.parse_args(argv)
@@ -556,6 +649,11 @@ def main(argv: list[str] | None = None) -> int:
             f"size   ray {args.shards} shards, edited rules: p50 {pct(ray_edits[1], 50):.2f} ms,"
             f" p99 {pct(ray_edits[1], 99):.2f} ms"
         )
+        if args.breakdown:
+            same_rule = parse(RULE)
+            breakdown(fan, [same_rule] * args.queries, "the same rule")
+            fresh = [parse(r) for r in edited_rules(2 * args.queries)[args.queries :]]
+            breakdown(fan, fresh, "edited rules")
         if single_times and single_edits:
             added = pct(ray_times, 50) - pct(single_times, 50)
             print(
@@ -567,35 +665,27 @@ def main(argv: list[str] | None = None) -> int:
             single_count is not None and ray_count != single_count
         )
         mismatch |= single_edits is not None and ray_edits[0] != single_edits[0]
+        if single_edits is None:  # no one-process answers: the first edits against the shards here
+            here = LocalFanout(ShardedSnapshot(sharded.path))
+            checked = [here.count(parse(r)) for r in edited_rules(20)]
+            mismatch |= checked != ray_edits[0][:20]
+            same = checked == ray_edits[0][:20]
+            print(f"check  first 20 edited rules: counts equal the shards in process: {same}")
         off += check_loopback("after sizing through the actors")
         ov_times = []
         for _ in range(3):
             t = time.perf_counter()
             ov = overlap_rules(snapshot=sharded, rules=OVERLAP_RULES, min_size=0)
             ov_times.append(time.perf_counter() - t)
-        con = duckdb.connect()
-        duck_ov, duck_ov_s = duckdb_overlap(con, data)
-        mismatch |= duck_ov != ov["matrix"]
         print(
             f"overlap {len(OVERLAP_RULES)} rules through ray: first {ov_times[0] * 1000:.0f} ms, "
-            f"again {min(ov_times[1:]) * 1000:.0f} ms (diagonal {ov['sizes'][:3]}...); "
-            f"duckdb (one scan) {duck_ov_s * 1000:.0f} ms, "
-            f"{'same' if duck_ov == ov['matrix'] else 'DIFFERENT'} matrix"
+            f"again {min(ov_times[1:]) * 1000:.0f} ms (diagonal {ov['sizes'][:3]}...)"
         )
-        where, params = to_sql(parse(RULE), registry=REGISTRY, dialect="duckdb")
-        duck_times = []
-        duck_count = -1
-        for _ in range(args.duckdb_queries):
-            t = time.perf_counter()
-            sql = f"SELECT count(*) FROM read_parquet('{data}') WHERE {where}"
-            duck_count = con.execute(sql, params).fetchone()[0]  # type: ignore[index]
-            duck_times.append(time.perf_counter() - t)
-        mismatch |= duck_count != ray_count
-        print(
-            f"size   duckdb parquet: count {duck_count:,}, p50 {pct(duck_times, 50):.1f} ms; "
-            f"ray actors {pct(duck_times, 50) / pct(ray_times, 50):.0f}x faster"
-        )
+        if args.duckdb_queries:  # 0: no DuckDB scans (a minute of both cores at 100M users)
+            mismatch |= duckdb_stage(data, ov["matrix"], ray_count, ray_times, args.duckdb_queries)
         fan.retire()
+        if args.shard_alone:
+            shard_alone(sharded, args.queries)
         if args.hosts_sweep:
             for h in range(1, args.nodes + 1):
                 swept = RayFanout(sharded, address=address, deadline_s=30.0, hosts=h)

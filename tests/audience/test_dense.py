@@ -170,8 +170,8 @@ def test_kept_clauses_answer_like_fresh_ones(tmp_path_factory: pytest.TempPathFa
     assert kept_after == [
         [],  # first sight of every clause: nothing kept
         ['country in ("US", "CA")'],  # the `in` asked again; the new range only marked
-        ['age between 1 and 3', 'country in ("US", "CA")'],
-        ['age between 1 and 3', 'country in ("US", "CA")'],
+        ["age between 1 and 3", 'country in ("US", "CA")'],
+        ["age between 1 and 3", 'country in ("US", "CA")'],
     ]
     assert len(snap.results) == 3  # the two kept clauses and the range asked once (a marker)
 
