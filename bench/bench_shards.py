@@ -530,6 +530,20 @@ def time_sizes(snapshot: Any, queries: int) -> tuple[int, list[float]]:
     return count, times
 
 
+def stages(job: dict[str, Any]) -> str:
+    """A Ray build's wall seconds per stage and the seconds its tasks ran (``busy``: the
+    tasks' seconds over the stage's wall times the workers)."""
+    report = job.get("report", {})
+    secs = report.get("seconds", {})
+    tasks = report.get("task_seconds", {})
+    workers = int(report.get("workers", 1))
+    parts = [f"{k} {v:.1f}s" for k, v in secs.items()]
+    for k in ("read", "build"):
+        if k in tasks and secs.get(k):
+            parts.append(f"{k} tasks {tasks[k]:.1f}s (busy {tasks[k] / (secs[k] * workers):.0%})")
+    return "stages: " + ", ".join(parts)
+
+
 def ray_build(work: Path, data: Path, address: str, shards: int, tag: str) -> dict[str, Any]:
     cfg = Settings(data_dir=work / tag, actor="bench", ray_address=address)
     with WorkerPeak() as peak:
@@ -613,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"({job['rows_accepted'] / secs:,.0f} rows/s, {job['report']['pieces']} pieces), "
                 f"accepted {job['rows_accepted']:,}, rejected {job['rows_rejected']:,}; peak RSS "
                 f"per worker {peak.peak_worker / 2**20:,.0f} MB, "
-                f"all Ray processes {peak.peak_total / 2**30:.1f} GB"
+                f"all Ray processes {peak.peak_total / 2**30:.1f} GB; {stages(job)}"
             )
         store = SnapshotStore(built["cfg"].snapshots_dir)
         sharded = store.current()
@@ -726,7 +740,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"sweep  {n} worker(s): {built['seconds']:.1f}s, {rate:,.0f} rows/s, "
                     f"{rate / n:,.0f} rows/s per worker, peak RSS per worker "
-                    f"{built['peak'].peak_worker / 2**20:,.0f} MB"
+                    f"{built['peak'].peak_worker / 2**20:,.0f} MB; {stages(built['job'])}"
                 )
                 off += check_loopback(f"after the {n}-worker build")
             finally:

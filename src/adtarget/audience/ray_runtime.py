@@ -659,8 +659,15 @@ def map_pieces(
     on system failures); an exception raised by ``fn`` itself fails the whole map.
     """
     ray = ray_module()
-    ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-    out = ds.map(fn, num_cpus=1).take_all()
+    # Without per-operator resource reservation: with it, Ray Data held this one-operator map
+    # to about one task at a time on a 2-CPU cluster (4 tasks of 1.5 s: 4.25 s, starts at
+    # 0 / 1.0 / 1.6 / 2.7 s; without: 3.11 s, starts 0 / 0 / 1.5 / 1.5 s), so a second worker
+    # sped the read up by far less than twice. The context is a copy, sealed into this dataset.
+    ctx = ray.data.DataContext.get_current().copy()
+    ctx.op_resource_reservation_enabled = False
+    with ray.data.DataContext.current(ctx):
+        ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+        out = ds.map(fn, num_cpus=1).take_all()
     return sorted(out, key=lambda r: int(r["piece"]))
 
 

@@ -111,11 +111,21 @@ def run_ray_build(
         crash=os.environ.get(CRASH_ENV) or None,
     )
     published = False
+    clock = time.perf_counter()
+    seconds: dict[str, float] = {}
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[stage] = round(now - clock, 3)
+        clock = now
+
     try:
         counter.add(0, 0, stage="reading")
         read = map_pieces(
             functools.partial(read_piece_task, ctx), [{"piece": p.index} for p in pieces]
         )
+        lap("read")
         counter.add(0, sum(int(r["rejected"]) for r in read), stage="building")
         try:
             built = run_tasks(build_shard_task, [(ctx, k) for k in range(shards)])
@@ -125,6 +135,7 @@ def run_ray_build(
                 field="shard",
                 shard=exc.index,
             ) from None
+        lap("build")
         offsets = _line_offsets(fmt, read, header_lines=ctx.header.count(b"\n"))
         dup_rejects = _duplicate_rejects(ctx, built, run_tasks)
         _write_quarantine(quarantine, staged, offsets, dup_rejects)
@@ -133,6 +144,7 @@ def run_ray_build(
         report = finish_report(job, settings, counter, quarantine, specs, new_dims)
         report["shards"] = shards
         report["pieces"] = len(pieces)
+        report["workers"] = workers
         check_ratio(settings, counter, report)
         shutil.rmtree(staged / PARTS, ignore_errors=True)
         write_manifest(
@@ -144,9 +156,18 @@ def run_ray_build(
             extra={"engine": "ray"},
         )
         previous = base.version if base is not None else None
+        lap("finish")
         counter.add(0, 0, stage="publishing")
         publish_upload(job, settings, session_factory, store, staged, previous, new_dims, opts)
         published = True
+        lap("publish")
+        # wall seconds per stage, and the seconds the read and build tasks themselves took
+        # (their sum over the stage's wall times the workers: how busy the workers were)
+        report["seconds"] = seconds
+        report["task_seconds"] = {
+            "read": round(sum(float(r["seconds"]) for r in read), 3),
+            "build": round(sum(float(b["seconds"]) for b in built), 3),
+        }
         succeed_job(
             job.id, session_factory, counter, quarantine, report, snapshot=None, previous=previous
         )

@@ -12,6 +12,7 @@ import dataclasses
 import os
 import shutil
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,7 @@ def _read(ctx: BuildContext, piece: Piece) -> tuple[Iterator[ReadBatch], int]:
 
 def read_piece_task(ctx: BuildContext, item: dict[str, Any]) -> dict[str, Any]:
     """Ray Data map: read + validate one piece, write its rows per shard and its rejects."""
+    t0 = time.perf_counter()
     piece = ctx.pieces[int(item["piece"])]
     batches, newlines = _read(ctx, piece)
     validator = _validator(ctx)
@@ -119,6 +121,7 @@ def read_piece_task(ctx: BuildContext, item: dict[str, Any]) -> dict[str, Any]:
         "piece": piece.index,
         "newlines": newlines,
         "rejected": len(rejects),
+        "seconds": time.perf_counter() - t0,
     }
 
 
@@ -192,6 +195,7 @@ def _maybe_crash(ctx: BuildContext, k: int) -> None:
 def build_shard_task(ctx: BuildContext, k: int) -> dict[str, Any]:
     """Ray task: drop duplicate ids in file order and build shard ``k`` as a normal snapshot."""
     _maybe_crash(ctx, k)
+    t0 = time.perf_counter()
     src = Path(ctx.staged) / PARTS / shard_name(k)
     files = sorted(src.glob("piece-*.arrow")) if src.is_dir() else []
     # memory-mapped: the parts are read from the page cache, not copied onto the heap
@@ -216,7 +220,7 @@ def build_shard_task(ctx: BuildContext, k: int) -> dict[str, Any]:
             builder.add_batch(batch)
         del keep
     builder.finish()
-    return {"shard": k, "accepted": accepted, "dups": dups}
+    return {"shard": k, "accepted": accepted, "dups": dups, "seconds": time.perf_counter() - t0}
 
 
 def _first_in_file_order(table: pa.Table) -> tuple[pa.Table, list[tuple[int, int]]]:
