@@ -142,6 +142,8 @@ def live_rows(session: Session, ids: Collection[int] | None = None) -> Sequence[
         .order_by(LineItem.id),
         ids,
     )
+    if ids is not None:  # a patch's few rows: one fetch (a server-side cursor, which
+        return session.execute(query).all()  # ``yield_per`` makes on PostgreSQL, is 2 more trips)
     return session.execute(query.execution_options(yield_per=FETCH_ROWS)).all()
 
 
