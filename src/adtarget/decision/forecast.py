@@ -206,7 +206,7 @@ def _forecast(
     context_keys = {k for ctx in reach.contexts.values() for k in ctx}
     live_matches = LiveMatches(live, cache, reach.profile_of, context_keys)
     replay_users = set(reach.users)
-    replayed = rows_of(_of_users(table, replay_users))
+    replayed = rows_of(table.filter(reach.rows))
     competitors = _competitors(live_matches, replayed, reach, proposal.id)
     binds = binding(competitors, table, spend, now, proposal)
     if binds:  # their budgets are spent on their other users too: replay those as well

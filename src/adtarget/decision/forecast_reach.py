@@ -40,6 +40,8 @@ class Reach:
     pairs: set[tuple[str, str]] | None = None
     """Matching (user, context) pairs; ``None``: the rule reads no context, every request of
     a user in ``users`` matches."""
+    rows: pa.BooleanArray | None = None
+    """Per row of the table, whether its user is in ``users`` (the rows to replay)."""
 
     def matches(self, user_id: str, context: str) -> bool:
         """Whether a request of ``user_id`` in ``context`` (JSON text) matches the rule."""
@@ -115,7 +117,9 @@ def find_reach(
     profile_rule, pair_rule = _split(proposal.rule, context_keys)
     profile_part = _by_projection(profile_rule) if profile_rule is not None else None
     by_pair = compile_rule(pair_rule) if pair_rule is not None else None
-    users = pc.unique(table.column("user_id")).to_pylist()
+    # user ids hashed once: the distinct users, and each row's user as their position
+    encoded = pc.dictionary_encode(table.column("user_id").combine_chunks())
+    users = encoded.dictionary.to_pylist()
     profile_of = reach.profile_of
     get_many = getattr(profiles, "get_many", None)  # a batch read, when the store has one
     if get_many is None:
@@ -132,9 +136,10 @@ def find_reach(
         else:
             reach.users.update(compress(chunk, map(profile_part, profs)))
     if by_pair is None or not reach.users:
+        reach.rows = _rows_of(encoded, users, reach.users)
         return reach
-    mine = table.filter(pc.is_in(table.column("user_id"), pa.array(sorted(reach.users))))
-    pairs = mine.select(["user_id", "context"]).group_by(["user_id", "context"]).aggregate([])
+    mine = table.select(["user_id", "context"]).filter(_rows_of(encoded, users, reach.users))
+    pairs = mine.group_by(["user_id", "context"]).aggregate([])
     uids, ctxs = pairs.column("user_id").to_pylist(), pairs.column("context").to_pylist()
     reach.pairs, reach.users = set(), set()
     for i, (uid, ctx) in enumerate(zip(uids, ctxs, strict=True)):
@@ -143,4 +148,11 @@ def find_reach(
             reach.users.add(uid)
         if progress is not None and i % PROGRESS_EVERY == 0:
             progress("matching requests", i, len(uids))
+    reach.rows = _rows_of(encoded, users, reach.users)
     return reach
+
+
+def _rows_of(encoded: pa.DictionaryArray, users: list[str], chosen: set[str]) -> pa.Array:
+    """Whether each row's user (``encoded``: positions in ``users``) is in ``chosen``."""
+    among = pa.array([u in chosen for u in users], pa.bool_())
+    return pc.take(among, encoded.indices)
