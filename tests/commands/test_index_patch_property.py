@@ -1,7 +1,9 @@
 """Property: after any sequence of catalog commands (create, update, pause, undo, redo, attach,
-detach, bulk), the index patched from the change log answers every generated request exactly
-as an index rebuilt from scratch: the same live line items, the same not-live reasons, the same
-matches in the same rank order — on SQLite and on real PostgreSQL.
+detach, bulk, a rule segment's rule edited), the index patched from the change log answers
+every generated request exactly as an index rebuilt from scratch: the same live line items, the
+same not-live reasons, the same matches in the same rank order — on SQLite and on real
+PostgreSQL. (A patch keeps the segments it read until a change touches one:
+``catalog/patch_reads.py``; line items targeting the rule segment ``fans`` check that.)
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import select
 
+from adtarget.catalog.tables import Creative, LineItem, Segment
 from adtarget.commands.catalog_commands import CatalogWriter
 from adtarget.decision.index_holder import IndexHolder
 from adtarget.decision.patched_index import differences
@@ -24,8 +28,17 @@ from .conftest import Factory, open_factory
 from .test_undo_property import TAIL, _apply, _base, op
 
 TARGETING = st.sampled_from(
-    ["", 'country in ("US")', 'country = "CA"', 'not country in ("US", "CA")', 'country = "MX"']
+    [
+        "",
+        'country in ("US")',
+        'country = "CA"',
+        'not country in ("US", "CA")',
+        'country = "MX"',
+        'segment("fans")',
+        'not segment("fans") and not country = "FR"',
+    ]
 )
+FANS = st.sampled_from(['country = "US"', 'country in ("CA", "MX")', 'not country = "US"'])
 go_live = st.one_of(
     st.tuples(
         st.just("li_update"),
@@ -45,6 +58,7 @@ go_live = st.one_of(
         st.fixed_dictionaries({"status": st.just("active")}),
     ),
     st.tuples(st.just("attach"), st.integers(0, 5), st.integers(0, 5)),
+    st.tuples(st.just("fans"), FANS),
 )
 step = st.tuples(st.one_of(op, go_live, go_live), TAIL)
 REQUESTS = [{}, {"country": "US"}, {"country": "CA"}, {"country": "MX"}, {"country": "FR"}]
@@ -66,8 +80,35 @@ def _check(holder: IndexHolder, fac: Factory) -> None:
         assert _ranked(patched, features) == _ranked(rebuilt, features)
 
 
+def _fans(fac: Factory) -> int:
+    """The rule segment ``fans`` and a live line item targeting it, at the start of every
+    example (written by another actor than the test's, so its undo cannot reach them)."""
+    seed = CatalogWriter(fac, actor="seed-fans")
+    with fac() as s:
+        found = s.scalar(select(Segment.id).where(Segment.name == "fans"))
+        li = s.scalar(select(LineItem).order_by(LineItem.id).limit(1))
+        creative = s.scalar(select(Creative.id).order_by(Creative.id).limit(1))
+    assert li is not None and creative is not None
+    if found is None:
+        fans = {"name": "fans", "kind": "rule", "rule": 'country = "US"'}
+        found = seed.create("segment", fans)["id"]
+    with contextlib.suppress(AdtargetError):  # attached already
+        seed.attach_creative(li.id, creative)
+    seed.update("line_item", li.id, {"targeting": 'segment("fans")', "status": "active"})
+    seed.update("campaign", li.campaign_id, {"status": "active"})
+    return int(found)
+
+
+def _step(w: CatalogWriter, fac: Factory, fans: int, s: tuple[Any, ...]) -> None:
+    if s[0] == "fans":
+        w.update("segment", fans, {"rule": s[1]})
+    else:
+        _apply(w, fac, s)
+
+
 def _run(fac: Factory, changes: list[tuple[tuple[Any, ...], str]]) -> None:
     _base(fac)
+    fans = _fans(fac)
     holder = IndexHolder.from_session_factory(fac, patch_max=10_000)
     holder.refresh()
     assert holder.feed is not None
@@ -77,7 +118,7 @@ def _run(fac: Factory, changes: list[tuple[tuple[Any, ...], str]]) -> None:
     for change, tail in changes:
         for s in [change, *((t,) for t in tail)]:
             with contextlib.suppress(AdtargetError):  # refused: the index must agree too
-                _apply(w, fac, s)
+                _step(w, fac, fans, s)
             _check(holder, fac)
     assert holder.generation == generation  # every change was a patch, never a rebuild
 

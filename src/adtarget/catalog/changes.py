@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.orm import Session
 
 from adtarget.catalog.tables import CatalogChange
@@ -35,8 +35,11 @@ def latest_seq(session: Session) -> int:
     return int(session.execute(select(func.max(CatalogChange.seq))).scalar() or 0)
 
 
-def changes_after(session: Session, floor: int, *, limit: int = 10_000) -> list[Change]:
-    """Logged changes with ``seq > floor``, oldest first, at most ``limit``."""
+def changes_after(
+    session: Session | Connection, floor: int, *, limit: int = 10_000
+) -> list[Change]:
+    """Logged changes with ``seq > floor``, oldest first, at most ``limit`` (on a session or a
+    plain connection: the change feed's, ``catalog/patch_reads.py``)."""
     rows = session.execute(
         select(
             CatalogChange.seq,

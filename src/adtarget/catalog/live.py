@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, Text, and_, cast, func, or_, select, text
+from sqlalchemy import Connection, Select, Text, and_, cast, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from adtarget.catalog.tables import (
@@ -236,7 +236,7 @@ def catalog_marker(session: Session) -> tuple[Any, ...]:
 
 
 def affected_line_items(
-    session: Session, changes: Collection[tuple[str, int]], *, at_most: int
+    session: Session | Connection, changes: Collection[tuple[str, int]], *, at_most: int
 ) -> set[int] | None:
     """The line items whose live state a set of ``(kind, id)`` writes can change; ``None`` when
     more than ``at_most`` (a full rebuild is then cheaper than a patch).

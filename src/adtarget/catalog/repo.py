@@ -4,7 +4,8 @@ Why Protocols (the shape of Feast's per-role stores): the decision engine and it
 are handed a ``CatalogReader`` by the composition root and never see a session, a table or SQL;
 a test or another backend can hand them anything with these methods. The SQL implementations
 below delegate to the catalog's repository modules (``live.py``, ``upload_jobs.py``, the ad
-formats of ``service.py``), so the queries exist once.
+formats of ``service.py``, and ``patch_reads.py`` for the change feed and each index patch), so
+the queries exist once.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adtarget.catalog import changes, live
 from adtarget.catalog.changes import Change
+from adtarget.catalog.patch_reads import PatchReads
 from adtarget.catalog.service import ad_format_names
 from adtarget.catalog.upload_jobs import latest_published_snapshot
 
@@ -107,6 +109,15 @@ class ChangeLog(Protocol):
         """The line items ``(kind, id)`` writes can change (``None``: more than ``at_most``)."""
         ...
 
+    def patch_rows(self, ids: Collection[int], *, segments_changed: bool) -> LiveCatalog:
+        """The rows of line items ``ids`` for an index patch (``load_catalog(..., ids=ids)``);
+        ``segments_changed``: the changes touched a segment, so read the segments again."""
+        ...
+
+    def forget_segments(self) -> None:
+        """A full rebuild read the catalog: the next patch reads the segments again."""
+        ...
+
 
 class SqlLiveCatalog:
     """``LiveCatalog`` over one catalog session."""
@@ -147,6 +158,19 @@ class SqlCatalogReader:
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self._factory = session_factory
+        self._patch_reads: PatchReads | None = None
+
+    @property
+    def patch_reads(self) -> PatchReads:
+        """The change feed's and the patches' reader (one held connection), made on first use
+        (in the serving process, not before a fork)."""
+        reads = self._patch_reads
+        if reads is None:
+            bind = self._factory.kw.get("bind")
+            if bind is None:
+                raise RuntimeError("the catalog's session factory has no engine bound")
+            reads = self._patch_reads = PatchReads(bind)
+        return reads
 
     @contextmanager
     def live(self) -> Iterator[SqlLiveCatalog]:
@@ -175,11 +199,16 @@ class SqlCatalogReader:
             return changes.latest_seq(session)
 
     def changes_after(self, floor: int, limit: int) -> list[Change]:
-        with self._factory() as session:
-            return changes.changes_after(session, floor, limit=limit)
+        return self.patch_reads.changes_after(floor, limit)
 
     def affected_line_items(
         self, writes: Collection[tuple[str, int]], at_most: int
     ) -> set[int] | None:
-        with self._factory() as session:
-            return live.affected_line_items(session, writes, at_most=at_most)
+        return self.patch_reads.affected_line_items(writes, at_most)
+
+    def patch_rows(self, ids: Collection[int], *, segments_changed: bool) -> LiveCatalog:
+        return self.patch_reads.rows(ids, segments_changed=segments_changed)
+
+    def forget_segments(self) -> None:
+        if self._patch_reads is not None:
+            self._patch_reads.forget_segments()

@@ -171,6 +171,8 @@ class IndexHolder:
             return ChangeFeed(source, holder.apply_changes, poll_seconds=poll_seconds)
 
         def load() -> LoadedCatalog:
+            if source is not None:  # patches read the segments again from now on
+                source.forget_segments()
             with catalog.live() as rows:
                 return load_catalog(rows, min_segment_size=min_segment_size, cache=cache)
 

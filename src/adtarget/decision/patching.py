@@ -1,9 +1,10 @@
 """What a batch of catalog changes means for the decision index: the line items to reload.
 
 Why its own module: the full loader reads every live line item; a patch asks the catalog which
-line items the changes can reach (``ChangeLog.affected_line_items``) and reads only those, with
-the same queries restricted to their ids (``load_catalog(ids=...)``), so a patched line item is
-exactly what a rebuild would load.
+line items the changes can reach (``ChangeLog.affected_line_items``) and reads only those
+(``ChangeLog.patch_rows``: the rebuild's columns for their ids in two statements, the segments
+only when a change touched one), then builds them with the rebuild's loader
+(``load_catalog(ids=...)``), so a patched line item is exactly what a rebuild would load.
 """
 
 from __future__ import annotations
@@ -37,6 +38,6 @@ def load_changed(
         return None
     if not ids:
         return frozenset(), LoadedCatalog([], [])
-    with catalog.live() as rows:
-        loaded = load_catalog(rows, min_segment_size=min_segment_size, cache=cache, ids=ids)
+    rows = catalog.patch_rows(ids, segments_changed=any(c.kind == "segment" for c in changes))
+    loaded = load_catalog(rows, min_segment_size=min_segment_size, cache=cache, ids=ids)
     return frozenset(ids), loaded
