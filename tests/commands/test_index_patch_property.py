@@ -18,13 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from adtarget.catalog.tables import Creative, LineItem, Segment
+from adtarget.catalog.tables import Advertiser, Segment
 from adtarget.commands.catalog_commands import CatalogWriter
 from adtarget.decision.index_holder import IndexHolder
 from adtarget.decision.patched_index import differences
 from adtarget.errors import AdtargetError
 
-from .conftest import Factory, open_factory
+from .conftest import CAMPAIGN, Factory, open_factory
 from .test_undo_property import TAIL, _apply, _base, op
 
 TARGETING = st.sampled_from(
@@ -81,21 +81,23 @@ def _check(holder: IndexHolder, fac: Factory) -> None:
 
 
 def _fans(fac: Factory) -> int:
-    """The rule segment ``fans`` and a live line item targeting it, at the start of every
-    example (written by another actor than the test's, so its undo cannot reach them)."""
+    """The rule segment ``fans`` and, for every example, a new live line item targeting it
+    (written by another actor than the test's, so its undo cannot reach them)."""
     seed = CatalogWriter(fac, actor="seed-fans")
     with fac() as s:
         found = s.scalar(select(Segment.id).where(Segment.name == "fans"))
-        li = s.scalar(select(LineItem).order_by(LineItem.id).limit(1))
-        creative = s.scalar(select(Creative.id).order_by(Creative.id).limit(1))
-    assert li is not None and creative is not None
+        adv = s.scalar(select(Advertiser.id).order_by(Advertiser.id).limit(1))
     if found is None:
         fans = {"name": "fans", "kind": "rule", "rule": 'country = "US"'}
         found = seed.create("segment", fans)["id"]
-    with contextlib.suppress(AdtargetError):  # attached already
-        seed.attach_creative(li.id, creative)
-    seed.update("line_item", li.id, {"targeting": 'segment("fans")', "status": "active"})
-    seed.update("campaign", li.campaign_id, {"status": "active"})
+    name = f"fans-{uuid.uuid4().hex[:8]}"
+    camp = seed.create("campaign", {**CAMPAIGN, "advertiser_id": adv, "name": name})["id"]
+    creative = {"advertiser_id": adv, "name": name, "format": "video_15s"}
+    cr = seed.create("creative", {**creative, "attributes": {"duration": 5}})["id"]
+    li = seed.create("line_item", {"campaign_id": camp, "name": name, "bid_cpm": "2"})["id"]
+    seed.attach_creative(li, cr)
+    seed.update("line_item", li, {"targeting": 'segment("fans")', "status": "active"})
+    seed.update("campaign", camp, {"status": "active"})
     return int(found)
 
 

@@ -222,7 +222,7 @@ class PatchReads:
 
     def rows(self, ids: Collection[int], *, segments_changed: bool) -> PatchRows:
         """The rows of line items ``ids`` (two statements; the segments when changed or not
-        yet read), read in one transaction."""
+        yet read)."""
         wanted = sorted(ids)
 
         def read(conn: Connection) -> PatchRows:
@@ -244,11 +244,11 @@ class PatchReads:
         pre-ping did at each checkout, without its round trip per read)."""
         while True:
             held = self._conn
-            conn = held if held is not None else self._engine.connect()
+            conn = held if held is not None else self._connect()
             self._conn = conn
             try:
                 result = work(conn)
-                conn.rollback()  # read only: end the transaction (SQLite keeps no WAL snapshot)
+                conn.rollback()  # ends SQLAlchemy's own transaction (none at the driver)
             except DBAPIError as exc:
                 self._drop()  # a broken connection is not reused
                 if held is not None and exc.connection_invalidated:
@@ -260,6 +260,13 @@ class PatchReads:
             if not self._hold:
                 self._drop()
             return result
+
+    def _connect(self) -> Connection:
+        """A connection in autocommit: no ``BEGIN`` / ``ROLLBACK`` round trips around each read
+        on PostgreSQL (each statement sees its own snapshot there either way, READ COMMITTED);
+        the loader already takes a campaign that changed between two statements for not live,
+        and the change log brings that change next."""
+        return self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None

@@ -106,11 +106,14 @@ class Level(NamedTuple):
 
 
 class _Shared(NamedTuple):
-    """The append-only position lists of one base and every index patched from it."""
+    """The append-only position lists of one base and every index patched from it, and the
+    compiled rules of the line items put in its delta levels, by rule identity (a merge of
+    levels indexes the same ``LiveLineItem``s again: their rules are not compiled again)."""
 
     items: list[LiveLineItem]
     facts: list[Facts]
     rule_dims: list[frozenset[str]]
+    compiled: dict[int, tuple[Rule, CompiledRule]]
 
 
 def _mask(positions: Sequence[int]) -> int:
@@ -178,7 +181,18 @@ class PatchedIndex:
         self, items: Sequence[LiveLineItem], where: dict[int, int], shared: _Shared
     ) -> Level:
         """A new level over ``items``, its entries appended to the shared lists."""
-        index = LineItemIndex(items, version="delta", compiler=self._compiler, facts=self._facts)
+        memo, compile_rule = shared.compiled, self._compiler
+
+        def compiler(rule: Rule | None) -> CompiledRule:
+            if rule is None:
+                return compile_rule(None)
+            hit = memo.get(id(rule))
+            if hit is not None and hit[0] is rule:  # the entry pins its rule: ids not reused
+                return hit[1]
+            out = memo[id(rule)] = (rule, compile_rule(rule))
+            return out[1]
+
+        index = LineItemIndex(items, version="delta", compiler=compiler, facts=self._facts)
         offset = len(shared.items)
         shared.items.extend(index.items)
         shared.facts.extend(index.facts)
@@ -191,7 +205,9 @@ class PatchedIndex:
         """A new index where line items ``ids`` are as in ``loaded`` (their fresh state: the
         live ones in ``loaded.items``, the others in ``loaded.not_live`` or deleted)."""
         base = self.base
-        shared = self._shared or _Shared(list(base.items), list(base.facts), list(base.rule_dims))
+        shared = self._shared or _Shared(
+            list(base.items), list(base.facts), list(base.rule_dims), {}
+        )
         where = dict(self._where)
         superseded: list[int] = []
         base_pos: list[int] = []
