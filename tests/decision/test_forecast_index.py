@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from itertools import islice
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from tests.decision.strategies import line_item, rules, users
 
@@ -65,8 +65,12 @@ def test_matches_split_by_context_keys_equal_the_index(live_rules, person, conte
 
 
 @given(bits=st.integers(0, 1 << 2_000), skip=st.integers(0, 40))
+@example(bits=(1 << 3) | (1 << 600) | (1 << 1_500), skip=0)  # a short head in the low bits
+@example(bits=(1 << 8) - 1, skip=7)  # exactly a head's worth
+@example(bits=sum(1 << p for p in range(0, 1_200, 97)), skip=3)
 def test_listed_matches_iterate_as_matches(bits, skip) -> None:
     listed, plain = Listed(bits), Matches(bits)
+    assert listed.head == tuple(islice(plain, Listed.HEAD))
     assert list(listed) == list(plain)
     assert list(islice(listed, skip, None)) == list(islice(plain, skip, None))
     assert len(listed) == len(plain)

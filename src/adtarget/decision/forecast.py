@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
+from operator import attrgetter
 from typing import Any
 
 import pyarrow as pa
@@ -307,13 +308,11 @@ def _competitors(
 ) -> list[LiveLineItem]:
     """The live line items any replayed request matches (they are the competition; the
     proposal's old self is not). One memoized ``match`` per distinct (user, context)."""
-    seen: set[tuple[str, str]] = set()
+    keys = dict.fromkeys(map(attrgetter("user_id", "context"), rows))  # distinct, C loops
     positions = 0
-    for r in rows:
-        key = (r.user_id, r.context)
-        if key not in seen:
-            seen.add(key)
-            positions |= live.of(key, partial(reach.features, r.user_id, r.context))
+    features = reach.features
+    for key in keys:  # (user_id, context), in the rows' order
+        positions |= live.of(key, partial(features, *key))
     items = live.live.items
     return [items[p] for p in positions_list(positions) if items[p].id != proposal_id]
 

@@ -23,12 +23,13 @@ from functools import partial
 from itertools import chain, islice
 from typing import Any
 
-from adtarget.decision.bits import Matches
+from adtarget.decision.bits import HEAD_BITS, Matches
 from adtarget.decision.forecast_cache import LiveCache
 from adtarget.decision.index import Facts, LineItemIndex, compile_item_rule, facts_of
 from adtarget.decision.models import LiveLineItem
 
 Key = tuple[str, str]
+_HEAD_MASK = (1 << HEAD_BITS) - 1
 
 
 class LiveMatches:
@@ -96,7 +97,15 @@ class Listed(Matches):
 
     def __init__(self, bits: int) -> None:
         super().__init__(bits)
-        self.head = tuple(islice(Matches.__iter__(self), self.HEAD))
+        head: list[int] = []
+        w = bits & _HEAD_MASK  # the head from the low bits, without a generator
+        while w and len(head) < self.HEAD:
+            low = w & -w
+            head.append(low.bit_length() - 1)
+            w ^= low
+        if len(head) < self.HEAD and bits >> HEAD_BITS:  # few in the low bits: the long way
+            head = list(islice(Matches.__iter__(self), self.HEAD))
+        self.head = tuple(head)
 
     def __iter__(self) -> Iterator[int]:
         if len(self.head) < self.HEAD:
@@ -172,7 +181,10 @@ class ReplayIndex:
             r = self._drop
             bits = (bits & self._below_drop) | ((bits >> (r + 1)) << r)
         if self._at is not None:  # (bits below q) | (bits from q) << 1 | proposal at q
-            low = bits & self._below
-            bits = low | ((bits ^ low) << 1) | (int(proposal_matches) << self._at)
+            low = bits & self._below  # small: the proposal ranks near the top
+            if low:
+                bits ^= low
+            low |= int(proposal_matches) << self._at
+            bits = (bits << 1) | low if low else bits << 1  # one or two 10,000-bit ints made
         found = self._memo[key] = Listed(bits)
         return found
