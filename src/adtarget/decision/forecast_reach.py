@@ -157,6 +157,7 @@ def find_reach(
     profile_rule, pair_rule = _split(proposal.rule, context_keys)
     profile_part = ByProjection(profile_rule) if profile_rule is not None else None
     by_pair = compile_rule(pair_rule) if pair_rule is not None else None
+    reads = _reads(pair_rule) if pair_rule is not None else set()
     # user ids hashed once: the distinct users, and each row's user as their position
     encoded = pc.dictionary_encode(table.column("user_id").combine_chunks())
     users = encoded.dictionary.to_pylist()
@@ -182,7 +183,6 @@ def find_reach(
     reach.profile_ok, reach.pairs, reach.users = reach.users, set(), set()
     # a context carrying every key the context part reads decides it for all users alike:
     # evaluated once, and its users found by Arrow, not per (user, context) pair
-    reads = _reads(pair_rule)  # type: ignore[arg-type]  (not None with by_pair)
     for text, ctx in reach.contexts.items():
         if reads <= ctx.keys():
             reach.by_context[text] = by_pair(merge_features(None, ctx))
