@@ -75,9 +75,9 @@ def set_status(factory: sessionmaker[Session], li_id: int, status: str) -> None:
 
 def holds(index: PatchedIndex, li_id: int, kind: str, rule_before: Any) -> bool:
     """Whether the served index already reflects the change just committed."""
+    item = index.live_item(li_id)  # a resume serves the base's version again
     if kind == "pause":
-        return li_id in index.gone and index.changed_item(li_id) is None
-    item = index.changed_item(li_id)
+        return item is None
     return item is not None and (kind == "resume" or item.rule is not rule_before)
 
 
@@ -119,7 +119,7 @@ def run_size(url: str, n: int, changes: int, runs: int, seed: int) -> dict[str, 
         for k in range(changes):
             kind = ("pause", "resume", "retarget")[k % 3]
             li_id = paused if kind == "resume" else rng.randint(1, n)
-            before = holder.current().changed_item(li_id)
+            before = holder.current().live_item(li_id)
             rule_before = before.rule if before is not None else None
             if kind == "pause":
                 set_status(factory, li_id, "paused")

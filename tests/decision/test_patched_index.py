@@ -69,7 +69,7 @@ def test_levels_stay_logarithmic_and_entries_are_not_rebuilt_per_patch() -> None
     live = {i: line_item(i, None) for i in range(1, 1001)}
     index = PatchedIndex.of(LineItemIndex(list(live.values())))
     for li_id in range(1, 257):
-        live[li_id] = line_item(li_id, None, priority=2)
+        live[li_id] = line_item(li_id, None, priority=5)  # never the base's (1-4)
         index = index.patched(frozenset({li_id}), LoadedCatalog([live[li_id]], []), "p")
     # 256 single-item patches: each level over MERGE_RATIO times the next, so few levels ...
     assert len(index.levels) <= 1 + math.log(256, MERGE_RATIO) + 1
@@ -77,3 +77,29 @@ def test_levels_stay_logarithmic_and_entries_are_not_rebuilt_per_patch() -> None
     # ... and a few rebuilds per entry, not every changed entry per patch (256 * 257 / 2)
     assert len(index.items) - 1000 <= 256 * 4 * MERGE_RATIO
     assert _ranked(index, {}) == _ranked(LineItemIndex(list(live.values())), {})
+
+
+def test_a_line_item_patched_back_to_its_base_version_is_served_from_the_base() -> None:
+    live = {i: line_item(i, None, priority=1 + i % 3) for i in range(1, 101)}
+    base = LineItemIndex(list(live.values()))
+    index = PatchedIndex.of(base)
+    paused = index.patched(frozenset({7}), LoadedCatalog([], []), "pause")
+    assert paused.live_item(7) is None and paused.gone == {7} and len(paused) == 99
+    # the resume reloads an equal (not the same) object: no delta level, nothing masked
+    resumed = paused.patched(
+        frozenset({7}), LoadedCatalog([line_item(7, None, priority=2)], []), "r"
+    )
+    assert resumed.gone == frozenset() and resumed.levels == () and len(resumed) == 100
+    assert resumed.live_item(7) is base.items[base.position_of[7]]
+    assert type(resumed.match({})) is type(index.match({}))  # no merge on the request path
+    assert resumed.flat() is base
+    # a different version still goes to a delta, and back again to the base
+    other = line_item(7, None, priority=2, bid_cpm=99.0)
+    bid = resumed.patched(frozenset({7}), LoadedCatalog([other], []), "b")
+    assert bid.gone == {7} and bid.live_item(7) is other
+    rebuilt = LineItemIndex([*(it for i, it in live.items() if i != 7), other])
+    assert _ranked(bid, {}) == _ranked(rebuilt, {})
+    again = bid.patched(frozenset({7}), LoadedCatalog([line_item(7, None, priority=2)], []), "a")
+    assert again.gone == frozenset() and sum(lv.live for lv in again.levels) == 0
+    assert _ranked(again, {}) == _ranked(base, {})
+    assert not differences(again, PatchedIndex.of(base))

@@ -162,7 +162,8 @@ class PatchedIndex:
         self._removed = _removed  # base positions masked out
         self.levels = _levels
         self._where: dict[int, int] = _where or {}  # id -> shared position of its delta version
-        #: ids of the line items changed since the base, live or not
+        #: ids of the line items changed since the base, live or not (a line item patched
+        #: back to its base version is served from the base again and is not among them)
         self.gone = _gone
         self._live = self._n - _removed.bit_count() + sum(lv.live for lv in _levels)
 
@@ -226,7 +227,19 @@ class PatchedIndex:
                 if local:
                     levels[i] = lv._replace(dead=lv.dead | _mask(local))
             levels = [lv for lv in levels if lv.live]
-        fresh = [it for it in loaded.items if it.id in ids]
+        fresh: list[LiveLineItem] = []
+        restored: list[int] = []  # base positions whose base version is back (a resume)
+        back: set[int] = set()
+        items_of_base = base.items
+        for it in loaded.items:
+            if it.id not in ids:
+                continue
+            b = position_of.get(it.id)
+            if b is not None and items_of_base[b] == it:
+                restored.append(b)
+                back.add(it.id)
+            else:
+                fresh.append(it)
         if fresh:
             levels.append(self._level(fresh, where, shared))
         while len(levels) >= 2 and levels[-2].live <= MERGE_RATIO * levels[-1].live:
@@ -248,10 +261,10 @@ class PatchedIndex:
             compiler=self._compiler,
             facts=self._facts,
             _shared=shared,
-            _removed=self._removed | _mask(base_pos),
+            _removed=(self._removed | _mask(base_pos)) & ~_mask(restored),
             _levels=tuple(levels),
             _where=where,
-            _gone=self.gone | ids,
+            _gone=(self.gone | ids) - back,
         )
 
     def flat(self) -> LineItemIndex:
@@ -275,6 +288,16 @@ class PatchedIndex:
         live since its last patch; see ``gone``)."""
         pos = self._where.get(li_id)
         return None if pos is None else self.items[pos]
+
+    def live_item(self, li_id: int) -> LiveLineItem | None:
+        """The version of line item ``li_id`` this index serves (``None``: not live)."""
+        pos = self._where.get(li_id)
+        if pos is not None:
+            return self.items[pos]
+        if li_id in self.gone:
+            return None
+        b = self.base.position_of.get(li_id)
+        return None if b is None else self.base.items[b]
 
     @property
     def patch_size(self) -> int:
