@@ -21,19 +21,37 @@ than its gap wait) are what the holder's periodic rebuild covers, and it resets 
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Text, and_, bindparam, cast, select
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Connection,
+    Engine,
+    Integer,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    cast,
+    func,
+    literal_column,
+    select,
+)
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
-from adtarget.catalog import changes, live
+from adtarget.catalog import live
 from adtarget.catalog.changes import Change
+from adtarget.catalog.driver_sql import DriverSelect
 from adtarget.catalog.tables import (
     Advertiser,
     Campaign,
+    CatalogChange,
     Creative,
     LineItem,
     LineItemCreative,
@@ -82,7 +100,6 @@ _ROWS = (
     )
     .join(Campaign, Campaign.id == LineItem.campaign_id)
     .join(Advertiser, Advertiser.id == Campaign.advertiser_id)
-    .where(LineItem.id.in_(bindparam("ids", expanding=True)))
     .order_by(LineItem.id)
 )
 _CREATIVES = (
@@ -100,8 +117,13 @@ _CREATIVES = (
             Creative.approval_status == "approved",
         ),
     )
-    .where(LineItemCreative.line_item_id.in_(bindparam("ids", expanding=True)))
     .order_by(LineItemCreative.line_item_id, Creative.id)
+)
+_CHANGES = (
+    select(CatalogChange.seq, CatalogChange.kind, CatalogChange.entity_id, CatalogChange.changed_at)
+    .where(CatalogChange.seq > bindparam("floor", type_=BigInteger))
+    .order_by(CatalogChange.seq)
+    .limit(bindparam("limit", type_=Integer))
 )
 _SEGMENTS = select(
     Segment.name,
@@ -111,6 +133,31 @@ _SEGMENTS = select(
     Segment.advertiser_id,
     Segment.last_size,
 ).order_by(Segment.name)
+
+
+def _ids_in(column: Any, dialect: Dialect) -> Any:
+    """``column`` among the ids bound as ``ids``, as one parameter whatever their number (the
+    statement text never changes, so PostgreSQL prepares it once): an array on PostgreSQL, a
+    JSON array read by ``json_each`` on SQLite (the catalog runs on one or the other)."""
+    if dialect.name == "postgresql":
+        return column == any_(bindparam("ids", type_=ARRAY(Integer)))
+    ids: Any = select(literal_column("value")).select_from(func.json_each(bindparam("ids")))
+    return column.in_(ids.scalar_subquery())
+
+
+class _Statements:
+    """The feed's and the patch's hot reads, compiled for one dialect."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.array_ids = dialect.name == "postgresql"
+        self.rows = DriverSelect(_ROWS.where(_ids_in(LineItem.id, dialect)), dialect)
+        self.creatives = DriverSelect(
+            _CREATIVES.where(_ids_in(LineItemCreative.line_item_id, dialect)), dialect
+        )
+        self.changes = DriverSelect(_CHANGES, dialect)
+
+    def ids(self, wanted: list[int]) -> Any:
+        return wanted if self.array_ids else json.dumps(wanted)
 
 
 class SegmentRows:
@@ -193,6 +240,7 @@ class PatchReads:
         self._conn: Connection | None = None
         self._segments: SegmentRows | None = None
         self._lock = threading.Lock()
+        self._sql = _Statements(engine.dialect)
         self.segment_reads = 0
 
     def forget_segments(self) -> None:
@@ -207,9 +255,10 @@ class PatchReads:
             self._drop()
 
     def changes_after(self, floor: int, limit: int) -> list[Change]:
-        """``changes.changes_after`` on the held connection."""
+        """Logged changes after ``floor``, oldest first (``changes.changes_after``'s read)."""
         with self._lock:
-            return self._run(lambda conn: changes.changes_after(conn, floor, limit=limit))
+            rows = self._run(lambda conn: self._sql.changes.rows(conn, floor=floor, limit=limit))
+        return [Change(int(s), str(k), int(e), float(t)) for s, k, e, t in rows]
 
     def affected_line_items(
         self, writes: Collection[tuple[str, int]], at_most: int
@@ -224,14 +273,16 @@ class PatchReads:
         """The rows of line items ``ids`` (two statements; the segments when changed or not
         yet read)."""
         wanted = sorted(ids)
+        sql = self._sql
 
         def read(conn: Connection) -> PatchRows:
             segments = self._segments
             if segments is None or segments_changed:
                 segments = SegmentRows(conn.execute(_SEGMENTS).all())
                 self.segment_reads += 1
-            rows = conn.execute(_ROWS, {"ids": wanted}).all()
-            creatives = conn.execute(_CREATIVES, {"ids": wanted}).all()
+            ids = sql.ids(wanted)
+            rows = sql.rows.rows(conn, ids=ids)
+            creatives = sql.creatives.rows(conn, ids=ids)
             self._segments = segments  # kept only once the whole read succeeded
             return PatchRows(rows, creatives, segments)
 
@@ -249,13 +300,14 @@ class PatchReads:
             try:
                 result = work(conn)
                 conn.rollback()  # ends SQLAlchemy's own transaction (none at the driver)
-            except DBAPIError as exc:
-                self._drop()  # a broken connection is not reused
-                if held is not None and exc.connection_invalidated:
+            except Exception as exc:
+                lost = self._lost(conn, exc)
+                self._drop(invalidate=lost)  # a broken connection is not reused
+                if lost and held is not None:
                     continue
                 raise
             except BaseException:
-                self._drop()
+                self._drop(invalidate=True)
                 raise
             if not self._hold:
                 self._drop()
@@ -268,8 +320,24 @@ class PatchReads:
         and the change log brings that change next."""
         return self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
-    def _drop(self) -> None:
+    def _lost(self, conn: Connection, exc: Exception) -> bool:
+        """Whether ``exc`` says the connection is gone (raised by SQLAlchemy, or by the driver
+        under ``DriverSelect``)."""
+        if isinstance(exc, DBAPIError):
+            return bool(exc.connection_invalidated)
+        dialect = self._engine.dialect
+        if not isinstance(exc, dialect.loaded_dbapi.Error):
+            return False
+        try:
+            driver = conn.connection.dbapi_connection
+        except Exception:  # already invalidated
+            return True
+        return bool(dialect.is_disconnect(exc, driver, None))
+
+    def _drop(self, *, invalidate: bool = False) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):  # already broken: nothing to give back
+                if invalidate:
+                    conn.invalidate()  # not back to the pool: its reset would fail
                 conn.close()
