@@ -45,6 +45,42 @@ for ~90 ms; fetching in chunks bounds each C call."""
 _S = TypeVar("_S", bound="Select[*tuple[Any, ...]]")
 
 
+# The columns of a live line item and of its campaign with the advertiser, in the order
+# ``decision/loader.py`` unpacks them (``catalog/patch_reads.py`` reads the same).
+LINE_ITEM_COLUMNS = (
+    LineItem.id,
+    LineItem.priority,
+    LineItem.bid_cpm,
+    cast(LineItem.formats, Text),
+    LineItem.start,
+    LineItem.end,
+    LineItem.budget_total,
+    LineItem.pacing_mode,
+    LineItem.frequency_cap_count,
+    LineItem.frequency_cap_window_seconds,
+    LineItem.targeting,
+    cast(LineItem.targeting_json, Text),
+    LineItem.campaign_id,
+)
+CAMPAIGN_COLUMNS = (
+    Campaign.id,
+    Campaign.start,
+    Campaign.end,
+    Campaign.budget_total,
+    Campaign.budget_daily,
+    Campaign.pacing_mode,
+    Campaign.timezone,
+    cast(Campaign.dayparting, Text),
+    Campaign.frequency_cap_count,
+    Campaign.frequency_cap_window_seconds,
+    Advertiser.id,
+    Advertiser.frequency_cap_count,
+    Advertiser.frequency_cap_window_seconds,
+    Campaign.category,
+    Advertiser.category,
+)
+
+
 def _set_wide(session: Session) -> None:
     """Before a query over the whole catalog on PostgreSQL: no nested-loop joins until the
     transaction ends (``SET LOCAL``).
@@ -122,21 +158,7 @@ def live_rows(session: Session, ids: Collection[int] | None = None) -> Sequence[
     if ids is None:
         _set_wide(session)
     query = _only(
-        select(
-            LineItem.id,
-            LineItem.priority,
-            LineItem.bid_cpm,
-            cast(LineItem.formats, Text),
-            LineItem.start,
-            LineItem.end,
-            LineItem.budget_total,
-            LineItem.pacing_mode,
-            LineItem.frequency_cap_count,
-            LineItem.frequency_cap_window_seconds,
-            LineItem.targeting,
-            cast(LineItem.targeting_json, Text),
-            LineItem.campaign_id,
-        )
+        select(*LINE_ITEM_COLUMNS)
         .join(Campaign, Campaign.id == LineItem.campaign_id)
         .where(LineItem.status == "active", Campaign.status == "active")
         .order_by(LineItem.id),
@@ -153,23 +175,7 @@ def live_campaigns(
     """Active campaigns with their advertiser's caps and both competitive categories, by id
     (column order: the loader's)."""
     query = (
-        select(
-            Campaign.id,
-            Campaign.start,
-            Campaign.end,
-            Campaign.budget_total,
-            Campaign.budget_daily,
-            Campaign.pacing_mode,
-            Campaign.timezone,
-            cast(Campaign.dayparting, Text),
-            Campaign.frequency_cap_count,
-            Campaign.frequency_cap_window_seconds,
-            Advertiser.id,
-            Advertiser.frequency_cap_count,
-            Advertiser.frequency_cap_window_seconds,
-            Campaign.category,
-            Advertiser.category,
-        )
+        select(*CAMPAIGN_COLUMNS)
         .join(Advertiser, Advertiser.id == Campaign.advertiser_id)
         .where(Campaign.status == "active")
     )

@@ -65,38 +65,12 @@ T = TypeVar("T")
 _ROWS = (
     select(
         # 0-12: ``live.live_rows``'s columns, in its order
-        LineItem.id,
-        LineItem.priority,
-        LineItem.bid_cpm,
-        cast(LineItem.formats, Text),
-        LineItem.start,
-        LineItem.end,
-        LineItem.budget_total,
-        LineItem.pacing_mode,
-        LineItem.frequency_cap_count,
-        LineItem.frequency_cap_window_seconds,
-        LineItem.targeting,
-        cast(LineItem.targeting_json, Text),
-        LineItem.campaign_id,
+        *live.LINE_ITEM_COLUMNS,
         # 13-14: the statuses
         LineItem.status,
         Campaign.status,
         # 15-29: ``live.live_campaigns``'s columns, in its order
-        Campaign.id,
-        Campaign.start,
-        Campaign.end,
-        Campaign.budget_total,
-        Campaign.budget_daily,
-        Campaign.pacing_mode,
-        Campaign.timezone,
-        cast(Campaign.dayparting, Text),
-        Campaign.frequency_cap_count,
-        Campaign.frequency_cap_window_seconds,
-        Advertiser.id,
-        Advertiser.frequency_cap_count,
-        Advertiser.frequency_cap_window_seconds,
-        Campaign.category,
-        Advertiser.category,
+        *live.CAMPAIGN_COLUMNS,
     )
     .join(Campaign, Campaign.id == LineItem.campaign_id)
     .join(Advertiser, Advertiser.id == Campaign.advertiser_id)
