@@ -25,6 +25,18 @@ def factory(request: pytest.FixtureRequest, tmp_path: Path) -> sessionmaker[Sess
     return make_session_factory(engine)
 
 
+def _started_cluster() -> Iterator[LocalRedisCluster]:
+    """Start a 3 + 3 cluster (skip the test when redis-server is missing), stop it after."""
+    why = available()
+    if why is not None:
+        pytest.skip(why)
+    cluster = LocalRedisCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[LocalRedisCluster]:
     """A real Redis Cluster (3 masters + 3 replicas) on free loopback ports, for the session.
@@ -32,24 +44,10 @@ def redis_cluster() -> Iterator[LocalRedisCluster]:
     Tests may write keys under their own ``redis_prefix``; none may kill its nodes (the
     failover test starts a cluster of its own).
     """
-    why = available()
-    if why is not None:
-        pytest.skip(why)
-    cluster = LocalRedisCluster().start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from _started_cluster()
 
 
 @pytest.fixture
 def own_cluster() -> Iterator[LocalRedisCluster]:
     """A Redis Cluster of the test's own (3 + 3), for tests that kill or move its nodes."""
-    why = available()
-    if why is not None:
-        pytest.skip(why)
-    cluster = LocalRedisCluster().start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from _started_cluster()
