@@ -6,7 +6,9 @@ triggers generational collections that walk the process's whole, large heap (the
 delta's per-user state). Profiled on the update path that was 40% of the time. The batch creates
 no reference cycles worth collecting mid-way, so collection waits until it ends (one young
 collection then). Nested or concurrent pauses are counted: the collector comes back when the
-last one ends, and only if it was on before.
+last one ends, and only if it was on before. Every pause in the package goes through here
+(the decision index's rebuild and the forecast too), so two pausers in different threads never
+leave the collector off, or switch it back on under each other.
 """
 
 from __future__ import annotations
@@ -37,3 +39,9 @@ def gc_paused() -> Iterator[None]:
             _depth -= 1
             if _depth == 0 and _was_enabled:
                 gc.enable()
+
+
+def active() -> bool:
+    """Whether some block is inside ``gc_paused`` now (in any thread): the collector is off
+    on purpose then."""
+    return _depth > 0

@@ -21,7 +21,6 @@ reach (see ``docs/forecasting.md``).
 
 from __future__ import annotations
 
-import gc
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -35,6 +34,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from adtarget.audience.gcpause import gc_paused
 from adtarget.decision.bits import positions_list
 from adtarget.decision.eligibility import SpendSource, has_budget, utc
 from adtarget.decision.forecast_cache import cache_for
@@ -152,13 +152,8 @@ def _collector_paused() -> Iterator[None]:
     the reach 1.5x as long. Its objects form no cycles that matter; two forecasts at once only
     mean the collector comes back on when the first ends.
     """
-    was = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _forecast(

@@ -39,6 +39,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from adtarget.audience.gcpause import gc_paused
 from adtarget.catalog.changes import Change
 from adtarget.catalog.repo import CatalogReader, SqlCatalogReader
 from adtarget.decision.change_feed import ChangeFeed
@@ -211,15 +212,13 @@ class IndexHolder:
             return self._rebuild(marker, check=check)
 
     def _rebuild(self, marker: Hashable, *, check: bool = False) -> PatchedIndex:
-        collecting = gc.isenabled()
-        gc.disable()  # no stop-the-world scans of a half-built index (module docstring)
         started = time.perf_counter()
         built: PatchedIndex | None = None
         try:
-            index = built = self._build_and_swap(marker, check)
+            # no stop-the-world scans of a half-built index (module docstring)
+            with gc_paused():
+                index = built = self._build_and_swap(marker, check)
         finally:
-            if collecting:
-                gc.enable()
             self._report(time.perf_counter() - started, built)
         if self.freeze_gc:
             gc.freeze()  # no collection first: at 100k line items gc.collect(1) stalled 0.3 s
