@@ -79,6 +79,18 @@ CAMPAIGN_COLUMNS = (
     Campaign.category,
     Advertiser.category,
 )
+# A line item's creatives as the loader unpacks them, and which creatives may serve.
+CREATIVE_COLUMNS = (
+    LineItemCreative.line_item_id,
+    Creative.id,
+    Creative.format,
+    cast(Creative.attributes, Text),
+)
+SERVABLE_CREATIVE = and_(
+    Creative.id == LineItemCreative.creative_id,
+    Creative.status == "active",
+    Creative.approval_status == "approved",
+)
 
 
 def _set_wide(session: Session) -> None:
@@ -192,22 +204,10 @@ def live_creatives(
     if ids is None:
         _set_wide(session)
     query = _only(
-        select(
-            LineItemCreative.line_item_id,
-            Creative.id,
-            Creative.format,
-            cast(Creative.attributes, Text),
-        )
+        select(*CREATIVE_COLUMNS)
         .join(LineItem, LineItem.id == LineItemCreative.line_item_id)
         .join(Campaign, Campaign.id == LineItem.campaign_id)
-        .join(
-            Creative,
-            and_(
-                Creative.id == LineItemCreative.creative_id,
-                Creative.status == "active",
-                Creative.approval_status == "approved",
-            ),
-        )
+        .join(Creative, SERVABLE_CREATIVE)
         .where(LineItem.status == "active", Campaign.status == "active")
         .order_by(LineItemCreative.line_item_id, Creative.id),
         ids,

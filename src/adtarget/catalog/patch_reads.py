@@ -33,7 +33,6 @@ from sqlalchemy import (
     Engine,
     Integer,
     Text,
-    and_,
     any_,
     bindparam,
     cast,
@@ -77,20 +76,8 @@ _ROWS = (
     .order_by(LineItem.id)
 )
 _CREATIVES = (
-    select(
-        LineItemCreative.line_item_id,
-        Creative.id,
-        Creative.format,
-        cast(Creative.attributes, Text),
-    )
-    .join(
-        Creative,
-        and_(
-            Creative.id == LineItemCreative.creative_id,
-            Creative.status == "active",
-            Creative.approval_status == "approved",
-        ),
-    )
+    select(*live.CREATIVE_COLUMNS)
+    .join(Creative, live.SERVABLE_CREATIVE)
     .order_by(LineItemCreative.line_item_id, Creative.id)
 )
 _CHANGES = (
