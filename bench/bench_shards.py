@@ -64,13 +64,8 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from adtarget.audience.fanout import LocalFanout  # noqa: E402
 from adtarget.audience.live import encode  # noqa: E402
-from adtarget.audience.ray_runtime import (  # noqa: E402
-    COUNT,
-    DIGEST,
-    QUESTION,
-    RayFanout,
-    retire_set,
-)
+from adtarget.audience.ray_fanout import RayFanout  # noqa: E402
+from adtarget.audience.ray_hosts import COUNT, DIGEST, QUESTION, retire_set  # noqa: E402
 from adtarget.audience.service import overlap_rules, size_rule  # noqa: E402
 from adtarget.audience.shard_follow import ShardFollower  # noqa: E402
 from adtarget.audience.sharded import ShardedSnapshot  # noqa: E402

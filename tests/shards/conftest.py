@@ -63,7 +63,7 @@ class RayCluster:
 
     def retire_all(self) -> None:
         """Stop every version's shard hosts (they are detached: they outlive a test)."""
-        from adtarget.audience.ray_runtime import retire_set
+        from adtarget.audience.ray_hosts import retire_set
 
         for name in self.shard_sets():
             retire_set(self.ray, name)

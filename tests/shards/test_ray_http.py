@@ -21,7 +21,7 @@ from tests.audience.conftest import build, population
 from tests.audience.test_sharded import build_sharded
 from tests.shards.conftest import RayCluster, non_loopback_connections
 
-from adtarget.audience.ray_runtime import set_name
+from adtarget.audience.ray_hosts import set_name
 from adtarget.audience.service import export_rule, overlap_rules, size_rule
 from adtarget.audience.store import SnapshotStore
 from adtarget.settings import Settings

@@ -28,7 +28,7 @@ from tests.shards.conftest import RayCluster, non_loopback_connections
 from adtarget.api.app import create_app
 from adtarget.api.deps import app_snapshot_store
 from adtarget.audience.fanout import Fanout, LocalFanout
-from adtarget.audience.ray_runtime import RayFanout
+from adtarget.audience.ray_fanout import RayFanout
 from adtarget.audience.service import export_rule, overlap_rules, size_rule
 from adtarget.audience.shard_build import ShardedBuilder
 from adtarget.audience.sharded import ShardedSnapshot
@@ -263,7 +263,7 @@ def test_processes_share_one_set_of_hosts_retired_after_a_switch(
     assert isinstance(fan, RayFanout)
     other = (
         "import json, sys\n"
-        "from adtarget.audience.ray_runtime import RayFanout\n"
+        "from adtarget.audience.ray_fanout import RayFanout\n"
         "from adtarget.audience.sharded import ShardedSnapshot\n"
         "f = RayFanout(ShardedSnapshot(sys.argv[1]), address=sys.argv[2], deadline_s=30)\n"
         "print(json.dumps([a._actor_id.hex() for a in f.actors]))\n"

@@ -4,8 +4,9 @@ Why a small interface with two implementations: the arithmetic is the same where
 are (a size is the sum of the shards' sizes, an overlap the element-wise sum of their matrices,
 an export the concatenation of their user ids), only the place the per-shard work runs differs:
 ``LocalFanout`` runs it in this process over memory-mapped shards; the Ray backend
-(``audience.ray_runtime``) runs it in one actor per shard and raises ``ShardUnavailable`` naming
-the shard that did not answer in time. Either way a partial sum is never returned.
+(``audience.ray_fanout``) runs it in shard hosts (several shards each) and raises
+``ShardUnavailable`` naming the shard that did not answer in time. Either way a partial sum
+is never returned.
 
 The per-shard work itself is ``ShardWork``: plain functions of one ``Snapshot``, used by both.
 """

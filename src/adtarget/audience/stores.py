@@ -16,7 +16,7 @@ from collections.abc import Callable
 from adtarget.audience.compaction import compact_quietly
 from adtarget.audience.fanout import Fanout
 from adtarget.audience.live import LiveFollower, follower_for
-from adtarget.audience.ray_runtime import RayFanout
+from adtarget.audience.ray_fanout import RayFanout
 from adtarget.audience.redis_profiles import open_client, push_current_profiles, write_live_users
 from adtarget.audience.sharded import AnySnapshot, ShardedSnapshot
 from adtarget.audience.store import SnapshotStore
