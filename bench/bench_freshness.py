@@ -45,7 +45,7 @@ from adtarget.catalog.tables import (  # noqa: E402
     LineItem,
     LineItemCreative,
 )
-from adtarget.decision.index import LineItemIndex  # noqa: E402
+from adtarget.decision.index import DecisionIndex, LineItemIndex  # noqa: E402
 from adtarget.decision.index_holder import IndexHolder  # noqa: E402
 from adtarget.decision.loader import load_catalog  # noqa: E402
 from adtarget.decision.rebuild_cache import RebuildCache  # noqa: E402
@@ -137,7 +137,7 @@ def cold_rebuild(factory: sessionmaker[Session]) -> LineItemIndex:
     return LineItemIndex(loaded.items, not_live=loaded.not_live)
 
 
-def same_matches(a: LineItemIndex, b: LineItemIndex, users: int, seed: int) -> bool:
+def same_matches(a: DecisionIndex, b: DecisionIndex, users: int, seed: int) -> bool:
     rng = random.Random(seed)
     return all(a.match_ids(u) == b.match_ids(u) for u in (make_user(rng) for _ in range(users)))
 
