@@ -4,8 +4,9 @@ back to one when the parts' budget checks could differ from the whole's."""
 from __future__ import annotations
 
 import os
+import random
 from dataclasses import replace
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 from tests.decision.forecast_world import item
@@ -17,8 +18,9 @@ from tests.decision.test_forecast_proof import (
     world,  # noqa: F401  (fixture)
 )
 
+from adtarget.decision.eligibility import budget_reason
 from adtarget.decision.forecast_fork import run_forked
-from adtarget.decision.forecast_spend import CAMPAIGN, DAY, LINE_ITEM, parts_agree
+from adtarget.decision.forecast_spend import CAMPAIGN, DAY, LINE_ITEM, _One, parts_agree
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
 
@@ -86,6 +88,46 @@ def test_parts_agree_only_when_no_check_changes() -> None:
     total = [replace(li, budget_total=None, campaign_budget_total=1.0)]
     read_campaign = [(10.0, (CAMPAIGN, 107), 0.5)]
     assert not parts_agree(total, [(read_campaign, []), ([], other_day)])
+
+
+def _agree_read_by_read(items, parts) -> bool:
+    """``parts_agree`` as its docstring says it, one read at a time (two checks per read)."""
+    of = {it.id: it for it in items}
+    for p, (reads, _) in enumerate(parts):
+        for ts, key, got in reads:
+            more = 0.0
+            for q, (_, charges) in enumerate(parts):
+                if q != p:
+                    more += sum(c for t, li, _, _, c in charges if t <= ts and key[1] == li)
+            now = datetime.fromtimestamp(ts, UTC)
+            passed = budget_reason(of[key[1]], _One(LINE_ITEM, got), now) is None
+            if more > 0 and passed and budget_reason(of[key[1]], _One(LINE_ITEM, got + more), now):
+                return False
+    return True
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_parts_agree_in_blocks_answers_as_read_by_read(seed: int) -> None:
+    """Reads checked a block at a time (one check at the block's highest total while it
+    passes) give the same verdict as every read checked alone, near the even pace too."""
+    rng = random.Random(seed)
+    flight = (datetime(2026, 3, 9, tzinfo=UTC), datetime(2026, 3, 16, tzinfo=UTC))
+    li = item(7, "", priority=1, bid=1.0, budget=100.0, start=flight[0], end=flight[1])
+    lo, hi = flight[0].timestamp(), flight[1].timestamp()
+    parts = []
+    for _ in range(2):
+        clock = sorted(rng.uniform(lo, hi) for _ in range(rng.randint(1, 200)))
+        spent, reads, charges = 0.0, [], []
+        for ts in clock:  # each part about half the pace (1.05 x the flight's fraction)
+            pace = 100.0 * ((ts - lo) / (hi - lo) * 1.05 + 0.01)
+            near = rng.random() < 0.01  # now and then a read just below the pace
+            got = pace * rng.uniform(0.97, 1.0) if near else spent
+            reads.append((ts, (LINE_ITEM, 7), got))
+            cost = rng.uniform(0.0, 0.3)
+            charges.append((ts, 7, 107, date(2026, 3, 9), cost))
+            spent = min(pace * rng.uniform(0.3, 0.5), spent + cost)
+        parts.append((reads, charges))
+    assert parts_agree([li], parts) == _agree_read_by_read([li], parts)
 
 
 def test_a_failed_or_killed_child_makes_the_caller_replay_itself() -> None:

@@ -195,14 +195,16 @@ def parts_agree(
         times.append({k: [t for t, _ in ev] for k, ev in by_key.items()})
         sums.append({k: list(accumulate(c for _, c in ev)) for k, ev in by_key.items()})
     for p, (reads, _) in enumerate(parts):
-        for ts, key, got in reads:
-            more = 0.0
-            for q in range(len(parts)):
-                at = times[q].get(key)
-                if q != p and at:
-                    n = bisect_right(at, ts)
-                    more += sums[q][key][n - 1] if n else 0.0
-            if more <= 0.0:
+        of_key: dict[Key, list[tuple[float, float]]] = {}
+        for ts, key, got in reads:  # each key's reads, in time order (the replay's clock)
+            of_key.setdefault(key, []).append((ts, got))
+        for key, seen in of_key.items():
+            others = [
+                (times[q][key], sums[q][key])
+                for q in range(len(parts))
+                if q != p and key in times[q]
+            ]
+            if not others:
                 continue
             kind, which = key[0], cast(Any, key[1])
             item = (
@@ -210,11 +212,53 @@ def parts_agree(
                 if kind == LINE_ITEM
                 else of_campaign[which[0] if kind == DAY else which]
             )
-            now = datetime.fromtimestamp(ts, UTC)
-            passed = budget_reason(item, _One(kind, got), now) is None
-            if passed and budget_reason(item, _One(kind, got + more), now) is not None:
+            if not _key_agrees(item, kind, seen, others):
                 return False
     return True
+
+
+AGREE_BLOCK = 32
+"""Reads of one key checked at once against their highest total (``_key_agrees``)."""
+
+
+def _key_agrees(
+    item: LiveLineItem,
+    kind: int,
+    seen: Sequence[tuple[float, float]],
+    others: Sequence[tuple[list[float], list[float]]],
+) -> bool:
+    """Whether no read of one key in ``seen`` (time order) passes alone and fails with what
+    the ``others`` parts charged the key up to its second.
+
+    Why in blocks: a line item's or campaign's total limits only grow with time (an even
+    pace's fraction of the flight), so if a block's highest total passes at the block's first
+    moment, every read in it passes (the usual case: one check per block, not two per read;
+    they were 7% of a split forecast). A campaign's local day is read one by one (its pace
+    restarts each day, and a clock change can step it back)."""
+    totals = []
+    for ts, got in seen:
+        more = 0.0
+        for at, cum in others:
+            n = bisect_right(at, ts)
+            more += cum[n - 1] if n else 0.0
+        totals.append((ts, got, more))
+    block = AGREE_BLOCK if kind != DAY else 1
+    for lo in range(0, len(totals), block):
+        chunk = totals[lo : lo + block]
+        if len(chunk) > 1:
+            highest = max(got + more for _, got, more in chunk)
+            if _passes(item, kind, highest, chunk[0][0]):
+                continue
+        for ts, got, more in chunk:
+            flips = more > 0.0 and not _passes(item, kind, got + more, ts)
+            if flips and _passes(item, kind, got, ts):
+                return False
+    return True
+
+
+def _passes(item: LiveLineItem, kind: int, spent: float, ts: float) -> bool:
+    """Whether ``spent`` on this kind of the item's budgets passes its limits at ``ts``."""
+    return budget_reason(item, _One(kind, spent), datetime.fromtimestamp(ts, UTC)) is None
 
 
 class _One:
