@@ -206,6 +206,7 @@ def _forecast(
     competitors = _competitors(live_matches, replayed, reach, proposal.id)
     binds = binding(competitors, table, spend, now, proposal)
     if binds:  # their budgets are spent on their other users too: replay those as well
+        reach.all_profiles()
         replay_users |= _served_users(table, set(binds))
         replayed = rows_of(_of_users(table, replay_users))
         competitors = _competitors(live_matches, replayed, reach, proposal.id)

@@ -33,7 +33,10 @@ class Reach:
     """Profiles read, parsed contexts, and what the proposal's rule matches."""
 
     profile_of: dict[str, Mapping[str, Any] | None] = field(default_factory=dict)
-    """Each sampled user's features as the store holds them (read-only: ``get_many``)."""
+    """The features of each user the rule's profile part lets through, as the store holds
+    them (read-only: ``get_many``); every sampled user's after ``all_profiles``."""
+    read: tuple[list[str], list[Mapping[str, Any] | None]] = field(default_factory=lambda: ([], []))
+    """Every sampled user and the profile read for them (``all_profiles``)."""
     contexts: dict[str, dict[str, Any]] = field(default_factory=dict)
     users: set[str] = field(default_factory=set)
     """Users with at least one matching request (all their requests are replayed)."""
@@ -56,6 +59,12 @@ class Reach:
         if decided is not None:
             return decided and user_id in self.profile_ok
         return (user_id, context) in self.pairs
+
+    def all_profiles(self) -> None:
+        """Put every sampled user's profile in ``profile_of`` (a replay of users the rule does
+        not reach: those a budget that may bind serves). Kept apart because most forecasts
+        replay only reached users, and 100,000 entries made were 3% of a cold forecast."""
+        self.profile_of.update(zip(*self.read, strict=True))
 
     def features(self, user_id: str, context: str) -> dict[str, Any]:
         """The features the engine sees for this request (profile, then context over it)."""
@@ -166,16 +175,21 @@ def find_reach(
     if get_many is None:
         get = profiles.get
         get_many = lambda ids: list(map(get, ids))  # noqa: E731  (C loop, not a Python one)
+    read: list[Mapping[str, Any] | None] = []
     for start in range(0, len(users), PROGRESS_EVERY):
         if progress is not None:
             progress("matching users", start, len(users))
         chunk = users[start : start + PROGRESS_EVERY]
         profs = get_many(chunk)
-        profile_of.update(zip(chunk, profs, strict=True))
+        read.extend(profs)
         if profile_part is None:
+            profile_of.update(zip(chunk, profs, strict=True))
             reach.users.update(chunk)
         else:
-            reach.users.update(compress(chunk, profile_part.many(profs)))
+            ok = profile_part.many(profs)
+            profile_of.update(compress(zip(chunk, profs, strict=True), ok))
+            reach.users.update(compress(chunk, ok))
+    reach.read = (users, read)
     if by_pair is None or not reach.users:
         reach.rows = _rows_of(encoded, users, reach.users)
         return reach
