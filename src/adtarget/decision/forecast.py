@@ -282,15 +282,19 @@ def _outside_spend(
     budgeted = {it.id: it for it in competitors if has_budget(it)}
     if not budgeted:
         return []
-    others = table.filter(pc.invert(pc.is_in(table.column("user_id"), pa.array(sorted(reached)))))
-    served = others.column("served").combine_chunks()
+    # the rows that served them first (few, or none: the log may not say what served), then
+    # their users: filtering the million rows by user first was 80 ms that found nothing
+    served = table.column("served").combine_chunks()
     items = pc.list_flatten(served)
-    parents = pc.list_parent_indices(served)
     keep = pc.is_in(items, pa.array(sorted(budgeted), pa.int64()))
-    ids = items.filter(keep).to_pylist()
-    rows = parents.filter(keep)
-    ts = pc.take(others.column("ts"), rows).to_pylist()
-    rates = pc.take(others.column("sample_rate"), rows).to_pylist()
+    rows = pc.list_parent_indices(served).filter(keep)
+    left_out = pc.invert(
+        pc.is_in(pc.take(table.column("user_id"), rows), pa.array(sorted(reached)))
+    )
+    ids = items.filter(keep).filter(left_out).to_pylist()
+    rows = rows.filter(left_out)
+    ts = pc.take(table.column("ts"), rows).to_pylist()
+    rates = pc.take(table.column("sample_rate"), rows).to_pylist()
     out = []
     for when, li, rate in zip(ts, ids, rates, strict=True):
         item = budgeted[li]
