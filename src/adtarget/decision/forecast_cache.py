@@ -64,12 +64,18 @@ class LiveCache:
         return found[1]
 
     def keep_match(self, key: Key, profile: Mapping[str, Any] | None, bits: int) -> None:
-        """Keep ``bits`` for ``key`` (computed from ``profile``)."""
+        """Keep ``bits`` for ``key`` (computed from ``profile``; kept as a copy, for the
+        store's profile may change after: a caller keeping many keys of a user passes one
+        copy to ``keep_copied``)."""
+        self.keep_copied(key, dict(profile) if profile is not None else None, bits)
+
+    def keep_copied(self, key: Key, profile: Profile, bits: int) -> None:
+        """``keep_match`` with ``profile`` already a copy of its own (never changed after)."""
         size = bits.bit_length() // 8 + 64
         if self._match_bytes + size > MATCHES_KEPT_BYTES:
             self.matches.clear()
             self._match_bytes = 0
-        self.matches[key] = (dict(profile) if profile is not None else None, bits)  # kept: a copy
+        self.matches[key] = (profile, bits)
         self._match_bytes += size
 
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from functools import partial
 from itertools import chain, islice
-from typing import Any
+from typing import Any, cast
 
 from adtarget.decision.bits import HEAD_BITS, Matches
 from adtarget.decision.forecast_cache import LiveCache
@@ -30,6 +30,7 @@ from adtarget.decision.index import Facts, LineItemIndex, compile_item_rule, fac
 from adtarget.decision.models import LiveLineItem
 
 Key = tuple[str, str]
+_NOT_COPIED = object()
 _HEAD_MASK = (1 << HEAD_BITS) - 1
 
 
@@ -58,6 +59,7 @@ class LiveMatches:
         self.cache = cache
         self.profile_of = profile_of if profile_of is not None else {}
         self._by_user: dict[str, tuple[int, int]] = {}
+        self._copies: dict[str, object] = {}
         self._split = live.split_lookups(context_keys) if context_keys is not None else None
 
     def of(self, key: Key, features: Mapping[str, Any] | Callable[[], Mapping[str, Any]]) -> int:
@@ -71,8 +73,13 @@ class LiveMatches:
                 found = cache.matched(key, profile)
             if found is None:
                 found = self._match(key[0], features() if callable(features) else features)
-                if cache is not None:
-                    cache.keep_match(key, profile, found)
+                if cache is not None:  # one copy of the profile per user, for all their keys
+                    copied = self._copies.get(key[0], _NOT_COPIED)
+                    if copied is _NOT_COPIED:
+                        copied = self._copies[key[0]] = (
+                            dict(profile) if profile is not None else None
+                        )
+                    cache.keep_copied(key, cast(dict[str, Any] | None, copied), found)
             self.bits[key] = found
         return found
 
