@@ -31,14 +31,14 @@ from functools import partial
 from operator import attrgetter
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from adtarget.audience.gcpause import gc_paused
 from adtarget.decision.bits import positions_list
-from adtarget.decision.eligibility import SpendSource, has_budget, utc
+from adtarget.decision.eligibility import SpendSource, utc
 from adtarget.decision.forecast_cache import cache_for
 from adtarget.decision.forecast_index import LiveMatches, ReplayIndex
+from adtarget.decision.forecast_logged import of_users, outside_spend, served_users
 from adtarget.decision.forecast_reach import Reach, find_reach
 from adtarget.decision.forecast_replay import Inputs, Progress, Tally, replay
 from adtarget.decision.forecast_twin import binding
@@ -207,11 +207,11 @@ def _forecast(
     binds = binding(competitors, table, spend, now, proposal)
     if binds:  # their budgets are spent on their other users too: replay those as well
         reach.all_profiles()
-        replay_users |= _served_users(table, set(binds))
-        replayed = rows_of(_of_users(table, replay_users))
+        replay_users |= served_users(table, set(binds))
+        replayed = rows_of(of_users(table, replay_users))
         competitors = _competitors(live_matches, replayed, reach, proposal.id)
         binds = binding(competitors, table, spend, now, proposal)
-    outside = _outside_spend(table, replay_users, competitors)
+    outside = outside_spend(table, replay_users, competitors)
     drop = proposal.id if proposal.id in live.position_of else None
     index = ReplayIndex(live_matches, proposal, drop)
     without = ReplayIndex(live_matches, None, drop)
@@ -255,52 +255,6 @@ def _window(
     versions = tuple(day_version(d) for d in sorted({p.history_day for p in plan}))
     where = str(getattr(store, "root", None) or getattr(store, "url", ""))
     return (where, start.timestamp(), end.timestamp(), drop, days, versions)
-
-
-def _of_users(table: pa.Table, users: set[str]) -> pa.Table:
-    """The rows of ``table`` whose user is in ``users`` (time order kept)."""
-    return table.filter(pc.is_in(table.column("user_id"), pa.array(sorted(users), pa.string())))
-
-
-def _served_users(table: pa.Table, line_items: set[int]) -> set[str]:
-    """Users the log shows being served any of ``line_items`` (in the replayed days)."""
-    served = table.column("served").combine_chunks()
-    hit = pc.is_in(pc.list_flatten(served), pa.array(sorted(line_items), pa.int64()))
-    rows = pc.list_parent_indices(served).filter(hit)
-    return set(pc.unique(pc.take(table.column("user_id"), rows)).to_pylist())
-
-
-def _outside_spend(
-    table: pa.Table, reached: set[str], competitors: Sequence[LiveLineItem]
-) -> list[tuple[float, int, int, float]]:
-    """What budgeted competitors served, per the log, to the users the replay leaves out.
-
-    Their budgets and pacing are spent by all users, so the replay charges these impressions as
-    its clock passes them (``ReplaySpend.advance``): a competitor whose budget runs out on
-    other users stops competing when it would. Scaled by ``1 / sample_rate`` like the rest.
-    """
-    budgeted = {it.id: it for it in competitors if has_budget(it)}
-    if not budgeted:
-        return []
-    # the rows that served them first (few, or none: the log may not say what served), then
-    # their users: filtering the million rows by user first was 80 ms that found nothing
-    served = table.column("served").combine_chunks()
-    items = pc.list_flatten(served)
-    keep = pc.is_in(items, pa.array(sorted(budgeted), pa.int64()))
-    rows = pc.list_parent_indices(served).filter(keep)
-    left_out = pc.invert(
-        pc.is_in(pc.take(table.column("user_id"), rows), pa.array(sorted(reached)))
-    )
-    ids = items.filter(keep).filter(left_out).to_pylist()
-    rows = rows.filter(left_out)
-    ts = pc.take(table.column("ts"), rows).to_pylist()
-    rates = pc.take(table.column("sample_rate"), rows).to_pylist()
-    out = []
-    for when, li, rate in zip(ts, ids, rates, strict=True):
-        item = budgeted[li]
-        out.append((when, li, item.campaign_id, item.bid_cpm / 1000.0 / rate))
-    out.sort(key=lambda event: event[0])  # the table is not in time order (replay_table)
-    return out
 
 
 def _competitors(

@@ -1,4 +1,4 @@
-"""``forecast.py``'s own steps over the log's table (the replay has its own tests)."""
+"""``forecast_logged``: what the window's log says about users and budgets."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 import pyarrow as pa
 from tests.decision.forecast_world import item
 
-from adtarget.decision.forecast import _outside_spend
+from adtarget.decision.forecast_logged import outside_spend
 
 
 def test_outside_spend_is_what_budgeted_competitors_served_users_left_out() -> None:
@@ -41,7 +41,7 @@ def test_outside_spend_is_what_budgeted_competitors_served_users_left_out() -> N
         if li in of
     ]
     want.sort(key=lambda event: event[0])
-    got = _outside_spend(table, reached, items)
+    got = outside_spend(table, reached, items)
     assert got == want and len(got) > 20
     nothing = pa.array([[]] * len(rows), pa.list_(pa.int64()))  # a log that says no served
-    assert _outside_spend(table.set_column(2, "served", nothing), reached, items) == []
+    assert outside_spend(table.set_column(2, "served", nothing), reached, items) == []
