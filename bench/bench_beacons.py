@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -58,7 +59,9 @@ def tracking_paths(port: int, key: str, bodies: list[bytes], n: int) -> list[str
     return paths
 
 
-def run_wrk(port: int, seconds: float, concurrency: int, paths: list[str], tmp: Path) -> dict:
+def run_wrk(
+    port: int, seconds: float, concurrency: int, paths: list[str], tmp: Path
+) -> dict[str, Any]:
     """``bench_http``'s wrk run, with a script that GETs the tracking paths round-robin."""
     script = tmp / "beacons.lua"
     listed = ",\n".join(f'"{p}"' for p in paths)
@@ -70,7 +73,9 @@ def run_wrk(port: int, seconds: float, concurrency: int, paths: list[str], tmp: 
     return bench_http.run_wrk(port, seconds, concurrency, script)
 
 
-async def _client_load(port: int, seconds: float, concurrency: int, paths: list[str]) -> dict:
+async def _client_load(
+    port: int, seconds: float, concurrency: int, paths: list[str]
+) -> dict[str, Any]:
     latencies: list[float] = []
     bad = 0
     stop_at = time.perf_counter() + seconds
@@ -99,7 +104,9 @@ async def _client_load(port: int, seconds: float, concurrency: int, paths: list[
     }
 
 
-def load(port: int, seconds: float, concurrency: int, paths: list[str], tmp: Path) -> dict:
+def load(
+    port: int, seconds: float, concurrency: int, paths: list[str], tmp: Path
+) -> dict[str, Any]:
     """wrk when installed, else the asyncio client (the smoke test's path)."""
     if shutil.which("wrk"):
         return run_wrk(port, seconds, concurrency, paths, tmp)
@@ -123,7 +130,9 @@ def counted(port: int, key: str) -> dict[str, int]:
     return totals
 
 
-def settled(port: int, key: str, per_event: int, timeout: float = 20.0) -> tuple[dict, float]:
+def settled(
+    port: int, key: str, per_event: int, timeout: float = 20.0
+) -> tuple[dict[str, Any], float]:
     """The report's totals once the answered beacons reached the event log (the workers move
     them from their write-ahead files in the background), and how long that took."""
     started = time.perf_counter()

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -77,7 +77,7 @@ async def hello_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 def _rule(rng: random.Random) -> str:
-    clauses = [
+    clauses: list[Callable[[], str]] = [
         lambda: f"country in ({', '.join(json.dumps(c) for c in rng.sample(COUNTRIES, 2))})",
         lambda: f'device = "{rng.choice(DEVICES)}"',
         lambda: f"age between {rng.randint(13, 40)} and {rng.randint(41, 80)}",

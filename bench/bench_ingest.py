@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -126,7 +127,7 @@ def phase_ingest(path: Path, data_dir: Path) -> dict[str, float]:
     }
 
 
-def _child(phase: str, *args: str) -> dict[str, float]:
+def _child(phase: str, *args: str) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, __file__, "--phase", phase, *args],
         check=True,

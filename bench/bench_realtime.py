@@ -447,14 +447,14 @@ def main(argv: list[str] | None = None) -> int:
     follower = live_follower(settings)
     live = snapshot_store_for(settings).current()
     assert live is not None
-    pending = live.delta.applied  # type: ignore[attr-defined]
+    pending = live.delta.applied  # type: ignore[union-attr]
     i = 0
     while pending < args.compact_updates:
         n = min(20_000, args.compact_updates - pending)
-        res = accept_updates(
+        topped = accept_updates(
             make_updates(rng, args.users, n, "c", i), registry=REGISTRY, follower=follower
         )
-        pending += res.accepted
+        pending += topped.accepted
         i += n
     live = snapshot_store_for(settings).current()
     assert live is not None

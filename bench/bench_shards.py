@@ -612,7 +612,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cluster {args.nodes} nodes on 127.0.0.1 ({cpus} CPUs) at {address}")
         kept = Settings(data_dir=work / "ray", actor="bench", ray_address=address)
         if args.reuse_build and SnapshotStore(kept.snapshots_dir).current_version():
-            built = {"cfg": kept}
+            built: dict[str, Any] = {"cfg": kept}
             print(f"build  ray {args.shards} shards: reused from an earlier run")
         else:
             built = ray_build(work, data, address, args.shards, "ray")

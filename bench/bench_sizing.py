@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from adtarget.audience.build import SnapshotBuilder  # noqa: E402
 from adtarget.audience.service import overlap_rules, size_rule  # noqa: E402
+from adtarget.audience.snapshot import Snapshot  # noqa: E402
 from adtarget.audience.store import SnapshotStore  # noqa: E402
 from population7 import GENRES, REGISTRY, RULE, generate  # noqa: E402,F401  (bench_shards)
 from sizing_data import REGISTRY as SHAPE_REGISTRY  # noqa: E402
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         f"pyarrow read {floor_s:.2f}s, build/read {build_s / floor_s:.1f}x"
     )
     snap = store.current()
-    assert snap is not None
+    assert isinstance(snap, Snapshot)  # one process's snapshot: its dims and index are read
     layouts = {n: d.layout for n, d in snap.dims.items() if d.type == "number"}
     print(f"layouts {layouts}; distinct { ({n: snap.dims[n].num_values for n in layouts}) }")
     for name, d in snap.dims.items():

@@ -88,8 +88,8 @@ class ChBitmapPeer:
         from chdb import session  # optional bench dependency, imported here only
 
         self.registry = registry
-        self.s = session.Session()
-        q = self.s.query
+        self.s = session.Session()  # type: ignore[no-untyped-call]
+        q: Callable[..., Any] = self.s.query
         q("CREATE DATABASE IF NOT EXISTS b")
         q(
             "CREATE TABLE b.users ENGINE = MergeTree ORDER BY tuple() AS "
@@ -184,7 +184,8 @@ class ChBitmapPeer:
 
     def count(self, rule_text: str) -> int:
         sql = f"SELECT bitmapCardinality({self.expr(parse(rule_text))})"
-        return int(str(self.s.query(sql, "CSV")).strip())
+        query: Callable[..., Any] = self.s.query
+        return int(str(query(sql, "CSV")).strip())
 
 
 def chdb_available() -> bool:
