@@ -27,22 +27,27 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
-from functools import partial
-from operator import attrgetter
 from typing import Any
 
 import pyarrow.compute as pc
 
 from adtarget.audience.gcpause import gc_paused
-from adtarget.decision.bits import positions_list
 from adtarget.decision.eligibility import SpendSource, utc
 from adtarget.decision.forecast_cache import cache_for
-from adtarget.decision.forecast_index import LiveMatches, ReplayIndex
+from adtarget.decision.forecast_index import LiveMatches, ReplayIndex, competitors_of
 from adtarget.decision.forecast_logged import of_users, outside_spend, served_users
-from adtarget.decision.forecast_reach import Reach, find_reach
+from adtarget.decision.forecast_reach import find_reach
 from adtarget.decision.forecast_replay import Inputs, Progress, Tally, replay
+from adtarget.decision.forecast_split import by_user
 from adtarget.decision.forecast_twin import binding
-from adtarget.decision.forecast_window import DayPlan, Replayed, plan_days, replay_table, rows_of
+from adtarget.decision.forecast_window import (
+    DayPlan,
+    Rates,
+    plan_days,
+    rates_of,
+    replay_table,
+    rows_of,
+)
 from adtarget.decision.index import LineItemIndex
 from adtarget.decision.models import LiveLineItem
 from adtarget.decision.profiles import ProfileStore
@@ -125,8 +130,11 @@ def forecast(
         lookback_days: history projected onto the flight.
         now: the current time (tests pin it).
         progress: optional callback ``(stage, done, total)``.
-        processes: forked processes to split the replay across (``None``: one per core, up
-            to ``MAX_PROCESSES``, from ``PARALLEL_MIN_ROWS`` replayed rows; 1: in process).
+        processes: forked processes to split the work across (``None``: one per core, up
+            to ``MAX_PROCESSES``; 1: in process): every step by user from the reach on
+            (``forecast_split``: from ``MIN_ROWS`` sampled rows, when no competitor's budget
+            can tie users together), else the replay alone (from ``PARALLEL_MIN_ROWS``
+            replayed rows).
     """
     with _collector_paused():
         return _forecast(
@@ -190,32 +198,36 @@ def _forecast(
         asked = {f for f in pc.unique(flat).to_pylist() if f is not None}
         creatives = {f: (0,) for f in asked | set(proposal.creatives) | {"*"}}
         proposal = replace(proposal, creatives=creatives)
+    drop = proposal.id if proposal.id in live.position_of else None
+    window = _window(store, plan, start, end, drop)
+    split = by_user(proposal, live, table, profiles, spend, now, window, processes, progress)
+    if split is not None and split.coupled:  # its own budget ties users: one replay
+        processes, split = 1, None
+    if split is not None:  # every user's forecast in forked processes, added up
+        if not split.users:
+            return _unreached(table, rate)
+        answer = _answer(proposal, split.tally, split.by_day, plan, split.rates, split.users,
+                         rate, spend)  # fmt: skip
+        return _finish(answer, live, start, end, (flight_start, flight_end), began)
     reach = find_reach(proposal, table, profiles, progress)
     if not reach.users:
-        users = len(pc.unique(table.column("user_id")))
-        return no_history(
-            f"none of the {table.num_rows} sampled requests ({users} users) in the replayed "
-            "days match the targeting: there is no history for its users",
-            sample_rate=rate,
-        )
+        return _unreached(table, rate)
     cache = cache_for(live)
     context_keys = {k for ctx in reach.contexts.values() for k in ctx}
     live_matches = LiveMatches(live, cache, reach.profile_of, context_keys)
     replay_users = set(reach.users)
     replayed = rows_of(table.filter(reach.rows))
-    competitors = _competitors(live_matches, replayed, reach, proposal.id)
+    competitors = competitors_of(live_matches, replayed, reach.features, proposal.id)
     binds = binding(competitors, table, spend, now, proposal)
     if binds:  # their budgets are spent on their other users too: replay those as well
         reach.all_profiles()
         replay_users |= served_users(table, set(binds))
         replayed = rows_of(of_users(table, replay_users))
-        competitors = _competitors(live_matches, replayed, reach, proposal.id)
+        competitors = competitors_of(live_matches, replayed, reach.features, proposal.id)
         binds = binding(competitors, table, spend, now, proposal)
     outside = outside_spend(table, replay_users, competitors)
-    drop = proposal.id if proposal.id in live.position_of else None
     index = ReplayIndex(live_matches, proposal, drop)
     without = ReplayIndex(live_matches, None, drop)
-    window = _window(store, plan, start, end, drop)
     twins = cache.twins_of(window) if window is not None and not binds else None
     inputs = Inputs(
         reach,
@@ -230,14 +242,35 @@ def _forecast(
     )
     timezones = {it.campaign_id: it.timezone for it in (*competitors, proposal)}
     tally, by_day = replay(proposal, index, without, replayed, inputs, timezones, processes)
-    advertisers = {it.id: it.advertiser_id for it in competitors}
-    answer = _answer(proposal, tally, by_day, plan, replayed, reach.users, rate, spend)
+    answer = _answer(proposal, tally, by_day, plan, rates_of(replayed), reach.users, rate, spend)
+    return _finish(answer, live, start, end, (flight_start, flight_end), began)
+
+
+def _unreached(table: Any, rate: float) -> dict[str, Any]:
+    users = len(pc.unique(table.column("user_id")))
+    return no_history(
+        f"none of the {table.num_rows} sampled requests ({users} users) in the replayed "
+        "days match the targeting: there is no history for its users",
+        sample_rate=rate,
+    )
+
+
+def _finish(
+    answer: dict[str, Any],
+    live: LineItemIndex,
+    start: datetime,
+    end: datetime,
+    flight: tuple[datetime, datetime],
+    began: float,
+) -> dict[str, Any]:
+    """The answer's contended line items' advertisers, its window and its time."""
     for row in answer["contended"]:
-        row["advertiser_id"] = advertisers.get(row["line_item_id"])
+        at = live.position_of.get(row["line_item_id"])
+        row["advertiser_id"] = live.items[at].advertiser_id if at is not None else None
     answer["window"] = {
         "start": start.isoformat(),
         "end": end.isoformat(),
-        "whole_flight": (start, end) == (flight_start, flight_end),
+        "whole_flight": (start, end) == flight,
     }
     answer["elapsed_ms"] = round((time.perf_counter() - began) * 1000, 1)
     return answer
@@ -257,22 +290,8 @@ def _window(
     return (where, start.timestamp(), end.timestamp(), drop, days, versions)
 
 
-def _competitors(
-    live: LiveMatches, rows: Sequence[Replayed], reach: Reach, proposal_id: int
-) -> list[LiveLineItem]:
-    """The live line items any replayed request matches (they are the competition; the
-    proposal's old self is not). One memoized ``match`` per distinct (user, context)."""
-    keys = dict.fromkeys(map(attrgetter("user_id", "context"), rows))  # distinct, C loops
-    positions = 0
-    features = reach.features
-    for key in keys:  # (user_id, context), in the rows' order
-        positions |= live.of(key, partial(features, *key))
-    items = live.live.items
-    return [items[p] for p in positions_list(positions) if items[p].id != proposal_id]
-
-
 def _interval(
-    tally: Tally, rows: Sequence[Replayed], reached: set[str], cap: float | None
+    tally: Tally, rates: Rates, reached: set[str], cap: float | None
 ) -> tuple[float, float]:
     """A 95% interval for the forecast over the users the proposal reaches.
 
@@ -280,10 +299,7 @@ def _interval(
     variance ``sum((1 - p) * (y / p)^2)``) and the future itself (each user's impressions in the
     flight are a fresh draw: ``sum((1 / p) * (y - mean)^2)``, the spread between users' counts).
     """
-    rate_of: dict[str, float] = {}
-    for r in rows:
-        if r.user_id in reached:
-            rate_of.setdefault(r.user_id, r.sample_rate)
+    rate_of = {uid: rate for uid, (_, rate) in rates.first.items() if uid in reached}
     counts = [tally.per_user.get(u, 0.0) for u in rate_of]
     n = len(counts)
     mean = sum(counts) / n if n else 0.0
@@ -305,7 +321,7 @@ def _answer(
     tally: Tally,
     by_day: list[tuple[float, float]],
     plan: Sequence[DayPlan],
-    rows: Sequence[Replayed],
+    rates: Rates,
     reached: set[str],
     rate: float | None,
     spend: SpendSource,
@@ -314,8 +330,8 @@ def _answer(
     if proposal.budget_total is not None and proposal.bid_cpm > 0:
         left = max(0.0, proposal.budget_total - spend.spend(proposal.id))
         cap = left / proposal.bid_cpm * 1000.0
-    low, high = _interval(tally, rows, reached, cap)
-    rate_of = {r.user_id: r.sample_rate for r in rows}
+    low, high = _interval(tally, rates, reached, cap)
+    rate_of = rates.last
     unique = sum(1.0 / rate_of[u] for u, n in tally.per_user.items() if n > 0)
     ids = sorted(set(tally.lost) | set(tally.taken))
     contended = [
@@ -349,7 +365,7 @@ def _answer(
         "sample_rate": rate,
         "confidence": {"low": math.floor(low), "high": math.ceil(high), "level": 0.95},
         "no_history": False,
-        "replayed_requests": len(rows),
+        "replayed_requests": rates.rows,
         "replayed_users": len(rate_of),
         "reached_users": len(reached),
         "replay_processes": tally.processes,

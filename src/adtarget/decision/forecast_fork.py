@@ -27,8 +27,8 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
-Task = Callable[[Callable[[int], None]], Any]
-"""A part of the replay: called in the child with ``done(rows)`` to report progress."""
+Task = Callable[[Callable[..., None]], Any]
+"""A part of the replay: called in the child with ``done(rows[, total])`` to report progress."""
 POLL_S = 0.2
 """How often the parent reports the children's progress while it waits."""
 
@@ -39,13 +39,17 @@ def can_fork() -> bool:
 
 
 def run_forked(
-    tasks: Sequence[Task], progress: Callable[[int], None] | None = None
+    tasks: Sequence[Task],
+    progress: Callable[[int], None] | None = None,
+    totals: Callable[[int, int], None] | None = None,
 ) -> list[Any] | None:
     """Each task's return value, in order, each computed in its own forked child; ``None``
     if any child failed (the caller replays in process).
 
-    ``progress(rows)``: the children's rows done so far, summed, every ``POLL_S``."""
-    shared = mmap.mmap(-1, 8 * max(1, len(tasks)))
+    ``progress(rows)``: the children's rows done so far, summed, every ``POLL_S``;
+    ``totals(rows, of)``: the same with the rows the children said they have in all (a child
+    that finds its own work reports ``done(rows, total)``)."""
+    shared = mmap.mmap(-1, 16 * max(1, len(tasks)))
     children: list[tuple[int, int]] = []
     try:
         for slot, task in enumerate(tasks):
@@ -56,7 +60,7 @@ def run_forked(
                 _child(task, w, shared, slot)
             os.close(w)
             children.append((pid, r))
-        return _collect(children, shared, progress)
+        return _collect(children, shared, progress, totals)
     finally:
         for pid, r in children:
             _close(r)
@@ -69,8 +73,8 @@ def _child(task: Task, w: int, shared: mmap.mmap, slot: int) -> None:
     code = 0
     try:
 
-        def done(rows: int) -> None:
-            struct.pack_into("q", shared, 8 * slot, rows)
+        def done(rows: int, total: int = 0) -> None:
+            struct.pack_into("qq", shared, 16 * slot, rows, total)
 
         out = pickle.dumps((True, task(done)), protocol=pickle.HIGHEST_PROTOCOL)
     except BaseException as exc:  # noqa: BLE001  (reported to the parent, which replays itself)
@@ -88,6 +92,7 @@ def _collect(
     children: list[tuple[int, int]],
     shared: mmap.mmap,
     progress: Callable[[int], None] | None,
+    totals: Callable[[int, int], None] | None = None,
 ) -> list[Any] | None:
     """Read every child's pipe to its end (all at once: a child blocks on a full pipe)."""
     chunks: dict[int, list[bytes]] = {r: [] for _, r in children}
@@ -101,9 +106,12 @@ def _collect(
                     chunks[key.fd].append(data)
                 else:
                     waiting.unregister(key.fd)
-            if progress is not None:
-                done = (struct.unpack_from("q", shared, 8 * i)[0] for i in range(len(children)))
-                progress(sum(done))
+            if progress is not None or totals is not None:
+                slots = [struct.unpack_from("qq", shared, 16 * i) for i in range(len(children))]
+                if progress is not None:
+                    progress(sum(done for done, _ in slots))
+                if totals is not None:
+                    totals(sum(done for done, _ in slots), sum(of for _, of in slots))
     out = []
     for _, r in children:
         data = b"".join(chunks[r])

@@ -18,16 +18,20 @@ from __future__ import annotations
 
 import sys
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from functools import partial
 from itertools import chain, islice
-from typing import Any, cast
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, cast
 
-from adtarget.decision.bits import HEAD_BITS, Matches
+from adtarget.decision.bits import HEAD_BITS, Matches, positions_list
 from adtarget.decision.forecast_cache import LiveCache
 from adtarget.decision.index import Facts, LineItemIndex, compile_item_rule, facts_of
 from adtarget.decision.models import LiveLineItem
+
+if TYPE_CHECKING:
+    from adtarget.decision.forecast_window import Replayed
 
 Key = tuple[str, str]
 _NOT_COPIED = object()
@@ -207,3 +211,19 @@ class ReplayIndex:
             bits = (bits << 1) | low if low else bits << 1  # one or two 10,000-bit ints made
         found = self._memo[key] = Listed(bits)
         return found
+
+
+def competitors_of(
+    live: LiveMatches,
+    rows: Sequence[Replayed],
+    features: Callable[[str, str], Mapping[str, Any]],
+    proposal_id: int,
+) -> list[LiveLineItem]:
+    """The live line items any replayed request matches (they are the competition; the
+    proposal's old self is not). One memoized ``match`` per distinct (user, context)."""
+    keys = dict.fromkeys(map(attrgetter("user_id", "context"), rows))  # distinct, C loops
+    positions = 0
+    for key in keys:  # (user_id, context), in the rows' order
+        positions |= live.of(key, partial(features, *key))
+    items = live.live.items
+    return [items[p] for p in positions_list(positions) if items[p].id != proposal_id]

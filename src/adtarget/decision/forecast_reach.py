@@ -157,8 +157,13 @@ def find_reach(
     table: pa.Table,
     profiles: ProfileStore,
     progress: Progress | None = None,
+    share: tuple[int, int] | None = None,
 ) -> Reach:
-    """The users (and requests) of ``table`` the proposal's rule matches."""
+    """The users (and requests) of ``table`` the proposal's rule matches.
+
+    ``share=(k, n)``: only the ``k``-th of every ``n`` distinct users (in order of first
+    appearance) is looked at, the others are left out as if not reached: a forked process's
+    share of a forecast split by user (``forecast_split``), without filtering the table."""
     reach = Reach()
     for text in pc.unique(table.column("context")).to_pylist():
         reach.contexts[text] = orjson.loads(text)
@@ -170,16 +175,17 @@ def find_reach(
     # user ids hashed once: the distinct users, and each row's user as their position
     encoded = pc.dictionary_encode(table.column("user_id").combine_chunks())
     users = encoded.dictionary.to_pylist()
+    looked_at = users if share is None else users[share[0] :: share[1]]
     profile_of = reach.profile_of
     get_many = getattr(profiles, "get_many", None)  # a batch read, when the store has one
     if get_many is None:
         get = profiles.get
         get_many = lambda ids: list(map(get, ids))  # noqa: E731  (C loop, not a Python one)
     read: list[Mapping[str, Any] | None] = []
-    for start in range(0, len(users), PROGRESS_EVERY):
+    for start in range(0, len(looked_at), PROGRESS_EVERY):
         if progress is not None:
-            progress("matching users", start, len(users))
-        chunk = users[start : start + PROGRESS_EVERY]
+            progress("matching users", start, len(looked_at))
+        chunk = looked_at[start : start + PROGRESS_EVERY]
         profs = get_many(chunk)
         read.extend(profs)
         if profile_part is None:
@@ -189,7 +195,7 @@ def find_reach(
             ok = profile_part.many(profs)
             profile_of.update(compress(zip(chunk, profs, strict=True), ok))
             reach.users.update(compress(chunk, ok))
-    reach.read = (users, read)
+    reach.read = (looked_at, read)
     if by_pair is None or not reach.users:
         reach.rows = _rows_of(encoded, users, reach.users)
         return reach

@@ -104,15 +104,10 @@ def replay(
     """
     profile_of = inputs.reach.profile_of
     kept = inputs.twins if not inputs.coupled else None
-    known: dict[str, dict[int, float]] = {}
-    if kept is not None:
-        for uid in {r.user_id for r in rows}:
-            found = kept.get(uid)
-            if found is not None and found[0] == profile_of.get(uid):
-                known[uid] = found[1]
+    known = known_twins(rows, kept, profile_of)
     budgeted = frozenset(it.id for it in index.items if has_budget(it))
     progress = inputs.progress
-    parts: list[_Part] | None = None
+    parts: list[Part] | None = None
 
     def done(n: int) -> None:
         if progress is not None:
@@ -124,16 +119,44 @@ def replay(
         budgeted_items = [it for it in (*index.items, *without.items) if it.id in budgeted]
         forked = replace(inputs, spend=FixedSpend.read(inputs.spend, budgeted_items, now))
         tasks = [
-            partial(_replay_part, proposal, index, without, part, forked, timezones, known, True)
+            partial(replay_part, proposal, index, without, part, forked, timezones, known, True)
             for part in split
         ]
         answers = run_forked(tasks, done)
-        if answers is not None and (not budgeted or _agree(index, without, answers)):
+        if answers is not None and (not budgeted or parts_alike(index, without, answers)):
             parts = answers
     if parts is None:
-        whole = _replay_part(proposal, index, without, rows, inputs, timezones, known, False, done)
+        whole = replay_part(proposal, index, without, rows, inputs, timezones, known, False, done)
         parts = [whole]
     done(len(rows))
+    return combine(parts, known, kept, profile_of)
+
+
+def known_twins(
+    rows: Sequence[Replayed],
+    kept: dict[str, tuple[dict[str, Any] | None, dict[int, float]]] | None,
+    profile_of: Mapping[str, Mapping[str, Any] | None],
+) -> dict[str, dict[int, float]]:
+    """The twin totals kept (``Inputs.twins``) for the users of ``rows`` whose profile is
+    still the one they were computed from."""
+    known: dict[str, dict[int, float]] = {}
+    if kept is not None:
+        for uid in {r.user_id for r in rows}:
+            found = kept.get(uid)
+            if found is not None and found[0] == profile_of.get(uid):
+                known[uid] = found[1]
+    return known
+
+
+def combine(
+    parts: Sequence[Part],
+    known: dict[str, dict[int, float]],
+    kept: dict[str, tuple[dict[str, Any] | None, dict[int, float]]] | None,
+    profile_of: Mapping[str, Mapping[str, Any] | None],
+) -> tuple[Tally, list[tuple[float, float]]]:
+    """The parts' counts added up (each holds whole users), what the proposal takes from each
+    competitor (without it minus with it, over every user), and the new twin totals kept
+    (with a copy of the profile from ``profile_of``)."""
     tally = Tally()
     by_day: dict[int, list[float]] = {}
     served_with: dict[int, float] = {}
@@ -204,7 +227,7 @@ def _cores() -> int:
     return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
-def _agree(index: ReplayIndex, without: ReplayIndex, parts: Sequence[_Part]) -> bool:
+def parts_alike(index: ReplayIndex, without: ReplayIndex, parts: Sequence[Part]) -> bool:
     """Whether the parts' budget checks agree with one whole replay's, in both replays."""
     return parts_agree(index.items, [(p.reads, p.charges) for p in parts]) and parts_agree(
         without.items, [(p.twin_reads, p.twin_charges) for p in parts]
@@ -212,7 +235,7 @@ def _agree(index: ReplayIndex, without: ReplayIndex, parts: Sequence[_Part]) -> 
 
 
 @dataclass(slots=True)
-class _Part:
+class Part:
     """What one part of the replay counted (its users only), and the spend it read and
     charged (``parts_agree``)."""
 
@@ -227,7 +250,7 @@ class _Part:
     twin_charges: list[Charge]
 
 
-def _replay_part(
+def replay_part(
     proposal: LiveLineItem,
     index: ReplayIndex,
     without: ReplayIndex,
@@ -237,7 +260,7 @@ def _replay_part(
     known: dict[str, dict[int, float]],
     record: bool,
     done: Callable[[int], None],
-) -> _Part:
+) -> Part:
     """The replay of ``rows`` (all the requests of some users), with and without the proposal
     (see ``_replay``); ``known``: twin totals kept from an earlier forecast; ``record``: keep
     the spend read and charged; ``done(rows)``: progress."""
@@ -340,7 +363,7 @@ def _replay_part(
             for it in above:
                 tally.lost[it.id] = tally.lost.get(it.id, 0.0) + weight
     done(len(rows))
-    return _Part(
+    return Part(
         tally, by_day, served_with, fresh, sim.reads, sim.charges, twin_sim.reads, twin_sim.charges
     )
 

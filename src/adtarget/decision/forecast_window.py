@@ -124,3 +124,42 @@ def rows_of(table: pa.Table) -> list[Replayed]:
     make = tuple.__new__
     rows = zip(ts, uid, ctx, formats, limit, rate, day, pod, strict=True)
     return [make(Replayed, row) for row in rows]
+
+
+class Rates(NamedTuple):
+    """What a forecast's answer needs of its replayed rows: per user, the time and sample rate
+    of their first replayed request (users in that order) and the rate of their last, and
+    how many rows were replayed (``rates_of``; parts of a replay split by user add up with
+    ``merge_rates``)."""
+
+    first: dict[str, tuple[float, float]]
+    last: dict[str, float]
+    rows: int
+
+
+def rates_of(rows: Sequence[Replayed]) -> Rates:
+    """``Rates`` of ``rows`` (in time order)."""
+    first: dict[str, tuple[float, float]] = {}
+    last: dict[str, float] = {}
+    for r in rows:
+        if r.user_id not in first:
+            first[r.user_id] = (r.ts, r.sample_rate)
+        last[r.user_id] = r.sample_rate
+    return Rates(first, last, len(rows))
+
+
+def merge_rates(parts: Sequence[Rates]) -> Rates:
+    """The ``Rates`` of parts holding disjoint users, as of their rows replayed together:
+    users ordered by their first request's time, as one time-ordered replay meets them."""
+    firsts = sorted(
+        ((ts, uid, rate) for part in parts for uid, (ts, rate) in part.first.items()),
+        key=lambda first: first[0],
+    )
+    last: dict[str, float] = {}
+    for part in parts:
+        last.update(part.last)
+    return Rates(
+        {uid: (ts, rate) for ts, uid, rate in firsts},
+        {uid: last[uid] for _, uid, _ in firsts},
+        sum(part.rows for part in parts),
+    )

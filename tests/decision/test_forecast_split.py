@@ -1,0 +1,160 @@
+"""A forecast split by user from the reach on (``forecast_split``) answers exactly as one
+process, is taken only when no competitor's budget can tie users together, and keeps the
+twin totals it made for the next forecast."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+import pytest
+from tests.decision.forecast_world import item
+from tests.decision.test_forecast_proof import (
+    FLIGHT_END,
+    FLIGHT_START,
+    NOW,
+    _forecast,
+    competitors,
+    logged,  # noqa: F401  (fixture)
+    proposal,
+    world,  # noqa: F401  (fixture)
+)
+
+from adtarget.decision import forecast_cache, forecast_split
+from adtarget.decision.eligibility import ZeroSpend
+from adtarget.decision.forecast import forecast
+from adtarget.decision.forecast_reach import find_reach
+from adtarget.decision.forecast_window import (
+    Rates,
+    merge_rates,
+    plan_days,
+    rates_of,
+    replay_table,
+    rows_of,
+)
+from adtarget.decision.index import LineItemIndex
+from adtarget.decision.profiles import MemoryProfileStore
+from adtarget.decision.request_store import ParquetRequestStore
+from adtarget.rules.parse import parse
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+
+
+@pytest.fixture
+def forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many processes each split by user forked (the real ``run_forked``, counted)."""
+    seen: list[int] = []
+    real = forecast_split.run_forked
+
+    def counted(tasks, *args, **kw):
+        seen.append(len(tasks))
+        return real(tasks, *args, **kw)
+
+    monkeypatch.setattr(forecast_split, "run_forked", counted)
+    return seen
+
+
+def _answer(w, root, items, prop, processes: int) -> dict:
+    forecast_cache.clear()
+    answer = _forecast(w, root, items, prop, processes=processes)
+    answer.pop("elapsed_ms", None)
+    return answer
+
+
+@pytest.mark.parametrize("loose", [False, True], ids=["no-budget", "loose-campaign-budget"])
+def test_split_by_user_answers_as_one_process(world, logged, forks, loose) -> None:  # noqa: F811
+    items = competitors(False)
+    if loose:  # a campaign budget no replay can spend does not tie users together
+        items = [replace(it, campaign_budget_total=1e9) for it in items]
+    one = _answer(world, logged, items, proposal(budget=None), 1)
+    assert forks == [] and one.pop("replay_processes") == 1
+    for n in (2, 3):
+        split = _answer(world, logged, items, proposal(budget=None), n)
+        assert forks[-1] == n
+        assert split.pop("replay_processes") == n
+        assert split == one
+    assert one["forecast_impressions"] > 0 and one["contended"]
+
+
+def test_a_proposal_budget_checked_alike_is_split(world, logged, forks) -> None:  # noqa: F811
+    """The proposal's own budget (70.0 over a week) never runs out: every part's checks are
+    those of one replay, so the parts' answers are used."""
+    one = _answer(world, logged, competitors(False), proposal(budget=70.0), 1)
+    split = _answer(world, logged, competitors(False), proposal(budget=70.0), 2)
+    assert forks == [2] and split.pop("replay_processes") == 2
+    one.pop("replay_processes")
+    assert split == one
+
+
+def test_a_proposal_budget_that_binds_replays_once_in_process(world, logged, forks) -> None:  # noqa: F811
+    """Its budget (8.0) runs out: each part sees only its users' spend, so the parts' checks
+    differ from one replay's; the answer is one replay's, made in process (not split again)."""
+    one = _answer(world, logged, competitors(False), proposal(budget=8.0), 1)
+    split = _answer(world, logged, competitors(False), proposal(budget=8.0), 2)
+    assert forks == [2] and split["replay_processes"] == 1
+    assert split == one
+
+
+def test_a_competitor_budget_that_may_bind_is_not_split_by_user(world, logged, forks) -> None:  # noqa: F811
+    """A daily campaign budget spent by 9 am ties users together: no split by user."""
+    one = _answer(world, logged, competitors(True), proposal(budget=None), 1)
+    split = _answer(world, logged, competitors(True), proposal(budget=None), 2)
+    assert forks == []
+    one.pop("replay_processes"), split.pop("replay_processes")
+    assert split == one
+
+
+def test_no_reached_user_says_so_as_one_process(world, logged, forks) -> None:  # noqa: F811
+    nobody = replace(proposal(budget=None), rule=parse('country = "FR"'))
+    one = _answer(world, logged, competitors(False), nobody, 1)
+    split = _answer(world, logged, competitors(False), nobody, 2)
+    assert forks == [2]
+    assert one["no_history"] is True and split == one
+
+
+def test_twins_made_in_the_processes_are_kept_for_the_next_forecast(world, logged, forks) -> None:  # noqa: F811
+    """A warm forecast (another proposal on the same window and catalog) uses the twin totals
+    the split one sent back, and answers as a cold one."""
+    live = LineItemIndex(competitors(False))
+    profiles = MemoryProfileStore(world.profiles)
+
+    def run(prop) -> dict:
+        answer = forecast(proposal=prop, live=live, store=ParquetRequestStore(logged),
+                          profiles=profiles, spend=ZeroSpend(), now=NOW, processes=2)  # fmt: skip
+        answer.pop("elapsed_ms")
+        return answer
+
+    other = item(51, 'country = "US"', priority=3, bid=6.0, cap=5,
+                 start=FLIGHT_START, end=FLIGHT_END)  # fmt: skip
+    forecast_cache.clear()
+    run(proposal(budget=None))
+    [kept] = [twins for twins in forecast_cache.cache_for(live).twins.values()]
+    assert len(kept) > 100  # every reached user's totals without the proposal
+    warm = run(other)
+    forecast_cache.clear()
+    assert warm == run(other) and forks == [2, 2, 2]
+    assert any(c["impressions_taken_from_it"] for c in warm["contended"])
+
+
+def test_reach_shares_are_disjoint_and_cover_the_whole_reach(world, logged) -> None:  # noqa: F811
+    store = ParquetRequestStore(logged)
+    table = replay_table(store, plan_days(FLIGHT_START, FLIGHT_END, store.days()), FLIGHT_START,
+                         FLIGHT_END)  # fmt: skip
+    profiles = MemoryProfileStore(world.profiles)
+    whole = find_reach(proposal(), table, profiles)
+    shares = [find_reach(proposal(), table, profiles, share=(k, 3)) for k in range(3)]
+    assert set().union(*(s.users for s in shares)) == whole.users
+    assert sum(len(s.users) for s in shares) == len(whole.users) > 0
+    rows = [rows_of(table.filter(s.rows)) for s in shares]
+    assert sorted(r for part in rows for r in part) == sorted(rows_of(table.filter(whole.rows)))
+    merged = merge_rates([rates_of(part) for part in rows])
+    assert merged == rates_of(rows_of(table.filter(whole.rows)))
+    assert list(merged.first) == list(rates_of(rows_of(table.filter(whole.rows))).first)
+
+
+def test_merge_rates_orders_users_by_their_first_request() -> None:
+    a = Rates({"u1": (5.0, 0.5), "u3": (9.0, 0.5)}, {"u1": 0.25, "u3": 0.5}, 4)
+    b = Rates({"u2": (7.0, 1.0)}, {"u2": 1.0}, 1)
+    merged = merge_rates([a, b])
+    assert list(merged.first) == ["u1", "u2", "u3"] and list(merged.last) == ["u1", "u2", "u3"]
+    assert merged.last["u1"] == 0.25 and merged.rows == 5
