@@ -303,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         assert warm == cold_other, "a warm forecast must answer as a cold one"
         fc = statistics.median(cold_runs)
         fw = statistics.median(warm_runs)
-        print(f"forecast, cold (nothing kept), replay split across {split} forked "
+        print(f"forecast, cold (nothing kept), split by user across {split} forked "
               f"process(es): median {fc:.3f} s of 3 "
               f"(min {min(cold_runs):.3f} s; CPU of this process and its children: median "
               f"{statistics.median(cold_cpu):.3f} s, min {min(cold_cpu):.3f} s); "
