@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from pathlib import Path
 
+import pyarrow as pa
 import pytest
+import redis
 from tests.decision.forecast_world import item
 from tests.decision.test_forecast_proof import (
     FLIGHT_END,
@@ -20,6 +23,9 @@ from tests.decision.test_forecast_proof import (
     world,  # noqa: F401  (fixture)
 )
 
+from adtarget.audience.build import SnapshotBuilder
+from adtarget.audience.redis_profiles import load_snapshot_into_redis
+from adtarget.audience.store import SnapshotStore
 from adtarget.decision import forecast_cache, forecast_split
 from adtarget.decision.eligibility import ZeroSpend
 from adtarget.decision.forecast import forecast
@@ -33,9 +39,11 @@ from adtarget.decision.forecast_window import (
     rows_of,
 )
 from adtarget.decision.index import LineItemIndex
-from adtarget.decision.profiles import MemoryProfileStore
+from adtarget.decision.profiles import MemoryProfileStore, SnapshotProfileStore
+from adtarget.decision.profiles_redis import RedisProfileStore
 from adtarget.decision.request_store import ParquetRequestStore
 from adtarget.rules.parse import parse
+from adtarget.rules.registry import DimensionSpec
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
 
@@ -134,6 +142,84 @@ def test_twins_made_in_the_processes_are_kept_for_the_next_forecast(world, logge
     forecast_cache.clear()
     assert warm == run(other) and forks == [2, 2, 2]
     assert any(c["impressions_taken_from_it"] for c in warm["contended"])
+
+
+def _snapshot_of(w, root: Path) -> SnapshotStore:
+    """The world's profiles published as a snapshot (the embedded default's store)."""
+    store = SnapshotStore(root)
+    builder = SnapshotBuilder(
+        store=store,
+        base=None,
+        registry={"country": DimensionSpec("country", "category"),
+                  "age": DimensionSpec("age", "number")},
+    )  # fmt: skip
+    ids = sorted(w.profiles)
+    builder.add_batch(
+        pa.record_batch(
+            {
+                "user_id": ids,
+                "country": [w.profiles[u].get("country") for u in ids],
+                "age": [w.profiles[u].get("age") for u in ids],
+            }
+        )
+    )
+    store.publish(builder.finish())
+    return store
+
+
+def _run(root: Path, live: LineItemIndex, profiles, processes: int) -> dict:
+    forecast_cache.clear()
+    answer = forecast(
+        proposal=proposal(budget=None),
+        live=live,
+        store=ParquetRequestStore(root),
+        profiles=profiles,
+        spend=ZeroSpend(),
+        now=NOW,
+        processes=processes,
+    )
+    answer.pop("elapsed_ms")
+    return answer
+
+
+def test_a_snapshot_profile_store_is_split_and_answers_as_one_process(
+    world,  # noqa: F811
+    logged,  # noqa: F811
+    forks,
+    tmp_path: Path,
+) -> None:
+    """The embedded default's profile store (the published snapshot): the children read the
+    handle resolved before the fork (``fork_reader``), and answer as one process."""
+    profiles = SnapshotProfileStore(_snapshot_of(world, tmp_path / "snapshots"))
+    live = LineItemIndex(competitors(False))
+    one, split = _run(logged, live, profiles, 1), _run(logged, live, profiles, 2)
+    assert forks == [2] and split.pop("replay_processes") == 2
+    one.pop("replay_processes")
+    assert split == one and one["forecast_impressions"] > 0
+
+
+def test_a_store_with_no_fork_reader_is_not_split_by_user(
+    world,  # noqa: F811
+    logged,  # noqa: F811
+    forks,
+    tmp_path: Path,
+    redis_url: str,
+    redis_prefix: str,
+) -> None:
+    """Redis profiles (connections the parent's threads share): no split by user, the same
+    answer (its replay alone may still be split)."""
+    snap = _snapshot_of(world, tmp_path / "snapshots").current()
+    assert snap is not None
+    client = redis.Redis.from_url(redis_url)
+    load_snapshot_into_redis(snap, client, prefix=redis_prefix)
+    profiles = RedisProfileStore(redis_url, prefix=redis_prefix, timeout=1.0)
+    live = LineItemIndex(competitors(False))
+    one, split = _run(logged, live, profiles, 1), _run(logged, live, profiles, 2)
+    assert forks == []
+    one.pop("replay_processes"), split.pop("replay_processes")
+    assert split == one and one["forecast_impressions"] > 0
+    profiles.close()
+    client.close()
 
 
 def test_reach_shares_are_disjoint_and_cover_the_whole_reach(world, logged) -> None:  # noqa: F811

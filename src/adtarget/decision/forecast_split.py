@@ -101,10 +101,13 @@ def by_user(
 ) -> Split | None:
     """The forecast's counts with every user's part done in forked processes, or ``None``
     when it is not split (one process asked, one core, few rows, a budget that may couple
-    users, a part that failed): the caller then forecasts in this process; a ``Split`` that
-    is ``coupled`` when the parts' budget checks differ from one replay's."""
+    users, a part that failed, a profile store with no ``fork_reader``): the caller then
+    forecasts in this process; a ``Split`` that is ``coupled`` when the parts' budget checks
+    differ from one replay's. The children read profiles through ``profiles.fork_reader()``,
+    made here before the fork (no lock a thread of this process may hold is taken after it)."""
     n = _processes(processes, table.num_rows)
-    if n < 2:
+    fork_reader = getattr(profiles, "fork_reader", None)
+    if n < 2 or fork_reader is None:  # a store with no reader safe in a forked process
         return None
     budgeted = [it for it in live.items if has_budget(it) and it.id != proposal.id]
     if binding(budgeted, table, spend, now, proposal):
@@ -112,7 +115,7 @@ def by_user(
     fixed = FixedSpend.read(spend, [*budgeted, proposal] if has_budget(proposal) else budgeted, now)
     cache = cache_for(live)
     twins = cache.twins_of(window) if window is not None else None
-    task = partial(_share, proposal, live, table, profiles, fixed, now, twins, n)
+    task = partial(_share, proposal, live, table, fork_reader(), fixed, now, twins, n)
     report = None
     if progress is not None:
         report = lambda done, total: progress("replaying", done, total)  # noqa: E731

@@ -60,9 +60,36 @@ class MemoryProfileStore:
         warm forecast. A caller that keeps one past its own use copies it."""
         return list(map(self.profiles.get, user_ids))
 
+    def fork_reader(self) -> MemoryProfileStore:
+        """A reader for forked processes (``forecast_split``): this store (a mapping takes
+        no lock a thread of the parent could have held when it forked)."""
+        return self
+
     def version(self) -> str | None:
         """The label given at construction."""
         return self._version
+
+
+class PinnedProfiles:
+    """Features from one snapshot handle, as resolved when made (``fork_reader``)."""
+
+    def __init__(self, snap: AnySnapshot | None) -> None:
+        self._snap = snap
+
+    def get(self, user_id: str) -> dict[str, Any] | None:
+        """The user's features in that snapshot."""
+        return None if self._snap is None else self._snap.features_of(user_id)
+
+    def get_many(self, user_ids: Iterable[str]) -> list[Mapping[str, Any] | None]:
+        """``get`` of each user."""
+        snap = self._snap
+        if snap is None:
+            return [None for _ in user_ids]
+        return list(map(snap.features_of, user_ids))
+
+    def version(self) -> str | None:
+        """That snapshot's version."""
+        return None if self._snap is None else self._snap.version
 
 
 SNAPSHOT_CHECK_S = 0.05
@@ -165,6 +192,16 @@ class SnapshotProfileStore:
         """The current snapshot's version."""
         snap = self._current()
         return None if snap is None else snap.version
+
+    def fork_reader(self) -> PinnedProfiles:
+        """A reader of the snapshot current now, for forked processes (``forecast_split``).
+
+        Why: finding the current snapshot may take the store's and the real-time overlay's
+        locks, which another thread of this process (the update follower, a request) may hold
+        when a forecast forks; a child waiting on a lock no thread of its own will release
+        hangs. The handle is resolved here, before the fork: reading features from it takes
+        no lock, and the whole forecast reads one version."""
+        return PinnedProfiles(self._current())
 
     def lookup(self, user_id: str) -> tuple[dict[str, Any] | None, str | None]:
         """``(get(user_id), version())`` from one snapshot handle (what the engine calls)."""
