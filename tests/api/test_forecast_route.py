@@ -191,3 +191,46 @@ def test_a_forecast_split_across_processes_from_the_server_answers_alike(
     assert answers[0]["forecast_impressions"] == 120
     taken = {c["line_item_id"]: c for c in answers[0]["contended"]}
     assert taken[seeded["line_item"]["id"]]["impressions_taken_from_it"] == 120
+
+
+def test_a_forecast_split_by_user_from_the_server_answers_alike(
+    app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole forecast split by user (``forecast_split``), forked from a worker thread of
+    the serving app, its profiles read through the snapshot store's ``fork_reader``: the
+    same answer as in process."""
+    import adtarget.decision.forecast_split as split_module
+
+    client = TestClient(app)
+    _seed(client)
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    rows = [
+        SampledRequest(yesterday.replace(hour=h).timestamp(), f"u{i}", {"device": "tv"},
+                       None, 1, (), 1.0)
+        for i in range(40) for h in range(4)
+    ]  # fmt: skip
+    ParquetRequestStore(container_of(app).settings.requests_dir).write(rows)
+    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    body = {"targeting": "", "start": (start + timedelta(days=1)).isoformat(),
+            "end": (start + timedelta(days=2)).isoformat(), "priority": 1, "bid_cpm": 2.0,
+            "frequency_cap": {"count": 3, "window_seconds": 86400}}  # fmt: skip
+    forked: list[int] = []
+    real = split_module.run_forked
+
+    def counted(tasks, *args, **kw):
+        forked.append(len(tasks))
+        return real(tasks, *args, **kw)
+
+    monkeypatch.setattr(split_module, "run_forked", counted)
+    answers = []
+    for min_rows, cores in ((10**9, 1), (1, 2)):
+        monkeypatch.setattr(split_module, "MIN_ROWS", min_rows)
+        monkeypatch.setattr(split_module, "_cores", lambda cores=cores: cores)
+        r = client.post("/v1/forecast", json=body)
+        assert r.status_code == 200, r.text
+        answers.append(r.json())
+    assert forked == [2]
+    assert [a.pop("replay_processes") for a in answers] == [1, 2]
+    for a in answers:
+        a.pop("elapsed_ms")
+    assert answers[0] == answers[1] and answers[0]["forecast_impressions"] == 120
