@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import ipaddress
 import json
 import os
 import subprocess
@@ -43,6 +42,10 @@ from typing import Any
 
 import numpy as np
 import psutil
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from bench_shards import off_loopback  # noqa: E402  (the same check as the sizing bench)
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # the driver stays on loopback
 
@@ -114,28 +117,6 @@ def renice(pid: int, nice: int) -> None:
             os.setpriority(os.PRIO_PROCESS, int(tid), nice)
         except OSError:
             continue
-
-
-def _loopback(ip: str) -> bool:
-    addr = ipaddress.ip_address(ip.split("%")[0])
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return addr.is_loopback
-
-
-def off_loopback(procs: list[psutil.Process]) -> list[str]:
-    """Sockets of these processes bound to, or talking to, a non-loopback address."""
-    bad = []
-    for proc in procs:
-        try:
-            conns = proc.net_connections(kind="inet")
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-        for c in conns:
-            for end in (c.laddr, c.raddr):
-                if end and not _loopback(end.ip):
-                    bad.append(f"{proc.pid} {c.laddr} -> {c.raddr} {c.status}")
-    return bad
 
 
 def actor_class(ray: Any, kind: str) -> Any:

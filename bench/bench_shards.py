@@ -208,12 +208,14 @@ def _loopback(ip: str) -> bool:
     return addr.is_loopback
 
 
-def off_loopback() -> list[str]:
-    """Sockets of this process and its descendants bound to, or talking to, a non-loopback
-    address (what ``ss -tnp`` would show for them)."""
-    me = psutil.Process()
+def off_loopback(procs: list[psutil.Process] | None = None) -> list[str]:
+    """Sockets of ``procs`` (default: this process and its descendants) bound to, or talking
+    to, a non-loopback address (what ``ss -tnp`` would show for them)."""
+    if procs is None:
+        me = psutil.Process()
+        procs = [me, *me.children(recursive=True)]
     bad: list[str] = []
-    for proc in [me, *me.children(recursive=True)]:
+    for proc in procs:
         try:
             conns = proc.net_connections(kind="inet")
         except (psutil.NoSuchProcess, psutil.AccessDenied):

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from tests.decision.test_forecast_split import forks  # noqa: F401  (fixture)
 
 from adtarget.api.app import create_app
 from adtarget.api.container import container_of
@@ -157,6 +158,22 @@ def test_changes_must_be_an_object(app: FastAPI) -> None:
         assert r.json()["error"]["field"] == "changes"
 
 
+def _logged_yesterday(app: FastAPI) -> dict:
+    """Four requests of each of 40 users logged yesterday, and a forecast body for tomorrow
+    (every user reached, capped at 3 a day)."""
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    rows = [
+        SampledRequest(yesterday.replace(hour=h).timestamp(), f"u{i}", {"device": "tv"},
+                       None, 1, (), 1.0)
+        for i in range(40) for h in range(4)
+    ]  # fmt: skip
+    ParquetRequestStore(container_of(app).settings.requests_dir).write(rows)
+    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return {"targeting": "", "start": (start + timedelta(days=1)).isoformat(),
+            "end": (start + timedelta(days=2)).isoformat(), "priority": 1, "bid_cpm": 2.0,
+            "frequency_cap": {"count": 3, "window_seconds": 86400}}  # fmt: skip
+
+
 def test_a_forecast_split_across_processes_from_the_server_answers_alike(
     app: FastAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -166,17 +183,7 @@ def test_a_forecast_split_across_processes_from_the_server_answers_alike(
 
     client = TestClient(app)
     seeded = _seed(client)  # its campaign's budget is checked across the parts
-    yesterday = datetime.now(UTC) - timedelta(days=1)
-    rows = [
-        SampledRequest(yesterday.replace(hour=h).timestamp(), f"u{i}", {"device": "tv"},
-                       None, 1, (), 1.0)
-        for i in range(40) for h in range(4)
-    ]  # fmt: skip
-    ParquetRequestStore(container_of(app).settings.requests_dir).write(rows)
-    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    body = {"targeting": "", "start": (start + timedelta(days=1)).isoformat(),
-            "end": (start + timedelta(days=2)).isoformat(), "priority": 1, "bid_cpm": 2.0,
-            "frequency_cap": {"count": 3, "window_seconds": 86400}}  # fmt: skip
+    body = _logged_yesterday(app)
     answers = []
     for min_rows, cores in ((10**9, 1), (1, 2)):
         monkeypatch.setattr(forecast_module, "PARALLEL_MIN_ROWS", min_rows)
@@ -194,7 +201,9 @@ def test_a_forecast_split_across_processes_from_the_server_answers_alike(
 
 
 def test_a_forecast_split_by_user_from_the_server_answers_alike(
-    app: FastAPI, monkeypatch: pytest.MonkeyPatch
+    app: FastAPI,
+    monkeypatch: pytest.MonkeyPatch,
+    forks: list[int],  # noqa: F811
 ) -> None:
     """The whole forecast split by user (``forecast_split``), forked from a worker thread of
     the serving app, its profiles read through the snapshot store's ``fork_reader``: the
@@ -203,25 +212,7 @@ def test_a_forecast_split_by_user_from_the_server_answers_alike(
 
     client = TestClient(app)
     _seed(client)
-    yesterday = datetime.now(UTC) - timedelta(days=1)
-    rows = [
-        SampledRequest(yesterday.replace(hour=h).timestamp(), f"u{i}", {"device": "tv"},
-                       None, 1, (), 1.0)
-        for i in range(40) for h in range(4)
-    ]  # fmt: skip
-    ParquetRequestStore(container_of(app).settings.requests_dir).write(rows)
-    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    body = {"targeting": "", "start": (start + timedelta(days=1)).isoformat(),
-            "end": (start + timedelta(days=2)).isoformat(), "priority": 1, "bid_cpm": 2.0,
-            "frequency_cap": {"count": 3, "window_seconds": 86400}}  # fmt: skip
-    forked: list[int] = []
-    real = split_module.run_forked
-
-    def counted(tasks, *args, **kw):
-        forked.append(len(tasks))
-        return real(tasks, *args, **kw)
-
-    monkeypatch.setattr(split_module, "run_forked", counted)
+    body = _logged_yesterday(app)
     answers = []
     for min_rows, cores in ((10**9, 1), (1, 2)):
         monkeypatch.setattr(split_module, "MIN_ROWS", min_rows)
@@ -229,7 +220,7 @@ def test_a_forecast_split_by_user_from_the_server_answers_alike(
         r = client.post("/v1/forecast", json=body)
         assert r.status_code == 200, r.text
         answers.append(r.json())
-    assert forked == [2]
+    assert forks == [2]
     assert [a.pop("replay_processes") for a in answers] == [1, 2]
     for a in answers:
         a.pop("elapsed_ms")
