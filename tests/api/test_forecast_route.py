@@ -174,6 +174,25 @@ def _logged_yesterday(app: FastAPI) -> dict:
             "frequency_cap": {"count": 3, "window_seconds": 86400}}  # fmt: skip
 
 
+def _in_process_then_split(
+    client: TestClient, body: dict, monkeypatch: pytest.MonkeyPatch, module: Any, min_rows: str
+) -> list[dict]:
+    """The forecast of ``body`` made in process (one core), then split across 2 processes
+    (``module.<min_rows>`` at 1): both answers, their ``replay_processes`` checked and
+    their times dropped."""
+    answers = []
+    for rows, cores in ((10**9, 1), (1, 2)):
+        monkeypatch.setattr(module, min_rows, rows)
+        monkeypatch.setattr(module, "_cores", lambda cores=cores: cores)
+        r = client.post("/v1/forecast", json=body)
+        assert r.status_code == 200, r.text
+        answers.append(r.json())
+    assert [a.pop("replay_processes") for a in answers] == [1, 2]
+    for a in answers:
+        a.pop("elapsed_ms")
+    return answers
+
+
 def test_a_forecast_split_across_processes_from_the_server_answers_alike(
     app: FastAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -184,16 +203,8 @@ def test_a_forecast_split_across_processes_from_the_server_answers_alike(
     client = TestClient(app)
     seeded = _seed(client)  # its campaign's budget is checked across the parts
     body = _logged_yesterday(app)
-    answers = []
-    for min_rows, cores in ((10**9, 1), (1, 2)):
-        monkeypatch.setattr(forecast_module, "PARALLEL_MIN_ROWS", min_rows)
-        monkeypatch.setattr(forecast_module, "_cores", lambda cores=cores: cores)
-        r = client.post("/v1/forecast", json=body)
-        assert r.status_code == 200, r.text
-        answers.append(r.json())
-    assert [a.pop("replay_processes") for a in answers] == [1, 2]
-    for a in answers:
-        a.pop("elapsed_ms")
+    answers = _in_process_then_split(client, body, monkeypatch, forecast_module,
+                                     "PARALLEL_MIN_ROWS")  # fmt: skip
     assert answers[0] == answers[1]
     assert answers[0]["forecast_impressions"] == 120
     taken = {c["line_item_id"]: c for c in answers[0]["contended"]}
@@ -213,15 +224,6 @@ def test_a_forecast_split_by_user_from_the_server_answers_alike(
     client = TestClient(app)
     _seed(client)
     body = _logged_yesterday(app)
-    answers = []
-    for min_rows, cores in ((10**9, 1), (1, 2)):
-        monkeypatch.setattr(split_module, "MIN_ROWS", min_rows)
-        monkeypatch.setattr(split_module, "_cores", lambda cores=cores: cores)
-        r = client.post("/v1/forecast", json=body)
-        assert r.status_code == 200, r.text
-        answers.append(r.json())
+    answers = _in_process_then_split(client, body, monkeypatch, split_module, "MIN_ROWS")
     assert forks == [2]
-    assert [a.pop("replay_processes") for a in answers] == [1, 2]
-    for a in answers:
-        a.pop("elapsed_ms")
     assert answers[0] == answers[1] and answers[0]["forecast_impressions"] == 120
