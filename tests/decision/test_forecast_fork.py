@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from dataclasses import replace
 from datetime import UTC, date, datetime
 
@@ -146,6 +147,36 @@ def test_a_failed_or_killed_child_makes_the_caller_replay_itself() -> None:
     assert pids is not None and len(set(pids)) == 2 and os.getpid() not in pids
     assert run_forked([ok, fails]) is None
     assert run_forked([killed, ok]) is None
+
+
+def test_a_child_that_stops_reporting_is_killed_and_the_caller_works_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A child hung (a lock held by another thread at the fork, say) is killed after
+    ``STALL_S`` without a word; a child that keeps reporting is waited for however long."""
+    import adtarget.decision.forecast_fork as fork_module
+
+    monkeypatch.setattr(fork_module, "STALL_S", 0.5)
+    pid_file = os.pipe()
+
+    def hangs(done) -> int:
+        os.write(pid_file[1], str(os.getpid()).encode())
+        time.sleep(60)
+        return 1
+
+    def reports(done) -> int:
+        for i in range(8):  # 1.6 s in all, never 0.5 s without a word
+            done(i)
+            time.sleep(0.2)
+        return 2
+
+    started = time.monotonic()
+    assert run_forked([hangs, reports]) is None
+    assert time.monotonic() - started < 1.5  # before the one reporting has finished
+    hung = int(os.read(pid_file[0], 64))
+    with pytest.raises(ProcessLookupError):
+        os.kill(hung, 0)  # killed and reaped
+    assert run_forked([reports, reports]) == [2, 2]
 
 
 def test_children_are_read_when_the_process_has_over_1024_files_open() -> None:

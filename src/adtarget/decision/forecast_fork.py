@@ -11,8 +11,9 @@ A child runs only pure-Python replay code on objects it inherited (no Arrow, no 
 store connections), with the garbage collector off (a collection would walk, and so copy, the
 whole inherited heap), writes its pickled answer to a pipe and leaves with ``os._exit``. Its
 progress (rows done) goes to a shared anonymous ``mmap`` the parent reads while it waits. Any
-failure of a child (an exception, a kill, an empty pipe) makes ``run_forked`` return ``None``:
-the caller then replays in process, so a forecast never fails because a fork did.
+failure of a child (an exception, a kill, an empty pipe, no progress for ``STALL_S``) makes
+``run_forked`` return ``None``: the caller then replays in process, so a forecast never fails
+(nor hangs) because a fork did.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ import mmap
 import os
 import pickle
 import selectors
+import signal
 import struct
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,6 +34,12 @@ Task = Callable[[Callable[..., None]], Any]
 """A part of the replay: called in the child with ``done(rows[, total])`` to report progress."""
 POLL_S = 0.2
 """How often the parent reports the children's progress while it waits."""
+STALL_S = 300.0
+"""A child that reports no progress (``done``) and sends nothing for this long is taken for
+hung — a lock another thread of the parent held at the fork, say — and killed: the caller
+then works in process. Every part reports at least every ``PROGRESS_EVERY`` rows or users."""
+SLOT = struct.Struct("qqq")
+"""A child's progress in the shared memory: rows done, rows in all, calls of ``done``."""
 
 
 def can_fork() -> bool:
@@ -49,7 +58,7 @@ def run_forked(
     ``progress(rows)``: the children's rows done so far, summed, every ``POLL_S``;
     ``totals(rows, of)``: the same with the rows the children said they have in all (a child
     that finds its own work reports ``done(rows, total)``)."""
-    shared = mmap.mmap(-1, 16 * max(1, len(tasks)))
+    shared = mmap.mmap(-1, SLOT.size * max(1, len(tasks)))
     children: list[tuple[int, int]] = []
     try:
         for slot, task in enumerate(tasks):
@@ -72,9 +81,12 @@ def _child(task: Task, w: int, shared: mmap.mmap, slot: int) -> None:
     gc.disable()
     code = 0
     try:
+        beats = 0
 
         def done(rows: int, total: int = 0) -> None:
-            struct.pack_into("qq", shared, 16 * slot, rows, total)
+            nonlocal beats
+            beats += 1
+            SLOT.pack_into(shared, SLOT.size * slot, rows, total, beats)
 
         out = pickle.dumps((True, task(done)), protocol=pickle.HIGHEST_PROTOCOL)
     except BaseException as exc:  # noqa: BLE001  (reported to the parent, which replays itself)
@@ -94,24 +106,43 @@ def _collect(
     progress: Callable[[int], None] | None,
     totals: Callable[[int, int], None] | None = None,
 ) -> list[Any] | None:
-    """Read every child's pipe to its end (all at once: a child blocks on a full pipe)."""
+    """Read every child's pipe to its end (all at once: a child blocks on a full pipe); kill
+    them all and answer ``None`` when one has neither reported nor sent anything for
+    ``STALL_S``."""
     chunks: dict[int, list[bytes]] = {r: [] for _, r in children}
+    slot_of = {r: i for i, (_, r) in enumerate(children)}
+    seen = [SLOT.unpack_from(shared, SLOT.size * i) for i in range(len(children))]
+    heard = dict.fromkeys(chunks, time.monotonic())
     with selectors.DefaultSelector() as waiting:  # epoll: a server's fds pass select()'s 1024
         for r in chunks:
             waiting.register(r, selectors.EVENT_READ)
         while waiting.get_map():
-            for key, _ in waiting.select(POLL_S):
+            ready = waiting.select(POLL_S)
+            now = time.monotonic()
+            for key, _ in ready:
+                heard[key.fd] = now
                 data = os.read(key.fd, 1 << 20)
                 if data:
                     chunks[key.fd].append(data)
                 else:
                     waiting.unregister(key.fd)
-            if progress is not None or totals is not None:
-                slots = [struct.unpack_from("qq", shared, 16 * i) for i in range(len(children))]
-                if progress is not None:
-                    progress(sum(done for done, _ in slots))
-                if totals is not None:
-                    totals(sum(done for done, _ in slots), sum(of for _, of in slots))
+            slots = [SLOT.unpack_from(shared, SLOT.size * i) for i in range(len(children))]
+            running = waiting.get_map()
+            for r in chunks:
+                if r not in running:
+                    continue
+                if slots[slot_of[r]] != seen[slot_of[r]]:
+                    heard[r] = now
+                elif now - heard[r] > STALL_S:  # hung: every child goes, the caller works
+                    for pid, _ in children:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGKILL)
+                    return None
+            seen = slots
+            if progress is not None:
+                progress(sum(done for done, _, _ in slots))
+            if totals is not None:
+                totals(sum(done for done, _, _ in slots), sum(of for _, of, _ in slots))
     out = []
     for _, r in children:
         data = b"".join(chunks[r])
