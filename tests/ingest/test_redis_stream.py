@@ -51,6 +51,31 @@ def _publish(client: redis.Redis, key: str, messages: list[bytes]) -> None:
         pipe.execute()
 
 
+def _wait_for_consumers(
+    client: redis.Redis,
+    key: str,
+    group: str,
+    names: set[str],
+    procs: list[subprocess.Popen[bytes]],
+    timeout_s: float = 120.0,
+) -> None:
+    """Until every consumer in ``names`` has read the group once (bounded; a consumer that
+    exited first fails the test with its error)."""
+    give_up = time.monotonic() + timeout_s
+    while time.monotonic() < give_up:
+        for p in procs:
+            if p.poll() is not None:
+                raise AssertionError(p.communicate()[1].decode())
+        try:
+            seen = {c["name"].decode() for c in client.xinfo_consumers(key, group)}
+        except redis.ResponseError:  # the group is not made yet
+            seen = set()
+        if names <= seen:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"consumers {sorted(names)} did not join {group} in {timeout_s} s")
+
+
 def _messages(tag: str) -> list[bytes]:
     """Every user gets ROUNDS updates in order; the last one (age = ROUNDS - 1) must win."""
     return [
@@ -138,7 +163,6 @@ def test_several_consumers_of_a_group_share_the_stream(tmp_path: Path) -> None:
     tag = uuid.uuid4().hex[:10]
     key, group = f"adt:test:{tag}", f"g{tag}"
     try:
-        _publish(client, key, _messages(tag))
 
         def start(name: str) -> subprocess.Popen[bytes]:
             return subprocess.Popen(
@@ -158,7 +182,7 @@ def test_several_consumers_of_a_group_share_the_stream(tmp_path: Path) -> None:
                     "--batch",
                     "50",
                     "--idle-exit",
-                    "3",
+                    "10",  # the first started waits for the second to start
                     "--quiet",
                 ],
                 env=env,
@@ -167,6 +191,10 @@ def test_several_consumers_of_a_group_share_the_stream(tmp_path: Path) -> None:
             )
 
         procs = [start("a"), start("b")]
+        # both read the group before anything is published: entries published before the
+        # second consumer's process had started all went to the first on a loaded machine
+        _wait_for_consumers(client, key, group, {"a", "b"}, procs)
+        _publish(client, key, _messages(tag))
         outs = [p.communicate(timeout=300) for p in procs]
         for p, (_, err) in zip(procs, outs, strict=True):
             assert p.returncode == 0, err.decode()
