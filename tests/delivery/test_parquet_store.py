@@ -139,6 +139,40 @@ def test_crash_inside_compaction_is_finished_on_open(
     assert reopened.scan().num_rows == 200
 
 
+def test_a_store_opened_while_a_writer_publishes_its_file_does_not_fail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker opening the store (``recover``) finds a committed batch still pending while its
+    own writer renames the file into place: whoever renames second finds the temp file gone,
+    which is done, not an error (a worker failed to start in CI this way)."""
+    import os
+
+    from adtarget.delivery import parquet_store
+
+    store = ParquetEventStore(tmp_path / "ev")
+    events = [{**e, "ts": events_day_ts(e)} for e in make_events(40, seed=9)]
+    real_publish = ParquetEventStore._publish
+    held: list[list[tuple[Path, Path]]] = []
+    monkeypatch.setattr(ParquetEventStore, "_publish", lambda self, moves: held.append(moves))
+    ingest_events(store=store, events=events)  # committed; its rename not done yet
+    [moves] = held
+    real_replace = os.replace
+
+    def writer_first(src: Any, dst: Any) -> None:  # the writer's rename lands just before
+        if Path(src).exists():
+            real_replace(src, dst)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(parquet_store.os, "replace", writer_first)
+    ParquetEventStore(tmp_path / "ev").close()  # recover() with a pending row: no error
+    monkeypatch.undo()
+    real_publish(store, moves)  # the writer's own rename finds it done too
+    store.close()
+    reopened = ParquetEventStore(tmp_path / "ev")
+    assert sorted(reopened.scan()["event_id"].to_pylist()) == sorted(e["event_id"] for e in events)
+    assert not list((tmp_path / "ev").rglob(".tmp-*"))
+
+
 def events_day_ts(event: dict[str, object]) -> str:
     """The same minute of the test clock's day for every event (one day partition)."""
     return NOW.replace(hour=0, minute=int(str(event["event_id"])[1:]) % 60).isoformat()

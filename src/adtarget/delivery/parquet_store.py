@@ -25,6 +25,7 @@ lock where DuckDB refuses a second writer.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -173,7 +174,9 @@ class ParquetEventStore:
         """Finish committed renames and delete uncommitted temp files (see module docstring)."""
         with self._compaction(), self._write() as db, self._files_lock(fcntl.LOCK_EX):
             for tmp, final in db.execute("SELECT tmp, final FROM pending").fetchall():
-                if Path(tmp).exists():
+                # a live writer's rename (``_publish``, after its COMMIT, under no lock this
+                # holds) may land between a check and ours: try it, a missing temp is done
+                with contextlib.suppress(FileNotFoundError):
                     os.replace(tmp, final)
             for (path,) in db.execute("SELECT path FROM retired").fetchall():
                 Path(path).unlink(missing_ok=True)
