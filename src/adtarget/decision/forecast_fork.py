@@ -42,6 +42,12 @@ SLOT = struct.Struct("qqq")
 """A child's progress in the shared memory: rows done, rows in all, calls of ``done``."""
 
 
+def cores() -> int:
+    """The cores this process may run on (its affinity where the platform says)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+
+
 def can_fork() -> bool:
     """Whether this platform forks (not on Windows: the caller replays in process)."""
     return hasattr(os, "fork")

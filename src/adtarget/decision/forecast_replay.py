@@ -9,7 +9,6 @@ answer. When the replay without the proposal must decide a request is ``forecast
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -22,6 +21,7 @@ from adtarget.decision.counters import MemoryCounters
 from adtarget.decision.eligibility import SpendSource, has_budget
 from adtarget.decision.engine import DecisionEngine, StaticIndex, formats_of
 from adtarget.decision.forecast_fork import can_fork, run_forked
+from adtarget.decision.forecast_fork import cores as _cores
 from adtarget.decision.forecast_index import ReplayIndex
 from adtarget.decision.forecast_reach import PROGRESS_EVERY, Reach
 from adtarget.decision.forecast_spend import Charge, FixedSpend, Read, ReplaySpend, parts_agree
@@ -220,11 +220,6 @@ def _parts(
     for r in rows:
         split[owner[r.user_id]].append(r)
     return [part for part in split if part]
-
-
-def _cores() -> int:
-    affinity = getattr(os, "sched_getaffinity", None)
-    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 def parts_alike(index: ReplayIndex, without: ReplayIndex, parts: Sequence[Part]) -> bool:

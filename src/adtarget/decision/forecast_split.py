@@ -22,7 +22,6 @@ the next forecast's processes take to match their users again.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,6 +33,7 @@ import pyarrow as pa
 from adtarget.decision.eligibility import SpendSource, has_budget
 from adtarget.decision.forecast_cache import cache_for
 from adtarget.decision.forecast_fork import can_fork, run_forked
+from adtarget.decision.forecast_fork import cores as _cores
 from adtarget.decision.forecast_index import LiveMatches, ReplayIndex, competitors_of
 from adtarget.decision.forecast_reach import find_reach
 from adtarget.decision.forecast_replay import (
@@ -72,8 +72,8 @@ class Share:
     rates: Rates
     known: dict[str, dict[int, float]]
     """Twin totals it used from the cache (``forecast_replay.known_twins``)."""
-    profiles: dict[str, Profile] = field(default_factory=dict)
-    """Copies of the profiles its fresh twin totals were computed from."""
+    profiles: dict[str, Mapping[str, Any] | None] = field(default_factory=dict)
+    """The profiles its fresh twin totals were computed from (pickling sends copies)."""
 
 
 @dataclass(slots=True)
@@ -126,7 +126,7 @@ def by_user(
     if (budgeted or has_budget(proposal)) and not _alike(live, proposal, parts):
         return Split(coupled=True)
     known: dict[str, dict[int, float]] = {}
-    copies: dict[str, Profile] = {}
+    copies: dict[str, Mapping[str, Any] | None] = {}
     for share in shares:
         known.update(share.known)
         copies.update(share.profiles)
@@ -148,11 +148,6 @@ def _processes(asked: int | None, rows: int) -> int:
     if asked is None:
         asked = min(MAX_PROCESSES, _cores()) if rows >= MIN_ROWS else 1
     return asked if asked >= 2 and can_fork() else 1
-
-
-def _cores() -> int:
-    affinity = getattr(os, "sched_getaffinity", None)
-    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 def _share(
@@ -196,18 +191,8 @@ def _share(
         True,
         lambda rows: done(rows, len(replayed)),
     )
-    copies = _copies(reach.profile_of, part.fresh)
+    copies = {uid: reach.profile_of.get(uid) for uid in part.fresh}
     return Share(part, reach.users, rates_of(replayed), known, copies)
-
-
-def _copies(
-    profile_of: Mapping[str, Mapping[str, Any] | None], fresh: Mapping[str, Any]
-) -> dict[str, Profile]:
-    out: dict[str, Profile] = {}
-    for uid in fresh:
-        profile = profile_of.get(uid)
-        out[uid] = dict(profile) if profile is not None else None
-    return out
 
 
 __all__ = ["MIN_ROWS", "Share", "Split", "by_user"]
