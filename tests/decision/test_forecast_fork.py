@@ -149,6 +149,24 @@ def test_a_failed_or_killed_child_makes_the_caller_replay_itself() -> None:
     assert run_forked([killed, ok]) is None
 
 
+def test_children_that_answered_are_reaped_after_the_answers_are_back() -> None:
+    """The answers come back as soon as the children have sent them; the children's exits
+    (unmapping what they inherited) are waited for in the background, and none is left a
+    zombie."""
+    pids = run_forked([lambda done: os.getpid(), lambda done: os.getpid()])
+    assert pids is not None and len(set(pids)) == 2
+    deadline = time.monotonic() + 10
+    left = list(pids)
+    while left and time.monotonic() < deadline:
+        for pid in list(left):
+            try:
+                os.kill(pid, 0)  # a zombie still answers
+            except ProcessLookupError:
+                left.remove(pid)
+        time.sleep(0.02)
+    assert left == []
+
+
 def test_a_child_that_stops_reporting_is_killed_and_the_caller_works_itself(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

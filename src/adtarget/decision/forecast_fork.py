@@ -26,6 +26,7 @@ import pickle
 import selectors
 import signal
 import struct
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -66,6 +67,7 @@ def run_forked(
     that finds its own work reports ``done(rows, total)``)."""
     shared = mmap.mmap(-1, SLOT.size * max(1, len(tasks)))
     children: list[tuple[int, int]] = []
+    answers: list[Any] | None = None
     try:
         for slot, task in enumerate(tasks):
             r, w = os.pipe()
@@ -75,11 +77,12 @@ def run_forked(
                 _child(task, w, shared, slot)
             os.close(w)
             children.append((pid, r))
-        return _collect(children, shared, progress, totals)
+        answers = _collect(children, shared, progress, totals)
+        return answers
     finally:
-        for pid, r in children:
+        for _, r in children:
             _close(r)
-            _reap(pid)
+        _reap([pid for pid, _ in children], wait=answers is None)
         shared.close()
 
 
@@ -102,6 +105,7 @@ def _child(task: Task, w: int, shared: mmap.mmap, slot: int) -> None:
         view = memoryview(out)
         while view:
             view = view[os.write(w, view) :]
+        os.close(w)  # the parent's end of file now, not after this process is torn down
     finally:
         os._exit(code)
 
@@ -166,6 +170,26 @@ def _close(fd: int) -> None:
         os.close(fd)
 
 
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError):  # already reaped
-        os.waitpid(pid, 0)
+def _reap(pids: Sequence[int], wait: bool) -> None:
+    """Reap the children: at once when ``wait`` (a failure: they were killed), else the
+    ones still exiting in a background thread. Why: a child that has sent its answer spends
+    another 50 ms or so unmapping the address space it inherited, and the forecast need not
+    wait for that."""
+    left = [pid for pid in pids if not _exited(pid, block=wait)]
+    if left:
+        threading.Thread(
+            target=_reap_all, args=(left,), name="forecast-reaper", daemon=True
+        ).start()
+
+
+def _exited(pid: int, block: bool) -> bool:
+    """Whether the child ``pid`` is reaped (``block``: wait for it)."""
+    try:
+        return os.waitpid(pid, 0 if block else os.WNOHANG)[0] != 0
+    except ChildProcessError:  # already reaped
+        return True
+
+
+def _reap_all(pids: Sequence[int]) -> None:
+    for pid in pids:
+        _exited(pid, block=True)
