@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.decision.strategies import line_item, rules, users
 
-from adtarget.decision.forecast_reach import ByProjection, find_reach
+from adtarget.decision.forecast_reach import ByProjection, find_reach, sampled
 from adtarget.decision.profiles import MemoryProfileStore, merge_features
 from adtarget.rules.eval_python import compile_rule
 from adtarget.rules.parse import parse
@@ -109,3 +109,28 @@ def test_a_context_that_decides_the_context_part_still_needs_the_profile_part() 
         assert reach.matches(uid, text) == expected, (uid, text)
     assert reach.users == {"old_us", "old_fr", "old_tv"}
     assert reach.by_context  # the first contexts were decided once each
+
+
+@settings(max_examples=100, deadline=None)
+@given(ids=st.lists(st.integers(0, 12), max_size=40), contexts=st.lists(st.integers(0, 4)))
+def test_users_hashed_in_halves_are_in_order_of_first_request(ids, contexts) -> None:
+    """Hashing the two halves apart and unifying gives what one pass gives: each distinct user
+    once, in order of first request, and every row's user as its position."""
+    table = pa.table(
+        {
+            "user_id": pa.array([f"u{i}" for i in ids], pa.string()),
+            "context": pa.array(
+                [
+                    orjson.dumps(CONTEXTS[contexts[i % len(contexts)] if contexts else 0]).decode()
+                    for i in range(len(ids))
+                ],  # fmt: skip
+                pa.string(),
+            ),
+        }
+    )
+    got = sampled(table)
+    assert got.users == list(dict.fromkeys(f"u{i}" for i in ids))
+    assert [got.users[p] for p in got.positions.to_pylist()] == [f"u{i}" for i in ids]
+    assert got.contexts == {
+        text: orjson.loads(text) for text in table.column("context").to_pylist()
+    }

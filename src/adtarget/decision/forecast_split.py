@@ -35,7 +35,7 @@ from adtarget.decision.forecast_cache import cache_for
 from adtarget.decision.forecast_fork import can_fork, run_forked
 from adtarget.decision.forecast_fork import cores as _cores
 from adtarget.decision.forecast_index import LiveMatches, ReplayIndex, competitors_of
-from adtarget.decision.forecast_reach import find_reach
+from adtarget.decision.forecast_reach import Sampled, find_reach, sampled
 from adtarget.decision.forecast_replay import (
     MAX_PROCESSES,
     Inputs,
@@ -115,7 +115,8 @@ def by_user(
     fixed = FixedSpend.read(spend, [*budgeted, proposal] if has_budget(proposal) else budgeted, now)
     cache = cache_for(live)
     twins = cache.twins_of(window) if window is not None else None
-    task = partial(_share, proposal, live, table, fork_reader(), fixed, now, twins, n)
+    hashed = sampled(table)  # once, here: every process would hash the same million ids
+    task = partial(_share, proposal, live, table, hashed, fork_reader(), fixed, now, twins, n)
     report = None
     if progress is not None:
         report = lambda done, total: progress("replaying", done, total)  # noqa: E731
@@ -154,6 +155,7 @@ def _share(
     proposal: LiveLineItem,
     live: LineItemIndex,
     table: pa.Table,
+    hashed: Sampled,
     profiles: ProfileStore,
     spend: FixedSpend,
     now: datetime,
@@ -166,7 +168,7 @@ def _share(
     makes it in one process (run in a forked child: nothing it changes is seen by the
     parent, which gets the ``Share``)."""
     alive = lambda *_: done(0, 0)  # noqa: E731  (a heartbeat: forecast_fork.STALL_S)
-    reach = find_reach(proposal, table, profiles, alive, share=(k, n))
+    reach = find_reach(proposal, table, profiles, alive, share=(k, n), hashed=hashed)
     if not reach.users:
         return Share(None, set(), Rates({}, {}, 0), {})
     context_keys = {key for ctx in reach.contexts.values() for key in ctx}
