@@ -19,7 +19,8 @@ def test_bench_forecast_smoke() -> None:
         check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    for label in ("forecast, cold", "forecast, cold, replayed in this process",
+    for label in ("warm-up: the process's first forecast", "forecast, cold",
+                  "forecast, cold, replayed in this process",
                   "forecast, warm", "baseline, per-user evaluator", "ratio baseline/forecast",
                   "request log on the decision path, rate 0.01", "rate 1.0",
                   "request log on the decision route", "RequestLog.record alone"):  # fmt: skip
