@@ -284,8 +284,12 @@ def main(argv: list[str] | None = None) -> int:
                  now=NOW, lookback_days=a.days)  # fmt: skip
         print(f"warm-up: the process's first forecast took {time.perf_counter() - t:.3f} s "
               "(not counted; its caches are cleared before every cold run)")  # fmt: skip
-        for _ in range(a.runs):  # nothing kept: the log read from disk, every match and replay
-            for runs, cpu, processes in ((cold_runs, cold_cpu, None), (one_runs, one_cpu, 1)):
+        # nothing kept: the log read from disk, every match and replay done. Each kind runs in
+        # a block: a split forecast right after an in-process one took 50-300 ms more (the
+        # in-process run's heap is left to the next fork and read), and a serving process
+        # splits every forecast no budget couples (docs/benchmarks.md#forecast)
+        for runs, cpu, processes in ((cold_runs, cold_cpu, None), (one_runs, one_cpu, 1)):
+            for _ in range(a.runs):
                 forecast_cache.clear()
                 forget_read_days()
                 t, c = time.perf_counter(), _cpu()
