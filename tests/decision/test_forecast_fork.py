@@ -66,6 +66,39 @@ def test_a_loose_campaign_budget_is_split(world, logged) -> None:  # noqa: F811
     assert split == one
 
 
+def test_a_budget_that_cannot_bind_is_walked_on_its_flight_bounds_with_the_same_answer(
+    world,  # noqa: F811
+    logged,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A line item that is ``slow`` only for a budget no replay can make fail is walked on the
+    engine's fast path (``ReplayIndex(binding=...)``), and the answer is the one of checking
+    its spend at every request."""
+    import adtarget.decision.forecast as forecast_module
+    from adtarget.decision.forecast_index import ReplayIndex
+
+    built: list[ReplayIndex] = []
+
+    class Kept(ReplayIndex):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    class AlwaysChecked(Kept):
+        def __init__(self, live, proposal, drop_id, binding=None) -> None:
+            super().__init__(live, proposal, drop_id, None)
+
+    loose = [replace(it, campaign_budget_total=1e9) for it in competitors(False)]
+    monkeypatch.setattr(forecast_module, "ReplayIndex", Kept)
+    fast = _answer(world, logged, loose, proposal(budget=None), 1)
+    assert built and not any(fact.slow for index in built for fact in index.facts)
+    built.clear()
+    monkeypatch.setattr(forecast_module, "ReplayIndex", AlwaysChecked)
+    checked = _answer(world, logged, loose, proposal(budget=None), 1)
+    assert built and all(sum(fact.slow for fact in index.facts) >= len(loose) for index in built)
+    assert fast == checked
+
+
 def test_parts_agree_only_when_no_check_changes() -> None:
     li = item(7, "", priority=1, bid=1.0, budget=1.0, pacing="asap")  # campaign 107
     items = [li]

@@ -143,10 +143,19 @@ class ReplayIndex:
         live: the memoized serving index.
         proposal: the line item to add at its rank, or ``None`` (the replay without it).
         drop_id: a live line item to leave out (the proposal's old self), or ``None``.
+        binding: the ids whose budget may bind in this replay (``forecast_twin.binding``),
+            when known: every other budget passes every check in any replay, so a line item
+            that is ``slow`` only for its budget is walked on the fast path (its flight
+            bounds), as one without a budget, instead of reading its spend at each request.
+            The proposal's own budget is always checked.
     """
 
     def __init__(
-        self, live: LiveMatches, proposal: LiveLineItem | None, drop_id: int | None
+        self,
+        live: LiveMatches,
+        proposal: LiveLineItem | None,
+        drop_id: int | None,
+        binding: AbstractSet[int] | None = None,
     ) -> None:
         index = live.live
         self.live = live
@@ -165,6 +174,14 @@ class ReplayIndex:
             items.insert(self._at, proposal)
             facts.insert(self._at, facts_of(proposal))
             dims.insert(self._at, compile_item_rule(proposal.rule).reads)
+        if binding is not None:
+            mine = proposal.id if proposal is not None else None
+            facts = [
+                fact._replace(slow=False)
+                if fact.slow and it.dayparting is None and it.id not in binding and it.id != mine
+                else fact
+                for it, fact in zip(items, facts, strict=True)
+            ]
         self.items: tuple[LiveLineItem, ...] = tuple(items)
         self.facts: tuple[Facts, ...] = tuple(facts)
         self.rule_dims: tuple[frozenset[str], ...] = tuple(dims)

@@ -177,8 +177,8 @@ def _share(
     done(0, len(replayed))
     competitors = competitors_of(matches, replayed, reach.features, proposal.id)
     drop = proposal.id if proposal.id in live.position_of else None
-    index = ReplayIndex(matches, proposal, drop)
-    without = ReplayIndex(matches, None, drop)
+    index = ReplayIndex(matches, proposal, drop, frozenset())  # no budget binds: split
+    without = ReplayIndex(matches, None, drop, frozenset())
     inputs = Inputs(reach, spend, now.date(), None, [], coupled=False, twins=twins, now=now)
     timezones = {it.campaign_id: it.timezone for it in (*competitors, proposal)}
     known = known_twins(replayed, twins, reach.profile_of)
