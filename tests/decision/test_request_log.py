@@ -63,6 +63,26 @@ def test_the_writer_thread_writes_within_the_flush_interval_and_on_close(tmp_pat
     assert log.written == 2
 
 
+def test_a_full_batch_is_written_at_once_without_waiting_for_the_interval(tmp_path: Path) -> None:
+    """The writer sleeps between batches (it does not wake per sampled row and take the GIL
+    from the decision path); a batch of ``flush_rows`` wakes it before ``flush_seconds``."""
+    store = ParquetRequestStore(tmp_path)
+    log = RequestLog(
+        store, sample_rate=1.0, flush_rows=10, flush_seconds=60, retention_days=100_000
+    )
+    log.start()
+    for i in range(9):
+        log.record(DecisionRequest(f"u{i}"), SERVED, ts=TS)
+    time.sleep(0.3)
+    assert log.written == 0  # fewer than a batch: kept for the interval
+    log.record(DecisionRequest("u9"), SERVED, ts=TS)
+    deadline = time.monotonic() + 10
+    while log.written < 10 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert log.written == 10
+    log.close()
+
+
 def test_retention_deletes_whole_old_days(tmp_path: Path) -> None:
     store = ParquetRequestStore(tmp_path)
     now = datetime(2026, 3, 10, tzinfo=UTC)

@@ -47,8 +47,8 @@ class RequestLog:
         store: where rows go (``request_store_for(settings)``).
         sample_rate: share of users whose requests are kept (0 = off, 1 = everyone).
         queue_size: rows waiting for the writer at most; beyond, samples are dropped.
-        flush_rows / flush_seconds: the writer writes a file when this many rows wait, or
-            this long after the first one arrived.
+        flush_rows / flush_seconds: the writer writes a file when this many rows wait, and
+            every this many seconds what has arrived since (at most that long after a row).
         retention_days: days older than this are deleted (checked hourly by the writer).
     """
 
@@ -70,6 +70,7 @@ class RequestLog:
         self.dropped = 0
         self.written = 0
         self._queue: queue.Queue[SampledRequest | None] = queue.Queue(maxsize=queue_size)
+        self._wake = threading.Event()  # a batch is full, or the log closes
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._last_prune = -PRUNE_EVERY_S
@@ -109,6 +110,8 @@ class RequestLog:
         except queue.Full:
             self.dropped += 1
             return False
+        if self._queue.qsize() >= self.flush_rows:
+            self._wake.set()
         return True
 
     def start(self) -> None:
@@ -117,25 +120,31 @@ class RequestLog:
             self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
             self._thread.start()
 
-    def _drain(self, first: SampledRequest | None, deadline: float) -> tuple[list[Any], bool]:
-        rows: list[SampledRequest] = [first] if first is not None else []
-        stop = first is None
-        while not stop and len(rows) < self.flush_rows:
+    def _drain(self) -> tuple[list[SampledRequest], bool]:
+        """Every row queued now, without waiting; whether the log was closed."""
+        rows: list[SampledRequest] = []
+        while True:
             try:
-                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                item = self._queue.get_nowait()
             except queue.Empty:
-                break
+                return rows, False
             if item is None:
-                stop = True
-            else:
-                rows.append(item)
-        return rows, stop
+                return rows, True
+            rows.append(item)
 
     def _run(self) -> None:
+        """Wake every ``flush_seconds`` (or when a batch is full, or on close) and write what
+        is queued. Why not a ``get`` per row: the writer then woke for every sampled request
+        and took the GIL from the decision path each time (3.5% of ``decide`` throughput at
+        rate 0.01 with 10,000 line items); now it wakes once per batch."""
         while True:
-            first = self._queue.get()
-            rows, stop = self._drain(first, time.monotonic() + self.flush_seconds)
-            self._write(rows)
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            rows, stop = self._drain()
+            for start in range(0, len(rows), self.flush_rows):
+                self._write(rows[start : start + self.flush_rows])
+            if not rows:
+                self._write([])  # the hourly retention check, even when nothing is sampled
             if stop:
                 return
 
@@ -169,6 +178,7 @@ class RequestLog:
         thread, self._thread = self._thread, None
         if thread is not None:
             self._queue.put(None)
+            self._wake.set()
             thread.join(timeout=30)
         self.flush()
 
