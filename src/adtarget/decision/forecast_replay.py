@@ -123,7 +123,9 @@ def replay(
             for part in split
         ]
         answers = run_forked(tasks, done)
-        if answers is not None and (not budgeted or parts_alike(index, without, answers)):
+        if answers is not None and (
+            not budgeted or parts_alike(index.items, without.items, answers)
+        ):
             parts = answers
     if parts is None:
         whole = replay_part(proposal, index, without, rows, inputs, timezones, known, False, done)
@@ -222,10 +224,13 @@ def _parts(
     return [part for part in split if part]
 
 
-def parts_alike(index: ReplayIndex, without: ReplayIndex, parts: Sequence[Part]) -> bool:
-    """Whether the parts' budget checks agree with one whole replay's, in both replays."""
-    return parts_agree(index.items, [(p.reads, p.charges) for p in parts]) and parts_agree(
-        without.items, [(p.twin_reads, p.twin_charges) for p in parts]
+def parts_alike(
+    items: Sequence[LiveLineItem], twin_items: Sequence[LiveLineItem], parts: Sequence[Part]
+) -> bool:
+    """Whether the parts' budget checks agree with one whole replay's, in both replays
+    (``items``: the line items of the replay with the proposal, ``twin_items`` without)."""
+    return parts_agree(items, [(p.reads, p.charges) for p in parts]) and parts_agree(
+        twin_items, [(p.twin_reads, p.twin_charges) for p in parts]
     )
 
 

@@ -138,11 +138,10 @@ def by_user(
 
 
 def _alike(live: LineItemIndex, proposal: LiveLineItem, parts: list[Part]) -> bool:
-    """Whether the parts' budget checks are those of one replay of all their users."""
-    drop = proposal.id if proposal.id in live.position_of else None
-    index = ReplayIndex(LiveMatches(live), proposal, drop)
-    without = ReplayIndex(LiveMatches(live), None, drop)
-    return parts_alike(index, without, parts)
+    """Whether the parts' budget checks are those of one replay of all their users (the
+    line items as the replays hold them: the proposal in, its old self out)."""
+    others = [it for it in live.items if it.id != proposal.id]
+    return parts_alike([*others, proposal], others, parts)
 
 
 def _processes(asked: int | None, rows: int) -> int:
