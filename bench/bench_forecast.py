@@ -37,6 +37,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import pyarrow as pa  # noqa: E402
+
+from adtarget.audience.build import SnapshotBuilder  # noqa: E402
+from adtarget.audience.store import SnapshotStore  # noqa: E402
 from adtarget.decision import forecast_cache  # noqa: E402
 from adtarget.decision.counters import MemoryCounters  # noqa: E402
 from adtarget.decision.eligibility import ZeroSpend  # noqa: E402
@@ -49,7 +53,12 @@ from adtarget.decision.models import (  # noqa: E402
     FrequencyCap,
     LiveLineItem,
 )
-from adtarget.decision.profiles import MemoryProfileStore, merge_features  # noqa: E402
+from adtarget.decision.profiles import (  # noqa: E402
+    MemoryProfileStore,
+    ProfileStore,
+    SnapshotProfileStore,
+    merge_features,
+)
 from adtarget.decision.rebuild_cache import RebuildCache  # noqa: E402
 from adtarget.decision.request_log import RequestLog  # noqa: E402
 from adtarget.decision.request_store import (  # noqa: E402
@@ -59,6 +68,7 @@ from adtarget.decision.request_store import (  # noqa: E402
 )
 from adtarget.rules.eval_python import compile_rule  # noqa: E402
 from adtarget.rules.parse import parse  # noqa: E402
+from adtarget.rules.registry import DimensionSpec  # noqa: E402
 from bench_decision import DEVICES, make_items, make_user  # noqa: E402
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -109,6 +119,32 @@ def proposal(n: int) -> LiveLineItem:
         end=NOW + timedelta(days=8),
         budget_total=50_000.0,
     )
+
+
+PROFILE_DIMENSIONS = {
+    "country": "category", "age": "number", "genres": "set", "os": "category",
+    "region": "category", "plan": "category", "kids": "bool", "income": "number",
+}  # fmt: skip
+"""``bench_decision.make_user``'s dimensions, as a snapshot's registry types them."""
+
+
+def snapshot_profiles(profiles: MemoryProfileStore, users: list[str], root: Path) -> ProfileStore:
+    """The same profiles published as a snapshot (the embedded default's profile store, which
+    builds each profile read from the snapshot's columns)."""
+    store = SnapshotStore(root)
+    kinds: dict[str, Any] = PROFILE_DIMENSIONS
+    registry = {name: DimensionSpec(name, kind) for name, kind in kinds.items()}
+    builder = SnapshotBuilder(store=store, base=None, registry=registry)
+    rows = [profiles.get(u) or {} for u in users]
+    columns: dict[str, Any] = {"user_id": users}
+    for name, kind in kinds.items():
+        values = [row.get(name) for row in rows]
+        if kind == "set":
+            values = [sorted(v) if v is not None else None for v in values]
+        columns[name] = values
+    builder.add_batch(pa.record_batch(columns))
+    store.publish(builder.finish())
+    return SnapshotProfileStore(store)
 
 
 def log_overhead(index: LineItemIndex, profiles: MemoryProfileStore, users: list[str],
@@ -237,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--overhead-requests", type=int, default=50_000)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--runs", type=int, default=5, help="timed forecasts of each kind (median)")
+    p.add_argument("--profiles", choices=("memory", "snapshot"), default="memory",
+                   help="the forecasts' profile store: in memory, or the same profiles "
+                   "published as a snapshot (the embedded default's store)")  # fmt: skip
     p.add_argument("--no-overhead", action="store_true", help="skip the request-log overhead runs")
     p.add_argument("--budgeted", type=float, default=0.0, help="share of the live line items "
                    "given a budget (0.3: budget-coupled users, as real catalogs are)")  # fmt: skip
@@ -259,6 +298,12 @@ def main(argv: list[str] | None = None) -> int:
           "(once per catalog change, not per forecast)")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        readers: ProfileStore = profiles
+        if a.profiles == "snapshot":
+            t = time.perf_counter()
+            readers = snapshot_profiles(profiles, users, root / "snapshots")
+            print(f"profiles: {n_users:,} users published as a snapshot in "
+                  f"{time.perf_counter() - t:.1f} s; the forecasts read them from it")  # fmt: skip
         logged = Path(a.log_dir) if a.log_dir else root / "requests"
         t = time.perf_counter()
         if ParquetRequestStore(logged).days():  # --log-dir of an earlier run with the same args
@@ -280,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         # again) and starts thread pools, once per serving process; nothing this forecast
         # keeps is kept below (every cold run clears the caches)
         t = time.perf_counter()
-        forecast(proposal=other, live=index, store=store, profiles=profiles, spend=ZeroSpend(),
+        forecast(proposal=other, live=index, store=store, profiles=readers, spend=ZeroSpend(),
                  now=NOW, lookback_days=a.days)  # fmt: skip
         print(f"warm-up: the process's first forecast took {time.perf_counter() - t:.3f} s "
               "(not counted; its caches are cleared before every cold run)")  # fmt: skip
@@ -293,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                 forecast_cache.clear()
                 forget_read_days()
                 t, c = time.perf_counter(), _cpu()
-                answer = forecast(proposal=prop, live=index, store=store, profiles=profiles,
+                answer = forecast(proposal=prop, live=index, store=store, profiles=readers,
                                   spend=ZeroSpend(), now=NOW, lookback_days=a.days,
                                   processes=processes)  # fmt: skip
                 runs.append(time.perf_counter() - t)
@@ -304,13 +349,13 @@ def main(argv: list[str] | None = None) -> int:
         warm_cpu: list[float] = []
         for _ in range(a.runs):  # after the cold one: another proposal on the same window
             t, c = time.perf_counter(), _cpu()
-            warm = forecast(proposal=other, live=index, store=store, profiles=profiles,
+            warm = forecast(proposal=other, live=index, store=store, profiles=readers,
                             spend=ZeroSpend(), now=NOW, lookback_days=a.days)  # fmt: skip
             warm_runs.append(time.perf_counter() - t)
             warm_cpu.append(_cpu() - c)
         forecast_cache.clear()
         forget_read_days()
-        cold_other = forecast(proposal=other, live=index, store=store, profiles=profiles,
+        cold_other = forecast(proposal=other, live=index, store=store, profiles=readers,
                               spend=ZeroSpend(), now=NOW, lookback_days=a.days)  # fmt: skip
         for got in (warm, cold_other):
             got.pop("elapsed_ms", None)
