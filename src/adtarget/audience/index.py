@@ -194,6 +194,30 @@ class DimReader:
             return None
         return self.values[code]
 
+    def values_at(self, ordinals: npt.NDArray[np.int64]) -> list[Any]:
+        """``value_at`` of many ordinals at once: the codes taken by numpy, the values by one
+        object-array take (a set dimension's frozensets still one per user)."""
+        values = self.values
+        table = np.empty(len(values) + 1, dtype=object)
+        table[:-1] = values
+        table[-1] = None  # code -1: missing
+        if self.offsets is None:
+            codes = np.asarray(self.codes)[ordinals]
+            return table[np.where(codes < 0, len(values), codes)].tolist()  # type: ignore[no-any-return]
+        offsets = np.asarray(self.offsets)
+        starts = offsets[ordinals].astype(np.int64)
+        lengths = offsets[ordinals + 1].astype(np.int64) - starts
+        # every user's codes in one take: positions start..end-1 of each user, concatenated
+        firsts = np.cumsum(lengths) - lengths  # where each user's run begins in ``flat``
+        flat = np.repeat(starts - firsts, lengths) + np.arange(int(lengths.sum()), dtype=np.int64)
+        members = table[np.asarray(self.codes)[flat]].tolist()
+        out: list[Any] = []
+        at = 0
+        for n in lengths.tolist():
+            out.append(frozenset(members[at : at + n]) if n else None)
+            at += n
+        return out
+
     def range(
         self, low: float | None, high: float | None, low_inc: bool, high_inc: bool
     ) -> AbstractBitMap:

@@ -6,6 +6,7 @@ per shard, and the follower (``audience.live``) hands out both.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -73,6 +74,11 @@ class LiveSnapshot(Snapshot):
         """Current features by user id, or ``None`` for an unknown or deleted user."""
         ordinal = self.delta.ordinal_of(user_id)
         return None if ordinal is None else self.delta.features(ordinal)
+
+    def features_many(self, user_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        """``features_of`` of each user (the delta's batch read: the base's columns for users
+        no update touched)."""
+        return self.delta.features_many(user_ids)
 
     def ids_array(self) -> pa.LargeStringArray:
         """All user ids by ordinal, base ids then users created by updates."""

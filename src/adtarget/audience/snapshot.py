@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,10 @@ from adtarget.rules.ast import SEGMENTS_FIELD
 from adtarget.rules.registry import DimensionSpec
 
 __all__ = ["MANIFEST", "Snapshot"]
+
+
+def _in_no_segment(_ordinal: int, _now: float | None = None) -> frozenset[str]:
+    return frozenset()
 
 
 class Snapshot:
@@ -212,6 +216,34 @@ class Snapshot:
         """Features by user id, or ``None`` for an unknown user."""
         ordinal = self.ordinal_of(user_id)
         return None if ordinal is None else self.features(ordinal)
+
+    def features_many(self, user_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        """``features_of`` of each user, read a column at a time (a forecast reads every
+        sampled user's profile: one at a time that was 6-9 µs a user, a dictionary per user
+        built from eight column reads spread over the mapping)."""
+        found = self.ordinals_of(list(user_ids))
+        ordinals = [found.get(u) for u in user_ids]
+        known = [o for o in ordinals if o is not None]
+        rows = iter(self.features_at(known))
+        return [next(rows) if o is not None else None for o in ordinals]
+
+    def features_at(self, ordinals: Sequence[int]) -> list[dict[str, Any]]:
+        """``features`` of many live ordinals at once (the same dictionaries)."""
+        now = self._clock()
+        member_of: Callable[[int, float | None], frozenset[str]] = self.segments.member_of
+        if not self.segments.meta:  # no segment stored: every user is in none
+            member_of = _in_no_segment
+        names = list(self.dims)
+        if not names:
+            return [{SEGMENTS_FIELD: member_of(o, now)} for o in ordinals]
+        at = np.asarray(ordinals, dtype=np.int64)
+        columns = [reader.values_at(at) for reader in self.dims.values()]
+        out: list[dict[str, Any]] = []
+        for ordinal, values in zip(ordinals, zip(*columns, strict=True), strict=True):
+            row = {name: v for name, v in zip(names, values, strict=True) if v is not None}
+            row[SEGMENTS_FIELD] = member_of(ordinal, now)
+            out.append(row)
+        return out
 
     def segment_names(self) -> list[str]:
         """Names of the segments materialized in this snapshot."""

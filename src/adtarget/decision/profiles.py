@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from adtarget.audience.sharded import AnySnapshot
 from adtarget.audience.store import SnapshotStore
@@ -82,14 +82,24 @@ class PinnedProfiles:
 
     def get_many(self, user_ids: Iterable[str]) -> list[Mapping[str, Any] | None]:
         """``get`` of each user."""
-        snap = self._snap
-        if snap is None:
-            return [None for _ in user_ids]
-        return list(map(snap.features_of, user_ids))
+        return _features_many(self._snap, user_ids)
 
     def version(self) -> str | None:
         """That snapshot's version."""
         return None if self._snap is None else self._snap.version
+
+
+def _features_many(
+    snap: AnySnapshot | None, user_ids: Iterable[str]
+) -> list[Mapping[str, Any] | None]:
+    """Each user's features in ``snap``: its batch read where it has one (a snapshot, live or
+    not: a column at a time), else one by one (a sharded snapshot reads each user's shard)."""
+    if snap is None:
+        return [None for _ in user_ids]
+    many = getattr(snap, "features_many", None)
+    if many is None:
+        return list(map(snap.features_of, user_ids))
+    return cast(list[Mapping[str, Any] | None], many(list(user_ids)))
 
 
 SNAPSHOT_CHECK_S = 0.05
@@ -183,10 +193,7 @@ class SnapshotProfileStore:
     def get_many(self, user_ids: Iterable[str]) -> list[Mapping[str, Any] | None]:
         """``get`` of each user from one snapshot handle (one version for the whole batch: the
         forecast reads every sampled user's profile at once)."""
-        snap = self._current()
-        if snap is None:
-            return [None for _ in user_ids]
-        return list(map(snap.features_of, user_ids))
+        return _features_many(self._current(), user_ids)
 
     def version(self) -> str | None:
         """The current snapshot's version."""
