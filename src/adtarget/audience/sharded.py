@@ -16,10 +16,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+
 from adtarget.audience.fanout import LocalFanout
 from adtarget.audience.index import now_seconds
 from adtarget.audience.layout import FORMAT, MANIFEST, file_checksum, registry_from_json
-from adtarget.audience.sharding import shard_name, shard_of
+from adtarget.audience.sharding import shard_name, shard_of, shards_of
 from adtarget.audience.snapshot import Snapshot
 from adtarget.errors import InvalidValue, NotFound
 from adtarget.rules.registry import DimensionSpec
@@ -113,6 +115,24 @@ class ShardedSnapshot:
     def features_of(self, user_id: str) -> dict[str, Any] | None:
         """A user's features, read from the user's own shard in this process (decision path)."""
         return self.shard(self.shard_for(user_id)).features_of(user_id)
+
+    def features_many(self, user_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        """``features_of`` of each user: the ids hashed to their shards at once, each shard's
+        users read in one batch (``Snapshot.features_many``; a live shard's too)."""
+        ids = list(user_ids)
+        if not ids:
+            return []
+        by_shard: dict[int, list[int]] = {}
+        for i, k in enumerate(
+            shards_of(pa.array(ids, pa.large_string()), self.num_shards).tolist()
+        ):
+            by_shard.setdefault(k, []).append(i)
+        out: list[dict[str, Any] | None] = [None] * len(ids)
+        for k, positions in by_shard.items():
+            rows = self.shard(k).features_many([ids[i] for i in positions])
+            for i, row in zip(positions, rows, strict=True):
+                out[i] = row
+        return out
 
     def segment_names(self) -> list[str]:
         """Segments materialized in the shards (every shard holds the same names)."""
