@@ -198,7 +198,7 @@ def test_a_snapshot_profile_store_is_split_and_answers_as_one_process(
     assert split == one and one["forecast_impressions"] > 0
 
 
-def test_a_store_with_no_fork_reader_is_not_split_by_user(
+def test_redis_profiles_are_split_by_user_each_process_with_its_own_connections(
     world,  # noqa: F811
     logged,  # noqa: F811
     forks,
@@ -206,8 +206,9 @@ def test_a_store_with_no_fork_reader_is_not_split_by_user(
     redis_url: str,
     redis_prefix: str,
 ) -> None:
-    """Redis profiles (connections the parent's threads share): no split by user, the same
-    answer (its replay alone may still be split)."""
+    """Redis profiles: each forked process reads through connections it opens itself (never
+    the parent's pool, which the parent's threads share), the version pinned before the
+    fork; the same answer as one process."""
     snap = _snapshot_of(world, tmp_path / "snapshots").current()
     assert snap is not None
     client = redis.Redis.from_url(redis_url)
@@ -215,11 +216,44 @@ def test_a_store_with_no_fork_reader_is_not_split_by_user(
     profiles = RedisProfileStore(redis_url, prefix=redis_prefix, timeout=1.0)
     live = LineItemIndex(competitors(False))
     one, split = _run(logged, live, profiles, 1), _run(logged, live, profiles, 2)
+    assert forks == [2]
+    assert split.pop("replay_processes") == 2
+    one.pop("replay_processes")
+    assert split == one and one["forecast_impressions"] > 0
+    reader = profiles.fork_reader()
+    assert reader.version() == profiles.version()
+    assert reader.get_many(sorted(world.profiles)[:5]) == profiles.get_many(
+        sorted(world.profiles)[:5]
+    )
+    profiles.close()
+    client.close()
+
+
+class _OneByOne:
+    """A profile store with no ``fork_reader`` (nothing known to be safe after a fork)."""
+
+    def __init__(self, profiles: dict) -> None:
+        self._profiles = profiles
+
+    def get(self, user_id: str):
+        return self._profiles.get(user_id)
+
+    def version(self) -> str:
+        return "v"
+
+
+def test_a_store_with_no_fork_reader_is_not_split_by_user(
+    world,  # noqa: F811
+    logged,  # noqa: F811
+    forks,
+) -> None:
+    """No split by user, the same answer (its replay alone may still be split)."""
+    profiles = _OneByOne(world.profiles)
+    live = LineItemIndex(competitors(False))
+    one, split = _run(logged, live, profiles, 1), _run(logged, live, profiles, 2)
     assert forks == []
     one.pop("replay_processes"), split.pop("replay_processes")
     assert split == one and one["forecast_impressions"] > 0
-    profiles.close()
-    client.close()
 
 
 def test_reach_shares_are_disjoint_and_cover_the_whole_reach(world, logged) -> None:  # noqa: F811

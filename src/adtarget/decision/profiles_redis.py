@@ -72,6 +72,7 @@ class RedisProfileStore:
         counters: RedisCounters | None = None,
     ) -> None:
         self.prefix = prefix
+        self._url, self._timeout = url, timeout
         self._client: Any = connect(
             url, timeout=timeout, needed_by="RedisProfileStore", cluster=cluster
         )
@@ -197,22 +198,67 @@ class RedisProfileStore:
         """``get`` of many users from one version, ``GET_MANY_BATCH`` ``HGETALL`` per round
         trip (a pipeline; in a cluster, one per node): the forecast reads every sampled user's
         profile, 100,000 of them, which one round trip each made seconds of waiting."""
-        ids = list(user_ids)
-        version = self.version()
-        if version is None:
-            return [None] * len(ids)
-        out: list[dict[str, Any] | None] = []
-        for start in range(0, len(ids), GET_MANY_BATCH):
-            pipe = self._client.pipeline(transaction=False)
-            for uid in ids[start : start + GET_MANY_BATCH]:
-                pipe.hgetall(user_key(self.prefix, version, uid))
-            out.extend(map(_features, pipe.execute()))
-        return out
+        return _read_many(self._client, self.prefix, self.version(), list(user_ids))
+
+    def fork_reader(self) -> RedisForkReader:
+        """A reader for forked processes (``forecast_split``): the live version pinned now,
+        and connections of its own opened in the process that reads. Why not this store: a
+        child must not use this process's connection pool (another thread may hold its lock
+        at the fork, and its sockets would be shared with the parent)."""
+        cluster = type(self._client).__name__ == "RedisCluster"
+        return RedisForkReader(self._url, self.prefix, self._timeout, cluster, self.version())
 
     def close(self) -> None:
         """Release the connections."""
         self._fast.close()
         self._client.close()
+
+
+class RedisForkReader:
+    """Profiles of one version, read through a client made on first use (in the forked
+    process that reads: ``RedisProfileStore.fork_reader``)."""
+
+    def __init__(
+        self, url: str, prefix: str, timeout: float, cluster: bool, version: str | None
+    ) -> None:
+        self.prefix = prefix
+        self._url, self._timeout, self._cluster, self._version = url, timeout, cluster, version
+        self._client: Any = None
+
+    def get(self, user_id: str) -> dict[str, Any] | None:
+        """The user's features in the pinned version."""
+        return self.get_many([user_id])[0]
+
+    def get_many(self, user_ids: Iterable[str]) -> list[dict[str, Any] | None]:
+        """``get`` of many users, pipelined as ``RedisProfileStore.get_many``."""
+        ids = list(user_ids)
+        if self._version is None:
+            return [None] * len(ids)
+        if self._client is None:
+            self._client = connect(
+                self._url, timeout=self._timeout, needed_by="RedisProfileStore",
+                cluster=self._cluster,
+            )  # fmt: skip
+        return _read_many(self._client, self.prefix, self._version, ids)
+
+    def version(self) -> str | None:
+        """The pinned version."""
+        return self._version
+
+
+def _read_many(
+    client: Any, prefix: str, version: str | None, ids: list[str]
+) -> list[dict[str, Any] | None]:
+    """Every user's profile hash of ``version``, ``GET_MANY_BATCH`` ``HGETALL`` per pipeline."""
+    if version is None:
+        return [None] * len(ids)
+    out: list[dict[str, Any] | None] = []
+    for start in range(0, len(ids), GET_MANY_BATCH):
+        pipe = client.pipeline(transaction=False)
+        for uid in ids[start : start + GET_MANY_BATCH]:
+            pipe.hgetall(user_key(prefix, version, uid))
+        out.extend(map(_features, pipe.execute()))
+    return out
 
 
 def _pairs(raw: Any) -> Any:
