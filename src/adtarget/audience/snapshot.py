@@ -45,10 +45,6 @@ from adtarget.rules.registry import DimensionSpec
 __all__ = ["MANIFEST", "Snapshot"]
 
 
-def _in_no_segment(_ordinal: int, _now: float | None = None) -> frozenset[str]:
-    return frozenset()
-
-
 class Snapshot:
     """Read side of a snapshot directory.
 
@@ -230,9 +226,7 @@ class Snapshot:
     def features_at(self, ordinals: Sequence[int]) -> list[dict[str, Any]]:
         """``features`` of many live ordinals at once (the same dictionaries)."""
         now = self._clock()
-        member_of: Callable[[int, float | None], frozenset[str]] = self.segments.member_of
-        if not self.segments.meta:  # no segment stored: every user is in none
-            member_of = _in_no_segment
+        member_of = self.segments.member_of
         names = list(self.dims)
         if not names:
             return [{SEGMENTS_FIELD: member_of(o, now)} for o in ordinals]

@@ -226,8 +226,9 @@ def _forecast(
         competitors = competitors_of(live_matches, replayed, reach.features, proposal.id)
         binds = binding(competitors, table, spend, now, proposal)
     outside = outside_spend(table, replay_users, competitors)
-    index = ReplayIndex(live_matches, proposal, drop, set(binds))
-    without = ReplayIndex(live_matches, None, drop, set(binds))
+    binding_ids = set(binds)
+    index = ReplayIndex(live_matches, proposal, drop, binding_ids)
+    without = ReplayIndex(live_matches, None, drop, binding_ids)
     twins = cache.twins_of(window) if window is not None and not binds else None
     inputs = Inputs(
         reach,
