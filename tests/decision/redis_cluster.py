@@ -193,12 +193,26 @@ class LocalRedisCluster:
         slot = self._cli(source, "cluster", "keyslot", key).strip()
         src_id = self._cli(source, "cluster", "myid").strip()
         dst_id = self._cli(to, "cluster", "myid").strip()
-        self._cli(to, "cluster", "setslot", slot, "importing", src_id)
-        self._cli(source, "cluster", "setslot", slot, "migrating", dst_id)
+        self._ok(to, "cluster", "setslot", slot, "importing", src_id)
+        self._ok(source, "cluster", "setslot", slot, "migrating", dst_id)
+        deadline = time.monotonic() + 60
         while keys := self._cli(source, "cluster", "getkeysinslot", slot, "100").split():
-            self._cli(source, "migrate", "127.0.0.1", str(to), "", "0", "5000", "keys", *keys)
+            reply = self._cli(
+                source, "migrate", "127.0.0.1", str(to), "", "0", "5000", "keys", *keys
+            )
+            if time.monotonic() > deadline:  # a MIGRATE that keeps failing: say why, do not spin
+                raise RuntimeError(f"slot {slot}: MIGRATE to {to} keeps failing: {reply.strip()}")
         for port in self.master_ports():
-            self._cli(port, "cluster", "setslot", slot, "node", dst_id)
+            self._ok(port, "cluster", "setslot", slot, "node", dst_id)
+
+    def _ok(self, port: int, *args: str, within: float = 10.0) -> None:
+        """Run a command that answers ``OK``, again until it does (a node that has not yet
+        taken the cluster's new configuration refuses ``SETSLOT`` for a moment)."""
+        deadline = time.monotonic() + within
+        while (reply := self._cli(port, *args).strip()) != "OK":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"redis-cli -p {port} {' '.join(args)}: {reply}")
+            time.sleep(0.05)
 
     def kill(self, port: int) -> None:
         """SIGKILL one node (a crashed machine: no goodbye to the cluster)."""
